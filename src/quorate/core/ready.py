@@ -1,0 +1,78 @@
+"""``Ready``: what a protocol core asks its runtime to do.
+
+Theory of operation (after etcd-io/raft's ``Ready``): a core never performs I/O.
+Inputs (``step``, ``tick``, ``propose``) only change memory and queue work. The
+runtime then calls ``ready()``, carries the work out in a fixed order —
+persist ``hard_state``/``snapshot``/``entries``, send ``messages``, apply
+``committed``, answer ``reads`` — and calls ``advance(ready)``. Entries are on
+stable storage before any message that depends on them leaves.
+
+Invariants:
+- ``entries`` are contiguous by index; persisting them replaces any stored entry
+  at or after ``entries[0].index`` (a follower truncating a conflicting suffix).
+- ``committed`` are contiguous and never go backwards across ``Ready`` values.
+- ``wake_at`` is an absolute deadline on the core's monotonic clock (seconds),
+  or ``None`` when the core has no timer armed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+
+from quorate.ids import NodeId
+
+
+class Entry(msgspec.Struct, frozen=True, array_like=True):
+    """A replicated log entry. ``kind`` is the owning protocol's own tag
+    (for Raft: normal command, no-op, configuration change)."""
+
+    term: int
+    index: int
+    kind: int
+    data: bytes
+
+
+class ReadState(msgspec.Struct, frozen=True, array_like=True):
+    """A linearizable read may be served once the state machine has applied
+    ``index``. ``context`` is the caller's opaque request id."""
+
+    index: int
+    context: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """An input the core dropped: who sent it, which message, and why."""
+
+    sender: NodeId
+    message_type: str
+    reason: str
+
+
+@dataclass(slots=True)
+class Ready:
+    """Work for the runtime. See the module docstring for the order."""
+
+    messages: list[tuple[NodeId, Any]] = field(default_factory=list)
+    hard_state: Any = None
+    entries: list[Entry] = field(default_factory=list)
+    snapshot: Any = None
+    committed: list[Entry] = field(default_factory=list)
+    reads: list[ReadState] = field(default_factory=list)
+    wake_at: float | None = None
+    rejected: list[Rejection] = field(default_factory=list)
+
+    def is_empty(self) -> bool:
+        """True when there is nothing to persist, send, apply or report."""
+        return not (
+            self.messages
+            or self.hard_state is not None
+            or self.entries
+            or self.snapshot is not None
+            or self.committed
+            or self.reads
+            or self.rejected
+        )

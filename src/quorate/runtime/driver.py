@@ -1,0 +1,77 @@
+"""The one loop that turns a core's ``Ready`` into effects, for every runtime.
+
+Order (etcd-io/raft's contract, DESIGN.md): **persist → send → apply → advance**.
+Entries and hard state reach stable storage before any message that depends on
+them leaves (a vote, an append acknowledgement); committed entries are applied
+only after they are durable here too. The simulator and the asyncio runtime
+differ only in the ``Host`` they pass: in-memory or SQLite storage, a simulated
+or a TCP network, a state machine that answers simulated or real clients.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from quorate.core.protocol import ProtocolCore
+from quorate.core.ready import Entry, ReadState, Ready, Rejection
+from quorate.ids import NodeId
+
+
+class Host(Protocol):
+    """The effects a runtime provides to one node."""
+
+    def persist(self, hard_state: Any, entries: list[Entry], snapshot: Any) -> None:
+        """Make state durable (fsync) before returning. Any argument may be empty."""
+        ...
+
+    def send(self, to: NodeId, message: Any) -> None:
+        """Queue ``message`` for ``to``; must not block."""
+        ...
+
+    def restore(self, snapshot: Any) -> None:
+        """Replace the state machine with ``snapshot`` (InstallSnapshot)."""
+        ...
+
+    def apply(self, entry: Entry) -> None:
+        """Apply one committed entry to the state machine, in index order."""
+        ...
+
+    def read_ready(self, read: ReadState) -> None:
+        """A linearizable read may be served once ``read.index`` is applied."""
+        ...
+
+    def rejected(self, rejection: Rejection) -> None:
+        """Count (and maybe log) an input the core dropped."""
+        ...
+
+
+def carry_out(ready: Ready, host: Host) -> None:
+    """Do what one ``Ready`` asks, in the contract's order."""
+    if ready.hard_state is not None or ready.entries or ready.snapshot is not None:
+        host.persist(ready.hard_state, ready.entries, ready.snapshot)
+    send = host.send
+    for to, message in ready.messages:
+        send(to, message)
+    if ready.snapshot is not None:
+        host.restore(ready.snapshot)
+    apply = host.apply
+    for entry in ready.committed:
+        apply(entry)
+    for read in ready.reads:
+        host.read_ready(read)
+    for rejection in ready.rejected:
+        host.rejected(rejection)
+
+
+def drive(core: ProtocolCore, host: Host) -> float | None:
+    """Drain the core: persist → send → apply → advance until it has no work.
+
+    Returns the core's next deadline (``wake_at``), or ``None`` if no timer is armed.
+    """
+    while True:
+        ready = core.ready()
+        if not ready.is_empty():
+            carry_out(ready, host)
+        core.advance(ready)
+        if not core.has_ready():
+            return ready.wake_at
