@@ -31,6 +31,12 @@ def _root(
         raise typer.Exit(0)
 
 
+sim_app = typer.Typer(help="Run a protocol in the deterministic simulator.", no_args_is_help=True)
+bench_app = typer.Typer(help="Benchmarks; --json prints one machine-readable object.", no_args_is_help=True)
+app.add_typer(sim_app, name="sim")
+app.add_typer(bench_app, name="bench")
+
+
 def fail(message: str, code: int = 2) -> typer.Exit:
     """Print a one-line error and return the Exit to raise."""
     typer.echo(f"quorate: error: {message}", err=True)
@@ -38,15 +44,16 @@ def fail(message: str, code: int = 2) -> typer.Exit:
 
 
 def _register() -> None:
-    # Imported for their side effect of adding commands to ``app``.
+    """Import every module of ``quorate.cli``; each adds its commands to ``app``,
+    ``sim_app`` or ``bench_app`` when imported."""
     import importlib
+    import pkgutil
 
-    for name in ("quorate.cli.commands",):
-        try:
-            importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name != name:
-                raise
+    import quorate.cli as package
+
+    for info in pkgutil.iter_modules(package.__path__):
+        if info.name != "main":
+            importlib.import_module(f"quorate.cli.{info.name}")
 
 
 def main() -> None:

@@ -19,18 +19,11 @@ from typing import Any, Union
 
 import msgspec
 
+from quorate.core.wire import WireMessage
 from quorate.errors import LocalProtocolError, RemoteProtocolError
 from quorate.ids import NodeId
 
 WIRE_VERSION = 1
-
-
-class WireMessage(msgspec.Struct, tag=True, array_like=True, frozen=True):
-    """Base of every message that crosses the network."""
-
-    @classmethod
-    def type_name(cls) -> str:
-        return cls.__name__
 
 
 class WireCodec:

@@ -17,6 +17,7 @@ from quorate.core.quorum import (
 )
 from quorate.core.ready import Entry, ReadState, Ready, Rejection
 from quorate.core.signing import Signer, Verifier
+from quorate.core.wire import WireMessage
 
 __all__ = [
     "Accepted",
@@ -30,6 +31,7 @@ __all__ = [
     "Rejection",
     "Signer",
     "Verifier",
+    "WireMessage",
     "bft_quorum",
     "commit_index",
     "joint_commit_index",
