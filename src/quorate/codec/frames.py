@@ -31,7 +31,7 @@ def encode_frame(payload: bytes, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES)
 class FrameDecoder:
     """Incremental frame decoder; one per connection."""
 
-    __slots__ = ("_buffer", "_broken", "_need", "max_frame_bytes")
+    __slots__ = ("_broken", "_buffer", "_need", "max_frame_bytes")
 
     def __init__(self, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> None:
         if max_frame_bytes < 1:

@@ -24,10 +24,14 @@ import msgspec
 
 from quorate.ids import NodeId
 
+ENTRY_NORMAL = 0
+"""``Entry.kind`` of an application command, for every protocol. Other kinds
+(no-ops, configuration changes) belong to the protocol and are not applied."""
+
 
 class Entry(msgspec.Struct, frozen=True, array_like=True):
-    """A replicated log entry. ``kind`` is the owning protocol's own tag
-    (for Raft: normal command, no-op, configuration change)."""
+    """A replicated log entry. ``kind`` is ``ENTRY_NORMAL`` for an application
+    command; other values are the owning protocol's own (no-op, config change)."""
 
     term: int
     index: int

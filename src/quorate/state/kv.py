@@ -1,0 +1,287 @@
+"""The replicated key-value state machine.
+
+Theory of operation: every replica applies the same committed commands in the
+same order, so ``apply`` must be deterministic — it reads no clock and no
+randomness. Time enters only through the log: the proposer stamps each command
+with ``time_s`` (its clock when it proposed), and the store keeps
+``now_s = max(now_s, command.time_s)``; TTL expiry is judged against that
+log time, so every replica expires the same keys at the same log position.
+
+Operations: put, get, delete, compare-and-set, list by prefix; each in a
+namespace (a separate key space). ``Put`` may carry ``ttl_s``.
+
+Exactly-once (Raft thesis §6.3): a command carries ``(client, seq)``. The store
+keeps, per client session, the highest applied ``seq`` and its result; a
+retried command with a seq already applied returns the saved result without
+applying again. Sessions idle for longer than ``session_ttl_s`` of log time
+are dropped deterministically (a client silent for that long starts afresh; a
+retry older than that could apply twice, so the TTL is long). ``client == 0``
+means no session (at-least-once; used for reads served outside the log).
+"""
+
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass
+
+import msgspec
+
+NO_SESSION = 0
+DEFAULT_SESSION_TTL_S = 3600.0
+FORMAT_VERSION = 1
+
+
+class Put(msgspec.Struct, tag="put", array_like=True, frozen=True):
+    key: str
+    value: str
+    namespace: str = ""
+    ttl_s: float | None = None
+
+
+class Get(msgspec.Struct, tag="get", array_like=True, frozen=True):
+    key: str
+    namespace: str = ""
+
+
+class Delete(msgspec.Struct, tag="del", array_like=True, frozen=True):
+    key: str
+    namespace: str = ""
+
+
+class Cas(msgspec.Struct, tag="cas", array_like=True, frozen=True):
+    """Set ``key`` to ``new`` iff its value is ``expected`` (``None``: absent)."""
+
+    key: str
+    expected: str | None
+    new: str
+    namespace: str = ""
+
+
+class List(msgspec.Struct, tag="list", array_like=True, frozen=True):
+    prefix: str
+    namespace: str = ""
+    limit: int = 1000
+
+
+Op = Put | Get | Delete | Cas | List
+
+
+class Command(msgspec.Struct, array_like=True, frozen=True):
+    """One client operation as it travels through the log."""
+
+    client: int
+    seq: int
+    op: Op
+    time_s: float = 0.0
+
+
+class Result(msgspec.Struct, array_like=True, frozen=True, omit_defaults=True):
+    """The outcome of one operation. ``ok`` is False for a failed cas or an error."""
+
+    ok: bool
+    value: str | None = None
+    items: list[tuple[str, str]] | None = None
+    error: str | None = None
+
+
+_command_encoder = msgspec.msgpack.Encoder()
+_command_decoder = msgspec.msgpack.Decoder(Command)
+_op_decoder = msgspec.msgpack.Decoder(Op)
+_result_decoder = msgspec.msgpack.Decoder(Result)
+
+
+def encode_command(command: Command) -> bytes:
+    return _command_encoder.encode(command)
+
+
+def decode_command(data: bytes) -> Command:
+    """Decode a command; raises ``msgspec.DecodeError``/``ValidationError`` on bad bytes."""
+    return _command_decoder.decode(data)
+
+
+def encode_op(op: Op) -> bytes:
+    return _command_encoder.encode(op)
+
+
+def decode_op(data: bytes) -> Op:
+    op: Op = _op_decoder.decode(data)
+    return op
+
+
+def encode_result(result: Result) -> bytes:
+    return _command_encoder.encode(result)
+
+
+def decode_result(data: bytes) -> Result:
+    return _result_decoder.decode(data)
+
+
+class _Snapshot(msgspec.Struct, array_like=True):
+    version: int
+    now_s: float
+    data: dict[str, dict[str, str]]
+    expiry: list[tuple[float, str, str]]
+    sessions: dict[int, tuple[int, float, Result]]
+
+
+@dataclass(slots=True)
+class _Session:
+    seq: int
+    last_s: float
+    result: Result
+
+
+OK = Result(ok=True)
+BAD_COMMAND = Result(ok=False, error="malformed command")
+
+
+class KVStore:
+    """A deterministic key-value state machine with sessions and TTLs."""
+
+    __slots__ = (
+        "_data",
+        "_deadlines",
+        "_expiry",
+        "_sessions",
+        "applied_index",
+        "now_s",
+        "session_ttl_s",
+    )
+
+    def __init__(self, session_ttl_s: float = DEFAULT_SESSION_TTL_S) -> None:
+        self._data: dict[str, dict[str, str]] = {}
+        self._expiry: list[tuple[float, str, str]] = []  # heap of (deadline, ns, key)
+        self._deadlines: dict[tuple[str, str], float] = {}
+        self._sessions: dict[int, _Session] = {}
+        self.now_s = 0.0
+        self.applied_index = 0
+        self.session_ttl_s = session_ttl_s
+
+    # -- applying the log -------------------------------------------------
+    def apply(self, index: int, data: bytes) -> Result:
+        """Apply the command at log ``index``. Undecodable bytes give an error
+        result (the log is replicated, so every replica gives the same one)."""
+        self.applied_index = index
+        try:
+            command = decode_command(data)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            return BAD_COMMAND
+        return self.apply_command(command)
+
+    def apply_command(self, command: Command) -> Result:
+        if command.time_s > self.now_s:
+            self.now_s = command.time_s
+            self._expire()
+        client = command.client
+        if client != NO_SESSION:
+            session = self._sessions.get(client)
+            if session is not None and command.seq <= session.seq:
+                # A retry of something already applied: answer, do not redo.
+                if command.seq == session.seq:
+                    return session.result
+                return Result(ok=False, error="stale sequence number")
+            result = self._execute(command.op)
+            self._sessions[client] = _Session(command.seq, self.now_s, result)
+            return result
+        return self._execute(command.op)
+
+    def _execute(self, op: Op) -> Result:
+        if isinstance(op, Get):
+            value = self._data.get(op.namespace, {}).get(op.key)
+            return Result(ok=True, value=value)
+        if isinstance(op, Put):
+            self._set(op.namespace, op.key, op.value, op.ttl_s)
+            return OK
+        if isinstance(op, Cas):
+            current = self._data.get(op.namespace, {}).get(op.key)
+            if current != op.expected:
+                return Result(ok=False, value=current)
+            self._set(op.namespace, op.key, op.new, None)
+            return OK
+        if isinstance(op, Delete):
+            space = self._data.get(op.namespace)
+            existed = space is not None and space.pop(op.key, None) is not None
+            self._deadlines.pop((op.namespace, op.key), None)
+            return Result(ok=existed)
+        return Result(ok=True, items=self.list_prefix(op.prefix, op.namespace, op.limit))
+
+    def _set(self, namespace: str, key: str, value: str, ttl_s: float | None) -> None:
+        self._data.setdefault(namespace, {})[key] = value
+        if ttl_s is not None and ttl_s > 0:
+            deadline = self.now_s + ttl_s
+            heapq.heappush(self._expiry, (deadline, namespace, key))
+            # The live deadline per key; an overwrite replaces or cancels it,
+            # which makes older heap entries for the key stale.
+            self._deadlines[(namespace, key)] = deadline
+        else:
+            self._deadlines.pop((namespace, key), None)
+
+    def _expire(self) -> None:
+        heap = self._expiry
+        while heap and heap[0][0] <= self.now_s:
+            deadline, namespace, key = heapq.heappop(heap)
+            if self._deadlines.get((namespace, key)) == deadline:
+                del self._deadlines[(namespace, key)]
+                self._data.get(namespace, {}).pop(key, None)
+        cutoff = self.now_s - self.session_ttl_s
+        if self._sessions and cutoff > 0:
+            stale = [c for c, s in self._sessions.items() if s.last_s < cutoff]
+            for c in stale:
+                del self._sessions[c]
+
+    # -- reads outside the log (ReadIndex / lease) -------------------------
+    def read(self, op: Op) -> Result:
+        """Serve a read-only op (get/list) against the applied state."""
+        if isinstance(op, Get | List):
+            return self._execute(op)
+        return Result(ok=False, error="not a read-only operation")
+
+    def get(self, key: str, namespace: str = "") -> str | None:
+        return self._data.get(namespace, {}).get(key)
+
+    def list_prefix(self, prefix: str, namespace: str = "", limit: int = 1000) -> list[tuple[str, str]]:
+        space = self._data.get(namespace, {})
+        keys = sorted(k for k in space if k.startswith(prefix))
+        return [(k, space[k]) for k in keys[: max(limit, 0)]]
+
+    def namespaces(self) -> list[str]:
+        return sorted(ns for ns, space in self._data.items() if space)
+
+    def __len__(self) -> int:
+        return sum(len(s) for s in self._data.values())
+
+    # -- snapshots ----------------------------------------------------------
+    def snapshot(self) -> bytes:
+        snap = _Snapshot(
+            FORMAT_VERSION,
+            self.now_s,
+            self._data,
+            sorted((d, ns, k) for (ns, k), d in self._deadlines.items()),
+            {c: (s.seq, s.last_s, s.result) for c, s in self._sessions.items()},
+        )
+        return _command_encoder.encode(snap)
+
+    def restore(self, data: bytes) -> None:
+        snap = msgspec.msgpack.decode(data, type=_Snapshot)
+        if snap.version != FORMAT_VERSION:
+            raise ValueError(f"unsupported KV snapshot version {snap.version}")
+        self.now_s = snap.now_s
+        self._data = snap.data
+        self._expiry = list(snap.expiry)
+        heapq.heapify(self._expiry)
+        self._deadlines = {(ns, k): d for d, ns, k in snap.expiry}
+        self._sessions = {c: _Session(s, t, r) for c, (s, t, r) in snap.sessions.items()}
+
+
+__all__ = [
+    "NO_SESSION",
+    "Cas",
+    "Command",
+    "Delete",
+    "Get",
+    "KVStore",
+    "List",
+    "Op",
+    "Put",
+    "Result",
+]

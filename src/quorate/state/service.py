@@ -1,0 +1,228 @@
+"""The client-facing replica service: clients ↔ a protocol core ↔ the KV store.
+
+Theory of operation: the service is sans-IO like the cores. A runtime hands it
+client requests (``on_client_request``) and, through its driver ``Host``, the
+committed entries (``apply``), ready reads (``read_ready``) and installed
+snapshots (``restore``). It answers with ``ClientReply`` messages collected by
+``take_replies``. It works with any ``ProtocolCore``: Raft, PBFT, HotStuff.
+
+- Writes (and, with ``read_mode="log"``, reads) are wrapped in a ``Command``
+  carrying the client's session ``(client, seq)`` and the proposer's clock
+  (``time_s``: log time for TTLs) and proposed. When the entry at the proposed
+  index is applied *with the proposed term*, this replica answers the client;
+  if another entry took that index (a new leader overwrote it), the client
+  gets ``retry`` and resends — the session makes that exactly-once.
+- Reads with ``read_mode="read_index"`` (or ``"lease"``, decided by the core)
+  call ``core.read_index(context)``; the core later reports a ``ReadState``;
+  the read is served once the store has applied up to its index.
+- A node that cannot order commands answers ``redirect`` with its leader hint.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+
+from quorate.core.protocol import Accepted, ProtocolCore, Redirect
+from quorate.core.ready import ENTRY_NORMAL, Entry, ReadState
+from quorate.core.wire import WireMessage
+from quorate.ids import NodeId
+from quorate.state.kv import (
+    Command,
+    Get,
+    KVStore,
+    List,
+    Result,
+    decode_op,
+    encode_command,
+    encode_result,
+)
+
+STATUS_OK = "ok"
+STATUS_REDIRECT = "redirect"
+STATUS_RETRY = "retry"
+STATUS_ERROR = "error"
+READ_MODES = ("log", "read_index")
+
+
+class ClientRequest(WireMessage, tag="client.Request", frozen=True):
+    """A client operation: ``op`` is ``quorate.state.kv.encode_op(...)``."""
+
+    client: int
+    seq: int
+    op: bytes
+
+
+class ClientReply(WireMessage, tag="client.Reply", frozen=True):
+    """``status`` is ok | redirect | retry | error; ``result`` an encoded
+    ``kv.Result`` when ok; ``leader`` a hint when redirecting."""
+
+    client: int
+    seq: int
+    status: str
+    result: bytes = b""
+    leader: int | None = None
+    error: str = ""
+
+
+CLIENT_MESSAGE_TYPES: tuple[type[WireMessage], ...] = (ClientRequest, ClientReply)
+
+_Waiting = tuple[NodeId, ClientRequest]
+
+
+class ReplicaService:
+    """Connects clients to one protocol core and one ``KVStore``."""
+
+    __slots__ = (
+        "_pending_reads",
+        "_proposed",
+        "_queued_reads",
+        "_read_seq",
+        "_replies",
+        "applied",
+        "core",
+        "kv",
+        "on_result",
+        "read_mode",
+        "snapshot_every",
+    )
+
+    def __init__(
+        self,
+        core: ProtocolCore,
+        kv: KVStore,
+        *,
+        read_mode: str = "read_index",
+        snapshot_every: int = 0,
+        on_result: Callable[[Entry, Result], None] | None = None,
+    ) -> None:
+        if read_mode not in READ_MODES:
+            raise ValueError(f"read_mode must be one of {READ_MODES}, got {read_mode!r}")
+        self.core = core
+        self.kv = kv
+        self.read_mode = read_mode if hasattr(core, "read_index") else "log"
+        self.snapshot_every = snapshot_every
+        self.on_result = on_result
+        self.applied = 0
+        self._proposed: dict[int, tuple[int, NodeId, ClientRequest]] = {}  # index -> (term, ...)
+        self._pending_reads: dict[bytes, _Waiting] = {}
+        self._queued_reads: list[tuple[int, _Waiting]] = []
+        self._read_seq = 0
+        self._replies: list[tuple[NodeId, ClientReply]] = []
+
+    # -- client side ---------------------------------------------------------
+    def on_client_request(self, sender: NodeId, req: ClientRequest, now: float) -> None:
+        try:
+            op = decode_op(req.op)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            self._reply(sender, req, STATUS_ERROR, error="malformed operation")
+            return
+        if self.read_mode == "read_index" and isinstance(op, Get | List):
+            self._read_seq += 1
+            context = self._read_seq.to_bytes(8, "big")
+            outcome = self.core.read_index(context, now)  # type: ignore[attr-defined]
+            if isinstance(outcome, Accepted):
+                self._pending_reads[context] = (sender, req)
+            else:
+                self._refuse(sender, req, outcome)
+            return
+        command = Command(req.client, req.seq, op, now)
+        outcome = self.core.propose(encode_command(command), now)
+        if isinstance(outcome, Accepted):
+            previous = self._proposed.get(outcome.index)
+            if previous is not None:
+                self._reply(previous[1], previous[2], STATUS_RETRY, error="entry overwritten")
+            self._proposed[outcome.index] = (outcome.term, sender, req)
+        else:
+            self._refuse(sender, req, outcome)
+
+    def _refuse(self, sender: NodeId, req: ClientRequest, outcome: Any) -> None:
+        if isinstance(outcome, Redirect):
+            self._reply(sender, req, STATUS_REDIRECT, leader=outcome.leader)
+        else:
+            self._reply(sender, req, STATUS_ERROR, error=str(getattr(outcome, "reason", outcome)))
+
+    def _reply(
+        self,
+        to: NodeId,
+        req: ClientRequest,
+        status: str,
+        result: bytes = b"",
+        leader: int | None = None,
+        error: str = "",
+    ) -> None:
+        self._replies.append((to, ClientReply(req.client, req.seq, status, result, leader, error)))
+
+    def take_replies(self) -> list[tuple[NodeId, ClientReply]]:
+        replies, self._replies = self._replies, []
+        return replies
+
+    def has_replies(self) -> bool:
+        return bool(self._replies)
+
+    # -- host side (called by the runtime's driver Host) -----------------------
+    def apply(self, entry: Entry) -> None:
+        self.applied = entry.index
+        if entry.kind != ENTRY_NORMAL:
+            self.kv.applied_index = entry.index
+        else:
+            result = self.kv.apply(entry.index, entry.data)
+            if self.on_result is not None:
+                self.on_result(entry, result)
+            waiting = self._proposed.pop(entry.index, None)
+            if waiting is not None:
+                term, sender, req = waiting
+                if term == entry.term:
+                    self._reply(sender, req, STATUS_OK, encode_result(result))
+                else:
+                    self._reply(sender, req, STATUS_RETRY, error="entry overwritten")
+        if self._queued_reads:
+            self._serve_queued_reads()
+        if self.snapshot_every and entry.index % self.snapshot_every == 0:
+            compact = getattr(self.core, "compact", None)
+            if compact is not None:
+                compact(entry.index, self.kv.snapshot())
+
+    def read_ready(self, read: ReadState) -> None:
+        waiting = self._pending_reads.pop(read.context, None)
+        if waiting is None:
+            return
+        if self.applied >= read.index:
+            self._serve_read(waiting)
+        else:
+            self._queued_reads.append((read.index, waiting))
+
+    def _serve_queued_reads(self) -> None:
+        still = []
+        for index, waiting in self._queued_reads:
+            if self.applied >= index:
+                self._serve_read(waiting)
+            else:
+                still.append((index, waiting))
+        self._queued_reads = still
+
+    def _serve_read(self, waiting: _Waiting) -> None:
+        sender, req = waiting
+        result = self.kv.read(decode_op(req.op))
+        self._reply(sender, req, STATUS_OK, encode_result(result))
+
+    def restore(self, snapshot: Any) -> None:
+        self.kv.restore(snapshot.data)
+        self.applied = snapshot.index
+        self.kv.applied_index = snapshot.index
+        if self._queued_reads:
+            self._serve_queued_reads()
+
+    def abandon_pending(self, status: str = STATUS_RETRY) -> None:
+        """Answer every waiting client (e.g. this node lost leadership)."""
+        for _, sender, req in self._proposed.values():
+            self._reply(sender, req, status, error="leadership lost")
+        for sender, req in self._pending_reads.values():
+            self._reply(sender, req, status, error="leadership lost")
+        for _, (sender, req) in self._queued_reads:
+            self._reply(sender, req, status, error="leadership lost")
+        self._proposed.clear()
+        self._pending_reads.clear()
+        self._queued_reads.clear()
