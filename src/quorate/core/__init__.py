@@ -1,10 +1,12 @@
 """The contract every protocol core keeps: ``Ready``, the ``ProtocolCore``
 interface, signing interfaces and quorum maths. Re-exports only."""
 
+from quorate.core.evidence import Evidence, EvidencePool, SignedStatement, verify_evidence
 from quorate.core.protocol import (
     Accepted,
     ProposeOutcome,
     ProtocolCore,
+    Queued,
     Redirect,
     Refused,
 )
@@ -15,20 +17,25 @@ from quorate.core.quorum import (
     majority,
     max_faulty,
 )
-from quorate.core.ready import Entry, ReadState, Ready, Rejection
+from quorate.core.ready import ENTRY_NORMAL, Entry, ReadState, Ready, Rejection
 from quorate.core.signing import Signer, Verifier
 from quorate.core.wire import WireMessage
 
 __all__ = [
+    "ENTRY_NORMAL",
     "Accepted",
     "Entry",
+    "Evidence",
+    "EvidencePool",
     "ProposeOutcome",
     "ProtocolCore",
+    "Queued",
     "ReadState",
     "Ready",
     "Redirect",
     "Refused",
     "Rejection",
+    "SignedStatement",
     "Signer",
     "Verifier",
     "WireMessage",
@@ -37,4 +44,5 @@ __all__ = [
     "joint_commit_index",
     "majority",
     "max_faulty",
+    "verify_evidence",
 ]

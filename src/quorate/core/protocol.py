@@ -31,6 +31,15 @@ class Accepted:
 
 
 @dataclass(frozen=True, slots=True)
+class Queued:
+    """The command will be ordered but its position is not known yet (a BFT
+    replica that is not the primary/leader keeps it and watches the primary).
+    The replica answers the client when it executes the command."""
+
+    view: int
+
+
+@dataclass(frozen=True, slots=True)
 class Redirect:
     """This node cannot order commands now; ``leader`` may (``None``: unknown)."""
 
@@ -45,7 +54,7 @@ class Refused:
     reason: str
 
 
-ProposeOutcome = Accepted | Redirect | Refused
+ProposeOutcome = Accepted | Queued | Redirect | Refused
 
 
 @runtime_checkable
