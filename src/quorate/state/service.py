@@ -16,6 +16,10 @@ snapshots (``restore``). It answers with ``ClientReply`` messages collected by
   call ``core.read_index(context)``; the core later reports a ``ReadState``;
   the read is served once the store has applied up to its index.
 - A node that cannot order commands answers ``redirect`` with its leader hint.
+- BFT cores answer a proposal with ``Queued`` (the position is not known at a
+  backup). The replica then waits for the command with that session
+  ``(client, seq)`` to execute and answers; the client takes f + 1 matching
+  answers from different replicas as the result.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from typing import Any
 
 import msgspec
 
-from quorate.core.protocol import Accepted, ProtocolCore, Redirect
+from quorate.core.protocol import Accepted, ProtocolCore, Queued, Redirect
 from quorate.core.ready import ENTRY_NORMAL, Entry, ReadState
 from quorate.core.wire import WireMessage
 from quorate.ids import NodeId
@@ -35,6 +39,7 @@ from quorate.state.kv import (
     KVStore,
     List,
     Result,
+    decode_command,
     decode_op,
     encode_command,
     encode_result,
@@ -76,6 +81,7 @@ class ReplicaService:
     """Connects clients to one protocol core and one ``KVStore``."""
 
     __slots__ = (
+        "_by_session",
         "_pending_reads",
         "_proposed",
         "_queued_reads",
@@ -107,6 +113,7 @@ class ReplicaService:
         self.on_result = on_result
         self.applied = 0
         self._proposed: dict[int, tuple[int, NodeId, ClientRequest]] = {}  # index -> (term, ...)
+        self._by_session: dict[tuple[int, int], _Waiting] = {}
         self._pending_reads: dict[bytes, _Waiting] = {}
         self._queued_reads: list[tuple[int, _Waiting]] = []
         self._read_seq = 0
@@ -135,6 +142,8 @@ class ReplicaService:
             if previous is not None:
                 self._reply(previous[1], previous[2], STATUS_RETRY, error="entry overwritten")
             self._proposed[outcome.index] = (outcome.term, sender, req)
+        elif isinstance(outcome, Queued):
+            self._by_session[(req.client, req.seq)] = (sender, req)
         else:
             self._refuse(sender, req, outcome)
 
@@ -171,6 +180,8 @@ class ReplicaService:
             result = self.kv.apply(entry.index, entry.data)
             if self.on_result is not None:
                 self.on_result(entry, result)
+            if self._by_session:
+                self._answer_session(entry.data, result)
             waiting = self._proposed.pop(entry.index, None)
             if waiting is not None:
                 term, sender, req = waiting
@@ -184,6 +195,15 @@ class ReplicaService:
             compact = getattr(self.core, "compact", None)
             if compact is not None:
                 compact(entry.index, self.kv.snapshot())
+
+    def _answer_session(self, data: bytes, result: Result) -> None:
+        try:
+            command = decode_command(data)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            return
+        waiting = self._by_session.pop((command.client, command.seq), None)
+        if waiting is not None:
+            self._reply(waiting[0], waiting[1], STATUS_OK, encode_result(result))
 
     def read_ready(self, read: ReadState) -> None:
         waiting = self._pending_reads.pop(read.context, None)
@@ -219,10 +239,11 @@ class ReplicaService:
         """Answer every waiting client (e.g. this node lost leadership)."""
         for _, sender, req in self._proposed.values():
             self._reply(sender, req, status, error="leadership lost")
-        for sender, req in self._pending_reads.values():
+        for sender, req in [*self._pending_reads.values(), *self._by_session.values()]:
             self._reply(sender, req, status, error="leadership lost")
         for _, (sender, req) in self._queued_reads:
             self._reply(sender, req, status, error="leadership lost")
         self._proposed.clear()
         self._pending_reads.clear()
+        self._by_session.clear()
         self._queued_reads.clear()

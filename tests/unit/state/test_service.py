@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from quorate.core import Accepted, Entry, ReadState, Ready, Redirect
+from quorate.core import Accepted, Entry, Queued, ReadState, Ready, Redirect
 from quorate.core.protocol import ProposeOutcome
 from quorate.ids import NodeId
 from quorate.state.kv import Get, KVStore, Put, decode_result, encode_op
@@ -108,3 +108,22 @@ def test_log_read_mode_puts_reads_through_the_log() -> None:
     service = ReplicaService(core, KVStore(), read_mode="log")
     service.on_client_request(NodeId(100), request(1, Get("k")), now=0.0)
     assert len(core.log) == 1 and core.reads == []
+
+
+class QueuingCore(StandInCore):
+    """A BFT-like core: every replica queues; the test orders commands."""
+
+    def propose(self, command: bytes, now: float) -> ProposeOutcome:
+        self.log.append(Entry(self.term, len(self.log) + 1, 0, command))
+        return Queued(view=self.term)
+
+
+def test_bft_replica_answers_when_the_session_command_executes() -> None:
+    core = QueuingCore()
+    service = ReplicaService(core, KVStore(), read_mode="log")
+    service.on_client_request(NodeId(100), request(1, Put("k", "v")), now=0.0)
+    assert service.take_replies() == []
+    # Another replica's primary ordered the same command at a different index.
+    service.apply(Entry(term=3, index=7, kind=0, data=core.log[0].data))
+    [(to, reply)] = service.take_replies()
+    assert to == 100 and reply.status == "ok" and reply.seq == 1
