@@ -1,0 +1,167 @@
+"""How much CPU the cryptographic primitives cost on this machine.
+
+Theory of operation. Each measure runs one primitive ``iterations`` times and
+reports the median CPU time of one call in microseconds. CPU time of the
+calling thread (``time.thread_time_ns``) rather than wall time, because the
+simulator charges CPU and because a shared machine's other tenants inflate
+wall time, not thread CPU time. A warm-up call runs first; operations that
+take under ~10 µs are timed in batches (``FAST_BATCH``) so the clock's own
+cost does not dominate. ``fitted_costs`` turns the medians into the
+``CryptoCosts`` the simulator's cost model charges.
+
+Messages are 32-byte digests: protocols sign hashes, not payloads.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import asdict
+from functools import partial
+from typing import Any
+
+from quorate.crypto.bls import BlsSigner, BlsVerifier, aggregate, bls_cluster_keys
+from quorate.crypto.costmodel import CostModelKeys, CostModelSigner, CostModelVerifier, CryptoCosts
+from quorate.crypto.ed25519 import Ed25519Signer, Ed25519Verifier, ed25519_keypair_from_seed
+from quorate.crypto.mac import SessionKeys, pairwise_session_keys
+from quorate.crypto.pop import prove_possession, verify_possession
+from quorate.crypto.threshold import ThresholdSigner, deal
+from quorate.ids import NodeId
+
+FAST_BATCH = 100
+"""Calls per timed sample for microsecond-scale operations."""
+
+AGGREGATE_SIZES = (4, 16, 64, 100)
+THRESHOLD_SETTINGS = ((5, 7), (21, 31))
+AUTHENTICATOR_SIZES = (4, 16)
+
+_SEED = b"quorate bench crypto"
+_MESSAGE = hashlib.sha256(b"a block to vote for").digest()
+
+
+def median_call_us(call: Callable[[], object], iterations: int, batch: int = 1) -> float:
+    """The median CPU time of one ``call()`` in microseconds."""
+    call()
+    samples = []
+    for _ in range(iterations):
+        started = time.thread_time_ns()
+        for _ in range(batch):
+            call()
+        samples.append((time.thread_time_ns() - started) / batch / 1000)
+    return statistics.median(samples)
+
+
+def measure(iterations: int) -> dict[str, float]:
+    """Median microseconds per call of every primitive, keyed ``<what>_us``."""
+    if iterations < 1:
+        raise ValueError(f"iterations must be >= 1, got {iterations}")
+    out: dict[str, float] = {}
+    node = NodeId(0)
+
+    ed_pair = ed25519_keypair_from_seed(_SEED)
+    ed_signer = Ed25519Signer(node, ed_pair.signing_key)
+    ed_verifier = Ed25519Verifier({node: ed_pair.public_key})
+    ed_sig = ed_signer.sign(_MESSAGE)
+    out["ed25519_sign_us"] = median_call_us(lambda: ed_signer.sign(_MESSAGE), iterations, FAST_BATCH)
+    out["ed25519_verify_us"] = median_call_us(
+        lambda: ed_verifier.verify(node, _MESSAGE, ed_sig), iterations, FAST_BATCH
+    )
+
+    biggest = max(AGGREGATE_SIZES)
+    bls_pairs = bls_cluster_keys(_SEED, [NodeId(i) for i in range(biggest)])
+    bls_signers = {n: BlsSigner(n, p.secret_key) for n, p in bls_pairs.items()}
+    bls_verifier = BlsVerifier({n: p.public_key for n, p in bls_pairs.items()})
+    partials = {n: s.sign(_MESSAGE) for n, s in bls_signers.items()}
+    out["bls_sign_us"] = median_call_us(lambda: bls_signers[node].sign(_MESSAGE), iterations)
+    out["bls_verify_us"] = median_call_us(
+        lambda: bls_verifier.verify(node, _MESSAGE, partials[node]), iterations
+    )
+    for size in AGGREGATE_SIZES:
+        some = {NodeId(n): partials[NodeId(n)] for n in range(size)}
+        bitmap, agg = aggregate(some)
+        out[f"bls_aggregate_{size}_us"] = median_call_us(partial(aggregate, some), iterations)
+        out[f"bls_aggregate_verify_{size}_us"] = median_call_us(
+            partial(bls_verifier.verify_aggregate, bitmap, _MESSAGE, agg), iterations
+        )
+
+    for t, n in THRESHOLD_SETTINGS:
+        dealing = deal(t, n, seed=_SEED)
+        public = dealing.public_key()
+        shares = {
+            s.index: ThresholdSigner(NodeId(s.index), s).sign(_MESSAGE)
+            for s in dealing.shares[:t]
+        }
+        out[f"threshold_combine_t{t}_n{n}_us"] = median_call_us(
+            partial(public.combine, shares), iterations
+        )
+
+    pop_pair = bls_pairs[node]
+    proof = prove_possession(pop_pair.secret_key, b"bench")
+    out["pop_verify_us"] = median_call_us(
+        lambda: verify_possession(pop_pair.public_key, proof, b"bench"), iterations
+    )
+
+    for size in AUTHENTICATOR_SIZES:
+        nodes = [NodeId(i) for i in range(size)]
+        sender = SessionKeys(node, pairwise_session_keys(_SEED, node, nodes))
+        receiver = SessionKeys(nodes[-1], pairwise_session_keys(_SEED, nodes[-1], nodes))
+        auth = sender.authenticator(_MESSAGE, nodes)
+        out[f"mac_authenticator_create_{size}_us"] = median_call_us(
+            partial(sender.authenticator, _MESSAGE, nodes), iterations, FAST_BATCH
+        )
+        out[f"mac_authenticator_verify_{size}_us"] = median_call_us(
+            partial(receiver.verify_entry, node, _MESSAGE, auth), iterations, FAST_BATCH
+        )
+
+    cm_keys = CostModelKeys(_SEED)
+    cm_sig = CostModelSigner(node, cm_keys).sign(_MESSAGE)
+    cm_verifier = CostModelVerifier(cm_keys)
+    out["costmodel_verify_us"] = median_call_us(
+        lambda: cm_verifier.verify(node, _MESSAGE, cm_sig), iterations, FAST_BATCH
+    )
+    return {k: round(v, 3) for k, v in out.items()}
+
+
+def fitted_costs(medians_us: dict[str, float]) -> CryptoCosts:
+    """The ``CryptoCosts`` a set of ``measure`` results implies.
+
+    Linear terms are fitted through the smallest and largest sizes measured.
+    """
+    us = 1e-6
+    small, large = min(AGGREGATE_SIZES), max(AGGREGATE_SIZES)
+    verify_small = medians_us[f"bls_aggregate_verify_{small}_us"]
+    verify_large = medians_us[f"bls_aggregate_verify_{large}_us"]
+    per_signer = max(0.0, (verify_large - verify_small) / (large - small))
+    (t_small, n_small), (t_large, n_large) = THRESHOLD_SETTINGS[0], THRESHOLD_SETTINGS[-1]
+    combine_small = medians_us[f"threshold_combine_t{t_small}_n{n_small}_us"]
+    combine_large = medians_us[f"threshold_combine_t{t_large}_n{n_large}_us"]
+    per_share = max(0.0, (combine_large - combine_small) / (t_large - t_small))
+    mac_n = max(AUTHENTICATOR_SIZES)
+    return CryptoCosts(
+        ed25519_sign_s=medians_us["ed25519_sign_us"] * us,
+        ed25519_verify_s=medians_us["ed25519_verify_us"] * us,
+        bls_sign_s=medians_us["bls_sign_us"] * us,
+        bls_verify_s=medians_us["bls_verify_us"] * us,
+        bls_aggregate_per_signature_s=medians_us[f"bls_aggregate_{large}_us"] / large * us,
+        bls_aggregate_verify_base_s=max(0.0, verify_small - small * per_signer) * us,
+        bls_aggregate_verify_per_signer_s=per_signer * us,
+        threshold_combine_base_s=max(0.0, combine_small - t_small * per_share) * us,
+        threshold_combine_per_share_s=per_share * us,
+        mac_create_per_receiver_s=medians_us[f"mac_authenticator_create_{mac_n}_us"] / mac_n * us,
+        mac_verify_s=medians_us[f"mac_authenticator_verify_{mac_n}_us"] * us,
+    )
+
+
+def report(iterations: int) -> dict[str, Any]:
+    """The benchmark's JSON object: medians and the cost model they imply."""
+    medians = measure(iterations)
+    costs = {k: float(f"{v:.3g}") for k, v in asdict(fitted_costs(medians)).items()}
+    return {
+        "benchmark": "crypto",
+        "iterations": iterations,
+        "unit": "microseconds of thread CPU time per call (median)",
+        "medians_us": medians,
+        "crypto_costs_s": costs,
+    }

@@ -1,0 +1,52 @@
+"""``quorate bench crypto``: what each cryptographic primitive costs here.
+
+Prints the median CPU time per call of Ed25519, BLS (single, aggregate,
+threshold), Schnorr proof of possession, HMAC authenticators and the
+simulator's cost model, and the ``CryptoCosts`` those medians imply.
+``--json`` prints one machine-readable object; otherwise tables for people.
+"""
+
+from __future__ import annotations
+
+import json
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from quorate.cli.main import bench_app, fail
+
+DEFAULT_ITERATIONS = 50
+
+
+@bench_app.command("crypto")
+def bench_crypto_command(
+    iterations: int = typer.Option(
+        DEFAULT_ITERATIONS, "--iterations", help="Timed samples per primitive (median reported)."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
+    """Measure signature, aggregation, threshold and MAC costs on this machine."""
+    if iterations < 1:
+        raise fail("need --iterations >= 1")
+    try:
+        from quorate.bench.crypto import report
+    except ImportError as exc:
+        raise fail(f"{exc}; install the crypto extra: pip install 'quorate[crypto]'") from exc
+    result = report(iterations)
+    if as_json:
+        typer.echo(json.dumps(result))
+        return
+    console = Console()
+    medians = Table(title=f"crypto primitives (median of {iterations}, µs of CPU per call)")
+    medians.add_column("primitive")
+    medians.add_column("µs", justify="right")
+    for name, value in result["medians_us"].items():
+        medians.add_row(name.removesuffix("_us"), f"{value:,.2f}")
+    console.print(medians)
+    costs = Table(title="cost model these imply (CryptoCosts, seconds)")
+    costs.add_column("field")
+    costs.add_column("s", justify="right")
+    for name, value in result["crypto_costs_s"].items():
+        costs.add_row(name, f"{value:.3g}")
+    console.print(costs)
