@@ -1,0 +1,46 @@
+"""Delta-state CRDTs: counters, registers, sets, maps, text, causality and delta
+synchronisation. Sans-IO; re-exports only."""
+
+from quorate.crdt.causal import CausalContext, Dot, Ordering, VersionVector
+from quorate.crdt.counters import GCounter, PNCounter
+from quorate.crdt.encoding import FORMAT_VERSION, FormatTag
+from quorate.crdt.ormap import (
+    MV_REGISTER_VALUES,
+    OR_SET_VALUES,
+    ORMap,
+    ValueSpec,
+    or_map_values,
+)
+from quorate.crdt.orset import ORSet
+from quorate.crdt.registers import HLC, HLCTimestamp, LWWRegister, MVRegister
+from quorate.crdt.sync import DeltaAck, DeltaBuffer, DeltaGroup, DeltaSync
+from quorate.crdt.text import DeleteRun, InsertRun, Text, TextDelta
+
+__all__ = [
+    "FORMAT_VERSION",
+    "HLC",
+    "MV_REGISTER_VALUES",
+    "OR_SET_VALUES",
+    "CausalContext",
+    "DeleteRun",
+    "DeltaAck",
+    "DeltaBuffer",
+    "DeltaGroup",
+    "DeltaSync",
+    "Dot",
+    "FormatTag",
+    "GCounter",
+    "HLCTimestamp",
+    "InsertRun",
+    "LWWRegister",
+    "MVRegister",
+    "ORMap",
+    "ORSet",
+    "Ordering",
+    "PNCounter",
+    "Text",
+    "TextDelta",
+    "ValueSpec",
+    "VersionVector",
+    "or_map_values",
+]

@@ -1,0 +1,249 @@
+"""Lattice laws of every CRDT in ``quorate.crdt`` (Almeida et al., §2-3): merge is
+commutative, associative and idempotent; replicas receiving the same deltas in
+any order, with duplicates, converge; encodings round-trip."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from quorate.crdt import (
+    HLC,
+    MV_REGISTER_VALUES,
+    OR_SET_VALUES,
+    GCounter,
+    LWWRegister,
+    MVRegister,
+    ORMap,
+    ORSet,
+    PNCounter,
+    Text,
+    TextDelta,
+    or_map_values,
+)
+
+REPLICAS = 3
+MAP_VALUES = or_map_values(OR_SET_VALUES)
+
+
+class Family:
+    """How to make, mutate, compare and encode one CRDT type in these tests."""
+
+    def __init__(
+        self,
+        name: str,
+        make: Callable[[int], Any],
+        mutate: Callable[[Any, random.Random, int], Any],
+        observe: Callable[[Any], Any],
+        decode: Callable[[bytes], Any],
+    ) -> None:
+        self.name = name
+        self.make = make
+        self.mutate = mutate
+        self.observe = observe
+        self.decode = decode
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+def _lww_mutate(reg: LWWRegister[Any], rng: random.Random, replica: int) -> Any:
+    clock = HLC(replica, wall=rng.randrange(5), logical=rng.randrange(3))
+    return reg.set(rng.randrange(100), clock.now(rng.randrange(5)))
+
+
+def _orset_mutate(s: ORSet, rng: random.Random, replica: int) -> Any:
+    element = rng.randrange(4)
+    return s.add(element) if rng.random() < 0.6 else s.remove(element)
+
+
+def _ormap_mutate(m: ORMap, rng: random.Random, replica: int) -> Any:
+    key = rng.choice("ab")
+    if rng.random() < 0.3:
+        return m.remove(key)
+    inner = rng.choice("xy")
+    return m.update(key, lambda v: v.update(inner, lambda s: s.add(rng.randrange(3))))
+
+
+def _mv_map_mutate(m: ORMap, rng: random.Random, replica: int) -> Any:
+    key = rng.choice("ab")
+    if rng.random() < 0.3:
+        return m.remove(key)
+    return m.update(key, lambda r: r.set(rng.randrange(5)))
+
+
+def _text_mutate(t: Text, rng: random.Random, replica: int) -> Any:
+    if len(t) and rng.random() < 0.35:
+        pos = rng.randrange(len(t))
+        return t.delete(pos, rng.randint(1, min(3, len(t) - pos)))
+    return t.insert(rng.randint(0, len(t)), rng.choice(["a", "bc", "xyz"]))
+
+
+FAMILIES = [
+    Family(
+        "GCounter",
+        lambda r: GCounter(),
+        lambda c, rng, r: c.increment(r, rng.randint(0, 3)),
+        lambda c: c.counts,
+        GCounter.decode,
+    ),
+    Family(
+        "PNCounter",
+        lambda r: PNCounter(),
+        lambda c, rng, r: c.increment(r, rng.randint(-3, 3)),
+        lambda c: (c.increments.counts, c.decrements.counts, c.value),
+        PNCounter.decode,
+    ),
+    Family(
+        "LWWRegister",
+        lambda r: LWWRegister(),
+        _lww_mutate,
+        lambda reg: (reg.timestamp, reg.value),
+        LWWRegister.decode,
+    ),
+    Family(
+        "MVRegister",
+        MVRegister,
+        lambda reg, rng, r: reg.set(rng.randrange(5)),
+        lambda reg: (reg.store, reg.context),
+        lambda b: MVRegister.decode(b, 0),
+    ),
+    Family(
+        "ORSet", ORSet, _orset_mutate, lambda s: (s.store, s.context), lambda b: ORSet.decode(b, 0)
+    ),
+    Family(
+        "ORMap[ORMap[ORSet]]",
+        lambda r: ORMap(r, MAP_VALUES),
+        _ormap_mutate,
+        lambda m: (m.store, m.context),
+        lambda b: ORMap.decode(b, 0, MAP_VALUES),
+    ),
+    Family(
+        "ORMap[MVRegister]",
+        lambda r: ORMap(r, MV_REGISTER_VALUES),
+        _mv_map_mutate,
+        lambda m: (m.store, m.context),
+        lambda b: ORMap.decode(b, 0, MV_REGISTER_VALUES),
+    ),
+    Family(
+        "Text",
+        Text,
+        _text_mutate,
+        lambda t: (str(t), dict(t.version)),
+        lambda b: Text.decode(b, 0),
+    ),
+]
+
+
+def _merge(family: Family, a: Any, b: Any) -> Any:
+    """A new state: ``a`` joined with ``b`` (neither input changes)."""
+    out = _copy(family, a)
+    out.merge(b)
+    return out
+
+
+def _copy(family: Family, state: Any) -> Any:
+    return state.fork(state.replica_id) if family.name == "Text" else state.copy()
+
+
+def _histories(family: Family, seed: int, steps: int) -> tuple[list[Any], list[Any]]:
+    """Random mutations and merges on three replicas; returns their states and
+    every delta produced."""
+    rng = random.Random(seed)
+    replicas = [family.make(r) for r in range(REPLICAS)]
+    deltas: list[Any] = []
+    for _ in range(steps):
+        r = rng.randrange(REPLICAS)
+        deltas.append(family.mutate(replicas[r], rng, r))
+        if rng.random() < 0.25:
+            other = rng.randrange(REPLICAS)
+            replicas[r].merge(replicas[other])
+    return replicas, deltas
+
+
+families = st.sampled_from(FAMILIES)
+seeds = st.integers(0, 2**32)
+
+
+@settings(max_examples=60, deadline=None)
+@given(families, seeds, st.integers(0, 25))
+def test_merge_is_commutative_associative_idempotent(family: Family, seed: int, steps: int) -> None:
+    (a, b, c), _ = _histories(family, seed, steps)
+    obs = family.observe
+    assert obs(_merge(family, a, b)) == obs(_merge(family, b, a))
+    assert obs(_merge(family, _merge(family, a, b), c)) == obs(
+        _merge(family, a, _merge(family, b, c))
+    )
+    assert obs(_merge(family, a, a)) == obs(a)
+
+
+@settings(max_examples=60, deadline=None)
+@given(families, seeds, st.integers(1, 25), st.randoms(use_true_random=False))
+def test_same_deltas_in_any_order_with_duplicates_converge(
+    family: Family, seed: int, steps: int, shuffle: random.Random
+) -> None:
+    (a, b, c), deltas = _histories(family, seed, steps)
+    reference = _merge(family, _merge(family, a, b), c)
+    receivers = []
+    for replica in (10, 11):
+        receiver = family.make(replica)
+        order = deltas + shuffle.sample(deltas, k=len(deltas) // 2)
+        shuffle.shuffle(order)
+        for delta in order:
+            if isinstance(delta, TextDelta):
+                receiver.apply(delta)
+            else:
+                receiver.merge(delta)
+        receivers.append(receiver)
+    assert family.observe(receivers[0]) == family.observe(receivers[1])
+    if family.name == "Text":
+        assert str(receivers[0]) == str(reference) and receivers[0].pending == 0
+    else:
+        assert family.observe(receivers[0]) == family.observe(reference)
+
+
+@settings(max_examples=60, deadline=None)
+@given(families, seeds, st.integers(0, 25))
+def test_encoding_round_trips(family: Family, seed: int, steps: int) -> None:
+    (a, _, _), _ = _histories(family, seed, steps)
+    decoded = family.decode(a.encode())
+    assert family.observe(decoded) == family.observe(a)
+
+
+@settings(max_examples=60, deadline=None)
+@given(seeds, st.integers(0, 30))
+def test_text_deltas_round_trip_through_bytes(seed: int, steps: int) -> None:
+    (a, b, _), deltas = _histories(FAMILIES[-1], seed, steps)
+    receiver = Text(9)
+    for delta in deltas:
+        receiver.apply(TextDelta.decode(delta.encode()))
+    full = Text(8)
+    full.merge(a)
+    full.merge(b)
+    assert str(receiver) == str(_merge(FAMILIES[-1], receiver, full))
+
+
+@settings(max_examples=80, deadline=None)
+@given(seeds, st.integers(0, 12))
+def test_or_set_add_wins_over_concurrent_remove(seed: int, steps: int) -> None:
+    (a, b, _), _ = _histories(FAMILIES[4], seed, steps)
+    a.merge(b)
+    b.merge(a)
+    element = 7
+    a.add(element)
+    b.merge(a)
+    # Concurrently: b removes what it saw, a adds again.
+    removal = b.remove(element)
+    addition = a.add(element)
+    a.merge(removal)
+    b.merge(addition)
+    assert element in a and element in b
+    assert a.store == b.store and a.context == b.context
+    # A remove that has seen every add does remove.
+    a.merge(a.remove(element))
+    b.merge(a)
+    assert element not in a and element not in b
