@@ -1,0 +1,208 @@
+"""Raft's data on the wire and on disk (Ongaro & Ousterhout 2014, figure 2).
+
+Theory of operation: every type here is a frozen msgspec struct, so the codec
+validates field types when it decodes a peer's bytes and the core can trust
+the *shape* of a message (never its content: ``RaftNode.step`` still checks
+terms, indices and contiguity and drops what does not add up).
+
+- RPCs are ``WireMessage`` subclasses tagged ``"raft.<Name>"``. Every one
+  carries the sender's ``term`` first; the core uses it before anything else
+  (§5.1: a higher term demotes the receiver, a lower one is stale).
+- ``Heartbeat`` is split from ``AppendEntries`` (as etcd does) so that it never
+  needs the log consistency check and can carry a ``round`` number: the leader
+  confirms its leadership for ReadIndex and lease reads (thesis §6.4) by
+  counting which round a quorum acknowledged.
+- ``HardState`` is what must be durable before a node answers a peer (§5.1,
+  figure 2 "persistent state": current term, vote, plus the commit index so a
+  restart does not re-apply less than it already applied).
+- ``Snapshot`` is a state-machine image at ``index``/``term`` together with the
+  configuration in force there (thesis §5.1), so a node that installs it knows
+  its cluster without the compacted log.
+- Configuration entries (``EntryKind.CONFIG``) carry a ``ConfState`` — the whole
+  new configuration, not a delta — so a node never needs the entry before it to
+  know which configuration an entry sets.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+import msgspec
+
+from quorate.core.ready import Entry
+from quorate.core.wire import WireMessage
+from quorate.ids import NodeId
+
+__all__ = [
+    "RAFT_MESSAGE_TYPES",
+    "AppendEntries",
+    "AppendEntriesResponse",
+    "ConfChange",
+    "ConfChangeKind",
+    "ConfState",
+    "EntryKind",
+    "HardState",
+    "Heartbeat",
+    "HeartbeatResponse",
+    "InstallSnapshot",
+    "PreVote",
+    "PreVoteResponse",
+    "RequestVote",
+    "RequestVoteResponse",
+    "Snapshot",
+    "TimeoutNow",
+]
+
+
+class EntryKind(enum.IntEnum):
+    """``Entry.kind`` values used by Raft. Applications apply ``NORMAL`` only."""
+
+    NORMAL = 0
+    NOOP = 1
+    """The entry a new leader appends at the start of its term (§5.4.2, §8)."""
+    CONFIG = 2
+    """A ``ConfState`` the cluster switches to as soon as it is appended (thesis §4.1)."""
+
+
+class HardState(msgspec.Struct, frozen=True, array_like=True):
+    """Durable per-node state: current term, vote in that term, commit index."""
+
+    term: int
+    vote: int | None
+    commit: int
+
+
+class ConfState(msgspec.Struct, frozen=True, array_like=True):
+    """A whole cluster configuration: who votes and who only listens."""
+
+    voters: tuple[int, ...]
+    learners: tuple[int, ...] = ()
+
+
+class Snapshot(msgspec.Struct, frozen=True, array_like=True):
+    """A state-machine image covering every entry up to ``index`` (of ``term``)."""
+
+    index: int
+    term: int
+    voters: tuple[int, ...]
+    learners: tuple[int, ...]
+    data: bytes
+
+
+class ConfChangeKind(enum.Enum):
+    """One single-server membership change (thesis §4.1, §4.2.1)."""
+
+    ADD_VOTER = "add_voter"
+    REMOVE_NODE = "remove_node"
+    """Remove a voter or a learner."""
+    ADD_LEARNER = "add_learner"
+    PROMOTE_LEARNER = "promote_learner"
+
+
+@dataclass(frozen=True, slots=True)
+class ConfChange:
+    """A membership change a client asks the leader for."""
+
+    kind: ConfChangeKind
+    node: NodeId
+
+
+# ----------------------------------------------------------------- elections
+
+
+class RequestVote(WireMessage, tag="raft.RequestVote", frozen=True):
+    """A candidate asks for a vote in ``term`` (§5.2). ``transfer`` marks an
+    election started by ``TimeoutNow``; voters then waive leader stickiness."""
+
+    term: int
+    last_log_index: int
+    last_log_term: int
+    transfer: bool = False
+
+
+class RequestVoteResponse(WireMessage, tag="raft.RequestVoteResponse", frozen=True):
+    term: int
+    granted: bool
+
+
+class PreVote(WireMessage, tag="raft.PreVote", frozen=True):
+    """Would you vote for me in ``term``? Changes no state at the receiver (thesis §9.6)."""
+
+    term: int
+    last_log_index: int
+    last_log_term: int
+
+
+class PreVoteResponse(WireMessage, tag="raft.PreVoteResponse", frozen=True):
+    term: int
+    granted: bool
+
+
+class TimeoutNow(WireMessage, tag="raft.TimeoutNow", frozen=True):
+    """The leader hands over: start an election at once (thesis §3.10)."""
+
+    term: int
+
+
+# -------------------------------------------------------------- replication
+
+
+class AppendEntries(WireMessage, tag="raft.AppendEntries", frozen=True):
+    """Entries following ``prev_log_index``/``prev_log_term`` (§5.3)."""
+
+    term: int
+    prev_log_index: int
+    prev_log_term: int
+    entries: list[Entry]
+    leader_commit: int
+
+
+class AppendEntriesResponse(WireMessage, tag="raft.AppendEntriesResponse", frozen=True):
+    """``success``: the follower's log matches the leader's through ``index``.
+    Otherwise ``index`` echoes the rejected ``prev_log_index`` and the hint
+    (``hint_index``, ``hint_term``) is the follower's last entry that can still
+    match: the largest index <= the probe whose term <= the probed term. The
+    leader skips a whole conflicting term per round trip (§5.3, last paragraph)."""
+
+    term: int
+    index: int
+    success: bool
+    hint_index: int = 0
+    hint_term: int = 0
+
+
+class Heartbeat(WireMessage, tag="raft.Heartbeat", frozen=True):
+    """Leader liveness plus ``leader_commit`` (never above what the follower
+    is known to hold) and the leader's heartbeat ``round`` number."""
+
+    term: int
+    leader_commit: int
+    round: int
+
+
+class HeartbeatResponse(WireMessage, tag="raft.HeartbeatResponse", frozen=True):
+    term: int
+    round: int
+
+
+class InstallSnapshot(WireMessage, tag="raft.InstallSnapshot", frozen=True):
+    """The whole snapshot in one message (§7)."""
+
+    term: int
+    snapshot: Snapshot
+
+
+RAFT_MESSAGE_TYPES: tuple[type[WireMessage], ...] = (
+    RequestVote,
+    RequestVoteResponse,
+    PreVote,
+    PreVoteResponse,
+    TimeoutNow,
+    AppendEntries,
+    AppendEntriesResponse,
+    Heartbeat,
+    HeartbeatResponse,
+    InstallSnapshot,
+)
+"""Every Raft wire message, for ``quorate.codec.WireCodec``."""
