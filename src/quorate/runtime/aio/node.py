@@ -1,0 +1,296 @@
+"""One real node: a protocol core, SQLite storage, the KV service and a
+transport, driven by ``quorate.runtime.driver.drive`` on an asyncio loop.
+
+Theory of operation.
+
+- *Inputs.* Peer messages and client requests arrive from the transport's
+  reader tasks. They are appended to an inbox; the first arrival in an event
+  loop iteration schedules one ``_process`` callback (``call_soon``), so every
+  message that became readable in that iteration is stepped into the core
+  before the node drives once. Many proposals thus share one ``Ready``, one
+  SQLite transaction and one fsync (group commit).
+- *Driving.* ``drive`` carries out each ``Ready`` in the contract's order:
+  persist (SQLite, fsynced before returning) → send (queue on the transport) →
+  apply (the ``ReplicaService``) → advance. The fsync runs on the loop thread
+  on purpose: nothing may be sent before it completes, and batching is what
+  amortises it.
+- *Time.* The core asks to be woken at ``ready.wake_at`` (the node's monotonic
+  clock). The node keeps one ``TimerHandle`` and reschedules it only when the
+  deadline changes; when it fires, ``core.tick(now)`` and drive.
+- *Clients.* Replies the service produces go back on the connection their
+  request came from (client connection ids never collide with node ids).
+- *Restart.* The core is built from ``SqliteStorage.recover()``; a recovered
+  snapshot is restored into the state machine before the core runs, and the
+  core replays committed entries above it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from quorate.core.ready import Entry, ReadState, Rejection
+from quorate.core.wire import WireMessage
+from quorate.errors import LocalProtocolError
+from quorate.ids import NodeId, node_name
+from quorate.runtime.aio.protocols import ProtocolBinding, protocol_binding
+from quorate.runtime.aio.tls import TlsConfig
+from quorate.runtime.aio.transport import (
+    CLIENT_CONNECTION_BASE,
+    Address,
+    Transport,
+    TransportConfig,
+)
+from quorate.runtime.driver import drive
+from quorate.state.kv import KVStore
+from quorate.state.service import ClientRequest, ReplicaService
+from quorate.storage.sqlite import SqliteStorage
+
+log = logging.getLogger("quorate.runtime.aio.node")
+
+
+def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop]:
+    """uvloop's loop when it is installed (faster sockets), else asyncio's."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop
+    factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
+    return factory
+
+
+class _NodeHost:
+    """The driver's ``Host`` for a real node."""
+
+    __slots__ = ("node",)
+
+    def __init__(self, node: AioNode) -> None:
+        self.node = node
+
+    def persist(self, hard_state: Any, entries: list[Entry], snapshot: Any) -> None:
+        node = self.node
+        node.storage_or_raise().persist(hard_state, entries, snapshot)
+        node.counters["persists"] += 1
+        node.counters["entries_persisted"] += len(entries)
+
+    def send(self, to: NodeId, message: Any) -> None:
+        self.node.transport_or_raise().send(to, message)
+
+    def restore(self, snapshot: Any) -> None:
+        self.node.service_or_raise().restore(snapshot)
+
+    def apply(self, entry: Entry) -> None:
+        self.node.service_or_raise().apply(entry)
+        self.node.counters["entries_applied"] += 1
+
+    def read_ready(self, read: ReadState) -> None:
+        self.node.service_or_raise().read_ready(read)
+
+    def rejected(self, rejection: Rejection) -> None:
+        node = self.node
+        node.counters[f"rejected.{rejection.reason}"] += 1
+        if rejection.reason not in node.logged_rejections:
+            node.logged_rejections.add(rejection.reason)
+            log.warning(
+                "%s dropped %s from %s: %s",
+                node_name(node.id),
+                rejection.message_type,
+                node_name(rejection.sender),
+                rejection.reason,
+            )
+
+
+class AioNode:
+    """A node of a cluster on this process's event loop.
+
+    ``peers`` maps every *other* voter to its address; ``data_dir`` holds the
+    SQLite log and snapshots. ``protocol`` is a registered name (``"raft"``) or
+    a ``ProtocolBinding``; ``protocol_options`` go to its builder (Raft: the
+    ``RaftConfig`` fields).
+    """
+
+    def __init__(
+        self,
+        node_id: NodeId,
+        peers: Mapping[NodeId, Address],
+        data_dir: str | Path,
+        *,
+        listen: Address = ("127.0.0.1", 0),
+        protocol: str | ProtocolBinding = "raft",
+        protocol_options: Mapping[str, Any] | None = None,
+        tls: TlsConfig | None = None,
+        insecure: bool = False,
+        transport_config: TransportConfig | None = None,
+        read_mode: str = "read_index",
+        snapshot_every: int = 0,
+        clock: Callable[[], float] = time.monotonic,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.id = node_id
+        self.binding = (
+            protocol if isinstance(protocol, ProtocolBinding) else protocol_binding(protocol)
+        )
+        self.peers = {p: a for p, a in peers.items() if p != node_id}
+        self.data_dir = Path(data_dir)
+        self.listen = listen
+        self.protocol_options = dict(protocol_options or {})
+        self.tls = tls
+        self.insecure = insecure
+        self.transport_config = transport_config
+        self.read_mode = read_mode
+        self.snapshot_every = snapshot_every
+        self.clock = clock
+        self.rng = rng or random.Random()
+        self.counters: Counter[str] = Counter()
+        self.logged_rejections: set[str] = set()
+        self.core: Any = None
+        self.storage: SqliteStorage | None = None
+        self.service: ReplicaService | None = None
+        self.transport: Transport | None = None
+        self._host = _NodeHost(self)
+        self._inbox: list[tuple[int, WireMessage, bool]] = []  # (sender, message, from_client)
+        self._scheduled = False
+        self._timer: asyncio.TimerHandle | None = None
+        self._deadline: float | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    # ------------------------------------------------------------ lifecycle
+    async def start(self) -> Address:
+        """Recover from disk, build the core, listen and dial; return the listen address."""
+        self._loop = asyncio.get_running_loop()
+        binding = self.binding
+        self.storage = SqliteStorage(
+            self.data_dir,
+            hard_state_type=binding.hard_state_type,
+            snapshot_type=binding.snapshot_type,
+        )
+        recovered = self.storage.recover()
+        fresh = (
+            recovered.hard_state is None and recovered.snapshot is None and not recovered.entries
+        )
+        voters = tuple(sorted({self.id, *self.peers}))
+        self.core = binding.build(
+            self.id,
+            voters,
+            self.rng,
+            self.clock(),
+            None if fresh else recovered,
+            self.protocol_options,
+        )
+        self.service = ReplicaService(
+            self.core, KVStore(), read_mode=self.read_mode, snapshot_every=self.snapshot_every
+        )
+        if recovered.snapshot is not None:
+            self.service.restore(recovered.snapshot)
+        self.transport = Transport(
+            self.id,
+            self.listen,
+            self.peers,
+            peer_message_types=binding.message_types,
+            client_message_types=(ClientRequest,),
+            on_peer_message=self._on_peer_message,
+            on_client_message=self._on_client_message,
+            tls=self.tls,
+            insecure=self.insecure,
+            config=self.transport_config,
+            rng=random.Random(self.rng.random()),
+        )
+        address = await self.transport.start()
+        self._drive()
+        return address
+
+    def set_peer_address(self, peer: NodeId, address: Address) -> None:
+        self.peers[peer] = address
+        if self.transport is not None:
+            self.transport.set_peer_address(peer, address)
+
+    async def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self.transport is not None:
+            await self.transport.close()
+        if self.storage is not None:
+            self.storage.close()
+
+    @property
+    def metrics(self) -> dict[str, int]:
+        """Node counters plus the transport's (under ``transport.``)."""
+        out = dict(self.counters)
+        if self.transport is not None:
+            out.update({f"transport.{k}": v for k, v in self.transport.metrics.items()})
+        return out
+
+    def storage_or_raise(self) -> SqliteStorage:
+        if self.storage is None:
+            raise LocalProtocolError("the node is not started")
+        return self.storage
+
+    def transport_or_raise(self) -> Transport:
+        if self.transport is None:
+            raise LocalProtocolError("the node is not started")
+        return self.transport
+
+    def service_or_raise(self) -> ReplicaService:
+        if self.service is None:
+            raise LocalProtocolError("the node is not started")
+        return self.service
+
+    # ------------------------------------------------------------ inputs
+    def _on_peer_message(self, sender: NodeId, message: WireMessage) -> None:
+        self._enqueue(sender, message, False)
+
+    def _on_client_message(self, connection_id: int, message: WireMessage) -> None:
+        self._enqueue(connection_id, message, True)
+
+    def _enqueue(self, sender: int, message: WireMessage, from_client: bool) -> None:
+        self._inbox.append((sender, message, from_client))
+        if not self._scheduled and self._loop is not None:
+            self._scheduled = True
+            self._loop.call_soon(self._process)
+
+    def _process(self) -> None:
+        self._scheduled = False
+        inbox, self._inbox = self._inbox, []
+        now = self.clock()
+        core, service = self.core, self.service_or_raise()
+        for sender, message, from_client in inbox:
+            if from_client:
+                assert isinstance(message, ClientRequest)
+                service.on_client_request(NodeId(sender), message, now)
+            else:
+                core.step(NodeId(sender), message, now)
+        self.counters["batches"] += 1
+        self.counters["inputs"] += len(inbox)
+        self._drive()
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._deadline = None
+        self.core.tick(self.clock())
+        self._drive()
+
+    # ------------------------------------------------------------ driving
+    def _drive(self) -> None:
+        wake_at = drive(self.core, self._host)
+        service, transport = self.service_or_raise(), self.transport_or_raise()
+        for to, reply in service.take_replies():
+            if to >= CLIENT_CONNECTION_BASE:
+                transport.send_to_client(to, reply)
+        self._schedule(wake_at)
+
+    def _schedule(self, wake_at: float | None) -> None:
+        if wake_at == self._deadline and (self._timer is not None or wake_at is None):
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._deadline = wake_at
+        if wake_at is not None and self._loop is not None:
+            self._timer = self._loop.call_later(max(0.0, wake_at - self.clock()), self._on_timer)

@@ -1,0 +1,615 @@
+"""asyncio TCP (optionally TLS 1.3, mutually authenticated) between nodes and
+from clients, carrying ``quorate.codec`` frames.
+
+Theory of operation.
+
+*One connection per peer pair, dialed by the lower id.* Node ``a`` dials node
+``b`` iff ``a < b``; the connection then carries messages both ways. Nobody
+needs to break ties between two simultaneous dials, and a restarted node is
+either redialed by its lower peers or redials its higher ones. A node keeps,
+per peer, a bounded queue of encoded frames and one sender task that writes
+them whenever a connection to that peer is up; messages for a peer that is
+down wait in the queue (or are dropped, oldest first, when it is full: a slow
+or dead peer never grows memory without bound, and consensus protocols resend
+what matters). ``metrics["send_queue_drops"]`` counts them.
+
+*Handshake.* The first frame on every connection is a ``Hello`` saying who
+speaks (``role`` ``peer`` or ``client``, and its id). With TLS (the default)
+both ends present certificates signed by the cluster CA: the dialer checks the
+acceptor's name through ``server_hostname``; the acceptor checks that the
+dialer's certificate names the node its ``Hello`` claims. The acceptor answers
+a peer's ``Hello`` with its own, so a misrouted address is noticed even
+without TLS. Plain TCP is used only with ``insecure=True``.
+
+*Reconnection.* A dialer that fails or loses its connection sleeps a capped
+exponential backoff (``backoff_initial_s`` doubling to ``backoff_max_s``) with
+jitter (uniform in the upper half) so restarted clusters do not redial in lock
+step, then tries again; a successful handshake resets the backoff.
+
+*Hostile input.* Oversize frames (refused from the 4-byte header, before the
+body is buffered), malformed bytes, unknown message types, wrong field types,
+a sender id that is not the authenticated peer, or a message the role may not
+send: that one connection is closed, the event counted in ``metrics`` and
+logged once (later repeats at debug level). The node keeps serving.
+
+*Clients* connect to the same listener. Each client connection gets a local
+id (``CLIENT_CONNECTION_BASE`` upwards, never a node id) so replies go back on
+the connection the request came from. A client that does not read its replies
+loses them (the write buffer is bounded by ``client_write_buffer_bytes``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import ssl
+from collections import Counter, deque
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from quorate.codec import DEFAULT_MAX_FRAME_BYTES, FrameDecoder, WireCodec, encode_frame
+from quorate.core.wire import WireMessage
+from quorate.errors import ConfigError, RemoteProtocolError
+from quorate.ids import NodeId, node_name
+from quorate.runtime.aio.tls import TlsConfig, certificate_names
+
+log = logging.getLogger("quorate.runtime.aio.transport")
+
+ROLE_PEER = "peer"
+ROLE_CLIENT = "client"
+CLIENT_CONNECTION_BASE = 1 << 40
+"""Local ids of client connections start here, far above any node id."""
+READ_CHUNK_BYTES = 256 * 1024
+DEFAULT_SEND_QUEUE_LIMIT = 4096
+"""Frames held per peer while it is slow or unreachable."""
+DEFAULT_CLIENT_WRITE_BUFFER_BYTES = 4 * 1024 * 1024
+DEFAULT_HANDSHAKE_TIMEOUT_S = 5.0
+DEFAULT_BACKOFF_INITIAL_S = 0.05
+DEFAULT_BACKOFF_MAX_S = 2.0
+
+Address = tuple[str, int]
+
+
+class Hello(WireMessage, tag="transport.Hello", frozen=True):
+    """The first frame on a connection: who is speaking and in which role."""
+
+    node: int
+    role: str
+
+
+@dataclass(frozen=True, slots=True)
+class TransportConfig:
+    """Tunables of one transport; sizes in frames or bytes, durations in seconds."""
+
+    send_queue_limit: int = DEFAULT_SEND_QUEUE_LIMIT
+    client_write_buffer_bytes: int = DEFAULT_CLIENT_WRITE_BUFFER_BYTES
+    max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES
+    handshake_timeout_s: float = DEFAULT_HANDSHAKE_TIMEOUT_S
+    backoff_initial_s: float = DEFAULT_BACKOFF_INITIAL_S
+    backoff_max_s: float = DEFAULT_BACKOFF_MAX_S
+
+    def validate(self) -> TransportConfig:
+        if self.send_queue_limit < 1:
+            raise ConfigError(f"send_queue_limit must be >= 1 frame, got {self.send_queue_limit}")
+        if self.max_frame_bytes < 1:
+            raise ConfigError(f"max_frame_bytes must be >= 1, got {self.max_frame_bytes}")
+        if not 0 < self.backoff_initial_s <= self.backoff_max_s:
+            raise ConfigError(
+                "backoff_initial_s must be > 0 and <= backoff_max_s, got "
+                f"{self.backoff_initial_s} and {self.backoff_max_s}"
+            )
+        if self.handshake_timeout_s <= 0:
+            raise ConfigError(f"handshake_timeout_s must be > 0, got {self.handshake_timeout_s}")
+        return self
+
+
+class _Refused(Exception):
+    """A connection is closed on purpose; ``metric`` names the counter."""
+
+    def __init__(self, metric: str, detail: str) -> None:
+        super().__init__(detail)
+        self.metric = metric
+
+
+class _Connection:
+    """One stream plus its frame decoder."""
+
+    __slots__ = ("decoder", "label", "pending", "reader", "writer")
+
+    def __init__(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, label: str, max_frame: int
+    ) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.label = label
+        self.decoder = FrameDecoder(max_frame)
+        self.pending: deque[bytes] = deque()  # complete frame bodies not yet decoded
+
+    async def next_body(self) -> bytes | None:
+        """The next frame body, or ``None`` at end of stream."""
+        while not self.pending:
+            data = await self.reader.read(READ_CHUNK_BYTES)
+            if not data:
+                return None
+            try:
+                self.pending.extend(self.decoder.feed(data))
+            except RemoteProtocolError as exc:
+                raise _Refused("oversize_frames", str(exc)) from None
+        return self.pending.popleft()
+
+    def close(self) -> None:
+        if not self.writer.is_closing():
+            self.writer.close()
+
+
+class _TlsPendingProtocol(asyncio.StreamReaderProtocol):
+    """A stream protocol that reads nothing until TLS is started on it.
+
+    The acceptor upgrades to TLS itself (``StreamWriter.start_tls``) so that
+    it can count and log refused handshakes. Were the socket read before the
+    upgrade, the dialer's ClientHello would land in the plain stream buffer
+    and be lost to the TLS layer; pausing at ``connection_made`` leaves it in
+    the kernel until ``start_tls`` resumes reading.
+    """
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.ReadTransport)
+        transport.pause_reading()
+        super().connection_made(transport)
+
+
+class _PeerLink:
+    """Outbound state for one peer: a bounded frame queue and the connection."""
+
+    __slots__ = ("connection", "peer", "queue", "wakeup")
+
+    def __init__(self, peer: NodeId) -> None:
+        self.peer = peer
+        self.queue: deque[bytes] = deque()
+        self.connection: _Connection | None = None
+        self.wakeup = asyncio.Event()
+
+
+class Transport:
+    """Frames between this node and its peers, and from clients.
+
+    ``on_peer_message(sender, message)`` receives every valid message from an
+    authenticated peer; ``on_client_message(connection_id, message)`` every
+    message from a client connection (reply with ``send_to_client``).
+    """
+
+    def __init__(
+        self,
+        node_id: NodeId,
+        listen: Address,
+        peers: Mapping[NodeId, Address],
+        *,
+        peer_message_types: Iterable[type[WireMessage]],
+        client_message_types: Iterable[type[WireMessage]] = (),
+        on_peer_message: Callable[[NodeId, WireMessage], None],
+        on_client_message: Callable[[int, WireMessage], None] | None = None,
+        tls: TlsConfig | None = None,
+        insecure: bool = False,
+        config: TransportConfig | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        if tls is None and not insecure:
+            raise ConfigError("a TLS configuration is required (pass insecure=True for plain TCP)")
+        if tls is not None and insecure:
+            raise ConfigError("choose TLS or insecure=True, not both")
+        self.id = node_id
+        self.listen_address = listen
+        self.config = (config or TransportConfig()).validate()
+        self._peer_types = tuple(peer_message_types)
+        self._client_types = tuple(client_message_types)
+        self.codec = WireCodec((Hello, *self._peer_types, *self._client_types))
+        self._on_peer_message = on_peer_message
+        self._on_client_message = on_client_message
+        self._server_ssl = tls.server_context() if tls is not None else None
+        self._client_ssl = tls.client_context() if tls is not None else None
+        self._rng = rng or random.Random()
+        self._addresses: dict[NodeId, Address] = {p: a for p, a in peers.items() if p != node_id}
+        self._links: dict[NodeId, _PeerLink] = {}
+        self._clients: dict[int, _Connection] = {}
+        self._next_client = CLIENT_CONNECTION_BASE
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._server: asyncio.Server | None = None
+        self._closed = False
+        self._logged: set[tuple[str, str]] = set()
+        self.metrics: Counter[str] = Counter()
+        """Event counters: drops, refusals, malformed input, connections."""
+
+    # ------------------------------------------------------------ lifecycle
+    async def start(self) -> Address:
+        """Listen, start the dialers; return the bound address (port 0 → ephemeral)."""
+        host, port = self.listen_address
+        loop = asyncio.get_running_loop()
+        pause = self._server_ssl is not None
+
+        def protocol_factory() -> asyncio.StreamReaderProtocol:
+            reader = asyncio.StreamReader(loop=loop)
+            if pause:
+                return _TlsPendingProtocol(reader, self._accept, loop=loop)
+            return asyncio.StreamReaderProtocol(reader, self._accept, loop=loop)
+
+        self._server = await loop.create_server(protocol_factory, host, port)
+        bound = self._server.sockets[0].getsockname()
+        self.listen_address = (bound[0], bound[1])
+        for peer in self._addresses:
+            self._link(peer)
+        return self.listen_address
+
+    def set_peer_address(self, peer: NodeId, address: Address) -> None:
+        """Add a peer or change its address (the dialer uses it at its next attempt)."""
+        if peer == self.id:
+            return
+        self._addresses[peer] = address
+        if self._server is not None:
+            self._link(peer)
+
+    async def close(self) -> None:
+        self._closed = True
+        if self._server is not None:
+            self._server.close()
+        for link in self._links.values():
+            if link.connection is not None:
+                link.connection.close()
+            link.wakeup.set()
+        for connection in self._clients.values():
+            connection.close()
+        tasks = [t for t in self._tasks if t is not asyncio.current_task()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    def _spawn(self, coroutine: Any) -> None:
+        task: asyncio.Task[None] = asyncio.get_running_loop().create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _link(self, peer: NodeId) -> _PeerLink:
+        link = self._links.get(peer)
+        if link is None:
+            link = self._links[peer] = _PeerLink(peer)
+            self._spawn(self._send_loop(link))
+            if self.id < peer:
+                self._spawn(self._dial_loop(link))
+        return link
+
+    # ------------------------------------------------------------ sending
+    def send(self, to: NodeId, message: WireMessage) -> None:
+        """Queue ``message`` for peer ``to``; never blocks. Drops the oldest
+        queued frame when the peer's queue is full."""
+        link = self._links.get(to)
+        if link is None:
+            self._count("unknown_destination", node_name(to), "no address for this peer")
+            return
+        frame = encode_frame(self.codec.encode(self.id, message), self.config.max_frame_bytes)
+        if len(link.queue) >= self.config.send_queue_limit:
+            link.queue.popleft()
+            self.metrics["send_queue_drops"] += 1
+        link.queue.append(frame)
+        link.wakeup.set()
+
+    def send_to_client(self, connection_id: int, message: WireMessage) -> None:
+        """Write ``message`` to a client connection; dropped (and counted) if
+        the client is gone or is not reading."""
+        connection = self._clients.get(connection_id)
+        if connection is None or connection.writer.is_closing():
+            self.metrics["client_gone_drops"] += 1
+            return
+        transport = connection.writer.transport
+        if transport.get_write_buffer_size() > self.config.client_write_buffer_bytes:
+            self.metrics["client_buffer_drops"] += 1
+            return
+        connection.writer.write(
+            encode_frame(self.codec.encode(self.id, message), self.config.max_frame_bytes)
+        )
+
+    def queued(self, peer: NodeId) -> int:
+        """Frames waiting for ``peer``."""
+        link = self._links.get(peer)
+        return len(link.queue) if link is not None else 0
+
+    def connected_peers(self) -> list[NodeId]:
+        return sorted(p for p, link in self._links.items() if link.connection is not None)
+
+    async def _send_loop(self, link: _PeerLink) -> None:
+        while not self._closed:
+            await link.wakeup.wait()
+            link.wakeup.clear()
+            connection = link.connection
+            if connection is None or not link.queue:
+                continue
+            frames = list(link.queue)
+            link.queue.clear()
+            try:
+                connection.writer.writelines(frames)
+                self.metrics["frames_sent"] += len(frames)
+                # drain() waits while the socket buffer is above its high-water
+                # mark; meanwhile new frames wait in the bounded queue.
+                await connection.writer.drain()
+            except (ConnectionError, OSError):
+                connection.close()
+            if link.queue:
+                link.wakeup.set()
+
+    # ------------------------------------------------------------ dialing
+    async def _dial_loop(self, link: _PeerLink) -> None:
+        failures = 0
+        while not self._closed:
+            address = self._addresses[link.peer]
+            try:
+                connection = await self._dial(link.peer, address)
+            except _Refused as refusal:
+                self._count(refusal.metric, node_name(link.peer), str(refusal))
+                connection = None
+            except (OSError, EOFError) as exc:  # ssl.SSLError and TimeoutError are OSErrors
+                self.metrics["dial_failures"] += 1
+                if isinstance(exc, ssl.SSLError):
+                    self._count("tls_refused", node_name(link.peer), f"TLS: {exc}")
+                else:
+                    log.debug("dial %s at %s failed: %r", node_name(link.peer), address, exc)
+                connection = None
+            except Exception:
+                # A bug must not silence this peer for good: log it, back off, retry.
+                self.metrics["dial_errors"] += 1
+                log.exception(
+                    "%s: dialing %s failed unexpectedly", node_name(self.id), node_name(link.peer)
+                )
+                connection = None
+            if connection is not None:
+                failures = 0
+                self.metrics["connections_dialed"] += 1
+                await self._serve_peer(link, connection)
+            else:
+                failures += 1
+            if self._closed:
+                break
+            delay_s = min(
+                self.config.backoff_max_s,
+                self.config.backoff_initial_s * 2 ** min(failures, 30),
+            )
+            await asyncio.sleep(self._rng.uniform(delay_s / 2, delay_s))
+
+    async def _dial(self, peer: NodeId, address: Address) -> _Connection:
+        timeout_s = self.config.handshake_timeout_s
+        if self._client_ssl is not None:
+            opened = asyncio.open_connection(
+                *address,
+                ssl=self._client_ssl,
+                server_hostname=node_name(peer),
+                ssl_handshake_timeout=timeout_s,
+            )
+        else:
+            opened = asyncio.open_connection(*address)
+        reader, writer = await asyncio.wait_for(opened, timeout_s)
+        connection = _Connection(reader, writer, node_name(peer), self.config.max_frame_bytes)
+        try:
+            writer.write(self._hello(ROLE_PEER))
+            _, hello = await asyncio.wait_for(self._receive(connection), timeout_s)
+            if not isinstance(hello, Hello) or hello.role != ROLE_PEER or hello.node != peer:
+                raise _Refused(
+                    "wrong_peer", f"expected {node_name(peer)} at {address}, got {hello!r}"
+                )
+        except BaseException:
+            connection.close()
+            raise
+        return connection
+
+    def _hello(self, role: str) -> bytes:
+        return encode_frame(self.codec.encode(self.id, Hello(self.id, role)))
+
+    # ------------------------------------------------------------ accepting
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        # Tracked like our own tasks so that close() ends accepted connections too.
+        task = asyncio.current_task()
+        if task is not None:
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        if self._closed:
+            writer.close()
+            return
+        try:
+            await self._handle_accepted(reader, writer)
+        except asyncio.CancelledError:
+            # close() cancels us; this is the top of the task, and asyncio's
+            # stream server logs a cancelled handler as an error.
+            writer.close()
+
+    async def _handle_accepted(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        self.metrics["connections_accepted"] += 1
+        peername = writer.get_extra_info("peername")
+        # Keyed by host, not port: one log line per refusing party, not per attempt.
+        label = str(peername[0]) if peername else "?"
+        timeout_s = self.config.handshake_timeout_s
+        try:
+            if self._server_ssl is not None:
+                await asyncio.wait_for(
+                    writer.start_tls(self._server_ssl, ssl_handshake_timeout=timeout_s), timeout_s
+                )
+            connection = _Connection(reader, writer, label, self.config.max_frame_bytes)
+            _, hello = await asyncio.wait_for(self._receive(connection), timeout_s)
+        except _Refused as refusal:
+            self._count(refusal.metric, label, str(refusal))
+            writer.close()
+            return
+        except ssl.SSLError as exc:
+            self._count("tls_refused", label, f"TLS handshake refused: {exc}")
+            writer.close()
+            return
+        except (OSError, EOFError) as exc:
+            self._count("handshake_failures", label, f"no handshake: {exc!r}")
+            writer.close()
+            return
+        if not isinstance(hello, Hello):
+            self._count(
+                "handshake_failures", label, f"first frame is {type(hello).__name__}, not Hello"
+            )
+            connection.close()
+            return
+        if hello.role == ROLE_PEER:
+            await self._accept_peer(connection, NodeId(hello.node))
+        elif hello.role == ROLE_CLIENT and self._on_client_message is not None:
+            await self._serve_client(connection)
+        else:
+            self._count("handshake_failures", label, f"unsupported role {hello.role!r}")
+            connection.close()
+
+    async def _accept_peer(self, connection: _Connection, peer: NodeId) -> None:
+        label = connection.label
+        if peer not in self._addresses or peer >= self.id:
+            # Only known peers, and only those with a lower id dial us.
+            self._count(
+                "unknown_peer", label, f"{node_name(peer)} may not dial {node_name(self.id)}"
+            )
+            connection.close()
+            return
+        if self._server_ssl is not None:
+            names = certificate_names(connection.writer.get_extra_info("peercert"))
+            if node_name(peer) not in names:
+                self._count(
+                    "peer_name_mismatch",
+                    label,
+                    f"Hello claims {node_name(peer)} but the certificate names {sorted(names)}",
+                )
+                connection.close()
+                return
+        connection.label = node_name(peer)
+        connection.writer.write(self._hello(ROLE_PEER))
+        await self._serve_peer(self._link(peer), connection)
+
+    # ------------------------------------------------------------ serving
+    async def _receive(self, connection: _Connection) -> tuple[NodeId, WireMessage]:
+        body = await connection.next_body()
+        if body is None:
+            raise EOFError("connection closed")
+        try:
+            return self.codec.decode(body)
+        except RemoteProtocolError as exc:
+            raise _Refused("malformed_messages", str(exc)) from None
+
+    async def _serve_peer(self, link: _PeerLink, connection: _Connection) -> None:
+        """Read from a handshaken peer connection until it ends; it carries
+        this link's outbound frames meanwhile."""
+        previous = link.connection
+        if previous is not None:
+            previous.close()  # the peer restarted and dialed again
+        link.connection = connection
+        link.wakeup.set()
+        peer = link.peer
+        try:
+            while True:
+                sender, message = await self._receive(connection)
+                if sender != peer:
+                    raise _Refused(
+                        "sender_spoofed",
+                        f"frame claims sender {sender} on {node_name(peer)}'s connection",
+                    )
+                if not isinstance(message, self._peer_types):
+                    raise _Refused("unexpected_messages", f"peer sent {type(message).__name__}")
+                self.metrics["messages_received"] += 1
+                self._on_peer_message(peer, message)
+        except _Refused as refusal:
+            self._count(refusal.metric, node_name(peer), str(refusal))
+        except (EOFError, OSError, ssl.SSLError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            connection.close()
+            if link.connection is connection:
+                link.connection = None
+
+    async def _serve_client(self, connection: _Connection) -> None:
+        connection_id = self._next_client
+        self._next_client += 1
+        self._clients[connection_id] = connection
+        assert self._on_client_message is not None
+        try:
+            while True:
+                _, message = await self._receive(connection)
+                if not isinstance(message, self._client_types):
+                    raise _Refused("unexpected_messages", f"client sent {type(message).__name__}")
+                self.metrics["client_messages_received"] += 1
+                self._on_client_message(connection_id, message)
+        except _Refused as refusal:
+            self._count(refusal.metric, connection.label, str(refusal))
+        except (EOFError, OSError, ssl.SSLError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            connection.close()
+            del self._clients[connection_id]
+
+    def _count(self, metric: str, who: str, detail: str) -> None:
+        """Count a refusal or drop; log the first of each kind per party."""
+        self.metrics[metric] += 1
+        key = (metric, who)
+        if key in self._logged:
+            log.debug("%s: %s: %s", node_name(self.id), metric, detail)
+        else:
+            self._logged.add(key)
+            log.warning("%s: %s (%s): %s", node_name(self.id), who, metric, detail)
+
+
+class ClientConnection:
+    """A client's connection to one node: send requests, await replies."""
+
+    def __init__(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        codec: WireCodec,
+        client_id: int,
+        max_frame_bytes: int,
+    ) -> None:
+        self._connection = _Connection(reader, writer, "client", max_frame_bytes)
+        self._codec = codec
+        self.client_id = client_id
+
+    @classmethod
+    async def open(
+        cls,
+        address: Address,
+        client_id: int,
+        message_types: Iterable[type[WireMessage]],
+        *,
+        tls: TlsConfig | None = None,
+        node: NodeId | None = None,
+        insecure: bool = False,
+        max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
+    ) -> ClientConnection:
+        """Connect to the node at ``address`` (named ``node`` for the TLS check)."""
+        if tls is None and not insecure:
+            raise ConfigError("a TLS configuration is required (pass insecure=True for plain TCP)")
+        codec = WireCodec((Hello, *message_types))
+        if tls is not None:
+            if node is None:
+                raise ConfigError("with TLS, name the node to connect to (node=...)")
+            reader, writer = await asyncio.open_connection(
+                *address, ssl=tls.client_context(), server_hostname=node_name(node)
+            )
+        else:
+            reader, writer = await asyncio.open_connection(*address)
+        writer.write(encode_frame(codec.encode(NodeId(client_id), Hello(client_id, ROLE_CLIENT))))
+        return cls(reader, writer, codec, client_id, max_frame_bytes)
+
+    def send(self, message: WireMessage) -> None:
+        self._connection.writer.write(
+            encode_frame(self._codec.encode(NodeId(self.client_id), message))
+        )
+
+    async def receive(self) -> WireMessage:
+        """The next message from the node; ``EOFError`` when it closed."""
+        body = await self._connection.next_body()
+        if body is None:
+            raise EOFError("the node closed the connection")
+        return self._codec.decode(body)[1]
+
+    async def close(self) -> None:
+        self._connection.close()
+        with contextlib.suppress(OSError, ssl.SSLError):
+            await self._connection.writer.wait_closed()

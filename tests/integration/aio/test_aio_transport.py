@@ -1,0 +1,257 @@
+"""The transport on loopback: mutual TLS refuses strangers and impostors (and
+says so), hostile bytes close only their own connection, and queues for an
+unreachable peer stay bounded."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+
+import msgspec
+import pytest
+from conftest import (
+    FAST_BACKOFF,
+    LOOPBACK,
+    free_ports,
+    make_nodes,
+    open_client,
+    put,
+    wait_until,
+)
+from toy_replication import toy_binding
+
+from quorate.cli.certs import issue_certificate
+from quorate.codec import WireCodec, encode_frame
+from quorate.core.wire import WireMessage
+from quorate.ids import NodeId
+from quorate.runtime.aio import Hello, TlsConfig, Transport, TransportConfig
+from quorate.state.service import STATUS_OK
+
+pytestmark = pytest.mark.timeout(60)
+
+
+class Note(WireMessage, tag="test.Note", frozen=True):
+    n: int
+
+
+def tls_for(directory: Path, name: str, ca_directory: Path | None = None) -> TlsConfig:
+    """``name``'s certificate from ``directory``, trusting ``ca_directory``'s CA."""
+    config = TlsConfig.from_directory(directory, name)
+    if ca_directory is not None:
+        config = TlsConfig(ca_directory / "ca.crt", config.cert_file, config.key_file)
+    return config
+
+
+def pair(
+    tls_1: TlsConfig | None,
+    tls_2: TlsConfig | None,
+    inbox_2: list[tuple[NodeId, WireMessage]],
+    config: TransportConfig = FAST_BACKOFF,
+    ports: list[int] | None = None,
+) -> tuple[Transport, Transport]:
+    ports = ports or free_ports(2)
+    addresses = {NodeId(1): (LOOPBACK, ports[0]), NodeId(2): (LOOPBACK, ports[1])}
+
+    def transport(
+        node: int, tls: TlsConfig | None, inbox: list[tuple[NodeId, WireMessage]]
+    ) -> Transport:
+        return Transport(
+            NodeId(node),
+            addresses[NodeId(node)],
+            addresses,
+            peer_message_types=(Note,),
+            on_peer_message=lambda sender, m: inbox.append((sender, m)),
+            tls=tls,
+            insecure=tls is None,
+            config=config,
+        )
+
+    return transport(1, tls_1, []), transport(2, tls_2, inbox_2)
+
+
+def test_tls_cluster_serves_a_tls_client(tmp_path: Path, cluster_certs: Path) -> None:
+    async def scenario() -> None:
+        tls = {i: tls_for(cluster_certs, f"n{i}") for i in (1, 2, 3)}
+        nodes = make_nodes(tmp_path, 3, toy_binding(), tls=tls)
+        try:
+            for node in nodes:
+                await node.start()
+            client = await open_client(nodes[0], tls=tls_for(cluster_certs, "client-a"))
+            assert (await put(client, 1, "k", "v")).status == STATUS_OK
+            await wait_until(
+                lambda: all(n.counters["entries_applied"] == 1 for n in nodes), "replication"
+            )
+            assert all(n.metrics.get("transport.tls_refused", 0) == 0 for n in nodes)
+            await client.close()
+        finally:
+            for node in nodes:
+                await node.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_certificate_from_another_ca_is_refused_and_logged(
+    cluster_certs: Path, foreign_certs: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """n1 presents an ``n1`` certificate signed by a stranger's CA: n2 refuses
+    the handshake, counts it and logs it; nothing is delivered."""
+    issue_certificate(foreign_certs, "n1", force=True)
+    received: list[tuple[NodeId, WireMessage]] = []
+
+    async def scenario() -> None:
+        one, two = pair(
+            tls_for(foreign_certs, "n1", ca_directory=cluster_certs),
+            tls_for(cluster_certs, "n2"),
+            received,
+        )
+        await two.start()
+        await one.start()
+        try:
+            one.send(NodeId(2), Note(1))
+            await wait_until(lambda: two.metrics["tls_refused"] >= 2, "repeated refusals")
+            assert received == []
+            assert two.connected_peers() == []
+        finally:
+            await one.close()
+            await two.close()
+
+    with caplog.at_level(logging.WARNING, logger="quorate.runtime.aio.transport"):
+        asyncio.run(scenario())
+    refusals = [r for r in caplog.records if "tls_refused" in r.getMessage()]
+    assert len(refusals) == 1, "logged once, counted every time"
+
+
+def test_a_node_whose_certificate_names_another_node_is_refused(cluster_certs: Path) -> None:
+    """Acceptor side: the dialer says Hello as n1 with n3's certificate."""
+    received: list[tuple[NodeId, WireMessage]] = []
+
+    async def scenario() -> None:
+        one, two = pair(tls_for(cluster_certs, "n3"), tls_for(cluster_certs, "n2"), received)
+        await two.start()
+        await one.start()
+        try:
+            one.send(NodeId(2), Note(1))
+            await wait_until(lambda: two.metrics["peer_name_mismatch"] >= 1, "name check")
+            assert received == []
+        finally:
+            await one.close()
+            await two.close()
+
+    asyncio.run(scenario())
+
+
+def test_the_dialer_refuses_an_acceptor_with_the_wrong_name(cluster_certs: Path) -> None:
+    """Dialer side: the address of n2 answers with n3's certificate."""
+    received: list[tuple[NodeId, WireMessage]] = []
+
+    async def scenario() -> None:
+        one, two = pair(tls_for(cluster_certs, "n1"), tls_for(cluster_certs, "n3"), received)
+        await two.start()
+        await one.start()
+        try:
+            one.send(NodeId(2), Note(1))
+            await wait_until(lambda: one.metrics["tls_refused"] >= 1, "hostname check")
+            assert received == []
+        finally:
+            await one.close()
+            await two.close()
+
+    asyncio.run(scenario())
+
+
+def test_plain_tcp_needs_an_explicit_insecure_flag() -> None:
+    from quorate.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="insecure"):
+        Transport(NodeId(1), (LOOPBACK, 0), {}, peer_message_types=(Note,), on_peer_message=print)
+
+
+def test_hostile_frames_close_only_their_connection(tmp_path: Path) -> None:
+    """Garbage, oversize announcements, unknown types, wrong field types and a
+    spoofed sender each close one connection and are counted; the node keeps
+    serving clients."""
+    hello_codec = WireCodec((Hello,))
+
+    def hello(node: int, role: str) -> bytes:
+        return encode_frame(hello_codec.encode(NodeId(node), Hello(node, role)))
+
+    def raw(obj: object) -> bytes:
+        return encode_frame(msgspec.msgpack.encode(obj))
+
+    attacks = {
+        "malformed_messages": [b"\x00\x00\x00\x03abc"],
+        "oversize_frames": [b"\xff\xff\xff\xff"],
+        "handshake_failures": [raw((1, 9, ["client.Request", 9, 1, b"x"]))],  # no Hello first
+        "unexpected_messages": [hello(9, "client"), raw((1, 9, ["toy.Ack", 3]))],
+    }
+    attacks_after = {
+        "malformed_messages": [hello(9, "client"), raw((1, 9, ["nope.Unknown", 1]))],
+        "wrong_types": [hello(9, "client"), raw((1, 9, ["client.Request", "x", "y", 3]))],
+        "sender_spoofed": [hello(1, "peer"), raw((1, 3, ["toy.Ack", 1]))],
+    }
+
+    async def attack(address: tuple[str, int], frames: list[bytes]) -> None:
+        reader, writer = await asyncio.open_connection(*address)
+        writer.writelines(frames)
+        # The node closes the connection: read until end of stream.
+        while await asyncio.wait_for(reader.read(65536), 15):
+            pass
+        writer.close()
+
+    async def scenario() -> None:
+        # n2 (a follower of n1) accepts a "peer" Hello from n1 and checks senders.
+        nodes = make_nodes(tmp_path, 2, toy_binding())
+        try:
+            for node in nodes:
+                await node.start()
+            target = nodes[1]
+            assert target.transport is not None
+            address = target.transport.listen_address
+            for frames in attacks.values():
+                await attack(address, frames)
+            for frames in attacks_after.values():
+                await attack(address, frames)
+            m = target.transport.metrics
+            assert m["malformed_messages"] == 3  # garbage, unknown tag, wrong field types
+            assert m["oversize_frames"] == 1
+            assert m["handshake_failures"] == 1
+            assert m["unexpected_messages"] == 1
+            assert m["sender_spoofed"] == 1
+            # Still serving: the cluster commits a client's write.
+            client = await open_client(nodes[0])
+            assert (await put(client, 1, "k", "v")).status == STATUS_OK
+            await wait_until(lambda: target.counters["entries_applied"] == 1, "n2 to apply")
+            await client.close()
+        finally:
+            for node in nodes:
+                await node.close()
+
+    asyncio.run(scenario())
+
+
+def test_queue_for_an_unreachable_peer_is_bounded_and_keeps_the_newest() -> None:
+    limit = 10
+    sent = 100
+    received: list[tuple[NodeId, WireMessage]] = []
+    config = TransportConfig(send_queue_limit=limit, backoff_initial_s=0.01, backoff_max_s=0.05)
+
+    async def scenario() -> None:
+        ports = free_ports(2)
+        one, two = pair(None, None, received, config=config, ports=ports)
+        await one.start()  # n2 is not listening yet: n1's dials fail
+        try:
+            for n in range(sent):
+                one.send(NodeId(2), Note(n))
+            assert one.queued(NodeId(2)) == limit
+            assert one.metrics["send_queue_drops"] == sent - limit
+            await wait_until(lambda: one.metrics["dial_failures"] >= 2, "redials")
+            await two.start()
+            await wait_until(lambda: len(received) == limit, "delivery after the peer starts")
+            assert [m.n for _, m in received] == list(range(sent - limit, sent))  # type: ignore[attr-defined]
+            assert {s for s, _ in received} == {NodeId(1)}
+        finally:
+            await one.close()
+            await two.close()
+
+    asyncio.run(scenario())
