@@ -1,0 +1,103 @@
+"""PBFT settings, validated once at the edge.
+
+Theory of operation: ``PbftConfig`` is a frozen value; ``PbftReplica`` calls
+``validate(n)`` in its constructor so a bad setting fails at start with a
+message that names the field and the fix.
+
+- Batching (Castro & Liskov, TOCS 2002, §5.1.4): the primary puts up to
+  ``batch_max`` client commands in one pre-prepare and waits at most
+  ``batch_timeout_s`` for a batch to fill.
+- Checkpoints (§4.3): every ``checkpoint_interval`` (K) sequence numbers; the
+  sequence window above the stable checkpoint is L = 2K (the low and high
+  water marks h and h + L).
+- View changes (§4.4, §4.5.2): a backup waiting for a request longer than
+  ``view_change_timeout_s`` suspects the primary; a view change that does not
+  end within the timeout moves to the next view with the timeout doubled.
+- Retransmission (§5.2): a replica that made no progress for
+  ``retransmit_interval_s`` re-sends its own latest messages, so lost
+  messages cost time, not liveness.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from quorate.core.quorum import max_faulty
+from quorate.errors import ConfigError
+
+
+@dataclass(frozen=True, slots=True)
+class PbftConfig:
+    """Tunables of one PBFT replica. Durations in seconds."""
+
+    batch_max: int = 64
+    """Most client commands in one pre-prepare."""
+    batch_timeout_s: float = 0.002
+    """How long the primary waits for a batch to fill (0: send at once)."""
+    checkpoint_interval: int = 32
+    """K: a checkpoint every K sequence numbers; the window L is 2K."""
+    view_change_timeout_s: float = 1.0
+    """T: how long a backup waits for a request before suspecting the primary;
+    successive failed view changes wait 2T, 4T, ..."""
+    retransmit_interval_s: float = 0.25
+    """A replica with unfinished work and no progress for this long re-sends
+    its own latest messages."""
+    max_command_bytes: int = 1 << 20
+    """Larger client commands are refused (and dropped inside pre-prepares)."""
+    max_pending: int = 4096
+    """Most client commands a replica holds waiting to be ordered."""
+    max_pending_per_peer: int = 1024
+    """Most forwarded commands from one peer waiting at the primary (a
+    flooding replica cannot crowd out the others)."""
+    retained_entries: int = 1 << 16
+    """Committed entries kept in memory to serve state transfer to replicas
+    that fell behind (§5.3.2). A replica further behind than this cannot catch up
+    from its peers' memory."""
+    max_view_change_backoff: int = 10
+    """The view-change timeout doubles at most this many times."""
+
+    @property
+    def window(self) -> int:
+        """L: sequence numbers n with h < n <= h + L are accepted."""
+        return 2 * self.checkpoint_interval
+
+    def validate(self, n: int) -> PbftConfig:
+        """Raise ``ConfigError`` naming the first bad field for ``n`` replicas."""
+        if n < 1:
+            raise ConfigError(f"a PBFT group needs at least 1 replica, got {n}")
+        f = max_faulty(n)
+        if n < 3 * f + 1:  # pragma: no cover - max_faulty guarantees it
+            raise ConfigError(f"n={n} replicas cannot tolerate f={f} faults (needs 3f+1)")
+        for name in (
+            "batch_max",
+            "checkpoint_interval",
+            "max_command_bytes",
+            "max_pending",
+            "max_pending_per_peer",
+            "retained_entries",
+        ):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+        if not isinstance(self.max_view_change_backoff, int) or self.max_view_change_backoff < 0:
+            raise ConfigError(
+                f"max_view_change_backoff must be an integer >= 0, got {self.max_view_change_backoff!r}"
+            )
+        if not self.batch_timeout_s >= 0:
+            raise ConfigError(f"batch_timeout_s must be >= 0 seconds, got {self.batch_timeout_s}")
+        if not self.view_change_timeout_s > 0:
+            raise ConfigError(
+                f"view_change_timeout_s must be > 0 seconds, got {self.view_change_timeout_s}"
+            )
+        if not self.batch_timeout_s < self.view_change_timeout_s:
+            raise ConfigError(
+                f"batch_timeout_s ({self.batch_timeout_s}) must be below view_change_timeout_s "
+                f"({self.view_change_timeout_s}) or backups suspect a healthy primary"
+            )
+        if not 0 < self.retransmit_interval_s < self.view_change_timeout_s:
+            raise ConfigError(
+                f"retransmit_interval_s must be > 0 and below view_change_timeout_s "
+                f"({self.view_change_timeout_s}); got {self.retransmit_interval_s}. "
+                "A quarter of the view-change timeout is typical."
+            )
+        return self

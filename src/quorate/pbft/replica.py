@@ -1,0 +1,1338 @@
+"""A PBFT replica as a sans-IO state machine (Castro & Liskov, OSDI '99 and
+TOCS 2002 §4).
+
+Theory of operation.
+
+- **Views and the primary** (§4.1): replicas are numbered by their position in
+  ``replicas``; the primary of view v is ``replicas[v % n]``. With
+  f = (n - 1) // 3 and quorum q = ``bft_quorum(n)`` (2f + 1 when n = 3f + 1),
+  any two quorums share an honest replica.
+- **Normal case** (§4.2): any replica takes a client command (``propose``); a
+  backup forwards it to the primary. The primary batches commands (up to
+  ``batch_max``, waiting at most ``batch_timeout_s``) and sends a signed
+  ``PrePrepare`` assigning the next sequence number n, with h < n <= h + L.
+  A backup accepts at most one pre-prepare per (v, n) and answers with a
+  ``Prepare``. *prepared(m, v, n)*: the pre-prepare plus q - 1 matching
+  prepares from distinct backups; the replica then sends ``Commit``.
+  *committed-local*: prepared plus q matching commits. Batches execute in
+  sequence order; each command executes once (deduplicated by digest) and
+  comes out as one ``Entry(term=origin view, index=next global index)``.
+- **Checkpoints and garbage collection** (§4.3): after executing n with
+  n mod K = 0 a replica signs a ``Checkpoint`` on the running hash of its
+  committed entries. q matching checkpoints are a proof; the checkpoint is
+  then stable, h moves to n and everything about sequence numbers <= h is
+  dropped. A replica that learns a stable checkpoint above what it executed
+  fetches the missing entries (``FetchState``) and checks them against the
+  proof's hash (§5.3.2), so a single reply from any replica is enough.
+- **View change** (§4.4, §4.5.2): a backup that waits for a command longer
+  than T sends a signed ``ViewChange`` for v + 1 with its stable checkpoint
+  proof and its prepared certificates P, and stops taking normal-case
+  messages. Once q view changes for v + 1 are in, it waits T·2^k for the new
+  view (k counts successive failed view changes) before moving on. f + 1 view
+  changes for higher views pull a replica along. The new primary picks q view
+  changes V and computes O: from the highest stable checkpoint min-s in V to
+  the highest prepared sequence number max-s, the batch of the highest-view
+  certificate, or a null batch. Backups recompute O from V and accept the
+  ``NewView`` only if it matches. Safety: a batch committed at n in view v was
+  prepared at q replicas, so any q view changes include a certificate for it
+  and no certificate for another batch at n in a later view can exist.
+- **Equivocation** (``quorate.core.evidence``): every pre-prepare, prepare,
+  commit and checkpoint is a signed statement recorded in an ``EvidencePool``.
+  Two conflicting ones by one replica (seen directly, inside certificates, or
+  through ``Prepare.primary_signature``) are evidence: it is broadcast, every
+  honest replica verifies it, excludes the offender and drops its messages.
+  A proven-faulty primary is suspected at once.
+- **Durability**: ``Ready.hard_state`` (``PbftHardState``) holds the view, own
+  statements above the stable checkpoint, P and the stable proof, so a
+  restarted replica never signs a conflicting statement nor forgets a
+  certificate; committed entries go to ``Ready.entries``. After a restart
+  the replica re-emits every recovered entry once, in its first ``Ready``.
+- **Retransmission and catching up** (after the BFT library's status
+  messages): a replica with unfinished work that made no progress for
+  ``retransmit_interval_s`` re-sends its own latest messages and a ``Status``
+  (view, executed sequence number). Peers answer what it lacks, at most once
+  per peer and thing per period: commit certificates (``CommittedBatch``:
+  pre-prepare + q commits, which any replica may execute, even during a view
+  change), their stable checkpoint proof, or the ``NewView`` of a view it
+  missed (signed by that view's primary, so any replica may relay it).
+
+Authentication: the paper replaces signatures by MAC authenticators in the
+normal case. Here every message is signed through the injected ``Signer``;
+view-change, new-view and checkpoint messages must be signed anyway because
+they travel as proofs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+from quorate.core.evidence import (
+    Evidence,
+    EvidencePool,
+    SignedStatement,
+    sign_statement,
+    verify_statement,
+)
+from quorate.core.protocol import ProposeOutcome, Queued, Refused
+from quorate.core.quorum import bft_quorum, max_faulty
+from quorate.core.ready import ENTRY_NORMAL, Entry, Ready, Rejection
+from quorate.core.signing import Signer, Verifier
+from quorate.errors import ConfigError, invariant
+from quorate.ids import NodeId
+from quorate.pbft.config import PbftConfig
+from quorate.pbft.messages import (
+    DIGEST_BYTES,
+    KIND_CHECKPOINT,
+    KIND_COMMIT,
+    KIND_PRE_PREPARE,
+    KIND_PREPARE,
+    Checkpoint,
+    Commit,
+    CommittedBatch,
+    FetchState,
+    NewView,
+    PbftHardState,
+    Prepare,
+    PreparedCertificate,
+    PrePrepare,
+    Request,
+    StateTransfer,
+    Status,
+    ViewChange,
+    batch_digest,
+    checkpoint_payload,
+    command_digest,
+)
+
+
+class RecoveredState(Protocol):
+    """What a restarted replica finds on disk: ``quorate.storage.Recovered``
+    (named structurally, since protocol cores do not import storage)."""
+
+    hard_state: Any
+    entries: list[Entry]
+
+
+GENESIS_STATE_DIGEST = bytes(DIGEST_BYTES)
+"""The running hash of the empty history."""
+_HELP_PROOF = -1
+_HELP_STATUS = -2
+_HELP_NEW_VIEW = -3
+"""Keys (besides sequence numbers) under which help to a peer is rate-limited."""
+
+
+def chain_digest(previous: bytes, entry: Entry) -> bytes:
+    """The state digest after committing ``entry`` on top of ``previous``."""
+    h = hashlib.blake2b(previous, digest_size=DIGEST_BYTES)
+    h.update(entry.index.to_bytes(8, "big"))
+    h.update(entry.term.to_bytes(8, "big"))
+    h.update(entry.data)
+    return h.digest()
+
+
+class _Slot:
+    """What a replica knows about one sequence number in the current view."""
+
+    __slots__ = ("commits", "committed", "digest", "my_commit", "my_prepare", "pre_prepare",
+                 "prepared", "prepares", "votes")
+
+    def __init__(self) -> None:
+        self.pre_prepare: PrePrepare | None = None
+        self.digest = b""
+        self.prepares: dict[int, Prepare] = {}
+        self.votes: dict[bytes, list[Prepare]] = {}
+        self.commits: dict[bytes, dict[int, Commit]] = {}
+        self.prepared = False
+        self.committed = False
+        self.my_prepare: Prepare | None = None
+        self.my_commit: Commit | None = None
+
+
+class PbftReplica:
+    """One PBFT replica. See the module docstring for the protocol."""
+
+    def __init__(
+        self,
+        id: NodeId,
+        replicas: Sequence[NodeId],
+        *,
+        config: PbftConfig,
+        signer: Signer,
+        verifier: Verifier,
+        rng: random.Random,
+        now: float,
+        recovered: RecoveredState | None = None,
+    ) -> None:
+        self.replicas: tuple[NodeId, ...] = tuple(NodeId(int(r)) for r in replicas)
+        if len(set(self.replicas)) != len(self.replicas):
+            raise ConfigError(f"replica ids must be distinct, got {list(self.replicas)}")
+        if id not in self.replicas:
+            raise ConfigError(f"replica {id} is not in the group {list(self.replicas)}")
+        if signer.node != id:
+            raise ConfigError(f"the signer holds the key of {signer.node}, not of replica {id}")
+        self.config = config.validate(len(self.replicas))
+        self._id = id
+        self.n = len(self.replicas)
+        self.f = max_faulty(self.n)
+        self.quorum = bft_quorum(self.n)
+        self._members = frozenset(int(r) for r in self.replicas)
+        self._others = tuple(r for r in self.replicas if r != id)
+        self._signer = signer
+        self._verifier = verifier
+        self._rng = rng
+        self._now = now
+        self._k = config.checkpoint_interval
+        self._window = config.window
+
+        self.pool = EvidencePool(verifier)
+        self.excluded_dropped = 0
+        """Messages dropped because their sender was proven faulty."""
+        self.view_changes_started = 0
+
+        # view state
+        self.view = 0
+        self.view_active = True
+        self._slots: dict[int, _Slot] = {}
+        self._next_seq = 1
+        self._new_view_msg: NewView | None = None
+        self._my_vc: ViewChange | None = None
+        self._vc_latest: dict[int, ViewChange] = {}
+        self._vc_valid: set[bytes] = set()
+        self._vc_attempts = 0
+
+        # checkpoints and execution
+        self.stable_seq = 0
+        self._stable_proof: tuple[Checkpoint, ...] = ()
+        self._stable_entry_index = 0
+        self.executed_seq = 0
+        self.entry_index = 0
+        self.state_digest = GENESIS_STATE_DIGEST
+        self._executed: set[bytes] = set()
+        self._own_checkpoints: dict[int, Checkpoint] = {}
+        self._cp_by_replica: dict[int, dict[int, Checkpoint]] = {}
+        self._cp_votes: dict[tuple[int, bytes], dict[int, Checkpoint]] = {}
+        self._prepared_certs: dict[int, PreparedCertificate] = {}
+        self._commit_certs: dict[int, CommittedBatch] = {}
+        self._announce = False
+        self._signed: dict[tuple[str, int, int], bytes] = {}
+        self._log: list[Entry] = []
+        self._log_first = 1
+        self._helped: set[tuple[int, int]] = set()
+        self._helped_since = now
+
+        # client commands waiting to be ordered
+        self._pending: dict[bytes, bytes] = {}
+        self._pending_from: dict[bytes, int] = {}
+        self._pending_per_peer: dict[int, int] = {}
+        self._unassigned: dict[bytes, None] = {}
+        self._assigned: set[bytes] = set()
+
+        # timers (absolute deadlines on the local clock)
+        self._batch_deadline: float | None = None
+        self._request_deadline: float | None = None
+        self._vc_deadline: float | None = None
+        self._retransmit_deadline: float | None = None
+        self._progress_mark: tuple[int, bool, int, int] = (-1, True, -1, -1)
+
+        # work for the runtime
+        self._out: list[tuple[NodeId, Any]] = []
+        self._committed: list[Entry] = []
+        self._to_persist: list[Entry] = []
+        self._rejected: list[Rejection] = []
+        self._hard_dirty = False
+
+        self._handlers: dict[type, Callable[[NodeId, Any], None]] = {
+            Request: self._on_request,
+            PrePrepare: self._on_pre_prepare,
+            Prepare: self._on_prepare,
+            Commit: self._on_commit,
+            Checkpoint: self._on_checkpoint,
+            ViewChange: self._on_view_change,
+            NewView: self._on_new_view,
+            FetchState: self._on_fetch_state,
+            StateTransfer: self._on_state_transfer,
+            Status: self._on_status,
+            CommittedBatch: self._on_committed_batch,
+            Evidence: self._on_evidence,
+        }
+        if recovered is not None and recovered.hard_state is not None:
+            self._recover(recovered)
+        self._arm_retransmit()
+
+    # ------------------------------------------------------------------ API
+
+    @property
+    def id(self) -> NodeId:
+        return self._id
+
+    @property
+    def primary(self) -> NodeId:
+        """The primary of the current view (the one being changed to, in a view change)."""
+        return self.primary_of(self.view)
+
+    def primary_of(self, view: int) -> NodeId:
+        return self.replicas[view % self.n]
+
+    @property
+    def is_primary(self) -> bool:
+        """True while this replica leads an installed view."""
+        return self.view_active and self.primary == self._id
+
+    @property
+    def detections(self) -> list[tuple[NodeId, str, int, int]]:
+        """Equivocations proven so far: (offender, kind, height, round)."""
+        return [(ev.offender, ev.first.kind, ev.first.height, ev.first.round) for ev in self.pool.detections]
+
+    @property
+    def excluded(self) -> frozenset[NodeId]:
+        return frozenset(self.pool.excluded)
+
+    @property
+    def pending_count(self) -> int:
+        return len(self._pending)
+
+    def step(self, sender: NodeId, message: Any, now: float) -> None:
+        self._now = now
+        name = type(message).__name__
+        if int(sender) not in self._members or sender == self._id:
+            self._reject(sender, name, "sender is not another replica of this group")
+            return
+        if self.pool.is_excluded(sender) and not isinstance(message, Evidence):
+            self.excluded_dropped += 1
+            self._reject(sender, name, "excluded")
+            return
+        handler = self._handlers.get(type(message))
+        if handler is None:
+            self._reject(sender, name, "unknown message type")
+            return
+        try:
+            handler(sender, message)
+        except (TypeError, ValueError, AttributeError, IndexError, KeyError, OverflowError) as exc:
+            # Fields of the wrong shape from an in-process peer; a decoded
+            # message cannot get here (the codec checks types).
+            self._reject(sender, name, f"malformed: {type(exc).__name__}")
+        self._arm_retransmit()
+
+    def tick(self, now: float) -> None:
+        self._now = now
+        if self._batch_deadline is not None and now >= self._batch_deadline:
+            self._batch_deadline = None
+            self._maybe_flush(force=True)
+        if self._request_deadline is not None and now >= self._request_deadline:
+            self._request_deadline = None
+            if self.view_active and self._pending:
+                self._start_view_change(self.view + 1)
+        if self._vc_deadline is not None and now >= self._vc_deadline:
+            self._vc_deadline = None
+            if not self.view_active:
+                self._vc_attempts += 1
+                self._start_view_change(self.view + 1)
+        if self._retransmit_deadline is not None and now >= self._retransmit_deadline:
+            self._retransmit_deadline = None
+            mark = self._mark()
+            if mark == self._progress_mark:
+                self._retransmit()
+            self._progress_mark = mark
+        self._arm_retransmit()
+
+    def propose(self, command: bytes, now: float) -> ProposeOutcome:
+        self._now = now
+        if len(command) > self.config.max_command_bytes:
+            return Refused(f"command of {len(command)} bytes exceeds max_command_bytes")
+        d = command_digest(command)
+        if d in self._executed:
+            return Refused("duplicate: already executed")
+        if d in self._pending:
+            return Refused("duplicate: already pending")
+        if len(self._pending) >= self.config.max_pending:
+            return Refused("busy: too many pending commands")
+        self._add_pending(d, command, None)
+        if self.view_active:
+            if self.primary == self._id:
+                self._enqueue(d)
+                self._maybe_flush()
+            else:
+                self._send(self.primary, Request(command))
+                if self._request_deadline is None:
+                    self._request_deadline = now + self.config.view_change_timeout_s
+        self._arm_retransmit()
+        return Queued(self.view)
+
+    def has_ready(self) -> bool:
+        return bool(self._out or self._committed or self._to_persist or self._rejected or self._hard_dirty)
+
+    def ready(self) -> Ready:
+        ready = Ready(
+            messages=self._out,
+            hard_state=self._hard_state() if self._hard_dirty else None,
+            entries=self._to_persist,
+            committed=self._committed,
+            rejected=self._rejected,
+            wake_at=self._wake_at(),
+        )
+        self._out, self._to_persist, self._committed, self._rejected = [], [], [], []
+        self._hard_dirty = False
+        return ready
+
+    def advance(self, ready: Ready) -> None:
+        """Nothing to release: ``ready()`` already handed its work over."""
+
+    # ------------------------------------------------------------ plumbing
+
+    def _send(self, to: NodeId, message: Any) -> None:
+        self._out.append((to, message))
+
+    def _broadcast(self, message: Any) -> None:
+        out = self._out
+        for r in self._others:
+            out.append((r, message))
+
+    def _reject(self, sender: NodeId, name: str, reason: str) -> None:
+        self._rejected.append(Rejection(sender, name, reason))
+
+    def _wake_at(self) -> float | None:
+        best: float | None = None
+        for t in (self._batch_deadline, self._request_deadline, self._vc_deadline, self._retransmit_deadline):
+            if t is not None and (best is None or t < best):
+                best = t
+        return best
+
+    def _mark(self) -> tuple[int, bool, int, int]:
+        return (self.view, self.view_active, self.executed_seq, self.stable_seq)
+
+    def _unfinished(self) -> bool:
+        return bool(
+            self._pending
+            or not self.view_active
+            or self.executed_seq < self.stable_seq
+            or self._own_checkpoints
+            or self._next_seq - 1 > self.executed_seq
+            or self._announce
+        )
+
+    def _arm_retransmit(self) -> None:
+        if self._retransmit_deadline is None and self._unfinished():
+            self._retransmit_deadline = self._now + self.config.retransmit_interval_s
+            self._progress_mark = self._mark()
+
+    def _sign(self, kind: str, seq: int, view: int, payload: bytes) -> bytes:
+        """Sign a once-per-slot statement, never two different ones (the
+        record is durable, so this holds across restarts)."""
+        key = (kind, view, seq)
+        previous = self._signed.get(key)
+        invariant(previous is None or previous == payload, f"replica {self._id} would equivocate on {key}")
+        self._signed[key] = payload
+        self._hard_dirty = True
+        return sign_statement(self._signer, kind, seq, view, payload).signature
+
+    def _may_sign(self, kind: str, seq: int, view: int, payload: bytes) -> bool:
+        previous = self._signed.get((kind, view, seq))
+        return previous is None or previous == payload
+
+    def _observe(self, statement: Any) -> bool:
+        """Record a verified statement; on equivocation broadcast the evidence
+        and react. True when the statement's signer was just convicted."""
+        evidence = self.pool.observe(statement)
+        if evidence is None:
+            return False
+        self._broadcast(evidence)
+        self._on_conviction(evidence.offender)
+        return True
+
+    def _on_conviction(self, offender: NodeId) -> None:
+        if offender == self.primary and self.view_active and offender != self._id:
+            self._start_view_change(self.view + 1)
+
+    def _in_window(self, seq: int) -> bool:
+        return self.stable_seq < seq <= self.stable_seq + self._window
+
+    def _slot(self, seq: int) -> _Slot:
+        slot = self._slots.get(seq)
+        if slot is None:
+            slot = self._slots[seq] = _Slot()
+        return slot
+
+    # ------------------------------------------------------ client commands
+
+    def _add_pending(self, d: bytes, command: bytes, origin: int | None) -> None:
+        self._pending[d] = command
+        if origin is not None:
+            self._pending_from[d] = origin
+            self._pending_per_peer[origin] = self._pending_per_peer.get(origin, 0) + 1
+
+    def _drop_pending(self, d: bytes) -> None:
+        if self._pending.pop(d, None) is None:
+            return
+        self._unassigned.pop(d, None)
+        origin = self._pending_from.pop(d, None)
+        if origin is not None:
+            left = self._pending_per_peer[origin] - 1
+            if left:
+                self._pending_per_peer[origin] = left
+            else:
+                del self._pending_per_peer[origin]
+
+    def _on_request(self, sender: NodeId, m: Request) -> None:
+        """At the primary: order it. At a backup (a replica that lost track
+        of the view asks everyone, as a client would, §4.4): keep it and
+        suspect the primary if it is not executed in time."""
+        command = m.command
+        if not isinstance(command, bytes) or len(command) > self.config.max_command_bytes:
+            self._reject(sender, "Request", "oversize or malformed command")
+            return
+        d = command_digest(command)
+        if d in self._executed or d in self._pending:
+            return  # a retransmission: benign
+        if (
+            len(self._pending) >= self.config.max_pending
+            or self._pending_per_peer.get(int(sender), 0) >= self.config.max_pending_per_peer
+        ):
+            self._reject(sender, "Request", "flow control: too many pending commands")
+            return
+        self._add_pending(d, command, int(sender))
+        if not self.view_active:
+            return
+        if self.primary == self._id:
+            self._enqueue(d)
+            self._maybe_flush()
+        else:
+            # §4.4: a backup hands the command on to the primary and watches it.
+            self._send(self.primary, Request(command))
+            if self._request_deadline is None:
+                self._request_deadline = self._now + self.config.view_change_timeout_s
+
+    def _enqueue(self, d: bytes) -> None:
+        if d in self._assigned:
+            return
+        self._unassigned[d] = None
+        if self._batch_deadline is None:
+            self._batch_deadline = self._now + self.config.batch_timeout_s
+
+    def _maybe_flush(self, force: bool = False) -> None:
+        """Primary: send full batches, and a partial one when its time is up."""
+        if not self.view_active or self.primary != self._id:
+            self._batch_deadline = None
+            return
+        batch_max = self.config.batch_max
+        deadline_passed = force or (self._batch_deadline is not None and self._now >= self._batch_deadline)
+        while self._unassigned and self._next_seq <= self.stable_seq + self._window:
+            if len(self._unassigned) < batch_max and not deadline_passed:
+                break
+            digests = []
+            for d in self._unassigned:
+                digests.append(d)
+                if len(digests) == batch_max:
+                    break
+            for d in digests:
+                del self._unassigned[d]
+                self._assigned.add(d)
+            self._issue_pre_prepare(tuple(self._pending[d] for d in digests))
+        if not self._unassigned:
+            self._batch_deadline = None
+        elif self._next_seq > self.stable_seq + self._window:
+            # Window full: the next stable checkpoint calls _maybe_flush again.
+            self._batch_deadline = None
+        elif deadline_passed or self._batch_deadline is None:
+            self._batch_deadline = self._now + self.config.batch_timeout_s
+
+    def _issue_pre_prepare(self, batch: tuple[bytes, ...]) -> None:
+        seq = self._next_seq
+        self._next_seq += 1
+        digest = batch_digest(self.view, batch)
+        signature = self._sign(KIND_PRE_PREPARE, seq, self.view, digest)
+        pp = PrePrepare(self.view, seq, self.view, batch, signature)
+        self.pool.observe(pp.statement(self._id, digest))
+        slot = self._slot(seq)
+        slot.pre_prepare, slot.digest = pp, digest
+        self._broadcast(pp)
+        self._check_prepared(seq, slot)
+
+    # --------------------------------------------------------- normal case
+
+    def _normal_case_checks(self, sender: NodeId, name: str, view: int, seq: int) -> bool:
+        if view != self.view:
+            if view > self.view:
+                self._reject(sender, name, "future view")
+                self._announce = True  # we may be behind: ask at the next quiet moment
+            return False
+        if not self.view_active:
+            self._reject(sender, name, "view change in progress")
+            return False
+        if not self._in_window(seq):
+            if seq > self.stable_seq + self._window:
+                self._reject(sender, name, "sequence number above the high water mark")
+                self._announce = True
+            return False
+        return True
+
+    def _on_pre_prepare(self, sender: NodeId, m: PrePrepare) -> None:
+        if not self._normal_case_checks(sender, "PrePrepare", m.view, m.seq):
+            return
+        if sender != self.primary:
+            self._reject(sender, "PrePrepare", "forged: sender is not the primary")
+            return
+        if m.origin_view != m.view:
+            self._reject(sender, "PrePrepare", "origin view differs outside a new-view")
+            return
+        if len(m.batch) > self.config.batch_max or any(
+            len(c) > self.config.max_command_bytes for c in m.batch
+        ):
+            self._reject(sender, "PrePrepare", "oversize batch")
+            return
+        slot = self._slot(m.seq)
+        if slot.pre_prepare is not None and slot.pre_prepare.signature == m.signature:
+            if slot.committed:
+                self._help(sender, m.seq, slot)
+            return  # retransmission
+        digest = m.digest()
+        if not verify_statement(m.statement(sender, digest), self._verifier):
+            self._reject(sender, "PrePrepare", "bad signature")
+            return
+        if self._observe(m.statement(sender, digest)):
+            return
+        if slot.pre_prepare is not None:
+            return
+        if not self._may_sign(KIND_PREPARE, m.seq, m.view, digest):
+            self._reject(sender, "PrePrepare", "conflicts with this replica's own prepare")
+            return
+        self._accept_pre_prepare(m.seq, slot, m, digest)
+
+    def _accept_pre_prepare(self, seq: int, slot: _Slot, pp: PrePrepare, digest: bytes) -> None:
+        slot.pre_prepare, slot.digest = pp, digest
+        if self._pending or self.primary_of(pp.view) == self._id:  # for commands still to order
+            for command in pp.batch:
+                self._assigned.add(command_digest(command))
+        # Prepares that arrived first, for another batch, may carry the
+        # primary's signature on it: that proves the primary equivocated.
+        for other, votes in slot.votes.items():
+            if other != digest:
+                self._check_primary_signature(votes[0])
+        if self.primary_of(pp.view) != self._id:
+            signature = self._sign(KIND_PREPARE, seq, pp.view, digest)
+            p = Prepare(pp.view, seq, digest, int(self._id), signature, pp.signature)
+            slot.my_prepare = p
+            slot.prepares[int(self._id)] = p
+            slot.votes.setdefault(digest, []).append(p)
+            self._broadcast(p)
+        self._check_prepared(seq, slot)
+
+    def _check_primary_signature(self, p: Prepare) -> None:
+        if not p.primary_signature or self.pool.is_excluded(self.primary_of(p.view)):
+            return
+        st = SignedStatement(
+            int(self.primary_of(p.view)), KIND_PRE_PREPARE, p.seq, p.view, p.digest, p.primary_signature
+        )
+        if verify_statement(st, self._verifier):
+            self._observe(st)
+
+    def _on_prepare(self, sender: NodeId, m: Prepare) -> None:
+        if m.replica != sender:
+            self._reject(sender, "Prepare", "forged: claimed author is not the sender")
+            return
+        if m.view == self.view and self.view_active and m.seq <= self.stable_seq:
+            self._help_stale(sender)
+            return
+        if not self._normal_case_checks(sender, "Prepare", m.view, m.seq):
+            return
+        if sender == self.primary:
+            self._reject(sender, "Prepare", "the primary does not prepare")
+            return
+        if len(m.digest) != DIGEST_BYTES:
+            self._reject(sender, "Prepare", "malformed digest")
+            return
+        slot = self._slot(m.seq)
+        previous = slot.prepares.get(int(sender))
+        if previous is not None and previous.digest == m.digest:
+            if slot.committed:
+                self._help(sender, m.seq, slot)
+            return
+        if not verify_statement(m.statement(), self._verifier):
+            self._reject(sender, "Prepare", "bad signature")
+            return
+        if self._observe(m.statement()) or previous is not None:
+            return
+        slot.prepares[int(sender)] = m
+        slot.votes.setdefault(m.digest, []).append(m)
+        if slot.pre_prepare is not None and m.digest != slot.digest:
+            self._check_primary_signature(m)
+        self._check_prepared(m.seq, slot)
+
+    def _check_prepared(self, seq: int, slot: _Slot) -> None:
+        if slot.prepared or slot.pre_prepare is None:
+            return
+        votes = slot.votes.get(slot.digest, ())
+        if len(votes) < self.quorum - 1:
+            return
+        pp = slot.pre_prepare
+        if not self._may_sign(KIND_COMMIT, seq, pp.view, slot.digest):
+            return
+        slot.prepared = True
+        cert = PreparedCertificate(pp, tuple(votes[: self.quorum - 1]))
+        self._prepared_certs[seq] = cert
+        self._hard_dirty = True
+        signature = self._sign(KIND_COMMIT, seq, pp.view, slot.digest)
+        c = Commit(pp.view, seq, slot.digest, int(self._id), signature)
+        slot.my_commit = c
+        slot.commits.setdefault(slot.digest, {})[int(self._id)] = c
+        self._broadcast(c)
+        self._check_committed(slot)
+
+    def _on_commit(self, sender: NodeId, m: Commit) -> None:
+        if m.replica != sender:
+            self._reject(sender, "Commit", "forged: claimed author is not the sender")
+            return
+        if m.view == self.view and self.view_active and m.seq <= self.stable_seq:
+            self._help_stale(sender)
+            return
+        if not self._normal_case_checks(sender, "Commit", m.view, m.seq):
+            return
+        if len(m.digest) != DIGEST_BYTES:
+            self._reject(sender, "Commit", "malformed digest")
+            return
+        slot = self._slot(m.seq)
+        voters = slot.commits.get(m.digest)
+        if voters is not None and int(sender) in voters:
+            if slot.committed:
+                self._help(sender, m.seq, slot)
+            return
+        if not verify_statement(m.statement(), self._verifier):
+            self._reject(sender, "Commit", "bad signature")
+            return
+        if self._observe(m.statement()):
+            return
+        slot.commits.setdefault(m.digest, {})[int(sender)] = m
+        self._check_committed(slot)
+
+    def _check_committed(self, slot: _Slot) -> None:
+        if slot.committed or not slot.prepared:
+            return
+        commits = slot.commits.get(slot.digest, {})
+        if len(commits) >= self.quorum and slot.pre_prepare is not None:
+            slot.committed = True
+            pp = slot.pre_prepare
+            self._commit_certs[pp.seq] = CommittedBatch(pp, tuple(commits.values())[: self.quorum])
+            self._execute_ready()
+
+    def _may_help(self, sender: NodeId, what: int) -> bool:
+        """Answer each peer about each thing (a slot, or a negative code for
+        the proof and our status) at most once per retransmission period:
+        two replicas that both finished a slot must not answer each other
+        forever, and a peer asking again later is answered again."""
+        if self._now - self._helped_since >= self.config.retransmit_interval_s:
+            self._helped.clear()
+            self._helped_since = self._now
+        key = (int(sender), what)
+        if key in self._helped:
+            return False
+        self._helped.add(key)
+        return True
+
+    def _help(self, sender: NodeId, seq: int, slot: _Slot) -> None:
+        """``sender`` repeats itself for a slot this replica finished: it
+        missed our messages, so send them again (to it alone)."""
+        if not self._may_help(sender, seq):
+            return
+        if self.primary == self._id and slot.pre_prepare is not None:
+            self._send(sender, slot.pre_prepare)
+        if slot.my_prepare is not None:
+            self._send(sender, slot.my_prepare)
+        if slot.my_commit is not None:
+            self._send(sender, slot.my_commit)
+
+    def _help_stale(self, sender: NodeId) -> None:
+        """``sender`` works below our stable checkpoint: show it the proof."""
+        if not self._may_help(sender, _HELP_PROOF):
+            return
+        for cp in self._stable_proof:
+            self._send(sender, cp)
+
+    # ---------------------------------------------------------- execution
+
+    def _execute_ready(self) -> None:
+        progressed = False
+        while True:
+            cert = self._commit_certs.get(self.executed_seq + 1)
+            if cert is None:
+                break
+            self._execute(self.executed_seq + 1, cert.pre_prepare)
+            progressed = True
+        if progressed:
+            self._vc_attempts = 0
+            self._restart_request_timer()
+
+    def _restart_request_timer(self) -> None:
+        if self._pending and self.view_active and self.primary != self._id:
+            self._request_deadline = self._now + self.config.view_change_timeout_s
+        else:
+            self._request_deadline = None
+
+    def _commit_entry(self, entry: Entry) -> None:
+        self.state_digest = chain_digest(self.state_digest, entry)
+        self.entry_index = entry.index
+        self._committed.append(entry)
+        self._to_persist.append(entry)
+        self._log.append(entry)
+        if len(self._log) > 2 * self.config.retained_entries:
+            drop = len(self._log) - self.config.retained_entries
+            del self._log[:drop]
+            self._log_first += drop
+
+    def _execute(self, seq: int, pp: PrePrepare) -> None:
+        executed = self._executed
+        for command in pp.batch:
+            d = command_digest(command)
+            if d in executed:
+                continue  # §4.1: a command is executed at most once
+            executed.add(d)
+            self._drop_pending(d)
+            self._commit_entry(Entry(pp.origin_view, self.entry_index + 1, ENTRY_NORMAL, command))
+        self.executed_seq = seq
+        self._hard_dirty = True
+        self._announce = True
+        if seq % self._k == 0:
+            self._make_checkpoint(seq)
+
+    # -------------------------------------------------------- checkpoints
+
+    def _make_checkpoint(self, seq: int) -> None:
+        payload = checkpoint_payload(self.entry_index, self.state_digest)
+        signature = self._sign(KIND_CHECKPOINT, seq, 0, payload)
+        cp = Checkpoint(seq, self.entry_index, self.state_digest, int(self._id), signature)
+        self._own_checkpoints[seq] = cp
+        self._broadcast(cp)
+        self._record_checkpoint(cp)
+
+    def _on_checkpoint(self, sender: NodeId, m: Checkpoint) -> None:
+        # Checkpoints may be relayed (a stable proof shown to a replica that
+        # fell behind): the signature, not the sender, names the author.
+        if m.replica not in self._members:
+            self._reject(sender, "Checkpoint", "unknown author")
+            return
+        if m.seq <= 0 or m.seq % self._k or len(m.state_digest) != DIGEST_BYTES or m.entry_index < 0:
+            self._reject(sender, "Checkpoint", "malformed checkpoint")
+            return
+        if m.seq <= self.stable_seq:
+            # A peer repeating the checkpoint our proof covers has not seen it
+            # become stable (older ones it will learn about from this one).
+            if m.seq == self.stable_seq:
+                self._help_stale(sender)
+            return
+        known = self._cp_by_replica.get(m.replica, {}).get(m.seq)
+        if known is not None and known.signature == m.signature:
+            return
+        if not verify_statement(m.statement(), self._verifier):
+            self._reject(sender, "Checkpoint", "bad signature")
+            return
+        if self._observe(m.statement()) or known is not None:
+            return
+        self._record_checkpoint(m)
+
+    def _record_checkpoint(self, cp: Checkpoint) -> None:
+        mine = self._cp_by_replica.setdefault(cp.replica, {})
+        mine[cp.seq] = cp
+        # Keep a few of each replica's newest checkpoints: enough to see a
+        # proof form, bounded against a replica sending one for every K.
+        keep = self._window // self._k + 1
+        while len(mine) > keep:
+            lowest = min(mine)
+            old = mine.pop(lowest)
+            votes = self._cp_votes.get((lowest, old.payload()))
+            if votes is not None:
+                votes.pop(old.replica, None)
+        votes = self._cp_votes.setdefault((cp.seq, cp.payload()), {})
+        votes[cp.replica] = cp
+        if len(votes) >= self.quorum and cp.seq > self.stable_seq:
+            self._stabilize(tuple(votes[r] for r in sorted(votes)[: self.quorum]))
+
+    def _valid_checkpoint_proof(self, proof: tuple[Checkpoint, ...]) -> bool:
+        if len(proof) < self.quorum:
+            return False
+        first = proof[0]
+        if first.seq <= 0 or first.seq % self._k:
+            return False
+        payload = first.payload()
+        seen: set[int] = set()
+        for cp in proof:
+            if cp.replica in seen or cp.replica not in self._members:
+                return False
+            if cp.seq != first.seq or cp.payload() != payload:
+                return False
+            if not verify_statement(cp.statement(), self._verifier):
+                return False
+            seen.add(cp.replica)
+        return True
+
+    def _stabilize(self, proof: tuple[Checkpoint, ...]) -> None:
+        """§4.3: the checkpoint at ``proof``'s seq is stable; collect garbage."""
+        h = proof[0].seq
+        invariant(h > self.stable_seq, "stable checkpoints only move forward")
+        self.stable_seq = h
+        self._stable_proof = proof
+        self._stable_entry_index = proof[0].entry_index
+        self._hard_dirty = True
+        for table in (self._slots, self._prepared_certs, self._own_checkpoints, self._commit_certs):
+            for s in [s for s in table if s <= h]:
+                del table[s]
+        self._signed = {k: v for k, v in self._signed.items() if k[2] > h}
+        self._cp_votes = {k: v for k, v in self._cp_votes.items() if k[0] > h}
+        for by_seq in self._cp_by_replica.values():
+            for s in [s for s in by_seq if s <= h]:
+                del by_seq[s]
+        self.pool.forget_below(h + 1)
+        if self._next_seq <= h:
+            self._next_seq = h + 1
+        if self.executed_seq < h:
+            self._request_state()
+        else:
+            self._maybe_flush()
+
+    # ----------------------------------------------------- state transfer
+
+    def _request_state(self) -> None:
+        holders = [cp.replica for cp in self._stable_proof if cp.replica != self._id]
+        if holders:
+            target = NodeId(self._rng.choice(holders))
+            self._send(target, FetchState(self.entry_index + 1))
+
+    def _on_fetch_state(self, sender: NodeId, m: FetchState) -> None:
+        if not self._stable_proof or self.executed_seq < self.stable_seq:
+            return
+        last = self._stable_entry_index
+        if not self._log_first <= m.from_index <= last + 1:
+            self._reject(sender, "FetchState", "requested entries are not retained here")
+            return
+        lo = m.from_index - self._log_first
+        hi = last - self._log_first + 1
+        self._send(sender, StateTransfer(self._stable_proof, m.from_index, tuple(self._log[lo:hi])))
+
+    def _on_state_transfer(self, sender: NodeId, m: StateTransfer) -> None:
+        if not m.checkpoint_proof or m.checkpoint_proof[0].seq <= self.executed_seq:
+            return
+        if m.first_index != self.entry_index + 1:
+            return
+        first = m.checkpoint_proof[0]
+        if first.entry_index - self.entry_index != len(m.entries):
+            self._reject(sender, "StateTransfer", "entries do not reach the checkpoint")
+            return
+        if not self._valid_checkpoint_proof(m.checkpoint_proof):
+            self._reject(sender, "StateTransfer", "invalid checkpoint proof")
+            return
+        digest = self.state_digest
+        seen: set[bytes] = set()
+        for i, entry in enumerate(m.entries):
+            d = command_digest(entry.data)
+            if entry.index != m.first_index + i or entry.kind != ENTRY_NORMAL or d in self._executed or d in seen:
+                self._reject(sender, "StateTransfer", "entries are not a valid history")
+                return
+            seen.add(d)
+            digest = chain_digest(digest, entry)
+        if digest != first.state_digest:
+            self._reject(sender, "StateTransfer", "entries do not match the checkpoint digest")
+            return
+        for entry in m.entries:
+            d = command_digest(entry.data)
+            self._executed.add(d)
+            self._drop_pending(d)
+            self._commit_entry(entry)
+        self.executed_seq = first.seq
+        self._hard_dirty = True
+        for s in [s for s in self._slots if s <= first.seq]:
+            del self._slots[s]
+        if first.seq > self.stable_seq:
+            self._stabilize(m.checkpoint_proof)
+        self._execute_ready()
+        self._restart_request_timer()
+        self._maybe_flush()
+
+    # -------------------------------------------------------- view change
+
+    def _start_view_change(self, new_view: int) -> None:
+        """§4.4: stop accepting normal-case messages and ask for ``new_view``."""
+        invariant(new_view > self.view or (new_view == self.view and self.view_active),
+                  "view changes only move forward")
+        self.view = new_view
+        self.view_active = False
+        self.view_changes_started += 1
+        self._slots = {}
+        self._unassigned = {}
+        self._assigned = set()
+        self._new_view_msg = None
+        self._batch_deadline = None
+        self._request_deadline = None
+        self._vc_deadline = None
+        prepared = tuple(self._prepared_certs[s] for s in sorted(self._prepared_certs) if s > self.stable_seq)
+        vc = ViewChange(new_view, self._stable_proof, prepared, int(self._id)).signed(self._signer)
+        self._my_vc = vc
+        self._vc_latest[int(self._id)] = vc
+        self._vc_valid.add(vc.signature)
+        self._hard_dirty = True
+        self._broadcast(vc)
+        self._after_view_change_vote()
+
+    def _after_view_change_vote(self) -> None:
+        latest = self._vc_latest
+        # §4.5.2: f + 1 replicas ahead of us prove the view is failing.
+        ahead = sorted(vc.new_view for r, vc in latest.items() if r != self._id and vc.new_view > self.view)
+        if len(ahead) >= self.f + 1:
+            # The (f+1)-th highest: at least one honest replica asks for it.
+            self._start_view_change(ahead[-(self.f + 1)])
+            return
+        if self.view_active:
+            return
+        voters = sum(1 for vc in latest.values() if vc.new_view == self.view)
+        if voters < self.quorum:
+            return
+        if self._vc_deadline is None:
+            backoff = min(self._vc_attempts, self.config.max_view_change_backoff)
+            self._vc_deadline = self._now + self.config.view_change_timeout_s * (2**backoff)
+        if self.primary == self._id:
+            self._send_new_view()
+
+    def _valid_certificate(self, cert: PreparedCertificate, before_view: int) -> bool:
+        pp = cert.pre_prepare
+        if not (0 <= pp.origin_view <= pp.view < before_view):
+            return False
+        if len(pp.batch) > self.config.batch_max:
+            return False
+        primary = self.primary_of(pp.view)
+        digest = pp.digest()
+        if not verify_statement(pp.statement(primary, digest), self._verifier):
+            return False
+        seen: set[int] = set()
+        for p in cert.prepares:
+            if p.replica == primary or p.replica in seen or p.replica not in self._members:
+                return False
+            if p.view != pp.view or p.seq != pp.seq or p.digest != digest:
+                return False
+            if not verify_statement(p.statement(), self._verifier):
+                return False
+            seen.add(p.replica)
+        return len(seen) >= self.quorum - 1
+
+    def _valid_view_change(self, vc: ViewChange) -> bool:
+        if vc.signature in self._vc_valid:
+            return True
+        if vc.replica not in self._members or not vc.signature_valid(self._verifier):
+            return False
+        if vc.checkpoint_proof and not self._valid_checkpoint_proof(vc.checkpoint_proof):
+            return False
+        low = vc.stable_seq
+        seqs: set[int] = set()
+        for cert in vc.prepared:
+            seq = cert.pre_prepare.seq
+            if seq in seqs or not low < seq <= low + self._window:
+                return False
+            if not self._valid_certificate(cert, vc.new_view):
+                return False
+            seqs.add(seq)
+        self._vc_valid.add(vc.signature)
+        return True
+
+    def _on_view_change(self, sender: NodeId, m: ViewChange) -> None:
+        if m.replica != sender:
+            self._reject(sender, "ViewChange", "forged: claimed author is not the sender")
+            return
+        if m.new_view < self.view or (m.new_view == self.view and self.view_active):
+            self._show_new_view(sender)
+            return
+        previous = self._vc_latest.get(int(sender))
+        if previous is not None and previous.new_view >= m.new_view:
+            return
+        if not self._valid_view_change(m):
+            self._reject(sender, "ViewChange", "invalid view change or proofs")
+            return
+        for cert in m.prepared:
+            pp = cert.pre_prepare
+            self._observe(pp.statement(self.primary_of(pp.view), pp.digest()))
+            for p in cert.prepares:
+                self._observe(p.statement())
+        self._vc_latest[int(sender)] = m
+        if m.stable_seq > self.stable_seq:
+            self._stabilize(m.checkpoint_proof)
+        self._after_view_change_vote()
+
+    def _compute_o(
+        self, view: int, vcs: Sequence[ViewChange]
+    ) -> tuple[tuple[Checkpoint, ...], list[tuple[int, int, tuple[bytes, ...]]]]:
+        """§4.4: the pre-prepares (seq, origin view, batch) the new primary
+        must send for ``view`` given view changes V, and the stable proof."""
+        best = max(vcs, key=lambda vc: vc.stable_seq)
+        min_s = best.stable_seq
+        chosen: dict[int, PrePrepare] = {}
+        for vc in vcs:
+            for cert in vc.prepared:
+                pp = cert.pre_prepare
+                if pp.seq <= min_s:
+                    continue
+                held = chosen.get(pp.seq)
+                if held is None or pp.view > held.view:
+                    chosen[pp.seq] = pp
+        max_s = max(chosen, default=min_s)
+        o: list[tuple[int, int, tuple[bytes, ...]]] = []
+        for seq in range(min_s + 1, max_s + 1):
+            picked = chosen.get(seq)
+            o.append((seq, picked.origin_view, picked.batch) if picked is not None else (seq, view, ()))
+        return best.checkpoint_proof, o
+
+    def _send_new_view(self) -> None:
+        own = self._vc_latest.get(int(self._id))
+        if own is None or own.new_view != self.view:
+            return
+        vcs = [own] + [vc for r, vc in sorted(self._vc_latest.items()) if r != self._id and vc.new_view == self.view]
+        vcs = vcs[: self.quorum]
+        proof, o = self._compute_o(self.view, vcs)
+        pps = []
+        for seq, origin_view, batch in o:
+            digest = batch_digest(origin_view, batch)
+            signature = self._sign(KIND_PRE_PREPARE, seq, self.view, digest)
+            pp = PrePrepare(self.view, seq, origin_view, batch, signature)
+            self.pool.observe(pp.statement(self._id, digest))
+            pps.append(pp)
+        nv = NewView(self.view, tuple(vcs), tuple(pps), int(self._id)).signed(self._signer)
+        self._broadcast(nv)
+        self._install_new_view(nv, proof)
+
+    def _show_new_view(self, sender: NodeId) -> None:
+        """``sender`` is behind our view: relay the new-view that started it
+        (it is signed by that view's primary, so any replica may relay it)."""
+        if self.view_active and self._new_view_msg is not None and self._may_help(sender, _HELP_NEW_VIEW):
+            self._send(sender, self._new_view_msg)
+
+    def _on_new_view(self, sender: NodeId, m: NewView) -> None:
+        if m.view < self.view or (m.view == self.view and self.view_active):
+            return
+        if m.replica != self.primary_of(m.view):
+            self._reject(sender, "NewView", "not signed by the primary of that view")
+            return
+        if not m.signature_valid(self._verifier):
+            self._reject(sender, "NewView", "bad signature")
+            return
+        voters: set[int] = set()
+        for vc in m.view_changes:
+            if vc.new_view != m.view or vc.replica in voters or not self._valid_view_change(vc):
+                self._reject(sender, "NewView", "invalid view-change set")
+                return
+            voters.add(vc.replica)
+        if len(voters) < self.quorum:
+            self._reject(sender, "NewView", "too few view changes")
+            return
+        proof, o = self._compute_o(m.view, m.view_changes)
+        if len(o) != len(m.pre_prepares):
+            self._reject(sender, "NewView", "pre-prepares differ from the recomputed O")
+            return
+        for (seq, origin_view, batch), pp in zip(o, m.pre_prepares):
+            if (pp.view, pp.seq, pp.origin_view, pp.batch) != (m.view, seq, origin_view, batch):
+                self._reject(sender, "NewView", "pre-prepares differ from the recomputed O")
+                return
+            statement = pp.statement(NodeId(m.replica), batch_digest(origin_view, batch))
+            if not verify_statement(statement, self._verifier):
+                self._reject(sender, "NewView", "bad pre-prepare signature")
+                return
+            if self._observe(statement):
+                return
+        for pp in m.pre_prepares:
+            if pp.seq > self.stable_seq and not self._may_sign(KIND_PREPARE, pp.seq, m.view, pp.digest()):
+                self._reject(sender, "NewView", "conflicts with this replica's own prepare")
+                return
+        self._install_new_view(m, proof)
+
+    def _install_new_view(self, nv: NewView, proof: tuple[Checkpoint, ...]) -> None:
+        self.view = nv.view
+        self.view_active = True
+        self._new_view_msg = nv
+        self._vc_deadline = None
+        self._vc_valid = {vc.signature for vc in self._vc_latest.values() if vc.new_view > nv.view}
+        self._slots = {}
+        self._unassigned = {}
+        self._assigned = set()
+        self._hard_dirty = True
+        if proof and proof[0].seq > self.stable_seq:
+            self._stabilize(proof)
+        max_seq = self.stable_seq
+        for pp in nv.pre_prepares:
+            max_seq = max(max_seq, pp.seq)
+            if pp.seq <= self.stable_seq:
+                continue
+            self._accept_pre_prepare(pp.seq, self._slot(pp.seq), pp, pp.digest())
+        self._next_seq = max(max_seq, self.executed_seq) + 1
+        if self.primary == self._id:
+            for d in self._pending:
+                self._enqueue(d)
+            self._maybe_flush()
+        else:
+            for d, command in self._pending.items():
+                if d not in self._assigned:
+                    self._send(self.primary, Request(command))
+        self._restart_request_timer()
+        if self.executed_seq < self.stable_seq:
+            self._request_state()
+        self._execute_ready()
+
+    # ------------------------------------------------------------ evidence
+
+    def _on_evidence(self, sender: NodeId, m: Evidence) -> None:
+        if self.pool.is_excluded(m.offender):
+            return
+        if not self.pool.receive(m):
+            self._reject(sender, "Evidence", "invalid evidence")
+            return
+        self._broadcast(m)
+        self._on_conviction(m.offender)
+
+    # ------------------------------------------------------ retransmission
+
+    def _retransmit(self) -> None:
+        """No progress for a while: say again what we said last, and where
+        we stand so peers can fill the gaps (§5.2)."""
+        self._broadcast(Status(self.view, self.view_active, self.executed_seq))
+        self._announce = False
+        if not self.view_active:
+            if self._my_vc is not None:
+                self._broadcast(self._my_vc)
+            # We cannot tell who leads now: let every replica see our
+            # clients' commands (only the primary of an installed view takes them).
+            for command in self._pending.values():
+                self._broadcast(Request(command))
+        else:
+            if self.primary == self._id:
+                if self._new_view_msg is not None:
+                    self._broadcast(self._new_view_msg)
+            else:
+                for d, command in self._pending.items():
+                    if d not in self._assigned:
+                        self._send(self.primary, Request(command))
+            for seq in sorted(self._slots):
+                if seq <= self.executed_seq:
+                    continue
+                slot = self._slots[seq]
+                if self.primary == self._id and slot.pre_prepare is not None:
+                    self._broadcast(slot.pre_prepare)
+                if slot.my_prepare is not None:
+                    self._broadcast(slot.my_prepare)
+                if slot.my_commit is not None:
+                    self._broadcast(slot.my_commit)
+        for cp in self._own_checkpoints.values():
+            self._broadcast(cp)
+        if self.executed_seq < self.stable_seq:
+            self._request_state()
+
+    def _on_status(self, sender: NodeId, m: Status) -> None:
+        if m.executed_seq > self.executed_seq and self._may_help(sender, _HELP_STATUS):
+            # The sender is ahead: tell it where we stand so it fills us in.
+            self._send(sender, Status(self.view, self.view_active, self.executed_seq))
+        if m.executed_seq < self.stable_seq:
+            self._help_stale(sender)
+        for seq in range(max(m.executed_seq, self.stable_seq) + 1, self.executed_seq + 1):
+            cert = self._commit_certs.get(seq)
+            if cert is not None and self._may_help(sender, seq):
+                self._send(sender, cert)
+        if m.view < self.view or (m.view == self.view and not m.view_active):
+            self._show_new_view(sender)
+
+    def _on_committed_batch(self, sender: NodeId, m: CommittedBatch) -> None:
+        pp = m.pre_prepare
+        seq = pp.seq
+        if seq <= self.executed_seq or seq in self._commit_certs:
+            return
+        if not self._in_window(seq):
+            self._reject(sender, "CommittedBatch", "sequence number outside the window")
+            return
+        if pp.origin_view > pp.view or len(pp.batch) > self.config.batch_max:
+            self._reject(sender, "CommittedBatch", "malformed pre-prepare")
+            return
+        digest = pp.digest()
+        if not verify_statement(pp.statement(self.primary_of(pp.view), digest), self._verifier):
+            self._reject(sender, "CommittedBatch", "bad pre-prepare signature")
+            return
+        voters: set[int] = set()
+        for c in m.commits:
+            if c.replica in voters or c.replica not in self._members:
+                continue
+            if (c.view, c.seq, c.digest) != (pp.view, seq, digest):
+                continue
+            if verify_statement(c.statement(), self._verifier):
+                voters.add(c.replica)
+        if len(voters) < self.quorum:
+            self._reject(sender, "CommittedBatch", "fewer than a quorum of valid commits")
+            return
+        self._commit_certs[seq] = m
+        self._execute_ready()
+
+    # ------------------------------------------------------------ durability
+
+    def _hard_state(self) -> PbftHardState:
+        return PbftHardState(
+            view=self.view,
+            view_active=self.view_active,
+            executed_seq=self.executed_seq,
+            entry_index=self.entry_index,
+            checkpoint_proof=self._stable_proof,
+            prepared=tuple(self._prepared_certs[s] for s in sorted(self._prepared_certs)),
+            signed=tuple((k[0], k[1], k[2], v) for k, v in self._signed.items()),
+            sent_view_change=None if self.view_active else self._my_vc,
+        )
+
+    def _recover(self, recovered: RecoveredState) -> None:
+        hs = recovered.hard_state
+        invariant(isinstance(hs, PbftHardState), "PBFT hard state expected on recovery")
+        self.view = hs.view
+        self.view_active = hs.view_active
+        self._my_vc = hs.sent_view_change
+        if self._my_vc is not None:
+            self._vc_latest[int(self._id)] = self._my_vc
+            self._vc_valid.add(self._my_vc.signature)
+        self._signed = {(k, v, s): d for k, v, s, d in hs.signed}
+        self._prepared_certs = {c.pre_prepare.seq: c for c in hs.prepared}
+        if hs.checkpoint_proof:
+            self._stable_proof = hs.checkpoint_proof
+            self.stable_seq = hs.checkpoint_proof[0].seq
+            self._stable_entry_index = hs.checkpoint_proof[0].entry_index
+        for entry in recovered.entries:
+            if entry.index != self.entry_index + 1 or entry.index > hs.entry_index:
+                break
+            self._executed.add(command_digest(entry.data))
+            self._commit_entry(entry)
+        self._to_persist = []  # already on disk
+        # Entries and hard state are written in one persist call; should the
+        # log still fall short, re-executing from the start is safe (every
+        # command already applied is skipped by digest).
+        self.executed_seq = hs.executed_seq if self.entry_index == hs.entry_index else 0
+        self._announce = True  # tell peers where we stand: we may have missed a lot
+        own_pre_prepares = [s for (kind, v, s) in self._signed if kind == KIND_PRE_PREPARE and v == self.view]
+        self._next_seq = max([self.stable_seq, self.executed_seq, *own_pre_prepares]) + 1
+        if self.executed_seq < self.stable_seq:
+            self._request_state()
+
+
+def pbft_factory(
+    config: PbftConfig,
+    signer_for: Callable[[NodeId], Signer],
+    verifier: Verifier,
+) -> Callable[[NodeId, tuple[NodeId, ...], random.Random, float, RecoveredState | None], PbftReplica]:
+    """A core builder with the simulator's signature
+    ``(node, replicas, rng, now, recovered) -> core``; ``signer_for(node)``
+    gives each node its own key."""
+    config.validate(4)
+
+    def build(
+        node: NodeId,
+        replicas: tuple[NodeId, ...],
+        rng: random.Random,
+        now: float,
+        recovered: RecoveredState | None,
+    ) -> PbftReplica:
+        return PbftReplica(
+            node,
+            replicas,
+            config=config,
+            signer=signer_for(node),
+            verifier=verifier,
+            rng=rng,
+            now=now,
+            recovered=recovered,
+        )
+
+    return build
