@@ -1,0 +1,81 @@
+"""HotStuff settings, validated once at the edge.
+
+Theory of operation: ``HotStuffConfig`` is a frozen value; ``HotStuffReplica``
+calls ``validate()`` in its constructor so a bad setting fails at start with a
+message naming the field and the fix.
+
+Pacemaker timing (HotStuff §4.4, "Pacemaker"): a replica that expects progress
+waits ``view_timeout_s`` in a view before asking for the next one; every
+consecutive timeout without a new quorum certificate doubles the wait, up to
+``max_view_timeout_s``, so that after the network stabilises the views of
+honest replicas overlap long enough for an honest leader to finish a round
+(the exponential back-off of §4.4 and PBFT §4.4). A new QC resets the wait.
+
+Leader rotation is round-robin over views, ``views_per_leader`` consecutive
+views per leader (see that field for why the default is 2).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from quorate.errors import ConfigError
+
+__all__ = ["HotStuffConfig"]
+
+
+@dataclass(frozen=True, slots=True)
+class HotStuffConfig:
+    """Tunables of one HotStuff replica. Durations in seconds."""
+
+    view_timeout_s: float = 1.0
+    """Time a view may take before the replica times out (doubled per failed view)."""
+    max_view_timeout_s: float = 30.0
+    """Ceiling of the exponential back-off."""
+    batch_max: int = 256
+    """Most client commands in one block."""
+    max_pending_commands: int = 65536
+    """Commands a replica keeps waiting to be ordered; more are refused (flow control)."""
+    max_command_bytes: int = 1 << 20
+    """Larger commands are refused."""
+    fetch_max_blocks: int = 64
+    """Most ancestors sent in one ``BlockResponse``."""
+    retained_blocks: int = 1024
+    """Committed blocks kept to answer lagging replicas' fetches."""
+    views_per_leader: int = 2
+    """Consecutive views each leader holds in the round-robin. The 3-chain
+    commit rule needs a block, its child and grandchild in consecutive views
+    plus the QC collected by the next view's leader: four consecutive views
+    with live leaders. With one view per leader, n = 4 and one crashed
+    replica never offer that; with two, any f faulty replicas leave a run of
+    at least three live leaders (six views). Set 1 for the paper's rotation."""
+    view_window: int = 1024
+    """How far ahead of its view a replica keeps votes and NewViews (bounds memory
+    a Byzantine sender can make it use)."""
+
+    def validate(self) -> HotStuffConfig:
+        """Raise ``ConfigError`` naming the first bad field; return self."""
+        if not self.view_timeout_s > 0:
+            raise ConfigError(f"view_timeout_s must be > 0 seconds, got {self.view_timeout_s}")
+        if not self.max_view_timeout_s >= self.view_timeout_s:
+            raise ConfigError(
+                f"max_view_timeout_s ({self.max_view_timeout_s}) must be >= view_timeout_s "
+                f"({self.view_timeout_s}); it caps the exponential back-off"
+            )
+        for name in (
+            "batch_max",
+            "max_pending_commands",
+            "max_command_bytes",
+            "fetch_max_blocks",
+            "retained_blocks",
+            "view_window",
+            "views_per_leader",
+        ):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+        if self.fetch_max_blocks < 4:
+            raise ConfigError(
+                f"fetch_max_blocks must be >= 4 so a fetch covers a 3-chain, got {self.fetch_max_blocks}"
+            )
+        return self

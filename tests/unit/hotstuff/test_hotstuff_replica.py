@@ -1,0 +1,402 @@
+"""Chained HotStuff replicas on the in-memory test network: normal case,
+pacemaker, restarts, rejection of bad input, equivocation evidence."""
+
+from __future__ import annotations
+
+import random
+
+import msgspec
+import pytest
+from hotstuff_net import FAST_CONFIG, HmacSigner, HmacVerifier, Network, SafetyViolation
+
+from quorate.core.evidence import Evidence, sign_statement
+from quorate.core.protocol import ProposeOutcome, ProtocolCore, Queued, Refused
+from quorate.core.ready import Ready
+from quorate.hotstuff import (
+    GENESIS_QC,
+    HardState,
+    HotStuffReplica,
+    NewView,
+    Proposal,
+    Vote,
+)
+from quorate.hotstuff.messages import newview_bytes, vote_bytes
+from quorate.ids import NodeId
+
+
+def commands(count: int, tag: str = "c") -> list[bytes]:
+    return [f"{tag}{i}".encode() for i in range(count)]
+
+
+def submit_round_robin(net: Network, cmds: list[bytes], nodes: list[NodeId] | None = None) -> None:
+    targets = nodes or net.honest
+    for i, c in enumerate(cmds):
+        assert isinstance(net.submit(c, targets[i % len(targets)]), Queued)
+
+
+@pytest.mark.parametrize("n", [4, 7])
+def test_normal_case_commits_every_command_once_in_one_order(n: int) -> None:
+    net = Network(n, seed=n)
+    cmds = commands(30)
+    submit_round_robin(net, cmds)
+    net.run_until(5.0, until=lambda: net.all_committed(cmds))
+    assert net.all_committed(cmds)
+    net.check_safety()
+    logs = [[e.data for e in net.committed[i]] for i in net.ids]
+    assert all(log == logs[0] for log in logs)
+    assert sorted(logs[0]) == sorted(cmds)  # each exactly once, nothing else
+    assert [e.index for e in net.committed[NodeId(0)]] == list(range(1, len(cmds) + 1))
+    # Without failures no view times out, and nothing is rejected.
+    assert net.sent["NewView"] == 0
+    assert all(not net.rejections[i] for i in net.ids)
+    assert max(net.core(i).view for i in net.ids) < 3 * len(cmds)
+    # Reference: HotStuff (PODC 2019) §5, Algorithm 3.
+
+
+def test_an_idle_cluster_arms_no_timer_and_sends_nothing() -> None:
+    net = Network(4, seed=3)
+    cmds = commands(3)
+    submit_round_robin(net, cmds)
+    net.run_until(5.0)
+    assert net.all_committed(cmds)
+    assert not net.wake and not net._heap
+
+
+def test_entries_carry_view_as_term_and_come_out_in_ready_entries_too() -> None:
+    net = Network(4, seed=5)
+    submit_round_robin(net, commands(5))
+    net.run_until(5.0)
+    for entry in net.committed[NodeId(0)]:
+        assert entry.kind == 0 and entry.term >= 1
+
+
+@pytest.mark.parametrize("n", [4, 7])
+def test_a_crashed_leader_is_replaced_by_the_pacemaker(n: int) -> None:
+    net = Network(n, seed=11)
+    first_leader = net.core(NodeId(0)).leader(1)
+    net.crash(first_leader)
+    cmds = commands(10)
+    submit_round_robin(net, cmds, [i for i in net.ids if i != first_leader])
+    net.run_until(20.0, until=lambda: net.all_committed(cmds))
+    assert net.all_committed(cmds)
+    net.check_safety()
+    assert all(net.core(i).view > 2 for i in net.ids if i != first_leader)
+    # Reference: §4.4 (pacemaker) — a TC moves everyone past the crashed leader.
+
+
+def test_a_silent_byzantine_leader_is_replaced() -> None:
+    net = Network(4, seed=12, byzantine={0: "silent"})
+    cmds = commands(10)
+    submit_round_robin(net, cmds)
+    net.run_until(20.0, until=lambda: net.all_committed(cmds))
+    assert net.all_committed(cmds)
+    net.check_safety()
+
+
+def test_backoff_doubles_on_each_failed_view_and_resets_on_progress() -> None:
+    ids = [NodeId(i) for i in range(4)]
+    r = HotStuffReplica(
+        NodeId(0), ids, config=FAST_CONFIG, signer=HmacSigner(NodeId(0)),
+        verifier=HmacVerifier(), rng=random.Random(1), now=0.0,
+    )
+    assert r.ready().wake_at is None  # idle: no timer
+    r.propose(b"x", 0.0)
+    first = r.ready().wake_at
+    assert first is not None and first == pytest.approx(FAST_CONFIG.view_timeout_s)
+    r.tick(first)
+    second = r.ready()
+    assert second.wake_at is not None
+    assert second.wake_at == pytest.approx(first + 2 * FAST_CONFIG.view_timeout_s)
+    assert {type(m) for _, m in second.messages} >= {NewView}
+    assert second.hard_state is not None and second.hard_state.last_newview == 2
+    r.tick(second.wake_at)
+    assert r.ready().wake_at == pytest.approx(second.wake_at + 4 * FAST_CONFIG.view_timeout_s)
+
+
+def test_progress_resumes_after_a_partition_heals() -> None:
+    net = Network(7, seed=21)
+    cmds = commands(10)
+    net.partition([0, 1, 2], [3, 4, 5, 6])  # no side holds a quorum of 5
+    submit_round_robin(net, cmds)
+    net.run_until(3.0)
+    assert all(not net.committed[i] for i in net.ids)
+    net.heal()
+    net.run_until(60.0, until=lambda: net.all_committed(cmds))
+    assert net.all_committed(cmds)
+    net.check_safety()
+
+
+def test_message_loss_does_not_stop_progress() -> None:
+    net = Network(4, seed=22, drop_rate=0.1)
+    cmds = commands(15)
+    submit_round_robin(net, cmds)
+    net.run_until(30.0)
+    net.drop_rate = 0.0
+    net.run_until(120.0, until=lambda: net.all_committed(cmds))
+    assert net.all_committed(cmds)
+    net.check_safety()
+
+
+def test_a_restarted_replica_keeps_its_vote_and_lock_and_catches_up() -> None:
+    net = Network(4, seed=31)
+    first = commands(6, "a")
+    submit_round_robin(net, first)
+    net.run_until(5.0, until=lambda: net.all_committed(first))
+    before = net.core(NodeId(2))
+    voted, locked = before.last_voted_view, before.locked_qc
+    assert voted > 0 and locked.view > 0
+    net.crash(NodeId(2))
+    net.restart(NodeId(2))
+    after = net.core(NodeId(2))
+    assert after.last_voted_view == voted and after.locked_qc == locked
+    assert after.committed_index == len(net.committed[NodeId(2)])
+    second = commands(6, "b")
+    submit_round_robin(net, second)
+    net.run_until(20.0, until=lambda: net.all_committed(first + second))
+    assert net.all_committed(first + second)
+    net.check_safety()
+
+
+def test_hard_state_round_trips_through_msgpack_for_a_restart() -> None:
+    net = Network(4, seed=32)
+    submit_round_robin(net, commands(4))
+    net.run_until(5.0)
+    hs = net.hard_state[NodeId(0)]
+    raw = msgspec.msgpack.encode(hs)
+    assert msgspec.msgpack.decode(raw, type=HardState) == hs
+    net.hard_state[NodeId(0)] = raw
+    net.crash(NodeId(0))
+    net.restart(NodeId(0))
+    assert net.core(NodeId(0)).view == hs.view
+
+
+def _replica(node: int, n: int = 4) -> HotStuffReplica:
+    return HotStuffReplica(
+        NodeId(node), [NodeId(i) for i in range(n)], config=FAST_CONFIG,
+        signer=HmacSigner(NodeId(node)), verifier=HmacVerifier(), rng=random.Random(node), now=0.0,
+    )
+
+
+LEADER_OF_VIEW_1 = 0
+COLLECTOR_OF_VIEW_1 = 1  # the leader of view 2 (views 0-1 are node 0's, 2-3 node 1's)
+OTHERS = (1, 2, 3)
+
+
+def _first_proposal() -> Proposal:
+    leader = _replica(LEADER_OF_VIEW_1)
+    assert leader.leader(1) == LEADER_OF_VIEW_1 and leader.leader(2) == COLLECTOR_OF_VIEW_1
+    leader.propose(b"cmd", 0.0)
+    proposals = [m for _, m in leader.ready().messages if isinstance(m, Proposal)]
+    assert proposals
+    return proposals[0]
+
+
+def _reasons(core: ProtocolCore) -> list[str]:
+    return [r.reason for r in core.ready().rejected]
+
+
+def test_bad_input_is_dropped_with_a_reason_never_raised() -> None:
+    p = _first_proposal()
+    r = _replica(2)
+    r.step(NodeId(3), p, 0.0)  # relayed by someone else: the author is not the sender
+    r.step(NodeId(0), msgspec.structs.replace(p, signature=b"\x00" * 32), 0.0)
+    r.step(NodeId(9), p, 0.0)
+    r.step(NodeId(0), "not a message", 0.0)
+    forged_qc = msgspec.structs.replace(GENESIS_QC, view=5, signers=b"\x07", signatures=(b"x",) * 3)
+    r.step(NodeId(3), NewView(6, 3, HmacSigner(NodeId(3)).sign(newview_bytes(6)), forged_qc), 0.0)
+    reasons = _reasons(r)
+    assert reasons == [
+        "claimed proposer is not the sender",
+        "bad signature",
+        "sender is not a replica",
+        "unknown message type",
+        "invalid QC",
+    ]
+    r.step(NodeId(0), p, 0.0)  # the genuine one is accepted and voted for
+    ready = r.ready()
+    assert not ready.rejected
+    assert [type(m) for _, m in ready.messages] == [Vote]
+
+
+def test_a_replayed_proposal_is_rejected_as_stale() -> None:
+    p = _first_proposal()
+    r = _replica(2)
+    r.step(NodeId(0), p, 0.0)
+    r.ready()
+    # Move the replica on with a TC for view 2, then replay the old proposal.
+    signers = [NodeId(i) for i in (0, 1, 3)]
+    for s in signers:
+        nv = NewView(2, int(s), HmacSigner(s).sign(newview_bytes(2)), GENESIS_QC)
+        r.step(s, nv, 0.0)
+    assert r.view == 2
+    r.ready()
+    r.step(NodeId(0), p, 0.0)
+    assert _reasons(r) == ["stale view"]
+
+
+def test_a_replica_never_votes_twice_in_a_view() -> None:
+    p = _first_proposal()
+    r = _replica(2)
+    r.step(NodeId(0), p, 0.0)
+    assert sum(isinstance(m, Vote) for _, m in r.ready().messages) == 1
+    r.step(NodeId(0), p, 0.0)
+    assert not any(isinstance(m, Vote) for _, m in r.ready().messages)
+
+
+def test_a_vote_for_a_forged_voter_is_rejected() -> None:
+    p = _first_proposal()
+    collector = _replica(COLLECTOR_OF_VIEW_1)
+    sig = HmacSigner(NodeId(3)).sign(vote_bytes(1, b"\x01" * 32))
+    collector.step(NodeId(3), Vote(1, b"\x01" * 32, 2, sig, p.signature), 0.0)
+    assert _reasons(collector) == ["claimed voter is not the sender"]
+
+
+def test_propose_refuses_duplicates_and_oversize_commands() -> None:
+    r = _replica(0)
+    assert isinstance(r.propose(b"a", 0.0), Queued)
+    assert isinstance(r.propose(b"a", 0.0), Refused)
+    assert isinstance(r.propose(b"x" * (FAST_CONFIG.max_command_bytes + 1), 0.0), Refused)
+
+
+@pytest.mark.parametrize("n", [4, 7])
+def test_an_equivocating_leader_is_detected_and_excluded_by_every_honest_replica(n: int) -> None:
+    net = Network(n, seed=41, byzantine={1: "equivocate"})
+    cmds = commands(8)
+    submit_round_robin(net, cmds)
+    net.run_until(30.0, until=lambda: net.all_committed(cmds))
+    assert net.all_committed(cmds)
+    net.check_safety()
+    for i in net.honest:
+        assert net.core(i).excluded == {NodeId(1)}
+    detectors = [i for i in net.honest if net.core(i).detections]
+    assert detectors
+    assert all(d[0] == 1 for i in net.honest for d in net.core(i).detections)
+
+
+def test_an_equivocating_voter_is_detected_and_excluded() -> None:
+    net = Network(4, seed=42, byzantine={3: "equivocate"})
+    cmds = commands(8)
+    submit_round_robin(net, cmds)
+    net.run_until(30.0, until=lambda: net.all_committed(cmds))
+    assert net.all_committed(cmds)
+    for i in net.honest:
+        assert net.core(i).excluded == {NodeId(3)}
+    kinds = {d[1] for i in net.honest for d in net.core(i).detections}
+    assert kinds == {"hotstuff.vote"}
+
+
+def test_evidence_from_a_peer_is_verified_before_anyone_is_excluded() -> None:
+    r = _replica(0)
+    honest = HmacSigner(NodeId(2))
+    a = sign_statement(honest, "hotstuff.vote", 1, 0, b"a" * 32)
+    forged = msgspec.structs.replace(a, payload=b"b" * 32)  # signature does not cover it
+    r.step(NodeId(1), Evidence(a, forged), 0.0)
+    assert _reasons(r) == ["invalid evidence"]
+    assert not r.excluded
+    b = sign_statement(honest, "hotstuff.vote", 1, 0, b"b" * 32)
+    r.step(NodeId(1), Evidence(a, b), 0.0)
+    assert r.excluded == {NodeId(2)}
+    r.step(NodeId(2), NewView(2, 2, honest.sign(newview_bytes(2)), GENESIS_QC), 0.0)
+    assert _reasons(r) == ["excluded"] and r.excluded_dropped == 1
+
+
+class TwoFaced:
+    """A replica that runs two honest cores with one key, each talking to one
+    side of the cluster: the strongest equivocation, and with f + 1 of them
+    HotStuff's assumption (at most f faulty) no longer holds."""
+
+    def __init__(
+        self, a: ProtocolCore, b: ProtocolCore, side_b: set[NodeId], colluders: set[NodeId]
+    ) -> None:
+        self.a, self.b, self.side_b, self.colluders = a, b, side_b, colluders
+        self._last: tuple[Ready, Ready] | None = None
+
+    @property
+    def id(self) -> NodeId:
+        return self.a.id
+
+    def step(self, sender: NodeId, message: object, now: float) -> None:
+        if isinstance(message, tuple):  # from another colluder's B face
+            self.b.step(sender, message[1], now)
+        elif sender in self.side_b:
+            self.b.step(sender, message, now)
+        else:
+            self.a.step(sender, message, now)
+
+    def tick(self, now: float) -> None:
+        self.a.tick(now)
+        self.b.tick(now)
+
+    def propose(self, command: bytes, now: float) -> ProposeOutcome:
+        return self.a.propose(command, now)
+
+    def has_ready(self) -> bool:
+        return self.a.has_ready() or self.b.has_ready()
+
+    def ready(self) -> Ready:
+        ra, rb = self.a.ready(), self.b.ready()
+        self._last = (ra, rb)
+        ra.messages = [(to, m) for to, m in ra.messages if to not in self.side_b] + [
+            (to, ("face-b", m) if to in self.colluders else m)
+            for to, m in rb.messages
+            if to in self.side_b or to in self.colluders
+        ]
+        waits = [w for w in (ra.wake_at, rb.wake_at) if w is not None]
+        ra.wake_at = min(waits) if waits else None
+        return ra
+
+    def advance(self, ready: Ready) -> None:
+        assert self._last is not None
+        self.a.advance(self._last[0])
+        self.b.advance(self._last[1])
+
+
+def test_f_plus_one_colluding_equivocators_break_safety_and_the_check_catches_it() -> None:
+    net = Network(4, seed=51)
+    colluders = {NodeId(2), NodeId(3)}
+    for c in colluders:
+        net.nodes[c] = TwoFaced(net.replica(c), net.replica(c), {NodeId(1)}, colluders)
+    net.byzantine = {2: "two-faced", 3: "two-faced"}
+    net.partition([0, 2, 3], [1, 2, 3])  # the honest replicas never hear each other
+    net.submit(b"to-side-a", NodeId(0))
+    net.submit(b"to-side-b", NodeId(1))
+    for c in colluders:  # their B faces push side B along too
+        face_b = net.nodes[c].b  # type: ignore[attr-defined]
+        face_b.propose(b"to-side-b", net.now)
+    net.run_until(10.0)
+    assert net.committed[NodeId(0)] and net.committed[NodeId(1)]
+    with pytest.raises(SafetyViolation):
+        net.check_safety()
+    # With only f = 1 two-faced replica the same attack cannot commit anything conflicting.
+    safe = Network(4, seed=51)
+    lone = NodeId(3)
+    safe.nodes[lone] = TwoFaced(safe.replica(lone), safe.replica(lone), {NodeId(1)}, {lone})
+    safe.byzantine = {3: "two-faced"}
+    safe.partition([0, 2, 3], [1, 3])
+    safe.submit(b"to-side-a", NodeId(0))
+    safe.submit(b"to-side-b", NodeId(1))
+    safe.nodes[lone].b.propose(b"to-side-b", safe.now)  # type: ignore[attr-defined]
+    safe.run_until(10.0)
+    assert safe.committed[NodeId(0)] and not safe.committed[NodeId(1)]
+    safe.check_safety()
+
+
+def test_a_replica_restarted_from_its_hard_state_does_not_vote_again_in_that_view() -> None:
+    p = _first_proposal()
+    r = _replica(2)
+    r.step(NodeId(0), p, 0.0)
+    ready = r.ready()
+    assert sum(isinstance(m, Vote) for _, m in ready.messages) == 1
+    assert ready.hard_state is not None and ready.hard_state.last_voted_view == 1
+
+    class Disk:
+        hard_state = ready.hard_state
+
+    restarted = HotStuffReplica(
+        NodeId(2), [NodeId(i) for i in range(4)], config=FAST_CONFIG,
+        signer=HmacSigner(NodeId(2)), verifier=HmacVerifier(), rng=random.Random(2),
+        now=1.0, recovered=Disk(),
+    )
+    restarted.ready()
+    restarted.step(NodeId(0), p, 1.0)
+    assert not any(isinstance(m, Vote) for _, m in restarted.ready().messages)
