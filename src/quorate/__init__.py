@@ -4,6 +4,7 @@ Protocol cores are sans-IO state machines (see ``quorate.core``); runtimes in
 ``quorate.runtime`` drive them. This module re-exports the public API only.
 """
 
+from quorate.client import Client
 from quorate.core import Accepted, Entry, ProtocolCore, ReadState, Ready, Redirect, Refused
 from quorate.errors import (
     ConfigError,
@@ -18,6 +19,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Accepted",
+    "Client",
     "ClientId",
     "ConfigError",
     "Entry",

@@ -1,109 +1,286 @@
-"""``quorate demo``: the project's main job, told in a few readable lines.
+"""``quorate demo``: a real three-node cluster survives its leader's crash.
 
-The simulated version: a 5-node Raft cluster in the deterministic simulator,
-closed-loop clients writing, reading and compare-and-setting, and the
-``chaos`` fault preset (crashes, restarts, partitions, one-way cuts, slow
-nodes, clock skew, loss bursts) until a heal point, then a liveness phase. It
-reports the elections, the faults, the committed operations, the online safety
-invariants and the linearizability verdict of the recorded history.
+Theory of operation: the demo is the project's promise made visible. It
+creates a temporary directory with a cluster CA and certificates (unless
+``--insecure``), starts three nodes as separate OS processes with SQLite
+storage (``LocalCluster``), and runs concurrent clients
+(``RecordedWorkload``) that record every operation. Then, in phases:
+
+1. *steady* — writes and reads against an elected leader;
+2. *crash* — the leader is killed with SIGKILL; the clients ride through the
+   election (same ``(client, seq)`` on every retry) and ``recovery_seconds``
+   measures kill → first acknowledged operation after it;
+3. *catch-up* — the killed node restarts from its own disk and catches up
+   with the new leader while the load goes on;
+4. *verdict* — every acknowledged fresh key is read back through a
+   linearizable list, and the recorded history goes through
+   ``quorate.check.check_history``.
+
+The exit code is 0 only if no acknowledged write was lost and the history is
+linearizable. Whatever happens (an error, Ctrl-C), the node processes are
+killed and the directory removed. ``--json`` prints one summary object last.
 """
 
 from __future__ import annotations
 
-import collections
+import asyncio
 import json
-import sys
+import shutil
+import tempfile
 import time
-from typing import Any
+from pathlib import Path
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 
-from quorate.check import check_history
 from quorate.cli.main import app
-from quorate.runtime.sim.cluster import SimConfig, run
+from quorate.client.aio import AsyncClient
+from quorate.client.workload import RecordedWorkload
+from quorate.ids import NodeId, node_name
+from quorate.runtime.aio.admin import StatusReply
+from quorate.runtime.aio.cluster import LocalCluster
 
-DEMO_NODES = 5
-DEMO_DURATION_S = 20.0
-DEMO_CLIENTS = 8
-CHECK_TIMEOUT_S = 120.0
+DEMO_NODES = 3
+DEMO_WORKERS = 8
+STEADY_S = 4.0
+AFTER_CRASH_S = 4.0
+CATCH_UP_LIMIT_S = 20.0
+ELECTION_LIMIT_S = 15.0
+CHECK_TIMEOUT_S = 20.0
+RAFT_TIMING = {"election_timeout_s": 0.5, "heartbeat_interval_s": 0.05}
+STATUS_POLL_S = 0.05
 
 
-def run_sim_demo(seed: int, duration_s: float, as_json: bool) -> int:
-    console = Console(stderr=as_json, highlight=False)
-    config = SimConfig(
-        protocol="raft",
-        nodes=DEMO_NODES,
-        duration_s=duration_s,
-        clients=DEMO_CLIENTS,
-        faults="chaos",
-        seed=seed,
+def make_certs(cluster: LocalCluster) -> None:
+    """A fresh CA with certificates for every node and for ``client``."""
+    from quorate.cli.certs import create_ca, issue_certificate
+
+    directory = cluster.tls_dir
+    assert directory is not None
+    directory.mkdir(parents=True, exist_ok=True)
+    create_ca(directory)
+    for node in cluster.ids:
+        issue_certificate(directory, node_name(node))
+    issue_certificate(directory, "client")
+
+
+def client_for(cluster: LocalCluster, **kwargs: Any) -> AsyncClient:
+    return AsyncClient(cluster.endpoints, tls=cluster.tls_dir, insecure=cluster.insecure, **kwargs)
+
+
+async def statuses(probe: AsyncClient, cluster: LocalCluster) -> dict[NodeId, StatusReply]:
+    out: dict[NodeId, StatusReply] = {}
+    for node, endpoint in zip(cluster.ids, cluster.endpoints):
+        try:
+            out[node] = await probe.status(endpoint)
+        except (OSError, EOFError, TimeoutError):
+            continue
+    return out
+
+
+async def wait_leader(
+    probe: AsyncClient, cluster: LocalCluster, exclude: NodeId | None = None
+) -> tuple[NodeId, int]:
+    """The leader and its term once a live node reports itself leader."""
+    deadline = time.monotonic() + ELECTION_LIMIT_S
+    while time.monotonic() < deadline:
+        for node, status in (await statuses(probe, cluster)).items():
+            if status.role == "leader" and node != exclude:
+                return node, status.term
+        await asyncio.sleep(STATUS_POLL_S)
+    raise TimeoutError(f"no leader elected within {ELECTION_LIMIT_S} s")
+
+
+class Story:
+    """A few readable lines per phase (silent with --json)."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.console = Console(stderr=quiet, quiet=quiet, highlight=False)
+        self.t0 = time.monotonic()
+
+    def say(self, text: str) -> None:
+        self.console.print(f"[dim]{time.monotonic() - self.t0:5.1f}s[/dim]  {text}")
+
+
+async def run_demo(cluster: LocalCluster, story: Story) -> dict[str, Any]:
+    insecure = cluster.insecure
+    cluster.write_configs()
+    if not insecure:
+        make_certs(cluster)
+    cluster.start_all()
+    security = "plain TCP" if insecure else "mutual TLS 1.3"
+    story.say(
+        f"[bold]started[/bold] {DEMO_NODES} node processes ({security}, SQLite, fsync) on "
+        + ", ".join(cluster.endpoints)
     )
-    config.validate()
-    schedule = config.fault_schedule()
-    heal_at = config.effective_heal_at_s()
-    console.print(
-        f"[bold]quorate demo[/] — a simulated {DEMO_NODES}-node Raft cluster, "
-        f"{DEMO_CLIENTS} clients, {duration_s:g} s of simulated time, seed {seed}"
-    )
-    kinds = collections.Counter(action.kind for action in schedule)
-    console.print(
-        "  faults planned: "
-        + ", ".join(f"{n} {k}" for k, n in sorted(kinds.items()))
-        + (f"; everything healed at {heal_at:g} s" if heal_at is not None else "")
-    )
-    with console.status("running the simulation…"):
-        result = run(config)
-    with console.status(f"checking {len(result.history) // 2} operations for linearizability…"):
-        started = time.monotonic()
-        verdict = check_history(result.history, timeout_s=CHECK_TIMEOUT_S, clock=time.monotonic)
-        check_s = time.monotonic() - started
-    lat = result.latency_ms
-    console.print(
-        f"  elections: {result.elections} (leadership changed hands {result.leader_changes} times)"
-    )
-    console.print(
-        f"  faults injected: {result.faults_injected}; messages sent {result.messages_sent:,}, "
-        f"dropped by the network {result.messages_dropped:,}"
-    )
-    console.print(
-        f"  client operations: {result.committed_ops:,} completed ok, {result.failed_ops:,} did not take effect (cas mismatch or refused), "
-        f"{result.unknown_ops:,} unknown (timed out); {result.throughput_ops:,.0f} ops/s; "
-        f"latency p50 {lat['p50']} ms, p99 {lat['p99']} ms"
-    )
-    if result.recovered_after_s is not None:
-        console.print(f"  after the heal the cluster committed again within {result.recovered_after_s:.3f} s")
-    if result.safety_violations:
-        first = result.safety_violations[0]
-        console.print(f"  [red]SAFETY VIOLATION[/] at {first.get('time_s')} s: {first.get('message')}")
-    else:
-        console.print(
-            "  safety invariants (election safety, log matching, leader completeness, "
-            "state-machine safety): held on every event"
+    probe = client_for(cluster, timeout_s=1.0)
+    workload = RecordedWorkload(lambda: client_for(cluster), workers=DEMO_WORKERS)
+    try:
+        leader, term = await wait_leader(probe, cluster)
+        story.say(f"[bold]elected[/bold] {node_name(leader)} leads term {term}")
+        workload.start()
+        story.say(f"{DEMO_WORKERS} clients writing, reading and compare-and-setting concurrently")
+        await asyncio.sleep(STEADY_S)
+        before = workload.stats.ok
+        story.say(f"{before} operations acknowledged so far")
+
+        # Phase 2: crash the leader.
+        leader, term = await wait_leader(probe, cluster)
+        killed_at = time.monotonic()
+        await asyncio.to_thread(cluster.kill, leader)
+        story.say(f"[bold red]SIGKILL[/bold red] {node_name(leader)}, the leader of term {term}")
+        new_leader, new_term = await wait_leader(probe, cluster, exclude=leader)
+        elected_s = time.monotonic() - killed_at
+        story.say(
+            f"[bold]elected[/bold] {node_name(new_leader)} leads term {new_term} "
+            f"({elected_s:.2f} s after the crash)"
         )
-    colour = "green" if verdict.verdict == "linearizable" else "red"
-    console.print(
-        f"  history: [{colour}]{verdict.verdict.replace('_', ' ')}[/] "
-        f"({verdict.operations:,} operations over {verdict.keys_checked} keys, checked in {check_s:.1f} s)"
-    )
-    console.print(
-        f"  run: {result.events:,} events in {result.wall_seconds:.1f} s; "
-        f"trace sha256 {result.trace_sha256[:16]}… (same seed, same trace)"
-    )
-    ok = not result.safety_violations and verdict.verdict == "linearizable"
-    if as_json:
-        report: dict[str, Any] = result.to_json()
-        report["linearizable"] = verdict.linearizable
-        report["mode"] = "sim"
-        sys.stdout.write(json.dumps(report) + "\n")
-    return 0 if ok else 1
+        while workload.first_ok_invoked_after(killed_at) is None:
+            if time.monotonic() - killed_at > ELECTION_LIMIT_S:
+                raise TimeoutError("no operation succeeded after the crash")
+            await asyncio.sleep(STATUS_POLL_S)
+        first_ok = workload.first_ok_invoked_after(killed_at)
+        assert first_ok is not None
+        recovery_s = first_ok - killed_at
+        story.say(f"clients are served again {recovery_s:.2f} s after the crash")
+        await asyncio.sleep(AFTER_CRASH_S)
+
+        # Phase 3: restart and catch up.
+        await asyncio.to_thread(cluster.start, leader)
+        story.say(f"[bold]restarted[/bold] {node_name(leader)} from its own disk")
+        caught_up_s = await _catch_up(probe, cluster, leader)
+        story.say(f"{node_name(leader)} caught up with the leader in {caught_up_s:.2f} s")
+        await asyncio.sleep(1.0)
+        await workload.stop()
+
+        # Phase 4: verdict.
+        reader = client_for(cluster)
+        lost = await workload.lost_writes(reader)
+        await reader.close()
+        from quorate.check import check_history
+
+        checked = await asyncio.to_thread(
+            check_history, workload.history, CHECK_TIMEOUT_S, time.monotonic
+        )
+        final = await statuses(probe, cluster)
+        observed_leaders = {s.leader for s in final.values() if s.leader is not None}
+        summary = {
+            "nodes": DEMO_NODES,
+            "clients": DEMO_WORKERS,
+            "tls": not insecure,
+            "operations_ok": workload.stats.ok,
+            "operations_unknown": workload.stats.unknown,
+            "acked_writes": len(workload.acked),
+            "acked_writes_lost": len(lost),
+            "history_operations": checked.operations,
+            "linearizable": checked.linearizable,
+            "verdict": checked.verdict,
+            "killed": node_name(leader),
+            "new_leader": node_name(new_leader),
+            "leader_changes": int(new_leader != leader),
+            "terms_elapsed": new_term - term,
+            "final_leaders_reported": sorted(node_name(NodeId(n)) for n in observed_leaders),
+            "election_seconds": round(elected_s, 3),
+            "recovery_seconds": round(recovery_s, 3),
+            "catch_up_seconds": round(caught_up_s, 3),
+        }
+        verdict_colour = "green" if checked.linearizable else "red"
+        story.say(
+            f"read back {len(workload.acked)} acknowledged writes: "
+            f"[{'green' if not lost else 'red'}]{len(lost)} lost[/]"
+        )
+        story.say(
+            f"history of {checked.operations} operations: [{verdict_colour}]{checked.verdict}[/]"
+        )
+        return summary
+    finally:
+        await workload.stop()
+        await probe.close()
+        await asyncio.to_thread(cluster.kill_all)
+
+
+async def _catch_up(probe: AsyncClient, cluster: LocalCluster, node: NodeId) -> float:
+    """Seconds until ``node`` has applied what the leader had committed when it restarted."""
+    started = time.monotonic()
+    leader, _ = await wait_leader(probe, cluster)
+    target = (await probe.status(cluster.endpoints[leader - 1])).commit_index
+    while time.monotonic() - started < CATCH_UP_LIMIT_S:
+        try:
+            status = await probe.status(cluster.endpoints[node - 1])
+            if status.applied_index >= target:
+                return time.monotonic() - started
+        except (OSError, EOFError, TimeoutError):
+            pass
+        await asyncio.sleep(STATUS_POLL_S)
+    raise TimeoutError(f"{node_name(node)} did not catch up within {CATCH_UP_LIMIT_S} s")
+
+
+def _free_base_port() -> int:
+    """A base port with ``DEMO_NODES`` consecutive free loopback ports."""
+    import socket
+
+    for _ in range(50):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            base = int(s.getsockname()[1])
+        if base + DEMO_NODES > 65535:
+            continue
+        free = True
+        for port in range(base, base + DEMO_NODES):
+            with socket.socket() as s:
+                try:
+                    s.bind(("127.0.0.1", port))
+                except OSError:
+                    free = False
+                    break
+        if free:
+            return base
+    raise OSError("no free range of loopback ports")
 
 
 @app.command("demo")
-def demo(
-    seed: int = typer.Option(1, help="Seed of the simulated run."),
-    duration: float = typer.Option(DEMO_DURATION_S, min=1.0, help="Simulated seconds."),
-    as_json: bool = typer.Option(False, "--json", help="End with one JSON object on stdout."),
+def demo_command(
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON summary object.")] = False,
+    insecure: Annotated[bool, typer.Option("--insecure", help="Plain TCP instead of TLS.")] = False,
+    keep: Annotated[bool, typer.Option("--keep", help="Keep the directory (logs, data).")] = False,
+    sim: Annotated[
+        bool, typer.Option("--sim", help="Run the simulated cluster instead of real processes.")
+    ] = False,
+    seed: Annotated[int, typer.Option(help="Seed of the simulated run (with --sim).")] = 1,
 ) -> None:
-    """Run a 5-node Raft cluster under faults in the simulator and tell what happened."""
-    raise typer.Exit(run_sim_demo(seed, duration, as_json))
+    """Three real node processes, concurrent clients, the leader killed and
+    restarted; then every acknowledged write is read back and the history
+    checked for linearizability (exit 1 if either fails)."""
+    if sim:
+        from quorate.cli.demo_sim import DEMO_DURATION_S, run_sim_demo
+
+        raise typer.Exit(run_sim_demo(seed, DEMO_DURATION_S, as_json))
+    story = Story(quiet=as_json)
+    directory = Path(tempfile.mkdtemp(prefix="quorate-demo-"))
+    summary: dict[str, Any] = {}
+    cluster: LocalCluster | None = None
+    try:
+        cluster = LocalCluster(
+            directory,
+            nodes=DEMO_NODES,
+            base_port=_free_base_port(),
+            insecure=insecure,
+            options=RAFT_TIMING,
+        )
+        summary = asyncio.run(run_demo(cluster, story))
+    except (TimeoutError, OSError) as exc:
+        story.say(f"[red]demo failed:[/red] {exc}")
+        summary = {"error": str(exc), "acked_writes_lost": None, "linearizable": None}
+    finally:
+        # Also reached on Ctrl-C: no node process may outlive the demo.
+        if cluster is not None:
+            cluster.kill_all()
+        if keep:
+            story.say(f"kept {directory}")
+        else:
+            shutil.rmtree(directory, ignore_errors=True)
+    if as_json:
+        typer.echo(json.dumps(summary))
+    ok = summary.get("acked_writes_lost") == 0 and summary.get("linearizable") is True
+    raise typer.Exit(0 if ok else 1)

@@ -32,7 +32,9 @@ def _root(
 
 
 sim_app = typer.Typer(help="Run a protocol in the deterministic simulator.", no_args_is_help=True)
-bench_app = typer.Typer(help="Benchmarks; --json prints one machine-readable object.", no_args_is_help=True)
+bench_app = typer.Typer(
+    help="Benchmarks; --json prints one machine-readable object.", no_args_is_help=True
+)
 app.add_typer(sim_app, name="sim")
 app.add_typer(bench_app, name="bench")
 

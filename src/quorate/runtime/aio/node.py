@@ -22,6 +22,14 @@ Theory of operation.
 - *Restart.* The core is built from ``SqliteStorage.recover()``; a recovered
   snapshot is restored into the state machine before the core runs, and the
   core replays committed entries above it.
+- *Status and administration.* ``Status`` is answered at once from the core's
+  view; ``Admin`` calls the core's ``propose_conf_change`` or
+  ``transfer_leadership`` (``quorate.runtime.aio.admin``).
+- *Leadership changes.* After each drive the node compares the core's leader
+  with the last one seen and logs a change. When this node stops being the
+  leader, every client still waiting on it is answered ``retry``: its
+  proposal may yet commit under the new leader, and the client's retry keeps
+  the same ``(client, seq)``, so the session makes the outcome exactly-once.
 """
 
 from __future__ import annotations
@@ -39,6 +47,13 @@ from quorate.core.ready import Entry, ReadState, Rejection
 from quorate.core.wire import WireMessage
 from quorate.errors import LocalProtocolError
 from quorate.ids import NodeId, node_name
+from quorate.runtime.aio.admin import (
+    CLIENT_REQUEST_TYPES,
+    Admin,
+    AdminReply,
+    Status,
+    StatusReply,
+)
 from quorate.runtime.aio.protocols import ProtocolBinding, protocol_binding
 from quorate.runtime.aio.tls import TlsConfig
 from quorate.runtime.aio.transport import (
@@ -159,6 +174,8 @@ class AioNode:
         self._timer: asyncio.TimerHandle | None = None
         self._deadline: float | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._leader_seen: int | None = None
+        self._was_leader = False
 
     # ------------------------------------------------------------ lifecycle
     async def start(self) -> Address:
@@ -193,7 +210,7 @@ class AioNode:
             self.listen,
             self.peers,
             peer_message_types=binding.message_types,
-            client_message_types=(ClientRequest,),
+            client_message_types=CLIENT_REQUEST_TYPES,
             on_peer_message=self._on_peer_message,
             on_client_message=self._on_client_message,
             tls=self.tls,
@@ -262,13 +279,92 @@ class AioNode:
         core, service = self.core, self.service_or_raise()
         for sender, message, from_client in inbox:
             if from_client:
-                assert isinstance(message, ClientRequest)
-                service.on_client_request(NodeId(sender), message, now)
+                if isinstance(message, ClientRequest):
+                    service.on_client_request(NodeId(sender), message, now)
+                elif isinstance(message, Status):
+                    self.transport_or_raise().send_to_client(sender, self.status(message.seq))
+                elif isinstance(message, Admin):
+                    self.transport_or_raise().send_to_client(sender, self._admin(message, now))
             else:
                 core.step(NodeId(sender), message, now)
         self.counters["batches"] += 1
         self.counters["inputs"] += len(inbox)
         self._drive()
+
+    def status(self, seq: int = 0) -> StatusReply:
+        """This node's view: role, term, leader, indexes, members, counters."""
+        core = self.core
+        role = getattr(core, "role", None)
+        leader = getattr(core, "leader_id", None)
+        members = {int(p): f"{h}:{port}" for p, (h, port) in self.peers.items()}
+        if self.transport is not None:
+            host, port = self.transport.listen_address
+            members[int(self.id)] = f"{host}:{port}"
+        return StatusReply(
+            seq=seq,
+            node=int(self.id),
+            protocol=self.binding.name,
+            role=str(getattr(role, "value", role or "unknown")),
+            term=int(getattr(core, "term", 0)),
+            leader=None if leader is None else int(leader),
+            commit_index=int(getattr(core, "commit_index", 0)),
+            applied_index=self.service.applied if self.service is not None else 0,
+            last_index=int(getattr(core, "last_index", 0)),
+            members=members,
+            metrics=self.metrics,
+        )
+
+    def _admin(self, request: Admin, now: float) -> AdminReply:
+        from quorate.core.protocol import Accepted, Redirect
+
+        core = self.core
+        node = NodeId(request.node)
+        if request.action == "transfer":
+            transfer = getattr(core, "transfer_leadership", None)
+            if transfer is None:
+                return AdminReply(request.seq, "error", error="this protocol has no leader to transfer")
+            outcome = transfer(node, now)
+        else:
+            outcome = self._conf_change(request, now)
+            if isinstance(outcome, AdminReply):
+                return outcome
+        if isinstance(outcome, Accepted):
+            log.info("%s: %s %s accepted", node_name(self.id), request.action, node_name(node))
+            return AdminReply(request.seq, "ok")
+        if isinstance(outcome, Redirect):
+            leader = outcome.leader
+            return AdminReply(request.seq, "redirect", leader=None if leader is None else int(leader))
+        return AdminReply(request.seq, "error", error=str(getattr(outcome, "reason", outcome)))
+
+    def _conf_change(self, request: Admin, now: float) -> Any:
+        propose = getattr(self.core, "propose_conf_change", None)
+        if propose is None:
+            return AdminReply(request.seq, "error", error="this protocol has no membership changes")
+        from quorate.raft.messages import ConfChange, ConfChangeKind
+
+        kinds = {
+            "add": ConfChangeKind.ADD_VOTER,
+            "add_learner": ConfChangeKind.ADD_LEARNER,
+            "promote": ConfChangeKind.PROMOTE_LEARNER,
+            "remove": ConfChangeKind.REMOVE_NODE,
+        }
+        kind = kinds.get(request.action)
+        if kind is None:
+            return AdminReply(request.seq, "error", error=f"unknown action {request.action!r}")
+        node = NodeId(request.node)
+        if request.action in ("add", "add_learner"):
+            if not self.core.is_leader:
+                leader = self.core.leader_id
+                return AdminReply(
+                    request.seq, "redirect", leader=None if leader is None else int(leader)
+                )
+            host, sep, port = request.address.rpartition(":")
+            if not sep or not port.isdigit():
+                return AdminReply(
+                    request.seq, "error", error=f"add needs the node's host:port, got {request.address!r}"
+                )
+            self.set_peer_address(node, (host, int(port)))
+        return propose(ConfChange(kind, node), now)
 
     def _on_timer(self) -> None:
         self._timer = None
@@ -280,10 +376,29 @@ class AioNode:
     def _drive(self) -> None:
         wake_at = drive(self.core, self._host)
         service, transport = self.service_or_raise(), self.transport_or_raise()
+        self._watch_leadership(service)
         for to, reply in service.take_replies():
             if to >= CLIENT_CONNECTION_BASE:
                 transport.send_to_client(to, reply)
         self._schedule(wake_at)
+
+    def _watch_leadership(self, service: ReplicaService) -> None:
+        core = self.core
+        leader = getattr(core, "leader_id", None)
+        if leader != self._leader_seen:
+            self._leader_seen = leader
+            self.counters["leader_changes"] += 1
+            log.info(
+                "%s: leader is now %s (term %s)",
+                node_name(self.id),
+                "unknown" if leader is None else node_name(leader),
+                getattr(core, "term", "?"),
+            )
+        is_leader = bool(getattr(core, "is_leader", False))
+        if self._was_leader and not is_leader:
+            # Whatever we promised clients is now in the new leader's hands.
+            service.abandon_pending()
+        self._was_leader = is_leader
 
     def _schedule(self, wake_at: float | None) -> None:
         if wake_at == self._deadline and (self._timer is not None or wake_at is None):

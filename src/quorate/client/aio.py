@@ -1,0 +1,390 @@
+"""``AsyncClient``: the key-value API of a quorate cluster, on asyncio.
+
+Theory of operation.
+
+- *Endpoints and the leader.* The client knows some ``host:port`` endpoints.
+  It sends to the node it believes leads; a ``redirect`` names the leader's
+  id, and the ``members`` map of a ``Status`` reply says where that id
+  listens, so the client follows the hint. With no hint (an election is under
+  way) it waits a short, growing pause and tries the next endpoint.
+- *Exactly-once retries* (Raft thesis §6.3). Each client has a session id
+  (a random 63-bit number from ``secrets`` unless given) and numbers its
+  requests 1, 2, 3... A request keeps its ``(client, seq)`` through every
+  retry — after a timeout, a lost connection, a ``retry`` answer or a
+  redirect — so the replicated store applies it at most once and answers a
+  duplicate with the saved result. The store keeps only the latest seq per
+  session, so one client has **one request outstanding at a time** (a lock
+  serialises callers); run several clients for concurrency.
+- *Linearizable reads.* ``get`` and ``list`` go to the leader, which serves
+  them through ReadIndex (thesis §6.4): confirmed leadership with a
+  heartbeat round, then the state applied up to the commit index.
+- *Time.* ``timeout_s`` bounds each attempt on one connection;
+  ``deadline_s`` bounds a whole call, retries included. A call that runs out
+  raises ``TimeoutError``: the write may or may not have happened (a history
+  records it as ``info``).
+- *TLS.* With ``tls`` the client presents a certificate of the cluster CA and
+  checks each node's certificate against that CA (any node name: a client
+  trusts every member of its cluster); ``insecure=True`` uses plain TCP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import contextlib
+import secrets
+import ssl
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from quorate.codec import DEFAULT_MAX_FRAME_BYTES, FrameDecoder, WireCodec, encode_frame
+from quorate.core.wire import WireMessage
+from quorate.errors import ConfigError, QuorateError, RemoteProtocolError
+from quorate.ids import NodeId
+from quorate.runtime.aio.admin import (
+    ADMIN_ACTIONS,
+    CLIENT_PROTOCOL_TYPES,
+    Admin,
+    AdminReply,
+    Status,
+    StatusReply,
+)
+from quorate.runtime.aio.config import Address, format_address, parse_address
+from quorate.runtime.aio.tls import TlsConfig
+from quorate.runtime.aio.transport import ROLE_CLIENT, Hello
+from quorate.state.kv import Cas, Delete, Get, List, Op, Put, Result, decode_result, encode_op
+from quorate.state.service import (
+    STATUS_OK,
+    STATUS_REDIRECT,
+    STATUS_RETRY,
+    ClientReply,
+    ClientRequest,
+)
+
+DEFAULT_TIMEOUT_S = 2.0
+DEFAULT_DEADLINE_S = 15.0
+RETRY_PAUSE_INITIAL_S = 0.02
+RETRY_PAUSE_MAX_S = 0.5
+CLIENT_ID_BITS = 63
+READ_CHUNK_BYTES = 256 * 1024
+
+
+class ClientError(QuorateError, RuntimeError):
+    """The cluster refused the operation (not a timeout: that is ``TimeoutError``)."""
+
+
+def new_client_id() -> int:
+    """A random session id in [1, 2**63)."""
+    return secrets.randbits(CLIENT_ID_BITS) or 1
+
+
+class _NodeConnection:
+    """One framed connection to a node, with a reader task that hands every
+    incoming message to a queue."""
+
+    def __init__(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        codec: WireCodec,
+        client_id: int,
+    ) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.codec = codec
+        self.client_id = client_id
+        self.decoder = FrameDecoder(DEFAULT_MAX_FRAME_BYTES)
+        self.pending: list[bytes] = []
+
+    def send(self, message: WireMessage) -> None:
+        self.writer.write(encode_frame(self.codec.encode(NodeId(self.client_id), message)))
+
+    async def receive(self) -> WireMessage:
+        while not self.pending:
+            data = await self.reader.read(READ_CHUNK_BYTES)
+            if not data:
+                raise EOFError("the node closed the connection")
+            self.pending.extend(self.decoder.feed(data))
+        return self.codec.decode(self.pending.pop(0))[1]
+
+    def close(self) -> None:
+        if not self.writer.is_closing():
+            self.writer.close()
+
+
+class AsyncClient:
+    """A session with a quorate cluster (see the module docstring).
+
+    ``endpoints``: ``"host:port"`` strings or ``(host, port)`` pairs.
+    ``tls``: a ``TlsConfig`` or a directory holding ``ca.crt`` and
+    ``<tls_name>.crt/.key`` (``quorate certs issue client``).
+    """
+
+    def __init__(
+        self,
+        endpoints: Iterable[str | Address],
+        *,
+        tls: TlsConfig | str | Path | None = None,
+        tls_name: str = "client",
+        insecure: bool = False,
+        client_id: int | None = None,
+        namespace: str = "",
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+        deadline_s: float = DEFAULT_DEADLINE_S,
+    ) -> None:
+        self.endpoints: list[Address] = [
+            e if isinstance(e, tuple) else parse_address(e, "endpoint") for e in endpoints
+        ]
+        if not self.endpoints:
+            raise ConfigError("give at least one endpoint (host:port)")
+        if isinstance(tls, str | Path):
+            tls = TlsConfig.from_directory(tls, tls_name)
+        if tls is None and not insecure:
+            raise ConfigError("give a TLS directory (--tls-dir) or choose insecure plain TCP")
+        if tls is not None and insecure:
+            raise ConfigError("choose TLS or insecure, not both")
+        if not 0 < timeout_s <= deadline_s:
+            raise ConfigError(f"need 0 < timeout_s <= deadline_s, got {timeout_s} and {deadline_s}")
+        self._ssl = self._client_context(tls) if tls is not None else None
+        self.client_id = client_id if client_id is not None else new_client_id()
+        if not 0 < self.client_id < 2**CLIENT_ID_BITS:
+            raise ConfigError(f"client_id must be in [1, 2**63), got {self.client_id}")
+        self.namespace = namespace
+        self.timeout_s = timeout_s
+        self.deadline_s = deadline_s
+        self.seq = 0
+        self.members: dict[int, Address] = {}
+        self.leader: Address | None = None
+        self.retries = 0
+        """Attempts beyond the first, over the client's life (for reports)."""
+        self._codec = WireCodec((Hello, *CLIENT_PROTOCOL_TYPES))
+        self._connections: dict[Address, _NodeConnection] = {}
+        self._lock = asyncio.Lock()
+        self._next_endpoint = 0
+
+    @staticmethod
+    def _client_context(tls: TlsConfig) -> ssl.SSLContext:
+        context = tls.client_context()
+        # Every member of the cluster is acceptable to a client: the CA check
+        # stays, the per-node name check (a peer's concern) does not.
+        context.check_hostname = False
+        return context
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        for connection in self._connections.values():
+            connection.close()
+        self._connections.clear()
+
+    # ------------------------------------------------------------ the KV API
+    async def put(
+        self, key: str, value: str, *, namespace: str | None = None, ttl_s: float | None = None
+    ) -> None:
+        await self._write(Put(key, value, self._ns(namespace), ttl_s))
+
+    async def get(self, key: str, *, namespace: str | None = None) -> str | None:
+        result = await self.execute(Get(key, self._ns(namespace)))
+        return result.value
+
+    async def delete(self, key: str, *, namespace: str | None = None) -> bool:
+        """True if the key existed."""
+        return (await self.execute(Delete(key, self._ns(namespace)))).ok
+
+    async def cas(
+        self, key: str, expected: str | None, new: str, *, namespace: str | None = None
+    ) -> tuple[bool, str | None]:
+        """Set ``key`` to ``new`` iff it holds ``expected`` (``None``: absent).
+        Returns ``(swapped, current value when not swapped)``."""
+        result = await self.execute(Cas(key, expected, new, self._ns(namespace)))
+        return result.ok, None if result.ok else result.value
+
+    async def list(
+        self, prefix: str = "", *, namespace: str | None = None, limit: int = 1000
+    ) -> list[tuple[str, str]]:
+        result = await self.execute(List(prefix, self._ns(namespace), limit))
+        return list(result.items or [])
+
+    def _ns(self, namespace: str | None) -> str:
+        return self.namespace if namespace is None else namespace
+
+    async def _write(self, op: Op) -> Result:
+        result = await self.execute(op)
+        if not result.ok:
+            raise ClientError(result.error or "the write was refused")
+        return result
+
+    async def execute(self, op: Op) -> Result:
+        """Run one operation with a fresh seq and retries under that seq."""
+        async with self._lock:
+            self.seq += 1
+            request = ClientRequest(self.client_id, self.seq, encode_op(op))
+            reply = await self._call(
+                request, lambda m: isinstance(m, ClientReply) and m.seq == request.seq
+            )
+            assert isinstance(reply, ClientReply)
+            return decode_result(reply.result)
+
+    # ------------------------------------------------------------ admin
+    async def status(self, endpoint: str | Address) -> StatusReply:
+        """One node's ``StatusReply`` (no redirect: every node answers)."""
+        address = endpoint if isinstance(endpoint, tuple) else parse_address(endpoint, "endpoint")
+        async with self._lock:
+            return await self._ask_status(address)
+
+    async def _ask_status(self, address: Address) -> StatusReply:
+        self.seq += 1
+        seq = self.seq
+
+        def matches(message: WireMessage) -> bool:
+            return isinstance(message, StatusReply) and message.seq == seq
+
+        try:
+            connection = await asyncio.wait_for(self._connect(address), self.timeout_s)
+            connection.send(Status(seq))
+            reply = await asyncio.wait_for(
+                self._receive_matching(connection, matches), self.timeout_s
+            )
+        except BaseException:
+            self._drop(address)
+            raise
+        assert isinstance(reply, StatusReply)
+        self._learn(reply)
+        return reply
+
+    async def cluster_status(self) -> builtins.list[StatusReply | None]:
+        """Every endpoint's status (``None`` for a node that did not answer)."""
+        out: builtins.list[StatusReply | None] = []
+        for address in self.endpoints:
+            try:
+                out.append(await self.status(address))
+            except (OSError, EOFError, TimeoutError, RemoteProtocolError, ssl.SSLError):
+                out.append(None)
+        return out
+
+    async def admin(self, action: str, node: int, address: str = "") -> None:
+        """Ask the leader for ``action`` (one of ``ADMIN_ACTIONS``) on ``node``."""
+        if action not in ADMIN_ACTIONS:
+            raise ConfigError(f"action must be one of {', '.join(ADMIN_ACTIONS)}, got {action!r}")
+        async with self._lock:
+            self.seq += 1
+            request = Admin(self.seq, action, node, address)
+            reply = await self._call(
+                request, lambda m: isinstance(m, AdminReply) and m.seq == request.seq
+            )
+            assert isinstance(reply, AdminReply)
+
+    # ------------------------------------------------------------ plumbing
+    async def _call(self, request: WireMessage, matches: Any) -> WireMessage:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.deadline_s
+        pause_s = RETRY_PAUSE_INITIAL_S
+        attempts = 0
+        last_problem = "no attempt"
+        while True:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise TimeoutError(f"no answer within {self.deadline_s} s ({last_problem})")
+            if attempts:
+                self.retries += 1
+            attempts += 1
+            address = self.leader or self._rotate()
+            try:
+                connection = await asyncio.wait_for(
+                    self._connect(address), min(self.timeout_s, remaining)
+                )
+                connection.send(request)
+                reply = await asyncio.wait_for(
+                    self._receive_matching(connection, matches), min(self.timeout_s, remaining)
+                )
+            except (OSError, EOFError, TimeoutError, RemoteProtocolError) as exc:
+                # ssl.SSLError is an OSError. Same seq next time: exactly-once.
+                last_problem = f"{format_address(address)}: {exc!r}"
+                self._drop(address)
+                self.leader = None
+                await asyncio.sleep(min(pause_s, max(0.0, deadline - loop.time())))
+                pause_s = min(pause_s * 2, RETRY_PAUSE_MAX_S)
+                continue
+            status = getattr(reply, "status", STATUS_OK)
+            if status == STATUS_OK:
+                self.leader = address
+                return reply
+            if status == STATUS_REDIRECT:
+                hint = getattr(reply, "leader", None)
+                self.leader = await self._leader_address(hint)
+                last_problem = f"{format_address(address)} redirected to {hint}"
+                if self.leader is None or self.leader == address:
+                    self.leader = None
+                    await asyncio.sleep(min(pause_s, max(0.0, deadline - loop.time())))
+                    pause_s = min(pause_s * 2, RETRY_PAUSE_MAX_S)
+                continue
+            if status == STATUS_RETRY:
+                last_problem = f"{format_address(address)}: {getattr(reply, 'error', 'retry')}"
+                await asyncio.sleep(min(pause_s, max(0.0, deadline - loop.time())))
+                pause_s = min(pause_s * 2, RETRY_PAUSE_MAX_S)
+                continue
+            raise ClientError(getattr(reply, "error", "") or f"the cluster answered {status}")
+
+    def _rotate(self) -> Address:
+        address = self.endpoints[self._next_endpoint % len(self.endpoints)]
+        self._next_endpoint += 1
+        return address
+
+    async def _leader_address(self, leader: int | None) -> Address | None:
+        if leader is None:
+            return None
+        if leader not in self.members:
+            # Ask the endpoints where the leader listens (one status round).
+            for address in self.endpoints:
+                with contextlib.suppress(OSError, EOFError, TimeoutError, RemoteProtocolError):
+                    await self._ask_status(address)
+                if leader in self.members:
+                    break
+        return self.members.get(leader)
+
+    def _learn(self, reply: StatusReply) -> None:
+        for node, text in reply.members.items():
+            with contextlib.suppress(ConfigError):
+                host, port = parse_address(text, "member")
+                if host in ("0.0.0.0", "::"):
+                    continue
+                self.members[node] = (host, port)
+
+    async def _receive_matching(self, connection: _NodeConnection, matches: Any) -> WireMessage:
+        while True:
+            message = await connection.receive()
+            if matches(message):
+                return message
+            # An answer to an earlier, abandoned attempt: not ours any more.
+
+    async def _connect(self, address: Address) -> _NodeConnection:
+        connection = self._connections.get(address)
+        if connection is not None and not connection.writer.is_closing():
+            return connection
+        if self._ssl is not None:
+            reader, writer = await asyncio.open_connection(*address, ssl=self._ssl)
+        else:
+            reader, writer = await asyncio.open_connection(*address)
+        connection = _NodeConnection(reader, writer, self._codec, self.client_id)
+        connection.send(Hello(self.client_id, ROLE_CLIENT))
+        self._connections[address] = connection
+        return connection
+
+    def _drop(self, address: Address) -> None:
+        connection = self._connections.pop(address, None)
+        if connection is not None:
+            connection.close()
+
+
+def parse_endpoints(text: str | Sequence[str]) -> list[Address]:
+    """``"h:p,h:p"`` or a list of ``"h:p"`` → addresses; ``ConfigError`` on a bad one."""
+    items = text.split(",") if isinstance(text, str) else list(text)
+    out = [parse_address(item.strip(), "endpoint") for item in items if item.strip()]
+    if not out:
+        raise ConfigError("give at least one endpoint, e.g. --endpoints 127.0.0.1:7001")
+    return out

@@ -1,0 +1,83 @@
+"""The client protocol beyond reads and writes: status and administration.
+
+Theory of operation: every node answers ``Status`` from its own view at once
+(it does not go through the log), so an operator or a client can find the
+leader, see how far each node has committed and applied, and read the
+node's counters (refused TLS handshakes among them). ``Admin`` asks the
+leader for a membership change (Raft thesis §4.1, one server at a time) or a
+leadership transfer (§3.10); a node that is not the leader answers
+``redirect`` with its hint, exactly like a write. An accepted change is
+answered ``ok`` once the core has *appended* it: membership changes then
+commit through the log like any entry, a transfer completes when the target
+wins its election, and both are visible in ``Status``.
+
+These messages travel on the client connection next to
+``quorate.state.service.ClientRequest``/``ClientReply``; adding a field means
+appending it with a default (see ``quorate.codec.wire``).
+"""
+
+from __future__ import annotations
+
+from quorate.core.wire import WireMessage
+from quorate.state.service import ClientReply, ClientRequest
+
+ADMIN_ACTIONS = ("add", "add_learner", "promote", "remove", "transfer")
+"""``Admin.action`` values: add a voter, add a learner, promote a learner,
+remove a member, transfer leadership to ``node``."""
+
+
+class Status(WireMessage, tag="client.Status", frozen=True):
+    """Ask a node for its view; answered with ``StatusReply`` carrying ``seq``."""
+
+    seq: int
+
+
+class StatusReply(WireMessage, tag="client.StatusReply", frozen=True):
+    """One node's view of the cluster. ``role`` is the core's role name
+    (``leader``, ``follower``...); ``members`` maps node ids to the
+    ``host:port`` this node knows them at (itself included), so a client that
+    learns a leader id can reach it."""
+
+    seq: int
+    node: int
+    protocol: str
+    role: str
+    term: int
+    leader: int | None
+    commit_index: int
+    applied_index: int
+    last_index: int
+    members: dict[int, str]
+    metrics: dict[str, int]
+
+
+class Admin(WireMessage, tag="client.Admin", frozen=True):
+    """An operator's request to the leader; ``address`` is the new member's
+    ``host:port`` for ``add``/``add_learner``."""
+
+    seq: int
+    action: str
+    node: int
+    address: str = ""
+
+
+class AdminReply(WireMessage, tag="client.AdminReply", frozen=True):
+    """``status`` is ok | redirect | error (as for ``ClientReply``)."""
+
+    seq: int
+    status: str
+    leader: int | None = None
+    error: str = ""
+
+
+CLIENT_REQUEST_TYPES: tuple[type[WireMessage], ...] = (ClientRequest, Status, Admin)
+"""What a client may send to a node."""
+CLIENT_PROTOCOL_TYPES: tuple[type[WireMessage], ...] = (
+    ClientRequest,
+    ClientReply,
+    Status,
+    StatusReply,
+    Admin,
+    AdminReply,
+)
+"""Everything on a client connection, both directions (for the client's codec)."""

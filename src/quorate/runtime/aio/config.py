@@ -1,0 +1,267 @@
+"""A node's configuration file (TOML), validated once at the edge.
+
+Theory of operation: ``quorate node --config node.toml`` runs one node from a
+file like::
+
+    id = "n1"                       # or 1
+    listen = "127.0.0.1:7001"
+    data_dir = "data/n1"            # relative paths are relative to the file
+    tls_dir = "certs"               # ca.crt, n1.crt, n1.key; or: insecure = true
+    protocol = "raft"
+    read_mode = "read_index"        # how the KV service serves reads
+    snapshot_every = 0              # entries between snapshots; 0 = never
+    log_file = "n1.log"             # optional; stderr when absent
+    log_level = "info"
+
+    [peers]                         # every other voter
+    n2 = "127.0.0.1:7002"
+    n3 = "127.0.0.1:7003"
+
+    [options]                       # the protocol's own settings (RaftConfig fields)
+    election_timeout_s = 1.0
+
+``load_node_config`` turns any mistake into one ``ConfigError`` whose message
+names the file, the field and what to write instead; nothing else in the node
+parses user input. ``NodeConfig.to_toml`` writes the same format back (what
+``quorate cluster up`` uses), so the two cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from quorate.errors import ConfigError
+from quorate.ids import NodeId, node_name, parse_node_name
+from quorate.runtime.aio.protocols import protocol_names
+from quorate.runtime.aio.tls import TlsConfig
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
+SERVICE_READ_MODES = ("read_index", "log")
+_KNOWN_FIELDS = frozenset(
+    {
+        "id",
+        "listen",
+        "data_dir",
+        "tls_dir",
+        "insecure",
+        "protocol",
+        "read_mode",
+        "snapshot_every",
+        "log_file",
+        "log_level",
+        "peers",
+        "options",
+    }
+)
+
+Address = tuple[str, int]
+
+
+def parse_address(text: object, what: str) -> Address:
+    """``"host:port"`` → ``(host, port)``; ``ConfigError`` naming ``what`` otherwise."""
+    if not isinstance(text, str):
+        raise ConfigError(f"{what} must be a \"host:port\" string, got {text!r}")
+    host, sep, port = text.strip().rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"{what} must look like \"127.0.0.1:7001\", got {text!r}")
+    return host.strip("[]"), int(port)
+
+
+def format_address(address: Address) -> str:
+    return f"{address[0]}:{address[1]}"
+
+
+@dataclass(frozen=True, slots=True)
+class NodeConfig:
+    """Everything one node needs to run, already validated."""
+
+    id: NodeId
+    listen: Address
+    peers: dict[NodeId, Address]
+    data_dir: Path
+    tls_dir: Path | None = None
+    insecure: bool = False
+    protocol: str = "raft"
+    read_mode: str = "read_index"
+    snapshot_every: int = 0
+    log_file: Path | None = None
+    log_level: str = "info"
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def tls(self) -> TlsConfig | None:
+        """The node's TLS files (checked to exist), or ``None`` when insecure."""
+        if self.tls_dir is None:
+            return None
+        return TlsConfig.from_directory(self.tls_dir, node_name(self.id))
+
+    def to_toml(self) -> str:
+        """The file ``load_node_config`` reads back to an equal config."""
+        lines = [
+            f"id = {_toml_value(node_name(self.id))}",
+            f"listen = {_toml_value(format_address(self.listen))}",
+            f"data_dir = {_toml_value(str(self.data_dir))}",
+        ]
+        if self.tls_dir is not None:
+            lines.append(f"tls_dir = {_toml_value(str(self.tls_dir))}")
+        if self.insecure:
+            lines.append("insecure = true")
+        lines += [
+            f"protocol = {_toml_value(self.protocol)}",
+            f"read_mode = {_toml_value(self.read_mode)}",
+            f"snapshot_every = {self.snapshot_every}",
+            f"log_level = {_toml_value(self.log_level)}",
+        ]
+        if self.log_file is not None:
+            lines.append(f"log_file = {_toml_value(str(self.log_file))}")
+        lines += ["", "[peers]"]
+        lines += [
+            f"{node_name(p)} = {_toml_value(format_address(a))}" for p, a in sorted(self.peers.items())
+        ]
+        lines += ["", "[options]"]
+        lines += [f"{k} = {_toml_value(v)}" for k, v in sorted(self.options.items())]
+        return "\n".join(lines) + "\n"
+
+
+def _toml_value(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        # A JSON string is a valid TOML basic string for the characters we write.
+        return json.dumps(value)
+    raise ConfigError(f"cannot write {value!r} to a node config (use a number, bool or string)")
+
+
+def load_node_config(path: str | Path) -> NodeConfig:
+    """Read and validate a node config file; ``ConfigError`` on any mistake."""
+    file = Path(path)
+    try:
+        raw = tomllib.loads(file.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {file}") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {file}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{file} is not valid TOML: {exc}") from None
+    try:
+        return node_config_from_mapping(raw, base_dir=file.parent)
+    except ConfigError as exc:
+        raise ConfigError(f"{file}: {exc}") from None
+
+
+def _node_id(value: object, what: str) -> NodeId:
+    if isinstance(value, bool):
+        raise ConfigError(f"{what} must be a node name like \"n1\" or a positive integer")
+    if isinstance(value, int):
+        text = str(value)
+    elif isinstance(value, str):
+        text = value
+    else:
+        raise ConfigError(f"{what} must be a node name like \"n1\" or a positive integer, got {value!r}")
+    try:
+        node = parse_node_name(text)
+    except ValueError:
+        raise ConfigError(f"{what} must be a node name like \"n1\", got {value!r}") from None
+    if node < 1:
+        raise ConfigError(f"{what} must be at least 1 (n1, n2, ...), got {value!r}")
+    return node
+
+
+def node_config_from_mapping(raw: Mapping[str, Any], base_dir: Path = Path(".")) -> NodeConfig:
+    """Validate a parsed config; relative paths are resolved against ``base_dir``."""
+    unknown = sorted(set(raw) - _KNOWN_FIELDS)
+    if unknown:
+        raise ConfigError(
+            f"unknown field {unknown[0]!r}; the fields are {', '.join(sorted(_KNOWN_FIELDS))}"
+        )
+    for required in ("id", "listen", "data_dir"):
+        if required not in raw:
+            raise ConfigError(f"missing field {required!r} (see 'quorate node --help')")
+    node = _node_id(raw["id"], "id")
+    listen = parse_address(raw["listen"], "listen")
+    peers_raw = raw.get("peers", {})
+    if not isinstance(peers_raw, Mapping):
+        raise ConfigError("[peers] must be a table of name = \"host:port\"")
+    peers: dict[NodeId, Address] = {}
+    for name, address in peers_raw.items():
+        peer = _node_id(name, f"peer {name!r}")
+        if peer == node:
+            raise ConfigError(f"[peers] lists this node ({node_name(node)}) itself; list only the others")
+        peers[peer] = parse_address(address, f"peers.{name}")
+    insecure = raw.get("insecure", False)
+    if not isinstance(insecure, bool):
+        raise ConfigError(f"insecure must be true or false, got {insecure!r}")
+    tls_dir_raw = raw.get("tls_dir")
+    if tls_dir_raw is None and not insecure:
+        raise ConfigError(
+            "no TLS: set tls_dir (made by 'quorate certs init' and 'quorate certs issue "
+            f"{node_name(node)}') or insecure = true for plain TCP"
+        )
+    if tls_dir_raw is not None and insecure:
+        raise ConfigError("set either tls_dir or insecure = true, not both")
+    tls_dir = _path(tls_dir_raw, "tls_dir", base_dir) if tls_dir_raw is not None else None
+    if tls_dir is not None:
+        TlsConfig.from_directory(tls_dir, node_name(node))._check_files()
+    protocol = raw.get("protocol", "raft")
+    if protocol not in protocol_names():
+        raise ConfigError(f"unknown protocol {protocol!r}; choose one of {', '.join(protocol_names())}")
+    read_mode = raw.get("read_mode", "read_index")
+    if read_mode not in SERVICE_READ_MODES:
+        raise ConfigError(f"read_mode must be one of {', '.join(SERVICE_READ_MODES)}, got {read_mode!r}")
+    snapshot_every = raw.get("snapshot_every", 0)
+    if isinstance(snapshot_every, bool) or not isinstance(snapshot_every, int) or snapshot_every < 0:
+        raise ConfigError(f"snapshot_every must be an integer >= 0 (entries), got {snapshot_every!r}")
+    log_level = raw.get("log_level", "info")
+    if log_level not in LOG_LEVELS:
+        raise ConfigError(f"log_level must be one of {', '.join(LOG_LEVELS)}, got {log_level!r}")
+    log_file = _path(raw["log_file"], "log_file", base_dir) if "log_file" in raw else None
+    options = raw.get("options", {})
+    if not isinstance(options, Mapping):
+        raise ConfigError("[options] must be a table of the protocol's settings")
+    _check_options(protocol, dict(options))
+    return NodeConfig(
+        id=node,
+        listen=listen,
+        peers=peers,
+        data_dir=_path(raw["data_dir"], "data_dir", base_dir),
+        tls_dir=tls_dir,
+        insecure=insecure,
+        protocol=protocol,
+        read_mode=read_mode,
+        snapshot_every=snapshot_every,
+        log_file=log_file,
+        log_level=log_level,
+        options=dict(options),
+    )
+
+
+def _path(value: object, what: str, base_dir: Path) -> Path:
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"{what} must be a path string, got {value!r}")
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else base_dir / path
+
+
+def _check_options(protocol: str, options: dict[str, Any]) -> None:
+    """Build the protocol's config now so a bad option fails before the node starts."""
+    if protocol != "raft":
+        return
+    from quorate.raft.config import RaftConfig
+
+    fields = set(RaftConfig.__dataclass_fields__)
+    unknown = sorted(set(options) - fields)
+    if unknown:
+        raise ConfigError(
+            f"unknown raft option {unknown[0]!r} in [options]; the options are "
+            f"{', '.join(sorted(fields))}"
+        )
+    try:
+        RaftConfig(**options).validate()
+    except TypeError as exc:
+        raise ConfigError(f"[options]: {exc}") from None
