@@ -1,0 +1,191 @@
+"""``quorate sim <protocol>``: run a protocol in the deterministic simulator.
+
+Runs one seeded simulation (``quorate.runtime.sim.run``), checks the client
+history for linearizability (``quorate.check``) and prints either a few lines
+for people or, with ``--json``, one JSON object as the last line of stdout.
+A progress bar (simulated time) goes to stderr when it is a terminal.
+
+Exit codes: 0 all good; 1 a safety violation or a non-linearizable history
+(the message says ``reproduce with --seed N``); 2 a bad flag or an impossible
+scenario (one line on stderr, never a traceback).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import typer
+
+from quorate.cli.main import fail, sim_app
+from quorate.errors import ConfigError
+from quorate.runtime.sim import SimConfig, SimResult, run
+
+CHECK_TIMEOUT_S = 60.0
+"""Wall-clock budget of the linearizability check."""
+
+
+def _linearizable(history: list[dict[str, Any]]) -> tuple[bool | None, str]:
+    """The checker's verdict, or ``None`` (with the reason) when it could not decide."""
+    try:
+        from quorate.check import check_history
+    except ImportError as exc:
+        return None, f"checker unavailable: {exc}"
+    if not history:
+        return True, "linearizable"
+    result = check_history(history, timeout_s=CHECK_TIMEOUT_S, clock=time.monotonic)
+    verdict = str(result.verdict)
+    if verdict == "linearizable":
+        return True, verdict
+    if verdict == "not_linearizable":
+        return False, verdict
+    return None, verdict
+
+
+def _progress_bar() -> tuple[Callable[[float, float], None] | None, Callable[[], None]]:
+    if not sys.stderr.isatty():
+        return None, lambda: None
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    progress = Progress(
+        TextColumn("simulating"),
+        BarColumn(),
+        TextColumn("{task.completed:.1f}/{task.total:.1f} s simulated"),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    )
+    task = progress.add_task("sim", total=1.0)
+    progress.start()
+
+    def update(now_s: float, end_s: float) -> None:
+        progress.update(task, completed=now_s, total=end_s)
+
+    return update, progress.stop
+
+
+def run_command(config: SimConfig, history_path: str | None, as_json: bool) -> None:
+    """Run, check, print; raises ``typer.Exit`` with the exit code."""
+    try:
+        config.validate()
+    except ConfigError as exc:
+        raise fail(str(exc)) from None
+    update, stop = _progress_bar()
+    try:
+        result = run(config, progress=update)
+    except ConfigError as exc:
+        stop()
+        raise fail(str(exc)) from None
+    finally:
+        stop()
+    if history_path:
+        try:
+            with open(history_path, "w", encoding="utf-8") as out:
+                json.dump(result.history, out)
+        except OSError as exc:
+            raise fail(f"cannot write history to {history_path!r}: {exc.strerror}") from None
+    linearizable, verdict = _linearizable(result.history)
+    report = result.to_json()
+    report["linearizable"] = linearizable
+    report["check_verdict"] = verdict
+    bad = bool(result.safety_violations) or linearizable is False
+    if as_json:
+        typer.echo(json.dumps(report))
+    else:
+        _print_human(result, verdict)
+    if bad:
+        typer.echo(f"quorate: FAILED; reproduce with --seed {config.seed}", err=True)
+        raise typer.Exit(1)
+
+
+def _print_human(result: SimResult, verdict: str) -> None:
+    lat = result.latency_ms
+    typer.echo(
+        f"{result.protocol}: {result.nodes} nodes, {result.regions} region(s), {result.clients} clients, "
+        f"seed {result.seed}: {result.sim_seconds:.2f} s simulated in {result.wall_seconds:.2f} s "
+        f"({result.events:,} events, {result.events_per_second:,.0f}/s)"
+    )
+    typer.echo(
+        f"ops: {result.committed_ops:,} ok, {result.failed_ops:,} failed, {result.unknown_ops:,} unknown; "
+        f"{result.throughput_ops:,.1f} ops/s; latency ms p50 {lat['p50']} p90 {lat['p90']} "
+        f"p99 {lat['p99']} max {lat['max']}"
+    )
+    typer.echo(
+        f"faults injected: {result.faults_injected}; elections: {result.elections}; "
+        f"leader changes: {result.leader_changes}; messages: {result.messages_sent:,} sent, "
+        f"{result.messages_dropped:,} dropped"
+    )
+    if result.heal_at_s is not None:
+        typer.echo(
+            f"liveness: healed at {result.heal_at_s:g} s, committing again after "
+            f"{result.recovered_after_s} s ({'ok' if result.liveness_ok else 'NOT RECOVERED'})"
+        )
+    for v in result.safety_violations:
+        typer.echo(f"SAFETY VIOLATION at {v['time_s']:.6f} s: {v['message']}")
+    typer.echo(f"history: {verdict}; trace sha256 {result.trace_sha256}")
+
+
+def _command(protocol: str) -> Callable[..., None]:
+    def command(
+        nodes: int = typer.Option(5, "--nodes", help="Replicas."),
+        regions: int = typer.Option(
+            1, "--regions", help="Regions (nodes and clients spread round robin)."
+        ),
+        inter_region_ms: float = typer.Option(
+            50.0, "--inter-region-ms", help="One-way latency between regions."
+        ),
+        intra_region_ms: float = typer.Option(
+            0.5, "--intra-region-ms", help="One-way latency within a region."
+        ),
+        bandwidth_gbps: float = typer.Option(
+            1.0, "--bandwidth-gbps", help="Each endpoint's outgoing link."
+        ),
+        duration: float = typer.Option(
+            10.0, "--duration", help="Simulated seconds of client load."
+        ),
+        clients: int = typer.Option(10, "--clients", help="Client endpoints."),
+        rate: float = typer.Option(
+            0.0, "--rate", help="Open-loop ops/s in aggregate (0: closed loop)."
+        ),
+        faults: str = typer.Option(
+            "none", "--faults", help="none | chaos | SPEC | @file (see runtime.sim.faults)."
+        ),
+        heal_at: float | None = typer.Option(
+            None, "--heal-at", help="Start of the liveness phase (s)."
+        ),
+        loss: float = typer.Option(0.0, "--loss", help="Baseline message loss probability."),
+        seed: int = typer.Option(0, "--seed", help="Fixes every random choice of the run."),
+        history: str | None = typer.Option(
+            None, "--history", help="Write the client history (JSON) here."
+        ),
+        as_json: bool = typer.Option(
+            False, "--json", help="Print one JSON object as the last line."
+        ),
+    ) -> None:
+        config = SimConfig(
+            protocol=protocol,
+            nodes=nodes,
+            regions=regions,
+            inter_region_ms=inter_region_ms,
+            intra_region_ms=intra_region_ms,
+            bandwidth_gbps=bandwidth_gbps,
+            duration_s=duration,
+            clients=clients,
+            rate_ops=rate,
+            faults=faults,
+            heal_at_s=heal_at,
+            loss=loss,
+            seed=seed,
+        )
+        run_command(config, history, as_json)
+
+    command.__doc__ = f"Simulate a {protocol} cluster under load and faults; check the history."
+    return command
+
+
+sim_app.command("raft")(_command("raft"))
+sim_app.command("primary")(_command("primary"))

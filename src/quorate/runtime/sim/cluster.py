@@ -1,0 +1,460 @@
+"""One simulated run: configuration in, measurements and a history out.
+
+Theory of operation. ``run(config)`` wires the pieces together on one
+``EventLoop``: ``nodes`` replicas of a protocol (``runtime.sim.protocols``)
+spread round robin over ``regions``, ``clients`` client endpoints spread the
+same way, a ``Network`` between all of them, a fault schedule, and a
+``Workload``. Every random stream is derived from ``seed`` by purpose (and
+node), so the run is a pure function of its configuration: same config, same
+``trace_sha256``.
+
+Phases (after TigerBeetle's VOPR): faults run until ``heal_at_s`` (for the
+``chaos`` preset, everything is then healed and restarted); from there on the
+cluster must commit again, and ``recovered_after_s`` reports how long it took
+(the first operation invoked after the heal that completed ok).
+Clients stop issuing at ``duration_s``; the run continues ``op_timeout_s``
+longer so operations in flight can finish, and whatever is still pending is
+recorded as ``info``.
+
+Safety: the protocol's online monitor (if any) checks every node after every
+step; an ``InvariantViolation`` (from it or from the core itself) stops the run
+and is reported in ``safety_violations`` with its simulated time, never raised.
+
+Event kinds: each replica has its own delivery, timer and CPU kinds, so the
+loop calls the node's bound method directly (no dispatch on the node id).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from quorate.core.protocol import ProtocolCore
+from quorate.errors import ConfigError, InvariantViolation
+from quorate.ids import NodeId
+from quorate.runtime.sim import faults as fault_specs
+from quorate.runtime.sim.engine import EventLoop, derive_rng
+from quorate.runtime.sim.faults import FaultAction
+from quorate.runtime.sim.network import JITTER_KINDS, Network
+from quorate.runtime.sim.node import CostModel, SimNode
+from quorate.runtime.sim.protocols import ProtocolSpec, protocol_spec
+from quorate.runtime.sim.workload import OpMix, Workload
+from quorate.storage.base import Recovered
+
+PROGRESS_SLICES = 200
+"""The run is cut into this many slices of simulated time to report progress."""
+CHAOS_HEAL_FRACTION = 0.6
+"""Without ``heal_at_s``, chaos heals at this fraction of the duration."""
+
+
+@dataclass(slots=True)
+class SimConfig:
+    """Everything that defines a run. ``validate`` rejects impossible ones."""
+
+    protocol: str = "raft"
+    nodes: int = 5
+    regions: int = 1
+    inter_region_ms: float = 50.0
+    intra_region_ms: float = 0.5
+    jitter: str = "uniform"
+    jitter_ms: float = 0.5
+    bandwidth_gbps: float = 1.0
+    loss: float = 0.0
+    duplicate: float = 0.0
+    duration_s: float = 10.0
+    clients: int = 10
+    rate_ops: float = 0.0
+    """Open-loop aggregate rate; 0 means closed-loop clients."""
+    keys: int = 10
+    mix: OpMix = field(default_factory=OpMix)
+    op_timeout_s: float = 1.0
+    faults: str = "none"
+    """``none``, ``chaos``, a SPEC (``runtime.sim.faults``) or ``@file``."""
+    heal_at_s: float | None = None
+    liveness_bound_s: float = 10.0
+    max_crashed: int | None = None
+    """Chaos: replicas down at once; default: what the protocol tolerates."""
+    seed: int = 0
+    cost: CostModel = field(default_factory=CostModel)
+    protocol_options: dict[str, Any] = field(default_factory=dict)
+    check_invariants: bool = True
+    record_history: bool = True
+
+    def validate(self) -> None:
+        """Raise ``ConfigError`` naming the first impossible setting."""
+        if self.nodes < 1:
+            raise ConfigError(f"nodes must be >= 1, got {self.nodes}")
+        if self.regions < 1:
+            raise ConfigError(f"regions must be >= 1, got {self.regions}")
+        if self.regions > self.nodes:
+            raise ConfigError(f"{self.regions} regions need at least as many nodes, got {self.nodes}")
+        for name in ("inter_region_ms", "intra_region_ms", "jitter_ms"):
+            value = getattr(self, name)
+            if not (value >= 0 and math.isfinite(value)):
+                raise ConfigError(f"{name} must be a finite number >= 0, got {value}")
+        if self.jitter not in JITTER_KINDS:
+            raise ConfigError(f"jitter must be one of {', '.join(JITTER_KINDS)}, got {self.jitter!r}")
+        if not (self.bandwidth_gbps > 0 and math.isfinite(self.bandwidth_gbps)):
+            raise ConfigError(f"bandwidth_gbps must be > 0, got {self.bandwidth_gbps}")
+        if not (self.duration_s > 0 and math.isfinite(self.duration_s)):
+            raise ConfigError(f"duration must be > 0 seconds, got {self.duration_s}")
+        if self.clients < 0:
+            raise ConfigError(f"clients must be >= 0, got {self.clients}")
+        if not (self.rate_ops >= 0 and math.isfinite(self.rate_ops)):
+            raise ConfigError(f"rate must be >= 0 ops/s, got {self.rate_ops}")
+        if self.rate_ops > 0 and self.clients == 0:
+            raise ConfigError("an open-loop rate needs at least one client")
+        if self.keys < 1:
+            raise ConfigError(f"keys must be >= 1, got {self.keys}")
+        if not self.op_timeout_s > 0:
+            raise ConfigError(f"op_timeout_s must be > 0, got {self.op_timeout_s}")
+        for name in ("loss", "duplicate"):
+            p = getattr(self, name)
+            if not 0 <= p <= 1:
+                raise ConfigError(f"{name} must be a probability in [0, 1], got {p}")
+        if self.heal_at_s is not None and not 0 <= self.heal_at_s <= self.duration_s:
+            raise ConfigError(f"heal_at_s must lie within the run (0..{self.duration_s} s), got {self.heal_at_s}")
+        if self.max_crashed is not None and not 0 <= self.max_crashed <= self.nodes:
+            raise ConfigError(f"max_crashed must be within 0..{self.nodes}, got {self.max_crashed}")
+        if not self.liveness_bound_s > 0:
+            raise ConfigError(f"liveness_bound_s must be > 0, got {self.liveness_bound_s}")
+        self.mix.validate()
+        fault_specs.validate(self.fault_schedule(), self.nodes)
+
+    def effective_heal_at_s(self) -> float | None:
+        """When the liveness phase starts (``None``: no liveness phase)."""
+        if self.heal_at_s is not None:
+            return self.heal_at_s
+        if self.faults == "chaos":
+            return self.duration_s * CHAOS_HEAL_FRACTION
+        return None
+
+    def fault_schedule(self, spec: ProtocolSpec | None = None) -> list[FaultAction]:
+        """The fault actions of this run, sorted by time."""
+        text = self.faults.strip()
+        if text in ("", "none"):
+            return []
+        if text == "chaos":
+            heal = self.effective_heal_at_s()
+            assert heal is not None
+            if self.max_crashed is not None:
+                max_crashed = self.max_crashed
+            elif spec is not None:
+                max_crashed = spec.max_crashed(self.nodes)
+            else:
+                max_crashed = (self.nodes - 1) // 2
+            rng = derive_rng(self.seed, "faults")
+            return fault_specs.chaos(rng, nodes=self.nodes, heal_at_s=heal, max_crashed=max_crashed)
+        if text.startswith("@"):
+            return fault_specs.load_file(text[1:])
+        return fault_specs.parse_spec(text)
+
+
+@dataclass(slots=True)
+class SimResult:
+    """What a run measured. ``to_json`` leaves the history out."""
+
+    protocol: str
+    nodes: int
+    regions: int
+    clients: int
+    seed: int
+    sim_seconds: float
+    wall_seconds: float
+    events: int
+    events_per_second: float
+    stale_timer_events: int
+    committed_ops: int
+    failed_ops: int
+    unknown_ops: int
+    throughput_ops: float
+    latency_ms: dict[str, float | None]
+    faults_injected: int
+    safety_violations: list[dict[str, Any]]
+    trace_sha256: str
+    elections: int
+    leader_changes: int
+    messages_sent: int
+    messages_dropped: int
+    heal_at_s: float | None
+    recovered_after_s: float | None
+    liveness_ok: bool | None
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        out = asdict(self)
+        del out["history"]
+        return out
+
+
+def _percentiles_ms(latencies_s: list[float]) -> dict[str, float | None]:
+    if not latencies_s:
+        return {"p50": None, "p90": None, "p99": None, "max": None}
+    ordered = sorted(latencies_s)
+    n = len(ordered)
+
+    def at(q: float) -> float:
+        return round(ordered[min(n - 1, int(q * n))] * 1e3, 3)
+
+    return {"p50": at(0.5), "p90": at(0.9), "p99": at(0.99), "max": round(ordered[-1] * 1e3, 3)}
+
+
+class Simulation:
+    """A built, not yet run, simulation; ``run`` below is the usual entry point."""
+
+    def __init__(self, config: SimConfig) -> None:
+        config.validate()
+        self.config = config
+        self.spec = spec = protocol_spec(config.protocol, config.protocol_options)
+        self.loop = loop = EventLoop()
+        n = config.nodes
+        self.voters = tuple(NodeId(i) for i in range(n))
+        endpoints = n + config.clients
+        region_of = [i % config.regions for i in range(n)] + [c % config.regions for c in range(config.clients)]
+        intra_s = config.intra_region_ms / 1e3
+        inter_s = config.inter_region_ms / 1e3
+        latency_s = [[intra_s if a == b else inter_s for b in range(config.regions)] for a in range(config.regions)]
+        self.faults_injected = 0
+        self.violations: list[dict[str, Any]] = []
+        self.leaders: dict[int, int] = {}  # term -> first leader seen in it
+
+        deliver_kinds: list[int] = [0] * endpoints
+        self.network = Network(
+            loop,
+            derive_rng(config.seed, "network"),
+            region_of=region_of,
+            latency_s=latency_s,
+            bandwidth_bps=[config.bandwidth_gbps * 1e9] * endpoints,
+            deliver_kind_of=deliver_kinds,
+            jitter_kind=config.jitter,
+            jitter_s=config.jitter_ms / 1e3,
+            loss=config.loss,
+            duplicate=config.duplicate,
+        )
+        observe = self._observer()
+        self.nodes: list[SimNode] = []
+        for i in range(n):
+            node = SimNode(
+                NodeId(i),
+                build_core=self._core_factory(i),
+                build_replica=spec.build_replica,
+                cost=config.cost,
+                send=self.network.send,
+                schedule=loop.schedule,
+                wake_kind=-1,
+                cpu_kind=-1,
+                first_client_id=n,
+                monitor=observe,
+            )
+            deliver_kinds[i] = loop.add_kind(node.deliver)
+            node.wake_kind = loop.add_kind(node.wake)
+            node.cpu_kind = loop.add_kind(node.cpu_free)
+            self.nodes.append(node)
+        self.network.deliver_kind_of = deliver_kinds
+        self.workload: Workload | None = None
+        if config.clients:
+            timer_kind = loop.add_kind(self._on_client_timer)
+            retry_kind = loop.add_kind(self._on_client_retry)
+            arrival_kind = loop.add_kind(self._on_arrival)
+            self.workload = Workload(
+                derive_rng(config.seed, "workload"),
+                first_client_id=n,
+                clients=config.clients,
+                replicas=n,
+                codec=_codec(),
+                send=self.network.send,
+                schedule=loop.schedule,
+                timer_kind=timer_kind,
+                retry_kind=retry_kind,
+                arrival_kind=arrival_kind,
+                stop_at_s=config.duration_s,
+                rate_ops=config.rate_ops,
+                keys=config.keys,
+                mix=config.mix,
+                op_timeout_s=config.op_timeout_s,
+            )
+            reply_kind = loop.add_kind(self.workload.on_reply)
+            for c in range(config.clients):
+                deliver_kinds[n + c] = reply_kind
+        self._fault_kind = loop.add_kind(self._on_fault)
+        self.schedule = config.fault_schedule(spec)
+        self.heal_at_s = config.effective_heal_at_s()
+
+    # -- wiring -------------------------------------------------------------
+    def _core_factory(self, i: int) -> Callable[[NodeId, float, Recovered | None], ProtocolCore]:
+        spec = self.spec
+        seed = self.config.seed
+        voters = self.voters
+
+        def build(node: NodeId, now: float, recovered: Recovered | None) -> ProtocolCore:
+            # Each incarnation of a node draws a fresh, seeded stream.
+            epoch = self.nodes[i].epoch if i < len(self.nodes) else 0
+            return spec.build_core(node, voters, derive_rng(seed, f"core{epoch}", i), now, recovered)
+
+        return build
+
+    def _observer(self) -> Callable[[ProtocolCore, float], None] | None:
+        check = None
+        if self.config.check_invariants and self.spec.new_monitor is not None:
+            check = self.spec.new_monitor()
+        leader_term = self.spec.leader_term
+        leaders = self.leaders
+        if check is None and leader_term is None:
+            return None
+
+        def observe(core: ProtocolCore, now: float) -> None:
+            if check is not None:
+                check(core, now)
+            if leader_term is not None:
+                term = leader_term(core)
+                if term is not None and term not in leaders:
+                    leaders[term] = core.id
+
+        return observe
+
+    def _on_client_timer(self, event: tuple[float, int, int, int, int, Any, int]) -> None:
+        assert self.workload is not None
+        self.workload.on_timer(event)
+
+    def _on_client_retry(self, event: tuple[float, int, int, int, int, Any, int]) -> None:
+        assert self.workload is not None
+        self.workload.on_retry(event)
+
+    def _on_arrival(self, event: tuple[float, int, int, int, int, Any, int]) -> None:
+        assert self.workload is not None
+        self.workload.on_arrival(event)
+
+    def _on_fault(self, event: tuple[float, int, int, int, int, Any, int]) -> None:
+        action: FaultAction = event[5]
+        now = event[0]
+        kind = action.kind
+        self.faults_injected += 1
+        nodes = self.nodes
+        if kind == "crash":
+            if nodes[action.node].alive:
+                nodes[action.node].crash()
+        elif kind == "restart":
+            if not nodes[action.node].alive:
+                nodes[action.node].start(now)
+        elif kind == "restart-all":
+            for node in nodes:
+                if not node.alive:
+                    node.start(now)
+        elif kind == "partition":
+            self.network.partition(action.groups, len(nodes))
+        elif kind == "cut":
+            self.network.cut(action.node, action.peer)
+        elif kind == "heal":
+            self.network.heal()
+        elif kind == "loss":
+            self.network.loss = action.value
+        elif kind == "dup":
+            self.network.duplicate = action.value
+        elif kind == "slow":
+            nodes[action.node].cpu_factor = action.value
+        elif kind == "skew":
+            nodes[action.node].set_clock(now, offset_jump_s=action.value, rate=action.rate or None)
+        else:  # parse_item only builds the kinds above
+            raise ConfigError(f"unknown fault kind {kind!r}")
+
+    # -- running ------------------------------------------------------------
+    def run(
+        self,
+        progress: Callable[[float, float], None] | None = None,
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> SimResult:
+        config = self.config
+        loop = self.loop
+        wall_start = clock()
+        for action in self.schedule:
+            loop.schedule(action.at_s, self._fault_kind, -1, -1, action, 0)
+        end_s = config.duration_s + (config.op_timeout_s if self.workload is not None else 0.0)
+        try:
+            for node in self.nodes:
+                node.start(0.0)
+            if self.workload is not None:
+                self.workload.start(0.0)
+            for i in range(1, PROGRESS_SLICES + 1):
+                loop.run(end_s * i / PROGRESS_SLICES)
+                if progress is not None:
+                    progress(loop.now, end_s)
+        except InvariantViolation as exc:
+            self.violations.append({"time_s": loop.now, "message": str(exc)})
+        wall = clock() - wall_start
+        if self.workload is not None:
+            self.workload.finish(loop.now)
+        return self._result(wall)
+
+    def _result(self, wall_s: float) -> SimResult:
+        config = self.config
+        w = self.workload
+        history = w.history if w is not None else []
+        recovered_after_s, liveness_ok = self._liveness(history)
+        stale = sum(node.stale_wakes for node in self.nodes)
+        events = self.loop.events - stale
+        terms = sorted(self.leaders)
+        changes = sum(1 for a, b in itertools.pairwise(terms) if self.leaders[a] != self.leaders[b])
+        committed = w.ok if w is not None else 0
+        return SimResult(
+            protocol=config.protocol,
+            nodes=config.nodes,
+            regions=config.regions,
+            clients=config.clients,
+            seed=config.seed,
+            sim_seconds=self.loop.now,
+            wall_seconds=round(wall_s, 6),
+            events=events,
+            events_per_second=round(events / wall_s, 1) if wall_s > 0 else 0.0,
+            stale_timer_events=stale,
+            committed_ops=committed,
+            failed_ops=w.failed if w is not None else 0,
+            unknown_ops=w.unknown if w is not None else 0,
+            throughput_ops=round(committed / config.duration_s, 3),
+            latency_ms=_percentiles_ms(w.latencies_s if w is not None else []),
+            faults_injected=self.faults_injected,
+            safety_violations=self.violations,
+            trace_sha256=self.loop.trace_sha256(),
+            elections=len(terms),
+            leader_changes=changes,
+            messages_sent=self.network.sent,
+            messages_dropped=self.network.dropped,
+            heal_at_s=self.heal_at_s,
+            recovered_after_s=recovered_after_s,
+            liveness_ok=liveness_ok,
+            history=history if config.record_history else [],
+        )
+
+    def _liveness(self, history: list[dict[str, Any]]) -> tuple[float | None, bool | None]:
+        heal = self.heal_at_s
+        if heal is None:
+            return None, None
+        invoked_after: set[int] = set()
+        for event in history:
+            if event["type"] == "invoke":
+                if event["time"] >= heal:
+                    invoked_after.add(event["process"])
+                else:
+                    invoked_after.discard(event["process"])
+            elif event["type"] == "ok" and event["process"] in invoked_after:
+                recovered = round(event["time"] - heal, 6)
+                return recovered, recovered <= self.config.liveness_bound_s
+        return None, False
+
+
+def _codec() -> Any:
+    from quorate.runtime.sim.protocols import ServiceCodec
+
+    return ServiceCodec()
+
+
+def run(
+    config: SimConfig,
+    progress: Callable[[float, float], None] | None = None,
+    clock: Callable[[], float] = time.perf_counter,
+) -> SimResult:
+    """Build and run one simulation (see the module docstring)."""
+    return Simulation(config).run(progress, clock)

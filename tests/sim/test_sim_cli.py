@@ -1,0 +1,76 @@
+"""The ``quorate sim`` and ``quorate bench sim`` commands."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+
+import pytest
+from typer.testing import CliRunner
+
+from quorate.cli.main import _register, app
+
+_register()
+runner = CliRunner()
+
+
+def test_json_last_line_has_the_fields() -> None:
+    result = runner.invoke(app, ["sim", "primary", "--nodes", "3", "--clients", "3", "--duration", "0.5", "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["protocol"] == "primary" and report["nodes"] == 3
+    assert report["linearizable"] is True
+    assert report["committed_ops"] > 0
+    assert len(report["trace_sha256"]) == 64
+
+
+def test_human_output_and_history_file(tmp_path: pathlib.Path) -> None:
+    path = tmp_path / "history.json"
+    result = runner.invoke(
+        app, ["sim", "primary", "--nodes", "3", "--duration", "0.5", "--history", str(path), "--seed", "5"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "history: linearizable" in result.stdout
+    history = json.loads(path.read_text())
+    assert history and {"process", "type", "f", "key", "value", "time"} == set(history[0])
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--nodes", "0"], "nodes must be >= 1"),
+        (["--regions", "9"], "regions"),
+        (["--duration", "-3"], "duration"),
+        (["--faults", "crash:2"], "ACTION@TIME"),
+        (["--faults", "@/nonexistent/scenario.json"], "cannot read"),
+    ],
+)
+def test_bad_flags_exit_2_with_one_line(args: list[str], message: str) -> None:
+    result = runner.invoke(app, ["sim", "primary", *args])
+    assert result.exit_code == 2
+    assert message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in result.output
+
+
+def test_safety_violation_exits_1() -> None:
+    # the primary protocol has no monitor; use Raft that commits without a quorum
+    from tests.sim.test_sim_cluster import ISOLATE_EACH_IN_TURN
+
+    from quorate.cli.sim import run_command
+    from quorate.runtime.sim import SimConfig
+
+    config = SimConfig(
+        protocol="raft",
+        nodes=5,
+        clients=4,
+        duration_s=11.0,
+        faults=ISOLATE_EACH_IN_TURN,
+        seed=1,
+        protocol_options={"unsafe_commit_without_quorum": True},
+    )
+    import typer
+
+    with pytest.raises(typer.Exit) as info:
+        run_command(config, None, as_json=True)
+    assert info.value.exit_code == 1
