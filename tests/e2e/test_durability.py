@@ -3,6 +3,7 @@ each acknowledgement left only after a quorum fsynced the entry."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 import pytest
@@ -49,7 +50,16 @@ def test_client_api_put_get_cas_delete_ttl(make_cluster: Callable[..., LocalClus
         # Expiry follows log time: any later command moves it past the deadline.
         client.put("later", "y")
         assert client.get("t") is None
-        statuses = [client.status(e) for e in cluster.endpoints]
-        assert sum(s.role == "leader" for s in statuses) == 1
-        leader = next(s for s in statuses if s.role == "leader")
-        assert all(s.leader == leader.node for s in statuses if s.term == leader.term)
+        # On a loaded machine an election may be under way: look until the
+        # status settles (one leader, followers of the same term agree).
+        deadline = time.monotonic() + 10.0
+        while True:
+            statuses = [client.status(e) for e in cluster.endpoints]
+            leaders = [s for s in statuses if s.role == "leader"]
+            settled = len(leaders) == 1 and all(
+                s.leader == leaders[0].node for s in statuses if s.term == leaders[0].term
+            )
+            if settled or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert settled, statuses
