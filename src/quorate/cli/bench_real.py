@@ -1,15 +1,35 @@
 """``quorate bench real``: puts against a local cluster of real processes
-(see ``quorate.bench.real``); a table for people, ``--json`` for machines."""
+(see ``quorate.bench.real``), optionally side by side with etcd
+(``--compare etcd``, see ``quorate.bench.etcd``); a table for people,
+``--json`` for machines."""
 
 from __future__ import annotations
 
 import json
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
-from quorate.bench.real import RealBenchConfig, run_real_bench
+from quorate.bench.real import RealBenchConfig, compare_with_etcd, run_real_bench
 from quorate.cli.main import bench_app, fail
+
+COMPARABLE_SYSTEMS = ("etcd",)
+
+
+def _echo_run(name: str, report: dict[str, Any]) -> None:
+    if "error" in report:
+        typer.echo(f"{name:<8} unavailable: {report['error']}")
+        return
+    lat = report["latency_ms"]
+    typer.echo(
+        f"{name:<8} {report['throughput_ops']:>10} puts/s  p50 {lat['p50']} ms  "
+        f"p90 {lat['p90']} ms  p99 {lat['p99']} ms  max {lat['max']} ms  "
+        f"errors {report['errors']}"
+    )
+    typer.echo(
+        f"{'':<8} CPU s/node {report['cpu_s_per_node']}   "
+        f"clients {report['cpu_s_per_client_process']}"
+    )
 
 
 @bench_app.command("real")
@@ -21,26 +41,32 @@ def bench_real_command(
     value_size: Annotated[int, typer.Option("--value-size", help="Bytes per value.")] = 100,
     client_processes: Annotated[int, typer.Option("--client-processes")] = 2,
     base_port: Annotated[int, typer.Option("--base-port")] = 17501,
+    compare: Annotated[
+        str | None,
+        typer.Option("--compare", help="Also run etcd with the same clients (installs it if missing)."),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Throughput and latency of puts on real node processes with fsync."""
     if nodes < 1 or clients < 1 or duration <= 0 or value_size < 0 or client_processes < 1:
         raise fail("--nodes, --clients, --client-processes >= 1; --duration > 0; --value-size >= 0")
-    report = run_real_bench(
-        RealBenchConfig(protocol, nodes, clients, duration, value_size, client_processes, base_port)
-    )
+    if compare is not None and compare not in COMPARABLE_SYSTEMS:
+        raise fail(f"--compare takes one of {', '.join(COMPARABLE_SYSTEMS)}, got {compare!r}")
+    config = RealBenchConfig(protocol, nodes, clients, duration, value_size, client_processes, base_port)
+    report = compare_with_etcd(config) if compare else run_real_bench(config)
     if as_json:
         typer.echo(json.dumps(report))
         return
-    lat = report["latency_ms"]
+    ours = report["quorate"] if compare else report
     typer.echo(
-        f"{report['protocol']} x{report['nodes']}, {report['clients']} clients "
-        f"({report['client_processes']} processes), {report['value_size']} B values, fsync on"
+        f"{protocol} x{nodes}, {clients} clients ({ours['client_processes']} processes), "
+        f"{value_size} B values, fsync on"
     )
-    typer.echo(f"throughput  {report['throughput_ops']:>10} puts/s   errors {report['errors']}")
-    typer.echo(
-        f"latency ms  p50 {lat['p50']}  p90 {lat['p90']}  p99 {lat['p99']}  max {lat['max']}"
-    )
-    typer.echo(
-        f"CPU s/node  {report['cpu_s_per_node']}   clients {report['cpu_s_per_client_process']}"
-    )
+    _echo_run("quorate", ours)
+    if compare:
+        _echo_run("etcd", report["etcd"])
+        if "ratio" in report:
+            r = report["ratio"]
+            typer.echo(
+                f"ours/etcd throughput x{r['throughput']}  p50 x{r['p50']}  p99 x{r['p99']}"
+            )
