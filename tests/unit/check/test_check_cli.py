@@ -1,0 +1,112 @@
+"""``quorate check`` and ``quorate bench check``: output and exit codes.
+
+Exit codes: 0 linearizable, 1 not linearizable, 2 gave up within --timeout,
+3 bad input (one line on stderr naming the line, no traceback).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from quorate.check import simulate_register_history
+from quorate.cli import bench_check, check
+from quorate.cli.main import app
+
+# Importing a command module registers its commands on the app.
+COMMANDS = (check.check_command, bench_check.bench_check_command)
+
+HISTORIES = Path(__file__).parent / "histories"
+runner = CliRunner()
+
+
+def test_linearizable_exits_0_with_one_json_object() -> None:
+    result = runner.invoke(app, ["check", str(HISTORIES / "linearizable_cas.jsonl")])
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.stdout)
+    assert document["verdict"] == "linearizable"
+    assert document["linearizable"] is True
+    assert "explanation" not in document
+
+
+def test_not_linearizable_exits_1_with_an_explanation() -> None:
+    result = runner.invoke(app, ["check", str(HISTORIES / "not_linearizable_stale_read.jsonl")])
+    assert result.exit_code == 1, result.output
+    document = json.loads(result.stdout)
+    assert document["verdict"] == "not_linearizable"
+    assert document["explanation"]["key"] == "x"
+    assert len(document["explanation"]["operations"]) == 3
+
+
+def test_gave_up_exits_2(tmp_path: Path) -> None:
+    path = tmp_path / "big.jsonl"
+    events = simulate_register_history(random.Random(3), 3000, keys=1, processes=10)
+    path.write_text("\n".join(json.dumps(e) for e in events))
+    # The clock is read every few thousand search steps, and this history
+    # needs more than that, so a one-nanosecond limit has always passed.
+    result = runner.invoke(app, ["check", str(path), "--timeout", "0.000000001"])
+    assert result.exit_code == 2, result.output
+    assert json.loads(result.stdout)["verdict"] == "unknown"
+    assert runner.invoke(app, ["check", str(path), "--timeout", "600"]).exit_code == 0
+
+
+def test_quiet_prints_nothing() -> None:
+    result = runner.invoke(
+        app, ["check", str(HISTORIES / "not_linearizable_lost_write.json"), "--quiet"]
+    )
+    assert result.exit_code == 1
+    assert result.stdout == ""
+
+
+def test_bad_input_exits_3_naming_the_line(tmp_path: Path) -> None:
+    path = tmp_path / "bad.jsonl"
+    path.write_text(
+        '{"process": 0, "type": "invoke", "f": "write", "value": 1}\n'
+        '{"process": 0, "type": "ok", "f": "wrte", "value": 1}\n'
+    )
+    result = runner.invoke(app, ["check", str(path)])
+    assert result.exit_code == 3
+    assert result.stdout == ""
+    assert "line 2: unknown f 'wrte'" in result.stderr
+
+
+def test_missing_file_and_bad_timeout_exit_3(tmp_path: Path) -> None:
+    missing = runner.invoke(app, ["check", str(tmp_path / "absent.json")])
+    assert missing.exit_code == 3
+    assert "cannot read the history" in missing.stderr
+    for bad in ("soon", "0", "-1", "nan"):
+        result = runner.invoke(
+            app, ["check", str(HISTORIES / "linearizable_cas.jsonl"), "--timeout", bad]
+        )
+        assert result.exit_code == 3, bad
+        assert "--timeout" in result.stderr
+
+
+def test_the_installed_entry_point_prints_one_line_and_no_traceback(tmp_path: Path) -> None:
+    path = tmp_path / "bad.json"
+    path.write_text('[{"process": 0, "type": "ok", "f": "read", "value": 1}]')
+    completed = subprocess.run(
+        [sys.executable, "-c", "from quorate.cli.main import main; main()", "check", str(path)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert completed.returncode == 3
+    assert completed.stderr.strip().count("\n") == 0
+    assert "element 0: ok for process 0 without a pending invoke" in completed.stderr
+    assert "Traceback" not in completed.stderr
+
+
+def test_bench_check_reports_json() -> None:
+    result = runner.invoke(
+        app, ["bench", "check", "--ops", "500", "--keys", "5", "--processes", "4", "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert (report["ops"], report["keys"], report["verdict"]) == (500, 5, "linearizable")
+    assert report["check_s"] >= 0
