@@ -188,6 +188,7 @@ class RaftNode:
         "_progress",
         "_randomized_timeout_s",
         "_read_round_needed",
+        "_read_round_sent",
         "_reads",
         "_reads_awaiting_commit",
         "_reads_awaiting_round",
@@ -250,6 +251,7 @@ class RaftNode:
         self._reads_awaiting_commit: list[bytes] = []
         self._reads_awaiting_round: list[tuple[int, int, bytes]] = []
         self._read_round_needed = False
+        self._read_round_sent = 0
         self._append_pending = False
         self._pending_conf_index = 0
         # (index, voters, learners): the configuration each config entry set;
@@ -586,6 +588,10 @@ class RaftNode:
         if pr.match == self._log.last_index():
             self._send(target, TimeoutNow(self._term))
         else:
+            if pr.state is ProgressState.REPLICATE and pr.inflight:
+                # The transfer waits on this follower: rather than wait for
+                # heartbeat rounds to reveal a lost batch, probe from ``match``.
+                pr.become_probe()
             self._send_append(target, pr, now, True)
         return Accepted(self._log.last_index(), self._term)
 
@@ -622,7 +628,7 @@ class RaftNode:
             or self._rejected
             or self._snapshot_to_emit is not None
             or self._append_pending
-            or self._read_round_needed
+            or (self._read_round_needed and self._read_round_sent <= self._acked_round)
             or log.has_unstable()
             or log.has_committed_to_emit()
             or hard.term != self._term
@@ -637,7 +643,9 @@ class RaftNode:
             self._append_pending = False
             if self._role is Role.LEADER:
                 self._broadcast_append(now, send_if_empty=False)
-        if self._read_round_needed:
+        if self._read_round_needed and self._read_round_sent <= self._acked_round:
+            # etcd's read-only queue: at most one confirmation round in flight;
+            # reads that arrive meanwhile wait for the next single round.
             self._read_round_needed = False
             if self._role is Role.LEADER:
                 self._broadcast_heartbeat(now)
@@ -777,6 +785,7 @@ class RaftNode:
         self._votes = {}
         self._heartbeat_round = 0
         self._acked_round = 0
+        self._read_round_sent = 0
         self._round_sent_at = {}
         self._round_acks = {}
         self._above_commit = 0
@@ -971,10 +980,17 @@ class RaftNode:
             if m.index < 0 or m.hint_index < 0:
                 self._reject(sender, m, "negative index in rejection")
                 return
+            if pr.state is ProgressState.REPLICATE and (
+                m.hint_index < pr.match or pr.repair_covers(m.hint_index)
+            ):
+                # Stale (sent before the follower acknowledged ``match``), or a
+                # batch overtook an earlier one and the repair already on its
+                # way fills the gap: sending again would only duplicate.
+                return
             hint = log.find_conflict_by_term(m.hint_index, m.hint_term)
             if pr.maybe_decrease_to(m.index, hint):
                 if pr.state is ProgressState.REPLICATE:
-                    pr.become_probe()
+                    pr.become_probe(pr.next)
                 self._send_append(sender, pr, now, True)
             return
         if m.index > log.last_index():
@@ -982,22 +998,24 @@ class RaftNode:
                 sender, m, f"acknowledges index {m.index} beyond our last {log.last_index()}"
             )
             return
-        was_paused = pr.is_paused(self._config.max_inflight)
         old_match = pr.match
-        if pr.maybe_update(m.index):
+        if pr.maybe_update(m.index, self._heartbeat_round):
             state = pr.state
             if state is ProgressState.PROBE or (
                 state is ProgressState.SNAPSHOT and pr.match >= pr.pending_snapshot
             ):
-                pr.become_replicate()
+                pr.become_replicate(self._heartbeat_round)
             if self._count_ack(sender, old_match, pr.match) and self._maybe_commit():
                 if self._role is not Role.LEADER:
                     return  # we removed ourselves and stepped down
+                # Tell every follower the new commit index; followers in
+                # REPLICATE get only entries they have not been sent yet.
                 self._broadcast_append(now, send_if_empty=True)
-            elif was_paused:
-                self._send_append(sender, pr, now, False)
             while self._send_append(sender, pr, now, False):
                 pass
+            if not pr.inflight and pr.commit_sent < log.committed:
+                # The last batch it was sent predates the commit index: tell it.
+                self._send_append(sender, pr, now, True)
             if self._transfer_target == sender and pr.match == log.last_index():
                 self._send(sender, TimeoutNow(self._term))
 
@@ -1006,18 +1024,25 @@ class RaftNode:
         if pr is None:
             return
         pr.recent_active = True
-        pr.probe_sent = False
-        if pr.state is ProgressState.REPLICATE and len(pr.inflight) >= self._config.max_inflight:
-            # A batch may have been lost; let one more through to find out.
-            pr.inflight.popleft()
+        answered = m.round if m.round <= self._heartbeat_round else 0
+        state = pr.state
+        if state is ProgressState.SNAPSHOT:
+            if now - pr.snapshot_sent_at >= self._config.election_timeout_s:
+                pr.become_probe()  # the snapshot was probably lost: send it again
+                self._send_append(sender, pr, now, True)
+        elif pr.lost_in_flight(answered):
+            # A heartbeat sent well after our oldest unanswered AppendEntries
+            # came back first: that AppendEntries was lost. Probe from ``match``.
+            pr.become_probe()
+            self._send_append(sender, pr, now, True)
         elif (
-            pr.state is ProgressState.SNAPSHOT
-            and now - pr.snapshot_sent_at >= self._config.election_timeout_s
+            state is ProgressState.REPLICATE
+            and not pr.inflight
+            and pr.match < self._log.last_index()
         ):
-            pr.become_probe()  # the snapshot was probably lost: send it again
-        if pr.match < self._log.last_index():
-            # Even with nothing new to send: an empty AppendEntries at ``next``
-            # makes a follower that lost batches reject, which restarts probing.
+            # The follower lags and nothing is in flight: send what it misses.
+            self._send_append(sender, pr, now, True)
+        elif state is ProgressState.PROBE and not pr.probe_sent:
             self._send_append(sender, pr, now, True)
         if pr.heartbeat_round < m.round <= self._heartbeat_round:
             previous = pr.heartbeat_round
@@ -1136,25 +1161,37 @@ class RaftNode:
 
     def _send_append(self, to: NodeId, pr: Progress, now: float, send_if_empty: bool) -> bool:
         """Send ``to`` the entries from ``pr.next`` (or a snapshot). False if nothing sent."""
-        if pr.is_paused(self._config.max_inflight):
+        state = pr.state
+        if state is ProgressState.REPLICATE:
+            if len(pr.inflight) >= self._config.max_inflight:
+                return False
+        elif state is ProgressState.PROBE:
+            if pr.probe_sent:
+                return False
+        else:
             return False
         log = self._log
-        prev = pr.next - 1
+        next_index = pr.next
+        prev = next_index - 1
         prev_term = log.term(prev)
         if prev_term is None:
             return self._send_snapshot(to, pr, now)
-        entries = self._batch_from(pr.next)
-        if not entries and not send_if_empty:
+        entries = self._batch_from(next_index)
+        # An empty AppendEntries only carries the commit index. While batches
+        # are in flight it could overtake them and be rejected (forcing a
+        # needless probe); they carry the commit index anyway.
+        if not entries and (
+            not send_if_empty or (state is ProgressState.REPLICATE and pr.inflight)
+        ):
             return False
         commit = log.committed
         self._msgs.append((to, AppendEntries(self._term, prev, prev_term, entries, commit)))
-        if pr.state is ProgressState.REPLICATE:
+        pr.commit_sent = commit
+        if state is ProgressState.REPLICATE:
             if entries:
-                last = entries[-1].index
-                pr.next = last + 1
-                pr.inflight.append(last)
+                pr.sent_batch(entries[-1].index, self._heartbeat_round)
         else:
-            pr.probe_sent = True
+            pr.sent_probe(next_index, prev + len(entries), self._heartbeat_round)
         return True
 
     def _batch_from(self, start: int) -> list[Entry]:
@@ -1180,6 +1217,8 @@ class RaftNode:
     def _broadcast_heartbeat(self, now: float) -> None:
         self._heartbeat_round += 1
         round_ = self._heartbeat_round
+        if self._reads_awaiting_round:
+            self._read_round_sent = round_
         sent_at = self._round_sent_at
         acks = self._round_acks
         sent_at[round_] = now
@@ -1236,6 +1275,9 @@ class RaftNode:
                 else:
                     keep.append((round_, index, ctx))
             self._reads_awaiting_round = keep
+            if keep:
+                # Reads that arrived during the confirmed round need the next.
+                self._read_round_needed = True
 
     # ================================================================ membership
     def _record_conf(self, entry: Entry) -> None:
@@ -1281,6 +1323,7 @@ class RaftNode:
             # start over, and re-confirm pending reads with a fresh round.
             self._round_sent_at = {}
             self._round_acks = {}
+            self._read_round_sent = 0
             if self._reads_awaiting_round:
                 round_ = self._heartbeat_round + 1
                 self._reads_awaiting_round = [

@@ -5,14 +5,27 @@ known replicated there) and ``next`` (the next index to send), plus a flow-contr
 state:
 
 - ``PROBE``: the leader does not know where the logs diverge. It sends one
-  AppendEntries and waits for the answer (or the next heartbeat response)
-  before sending another, backing ``next`` off with the follower's hint.
-- ``REPLICATE``: the logs matched. The leader pipelines: it sends batches
-  optimistically, moving ``next`` past them at once, with at most
-  ``max_inflight`` unacknowledged batches (``inflight`` holds each batch's last
-  index, oldest first). A rejection drops back to ``PROBE``.
+  AppendEntries (the *repair*, covering ``[repair_from, repair_end]``) and
+  waits for its answer, backing ``next`` off with the follower's hint on a
+  rejection. It sends the probe again only when a heartbeat round sent at
+  least ``LOSS_ROUNDS`` rounds after it came back unanswered by the probe
+  (the probe was lost), never on every heartbeat response.
+- ``REPLICATE``: the logs matched. The leader pipelines: it sends only new
+  entries, moving ``next`` past them at once, with at most ``max_inflight``
+  unacknowledged batches (``inflight`` holds each batch's last index, oldest
+  first). A probe still in flight when its follower's first acknowledgement
+  arrives counts as one of those batches, so it is not sent again.
 - ``SNAPSHOT``: the entries the follower needs were compacted; an
   InstallSnapshot is on its way and nothing else is sent until it is answered.
+
+Messages may be reordered, so a follower often rejects a batch that overtook
+an earlier one. One repair answers all of those rejections: a rejection is
+*stale* (ignored) when it predates what the leader already knows (its hint is
+below ``match``: within a term a follower's log never loses entries it
+acknowledged) or when an unacknowledged repair already covers the gap it
+reports. Loss is detected by heartbeat rounds: when a follower answers a round
+sent ``LOSS_ROUNDS`` rounds after its oldest unacknowledged batch without
+acknowledging that batch, the batch was lost and the leader probes again.
 
 Invariants: ``match < next``; in ``REPLICATE`` the inflight indices increase
 and are all >= ``match``.
@@ -22,6 +35,11 @@ from __future__ import annotations
 
 import enum
 from collections import deque
+
+LOSS_ROUNDS = 2
+"""Heartbeat rounds sent after a batch that a follower must answer, without
+acknowledging the batch, before the leader treats the batch as lost. Two, not
+one: a round sent right after a batch can overtake it by the link's jitter."""
 
 
 class ProgressState(enum.Enum):
@@ -34,6 +52,7 @@ class Progress:
     """Replication state of one peer, kept by the leader."""
 
     __slots__ = (
+        "commit_sent",
         "heartbeat_round",
         "inflight",
         "match",
@@ -41,7 +60,11 @@ class Progress:
         "pending_snapshot",
         "probe_sent",
         "recent_active",
+        "repair_end",
+        "repair_from",
+        "repair_round",
         "snapshot_sent_at",
+        "stall_round",
         "state",
     )
 
@@ -56,23 +79,72 @@ class Progress:
         self.recent_active = False
         self.heartbeat_round = 0
         """Highest heartbeat round this peer acknowledged in the current term."""
+        self.commit_sent = 0
+        """Highest commit index sent in an AppendEntries to this peer."""
+        self.repair_from = 0
+        self.repair_end = 0
+        """The latest probe carried ``[repair_from, repair_end]``; it is
+        outstanding while ``match < repair_end``."""
+        self.repair_round = 0
+        """The leader's heartbeat round when the latest probe left."""
+        self.stall_round = 0
+        """The leader's heartbeat round when the oldest unacknowledged batch
+        left (or when ``match`` last moved, whichever is later)."""
 
-    def become_probe(self) -> None:
-        # After a snapshot the follower holds at least the snapshot's index.
+    def become_probe(self, next_index: int = 0) -> None:
+        """Probe from ``next_index`` (at least ``match + 1``; by default from
+        ``match + 1``, or after a snapshot the follower has installed)."""
         if self.state is ProgressState.SNAPSHOT:
             self.next = max(self.match + 1, self.pending_snapshot + 1)
         else:
-            self.next = self.match + 1
+            self.next = max(self.match + 1, next_index)
         self.state = ProgressState.PROBE
         self.probe_sent = False
         self.inflight.clear()
         self.pending_snapshot = 0
 
-    def become_replicate(self) -> None:
+    def become_replicate(self, round_: int) -> None:
+        """The logs match through ``match``. A probe still on its way carried
+        entries up to ``repair_end``: count it as in flight instead of sending
+        those entries again."""
         self.state = ProgressState.REPLICATE
-        self.next = self.match + 1
         self.probe_sent = False
         self.inflight.clear()
+        self.stall_round = round_
+        if self.repair_end > self.match and self.repair_from <= self.match + 1:
+            self.next = self.repair_end + 1
+            self.inflight.append(self.repair_end)
+        else:
+            self.next = self.match + 1
+
+    def sent_probe(self, first: int, last: int, round_: int) -> None:
+        """A probe carrying entries ``first..last`` (``last = first - 1`` if
+        empty) left during heartbeat round ``round_``."""
+        self.probe_sent = True
+        self.repair_from = first
+        self.repair_end = last
+        self.repair_round = round_
+
+    def sent_batch(self, last: int, round_: int) -> None:
+        """A pipelined batch ending at ``last`` left (``REPLICATE``)."""
+        if not self.inflight:
+            self.stall_round = round_
+        self.next = last + 1
+        self.inflight.append(last)
+
+    def repair_covers(self, hint: int) -> bool:
+        """True if an unacknowledged probe, accepted where the follower's log
+        still matches ours, would fill the gap after ``hint``."""
+        return self.match < self.repair_end and self.repair_from - 1 <= hint < self.repair_end
+
+    def lost_in_flight(self, answered_round: int) -> bool:
+        """The follower answered a heartbeat round sent ``LOSS_ROUNDS`` after
+        the oldest unacknowledged message, which must then be lost."""
+        if self.state is ProgressState.REPLICATE:
+            return bool(self.inflight) and answered_round >= self.stall_round + LOSS_ROUNDS
+        if self.state is ProgressState.PROBE:
+            return self.probe_sent and answered_round >= self.repair_round + LOSS_ROUNDS
+        return False
 
     def become_snapshot(self, index: int, now: float) -> None:
         self.state = ProgressState.SNAPSHOT
@@ -88,13 +160,15 @@ class Progress:
             return self.probe_sent
         return True
 
-    def maybe_update(self, index: int) -> bool:
-        """An acknowledgement up to ``index``. True if ``match`` moved."""
+    def maybe_update(self, index: int, round_: int) -> bool:
+        """An acknowledgement up to ``index`` during heartbeat round
+        ``round_``. True if ``match`` moved."""
         updated = False
         if index > self.match:
             self.match = index
             updated = True
             self.probe_sent = False
+            self.stall_round = round_
         if self.next < index + 1:
             self.next = index + 1
         inflight = self.inflight
@@ -109,8 +183,8 @@ class Progress:
         if self.state is ProgressState.REPLICATE:
             if rejected <= self.match:
                 return False
-            # The pipeline is wrong from match on; the caller drops to PROBE.
-            self.next = self.match + 1
+            # The pipeline is wrong after the hint; the caller drops to PROBE.
+            self.next = max(min(rejected, match_hint + 1), self.match + 1)
             return True
         if self.next - 1 != rejected:
             return False
