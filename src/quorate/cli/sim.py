@@ -5,6 +5,13 @@ history for linearizability (``quorate.check``) and prints either a few lines
 for people or, with ``--json``, one JSON object as the last line of stdout.
 A progress bar (simulated time) goes to stderr when it is a terminal.
 
+BFT protocols (``pbft``, ``hotstuff``) take ``--byzantine COUNT:BEHAVIOUR[,...]``
+(``random`` draws a behaviour from the seed; more than f replicas only with
+``--allow-unsafe``), ``--rate-limit MSGS_PER_S`` (per-peer token buckets in
+front of each replica's CPU; 0 = off) and ``--flood-copies K`` (a ``flood``
+replica sends everything K times). Their reports add ``byzantine``,
+``detections``, ``excluded`` and ``rate_limited_drops``.
+
 Exit codes: 0 all good; 1 a safety violation or a non-linearizable history
 (the message says ``reproduce with --seed N``); 2 a bad flag or an impossible
 scenario (one line on stderr, never a traceback).
@@ -126,12 +133,21 @@ def _print_human(result: SimResult, verdict: str) -> None:
         )
     for v in result.safety_violations:
         typer.echo(f"SAFETY VIOLATION at {v['time_s']:.6f} s: {v['message']}")
+    if result.byzantine:
+        typer.echo("byzantine: " + ", ".join(f"{node}={b}" for node, b in result.byzantine.items()))
+    for d in result.detections:
+        typer.echo(
+            f"detected: replica {d['offender']} equivocated ({d['kind']} at {d['height']}/{d['round']}) "
+            f"first at {d['first_detected_s']:.3f} s, by {d['detected_by']} honest replica(s)"
+        )
+    if result.rate_limited_drops:
+        typer.echo(f"rate limit: {result.rate_limited_drops:,} peer messages dropped")
     typer.echo(f"history: {verdict}; trace sha256 {result.trace_sha256}")
 
 
-def _command(protocol: str) -> Callable[..., None]:
+def _command(protocol: str, default_nodes: int = 5) -> Callable[..., None]:
     def command(
-        nodes: int = typer.Option(5, "--nodes", help="Replicas."),
+        nodes: int = typer.Option(default_nodes, "--nodes", help="Replicas."),
         regions: int = typer.Option(
             1, "--regions", help="Regions (nodes and clients spread round robin)."
         ),
@@ -165,6 +181,18 @@ def _command(protocol: str) -> Callable[..., None]:
         as_json: bool = typer.Option(
             False, "--json", help="Print one JSON object as the last line."
         ),
+        byzantine: str = typer.Option(
+            "", "--byzantine", help="COUNT:BEHAVIOUR[,...] Byzantine replicas (BFT protocols; 'random' draws one)."
+        ),
+        allow_unsafe: bool = typer.Option(
+            False, "--allow-unsafe", help="Allow more than f Byzantine replicas (safety is then void)."
+        ),
+        rate_limit: float = typer.Option(
+            0.0, "--rate-limit", help="Per-peer messages/s each replica admits (0: off)."
+        ),
+        flood_copies: int = typer.Option(
+            1, "--flood-copies", help="A 'flood' replica sends every message this many times."
+        ),
     ) -> None:
         config = SimConfig(
             protocol=protocol,
@@ -180,6 +208,10 @@ def _command(protocol: str) -> Callable[..., None]:
             heal_at_s=heal_at,
             loss=loss,
             seed=seed,
+            byzantine=byzantine,
+            allow_unsafe=allow_unsafe,
+            rate_limit_msgs_per_s=rate_limit,
+            flood_copies=flood_copies,
         )
         run_command(config, history, as_json)
 
@@ -189,3 +221,5 @@ def _command(protocol: str) -> Callable[..., None]:
 
 sim_app.command("raft")(_command("raft"))
 sim_app.command("primary")(_command("primary"))
+sim_app.command("pbft")(_command("pbft", default_nodes=4))
+sim_app.command("hotstuff")(_command("hotstuff", default_nodes=4))

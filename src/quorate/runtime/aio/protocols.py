@@ -8,6 +8,18 @@ and how to build a core from what the disk holds after a restart. A binding is
 produced by a loader registered under a name; loaders import the protocol
 lazily so that a missing or optional protocol only fails when it is chosen,
 with a message that says so.
+
+BFT protocols (``pbft``, ``hotstuff``) sign with Ed25519 (PyNaCl). Keys: every
+node derives every replica's key pair from the shared option ``key_seed``
+(``quorate.crypto.ed25519.ed25519_cluster_keys``), so a cluster needs no key
+distribution step. That suits test and benchmark clusters only: whoever holds
+the seed can sign as any replica, so a deployment facing real Byzantine
+peers must give each node its own key instead (not wired here yet). The
+option ``byzantine`` (a behaviour of ``quorate.pbft.BEHAVIOURS`` /
+``quorate.hotstuff.BEHAVIOURS``) wraps this node's core in the protocol's
+``ByzantineReplica``, for fault-injection tests. Other options go to the
+protocol's config (``PbftConfig`` / ``HotStuffConfig``). PBFT signs every
+message (its core has no MAC-authenticator mode).
 """
 
 from __future__ import annotations
@@ -89,3 +101,95 @@ def _load_raft() -> ProtocolBinding:
 
 
 register_protocol("raft", _load_raft)
+
+
+_BFT_NODE_OPTIONS = ("key_seed", "byzantine")
+DEFAULT_KEY_SEED = "quorate-test-cluster"
+"""Used when ``key_seed`` is not given (test clusters only, see above)."""
+
+
+def _bft_identity(
+    node_id: NodeId, voters: tuple[NodeId, ...], options: Mapping[str, Any]
+) -> tuple[Any, Any, dict[str, Any], str | None]:
+    """(signer, verifier, core options, Byzantine behaviour or None)."""
+    from quorate.crypto.ed25519 import Ed25519Signer, Ed25519Verifier, ed25519_cluster_keys
+
+    seed = str(options.get("key_seed", DEFAULT_KEY_SEED)).encode()
+    keys = ed25519_cluster_keys(seed, voters)
+    signer = Ed25519Signer(node_id, keys[node_id].signing_key)
+    verifier = Ed25519Verifier({n: k.public_key for n, k in keys.items()})
+    core_options = {k: v for k, v in options.items() if k not in _BFT_NODE_OPTIONS}
+    behaviour = options.get("byzantine")
+    return signer, verifier, core_options, None if behaviour in (None, "", "none") else str(behaviour)
+
+
+def _load_pbft() -> ProtocolBinding:
+    from quorate.pbft import (
+        PBFT_MESSAGE_TYPES,
+        ByzantineReplica,
+        PbftConfig,
+        PbftHardState,
+        PbftReplica,
+    )
+
+    def build(
+        node_id: NodeId,
+        voters: tuple[NodeId, ...],
+        rng: random.Random,
+        now: float,
+        recovered: Recovered | None,
+        options: Mapping[str, Any],
+    ) -> ProtocolCore:
+        signer, verifier, core_options, behaviour = _bft_identity(node_id, voters, options)
+        try:
+            config = PbftConfig(**core_options)
+        except TypeError as exc:
+            raise ConfigError(f"bad PBFT option: {exc}") from None
+        core = PbftReplica(
+            node_id, voters, config=config, signer=signer, verifier=verifier, rng=rng, now=now, recovered=recovered
+        )
+        if behaviour is None:
+            return core
+        wrapped: ProtocolCore = ByzantineReplica(core, behaviour, rng=rng, signer=signer, peers=voters)
+        return wrapped
+
+    return ProtocolBinding("pbft", tuple(PBFT_MESSAGE_TYPES), PbftHardState, None, build)
+
+
+def _load_hotstuff() -> ProtocolBinding:
+    from quorate.hotstuff import (
+        HOTSTUFF_MESSAGE_TYPES,
+        ByzantineReplica,
+        HardState,
+        HotStuffConfig,
+        HotStuffReplica,
+    )
+
+    def build(
+        node_id: NodeId,
+        voters: tuple[NodeId, ...],
+        rng: random.Random,
+        now: float,
+        recovered: Recovered | None,
+        options: Mapping[str, Any],
+    ) -> ProtocolCore:
+        signer, verifier, core_options, behaviour = _bft_identity(node_id, voters, options)
+        try:
+            config = HotStuffConfig(**core_options).validate()
+        except TypeError as exc:
+            raise ConfigError(f"bad HotStuff option: {exc}") from None
+        core: ProtocolCore = HotStuffReplica(
+            node_id, voters, config=config, signer=signer, verifier=verifier, rng=rng, now=now, recovered=recovered
+        )
+        if behaviour is None:
+            return core
+        wrapped: ProtocolCore = ByzantineReplica(
+            core, behaviour, rng=rng, signer=signer, peers=voters, view_timeout_s=config.view_timeout_s
+        )
+        return wrapped
+
+    return ProtocolBinding("hotstuff", tuple(HOTSTUFF_MESSAGE_TYPES), HardState, None, build)
+
+
+register_protocol("pbft", _load_pbft)
+register_protocol("hotstuff", _load_hotstuff)

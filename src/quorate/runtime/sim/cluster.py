@@ -20,6 +20,18 @@ Safety: the protocol's online monitor (if any) checks every node after every
 step; an ``InvariantViolation`` (from it or from the core itself) stops the run
 and is reported in ``safety_violations`` with its simulated time, never raised.
 
+Byzantine replicas (BFT protocols only, ``runtime.sim.bft``): ``byzantine``
+names how many replicas run which behaviour; the replicas and any ``random``
+behaviours are drawn from the seed. More than the protocol's f is refused
+unless ``allow_unsafe``. Byzantine replicas count against the crash budget
+of ``chaos`` (f - Byzantine replicas may crash). Convictions of equivocators
+are reported in ``detections`` (with the simulated time of the first one and
+how many honest replicas made it) and each honest replica's ``excluded`` set.
+Clients of a BFT protocol send every request to all replicas and accept f + 1
+matching replies. ``rate_limit_msgs_per_s`` puts a per-peer token bucket in
+front of every replica's CPU; ``flood_copies`` multiplies what ``flood``
+replicas send.
+
 Event kinds: each replica has its own delivery, timer and CPU kinds, so the
 loop calls the node's bound method directly (no dispatch on the node id).
 """
@@ -37,12 +49,14 @@ from quorate.core.protocol import ProtocolCore
 from quorate.errors import ConfigError, InvariantViolation
 from quorate.ids import NodeId
 from quorate.runtime.sim import faults as fault_specs
+from quorate.runtime.sim.bft import DetectionLog, choose_byzantine, excluded_of, parse_byzantine
 from quorate.runtime.sim.engine import EventLoop, derive_rng
 from quorate.runtime.sim.faults import FaultAction
 from quorate.runtime.sim.network import JITTER_KINDS, Network
 from quorate.runtime.sim.node import CostModel, SimNode
-from quorate.runtime.sim.protocols import ProtocolSpec, protocol_spec
+from quorate.runtime.sim.protocols import ProtocolSpec, SpecContext, protocol_spec
 from quorate.runtime.sim.workload import OpMix, Workload
+from quorate.security.ratelimit import PeerRateLimiter
 from quorate.storage.base import Recovered
 
 PROGRESS_SLICES = 200
@@ -83,6 +97,17 @@ class SimConfig:
     protocol_options: dict[str, Any] = field(default_factory=dict)
     check_invariants: bool = True
     record_history: bool = True
+    byzantine: str = ""
+    """``COUNT:BEHAVIOUR[,COUNT:BEHAVIOUR...]``; ``random`` draws a behaviour."""
+    allow_unsafe: bool = False
+    """Allow more Byzantine replicas than the protocol tolerates (to show the
+    safety checks fire)."""
+    rate_limit_msgs_per_s: float = 0.0
+    """Per-peer message rate each replica admits (0: no limit)."""
+    rate_limit_burst: float = 0.0
+    """Bucket size of the rate limit (0: a tenth of a second's worth, at least 16)."""
+    flood_copies: int = 1
+    """Each message a ``flood`` replica sends goes out this many times."""
 
     def validate(self) -> None:
         """Raise ``ConfigError`` naming the first impossible setting."""
@@ -122,6 +147,12 @@ class SimConfig:
             raise ConfigError(f"max_crashed must be within 0..{self.nodes}, got {self.max_crashed}")
         if not self.liveness_bound_s > 0:
             raise ConfigError(f"liveness_bound_s must be > 0, got {self.liveness_bound_s}")
+        if not (self.rate_limit_msgs_per_s >= 0 and math.isfinite(self.rate_limit_msgs_per_s)):
+            raise ConfigError(f"rate limit must be >= 0 messages/s, got {self.rate_limit_msgs_per_s}")
+        if self.rate_limit_burst < 0:
+            raise ConfigError(f"rate_limit_burst must be >= 0, got {self.rate_limit_burst}")
+        if self.flood_copies < 1:
+            raise ConfigError(f"flood_copies must be >= 1, got {self.flood_copies}")
         self.mix.validate()
         fault_specs.validate(self.fault_schedule(), self.nodes)
 
@@ -144,7 +175,9 @@ class SimConfig:
             if self.max_crashed is not None:
                 max_crashed = self.max_crashed
             elif spec is not None:
-                max_crashed = spec.max_crashed(self.nodes)
+                # Byzantine replicas already use up part of the fault budget.
+                byzantine = sum(count for count, _ in _wanted_byzantine(self, spec))
+                max_crashed = max(0, spec.max_crashed(self.nodes) - byzantine)
             else:
                 max_crashed = (self.nodes - 1) // 2
             rng = derive_rng(self.seed, "faults")
@@ -183,6 +216,12 @@ class SimResult:
     heal_at_s: float | None
     recovered_after_s: float | None
     liveness_ok: bool | None
+    byzantine: dict[str, str] = field(default_factory=dict)
+    """Replica -> behaviour."""
+    detections: list[dict[str, Any]] = field(default_factory=list)
+    excluded: dict[str, list[int]] = field(default_factory=dict)
+    """Honest replica -> replicas it excluded (alive replicas, at the end)."""
+    rate_limited_drops: int = 0
     history: list[dict[str, Any]] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
@@ -209,7 +248,21 @@ class Simulation:
     def __init__(self, config: SimConfig) -> None:
         config.validate()
         self.config = config
-        self.spec = spec = protocol_spec(config.protocol, config.protocol_options)
+        base_spec = protocol_spec(config.protocol, config.protocol_options)
+        wanted = _wanted_byzantine(config, base_spec)
+        self.byzantine = choose_byzantine(
+            derive_rng(config.seed, "byzantine"), config.nodes, wanted, base_spec.behaviours
+        )
+        tolerated = base_spec.max_byzantine(config.nodes)
+        if len(self.byzantine) > tolerated and not config.allow_unsafe:
+            raise ConfigError(
+                f"{len(self.byzantine)} Byzantine replicas exceed what {config.protocol} tolerates with "
+                f"{config.nodes} replicas (f={tolerated}); pass --allow-unsafe to run it anyway"
+            )
+        self.spec = spec = protocol_spec(
+            config.protocol, config.protocol_options, SpecContext(byzantine=self.byzantine, seed=config.seed)
+        )
+        self.detections = DetectionLog(frozenset(self.byzantine))
         self.loop = loop = EventLoop()
         n = config.nodes
         self.voters = tuple(NodeId(i) for i in range(n))
@@ -237,7 +290,10 @@ class Simulation:
         )
         observe = self._observer()
         self.nodes: list[SimNode] = []
+        rate = config.rate_limit_msgs_per_s
+        burst = config.rate_limit_burst or max(16.0, rate / 10)
         for i in range(n):
+            behaviour = self.byzantine.get(NodeId(i))
             node = SimNode(
                 NodeId(i),
                 build_core=self._core_factory(i),
@@ -249,6 +305,9 @@ class Simulation:
                 cpu_kind=-1,
                 first_client_id=n,
                 monitor=observe,
+                verifier=spec.meter_for(NodeId(i)) if spec.meter_for is not None else None,
+                limiter=PeerRateLimiter(rate, burst) if rate > 0 else None,
+                send_copies=config.flood_copies if behaviour == "flood" else 1,
             )
             deliver_kinds[i] = loop.add_kind(node.deliver)
             node.wake_kind = loop.add_kind(node.wake)
@@ -265,7 +324,7 @@ class Simulation:
                 first_client_id=n,
                 clients=config.clients,
                 replicas=n,
-                codec=_codec(),
+                codec=spec.client_codec() if spec.client_codec is not None else _codec(),
                 send=self.network.send,
                 schedule=loop.schedule,
                 timer_kind=timer_kind,
@@ -276,6 +335,7 @@ class Simulation:
                 keys=config.keys,
                 mix=config.mix,
                 op_timeout_s=config.op_timeout_s,
+                reply_quorum=spec.reply_quorum(n),
             )
             reply_kind = loop.add_kind(self.workload.on_reply)
             for c in range(config.clients):
@@ -303,12 +363,16 @@ class Simulation:
             check = self.spec.new_monitor()
         leader_term = self.spec.leader_term
         leaders = self.leaders
-        if check is None and leader_term is None:
+        detect = self.detections.observe if self.spec.behaviours else None
+        loop = self.loop
+        if check is None and leader_term is None and detect is None:
             return None
 
         def observe(core: ProtocolCore, now: float) -> None:
             if check is not None:
                 check(core, now)
+            if detect is not None:
+                detect(core, loop.now)
             if leader_term is not None:
                 term = leader_term(core)
                 if term is not None and term not in leaders:
@@ -425,6 +489,18 @@ class Simulation:
             heal_at_s=self.heal_at_s,
             recovered_after_s=recovered_after_s,
             liveness_ok=liveness_ok,
+            byzantine={str(k): v for k, v in self.byzantine.items()},
+            detections=self.detections.to_json(),
+            excluded={
+                str(node.id): excluded_of(node.core)
+                for node in self.nodes
+                if node.id not in self.byzantine and node.alive
+            }
+            if self.spec.behaviours
+            else {},
+            rate_limited_drops=sum(
+                sum(node.limiter.dropped.values()) for node in self.nodes if node.limiter is not None
+            ),
             history=history if config.record_history else [],
         )
 
@@ -443,6 +519,14 @@ class Simulation:
                 recovered = round(event["time"] - heal, 6)
                 return recovered, recovered <= self.config.liveness_bound_s
         return None, False
+
+
+def _wanted_byzantine(config: SimConfig, spec: ProtocolSpec) -> list[tuple[int, str]]:
+    if config.byzantine.strip() in ("", "none"):
+        return []
+    if not spec.behaviours:
+        raise ConfigError(f"protocol {config.protocol!r} tolerates crash faults only; --byzantine needs pbft or hotstuff")
+    return parse_byzantine(config.byzantine, spec.behaviours)
 
 
 def _codec() -> Any:

@@ -10,7 +10,13 @@ registry mapping a name to a ``ProtocolSpec`` factory:
 - the online safety monitor, if the protocol has one (called after every step
   of every node; an ``InvariantViolation`` stops the run);
 - how to see who leads in which term (to count leader changes);
-- how many replicas may be crashed at once while staying live.
+- how many replicas may be crashed at once while staying live;
+- for the BFT protocols (PBFT, HotStuff): which replicas are Byzantine (the
+  ``SpecContext`` the simulation passes in) and with which behaviour, the
+  cost-model signatures (``quorate.crypto.costmodel``: one ``CpuMeter`` per
+  replica shared by its signer and verifier, which the node charges to its
+  CPU after each step), the agreement monitor over honest replicas and the
+  client codec (``runtime.sim.bft``).
 
 Factories import their protocol lazily, so a protocol that is not installed
 (or not written yet) only fails when asked for, with a ``ConfigError``.
@@ -56,6 +62,27 @@ class ProtocolSpec:
     leader_term: Callable[[ProtocolCore], int | None] | None = None
     """The term in which this core leads, or None if it does not lead."""
     message_types: tuple[type, ...] = field(default=())
+    meter_for: Callable[[NodeId], Any] | None = None
+    """The CPU meter (``spent_s``) of a node's signer and verifier, if any."""
+    behaviours: tuple[str, ...] = ()
+    """Byzantine behaviours this protocol can run (empty: crash faults only)."""
+    max_byzantine: Callable[[int], int] = field(default=lambda n: 0)
+    """Byzantine replicas (out of n) the protocol tolerates."""
+    reply_quorum: Callable[[int], int] = field(default=lambda n: 1)
+    """Matching replies from distinct replicas a client needs (BFT: f + 1);
+    above 1 the client sends each request to every replica."""
+    client_codec: Callable[[], Any] | None = None
+    """Builds the client codec; ``None``: ``ServiceCodec``."""
+
+
+@dataclass(frozen=True, slots=True)
+class SpecContext:
+    """What a simulation tells a protocol factory besides its options."""
+
+    byzantine: Mapping[NodeId, str] = field(default_factory=dict)
+    """Replica -> behaviour, already drawn (no ``random`` left)."""
+    seed: int = 0
+    """The run's seed (cost-model keys derive from it)."""
 
 
 class ServiceCodec:
@@ -111,7 +138,13 @@ def _service(read_mode: str) -> Callable[[ProtocolCore], Replica]:
     return build
 
 
-def _primary(options: Mapping[str, Any]) -> ProtocolSpec:
+def _no_byzantine(name: str, context: SpecContext) -> None:
+    if context.byzantine:
+        raise ConfigError(f"protocol {name!r} tolerates crash faults only; --byzantine needs pbft or hotstuff")
+
+
+def _primary(options: Mapping[str, Any], context: SpecContext) -> ProtocolSpec:
+    _no_byzantine("primary", context)
     from quorate.runtime.sim.primary import PRIMARY_MESSAGE_TYPES, PRIMARY_TERM, PrimaryBackupNode
 
     heartbeat_s = float(options.get("heartbeat_s", 0.05))
@@ -135,7 +168,8 @@ def _primary(options: Mapping[str, Any]) -> ProtocolSpec:
     )
 
 
-def _raft(options: Mapping[str, Any]) -> ProtocolSpec:
+def _raft(options: Mapping[str, Any], context: SpecContext) -> ProtocolSpec:
+    _no_byzantine("raft", context)
     try:
         from quorate.raft import RaftConfig, RaftNode
     except ImportError as exc:
@@ -186,15 +220,232 @@ def _raft(options: Mapping[str, Any]) -> ProtocolSpec:
     )
 
 
-REGISTRY: dict[str, Callable[[Mapping[str, Any]], ProtocolSpec]] = {
+class BftServiceCodec(ServiceCodec):
+    """``ServiceCodec`` for BFT clients: a refusal (``error``, ``redirect``,
+    ``retry``) is "ask elsewhere", never a result, since any one replica may
+    refuse a command another one ordered (e.g. a duplicate it already
+    executed). Only results count towards the f + 1 matching replies."""
+
+    def reply(self, message: Any) -> ReplyView | None:
+        view = super().reply(message)
+        if view is not None and message.status != STATUS_OK:
+            return ReplyView(view.client, view.seq, "redirect", leader=None)
+        return view
+
+
+_BFT_OPTIONS = ("scheme",)
+"""Simulator options of the BFT protocols besides their cores' configs:
+``scheme`` is ``ed25519`` (default) or ``bls`` for the cost model."""
+
+
+def _cost_model(context: SpecContext, options: Mapping[str, Any]) -> tuple[Callable[[NodeId], Any], Callable[[NodeId], Any], Callable[[NodeId], Any]]:
+    """(signer_for, verifier_for, meter_for): one meter per node, shared by
+    its signer and verifier and kept across restarts (it is the node's CPU)."""
+    from quorate.crypto.costmodel import (
+        CostModelKeys,
+        CostModelSigner,
+        CostModelVerifier,
+        CpuMeter,
+        Scheme,
+    )
+
+    try:
+        scheme = Scheme(str(options.get("scheme", "ed25519")))
+    except ValueError:
+        raise ConfigError(f"scheme must be ed25519 or bls, got {options.get('scheme')!r}") from None
+    keys = CostModelKeys(f"quorate-sim-{context.seed}".encode())
+    meters: dict[NodeId, CpuMeter] = {}
+
+    def meter_for(node: NodeId) -> CpuMeter:
+        meter = meters.get(node)
+        if meter is None:
+            meter = meters[node] = CpuMeter()
+        return meter
+
+    def signer_for(node: NodeId) -> CostModelSigner:
+        return CostModelSigner(node, keys, scheme=scheme, meter=meter_for(node))
+
+    def verifier_for(node: NodeId) -> CostModelVerifier:
+        return CostModelVerifier(keys, scheme=scheme, meter=meter_for(node))
+
+    return signer_for, verifier_for, meter_for
+
+
+def _bft_monitor(
+    context: SpecContext,
+) -> tuple[Callable[[], Callable[[ProtocolCore, float], None]], Callable[[ProtocolCore], Replica]]:
+    """(new_monitor, build_replica): services report executed entries to the
+    monitor once the simulation asks for it (``check_invariants``)."""
+    from quorate.runtime.sim.bft import BftReplicaService, BftSafetyMonitor
+
+    monitor = BftSafetyMonitor(frozenset(context.byzantine))
+    active: list[bool] = [False]
+
+    def record(node: NodeId, entry: Any) -> None:
+        if active[0]:
+            monitor.record(node, entry)
+
+    def new_monitor() -> Callable[[ProtocolCore, float], None]:
+        active[0] = True
+
+        def check(core: ProtocolCore, now: float) -> None:
+            # Agreement is checked as entries execute (``record``, fail-fast);
+            # nothing is left to look at per step.
+            return None
+
+        return check
+
+    def build_replica(core: ProtocolCore) -> Replica:
+        return BftReplicaService(core, record=record)
+
+    return new_monitor, build_replica
+
+
+def _split_options(name: str, options: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    core_options = {k: v for k, v in options.items() if k not in _BFT_OPTIONS}
+    sim_options = {k: v for k, v in options.items() if k in _BFT_OPTIONS}
+    return core_options, sim_options
+
+
+def _pbft(options: Mapping[str, Any], context: SpecContext) -> ProtocolSpec:
+    try:
+        from quorate.pbft import (
+            BEHAVIOURS,
+            PBFT_MESSAGE_TYPES,
+            ByzantineReplica,
+            Coalition,
+            PbftConfig,
+            PbftReplica,
+        )
+    except ImportError as exc:
+        raise ConfigError(f"protocol 'pbft' is not available: {exc}") from None
+    from quorate.runtime.sim.bft import max_byzantine
+
+    core_options, sim_options = _split_options("pbft", options)
+    try:
+        config = PbftConfig(**core_options)
+    except TypeError as exc:
+        raise ConfigError(f"bad PBFT option: {exc}") from None
+    signer_for, verifier_for, meter_for = _cost_model(context, sim_options)
+    byzantine = dict(context.byzantine)
+    coalitions: dict[tuple[NodeId, ...], Coalition] = {}
+    equivocators = frozenset(n for n, b in byzantine.items() if b == "equivocate")
+
+    def build(node: NodeId, voters: tuple[NodeId, ...], rng: random.Random, now: float, rec: Recovered | None) -> ProtocolCore:
+        signer = signer_for(node)
+        core = PbftReplica(
+            node, voters, config=config, signer=signer, verifier=verifier_for(node), rng=rng, now=now, recovered=rec
+        )
+        behaviour = byzantine.get(node)
+        if behaviour is None:
+            return core
+        coalition = None
+        if behaviour == "equivocate" and len(equivocators) > max_byzantine(len(voters)):
+            # More equivocators than PBFT tolerates (only with --allow-unsafe):
+            # let them collude, which is what can actually break agreement.
+            coalition = coalitions.get(voters)
+            if coalition is None:
+                coalition = coalitions[voters] = Coalition(equivocators, voters)
+        wrapped: ProtocolCore = ByzantineReplica(
+            core, behaviour, rng=rng, signer=signer, peers=voters, coalition=coalition
+        )
+        return wrapped
+
+    new_monitor, build_replica = _bft_monitor(context)
+
+    def leader_term(core: ProtocolCore) -> int | None:
+        inner: Any = getattr(core, "inner", core)
+        if getattr(inner, "is_primary", False):
+            view: int = inner.view
+            return view
+        return None
+
+    return ProtocolSpec(
+        name="pbft",
+        build_core=build,
+        build_replica=build_replica,
+        max_crashed=max_byzantine,
+        new_monitor=new_monitor,
+        leader_term=leader_term,
+        message_types=tuple(PBFT_MESSAGE_TYPES),
+        meter_for=meter_for,
+        behaviours=tuple(BEHAVIOURS),
+        max_byzantine=max_byzantine,
+        reply_quorum=lambda n: max_byzantine(n) + 1,
+        client_codec=BftServiceCodec,
+    )
+
+
+def _hotstuff(options: Mapping[str, Any], context: SpecContext) -> ProtocolSpec:
+    try:
+        from quorate.hotstuff import (
+            BEHAVIOURS,
+            HOTSTUFF_MESSAGE_TYPES,
+            ByzantineReplica,
+            HotStuffConfig,
+            HotStuffReplica,
+        )
+    except ImportError as exc:
+        raise ConfigError(f"protocol 'hotstuff' is not available: {exc}") from None
+    from quorate.runtime.sim.bft import max_byzantine
+
+    core_options, sim_options = _split_options("hotstuff", options)
+    try:
+        config = HotStuffConfig(**core_options).validate()
+    except TypeError as exc:
+        raise ConfigError(f"bad HotStuff option: {exc}") from None
+    signer_for, verifier_for, meter_for = _cost_model(context, sim_options)
+    byzantine = dict(context.byzantine)
+
+    def build(node: NodeId, voters: tuple[NodeId, ...], rng: random.Random, now: float, rec: Recovered | None) -> ProtocolCore:
+        signer = signer_for(node)
+        core: ProtocolCore = HotStuffReplica(
+            node, voters, config=config, signer=signer, verifier=verifier_for(node), rng=rng, now=now, recovered=rec
+        )
+        behaviour = byzantine.get(node)
+        if behaviour is None:
+            return core
+        wrapped: ProtocolCore = ByzantineReplica(
+            core, behaviour, rng=rng, signer=signer, peers=voters, view_timeout_s=config.view_timeout_s
+        )
+        return wrapped
+
+    new_monitor, build_replica = _bft_monitor(context)
+
+    def leader_term(core: ProtocolCore) -> int | None:
+        inner: Any = getattr(core, "inner", core)
+        view: int = getattr(inner, "view", 0)
+        return view if inner.leader(view) == inner.id else None
+
+    return ProtocolSpec(
+        name="hotstuff",
+        build_core=build,
+        build_replica=build_replica,
+        max_crashed=max_byzantine,
+        new_monitor=new_monitor,
+        leader_term=leader_term,
+        message_types=tuple(HOTSTUFF_MESSAGE_TYPES),
+        meter_for=meter_for,
+        behaviours=tuple(BEHAVIOURS),
+        max_byzantine=max_byzantine,
+        reply_quorum=lambda n: max_byzantine(n) + 1,
+        client_codec=BftServiceCodec,
+    )
+
+
+REGISTRY: dict[str, Callable[[Mapping[str, Any], SpecContext], ProtocolSpec]] = {
     "primary": _primary,
     "raft": _raft,
+    "pbft": _pbft,
+    "hotstuff": _hotstuff,
 }
 
 
-def protocol_spec(name: str, options: Mapping[str, Any] | None = None) -> ProtocolSpec:
+def protocol_spec(
+    name: str, options: Mapping[str, Any] | None = None, context: SpecContext | None = None
+) -> ProtocolSpec:
     """The spec of protocol ``name``; ``ConfigError`` for an unknown name or option."""
     factory = REGISTRY.get(name)
     if factory is None:
         raise ConfigError(f"unknown protocol {name!r}; known: {', '.join(sorted(REGISTRY))}")
-    return factory(options or {})
+    return factory(options or {}, context or SpecContext())

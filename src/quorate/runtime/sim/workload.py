@@ -21,6 +21,13 @@ another replica after ``retry_delay_s``); an operation without a final reply
 after ``op_timeout_s`` is recorded as ``info`` (outcome unknown) and the next
 request goes to another replica.
 
+Byzantine replicas (BFT protocols, PBFT §4.1): with ``reply_quorum`` q > 1 a
+client sends each request to *every* replica and takes a result only when q
+distinct replicas (f + 1: at least one honest) sent the same one; a lying
+replica alone can neither complete an operation nor change its result.
+Redirects are ignored in that mode (any replica may refuse what another one
+ordered); the operation completes on q matching results or times out.
+
 History (Jepsen's format, a list of plain dicts; the checker lives in
 ``quorate.check``, which the simulator does not import)::
 
@@ -97,7 +104,7 @@ class OpMix:
 
 
 class _PendingOp:
-    __slots__ = ("endpoint", "f", "key", "op", "process", "seq", "start_s", "value")
+    __slots__ = ("endpoint", "f", "key", "op", "process", "replies", "seq", "start_s", "value")
 
     def __init__(self, process: int, seq: int, endpoint: int, op: Operation, start_s: float) -> None:
         self.process = process
@@ -108,6 +115,8 @@ class _PendingOp:
         self.key = op.key
         self.value = list(op.value) if op.f == "cas" else op.value
         self.start_s = start_s
+        self.replies: dict[tuple[str, Any], set[int]] | None = None
+        """With a reply quorum: result -> replicas that sent it."""
 
 
 Send = Callable[[int, int, Any, float], None]
@@ -136,6 +145,7 @@ class Workload:
         mix: OpMix | None = None,
         op_timeout_s: float = 1.0,
         retry_delay_s: float = 0.05,
+        reply_quorum: int = 1,
     ) -> None:
         if clients < 1:
             raise ConfigError("a workload needs at least one client")
@@ -145,6 +155,8 @@ class Workload:
             raise ConfigError("client timeouts must be > 0 and retry delays >= 0")
         if rate_ops < 0:
             raise ConfigError("the open-loop rate must be >= 0 ops/s")
+        if not 1 <= reply_quorum <= replicas:
+            raise ConfigError(f"reply_quorum must be within 1..{replicas}, got {reply_quorum}")
         self.mix = mix or OpMix()
         self.mix.validate()
         self._rng = rng
@@ -162,6 +174,7 @@ class Workload:
         self.keys = [f"k{i}" for i in range(keys)]
         self.op_timeout_s = op_timeout_s
         self.retry_delay_s = retry_delay_s
+        self.reply_quorum = reply_quorum
         self.history: list[dict[str, Any]] = []
         self.latencies_s: list[float] = []
         self.ok = 0
@@ -211,6 +224,17 @@ class Workload:
             return  # a late duplicate, or the answer to an operation already timed out
         now = event[0]
         status = view.status
+        if self.reply_quorum > 1:
+            if status == "redirect":
+                return  # a refusal is no result; other replicas will answer
+            votes = op.replies
+            if votes is None:
+                votes = op.replies = {}
+            key = (status, _hashable(view.value))
+            voters = votes.setdefault(key, set())
+            voters.add(event[4])
+            if len(voters) < self.reply_quorum:
+                return
         if status == "redirect":
             self.redirects += 1
             endpoint = op.endpoint
@@ -309,7 +333,19 @@ class Workload:
 
     def _send_request(self, op: _PendingOp, now: float) -> None:
         message = self._codec.request(op.process, op.seq, op.op)
+        if self.reply_quorum > 1:
+            src = self.first_client_id + op.endpoint
+            for replica in range(self.replicas):
+                self._send(src, replica, message, now)
+            return
         self._send(self.first_client_id + op.endpoint, self._leader_guess[op.endpoint], message, now)
 
     def _complete(self, op: _PendingOp, kind: str, now: float, value: Any) -> None:
         self.history.append({"process": op.process, "type": kind, "f": op.f, "key": op.key, "value": value, "time": now})
+
+
+def _hashable(value: Any) -> Any:
+    """A reply value as a dict key (lists become tuples)."""
+    if isinstance(value, list):
+        return tuple(_hashable(v) for v in value)
+    return value
