@@ -104,6 +104,32 @@ def test_unsafe_raft_is_caught_under_partitions() -> None:
     assert 0 < violation["time_s"] <= 11.0 + 1.0
 
 
+def test_unsafe_raft_is_caught_by_the_linearizability_checker_alone() -> None:
+    """With the online invariants switched off, the history a broken Raft
+    leaves behind (a partitioned leader acknowledging writes no quorum has) is
+    refused by the checker: the two checks are independent nets."""
+    import time
+
+    from quorate.check import check_history
+
+    result = run(
+        SimConfig(
+            protocol="raft",
+            nodes=5,
+            clients=6,
+            duration_s=11.0,
+            faults=ISOLATE_EACH_IN_TURN,
+            seed=1,
+            check_invariants=False,
+            protocol_options={"unsafe_commit_without_quorum": True},
+        )
+    )
+    assert result.safety_violations == []  # nobody was watching the invariants
+    verdict = check_history(result.history, timeout_s=120.0, clock=time.monotonic)
+    assert verdict.verdict == "not_linearizable"
+    assert verdict.explanation is not None and verdict.explanation.operations
+
+
 def test_the_same_partitions_are_harmless_to_real_raft() -> None:
     result = run(SimConfig(protocol="raft", nodes=5, clients=4, duration_s=11.0, faults=ISOLATE_EACH_IN_TURN, seed=1))
     assert result.safety_violations == []
@@ -112,9 +138,22 @@ def test_the_same_partitions_are_harmless_to_real_raft() -> None:
 
 @pytest.mark.slow
 def test_raft_chaos_over_many_seeds_is_safe_then_live() -> None:
+    import time
+
+    from quorate.check import check_history
+
     failures = []
     for seed in range(200):
         result = run(SimConfig(protocol="raft", nodes=5, clients=5, duration_s=6.0, faults="chaos", seed=seed))
-        if result.safety_violations or not result.liveness_ok or result.committed_ops == 0:
-            failures.append(f"seed={seed}: {result.safety_violations} recovered_after_s={result.recovered_after_s}")
+        verdict = check_history(result.history, timeout_s=120.0, clock=time.monotonic).verdict
+        if (
+            result.safety_violations
+            or not result.liveness_ok
+            or result.committed_ops == 0
+            or verdict != "linearizable"
+        ):
+            failures.append(
+                f"seed={seed}: {result.safety_violations} recovered_after_s="
+                f"{result.recovered_after_s} history={verdict}"
+            )
     assert not failures, "reproduce with:\n" + "\n".join(failures)
