@@ -31,8 +31,25 @@ and the log was compacted; every transaction is all-or-nothing (SQLite's
 journal), so recovery after a crash returns a prefix of what was persisted
 that contains every entry whose ``persist`` returned.
 
-The storage is synchronous on purpose: the driver's order (persist before
-send) needs the fsync done before it continues.
+``persist(..., durable=False)`` is for a hard state whose change is only
+knowledge a node can learn again (Raft's commit index, which the paper keeps
+in volatile state; etcd's ``MustSync`` skips the fsync for it too). Such a
+hard state is held in memory and written inside the next durable
+transaction (or at ``close``); ``load_state`` returns it meanwhile. A crash
+loses at most that lag: the node restarts with an older commit index and
+learns the current one from the leader.
+
+The storage is synchronous on purpose: the caller's order (persist before
+send) needs the fsync done before it continues. A runtime may call
+``persist`` from one worker thread while its event loop keeps working (the
+connection is opened with ``check_same_thread=False``), provided calls never
+overlap.
+
+Tuning. SQLite's automatic checkpoint (every 1000 WAL pages) is kept: after
+it the WAL is rewritten from its start, and overwriting file space that
+already exists is the cheaper kind of ``fdatasync`` (no size change to
+journal), whereas a WAL left to grow would append on every commit. A WAL that
+grew beyond ``JOURNAL_SIZE_LIMIT_BYTES`` (a burst) is truncated back.
 """
 
 from __future__ import annotations
@@ -59,6 +76,8 @@ _KEY_SNAPSHOT = "snapshot"
 _KEY_FIRST_INDEX = "first_index"
 BUSY_TIMEOUT_MS = 5000
 """How long a writer waits for another connection's lock before failing."""
+JOURNAL_SIZE_LIMIT_BYTES = 16 * 1024 * 1024
+"""Size the WAL file is truncated back to after a checkpoint."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS entries (
@@ -141,7 +160,10 @@ class SqliteStorage:
         if str(mode).lower() != "wal":
             raise LocalProtocolError(f"SQLite refused WAL mode for {self.directory} (got {mode})")
         self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute(f"PRAGMA journal_size_limit={JOURNAL_SIZE_LIMIT_BYTES}")
         self._db.executescript(_SCHEMA)
+        self._deferred_hard_state: Any = None
+        """A hard state given with ``durable=False``, not yet written."""
         self.transactions = 0
         """Committed write transactions (each one fsync of the WAL)."""
         self._first_index, self._last_index = self._load_bounds()
@@ -149,6 +171,8 @@ class SqliteStorage:
 
     # ------------------------------------------------------------ lifecycle
     def close(self) -> None:
+        if self._deferred_hard_state is not None:
+            self.persist(self._deferred_hard_state, [], None)
         self._db.close()
 
     def __enter__(self) -> SqliteStorage:
@@ -325,6 +349,8 @@ class SqliteStorage:
         self.persist(state, [], None)
 
     def load_state(self) -> Any:
+        if self._deferred_hard_state is not None:
+            return self._deferred_hard_state
         found, raw = self._load_meta(_KEY_HARD_STATE, self.hard_state_type)
         return self._hard_state_decoder.decode(raw) if found else None
 
@@ -341,9 +367,22 @@ class SqliteStorage:
         return self._snapshot_decoder.decode(data)
 
     # ------------------------------------------------------------ NodeStorage
-    def persist(self, hard_state: Any, entries: list[Entry], snapshot: Any) -> None:
+    def persist(
+        self, hard_state: Any, entries: list[Entry], snapshot: Any, *, durable: bool = True
+    ) -> None:
         """Durably save one ``Ready``'s state in one transaction (one fsync),
-        plus the snapshot file's own fsyncs when there is a snapshot."""
+        plus the snapshot file's own fsyncs when there is a snapshot.
+
+        ``durable=False`` (only with a hard state alone) defers the write to
+        the next durable transaction; see the module docstring."""
+        if not durable:
+            if entries or snapshot is not None:
+                raise LocalProtocolError("entries and snapshots are always persisted durably")
+            if hard_state is not None:
+                self._deferred_hard_state = hard_state
+            return
+        if hard_state is None:
+            hard_state = self._deferred_hard_state
         if hard_state is None and not entries and snapshot is None:
             return
         pointer = self._write_snapshot_file(snapshot) if snapshot is not None else None
@@ -361,6 +400,7 @@ class SqliteStorage:
         except BaseException:
             self._rollback()
             raise
+        self._deferred_hard_state = None
         self._first_index, self._last_index = bounds
         if pointer is not None:
             self._drop_old_snapshot_files(pointer.file_name)

@@ -8,7 +8,7 @@ import asyncio
 from pathlib import Path
 
 import pytest
-from conftest import make_nodes, open_client, put, wait_until
+from aio_harness import make_nodes, open_client, put, wait_until
 from toy_replication import toy_binding
 
 from quorate.state.kv import Get, Put, encode_op

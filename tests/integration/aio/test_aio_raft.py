@@ -8,7 +8,7 @@ import asyncio
 from pathlib import Path
 
 import pytest
-from conftest import free_ports, make_nodes, open_client, put, wait_until
+from aio_harness import free_ports, make_nodes, open_client, put, wait_until
 
 from quorate.errors import ConfigError
 from quorate.ids import NodeId

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import msgspec
 import pytest
-from conftest import (
+from aio_harness import (
     FAST_BACKOFF,
     LOOPBACK,
     free_ports,

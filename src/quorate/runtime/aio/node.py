@@ -9,11 +9,31 @@ Theory of operation.
   message that became readable in that iteration is stepped into the core
   before the node drives once. Many proposals thus share one ``Ready``, one
   SQLite transaction and one fsync (group commit).
-- *Driving.* ``drive`` carries out each ``Ready`` in the contract's order:
-  persist (SQLite, fsynced before returning) → send (queue on the transport) →
-  apply (the ``ReplicaService``) → advance. The fsync runs on the loop thread
-  on purpose: nothing may be sent before it completes, and batching is what
-  amortises it.
+- *Driving, one Ready at a time.* The node takes a ``Ready`` and carries it
+  out with the driver's ``carry_out`` in the contract's order: persist →
+  send (queue on the transport) → apply (the ``ReplicaService``) → advance.
+  A Ready that needs an fsync is persisted on a single worker thread
+  (``run_in_executor``; SQLite releases the GIL while it writes and syncs)
+  and the rest of it is carried out back on the loop when the fsync is done.
+  Meanwhile the loop keeps reading sockets and stepping inputs into the core,
+  but takes no new ``Ready`` until the one in flight is advanced: the next
+  Ready then carries everything that arrived during the fsync, so the group
+  commit grows with the load instead of the loop stalling on it.
+- *What needs an fsync.* Entries, snapshots and a hard state whose term or
+  vote changed. A hard state that differs from the last one only in its
+  commit index does not (the paper keeps the commit index in volatile state;
+  etcd's ``MustSync`` is the same rule): it is handed to the storage with
+  ``durable=False`` and rides along with the next durable transaction, so a
+  commit costs no extra fsync on the leader or the followers.
+- *A leader's AppendEntries leave before its own fsync* (Raft thesis
+  §10.2.1; etcd does the same): they carry only the leader's log, which each
+  follower makes durable itself before acknowledging. This is done only when
+  the Ready changes no term or vote. It stays safe because no later Ready
+  is taken before this one's fsync completes: a commit index that counts
+  these entries, any message carrying it and every client acknowledgement
+  are produced by a later Ready, so they leave after the leader's copy is
+  durable too. Every other message waits for the fsync, as the driver's
+  order says.
 - *Time.* The core asks to be woken at ``ready.wake_at`` (the node's monotonic
   clock). The node keeps one ``TimerHandle`` and reschedules it only when the
   deadline changes; when it fires, ``core.tick(now)`` and drive.
@@ -35,15 +55,19 @@ Theory of operation.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import random
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from quorate.core.ready import Entry, ReadState, Rejection
+import msgspec
+
+from quorate.core.ready import Entry, ReadState, Ready, Rejection
 from quorate.core.wire import WireMessage
 from quorate.errors import LocalProtocolError
 from quorate.ids import NodeId, node_name
@@ -54,6 +78,7 @@ from quorate.runtime.aio.admin import (
     Status,
     StatusReply,
 )
+from quorate.runtime.aio.bft import bft_metrics, replica_service_class
 from quorate.runtime.aio.protocols import ProtocolBinding, protocol_binding
 from quorate.runtime.aio.tls import TlsConfig
 from quorate.runtime.aio.transport import (
@@ -62,7 +87,7 @@ from quorate.runtime.aio.transport import (
     Transport,
     TransportConfig,
 )
-from quorate.runtime.driver import drive
+from quorate.runtime.driver import carry_out
 from quorate.state.kv import KVStore
 from quorate.state.service import ClientRequest, ReplicaService
 from quorate.storage.sqlite import SqliteStorage
@@ -80,19 +105,47 @@ def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop]:
     return factory
 
 
-class _NodeHost:
-    """The driver's ``Host`` for a real node."""
+def _early_message_types(protocol: str) -> tuple[type[Any], ...]:
+    """Messages a leader may send before its own fsync (see the module docstring)."""
+    if protocol == "raft":
+        from quorate.raft.messages import AppendEntries
 
-    __slots__ = ("node",)
+        return (AppendEntries,)
+    return ()
+
+
+def _only_commit_changed(previous: Any, current: Any) -> bool:
+    """True if ``current`` equals ``previous`` but for a ``commit`` field."""
+    if (
+        previous is None
+        or type(previous) is not type(current)
+        or not isinstance(current, msgspec.Struct)
+        or "commit" not in current.__struct_fields__
+    ):
+        return False
+    return bool(msgspec.structs.replace(current, commit=previous.commit) == previous)
+
+
+class _NodeHost:
+    """The driver's ``Host`` for a real node.
+
+    ``persist`` is reached in two cases: a Ready whose fsync the worker thread
+    already did (``already_persisted``: nothing left to do), or one that
+    needs no fsync (a commit index alone: deferred in the storage).
+    """
+
+    __slots__ = ("already_persisted", "node")
 
     def __init__(self, node: AioNode) -> None:
         self.node = node
+        self.already_persisted = False
 
     def persist(self, hard_state: Any, entries: list[Entry], snapshot: Any) -> None:
+        if self.already_persisted:
+            return
         node = self.node
-        node.storage_or_raise().persist(hard_state, entries, snapshot)
-        node.counters["persists"] += 1
-        node.counters["entries_persisted"] += len(entries)
+        node.storage_or_raise().persist(hard_state, entries, snapshot, durable=False)
+        node.counters["deferred_hard_states"] += 1
 
     def send(self, to: NodeId, message: Any) -> None:
         self.node.transport_or_raise().send(to, message)
@@ -176,6 +229,14 @@ class AioNode:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._leader_seen: int | None = None
         self._was_leader = False
+        self._executor: ThreadPoolExecutor | None = None
+        self._in_flight: asyncio.Future[None] | None = None
+        """The fsync of the Ready being carried out, while it runs."""
+        self._last_hard_state: Any = None
+        """The last hard state handed to the storage (durably or not)."""
+        self._early_types: tuple[type[Any], ...] = ()
+        self._failed = False
+        self._stopping: asyncio.Future[None] | None = None
 
     # ------------------------------------------------------------ lifecycle
     async def start(self) -> Address:
@@ -200,11 +261,16 @@ class AioNode:
             None if fresh else recovered,
             self.protocol_options,
         )
-        self.service = ReplicaService(
+        self.service = replica_service_class(binding.name)(
             self.core, KVStore(), read_mode=self.read_mode, snapshot_every=self.snapshot_every
         )
         if recovered.snapshot is not None:
             self.service.restore(recovered.snapshot)
+        self._last_hard_state = recovered.hard_state
+        self._early_types = _early_message_types(binding.name)
+        self._executor = ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix=f"{node_name(self.id)}-persist"
+        )
         self.transport = Transport(
             self.id,
             self.listen,
@@ -231,8 +297,15 @@ class AioNode:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        self._failed = True  # drive no more: the storage is going away
         if self.transport is not None:
             await self.transport.close()
+        if self._in_flight is not None:
+            # The storage must not close under the worker's transaction.
+            await asyncio.gather(self._in_flight, return_exceptions=True)
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+            self._executor = None
         if self.storage is not None:
             self.storage.close()
 
@@ -242,6 +315,7 @@ class AioNode:
         out = dict(self.counters)
         if self.transport is not None:
             out.update({f"transport.{k}": v for k, v in self.transport.metrics.items()})
+        out.update(bft_metrics(self.core))  # view, leader, convictions (BFT cores only)
         return out
 
     def storage_or_raise(self) -> SqliteStorage:
@@ -369,17 +443,112 @@ class AioNode:
     def _on_timer(self) -> None:
         self._timer = None
         self._deadline = None
+        if self._failed:
+            return
         self.core.tick(self.clock())
         self._drive()
 
     # ------------------------------------------------------------ driving
     def _drive(self) -> None:
-        wake_at = drive(self.core, self._host)
+        """Carry out Readies until the core has none or one waits for its fsync."""
+        if self._in_flight is not None or self._failed:
+            return  # _persisted() drives again once the fsync is done
+        core = self.core
+        while True:
+            ready = core.ready()
+            if not ready.is_empty():
+                if self._needs_fsync(ready):
+                    self._start_persist(ready)
+                    self._schedule(ready.wake_at)
+                    return
+                if ready.hard_state is not None:
+                    self._last_hard_state = ready.hard_state
+                carry_out(ready, self._host)
+            core.advance(ready)
+            if not core.has_ready():
+                break
+        self._after_readies(ready.wake_at)
+
+    def _needs_fsync(self, ready: Ready) -> bool:
+        if ready.entries or ready.snapshot is not None:
+            return True
+        hard_state = ready.hard_state
+        return hard_state is not None and not _only_commit_changed(
+            self._last_hard_state, hard_state
+        )
+
+    def _start_persist(self, ready: Ready) -> None:
+        """Send what may leave before the fsync, then fsync on the worker thread."""
+        loop, executor = self._loop, self._executor
+        assert loop is not None and executor is not None
+        early_types = self._early_types
+        late = ready.messages
+        if (
+            early_types
+            and ready.messages
+            and (
+                ready.hard_state is None
+                or _only_commit_changed(self._last_hard_state, ready.hard_state)
+            )
+        ):
+            send = self.transport_or_raise().send
+            late = []
+            for to, message in ready.messages:
+                if isinstance(message, early_types):
+                    send(to, message)
+                    self.counters["sent_before_persist"] += 1
+                else:
+                    late.append((to, message))
+        if ready.hard_state is not None:
+            self._last_hard_state = ready.hard_state
+        storage = self.storage_or_raise()
+        future = loop.run_in_executor(
+            executor, storage.persist, ready.hard_state, ready.entries, ready.snapshot
+        )
+        self._in_flight = future
+        future.add_done_callback(
+            lambda done: self._persisted(done, dataclasses.replace(ready, messages=late), ready)
+        )
+
+    def _persisted(self, future: asyncio.Future[None], rest: Ready, ready: Ready) -> None:
+        """Back on the loop after the fsync: send, apply, advance, drive on."""
+        self._in_flight = None
+        if self._failed:
+            return
+        if future.cancelled() or future.exception() is not None:
+            # Nothing more may be acknowledged: what was promised may not be durable.
+            self._failed = True
+            log.critical(
+                "%s: persisting failed; the node stops serving",
+                node_name(self.id),
+                exc_info=None if future.cancelled() else future.exception(),
+            )
+            if self.transport is not None:
+                # Peers and clients see the connections drop and go elsewhere.
+                self._stopping = asyncio.ensure_future(self.transport.close())
+            return
+        self.counters["persists"] += 1
+        self.counters["entries_persisted"] += len(ready.entries)
+        host = self._host
+        host.already_persisted = True
+        try:
+            carry_out(rest, host)
+        finally:
+            host.already_persisted = False
+        self.core.advance(ready)
+        if self.core.has_ready():
+            self._drive()
+        else:
+            self._after_readies(ready.wake_at)
+
+    def _after_readies(self, wake_at: float | None) -> None:
+        """Answer clients, notice leadership changes, arm the timer."""
         service, transport = self.service_or_raise(), self.transport_or_raise()
         self._watch_leadership(service)
         for to, reply in service.take_replies():
             if to >= CLIENT_CONNECTION_BASE:
                 transport.send_to_client(to, reply)
+        transport.flush_clients()
         self._schedule(wake_at)
 
     def _watch_leadership(self, service: ReplicaService) -> None:

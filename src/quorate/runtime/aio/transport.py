@@ -36,6 +36,11 @@ logged once (later repeats at debug level). The node keeps serving.
 id (``CLIENT_CONNECTION_BASE`` upwards, never a node id) so replies go back on
 the connection the request came from. A client that does not read its replies
 loses them (the write buffer is bounded by ``client_write_buffer_bytes``).
+Replies are coalesced: ``send_to_client`` only queues a frame, and
+``flush_clients`` (called by the node after each drive, else scheduled on
+the loop's next iteration) hands each connection its frames in one write, so
+a batch of proposals committed together costs one system call per client
+connection instead of one per reply.
 """
 
 from __future__ import annotations
@@ -117,7 +122,7 @@ class _Refused(Exception):
 class _Connection:
     """One stream plus its frame decoder."""
 
-    __slots__ = ("decoder", "label", "pending", "reader", "writer")
+    __slots__ = ("decoder", "label", "outgoing", "pending", "reader", "writer")
 
     def __init__(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, label: str, max_frame: int
@@ -127,6 +132,7 @@ class _Connection:
         self.label = label
         self.decoder = FrameDecoder(max_frame)
         self.pending: deque[bytes] = deque()  # complete frame bodies not yet decoded
+        self.outgoing: list[bytes] = []  # frames queued by send_to_client, not yet written
 
     async def next_body(self) -> bytes | None:
         """The next frame body, or ``None`` at end of stream."""
@@ -214,6 +220,8 @@ class Transport:
         self._addresses: dict[NodeId, Address] = {p: a for p, a in peers.items() if p != node_id}
         self._links: dict[NodeId, _PeerLink] = {}
         self._clients: dict[int, _Connection] = {}
+        self._clients_to_flush: dict[int, _Connection] = {}
+        self._flush_scheduled = False
         self._next_client = CLIENT_CONNECTION_BASE
         self._tasks: set[asyncio.Task[None]] = set()
         self._server: asyncio.Server | None = None
@@ -305,9 +313,26 @@ class Transport:
         if transport.get_write_buffer_size() > self.config.client_write_buffer_bytes:
             self.metrics["client_buffer_drops"] += 1
             return
-        connection.writer.write(
+        connection.outgoing.append(
             encode_frame(self.codec.encode(self.id, message), self.config.max_frame_bytes)
         )
+        self._clients_to_flush[connection_id] = connection
+        if not self._flush_scheduled:
+            # Whoever queued this may not call flush_clients(): make sure the
+            # frames leave on the loop's next iteration at the latest.
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self.flush_clients)
+
+    def flush_clients(self) -> None:
+        """Write every queued client reply, one ``writelines`` per connection."""
+        self._flush_scheduled = False
+        if not self._clients_to_flush:
+            return
+        dirty, self._clients_to_flush = self._clients_to_flush, {}
+        for connection in dirty.values():
+            frames, connection.outgoing = connection.outgoing, []
+            if frames and not connection.writer.is_closing():
+                connection.writer.writelines(frames)
 
     def queued(self, peer: NodeId) -> int:
         """Frames waiting for ``peer``."""
