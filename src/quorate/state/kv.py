@@ -181,6 +181,9 @@ class KVStore:
                     return session.result
                 return Result(ok=False, error="stale sequence number")
             result = self._execute(command.op)
+            # Re-insert so the dict stays ordered by last use (oldest first):
+            # expiry then only looks at the front.
+            self._sessions.pop(client, None)
             self._sessions[client] = _Session(command.seq, self.now_s, result)
             return result
         return self._execute(command.op)
@@ -224,10 +227,12 @@ class KVStore:
                 del self._deadlines[(namespace, key)]
                 self._data.get(namespace, {}).pop(key, None)
         cutoff = self.now_s - self.session_ttl_s
-        if self._sessions and cutoff > 0:
-            stale = [c for c, s in self._sessions.items() if s.last_s < cutoff]
-            for c in stale:
-                del self._sessions[c]
+        sessions = self._sessions
+        while sessions:
+            oldest = next(iter(sessions))
+            if sessions[oldest].last_s >= cutoff:
+                break
+            del sessions[oldest]
 
     # -- reads outside the log (ReadIndex / lease) -------------------------
     def read(self, op: Op) -> Result:
@@ -270,7 +275,8 @@ class KVStore:
         self._expiry = list(snap.expiry)
         heapq.heapify(self._expiry)
         self._deadlines = {(ns, k): d for d, ns, k in snap.expiry}
-        self._sessions = {c: _Session(s, t, r) for c, (s, t, r) in snap.sessions.items()}
+        by_last_use = sorted(snap.sessions.items(), key=lambda item: item[1][1])
+        self._sessions = {c: _Session(s, t, r) for c, (s, t, r) in by_last_use}
 
 
 __all__ = [

@@ -137,3 +137,19 @@ def test_encodings_round_trip(op: object) -> None:
     command = Command(1, 2, op, 3.5)  # type: ignore[arg-type]
     assert decode_command(encode_command(command)) == command
     assert decode_result(encode_result(Result(ok=True, items=[("a", "b")]))).items == [("a", "b")]
+
+
+def test_session_expiry_keeps_recently_used_sessions_in_any_order() -> None:
+    kv = KVStore(session_ttl_s=10.0)
+    run(
+        kv,
+        Command(1, 1, Put("a", "1"), time_s=1.0),
+        Command(2, 1, Put("b", "1"), time_s=2.0),
+        Command(1, 2, Put("a", "2"), time_s=8.0),  # client 1 used again: now the newest
+        Command(3, 1, Put("c", "1"), time_s=12.5),  # cutoff 2.5: only client 2 is stale
+    )
+    assert sorted(kv._sessions) == [1, 3]
+    copy = KVStore(session_ttl_s=10.0)
+    copy.restore(kv.snapshot())
+    copy.apply(9, encode_command(Command(4, 1, Put("d", "1"), time_s=18.5)))  # cutoff 8.5
+    assert sorted(copy._sessions) == [3, 4]
