@@ -73,14 +73,23 @@ def test_duplication_delivers_copies() -> None:
     assert len(world.inbox) == 2
 
 
-def test_jitter_reorders_messages() -> None:
+def _jittered_arrival_order(reorder: float) -> list[int]:
     world = World(1, jitter_kind="uniform", jitter_s=0.01, bandwidth_bps=1e15, seed=5)
+    world.network.reorder = reorder
     for i in range(200):
         world.network.send(0, world.probe, Ping(i), i * 1e-5)
     world.loop.run(1.0)
-    order = [m.n for _, _, _, m, _ in world.inbox]
+    return [m.n for _, _, _, m, _ in world.inbox]
+
+
+def test_jitter_reorders_messages_when_reordering_is_allowed() -> None:
+    order = _jittered_arrival_order(reorder=1.0)
     assert sorted(order) == list(range(200))
     assert order != list(range(200))
+
+
+def test_links_are_fifo_by_default_despite_jitter() -> None:
+    assert _jittered_arrival_order(reorder=0.0) == list(range(200))
 
 
 def test_partition_blocks_between_groups_and_heal_restores() -> None:
@@ -112,3 +121,4 @@ def test_bad_settings_are_rejected() -> None:
         World(1, jitter_kind="gaussian")
     with pytest.raises(ConfigError, match="bandwidth"):
         World(1, bandwidth_bps=0.0)
+

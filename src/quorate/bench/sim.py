@@ -8,7 +8,10 @@
 - ``simulator_run``: the paper's shape at benchmark scale: 51 replicas in 3
   regions 50 ms apart, 1,000 closed-loop clients, 1 Gbps links; events per
   wall-clock second of the whole simulator (network, CPU model, driver, the
-  protocol core, the replica service, the workload).
+  protocol core, the replica service, the workload). An event is a heap pop
+  that did work; timers that fire after being superseded (a moved deadline, a
+  client timeout of an operation already answered, CPU work lost in a crash)
+  are reported apart as ``stale_timer_events``.
 - ``measure_cost_model``: what one input really costs a replica here: msgspec
   decode of the wire bytes + ``step`` + driving the ``Ready`` to completion,
   for a small and a large message of the reference protocol; a linear fit gives

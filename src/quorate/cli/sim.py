@@ -174,6 +174,9 @@ def _command(protocol: str, default_nodes: int = 5) -> Callable[..., None]:
             None, "--heal-at", help="Start of the liveness phase (s)."
         ),
         loss: float = typer.Option(0.0, "--loss", help="Baseline message loss probability."),
+        reorder: float = typer.Option(
+            0.0, "--reorder", help="Share of messages that may overtake earlier ones (else FIFO links)."
+        ),
         seed: int = typer.Option(0, "--seed", help="Fixes every random choice of the run."),
         history: str | None = typer.Option(
             None, "--history", help="Write the client history (JSON) here."
@@ -207,6 +210,7 @@ def _command(protocol: str, default_nodes: int = 5) -> Callable[..., None]:
             faults=faults,
             heal_at_s=heal_at,
             loss=loss,
+            reorder=reorder,
             seed=seed,
             byzantine=byzantine,
             allow_unsafe=allow_unsafe,

@@ -52,6 +52,11 @@ class RaftConfig:
     """Bound on how far apart two nodes' clock *rates* may be (0.01 = 1%)."""
     lease_margin_s: float = 0.0
     """Extra safety subtracted from the lease for clock-reading jitter."""
+    join: bool = False
+    """The node joins a running cluster: it starts outside the configuration
+    (never campaigns, counts for nothing) and becomes a learner or a voter
+    when the leader's configuration entry naming it reaches its log (thesis
+    §4.2.1). It only shapes the base configuration: entries in the log override it."""
     unsafe_commit_without_quorum: bool = False
     """TEST ONLY: the leader commits what it appends, breaking Raft on purpose
     so tests can show the safety monitor and checkers catch it."""

@@ -74,10 +74,13 @@ class HardState(msgspec.Struct, frozen=True, array_like=True):
 
 
 class ConfState(msgspec.Struct, frozen=True, array_like=True):
-    """A whole cluster configuration: who votes and who only listens."""
+    """A whole cluster configuration: who votes and who only listens.
+    ``context`` is the application's bytes from the ``ConfChange`` (the runtime
+    carries member addresses in it); the core stores it and never reads it."""
 
     voters: tuple[int, ...]
     learners: tuple[int, ...] = ()
+    context: bytes = b""
 
 
 class Snapshot(msgspec.Struct, frozen=True, array_like=True):
@@ -102,10 +105,13 @@ class ConfChangeKind(enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class ConfChange:
-    """A membership change a client asks the leader for."""
+    """A membership change a client asks the leader for. ``context`` is
+    copied, unread, into the configuration entry (etcd's ``ConfChange.Context``)
+    so every node sees it when the entry reaches its log."""
 
     kind: ConfChangeKind
     node: NodeId
+    context: bytes = b""
 
 
 # ----------------------------------------------------------------- elections

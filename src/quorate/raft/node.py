@@ -124,6 +124,8 @@ are forgotten (they would only yield leases that already expired)."""
 NEVER = float("-inf")
 
 _KNOWN_KINDS = frozenset(int(k) for k in EntryKind)
+_ENTRY_KINDS_WITHOUT_DATA_RULES = frozenset((int(EntryKind.NORMAL), int(EntryKind.NOOP)))
+"""Entry kinds whose data the core never parses (configuration entries are decoded)."""
 _RAFT_TYPES = frozenset(RAFT_MESSAGE_TYPES)
 _LEADER_TRAFFIC = (AppendEntries, Heartbeat, InstallSnapshot)
 _conf_encoder = msgspec.msgpack.Encoder()
@@ -139,9 +141,13 @@ class Role(enum.Enum):
     """A follower that is a non-voting member."""
 
 
-def encode_conf_state(voters: Iterable[NodeId], learners: Iterable[NodeId] = ()) -> bytes:
+def encode_conf_state(
+    voters: Iterable[NodeId], learners: Iterable[NodeId] = (), context: bytes = b""
+) -> bytes:
     """The data of a ``EntryKind.CONFIG`` entry."""
-    return _conf_encoder.encode(ConfState(tuple(sorted(voters)), tuple(sorted(learners))))
+    return _conf_encoder.encode(
+        ConfState(tuple(sorted(voters)), tuple(sorted(learners)), bytes(context))
+    )
 
 
 def decode_conf_state(data: bytes) -> ConfState:
@@ -258,6 +264,9 @@ class RaftNode:
         # the first element is the base (initial or snapshot) configuration.
         self._confs: list[tuple[int, frozenset[NodeId], frozenset[NodeId]]] = []
         voters_set = frozenset(voters)
+        if config.join:
+            # Not a member until a configuration entry from the leader says so.
+            voters_set -= {id}
         learners_set = frozenset(learners)
         if voters_set & learners_set:
             raise LocalProtocolError(
@@ -545,7 +554,9 @@ class RaftNode:
             learners.discard(node)
         else:  # pragma: no cover - the enum is closed
             return Refused(f"unknown change {kind!r}")
-        entry = self._append_local(EntryKind.CONFIG, encode_conf_state(voters, learners))
+        entry = self._append_local(
+            EntryKind.CONFIG, encode_conf_state(voters, learners, change.context)
+        )
         self._pending_conf_index = entry.index
         return Accepted(entry.index, entry.term)
 
@@ -620,21 +631,25 @@ class RaftNode:
 
     # ================================================================ ready
     def has_ready(self) -> bool:
-        log = self._log
-        hard = self._last_hard
-        return bool(
+        # Called after every input: the cheap list checks first, the log's
+        # cursors inlined (this is the runtime's per-input probe).
+        if (
             self._msgs
             or self._reads
             or self._rejected
-            or self._snapshot_to_emit is not None
             or self._append_pending
-            or (self._read_round_needed and self._read_round_sent <= self._acked_round)
-            or log.has_unstable()
-            or log.has_committed_to_emit()
-            or hard.term != self._term
-            or hard.vote != self._vote
-            or hard.commit != log.committed
-        )
+            or self._snapshot_to_emit is not None
+        ):
+            return True
+        log = self._log
+        last = log.snapshot_index + len(log.entries)
+        committed = log.committed
+        if log.stable_from <= last or (committed if committed < last else last) > log.emitted_commit:
+            return True
+        hard = self._last_hard
+        if hard.term != self._term or hard.vote != self._vote or hard.commit != committed:
+            return True
+        return self._read_round_needed and self._read_round_sent <= self._acked_round
 
     def ready(self) -> Ready:
         """Hand out all pending work (the node treats it as handed out at once)."""
@@ -651,19 +666,23 @@ class RaftNode:
                 self._broadcast_heartbeat(now)
         log = self._log
         hard = self._last_hard
+        committed = log.committed
         hard_state = None
-        if hard.term != self._term or hard.vote != self._vote or hard.commit != log.committed:
-            hard_state = HardState(self._term, self._vote, log.committed)
+        if hard.term != self._term or hard.vote != self._vote or hard.commit != committed:
+            hard_state = HardState(self._term, self._vote, committed)
             self._last_hard = hard_state
+        last = log.snapshot_index + len(log.entries)
         ready = Ready(
-            messages=self._msgs,
-            hard_state=hard_state,
-            entries=log.take_unstable(),
-            snapshot=self._snapshot_to_emit,
-            committed=log.take_committed(),
-            reads=self._reads,
-            wake_at=self._wake_at(),
-            rejected=self._rejected,
+            self._msgs,
+            hard_state,
+            log.take_unstable() if log.stable_from <= last else [],
+            self._snapshot_to_emit,
+            log.take_committed()
+            if (committed if committed < last else last) > log.emitted_commit
+            else [],
+            self._reads,
+            self._wake_at(),
+            self._rejected,
         )
         self._msgs = []
         self._reads = []
@@ -1199,6 +1218,10 @@ class RaftNode:
         log = self._log
         entries = log.slice(start, start + config.max_batch_entries)
         budget = config.max_batch_bytes
+        if len(entries) <= 1:
+            return entries  # a batch always carries at least one entry
+        if sum([len(entry.data) for entry in entries]) + ENTRY_OVERHEAD_BYTES * len(entries) <= budget:
+            return entries  # the whole slice fits: no need to find the cut
         size = 0
         for count, entry in enumerate(entries):
             size += len(entry.data) + ENTRY_OVERHEAD_BYTES
@@ -1358,6 +1381,37 @@ def _check_append(m: AppendEntries) -> str | None:
         return "negative index, term or commit"
     if m.prev_log_term > m.term:
         return "prev_log_term is above the leader's term"
+    entries = m.entries
+    if not entries:
+        return None
+    if len(entries) == 1:
+        # The common case (one proposal per batch): the loop below, unrolled.
+        entry = entries[0]
+        if (
+            entry.index == m.prev_log_index + 1
+            and m.prev_log_term <= entry.term <= m.term
+            and entry.kind in _ENTRY_KINDS_WITHOUT_DATA_RULES
+        ):
+            return None
+    else:
+        # Whole-batch checks run in C (comprehensions, sorted, set algebra);
+        # whatever fails them is re-checked entry by entry below to name the
+        # first offending entry. Configuration entries take the slow path too.
+        first = m.prev_log_index + 1
+        terms = [entry.term for entry in entries]
+        if (
+            [entry.index for entry in entries] == list(range(first, first + len(entries)))
+            and terms[0] >= m.prev_log_term
+            and terms[-1] <= m.term
+            and terms == sorted(terms)
+            and {entry.kind for entry in entries} <= _ENTRY_KINDS_WITHOUT_DATA_RULES
+        ):
+            return None
+    return _check_append_entries(m)
+
+
+def _check_append_entries(m: AppendEntries) -> str | None:
+    """``_check_append`` for entries, one by one: the first malformed one, or ``None``."""
     expected = m.prev_log_index + 1
     previous_term = m.prev_log_term
     for entry in m.entries:

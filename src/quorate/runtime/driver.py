@@ -45,6 +45,18 @@ class Host(Protocol):
         ...
 
 
+class DeadlineProbe(Protocol):
+    """Optional capability of a core: its next deadline without a ``Ready``.
+
+    Offering it promises that while ``has_ready()`` is False, ``ready()`` would
+    hand out nothing but ``wake_at`` and ``advance`` of that ``Ready`` would be a
+    no-op (``RaftNode`` and ``SwimNode`` keep this promise)."""
+
+    def wake_at(self) -> float | None:
+        """The deadline the next ``Ready.wake_at`` would report."""
+        ...
+
+
 def carry_out(ready: Ready, host: Host) -> None:
     """Do what one ``Ready`` asks, in the contract's order."""
     if ready.hard_state is not None or ready.entries or ready.snapshot is not None:
@@ -67,7 +79,16 @@ def drive(core: ProtocolCore, host: Host) -> float | None:
     """Drain the core: persist → send → apply → advance until it has no work.
 
     Returns the core's next deadline (``wake_at``), or ``None`` if no timer is armed.
+
+    A core that also offers ``wake_at()`` (``DeadlineProbe``) is first asked
+    ``has_ready()``: when it has nothing pending, its ``Ready`` would hold only
+    that deadline and ``advance`` of it would change nothing, so no ``Ready`` is
+    built (about half the inputs of a leader, the acknowledgements, end so).
     """
+    wake_at = getattr(core, "wake_at", None)
+    if wake_at is not None and not core.has_ready():
+        deadline: float | None = wake_at()
+        return deadline
     while True:
         ready = core.ready()
         if not ready.is_empty():

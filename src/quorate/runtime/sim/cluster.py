@@ -79,6 +79,8 @@ class SimConfig:
     bandwidth_gbps: float = 1.0
     loss: float = 0.0
     duplicate: float = 0.0
+    reorder: float = 0.0
+    """Share of messages that may overtake earlier ones on their link (else FIFO, as TCP)."""
     duration_s: float = 10.0
     clients: int = 10
     rate_ops: float = 0.0
@@ -137,7 +139,7 @@ class SimConfig:
             raise ConfigError(f"keys must be >= 1, got {self.keys}")
         if not self.op_timeout_s > 0:
             raise ConfigError(f"op_timeout_s must be > 0, got {self.op_timeout_s}")
-        for name in ("loss", "duplicate"):
+        for name in ("loss", "duplicate", "reorder"):
             p = getattr(self, name)
             if not 0 <= p <= 1:
                 raise ConfigError(f"{name} must be a probability in [0, 1], got {p}")
@@ -287,6 +289,7 @@ class Simulation:
             jitter_s=config.jitter_ms / 1e3,
             loss=config.loss,
             duplicate=config.duplicate,
+            reorder=config.reorder,
         )
         observe = self._observer()
         self.nodes: list[SimNode] = []
@@ -418,6 +421,8 @@ class Simulation:
             self.network.loss = action.value
         elif kind == "dup":
             self.network.duplicate = action.value
+        elif kind == "reorder":
+            self.network.reorder = action.value
         elif kind == "slow":
             nodes[action.node].cpu_factor = action.value
         elif kind == "skew":
@@ -458,7 +463,8 @@ class Simulation:
         w = self.workload
         history = w.history if w is not None else []
         recovered_after_s, liveness_ok = self._liveness(history)
-        stale = sum(node.stale_wakes for node in self.nodes)
+        # Only events that did work count; superseded timers are reported apart.
+        stale = sum(node.stale_wakes for node in self.nodes) + (w.stale_timers if w is not None else 0)
         events = self.loop.events - stale
         terms = sorted(self.leaders)
         changes = sum(1 for a, b in itertools.pairwise(terms) if self.leaders[a] != self.leaders[b])

@@ -122,9 +122,10 @@ class EventLoop:
         count = 0
         try:
             while heap:
-                if heap[0][0] > until_s:
+                event = heap[0]
+                if event[0] > until_s:
                     break
-                event = pop(heap)
+                pop(heap)
                 self.now = event[0]
                 record(event)
                 count += 1

@@ -9,7 +9,7 @@ comes from one of three places:
 - a scenario file, ``@path.json`` or ``@path.toml``, holding a list of SPEC
   items under ``faults`` (JSON may also be a bare list);
 - the ``chaos`` preset: drawn from the seed, random crashes and restarts,
-  partitions, one-way cuts, slow nodes, loss bursts and clock skew until
+  partitions, one-way cuts, slow nodes, loss and reordering bursts and clock skew until
   ``heal_at_s``; then everything is healed and restarted so a liveness phase can
   follow. At most ``max_crashed`` replicas are down at once (a minority for
   crash-tolerant protocols), so a correct protocol can always make progress
@@ -27,6 +27,7 @@ SPEC grammar (items separated by commas; whitespace ignored)::
             | "cut:" N ">" N                         drop messages one way (also "->")
             | "heal"                                 end partitions, cuts, loss bursts
             | "loss:" P | "dup:" P                   message loss / duplication, 0..1
+            | "reorder:" P                           share of messages that may overtake
             | "restart-all"                          reboot every crashed replica
     GROUP  := NODES ("+" NODES)*
     NODES  := N | N "-" N                            a single id or an inclusive range
@@ -56,6 +57,8 @@ CHAOS_MAX_SKEW_S = 0.5
 CHAOS_MAX_DRIFT = 0.01
 """Clock rates stay within 1 +- 1 %."""
 CHAOS_MAX_LOSS = 0.3
+CHAOS_MAX_REORDER = 0.5
+"""A reordering burst lets up to half of all messages overtake."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,14 +87,26 @@ class FaultAction:
             body = "partition:" + "|".join("+".join(str(n) for n in g) for g in self.groups)
         elif k == "cut":
             body = f"cut:{self.node}>{self.peer}"
-        elif k in ("loss", "dup"):
+        elif k in ("loss", "dup", "reorder"):
             body = f"{k}:{self.value:g}"
         else:
             body = k
         return f"{body}@{self.at_s:g}s"
 
 
-KINDS = ("crash", "restart", "slow", "skew", "partition", "cut", "heal", "loss", "dup", "restart-all")
+KINDS = (
+    "crash",
+    "restart",
+    "slow",
+    "skew",
+    "partition",
+    "cut",
+    "heal",
+    "loss",
+    "dup",
+    "reorder",
+    "restart-all",
+)
 
 
 def parse_spec(spec: str) -> list[FaultAction]:
@@ -194,7 +209,7 @@ def _parse_action(name: str, args: str, at_s: float) -> FaultAction:
     if name in ("heal", "restart-all"):
         _arity(name, parts, 0)
         return FaultAction(at_s, name)
-    if name in ("loss", "dup"):
+    if name in ("loss", "dup", "reorder"):
         _arity(name, parts, 1)
         return FaultAction(at_s, name, value=_probability(parts[0]))
     raise ValueError(f"unknown fault {name!r}; known: {', '.join(KINDS)}")
@@ -248,8 +263,8 @@ def chaos(
     crashed: list[int] = []
     slowed: set[int] = set()
     t = CHAOS_START_S
-    kinds = ("crash", "restart", "partition", "cut", "heal", "slow", "skew", "loss")
-    weights = (3, 3, 2, 2, 2, 1, 1, 1)
+    kinds = ("crash", "restart", "partition", "cut", "heal", "slow", "skew", "loss", "reorder")
+    weights = (3, 3, 2, 2, 2, 1, 1, 1, 1)
     while True:
         t += rng.expovariate(1.0 / mean_gap_s)
         if t >= heal_at_s:
@@ -289,6 +304,8 @@ def chaos(
             node = rng.randrange(nodes)
             rate = 1.0 + rng.uniform(-CHAOS_MAX_DRIFT, CHAOS_MAX_DRIFT)
             out.append(FaultAction(t, "skew", node=node, value=rng.uniform(0.0, CHAOS_MAX_SKEW_S), rate=rate))
+        elif kind == "reorder":
+            out.append(FaultAction(t, "reorder", value=rng.uniform(0.05, CHAOS_MAX_REORDER)))
         else:
             out.append(FaultAction(t, "loss", value=rng.uniform(0.01, CHAOS_MAX_LOSS)))
     out.append(FaultAction(heal_at_s, "heal"))

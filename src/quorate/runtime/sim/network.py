@@ -10,8 +10,11 @@ produced it) goes through three stages:
    the ones queued before it (``link_free_at``), so a leader broadcasting large
    appends to 999 followers really does spend 999 serialization times.
 2. **Propagation.** ``latency_s[region(a)][region(b)]`` (one way) plus a jitter
-   draw (none, uniform or lognormal). Jitter lets later messages overtake
-   earlier ones: reordering is a consequence, not a separate knob.
+   draw (none, uniform or lognormal). Each directed link is FIFO by default,
+   as the TCP connections of the real runtime are: a message never arrives
+   before one sent earlier on the same link. With probability ``reorder`` a
+   message ignores that order and keeps its own jittered arrival, so it may
+   overtake earlier ones (a knob, and a chaos fault).
 3. **Faults.** Checked when the message leaves: random loss (``loss``),
    duplication (``duplicate``, the copy gets its own jitter), partitions (each
    replica has a group number; messages between different groups are dropped;
@@ -64,12 +67,14 @@ class Network:
         "_heap",
         "_last_message",
         "_last_size",
+        "_link_last_arrival",
         "_loop",
         "_next_seq",
         "_rng",
         "_size_of",
         "bandwidth_bps",
         "base_loss",
+        "base_reorder",
         "cuts",
         "deliver_kind_of",
         "delivered_bytes",
@@ -83,6 +88,7 @@ class Network:
         "loss",
         "partitioned",
         "region_of",
+        "reorder",
         "sent",
     )
 
@@ -99,6 +105,7 @@ class Network:
         jitter_s: float = 0.0,
         loss: float = 0.0,
         duplicate: float = 0.0,
+        reorder: float = 0.0,
         size_of: Callable[[Any], int] | None = None,
     ) -> None:
         n = len(region_of)
@@ -119,6 +126,7 @@ class Network:
             raise ConfigError("jitter must be >= 0")
         _check_probability("loss", loss)
         _check_probability("duplicate", duplicate)
+        _check_probability("reorder", reorder)
         self._loop = loop
         self._heap, self._next_seq = loop.fast_path()
         self._rng = rng
@@ -135,6 +143,10 @@ class Network:
         self.loss = loss
         self.base_loss = loss
         self.duplicate = duplicate
+        self.reorder = reorder
+        self.base_reorder = reorder
+        # Latest arrival scheduled per directed link (src * n + dst), for FIFO order.
+        self._link_last_arrival: dict[int, float] = {}
         self.group_of = [NO_GROUP] * n
         self.partitioned = False
         self.cuts: set[tuple[int, int]] = set()
@@ -161,11 +173,13 @@ class Network:
         self.cuts.add((src, dst))
 
     def heal(self) -> None:
-        """Remove partitions and cuts, and restore the configured loss rate."""
+        """Remove partitions and cuts, and restore the configured loss and
+        reordering rates."""
         self.group_of = [NO_GROUP] * len(self.group_of)
         self.partitioned = False
         self.cuts.clear()
         self.loss = self.base_loss
+        self.reorder = self.base_reorder
 
     def connected(self, src: int, dst: int) -> bool:
         """True when a partition or cut does not stop ``src -> dst``."""
@@ -196,24 +210,35 @@ class Network:
             self._last_message = message
             self._last_size = size
         # The sender's link is busy whether or not the message will arrive.
-        free = self.link_free_at[src]
+        link_free_at = self.link_free_at
+        free = link_free_at[src]
         start = depart_s if depart_s > free else free
         done = start + size * 8.0 / self.bandwidth_bps[src]
-        self.link_free_at[src] = done
+        link_free_at[src] = done
         if (self.partitioned or self.cuts) and not self.connected(src, dst):
             self.dropped += 1
             return
         rng = self._rng
-        if self.loss and rng.random() < self.loss:
+        loss = self.loss
+        if loss and rng.random() < loss:
             self.dropped += 1
             return
-        base = done + self.latency_s[self.region_of[src]][self.region_of[dst]]
+        region_of = self.region_of
+        base = done + self.latency_s[region_of[src]][region_of[dst]]
         kind = self.deliver_kind_of[dst]
         # Arrival is after depart_s >= now, so the loop's ordering check is not needed.
         if self.jitter_kind == "uniform":
             arrive = base + rng.random() * self.jitter_s
         else:
             arrive = base + self._jitter()
+        reorder = self.reorder
+        if not (reorder and rng.random() < reorder):
+            # FIFO link: equal times keep send order through the heap's sequence number.
+            link = src * len(region_of) + dst
+            last = self._link_last_arrival.get(link, 0.0)
+            if arrive < last:
+                arrive = last
+            self._link_last_arrival[link] = arrive
         heappush(self._heap, (arrive, self._next_seq(), kind, dst, src, message, size))
         if self.duplicate and rng.random() < self.duplicate:
             heappush(self._heap, (base + self._jitter(), self._next_seq(), kind, dst, src, message, size))

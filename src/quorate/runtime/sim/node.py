@@ -221,6 +221,8 @@ class SimNode:
         """Simulated time of the one live timer event, None when none is queued."""
         self.rejected_count = 0
         self.stale_wakes = 0
+        """Timer and CPU events that found nothing to do (superseded deadlines,
+        work lost in a crash): popped, but not counted as events."""
         self.work_s = 0.0
         """CPU seconds spent so far (for utilisation figures)."""
 
@@ -339,6 +341,7 @@ class SimNode:
     def cpu_free(self, event: tuple[float, int, int, int, int, Any, int]) -> None:
         """The CPU finished its work: run the next queued input."""
         if event[4] != self.epoch or not self.alive or not self.inbox:
+            self.stale_wakes += 1  # the work it announced died with a crash
             return
         now = event[0]
         queued = self.inbox.popleft()
@@ -394,16 +397,22 @@ class SimNode:
         outbox = self._outbox
         if outbox:
             copies = self.send_copies
-            for to, message in outbox:
-                send(me, to, message, done)
-                for _ in range(copies - 1):
+            if copies == 1:
+                for to, message in outbox:
                     send(me, to, message, done)
+            else:
+                for to, message in outbox:
+                    for _ in range(copies):
+                        send(me, to, message, done)
             outbox.clear()
-        if replica is not None and (self._has_replies is None or self._has_replies()):
-            for to, reply in replica.take_replies():
-                send(me, to, reply, done)
-        if self.monitor is not None:
-            self.monitor(core, self.last_local_s)
+        if replica is not None:
+            has_replies = self._has_replies
+            if has_replies is None or has_replies():
+                for to, reply in replica.take_replies():
+                    send(me, to, reply, done)
+        monitor = self.monitor
+        if monitor is not None:
+            monitor(core, self.last_local_s)
         if wake != self.wake_local_s:
             self.wake_local_s = wake
             if wake is not None:

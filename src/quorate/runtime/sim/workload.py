@@ -182,6 +182,9 @@ class Workload:
         self.unknown = 0
         self.invoked = 0
         self.redirects = 0
+        self.stale_timers = 0
+        """Timeout and retry timers that fired after their operation had ended
+        (popped from the heap, but no work: not counted as events)."""
         self._pending: dict[int, _PendingOp] = {}  # by session (process) id
         self._leader_guess = [rng.randrange(replicas) for _ in range(clients)]
         self._next_process = 0
@@ -269,6 +272,7 @@ class Workload:
         """The operation of session ``src`` numbered ``size`` ran out of time."""
         op = self._pending.get(event[4])
         if op is None or op.seq != event[6]:
+            self.stale_timers += 1
             return
         now = event[0]
         del self._pending[op.process]
@@ -282,6 +286,7 @@ class Workload:
     def on_retry(self, event: tuple[float, int, int, int, int, Any, int]) -> None:
         op = self._pending.get(event[4])
         if op is None or op.seq != event[6]:
+            self.stale_timers += 1
             return
         self._send_request(op, event[0])
 
