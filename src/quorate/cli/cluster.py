@@ -6,7 +6,10 @@ process per node, waits until a leader is elected and prints the endpoints.
 ``down`` stops the processes named by the pid files (SIGTERM, then SIGKILL
 after ``--timeout``). ``status`` asks every node for its view (role, term,
 leader, commit and applied index; lag = leader's commit index − the node's
-applied index) and shows the refusals each node counted and logged.
+applied index) and shows the refusals each node counted and logged. The
+membership shown (voters, learners; each node's ``member`` column) is the
+leader's configuration, or, with no leader, that of the answering node that
+has committed most; a node outside it shows ``-`` (removed, or still joining).
 """
 
 from __future__ import annotations
@@ -143,7 +146,10 @@ def status_command(
         typer.echo(json.dumps(report))
         return
     table = Table(title=f"cluster {directory} — leader {report['leader'] or 'unknown'}")
-    for column in ("node", "pid", "role", "term", "leader", "commit", "applied", "lag", "refusals"):
+    columns = (
+        "node", "pid", "member", "role", "term", "leader", "commit", "applied", "lag", "refusals"
+    )
+    for column in columns:
         table.add_column(column)
     for row in report["nodes"]:
         table.add_row(
@@ -152,6 +158,7 @@ def status_command(
                 for c in (
                     "node",
                     "pid",
+                    "member",
                     "role",
                     "term",
                     "leader",
@@ -163,6 +170,9 @@ def status_command(
             )
         )
     Console().print(table)
+    typer.echo(
+        f"voters: {' '.join(report['voters']) or '-'}  learners: {' '.join(report['learners']) or '-'}"
+    )
     for row in report["nodes"]:
         for message in row["refusals_logged"][-3:]:
             typer.echo(f"{row['node']} log: {message}")
@@ -181,12 +191,20 @@ async def cluster_report(cluster: LocalCluster) -> dict[str, Any]:
         (node_name(NodeId(s.node)) for s in statuses if s is not None and s.role == "leader"),
         None,
     )
+    answering = [s for s in statuses if s is not None]
+    # The leader's configuration is the cluster's; without one, the most advanced view.
+    view = max(
+        answering, key=lambda s: (s.role == "leader", s.commit_index, s.term), default=None
+    )
+    voters = set(view.voters) if view is not None else set()
+    learners = set(view.learners) if view is not None else set()
     rows = []
     for node, status in zip(cluster.ids, statuses):
         row: dict[str, Any] = {
             "node": node_name(node),
             "pid": cluster.pid(node),
             "up": status is not None,
+            "member": "voter" if node in voters else "learner" if node in learners else None,
         }
         if status is not None:
             row.update(
@@ -200,4 +218,9 @@ async def cluster_report(cluster: LocalCluster) -> dict[str, Any]:
             )
         row["refusals_logged"] = cluster.refusals(node)
         rows.append(row)
-    return {"leader": leader, "nodes": rows}
+    return {
+        "leader": leader,
+        "voters": [node_name(NodeId(n)) for n in sorted(voters)],
+        "learners": [node_name(NodeId(n)) for n in sorted(learners)],
+        "nodes": rows,
+    }

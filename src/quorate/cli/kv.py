@@ -5,6 +5,18 @@ Theory of operation: each command builds one ``quorate.Client`` from
 (``get`` prints the value, or exits 1 when the key is absent; ``cas`` exits 1
 when the swap did not happen). Membership changes and leadership transfers
 go to the leader, which the client finds by following redirects.
+
+Membership, as etcd recommends: start the new node with ``join = true``
+(see ``quorate.runtime.aio.config``), ``quorate member add n4 --address
+host:port --learner`` so it catches up without counting for the quorum, then
+``quorate member promote n4``. The address travels in the configuration
+entry, so every member learns it. A change is answered once the leader has
+appended it; one still committing makes the next one wait (up to
+``--deadline-s``).
+
+Exit codes: 0 done; 1 the cluster refused (the reason follows ``refused:``)
+or did not answer within the deadline; 2 a usage or configuration mistake
+(bad node name, address, endpoints or TLS files).
 """
 
 from __future__ import annotations
@@ -17,9 +29,10 @@ import typer
 
 from quorate.cli.main import app, fail
 from quorate.client import Client, ClientError
-from quorate.client.aio import parse_endpoints
+from quorate.client.aio import DEFAULT_DEADLINE_S, DEFAULT_TIMEOUT_S, parse_endpoints
 from quorate.errors import ConfigError
-from quorate.ids import parse_node_name
+from quorate.ids import NodeId, node_name, parse_node_name
+from quorate.runtime.aio.config import parse_address
 
 kv_app = typer.Typer(help="Read and write the replicated key-value store.", no_args_is_help=True)
 member_app = typer.Typer(
@@ -37,19 +50,43 @@ TlsDir = Annotated[
 ]
 TlsName = Annotated[str, typer.Option("--tls-name", help="Client certificate name in --tls-dir.")]
 Namespace = Annotated[str, typer.Option("--namespace", "-n", help="Key space.")]
+DeadlineS = Annotated[
+    float,
+    typer.Option("--deadline-s", help="Give up (exit 1) after this many seconds without an answer."),
+]
 
 
-def _client(endpoints: str, insecure: bool, tls_dir: Path | None, tls_name: str) -> Client:
+def _client(
+    endpoints: str,
+    insecure: bool,
+    tls_dir: Path | None,
+    tls_name: str,
+    deadline_s: float = DEFAULT_DEADLINE_S,
+) -> Client:
+    if not deadline_s > 0:
+        raise fail(f"--deadline-s must be > 0 seconds, got {deadline_s}")
     try:
-        return Client(parse_endpoints(endpoints), tls=tls_dir, tls_name=tls_name, insecure=insecure)
+        return Client(
+            parse_endpoints(endpoints),
+            tls=tls_dir,
+            tls_name=tls_name,
+            insecure=insecure,
+            timeout_s=min(DEFAULT_TIMEOUT_S, deadline_s),
+            deadline_s=deadline_s,
+        )
     except ConfigError as exc:
         raise fail(str(exc)) from None
 
 
 def _run(
-    endpoints: str, insecure: bool, tls_dir: Path | None, tls_name: str, action: object
+    endpoints: str,
+    insecure: bool,
+    tls_dir: Path | None,
+    tls_name: str,
+    action: object,
+    deadline_s: float = DEFAULT_DEADLINE_S,
 ) -> object:
-    client = _client(endpoints, insecure, tls_dir, tls_name)
+    client = _client(endpoints, insecure, tls_dir, tls_name, deadline_s)
     try:
         return action(client)  # type: ignore[operator]
     except ClientError as exc:
@@ -185,10 +222,23 @@ def _admin(
     insecure: bool,
     tls_dir: Path | None,
     tls_name: str,
+    deadline_s: float,
 ) -> None:
     node_id = _node(node)
-    _run(endpoints, insecure, tls_dir, tls_name, lambda c: c.admin(action, node_id, address))
-    typer.echo(f"OK: {action} n{node_id} accepted by the leader")
+    if action in ("add", "add_learner"):
+        try:
+            parse_address(address, "--address")
+        except ConfigError as exc:
+            raise fail(str(exc)) from None
+    _run(
+        endpoints,
+        insecure,
+        tls_dir,
+        tls_name,
+        lambda c: c.admin(action, node_id, address),
+        deadline_s,
+    )
+    typer.echo(f"OK: {action} {node_name(NodeId(node_id))} accepted by the leader")
 
 
 @member_app.command("add")
@@ -197,15 +247,23 @@ def member_add(
     address: Annotated[str, typer.Option("--address", help="The new node's host:port.")],
     endpoints: Endpoints,
     learner: Annotated[
-        bool, typer.Option("--learner", help="Add as a non-voting learner.")
+        bool, typer.Option("--learner", help="Add as a non-voting learner (then promote).")
     ] = False,
     insecure: Insecure = False,
     tls_dir: TlsDir = None,
     tls_name: TlsName = "client",
+    deadline_s: DeadlineS = DEFAULT_DEADLINE_S,
 ) -> None:
-    """Add NODE (a voter, or a learner with --learner)."""
+    """Add NODE (a voter, or a learner with --learner); every member learns its address."""
     _admin(
-        "add_learner" if learner else "add", node, address, endpoints, insecure, tls_dir, tls_name
+        "add_learner" if learner else "add",
+        node,
+        address,
+        endpoints,
+        insecure,
+        tls_dir,
+        tls_name,
+        deadline_s,
     )
 
 
@@ -216,9 +274,10 @@ def member_remove(
     insecure: Insecure = False,
     tls_dir: TlsDir = None,
     tls_name: TlsName = "client",
+    deadline_s: DeadlineS = DEFAULT_DEADLINE_S,
 ) -> None:
-    """Remove NODE from the cluster."""
-    _admin("remove", node, "", endpoints, insecure, tls_dir, tls_name)
+    """Remove NODE (a voter or a learner); a removed leader steps down."""
+    _admin("remove", node, "", endpoints, insecure, tls_dir, tls_name, deadline_s)
 
 
 @member_app.command("promote")
@@ -228,9 +287,10 @@ def member_promote(
     insecure: Insecure = False,
     tls_dir: TlsDir = None,
     tls_name: TlsName = "client",
+    deadline_s: DeadlineS = DEFAULT_DEADLINE_S,
 ) -> None:
     """Make learner NODE a voter."""
-    _admin("promote", node, "", endpoints, insecure, tls_dir, tls_name)
+    _admin("promote", node, "", endpoints, insecure, tls_dir, tls_name, deadline_s)
 
 
 @leader_app.command("transfer")
@@ -240,6 +300,7 @@ def leader_transfer(
     insecure: Insecure = False,
     tls_dir: TlsDir = None,
     tls_name: TlsName = "client",
+    deadline_s: DeadlineS = DEFAULT_DEADLINE_S,
 ) -> None:
-    """Hand leadership to NODE."""
-    _admin("transfer", node, "", endpoints, insecure, tls_dir, tls_name)
+    """Hand leadership to voter NODE (it wins an election within a few heartbeats)."""
+    _admin("transfer", node, "", endpoints, insecure, tls_dir, tls_name, deadline_s)

@@ -11,12 +11,28 @@ answered ``ok`` once the core has *appended* it: membership changes then
 commit through the log like any entry, a transfer completes when the target
 wins its election, and both are visible in ``Status``.
 
+*Addresses travel with the configuration.* Every membership change the
+leader proposes carries, in its configuration entry's ``context``, the
+address book: ``host:port`` of every member the leader knows, the node being
+added included (``encode_address_book``). Each node reads it when the entry
+reaches its log (before it commits), so any node that may later lead, or
+must vote for a new member, can dial every member of the configuration it
+is in. A node also rereads its recovered log at restart. A node whose
+log was compacted past a change learns the book again from the next change
+(a new member is given the current members in its own config file).
+
+Exit codes of the operator commands built on these messages: 0 done, 1 the
+cluster refused (with its reason) or did not answer in time, 2 a usage or
+configuration mistake.
+
 These messages travel on the client connection next to
 ``quorate.state.service.ClientRequest``/``ClientReply``; adding a field means
 appending it with a default (see ``quorate.codec.wire``).
 """
 
 from __future__ import annotations
+
+import msgspec
 
 from quorate.core.wire import WireMessage
 from quorate.state.service import ClientReply, ClientRequest
@@ -49,6 +65,9 @@ class StatusReply(WireMessage, tag="client.StatusReply", frozen=True):
     last_index: int
     members: dict[int, str]
     metrics: dict[str, int]
+    voters: tuple[int, ...] = ()
+    """The configuration in force at this node (empty if the protocol has none)."""
+    learners: tuple[int, ...] = ()
 
 
 class Admin(WireMessage, tag="client.Admin", frozen=True):
@@ -81,3 +100,28 @@ CLIENT_PROTOCOL_TYPES: tuple[type[WireMessage], ...] = (
     AdminReply,
 )
 """Everything on a client connection, both directions (for the client's codec)."""
+
+
+MAX_ADDRESS_BOOK_MEMBERS = 4096
+"""More members than any configuration we run; a bigger book is malformed."""
+_book_encoder = msgspec.msgpack.Encoder()
+_book_decoder = msgspec.msgpack.Decoder(dict[int, str])
+
+
+def encode_address_book(addresses: dict[int, str]) -> bytes:
+    """Member id → ``host:port``, for a configuration entry's ``context``."""
+    return _book_encoder.encode(dict(sorted(addresses.items())))
+
+
+def decode_address_book(context: bytes) -> dict[int, str]:
+    """The book ``encode_address_book`` wrote; ``{}`` for an empty or
+    malformed context (an entry from before addresses were carried)."""
+    if not context:
+        return {}
+    try:
+        book = _book_decoder.decode(context)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return {}
+    if len(book) > MAX_ADDRESS_BOOK_MEMBERS:
+        return {}
+    return book

@@ -10,6 +10,7 @@ file like::
     protocol = "raft"
     read_mode = "read_index"        # how the KV service serves reads
     snapshot_every = 0              # entries between snapshots; 0 = never
+    storage = "sqlite"              # or "wal" (segmented write-ahead log)
     log_file = "n1.log"             # optional; stderr when absent
     log_level = "info"
 
@@ -19,6 +20,14 @@ file like::
 
     [options]                       # the protocol's own settings (RaftConfig fields)
     election_timeout_s = 1.0
+
+A node that *joins* a running cluster lists the cluster's current members
+under ``[peers]`` and sets ``join = true`` under ``[options]``
+(``RaftConfig.join``): it starts outside the configuration, so it never
+campaigns and counts for nothing, and it waits for ``quorate member add``
+(learner first, then ``quorate member promote``) to make it a member; the
+leader then sends it the log or a snapshot. Its peers learn its address from
+the configuration entry that adds it (``quorate.runtime.aio.admin``).
 
 ``load_node_config`` turns any mistake into one ``ConfigError`` whose message
 names the file, the field and what to write instead; nothing else in the node
@@ -42,6 +51,9 @@ from quorate.runtime.aio.tls import TlsConfig
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 SERVICE_READ_MODES = ("read_index", "log")
+STORAGE_KINDS = ("sqlite", "wal")
+"""Durable storage engines: ``quorate.storage.sqlite`` (the default) and
+``quorate.storage.wal``. A data directory keeps the engine it was made with."""
 _KNOWN_FIELDS = frozenset(
     {
         "id",
@@ -52,6 +64,7 @@ _KNOWN_FIELDS = frozenset(
         "protocol",
         "read_mode",
         "snapshot_every",
+        "storage",
         "log_file",
         "log_level",
         "peers",
@@ -89,6 +102,7 @@ class NodeConfig:
     protocol: str = "raft"
     read_mode: str = "read_index"
     snapshot_every: int = 0
+    storage: str = "sqlite"
     log_file: Path | None = None
     log_level: str = "info"
     options: dict[str, Any] = field(default_factory=dict)
@@ -114,6 +128,7 @@ class NodeConfig:
             f"protocol = {_toml_value(self.protocol)}",
             f"read_mode = {_toml_value(self.read_mode)}",
             f"snapshot_every = {self.snapshot_every}",
+            f"storage = {_toml_value(self.storage)}",
             f"log_level = {_toml_value(self.log_level)}",
         ]
         if self.log_file is not None:
@@ -217,6 +232,9 @@ def node_config_from_mapping(raw: Mapping[str, Any], base_dir: Path = Path("."))
     snapshot_every = raw.get("snapshot_every", 0)
     if isinstance(snapshot_every, bool) or not isinstance(snapshot_every, int) or snapshot_every < 0:
         raise ConfigError(f"snapshot_every must be an integer >= 0 (entries), got {snapshot_every!r}")
+    storage = raw.get("storage", "sqlite")
+    if storage not in STORAGE_KINDS:
+        raise ConfigError(f"storage must be one of {', '.join(STORAGE_KINDS)}, got {storage!r}")
     log_level = raw.get("log_level", "info")
     if log_level not in LOG_LEVELS:
         raise ConfigError(f"log_level must be one of {', '.join(LOG_LEVELS)}, got {log_level!r}")
@@ -225,6 +243,11 @@ def node_config_from_mapping(raw: Mapping[str, Any], base_dir: Path = Path("."))
     if not isinstance(options, Mapping):
         raise ConfigError("[options] must be a table of the protocol's settings")
     _check_options(protocol, dict(options))
+    if options.get("join") and not peers:
+        raise ConfigError(
+            "[options] join = true needs [peers] listing the running cluster's members "
+            "(name = \"host:port\"), so the node can be reached and answer the leader"
+        )
     return NodeConfig(
         id=node,
         listen=listen,
@@ -235,6 +258,7 @@ def node_config_from_mapping(raw: Mapping[str, Any], base_dir: Path = Path("."))
         protocol=protocol,
         read_mode=read_mode,
         snapshot_every=snapshot_every,
+        storage=storage,
         log_file=log_file,
         log_level=log_level,
         options=dict(options),

@@ -1,4 +1,4 @@
-"""One real node: a protocol core, SQLite storage, the KV service and a
+"""One real node: a protocol core, durable storage, the KV service and a
 transport, driven by ``quorate.runtime.driver.drive`` on an asyncio loop.
 
 Theory of operation.
@@ -39,12 +39,25 @@ Theory of operation.
   deadline changes; when it fires, ``core.tick(now)`` and drive.
 - *Clients.* Replies the service produces go back on the connection their
   request came from (client connection ids never collide with node ids).
-- *Restart.* The core is built from ``SqliteStorage.recover()``; a recovered
+- *Storage.* ``storage_kind`` picks the engine: ``"sqlite"``
+  (``SqliteStorage``, the default) or ``"wal"`` (``WalStorage``, a segmented
+  write-ahead log with one ``fdatasync`` per persist). A data directory
+  written by one engine is refused by the other rather than read as empty,
+  which would make the node forget its term, vote and log.
+- *Restart.* The core is built from the storage's ``recover()``; a recovered
   snapshot is restored into the state machine before the core runs, and the
   core replays committed entries above it.
 - *Status and administration.* ``Status`` is answered at once from the core's
   view; ``Admin`` calls the core's ``propose_conf_change`` or
-  ``transfer_leadership`` (``quorate.runtime.aio.admin``).
+  ``transfer_leadership`` (``quorate.runtime.aio.admin``). A change the core
+  cannot take *yet* (the previous one is still committing, the new leader has
+  not committed in its term) is answered ``retry``, so a client's
+  ``add_learner`` then ``promote`` simply waits its turn; a change the cluster
+  will never take (the node is already a member...) is an ``error``.
+- *Member addresses.* A membership change carries the leader's address book
+  in its configuration entry; the node reads the book from every
+  configuration entry it is about to persist (and, at restart, from its
+  recovered log), so it can dial members it was never configured with.
 - *Leadership changes.* After each drive the node compares the core's leader
   with the last one seen and logs a change. When this node stops being the
   leader, every client still waiting on it is answered ``retry``: its
@@ -69,7 +82,7 @@ import msgspec
 
 from quorate.core.ready import Entry, ReadState, Ready, Rejection
 from quorate.core.wire import WireMessage
-from quorate.errors import LocalProtocolError
+from quorate.errors import ConfigError, LocalProtocolError
 from quorate.ids import NodeId, node_name
 from quorate.runtime.aio.admin import (
     CLIENT_REQUEST_TYPES,
@@ -77,8 +90,11 @@ from quorate.runtime.aio.admin import (
     AdminReply,
     Status,
     StatusReply,
+    decode_address_book,
+    encode_address_book,
 )
 from quorate.runtime.aio.bft import bft_metrics, replica_service_class
+from quorate.runtime.aio.config import STORAGE_KINDS, format_address, parse_address
 from quorate.runtime.aio.protocols import ProtocolBinding, protocol_binding
 from quorate.runtime.aio.tls import TlsConfig
 from quorate.runtime.aio.transport import (
@@ -90,7 +106,10 @@ from quorate.runtime.aio.transport import (
 from quorate.runtime.driver import carry_out
 from quorate.state.kv import KVStore
 from quorate.state.service import ClientRequest, ReplicaService
-from quorate.storage.sqlite import SqliteStorage
+from quorate.storage.sqlite import DB_FILE_NAME, SqliteStorage
+from quorate.storage.wal import WAL_DIR_NAME, WalStorage
+
+DiskStorage = SqliteStorage | WalStorage
 
 log = logging.getLogger("quorate.runtime.aio.node")
 
@@ -174,11 +193,31 @@ class _NodeHost:
             )
 
 
+def open_disk_storage(
+    kind: str,
+    data_dir: Path,
+    *,
+    hard_state_type: type[Any] | None,
+    snapshot_type: type[Any] | None,
+) -> DiskStorage:
+    """Open ``data_dir`` with the ``kind`` engine; ``ConfigError`` when the
+    directory already holds the other engine's data."""
+    other = {"sqlite": data_dir / WAL_DIR_NAME, "wal": data_dir / DB_FILE_NAME}[kind]
+    if other.exists() and (other.is_file() or any(other.iterdir())):
+        raise ConfigError(
+            f"{data_dir} holds data of the other storage engine ({other.name}); "
+            f"set storage to match it, or use an empty data_dir for {kind!r}"
+        )
+    if kind == "wal":
+        return WalStorage(data_dir, hard_state_type=hard_state_type, snapshot_type=snapshot_type)
+    return SqliteStorage(data_dir, hard_state_type=hard_state_type, snapshot_type=snapshot_type)
+
+
 class AioNode:
     """A node of a cluster on this process's event loop.
 
     ``peers`` maps every *other* voter to its address; ``data_dir`` holds the
-    SQLite log and snapshots. ``protocol`` is a registered name (``"raft"``) or
+    log and snapshots, in the ``storage_kind`` engine (``"sqlite"`` or ``"wal"``). ``protocol`` is a registered name (``"raft"``) or
     a ``ProtocolBinding``; ``protocol_options`` go to its builder (Raft: the
     ``RaftConfig`` fields).
     """
@@ -197,9 +236,14 @@ class AioNode:
         transport_config: TransportConfig | None = None,
         read_mode: str = "read_index",
         snapshot_every: int = 0,
+        storage_kind: str = "sqlite",
         clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
     ) -> None:
+        if storage_kind not in STORAGE_KINDS:
+            raise ConfigError(
+                f"storage must be one of {', '.join(STORAGE_KINDS)}, got {storage_kind!r}"
+            )
         self.id = node_id
         self.binding = (
             protocol if isinstance(protocol, ProtocolBinding) else protocol_binding(protocol)
@@ -213,12 +257,13 @@ class AioNode:
         self.transport_config = transport_config
         self.read_mode = read_mode
         self.snapshot_every = snapshot_every
+        self.storage_kind = storage_kind
         self.clock = clock
         self.rng = rng or random.Random()
         self.counters: Counter[str] = Counter()
         self.logged_rejections: set[str] = set()
         self.core: Any = None
-        self.storage: SqliteStorage | None = None
+        self.storage: DiskStorage | None = None
         self.service: ReplicaService | None = None
         self.transport: Transport | None = None
         self._host = _NodeHost(self)
@@ -243,7 +288,8 @@ class AioNode:
         """Recover from disk, build the core, listen and dial; return the listen address."""
         self._loop = asyncio.get_running_loop()
         binding = self.binding
-        self.storage = SqliteStorage(
+        self.storage = open_disk_storage(
+            self.storage_kind,
             self.data_dir,
             hard_state_type=binding.hard_state_type,
             snapshot_type=binding.snapshot_type,
@@ -268,6 +314,8 @@ class AioNode:
             self.service.restore(recovered.snapshot)
         self._last_hard_state = recovered.hard_state
         self._early_types = _early_message_types(binding.name)
+        # The config file is the operator's latest word: the log only adds members.
+        self._learn_members(recovered.entries, replace=False)
         self._executor = ThreadPoolExecutor(
             max_workers=1, thread_name_prefix=f"{node_name(self.id)}-persist"
         )
@@ -318,7 +366,7 @@ class AioNode:
         out.update(bft_metrics(self.core))  # view, leader, convictions (BFT cores only)
         return out
 
-    def storage_or_raise(self) -> SqliteStorage:
+    def storage_or_raise(self) -> DiskStorage:
         if self.storage is None:
             raise LocalProtocolError("the node is not started")
         return self.storage
@@ -386,6 +434,8 @@ class AioNode:
             last_index=int(getattr(core, "last_index", 0)),
             members=members,
             metrics=self.metrics,
+            voters=tuple(sorted(int(v) for v in getattr(core, "voters", ()))),
+            learners=tuple(sorted(int(v) for v in getattr(core, "learners", ()))),
         )
 
     def _admin(self, request: Admin, now: float) -> AdminReply:
@@ -411,9 +461,11 @@ class AioNode:
         return AdminReply(request.seq, "error", error=str(getattr(outcome, "reason", outcome)))
 
     def _conf_change(self, request: Admin, now: float) -> Any:
+        """Propose ``request``'s membership change with the address book attached."""
         propose = getattr(self.core, "propose_conf_change", None)
         if propose is None:
             return AdminReply(request.seq, "error", error="this protocol has no membership changes")
+        from quorate.core.protocol import Accepted
         from quorate.raft.messages import ConfChange, ConfChangeKind
 
         kinds = {
@@ -425,20 +477,84 @@ class AioNode:
         kind = kinds.get(request.action)
         if kind is None:
             return AdminReply(request.seq, "error", error=f"unknown action {request.action!r}")
+        core = self.core
+        if not core.is_leader:
+            leader = core.leader_id
+            return AdminReply(request.seq, "redirect", leader=None if leader is None else int(leader))
+        if self._conf_change_must_wait():
+            return AdminReply(
+                request.seq, "retry", error="the previous configuration change is still committing"
+            )
         node = NodeId(request.node)
+        book = self._address_book()
+        address: Address | None = None
         if request.action in ("add", "add_learner"):
-            if not self.core.is_leader:
-                leader = self.core.leader_id
-                return AdminReply(
-                    request.seq, "redirect", leader=None if leader is None else int(leader)
-                )
-            host, sep, port = request.address.rpartition(":")
-            if not sep or not port.isdigit():
-                return AdminReply(
-                    request.seq, "error", error=f"add needs the node's host:port, got {request.address!r}"
-                )
-            self.set_peer_address(node, (host, int(port)))
-        return propose(ConfChange(kind, node), now)
+            try:
+                address = parse_address(request.address, f"the address of {node_name(node)}")
+            except ConfigError as exc:
+                return AdminReply(request.seq, "error", error=str(exc))
+            if node == self.id:
+                return AdminReply(request.seq, "error", error=f"{node_name(node)} is already a member")
+            book[int(node)] = format_address(address)
+        elif request.action == "remove":
+            book.pop(int(node), None)
+        outcome = propose(ConfChange(kind, node, encode_address_book(book)), now)
+        if isinstance(outcome, Accepted) and address is not None:
+            # Only now: a refused add must not redirect an existing member's traffic.
+            self.set_peer_address(node, address)
+        return outcome
+
+    def _conf_change_must_wait(self) -> bool:
+        """True while the core would refuse any change for now (thesis §4.1:
+        one change at a time, and a new leader first commits in its term)."""
+        core = self.core
+        if getattr(core, "transfer_target", None) is not None:
+            return True
+        commit = int(core.commit_index)
+        if core.term_at(commit) != core.term:
+            return True
+        from quorate.raft.messages import EntryKind
+
+        for index in range(commit + 1, int(core.last_index) + 1):
+            entry = core.entry_at(index)
+            if entry is not None and entry.kind == EntryKind.CONFIG:
+                return True
+        return False
+
+    def _address_book(self) -> dict[int, str]:
+        """Every member this node can reach, itself included, as ``host:port``."""
+        book = {int(p): format_address(a) for p, a in self.peers.items()}
+        book[int(self.id)] = format_address(self.transport_or_raise().listen_address)
+        return book
+
+    def _learn_members(self, entries: list[Entry], *, replace: bool = True) -> None:
+        """Take addresses from the address books of configuration entries.
+
+        With ``replace`` false only unknown members are added (used at
+        restart, where the config file knows better than an old entry)."""
+        if self.binding.name != "raft":
+            return
+        from quorate.raft.messages import EntryKind
+        from quorate.raft.node import decode_conf_state
+
+        for entry in entries:
+            if entry.kind != EntryKind.CONFIG:
+                continue
+            try:
+                context = decode_conf_state(entry.data).context
+            except (msgspec.DecodeError, msgspec.ValidationError):
+                continue  # the core rejects and counts a malformed entry itself
+            for member, text in decode_address_book(context).items():
+                peer = NodeId(member)
+                if peer == self.id or (not replace and peer in self.peers):
+                    continue
+                try:
+                    address = parse_address(text, "member address")
+                except ConfigError:
+                    continue
+                if self.peers.get(peer) != address:
+                    log.info("%s: %s is at %s", node_name(self.id), node_name(peer), text)
+                    self.set_peer_address(peer, address)
 
     def _on_timer(self) -> None:
         self._timer = None
@@ -481,6 +597,7 @@ class AioNode:
         """Send what may leave before the fsync, then fsync on the worker thread."""
         loop, executor = self._loop, self._executor
         assert loop is not None and executor is not None
+        self._learn_members(ready.entries)
         early_types = self._early_types
         late = ready.messages
         if (
