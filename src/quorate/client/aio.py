@@ -162,6 +162,12 @@ class AsyncClient:
         self._connections: dict[Address, _NodeConnection] = {}
         self._lock = asyncio.Lock()
         self._next_endpoint = 0
+        self.tls = tls
+        self.protocol: str | None = None
+        """The cluster's protocol, from its first ``Status`` reply."""
+        self.bft: Any = None
+        """A ``quorate.client.bft.BftClient`` serving every call when the
+        protocol is Byzantine fault tolerant (f + 1 matching replies)."""
 
     @staticmethod
     def _client_context(tls: TlsConfig) -> ssl.SSLContext:
@@ -178,6 +184,8 @@ class AsyncClient:
         await self.close()
 
     async def close(self) -> None:
+        if self.bft is not None:
+            await self.bft.close()
         for connection in self._connections.values():
             connection.close()
         self._connections.clear()
@@ -221,6 +229,12 @@ class AsyncClient:
 
     async def execute(self, op: Op) -> Result:
         """Run one operation with a fresh seq and retries under that seq."""
+        if self.protocol is None or self.bft is not None:
+            from quorate.client.bft import bft_delegate  # a cycle at import time
+
+            if (bft := await bft_delegate(self)) is not None:
+                result: Result = await bft.execute(op)
+                return result
         async with self._lock:
             self.seq += 1
             request = ClientRequest(self.client_id, self.seq, encode_op(op))

@@ -1,0 +1,191 @@
+"""Throughput and latency of a real local BFT cluster (PBFT or HotStuff).
+
+Theory of operation: ``run_real_bft_bench`` is what ``quorate bench real
+--protocol pbft|hotstuff`` runs. It starts a ``LocalCluster`` of real node
+processes (SQLite with fsync, Ed25519 on every protocol message), waits until
+every replica answers ``Status`` in one view, then runs ``clients``
+concurrent ``BftClient`` sessions spread over ``client_processes`` OS
+processes. Each put goes to every replica and counts as done when f + 1
+replicas returned the same result (Castro & Liskov §4.1), so the latency is
+that of the (f + 1)-th matching reply, retries included. The JSON keys match
+``quorate.bench.real`` so reports compare side by side, plus the view and
+convictions each replica ended with.
+
+Where the time goes: a BFT replica verifies an Ed25519 signature (~37 µs
+here) on every pre-prepare, prepare and commit (PBFT) or proposal and vote
+(HotStuff), and signs its own; with batching (``batch_max`` commands per
+pre-prepare or block) that cost is shared by the batch, and what remains per
+command is receiving it from the client at *every* replica, forwarding it to
+the primary, hashing it, executing it and answering — four processes on the
+machine's cores do that work n times over.
+
+Measured (4 nodes, 64 clients, 10 s, 2 shared cores): PBFT 1.2–1.6 k puts/s,
+p50 36–50 ms; HotStuff 1.2 k puts/s, p50 49 ms. Each node used only 0.1–0.2
+of a core, and 256 clients gave no more throughput than 64 (latency grew
+fourfold), so neither signatures nor Python work is the limit: every
+protocol phase signs a statement that must be durable before it leaves
+(one fsync, ~4 ms on this shared disk, per phase and replica, one in flight
+per node), which serialises the phases. Batching keeps signatures cheap per
+command but cannot overlap those fsyncs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import resource
+import shutil
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from quorate.bench.real import RealBenchConfig
+from quorate.client.aio import AsyncClient, new_client_id
+from quorate.client.bft import BftClient
+from quorate.ids import NodeId, node_name
+from quorate.runtime.aio.bft import BFT_PROTOCOLS
+from quorate.runtime.aio.cluster import LocalCluster, process_cpu_seconds
+
+READY_WAIT_S = 30.0
+WARMUP_S = 1.0
+MS_PER_S = 1000.0
+CLIENT_DEADLINE_S = 10.0
+STATUS_POLL_S = 0.1
+
+
+def _client_process(
+    endpoints: list[str], sessions: int, duration_s: float, value_size: int, start_at: float
+) -> dict[str, Any]:
+    """One client process: ``sessions`` concurrent ``BftClient`` put loops."""
+
+    async def main() -> tuple[list[float], int, int]:
+        latencies: list[float] = []
+        errors = 0
+        value = "x" * value_size
+        clients = [
+            BftClient(endpoints, insecure=True, client_id=new_client_id(), deadline_s=CLIENT_DEADLINE_S)
+            for _ in range(sessions)
+        ]
+        await asyncio.sleep(max(0.0, start_at - time.time()))
+        end = time.monotonic() + duration_s
+
+        async def loop(i: int, client: BftClient) -> None:
+            nonlocal errors
+            n = 0
+            while time.monotonic() < end:
+                n += 1
+                t0 = time.perf_counter()
+                try:
+                    await client.put(f"bench/{os.getpid()}/{i}/{n}", value)
+                except (TimeoutError, OSError, EOFError, RuntimeError):
+                    errors += 1
+                    continue
+                latencies.append(time.perf_counter() - t0)
+
+        await asyncio.gather(*(loop(i, c) for i, c in enumerate(clients)))
+        retries = sum(c.retries for c in clients)
+        for c in clients:
+            await c.close()
+        return latencies, errors, retries
+
+    cpu0 = resource.getrusage(resource.RUSAGE_SELF)
+    latencies, errors, retries = asyncio.run(main())
+    cpu1 = resource.getrusage(resource.RUSAGE_SELF)
+    cpu_s = (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)
+    return {"latencies": latencies, "errors": errors, "retries": retries, "cpu_s": cpu_s}
+
+
+async def _statuses(cluster: LocalCluster) -> list[Any]:
+    client = AsyncClient(cluster.endpoints, insecure=True, timeout_s=1.0)
+    try:
+        return await client.cluster_status()
+    finally:
+        await client.close()
+
+
+async def _wait_ready(cluster: LocalCluster) -> int:
+    """Wait until every replica answers in one view; return that view's leader."""
+    deadline = time.monotonic() + READY_WAIT_S
+    while time.monotonic() < deadline:
+        statuses = await _statuses(cluster)
+        views = {s.metrics.get("bft.view") for s in statuses if s is not None}
+        if None not in statuses and len(views) == 1 and None not in views:
+            return int(statuses[0].metrics.get("bft.leader", 0))
+        await asyncio.sleep(STATUS_POLL_S)
+    raise TimeoutError(f"the replicas did not all answer in one view within {READY_WAIT_S} s")
+
+
+def _percentile(sorted_values: list[float], q: float) -> float:
+    if not sorted_values:
+        return 0.0
+    return sorted_values[min(len(sorted_values) - 1, max(0, round(q * (len(sorted_values) - 1))))]
+
+
+def run_real_bft_bench(config: RealBenchConfig) -> dict[str, Any]:
+    """Puts on a local BFT cluster of real processes; the JSON report."""
+    if config.protocol not in BFT_PROTOCOLS:
+        raise ValueError(f"not a BFT protocol: {config.protocol!r}")
+    directory = Path(tempfile.mkdtemp(prefix="quorate-bench-bft-"))
+    cluster = LocalCluster(
+        directory, nodes=config.nodes, base_port=config.base_port, insecure=True, protocol=config.protocol
+    )
+    processes = max(1, min(config.client_processes, config.clients))
+    shares = [config.clients // processes + (i < config.clients % processes) for i in range(processes)]
+    try:
+        cluster.write_configs()
+        cluster.start_all()
+        leader = asyncio.run(_wait_ready(cluster))
+        pids = {node_name(n): cluster.pid(n) for n in cluster.ids}
+        cpu_before = {n: process_cpu_seconds(p) if p else None for n, p in pids.items()}
+        t0 = time.monotonic()
+        start_at = time.time() + WARMUP_S + 0.5 * processes
+        with ProcessPoolExecutor(max_workers=processes) as pool:
+            futures = [
+                pool.submit(
+                    _client_process, cluster.endpoints, share, config.duration_s, config.value_size, start_at
+                )
+                for share in shares
+            ]
+            results = [f.result() for f in futures]
+        wall_s = time.monotonic() - t0
+        cpu_after = {n: process_cpu_seconds(p) if p else None for n, p in pids.items()}
+        final = asyncio.run(_statuses(cluster))
+    finally:
+        cluster.kill_all()
+        shutil.rmtree(directory, ignore_errors=True)
+    latencies = sorted(x for r in results for x in r["latencies"])
+    return {
+        "benchmark": "real",
+        "protocol": config.protocol,
+        "nodes": config.nodes,
+        "leader": node_name(NodeId(leader)) if leader else None,
+        "clients": config.clients,
+        "client_processes": processes,
+        "duration_s": config.duration_s,
+        "value_size": config.value_size,
+        "fsync": True,
+        "replies_needed": (config.nodes - 1) // 3 + 1,
+        "ops": len(latencies),
+        "throughput_ops": round(len(latencies) / config.duration_s, 1),
+        "latency_ms": {
+            "p50": round(_percentile(latencies, 0.50) * MS_PER_S, 3),
+            "p90": round(_percentile(latencies, 0.90) * MS_PER_S, 3),
+            "p99": round(_percentile(latencies, 0.99) * MS_PER_S, 3),
+            "max": round((latencies[-1] if latencies else 0.0) * MS_PER_S, 3),
+        },
+        "errors": sum(r["errors"] for r in results),
+        "retries": sum(r["retries"] for r in results),
+        "cpu_s_per_client_process": [round(r["cpu_s"], 3) for r in results],
+        "cpu_s_per_node": {
+            n: round(a - b, 3)
+            for n, b in cpu_before.items()
+            if b is not None and (a := cpu_after.get(n)) is not None
+        },
+        "final_view": {
+            node_name(NodeId(s.node)): s.metrics.get("bft.view") for s in final if s is not None
+        },
+        "detections": sum(s.metrics.get("bft.detections", 0) for s in final if s is not None),
+        "wall_s": round(wall_s, 3),
+    }

@@ -1,0 +1,153 @@
+"""PBFT and HotStuff on four real node processes (loopback, plain TCP).
+
+- Commands commit and a client accepts a result only from f + 1 = 2 distinct
+  replicas with the same answer (Castro & Liskov §4.1); every replica ends up
+  applying the same log.
+- A primary that equivocates (PBFT view 0's primary, n1, sends conflicting
+  pre-prepares to the two halves of the backups) is convicted by every honest
+  replica with the evidence it signed, excluded, and replaced by a view
+  change (§4.4); commands keep committing (Castro & Liskov §4.4, and the
+  evidence rule of ``quorate.core.evidence``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from typing import Any
+
+import pytest
+from tests.e2e.conftest import WAIT_LIMIT_S, free_base_port
+
+from quorate.client.aio import AsyncClient
+from quorate.client.bft import BftClient
+from quorate.ids import NodeId
+from quorate.runtime.aio.admin import StatusReply
+from quorate.runtime.aio.cluster import LocalCluster
+
+NODES = 4
+FAST_OPTIONS: dict[str, dict[str, Any]] = {
+    "pbft": {"view_change_timeout_s": 0.5, "retransmit_interval_s": 0.1},
+    "hotstuff": {"view_timeout_s": 0.5},
+}
+PRIMARY_OF_VIEW_0 = NodeId(1)
+"""Replicas are ordered by id; view 0's primary is the lowest (n1)."""
+COMMANDS = 20
+
+
+def _cluster(tmp_path: Any, protocol: str, byzantine: dict[NodeId, str] | None = None) -> LocalCluster:
+    cluster = LocalCluster(
+        tmp_path / protocol,
+        nodes=NODES,
+        base_port=free_base_port(NODES),
+        insecure=True,
+        protocol=protocol,
+        options=dict(FAST_OPTIONS[protocol]),
+    )
+    cluster.write_configs()
+    for node, behaviour in (byzantine or {}).items():
+        config = cluster.node_config(node)
+        config = dataclasses.replace(config, options={**config.options, "byzantine": behaviour})
+        cluster.config_path(node).write_text(config.to_toml())
+    return cluster
+
+
+async def _statuses(cluster: LocalCluster) -> list[StatusReply | None]:
+    client = AsyncClient(cluster.endpoints, insecure=True, timeout_s=2.0)
+    try:
+        return await client.cluster_status()
+    finally:
+        await client.close()
+
+
+async def _wait_applied(cluster: LocalCluster, nodes: list[NodeId], at_least: int) -> list[StatusReply]:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + WAIT_LIMIT_S
+    while True:
+        statuses = await _statuses(cluster)
+        wanted = [s for s in statuses if s is not None and NodeId(s.node) in nodes]
+        if len(wanted) == len(nodes) and all(s.applied_index >= at_least for s in wanted):
+            return wanted
+        assert loop.time() < deadline, f"replicas did not apply {at_least} entries: {statuses}"
+        await asyncio.sleep(0.1)
+
+
+@pytest.mark.parametrize("protocol", ["pbft", "hotstuff"])
+def test_commands_commit_with_f_plus_1_matching_replies(tmp_path: Any, protocol: str) -> None:
+    cluster = _cluster(tmp_path, protocol)
+    cluster.start_all()
+
+    async def scenario() -> None:
+        # The ordinary client finds out from Status that it needs f + 1 answers.
+        async with AsyncClient(cluster.endpoints, insecure=True, deadline_s=WAIT_LIMIT_S) as client:
+            for i in range(COMMANDS):
+                await client.put(f"k{i}", f"v{i}")
+            assert client.protocol == protocol
+            assert isinstance(client.bft, BftClient)
+            assert client.bft.matching_needed == 2
+            assert await client.get("k7") == "v7"
+            assert await client.get("absent") is None
+            swapped, current = await client.cas("k1", "wrong", "x")
+            assert (swapped, current) == (False, "v1")
+        statuses = await _wait_applied(cluster, cluster.ids, COMMANDS + 3)
+        assert {s.protocol for s in statuses} == {protocol}
+        assert all(s.metrics["bft.detections"] == 0 for s in statuses)
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        cluster.kill_all()
+
+
+def test_replies_from_one_replica_are_not_enough(tmp_path: Any) -> None:
+    """With only the primary reachable a client must not accept its word:
+    f + 1 = 2 matching replies are needed, so the call times out."""
+    cluster = _cluster(tmp_path, "pbft")
+    cluster.start_all()
+
+    async def scenario() -> None:
+        async with BftClient(cluster.endpoints, insecure=True, client_id=7, deadline_s=WAIT_LIMIT_S) as client:
+            await client.put("before", "1")
+        for node in cluster.ids[1:]:
+            cluster.kill(node)
+        lonely = BftClient(
+            cluster.endpoints, insecure=True, client_id=8, timeout_s=0.5, deadline_s=2.0
+        )
+        try:
+            with pytest.raises(TimeoutError):
+                await lonely.put("after", "1")
+        finally:
+            await lonely.close()
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        cluster.kill_all()
+
+
+def test_equivocating_primary_is_convicted_excluded_and_replaced(tmp_path: Any) -> None:
+    cluster = _cluster(tmp_path, "pbft", byzantine={PRIMARY_OF_VIEW_0: "equivocate"})
+    honest = [n for n in cluster.ids if n != PRIMARY_OF_VIEW_0]
+    cluster.start_all()
+
+    async def scenario() -> None:
+        async with BftClient(
+            cluster.endpoints, insecure=True, client_id=11, deadline_s=WAIT_LIMIT_S
+        ) as client:
+            for i in range(COMMANDS):
+                await client.put(f"k{i}", f"v{i}")
+            assert await client.get("k3") == "v3"
+        statuses = await _wait_applied(cluster, honest, COMMANDS + 1)
+        for status in statuses:
+            metrics = status.metrics
+            assert metrics["bft.detections"] >= 1, (status.node, metrics)
+            assert metrics.get("bft.excluded.n1") == 1, (status.node, metrics)
+            assert metrics["bft.view"] >= 1, (status.node, metrics)
+            assert metrics["bft.leader"] != int(PRIMARY_OF_VIEW_0)
+        # Its messages are dropped from then on.
+        assert any(s.metrics.get("rejected.excluded", 0) > 0 for s in statuses)
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        cluster.kill_all()
