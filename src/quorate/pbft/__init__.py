@@ -19,7 +19,7 @@ from quorate.pbft.messages import (
     Status,
     ViewChange,
 )
-from quorate.pbft.replica import PbftReplica, pbft_factory
+from quorate.pbft.replica import CommitAuthenticator, PbftReplica, pbft_factory
 
 __all__ = [
     "BEHAVIOURS",
@@ -28,6 +28,7 @@ __all__ = [
     "Checkpoint",
     "Coalition",
     "Commit",
+    "CommitAuthenticator",
     "CommittedBatch",
     "FetchState",
     "NewView",

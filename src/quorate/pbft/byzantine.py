@@ -13,7 +13,7 @@ position for an attacker that still holds just its own key:
 - ``silent``: says nothing. ``withhold_votes``: sends no prepares or commits.
 - ``slow``: holds its pre-prepares and new-views until 0.9 of the view-change
   timeout after it made them (via ``wake_at``), just short of suspicion.
-- ``bad_signatures``: corrupts every signature it sends.
+- ``bad_signatures``: corrupts every signature (and commit MAC) it sends.
 - ``replay``: re-sends messages it received earlier, later.
 - ``forge``: sends messages claiming another replica's identity (the runtime
   delivers them with the true sender, so the receiver must compare).
@@ -218,6 +218,9 @@ class ByzantineReplica:
             return []
         if b == "bad_signatures" and hasattr(message, "signature"):
             corrupt = bytes(x ^ 0x5A for x in message.signature) or b"\x00"
+            if isinstance(message, Commit) and message.macs:  # MAC-authenticated commits
+                macs = tuple((r, bytes(x ^ 0x5A for x in mac)) for r, mac in message.macs)
+                return [(to, msgspec.structs.replace(message, signature=corrupt, macs=macs))]
             return [(to, msgspec.structs.replace(message, signature=corrupt))]
         if b == "forge" and isinstance(message, Prepare | Commit | Checkpoint | ViewChange):
             other = self._rng.choice(self._peers)

@@ -12,6 +12,9 @@ every signature, view, sequence number and digest and drops what does not add up
   ``quorate.core.evidence`` signed statement: the message carries the
   signature and the receiver rebuilds the ``SignedStatement`` from its fields,
   so two conflicting messages are at once a proof of equivocation.
+- With ``authentication="macs"`` a ``Commit`` carries an authenticator
+  (one MAC per receiver) instead of a signature; it is then not a statement
+  a third party can check (see ``quorate.pbft.config``).
 - ``Prepare.primary_signature`` repeats the primary's signature on the
   pre-prepare the backup accepted: a replica that accepted a different batch
   for the slot can then prove the primary equivocated.
@@ -39,7 +42,13 @@ import hashlib
 
 import msgspec
 
-from quorate.core.evidence import Evidence, SignedStatement, sign_statement, verify_statement
+from quorate.core.evidence import (
+    Evidence,
+    SignedStatement,
+    sign_statement,
+    statement_bytes,
+    verify_statement,
+)
 from quorate.core.ready import Entry
 from quorate.core.signing import Signer, Verifier
 from quorate.core.wire import WireMessage
@@ -136,16 +145,24 @@ class Prepare(WireMessage, tag="pbft.Prepare", frozen=True):
 
 
 class Commit(WireMessage, tag="pbft.Commit", frozen=True):
-    """``replica`` holds a prepared certificate for (view, seq, digest)."""
+    """``replica`` holds a prepared certificate for (view, seq, digest).
+    Signed, or (``authentication="macs"``) with an empty signature and an
+    authenticator: (receiver, MAC) pairs over ``authenticated_bytes()``."""
 
     view: int
     seq: int
     digest: bytes
     replica: int
     signature: bytes
+    macs: tuple[tuple[int, bytes], ...] = ()
 
     def statement(self) -> SignedStatement:
         return SignedStatement(self.replica, KIND_COMMIT, self.seq, self.view, self.digest, self.signature)
+
+    def authenticated_bytes(self) -> bytes:
+        """What the MACs cover: the signed statement's bytes (the MAC itself
+        binds sender and receiver)."""
+        return statement_bytes(KIND_COMMIT, self.seq, self.view, self.digest)
 
 
 class Checkpoint(WireMessage, tag="pbft.Checkpoint", frozen=True):

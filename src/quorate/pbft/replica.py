@@ -29,8 +29,14 @@ Theory of operation.
   proof and its prepared certificates P, and stops taking normal-case
   messages. Once q view changes for v + 1 are in, it waits T·2^k for the new
   view (k counts successive failed view changes) before moving on. f + 1 view
-  changes for higher views pull a replica along. The new primary picks q view
-  changes V and computes O: from the highest stable checkpoint min-s in V to
+  changes for higher views pull a replica along. Every valid view change for
+  a view not yet installed is kept by view and author, so the quorum for v
+  counts the view change of a replica that has since timed out and moved on;
+  asked by a replica still waiting in v, such a replica relays the view
+  changes it holds for v (their authors signed them, so anyone may relay
+  them). Otherwise replicas split between v and v + 1, neither side with q
+  and the side ahead short of f + 1, would wait forever. The new primary
+  picks q view changes V and computes O: from the highest stable checkpoint min-s in V to
   the highest prepared sequence number max-s, the batch of the highest-view
   certificate, or a null batch. Backups recompute O from V and accept the
   ``NewView`` only if it matches. Safety: a batch committed at n in view v was
@@ -56,17 +62,25 @@ Theory of operation.
   change), their stable checkpoint proof, or the ``NewView`` of a view it
   missed (signed by that view's primary, so any replica may relay it).
 
-Authentication: the paper replaces signatures by MAC authenticators in the
-normal case. Here every message is signed through the injected ``Signer``;
-view-change, new-view and checkpoint messages must be signed anyway because
-they travel as proofs.
+Authentication (§3.2, MAC authenticators): by default every message is
+signed through the injected ``Signer``. With ``authentication="macs"``
+commits carry an authenticator from the injected ``CommitAuthenticator``
+instead: each receiver checks its own MAC, a microsecond instead of a
+signature verification. Commits are the one normal-case vote that is not
+part of a proof the view change relies on (prepared certificates are
+pre-prepares and prepares), so they can lose transferability without the
+paper's MAC-based view-change protocol; what is lost is relaying commit
+certificates (lagging replicas catch up through retransmitted commits,
+checkpoints and state transfer) and evidence of commit equivocation.
+Pre-prepares, prepares, checkpoints, view changes and new-views stay
+signed: they travel inside proofs.
 """
 
 from __future__ import annotations
 
 import hashlib
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 from quorate.core.evidence import (
@@ -82,7 +96,7 @@ from quorate.core.ready import ENTRY_NORMAL, Entry, Ready, Rejection
 from quorate.core.signing import Signer, Verifier
 from quorate.errors import ConfigError, invariant
 from quorate.ids import NodeId
-from quorate.pbft.config import PbftConfig
+from quorate.pbft.config import AUTH_MACS, PbftConfig
 from quorate.pbft.messages import (
     DIGEST_BYTES,
     KIND_CHECKPOINT,
@@ -108,6 +122,20 @@ from quorate.pbft.messages import (
 )
 
 
+class CommitAuthenticator(Protocol):
+    """MAC authenticators for commits (``authentication="macs"``): this
+    replica's session keys with its peers. ``quorate.crypto.mac.SessionKeys``
+    does the work; the runtime adapts it (protocol cores do not import crypto)."""
+
+    def macs(self, data: bytes, receivers: Sequence[NodeId]) -> Mapping[int, bytes]:
+        """One MAC of ``data`` per receiver, keyed by receiver id."""
+        ...
+
+    def check(self, sender: NodeId, data: bytes, macs: Mapping[int, bytes]) -> bool:
+        """True iff ``macs`` holds a valid MAC from ``sender`` for this replica."""
+        ...
+
+
 class RecoveredState(Protocol):
     """What a restarted replica finds on disk: ``quorate.storage.Recovered``
     (named structurally, since protocol cores do not import storage)."""
@@ -121,7 +149,12 @@ GENESIS_STATE_DIGEST = bytes(DIGEST_BYTES)
 _HELP_PROOF = -1
 _HELP_STATUS = -2
 _HELP_NEW_VIEW = -3
+_HELP_VIEW_CHANGES = -4
 """Keys (besides sequence numbers) under which help to a peer is rate-limited."""
+VIEW_CHANGES_KEPT_PER_REPLICA = 4
+"""View changes kept per author for views not yet installed: enough for a
+replica that moved on a few views while others still gather the older ones,
+bounded against a replica signing one for every view."""
 
 
 def chain_digest(previous: bytes, entry: Entry) -> bytes:
@@ -165,6 +198,7 @@ class PbftReplica:
         rng: random.Random,
         now: float,
         recovered: RecoveredState | None = None,
+        authenticator: CommitAuthenticator | None = None,
     ) -> None:
         self.replicas: tuple[NodeId, ...] = tuple(NodeId(int(r)) for r in replicas)
         if len(set(self.replicas)) != len(self.replicas):
@@ -174,6 +208,10 @@ class PbftReplica:
         if signer.node != id:
             raise ConfigError(f"the signer holds the key of {signer.node}, not of replica {id}")
         self.config = config.validate(len(self.replicas))
+        self._macs = config.authentication == AUTH_MACS
+        if self._macs and authenticator is None:
+            raise ConfigError('authentication="macs" needs a CommitAuthenticator (the replica\'s session keys)')
+        self._authenticator = authenticator
         self._id = id
         self.n = len(self.replicas)
         self.f = max_faulty(self.n)
@@ -200,6 +238,11 @@ class PbftReplica:
         self._new_view_msg: NewView | None = None
         self._my_vc: ViewChange | None = None
         self._vc_latest: dict[int, ViewChange] = {}
+        """Each replica's view change for the highest view (the f + 1 rule)."""
+        self._vc_by_view: dict[int, dict[int, ViewChange]] = {}
+        """View -> author -> its view change, for views above the installed
+        one: the quorum for a view counts every valid view change for it,
+        including those of replicas that have since moved further on."""
         self._vc_valid: set[bytes] = set()
         self._vc_attempts = 0
 
@@ -421,12 +464,16 @@ class PbftReplica:
     def _sign(self, kind: str, seq: int, view: int, payload: bytes) -> bytes:
         """Sign a once-per-slot statement, never two different ones (the
         record is durable, so this holds across restarts)."""
+        self._record_statement(kind, seq, view, payload)
+        return sign_statement(self._signer, kind, seq, view, payload).signature
+
+    def _record_statement(self, kind: str, seq: int, view: int, payload: bytes) -> None:
+        """Record (durably) that this replica stated ``payload`` for the slot."""
         key = (kind, view, seq)
         previous = self._signed.get(key)
         invariant(previous is None or previous == payload, f"replica {self._id} would equivocate on {key}")
         self._signed[key] = payload
         self._hard_dirty = True
-        return sign_statement(self._signer, kind, seq, view, payload).signature
 
     def _may_sign(self, kind: str, seq: int, view: int, payload: bytes) -> bool:
         previous = self._signed.get((kind, view, seq))
@@ -673,8 +720,13 @@ class PbftReplica:
         cert = PreparedCertificate(pp, tuple(votes[: self.quorum - 1]))
         self._prepared_certs[seq] = cert
         self._hard_dirty = True
-        signature = self._sign(KIND_COMMIT, seq, pp.view, slot.digest)
-        c = Commit(pp.view, seq, slot.digest, int(self._id), signature)
+        if self._authenticator is not None and self._macs:
+            self._record_statement(KIND_COMMIT, seq, pp.view, slot.digest)
+            unsigned = Commit(pp.view, seq, slot.digest, int(self._id), b"")
+            macs = self._authenticator.macs(unsigned.authenticated_bytes(), self._others)
+            c = Commit(pp.view, seq, slot.digest, int(self._id), b"", tuple(sorted(macs.items())))
+        else:
+            c = Commit(pp.view, seq, slot.digest, int(self._id), self._sign(KIND_COMMIT, seq, pp.view, slot.digest))
         slot.my_commit = c
         slot.commits.setdefault(slot.digest, {})[int(self._id)] = c
         self._broadcast(c)
@@ -698,10 +750,14 @@ class PbftReplica:
             if slot.committed:
                 self._help(sender, m.seq, slot)
             return
-        if not verify_statement(m.statement(), self._verifier):
+        if self._authenticator is not None and self._macs:
+            if not self._authenticator.check(sender, m.authenticated_bytes(), dict(m.macs)):
+                self._reject(sender, "Commit", "bad authenticator")
+                return
+        elif not verify_statement(m.statement(), self._verifier):
             self._reject(sender, "Commit", "bad signature")
             return
-        if self._observe(m.statement()):
+        elif self._observe(m.statement()):
             return
         slot.commits.setdefault(m.digest, {})[int(sender)] = m
         self._check_committed(slot)
@@ -966,7 +1022,7 @@ class PbftReplica:
         prepared = tuple(self._prepared_certs[s] for s in sorted(self._prepared_certs) if s > self.stable_seq)
         vc = ViewChange(new_view, self._stable_proof, prepared, int(self._id)).signed(self._signer)
         self._my_vc = vc
-        self._vc_latest[int(self._id)] = vc
+        self._record_view_change(vc)
         self._vc_valid.add(vc.signature)
         self._hard_dirty = True
         self._broadcast(vc)
@@ -982,7 +1038,7 @@ class PbftReplica:
             return
         if self.view_active:
             return
-        voters = sum(1 for vc in latest.values() if vc.new_view == self.view)
+        voters = len(self._vc_by_view.get(self.view, ()))
         if voters < self.quorum:
             return
         if self._vc_deadline is None:
@@ -1032,14 +1088,21 @@ class PbftReplica:
         return True
 
     def _on_view_change(self, sender: NodeId, m: ViewChange) -> None:
-        if m.replica != sender:
+        # A view change may be relayed (to a replica still gathering the
+        # quorum for an older view): its signature, not the sender, names the
+        # author, and a relay without the author's valid signature is a forgery.
+        relayed = m.replica != sender
+        if relayed and m.replica not in self._members:
             self._reject(sender, "ViewChange", "forged: claimed author is not the sender")
             return
         if m.new_view < self.view or (m.new_view == self.view and self.view_active):
-            self._show_new_view(sender)
+            if not relayed:
+                self._help_lagging(sender, m.new_view)
             return
-        previous = self._vc_latest.get(int(sender))
-        if previous is not None and previous.new_view >= m.new_view:
+        if m.replica in self._vc_by_view.get(m.new_view, {}):
+            return  # a repeat (one view change per author and view is kept)
+        if relayed and not m.signature_valid(self._verifier):
+            self._reject(sender, "ViewChange", "forged: claimed author is not the sender")
             return
         if not self._valid_view_change(m):
             self._reject(sender, "ViewChange", "invalid view change or proofs")
@@ -1049,10 +1112,40 @@ class PbftReplica:
             self._observe(pp.statement(self.primary_of(pp.view), pp.digest()))
             for p in cert.prepares:
                 self._observe(p.statement())
-        self._vc_latest[int(sender)] = m
+        self._record_view_change(m)
         if m.stable_seq > self.stable_seq:
             self._stabilize(m.checkpoint_proof)
         self._after_view_change_vote()
+
+    def _record_view_change(self, vc: ViewChange) -> None:
+        author = vc.replica
+        self._vc_by_view.setdefault(vc.new_view, {})[author] = vc
+        latest = self._vc_latest.get(author)
+        if latest is None or latest.new_view < vc.new_view:
+            self._vc_latest[author] = vc
+        views = sorted(v for v, by_author in self._vc_by_view.items() if author in by_author)
+        for v in views[: max(0, len(views) - VIEW_CHANGES_KEPT_PER_REPLICA)]:
+            by_author = self._vc_by_view[v]
+            del by_author[author]
+            if not by_author:
+                del self._vc_by_view[v]
+
+    def _help_lagging(self, sender: NodeId, view: int) -> None:
+        """``sender`` is at ``view``, not past it, while this replica is
+        further on. If we installed a later view, relay its new-view. If we
+        are still changing views ourselves, relay the view changes we hold
+        for ``view``: replicas that timed out there and moved on no longer
+        repeat them, and without them ``sender`` may never see a quorum for
+        ``view`` (to install it, or to time out and follow us)."""
+        if self.view_active:
+            self._show_new_view(sender)
+            return
+        held = self._vc_by_view.get(view)
+        if not held or not self._may_help(sender, _HELP_VIEW_CHANGES):
+            return
+        for author, vc in sorted(held.items()):
+            if author != int(sender):
+                self._send(sender, vc)
 
     def _compute_o(
         self, view: int, vcs: Sequence[ViewChange]
@@ -1078,10 +1171,11 @@ class PbftReplica:
         return best.checkpoint_proof, o
 
     def _send_new_view(self) -> None:
-        own = self._vc_latest.get(int(self._id))
-        if own is None or own.new_view != self.view:
+        held = self._vc_by_view.get(self.view, {})
+        own = held.get(int(self._id))
+        if own is None:
             return
-        vcs = [own] + [vc for r, vc in sorted(self._vc_latest.items()) if r != self._id and vc.new_view == self.view]
+        vcs = [own] + [vc for r, vc in sorted(held.items()) if r != self._id]
         vcs = vcs[: self.quorum]
         proof, o = self._compute_o(self.view, vcs)
         pps = []
@@ -1144,7 +1238,8 @@ class PbftReplica:
         self.view_active = True
         self._new_view_msg = nv
         self._vc_deadline = None
-        self._vc_valid = {vc.signature for vc in self._vc_latest.values() if vc.new_view > nv.view}
+        self._vc_by_view = {v: held for v, held in self._vc_by_view.items() if v > nv.view}
+        self._vc_valid = {vc.signature for held in self._vc_by_view.values() for vc in held.values()}
         self._slots = {}
         self._unassigned = {}
         self._assigned = set()
@@ -1225,14 +1320,22 @@ class PbftReplica:
             self._send(sender, Status(self.view, self.view_active, self.executed_seq))
         if m.executed_seq < self.stable_seq:
             self._help_stale(sender)
-        for seq in range(max(m.executed_seq, self.stable_seq) + 1, self.executed_seq + 1):
+        # Commit certificates convince a third party only when signed.
+        relay_up_to = self.stable_seq if self._macs else self.executed_seq
+        for seq in range(max(m.executed_seq, self.stable_seq) + 1, relay_up_to + 1):
             cert = self._commit_certs.get(seq)
             if cert is not None and self._may_help(sender, seq):
                 self._send(sender, cert)
         if m.view < self.view or (m.view == self.view and not m.view_active):
-            self._show_new_view(sender)
+            if not m.view_active:
+                self._help_lagging(sender, m.view)
+            else:
+                self._show_new_view(sender)
 
     def _on_committed_batch(self, sender: NodeId, m: CommittedBatch) -> None:
+        if self._macs:
+            self._reject(sender, "CommittedBatch", "commit certificates are not transferable with MACs")
+            return
         pp = m.pre_prepare
         seq = pp.seq
         if seq <= self.executed_seq or seq in self._commit_certs:
@@ -1282,7 +1385,7 @@ class PbftReplica:
         self.view_active = hs.view_active
         self._my_vc = hs.sent_view_change
         if self._my_vc is not None:
-            self._vc_latest[int(self._id)] = self._my_vc
+            self._record_view_change(self._my_vc)
             self._vc_valid.add(self._my_vc.signature)
         self._signed = {(k, v, s): d for k, v, s, d in hs.signed}
         self._prepared_certs = {c.pre_prepare.seq: c for c in hs.prepared}
@@ -1311,10 +1414,12 @@ def pbft_factory(
     config: PbftConfig,
     signer_for: Callable[[NodeId], Signer],
     verifier: Verifier,
+    authenticator_for: Callable[[NodeId], CommitAuthenticator] | None = None,
 ) -> Callable[[NodeId, tuple[NodeId, ...], random.Random, float, RecoveredState | None], PbftReplica]:
     """A core builder with the simulator's signature
     ``(node, replicas, rng, now, recovered) -> core``; ``signer_for(node)``
-    gives each node its own key."""
+    gives each node its own key, ``authenticator_for(node)`` its session keys
+    (needed with ``authentication="macs"``)."""
     config.validate(4)
 
     def build(
@@ -1333,6 +1438,7 @@ def pbft_factory(
             rng=rng,
             now=now,
             recovered=recovered,
+            authenticator=authenticator_for(node) if authenticator_for is not None else None,
         )
 
     return build

@@ -14,10 +14,11 @@ import hashlib
 import heapq
 import hmac
 import random
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from quorate.core.ready import Entry
+from quorate.crypto.mac import Authenticator, SessionKeys, pairwise_session_keys
 from quorate.ids import NodeId
 from quorate.pbft import ByzantineReplica, Coalition, PbftConfig, PbftReplica
 from quorate.storage import MemoryStorage
@@ -32,13 +33,36 @@ class KeyedSigner:
     def __init__(self, node: NodeId) -> None:
         self._node = node
         self._key = test_key(node)
+        self.signed = 0
 
     @property
     def node(self) -> NodeId:
         return self._node
 
     def sign(self, data: bytes) -> bytes:
+        self.signed += 1
         return hmac.new(self._key, data, hashlib.sha256).digest()
+
+
+CLUSTER_SECRET = b"pbft-test-cluster-secret"
+
+
+class SessionKeyAuthenticator:
+    """``quorate.crypto.mac.SessionKeys`` as a PBFT ``CommitAuthenticator``."""
+
+    def __init__(self, node: NodeId, replicas: Sequence[NodeId]) -> None:
+        peers = [r for r in replicas if r != node]
+        self.keys = SessionKeys(node, pairwise_session_keys(CLUSTER_SECRET, node, peers))
+        self.made = 0
+        self.checked = 0
+
+    def macs(self, data: bytes, receivers: Sequence[NodeId]) -> Mapping[int, bytes]:
+        self.made += 1
+        return self.keys.authenticator(data, receivers).macs
+
+    def check(self, sender: NodeId, data: bytes, macs: Mapping[int, bytes]) -> bool:
+        self.checked += 1
+        return self.keys.verify_entry(sender, data, Authenticator(dict(macs)))
 
 
 class KeyedVerifier:
@@ -104,6 +128,8 @@ class Net:
         self.cut: set[tuple[int, int]] = set()
         self.storage = {r: MemoryStorage() for r in self.replicas}
         self.cores: dict[NodeId, Any] = {}
+        self.signers: dict[NodeId, KeyedSigner] = {}
+        self.authenticators: dict[NodeId, SessionKeyAuthenticator] = {}
         self.down: set[NodeId] = set()
         self.committed: dict[NodeId, list[Entry]] = {r: [] for r in self.replicas}
         self.rejections: dict[NodeId, list[Any]] = {r: [] for r in self.replicas}
@@ -118,15 +144,20 @@ class Net:
     # --------------------------------------------------------------- setup
 
     def _build(self, r: NodeId, recovered: Any) -> Any:
+        signer = self.signers[r] = KeyedSigner(r)
+        authenticator = None
+        if self.config.authentication == "macs":
+            authenticator = self.authenticators[r] = SessionKeyAuthenticator(r, self.replicas)
         core = PbftReplica(
             r,
             self.replicas,
             config=self.config,
-            signer=KeyedSigner(r),
+            signer=signer,
             verifier=KeyedVerifier(),
             rng=random.Random(self.rng.getrandbits(64)),
             now=self.now,
             recovered=recovered,
+            authenticator=authenticator,
         )
         behaviour = self.byzantine.get(int(r))
         if behaviour is None:

@@ -115,6 +115,37 @@ def test_a_new_view_that_does_not_match_the_recomputed_o_is_rejected() -> None:
     # Reference: section 4.4 (backups recompute O)
 
 
+def test_replicas_left_behind_by_a_timed_out_view_change_follow_it() -> None:
+    # Regression (simulator swarm, pbft n=4 seed 1089): replica 3 gathers a
+    # quorum of view changes for view 1, waits in vain for the new view and
+    # moves on to view 2; its view change for view 1 never reached replicas 1
+    # and 2, which therefore never see a quorum for view 1 (and one replica
+    # ahead of them is short of the f + 1 that would pull them along). The
+    # view changes replica 3 still holds for view 1 must reach them.
+    config = PbftConfig(view_change_timeout_s=0.5, retransmit_interval_s=0.125, checkpoint_interval=4)
+    net = Net(4, seed=22, config=config, byzantine={0: "bad_signatures"})
+    original = net._send
+
+    def lose_until_moved_on(src: NodeId, dst: NodeId, message: object) -> None:
+        if isinstance(message, ViewChange) and message.new_view == 1 and src == 3 and net.core(3).view == 1:
+            return
+        original(src, dst, message)
+
+    net._send = lose_until_moved_on  # type: ignore[method-assign]
+    propose_at_honest(net, commands(3))
+    net.run(1.3)
+    # The stuck configuration: replica 3 gave up on view 1 while the others
+    # still wait for a third view change for it.
+    assert net.core(3).view == 2
+    assert net.run_until_committed(3, timeout_s=5), [
+        (net.core(r).view, net.core(r).view_active) for r in net.honest
+    ]
+    check_safety(net.honest_logs())
+    views = {(net.core(r).view, net.core(r).view_active) for r in net.honest}
+    assert len(views) == 1 and next(iter(views))[1]
+    # Reference: section 4.5.2 (liveness), and the view changes a replica logs
+
+
 # ----------------------------------------------------------- crash and restart
 
 
