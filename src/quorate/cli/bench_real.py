@@ -12,6 +12,7 @@ import typer
 
 from quorate.bench.real import RealBenchConfig, compare_with_etcd, run_real_bench
 from quorate.cli.main import bench_app, fail
+from quorate.runtime.aio.config import STORAGE_KINDS
 
 COMPARABLE_SYSTEMS = ("etcd",)
 
@@ -30,6 +31,12 @@ def _echo_run(name: str, report: dict[str, Any]) -> None:
         f"{'':<8} CPU s/node {report['cpu_s_per_node']}   "
         f"clients {report['cpu_s_per_client_process']}"
     )
+    host = report.get("host_cpu", {})
+    if "busy_s" in host:
+        typer.echo(
+            f"{'':<8} host: {host['busy_s']} of {host['available_s']} CPU-s busy "
+            f"({host['cores']} cores), ours {host['ours_s']}, others {host['others_s']}"
+        )
 
 
 @bench_app.command("real")
@@ -41,6 +48,9 @@ def bench_real_command(
     value_size: Annotated[int, typer.Option("--value-size", help="Bytes per value.")] = 100,
     client_processes: Annotated[int, typer.Option("--client-processes")] = 2,
     base_port: Annotated[int, typer.Option("--base-port")] = 17501,
+    storage: Annotated[
+        str, typer.Option("--storage", help=f"Node storage engine: {' or '.join(STORAGE_KINDS)}.")
+    ] = "sqlite",
     compare: Annotated[
         str | None,
         typer.Option("--compare", help="Also run etcd with the same clients (installs it if missing)."),
@@ -50,9 +60,13 @@ def bench_real_command(
     """Throughput and latency of puts on real node processes with fsync."""
     if nodes < 1 or clients < 1 or duration <= 0 or value_size < 0 or client_processes < 1:
         raise fail("--nodes, --clients, --client-processes >= 1; --duration > 0; --value-size >= 0")
+    if storage not in STORAGE_KINDS:
+        raise fail(f"--storage takes one of {', '.join(STORAGE_KINDS)}, got {storage!r}")
     if compare is not None and compare not in COMPARABLE_SYSTEMS:
         raise fail(f"--compare takes one of {', '.join(COMPARABLE_SYSTEMS)}, got {compare!r}")
-    config = RealBenchConfig(protocol, nodes, clients, duration, value_size, client_processes, base_port)
+    config = RealBenchConfig(
+        protocol, nodes, clients, duration, value_size, client_processes, base_port, storage
+    )
     report = compare_with_etcd(config) if compare else run_real_bench(config)
     if as_json:
         typer.echo(json.dumps(report))
@@ -60,7 +74,7 @@ def bench_real_command(
     ours = report["quorate"] if compare else report
     typer.echo(
         f"{protocol} x{nodes}, {clients} clients ({ours['client_processes']} processes), "
-        f"{value_size} B values, fsync on"
+        f"{value_size} B values, {storage} storage, fsync on"
     )
     _echo_run("quorate", ours)
     if compare:

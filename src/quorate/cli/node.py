@@ -72,6 +72,7 @@ async def run_node(config: NodeConfig) -> None:
         insecure=config.insecure,
         read_mode=config.read_mode,
         snapshot_every=config.snapshot_every,
+        storage_kind=config.storage,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -1,10 +1,13 @@
 """Durable state of a node behind small interfaces (after hashicorp/raft):
 ``LogStore``, ``StableStore``, ``SnapshotStore``; ``MemoryStorage`` keeps them in
-memory for the simulator, where a crash loses volatile state but not these."""
+memory for the simulator, where a crash loses volatile state but not these;
+``SqliteStorage`` and ``WalStorage`` (a segmented write-ahead log) keep them on
+disk for real nodes."""
 
 from quorate.storage.base import LogStore, NodeStorage, Recovered, SnapshotStore, StableStore
 from quorate.storage.memory import MemoryStorage
 from quorate.storage.sqlite import SqliteStorage
+from quorate.storage.wal import WalStorage
 
 __all__ = [
     "LogStore",
@@ -14,4 +17,5 @@ __all__ = [
     "SnapshotStore",
     "SqliteStorage",
     "StableStore",
+    "WalStorage",
 ]

@@ -18,10 +18,10 @@ the write-ahead log before ``COMMIT`` returns) and ``snapshots/``. It owns:
 proposals' entries the ``Ready`` carries (group commit). The order inside the
 transaction follows ``NodeStorage``: snapshot, then entries, then hard state.
 
-Snapshots can be large, so their bytes live in a file, written atomically:
-``snap-<index>-<term>.tmp`` is written and fsynced, renamed to its final name,
-the directory fsynced, and only then does the transaction point ``meta`` at
-it and drop the entries it covers. A crash leaves either the old pointer (the
+Snapshots can be large, so their bytes live in a file, written atomically
+(``quorate.storage.snapshot_files``: temp file fsynced, renamed, directory
+fsynced), and only then does the transaction point ``meta`` at it and drop
+the entries it covers. A crash leaves either the old pointer (the
 new file is an orphan) or the new one; ``recover`` removes temp files and
 orphans, so a torn snapshot write is ignored and cleaned.
 
@@ -66,11 +66,17 @@ import msgspec
 from quorate.core.ready import Entry
 from quorate.errors import LocalProtocolError
 from quorate.storage.base import Recovered
+from quorate.storage.snapshot_files import (
+    SNAPSHOT_DIR_NAME,
+    SnapshotPointer,
+    drop_old_snapshot_files,
+    remove_stray_snapshot_files,
+    write_snapshot_file,
+)
+
+__all__ = ["DB_FILE_NAME", "SNAPSHOT_DIR_NAME", "SqliteStorage"]
 
 DB_FILE_NAME = "log.db"
-SNAPSHOT_DIR_NAME = "snapshots"
-_SNAPSHOT_SUFFIX = ".msgpack"
-_TEMP_SUFFIX = ".tmp"
 _KEY_HARD_STATE = "hard_state"
 _KEY_SNAPSHOT = "snapshot"
 _KEY_FIRST_INDEX = "first_index"
@@ -94,26 +100,9 @@ CREATE TABLE IF NOT EXISTS meta (
 """
 
 
-class _SnapshotPointer(msgspec.Struct, frozen=True, array_like=True):
-    """The ``meta`` row naming the snapshot file in force."""
-
-    file_name: str
-    index: int
-    term: int
-
-
 def _type_tag(value_type: type[Any] | None, value: Any) -> str:
     t = value_type if value_type is not None else type(value)
     return f"{t.__module__}.{t.__qualname__}"
-
-
-def _fsync_directory(directory: Path) -> None:
-    """Make a rename in ``directory`` durable (POSIX needs the directory fsynced)."""
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class SqliteStorage:
@@ -149,7 +138,7 @@ class SqliteStorage:
             if snapshot_type is not None
             else msgspec.msgpack.Decoder()
         )
-        self._pointer_decoder = msgspec.msgpack.Decoder(_SnapshotPointer)
+        self._pointer_decoder = msgspec.msgpack.Decoder(SnapshotPointer)
         # isolation_level=None: we issue BEGIN/COMMIT ourselves, so one
         # persist() is exactly one transaction.
         self._db = sqlite3.connect(
@@ -201,7 +190,7 @@ class SqliteStorage:
             (_KEY_FIRST_INDEX, first.to_bytes(8, "big")),
         )
 
-    def _pointer(self) -> _SnapshotPointer | None:
+    def _pointer(self) -> SnapshotPointer | None:
         row = self._db.execute("SELECT value FROM meta WHERE key = ?", (_KEY_SNAPSHOT,)).fetchone()
         return self._pointer_decoder.decode(row[0]) if row else None
 
@@ -209,10 +198,9 @@ class SqliteStorage:
         """Delete torn temp files and snapshot files no committed row points at
         (a crash between the rename and the commit, or before old files were removed)."""
         pointer = self._pointer()
-        keep = pointer.file_name if pointer is not None else None
-        for child in self.snapshot_directory.iterdir():
-            if child.name != keep:
-                child.unlink(missing_ok=True)
+        remove_stray_snapshot_files(
+            self.snapshot_directory, pointer.file_name if pointer is not None else None
+        )
 
     def _begin(self) -> None:
         # IMMEDIATE takes the write lock now, so the transaction never fails
@@ -272,24 +260,14 @@ class SqliteStorage:
             )
         return True, bytes(value)
 
-    def _write_snapshot_file(self, snapshot: Any) -> _SnapshotPointer:
+    def _write_snapshot_file(self, snapshot: Any) -> SnapshotPointer:
         """Write the snapshot's bytes atomically; the DB row is set by the caller."""
-        index = int(snapshot.index)
-        term = int(getattr(snapshot, "term", 0))
-        name = f"snap-{index:020d}-{term:020d}{_SNAPSHOT_SUFFIX}"
-        final = self.snapshot_directory / name
-        temp = self.snapshot_directory / (name + _TEMP_SUFFIX)
-        data = self._encoder.encode(snapshot)
-        with open(temp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temp, final)
-        _fsync_directory(self.snapshot_directory)
-        return _SnapshotPointer(name, index, term)
+        return write_snapshot_file(
+            self.snapshot_directory, snapshot, self._encoder.encode(snapshot)
+        )
 
     def _point_at_snapshot(
-        self, pointer: _SnapshotPointer, bounds: tuple[int, int]
+        self, pointer: SnapshotPointer, bounds: tuple[int, int]
     ) -> tuple[int, int]:
         """Inside the open transaction: record the snapshot, compact the log."""
         self._db.execute(
@@ -307,11 +285,6 @@ class SqliteStorage:
             first_index = pointer.index + 1
         self._set_first_index(first_index)
         return first_index, last_index
-
-    def _drop_old_snapshot_files(self, keep: str) -> None:
-        for child in self.snapshot_directory.iterdir():
-            if child.name != keep and not child.name.endswith(_TEMP_SUFFIX):
-                child.unlink(missing_ok=True)
 
     # ------------------------------------------------------------ LogStore
     def first_index(self) -> int:
@@ -403,7 +376,7 @@ class SqliteStorage:
         self._deferred_hard_state = None
         self._first_index, self._last_index = bounds
         if pointer is not None:
-            self._drop_old_snapshot_files(pointer.file_name)
+            drop_old_snapshot_files(self.snapshot_directory, pointer.file_name)
 
     def recover(self) -> Recovered:
         """Everything persisted so far. Stray snapshot files were removed when

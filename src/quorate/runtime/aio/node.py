@@ -217,8 +217,9 @@ class AioNode:
     """A node of a cluster on this process's event loop.
 
     ``peers`` maps every *other* voter to its address; ``data_dir`` holds the
-    log and snapshots, in the ``storage_kind`` engine (``"sqlite"`` or ``"wal"``). ``protocol`` is a registered name (``"raft"``) or
-    a ``ProtocolBinding``; ``protocol_options`` go to its builder (Raft: the
+    log and snapshots, in the ``storage_kind`` engine (``"sqlite"`` or
+    ``"wal"``). ``protocol`` is a registered name (``"raft"``) or a
+    ``ProtocolBinding``; ``protocol_options`` go to its builder (Raft: the
     ``RaftConfig`` fields).
     """
 
