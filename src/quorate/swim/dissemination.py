@@ -46,6 +46,9 @@ class TransmitQueue(Generic[T]):
     def __init__(self) -> None:
         self._items: dict[Hashable, _Queued[T]] = {}
         self._order = 0
+        # The smallest size ever queued: once less room than this is left in
+        # a message, nothing else can fit and the scan stops.
+        self._min_size: int | None = None
 
     def __len__(self) -> int:
         return len(self._items)
@@ -54,6 +57,8 @@ class TransmitQueue(Generic[T]):
         """Queue ``item`` about ``subject``, replacing older news about it."""
         self._order += 1
         self._items[subject] = _Queued(item, size, 0, self._order)
+        if self._min_size is None or size < self._min_size:
+            self._min_size = size
 
     def discard(self, subject: Hashable) -> None:
         self._items.pop(subject, None)
@@ -71,7 +76,10 @@ class TransmitQueue(Generic[T]):
         ranked = sorted(self._items.items(), key=lambda kv: (kv[1].transmits, -kv[1].order))
         taken: list[T] = []
         used = 0
+        smallest = self._min_size or 0
         for subject, queued in ranked:
+            if budget_bytes - used < smallest:
+                break
             if used + queued.size > budget_bytes:
                 continue
             used += queued.size

@@ -49,6 +49,13 @@ peer), ``reachable()``/``reachability_report()`` and ``counters()``.
 ``Accepted(index=rumour seq, term=incarnation)``: SWIM orders nothing, it only
 spreads; an oversize command or a node that left gets ``Refused``.
 
+Cost: per message the work is O(piggybacked items + k), not O(n), so that a
+1,000-member group simulates in reasonable time: the up peers (id order, for
+random choices), the Dead members and each member's snapshot entry are kept as
+indexes updated on every state change; the earliest suspicion deadline is
+cached until a suspicion, its accusers or the group size change; a snapshot
+merge skips the entries that are no news before the full merge.
+
 Invariants: this node's own entry is never Suspect or Dead in its own table
 (it refutes instead); its incarnation only grows; the LHM stays in
 ``[0, lhm_max]``.
@@ -58,6 +65,7 @@ from __future__ import annotations
 
 import math
 import random
+from bisect import bisect_left, insort
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -182,7 +190,23 @@ class SwimNode:
             self._id: Member(self._id, MemberState.ALIVE, 0, now)
         }
         self._n_up = 1
+        # Up peers (this node excluded), kept in id order so that a random
+        # choice is an O(k) ``rng.sample`` of a ready list, never an O(n) scan
+        # per message; the set answers "is it up?" for the Cyclon view.
+        self._up_sorted: list[NodeId] = []
+        self._up_set: set[NodeId] = set()
+        self._dead_sorted: list[NodeId] = []  # members held Dead, id order (for reconnect)
+        # Each member's snapshot entry, in table order, kept up to date by
+        # ``_set_state``; the snapshot tuple is cached until the next change.
+        self._snapshot_entries: dict[NodeId, Update] = {
+            self._id: Update(self._id, int(MemberState.ALIVE), 0, self._id)
+        }
+        self._snapshot_cache: tuple[Update, ...] | None = None
         self._suspicions: dict[NodeId, Suspicion] = {}
+        # The earliest suspicion deadline, recomputed only when stale (a
+        # suspicion, its accusers or the up count changed), not on every wake_at().
+        self._suspicion_wake: float | None = None
+        self._suspicion_wake_stale = False
         self._updates: TransmitQueue[Update] = TransmitQueue()
         self._rumour_queue: TransmitQueue[Rumour] = TransmitQueue()
         self._rumours = RumourLog(self._config.rumour_retention)
@@ -197,6 +221,7 @@ class SwimNode:
         self._rejected: list[Rejection] = []
         self._counters: dict[str, int] = {}
         self._missed_acks: deque[bool] = deque(maxlen=LOSS_WINDOW_PROBES)
+        self._missed_count = 0  # how many of _missed_acks are True (read per message)
         # Probing.
         self._probe_order: list[NodeId] = []
         self._probe_index = 0
@@ -310,8 +335,9 @@ class SwimNode:
             wake = min(wake, self._gossip_at)
         for relay in self._relays.values():
             wake = min(wake, relay.expires_at if relay.nack_at is None else relay.nack_at)
-        for suspicion in self._suspicions.values():
-            wake = min(wake, self._suspicion_deadline(suspicion))
+        earliest = self._earliest_suspicion_deadline()
+        if earliest is not None:
+            wake = min(wake, earliest)
         return wake
 
     # ================================================================ public API
@@ -383,6 +409,11 @@ class SwimNode:
         """Members believed up (Alive or Suspect) from here, this node included."""
         return frozenset(m.id for m in self._members.values() if m.is_up)
 
+    @property
+    def up_count(self) -> int:
+        """``len(reachable())``, without building the set."""
+        return self._n_up
+
     def reachability_report(self, now: float, window_s: float) -> ReachabilityReport:
         """``reachable()`` plus who was lost or regained in the last ``window_s``."""
         since = now - window_s
@@ -443,7 +474,7 @@ class SwimNode:
         """Missed direct Acks over the last probes (0 until enough probes)."""
         if len(self._missed_acks) < LOSS_MIN_SAMPLES:
             return 0.0
-        return sum(self._missed_acks) / len(self._missed_acks)
+        return self._missed_count / len(self._missed_acks)
 
     def effective_fanout(self) -> int:
         return self._fanout()
@@ -461,14 +492,16 @@ class SwimNode:
         kind = type(message)
         if kind not in _HANDLERS:
             return f"not a SWIM message: {kind.__name__}"
-        for update in getattr(message, "updates", ()):
-            problem = _check_update(update)
-            if problem:
-                return problem
-        for update in getattr(message, "members", ()):
-            problem = _check_update(update)
-            if problem:
-                return problem
+        for updates in (getattr(message, "updates", ()), getattr(message, "members", ())):
+            for update in updates:
+                # The common case (all in range) inline; the reason only on failure.
+                if not (
+                    update.member >= 0
+                    and update.origin >= 0
+                    and 0 <= update.state <= _MAX_STATE
+                    and 0 <= update.incarnation <= MAX_INCARNATION
+                ):
+                    return _check_update(update)
         for rumour in getattr(message, "rumours", ()):
             if rumour.origin < 0 or rumour.seq < 1:
                 return "rumour with a negative origin or a seq below 1"
@@ -506,9 +539,9 @@ class SwimNode:
         return Update(self._id, int(me.state), me.incarnation, self._id)
 
     def _snapshot(self) -> tuple[Update, ...]:
-        return tuple(
-            Update(m.id, int(m.state), m.incarnation, self._id) for m in self._members.values()
-        )
+        if self._snapshot_cache is None:
+            self._snapshot_cache = tuple(self._snapshot_entries.values())
+        return self._snapshot_cache
 
     def _event(self, member: NodeId, state: MemberState, incarnation: int, now: float) -> None:
         event = MembershipEvent(member, state, incarnation, now)
@@ -518,6 +551,7 @@ class SwimNode:
     def _set_state(self, member: NodeId, state: MemberState, incarnation: int, now: float) -> None:
         old = self._members.get(member)
         was_up = old is not None and old.is_up
+        was_dead = old is not None and old.state is MemberState.DEAD
         if old is None:
             old = Member(member, state, incarnation, now)
             self._members[member] = old
@@ -528,16 +562,28 @@ class SwimNode:
                 old.since = now
         is_up = old.is_up
         self._n_up += int(is_up) - int(was_up)
+        self._snapshot_entries[member] = Update(member, int(state), incarnation, self._id)
+        self._snapshot_cache = None
+        is_dead = state is MemberState.DEAD
+        if is_dead and not was_dead:
+            insort(self._dead_sorted, member)
+        elif was_dead and not is_dead:
+            del self._dead_sorted[bisect_left(self._dead_sorted, member)]
+        self._suspicion_wake_stale = True  # the up count or a suspicion may change
         self._event(member, state, incarnation, now)
         if state is not MemberState.SUSPECT:
             self._suspicions.pop(member, None)
         if member == self._id:
             return
         if is_up and not was_up:
+            insort(self._up_sorted, member)
+            self._up_set.add(member)
             # §4.3: a new member joins the round-robin order at a random place.
             self._probe_order.insert(self._rng.randint(0, len(self._probe_order)), member)
             self._view.add(member)
         elif was_up and not is_up:
+            del self._up_sorted[bisect_left(self._up_sorted, member)]
+            self._up_set.discard(member)
             self._view.remove(member)
             if self._probe is not None and self._probe.target == member:
                 self._probe.acked = True  # nothing left to decide about it
@@ -545,7 +591,7 @@ class SwimNode:
     def _apply(self, update: Update, now: float, sender: NodeId, snapshot: bool = False) -> bool:
         """Merge one update; True (and queued for gossip) when it was news."""
         member = NodeId(update.member)
-        state = MemberState(update.state)
+        state = _STATES[update.state]
         incarnation = update.incarnation
         if member == self._id:
             self._about_self(state, incarnation, now)
@@ -572,6 +618,7 @@ class SwimNode:
         self._set_state(member, state, incarnation, now)
         if state is MemberState.SUSPECT:
             self._suspicions[member] = Suspicion(member, incarnation, now, {origin})
+            self._suspicion_wake_stale = True
             self._count("suspicions")
         elif state is MemberState.DEAD:
             self._count("deaths")
@@ -587,6 +634,7 @@ class SwimNode:
         if suspicion.confirmations >= self._config.suspicion_k:
             return
         suspicion.accusers.add(accuser)
+        self._suspicion_wake_stale = True
         self._count("confirmations")
         self._queue_update(update)
 
@@ -652,7 +700,18 @@ class SwimNode:
             self._n_up, suspicion.confirmations, c.suspicion_k, min_s, max_s
         )
 
+    def _earliest_suspicion_deadline(self) -> float | None:
+        if self._suspicion_wake_stale:
+            self._suspicion_wake_stale = False
+            self._suspicion_wake = min(
+                (self._suspicion_deadline(s) for s in self._suspicions.values()), default=None
+            )
+        return self._suspicion_wake
+
     def _fire_suspicions(self, now: float) -> None:
+        earliest = self._earliest_suspicion_deadline()
+        if earliest is None or now < earliest:
+            return
         due = [s for s in self._suspicions.values() if now >= self._suspicion_deadline(s)]
         for suspicion in due:
             self._apply(
@@ -709,18 +768,28 @@ class SwimNode:
             rumours, _ = self._rumour_queue.take(budget - used, limit)
         return tuple(first + updates), tuple(rumours)
 
-    def _up_peers(self) -> list[NodeId]:
-        return [m.id for m in self._members.values() if m.is_up and m.id != self._id]
-
     def _random_up_peers(self, count: int, exclude: Iterable[NodeId] = ()) -> list[NodeId]:
-        skip = set(exclude)
-        pool = sorted(n for n in self._up_peers() if n not in skip)
-        return self._rng.sample(pool, min(count, len(pool)))
+        """``count`` distinct random up peers (fewer if there are not enough),
+        none of them in ``exclude``."""
+        pool = self._up_sorted
+        # The excluded few leave the list for the draw and go back after it:
+        # the draw sees exactly the id-ordered list of the others, with no
+        # copy of the whole list.
+        removed: list[NodeId] = []
+        for node in set(exclude):
+            i = bisect_left(pool, node)
+            if i < len(pool) and pool[i] == node:
+                del pool[i]
+                removed.append(node)
+        try:
+            return self._rng.sample(pool, min(count, len(pool)))
+        finally:
+            for node in removed:
+                insort(pool, node)
 
     def _gossip_targets(self, count: int) -> list[NodeId]:
         """Partners drawn from the Cyclon view, topped up from the member list."""
-        up = set(self._up_peers())
-        chosen = self._view.sample(count, up)
+        chosen = self._view.sample(count, self._up_set)
         if len(chosen) < count:
             chosen += self._random_up_peers(count - len(chosen), exclude=chosen)
         return chosen
@@ -732,7 +801,24 @@ class SwimNode:
         self._join_retry_at = now + JOIN_RETRY_PERIODS * self._config.protocol_period_s
 
     def _merge_snapshot(self, sender: NodeId, members: tuple[Update, ...], now: float) -> None:
+        # Most of a snapshot is what we already know. An entry that is no news
+        # (older incarnation, or the same state and incarnation) is skipped
+        # here without the full merge; a suspicion at the same incarnation
+        # still goes through it, as it may be a confirmation (Lifeguard §IV-B).
+        known = self._members
+        me = self._id
+        suspect = MemberState.SUSPECT
         for update in members:
+            old = known.get(NodeId(update.member))
+            if old is not None and update.member != me:
+                if update.incarnation < old.incarnation:
+                    continue
+                if (
+                    update.incarnation == old.incarnation
+                    and update.state == old.state
+                    and old.state is not suspect
+                ):
+                    continue
             self._apply(update, now, sender, snapshot=True)
 
     def _on_sync(self, sender: NodeId, message: Sync, now: float) -> None:
@@ -765,6 +851,13 @@ class SwimNode:
                 return None
         return None
 
+    def _record_direct_probe(self, *, missed: bool) -> None:
+        window = self._missed_acks
+        if len(window) == window.maxlen and window[0]:
+            self._missed_count -= 1  # the oldest sample is about to fall out
+        window.append(missed)
+        self._missed_count += missed
+
     def _start_probe(self, now: float) -> None:
         c = self._config
         self._next_probe_at = now + self._scaled(c.protocol_period_s)
@@ -785,7 +878,7 @@ class SwimNode:
         probe = self._probe
         if probe is None or probe.acked:
             return
-        self._missed_acks.append(True)
+        self._record_direct_probe(missed=True)
         helpers = self._random_up_peers(self._config.indirect_probes, exclude=(probe.target,))
         for helper in helpers:
             updates, rumours = self._piggyback()
@@ -826,7 +919,7 @@ class SwimNode:
             probe.acked = True
             if self._probe_timeout_at is not None:
                 self._probe_timeout_at = None
-                self._missed_acks.append(False)
+                self._record_direct_probe(missed=False)
             self._lower_health()
             return
         relay = self._relays.pop(message.seq, None)
@@ -920,7 +1013,7 @@ class SwimNode:
         self._count("anti_entropy_rounds")
 
     def _reconnect(self, now: float) -> None:
-        dead = sorted(m.id for m in self._members.values() if m.state is MemberState.DEAD)
+        dead = self._dead_sorted
         if dead:
             self._send(self._rng.choice(dead), Sync(self._snapshot()))
             self._count("reconnect_attempts")
@@ -998,6 +1091,11 @@ def _beats(entry: StateEntry, theirs: tuple[int, bytes] | None) -> bool:
     if theirs is None:
         return True
     return entry.version > theirs[0] or (entry.version == theirs[0] and entry.value > theirs[1])
+
+
+_STATES = tuple(MemberState)
+"""``MemberState`` by value, without the enum's lookup on every update."""
+_MAX_STATE = int(MemberState.LEFT)
 
 
 def _check_update(update: Update) -> str | None:

@@ -491,7 +491,7 @@ class SwimExperiment:
     def _membership_converged(self, expected: int) -> bool:
         for node in self.nodes[:expected]:
             core = node.core
-            if core is None or len(cast(SwimNode, core).reachable()) != expected:
+            if core is None or cast(SwimNode, core).up_count != expected:
                 return False
         return True
 
