@@ -35,14 +35,19 @@ PRIMARY_OF_VIEW_0 = NodeId(1)
 COMMANDS = 20
 
 
-def _cluster(tmp_path: Any, protocol: str, byzantine: dict[NodeId, str] | None = None) -> LocalCluster:
+def _cluster(
+    tmp_path: Any,
+    protocol: str,
+    byzantine: dict[NodeId, str] | None = None,
+    options: dict[str, Any] | None = None,
+) -> LocalCluster:
     cluster = LocalCluster(
         tmp_path / protocol,
         nodes=NODES,
         base_port=free_base_port(NODES),
         insecure=True,
         protocol=protocol,
-        options=dict(FAST_OPTIONS[protocol]),
+        options={**FAST_OPTIONS[protocol], **(options or {})},
     )
     cluster.write_configs()
     for node, behaviour in (byzantine or {}).items():
@@ -92,6 +97,35 @@ def test_commands_commit_with_f_plus_1_matching_replies(tmp_path: Any, protocol:
         statuses = await _wait_applied(cluster, cluster.ids, COMMANDS + 3)
         assert {s.protocol for s in statuses} == {protocol}
         assert all(s.metrics["bft.detections"] == 0 for s in statuses)
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        cluster.kill_all()
+
+
+def test_pbft_with_mac_commits_and_sends_before_persist(tmp_path: Any) -> None:
+    # Commits carry HMAC authenticators (keys from key_seed), and replicas
+    # send each phase's messages before its fsync: concurrent clients commit,
+    # no replica rejects a commit's authenticator and all apply the same log.
+    options = {"authentication": "macs", "send_before_persist": True}
+    cluster = _cluster(tmp_path, "pbft", options=options)
+    cluster.start_all()
+    clients, puts = 8, 10
+
+    async def session(i: int) -> None:
+        async with AsyncClient(cluster.endpoints, insecure=True, deadline_s=WAIT_LIMIT_S) as client:
+            for n in range(puts):
+                await client.put(f"c{i}/k{n}", f"v{n}")
+            assert await client.get(f"c{i}/k3") == "v3"
+
+    async def scenario() -> None:
+        await asyncio.gather(*(session(i) for i in range(clients)))
+        statuses = await _wait_applied(cluster, cluster.ids, clients * (puts + 1))
+        assert all(s.metrics["bft.detections"] == 0 for s in statuses)
+        for s in statuses:
+            assert s.metrics.get("sent_before_persist", 0) > 0, s.metrics
+            assert not [k for k in s.metrics if k.startswith("rejected.")], s.metrics
 
     try:
         asyncio.run(scenario())
@@ -151,3 +185,16 @@ def test_equivocating_primary_is_convicted_excluded_and_replaced(tmp_path: Any) 
         asyncio.run(scenario())
     finally:
         cluster.kill_all()
+
+
+def test_send_before_persist_is_opt_in_and_validated() -> None:
+    from quorate.errors import ConfigError
+    from quorate.runtime.aio.protocols import protocol_binding
+
+    for name in ("pbft", "hotstuff"):
+        binding = protocol_binding(name)
+        assert binding.sends_before_persist({}) is False
+        assert binding.sends_before_persist({"send_before_persist": True}) is True
+        with pytest.raises(ConfigError, match="send_before_persist"):
+            binding.sends_before_persist({"send_before_persist": "yes"})
+    assert protocol_binding("raft").sends_before_persist({"send_before_persist": True}) is False

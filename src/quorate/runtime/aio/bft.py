@@ -134,6 +134,10 @@ def bft_metrics(core: Any) -> dict[str, int]:
             primary = leader_of(view)
         if primary is not None:
             out["bft.leader"] = int(primary)
+    executed_seq = getattr(honest, "executed_seq", None)
+    if isinstance(executed_seq, int):
+        # Sequence numbers executed: with entries_applied, the mean batch size.
+        out["bft.executed_seq"] = executed_seq
     excluded = sorted(int(x) for x in getattr(honest, "excluded", ()))
     out["bft.excluded"] = len(excluded)
     for node in excluded:

@@ -33,7 +33,10 @@ Theory of operation.
   these entries, any message carrying it and every client acknowledgement
   are produced by a later Ready, so they leave after the leader's copy is
   durable too. Every other message waits for the fsync, as the driver's
-  order says.
+  order says, unless a BFT binding was given ``send_before_persist`` (the
+  trade-off is in ``quorate.runtime.aio.protocols``): then all of a Ready's
+  messages leave before its fsync, while applying, client replies and the
+  next Ready still wait for it.
 - *Time.* The core asks to be woken at ``ready.wake_at`` (the node's monotonic
   clock). The node keeps one ``TimerHandle`` and reschedules it only when the
   deadline changes; when it fires, ``core.tick(now)`` and drive.
@@ -281,6 +284,10 @@ class AioNode:
         self._last_hard_state: Any = None
         """The last hard state handed to the storage (durably or not)."""
         self._early_types: tuple[type[Any], ...] = ()
+        self._early_despite_hard_state = False
+        self._waiting: list[Ready] = []
+        """Readies taken while an fsync was in flight (``send_before_persist``
+        only): their messages are sent, the rest waits for one merged persist."""
         self._failed = False
         self._stopping: asyncio.Future[None] | None = None
 
@@ -315,6 +322,12 @@ class AioNode:
             self.service.restore(recovered.snapshot)
         self._last_hard_state = recovered.hard_state
         self._early_types = _early_message_types(binding.name)
+        self._early_despite_hard_state = False
+        if binding.sends_before_persist(self.protocol_options):
+            # Opted in (BFT only, see quorate.runtime.aio.protocols): every
+            # message may leave before the fsync, whatever the hard state holds.
+            self._early_types = binding.message_types
+            self._early_despite_hard_state = True
         # The config file is the operator's latest word: the log only adds members.
         self._learn_members(recovered.entries, replace=False)
         self._executor = ThreadPoolExecutor(
@@ -568,7 +581,11 @@ class AioNode:
     # ------------------------------------------------------------ driving
     def _drive(self) -> None:
         """Carry out Readies until the core has none or one waits for its fsync."""
-        if self._in_flight is not None or self._failed:
+        if self._failed:
+            return
+        if self._in_flight is not None:
+            if self._early_despite_hard_state:
+                self._take_while_persisting()
             return  # _persisted() drives again once the fsync is done
         core = self.core
         while True:
@@ -585,6 +602,44 @@ class AioNode:
             if not core.has_ready():
                 break
         self._after_readies(ready.wake_at)
+
+    def _take_while_persisting(self) -> None:
+        """``send_before_persist``: while an fsync is in flight, take the
+        core's Readies anyway and send their messages at once, so a protocol
+        phase does not wait for the previous phase's fsync. Everything else
+        (persist, apply, client replies, ``advance``) waits: the Readies are
+        merged into the next persist, which starts when this one ends, so
+        commands still share fsyncs and are applied in order. Only cores
+        whose ``ready()`` hands all its work over (PBFT, HotStuff: their
+        ``advance`` does nothing) are driven this way."""
+        core, send = self.core, self.transport_or_raise().send
+        while core.has_ready():
+            ready = core.ready()
+            for to, message in ready.messages:
+                send(to, message)
+            self.counters["sent_before_persist"] += len(ready.messages)
+            self._waiting.append(dataclasses.replace(ready, messages=[]))
+        if self._waiting:
+            self._schedule(self._waiting[-1].wake_at)
+
+    def _merge_waiting(self) -> Ready | None:
+        """The Readies taken during the last fsync, as one (latest hard state,
+        all entries and commits in order), or None if there were none."""
+        waiting, self._waiting = self._waiting, []
+        if not waiting:
+            return None
+        hard_states = [r.hard_state for r in waiting if r.hard_state is not None]
+        snapshots = [r.snapshot for r in waiting if r.snapshot is not None]
+        return Ready(
+            messages=[],
+            hard_state=hard_states[-1] if hard_states else None,
+            entries=[e for r in waiting for e in r.entries],
+            snapshot=snapshots[-1] if snapshots else None,
+            committed=[e for r in waiting for e in r.committed],
+            reads=[x for r in waiting for x in r.reads],
+            wake_at=waiting[-1].wake_at,
+            rejected=[x for r in waiting for x in r.rejected],
+        )
 
     def _needs_fsync(self, ready: Ready) -> bool:
         if ready.entries or ready.snapshot is not None:
@@ -605,7 +660,8 @@ class AioNode:
             early_types
             and ready.messages
             and (
-                ready.hard_state is None
+                self._early_despite_hard_state
+                or ready.hard_state is None
                 or _only_commit_changed(self._last_hard_state, ready.hard_state)
             )
         ):
@@ -654,10 +710,23 @@ class AioNode:
         finally:
             host.already_persisted = False
         self.core.advance(ready)
+        wake_at = ready.wake_at
+        merged = self._merge_waiting()
+        if merged is not None:
+            # Their messages already left; advance() of these cores is a no-op.
+            wake_at = merged.wake_at
+            if self._needs_fsync(merged):
+                self._start_persist(merged)
+                self._take_while_persisting()
+                self._after_readies(self._waiting[-1].wake_at if self._waiting else wake_at)
+                return
+            if merged.hard_state is not None:
+                self._last_hard_state = merged.hard_state
+            carry_out(merged, self._host)
         if self.core.has_ready():
             self._drive()
         else:
-            self._after_readies(ready.wake_at)
+            self._after_readies(wake_at)
 
     def _after_readies(self, wake_at: float | None) -> None:
         """Answer clients, notice leadership changes, arm the timer."""

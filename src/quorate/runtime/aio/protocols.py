@@ -18,14 +18,30 @@ peers must give each node its own key instead (not wired here yet). The
 option ``byzantine`` (a behaviour of ``quorate.pbft.BEHAVIOURS`` /
 ``quorate.hotstuff.BEHAVIOURS``) wraps this node's core in the protocol's
 ``ByzantineReplica``, for fault-injection tests. Other options go to the
-protocol's config (``PbftConfig`` / ``HotStuffConfig``). PBFT signs every
-message (its core has no MAC-authenticator mode).
+protocol's config (``PbftConfig`` / ``HotStuffConfig``).
+
+PBFT's ``authentication="macs"`` authenticates commits with HMAC-SHA256
+authenticators (``SessionKeyCommitAuthenticator``): pairwise session keys
+derived from ``key_seed`` too, so they carry the same caveat (test and
+benchmark clusters only; a deployment would agree keys per pair of nodes).
+
+Durability of signed statements, the option ``send_before_persist`` (BFT
+only, default ``false``). By default a replica's messages leave only once
+the Ready that produced them is durable, so a replica that crashes and
+restarts never contradicts a prepare, commit or vote it sent. With ``true``
+they leave before the fsync (the client replies still wait for it): a
+replica that crashes inside that window may, after restarting, sign a
+statement conflicting with one it sent. Agreement then still holds as long
+as such replicas plus Byzantine ones are at most f at a time (Castro and
+Liskov's implementation makes the same trade: it keeps protocol state in
+memory and relies on f for crash-and-forget faults), but peers may convict
+such a replica of equivocation and exclude it. The default is the safe one.
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,6 +68,9 @@ class ProtocolBinding:
     hard_state_type: type[Any] | None
     snapshot_type: type[Any] | None
     build: CoreBuilder
+    sends_before_persist: Callable[[Mapping[str, Any]], bool] = lambda options: False
+    """True when, with these options, every message of a Ready may leave
+    before the Ready's fsync (see ``send_before_persist`` above)."""
 
 
 _LOADERS: dict[str, Callable[[], ProtocolBinding]] = {}
@@ -103,9 +122,45 @@ def _load_raft() -> ProtocolBinding:
 register_protocol("raft", _load_raft)
 
 
-_BFT_NODE_OPTIONS = ("key_seed", "byzantine")
+_BFT_NODE_OPTIONS = ("key_seed", "byzantine", "send_before_persist")
 DEFAULT_KEY_SEED = "quorate-test-cluster"
 """Used when ``key_seed`` is not given (test clusters only, see above)."""
+
+
+def _key_seed(options: Mapping[str, Any]) -> bytes:
+    return str(options.get("key_seed", DEFAULT_KEY_SEED)).encode()
+
+
+def _sends_before_persist(options: Mapping[str, Any]) -> bool:
+    value = options.get("send_before_persist", False)
+    if not isinstance(value, bool):
+        raise ConfigError(f"send_before_persist must be true or false, got {value!r}")
+    return value
+
+
+class SessionKeyCommitAuthenticator:
+    """PBFT's ``CommitAuthenticator`` over pairwise HMAC session keys derived
+    from ``key_seed`` (test and benchmark clusters, like the signing keys)."""
+
+    __slots__ = ("_keys",)
+
+    def __init__(self, node: NodeId, voters: tuple[NodeId, ...], key_seed: bytes) -> None:
+        from quorate.crypto.mac import SessionKeys, pairwise_session_keys
+
+        peers = [v for v in voters if v != node]
+        self._keys = SessionKeys(node, pairwise_session_keys(_MAC_DOMAIN + key_seed, node, peers))
+
+    def macs(self, data: bytes, receivers: Sequence[NodeId]) -> Mapping[int, bytes]:
+        return {int(r): self._keys.mac(r, data) for r in receivers}
+
+    def check(self, sender: NodeId, data: bytes, macs: Mapping[int, bytes]) -> bool:
+        from quorate.crypto.mac import Authenticator
+
+        return self._keys.verify_entry(sender, data, Authenticator(dict(macs)))
+
+
+_MAC_DOMAIN = b"quorate/aio/pbft-session-keys/v1:"
+"""Separates the MAC session keys from the signing keys drawn from one seed."""
 
 
 def _bft_identity(
@@ -114,7 +169,7 @@ def _bft_identity(
     """(signer, verifier, core options, Byzantine behaviour or None)."""
     from quorate.crypto.ed25519 import Ed25519Signer, Ed25519Verifier, ed25519_cluster_keys
 
-    seed = str(options.get("key_seed", DEFAULT_KEY_SEED)).encode()
+    seed = _key_seed(options)
     keys = ed25519_cluster_keys(seed, voters)
     signer = Ed25519Signer(node_id, keys[node_id].signing_key)
     verifier = Ed25519Verifier({n: k.public_key for n, k in keys.items()})
@@ -131,6 +186,7 @@ def _load_pbft() -> ProtocolBinding:
         PbftHardState,
         PbftReplica,
     )
+    from quorate.pbft.config import AUTH_MACS
 
     def build(
         node_id: NodeId,
@@ -145,15 +201,30 @@ def _load_pbft() -> ProtocolBinding:
             config = PbftConfig(**core_options)
         except TypeError as exc:
             raise ConfigError(f"bad PBFT option: {exc}") from None
+        authenticator = (
+            SessionKeyCommitAuthenticator(node_id, voters, _key_seed(options))
+            if config.authentication == AUTH_MACS
+            else None
+        )
         core = PbftReplica(
-            node_id, voters, config=config, signer=signer, verifier=verifier, rng=rng, now=now, recovered=recovered
+            node_id,
+            voters,
+            config=config,
+            signer=signer,
+            verifier=verifier,
+            rng=rng,
+            now=now,
+            recovered=recovered,
+            authenticator=authenticator,
         )
         if behaviour is None:
             return core
         wrapped: ProtocolCore = ByzantineReplica(core, behaviour, rng=rng, signer=signer, peers=voters)
         return wrapped
 
-    return ProtocolBinding("pbft", tuple(PBFT_MESSAGE_TYPES), PbftHardState, None, build)
+    return ProtocolBinding(
+        "pbft", tuple(PBFT_MESSAGE_TYPES), PbftHardState, None, build, _sends_before_persist
+    )
 
 
 def _load_hotstuff() -> ProtocolBinding:
@@ -188,7 +259,9 @@ def _load_hotstuff() -> ProtocolBinding:
         )
         return wrapped
 
-    return ProtocolBinding("hotstuff", tuple(HOTSTUFF_MESSAGE_TYPES), HardState, None, build)
+    return ProtocolBinding(
+        "hotstuff", tuple(HOTSTUFF_MESSAGE_TYPES), HardState, None, build, _sends_before_persist
+    )
 
 
 register_protocol("pbft", _load_pbft)
