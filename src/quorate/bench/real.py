@@ -56,7 +56,7 @@ import shutil
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -95,6 +95,8 @@ class RealBenchConfig:
     base_port: int = 17501
     storage: str = "sqlite"
     """The nodes' storage engine (``runtime.aio.config.STORAGE_KINDS``)."""
+    options: dict[str, Any] = field(default_factory=dict)
+    """Protocol options for every node (``quorate bench real --option k=v``)."""
 
 
 _STAT_CPU_FIELDS = slice(11, 15)
@@ -307,7 +309,7 @@ def run_real_bench(config: RealBenchConfig) -> dict[str, Any]:
     if config.protocol in ("pbft", "hotstuff"):  # f + 1 matching replies: quorate.bench.real_bft
         from quorate.bench.real_bft import run_real_bft_bench
 
-        return run_real_bft_bench(config)
+        return run_real_bft_bench(config, config.options)
     directory = Path(tempfile.mkdtemp(prefix="quorate-bench-"))
     cluster = LocalCluster(
         directory,
@@ -315,6 +317,7 @@ def run_real_bench(config: RealBenchConfig) -> dict[str, Any]:
         base_port=config.base_port,
         insecure=True,
         protocol=config.protocol,
+        options=dict(config.options),
     )
     try:
         cluster.write_configs()

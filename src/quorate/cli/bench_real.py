@@ -39,6 +39,24 @@ def _echo_run(name: str, report: dict[str, Any]) -> None:
         )
 
 
+def _parse_options(items: list[str]) -> dict[str, Any]:
+    """``KEY=VALUE`` pairs; values read as TOML scalars (true, 3, 0.5, "x") or
+    else taken as plain strings."""
+    import tomllib
+
+    options: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise fail(f"--option takes KEY=VALUE, got {item!r}")
+        try:
+            value = tomllib.loads(f"v = {raw.strip()}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = raw.strip()
+        options[key.strip()] = value
+    return options
+
+
 @bench_app.command("real")
 def bench_real_command(
     protocol: Annotated[str, typer.Option("--protocol")] = "raft",
@@ -55,6 +73,13 @@ def bench_real_command(
         str | None,
         typer.Option("--compare", help="Also run etcd with the same clients (installs it if missing)."),
     ] = None,
+    option: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--option",
+            help="Protocol option for every node, KEY=VALUE (repeatable), e.g. authentication=macs.",
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Throughput and latency of puts on real node processes with fsync."""
@@ -65,7 +90,15 @@ def bench_real_command(
     if compare is not None and compare not in COMPARABLE_SYSTEMS:
         raise fail(f"--compare takes one of {', '.join(COMPARABLE_SYSTEMS)}, got {compare!r}")
     config = RealBenchConfig(
-        protocol, nodes, clients, duration, value_size, client_processes, base_port, storage
+        protocol,
+        nodes,
+        clients,
+        duration,
+        value_size,
+        client_processes,
+        base_port,
+        storage,
+        _parse_options(option or []),
     )
     report = compare_with_etcd(config) if compare else run_real_bench(config)
     if as_json:
