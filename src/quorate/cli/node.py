@@ -113,7 +113,7 @@ def node_command(
         raise fail(f"cannot create the data directory: {exc}") from None
     configure_logging(node_config)
     try:
-        with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
+        with asyncio.Runner(loop_factory=event_loop_factory(tls=not node_config.insecure)) as runner:
             runner.run(run_node(node_config))
     except ConfigError as exc:
         raise fail(str(exc)) from None

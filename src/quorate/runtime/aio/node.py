@@ -117,8 +117,21 @@ DiskStorage = SqliteStorage | WalStorage
 log = logging.getLogger("quorate.runtime.aio.node")
 
 
-def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop]:
-    """uvloop's loop when it is installed (faster sockets), else asyncio's."""
+INLINE_PERSIST_MAX_ENTRIES = 8
+"""A Ready with at most this many entries (and no snapshot) is persisted on the
+event loop itself: its fsync is cheaper than handing it to the worker thread
+and back. Larger batches go to the worker so input keeps flowing meanwhile."""
+
+
+def event_loop_factory(tls: bool = False) -> Callable[[], asyncio.AbstractEventLoop]:
+    """uvloop's loop when it is installed (faster sockets), else asyncio's.
+
+    With TLS the node keeps asyncio's loop: the acceptor upgrades a connection
+    to TLS itself (to count and log refused handshakes) and relies on the
+    dialer's ClientHello staying in the kernel until then; uvloop's transport
+    may read it into the plain buffer first, which stalls the handshake."""
+    if tls:
+        return asyncio.new_event_loop
     try:
         import uvloop
     except ImportError:
@@ -676,9 +689,22 @@ class AioNode:
         if ready.hard_state is not None:
             self._last_hard_state = ready.hard_state
         storage = self.storage_or_raise()
-        future = loop.run_in_executor(
-            executor, storage.persist, ready.hard_state, ready.entries, ready.snapshot
-        )
+        if len(ready.entries) <= INLINE_PERSIST_MAX_ENTRIES and ready.snapshot is None:
+            # A small write: the fsync costs less than two thread hand-offs, so
+            # it runs here; large batches go to the worker so the loop keeps
+            # reading (and the next batch grows) while the disk works.
+            future = loop.create_future()
+            try:
+                storage.persist(ready.hard_state, ready.entries, ready.snapshot)
+            except Exception as exc:  # reported through the future, as from the worker
+                future.set_exception(exc)
+            else:
+                future.set_result(None)
+            self.counters["inline_persists"] += 1
+        else:
+            future = loop.run_in_executor(
+                executor, storage.persist, ready.hard_state, ready.entries, ready.snapshot
+            )
         self._in_flight = future
         future.add_done_callback(
             lambda done: self._persisted(done, dataclasses.replace(ready, messages=late), ready)

@@ -162,8 +162,8 @@ class _TlsPendingProtocol(asyncio.StreamReaderProtocol):
     """
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.ReadTransport)
-        transport.pause_reading()
+        # Duck-typed: uvloop's transports read but do not subclass ReadTransport.
+        transport.pause_reading()  # type: ignore[attr-defined]
         super().connection_made(transport)
 
 
