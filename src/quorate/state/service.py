@@ -8,7 +8,10 @@ snapshots (``restore``). It answers with ``ClientReply`` messages collected by
 
 - Writes (and, with ``read_mode="log"``, reads) are wrapped in a ``Command``
   carrying the client's session ``(client, seq)`` and the proposer's clock
-  (``time_s``: log time for TTLs) and proposed. When the entry at the proposed
+  (``time_s``: log time for TTLs) and proposed. The stamp is ``now`` unless a
+  ``stamp_clock`` is given: real nodes pass wall-clock time, so log time stays
+  comparable when leadership moves to another host (monotonic clocks of
+  different hosts have unrelated origins); the simulator keeps ``now``. When the entry at the proposed
   index is applied *with the proposed term*, this replica answers the client;
   if another entry took that index (a new leader overwrote it), the client
   gets ``retry`` and resends — the session makes that exactly-once.
@@ -93,6 +96,7 @@ class ReplicaService:
         "on_result",
         "read_mode",
         "snapshot_every",
+        "stamp_clock",
     )
 
     def __init__(
@@ -103,6 +107,7 @@ class ReplicaService:
         read_mode: str = "read_index",
         snapshot_every: int = 0,
         on_result: Callable[[Entry, Result], None] | None = None,
+        stamp_clock: Callable[[], float] | None = None,
     ) -> None:
         if read_mode not in READ_MODES:
             raise ValueError(f"read_mode must be one of {READ_MODES}, got {read_mode!r}")
@@ -111,6 +116,7 @@ class ReplicaService:
         self.read_mode = read_mode if hasattr(core, "read_index") else "log"
         self.snapshot_every = snapshot_every
         self.on_result = on_result
+        self.stamp_clock = stamp_clock
         self.applied = 0
         self._proposed: dict[int, tuple[int, NodeId, ClientRequest]] = {}  # index -> (term, ...)
         self._by_session: dict[tuple[int, int], _Waiting] = {}
@@ -135,7 +141,8 @@ class ReplicaService:
             else:
                 self._refuse(sender, req, outcome)
             return
-        command = Command(req.client, req.seq, op, now)
+        stamp = self.stamp_clock() if self.stamp_clock is not None else now
+        command = Command(req.client, req.seq, op, stamp)
         outcome = self.core.propose(encode_command(command), now)
         if isinstance(outcome, Accepted):
             previous = self._proposed.get(outcome.index)

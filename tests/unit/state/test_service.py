@@ -9,7 +9,7 @@ from typing import Any
 from quorate.core import Accepted, Entry, Queued, ReadState, Ready, Redirect
 from quorate.core.protocol import ProposeOutcome
 from quorate.ids import NodeId
-from quorate.state.kv import Get, KVStore, Put, decode_result, encode_op
+from quorate.state.kv import Get, KVStore, Put, decode_command, decode_result, encode_op
 from quorate.state.service import ClientReply, ClientRequest, ReplicaService
 
 
@@ -127,3 +127,14 @@ def test_bft_replica_answers_when_the_session_command_executes() -> None:
     service.apply(Entry(term=3, index=7, kind=0, data=core.log[0].data))
     [(to, reply)] = service.take_replies()
     assert to == 100 and reply.status == "ok" and reply.seq == 1
+
+
+def test_commands_carry_the_stamp_clock_when_given() -> None:
+    core = StandInCore()
+    service = ReplicaService(core, KVStore(), stamp_clock=lambda: 1_700_000_000.0)
+    service.on_client_request(NodeId(100), request(1, Put("k", "v", ttl_s=5.0)), now=3.0)
+    command = decode_command(core.log[0].data)
+    assert command.time_s == 1_700_000_000.0
+    plain = ReplicaService(StandInCore(), KVStore())
+    plain.on_client_request(NodeId(100), request(1, Put("k", "v")), now=3.0)
+    assert decode_command(plain.core.log[0].data).time_s == 3.0  # type: ignore[attr-defined]

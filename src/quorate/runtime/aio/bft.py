@@ -29,6 +29,7 @@ Theory of operation.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -68,9 +69,17 @@ class BftReplicaService(ReplicaService):
     __slots__ = ("_results",)
 
     def __init__(
-        self, core: ProtocolCore, kv: KVStore, *, read_mode: str = "log", snapshot_every: int = 0
+        self,
+        core: ProtocolCore,
+        kv: KVStore,
+        *,
+        read_mode: str = "log",
+        snapshot_every: int = 0,
+        stamp_clock: Callable[[], float] | None = None,
     ) -> None:
-        # BFT cores have no ReadIndex: reads are ordered like writes.
+        # BFT cores have no ReadIndex: reads are ordered like writes. Commands
+        # carry a fixed time (every replica must propose identical bytes), so
+        # ``stamp_clock`` is not used.
         super().__init__(core, kv, read_mode="log", snapshot_every=snapshot_every)
         self._results: dict[int, tuple[int, bytes]] = {}
         """client -> (seq, encoded result) of its latest executed command."""

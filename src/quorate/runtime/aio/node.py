@@ -329,7 +329,11 @@ class AioNode:
             self.protocol_options,
         )
         self.service = replica_service_class(binding.name)(
-            self.core, KVStore(), read_mode=self.read_mode, snapshot_every=self.snapshot_every
+            self.core,
+            KVStore(),
+            read_mode=self.read_mode,
+            snapshot_every=self.snapshot_every,
+            stamp_clock=time.time,  # log time for TTLs: wall clock, comparable across hosts
         )
         if recovered.snapshot is not None:
             self.service.restore(recovered.snapshot)
