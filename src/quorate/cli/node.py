@@ -28,6 +28,7 @@ from quorate.errors import ConfigError
 from quorate.ids import node_name
 from quorate.runtime.aio.config import NodeConfig, format_address, load_node_config
 from quorate.runtime.aio.node import AioNode, event_loop_factory
+from quorate.runtime.aio.transport import TransportConfig
 
 
 class JsonLinesFormatter(logging.Formatter):
@@ -73,6 +74,7 @@ async def run_node(config: NodeConfig) -> None:
         read_mode=config.read_mode,
         snapshot_every=config.snapshot_every,
         storage_kind=config.storage,
+        transport_config=TransportConfig(peer_rate_limit_msgs_per_s=config.peer_rate_limit),
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

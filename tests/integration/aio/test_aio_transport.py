@@ -255,3 +255,48 @@ def test_queue_for_an_unreachable_peer_is_bounded_and_keeps_the_newest() -> None
             await two.close()
 
     asyncio.run(scenario())
+
+
+def test_a_flooding_peer_is_rate_limited_before_the_protocol_sees_it() -> None:
+    """With a per-peer limit of 50 messages/s (one second of burst), a peer
+    that sends 2,000 messages at once gets about 50 through; the rest are
+    dropped and counted, and the limit refills with time."""
+    rate = 50.0
+    received: list[tuple[NodeId, WireMessage]] = []
+    config = TransportConfig(
+        backoff_initial_s=0.01,
+        backoff_max_s=0.05,
+        send_queue_limit=4096,
+        peer_rate_limit_msgs_per_s=rate,
+    )
+
+    async def scenario() -> None:
+        one, two = pair(None, None, received, config=config)
+        await one.start()
+        await two.start()
+        try:
+            for n in range(2000):
+                one.send(NodeId(2), Note(n))
+            await wait_until(
+                lambda: len(received) + two.metrics["rate_limited_drops"] >= 2000, "all frames read"
+            )
+            started = asyncio.get_running_loop().time()
+            admitted = len(received)
+            # The burst plus what refilled while the frames were read.
+            assert admitted >= rate
+            assert admitted <= rate + rate * 2.0 + 5
+            assert two.metrics["rate_limited_drops"] == 2000 - admitted
+            await asyncio.sleep(0.5)
+            one.send(NodeId(2), Note(-1))
+            await wait_until(lambda: any(m.n == -1 for _, m in received), "refilled")  # type: ignore[attr-defined]
+            assert asyncio.get_running_loop().time() - started < 5.0
+        finally:
+            await one.close()
+            await two.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_negative_rate_limit_is_refused() -> None:
+    with pytest.raises(ValueError, match="peer_rate_limit"):
+        TransportConfig(peer_rate_limit_msgs_per_s=-1).validate()

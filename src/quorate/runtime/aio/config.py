@@ -11,6 +11,7 @@ file like::
     read_mode = "read_index"        # how the KV service serves reads
     snapshot_every = 0              # entries between snapshots; 0 = never
     storage = "sqlite"              # or "wal" (segmented write-ahead log)
+    peer_rate_limit = 0             # messages/s admitted per peer (flood defence); 0 = off
     log_file = "n1.log"             # optional; stderr when absent
     log_level = "info"
 
@@ -65,6 +66,7 @@ _KNOWN_FIELDS = frozenset(
         "read_mode",
         "snapshot_every",
         "storage",
+        "peer_rate_limit",
         "log_file",
         "log_level",
         "peers",
@@ -103,6 +105,9 @@ class NodeConfig:
     read_mode: str = "read_index"
     snapshot_every: int = 0
     storage: str = "sqlite"
+    peer_rate_limit: float = 0.0
+    """Messages per second admitted from each peer (a token bucket with a
+    one-second burst); 0 switches the limit off."""
     log_file: Path | None = None
     log_level: str = "info"
     options: dict[str, Any] = field(default_factory=dict)
@@ -129,6 +134,7 @@ class NodeConfig:
             f"read_mode = {_toml_value(self.read_mode)}",
             f"snapshot_every = {self.snapshot_every}",
             f"storage = {_toml_value(self.storage)}",
+            f"peer_rate_limit = {self.peer_rate_limit!r}",
             f"log_level = {_toml_value(self.log_level)}",
         ]
         if self.log_file is not None:
@@ -235,6 +241,11 @@ def node_config_from_mapping(raw: Mapping[str, Any], base_dir: Path = Path("."))
     storage = raw.get("storage", "sqlite")
     if storage not in STORAGE_KINDS:
         raise ConfigError(f"storage must be one of {', '.join(STORAGE_KINDS)}, got {storage!r}")
+    peer_rate_limit = raw.get("peer_rate_limit", 0)
+    if isinstance(peer_rate_limit, bool) or not isinstance(peer_rate_limit, int | float) or peer_rate_limit < 0:
+        raise ConfigError(
+            f"peer_rate_limit must be a number >= 0 (messages/s per peer; 0 = off), got {peer_rate_limit!r}"
+        )
     log_level = raw.get("log_level", "info")
     if log_level not in LOG_LEVELS:
         raise ConfigError(f"log_level must be one of {', '.join(LOG_LEVELS)}, got {log_level!r}")
@@ -258,6 +269,7 @@ def node_config_from_mapping(raw: Mapping[str, Any], base_dir: Path = Path("."))
         protocol=protocol,
         read_mode=read_mode,
         snapshot_every=snapshot_every,
+        peer_rate_limit=float(peer_rate_limit),
         storage=storage,
         log_file=log_file,
         log_level=log_level,

@@ -50,6 +50,7 @@ import contextlib
 import logging
 import random
 import ssl
+import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -60,6 +61,7 @@ from quorate.core.wire import WireMessage
 from quorate.errors import ConfigError, RemoteProtocolError
 from quorate.ids import NodeId, node_name
 from quorate.runtime.aio.tls import TlsConfig, certificate_names
+from quorate.security.ratelimit import PeerRateLimiter
 
 log = logging.getLogger("quorate.runtime.aio.transport")
 
@@ -95,12 +97,21 @@ class TransportConfig:
     handshake_timeout_s: float = DEFAULT_HANDSHAKE_TIMEOUT_S
     backoff_initial_s: float = DEFAULT_BACKOFF_INITIAL_S
     backoff_max_s: float = DEFAULT_BACKOFF_MAX_S
+    peer_rate_limit_msgs_per_s: float = 0.0
+    """Messages per second admitted from each peer before the protocol sees
+    them (token bucket, one second of burst); 0 = no limit. A flooding peer
+    then costs a decode per message, not a protocol step and its signature
+    checks."""
 
     def validate(self) -> TransportConfig:
         if self.send_queue_limit < 1:
             raise ConfigError(f"send_queue_limit must be >= 1 frame, got {self.send_queue_limit}")
         if self.max_frame_bytes < 1:
             raise ConfigError(f"max_frame_bytes must be >= 1, got {self.max_frame_bytes}")
+        if self.peer_rate_limit_msgs_per_s < 0:
+            raise ConfigError(
+                f"peer_rate_limit_msgs_per_s must be >= 0 (0 = off), got {self.peer_rate_limit_msgs_per_s}"
+            )
         if not 0 < self.backoff_initial_s <= self.backoff_max_s:
             raise ConfigError(
                 "backoff_initial_s must be > 0 and <= backoff_max_s, got "
@@ -228,6 +239,8 @@ class Transport:
         self._closed = False
         self._logged: set[tuple[str, str]] = set()
         self.metrics: Counter[str] = Counter()
+        rate = self.config.peer_rate_limit_msgs_per_s
+        self._limiter = PeerRateLimiter(rate, max(rate, 1.0)) if rate > 0 else None
         """Event counters: drops, refusals, malformed input, connections."""
 
     # ------------------------------------------------------------ lifecycle
@@ -539,6 +552,10 @@ class Transport:
                 if not isinstance(message, self._peer_types):
                     raise _Refused("unexpected_messages", f"peer sent {type(message).__name__}")
                 self.metrics["messages_received"] += 1
+                limiter = self._limiter
+                if limiter is not None and not limiter.allow(peer, time.monotonic()):
+                    self.metrics["rate_limited_drops"] += 1
+                    continue
                 self._on_peer_message(peer, message)
         except _Refused as refusal:
             self._count(refusal.metric, node_name(peer), str(refusal))
