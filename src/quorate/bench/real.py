@@ -55,6 +55,7 @@ import resource
 import shutil
 import tempfile
 import time
+from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -162,6 +163,37 @@ def _make_putter(system: str, endpoints: list[str]) -> _Putter:
     return AsyncClient(endpoints, insecure=True, deadline_s=CLIENT_DEADLINE_S)
 
 
+async def drive_puts(
+    clients: Sequence[_Putter], duration_s: float, value_size: int, start_at: float
+) -> tuple[list[float], int]:
+    """Closed-loop puts: each client puts a fresh key, waits for the answer,
+    and puts the next, from wall time ``start_at`` for ``duration_s``.
+    Returns the latency of every acknowledged put (seconds) and the errors."""
+    latencies: list[float] = []
+    errors = 0
+    value = "x" * value_size
+    await asyncio.sleep(max(0.0, start_at - time.time()))
+    end = time.monotonic() + duration_s
+
+    async def loop(i: int, client: _Putter) -> None:
+        nonlocal errors
+        n = 0
+        while time.monotonic() < end:
+            n += 1
+            # Latency is taken around the put only: the call, the cluster's
+            # fsyncs and replication, the acknowledgement.
+            t0 = time.perf_counter()
+            try:
+                await client.put(f"bench/{os.getpid()}/{i}/{n}", value)
+            except (TimeoutError, OSError, EOFError, RuntimeError):
+                errors += 1
+                continue
+            latencies.append(time.perf_counter() - t0)
+
+    await asyncio.gather(*(loop(i, c) for i, c in enumerate(clients)))
+    return latencies, errors
+
+
 def _client_process(
     system: str,
     endpoints: list[str],
@@ -174,29 +206,8 @@ def _client_process(
     against quorate (``AsyncClient``) or etcd (``EtcdHttpClient``)."""
 
     async def main() -> tuple[list[float], int]:
-        latencies: list[float] = []
-        errors = 0
-        value = "x" * value_size
         clients = [_make_putter(system, endpoints) for _ in range(sessions)]
-        await asyncio.sleep(max(0.0, start_at - time.time()))
-        end = time.monotonic() + duration_s
-
-        async def loop(i: int, client: _Putter) -> None:
-            nonlocal errors
-            n = 0
-            while time.monotonic() < end:
-                n += 1
-                # Latency is taken around the put only: the call, the leader's
-                # fsync and replication, the acknowledgement.
-                t0 = time.perf_counter()
-                try:
-                    await client.put(f"bench/{os.getpid()}/{i}/{n}", value)
-                except (TimeoutError, OSError, EOFError, RuntimeError):
-                    errors += 1
-                    continue
-                latencies.append(time.perf_counter() - t0)
-
-        await asyncio.gather(*(loop(i, c) for i, c in enumerate(clients)))
+        latencies, errors = await drive_puts(clients, duration_s, value_size, start_at)
         for c in clients:
             await c.close()
         return latencies, errors

@@ -47,7 +47,6 @@ machine it is out of reach whatever the protocol settings.
 from __future__ import annotations
 
 import asyncio
-import os
 import resource
 import shutil
 import tempfile
@@ -57,7 +56,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from quorate.bench.real import RealBenchConfig
+from quorate.bench.real import RealBenchConfig, drive_puts
 from quorate.client.aio import AsyncClient, new_client_id
 from quorate.client.bft import BftClient
 from quorate.ids import NodeId, node_name
@@ -77,30 +76,11 @@ def _client_process(
     """One client process: ``sessions`` concurrent ``BftClient`` put loops."""
 
     async def main() -> tuple[list[float], int, int]:
-        latencies: list[float] = []
-        errors = 0
-        value = "x" * value_size
         clients = [
             BftClient(endpoints, insecure=True, client_id=new_client_id(), deadline_s=CLIENT_DEADLINE_S)
             for _ in range(sessions)
         ]
-        await asyncio.sleep(max(0.0, start_at - time.time()))
-        end = time.monotonic() + duration_s
-
-        async def loop(i: int, client: BftClient) -> None:
-            nonlocal errors
-            n = 0
-            while time.monotonic() < end:
-                n += 1
-                t0 = time.perf_counter()
-                try:
-                    await client.put(f"bench/{os.getpid()}/{i}/{n}", value)
-                except (TimeoutError, OSError, EOFError, RuntimeError):
-                    errors += 1
-                    continue
-                latencies.append(time.perf_counter() - t0)
-
-        await asyncio.gather(*(loop(i, c) for i, c in enumerate(clients)))
+        latencies, errors = await drive_puts(clients, duration_s, value_size, start_at)
         retries = sum(c.retries for c in clients)
         for c in clients:
             await c.close()
