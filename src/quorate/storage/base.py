@@ -14,6 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import msgspec
+
 from quorate.core.ready import Entry
 
 
@@ -69,3 +71,11 @@ class NodeStorage(Protocol):
     def recover(self) -> Recovered:
         """Everything persisted so far, to rebuild the core after a crash."""
         ...
+
+
+def typed_decoder(type_: type[Any] | None) -> msgspec.msgpack.Decoder[Any]:
+    """A msgpack decoder for a protocol's stored struct, or an untyped one
+    when the storage was opened without the type (e.g. by a tool)."""
+    if type_ is None:
+        return msgspec.msgpack.Decoder()
+    return msgspec.msgpack.Decoder(type_)

@@ -64,7 +64,7 @@ import msgspec
 
 from quorate.core.ready import Entry
 from quorate.errors import LocalProtocolError
-from quorate.storage.base import Recovered
+from quorate.storage.base import Recovered, typed_decoder
 from quorate.storage.snapshot_files import (
     SNAPSHOT_DIR_NAME,
     SnapshotPointer,
@@ -183,16 +183,8 @@ class WalStorage:
         self.snapshot_type = snapshot_type
         self.segment_bytes = segment_bytes
         self._encoder = msgspec.msgpack.Encoder()
-        self._hard_state_decoder: msgspec.msgpack.Decoder[Any] = (
-            msgspec.msgpack.Decoder(hard_state_type)
-            if hard_state_type is not None
-            else msgspec.msgpack.Decoder()
-        )
-        self._snapshot_decoder: msgspec.msgpack.Decoder[Any] = (
-            msgspec.msgpack.Decoder(snapshot_type)
-            if snapshot_type is not None
-            else msgspec.msgpack.Decoder()
-        )
+        self._hard_state_decoder = typed_decoder(hard_state_type)
+        self._snapshot_decoder = typed_decoder(snapshot_type)
         self._pointer_decoder = msgspec.msgpack.Decoder(SnapshotPointer)
         self._segments: list[_Segment] = []
         self._first_index = 1
