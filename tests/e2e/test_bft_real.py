@@ -3,6 +3,11 @@
 - Commands commit and a client accepts a result only from f + 1 = 2 distinct
   replicas with the same answer (Castro & Liskov §4.1); every replica ends up
   applying the same log.
+- Clients send to the primary once f + 1 replies named it; backups answer
+  commands they only learnt from the pre-prepare (the channel attached the
+  sessions), and sessions of one process share one connection per replica.
+  A silent primary costs one client timeout: the client resends to every
+  replica, the backups depose the primary, and replies name the new one.
 - A primary that equivocates (PBFT view 0's primary, n1, sends conflicting
   pre-prepares to the two halves of the backups) is convicted by every honest
   replica with the evidence it signed, excluded, and replaced by a view
@@ -20,7 +25,7 @@ import pytest
 from tests.e2e.conftest import WAIT_LIMIT_S, free_base_port
 
 from quorate.client.aio import AsyncClient
-from quorate.client.bft import BftClient
+from quorate.client.bft import BftChannel, BftClient
 from quorate.ids import NodeId
 from quorate.runtime.aio.admin import StatusReply
 from quorate.runtime.aio.cluster import LocalCluster
@@ -198,3 +203,69 @@ def test_send_before_persist_is_opt_in_and_validated() -> None:
         with pytest.raises(ConfigError, match="send_before_persist"):
             binding.sends_before_persist({"send_before_persist": "yes"})
     assert protocol_binding("raft").sends_before_persist({"send_before_persist": True}) is False
+
+
+async def _client_requests(cluster: LocalCluster) -> dict[int, int]:
+    return {s.node: s.metrics.get("client_requests", 0) for s in await _statuses(cluster) if s is not None}
+
+
+def test_requests_go_to_the_primary_and_every_replica_answers(tmp_path: Any) -> None:
+    cluster = _cluster(tmp_path, "pbft")
+    cluster.start_all()
+    sessions_n, rounds = 8, 5
+
+    async def scenario() -> None:
+        channel = BftChannel(cluster.endpoints, insecure=True)
+        sessions = [
+            BftClient(channel=channel, client_id=100 + i, deadline_s=WAIT_LIMIT_S) for i in range(sessions_n)
+        ]
+        # No hint yet: the first calls go to every replica.
+        await asyncio.gather(*(s.put(f"warm/{i}", "x") for i, s in enumerate(sessions)))
+        assert channel.primary == int(PRIMARY_OF_VIEW_0)
+        retries_before = channel.retries
+        before = await _client_requests(cluster)
+        for r in range(rounds):
+            await asyncio.gather(*(s.put(f"k/{i}/{r}", f"v{r}") for i, s in enumerate(sessions)))
+        after = await _client_requests(cluster)
+        resends = channel.retries - retries_before
+        # Backups answer what they only saw in pre-prepares: without that
+        # every put would need a resend to every replica.
+        assert resends <= rounds, resends
+        assert after[int(PRIMARY_OF_VIEW_0)] - before[int(PRIMARY_OF_VIEW_0)] == sessions_n * rounds + resends
+        for backup in cluster.ids[1:]:
+            # Only a resend after a timeout reaches a backup; yet each put
+            # got f + 1 = 2 matching replies, so backups answered.
+            assert after[int(backup)] - before[int(backup)] == resends
+        assert await sessions[3].get("k/3/4") == "v4"
+        assert all(link.up for link in channel.links)  # one connection per replica, shared
+        await channel.close()
+        statuses = await _wait_applied(cluster, cluster.ids, sessions_n * (rounds + 1) + 1)
+        assert all(s.metrics["bft.view"] == 0 for s in statuses)
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        cluster.kill_all()
+
+
+def test_silent_primary_costs_one_timeout_then_clients_follow_the_new_primary(tmp_path: Any) -> None:
+    cluster = _cluster(tmp_path, "pbft", byzantine={PRIMARY_OF_VIEW_0: "silent"})
+    cluster.start_all()
+
+    async def scenario() -> None:
+        channel = BftChannel(cluster.endpoints, insecure=True)
+        client = BftClient(channel=channel, client_id=5, timeout_s=0.5, deadline_s=WAIT_LIMIT_S)
+        for i in range(COMMANDS):
+            await client.put(f"k{i}", f"v{i}")
+        assert channel.primary is not None and channel.primary != int(PRIMARY_OF_VIEW_0)
+        assert await client.get("k9") == "v9"
+        await channel.close()
+        honest = [n for n in cluster.ids if n != PRIMARY_OF_VIEW_0]
+        statuses = await _wait_applied(cluster, honest, COMMANDS + 1)
+        assert all(s.metrics["bft.view"] >= 1 for s in statuses)
+        assert {s.metrics["bft.leader"] for s in statuses} == {channel.primary}
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        cluster.kill_all()

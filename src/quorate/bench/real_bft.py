@@ -58,10 +58,11 @@ from typing import Any
 
 from quorate.bench.real import RealBenchConfig, drive_puts
 from quorate.client.aio import AsyncClient, new_client_id
-from quorate.client.bft import BftClient
+from quorate.client.bft import BftChannel, BftClient
 from quorate.ids import NodeId, node_name
 from quorate.runtime.aio.bft import BFT_PROTOCOLS
 from quorate.runtime.aio.cluster import LocalCluster, process_cpu_seconds
+from quorate.runtime.aio.node import event_loop_factory
 
 READY_WAIT_S = 30.0
 WARMUP_S = 1.0
@@ -76,18 +77,19 @@ def _client_process(
     """One client process: ``sessions`` concurrent ``BftClient`` put loops."""
 
     async def main() -> tuple[list[float], int, int]:
+        channel = BftChannel(endpoints, insecure=True)
         clients = [
-            BftClient(endpoints, insecure=True, client_id=new_client_id(), deadline_s=CLIENT_DEADLINE_S)
+            BftClient(channel=channel, client_id=new_client_id(), deadline_s=CLIENT_DEADLINE_S)
             for _ in range(sessions)
         ]
         latencies, errors = await drive_puts(clients, duration_s, value_size, start_at)
-        retries = sum(c.retries for c in clients)
-        for c in clients:
-            await c.close()
+        retries = channel.retries
+        await channel.close()
         return latencies, errors, retries
 
     cpu0 = resource.getrusage(resource.RUSAGE_SELF)
-    latencies, errors, retries = asyncio.run(main())
+    with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
+        latencies, errors, retries = runner.run(main())
     cpu1 = resource.getrusage(resource.RUSAGE_SELF)
     cpu_s = (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)
     return {"latencies": latencies, "errors": errors, "retries": retries, "cpu_s": cpu_s}

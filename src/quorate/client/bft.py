@@ -4,24 +4,43 @@
 Theory of operation (Castro & Liskov, OSDI '99, §4.1 and §4.2; HotStuff uses
 the same client model).
 
-- *Ask everyone, believe f + 1.* Up to f = (n - 1) // 3 replicas may lie, the
-  primary among them. The client sends each request to **every** replica
-  (``ClientConnection``, one per replica) and accepts a result only when
-  f + 1 *distinct* replicas returned the same one: at least one of them is
-  honest, and an honest replica answers only with what the cluster executed.
-  Answers that are not results (``retry``, ``redirect``) count for nothing.
-  ``error`` answers count like results: f + 1 matching errors are the
-  cluster's refusal (``ClientError``).
+- *Believe f + 1.* Up to f = (n - 1) // 3 replicas may lie, the primary
+  among them. A client accepts a result only when f + 1 *distinct* replicas
+  returned the same one: at least one of them is honest, and an honest
+  replica answers only with what the cluster executed. Answers that are not
+  results (``retry``, ``redirect``) count for nothing. ``error`` answers
+  count like results: f + 1 matching errors are the cluster's refusal
+  (``ClientError``).
+- *Ask the primary, then everyone* (§4.1). Every replica executes every
+  command and answers every client it knows, so a request needs to reach
+  only the primary: the client sends it there once it knows the primary
+  (PBFT replies name it, and a name f + 1 replicas agreed on is the one
+  used). When f + 1 matching replies have not arrived within ``timeout_s``
+  — a faulty or deposed primary — the client resends to **every** replica;
+  backups forward it to the primary and start their view-change timers.
+  Without a hint (HotStuff, whose leader rotates; a fresh client) it sends
+  to every replica from the start.
+- *Replies find the client.* A backup that never saw the request must
+  still answer it, so a channel tells every replica, once per connection,
+  which sessions it carries (``ClientAttach``); replicas answer an executed
+  command on the connection its session attached, or on the one the
+  request came in on.
+- *Many sessions, few connections* (``BftChannel``). Sessions of one
+  process share one connection per replica; what they send within one turn
+  of the event loop leaves in one write per replica, and replies are
+  matched to calls by ``(client, seq)``. A channel is what a process with
+  hundreds of concurrent sessions (an agent pool, a benchmark) needs: a
+  connection per session per replica would cost one system call per
+  message. A ``BftClient`` made without a channel gets one of its own.
 - *Distinct replicas.* With TLS each connection is tied to the node name in
   the replica's certificate (issued by the cluster CA), so one replica cannot
   answer under two names; two endpoints of one node count once. Without TLS
   (loopback tests and benchmarks) a replica is its endpoint.
-- *Exactly-once retries.* A request keeps its ``(client, seq)``; when f + 1
-  matching replies have not arrived within ``timeout_s`` the client resends
-  it to every replica (reconnecting where a connection broke). The store
-  applies a session's seq once and replicas answer duplicates from the
-  session's saved result (``quorate.runtime.aio.bft``). One request is
-  outstanding per client; run several clients for concurrency.
+- *Exactly-once retries.* A request keeps its ``(client, seq)`` across
+  resends. The store applies a session's seq once and replicas answer
+  duplicates from the session's saved result
+  (``quorate.runtime.aio.bft``). One request is outstanding per session;
+  run several sessions for concurrency.
 - *Reads* are ordered through the protocol like writes (BFT cores have no
   ReadIndex), so ``get`` is linearizable once f + 1 replicas agree.
 - ``bft_delegate`` lets ``AsyncClient`` hand its calls to a ``BftClient``
@@ -33,28 +52,36 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ssl
 from collections.abc import Iterable
 from pathlib import Path
+from typing import cast
 
-from quorate.client.aio import AsyncClient, ClientError
-from quorate.codec import DEFAULT_MAX_FRAME_BYTES, WireCodec, encode_frame
+from quorate.client.aio import AsyncClient, ClientError, new_client_id
+from quorate.codec import DEFAULT_MAX_FRAME_BYTES, FrameDecoder, WireCodec, encode_frame
 from quorate.core.wire import WireMessage
 from quorate.errors import ConfigError, RemoteProtocolError
 from quorate.ids import NodeId, node_name, parse_node_name
-from quorate.runtime.aio.admin import CLIENT_PROTOCOL_TYPES
+from quorate.runtime.aio.admin import CLIENT_PROTOCOL_TYPES, Status, StatusReply
 from quorate.runtime.aio.bft import BFT_PROTOCOLS
 from quorate.runtime.aio.config import Address, format_address, parse_address
 from quorate.runtime.aio.tls import TlsConfig, certificate_names
-from quorate.runtime.aio.transport import ROLE_CLIENT, ClientConnection, Hello
+from quorate.runtime.aio.transport import ROLE_CLIENT, Hello
 from quorate.state.kv import Cas, Delete, Get, List, Op, Put, Result, decode_result, encode_op
-from quorate.state.service import STATUS_ERROR, STATUS_OK, ClientReply, ClientRequest
+from quorate.state.service import (
+    STATUS_ERROR,
+    STATUS_OK,
+    ClientAttach,
+    ClientReply,
+    ClientRequest,
+)
 
 DEFAULT_TIMEOUT_S = 2.0
 DEFAULT_DEADLINE_S = 15.0
 RETRY_PAUSE_S = 0.05
 """Pause before resending after every replica answered without a result."""
 CLIENT_ID_BITS = 63
+RECONNECT_PAUSE_S = 0.2
+"""Least time between two connection attempts to one replica."""
 
 
 def max_faulty_replicas(n: int) -> int:
@@ -62,21 +89,83 @@ def max_faulty_replicas(n: int) -> int:
     return (n - 1) // 3
 
 
-class _Replica:
-    """One replica's endpoint, its identity and its live connection."""
+class _Wire(asyncio.Protocol):
+    """One TCP (or TLS) connection of a ``_Link``; stale connections of a
+    link that reconnected are ignored."""
 
-    __slots__ = ("address", "connection", "identity", "reader")
+    def __init__(self, link: _Link) -> None:
+        self.link = link
+        self.transport: asyncio.Transport | None = None
+        self.decoder = FrameDecoder(DEFAULT_MAX_FRAME_BYTES)
 
-    def __init__(self, address: Address) -> None:
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+
+    def data_received(self, data: bytes) -> None:
+        self.link.channel._received(self, data)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.link.wire is self:
+            self.link.wire = None
+        self.transport = None
+
+
+class _Link:
+    """One replica: its endpoint, identity and current connection."""
+
+    __slots__ = ("address", "channel", "connecting", "identity", "next_attempt", "node", "wire")
+
+    def __init__(self, channel: BftChannel, address: Address) -> None:
+        self.channel = channel
         self.address = address
         self.identity = format_address(address)
         """Who answers on this endpoint: the certificate's node name with TLS."""
-        self.connection: ClientConnection | None = None
-        self.reader: asyncio.Task[None] | None = None
+        self.node: int | None = None
+        """The node id this replica reports in ``Status`` (for primary hints only)."""
+        self.wire: _Wire | None = None
+        self.connecting: asyncio.Task[None] | None = None
+        self.next_attempt = 0.0
+
+    @property
+    def up(self) -> bool:
+        return self.wire is not None and self.wire.transport is not None
 
 
-class BftClient:
-    """A session with a BFT cluster (see the module docstring).
+class _Call:
+    """One request waiting for f + 1 matching replies."""
+
+    __slots__ = (
+        "answers", "deadline", "frame", "future", "key", "leaders", "owner", "refused", "request",
+        "sends", "timer",
+    )
+
+    def __init__(
+        self,
+        request: ClientRequest,
+        frame: bytes,
+        future: asyncio.Future[ClientReply],
+        deadline: float,
+        owner: BftClient | None,
+    ) -> None:
+        self.request = request
+        self.owner = owner
+        self.key = (request.client, request.seq)
+        self.frame = frame
+        self.future = future
+        self.deadline = deadline
+        # Latest answer per replica identity: a replica may change its mind
+        # (retry, then ok), never count twice.
+        self.answers: dict[str, tuple[str, bytes, str]] = {}
+        self.refused: set[str] = set()
+        self.leaders: dict[str, int | None] = {}
+        """The primary each replica named in its latest answer."""
+        self.sends = 0
+        self.timer: asyncio.TimerHandle | None = None
+
+
+class BftChannel:
+    """Connections to every replica of one BFT cluster, shared by the
+    ``BftClient`` sessions of a process (see the module docstring).
 
     ``endpoints`` must list **every** replica: a client that knows fewer than
     f + 1 honest ones cannot collect a result. ``faulty`` overrides f.
@@ -89,12 +178,7 @@ class BftClient:
         tls: TlsConfig | str | Path | None = None,
         tls_name: str = "client",
         insecure: bool = False,
-        client_id: int,
-        namespace: str = "",
-        timeout_s: float = DEFAULT_TIMEOUT_S,
-        deadline_s: float = DEFAULT_DEADLINE_S,
         faulty: int | None = None,
-        first_seq: int = 0,
     ) -> None:
         addresses = [e if isinstance(e, tuple) else parse_address(e, "endpoint") for e in endpoints]
         if not addresses:
@@ -107,15 +191,285 @@ class BftClient:
             raise ConfigError("give a TLS directory (--tls-dir) or choose insecure plain TCP")
         if tls is not None and insecure:
             raise ConfigError("choose TLS or insecure, not both")
+        f = max_faulty_replicas(len(addresses)) if faulty is None else faulty
+        if not f >= 0 or len(addresses) < 2 * f + 1:
+            raise ConfigError(f"{len(addresses)} endpoints cannot outvote f = {f} faulty replicas")
+        self.links = [_Link(self, a) for a in addresses]
+        self.faulty = f
+        self.channel_id = new_client_id()
+        self.retries = 0
+        """Resends to all replicas beyond the first send, over the channel's life."""
+        self.primary: int | None = None
+        """The node id f + 1 replicas last named as primary (None: send to all)."""
+        self._tls = tls
+        self._codec = WireCodec((Hello, *CLIENT_PROTOCOL_TYPES))
+        self._sender = NodeId(self.channel_id)
+        self._calls: dict[tuple[int, int], _Call] = {}
+        self._sessions: dict[int, None] = {}
+        self._outgoing: dict[int, list[bytes]] = {}  # link index -> frames this turn
+        self._flush_scheduled = False
+        self._closed = False
+
+    @property
+    def matching_needed(self) -> int:
+        """f + 1: matching replies from distinct replicas that make a result."""
+        return self.faulty + 1
+
+    # ------------------------------------------------------------ sessions
+    def attach(self, client_id: int) -> None:
+        """Carry session ``client_id``: replicas learn to answer it here."""
+        if client_id in self._sessions:
+            return
+        self._sessions[client_id] = None
+        frame = self._frame(ClientAttach((client_id,)))
+        for index, link in enumerate(self.links):
+            if link.up:
+                self._queue(index, frame)
+
+    def detach(self, client_id: int) -> None:
+        self._sessions.pop(client_id, None)
+
+    async def close(self) -> None:
+        self._closed = True
+        for call in list(self._calls.values()):
+            if not call.future.done():
+                call.future.set_exception(ConnectionError("the client was closed"))
+        for link in self.links:
+            task, link.connecting = link.connecting, None
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+            wire, link.wire = link.wire, None
+            if wire is not None and wire.transport is not None:
+                wire.transport.close()
+
+    # ------------------------------------------------------------ calls
+    async def call(
+        self, request: ClientRequest, timeout_s: float, deadline_s: float, owner: BftClient | None = None
+    ) -> ClientReply:
+        """The reply f + 1 replicas agree on; ``TimeoutError`` after
+        ``deadline_s``. Resends are counted in ``retries`` here and in ``owner``."""
+        if self._closed:
+            raise ConnectionError("the client was closed")
+        loop = asyncio.get_running_loop()
+        if not any(link.up for link in self.links):
+            await self._connect_all(min(timeout_s, deadline_s))
+        call = _Call(request, self._frame(request), loop.create_future(), loop.time() + deadline_s, owner)
+        if call.key in self._calls:
+            raise ClientError(f"request {call.key} is already outstanding")
+        self._calls[call.key] = call
+        try:
+            self._send(call, timeout_s, to_primary=True)
+            return await call.future
+        finally:
+            if call.timer is not None:
+                call.timer.cancel()
+            self._calls.pop(call.key, None)
+
+    def _send(self, call: _Call, timeout_s: float, *, to_primary: bool) -> None:
+        loop = asyncio.get_running_loop()
+        remaining = call.deadline - loop.time()
+        if remaining <= 0:
+            if not call.future.done():
+                call.future.set_exception(
+                    TimeoutError(
+                        f"no {self.matching_needed} matching replies within the deadline "
+                        f"({len(call.answers)} replicas answered)"
+                    )
+                )
+            return
+        if call.sends:
+            self.retries += 1
+            if call.owner is not None:
+                call.owner.retries += 1
+        call.sends += 1
+        call.refused.clear()
+        targets = self._targets(to_primary)
+        for index in targets:
+            link = self.links[index]
+            if link.up:
+                self._queue(index, call.frame)
+            else:
+                self._reconnect(index)
+        call.timer = loop.call_later(min(timeout_s, remaining), self._timed_out, call, timeout_s)
+
+    def _targets(self, to_primary: bool) -> list[int]:
+        primary = self.primary
+        if to_primary and primary is not None:
+            for index, link in enumerate(self.links):
+                if link.node == primary and link.up:
+                    return [index]
+        return list(range(len(self.links)))
+
+    def _timed_out(self, call: _Call, timeout_s: float) -> None:
+        if not call.future.done():
+            self._send(call, timeout_s, to_primary=False)
+
+    # ------------------------------------------------------------ replies
+    def _received(self, wire: _Wire, data: bytes) -> None:
+        link = wire.link
+        transport = wire.transport
+        try:
+            bodies = wire.decoder.feed(data)
+            for body in bodies:
+                message = self._codec.decode(body)[1]
+                if isinstance(message, ClientReply):
+                    self._on_reply(link, message)
+                elif isinstance(message, StatusReply):
+                    link.node = message.node
+        except RemoteProtocolError:
+            # A replica speaking nonsense: drop it; the others may make f + 1.
+            if transport is not None:
+                transport.close()
+
+    def _on_reply(self, link: _Link, reply: ClientReply) -> None:
+        call = self._calls.get((reply.client, reply.seq))
+        if call is None or call.future.done():
+            return  # an answer to an earlier request, or one already decided
+        identity = link.identity
+        if reply.status not in (STATUS_OK, STATUS_ERROR):
+            call.answers.pop(identity, None)
+            call.refused.add(identity)
+            if len(call.refused) >= len(self.links) and call.timer is not None:
+                # Every replica said "not now" (busy): resend soon.
+                call.timer.cancel()
+                loop = asyncio.get_running_loop()
+                call.timer = loop.call_later(RETRY_PAUSE_S, self._timed_out, call, RETRY_PAUSE_S)
+            return
+        call.refused.discard(identity)
+        key = (reply.status, reply.result, reply.error if reply.status == STATUS_ERROR else "")
+        call.answers[identity] = key
+        call.leaders[identity] = reply.leader
+        needed = self.matching_needed
+        if sum(1 for a in call.answers.values() if a == key) >= needed:
+            call.future.set_result(reply)
+            # Send to a primary only when f + 1 replicas name it (one of them
+            # is honest); otherwise to everyone, so a lying replica cannot
+            # steer requests to a replica that ignores them.
+            named = [leader for leader in call.leaders.values() if leader is not None]
+            self.primary = next((p for p in set(named) if named.count(p) >= needed), None)
+
+    # ------------------------------------------------------------ sending
+    def _frame(self, message: WireMessage) -> bytes:
+        return encode_frame(self._codec.encode(self._sender, message))
+
+    def _queue(self, index: int, frame: bytes) -> None:
+        frames = self._outgoing.get(index)
+        if frames is None:
+            self._outgoing[index] = [frame]
+        else:
+            frames.append(frame)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        """One write per replica for everything queued this turn."""
+        self._flush_scheduled = False
+        outgoing, self._outgoing = self._outgoing, {}
+        for index, frames in outgoing.items():
+            wire = self.links[index].wire
+            if wire is not None and wire.transport is not None and not wire.transport.is_closing():
+                wire.transport.write(b"".join(frames))
+
+    # ------------------------------------------------------------ connecting
+    async def _connect_all(self, timeout_s: float) -> None:
+        for index in range(len(self.links)):
+            self._reconnect(index, force=True)
+        tasks = [link.connecting for link in self.links if link.connecting is not None]
+        if tasks:
+            await asyncio.wait(tasks, timeout=timeout_s)
+
+    def _reconnect(self, index: int, *, force: bool = False) -> None:
+        link = self.links[index]
+        if self._closed or link.up or link.connecting is not None:
+            return
+        loop = asyncio.get_running_loop()
+        if not force and loop.time() < link.next_attempt:
+            return
+        link.next_attempt = loop.time() + RECONNECT_PAUSE_S
+        link.connecting = loop.create_task(self._connect(index))
+
+    async def _connect(self, index: int) -> None:
+        link = self.links[index]
+        loop = asyncio.get_running_loop()
+        try:
+            wire = _Wire(link)
+            host, port = link.address
+            if self._tls is None:
+                await asyncio.wait_for(loop.create_connection(lambda: wire, host, port), DEFAULT_TIMEOUT_S)
+            else:
+                context = self._tls.client_context()
+                context.check_hostname = False  # any member; the name is read below
+                await asyncio.wait_for(
+                    loop.create_connection(lambda: wire, host, port, ssl=context), DEFAULT_TIMEOUT_S
+                )
+                self._learn_identity(link, wire)
+            transport = wire.transport
+            if transport is None:
+                return
+            link.wire = wire
+            hello = self._frame(Hello(self.channel_id, ROLE_CLIENT))
+            frames = [hello, self._frame(Status(0))]
+            if self._sessions:
+                frames.append(self._frame(ClientAttach(tuple(self._sessions))))
+            transport.write(b"".join(frames))
+        except (OSError, TimeoutError, ConfigError):
+            # ssl.SSLError is an OSError. This replica is down or not who it
+            # claims: the others may still make f + 1.
+            pass
+        finally:
+            link.connecting = None
+
+    def _learn_identity(self, link: _Link, wire: _Wire) -> None:
+        """With TLS, the CA vouches for the name in the certificate: that
+        name, not the endpoint, is the replica's identity."""
+        transport = wire.transport
+        assert transport is not None
+        names = certificate_names(transport.get_extra_info("peercert"))
+        nodes = set()
+        for name in names:
+            with contextlib.suppress(ValueError):
+                nodes.add(NodeId(parse_node_name(name)))
+        if len(nodes) != 1:
+            transport.close()
+            raise ConfigError(
+                f"{format_address(link.address)} presented no single node name ({sorted(names)})"
+            )
+        link.identity = node_name(nodes.pop())
+
+
+class BftClient:
+    """A session with a BFT cluster (see the module docstring).
+
+    Either give ``endpoints`` (and TLS settings): the session gets a channel
+    of its own, closed with it; or give a shared ``channel``.
+    """
+
+    def __init__(
+        self,
+        endpoints: Iterable[str | Address] = (),
+        *,
+        tls: TlsConfig | str | Path | None = None,
+        tls_name: str = "client",
+        insecure: bool = False,
+        client_id: int,
+        namespace: str = "",
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+        deadline_s: float = DEFAULT_DEADLINE_S,
+        faulty: int | None = None,
+        first_seq: int = 0,
+        channel: BftChannel | None = None,
+    ) -> None:
         if not 0 < timeout_s <= deadline_s:
             raise ConfigError(f"need 0 < timeout_s <= deadline_s, got {timeout_s} and {deadline_s}")
         if not 0 < client_id < 2**CLIENT_ID_BITS:
             raise ConfigError(f"client_id must be in [1, 2**63), got {client_id}")
-        f = max_faulty_replicas(len(addresses)) if faulty is None else faulty
-        if not f >= 0 or len(addresses) < 2 * f + 1:
-            raise ConfigError(f"{len(addresses)} endpoints cannot outvote f = {f} faulty replicas")
-        self.replicas = [_Replica(a) for a in addresses]
-        self.faulty = f
+        self._owns_channel = channel is None
+        if channel is None:
+            channel = BftChannel(endpoints, tls=tls, tls_name=tls_name, insecure=insecure, faulty=faulty)
+        self.channel = channel
         self.client_id = client_id
         self.namespace = namespace
         self.timeout_s = timeout_s
@@ -123,14 +477,17 @@ class BftClient:
         self.seq = first_seq
         self.retries = 0
         """Resends to all replicas beyond the first send, over the client's life."""
-        self._tls = tls
-        self._replies: asyncio.Queue[tuple[_Replica, ClientReply]] = asyncio.Queue()
         self._lock = asyncio.Lock()
+        self._attached = False
+
+    @property
+    def faulty(self) -> int:
+        return self.channel.faulty
 
     @property
     def matching_needed(self) -> int:
         """f + 1: matching replies from distinct replicas that make a result."""
-        return self.faulty + 1
+        return self.channel.matching_needed
 
     async def __aenter__(self) -> BftClient:
         return self
@@ -139,8 +496,9 @@ class BftClient:
         await self.close()
 
     async def close(self) -> None:
-        for replica in self.replicas:
-            await self._disconnect(replica)
+        self.channel.detach(self.client_id)
+        if self._owns_channel:
+            await self.channel.close()
 
     # ------------------------------------------------------------ the KV API
     async def put(
@@ -175,125 +533,15 @@ class BftClient:
         """Run one operation under a fresh seq; resend under that seq until
         f + 1 replicas agree or ``deadline_s`` passes (``TimeoutError``)."""
         async with self._lock:
+            if not self._attached:
+                self.channel.attach(self.client_id)
+                self._attached = True
             self.seq += 1
             request = ClientRequest(self.client_id, self.seq, encode_op(op))
-            reply = await self._agreed_reply(request)
+            reply = await self.channel.call(request, self.timeout_s, self.deadline_s, self)
         if reply.status == STATUS_ERROR:
             raise ClientError(reply.error or "the cluster refused the operation")
         return decode_result(reply.result)
-
-    # ------------------------------------------------------------ plumbing
-    async def _agreed_reply(self, request: ClientRequest) -> ClientReply:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.deadline_s
-        # Latest answer per replica identity: a replica may change its mind
-        # (retry, then ok), never count twice.
-        answers: dict[str, tuple[str, bytes, str]] = {}
-        sent = 0
-        while True:
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                raise TimeoutError(
-                    f"no {self.matching_needed} matching replies within {self.deadline_s} s "
-                    f"({len(answers)} replicas answered)"
-                )
-            if sent:
-                self.retries += 1
-            sent += 1
-            await self._send_to_all(request, min(self.timeout_s, remaining))
-            attempt_end = loop.time() + min(self.timeout_s, remaining)
-            refused: set[str] = set()
-            while (wait_s := attempt_end - loop.time()) > 0:
-                try:
-                    replica, reply = await asyncio.wait_for(self._replies.get(), wait_s)
-                except TimeoutError:
-                    break
-                if reply.seq != request.seq or reply.client != request.client:
-                    continue  # an answer to an earlier request
-                if reply.status not in (STATUS_OK, STATUS_ERROR):
-                    answers.pop(replica.identity, None)
-                    refused.add(replica.identity)
-                    if len(refused) >= len(self.replicas):
-                        break  # every replica said "not now" (busy): resend soon
-                    continue
-                refused.discard(replica.identity)
-                key = (reply.status, reply.result, reply.error if reply.status == STATUS_ERROR else "")
-                answers[replica.identity] = key
-                if sum(1 for a in answers.values() if a == key) >= self.matching_needed:
-                    return reply
-            await asyncio.sleep(min(RETRY_PAUSE_S, max(0.0, deadline - loop.time())))
-
-    async def _send_to_all(self, request: ClientRequest, connect_timeout_s: float) -> None:
-        async def one(replica: _Replica) -> None:
-            try:
-                if replica.connection is None:
-                    await asyncio.wait_for(self._connect(replica), connect_timeout_s)
-                assert replica.connection is not None
-                replica.connection.send(request)
-            except (OSError, EOFError, TimeoutError, RemoteProtocolError, ConfigError):
-                # ssl.SSLError is an OSError. This replica is down or not
-                # who it claims: the others may still make f + 1.
-                await self._disconnect(replica)
-
-        await asyncio.gather(*(one(r) for r in self.replicas))
-
-    async def _connect(self, replica: _Replica) -> None:
-        tls = self._tls
-        if tls is None:
-            connection = await ClientConnection.open(
-                replica.address, self.client_id, CLIENT_PROTOCOL_TYPES, insecure=True
-            )
-        else:
-            connection = await self._open_tls(replica, tls)
-        replica.connection = connection
-        replica.reader = asyncio.create_task(self._read(replica, connection))
-
-    async def _open_tls(self, replica: _Replica, tls: TlsConfig) -> ClientConnection:
-        """Connect, then learn which replica answered from its certificate:
-        the CA vouches for the name, so the name is the replica's identity."""
-        context = tls.client_context()
-        context.check_hostname = False  # any member; the name is read below
-        reader, writer = await asyncio.open_connection(*replica.address, ssl=context)
-        names = certificate_names(writer.get_extra_info("peercert"))
-        nodes = set()
-        for name in names:
-            with contextlib.suppress(ValueError):
-                nodes.add(NodeId(parse_node_name(name)))
-        if len(nodes) != 1:
-            writer.close()
-            raise ConfigError(
-                f"{format_address(replica.address)} presented no single node name ({sorted(names)})"
-            )
-        replica.identity = node_name(nodes.pop())
-        codec = WireCodec((Hello, *CLIENT_PROTOCOL_TYPES))
-        client = NodeId(self.client_id)
-        writer.write(encode_frame(codec.encode(client, Hello(self.client_id, ROLE_CLIENT))))
-        return ClientConnection(reader, writer, codec, self.client_id, DEFAULT_MAX_FRAME_BYTES)
-
-    async def _read(self, replica: _Replica, connection: ClientConnection) -> None:
-        try:
-            while True:
-                message: WireMessage = await connection.receive()
-                if isinstance(message, ClientReply):
-                    self._replies.put_nowait((replica, message))
-        except (OSError, EOFError, RemoteProtocolError, ssl.SSLError, asyncio.CancelledError):
-            pass
-        finally:
-            if replica.connection is connection:
-                replica.connection = None
-                replica.reader = None
-                await connection.close()
-
-    async def _disconnect(self, replica: _Replica) -> None:
-        connection, reader = replica.connection, replica.reader
-        replica.connection = None
-        replica.reader = None
-        if reader is not None:
-            reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await reader
-        if connection is not None:
-            await connection.close()
 
 
 async def bft_delegate(client: AsyncClient) -> BftClient | None:

@@ -75,7 +75,16 @@ class ClientReply(WireMessage, tag="client.Reply", frozen=True):
     error: str = ""
 
 
-CLIENT_MESSAGE_TYPES: tuple[type[WireMessage], ...] = (ClientRequest, ClientReply)
+class ClientAttach(WireMessage, tag="client.Attach", frozen=True):
+    """Answer these client sessions on this connection. A BFT client sends
+    its request to the primary only, yet every replica must answer it: the
+    sessions a connection carries tell a backup where to send replies for
+    commands it never received from the client itself."""
+
+    clients: tuple[int, ...]
+
+
+CLIENT_MESSAGE_TYPES: tuple[type[WireMessage], ...] = (ClientRequest, ClientReply, ClientAttach)
 
 _Waiting = tuple[NodeId, ClientRequest]
 
@@ -153,6 +162,10 @@ class ReplicaService:
             self._by_session[(req.client, req.seq)] = (sender, req)
         else:
             self._refuse(sender, req, outcome)
+
+    def attach(self, connection: NodeId, clients: tuple[int, ...]) -> None:
+        """``ClientAttach``: where to answer ``clients``. Only BFT replicas,
+        which answer commands they did not receive, use it."""
 
     def _refuse(self, sender: NodeId, req: ClientRequest, outcome: Any) -> None:
         if isinstance(outcome, Redirect):

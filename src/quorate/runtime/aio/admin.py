@@ -35,7 +35,7 @@ from __future__ import annotations
 import msgspec
 
 from quorate.core.wire import WireMessage
-from quorate.state.service import ClientReply, ClientRequest
+from quorate.state.service import ClientAttach, ClientReply, ClientRequest
 
 ADMIN_ACTIONS = ("add", "add_learner", "promote", "remove", "transfer")
 """``Admin.action`` values: add a voter, add a learner, promote a learner,
@@ -89,11 +89,12 @@ class AdminReply(WireMessage, tag="client.AdminReply", frozen=True):
     error: str = ""
 
 
-CLIENT_REQUEST_TYPES: tuple[type[WireMessage], ...] = (ClientRequest, Status, Admin)
+CLIENT_REQUEST_TYPES: tuple[type[WireMessage], ...] = (ClientRequest, ClientAttach, Status, Admin)
 """What a client may send to a node."""
 CLIENT_PROTOCOL_TYPES: tuple[type[WireMessage], ...] = (
     ClientRequest,
     ClientReply,
+    ClientAttach,
     Status,
     StatusReply,
     Admin,

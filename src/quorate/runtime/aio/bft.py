@@ -15,6 +15,14 @@ Theory of operation.
   ``BftReplicaService`` stamps commands with the fixed log time
   ``BFT_COMMAND_TIME_S`` instead. Consequence: log time never advances in a
   BFT store, so TTLs on puts do not expire there.
+- **Every replica answers, whoever it heard from.** A client sends a
+  request to the primary only (it broadcasts after a timeout), so a backup
+  usually learns a command from the pre-prepare, not from the client. The
+  client's connection says which sessions it carries (``ClientAttach``);
+  after executing a command a replica answers on the connection the
+  request came in on, else on the one its session attached (the most
+  recent ``MAX_ROUTES`` sessions are remembered). PBFT replies name the
+  primary (``ClientReply.leader``) so clients know where to send next.
 - **Retries.** A client resends with the same ``(client, seq)`` when it has
   not gathered f + 1 matching replies in time. A replica that still has the
   command pending keeps waiting to answer; one that already executed it
@@ -35,12 +43,12 @@ from typing import Any
 import msgspec
 
 from quorate.core.protocol import ProtocolCore, Queued, Refused
-from quorate.core.ready import Entry
+from quorate.core.ready import ENTRY_NORMAL, Entry
 from quorate.ids import NodeId, node_name
 from quorate.state.kv import (
+    NO_SESSION,
     Command,
     KVStore,
-    Result,
     decode_command,
     decode_op,
     encode_command,
@@ -50,6 +58,7 @@ from quorate.state.service import (
     STATUS_ERROR,
     STATUS_OK,
     STATUS_RETRY,
+    ClientReply,
     ClientRequest,
     ReplicaService,
 )
@@ -61,12 +70,14 @@ BFT_COMMAND_TIME_S = 0.0
 _STILL_PENDING = ("already pending", "already waiting")
 _ALREADY_EXECUTED = ("already executed", "committed already")
 _BUSY = "busy"
+MAX_ROUTES = 1 << 16
+"""Client sessions whose connection a replica remembers (oldest forgotten)."""
 
 
 class BftReplicaService(ReplicaService):
     """``ReplicaService`` for a BFT core on a real node (see the module docstring)."""
 
-    __slots__ = ("_results",)
+    __slots__ = ("_honest", "_results", "_routes")
 
     def __init__(
         self,
@@ -83,7 +94,22 @@ class BftReplicaService(ReplicaService):
         super().__init__(core, kv, read_mode="log", snapshot_every=snapshot_every)
         self._results: dict[int, tuple[int, bytes]] = {}
         """client -> (seq, encoded result) of its latest executed command."""
-        self.on_result = self._remember
+        self._routes: dict[int, NodeId] = {}
+        """client -> the connection its session attached on (oldest first)."""
+        self._honest = getattr(core, "inner", core)  # a Byzantine wrapper: its honest core
+
+    def attach(self, connection: NodeId, clients: tuple[int, ...]) -> None:
+        routes = self._routes
+        for client in clients:
+            routes.pop(client, None)  # re-insert: the dict stays ordered by recency
+            routes[client] = connection
+        while len(routes) > MAX_ROUTES:
+            del routes[next(iter(routes))]
+
+    def _primary_hint(self) -> int | None:
+        """The primary clients should send to (PBFT); None for rotating leaders."""
+        primary = getattr(self._honest, "primary", None)
+        return None if primary is None else int(primary)
 
     def on_client_request(self, sender: NodeId, req: ClientRequest, now: float) -> None:
         try:
@@ -104,7 +130,7 @@ class BftReplicaService(ReplicaService):
             if any(words in reason for words in _ALREADY_EXECUTED):
                 remembered = self._results.get(req.client)
                 if remembered is not None and remembered[0] == req.seq:
-                    self._reply(sender, req, STATUS_OK, remembered[1])
+                    self._reply(sender, req, STATUS_OK, remembered[1], leader=self._primary_hint())
                 else:
                     self._reply(sender, req, STATUS_RETRY, error="executed; result no longer held")
                 return
@@ -113,12 +139,34 @@ class BftReplicaService(ReplicaService):
                 return
         self._refuse(sender, req, outcome)
 
-    def _remember(self, entry: Entry, result: Result) -> None:
+    def apply(self, entry: Entry) -> None:
+        """Execute one command and answer its session: one decode, one
+        result encoding, shared by the store, the retry memory and the reply."""
+        if entry.kind != ENTRY_NORMAL:
+            super().apply(entry)
+            return
         try:
             command = decode_command(entry.data)
         except (msgspec.DecodeError, msgspec.ValidationError):
+            super().apply(entry)  # the store's error result; nobody to answer
             return
-        self._results[command.client] = (command.seq, encode_result(result))
+        self.applied = entry.index
+        self.kv.applied_index = entry.index
+        result = self.kv.apply_command(command)
+        client = command.client
+        if client != NO_SESSION:
+            encoded = encode_result(result)
+            self._results[client] = (command.seq, encoded)
+            waiting = self._by_session.pop((client, command.seq), None)
+            to = waiting[0] if waiting is not None else self._routes.get(client)
+            if to is not None:
+                self._replies.append(
+                    (to, ClientReply(client, command.seq, STATUS_OK, encoded, self._primary_hint()))
+                )
+        if self.snapshot_every and entry.index % self.snapshot_every == 0:
+            compact = getattr(self.core, "compact", None)
+            if compact is not None:
+                compact(entry.index, self.kv.snapshot())
 
 
 def replica_service_class(protocol: str) -> type[ReplicaService]:

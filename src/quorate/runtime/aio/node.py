@@ -108,7 +108,7 @@ from quorate.runtime.aio.transport import (
 )
 from quorate.runtime.driver import carry_out
 from quorate.state.kv import KVStore
-from quorate.state.service import ClientRequest, ReplicaService
+from quorate.state.service import ClientAttach, ClientRequest, ReplicaService
 from quorate.storage.sqlite import DB_FILE_NAME, SqliteStorage
 from quorate.storage.wal import WAL_DIR_NAME, WalStorage
 
@@ -433,7 +433,10 @@ class AioNode:
         for sender, message, from_client in inbox:
             if from_client:
                 if isinstance(message, ClientRequest):
+                    self.counters["client_requests"] += 1
                     service.on_client_request(NodeId(sender), message, now)
+                elif isinstance(message, ClientAttach):
+                    service.attach(NodeId(sender), message.clients)
                 elif isinstance(message, Status):
                     self.transport_or_raise().send_to_client(sender, self.status(message.seq))
                 elif isinstance(message, Admin):
