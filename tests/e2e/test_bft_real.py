@@ -109,8 +109,9 @@ def test_commands_commit_with_f_plus_1_matching_replies(tmp_path: Any, protocol:
         cluster.kill_all()
 
 
-def test_pbft_with_mac_commits_and_sends_before_persist(tmp_path: Any) -> None:
-    # Commits carry HMAC authenticators (keys from key_seed), and replicas
+def test_pbft_with_macs_and_sends_before_persist(tmp_path: Any) -> None:
+    # Pre-prepares, prepares and commits carry HMAC authenticators (keys from
+    # key_seed), view changes stay signed, and replicas
     # send each phase's messages before its fsync: concurrent clients commit,
     # no replica rejects a commit's authenticator and all apply the same log.
     options = {"authentication": "macs", "send_before_persist": True}

@@ -6,6 +6,7 @@ from quorate.pbft.config import PbftConfig
 from quorate.pbft.messages import (
     PBFT_MESSAGE_TYPES,
     Checkpoint,
+    ClaimedBatch,
     Commit,
     CommittedBatch,
     FetchState,
@@ -15,23 +16,27 @@ from quorate.pbft.messages import (
     PreparedCertificate,
     PrePrepare,
     Request,
+    SlotClaim,
     StateTransfer,
     Status,
     ViewChange,
 )
-from quorate.pbft.replica import CommitAuthenticator, PbftReplica, pbft_factory
+from quorate.pbft.replica import MacAuthenticator, PbftReplica, pbft_factory
+from quorate.pbft.view_change import NewViewDecision, decide_new_view
 
 __all__ = [
     "BEHAVIOURS",
     "PBFT_MESSAGE_TYPES",
     "ByzantineReplica",
     "Checkpoint",
+    "ClaimedBatch",
     "Coalition",
     "Commit",
-    "CommitAuthenticator",
     "CommittedBatch",
     "FetchState",
+    "MacAuthenticator",
     "NewView",
+    "NewViewDecision",
     "PbftConfig",
     "PbftHardState",
     "PbftReplica",
@@ -39,8 +44,10 @@ __all__ = [
     "Prepare",
     "PreparedCertificate",
     "Request",
+    "SlotClaim",
     "StateTransfer",
     "Status",
     "ViewChange",
+    "decide_new_view",
     "pbft_factory",
 ]

@@ -3,22 +3,27 @@
 Theory of operation: ``ByzantineReplica`` wraps an honest ``PbftReplica`` and
 rewrites what it says (its ``Ready.messages``), so every behaviour keeps the
 honest core's bookkeeping and misbehaves only on the wire — the strongest
-position for an attacker that still holds just its own key:
+position for an attacker that still holds just its own keys (its signing key
+and, with ``authentication="macs"``, its session keys, which it takes from
+the core it wraps):
 
 - ``equivocate``: as primary, a conflicting pre-prepare to each half of the
   peers; as a voter, conflicting prepares and commits to each half. With a
   shared ``Coalition`` the members vote, to each half, for the batch the
   colluding primary showed it — f + 1 colluders can then break safety, which
-  is what the tests use to show the safety check fires.
+  is what the tests use to show the safety check fires. With MACs the
+  conflicting messages carry valid authenticators and prove nothing to a
+  third party: they cannot convict, only cost a view change.
 - ``silent``: says nothing. ``withhold_votes``: sends no prepares or commits.
 - ``slow``: holds its pre-prepares and new-views until 0.9 of the view-change
   timeout after it made them (via ``wake_at``), just short of suspicion.
-- ``bad_signatures``: corrupts every signature (and commit MAC) it sends.
+- ``bad_signatures``: corrupts every signature it sends, and every MAC of the
+  authenticators it sends with MACs.
 - ``replay``: re-sends messages it received earlier, later.
 - ``forge``: sends messages claiming another replica's identity (the runtime
   delivers them with the true sender, so the receiver must compare).
-- ``flood``: many valid-looking (signed) messages per input, for future views
-  and out-of-window sequence numbers.
+- ``flood``: many valid-looking (signed, or MAC'd with MACs) messages per
+  input, for future views and out-of-window sequence numbers.
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ from quorate.pbft.messages import (
     KIND_PREPARE,
     Checkpoint,
     Commit,
+    Macs,
     NewView,
     Prepare,
     PrePrepare,
@@ -119,6 +125,7 @@ class ByzantineReplica:
         self._seen: list[Any] = []
         self._voted: set[tuple[int, int]] = set()
         self._timeout_s = inner.config.view_change_timeout_s
+        self._authenticator = inner.authenticator
 
     @property
     def id(self) -> NodeId:
@@ -202,6 +209,37 @@ class ByzantineReplica:
     def _sign(self, kind: str, seq: int, view: int, digest: bytes) -> bytes:
         return sign_statement(self._signer, kind, seq, view, digest).signature
 
+    def _macs(self, data: bytes, receivers: Sequence[NodeId]) -> Macs:
+        assert self._authenticator is not None
+        return tuple(sorted(self._authenticator.macs(data, receivers).items()))
+
+    def _pre_prepare(self, view: int, seq: int, batch: tuple[bytes, ...]) -> PrePrepare:
+        """A pre-prepare of ours, authenticated as the mode asks."""
+        digest = batch_digest(view, batch)
+        if self._authenticator is not None:
+            unauthenticated = PrePrepare(view, seq, view, batch, b"")
+            return msgspec.structs.replace(
+                unauthenticated, macs=self._macs(unauthenticated.authenticated_bytes(digest), self._peers)
+            )
+        return PrePrepare(view, seq, view, batch, self._sign(KIND_PRE_PREPARE, seq, view, digest))
+
+    def _prepare(self, view: int, seq: int, digest: bytes, receivers: Sequence[NodeId],
+                 primary_signature: bytes = b"") -> Prepare:
+        me = int(self.inner.id)
+        if self._authenticator is not None:
+            unauthenticated = Prepare(view, seq, digest, me, b"")
+            macs = self._macs(unauthenticated.authenticated_bytes(), receivers)
+            return msgspec.structs.replace(unauthenticated, macs=macs)
+        return Prepare(view, seq, digest, me, self._sign(KIND_PREPARE, seq, view, digest), primary_signature)
+
+    def _commit(self, view: int, seq: int, digest: bytes, receivers: Sequence[NodeId]) -> Commit:
+        me = int(self.inner.id)
+        if self._authenticator is not None:
+            unauthenticated = Commit(view, seq, digest, me, b"")
+            macs = self._macs(unauthenticated.authenticated_bytes(), receivers)
+            return msgspec.structs.replace(unauthenticated, macs=macs)
+        return Commit(view, seq, digest, me, self._sign(KIND_COMMIT, seq, view, digest))
+
     def _rewrite(self, to: NodeId, message: Any) -> list[tuple[NodeId, Any]]:
         b = self.behaviour
         if b == "silent":
@@ -217,10 +255,10 @@ class ByzantineReplica:
             self._held.append((self._now + SLOW_FRACTION * self._timeout_s, to, message))
             return []
         if b == "bad_signatures" and hasattr(message, "signature"):
-            corrupt = bytes(x ^ 0x5A for x in message.signature) or b"\x00"
-            if isinstance(message, Commit) and message.macs:  # MAC-authenticated commits
+            if getattr(message, "macs", ()):  # MAC-authenticated normal case
                 macs = tuple((r, bytes(x ^ 0x5A for x in mac)) for r, mac in message.macs)
-                return [(to, msgspec.structs.replace(message, signature=corrupt, macs=macs))]
+                return [(to, msgspec.structs.replace(message, macs=macs))]
+            corrupt = bytes(x ^ 0x5A for x in message.signature) or b"\x00"
             return [(to, msgspec.structs.replace(message, signature=corrupt))]
         if b == "forge" and isinstance(message, Prepare | Commit | Checkpoint | ViewChange):
             other = self._rng.choice(self._peers)
@@ -235,15 +273,7 @@ class ByzantineReplica:
             key = (message.view, message.seq)
             pair = self._coalition.splits.get(key) if self._coalition is not None else None
             if pair is None:
-                batch = conflicting_batch(message.batch, message.seq)
-                digest = batch_digest(message.view, batch)
-                alt = PrePrepare(
-                    message.view,
-                    message.seq,
-                    message.view,
-                    batch,
-                    self._sign(KIND_PRE_PREPARE, message.seq, message.view, digest),
-                )
+                alt = self._pre_prepare(message.view, message.seq, conflicting_batch(message.batch, message.seq))
                 pair = (message, alt)
                 if self._coalition is not None:
                     self._coalition.splits[key] = pair
@@ -254,15 +284,14 @@ class ByzantineReplica:
             return [(to, message)]
         if isinstance(message, Prepare | Commit) and to in second:
             digest = bytes(self._rng.getrandbits(8) for _ in range(DIGEST_BYTES))
-            kind = KIND_PREPARE if isinstance(message, Prepare) else KIND_COMMIT
-            signature = self._sign(kind, message.seq, message.view, digest)
-            return [(to, msgspec.structs.replace(message, digest=digest, signature=signature))]
+            if isinstance(message, Prepare):
+                return [(to, self._prepare(message.view, message.seq, digest, [to], message.primary_signature))]
+            return [(to, self._commit(message.view, message.seq, digest, [to]))]
         return [(to, message)]
 
     def _coalition_votes(self) -> list[tuple[NodeId, Any]]:
         assert self._coalition is not None
         out: list[tuple[NodeId, Any]] = []
-        me = int(self.inner.id)
         for key, pair in self._coalition.splits.items():
             if key in self._voted:
                 continue
@@ -270,19 +299,18 @@ class ByzantineReplica:
             view, seq = key
             primary = self.inner.primary_of(view)
             for half, pp in zip(self._coalition.halves(), pair):
+                if not half:
+                    continue
                 digest = pp.digest()
                 votes: list[Any] = []
                 if primary != self.inner.id:
-                    votes.append(
-                        Prepare(view, seq, digest, me, self._sign(KIND_PREPARE, seq, view, digest), pp.signature)
-                    )
-                votes.append(Commit(view, seq, digest, me, self._sign(KIND_COMMIT, seq, view, digest)))
+                    votes.append(self._prepare(view, seq, digest, half, pp.signature))
+                votes.append(self._commit(view, seq, digest, half))
                 out.extend((to, v) for to in half for v in votes)
         return out
 
     def _flood(self) -> None:
         inner = self.inner
-        me = int(inner.id)
         high = inner.stable_seq + inner.config.window
         for _ in range(FLOOD_PER_TICK):
             to = self._rng.choice(self._peers)
@@ -293,6 +321,4 @@ class ByzantineReplica:
             else:
                 view = inner.view
                 seq = high + self._rng.randint(1, 1000)
-            self._extra.append(
-                (to, Prepare(view, seq, digest, me, self._sign(KIND_PREPARE, seq, view, digest)))
-            )
+            self._extra.append((to, self._prepare(view, seq, digest, [to])))

@@ -17,11 +17,12 @@ message that names the field and the fix.
   ``retransmit_interval_s`` re-sends its own latest messages, so lost
   messages cost time, not liveness.
 - Authentication (§3.2 of the TOCS paper, MAC authenticators):
-  ``authentication="signatures"`` signs every message; ``"macs"`` replaces
-  the signature of commits by an authenticator (one MAC per receiver, made
-  by an injected ``CommitAuthenticator``). Pre-prepares, prepares,
-  checkpoints, view changes and new-views stay signed: they travel inside
-  proofs that third parties must check.
+  ``authentication="signatures"`` signs every message; ``"macs"``
+  authenticates pre-prepares, prepares and commits with authenticators (one
+  MAC per receiver, made by an injected ``MacAuthenticator``) and uses the
+  paper's view change for MACs (``quorate.pbft.view_change``). Checkpoints,
+  view changes and new-views stay signed: they are the proofs third parties
+  must check.
 """
 
 from __future__ import annotations
@@ -66,12 +67,16 @@ class PbftConfig:
     max_view_change_backoff: int = 10
     """The view-change timeout doubles at most this many times."""
     authentication: str = AUTH_SIGNATURES
-    """How commits are authenticated: ``"signatures"`` (transferable: commit
-    certificates can be relayed to replicas that missed them, and commit
-    equivocation is provable) or ``"macs"`` (an authenticator per commit,
-    about a microsecond per MAC instead of a signature and n - 1
-    verifications; certificates are then not relayed, lagging replicas
-    catch up from retransmissions and checkpoints)."""
+    """How the normal case is authenticated: ``"signatures"`` (every message
+    signed: prepared certificates travel in view changes, commit certificates
+    can be relayed to replicas that missed them, and equivocation in any
+    phase is provable) or ``"macs"`` (pre-prepares, prepares and commits carry
+    an authenticator, about a microsecond per MAC instead of a signature and
+    its verifications; view changes carry signed claims instead of
+    certificates, commit certificates are not relayed — a lagging replica
+    executes a batch once f + 1 replicas vouch for it, or catches up from
+    checkpoints — and only signed messages (checkpoints, view changes,
+    new-views) can prove equivocation)."""
 
     @property
     def window(self) -> int:

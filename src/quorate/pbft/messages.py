@@ -12,12 +12,13 @@ every signature, view, sequence number and digest and drops what does not add up
   ``quorate.core.evidence`` signed statement: the message carries the
   signature and the receiver rebuilds the ``SignedStatement`` from its fields,
   so two conflicting messages are at once a proof of equivocation.
-- With ``authentication="macs"`` a ``Commit`` carries an authenticator
-  (one MAC per receiver) instead of a signature; it is then not a statement
-  a third party can check (see ``quorate.pbft.config``).
+- With ``authentication="macs"`` a ``PrePrepare``, ``Prepare`` or ``Commit``
+  carries an authenticator (``macs``: one MAC per receiver over the bytes the
+  signature would cover, ``authenticated_bytes``) and an empty signature; it
+  is then not a statement a third party can check (see ``quorate.pbft.config``).
 - ``Prepare.primary_signature`` repeats the primary's signature on the
   pre-prepare the backup accepted: a replica that accepted a different batch
-  for the slot can then prove the primary equivocated.
+  for the slot can then prove the primary equivocated (signatures mode only).
 - A batch is identified by ``batch_digest(origin_view, batch)``. ``origin_view``
   is the view in which the batch was first ordered and travels unchanged
   through new-view messages, so every replica commits the same ``Entry`` (whose
@@ -31,14 +32,27 @@ every signature, view, sequence number and digest and drops what does not add up
   proof and its prepared certificates P; ``NewView`` carries the 2f+1 view
   changes it was built from and the pre-prepares O, which every backup
   recomputes. Both are signed (they are forwarded as proofs).
+- View change with MACs (TOCS 2002, "BFT: an algorithm without
+  signatures"): there are no certificates to carry, so a ``ViewChange``
+  states instead what its author saw, as ``SlotClaim`` values: for each
+  sequence number the highest view in which it *prepared* a digest
+  (``prepared_claims``, the paper's P) and, per digest, the highest view in
+  which it *pre-prepared* it (``pre_prepared_claims``, Q), plus the batches
+  those digests name (``batches``, so the new primary can re-propose them).
+  The signature makes the author answer for these claims; the new primary's
+  decision procedure (``quorate.pbft.view_change``) needs no more. The new
+  fields default to empty, so a signatures-mode ``ViewChange`` is encoded and
+  signed exactly as before them.
 - Catching up: ``Status`` says where a replica stands; ``CommittedBatch`` (a
-  commit certificate) and ``FetchState``/``StateTransfer`` (entries checked
+  commit certificate, or with MACs one replica's authenticated word that it
+  executed the batch) and ``FetchState``/``StateTransfer`` (entries checked
   against a stable checkpoint's running hash) fill the gaps.
 """
 
 from __future__ import annotations
 
 import hashlib
+from typing import Any
 
 import msgspec
 
@@ -57,12 +71,14 @@ from quorate.ids import NodeId
 __all__ = [
     "KIND_CHECKPOINT",
     "KIND_COMMIT",
+    "KIND_COMMITTED",
     "KIND_NEW_VIEW",
     "KIND_PREPARE",
     "KIND_PRE_PREPARE",
     "KIND_VIEW_CHANGE",
     "PBFT_MESSAGE_TYPES",
     "Checkpoint",
+    "ClaimedBatch",
     "Commit",
     "CommittedBatch",
     "FetchState",
@@ -72,6 +88,7 @@ __all__ = [
     "Prepare",
     "PreparedCertificate",
     "Request",
+    "SlotClaim",
     "StateTransfer",
     "Status",
     "ViewChange",
@@ -82,6 +99,7 @@ __all__ = [
 KIND_PRE_PREPARE = "pbft.pre-prepare"
 KIND_PREPARE = "pbft.prepare"
 KIND_COMMIT = "pbft.commit"
+KIND_COMMITTED = "pbft.committed"
 KIND_CHECKPOINT = "pbft.checkpoint"
 KIND_VIEW_CHANGE = "pbft.view-change"
 KIND_NEW_VIEW = "pbft.new-view"
@@ -112,21 +130,34 @@ class Request(WireMessage, tag="pbft.Request", frozen=True):
     command: bytes
 
 
+Macs = tuple[tuple[int, bytes], ...]
+"""An authenticator on the wire: (receiver, MAC) pairs, one per receiver."""
+
+
 class PrePrepare(WireMessage, tag="pbft.PrePrepare", frozen=True):
     """The primary of ``view`` assigns ``seq`` to ``batch`` (§4.2). The
-    signature is a ``KIND_PRE_PREPARE`` statement on the batch digest."""
+    signature is a ``KIND_PRE_PREPARE`` statement on the batch digest; with
+    ``authentication="macs"`` it is empty and ``macs`` authenticates the same
+    bytes to each receiver. Inside a ``NewView`` (the set O) neither is
+    needed: the primary's signature on the new-view covers them."""
 
     view: int
     seq: int
     origin_view: int
     batch: tuple[bytes, ...]
     signature: bytes
+    macs: Macs = ()
 
     def digest(self) -> bytes:
         return batch_digest(self.origin_view, self.batch)
 
     def statement(self, primary: NodeId, digest: bytes) -> SignedStatement:
         return SignedStatement(int(primary), KIND_PRE_PREPARE, self.seq, self.view, digest, self.signature)
+
+    def authenticated_bytes(self, digest: bytes) -> bytes:
+        """What the MACs cover: the signed statement's bytes for ``digest``
+        (the batch's digest, which the receiver computes itself)."""
+        return statement_bytes(KIND_PRE_PREPARE, self.seq, self.view, digest)
 
 
 class Prepare(WireMessage, tag="pbft.Prepare", frozen=True):
@@ -139,9 +170,16 @@ class Prepare(WireMessage, tag="pbft.Prepare", frozen=True):
     signature: bytes
     primary_signature: bytes = b""
     """The primary's signature on the pre-prepare this backup accepted."""
+    macs: Macs = ()
+    """With ``authentication="macs"``: the authenticator (the signature and
+    ``primary_signature`` are then empty)."""
 
     def statement(self) -> SignedStatement:
         return SignedStatement(self.replica, KIND_PREPARE, self.seq, self.view, self.digest, self.signature)
+
+    def authenticated_bytes(self) -> bytes:
+        """What the MACs cover: the signed statement's bytes."""
+        return statement_bytes(KIND_PREPARE, self.seq, self.view, self.digest)
 
 
 class Commit(WireMessage, tag="pbft.Commit", frozen=True):
@@ -154,7 +192,7 @@ class Commit(WireMessage, tag="pbft.Commit", frozen=True):
     digest: bytes
     replica: int
     signature: bytes
-    macs: tuple[tuple[int, bytes], ...] = ()
+    macs: Macs = ()
 
     def statement(self) -> SignedStatement:
         return SignedStatement(self.replica, KIND_COMMIT, self.seq, self.view, self.digest, self.signature)
@@ -193,25 +231,60 @@ class PreparedCertificate(msgspec.Struct, frozen=True, array_like=True):
     prepares: tuple[Prepare, ...]
 
 
+class SlotClaim(msgspec.Struct, frozen=True, array_like=True):
+    """A view-change claim (MAC mode): the author prepared (P) or
+    pre-prepared (Q) ``digest`` at ``seq`` in ``view``, and in no later view
+    (for P: no later view at all; for Q: not this digest)."""
+
+    seq: int
+    digest: bytes
+    view: int
+
+
+class ClaimedBatch(msgspec.Struct, frozen=True, array_like=True):
+    """The contents of a digest a view change claims: ``digest()`` is the
+    ``batch_digest`` the claims name."""
+
+    origin_view: int
+    batch: tuple[bytes, ...]
+
+    def digest(self) -> bytes:
+        return batch_digest(self.origin_view, self.batch)
+
+
 class ViewChange(WireMessage, tag="pbft.ViewChange", frozen=True):
     """``replica`` moves to ``new_view`` (§4.4): its stable checkpoint proof
-    (empty for the initial state, seq 0) and its prepared certificates above it."""
+    (empty for the initial state, seq 0) and, above it, either its prepared
+    certificates (signatures mode) or its P and Q claims with the batches
+    they name (MAC mode; ``prepared`` is then empty)."""
 
     new_view: int
     checkpoint_proof: tuple[Checkpoint, ...]
     prepared: tuple[PreparedCertificate, ...]
     replica: int
     signature: bytes = b""
+    prepared_claims: tuple[SlotClaim, ...] = ()
+    """P: per sequence number, the digest prepared in the highest view."""
+    pre_prepared_claims: tuple[SlotClaim, ...] = ()
+    """Q: per sequence number and digest, the highest view it was pre-prepared in."""
+    batches: tuple[ClaimedBatch, ...] = ()
+    """The batch of every digest claimed above (one per digest)."""
 
     @property
     def stable_seq(self) -> int:
         return self.checkpoint_proof[0].seq if self.checkpoint_proof else 0
 
+    @property
+    def has_claims(self) -> bool:
+        return bool(self.prepared_claims or self.pre_prepared_claims or self.batches)
+
     def content_digest(self) -> bytes:
-        return hashlib.blake2b(
-            _encoder.encode((self.new_view, self.checkpoint_proof, self.prepared, self.replica)),
-            digest_size=DIGEST_BYTES,
-        ).digest()
+        # Without claims the signed content is exactly what it was before
+        # claims existed, so signatures-mode view changes are unchanged.
+        content: tuple[Any, ...] = (self.new_view, self.checkpoint_proof, self.prepared, self.replica)
+        if self.has_claims:
+            content += (self.prepared_claims, self.pre_prepared_claims, self.batches)
+        return hashlib.blake2b(_encoder.encode(content), digest_size=DIGEST_BYTES).digest()
 
     def signed(self, signer: Signer) -> ViewChange:
         st = sign_statement(signer, KIND_VIEW_CHANGE, self.new_view, 0, self.content_digest())
@@ -252,10 +325,22 @@ class NewView(WireMessage, tag="pbft.NewView", frozen=True):
 class CommittedBatch(WireMessage, tag="pbft.CommittedBatch", frozen=True):
     """A commit certificate: the pre-prepare and q matching commits. It
     proves the batch committed at ``seq`` (no other batch can), so a replica
-    that missed the slot — even one waiting in a view change — executes it."""
+    that missed the slot — even one waiting in a view change — executes it.
+
+    With ``authentication="macs"`` commits prove nothing to a third party, so
+    the message is instead the sender's own word that it executed the batch
+    at ``seq``: no commits, and ``macs`` authenticating ``vouched_bytes()``
+    to its one receiver. f + 1 matching ones from distinct replicas include
+    an honest replica's, and an honest replica executes only committed
+    batches, so together they are as good as a certificate."""
 
     pre_prepare: PrePrepare
     commits: tuple[Commit, ...]
+    macs: Macs = ()
+
+    def vouched_bytes(self, digest: bytes) -> bytes:
+        """What the MAC covers: "the batch ``digest`` committed at seq"."""
+        return statement_bytes(KIND_COMMITTED, self.pre_prepare.seq, 0, digest)
 
 
 class Status(WireMessage, tag="pbft.Status", frozen=True):
@@ -286,7 +371,8 @@ class StateTransfer(WireMessage, tag="pbft.StateTransfer", frozen=True):
 
 class PbftHardState(msgspec.Struct, frozen=True, array_like=True):
     """What a replica makes durable before it speaks, so that after a crash it
-    never signs a conflicting statement nor forgets a prepared certificate."""
+    never makes a conflicting statement nor forgets a prepared certificate
+    (or, in MAC mode, what it prepared and pre-prepared)."""
 
     view: int
     view_active: bool
@@ -297,6 +383,12 @@ class PbftHardState(msgspec.Struct, frozen=True, array_like=True):
     signed: tuple[tuple[str, int, int, bytes], ...]
     """Own statements above the stable checkpoint: (kind, view, seq, digest)."""
     sent_view_change: ViewChange | None = None
+    prepared_claims: tuple[SlotClaim, ...] = ()
+    """MAC mode: P above the stable checkpoint (``prepared`` is then empty)."""
+    pre_prepared_claims: tuple[SlotClaim, ...] = ()
+    """MAC mode: Q above the stable checkpoint."""
+    claimed_batches: tuple[ClaimedBatch, ...] = ()
+    """MAC mode: the batches P and Q name."""
 
 
 PBFT_MESSAGE_TYPES: tuple[type[WireMessage], ...] = (

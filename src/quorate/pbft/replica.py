@@ -9,8 +9,8 @@ Theory of operation.
   any two quorums share an honest replica.
 - **Normal case** (§4.2): any replica takes a client command (``propose``); a
   backup forwards it to the primary. The primary batches commands (up to
-  ``batch_max``, waiting at most ``batch_timeout_s``) and sends a signed
-  ``PrePrepare`` assigning the next sequence number n, with h < n <= h + L.
+  ``batch_max``, waiting at most ``batch_timeout_s``) and sends a signed (or
+  MAC'd, see below) ``PrePrepare`` assigning the next sequence number n, with h < n <= h + L.
   A backup accepts at most one pre-prepare per (v, n) and answers with a
   ``Prepare``. *prepared(m, v, n)*: the pre-prepare plus q - 1 matching
   prepares from distinct backups; the replica then sends ``Commit``.
@@ -42,38 +42,71 @@ Theory of operation.
   ``NewView`` only if it matches. Safety: a batch committed at n in view v was
   prepared at q replicas, so any q view changes include a certificate for it
   and no certificate for another batch at n in a later view can exist.
-- **Equivocation** (``quorate.core.evidence``): every pre-prepare, prepare,
-  commit and checkpoint is a signed statement recorded in an ``EvidencePool``.
-  Two conflicting ones by one replica (seen directly, inside certificates, or
-  through ``Prepare.primary_signature``) are evidence: it is broadcast, every
-  honest replica verifies it, excludes the offender and drops its messages.
-  A proven-faulty primary is suspected at once.
+  (With MACs the view change works from claims instead; see below.)
+- **Equivocation** (``quorate.core.evidence``): every signed pre-prepare,
+  prepare, commit and checkpoint is a statement recorded in an
+  ``EvidencePool``. Two conflicting ones by one replica (seen directly, inside
+  certificates, or through ``Prepare.primary_signature``) are evidence: it is
+  broadcast, every honest replica verifies it, excludes the offender and drops
+  its messages. A proven-faulty primary is suspected at once.
 - **Durability**: ``Ready.hard_state`` (``PbftHardState``) holds the view, own
-  statements above the stable checkpoint, P and the stable proof, so a
-  restarted replica never signs a conflicting statement nor forgets a
-  certificate; committed entries go to ``Ready.entries``. After a restart
-  the replica re-emits every recovered entry once, in its first ``Ready``.
+  statements above the stable checkpoint (signed or MAC'd), P (and Q with
+  MACs) and the stable proof, so a restarted replica never makes a
+  conflicting statement nor forgets what it prepared; committed entries go to
+  ``Ready.entries``. After a restart the replica re-emits every recovered
+  entry once, in its first ``Ready``.
 - **Retransmission and catching up** (after the BFT library's status
   messages): a replica with unfinished work that made no progress for
   ``retransmit_interval_s`` re-sends its own latest messages and a ``Status``
   (view, executed sequence number). Peers answer what it lacks, at most once
   per peer and thing per period: commit certificates (``CommittedBatch``:
   pre-prepare + q commits, which any replica may execute, even during a view
-  change), their stable checkpoint proof, or the ``NewView`` of a view it
-  missed (signed by that view's primary, so any replica may relay it).
+  change; with MACs, a MAC'd word per replica instead, see below), their
+  stable checkpoint proof, or the ``NewView`` of a view it missed (signed by
+  that view's primary, so any replica may relay it).
 
 Authentication (§3.2, MAC authenticators): by default every message is
-signed through the injected ``Signer``. With ``authentication="macs"``
-commits carry an authenticator from the injected ``CommitAuthenticator``
-instead: each receiver checks its own MAC, a microsecond instead of a
-signature verification. Commits are the one normal-case vote that is not
-part of a proof the view change relies on (prepared certificates are
-pre-prepares and prepares), so they can lose transferability without the
-paper's MAC-based view-change protocol; what is lost is relaying commit
-certificates (lagging replicas catch up through retransmitted commits,
-checkpoints and state transfer) and evidence of commit equivocation.
-Pre-prepares, prepares, checkpoints, view changes and new-views stay
-signed: they travel inside proofs.
+signed through the injected ``Signer``. With ``authentication="macs"`` the
+normal case is authenticated with MACs and only the view change and
+checkpoints are signed:
+
+- Pre-prepares, prepares and commits carry an authenticator from the
+  injected ``MacAuthenticator`` (one MAC per receiver over the bytes a
+  signature would cover); each receiver checks its own entry, about a
+  microsecond instead of a signature verification. A retransmission reuses
+  the vector, which covers every receiver.
+- The view change is the one TOCS 2002 gives for MACs
+  (``quorate.pbft.view_change`` has the decision procedure and why it is
+  safe): a replica keeps, per sequence number above its stable checkpoint,
+  P (the digest it prepared in the highest view) and Q (the highest view in
+  which it pre-prepared each digest, a bounded set), durably. Its signed
+  ``ViewChange`` carries these claims and their batches instead of
+  certificates. The new primary runs the decision procedure over every
+  valid view change it holds for the view and sends the ``NewView`` once no
+  sequence number is left undecided (re-running it as more arrive); backups
+  verify each view change in the ``NewView``, re-run the procedure on that
+  set and accept only its exact O. The pre-prepares of O need no
+  authenticator: the primary's signature on the new-view covers them.
+- Checkpoints, view changes and new-views stay signed: they are what a third
+  party must be able to check (stable-checkpoint proofs, a view change's
+  claims, the new view), so no view-change acknowledgements are needed.
+- Catching up without certificates: commit certificates made of MAC'd
+  commits convince nobody but their receivers, so they are not relayed.
+  Instead a replica answers a lagging peer's ``Status`` with its own word,
+  MAC'd for that peer, that it executed each batch the peer lacks
+  (``CommittedBatch`` without commits). f + 1 distinct replicas vouching
+  for one batch at one sequence number include an honest one, which
+  executed only a committed batch, so the peer executes it. This is how a
+  replica that an equivocating primary fed a different batch (and that can
+  never prepare the committed one in that view) catches up before the next
+  stable checkpoint; checkpoints and state transfer remain the fallback.
+- What MACs give up: only signed messages — checkpoints, view changes,
+  new-views — can convict an equivocator. Conflicting MAC'd pre-prepares,
+  prepares or commits prove nothing to a third party; they can cost a view
+  change or a round of catching up, never agreement. The durable record of
+  this replica's own statements still keeps it from ever sending two
+  different pre-prepares, prepares or commits for one (view, seq), MAC'd or
+  signed.
 """
 
 from __future__ import annotations
@@ -104,15 +137,18 @@ from quorate.pbft.messages import (
     KIND_PRE_PREPARE,
     KIND_PREPARE,
     Checkpoint,
+    ClaimedBatch,
     Commit,
     CommittedBatch,
     FetchState,
+    Macs,
     NewView,
     PbftHardState,
     Prepare,
     PreparedCertificate,
     PrePrepare,
     Request,
+    SlotClaim,
     StateTransfer,
     Status,
     ViewChange,
@@ -120,11 +156,12 @@ from quorate.pbft.messages import (
     checkpoint_payload,
     command_digest,
 )
+from quorate.pbft.view_change import NewViewDecision, decide_new_view, pre_prepared_claims_per_seq
 
 
-class CommitAuthenticator(Protocol):
-    """MAC authenticators for commits (``authentication="macs"``): this
-    replica's session keys with its peers. ``quorate.crypto.mac.SessionKeys``
+class MacAuthenticator(Protocol):
+    """MAC authenticators for the normal case (``authentication="macs"``):
+    this replica's session keys with its peers. ``quorate.crypto.mac.SessionKeys``
     does the work; the runtime adapts it (protocol cores do not import crypto)."""
 
     def macs(self, data: bytes, receivers: Sequence[NodeId]) -> Mapping[int, bytes]:
@@ -198,7 +235,7 @@ class PbftReplica:
         rng: random.Random,
         now: float,
         recovered: RecoveredState | None = None,
-        authenticator: CommitAuthenticator | None = None,
+        authenticator: MacAuthenticator | None = None,
     ) -> None:
         self.replicas: tuple[NodeId, ...] = tuple(NodeId(int(r)) for r in replicas)
         if len(set(self.replicas)) != len(self.replicas):
@@ -210,8 +247,8 @@ class PbftReplica:
         self.config = config.validate(len(self.replicas))
         self._macs = config.authentication == AUTH_MACS
         if self._macs and authenticator is None:
-            raise ConfigError('authentication="macs" needs a CommitAuthenticator (the replica\'s session keys)')
-        self._authenticator = authenticator
+            raise ConfigError('authentication="macs" needs a MacAuthenticator (the replica\'s session keys)')
+        self._authenticator: MacAuthenticator | None = authenticator if self._macs else None
         self._id = id
         self.n = len(self.replicas)
         self.f = max_faulty(self.n)
@@ -259,6 +296,16 @@ class PbftReplica:
         self._cp_votes: dict[tuple[int, bytes], dict[int, Checkpoint]] = {}
         self._prepared_certs: dict[int, PreparedCertificate] = {}
         self._commit_certs: dict[int, CommittedBatch] = {}
+        # MAC mode: what the view change claims instead of certificates
+        self._p_claims: dict[int, SlotClaim] = {}
+        """P: seq -> the digest prepared in the highest view."""
+        self._q_claims: dict[int, dict[bytes, int]] = {}
+        """Q: seq -> digest -> the highest view it was pre-prepared in."""
+        self._claim_batches: dict[bytes, ClaimedBatch] = {}
+        """The batches P and Q name, by digest."""
+        self._q_bound = pre_prepared_claims_per_seq(self.n)
+        self._vouches: dict[int, dict[int, tuple[bytes, PrePrepare]]] = {}
+        """MAC mode: seq -> replica -> the batch it says it executed there."""
         self._announce = False
         self._signed: dict[tuple[str, int, int], bytes] = {}
         self._log: list[Entry] = []
@@ -332,6 +379,12 @@ class PbftReplica:
     @property
     def excluded(self) -> frozenset[NodeId]:
         return frozenset(self.pool.excluded)
+
+    @property
+    def authenticator(self) -> MacAuthenticator | None:
+        """The session keys that authenticate the normal case with
+        ``authentication="macs"``; ``None`` when every message is signed."""
+        return self._authenticator
 
     @property
     def pending_count(self) -> int:
@@ -479,6 +532,18 @@ class PbftReplica:
         previous = self._signed.get((kind, view, seq))
         return previous is None or previous == payload
 
+    def _authenticate(self, kind: str, seq: int, view: int, payload: bytes, data: bytes) -> Macs:
+        """MAC mode: the authenticator of a once-per-slot statement for every
+        other replica, recorded (durably) like a signature would be."""
+        assert self._authenticator is not None, "MAC mode has an authenticator"
+        self._record_statement(kind, seq, view, payload)
+        return tuple(sorted(self._authenticator.macs(data, self._others).items()))
+
+    def _authentic(self, sender: NodeId, data: bytes, macs: Macs) -> bool:
+        """MAC mode: ``macs`` holds a valid MAC from ``sender`` for this replica."""
+        assert self._authenticator is not None
+        return self._authenticator.check(sender, data, dict(macs))
+
     def _observe(self, statement: Any) -> bool:
         """Record a verified statement; on equivocation broadcast the evidence
         and react. True when the statement's signer was just convicted."""
@@ -589,9 +654,17 @@ class PbftReplica:
         seq = self._next_seq
         self._next_seq += 1
         digest = batch_digest(self.view, batch)
-        signature = self._sign(KIND_PRE_PREPARE, seq, self.view, digest)
-        pp = PrePrepare(self.view, seq, self.view, batch, signature)
-        self.pool.observe(pp.statement(self._id, digest))
+        if self._macs:
+            unauthenticated = PrePrepare(self.view, seq, self.view, batch, b"")
+            macs = self._authenticate(
+                KIND_PRE_PREPARE, seq, self.view, digest, unauthenticated.authenticated_bytes(digest)
+            )
+            pp = PrePrepare(self.view, seq, self.view, batch, b"", macs)
+            self._record_pre_prepared(seq, digest, self.view, pp)
+        else:
+            signature = self._sign(KIND_PRE_PREPARE, seq, self.view, digest)
+            pp = PrePrepare(self.view, seq, self.view, batch, signature)
+            self.pool.observe(pp.statement(self._id, digest))
         slot = self._slot(seq)
         slot.pre_prepare, slot.digest = pp, digest
         self._broadcast(pp)
@@ -630,15 +703,22 @@ class PbftReplica:
             self._reject(sender, "PrePrepare", "oversize batch")
             return
         slot = self._slot(m.seq)
-        if slot.pre_prepare is not None and slot.pre_prepare.signature == m.signature:
+        held = slot.pre_prepare
+        if held is not None and (
+            held.macs == m.macs and bool(m.macs) if self._macs else held.signature == m.signature
+        ):
             if slot.committed:
                 self._help(sender, m.seq, slot)
             return  # retransmission
         digest = m.digest()
-        if not verify_statement(m.statement(sender, digest), self._verifier):
+        if self._macs:
+            if not self._authentic(sender, m.authenticated_bytes(digest), m.macs):
+                self._reject(sender, "PrePrepare", "bad authenticator")
+                return
+        elif not verify_statement(m.statement(sender, digest), self._verifier):
             self._reject(sender, "PrePrepare", "bad signature")
             return
-        if self._observe(m.statement(sender, digest)):
+        elif self._observe(m.statement(sender, digest)):
             return
         if slot.pre_prepare is not None:
             return
@@ -652,14 +732,24 @@ class PbftReplica:
         if self._pending or self.primary_of(pp.view) == self._id:  # for commands still to order
             for command in pp.batch:
                 self._assigned.add(command_digest(command))
-        # Prepares that arrived first, for another batch, may carry the
-        # primary's signature on it: that proves the primary equivocated.
-        for other, votes in slot.votes.items():
-            if other != digest:
-                self._check_primary_signature(votes[0])
+        if self._macs:
+            self._record_pre_prepared(seq, digest, pp.view, pp)
+        else:
+            # Prepares that arrived first, for another batch, may carry the
+            # primary's signature on it: that proves the primary equivocated.
+            for other, votes in slot.votes.items():
+                if other != digest:
+                    self._check_primary_signature(votes[0])
         if self.primary_of(pp.view) != self._id:
-            signature = self._sign(KIND_PREPARE, seq, pp.view, digest)
-            p = Prepare(pp.view, seq, digest, int(self._id), signature, pp.signature)
+            if self._macs:
+                unauthenticated = Prepare(pp.view, seq, digest, int(self._id), b"")
+                macs = self._authenticate(
+                    KIND_PREPARE, seq, pp.view, digest, unauthenticated.authenticated_bytes()
+                )
+                p = Prepare(pp.view, seq, digest, int(self._id), b"", b"", macs)
+            else:
+                signature = self._sign(KIND_PREPARE, seq, pp.view, digest)
+                p = Prepare(pp.view, seq, digest, int(self._id), signature, pp.signature)
             slot.my_prepare = p
             slot.prepares[int(self._id)] = p
             slot.votes.setdefault(digest, []).append(p)
@@ -696,14 +786,20 @@ class PbftReplica:
             if slot.committed:
                 self._help(sender, m.seq, slot)
             return
-        if not verify_statement(m.statement(), self._verifier):
+        if self._macs:
+            if not self._authentic(sender, m.authenticated_bytes(), m.macs):
+                self._reject(sender, "Prepare", "bad authenticator")
+                return
+            if previous is not None:
+                return  # a conflicting MAC'd prepare: it proves nothing to others
+        elif not verify_statement(m.statement(), self._verifier):
             self._reject(sender, "Prepare", "bad signature")
             return
-        if self._observe(m.statement()) or previous is not None:
+        elif self._observe(m.statement()) or previous is not None:
             return
         slot.prepares[int(sender)] = m
         slot.votes.setdefault(m.digest, []).append(m)
-        if slot.pre_prepare is not None and m.digest != slot.digest:
+        if not self._macs and slot.pre_prepare is not None and m.digest != slot.digest:
             self._check_primary_signature(m)
         self._check_prepared(m.seq, slot)
 
@@ -717,15 +813,14 @@ class PbftReplica:
         if not self._may_sign(KIND_COMMIT, seq, pp.view, slot.digest):
             return
         slot.prepared = True
-        cert = PreparedCertificate(pp, tuple(votes[: self.quorum - 1]))
-        self._prepared_certs[seq] = cert
         self._hard_dirty = True
-        if self._authenticator is not None and self._macs:
-            self._record_statement(KIND_COMMIT, seq, pp.view, slot.digest)
+        if self._macs:
+            self._p_claims[seq] = SlotClaim(seq, slot.digest, pp.view)
             unsigned = Commit(pp.view, seq, slot.digest, int(self._id), b"")
-            macs = self._authenticator.macs(unsigned.authenticated_bytes(), self._others)
-            c = Commit(pp.view, seq, slot.digest, int(self._id), b"", tuple(sorted(macs.items())))
+            macs = self._authenticate(KIND_COMMIT, seq, pp.view, slot.digest, unsigned.authenticated_bytes())
+            c = Commit(pp.view, seq, slot.digest, int(self._id), b"", macs)
         else:
+            self._prepared_certs[seq] = PreparedCertificate(pp, tuple(votes[: self.quorum - 1]))
             c = Commit(pp.view, seq, slot.digest, int(self._id), self._sign(KIND_COMMIT, seq, pp.view, slot.digest))
         slot.my_commit = c
         slot.commits.setdefault(slot.digest, {})[int(self._id)] = c
@@ -750,8 +845,8 @@ class PbftReplica:
             if slot.committed:
                 self._help(sender, m.seq, slot)
             return
-        if self._authenticator is not None and self._macs:
-            if not self._authenticator.check(sender, m.authenticated_bytes(), dict(m.macs)):
+        if self._macs:
+            if not self._authentic(sender, m.authenticated_bytes(), m.macs):
                 self._reject(sender, "Commit", "bad authenticator")
                 return
         elif not verify_statement(m.statement(), self._verifier):
@@ -791,12 +886,28 @@ class PbftReplica:
         missed our messages, so send them again (to it alone)."""
         if not self._may_help(sender, seq):
             return
-        if self.primary == self._id and slot.pre_prepare is not None:
-            self._send(sender, slot.pre_prepare)
+        pp = self._own_pre_prepare(slot)
+        if pp is not None:
+            self._send(sender, pp)
         if slot.my_prepare is not None:
             self._send(sender, slot.my_prepare)
         if slot.my_commit is not None:
             self._send(sender, slot.my_commit)
+        cert = self._commit_certs.get(seq)
+        if self._macs and cert is not None and seq <= self.executed_seq:
+            # It may hold another batch for the slot (an equivocating
+            # primary's): our messages cannot help it, our word can.
+            self._send(sender, self._vouch(sender, cert))
+
+    def _own_pre_prepare(self, slot: _Slot) -> PrePrepare | None:
+        """The pre-prepare this replica, as primary, may send again for the
+        slot. With MACs, not one of a new-view's O: those carry no
+        authenticator (the signed ``NewView`` covers them, and it is what a
+        replica that missed them is sent)."""
+        pp = slot.pre_prepare
+        if pp is None or self.primary != self._id or (self._macs and not pp.macs):
+            return None
+        return pp
 
     def _help_stale(self, sender: NodeId) -> None:
         """``sender`` works below our stable checkpoint: show it the proof."""
@@ -929,10 +1040,14 @@ class PbftReplica:
         self._stable_proof = proof
         self._stable_entry_index = proof[0].entry_index
         self._hard_dirty = True
-        for table in (self._slots, self._prepared_certs, self._own_checkpoints, self._commit_certs):
+        for table in (self._slots, self._prepared_certs, self._own_checkpoints, self._commit_certs, self._vouches):
             for s in [s for s in table if s <= h]:
                 del table[s]
         self._signed = {k: v for k, v in self._signed.items() if k[2] > h}
+        if self._macs:
+            self._p_claims = {s: c for s, c in self._p_claims.items() if s > h}
+            self._q_claims = {s: q for s, q in self._q_claims.items() if s > h}
+            self._prune_claimed_batches()
         self._cp_votes = {k: v for k, v in self._cp_votes.items() if k[0] > h}
         for by_seq in self._cp_by_replica.values():
             for s in [s for s in by_seq if s <= h]:
@@ -944,6 +1059,43 @@ class PbftReplica:
             self._request_state()
         else:
             self._maybe_flush()
+
+    # ------------------------------------------------- MAC-mode claims
+
+    def _record_pre_prepared(self, seq: int, digest: bytes, view: int, pp: PrePrepare) -> None:
+        """Q: this replica pre-prepared ``digest`` at ``seq`` in ``view``.
+        Keep the latest view per digest and at most ``_q_bound`` digests,
+        dropping the lowest views (see ``quorate.pbft.view_change`` for why
+        that is safe)."""
+        by_digest = self._q_claims.setdefault(seq, {})
+        if by_digest.get(digest, -1) < view:
+            by_digest[digest] = view
+        self._claim_batches.setdefault(digest, ClaimedBatch(pp.origin_view, pp.batch))
+        self._hard_dirty = True
+        if len(by_digest) > self._q_bound:
+            for dropped, _ in sorted(by_digest.items(), key=lambda dv: (dv[1], dv[0]))[
+                : len(by_digest) - self._q_bound
+            ]:
+                del by_digest[dropped]
+            self._prune_claimed_batches()
+
+    def _prune_claimed_batches(self) -> None:
+        named = {c.digest for c in self._p_claims.values()}
+        for by_digest in self._q_claims.values():
+            named.update(by_digest)
+        self._claim_batches = {d: b for d, b in self._claim_batches.items() if d in named}
+
+    def _claims(self) -> tuple[tuple[SlotClaim, ...], tuple[SlotClaim, ...], tuple[ClaimedBatch, ...]]:
+        """P, Q and the batches they name, in a canonical order."""
+        p = tuple(self._p_claims[s] for s in sorted(self._p_claims))
+        q = tuple(
+            SlotClaim(s, d, v)
+            for s in sorted(self._q_claims)
+            for d, v in sorted(self._q_claims[s].items())
+        )
+        named = sorted({c.digest for c in p} | {c.digest for c in q})
+        batches = tuple(self._claim_batches[d] for d in named if d in self._claim_batches)
+        return p, q, batches
 
     # ----------------------------------------------------- state transfer
 
@@ -1019,8 +1171,15 @@ class PbftReplica:
         self._batch_deadline = None
         self._request_deadline = None
         self._vc_deadline = None
-        prepared = tuple(self._prepared_certs[s] for s in sorted(self._prepared_certs) if s > self.stable_seq)
-        vc = ViewChange(new_view, self._stable_proof, prepared, int(self._id)).signed(self._signer)
+        if self._macs:
+            p, q, batches = self._claims()
+            vc = ViewChange(new_view, self._stable_proof, (), int(self._id), b"", p, q, batches)
+        else:
+            prepared = tuple(
+                self._prepared_certs[s] for s in sorted(self._prepared_certs) if s > self.stable_seq
+            )
+            vc = ViewChange(new_view, self._stable_proof, prepared, int(self._id))
+        vc = vc.signed(self._signer)
         self._my_vc = vc
         self._record_view_change(vc)
         self._vc_valid.add(vc.signature)
@@ -1075,6 +1234,13 @@ class PbftReplica:
             return False
         if vc.checkpoint_proof and not self._valid_checkpoint_proof(vc.checkpoint_proof):
             return False
+        if self._macs:
+            if vc.prepared or not self._valid_claims(vc):
+                return False
+            self._vc_valid.add(vc.signature)
+            return True
+        if vc.has_claims:
+            return False
         low = vc.stable_seq
         seqs: set[int] = set()
         for cert in vc.prepared:
@@ -1085,6 +1251,48 @@ class PbftReplica:
                 return False
             seqs.add(seq)
         self._vc_valid.add(vc.signature)
+        return True
+
+    def _valid_claims(self, vc: ViewChange) -> bool:
+        """MAC mode: P and Q claims inside the author's window and below the
+        view it asks for, at most one P per seq and a bounded Q, and exactly
+        one well-formed batch per claimed digest it carries (a claim may lack
+        its batch: the decision procedure then cannot choose it)."""
+        low, high = vc.stable_seq, vc.stable_seq + self._window
+        claim_views: dict[bytes, int] = {}
+        p_seqs: set[int] = set()
+        for c in vc.prepared_claims:
+            if c.seq in p_seqs:
+                return False
+            p_seqs.add(c.seq)
+            if not (low < c.seq <= high and 0 <= c.view < vc.new_view and len(c.digest) == DIGEST_BYTES):
+                return False
+            claim_views[c.digest] = min(c.view, claim_views.get(c.digest, c.view))
+        q_keys: set[tuple[int, bytes]] = set()
+        per_seq: dict[int, int] = {}
+        for c in vc.pre_prepared_claims:
+            if (c.seq, c.digest) in q_keys:
+                return False
+            q_keys.add((c.seq, c.digest))
+            per_seq[c.seq] = per_seq.get(c.seq, 0) + 1
+            if per_seq[c.seq] > self._q_bound:
+                return False
+            if not (low < c.seq <= high and 0 <= c.view < vc.new_view and len(c.digest) == DIGEST_BYTES):
+                return False
+            claim_views[c.digest] = min(c.view, claim_views.get(c.digest, c.view))
+        carried: set[bytes] = set()
+        for b in vc.batches:
+            if len(b.batch) > self.config.batch_max or any(
+                not isinstance(c, bytes) or len(c) > self.config.max_command_bytes for c in b.batch
+            ):
+                return False
+            digest = b.digest()
+            first_claimed = claim_views.get(digest)
+            # Only batches some claim names, once each, first ordered no
+            # later than the earliest view a claim names them in.
+            if digest in carried or first_claimed is None or not 0 <= b.origin_view <= first_claimed:
+                return False
+            carried.add(digest)
         return True
 
     def _on_view_change(self, sender: NodeId, m: ViewChange) -> None:
@@ -1176,18 +1384,36 @@ class PbftReplica:
         if own is None:
             return
         vcs = [own] + [vc for r, vc in sorted(held.items()) if r != self._id]
-        vcs = vcs[: self.quorum]
-        proof, o = self._compute_o(self.view, vcs)
+        if self._macs:
+            # Every view change held for the view: more claims can only
+            # decide more sequence numbers.
+            decision = self._decide(self.view, vcs)
+            if not decision.complete:
+                return  # wait for more view changes (or time out of the view)
+            proof, o = decision.checkpoint_proof, list(decision.pre_prepares)
+        else:
+            vcs = vcs[: self.quorum]
+            proof, o = self._compute_o(self.view, vcs)
         pps = []
         for seq, origin_view, batch in o:
             digest = batch_digest(origin_view, batch)
-            signature = self._sign(KIND_PRE_PREPARE, seq, self.view, digest)
-            pp = PrePrepare(self.view, seq, origin_view, batch, signature)
-            self.pool.observe(pp.statement(self._id, digest))
+            if self._macs:
+                # Covered by the signature on the new-view; recorded so this
+                # replica never pre-prepares another batch in the slot.
+                self._record_statement(KIND_PRE_PREPARE, seq, self.view, digest)
+                pp = PrePrepare(self.view, seq, origin_view, batch, b"")
+            else:
+                signature = self._sign(KIND_PRE_PREPARE, seq, self.view, digest)
+                pp = PrePrepare(self.view, seq, origin_view, batch, signature)
+                self.pool.observe(pp.statement(self._id, digest))
             pps.append(pp)
         nv = NewView(self.view, tuple(vcs), tuple(pps), int(self._id)).signed(self._signer)
         self._broadcast(nv)
         self._install_new_view(nv, proof)
+
+    def _decide(self, view: int, vcs: Sequence[ViewChange]) -> NewViewDecision:
+        """MAC mode: the decision procedure of ``quorate.pbft.view_change``."""
+        return decide_new_view(view, vcs, quorum=self.quorum, f=self.f, window=self._window)
 
     def _show_new_view(self, sender: NodeId) -> None:
         """``sender`` is behind our view: relay the new-view that started it
@@ -1213,7 +1439,16 @@ class PbftReplica:
         if len(voters) < self.quorum:
             self._reject(sender, "NewView", "too few view changes")
             return
-        proof, o = self._compute_o(m.view, m.view_changes)
+        if self._macs:
+            decision = self._decide(m.view, m.view_changes)
+            if not decision.complete:
+                self._reject(
+                    sender, "NewView", f"the view changes leave sequence number {decision.undecided[0]} undecided"
+                )
+                return
+            proof, o = decision.checkpoint_proof, list(decision.pre_prepares)
+        else:
+            proof, o = self._compute_o(m.view, m.view_changes)
         if len(o) != len(m.pre_prepares):
             self._reject(sender, "NewView", "pre-prepares differ from the recomputed O")
             return
@@ -1221,6 +1456,8 @@ class PbftReplica:
             if (pp.view, pp.seq, pp.origin_view, pp.batch) != (m.view, seq, origin_view, batch):
                 self._reject(sender, "NewView", "pre-prepares differ from the recomputed O")
                 return
+            if self._macs:
+                continue  # the primary's signature on the new-view covers O
             statement = pp.statement(NodeId(m.replica), batch_digest(origin_view, batch))
             if not verify_statement(statement, self._verifier):
                 self._reject(sender, "NewView", "bad pre-prepare signature")
@@ -1303,8 +1540,9 @@ class PbftReplica:
                 if seq <= self.executed_seq:
                     continue
                 slot = self._slots[seq]
-                if self.primary == self._id and slot.pre_prepare is not None:
-                    self._broadcast(slot.pre_prepare)
+                pp = self._own_pre_prepare(slot)
+                if pp is not None:
+                    self._broadcast(pp)
                 if slot.my_prepare is not None:
                     self._broadcast(slot.my_prepare)
                 if slot.my_commit is not None:
@@ -1318,24 +1556,30 @@ class PbftReplica:
         if m.executed_seq > self.executed_seq and self._may_help(sender, _HELP_STATUS):
             # The sender is ahead: tell it where we stand so it fills us in.
             self._send(sender, Status(self.view, self.view_active, self.executed_seq))
-        if m.executed_seq < self.stable_seq:
+        if m.executed_seq < self.stable_seq or m.executed_seq == self.stable_seq < self.executed_seq:
+            # Below our stable checkpoint, or at it without perhaps knowing it
+            # is stable (a restarted replica forgets the checkpoints it saw):
+            # then what we send above it falls outside its window.
             self._help_stale(sender)
-        # Commit certificates convince a third party only when signed.
-        relay_up_to = self.stable_seq if self._macs else self.executed_seq
-        for seq in range(max(m.executed_seq, self.stable_seq) + 1, relay_up_to + 1):
+        for seq in range(max(m.executed_seq, self.stable_seq) + 1, self.executed_seq + 1):
             cert = self._commit_certs.get(seq)
             if cert is not None and self._may_help(sender, seq):
-                self._send(sender, cert)
+                self._send(sender, self._vouch(sender, cert) if self._macs else cert)
         if m.view < self.view or (m.view == self.view and not m.view_active):
             if not m.view_active:
                 self._help_lagging(sender, m.view)
             else:
                 self._show_new_view(sender)
 
+    def _vouch(self, to: NodeId, cert: CommittedBatch) -> CommittedBatch:
+        """MAC mode: our word, for ``to`` alone, that we executed the batch."""
+        assert self._authenticator is not None
+        pp = cert.pre_prepare
+        bare = CommittedBatch(PrePrepare(pp.view, pp.seq, pp.origin_view, pp.batch, b""), ())
+        macs = self._authenticator.macs(bare.vouched_bytes(pp.digest()), (to,))
+        return CommittedBatch(bare.pre_prepare, (), tuple(sorted(macs.items())))
+
     def _on_committed_batch(self, sender: NodeId, m: CommittedBatch) -> None:
-        if self._macs:
-            self._reject(sender, "CommittedBatch", "commit certificates are not transferable with MACs")
-            return
         pp = m.pre_prepare
         seq = pp.seq
         if seq <= self.executed_seq or seq in self._commit_certs:
@@ -1347,6 +1591,9 @@ class PbftReplica:
             self._reject(sender, "CommittedBatch", "malformed pre-prepare")
             return
         digest = pp.digest()
+        if self._macs:
+            self._on_vouch(sender, m, digest)
+            return
         if not verify_statement(pp.statement(self.primary_of(pp.view), digest), self._verifier):
             self._reject(sender, "CommittedBatch", "bad pre-prepare signature")
             return
@@ -1364,6 +1611,22 @@ class PbftReplica:
         self._commit_certs[seq] = m
         self._execute_ready()
 
+    def _on_vouch(self, sender: NodeId, m: CommittedBatch, digest: bytes) -> None:
+        """MAC mode: ``sender`` says it executed ``digest`` at the seq. Once
+        f + 1 distinct replicas say so, one of them is honest and the batch
+        committed: execute it (a replica that missed the slot, or accepted
+        another batch there from an equivocating primary, catches up)."""
+        if not self._authentic(sender, m.vouched_bytes(digest), m.macs):
+            self._reject(sender, "CommittedBatch", "bad authenticator")
+            return
+        seq = m.pre_prepare.seq
+        by_sender = self._vouches.setdefault(seq, {})
+        by_sender[int(sender)] = (digest, m.pre_prepare)
+        if sum(1 for d, _ in by_sender.values() if d == digest) >= self.f + 1:
+            del self._vouches[seq]
+            self._commit_certs[seq] = CommittedBatch(m.pre_prepare, ())
+            self._execute_ready()
+
     # ------------------------------------------------------------ durability
 
     def _hard_state(self) -> PbftHardState:
@@ -1376,7 +1639,14 @@ class PbftReplica:
             prepared=tuple(self._prepared_certs[s] for s in sorted(self._prepared_certs)),
             signed=tuple((k[0], k[1], k[2], v) for k, v in self._signed.items()),
             sent_view_change=None if self.view_active else self._my_vc,
+            **self._claims_state(),
         )
+
+    def _claims_state(self) -> dict[str, Any]:
+        if not self._macs:
+            return {}
+        p, q, batches = self._claims()
+        return {"prepared_claims": p, "pre_prepared_claims": q, "claimed_batches": batches}
 
     def _recover(self, recovered: RecoveredState) -> None:
         hs = recovered.hard_state
@@ -1389,6 +1659,10 @@ class PbftReplica:
             self._vc_valid.add(self._my_vc.signature)
         self._signed = {(k, v, s): d for k, v, s, d in hs.signed}
         self._prepared_certs = {c.pre_prepare.seq: c for c in hs.prepared}
+        self._p_claims = {c.seq: c for c in hs.prepared_claims}
+        for c in hs.pre_prepared_claims:
+            self._q_claims.setdefault(c.seq, {})[c.digest] = c.view
+        self._claim_batches = {b.digest(): b for b in hs.claimed_batches}
         if hs.checkpoint_proof:
             self._stable_proof = hs.checkpoint_proof
             self.stable_seq = hs.checkpoint_proof[0].seq
@@ -1414,7 +1688,7 @@ def pbft_factory(
     config: PbftConfig,
     signer_for: Callable[[NodeId], Signer],
     verifier: Verifier,
-    authenticator_for: Callable[[NodeId], CommitAuthenticator] | None = None,
+    authenticator_for: Callable[[NodeId], MacAuthenticator] | None = None,
 ) -> Callable[[NodeId, tuple[NodeId, ...], random.Random, float, RecoveredState | None], PbftReplica]:
     """A core builder with the simulator's signature
     ``(node, replicas, rng, now, recovered) -> core``; ``signer_for(node)``

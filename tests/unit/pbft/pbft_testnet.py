@@ -48,7 +48,7 @@ CLUSTER_SECRET = b"pbft-test-cluster-secret"
 
 
 class SessionKeyAuthenticator:
-    """``quorate.crypto.mac.SessionKeys`` as a PBFT ``CommitAuthenticator``."""
+    """``quorate.crypto.mac.SessionKeys`` as a PBFT ``MacAuthenticator``."""
 
     def __init__(self, node: NodeId, replicas: Sequence[NodeId]) -> None:
         peers = [r for r in replicas if r != node]

@@ -20,8 +20,9 @@ option ``byzantine`` (a behaviour of ``quorate.pbft.BEHAVIOURS`` /
 ``ByzantineReplica``, for fault-injection tests. Other options go to the
 protocol's config (``PbftConfig`` / ``HotStuffConfig``).
 
-PBFT's ``authentication="macs"`` authenticates commits with HMAC-SHA256
-authenticators (``SessionKeyCommitAuthenticator``): pairwise session keys
+PBFT's ``authentication="macs"`` authenticates pre-prepares, prepares and
+commits with HMAC-SHA256 authenticators (``SessionKeyMacAuthenticator``);
+view changes, new-views and checkpoints stay signed. Pairwise session keys
 derived from ``key_seed`` too, so they carry the same caveat (test and
 benchmark clusters only; a deployment would agree keys per pair of nodes).
 
@@ -138,9 +139,10 @@ def _sends_before_persist(options: Mapping[str, Any]) -> bool:
     return value
 
 
-class SessionKeyCommitAuthenticator:
-    """PBFT's ``CommitAuthenticator`` over pairwise HMAC session keys derived
-    from ``key_seed`` (test and benchmark clusters, like the signing keys)."""
+class SessionKeyMacAuthenticator:
+    """PBFT's ``MacAuthenticator`` (pre-prepares, prepares and commits with
+    ``authentication="macs"``) over pairwise HMAC session keys derived from
+    ``key_seed`` (test and benchmark clusters, like the signing keys)."""
 
     __slots__ = ("_keys",)
 
@@ -202,7 +204,7 @@ def _load_pbft() -> ProtocolBinding:
         except TypeError as exc:
             raise ConfigError(f"bad PBFT option: {exc}") from None
         authenticator = (
-            SessionKeyCommitAuthenticator(node_id, voters, _key_seed(options))
+            SessionKeyMacAuthenticator(node_id, voters, _key_seed(options))
             if config.authentication == AUTH_MACS
             else None
         )

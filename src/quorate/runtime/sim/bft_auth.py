@@ -1,9 +1,9 @@
-"""PBFT commit authenticators for simulated replicas, with their CPU cost.
+"""PBFT MAC authenticators for simulated replicas, with their CPU cost.
 
 Theory of operation (Castro & Liskov, TOCS 2002 §3.2): with
-``PbftConfig(authentication="macs")`` a replica authenticates each commit
-with one HMAC-SHA256 per receiver instead of a signature. The simulator
-gives every replica a ``MeteredCommitAuthenticator``: real MACs
+``PbftConfig(authentication="macs")`` a replica authenticates each
+pre-prepare, prepare and commit with one HMAC-SHA256 per receiver instead of
+a signature. The simulator gives every replica a ``MeteredMacAuthenticator``: real MACs
 (``quorate.crypto.mac.SessionKeys``) over pairwise session keys derived from
 the run's seed, so a forged or reflected commit is rejected exactly as on
 real nodes, and the CPU time ``quorate bench crypto`` measured for HMAC
@@ -32,8 +32,8 @@ def session_secret(seed: int) -> bytes:
     return _SESSION_SECRET_DOMAIN + str(seed).encode()
 
 
-class MeteredCommitAuthenticator:
-    """A PBFT ``CommitAuthenticator`` for ``node`` that charges ``meter``."""
+class MeteredMacAuthenticator:
+    """A PBFT ``MacAuthenticator`` for ``node`` that charges ``meter``."""
 
     __slots__ = ("_costs", "_keys", "_meter")
 
@@ -51,7 +51,7 @@ class MeteredCommitAuthenticator:
         self._costs = costs or CryptoCosts()
 
     def macs(self, data: bytes, receivers: Sequence[NodeId]) -> Mapping[int, bytes]:
-        """One MAC per receiver (``Commit.macs``)."""
+        """One MAC per receiver (the ``macs`` of a pre-prepare, prepare or commit)."""
         self._meter.charge(self._costs.mac_create_per_receiver_s * len(receivers))
         return {int(r): self._keys.mac(r, data) for r in receivers}
 

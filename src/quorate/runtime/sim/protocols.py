@@ -309,22 +309,23 @@ def _split_options(name: str, options: Mapping[str, Any]) -> tuple[dict[str, Any
     return core_options, sim_options
 
 
-def _commit_authenticators(
+def _mac_authenticators(
     config: Any, context: SpecContext, meter_for: Callable[[NodeId], Any]
 ) -> Callable[[NodeId, tuple[NodeId, ...]], Any]:
     """``authenticator_for(node, voters)``: with ``authentication="macs"``, a
-    ``MeteredCommitAuthenticator`` over session keys drawn from the run's seed
-    that charges the node's CPU meter; otherwise ``None`` (commits signed)."""
+    ``MeteredMacAuthenticator`` over session keys drawn from the run's seed
+    that charges the node's CPU meter (it authenticates pre-prepares,
+    prepares and commits); otherwise ``None`` (every message signed)."""
     from quorate.pbft.config import AUTH_MACS
 
     if config.authentication != AUTH_MACS:
         return lambda node, voters: None
-    from quorate.runtime.sim.bft_auth import MeteredCommitAuthenticator, session_secret
+    from quorate.runtime.sim.bft_auth import MeteredMacAuthenticator, session_secret
 
     secret = session_secret(context.seed)
 
     def authenticator_for(node: NodeId, voters: tuple[NodeId, ...]) -> Any:
-        return MeteredCommitAuthenticator(node, voters, secret, meter_for(node))
+        return MeteredMacAuthenticator(node, voters, secret, meter_for(node))
 
     return authenticator_for
 
@@ -349,7 +350,7 @@ def _pbft(options: Mapping[str, Any], context: SpecContext) -> ProtocolSpec:
     except TypeError as exc:
         raise ConfigError(f"bad PBFT option: {exc}") from None
     signer_for, verifier_for, meter_for = _cost_model(context, sim_options)
-    authenticator_for = _commit_authenticators(config, context, meter_for)
+    authenticator_for = _mac_authenticators(config, context, meter_for)
     byzantine = dict(context.byzantine)
     coalitions: dict[tuple[NodeId, ...], Coalition] = {}
     equivocators = frozenset(n for n, b in byzantine.items() if b == "equivocate")
