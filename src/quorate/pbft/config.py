@@ -8,8 +8,12 @@ message that names the field and the fix.
   ``batch_max`` client commands in one pre-prepare and waits at most
   ``batch_timeout_s`` for a batch to fill.
 - Checkpoints (§4.3): every ``checkpoint_interval`` (K) sequence numbers; the
-  sequence window above the stable checkpoint is L = 2K (the low and high
-  water marks h and h + L).
+  sequence window above the stable checkpoint is L = ``window_size`` (8K
+  when 0; the low and high water marks h and h + L; the paper takes 2K). K and L do different
+  jobs: L bounds how many batches are in flight, K how long a batch's
+  certificate stays in the durable hard state after it executed (until the
+  next stable checkpoint). Every Ready rewrites the hard state, so a small K
+  with a large L keeps pipelining deep and fsyncs small.
 - View changes (§4.4, §4.5.2): a backup waiting for a request longer than
   ``view_change_timeout_s`` suspects the primary; a view change that does not
   end within the timeout moves to the next view with the timeout doubled.
@@ -35,18 +39,23 @@ from quorate.errors import ConfigError
 AUTH_SIGNATURES = "signatures"
 AUTH_MACS = "macs"
 AUTHENTICATION_MODES = (AUTH_SIGNATURES, AUTH_MACS)
+WINDOW_CHECKPOINTS = 8
+"""The default window L in checkpoint intervals."""
 
 
 @dataclass(frozen=True, slots=True)
 class PbftConfig:
     """Tunables of one PBFT replica. Durations in seconds."""
 
-    batch_max: int = 64
+    batch_max: int = 128
     """Most client commands in one pre-prepare."""
     batch_timeout_s: float = 0.002
     """How long the primary waits for a batch to fill (0: send at once)."""
-    checkpoint_interval: int = 32
-    """K: a checkpoint every K sequence numbers; the window L is 2K."""
+    checkpoint_interval: int = 8
+    """K: a checkpoint every K sequence numbers."""
+    window_size: int = 0
+    """L: how far above the stable checkpoint sequence numbers are accepted;
+    a multiple of K, at least K; 0 means 8K (64 with the default K)."""
     view_change_timeout_s: float = 1.0
     """T: how long a backup waits for a request before suspecting the primary;
     successive failed view changes wait 2T, 4T, ..."""
@@ -81,7 +90,7 @@ class PbftConfig:
     @property
     def window(self) -> int:
         """L: sequence numbers n with h < n <= h + L are accepted."""
-        return 2 * self.checkpoint_interval
+        return self.window_size or WINDOW_CHECKPOINTS * self.checkpoint_interval
 
     def validate(self, n: int) -> PbftConfig:
         """Raise ``ConfigError`` naming the first bad field for ``n`` replicas."""
@@ -101,6 +110,12 @@ class PbftConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+        k, size = self.checkpoint_interval, self.window_size
+        if not isinstance(size, int) or isinstance(size, bool) or size < 0 or (size and (size < k or size % k)):
+            raise ConfigError(
+                f"window_size must be 0 ({WINDOW_CHECKPOINTS} x checkpoint_interval) or a multiple of checkpoint_interval "
+                f"({k}) at least as large, got {size!r}"
+            )
         if not isinstance(self.max_view_change_backoff, int) or self.max_view_change_backoff < 0:
             raise ConfigError(
                 f"max_view_change_backoff must be an integer >= 0, got {self.max_view_change_backoff!r}"

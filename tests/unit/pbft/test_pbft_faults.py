@@ -169,7 +169,7 @@ def test_a_restarted_replica_recovers_and_catches_up(victim: int) -> None:
 
 
 def test_an_isolated_replica_catches_up_by_state_transfer() -> None:
-    config = PbftConfig(batch_max=2, checkpoint_interval=2, batch_timeout_s=0.0)
+    config = PbftConfig(batch_max=2, checkpoint_interval=2, window_size=4, batch_timeout_s=0.0)
     net = Net(4, seed=16, config=config)
     net.isolate(3)
     for i, c in enumerate(commands(40)):

@@ -90,7 +90,7 @@ def test_checkpoints_become_stable_and_collect_garbage() -> None:
 
 
 def test_the_high_water_mark_stops_the_primary_until_a_checkpoint_is_stable() -> None:
-    config = PbftConfig(batch_max=1, checkpoint_interval=2, batch_timeout_s=0.0)
+    config = PbftConfig(batch_max=1, checkpoint_interval=2, window_size=4, batch_timeout_s=0.0)
     net = Net(4, seed=7, config=config)
     original = net._send
 
@@ -102,7 +102,7 @@ def test_the_high_water_mark_stops_the_primary_until_a_checkpoint_is_stable() ->
     for c in commands(12):
         net.propose(0, c)
     net.run(0.2)
-    # L = 2K = 4 sequence numbers above h = 0, then the primary must wait.
+    # L = 4 sequence numbers above h = 0, then the primary must wait.
     assert net.core(0)._next_seq == 5
     assert len(net.committed[NodeId(1)]) == 4
     net._send = original  # type: ignore[method-assign]
@@ -113,6 +113,11 @@ def test_the_high_water_mark_stops_the_primary_until_a_checkpoint_is_stable() ->
 
 def test_config_validation() -> None:
     PbftConfig().validate(4)
+    assert PbftConfig().window == 8 * PbftConfig().checkpoint_interval
+    assert PbftConfig(checkpoint_interval=4, window_size=12).validate(4).window == 12
+    for size in (-4, 2, 6, True):
+        with pytest.raises(ConfigError, match="window_size"):
+            PbftConfig(checkpoint_interval=4, window_size=size).validate(4)
     for n in (1, 2, 3):
         PbftConfig().validate(n)
     with pytest.raises(ConfigError, match="batch_max"):
