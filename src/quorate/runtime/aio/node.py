@@ -756,10 +756,12 @@ class AioNode:
             if merged.hard_state is not None:
                 self._last_hard_state = merged.hard_state
             carry_out(merged, self._host)
-        if self.core.has_ready():
-            self._drive()
-        else:
-            self._after_readies(wake_at)
+        # Drive even when the core has nothing to do: inputs that arrived
+        # during the fsync may have moved its deadline (a PBFT primary's batch
+        # timer), and only a fresh Ready tells. Without this the timer would
+        # stay armed for the old deadline and the batch would wait for the
+        # next unrelated wake-up.
+        self._drive()
 
     def _after_readies(self, wake_at: float | None) -> None:
         """Answer clients, notice leadership changes, arm the timer."""
