@@ -8,6 +8,8 @@
   sessions), and sessions of one process share one connection per replica.
   A silent primary costs one client timeout: the client resends to every
   replica, the backups depose the primary, and replies name the new one.
+- A replica that floods its peers with signed junk is held to the per-peer
+  rate limit of every honest node's transport; the cluster keeps serving.
 - A primary that equivocates (PBFT view 0's primary, n1, sends conflicting
   pre-prepares to the two halves of the backups) is convicted by every honest
   replica with the evidence it signed, excluded, and replaced by a view
@@ -45,6 +47,7 @@ def _cluster(
     protocol: str,
     byzantine: dict[NodeId, str] | None = None,
     options: dict[str, Any] | None = None,
+    peer_rate_limit: float = 0.0,
 ) -> LocalCluster:
     cluster = LocalCluster(
         tmp_path / protocol,
@@ -55,9 +58,11 @@ def _cluster(
         options={**FAST_OPTIONS[protocol], **(options or {})},
     )
     cluster.write_configs()
-    for node, behaviour in (byzantine or {}).items():
-        config = cluster.node_config(node)
-        config = dataclasses.replace(config, options={**config.options, "byzantine": behaviour})
+    for node in cluster.ids:
+        config = dataclasses.replace(cluster.node_config(node), peer_rate_limit=peer_rate_limit)
+        behaviour = (byzantine or {}).get(node)
+        if behaviour is not None:
+            config = dataclasses.replace(config, options={**config.options, "byzantine": behaviour})
         cluster.config_path(node).write_text(config.to_toml())
     return cluster
 
@@ -265,6 +270,33 @@ def test_silent_primary_costs_one_timeout_then_clients_follow_the_new_primary(tm
         statuses = await _wait_applied(cluster, honest, COMMANDS + 1)
         assert all(s.metrics["bft.view"] >= 1 for s in statuses)
         assert {s.metrics["bft.leader"] for s in statuses} == {channel.primary}
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        cluster.kill_all()
+
+
+def test_a_flooding_replica_is_rate_limited_and_the_cluster_keeps_serving(tmp_path: Any) -> None:
+    """n4 sends a stream of valid-looking, signed junk (``flood``: 16
+    prepares to random peers every 10 ms, ~530 per peer per second); every
+    node admits 100 messages/s per peer, so most of the junk is dropped
+    before the protocol verifies it, and n4's honest share still fits."""
+    flooder = NodeId(4)
+    cluster = _cluster(tmp_path, "pbft", byzantine={flooder: "flood"}, peer_rate_limit=100.0)
+    honest = [n for n in cluster.ids if n != flooder]
+    cluster.start_all()
+
+    async def scenario() -> None:
+        async with BftClient(
+            cluster.endpoints, insecure=True, client_id=21, deadline_s=WAIT_LIMIT_S
+        ) as client:
+            for i in range(COMMANDS):
+                await client.put(f"k{i}", f"v{i}")
+            assert await client.get("k5") == "v5"
+        statuses = await _wait_applied(cluster, honest, COMMANDS + 1)
+        for status in statuses:
+            assert status.metrics.get("transport.rate_limited_drops", 0) > 0, status.node
 
     try:
         asyncio.run(scenario())
