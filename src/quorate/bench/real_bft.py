@@ -2,46 +2,51 @@
 
 Theory of operation: ``run_real_bft_bench`` is what ``quorate bench real
 --protocol pbft|hotstuff`` runs. It starts a ``LocalCluster`` of real node
-processes (SQLite with fsync, Ed25519 on every protocol message), waits until
-every replica answers ``Status`` in one view, then runs ``clients``
-concurrent ``BftClient`` sessions spread over ``client_processes`` OS
-processes. Each put goes to every replica and counts as done when f + 1
-replicas returned the same result (Castro & Liskov §4.1), so the latency is
-that of the (f + 1)-th matching reply, retries included. The JSON keys match
-``quorate.bench.real`` so reports compare side by side, plus the view and
-convictions each replica ended with.
+processes (SQLite with fsync, Ed25519 on every signed protocol message),
+waits until every replica answers ``Status`` in one view, then runs
+``clients`` concurrent ``BftClient`` sessions spread over
+``client_processes`` OS processes; the sessions of one process share one
+``BftChannel`` (one connection per replica). A PBFT put goes to the primary
+(every replica after a timeout), a HotStuff put to every replica, and counts
+as done when f + 1 replicas returned the same result (Castro & Liskov §4.1),
+so the latency is that of the (f + 1)-th matching reply, retries included.
+The JSON keys match ``quorate.bench.real`` so reports compare side by side
+(``--compare etcd`` runs etcd with as many nodes and the same client
+processes first), plus the view and convictions each replica ended with.
 
-Where the time goes: a BFT replica verifies an Ed25519 signature (~37 µs
-here) on every pre-prepare, prepare and commit (PBFT) or proposal and vote
-(HotStuff), and signs its own; with batching (``batch_max`` commands per
-pre-prepare or block) that cost is shared by the batch, and what remains per
-command is receiving it from the client at *every* replica, forwarding it to
-the primary, hashing it, executing it and answering — four processes on the
-machine's cores do that work n times over.
+Measured (4 nodes, 10 s, 2 shared cores, SQLite, default options, medians of
+three runs; ``quorate bench real --protocol pbft --nodes 4 --clients N
+--duration 10 --json``):
 
-Measured (4 nodes, 10 s, 2 shared cores, SQLite, medians of two runs):
+| clients | PBFT puts/s | p50 ms | p99 ms | HotStuff puts/s | p50 ms | p99 ms |
+| --- | --- | --- | --- | --- | --- | --- |
+| 64 | 9,104 | 6.9 | 9.6 | 6,910 | 9.1 | 13.6 |
+| 256 | 22,003 | 11.2 | 19.4 | | | |
+| 1024 | 27,546 | 35.9 | 70.9 | 20,224 | 45.9 | 190 |
 
-| clients | options | PBFT puts/s | p50 ms |
-| --- | --- | --- | --- |
-| 64 | defaults (statements durable before they leave) | 1.7–1.8 k | 34–36 |
-| 64 | ``send_before_persist`` | 3.3 k | 18 |
-| 64 | ``send_before_persist`` + ``authentication="macs"`` | 3.8–4.8 k | 13–16 |
-| 256 | defaults | 4.3 k | 56 |
-| 256 | ``send_before_persist`` + MACs | 3.8–4.6 k | 53–62 |
+At 1024 clients etcd 3.4 (4 members, the same two client processes over its
+HTTP/JSON gateway) did 10,817 puts/s, p50 93 ms, p99 167 ms in the same runs:
+PBFT/etcd throughput x2.55, p50 x0.38, p99 x0.42 (etcd's side is bounded by
+our Python HTTP client as much as by etcd). ``authentication=macs`` with
+``send_before_persist=true`` gave 24,717 puts/s at 1024 clients: with 128
+commands per pre-prepare the signatures cost a few microseconds per command,
+so MACs no longer change the total on this machine.
 
-HotStuff: 3.4–4.0 k at 64 clients (16–19 ms), 4.6–5.1 k at 256 with
-``send_before_persist``. With the safe default every protocol phase waits
-for the replica's fsync of the statement it signs (one persist in flight per
-node, each taking what arrived meanwhile), so at 64 clients latency, not CPU,
-is the limit; ``send_before_persist`` (see ``quorate.runtime.aio.protocols``
-for the trade-off) lets phases overlap the fsyncs and halves the latency. At
-256 clients the machine is out of CPU (nodes and clients together use about
-1.9 of the 2 cores): about 0.45 ms of CPU per put over all processes, of which
-each replica spends ~70 µs. Profiles of the replicas (py-spy) put most of it
-in the kernel's loopback TCP sends (every replica receives every request and
-answers every client) and SQLite commits; the PBFT core's own work is under a
-tenth. 20 k puts/s would need about a fifth of that CPU per put; on this
-machine it is out of reach whatever the protocol settings.
+Where the time went, and what changed it (the same 64-client run did 3,300
+puts/s before): (1) every client sent every request to every replica, which
+forwarded it to the primary, and every session had its own connection per
+replica: now a request reaches the primary only, backups learn commands from
+the pre-prepare and answer the sessions the client's connection attached,
+and a process's sessions share one connection per replica (client CPU per
+put fell from ~160 to ~18 µs); (2) the PBFT hard state, rewritten with every
+fsync, held every prepared batch above the stable checkpoint — up to 2K = 64
+batches, ~100 MB/s of SQLite writes at 1024 clients — now K = 8 with a
+separate window L = 64 keeps it to the batches in flight; (3) a node did not
+re-arm the core's timer after an fsync, so a batch that had not filled
+waited for the retransmission timer (p99 230 ms at 64 clients with 128-command
+batches; now 10 ms). At 1024 clients both cores are busy: about 65 µs of
+process CPU per put over four replicas and the clients, plus the kernel's
+loopback and disk work.
 """
 
 from __future__ import annotations
