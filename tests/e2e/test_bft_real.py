@@ -87,6 +87,20 @@ async def _wait_applied(cluster: LocalCluster, nodes: list[NodeId], at_least: in
         await asyncio.sleep(0.1)
 
 
+async def _put_commands_then_statuses(
+    cluster: LocalCluster, client_id: int, honest: list[NodeId]
+) -> list[StatusReply]:
+    """COMMANDS puts and a read by one client, then the honest replicas'
+    statuses once all of them applied everything."""
+    async with BftClient(
+        cluster.endpoints, insecure=True, client_id=client_id, deadline_s=WAIT_LIMIT_S
+    ) as client:
+        for i in range(COMMANDS):
+            await client.put(f"k{i}", f"v{i}")
+        assert await client.get("k3") == "v3"
+    return await _wait_applied(cluster, honest, COMMANDS + 1)
+
+
 @pytest.mark.parametrize("protocol", ["pbft", "hotstuff"])
 def test_commands_commit_with_f_plus_1_matching_replies(tmp_path: Any, protocol: str) -> None:
     cluster = _cluster(tmp_path, protocol)
@@ -176,13 +190,7 @@ def test_equivocating_primary_is_convicted_excluded_and_replaced(tmp_path: Any) 
     cluster.start_all()
 
     async def scenario() -> None:
-        async with BftClient(
-            cluster.endpoints, insecure=True, client_id=11, deadline_s=WAIT_LIMIT_S
-        ) as client:
-            for i in range(COMMANDS):
-                await client.put(f"k{i}", f"v{i}")
-            assert await client.get("k3") == "v3"
-        statuses = await _wait_applied(cluster, honest, COMMANDS + 1)
+        statuses = await _put_commands_then_statuses(cluster, 11, honest)
         for status in statuses:
             metrics = status.metrics
             assert metrics["bft.detections"] >= 1, (status.node, metrics)
@@ -288,13 +296,7 @@ def test_a_flooding_replica_is_rate_limited_and_the_cluster_keeps_serving(tmp_pa
     cluster.start_all()
 
     async def scenario() -> None:
-        async with BftClient(
-            cluster.endpoints, insecure=True, client_id=21, deadline_s=WAIT_LIMIT_S
-        ) as client:
-            for i in range(COMMANDS):
-                await client.put(f"k{i}", f"v{i}")
-            assert await client.get("k5") == "v5"
-        statuses = await _wait_applied(cluster, honest, COMMANDS + 1)
+        statuses = await _put_commands_then_statuses(cluster, 21, honest)
         for status in statuses:
             assert status.metrics.get("transport.rate_limited_drops", 0) > 0, status.node
 

@@ -10,7 +10,14 @@ from __future__ import annotations
 import random
 
 import pytest
-from pbft_testnet import KeyedSigner, Net, SafetyViolation, check_safety
+from pbft_testnet import (
+    KeyedSigner,
+    Net,
+    SafetyViolation,
+    check_safety,
+    crash_restart_run,
+    step_junk,
+)
 
 from quorate.core import Evidence
 from quorate.core.evidence import sign_statement
@@ -311,44 +318,9 @@ def test_step_never_raises_on_junk() -> None:
         None,
         Commit(0, 1, None, 2, b""),  # type: ignore[arg-type]
     ]
-    for _ in range(200):
-        message = rng.choice(junk)
-        sender = NodeId(rng.randrange(4))
-        for r in net.replicas:
-            if r != sender:
-                net.cores[r].step(sender, message, 0.0)
-                net.cores[r].ready()
+    step_junk(net, rng, junk)
     propose_at_honest(net, commands(4))
     assert net.run_until_committed(4, timeout_s=5)
-
-
-def crash_restart_run(seed: int) -> None:
-    """Crash and restart replicas one at a time under message loss; then heal
-    and check that every replica holds the same log with the final commands."""
-    rng = random.Random(seed)
-    n = rng.choice([4, 7])
-    net = Net(n, seed=seed, loss=rng.choice([0.0, 0.1]))
-    for round_ in range(6):
-        up = [r for r in range(n) if NodeId(r) not in net.down]
-        for i in range(5):
-            net.propose(rng.choice(up), f"s{seed}-{round_}-{i}".encode())
-        net.run(rng.uniform(0, 0.3))
-        net.crash(rng.randrange(n))
-        net.run(rng.uniform(0, 1.0))
-        for down in list(net.down):
-            net.restart(down)
-        check_safety(net.honest_logs())
-    net.heal()
-    # Commands proposed at a replica that then crashed were lost with it (a
-    # client would retry); these last ones must reach every replica.
-    for i in range(5):
-        net.propose(i % n, f"final-{i}".encode())
-    net.run(20.0)
-    check_safety(net.honest_logs())
-    logs = [net.committed[r] for r in net.replicas]
-    assert all(log == logs[0] for log in logs), f"replicas disagree; reproduce with seed={seed}"
-    assert sum(e.data.startswith(b"final-") for e in logs[0]) == 5, f"seed={seed}"
-    assert not any(net.core(r).detections for r in net.replicas), f"seed={seed}"
 
 
 def test_safety_and_progress_across_crashes_and_restarts() -> None:

@@ -13,9 +13,8 @@ from __future__ import annotations
 import random
 
 import pytest
-from pbft_testnet import Net, check_safety
+from pbft_testnet import Net, check_safety, crash_restart_run
 
-from quorate.ids import NodeId
 from quorate.pbft import BEHAVIOURS, PbftConfig
 
 MACS = PbftConfig(batch_max=8, checkpoint_interval=4, batch_timeout_s=0.001, authentication="macs")
@@ -64,34 +63,6 @@ def test_safety_and_progress_with_random_byzantine_replicas_200_seeds(n: int) ->
         byzantine_run(n, seed)
 
 
-def crash_restart_run(seed: int) -> None:
-    """Crash and restart replicas one at a time under message loss (P, Q and
-    the record of MAC'd statements come back from the hard state); then heal:
-    every replica ends with the same log and the last commands."""
-    rng = random.Random(seed)
-    n = rng.choice([4, 7])
-    net = Net(n, seed=seed, config=MACS, loss=rng.choice([0.0, 0.1]))
-    for round_ in range(6):
-        up = [r for r in range(n) if NodeId(r) not in net.down]
-        for i in range(5):
-            net.propose(rng.choice(up), f"s{seed}-{round_}-{i}".encode())
-        net.run(rng.uniform(0, 0.3))
-        net.crash(rng.randrange(n))
-        net.run(rng.uniform(0, 1.0))
-        for down in list(net.down):
-            net.restart(down)
-        check_safety(net.honest_logs())
-    net.heal()
-    for i in range(5):
-        net.propose(i % n, f"final-{i}".encode())
-    net.run(20.0)
-    check_safety(net.honest_logs())
-    logs = [net.committed[r] for r in net.replicas]
-    assert all(log == logs[0] for log in logs), f"replicas disagree; reproduce with seed={seed}"
-    assert sum(e.data.startswith(b"final-") for e in logs[0]) == 5, f"seed={seed}"
-    assert not any(net.core(r).detections for r in net.replicas), f"seed={seed}"
-
-
 CRASH_REGRESSION_SEEDS = [
     # A replica restarted at a stable checkpoint its peers had moved past
     # forgot the checkpoint was stable; what they sent above it fell outside
@@ -102,10 +73,10 @@ CRASH_REGRESSION_SEEDS = [
 
 def test_safety_and_progress_across_crashes_and_restarts() -> None:
     for seed in [*range(15), *CRASH_REGRESSION_SEEDS]:
-        crash_restart_run(seed)
+        crash_restart_run(seed, MACS)
 
 
 @pytest.mark.slow
 def test_safety_and_progress_across_many_crashes_and_restarts() -> None:
     for seed in range(15, 300):
-        crash_restart_run(seed)
+        crash_restart_run(seed, MACS)
