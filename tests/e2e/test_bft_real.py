@@ -48,6 +48,7 @@ def _cluster(
     byzantine: dict[NodeId, str] | None = None,
     options: dict[str, Any] | None = None,
     peer_rate_limit: float = 0.0,
+    node_keys: bool = False,
 ) -> LocalCluster:
     cluster = LocalCluster(
         tmp_path / protocol,
@@ -56,6 +57,7 @@ def _cluster(
         insecure=True,
         protocol=protocol,
         options={**FAST_OPTIONS[protocol], **(options or {})},
+        node_keys=node_keys,
     )
     cluster.write_configs()
     for node in cluster.ids:
@@ -128,13 +130,15 @@ def test_commands_commit_with_f_plus_1_matching_replies(tmp_path: Any, protocol:
         cluster.kill_all()
 
 
-def test_pbft_with_macs_and_sends_before_persist(tmp_path: Any) -> None:
-    # Pre-prepares, prepares and commits carry HMAC authenticators (keys from
-    # key_seed), view changes stay signed, and replicas
-    # send each phase's messages before its fsync: concurrent clients commit,
-    # no replica rejects a commit's authenticator and all apply the same log.
+@pytest.mark.parametrize("node_keys", [False, True], ids=["key_seed", "node_keys"])
+def test_pbft_with_macs_and_sends_before_persist(tmp_path: Any, node_keys: bool) -> None:
+    # Pre-prepares, prepares and commits carry HMAC authenticators, view
+    # changes stay signed, and replicas send each phase's messages before its
+    # fsync: concurrent clients commit, no replica rejects an authenticator
+    # and all apply the same log. Keys come from the shared test seed, or
+    # each node has its own signing key and agrees a MAC key with each peer.
     options = {"authentication": "macs", "send_before_persist": True}
-    cluster = _cluster(tmp_path, "pbft", options=options)
+    cluster = _cluster(tmp_path, "pbft", options=options, node_keys=node_keys)
     cluster.start_all()
     clients, puts = 8, 10
 

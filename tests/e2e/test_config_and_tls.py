@@ -49,6 +49,14 @@ def run_node(config: Path) -> subprocess.CompletedProcess[str]:
             "unknown protocol",
         ),
         ("id = [", "not valid TOML"),
+        (
+            'id = 1\nlisten = "127.0.0.1:1"\ndata_dir = "d"\ninsecure = true\nkeys_dir = "keys"\n',
+            "keys_dir is for pbft and hotstuff nodes",
+        ),
+        (
+            'id = 1\nlisten = "127.0.0.1:1"\ndata_dir = "d"\ninsecure = true\nprotocol = "pbft"\nkeys_dir = "nokeys"\n',
+            "quorate keys issue n1",
+        ),
     ],
 )
 def test_bad_config_exits_2_with_one_line(tmp_path: Path, text: str, message: str) -> None:
@@ -91,3 +99,20 @@ def test_node_with_a_foreign_ca_certificate_is_refused(
         assert refused > 0
     time.sleep(0.1)
     assert any("TLS" in m for n in cluster.ids[:2] for m in cluster.refusals(n))
+
+
+def test_a_bft_node_refuses_a_private_key_that_is_not_its_own(tmp_path: Path) -> None:
+    from quorate.crypto.keyfiles import issue_node_key, key_file
+    from quorate.ids import NodeId
+
+    for node in (1, 2):
+        issue_node_key(tmp_path / "keys", NodeId(node))
+    key_file(tmp_path / "keys", NodeId(1)).write_text(key_file(tmp_path / "keys", NodeId(2)).read_text())
+    config = tmp_path / "node.toml"
+    config.write_text(
+        'id = 1\nlisten = "127.0.0.1:1"\ndata_dir = "d"\ninsecure = true\nprotocol = "pbft"\n'
+        'keys_dir = "keys"\n[peers]\nn2 = "127.0.0.1:2"\n'
+    )
+    result = run_node(config)
+    assert result.returncode == 2
+    assert "does not match n1's public key" in result.stderr.strip()

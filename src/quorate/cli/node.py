@@ -68,7 +68,9 @@ async def run_node(config: NodeConfig) -> None:
         config.data_dir,
         listen=config.listen,
         protocol=config.protocol,
-        protocol_options=config.options,
+        protocol_options=(
+            config.options if config.keys_dir is None else {**config.options, "keys_dir": str(config.keys_dir)}
+        ),
         tls=config.tls(),
         insecure=config.insecure,
         read_mode=config.read_mode,

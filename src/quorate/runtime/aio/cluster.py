@@ -8,6 +8,8 @@ Theory of operation: a cluster lives in one directory::
     DIR/n1.log             each node's JSON Lines log
     DIR/n1.pid             the process id while it runs
     DIR/certs/             the cluster CA and node certificates (unless insecure)
+    DIR/keys/              per-node signing keys and the public-key registry
+                           (BFT protocols with ``node_keys``)
 
 Each node is its own OS process (``python -m quorate node --config n1.toml``)
 in its own session, so a Ctrl-C at the terminal reaches the controlling
@@ -45,6 +47,7 @@ DEFAULT_STOP_TIMEOUT_S = 5.0
 PROCESS_POLL_INTERVAL_S = 0.02
 CLUSTER_FILE = "cluster.json"
 CERTS_DIR = "certs"
+KEYS_DIR = "keys"
 
 
 @dataclass(slots=True)
@@ -59,6 +62,9 @@ class LocalCluster:
     protocol: str = "raft"
     options: dict[str, Any] = field(default_factory=dict)
     log_level: str = "info"
+    node_keys: bool = False
+    """BFT protocols: give each node its own signing key (``keys/``) instead
+    of deriving every key from the shared ``key_seed`` option."""
     processes: dict[NodeId, subprocess.Popen[bytes]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -102,6 +108,7 @@ class LocalCluster:
             tls_dir=self.tls_dir,
             insecure=self.insecure,
             protocol=self.protocol,
+            keys_dir=self.directory / KEYS_DIR if self.node_keys else None,
             log_file=self.log_path(node),
             log_level=self.log_level,
             options=dict(self.options),
@@ -117,8 +124,15 @@ class LocalCluster:
             "protocol": self.protocol,
             "options": self.options,
             "log_level": self.log_level,
+            "node_keys": self.node_keys,
         }
         (self.directory / CLUSTER_FILE).write_text(json.dumps(description, indent=2) + "\n")
+        if self.node_keys:
+            from quorate.crypto.keyfiles import issue_node_key, key_file
+
+            for node in self.ids:
+                if not key_file(self.directory / KEYS_DIR, node).exists():  # keys outlive restarts
+                    issue_node_key(self.directory / KEYS_DIR, node)
         for node in self.ids:
             self.config_path(node).write_text(self.node_config(node).to_toml())
 
@@ -142,6 +156,7 @@ class LocalCluster:
             protocol=str(raw.get("protocol", "raft")),
             options=dict(raw.get("options", {})),
             log_level=str(raw.get("log_level", "info")),
+            node_keys=bool(raw.get("node_keys", False)),
         )
 
     # ------------------------------------------------------------ processes

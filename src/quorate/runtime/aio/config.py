@@ -7,6 +7,7 @@ file like::
     listen = "127.0.0.1:7001"
     data_dir = "data/n1"            # relative paths are relative to the file
     tls_dir = "certs"               # ca.crt, n1.crt, n1.key; or: insecure = true
+    keys_dir = "keys"               # pbft/hotstuff: n1.key + public-keys.toml ('quorate keys')
     protocol = "raft"
     read_mode = "read_index"        # how the KV service serves reads
     snapshot_every = 0              # entries between snapshots; 0 = never
@@ -47,6 +48,7 @@ from typing import Any
 
 from quorate.errors import ConfigError
 from quorate.ids import NodeId, node_name, parse_node_name
+from quorate.runtime.aio.bft import BFT_PROTOCOLS
 from quorate.runtime.aio.protocols import protocol_names
 from quorate.runtime.aio.tls import TlsConfig
 
@@ -61,6 +63,7 @@ _KNOWN_FIELDS = frozenset(
         "listen",
         "data_dir",
         "tls_dir",
+        "keys_dir",
         "insecure",
         "protocol",
         "read_mode",
@@ -102,6 +105,9 @@ class NodeConfig:
     tls_dir: Path | None = None
     insecure: bool = False
     protocol: str = "raft"
+    keys_dir: Path | None = None
+    """BFT protocols: this node's signing key and every node's public key
+    (``quorate.crypto.keyfiles``); without it keys derive from ``key_seed``."""
     read_mode: str = "read_index"
     snapshot_every: int = 0
     storage: str = "sqlite"
@@ -129,6 +135,8 @@ class NodeConfig:
             lines.append(f"tls_dir = {_toml_value(str(self.tls_dir))}")
         if self.insecure:
             lines.append("insecure = true")
+        if self.keys_dir is not None:
+            lines.append(f"keys_dir = {_toml_value(str(self.keys_dir))}")
         lines += [
             f"protocol = {_toml_value(self.protocol)}",
             f"read_mode = {_toml_value(self.read_mode)}",
@@ -232,6 +240,13 @@ def node_config_from_mapping(raw: Mapping[str, Any], base_dir: Path = Path("."))
     protocol = raw.get("protocol", "raft")
     if protocol not in protocol_names():
         raise ConfigError(f"unknown protocol {protocol!r}; choose one of {', '.join(protocol_names())}")
+    keys_dir = _path(raw["keys_dir"], "keys_dir", base_dir) if "keys_dir" in raw else None
+    if keys_dir is not None:
+        if protocol not in BFT_PROTOCOLS:
+            raise ConfigError(f"keys_dir is for {' and '.join(BFT_PROTOCOLS)} nodes, not {protocol}")
+        from quorate.crypto.keyfiles import load_node_keys
+
+        load_node_keys(keys_dir, node, [node, *peers])  # a missing or mismatched key fails now
     read_mode = raw.get("read_mode", "read_index")
     if read_mode not in SERVICE_READ_MODES:
         raise ConfigError(f"read_mode must be one of {', '.join(SERVICE_READ_MODES)}, got {read_mode!r}")
@@ -267,6 +282,7 @@ def node_config_from_mapping(raw: Mapping[str, Any], base_dir: Path = Path("."))
         tls_dir=tls_dir,
         insecure=insecure,
         protocol=protocol,
+        keys_dir=keys_dir,
         read_mode=read_mode,
         snapshot_every=snapshot_every,
         peer_rate_limit=float(peer_rate_limit),

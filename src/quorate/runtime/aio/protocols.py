@@ -9,22 +9,26 @@ produced by a loader registered under a name; loaders import the protocol
 lazily so that a missing or optional protocol only fails when it is chosen,
 with a message that says so.
 
-BFT protocols (``pbft``, ``hotstuff``) sign with Ed25519 (PyNaCl). Keys: every
-node derives every replica's key pair from the shared option ``key_seed``
-(``quorate.crypto.ed25519.ed25519_cluster_keys``), so a cluster needs no key
-distribution step. That suits test and benchmark clusters only: whoever holds
-the seed can sign as any replica, so a deployment facing real Byzantine
-peers must give each node its own key instead (not wired here yet). The
-option ``byzantine`` (a behaviour of ``quorate.pbft.BEHAVIOURS`` /
-``quorate.hotstuff.BEHAVIOURS``) wraps this node's core in the protocol's
-``ByzantineReplica``, for fault-injection tests. Other options go to the
-protocol's config (``PbftConfig`` / ``HotStuffConfig``).
+BFT protocols (``pbft``, ``hotstuff``) sign with Ed25519 (PyNaCl). Keys:
+with ``keys_dir`` (a node config field, passed here as an option) each node
+holds its own seed and the registry of every node's public key
+(``quorate.crypto.keyfiles``, made by ``quorate keys``) — what a cluster
+facing real Byzantine peers needs. Without it every node derives every
+replica's key pair from the shared option ``key_seed``
+(``quorate.crypto.ed25519.ed25519_cluster_keys``), so a test or benchmark
+cluster needs no key distribution step; whoever holds that seed can sign as
+any replica. Giving both is refused. The option ``byzantine`` (a behaviour of
+``quorate.pbft.BEHAVIOURS`` / ``quorate.hotstuff.BEHAVIOURS``) wraps this
+node's core in the protocol's ``ByzantineReplica``, for fault-injection
+tests. Other options go to the protocol's config (``PbftConfig`` /
+``HotStuffConfig``).
 
 PBFT's ``authentication="macs"`` authenticates pre-prepares, prepares and
 commits with HMAC-SHA256 authenticators (``SessionKeyMacAuthenticator``);
-view changes, new-views and checkpoints stay signed. Pairwise session keys
-derived from ``key_seed`` too, so they carry the same caveat (test and
-benchmark clusters only; a deployment would agree keys per pair of nodes).
+view changes, new-views and checkpoints stay signed. The pairwise session
+keys are agreed by X25519 from the nodes' own keys with ``keys_dir``
+(``quorate.crypto.keyfiles.agreed_session_keys``: only the two ends know
+theirs), or derived from ``key_seed`` otherwise (test clusters only).
 
 Durability of signed statements, the option ``send_before_persist`` (BFT
 only, default ``false``). By default a replica's messages leave only once
@@ -123,7 +127,7 @@ def _load_raft() -> ProtocolBinding:
 register_protocol("raft", _load_raft)
 
 
-_BFT_NODE_OPTIONS = ("key_seed", "byzantine", "send_before_persist")
+_BFT_NODE_OPTIONS = ("key_seed", "keys_dir", "byzantine", "send_before_persist")
 DEFAULT_KEY_SEED = "quorate-test-cluster"
 """Used when ``key_seed`` is not given (test clusters only, see above)."""
 
@@ -141,16 +145,14 @@ def _sends_before_persist(options: Mapping[str, Any]) -> bool:
 
 class SessionKeyMacAuthenticator:
     """PBFT's ``MacAuthenticator`` (pre-prepares, prepares and commits with
-    ``authentication="macs"``) over pairwise HMAC session keys derived from
-    ``key_seed`` (test and benchmark clusters, like the signing keys)."""
+    ``authentication="macs"``) over one session key per peer."""
 
     __slots__ = ("_keys",)
 
-    def __init__(self, node: NodeId, voters: tuple[NodeId, ...], key_seed: bytes) -> None:
-        from quorate.crypto.mac import SessionKeys, pairwise_session_keys
+    def __init__(self, node: NodeId, keys: Mapping[NodeId, bytes]) -> None:
+        from quorate.crypto.mac import SessionKeys
 
-        peers = [v for v in voters if v != node]
-        self._keys = SessionKeys(node, pairwise_session_keys(_MAC_DOMAIN + key_seed, node, peers))
+        self._keys = SessionKeys(node, keys)
 
     def macs(self, data: bytes, receivers: Sequence[NodeId]) -> Mapping[int, bytes]:
         return {int(r): self._keys.mac(r, data) for r in receivers}
@@ -165,19 +167,45 @@ _MAC_DOMAIN = b"quorate/aio/pbft-session-keys/v1:"
 """Separates the MAC session keys from the signing keys drawn from one seed."""
 
 
+class _BftKeys:
+    """A BFT node's signer, verifier and (for MACs) session keys."""
+
+    __slots__ = ("session_keys", "signer", "verifier")
+
+    def __init__(self, node_id: NodeId, voters: tuple[NodeId, ...], options: Mapping[str, Any]) -> None:
+        from quorate.crypto.ed25519 import Ed25519Signer, Ed25519Verifier, ed25519_cluster_keys
+
+        keys_dir = options.get("keys_dir")
+        if keys_dir is not None:
+            from quorate.crypto.keyfiles import agreed_session_keys, load_node_keys
+
+            if "key_seed" in options:
+                raise ConfigError("give either keys_dir (a key per node) or key_seed (test clusters), not both")
+            seed, public_keys = load_node_keys(str(keys_dir), node_id, voters)
+            self.signer = Ed25519Signer(node_id, seed)
+            self.verifier = Ed25519Verifier(public_keys)
+            peers = {p: k for p, k in public_keys.items() if p in voters}
+            self.session_keys = agreed_session_keys(seed, node_id, peers)
+            return
+        from quorate.crypto.mac import pairwise_session_keys
+
+        key_seed = _key_seed(options)
+        pairs = ed25519_cluster_keys(key_seed, voters)
+        self.signer = Ed25519Signer(node_id, pairs[node_id].signing_key)
+        self.verifier = Ed25519Verifier({n: k.public_key for n, k in pairs.items()})
+        self.session_keys = pairwise_session_keys(
+            _MAC_DOMAIN + key_seed, node_id, [v for v in voters if v != node_id]
+        )
+
+
 def _bft_identity(
     node_id: NodeId, voters: tuple[NodeId, ...], options: Mapping[str, Any]
-) -> tuple[Any, Any, dict[str, Any], str | None]:
-    """(signer, verifier, core options, Byzantine behaviour or None)."""
-    from quorate.crypto.ed25519 import Ed25519Signer, Ed25519Verifier, ed25519_cluster_keys
-
-    seed = _key_seed(options)
-    keys = ed25519_cluster_keys(seed, voters)
-    signer = Ed25519Signer(node_id, keys[node_id].signing_key)
-    verifier = Ed25519Verifier({n: k.public_key for n, k in keys.items()})
+) -> tuple[_BftKeys, dict[str, Any], str | None]:
+    """(keys, core options, Byzantine behaviour or None)."""
+    keys = _BftKeys(node_id, voters, options)
     core_options = {k: v for k, v in options.items() if k not in _BFT_NODE_OPTIONS}
     behaviour = options.get("byzantine")
-    return signer, verifier, core_options, None if behaviour in (None, "", "none") else str(behaviour)
+    return keys, core_options, None if behaviour in (None, "", "none") else str(behaviour)
 
 
 def _load_pbft() -> ProtocolBinding:
@@ -198,13 +226,14 @@ def _load_pbft() -> ProtocolBinding:
         recovered: Recovered | None,
         options: Mapping[str, Any],
     ) -> ProtocolCore:
-        signer, verifier, core_options, behaviour = _bft_identity(node_id, voters, options)
+        keys, core_options, behaviour = _bft_identity(node_id, voters, options)
+        signer, verifier = keys.signer, keys.verifier
         try:
             config = PbftConfig(**core_options)
         except TypeError as exc:
             raise ConfigError(f"bad PBFT option: {exc}") from None
         authenticator = (
-            SessionKeyMacAuthenticator(node_id, voters, _key_seed(options))
+            SessionKeyMacAuthenticator(node_id, keys.session_keys)
             if config.authentication == AUTH_MACS
             else None
         )
@@ -246,7 +275,8 @@ def _load_hotstuff() -> ProtocolBinding:
         recovered: Recovered | None,
         options: Mapping[str, Any],
     ) -> ProtocolCore:
-        signer, verifier, core_options, behaviour = _bft_identity(node_id, voters, options)
+        keys, core_options, behaviour = _bft_identity(node_id, voters, options)
+        signer, verifier = keys.signer, keys.verifier
         try:
             config = HotStuffConfig(**core_options).validate()
         except TypeError as exc:
