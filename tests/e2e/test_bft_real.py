@@ -308,3 +308,26 @@ def test_a_flooding_replica_is_rate_limited_and_the_cluster_keeps_serving(tmp_pa
         asyncio.run(scenario())
     finally:
         cluster.kill_all()
+
+
+def test_quorate_node_protocol_flag_overrides_the_config(tmp_path: Any) -> None:
+    """Configs written for Raft; ``quorate node --protocol pbft`` runs PBFT."""
+    cluster = LocalCluster(
+        tmp_path / "flag", nodes=NODES, base_port=free_base_port(NODES), insecure=True, protocol="raft"
+    )
+    cluster.write_configs()
+    assert 'protocol = "raft"' in cluster.config_path(NodeId(1)).read_text()
+    cluster.protocol = "pbft"  # start() passes --protocol
+    cluster.start_all()
+
+    async def scenario() -> None:
+        async with BftClient(cluster.endpoints, insecure=True, client_id=31, deadline_s=WAIT_LIMIT_S) as client:
+            await client.put("k", "v")
+            assert await client.get("k") == "v"
+        statuses = await _wait_applied(cluster, cluster.ids, 2)
+        assert {s.protocol for s in statuses} == {"pbft"}
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        cluster.kill_all()

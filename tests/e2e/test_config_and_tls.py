@@ -116,3 +116,13 @@ def test_a_bft_node_refuses_a_private_key_that_is_not_its_own(tmp_path: Path) ->
     result = run_node(config)
     assert result.returncode == 2
     assert "does not match n1's public key" in result.stderr.strip()
+
+
+def test_the_protocol_flag_is_validated_like_the_file(tmp_path: Path) -> None:
+    config = tmp_path / "node.toml"
+    config.write_text('id = 1\nlisten = "127.0.0.1:1"\ndata_dir = "d"\ninsecure = true\nkeys_dir = "nokeys"\n')
+    base = [sys.executable, "-m", "quorate", "node", "--config", str(config)]
+    for flag, message in (("paxos", "unknown protocol 'paxos'"), ("hotstuff", "quorate keys issue n1")):
+        result = subprocess.run([*base, "--protocol", flag], capture_output=True, text=True, timeout=60)
+        assert result.returncode == 2
+        assert message in result.stderr.strip()

@@ -1,4 +1,5 @@
-"""``quorate node --config node.toml``: run one real node until told to stop.
+"""``quorate node --config node.toml [--protocol raft|pbft|hotstuff]``: run
+one real node until told to stop (``--protocol`` overrides the file's).
 
 Theory of operation: the config is validated first (``load_node_config``), so
 a mistake ends with one line on stderr and exit code 2 before anything binds
@@ -106,10 +107,14 @@ async def run_node(config: NodeConfig) -> None:
 @app.command("node")
 def node_command(
     config: Annotated[Path, typer.Option("--config", "-c", help="The node's TOML config file.")],
+    protocol: Annotated[
+        str | None,
+        typer.Option("--protocol", help="raft, pbft or hotstuff; overrides the config file's protocol."),
+    ] = None,
 ) -> None:
     """Run one node of a cluster (until SIGTERM or Ctrl-C)."""
     try:
-        node_config = load_node_config(config)
+        node_config = load_node_config(config, {"protocol": protocol} if protocol is not None else None)
         node_config.data_dir.mkdir(parents=True, exist_ok=True)
     except ConfigError as exc:
         raise fail(str(exc)) from None

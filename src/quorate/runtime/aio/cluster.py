@@ -167,7 +167,11 @@ class LocalCluster:
         stderr = open(self.directory / f"{node_name(node)}.stderr", "ab")  # noqa: SIM115
         with stderr:
             process = subprocess.Popen(
-                [sys.executable, "-m", "quorate", "node", "--config", str(self.config_path(node))],
+                [
+                    sys.executable, "-m", "quorate", "node",
+                    "--config", str(self.config_path(node)),
+                    "--protocol", self.protocol,
+                ],
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=stderr,

@@ -167,8 +167,9 @@ def _toml_value(value: object) -> str:
     raise ConfigError(f"cannot write {value!r} to a node config (use a number, bool or string)")
 
 
-def load_node_config(path: str | Path) -> NodeConfig:
-    """Read and validate a node config file; ``ConfigError`` on any mistake."""
+def load_node_config(path: str | Path, overrides: Mapping[str, Any] | None = None) -> NodeConfig:
+    """Read and validate a node config file, with top-level fields replaced
+    by ``overrides`` (command-line flags); ``ConfigError`` on any mistake."""
     file = Path(path)
     try:
         raw = tomllib.loads(file.read_text(encoding="utf-8"))
@@ -178,6 +179,7 @@ def load_node_config(path: str | Path) -> NodeConfig:
         raise ConfigError(f"cannot read config file {file}: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{file} is not valid TOML: {exc}") from None
+    raw.update(overrides or {})
     try:
         return node_config_from_mapping(raw, base_dir=file.parent)
     except ConfigError as exc:
