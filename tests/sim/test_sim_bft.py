@@ -12,6 +12,8 @@ the assertion message: reproduce with ``quorate sim <protocol> --seed N``.
 
 from __future__ import annotations
 
+import random
+from collections import Counter
 from typing import Any
 
 import pytest
@@ -21,8 +23,20 @@ from quorate.core.ready import ENTRY_NORMAL, Entry
 from quorate.errors import ConfigError, InvariantViolation
 from quorate.ids import NodeId
 from quorate.runtime.sim import SimConfig, Simulation, run
-from quorate.runtime.sim.bft import BftSafetyMonitor, choose_byzantine, parse_byzantine
+from quorate.runtime.sim.bft import (
+    BftReplicaService,
+    BftSafetyMonitor,
+    choose_byzantine,
+    parse_byzantine,
+    session_endpoint,
+    session_id,
+    session_process,
+)
 from quorate.runtime.sim.engine import derive_rng
+from quorate.runtime.sim.protocols import BftServiceCodec, SpecContext, protocol_spec
+from quorate.runtime.sim.workload import Operation
+from quorate.state.kv import NO_SESSION, Command, Put, Result, encode_command, encode_result
+from quorate.state.service import ClientReply
 
 PROTOCOLS = ("pbft", "hotstuff")
 SIZES = (4, 7, 10)
@@ -205,3 +219,173 @@ def test_clients_need_f_plus_one_matching_replies() -> None:
 def test_same_seed_same_trace() -> None:
     config = swarm_config("pbft", 4, 3)
     assert run(config).trace_sha256 == run(swarm_config("pbft", 4, 3)).trace_sha256
+
+
+# -- clients: the primary first, every replica after a timeout (PBFT §4.1) ----
+
+
+class ServiceSpy:
+    """Counts, per replica, the client requests its service was handed and
+    the replies it sent to clients."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.received: Counter[int] = Counter()
+        self.replied: Counter[int] = Counter()
+        handle = BftReplicaService.on_client_request
+        take = BftReplicaService.take_replies
+        spy = self
+
+        def on_client_request(service: Any, sender: NodeId, request: Any, now: float) -> None:
+            spy.received[int(service.core.id)] += 1
+            handle(service, sender, request, now)
+
+        def take_replies(service: Any) -> list[tuple[NodeId, Any]]:
+            replies = take(service)
+            spy.replied[int(service.core.id)] += sum(1 for _, r in replies if r.status == "ok")
+            return replies
+
+        monkeypatch.setattr(BftReplicaService, "on_client_request", on_client_request)
+        monkeypatch.setattr(BftReplicaService, "take_replies", take_replies)
+
+
+@pytest.fixture
+def spy(monkeypatch: pytest.MonkeyPatch) -> ServiceSpy:
+    return ServiceSpy(monkeypatch)
+
+
+CLIENTS = 4
+PBFT_FAST_VIEW_CHANGE = {"view_change_timeout_s": 0.5}
+
+
+def _pbft(nodes: int = 4, **kw: Any) -> SimConfig:
+    base: dict[str, Any] = {
+        "protocol": "pbft",
+        "nodes": nodes,
+        "clients": CLIENTS,
+        "duration_s": 3.0,
+        "seed": 1,
+        "op_timeout_s": 3.0,
+        "resend_timeout_s": 1.0,
+        "protocol_options": dict(PBFT_FAST_VIEW_CHANGE),
+    }
+    base.update(kw)
+    return SimConfig(**base)
+
+
+def test_after_the_first_decided_operation_requests_reach_only_the_primary(spy: ServiceSpy) -> None:
+    sim = Simulation(_pbft())
+    result = sim.run()
+    received = spy.received
+    assert result.committed_ops > 100 and result.client_resends == 0
+    # Each endpoint's first request went to all (no primary known yet), the
+    # rest to replica 0, which f + 1 replies named.
+    assert received[0] >= result.committed_ops
+    assert [received[r] for r in (1, 2, 3)] == [CLIENTS] * 3
+    assert sim.workload is not None and sim.workload._primary == [0] * CLIENTS
+    # Backups answered every command they executed, though they never saw
+    # the requests: an operation needs f + 1 = 2 matching replies.
+    for backup in (1, 2, 3):
+        assert spy.replied[backup] >= result.committed_ops - CLIENTS, backup
+    assert str(check_history(result.history, timeout_s=30.0).verdict) == "linearizable"
+
+
+def test_a_crashed_primary_costs_one_resend_and_clients_follow_the_new_primary(spy: ServiceSpy) -> None:
+    sim = Simulation(_pbft(faults="crash:0@1s"))
+    result = sim.run()
+    received = spy.received
+    # Every closed-loop client had an operation at the dead primary: it
+    # waited resend_timeout_s, sent it to every replica, the backups changed
+    # view, and the replies named replica 1, where everything went since.
+    assert result.client_resends == CLIENTS
+    assert result.unknown_ops == 0 and result.leader_changes == 1
+    assert sim.workload is not None and sim.workload._primary == [1] * CLIENTS
+    assert [received[r] for r in (2, 3)] == [2 * CLIENTS] * 2
+    invoked_late = sum(1 for e in result.history if e["type"] == "invoke" and e["time"] > 2.0)
+    assert invoked_late > 100 and received[1] >= invoked_late + 2 * CLIENTS
+    latencies = sorted(sim.workload.latencies_s)
+    assert 1.0 < latencies[-1] < 2.0  # the resend timeout plus a view change
+    assert str(check_history(result.history, timeout_s=30.0).verdict) == "linearizable"
+
+
+def _seed_with_byzantine(nodes: int, wanted: list[tuple[int, str]], replica: int) -> int:
+    for seed in range(1000):
+        chosen = choose_byzantine(derive_rng(seed, "byzantine"), nodes, wanted, ("silent",))
+        if NodeId(replica) in chosen:
+            return seed
+    raise AssertionError(f"no seed puts replica {replica} among the Byzantine replicas")
+
+
+def test_a_silent_next_primary_after_a_crash_is_survived() -> None:
+    # n = 7, f = 2: the known primary crashes and the next one ignores
+    # everything (and names itself as primary in its replies). Resent
+    # requests start the backups' timers, the view change to the silent
+    # replica fails and the one after it succeeds.
+    seed = _seed_with_byzantine(7, [(1, "silent")], 1)
+    sim = Simulation(_pbft(7, faults="crash:0@1s", byzantine="1:silent", seed=seed, duration_s=4.0))
+    result = sim.run()
+    assert result.byzantine == {"1": "silent"}
+    assert result.safety_violations == []
+    assert result.unknown_ops == 0 and CLIENTS <= result.client_resends <= 2 * CLIENTS
+    # Clients follow replica 2 or, when the liar's reply was among the f + 1
+    # that decided their last operation, nobody (they send to every replica).
+    assert sim.workload is not None and set(sim.workload._primary) <= {2, None}
+    after = [e for e in result.history if e["type"] == "ok" and e["time"] > 3.0]
+    assert after, "nothing committed after the view changes"
+    assert str(check_history(result.history, timeout_s=30.0).verdict) == "linearizable"
+
+
+def test_liars_cannot_steer_clients_to_themselves(spy: ServiceSpy) -> None:
+    # A Byzantine replica names itself as primary in every reply; one voice
+    # is not f + 1, so no client follows it. (When its reply is among the
+    # f + 1 that decide an operation, the honest ones are short of f + 1
+    # too and the client sends its next request to every replica.)
+    seed = _seed_with_byzantine(4, [(1, "silent")], 2)
+    sim = Simulation(_pbft(byzantine="1:withhold_votes", seed=seed, duration_s=1.0))
+    result = sim.run()
+    assert result.byzantine == {"2": "withhold_votes"}
+    assert spy.replied[2] > 0
+    assert sim.workload is not None and set(sim.workload._primary) <= {0, None}
+    assert result.committed_ops > 0 and result.client_resends == 0
+    assert spy.received[0] >= result.committed_ops > spy.received[2]
+
+
+def test_hotstuff_clients_send_to_every_replica(spy: ServiceSpy) -> None:
+    # Rotating leaders: replies name no primary, so every request goes to all.
+    sim = Simulation(SimConfig(protocol="hotstuff", nodes=4, clients=CLIENTS, duration_s=1.0, seed=1))
+    result = sim.run()
+    received = spy.received
+    assert result.committed_ops > 0
+    assert sim.workload is not None and sim.workload._primary == [None] * CLIENTS
+    assert len(set(received.values())) == 1 and received[0] >= result.committed_ops
+
+
+def test_session_ids_carry_the_endpoint_and_replicas_answer_only_clients() -> None:
+    codec = BftServiceCodec()
+    request = codec.request(41, 3, Operation("write", "k1", 7), 9)
+    assert session_endpoint(request.client) == 9 and session_process(request.client) == 41
+    assert session_id(0, 0) != NO_SESSION
+    reply = ClientReply(request.client, 3, "ok", encode_result(Result(ok=True)), leader=2)
+    view = codec.reply(reply)
+    assert view is not None and (view.client, view.seq, view.status, view.leader) == (41, 3, "ok", 2)
+    refusal = codec.reply(ClientReply(request.client, 3, "error", error="busy"))
+    assert refusal is not None and refusal.status == "redirect"
+    with pytest.raises(ConfigError, match="bits"):
+        session_id(0, 1 << 20)
+
+    # A replica answers an executed command at the endpoint its session
+    # names, if that is a client endpoint, whoever handed it the command.
+    spec = protocol_spec("pbft", {"batch_timeout_s": 0.0}, SpecContext(seed=1, client_endpoints=range(4, 6)))
+    core = spec.build_core(NodeId(1), tuple(NodeId(i) for i in range(4)), random.Random(1), 0.0, None)
+    service: Any = spec.build_replica(core)
+    for index, (process, endpoint) in enumerate([(0, 5), (1, 2), (2, 7)], start=1):
+        command = Command(session_id(process, endpoint), 1, Put("k", "v"), 0.0)
+        service.apply(Entry(term=0, index=index, kind=ENTRY_NORMAL, data=encode_command(command)))
+    replies = service.take_replies()
+    assert [(int(to), r.client, r.status, r.leader) for to, r in replies] == [(5, session_id(0, 5), "ok", 0)]
+
+
+def test_bad_bft_client_settings_are_refused() -> None:
+    with pytest.raises(ConfigError, match="resend_timeout_s"):
+        SimConfig(protocol="pbft", nodes=4, resend_timeout_s=-1.0).validate()
+    with pytest.raises(ConfigError, match="nodes \\+ clients"):
+        Simulation(SimConfig(protocol="pbft", nodes=4, clients=1 << 20))

@@ -74,3 +74,13 @@ def test_safety_violation_exits_1() -> None:
     with pytest.raises(typer.Exit) as info:
         run_command(config, None, as_json=True)
     assert info.value.exit_code == 1
+
+
+def test_bft_json_reports_client_resends() -> None:
+    result = runner.invoke(
+        app, ["sim", "pbft", "--nodes", "4", "--clients", "3", "--duration", "0.5", "--seed", "2", "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["linearizable"] is True and report["committed_ops"] > 0
+    assert report["client_resends"] == 0  # nothing failed: every request had its answers in time

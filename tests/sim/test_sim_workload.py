@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from collections import Counter
 from typing import Any
 
@@ -10,8 +11,8 @@ import pytest
 from quorate.check import check_history
 from quorate.errors import ConfigError
 from quorate.runtime.sim import OpMix, SimConfig, run
-from quorate.runtime.sim.protocols import ServiceCodec
-from quorate.runtime.sim.workload import Operation
+from quorate.runtime.sim.protocols import BftServiceCodec, ServiceCodec
+from quorate.runtime.sim.workload import Operation, Workload
 from quorate.state.kv import Cas, Get, Put, Result, decode_op, encode_result
 from quorate.state.service import ClientReply
 
@@ -117,3 +118,86 @@ def test_service_codec_round_trip() -> None:
     redirect = codec.reply(ClientReply(4, 7, "redirect", leader=2))
     assert redirect is not None and (redirect.status, redirect.leader) == ("redirect", 2)
     assert codec.reply(object()) is None
+
+
+class _RecordingLoop:
+    """Sends and timers of a ``Workload`` driven by hand."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[int, int, Any]] = []
+        self.timers: list[tuple[float, int, int, int, Any, int]] = []
+
+    def send(self, src: int, dst: int, message: Any, now: float) -> None:
+        self.sent.append((src, dst, message))
+
+    def schedule(self, at: float, kind: int, dst: int, src: int, payload: Any, size: int) -> None:
+        self.timers.append((at, kind, dst, src, payload, size))
+
+
+TIMER, RETRY, ARRIVAL = 1, 2, 3
+
+
+def _bft_workload(loop: _RecordingLoop) -> Workload:
+    return Workload(
+        random.Random(1),
+        first_client_id=4,
+        clients=1,
+        replicas=4,
+        codec=BftServiceCodec(),
+        send=loop.send,
+        schedule=loop.schedule,
+        timer_kind=TIMER,
+        retry_kind=RETRY,
+        arrival_kind=ARRIVAL,
+        stop_at_s=10.0,
+        op_timeout_s=2.0,
+        reply_quorum=2,
+    )
+
+
+def _answer(workload: Workload, loop: _RecordingLoop, now: float, leaders: dict[int, int | None]) -> None:
+    """Replicas in ``leaders`` answer the last request ok, each naming its primary."""
+    request = loop.sent[-1][2]
+    loop.sent.clear()
+    for replica, leader in leaders.items():
+        reply = ClientReply(request.client, request.seq, "ok", encode_result(Result(ok=True)), leader=leader)
+        workload.on_reply((now, 0, 0, 4, replica, reply, 0))
+
+
+def _destinations(loop: _RecordingLoop) -> list[int]:
+    return sorted(dst for _, dst, _ in loop.sent)
+
+
+def test_bft_client_follows_only_a_primary_f_plus_one_replies_name() -> None:
+    loop = _RecordingLoop()
+    workload = _bft_workload(loop)
+    workload.start(0.0)
+    assert _destinations(loop) == [0, 1, 2, 3]  # no primary known: every replica
+    _answer(workload, loop, 0.01, {1: 3, 2: 3})  # f + 1 = 2 name replica 3
+    assert _destinations(loop) == [3]
+    _answer(workload, loop, 0.02, {0: 3, 1: 1})  # decided, but no primary named twice
+    assert _destinations(loop) == [0, 1, 2, 3]
+    _answer(workload, loop, 0.03, {0: 2, 3: 2, 1: 1})
+    assert _destinations(loop) == [2]
+    assert workload.resends == 0 and workload.ok == 3
+
+    # No result within the resend timeout (half the operation timeout): the
+    # same request goes to every replica (again after each further timeout
+    # that ends before the operation's deadline).
+    request = loop.sent[-1][2]
+    loop.sent.clear()
+    resends = [t for t in loop.timers if t[1] == RETRY and t[3] == 0 and t[5] == request.seq]
+    assert [t[0] for t in resends] == [pytest.approx(0.03 + 1.0)]
+    at, kind, dst, src, payload, size = resends[0]
+    workload.on_retry((at, 0, kind, dst, src, payload, size))
+    assert _destinations(loop) == [0, 1, 2, 3]
+    assert {(m.client, m.seq) for _, _, m in loop.sent} == {(request.client, request.seq)}
+    assert workload.resends == 1
+    # A second resend would fall on the operation deadline (0.03 + 2.0): none.
+    assert not [t for t in loop.timers if t[1] == RETRY and t[0] > at]
+    _answer(workload, loop, at + 0.01, {0: 1, 1: 1})  # the view changed: follow replica 1
+    assert _destinations(loop) == [1]
+    # A late reply to a decided operation changes nothing.
+    reply = ClientReply(request.client, request.seq, "ok", encode_result(Result(ok=True)), leader=0)
+    workload.on_reply((at + 0.02, 0, 0, 4, 2, reply, 0))
+    assert workload.ok == 4 and workload._primary == [1]

@@ -11,6 +11,10 @@ depend on the protocol's message pattern, not on this machine's load.
   paper's Figure 1. Larger clusters cost the simulator quadratically more
   events (PBFT's all-to-all prepares and commits), so the simulated duration
   shrinks with n (``SCALING_DURATION_S``); throughput is per simulated second.
+  Clients behave like the real BFT client: PBFT requests go to the primary
+  f + 1 replies named (each client endpoint's first request, and any
+  request without a result after half the operation timeout, to every
+  replica: ``client_resends``); HotStuff requests go to every replica.
 - ``flooding``: honest-client latency p99 of PBFT n = 4 with no attacker,
   with one replica flooding (the ``flood`` behaviour, every message sent
   ``FLOOD_COPIES`` times) and no rate limit, and the same flood with per-peer
@@ -60,6 +64,7 @@ def _summary(sim: Simulation, config: SimConfig) -> dict[str, Any]:
         "committed_ops": result.committed_ops,
         "unknown_ops": result.unknown_ops,
         "messages_sent": result.messages_sent,
+        "client_resends": result.client_resends,
         "safety_violations": len(result.safety_violations),
         "rate_limited_drops": result.rate_limited_drops,
         "honest_messages_rate_limited": honest_drops,

@@ -25,15 +25,33 @@ Theory of operation.
   the first detection and which honest replicas made it.
 - **Clients of a BFT service** (PBFT §4.1, "the client waits for f + 1
   replies with the same result"). A Byzantine replica may lie to a client,
-  so a client sends each request to every replica and accepts a result only
-  when f + 1 distinct replicas gave the same one (the workload does the
-  counting). ``BftReplicaService`` lets every replica answer: it proposes the
-  command with a time stamp that does not depend on the replica's clock, so
-  all replicas propose the same bytes and the core orders the command once
+  so a client accepts a result only when f + 1 distinct replicas gave the
+  same one (the workload does the counting, ``runtime.sim.workload``). It
+  sends a request to the primary that f + 1 replies named, or to every
+  replica when it knows none (HotStuff, whose leader rotates; a fresh
+  client), and to every replica after its resend timeout.
+- **Every replica answers what it executes** (§4.1: replicas send the reply
+  "directly to the client"). A backup usually learns a command from the
+  pre-prepare, not from the client, so the command must say where its
+  client is: the session id the client codec puts in a request
+  (``session_id``) carries the client's endpoint in its low
+  ``SESSION_ENDPOINT_BITS`` bits, as PBFT's request carries the client's
+  identity c. ``BftReplicaService`` answers every command it executes at
+  the endpoint its session names, if that is one of the run's client
+  endpoints (a forged command naming a replica or nothing gets no answer);
+  it knows nothing else about the client. Replies name the replica's
+  primary (PBFT; ``None`` for HotStuff) so clients learn where to send; a
+  Byzantine replica names itself, which cannot steer a client on its own.
+- **One command, one order.** The service proposes a command with a time
+  stamp that does not depend on the replica's clock, so all replicas that
+  receive a request propose the same bytes and the core orders it once
   (PBFT and HotStuff both deduplicate by digest); a replica told "already
-  pending" (it learnt the command from a peer first) still waits to answer.
-  Refusals are not results: the BFT client codec (``runtime.sim.protocols``)
-  reports them as "ask elsewhere", which a broadcasting client ignores.
+  pending" (it learnt the command from a peer first) answers when it
+  executes it, like any other. A resend of a command already executed is
+  answered from the result remembered for its session (the most recent
+  ``MAX_REMEMBERED_RESULTS`` sessions per replica). Refusals are not
+  results: the BFT client codec (``runtime.sim.protocols``) reports them
+  as "ask elsewhere", which a BFT client ignores.
 """
 
 from __future__ import annotations
@@ -49,8 +67,24 @@ from quorate.core.protocol import ProtocolCore, Queued, Refused
 from quorate.core.ready import ENTRY_NORMAL, Entry
 from quorate.errors import ConfigError, InvariantViolation
 from quorate.ids import NodeId
-from quorate.state.kv import Command, KVStore, decode_op, encode_command
-from quorate.state.service import STATUS_ERROR, ClientRequest, ReplicaService
+from quorate.state.kv import (
+    NO_SESSION,
+    Command,
+    KVStore,
+    Result,
+    decode_command,
+    decode_op,
+    encode_command,
+    encode_result,
+)
+from quorate.state.service import (
+    STATUS_ERROR,
+    STATUS_OK,
+    STATUS_RETRY,
+    ClientReply,
+    ClientRequest,
+    ReplicaService,
+)
 
 RANDOM_BEHAVIOUR = "random"
 """Stands for a behaviour drawn from the run's seed, per replica."""
@@ -58,6 +92,35 @@ BFT_COMMAND_TIME_S = 0.0
 """The log time stamp of BFT commands. Every replica must propose identical
 bytes for one request (so the core orders it once); the replica's own clock
 would differ between replicas. The simulated workload uses no TTLs."""
+SESSION_ENDPOINT_BITS = 20
+"""Low bits of a BFT client session id that hold the client's endpoint id
+(room for 2**20 endpoints, replicas included)."""
+_ENDPOINT_MASK = (1 << SESSION_ENDPOINT_BITS) - 1
+MAX_REMEMBERED_RESULTS = 1 << 12
+"""Sessions whose latest result a replica keeps to answer resends of
+commands it already executed (oldest forgotten). A client resends only
+while its operation is outstanding, so the sessions executed within one
+operation timeout are the ones that matter."""
+_STILL_PENDING = ("already pending", "already waiting")
+_ALREADY_EXECUTED = ("already executed", "committed already")
+
+
+def session_id(process: int, endpoint: int) -> int:
+    """The session id of workload ``process`` on client ``endpoint`` (a
+    network id): never 0, which means "no session" to the store."""
+    if not 0 <= endpoint <= _ENDPOINT_MASK:
+        raise ConfigError(f"client endpoint ids must fit in {SESSION_ENDPOINT_BITS} bits, got {endpoint}")
+    return ((process + 1) << SESSION_ENDPOINT_BITS) | endpoint
+
+
+def session_process(session: int) -> int:
+    """The workload process of a ``session_id``."""
+    return (session >> SESSION_ENDPOINT_BITS) - 1
+
+
+def session_endpoint(session: int) -> int:
+    """The client endpoint a ``session_id`` names."""
+    return session & _ENDPOINT_MASK
 
 
 def max_byzantine(n: int) -> int:
@@ -141,16 +204,10 @@ class BftSafetyMonitor:
             )
 
 
-def _evidence_count(core: Any) -> int:
-    pool = getattr(core, "pool", None) or getattr(core, "evidence", None)
-    if pool is None:
-        return 0
-    return len(pool.detections)
-
-
-def _evidence_list(core: Any) -> list[Any]:
-    pool = getattr(core, "pool", None) or getattr(core, "evidence", None)
-    return [] if pool is None else list(pool.detections)
+def _evidence_pool(core: Any) -> Any:
+    """The core's evidence pool (``detections``), or None if it keeps none."""
+    pool = getattr(core, "pool", None)
+    return getattr(core, "evidence", None) if pool is None else pool
 
 
 @dataclass(slots=True)
@@ -166,35 +223,39 @@ class _Detection:
 class DetectionLog:
     """Convictions of equivocators by honest replicas, with simulated times."""
 
-    __slots__ = ("_by_key", "_seen", "byzantine")
+    __slots__ = ("_by_key", "_watch", "byzantine")
 
     def __init__(self, byzantine: frozenset[NodeId]) -> None:
         self.byzantine = byzantine
-        self._seen: dict[int, tuple[int, int]] = {}  # node -> (id(core), detections seen)
+        self._watch: dict[int, list[Any]] = {}
+        """id(core) -> [core, its evidence pool (None: not watched), detections
+        seen]. Runs after every step of every replica, so the common case is
+        one look-up and one length; holding the core keeps its id unique."""
         self._by_key: dict[tuple[int, str, int, int], _Detection] = {}
 
     def observe(self, core: ProtocolCore, sim_s: float) -> None:
         """Called after each step of ``core``; cheap when nothing changed."""
-        node = core.id
-        if node in self.byzantine:
+        watch = self._watch.get(id(core))
+        if watch is None or watch[0] is not core:
+            # A new core (a restarted replica's pool starts empty).
+            pool = None if core.id in self.byzantine else _evidence_pool(core)
+            watch = self._watch[id(core)] = [core, pool, 0]
+        pool = watch[1]
+        if pool is None:
             return
-        count = _evidence_count(core)
-        marker = id(core)
-        seen_core, seen = self._seen.get(node, (marker, 0))
-        if seen_core != marker:
-            seen = 0  # a restarted replica: its pool starts empty
-        if count == seen:
-            if seen_core != marker:
-                self._seen[node] = (marker, 0)
+        detections = pool.detections
+        seen = watch[2]
+        if len(detections) == seen:
             return
-        for evidence in _evidence_list(core)[seen:]:
+        node = int(core.id)
+        for evidence in detections[seen:]:
             first = evidence.first
             key = (int(first.signer), str(first.kind), int(first.height), int(first.round))
             record = self._by_key.get(key)
             if record is None:
                 record = self._by_key[key] = _Detection(*key, first_detected_s=round(sim_s, 6))
-            record.detected_by.add(int(node))
-        self._seen[node] = (marker, count)
+            record.detected_by.add(node)
+        watch[2] = len(detections)
 
     def to_json(self) -> list[dict[str, Any]]:
         return [
@@ -219,13 +280,35 @@ def excluded_of(core: ProtocolCore | None) -> list[int]:
 
 class BftReplicaService(ReplicaService):
     """``ReplicaService`` for a BFT core: proposes replica-independent bytes,
-    reports executed entries to the safety monitor (see the module docstring)."""
+    answers every command it executes at the endpoint its session names,
+    reports executed entries to the safety monitor (see the module
+    docstring). ``clients`` are the run's client endpoint ids."""
 
-    __slots__ = ("_record",)
+    __slots__ = ("_clients", "_honest", "_liar", "_record", "_results")
 
-    def __init__(self, core: ProtocolCore, *, record: Callable[[NodeId, Entry], None] | None) -> None:
+    def __init__(
+        self,
+        core: ProtocolCore,
+        *,
+        record: Callable[[NodeId, Entry], None] | None,
+        clients: range = range(0),
+    ) -> None:
         super().__init__(core, KVStore(), read_mode="log")
         self._record = record
+        self._clients = clients
+        self._honest: Any = getattr(core, "inner", core)
+        """A Byzantine wrapper's honest core: it knows the primary."""
+        self._liar = self._honest is not core
+        self._results: dict[int, tuple[int, Result]] = {}
+        """Session -> (seq, result) of its latest executed command, oldest first."""
+
+    def _primary_hint(self) -> int | None:
+        """The primary clients should send to (PBFT); ``None`` for rotating
+        leaders. A Byzantine replica names itself."""
+        primary = getattr(self._honest, "primary", None)
+        if primary is None:
+            return None
+        return int(self.core.id) if self._liar else int(primary)
 
     def on_client_request(self, sender: NodeId, req: ClientRequest, now: float) -> None:
         try:
@@ -235,17 +318,52 @@ class BftReplicaService(ReplicaService):
             return
         command = Command(req.client, req.seq, op, BFT_COMMAND_TIME_S)
         outcome = self.core.propose(encode_command(command), now)
-        if isinstance(outcome, Queued) or (
-            isinstance(outcome, Refused) and ("already pending" in outcome.reason or "already waiting" in outcome.reason)
-        ):
-            self._by_session[(req.client, req.seq)] = (sender, req)
-        else:
-            self._refuse(sender, req, outcome)
+        if isinstance(outcome, Queued):
+            return  # answered when executed, at the session's endpoint
+        if isinstance(outcome, Refused):
+            reason = outcome.reason
+            if any(words in reason for words in _STILL_PENDING):
+                return  # learnt from a peer first; answered when executed
+            if any(words in reason for words in _ALREADY_EXECUTED):
+                remembered = self._results.get(req.client)
+                if remembered is not None and remembered[0] == req.seq:
+                    self._reply(sender, req, STATUS_OK, encode_result(remembered[1]), leader=self._primary_hint())
+                else:
+                    self._reply(sender, req, STATUS_RETRY, error="executed; result no longer held")
+                return
+        self._refuse(sender, req, outcome)
 
     def apply(self, entry: Entry) -> None:
-        if self._record is not None and entry.kind == ENTRY_NORMAL:
+        """Execute one command and answer its session's endpoint."""
+        if entry.kind != ENTRY_NORMAL:
+            super().apply(entry)
+            return
+        if self._record is not None:
             self._record(self.core.id, entry)
-        super().apply(entry)
+        try:
+            command = decode_command(entry.data)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            super().apply(entry)  # the store's error result; nobody to answer
+            return
+        self.applied = entry.index
+        self.kv.applied_index = entry.index
+        result = self.kv.apply_command(command)
+        client = command.client
+        if client == NO_SESSION:
+            return
+        results = self._results
+        results.pop(client, None)  # re-insert: the dict stays ordered by recency
+        results[client] = (command.seq, result)
+        if len(results) > MAX_REMEMBERED_RESULTS:
+            del results[next(iter(results))]
+        endpoint = session_endpoint(client)
+        if endpoint in self._clients:
+            self._replies.append(
+                (
+                    NodeId(endpoint),
+                    ClientReply(client, command.seq, STATUS_OK, encode_result(result), self._primary_hint()),
+                )
+            )
 
 
 def honest_nodes(nodes: int, byzantine: Mapping[NodeId, str]) -> list[NodeId]:

@@ -27,10 +27,12 @@ unless ``allow_unsafe``. Byzantine replicas count against the crash budget
 of ``chaos`` (f - Byzantine replicas may crash). Convictions of equivocators
 are reported in ``detections`` (with the simulated time of the first one and
 how many honest replicas made it) and each honest replica's ``excluded`` set.
-Clients of a BFT protocol send every request to all replicas and accept f + 1
-matching replies. ``rate_limit_msgs_per_s`` puts a per-peer token bucket in
-front of every replica's CPU; ``flood_copies`` multiplies what ``flood``
-replicas send.
+Clients of a BFT protocol accept f + 1 matching replies; they send a request
+to the primary f + 1 replies named (else to every replica) and to every
+replica after ``resend_timeout_s`` (``client_resends`` counts those); every
+replica answers each command it executes at the endpoint its session names.
+``rate_limit_msgs_per_s`` puts a per-peer token bucket in front of every
+replica's CPU; ``flood_copies`` multiplies what ``flood`` replicas send.
 
 Event kinds: each replica has its own delivery, timer and CPU kinds, so the
 loop calls the node's bound method directly (no dispatch on the node id).
@@ -88,6 +90,9 @@ class SimConfig:
     keys: int = 10
     mix: OpMix = field(default_factory=OpMix)
     op_timeout_s: float = 1.0
+    resend_timeout_s: float = 0.0
+    """BFT clients: how long one attempt waits for f + 1 matching replies
+    before the request goes to every replica (0: half of ``op_timeout_s``)."""
     faults: str = "none"
     """``none``, ``chaos``, a SPEC (``runtime.sim.faults``) or ``@file``."""
     heal_at_s: float | None = None
@@ -139,6 +144,10 @@ class SimConfig:
             raise ConfigError(f"keys must be >= 1, got {self.keys}")
         if not self.op_timeout_s > 0:
             raise ConfigError(f"op_timeout_s must be > 0, got {self.op_timeout_s}")
+        if not (self.resend_timeout_s >= 0 and math.isfinite(self.resend_timeout_s)):
+            raise ConfigError(
+                f"resend_timeout_s must be a finite number >= 0 (0: half of op_timeout_s), got {self.resend_timeout_s}"
+            )
         for name in ("loss", "duplicate", "reorder"):
             p = getattr(self, name)
             if not 0 <= p <= 1:
@@ -224,6 +233,8 @@ class SimResult:
     excluded: dict[str, list[int]] = field(default_factory=dict)
     """Honest replica -> replicas it excluded (alive replicas, at the end)."""
     rate_limited_drops: int = 0
+    client_resends: int = 0
+    """BFT clients: requests re-sent to every replica after the resend timeout."""
     history: list[dict[str, Any]] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
@@ -262,7 +273,13 @@ class Simulation:
                 f"{config.nodes} replicas (f={tolerated}); pass --allow-unsafe to run it anyway"
             )
         self.spec = spec = protocol_spec(
-            config.protocol, config.protocol_options, SpecContext(byzantine=self.byzantine, seed=config.seed)
+            config.protocol,
+            config.protocol_options,
+            SpecContext(
+                byzantine=self.byzantine,
+                seed=config.seed,
+                client_endpoints=range(config.nodes, config.nodes + config.clients),
+            ),
         )
         self.detections = DetectionLog(frozenset(self.byzantine))
         self.loop = loop = EventLoop()
@@ -339,6 +356,7 @@ class Simulation:
                 mix=config.mix,
                 op_timeout_s=config.op_timeout_s,
                 reply_quorum=spec.reply_quorum(n),
+                resend_timeout_s=config.resend_timeout_s,
             )
             reply_kind = loop.add_kind(self.workload.on_reply)
             for c in range(config.clients):
@@ -507,6 +525,7 @@ class Simulation:
             rate_limited_drops=sum(
                 sum(node.limiter.dropped.values()) for node in self.nodes if node.limiter is not None
             ),
+            client_resends=w.resends if w is not None else 0,
             history=history if config.record_history else [],
         )
 

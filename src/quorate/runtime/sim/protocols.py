@@ -32,6 +32,7 @@ from typing import Any
 from quorate.core.protocol import ProtocolCore
 from quorate.errors import ConfigError
 from quorate.ids import NodeId
+from quorate.runtime.sim.bft import session_id, session_process
 from quorate.runtime.sim.node import Replica
 from quorate.runtime.sim.workload import Operation, ReplyView
 from quorate.state.kv import Cas, Get, KVStore, Put, decode_result, encode_op
@@ -58,7 +59,9 @@ class ProtocolSpec:
     build_replica: Callable[[ProtocolCore], Replica]
     max_crashed: Callable[[int], int]
     """Replicas that may be down at once (out of n) with the cluster still live."""
-    new_monitor: Callable[[], Callable[[ProtocolCore, float], None]] | None = None
+    new_monitor: Callable[[], Callable[[ProtocolCore, float], None] | None] | None = None
+    """Starts the safety monitor; returns the check to run after every step,
+    or None when the monitor checks elsewhere (BFT: as entries execute)."""
     leader_term: Callable[[ProtocolCore], int | None] | None = None
     """The term in which this core leads, or None if it does not lead."""
     message_types: tuple[type, ...] = field(default=())
@@ -70,7 +73,8 @@ class ProtocolSpec:
     """Byzantine replicas (out of n) the protocol tolerates."""
     reply_quorum: Callable[[int], int] = field(default=lambda n: 1)
     """Matching replies from distinct replicas a client needs (BFT: f + 1);
-    above 1 the client sends each request to every replica."""
+    above 1 the client sends to the primary f + 1 replies named, else to
+    every replica (``runtime.sim.workload``)."""
     client_codec: Callable[[], Any] | None = None
     """Builds the client codec; ``None``: ``ServiceCodec``."""
 
@@ -83,6 +87,9 @@ class SpecContext:
     """Replica -> behaviour, already drawn (no ``random`` left)."""
     seed: int = 0
     """The run's seed (cost-model keys derive from it)."""
+    client_endpoints: range = range(0)
+    """Network ids of the run's client endpoints: where BFT replicas may
+    send the answers to the commands they execute."""
 
 
 class ServiceCodec:
@@ -92,9 +99,11 @@ class ServiceCodec:
     holds strings); reads convert them back. A ``retry`` reply re-sends the
     same session and number to the same node (the store's sessions make it
     exactly-once); an ``error`` means the core refused the command, so it
-    certainly did not take effect."""
+    certainly did not take effect. The session id is the workload's process
+    plus one (``endpoint``, the sending endpoint, is not needed: the replica
+    that received a request answers it)."""
 
-    def request(self, client: int, seq: int, op: Operation) -> ClientRequest:
+    def request(self, client: int, seq: int, op: Operation, endpoint: int = 0) -> ClientRequest:
         if op.f == "write":
             kv_op: Put | Get | Cas = Put(op.key, str(op.value))
         elif op.f == "read":
@@ -223,16 +232,32 @@ def _raft(options: Mapping[str, Any], context: SpecContext) -> ProtocolSpec:
 
 
 class BftServiceCodec(ServiceCodec):
-    """``ServiceCodec`` for BFT clients: a refusal (``error``, ``redirect``,
-    ``retry``) is "ask elsewhere", never a result, since any one replica may
-    refuse a command another one ordered (e.g. a duplicate it already
-    executed). Only results count towards the f + 1 matching replies."""
+    """``ServiceCodec`` for BFT clients.
+
+    - The session id carries the sending endpoint
+      (``runtime.sim.bft.session_id``): every replica answers the commands
+      it executes, most of which it learnt from the primary, not from the
+      client, and the command is all it has to go on.
+    - A result keeps the primary its replica named (``ReplyView.leader``),
+      which the workload follows once f + 1 replies agree on it.
+    - A refusal (``error``, ``redirect``, ``retry``) is "ask elsewhere",
+      never a result, since any one replica may refuse a command another
+      one ordered (e.g. a duplicate whose result it no longer holds). Only
+      results count towards the f + 1 matching replies."""
+
+    def request(self, client: int, seq: int, op: Operation, endpoint: int = 0) -> ClientRequest:
+        plain = super().request(client, seq, op)
+        return ClientRequest(session_id(client, endpoint), seq, plain.op)
 
     def reply(self, message: Any) -> ReplyView | None:
+        if type(message) is not ClientReply:
+            return None
+        client = session_process(message.client)
+        if message.status != STATUS_OK:
+            return ReplyView(client, message.seq, "redirect", leader=None)
         view = super().reply(message)
-        if view is not None and message.status != STATUS_OK:
-            return ReplyView(view.client, view.seq, "redirect", leader=None)
-        return view
+        assert view is not None
+        return ReplyView(client, message.seq, view.status, view.value, leader=message.leader)
 
 
 _BFT_OPTIONS = ("scheme",)
@@ -275,11 +300,17 @@ def _cost_model(context: SpecContext, options: Mapping[str, Any]) -> tuple[Calla
 
 def _bft_monitor(
     context: SpecContext,
-) -> tuple[Callable[[], Callable[[ProtocolCore, float], None]], Callable[[ProtocolCore], Replica]]:
+) -> tuple[Callable[[], Callable[[ProtocolCore, float], None] | None], Callable[[ProtocolCore], Replica]]:
     """(new_monitor, build_replica): services report executed entries to the
     monitor once the simulation asks for it (``check_invariants``)."""
-    from quorate.runtime.sim.bft import BftReplicaService, BftSafetyMonitor
+    from quorate.runtime.sim.bft import SESSION_ENDPOINT_BITS, BftReplicaService, BftSafetyMonitor
 
+    endpoints = context.client_endpoints
+    if len(endpoints) and endpoints[-1] >= 1 << SESSION_ENDPOINT_BITS:
+        raise ConfigError(
+            f"nodes + clients must stay below {1 << SESSION_ENDPOINT_BITS} for a BFT protocol "
+            "(client session ids carry the client's endpoint id)"
+        )
     monitor = BftSafetyMonitor(frozenset(context.byzantine))
     active: list[bool] = [False]
 
@@ -287,18 +318,14 @@ def _bft_monitor(
         if active[0]:
             monitor.record(node, entry)
 
-    def new_monitor() -> Callable[[ProtocolCore, float], None]:
+    def new_monitor() -> Callable[[ProtocolCore, float], None] | None:
+        # Agreement is checked as entries execute (``record``, fail-fast);
+        # nothing is left to look at per step.
         active[0] = True
-
-        def check(core: ProtocolCore, now: float) -> None:
-            # Agreement is checked as entries execute (``record``, fail-fast);
-            # nothing is left to look at per step.
-            return None
-
-        return check
+        return None
 
     def build_replica(core: ProtocolCore) -> Replica:
-        return BftReplicaService(core, record=record)
+        return BftReplicaService(core, record=record, clients=endpoints)
 
     return new_monitor, build_replica
 

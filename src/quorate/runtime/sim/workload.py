@@ -15,18 +15,39 @@ back into a ``ReplyView`` (the codec for a protocol lives in
 
 Operations mix writes (put), reads (get) and compare-and-set over ``keys``
 keys. Every write carries a value no other operation writes (the operation's
-number), so a checker can tell writes apart. Leader discovery: a ``redirect``
+number), so a checker can tell writes apart.
+
+Leader discovery (``reply_quorum`` 1, crash-fault protocols): a ``redirect``
 reply re-sends the same request to the hinted leader (or, with no hint, to
 another replica after ``retry_delay_s``); an operation without a final reply
 after ``op_timeout_s`` is recorded as ``info`` (outcome unknown) and the next
 request goes to another replica.
 
-Byzantine replicas (BFT protocols, PBFT §4.1): with ``reply_quorum`` q > 1 a
-client sends each request to *every* replica and takes a result only when q
-distinct replicas (f + 1: at least one honest) sent the same one; a lying
-replica alone can neither complete an operation nor change its result.
-Redirects are ignored in that mode (any replica may refuse what another one
-ordered); the operation completes on q matching results or times out.
+Byzantine replicas (BFT protocols, PBFT §4.1), with ``reply_quorum`` q > 1
+(f + 1, so at least one honest replica is among any q):
+
+- *Believe q.* A client takes a result only when q distinct replicas sent
+  the same one; a lying replica alone can neither complete an operation
+  nor change its result. Refusals (``redirect``) count for nothing: any
+  replica may refuse what another one ordered.
+- *Ask the primary, then everyone.* Every replica answers every command it
+  executes, so a request needs to reach only the primary (the codec is
+  given the sending endpoint and writes it into the session id, which is
+  how a replica that learnt the command from its primary knows where the
+  client is: ``runtime.sim.bft``). Replies name the
+  replica's primary (``ReplyView.leader``); when an operation is decided
+  and q of the replies that came in for it name the same replica, the
+  client endpoint sends its next requests there, else to every replica (a
+  fresh endpoint, HotStuff whose leader rotates and whose replies name
+  none, replicas that disagree). A request with no result after
+  ``resend_timeout_s`` — a faulty, crashed or deposed primary — is sent to
+  every replica, again every ``resend_timeout_s``, under the same
+  ``(client, seq)`` (backups forward it to the primary and start their
+  view-change timers); ``op_timeout_s`` still bounds the operation as a
+  whole. ``resends`` counts these broadcasts.
+- The hint belongs to the endpoint, like the real client's channel: every
+  process (session) on it follows it. It changes only when a decided
+  operation names a primary (or none), never on a timeout.
 
 History (Jepsen's format, a list of plain dicts; the checker lives in
 ``quorate.check``, which the simulator does not import)::
@@ -80,8 +101,9 @@ class ReplyView:
 class ClientCodec(Protocol):
     """Translates between workload operations and a protocol's client messages."""
 
-    def request(self, client: int, seq: int, op: Operation) -> Any:
-        """The message asking for ``op`` in session ``client``, number ``seq``."""
+    def request(self, client: int, seq: int, op: Operation, endpoint: int) -> Any:
+        """The message asking for ``op`` in session ``client``, number
+        ``seq``, sent from the client endpoint with network id ``endpoint``."""
         ...
 
     def reply(self, message: Any) -> ReplyView | None:
@@ -104,7 +126,9 @@ class OpMix:
 
 
 class _PendingOp:
-    __slots__ = ("endpoint", "f", "key", "op", "process", "replies", "seq", "start_s", "value")
+    __slots__ = (
+        "endpoint", "f", "key", "leaders", "op", "process", "replies", "seq", "start_s", "value",
+    )
 
     def __init__(self, process: int, seq: int, endpoint: int, op: Operation, start_s: float) -> None:
         self.process = process
@@ -117,6 +141,8 @@ class _PendingOp:
         self.start_s = start_s
         self.replies: dict[tuple[str, Any], set[int]] | None = None
         """With a reply quorum: result -> replicas that sent it."""
+        self.leaders: dict[int, int | None] | None = None
+        """With a reply quorum: replica -> the primary its latest result named."""
 
 
 Send = Callable[[int, int, Any, float], None]
@@ -146,6 +172,7 @@ class Workload:
         op_timeout_s: float = 1.0,
         retry_delay_s: float = 0.05,
         reply_quorum: int = 1,
+        resend_timeout_s: float = 0.0,
     ) -> None:
         if clients < 1:
             raise ConfigError("a workload needs at least one client")
@@ -157,6 +184,8 @@ class Workload:
             raise ConfigError("the open-loop rate must be >= 0 ops/s")
         if not 1 <= reply_quorum <= replicas:
             raise ConfigError(f"reply_quorum must be within 1..{replicas}, got {reply_quorum}")
+        if not resend_timeout_s >= 0:
+            raise ConfigError(f"resend_timeout_s must be >= 0 (0: half of op_timeout_s), got {resend_timeout_s}")
         self.mix = mix or OpMix()
         self.mix.validate()
         self._rng = rng
@@ -175,6 +204,9 @@ class Workload:
         self.op_timeout_s = op_timeout_s
         self.retry_delay_s = retry_delay_s
         self.reply_quorum = reply_quorum
+        self.resend_timeout_s = resend_timeout_s or op_timeout_s / 2
+        """With a reply quorum: how long one attempt waits before the request
+        goes to every replica (0 given: half of ``op_timeout_s``)."""
         self.history: list[dict[str, Any]] = []
         self.latencies_s: list[float] = []
         self.ok = 0
@@ -182,11 +214,17 @@ class Workload:
         self.unknown = 0
         self.invoked = 0
         self.redirects = 0
+        self.resends = 0
+        """With a reply quorum: requests re-sent to every replica after
+        ``resend_timeout_s`` without a result."""
         self.stale_timers = 0
         """Timeout and retry timers that fired after their operation had ended
         (popped from the heap, but no work: not counted as events)."""
         self._pending: dict[int, _PendingOp] = {}  # by session (process) id
         self._leader_guess = [rng.randrange(replicas) for _ in range(clients)]
+        self._primary: list[int | None] = [None] * clients
+        """With a reply quorum: the primary q replies of the endpoint's last
+        decided operation named (None: send to every replica)."""
         self._next_process = 0
         self._next_value = 0
         self._next_endpoint = 0
@@ -233,11 +271,15 @@ class Workload:
             votes = op.replies
             if votes is None:
                 votes = op.replies = {}
+                op.leaders = {}
             key = (status, _hashable(view.value))
             voters = votes.setdefault(key, set())
             voters.add(event[4])
+            assert op.leaders is not None
+            op.leaders[event[4]] = view.leader
             if len(voters) < self.reply_quorum:
                 return
+            self._primary[op.endpoint] = self._named_primary(op.leaders)
         if status == "redirect":
             self.redirects += 1
             endpoint = op.endpoint
@@ -284,9 +326,16 @@ class Workload:
             self._issue(endpoint, self._new_process(), now)
 
     def on_retry(self, event: tuple[float, int, int, int, int, Any, int]) -> None:
+        """A redirected request's pause ended (reply quorum 1), or a request
+        got no result within ``resend_timeout_s`` (reply quorum > 1): send
+        it again (to every replica, in the second case)."""
         op = self._pending.get(event[4])
         if op is None or op.seq != event[6]:
             self.stale_timers += 1
+            return
+        if self.reply_quorum > 1:
+            self.resends += 1
+            self._send_request(op, event[0], to_all=True)
             return
         self._send_request(op, event[0])
 
@@ -336,14 +385,34 @@ class Workload:
         self._schedule(now + self.op_timeout_s, self._timer_kind, endpoint, process, None, op.seq)
         self._send_request(op, now)
 
-    def _send_request(self, op: _PendingOp, now: float) -> None:
-        message = self._codec.request(op.process, op.seq, op.op)
+    def _send_request(self, op: _PendingOp, now: float, *, to_all: bool = False) -> None:
+        src = self.first_client_id + op.endpoint
+        message = self._codec.request(op.process, op.seq, op.op, src)
         if self.reply_quorum > 1:
-            src = self.first_client_id + op.endpoint
-            for replica in range(self.replicas):
-                self._send(src, replica, message, now)
+            primary = None if to_all else self._primary[op.endpoint]
+            if primary is None:
+                for replica in range(self.replicas):
+                    self._send(src, replica, message, now)
+            else:
+                self._send(src, primary, message, now)
+            resend_at = now + self.resend_timeout_s
+            if resend_at < op.start_s + self.op_timeout_s:
+                self._schedule(resend_at, self._retry_kind, op.endpoint, op.process, None, op.seq)
             return
-        self._send(self.first_client_id + op.endpoint, self._leader_guess[op.endpoint], message, now)
+        self._send(src, self._leader_guess[op.endpoint], message, now)
+
+    def _named_primary(self, leaders: dict[int, int | None]) -> int | None:
+        """The primary at least q replies named, else None. One of any q
+        replicas is honest, so f liars cannot steer the client to a
+        replica that ignores it."""
+        counts: dict[int, int] = {}
+        for leader in leaders.values():
+            if leader is not None and 0 <= leader < self.replicas:
+                counts[leader] = counts.get(leader, 0) + 1
+        for leader, count in counts.items():
+            if count >= self.reply_quorum:
+                return leader
+        return None
 
     def _complete(self, op: _PendingOp, kind: str, now: float, value: Any) -> None:
         self.history.append({"process": op.process, "type": kind, "f": op.f, "key": op.key, "value": value, "time": now})
