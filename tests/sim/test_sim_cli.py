@@ -43,6 +43,8 @@ def test_human_output_and_history_file(tmp_path: pathlib.Path) -> None:
         (["--duration", "-3"], "duration"),
         (["--faults", "crash:2"], "ACTION@TIME"),
         (["--faults", "@/nonexistent/scenario.json"], "cannot read"),
+        (["--option", "batch_max"], "KEY=VALUE"),
+        (["--op-timeout", "0"], "op_timeout_s"),
     ],
 )
 def test_bad_flags_exit_2_with_one_line(args: list[str], message: str) -> None:
@@ -84,3 +86,19 @@ def test_bft_json_reports_client_resends() -> None:
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["linearizable"] is True and report["committed_ops"] > 0
     assert report["client_resends"] == 0  # nothing failed: every request had its answers in time
+
+
+def test_protocol_options_and_timeouts_reach_the_run() -> None:
+    args = ["sim", "pbft", "--nodes", "4", "--clients", "4", "--duration", "0.5", "--seed", "3", "--json"]
+    base = runner.invoke(app, args)
+    tuned = runner.invoke(
+        app, [*args, "--option", "batch_max=1", "--option", "authentication=macs", "--op-timeout", "3"]
+    )
+    assert base.exit_code == 0 and tuned.exit_code == 0, tuned.output
+    a = json.loads(base.stdout.strip().splitlines()[-1])
+    b = json.loads(tuned.stdout.strip().splitlines()[-1])
+    assert b["linearizable"] is True and b["committed_ops"] > 0
+    # One command per pre-prepare and MAC'd messages: another run entirely.
+    assert a["trace_sha256"] != b["trace_sha256"]
+    bad = runner.invoke(app, [*args, "--option", "batch_max=0"])
+    assert bad.exit_code == 2 and "batch_max" in bad.stderr

@@ -11,7 +11,7 @@ from typing import Annotated, Any
 import typer
 
 from quorate.bench.real import RealBenchConfig, compare_with_etcd, run_real_bench
-from quorate.cli.main import bench_app, fail
+from quorate.cli.main import bench_app, fail, parse_options
 from quorate.runtime.aio.config import STORAGE_KINDS
 
 COMPARABLE_SYSTEMS = ("etcd",)
@@ -37,24 +37,6 @@ def _echo_run(name: str, report: dict[str, Any]) -> None:
             f"{'':<8} host: {host['busy_s']} of {host['available_s']} CPU-s busy "
             f"({host['cores']} cores), ours {host['ours_s']}, others {host['others_s']}"
         )
-
-
-def _parse_options(items: list[str]) -> dict[str, Any]:
-    """``KEY=VALUE`` pairs; values read as TOML scalars (true, 3, 0.5, "x") or
-    else taken as plain strings."""
-    import tomllib
-
-    options: dict[str, Any] = {}
-    for item in items:
-        key, sep, raw = item.partition("=")
-        if not sep or not key.strip():
-            raise fail(f"--option takes KEY=VALUE, got {item!r}")
-        try:
-            value = tomllib.loads(f"v = {raw.strip()}")["v"]
-        except tomllib.TOMLDecodeError:
-            value = raw.strip()
-        options[key.strip()] = value
-    return options
 
 
 @bench_app.command("real")
@@ -98,7 +80,7 @@ def bench_real_command(
         client_processes,
         base_port,
         storage,
-        _parse_options(option or []),
+        parse_options(option or []),
     )
     report = compare_with_etcd(config) if compare else run_real_bench(config)
     if as_json:

@@ -7,6 +7,7 @@ one-line message on stderr and exit code 2, never a traceback.
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 import typer
 
@@ -43,6 +44,24 @@ def fail(message: str, code: int = 2) -> typer.Exit:
     """Print a one-line error and return the Exit to raise."""
     typer.echo(f"quorate: error: {message}", err=True)
     return typer.Exit(code)
+
+
+def parse_options(items: list[str]) -> dict[str, Any]:
+    """``--option KEY=VALUE`` pairs; values read as TOML scalars (true, 3,
+    0.5, "x") or else taken as plain strings."""
+    import tomllib
+
+    options: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise fail(f"--option takes KEY=VALUE, got {item!r}")
+        try:
+            value = tomllib.loads(f"v = {raw.strip()}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = raw.strip()
+        options[key.strip()] = value
+    return options
 
 
 def _register() -> None:

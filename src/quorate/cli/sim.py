@@ -27,7 +27,7 @@ from typing import Any
 
 import typer
 
-from quorate.cli.main import fail, sim_app
+from quorate.cli.main import fail, parse_options, sim_app
 from quorate.errors import ConfigError
 from quorate.runtime.sim import SimConfig, SimResult, run
 
@@ -196,6 +196,17 @@ def _command(protocol: str, default_nodes: int = 5) -> Callable[..., None]:
         flood_copies: int = typer.Option(
             1, "--flood-copies", help="A 'flood' replica sends every message this many times."
         ),
+        op_timeout: float = typer.Option(
+            1.0, "--op-timeout", help="Seconds before a client gives an operation up (outcome unknown)."
+        ),
+        resend_timeout: float = typer.Option(
+            0.0,
+            "--resend-timeout",
+            help="BFT: seconds without a result before a request goes to every replica (0: half of --op-timeout).",
+        ),
+        option: list[str] | None = typer.Option(  # noqa: B008 - typer's declaration style
+            None, "--option", help="Protocol option KEY=VALUE (repeatable), e.g. batch_max=256."
+        ),
     ) -> None:
         config = SimConfig(
             protocol=protocol,
@@ -216,6 +227,9 @@ def _command(protocol: str, default_nodes: int = 5) -> Callable[..., None]:
             allow_unsafe=allow_unsafe,
             rate_limit_msgs_per_s=rate_limit,
             flood_copies=flood_copies,
+            op_timeout_s=op_timeout,
+            resend_timeout_s=resend_timeout,
+            protocol_options=parse_options(option or []),
         )
         run_command(config, history, as_json)
 
