@@ -14,8 +14,8 @@ the same client model).
 - *Ask the primary, then everyone* (§4.1). Every replica executes every
   command and answers every client it knows, so a request needs to reach
   only the primary: the client sends it there once it knows the primary
-  (PBFT replies name it, and a name f + 1 replicas agreed on is the one
-  used). When f + 1 matching replies have not arrived within ``timeout_s``
+  (PBFT replies name it; the client follows a name while f + 1 replicas'
+  latest replies agree on it). When f + 1 matching replies have not arrived within ``timeout_s``
   — a faulty or deposed primary — the client resends to **every** replica;
   backups forward it to the primary and start their view-change timers.
   Without a hint (HotStuff, whose leader rotates; a fresh client) it sends
@@ -135,8 +135,7 @@ class _Call:
     """One request waiting for f + 1 matching replies."""
 
     __slots__ = (
-        "answers", "deadline", "frame", "future", "key", "leaders", "owner", "refused", "request",
-        "sends", "timer",
+        "answers", "deadline", "frame", "future", "key", "owner", "refused", "request", "sends", "timer",
     )
 
     def __init__(
@@ -157,8 +156,6 @@ class _Call:
         # (retry, then ok), never count twice.
         self.answers: dict[str, tuple[str, bytes, str]] = {}
         self.refused: set[str] = set()
-        self.leaders: dict[str, int | None] = {}
-        """The primary each replica named in its latest answer."""
         self.sends = 0
         self.timer: asyncio.TimerHandle | None = None
 
@@ -205,6 +202,8 @@ class BftChannel:
         self._codec = WireCodec((Hello, *CLIENT_PROTOCOL_TYPES))
         self._sender = NodeId(self.channel_id)
         self._calls: dict[tuple[int, int], _Call] = {}
+        self._hints: dict[str, int | None] = {}
+        """Replica identity -> the primary its latest result named."""
         self._sessions: dict[int, None] = {}
         self._outgoing: dict[int, list[bytes]] = {}  # link index -> frames this turn
         self._flush_scheduled = False
@@ -324,6 +323,8 @@ class BftChannel:
                 transport.close()
 
     def _on_reply(self, link: _Link, reply: ClientReply) -> None:
+        if reply.status in (STATUS_OK, STATUS_ERROR) and self._hints.get(link.identity, -1) != reply.leader:
+            self._learn_hint(link.identity, reply.leader)
         call = self._calls.get((reply.client, reply.seq))
         if call is None or call.future.done():
             return  # an answer to an earlier request, or one already decided
@@ -340,15 +341,18 @@ class BftChannel:
         call.refused.discard(identity)
         key = (reply.status, reply.result, reply.error if reply.status == STATUS_ERROR else "")
         call.answers[identity] = key
-        call.leaders[identity] = reply.leader
-        needed = self.matching_needed
-        if sum(1 for a in call.answers.values() if a == key) >= needed:
+        if sum(1 for a in call.answers.values() if a == key) >= self.matching_needed:
             call.future.set_result(reply)
-            # Send to a primary only when f + 1 replicas name it (one of them
-            # is honest); otherwise to everyone, so a lying replica cannot
-            # steer requests to a replica that ignores them.
-            named = [leader for leader in call.leaders.values() if leader is not None]
-            self.primary = next((p for p in set(named) if named.count(p) >= needed), None)
+
+    def _learn_hint(self, identity: str, leader: int | None) -> None:
+        """Each replica's latest word on the primary, from every result it
+        sends (late answers to decided calls too). Requests go to a primary
+        only while f + 1 replicas name it (one of them is honest), otherwise
+        to everyone, so a lying replica cannot steer requests to a replica
+        that ignores them, nor keep the others' agreement from counting."""
+        self._hints[identity] = leader
+        named = [p for p in self._hints.values() if p is not None]
+        self.primary = next((p for p in set(named) if named.count(p) >= self.matching_needed), None)
 
     # ------------------------------------------------------------ sending
     def _frame(self, message: WireMessage) -> bytes:
