@@ -325,7 +325,9 @@ def test_a_silent_next_primary_after_a_crash_is_survived() -> None:
     result = sim.run()
     assert result.byzantine == {"1": "silent"}
     assert result.safety_violations == []
-    assert result.unknown_ops == 0 and CLIENTS <= result.client_resends <= 2 * CLIENTS
+    # Resends: one for the crash, one for the silent view, and at most one
+    # more while honest replicas' words for the failed primaries linger.
+    assert result.unknown_ops == 0 and CLIENTS <= result.client_resends <= 3 * CLIENTS
     # Clients follow replica 2 or, when the liar's reply was among the f + 1
     # that decided their last operation, nobody (they send to every replica).
     assert sim.workload is not None and set(sim.workload._primary) <= {2, None}

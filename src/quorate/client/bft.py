@@ -350,9 +350,16 @@ class BftChannel:
         only while f + 1 replicas name it (one of them is honest), otherwise
         to everyone, so a lying replica cannot steer requests to a replica
         that ignores them, nor keep the others' agreement from counting."""
-        self._hints[identity] = leader
-        named = [p for p in self._hints.values() if p is not None]
-        self.primary = next((p for p in set(named) if named.count(p) >= self.matching_needed), None)
+        hints = self._hints
+        hints.pop(identity, None)  # re-insert: the dict stays ordered by recency
+        hints[identity] = leader
+        named = [p for p in hints.values() if p is not None]
+        # While a view change spreads two names may both have f + 1 votes
+        # (old words for the old primary, new ones for the new): the name
+        # heard most recently wins.
+        self.primary = next(
+            (p for p in reversed(named) if named.count(p) >= self.matching_needed), None
+        )
 
     # ------------------------------------------------------------ sending
     def _frame(self, message: WireMessage) -> bytes:

@@ -35,19 +35,20 @@ Byzantine replicas (BFT protocols, PBFT §4.1), with ``reply_quorum`` q > 1
   given the sending endpoint and writes it into the session id, which is
   how a replica that learnt the command from its primary knows where the
   client is: ``runtime.sim.bft``). Replies name the
-  replica's primary (``ReplyView.leader``); when an operation is decided
-  and q of the replies that came in for it name the same replica, the
-  client endpoint sends its next requests there, else to every replica (a
-  fresh endpoint, HotStuff whose leader rotates and whose replies name
-  none, replicas that disagree). A request with no result after
+  replica's primary (``ReplyView.leader``); the endpoint keeps each
+  replica's latest word (late answers included), and when an operation is
+  decided and q replicas' latest words name the same replica, the client
+  endpoint sends its next requests there, else to every replica (a fresh
+  endpoint, HotStuff whose leader rotates and whose replies name none,
+  replicas that disagree). A request with no result after
   ``resend_timeout_s`` — a faulty, crashed or deposed primary — is sent to
   every replica, again every ``resend_timeout_s``, under the same
   ``(client, seq)`` (backups forward it to the primary and start their
   view-change timers); ``op_timeout_s`` still bounds the operation as a
   whole. ``resends`` counts these broadcasts.
 - The hint belongs to the endpoint, like the real client's channel: every
-  process (session) on it follows it. It changes only when a decided
-  operation names a primary (or none), never on a timeout.
+  process (session) on it follows it. It is recomputed only when an
+  operation is decided, never on a timeout.
 
 History (Jepsen's format, a list of plain dicts; the checker lives in
 ``quorate.check``, which the simulator does not import)::
@@ -127,7 +128,7 @@ class OpMix:
 
 class _PendingOp:
     __slots__ = (
-        "endpoint", "f", "key", "leaders", "op", "process", "replies", "seq", "start_s", "value",
+        "endpoint", "f", "key", "op", "process", "replies", "seq", "start_s", "value",
     )
 
     def __init__(self, process: int, seq: int, endpoint: int, op: Operation, start_s: float) -> None:
@@ -141,8 +142,6 @@ class _PendingOp:
         self.start_s = start_s
         self.replies: dict[tuple[str, Any], set[int]] | None = None
         """With a reply quorum: result -> replicas that sent it."""
-        self.leaders: dict[int, int | None] | None = None
-        """With a reply quorum: replica -> the primary its latest result named."""
 
 
 Send = Callable[[int, int, Any, float], None]
@@ -223,6 +222,8 @@ class Workload:
         self._pending: dict[int, _PendingOp] = {}  # by session (process) id
         self._leader_guess = [rng.randrange(replicas) for _ in range(clients)]
         self._primary: list[int | None] = [None] * clients
+        self._hints: list[dict[int, int | None]] = [{} for _ in range(clients)]
+        """Per endpoint: replica -> the primary its latest result named."""
         """With a reply quorum: the primary q replies of the endpoint's last
         decided operation named (None: send to every replica)."""
         self._next_process = 0
@@ -261,25 +262,30 @@ class Workload:
         if view is None:
             return
         op = self._pending.get(view.client)
-        if op is None or op.seq != view.seq:
-            return  # a late duplicate, or the answer to an operation already timed out
-        now = event[0]
+        if op is None:
+            return  # the answer to an operation already timed out
         status = view.status
+        if self.reply_quorum > 1 and status != "redirect":
+            # Every result is a vote on the primary, late ones included; the
+            # dict stays ordered by recency (ties go to the fresher word).
+            hints = self._hints[op.endpoint]
+            hints.pop(event[4], None)
+            hints[event[4]] = view.leader
+        if op.seq != view.seq:
+            return  # a late duplicate
+        now = event[0]
         if self.reply_quorum > 1:
             if status == "redirect":
                 return  # a refusal is no result; other replicas will answer
             votes = op.replies
             if votes is None:
                 votes = op.replies = {}
-                op.leaders = {}
             key = (status, _hashable(view.value))
             voters = votes.setdefault(key, set())
             voters.add(event[4])
-            assert op.leaders is not None
-            op.leaders[event[4]] = view.leader
             if len(voters) < self.reply_quorum:
                 return
-            self._primary[op.endpoint] = self._named_primary(op.leaders)
+            self._primary[op.endpoint] = self._named_primary(self._hints[op.endpoint])
         if status == "redirect":
             self.redirects += 1
             endpoint = op.endpoint
@@ -401,16 +407,18 @@ class Workload:
             return
         self._send(src, self._leader_guess[op.endpoint], message, now)
 
-    def _named_primary(self, leaders: dict[int, int | None]) -> int | None:
-        """The primary at least q replies named, else None. One of any q
-        replicas is honest, so f liars cannot steer the client to a
-        replica that ignores it."""
+    def _named_primary(self, hints: dict[int, int | None]) -> int | None:
+        """The primary at least q replicas' latest words name, else None.
+        One of any q replicas is honest, so f liars cannot steer the client
+        to a replica that ignores it. Two names can both have q votes while a
+        view change spreads (old words for the old primary, new ones for the
+        new); the one named most recently wins."""
         counts: dict[int, int] = {}
-        for leader in leaders.values():
+        for leader in hints.values():
             if leader is not None and 0 <= leader < self.replicas:
                 counts[leader] = counts.get(leader, 0) + 1
-        for leader, count in counts.items():
-            if count >= self.reply_quorum:
+        for leader in reversed(list(hints.values())):
+            if leader is not None and counts.get(leader, 0) >= self.reply_quorum:
                 return leader
         return None
 
