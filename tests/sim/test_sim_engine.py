@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import gc
+
 import pytest
 
 from quorate.errors import LocalProtocolError
-from quorate.runtime.sim import SimConfig, run
+from quorate.runtime.sim import SimConfig, engine, run
 from quorate.runtime.sim.engine import EventLoop, derive_rng
 
 
@@ -77,3 +79,38 @@ def test_same_seed_same_trace_different_seed_different_trace() -> None:
     assert first.trace_sha256 == again.trace_sha256
     assert first.history == again.history
     assert first.trace_sha256 != other.trace_sha256
+
+
+def test_run_restores_the_collector_threshold_and_counts_a_failing_event() -> None:
+    loop = EventLoop()
+    seen: list[float] = []
+
+    def fail(event: tuple[float, int, int, int, int, object, int]) -> None:
+        seen.append(event[0])
+        assert gc.get_threshold()[0] >= engine.GC_ALLOCATIONS_PER_PASS
+        raise RuntimeError("handler failed")
+
+    kind = loop.add_kind(fail)
+    loop.schedule(1.0, kind, 0, 0, None, 0)
+    loop.schedule(2.0, kind, 0, 0, None, 0)
+    before = gc.get_threshold()
+    with pytest.raises(RuntimeError):
+        loop.run(10.0)
+    assert gc.get_threshold() == before
+    assert seen == [1.0]
+    assert loop.events == 1  # the event that failed was popped and counted
+    assert loop.pending() == 1
+    assert loop.now == 1.0
+
+
+def test_an_event_past_the_bound_stays_queued_unchanged() -> None:
+    loop = EventLoop()
+    seen: list[tuple[float, int]] = []
+    kind = loop.add_kind(lambda e: seen.append((e[0], e[1])))
+    for t in (3.0, 1.0, 3.0):
+        loop.schedule(t, kind, 0, 0, None, 0)
+    loop.run(2.0)
+    assert seen == [(1.0, 1)]
+    assert loop.next_time() == 3.0 and loop.pending() == 2
+    loop.run(5.0)
+    assert seen == [(1.0, 1), (3.0, 0), (3.0, 2)]  # same-time events keep schedule order

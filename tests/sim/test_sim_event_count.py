@@ -52,3 +52,67 @@ def test_drive_skips_the_ready_of_an_idle_core_with_a_deadline_probe() -> None:
     busy = _ProbedCore(pending=True)
     assert drive(busy, None) == 4.5  # type: ignore[arg-type]
     assert busy.readies == 1
+
+
+class _ScriptedCore:
+    """Hands out a fixed sequence of Readies, two per drive, then idles."""
+
+    def __init__(self) -> None:
+        from quorate.core.ready import Entry, ReadState, Ready, Rejection
+        from quorate.ids import NodeId
+
+        entry = Entry(1, 1, 0, b"x")
+        self.script = [
+            Ready(messages=[(NodeId(2), "hello")], hard_state="hs", entries=[entry], wake_at=1.0),
+            Ready(committed=[entry], reads=[ReadState(1, b"r")], wake_at=2.0),
+            Ready(snapshot="snap", rejected=[Rejection(NodeId(3), "Ping", "bad")], wake_at=None),
+            Ready(wake_at=3.0),
+        ]
+        self.advanced = 0
+
+    def has_ready(self) -> bool:
+        return len(self.script) % 2 == 1 or self.advanced % 2 == 1
+
+    def ready(self) -> object:
+        return self.script.pop(0)
+
+    def advance(self, ready: object) -> None:
+        self.advanced += 1
+
+
+class _RecordingHost:
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, object]] = []
+
+    def persist(self, hard_state: object, entries: object, snapshot: object) -> None:
+        self.calls.append(("persist", (hard_state, entries, snapshot)))
+
+    def send(self, to: object, message: object) -> None:
+        self.calls.append(("send", (to, message)))
+
+    def restore(self, snapshot: object) -> None:
+        self.calls.append(("restore", snapshot))
+
+    def apply(self, entry: object) -> None:
+        self.calls.append(("apply", entry))
+
+    def read_ready(self, read: object) -> None:
+        self.calls.append(("read", read))
+
+    def rejected(self, rejection: object) -> None:
+        self.calls.append(("rejected", rejection))
+
+
+def test_a_bound_driver_does_what_drive_does() -> None:
+    from quorate.runtime.driver import Driver
+
+    by_function, by_driver = _RecordingHost(), _RecordingHost()
+    core_a, core_b = _ScriptedCore(), _ScriptedCore()
+    driver = Driver(core_b, by_driver)  # type: ignore[arg-type]
+    deadlines_a = [drive(core_a, by_function) for _ in range(2)]  # type: ignore[arg-type]
+    deadlines_b = [driver.drive() for _ in range(2)]
+    assert deadlines_a == deadlines_b == [2.0, 3.0]
+    assert by_driver.calls == by_function.calls
+    assert [name for name, _ in by_driver.calls] == [
+        "persist", "send", "apply", "read", "persist", "restore", "rejected",
+    ]

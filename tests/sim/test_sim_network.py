@@ -122,3 +122,38 @@ def test_bad_settings_are_rejected() -> None:
     with pytest.raises(ConfigError, match="bandwidth"):
         World(1, bandwidth_bps=0.0)
 
+
+
+def _faulty_world(seed: int) -> World:
+    world = World(3, jitter_kind="uniform", jitter_s=0.002, bandwidth_bps=1e7, seed=seed, loss=0.2, duplicate=0.2)
+    world.network.reorder = 0.3
+    return world
+
+
+def test_send_all_is_one_send_per_message_in_order() -> None:
+    # One call for a whole outbox must draw the same random numbers in the same
+    # order and occupy the link the same way as one send per message; this is
+    # what keeps traces identical whichever way a node hands its messages over.
+    batch = [(world_dst, Ping(i, b"p" * (i % 7) * 100)) for i, world_dst in enumerate([1, 2, 3, 1, 3] * 40)]
+    one_by_one = _faulty_world(seed=9)
+    for dst, message in batch:
+        one_by_one.network.send(0, dst, message, 0.25)
+    batched = _faulty_world(seed=9)
+    batched.network.send_all(0, batch, 0.25)
+    for world in (one_by_one, batched):
+        world.loop.run(10.0)
+    assert batched.inbox == one_by_one.inbox
+    assert batched.loop.trace_sha256() == one_by_one.loop.trace_sha256()
+    assert batched.network.link_free_at == one_by_one.network.link_free_at
+    assert (batched.network.sent, batched.network.dropped) == (one_by_one.network.sent, one_by_one.network.dropped)
+    assert 0 < batched.network.dropped < len(batch)  # the faults were exercised
+
+
+def test_send_all_honours_partitions_per_destination() -> None:
+    world = World(3, latency_s=[[0.0]], bandwidth_bps=1e15)
+    world.network.partition([(0, 1), (2,)], replicas=3)
+    world.network.send_all(0, [(1, Ping(1)), (2, Ping(2)), (world.probe, Ping(3))], 0.0)
+    assert world.network.sent == 3
+    assert world.network.dropped == 1  # only 0 -> 2 crosses the partition
+    world.loop.run(1.0)
+    assert [m.n for _, _, _, m, _ in world.inbox] == [3]

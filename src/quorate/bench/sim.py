@@ -19,6 +19,13 @@
   work on a shared machine does not inflate them. ``measure_raft_cost`` does the same for a
   Raft follower receiving ``AppendEntries`` (the figures
   ``runtime.sim.node.CostModel`` uses by default).
+
+Last measured on the project's 2-core machine (``quorate bench sim --json``,
+medians of 3 runs, CPython 3.11): 229,800 simulator events/s, 0.091 of the
+bare loop's 2.5 M/s in the same runs; ``raft_cost_model`` 2.7 us for the
+small AppendEntries, ``cost_model`` 2.0 us for the small message. The event
+trace of the benchmark run (``trace_sha256`` 9adbcb31...) is the one the
+simulator produced before its speed work, so the figures are comparable.
 """
 
 from __future__ import annotations

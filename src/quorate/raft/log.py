@@ -74,8 +74,15 @@ class RaftLog:
 
     def slice(self, lo: int, hi: int) -> list[Entry]:
         """Entries with ``lo <= index < hi`` that are still in memory."""
+        # Called several times per input: plain comparisons instead of max().
         base = self.snapshot_index + 1
-        return self.entries[max(lo - base, 0) : max(hi - base, 0)]
+        lo -= base
+        hi -= base
+        if lo < 0:
+            lo = 0
+        if hi <= lo:
+            return []
+        return self.entries[lo:hi]
 
     def is_up_to_date(self, last_index: int, last_term: int) -> bool:
         """§5.4.1: is a log ending at (last_index, last_term) at least as up to date as ours?"""
@@ -100,10 +107,11 @@ class RaftLog:
     def truncate_and_append(self, entries: list[Entry]) -> None:
         """Store ``entries`` (contiguous), replacing any suffix from the first one."""
         first = entries[0].index
-        invariant(
-            first > self.committed,
-            f"refusing to overwrite committed entry {first} (commit index {self.committed})",
-        )
+        if first <= self.committed:  # tested here so the message is built only on failure
+            invariant(
+                False,
+                f"refusing to overwrite committed entry {first} (commit index {self.committed})",
+            )
         cut = first - self.snapshot_index - 1
         if cut < len(self.entries):
             del self.entries[cut:]
@@ -145,24 +153,31 @@ class RaftLog:
     # ------------------------------------------------------------ handing out
     def take_unstable(self) -> list[Entry]:
         """Entries not yet handed out for persistence; marks them handed out."""
-        last = self.last_index()
-        if self.stable_from > last:
+        # ``last_index`` and ``slice`` inlined: this runs once per Ready.
+        entries = self.entries
+        last = self.snapshot_index + len(entries)
+        start = self.stable_from
+        if start > last:
             return []
-        out = self.slice(self.stable_from, last + 1)
         self.stable_from = last + 1
-        return out
+        lo = start - self.snapshot_index - 1
+        return entries[lo if lo > 0 else 0 :]
 
     def has_unstable(self) -> bool:
         return self.stable_from <= self.last_index()
 
     def take_committed(self) -> list[Entry]:
         """Committed entries not yet handed out for applying; marks them handed out."""
-        hi = min(self.committed, self.last_index())
-        if hi <= self.emitted_commit:
+        # ``last_index`` and ``slice`` inlined: this runs once per Ready.
+        last = self.snapshot_index + len(self.entries)
+        hi = self.committed if self.committed < last else last
+        emitted = self.emitted_commit
+        if hi <= emitted:
             return []
-        out = self.slice(self.emitted_commit + 1, hi + 1)
         self.emitted_commit = hi
-        return out
+        base = self.snapshot_index + 1
+        lo = emitted + 1 - base
+        return self.entries[lo if lo > 0 else 0 : hi + 1 - base]
 
     def has_committed_to_emit(self) -> bool:
         return min(self.committed, self.last_index()) > self.emitted_commit

@@ -142,6 +142,7 @@ class KVStore:
         "_data",
         "_deadlines",
         "_expiry",
+        "_oldest_session_s",
         "_sessions",
         "applied_index",
         "now_s",
@@ -153,6 +154,10 @@ class KVStore:
         self._expiry: list[tuple[float, str, str]] = []  # heap of (deadline, ns, key)
         self._deadlines: dict[tuple[str, str], float] = {}
         self._sessions: dict[int, _Session] = {}
+        self._oldest_session_s = float("-inf")
+        """A lower bound of the oldest session's last use (sessions are ordered
+        by last use, and the front only moves later): while it is not past
+        the TTL, no session is, and the scan in ``_expire`` is skipped."""
         self.now_s = 0.0
         self.applied_index = 0
         self.session_ttl_s = session_ttl_s
@@ -169,12 +174,16 @@ class KVStore:
         return self.apply_command(command)
 
     def apply_command(self, command: Command) -> Result:
-        if command.time_s > self.now_s:
-            self.now_s = command.time_s
-            self._expire()
+        time_s = command.time_s
+        if time_s > self.now_s:
+            self.now_s = time_s
+            # Nothing to expire (the common case) is decided without a call.
+            if self._expiry or self._oldest_session_s < time_s - self.session_ttl_s:
+                self._expire()
         client = command.client
         if client != NO_SESSION:
-            session = self._sessions.get(client)
+            sessions = self._sessions
+            session = sessions.get(client)
             if session is not None and command.seq <= session.seq:
                 # A retry of something already applied: answer, do not redo.
                 if command.seq == session.seq:
@@ -183,18 +192,28 @@ class KVStore:
             result = self._execute(command.op)
             # Re-insert so the dict stays ordered by last use (oldest first):
             # expiry then only looks at the front.
-            self._sessions.pop(client, None)
-            self._sessions[client] = _Session(command.seq, self.now_s, result)
+            if session is None:
+                sessions[client] = _Session(command.seq, self.now_s, result)
+            else:
+                # Every replica applies every command: updating the record in
+                # place saves an allocation per command.
+                del sessions[client]
+                session.seq = command.seq
+                session.last_s = self.now_s
+                session.result = result
+                sessions[client] = session
             return result
         return self._execute(command.op)
 
     def _execute(self, op: Op) -> Result:
-        if isinstance(op, Get):
-            value = self._data.get(op.namespace, {}).get(op.key)
-            return Result(ok=True, value=value)
+        # Put first: writes are what the log mostly carries (reads usually go
+        # through ReadIndex and never reach the log).
         if isinstance(op, Put):
             self._set(op.namespace, op.key, op.value, op.ttl_s)
             return OK
+        if isinstance(op, Get):
+            value = self._data.get(op.namespace, {}).get(op.key)
+            return Result(ok=True, value=value)
         if isinstance(op, Cas):
             current = self._data.get(op.namespace, {}).get(op.key)
             if current != op.expected:
@@ -209,14 +228,17 @@ class KVStore:
         return Result(ok=True, items=self.list_prefix(op.prefix, op.namespace, op.limit))
 
     def _set(self, namespace: str, key: str, value: str, ttl_s: float | None) -> None:
-        self._data.setdefault(namespace, {})[key] = value
+        space = self._data.get(namespace)
+        if space is None:
+            space = self._data[namespace] = {}
+        space[key] = value
         if ttl_s is not None and ttl_s > 0:
             deadline = self.now_s + ttl_s
             heapq.heappush(self._expiry, (deadline, namespace, key))
             # The live deadline per key; an overwrite replaces or cancels it,
             # which makes older heap entries for the key stale.
             self._deadlines[(namespace, key)] = deadline
-        else:
+        elif self._deadlines:
             self._deadlines.pop((namespace, key), None)
 
     def _expire(self) -> None:
@@ -230,9 +252,13 @@ class KVStore:
         sessions = self._sessions
         while sessions:
             oldest = next(iter(sessions))
-            if sessions[oldest].last_s >= cutoff:
-                break
+            last_s = sessions[oldest].last_s
+            if last_s >= cutoff:
+                self._oldest_session_s = last_s
+                return
             del sessions[oldest]
+        # A session created from now on is stamped no earlier than now_s.
+        self._oldest_session_s = self.now_s
 
     # -- reads outside the log (ReadIndex / lease) -------------------------
     def read(self, op: Op) -> Result:
@@ -277,6 +303,7 @@ class KVStore:
         self._deadlines = {(ns, k): d for d, ns, k in snap.expiry}
         by_last_use = sorted(snap.sessions.items(), key=lambda item: item[1][1])
         self._sessions = {c: _Session(s, t, r) for c, (s, t, r) in by_last_use}
+        self._oldest_session_s = float("-inf")
 
 
 __all__ = [

@@ -19,6 +19,13 @@ trace is a running SHA-256 over the msgpack encoding of every popped event tuple
 (time, seq, kind, endpoints, the message itself, its size), fed in batches of
 ``TRACE_BATCH_EVENTS`` so hashing costs no per-event allocation.
 
+Cost: every event passes through ``run``, which only pops it, records it for
+the trace and calls its handler; ``events`` is derived from the trace buffer
+rather than counted separately. While ``run`` runs, the cyclic garbage
+collector's young-generation threshold is raised (``GC_ALLOCATIONS_PER_PASS``)
+and restored on return: the loop allocates millions of short-lived acyclic
+objects that reference counting frees anyway.
+
 Invariants:
 - time never goes backwards: an event is never scheduled before ``now``;
 - handlers run one at a time, to completion, in (time, seq) order.
@@ -26,6 +33,7 @@ Invariants:
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import itertools
 import random
@@ -46,6 +54,16 @@ Handler = Callable[[Event], object]
 TRACE_BATCH_EVENTS = 4096
 """Events buffered before they are encoded into the trace hash."""
 
+GC_ALLOCATIONS_PER_PASS = 100_000
+"""While ``run`` runs, CPython's cyclic collector makes a young-generation pass
+after this many allocations instead of its default 700. A run allocates
+millions of short-lived, acyclic objects (event tuples, messages) that
+reference counting frees; the default threshold makes the collector scan them,
+and every tenth of those scans the older generation (and now and then all
+live objects) — 31 full passes in a 64-node PBFT run, which found no cyclic
+garbage at all. With this threshold that run executes 2 % fewer instructions
+and takes about 5 % less time; cycles, if any, are still collected."""
+
 
 def derive_rng(seed: int, purpose: str, node: int | None = None) -> random.Random:
     """A random stream for one purpose (and node), fixed by the master seed."""
@@ -65,9 +83,11 @@ class EventLoop:
     __slots__ = (
         "_buffer",
         "_encoder",
+        "_flushed",
         "_handlers",
         "_hash",
         "_heap",
+        "_next_seq",
         "_seq",
         "events",
         "now",
@@ -77,13 +97,15 @@ class EventLoop:
     def __init__(self) -> None:
         self._heap: list[Event] = []
         self._seq = itertools.count()
+        self._next_seq = self._seq.__next__
         self._handlers: list[Handler] = []
         self._buffer: list[Event] = []
         self._hash = hashlib.sha256()
         self._encoder = msgspec.msgpack.Encoder(enc_hook=_trace_default)
+        self._flushed = 0
         self.now = 0.0
         self.events = 0
-        """Events popped and handed to a handler."""
+        """Events popped and handed to a handler (updated when ``run`` returns)."""
         self.skipped = 0
         """Events a handler found stale (a superseded timer): cheap, not work."""
 
@@ -96,13 +118,13 @@ class EventLoop:
         """Queue an event. Scheduling in the past is a caller bug."""
         if time_s < self.now:
             raise LocalProtocolError(f"event at {time_s!r} s scheduled before now ({self.now!r} s)")
-        heappush(self._heap, (time_s, next(self._seq), kind, dst, src, payload, size))
+        heappush(self._heap, (time_s, self._next_seq(), kind, dst, src, payload, size))
 
     def fast_path(self) -> tuple[list[Event], Callable[[], int]]:
         """The heap and the sequence counter, for callers on the hot path that
         push ``(time_s, next(counter), kind, dst, src, payload, size)`` themselves
         and guarantee ``time_s >= now``."""
-        return self._heap, self._seq.__next__
+        return self._heap, self._next_seq
 
     def pending(self) -> int:
         """Events queued and not yet run."""
@@ -119,28 +141,38 @@ class EventLoop:
         buffer = self._buffer
         record = buffer.append
         pop = heappop
-        count = 0
+        thresholds = gc.get_threshold()
+        if thresholds[0] < GC_ALLOCATIONS_PER_PASS:
+            gc.set_threshold(GC_ALLOCATIONS_PER_PASS, *thresholds[1:])
         try:
             while heap:
-                event = heap[0]
+                # Pop first and put back the one event past the bound: one heap
+                # look-up per event instead of two (the tuple, seq included, goes
+                # back unchanged, so the order is the same).
+                event = pop(heap)
                 if event[0] > until_s:
+                    heappush(heap, event)
                     break
-                pop(heap)
                 self.now = event[0]
                 record(event)
-                count += 1
                 if len(buffer) >= TRACE_BATCH_EVENTS:
-                    self._hash.update(self._encoder.encode(buffer))
-                    buffer.clear()
+                    self._flush_trace()
                 handlers[event[2]](event)
         finally:
-            self.events += count
+            gc.set_threshold(*thresholds)
+            # The trace buffer counts the events popped since the last flush.
+            self.events = self._flushed + len(buffer)
         if self.now < until_s:
             self.now = until_s
+
+    def _flush_trace(self) -> None:
+        buffer = self._buffer
+        self._hash.update(self._encoder.encode(buffer))
+        self._flushed += len(buffer)
+        buffer.clear()
 
     def trace_sha256(self) -> str:
         """Hex SHA-256 of every event processed so far."""
         if self._buffer:
-            self._hash.update(self._encoder.encode(self._buffer))
-            self._buffer.clear()
+            self._flush_trace()
         return self._hash.hexdigest()

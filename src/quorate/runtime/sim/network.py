@@ -25,6 +25,11 @@ A message's size is the length of its msgpack encoding plus the frame envelope
 (``FRAME_OVERHEAD_BYTES``), computed once per message object: a broadcast of
 one object to every peer encodes it once.
 
+Everything a node sends after one input goes through ``send_all`` in one call
+(``send`` is the one-message case): the sender's link, its latency row and the
+fault settings are read once per batch, which matters for all-to-all
+protocols, where one input can produce a message to every peer.
+
 All draws come from one ``random.Random`` derived from the master seed, used in
 event order, so the network is deterministic.
 """
@@ -32,7 +37,7 @@ event order, so the network is deterministic.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from heapq import heappush
 from typing import Any
 
@@ -64,6 +69,7 @@ class Network:
     """Carries messages between endpoints by scheduling delivery events."""
 
     __slots__ = (
+        "_encode",
         "_heap",
         "_last_message",
         "_last_size",
@@ -130,7 +136,9 @@ class Network:
         self._loop = loop
         self._heap, self._next_seq = loop.fast_path()
         self._rng = rng
-        self._size_of = size_of or default_size_of()
+        self._size_of = size_of
+        """A custom sizer, or None: msgpack encoding, inlined in ``send``."""
+        self._encode = msgspec.msgpack.Encoder().encode
         self._last_message: Any = None
         self._last_size = 0
         self.region_of = list(region_of)
@@ -195,53 +203,101 @@ class Network:
         """Bytes ``message`` occupies on the wire (cached for the last object)."""
         if message is self._last_message:
             return self._last_size
-        size = self._size_of(message) + FRAME_OVERHEAD_BYTES
+        size = self._measure(message)
         self._last_message = message
         self._last_size = size
         return size
 
+    def _measure(self, message: Any) -> int:
+        size_of = self._size_of
+        if size_of is None:
+            return len(self._encode(message)) + FRAME_OVERHEAD_BYTES
+        return size_of(message) + FRAME_OVERHEAD_BYTES
+
     def send(self, src: int, dst: int, message: Any, depart_s: float) -> None:
         """Put ``message`` on ``src``'s link at ``depart_s``; schedule its arrival."""
-        self.sent += 1
-        if message is self._last_message:
-            size = self._last_size
-        else:
-            size = self._size_of(message) + FRAME_OVERHEAD_BYTES
-            self._last_message = message
-            self._last_size = size
-        # The sender's link is busy whether or not the message will arrive.
-        link_free_at = self.link_free_at
-        free = link_free_at[src]
-        start = depart_s if depart_s > free else free
-        done = start + size * 8.0 / self.bandwidth_bps[src]
-        link_free_at[src] = done
-        if (self.partitioned or self.cuts) and not self.connected(src, dst):
-            self.dropped += 1
-            return
+        self.send_all(src, ((dst, message),), depart_s)
+
+    def send_all(self, src: int, messages: Iterable[tuple[int, Any]], depart_s: float) -> None:
+        """Put each ``(dst, message)`` on ``src``'s link at ``depart_s``, in order,
+        and schedule their arrivals: what ``send`` does for each, in one call.
+
+        Everything a node sends after one input leaves this way (a broadcast to
+        999 peers is one call), so the sender's state (its link, its latency
+        row) and the network's settings are read once per batch, not once per
+        message. Random draws per message, in this order and only when enabled:
+        loss, jitter, reordering, duplication — the same stream, used in the
+        same order, as one ``send`` per message."""
         rng = self._rng
-        loss = self.loss
-        if loss and rng.random() < loss:
-            self.dropped += 1
-            return
+        random_draw = rng.random
+        heap = self._heap
+        next_seq = self._next_seq
+        deliver_kind_of = self.deliver_kind_of
         region_of = self.region_of
-        base = done + self.latency_s[region_of[src]][region_of[dst]]
-        kind = self.deliver_kind_of[dst]
-        # Arrival is after depart_s >= now, so the loop's ordering check is not needed.
-        if self.jitter_kind == "uniform":
-            arrive = base + rng.random() * self.jitter_s
-        else:
-            arrive = base + self._jitter()
+        latency_row = self.latency_s[region_of[src]]
+        bandwidth_bps = self.bandwidth_bps[src]
+        link_base = src * len(region_of)
+        last_arrival = self._link_last_arrival
+        size_of = self._size_of
+        encode = self._encode
+        filtered = self.partitioned or bool(self.cuts)
+        loss = self.loss
+        jitter_kind = self.jitter_kind
+        uniform = jitter_kind == "uniform"
+        jitter_s = self.jitter_s
         reorder = self.reorder
-        if not (reorder and rng.random() < reorder):
-            # FIFO link: equal times keep send order through the heap's sequence number.
-            link = src * len(region_of) + dst
-            last = self._link_last_arrival.get(link, 0.0)
-            if arrive < last:
-                arrive = last
-            self._link_last_arrival[link] = arrive
-        heappush(self._heap, (arrive, self._next_seq(), kind, dst, src, message, size))
-        if self.duplicate and rng.random() < self.duplicate:
-            heappush(self._heap, (base + self._jitter(), self._next_seq(), kind, dst, src, message, size))
+        duplicate = self.duplicate
+        last_message = self._last_message
+        last_size = self._last_size
+        # The sender's link is a FIFO: each message waits for the one before.
+        free = self.link_free_at[src]
+        sent = 0
+        dropped = 0
+        for dst, message in messages:
+            sent += 1
+            if message is last_message:
+                size = last_size
+            else:
+                if size_of is None:
+                    size = len(encode(message)) + FRAME_OVERHEAD_BYTES
+                else:
+                    size = size_of(message) + FRAME_OVERHEAD_BYTES
+                last_message = message
+                last_size = size
+            # The link is busy whether or not the message will arrive.
+            start = depart_s if depart_s > free else free
+            done = start + size * 8.0 / bandwidth_bps
+            free = done
+            if filtered and not self.connected(src, dst):
+                dropped += 1
+                continue
+            if loss and random_draw() < loss:
+                dropped += 1
+                continue
+            base = done + latency_row[region_of[dst]]
+            # Arrival is after depart_s >= now, so the loop's ordering check is not needed.
+            if uniform:
+                arrive = base + random_draw() * jitter_s
+            elif jitter_kind == "none":
+                arrive = base
+            else:
+                arrive = base + self._jitter()
+            if not (reorder and random_draw() < reorder):
+                # FIFO link: equal times keep send order through the heap's sequence number.
+                link = link_base + dst
+                last = last_arrival.get(link, 0.0)
+                if arrive < last:
+                    arrive = last
+                last_arrival[link] = arrive
+            kind = deliver_kind_of[dst]
+            heappush(heap, (arrive, next_seq(), kind, dst, src, message, size))
+            if duplicate and random_draw() < duplicate:
+                heappush(heap, (base + self._jitter(), next_seq(), kind, dst, src, message, size))
+        self.link_free_at[src] = free
+        self._last_message = last_message
+        self._last_size = last_size
+        self.sent += sent
+        self.dropped += dropped
 
     def _jitter(self) -> float:
         kind = self.jitter_kind
