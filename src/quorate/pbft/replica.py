@@ -460,6 +460,12 @@ class PbftReplica:
     def has_ready(self) -> bool:
         return bool(self._out or self._committed or self._to_persist or self._rejected or self._hard_dirty)
 
+    def wake_at(self) -> float | None:
+        """``quorate.runtime.driver.DeadlineProbe``: while ``has_ready()`` is
+        False, ``ready()`` holds nothing but this deadline and ``advance`` does
+        nothing, so a driver may skip building it."""
+        return self._wake_at()
+
     def ready(self) -> Ready:
         ready = Ready(
             messages=self._out,

@@ -177,3 +177,22 @@ def test_messages_survive_the_wire_codec() -> None:
         net.propose(1, c)
     assert net.run_until_committed(10, timeout_s=2)
     assert any(isinstance(m, PrePrepare) for m in seen)
+
+
+def test_the_deadline_probe_promise_holds() -> None:
+    """``wake_at()`` lets a driver skip ``ready()`` when ``has_ready()`` is
+    False: that ``Ready`` must then hold nothing but the same deadline."""
+    net = Net(4, seed=3)
+    checked = 0
+    for i, c in enumerate(commands(30)):
+        net.propose(i % 4, c)
+        net.run(0.01 * (i % 3))
+        for r in net.replicas:
+            core = net.cores[r]
+            if not core.has_ready():
+                deadline = core.wake_at()
+                ready = core.ready()
+                assert ready.is_empty() and ready.wake_at == deadline
+                checked += 1
+    assert checked > 0
+    assert net.run_until_committed(30, timeout_s=5)
