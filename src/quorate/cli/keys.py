@@ -12,16 +12,16 @@ registry, and point the node config's ``keys_dir`` at them
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from quorate.cli.main import app, fail
-from quorate.crypto.keyfiles import PUBLIC_KEYS_FILE, issue_node_key, key_file
 from quorate.errors import ConfigError
 from quorate.ids import NodeId, node_name, parse_node_name
 
 DEFAULT_DIRECTORY = "keys"
+PUBLIC_KEYS_FILE = "public-keys.toml"  # quorate.crypto.keyfiles.PUBLIC_KEYS_FILE (imported lazily)
 
 keys_app = typer.Typer(
     help="Per-node Ed25519 keys for PBFT and HotStuff nodes (keys_dir).", no_args_is_help=True
@@ -30,6 +30,16 @@ app.add_typer(keys_app, name="keys")
 
 DirectoryOption = Annotated[Path, typer.Option("--dir", help="Directory of the key files.")]
 ForceOption = Annotated[bool, typer.Option("--force", help="Replace existing keys.")]
+
+
+def _keyfiles() -> Any:
+    """``quorate.crypto.keyfiles``, which needs PyNaCl (the ``crypto`` extra):
+    imported when a keys command runs, so the rest of the CLI works without it."""
+    try:
+        from quorate.crypto import keyfiles
+    except ImportError as exc:
+        raise fail(f"{exc.name or 'PyNaCl'} is missing: pip install 'quorate[crypto]'") from None
+    return keyfiles
 
 
 def _node(text: str) -> NodeId:
@@ -48,14 +58,15 @@ def init_command(
     """Create a key for each of n1..nNODES and the public-key registry."""
     if nodes < 1:
         raise fail(f"--nodes must be >= 1, got {nodes}")
+    keyfiles = _keyfiles()
     try:
         if not force:
             for i in range(1, nodes + 1):
-                path = key_file(directory, NodeId(i))
+                path = keyfiles.key_file(directory, NodeId(i))
                 if path.exists():
                     raise ConfigError(f"{path} exists; pass --force to replace the keys")
         for i in range(1, nodes + 1):
-            issue_node_key(directory, NodeId(i), force=force)
+            keyfiles.issue_node_key(directory, NodeId(i), force=force)
     except ConfigError as exc:
         raise fail(str(exc)) from None
     typer.echo(f"created {nodes} node keys and {directory / PUBLIC_KEYS_FILE}")
@@ -69,8 +80,9 @@ def issue_command(
 ) -> None:
     """Create one node's key and add it to the registry."""
     node_id = _node(node)
+    keyfiles = _keyfiles()
     try:
-        public = issue_node_key(directory, node_id, force=force)
+        public = keyfiles.issue_node_key(directory, node_id, force=force)
     except ConfigError as exc:
         raise fail(str(exc)) from None
-    typer.echo(f"created {key_file(directory, node_id)} ({node_name(node_id)} = {public.hex()})")
+    typer.echo(f"created {keyfiles.key_file(directory, node_id)} ({node_name(node_id)} = {public.hex()})")
