@@ -32,11 +32,12 @@ from typing import Any
 
 import msgspec
 
-from quorate.core.protocol import Accepted, ProtocolCore, Queued, Redirect
+from quorate.core.protocol import Accepted, ProtocolCore, Queued, Redirect, Refused
 from quorate.core.ready import ENTRY_NORMAL, Entry, ReadState
 from quorate.core.wire import WireMessage
 from quorate.ids import NodeId
 from quorate.state.kv import (
+    NO_SESSION,
     Command,
     Get,
     KVStore,
@@ -211,10 +212,13 @@ class ReplicaService:
                     self._reply(sender, req, STATUS_RETRY, error="entry overwritten")
         if self._queued_reads:
             self._serve_queued_reads()
-        if self.snapshot_every and entry.index % self.snapshot_every == 0:
+        self._maybe_compact(entry.index)
+
+    def _maybe_compact(self, index: int) -> None:
+        if self.snapshot_every and index % self.snapshot_every == 0:
             compact = getattr(self.core, "compact", None)
             if compact is not None:
-                compact(entry.index, self.kv.snapshot())
+                compact(index, self.kv.snapshot())
 
     def _answer_session(self, data: bytes, result: Result) -> None:
         try:
@@ -267,3 +271,118 @@ class ReplicaService:
         self._pending_reads.clear()
         self._by_session.clear()
         self._queued_reads.clear()
+
+
+BFT_COMMAND_TIME_S = 0.0
+"""The log time of every BFT command: all replicas must propose identical
+bytes for one request (so the core orders it once), and each replica's clock
+differs. Log time therefore never advances in a BFT store (no TTL expiry)."""
+_STILL_PENDING = ("already pending", "already waiting")
+_ALREADY_EXECUTED = ("already executed", "committed already")
+_BUSY = "busy"
+
+
+class BftService(ReplicaService):
+    """What a replica service does in front of a BFT core (PBFT, HotStuff),
+    in either runtime; subclasses say where an answer goes.
+
+    - Commands carry ``BFT_COMMAND_TIME_S``, so every replica proposes the
+      same bytes for one request; reads are ordered like writes (no ReadIndex).
+    - A request still pending (proposed here, or learnt from a peer first)
+      is answered when executed; one already executed is answered from the
+      session's remembered result (the latest per client, at most
+      ``max_results`` sessions, oldest forgotten; ``None``: no bound), or
+      ``retry`` when it is no longer held.
+    - Every executed command is answered where ``_answer_to`` says, with the
+      primary clients should send to (``_primary_hint``).
+    """
+
+    __slots__ = ("_honest", "_results", "max_results")
+
+    busy_is_retry = False
+    """Answer a flow-control refusal ("busy") with ``retry`` rather than an error."""
+
+    def __init__(
+        self, core: ProtocolCore, kv: KVStore, *, snapshot_every: int = 0, max_results: int | None = None
+    ) -> None:
+        super().__init__(core, kv, read_mode="log", snapshot_every=snapshot_every)
+        self.max_results = max_results
+        self._results: dict[int, tuple[int, bytes]] = {}
+        """client -> (seq, encoded result) of its latest executed command, oldest first."""
+        self._honest: Any = getattr(core, "inner", core)
+        """A Byzantine wrapper's honest core: it knows the primary."""
+
+    def _primary_hint(self) -> int | None:
+        """The primary clients should send to (PBFT); None for rotating leaders."""
+        primary = getattr(self._honest, "primary", None)
+        return None if primary is None else int(primary)
+
+    def _wait(self, sender: NodeId, req: ClientRequest) -> None:
+        """``req`` will be answered when executed; remember who asked."""
+        self._by_session[(req.client, req.seq)] = (sender, req)
+
+    def _answer_to(self, client: int, waiting: _Waiting | None) -> NodeId | None:
+        """Where to send the result of ``client``'s command (``waiting``: who
+        asked this replica directly, if anyone); None: nobody to answer."""
+        return waiting[0] if waiting is not None else None
+
+    def _executed(self, entry: Entry) -> None:
+        """Called for every normal entry before it is applied."""
+
+    def on_client_request(self, sender: NodeId, req: ClientRequest, now: float) -> None:
+        try:
+            op = decode_op(req.op)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            self._reply(sender, req, STATUS_ERROR, error="malformed operation")
+            return
+        command = Command(req.client, req.seq, op, BFT_COMMAND_TIME_S)
+        outcome = self.core.propose(encode_command(command), now)
+        if isinstance(outcome, Queued):
+            self._wait(sender, req)
+            return
+        if isinstance(outcome, Refused):
+            reason = outcome.reason
+            if any(words in reason for words in _STILL_PENDING):
+                self._wait(sender, req)
+                return
+            if any(words in reason for words in _ALREADY_EXECUTED):
+                remembered = self._results.get(req.client)
+                if remembered is not None and remembered[0] == req.seq:
+                    self._reply(sender, req, STATUS_OK, remembered[1], leader=self._primary_hint())
+                else:
+                    self._reply(sender, req, STATUS_RETRY, error="executed; result no longer held")
+                return
+            if self.busy_is_retry and reason.startswith(_BUSY):
+                self._reply(sender, req, STATUS_RETRY, error=reason)
+                return
+        self._refuse(sender, req, outcome)
+
+    def apply(self, entry: Entry) -> None:
+        """Execute one command and answer its session: one decode, one
+        result encoding, shared by the store, the retry memory and the reply."""
+        if entry.kind != ENTRY_NORMAL:
+            super().apply(entry)
+            return
+        self._executed(entry)
+        try:
+            command = decode_command(entry.data)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            super().apply(entry)  # the store's error result; nobody to answer
+            return
+        self.applied = entry.index
+        self.kv.applied_index = entry.index
+        result = self.kv.apply_command(command)
+        client = command.client
+        if client != NO_SESSION:
+            encoded = encode_result(result)
+            results = self._results
+            results.pop(client, None)  # re-insert: the dict stays ordered by recency
+            results[client] = (command.seq, encoded)
+            if self.max_results is not None and len(results) > self.max_results:
+                del results[next(iter(results))]
+            to = self._answer_to(client, self._by_session.pop((client, command.seq), None))
+            if to is not None:
+                self._replies.append(
+                    (to, ClientReply(client, command.seq, STATUS_OK, encoded, self._primary_hint()))
+                )
+        self._maybe_compact(entry.index)

@@ -61,37 +61,15 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import msgspec
-
-from quorate.core.protocol import ProtocolCore, Queued, Refused
-from quorate.core.ready import ENTRY_NORMAL, Entry
+from quorate.core.protocol import ProtocolCore
+from quorate.core.ready import Entry
 from quorate.errors import ConfigError, InvariantViolation
 from quorate.ids import NodeId
-from quorate.state.kv import (
-    NO_SESSION,
-    Command,
-    KVStore,
-    Result,
-    decode_command,
-    decode_op,
-    encode_command,
-    encode_result,
-)
-from quorate.state.service import (
-    STATUS_ERROR,
-    STATUS_OK,
-    STATUS_RETRY,
-    ClientReply,
-    ClientRequest,
-    ReplicaService,
-)
+from quorate.state.kv import KVStore
+from quorate.state.service import BftService, ClientRequest
 
 RANDOM_BEHAVIOUR = "random"
 """Stands for a behaviour drawn from the run's seed, per replica."""
-BFT_COMMAND_TIME_S = 0.0
-"""The log time stamp of BFT commands. Every replica must propose identical
-bytes for one request (so the core orders it once); the replica's own clock
-would differ between replicas. The simulated workload uses no TTLs."""
 SESSION_ENDPOINT_BITS = 20
 """Low bits of a BFT client session id that hold the client's endpoint id
 (room for 2**20 endpoints, replicas included)."""
@@ -101,8 +79,6 @@ MAX_REMEMBERED_RESULTS = 1 << 12
 commands it already executed (oldest forgotten). A client resends only
 while its operation is outstanding, so the sessions executed within one
 operation timeout are the ones that matter."""
-_STILL_PENDING = ("already pending", "already waiting")
-_ALREADY_EXECUTED = ("already executed", "committed already")
 
 
 def session_id(process: int, endpoint: int) -> int:
@@ -278,13 +254,13 @@ def excluded_of(core: ProtocolCore | None) -> list[int]:
     return sorted(int(x) for x in excluded) if excluded else []
 
 
-class BftReplicaService(ReplicaService):
-    """``ReplicaService`` for a BFT core: proposes replica-independent bytes,
-    answers every command it executes at the endpoint its session names,
-    reports executed entries to the safety monitor (see the module
-    docstring). ``clients`` are the run's client endpoint ids."""
+class BftReplicaService(BftService):
+    """``BftService`` in the simulator: answers every command it executes at
+    the endpoint its session names, and reports executed entries to the
+    safety monitor (see the module docstring). ``clients`` are the run's
+    client endpoint ids."""
 
-    __slots__ = ("_clients", "_honest", "_liar", "_record", "_results")
+    __slots__ = ("_clients", "_liar", "_record")
 
     def __init__(
         self,
@@ -293,77 +269,26 @@ class BftReplicaService(ReplicaService):
         record: Callable[[NodeId, Entry], None] | None,
         clients: range = range(0),
     ) -> None:
-        super().__init__(core, KVStore(), read_mode="log")
+        super().__init__(core, KVStore(), max_results=MAX_REMEMBERED_RESULTS)
         self._record = record
         self._clients = clients
-        self._honest: Any = getattr(core, "inner", core)
-        """A Byzantine wrapper's honest core: it knows the primary."""
         self._liar = self._honest is not core
-        self._results: dict[int, tuple[int, Result]] = {}
-        """Session -> (seq, result) of its latest executed command, oldest first."""
 
     def _primary_hint(self) -> int | None:
-        """The primary clients should send to (PBFT); ``None`` for rotating
-        leaders. A Byzantine replica names itself."""
-        primary = getattr(self._honest, "primary", None)
-        if primary is None:
-            return None
-        return int(self.core.id) if self._liar else int(primary)
+        """As ``BftService``, except that a Byzantine replica names itself."""
+        primary = super()._primary_hint()
+        return int(self.core.id) if primary is not None and self._liar else primary
 
-    def on_client_request(self, sender: NodeId, req: ClientRequest, now: float) -> None:
-        try:
-            op = decode_op(req.op)
-        except (msgspec.DecodeError, msgspec.ValidationError):
-            self._reply(sender, req, STATUS_ERROR, error="malformed operation")
-            return
-        command = Command(req.client, req.seq, op, BFT_COMMAND_TIME_S)
-        outcome = self.core.propose(encode_command(command), now)
-        if isinstance(outcome, Queued):
-            return  # answered when executed, at the session's endpoint
-        if isinstance(outcome, Refused):
-            reason = outcome.reason
-            if any(words in reason for words in _STILL_PENDING):
-                return  # learnt from a peer first; answered when executed
-            if any(words in reason for words in _ALREADY_EXECUTED):
-                remembered = self._results.get(req.client)
-                if remembered is not None and remembered[0] == req.seq:
-                    self._reply(sender, req, STATUS_OK, encode_result(remembered[1]), leader=self._primary_hint())
-                else:
-                    self._reply(sender, req, STATUS_RETRY, error="executed; result no longer held")
-                return
-        self._refuse(sender, req, outcome)
+    def _wait(self, sender: NodeId, req: ClientRequest) -> None:
+        """Nothing to remember: the session names the endpoint to answer."""
 
-    def apply(self, entry: Entry) -> None:
-        """Execute one command and answer its session's endpoint."""
-        if entry.kind != ENTRY_NORMAL:
-            super().apply(entry)
-            return
+    def _answer_to(self, client: int, waiting: tuple[NodeId, ClientRequest] | None) -> NodeId | None:
+        endpoint = session_endpoint(client)
+        return NodeId(endpoint) if endpoint in self._clients else None
+
+    def _executed(self, entry: Entry) -> None:
         if self._record is not None:
             self._record(self.core.id, entry)
-        try:
-            command = decode_command(entry.data)
-        except (msgspec.DecodeError, msgspec.ValidationError):
-            super().apply(entry)  # the store's error result; nobody to answer
-            return
-        self.applied = entry.index
-        self.kv.applied_index = entry.index
-        result = self.kv.apply_command(command)
-        client = command.client
-        if client == NO_SESSION:
-            return
-        results = self._results
-        results.pop(client, None)  # re-insert: the dict stays ordered by recency
-        results[client] = (command.seq, result)
-        if len(results) > MAX_REMEMBERED_RESULTS:
-            del results[next(iter(results))]
-        endpoint = session_endpoint(client)
-        if endpoint in self._clients:
-            self._replies.append(
-                (
-                    NodeId(endpoint),
-                    ClientReply(client, command.seq, STATUS_OK, encode_result(result), self._primary_hint()),
-                )
-            )
 
 
 def honest_nodes(nodes: int, byzantine: Mapping[NodeId, str]) -> list[NodeId]:
