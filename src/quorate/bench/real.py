@@ -267,9 +267,11 @@ def _drive_clients(
         return [f.result() for f in futures], processes
 
 
-def _summary(
+def put_summary(
     results: list[dict[str, Any]], config: RealBenchConfig, processes: int
 ) -> dict[str, Any]:
+    """The report's client-side fields from the client processes' results
+    (each: ``latencies`` in seconds, ``errors``, ``cpu_s``)."""
     latencies = sorted(x for r in results for x in r["latencies"])
     return {
         "clients": config.clients,
@@ -290,7 +292,8 @@ def _summary(
     }
 
 
-def _cpu_used(before: dict[str, float | None], after: dict[str, float | None]) -> dict[str, float]:
+def cpu_used(before: dict[str, float | None], after: dict[str, float | None]) -> dict[str, float]:
+    """CPU seconds per process between two readings (processes read both times)."""
     return {
         name: round(a - b, 3)
         for name, b in before.items()
@@ -351,8 +354,8 @@ def run_real_bench(config: RealBenchConfig) -> dict[str, Any]:
         raise RuntimeError(
             f"asked for storage {config.storage!r} but the nodes wrote {sorted(map(str, found))}"
         )
-    summary = _summary(results, config, processes)
-    node_cpu = _cpu_used(cpu_before, cpu_after)
+    summary = put_summary(results, config, processes)
+    node_cpu = cpu_used(cpu_before, cpu_after)
     ours_s = sum(node_cpu.values()) + sum(summary["cpu_s_per_client_process"])
     return {
         "benchmark": "real",
@@ -390,8 +393,8 @@ def run_etcd_bench(config: RealBenchConfig, *, install: bool = True) -> dict[str
         return {"error": str(exc)}
     finally:
         cluster.stop()
-    summary = _summary(results, config, processes)
-    node_cpu = _cpu_used(cpu_before, cpu_after)
+    summary = put_summary(results, config, processes)
+    node_cpu = cpu_used(cpu_before, cpu_after)
     ours_s = sum(node_cpu.values()) + sum(summary["cpu_s_per_client_process"])
     return {
         "benchmark": "etcd",

@@ -61,7 +61,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from quorate.bench.real import RealBenchConfig, drive_puts
+from quorate.bench.real import RealBenchConfig, cpu_used, drive_puts, put_summary
 from quorate.client.aio import AsyncClient, new_client_id
 from quorate.client.bft import BftChannel, BftClient
 from quorate.ids import NodeId, node_name
@@ -71,7 +71,6 @@ from quorate.runtime.aio.node import event_loop_factory
 
 READY_WAIT_S = 30.0
 WARMUP_S = 1.0
-MS_PER_S = 1000.0
 CLIENT_DEADLINE_S = 10.0
 STATUS_POLL_S = 0.1
 
@@ -120,12 +119,6 @@ async def _wait_ready(cluster: LocalCluster) -> int:
     raise TimeoutError(f"the replicas did not all answer in one view within {READY_WAIT_S} s")
 
 
-def _percentile(sorted_values: list[float], q: float) -> float:
-    if not sorted_values:
-        return 0.0
-    return sorted_values[min(len(sorted_values) - 1, max(0, round(q * (len(sorted_values) - 1))))]
-
-
 def run_real_bft_bench(
     config: RealBenchConfig, options: Mapping[str, Any] | None = None
 ) -> dict[str, Any]:
@@ -169,35 +162,16 @@ def run_real_bft_bench(
     finally:
         cluster.kill_all()
         shutil.rmtree(directory, ignore_errors=True)
-    latencies = sorted(x for r in results for x in r["latencies"])
     return {
         "benchmark": "real",
         "protocol": config.protocol,
         "nodes": config.nodes,
         "leader": node_name(NodeId(leader)) if leader else None,
-        "clients": config.clients,
-        "client_processes": processes,
-        "duration_s": config.duration_s,
-        "value_size": config.value_size,
-        "fsync": True,
         "options": dict(options or {}),
         "replies_needed": (config.nodes - 1) // 3 + 1,
-        "ops": len(latencies),
-        "throughput_ops": round(len(latencies) / config.duration_s, 1),
-        "latency_ms": {
-            "p50": round(_percentile(latencies, 0.50) * MS_PER_S, 3),
-            "p90": round(_percentile(latencies, 0.90) * MS_PER_S, 3),
-            "p99": round(_percentile(latencies, 0.99) * MS_PER_S, 3),
-            "max": round((latencies[-1] if latencies else 0.0) * MS_PER_S, 3),
-        },
-        "errors": sum(r["errors"] for r in results),
+        **put_summary(results, config, processes),
         "retries": sum(r["retries"] for r in results),
-        "cpu_s_per_client_process": [round(r["cpu_s"], 3) for r in results],
-        "cpu_s_per_node": {
-            n: round(a - b, 3)
-            for n, b in cpu_before.items()
-            if b is not None and (a := cpu_after.get(n)) is not None
-        },
+        "cpu_s_per_node": cpu_used(cpu_before, cpu_after),
         "final_view": {
             node_name(NodeId(s.node)): s.metrics.get("bft.view") for s in final if s is not None
         },
