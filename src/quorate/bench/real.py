@@ -301,7 +301,7 @@ def cpu_used(before: dict[str, float | None], after: dict[str, float | None]) ->
     }
 
 
-def _select_storage(cluster: LocalCluster, storage: str) -> None:
+def select_storage(cluster: LocalCluster, storage: str) -> None:
     """Rewrite the written node configs to use ``storage``."""
     for node in cluster.ids:
         path = cluster.config_path(node)
@@ -335,7 +335,7 @@ def run_real_bench(config: RealBenchConfig) -> dict[str, Any]:
     )
     try:
         cluster.write_configs()
-        _select_storage(cluster, config.storage)
+        select_storage(cluster, config.storage)
         cluster.start_all()
         leader = asyncio.run(_wait_leader(cluster))
         pids = {node_name(n): cluster.pid(n) for n in cluster.ids}

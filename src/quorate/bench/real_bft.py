@@ -61,7 +61,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from quorate.bench.real import RealBenchConfig, cpu_used, drive_puts, put_summary
+from quorate.bench.real import RealBenchConfig, cpu_used, drive_puts, put_summary, select_storage
 from quorate.client.aio import AsyncClient, new_client_id
 from quorate.client.bft import BftChannel, BftClient
 from quorate.ids import NodeId, node_name
@@ -142,6 +142,7 @@ def run_real_bft_bench(
     shares = [config.clients // processes + (i < config.clients % processes) for i in range(processes)]
     try:
         cluster.write_configs()
+        select_storage(cluster, config.storage)
         cluster.start_all()
         leader = asyncio.run(_wait_ready(cluster))
         pids = {node_name(n): cluster.pid(n) for n in cluster.ids}
@@ -166,6 +167,7 @@ def run_real_bft_bench(
         "benchmark": "real",
         "protocol": config.protocol,
         "nodes": config.nodes,
+        "storage": config.storage,
         "leader": node_name(NodeId(leader)) if leader else None,
         "options": dict(options or {}),
         "replies_needed": (config.nodes - 1) // 3 + 1,
