@@ -113,7 +113,49 @@ class _NodeConnection:
             self.writer.close()
 
 
-class AsyncClient:
+class KeyValueApi:
+    """The key-value calls, on top of a client's ``execute`` (one operation,
+    its ``Result``) and ``namespace``; shared by ``AsyncClient`` and
+    ``quorate.client.bft.BftClient``."""
+
+    namespace: str
+
+    async def execute(self, op: Op) -> Result:
+        raise NotImplementedError
+
+    async def put(
+        self, key: str, value: str, *, namespace: str | None = None, ttl_s: float | None = None
+    ) -> None:
+        result = await self.execute(Put(key, value, self._ns(namespace), ttl_s))
+        if not result.ok:
+            raise ClientError(result.error or "the write was refused")
+
+    async def get(self, key: str, *, namespace: str | None = None) -> str | None:
+        return (await self.execute(Get(key, self._ns(namespace)))).value
+
+    async def delete(self, key: str, *, namespace: str | None = None) -> bool:
+        """True if the key existed."""
+        return (await self.execute(Delete(key, self._ns(namespace)))).ok
+
+    async def cas(
+        self, key: str, expected: str | None, new: str, *, namespace: str | None = None
+    ) -> tuple[bool, str | None]:
+        """Set ``key`` to ``new`` iff it holds ``expected`` (``None``: absent).
+        Returns ``(swapped, current value when not swapped)``."""
+        result = await self.execute(Cas(key, expected, new, self._ns(namespace)))
+        return result.ok, None if result.ok else result.value
+
+    async def list(
+        self, prefix: str = "", *, namespace: str | None = None, limit: int = 1000
+    ) -> list[tuple[str, str]]:
+        result = await self.execute(List(prefix, self._ns(namespace), limit))
+        return list(result.items or [])
+
+    def _ns(self, namespace: str | None) -> str:
+        return self.namespace if namespace is None else namespace
+
+
+class AsyncClient(KeyValueApi):
     """A session with a quorate cluster (see the module docstring).
 
     ``endpoints``: ``"host:port"`` strings or ``(host, port)`` pairs.
@@ -189,43 +231,6 @@ class AsyncClient:
         for connection in self._connections.values():
             connection.close()
         self._connections.clear()
-
-    # ------------------------------------------------------------ the KV API
-    async def put(
-        self, key: str, value: str, *, namespace: str | None = None, ttl_s: float | None = None
-    ) -> None:
-        await self._write(Put(key, value, self._ns(namespace), ttl_s))
-
-    async def get(self, key: str, *, namespace: str | None = None) -> str | None:
-        result = await self.execute(Get(key, self._ns(namespace)))
-        return result.value
-
-    async def delete(self, key: str, *, namespace: str | None = None) -> bool:
-        """True if the key existed."""
-        return (await self.execute(Delete(key, self._ns(namespace)))).ok
-
-    async def cas(
-        self, key: str, expected: str | None, new: str, *, namespace: str | None = None
-    ) -> tuple[bool, str | None]:
-        """Set ``key`` to ``new`` iff it holds ``expected`` (``None``: absent).
-        Returns ``(swapped, current value when not swapped)``."""
-        result = await self.execute(Cas(key, expected, new, self._ns(namespace)))
-        return result.ok, None if result.ok else result.value
-
-    async def list(
-        self, prefix: str = "", *, namespace: str | None = None, limit: int = 1000
-    ) -> list[tuple[str, str]]:
-        result = await self.execute(List(prefix, self._ns(namespace), limit))
-        return list(result.items or [])
-
-    def _ns(self, namespace: str | None) -> str:
-        return self.namespace if namespace is None else namespace
-
-    async def _write(self, op: Op) -> Result:
-        result = await self.execute(op)
-        if not result.ok:
-            raise ClientError(result.error or "the write was refused")
-        return result
 
     async def execute(self, op: Op) -> Result:
         """Run one operation with a fresh seq and retries under that seq."""

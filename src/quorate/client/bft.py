@@ -56,7 +56,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import cast
 
-from quorate.client.aio import AsyncClient, ClientError, new_client_id
+from quorate.client.aio import AsyncClient, ClientError, KeyValueApi, new_client_id
 from quorate.codec import DEFAULT_MAX_FRAME_BYTES, FrameDecoder, WireCodec, encode_frame
 from quorate.core.wire import WireMessage
 from quorate.errors import ConfigError, RemoteProtocolError
@@ -66,7 +66,7 @@ from quorate.runtime.aio.bft import BFT_PROTOCOLS
 from quorate.runtime.aio.config import Address, format_address, parse_address
 from quorate.runtime.aio.tls import TlsConfig, certificate_names
 from quorate.runtime.aio.transport import ROLE_CLIENT, Hello
-from quorate.state.kv import Cas, Delete, Get, List, Op, Put, Result, decode_result, encode_op
+from quorate.state.kv import Op, Result, decode_result, encode_op
 from quorate.state.service import (
     STATUS_ERROR,
     STATUS_OK,
@@ -451,7 +451,7 @@ class BftChannel:
         link.identity = node_name(nodes.pop())
 
 
-class BftClient:
+class BftClient(KeyValueApi):
     """A session with a BFT cluster (see the module docstring).
 
     Either give ``endpoints`` (and TLS settings): the session gets a channel
@@ -510,35 +510,6 @@ class BftClient:
         self.channel.detach(self.client_id)
         if self._owns_channel:
             await self.channel.close()
-
-    # ------------------------------------------------------------ the KV API
-    async def put(
-        self, key: str, value: str, *, namespace: str | None = None, ttl_s: float | None = None
-    ) -> None:
-        result = await self.execute(Put(key, value, self._ns(namespace), ttl_s))
-        if not result.ok:
-            raise ClientError(result.error or "the write was refused")
-
-    async def get(self, key: str, *, namespace: str | None = None) -> str | None:
-        return (await self.execute(Get(key, self._ns(namespace)))).value
-
-    async def delete(self, key: str, *, namespace: str | None = None) -> bool:
-        return (await self.execute(Delete(key, self._ns(namespace)))).ok
-
-    async def cas(
-        self, key: str, expected: str | None, new: str, *, namespace: str | None = None
-    ) -> tuple[bool, str | None]:
-        result = await self.execute(Cas(key, expected, new, self._ns(namespace)))
-        return result.ok, None if result.ok else result.value
-
-    async def list(
-        self, prefix: str = "", *, namespace: str | None = None, limit: int = 1000
-    ) -> list[tuple[str, str]]:
-        result = await self.execute(List(prefix, self._ns(namespace), limit))
-        return list(result.items or [])
-
-    def _ns(self, namespace: str | None) -> str:
-        return self.namespace if namespace is None else namespace
 
     async def execute(self, op: Op) -> Result:
         """Run one operation under a fresh seq; resend under that seq until
