@@ -771,14 +771,20 @@ class PbftReplica:
         if verify_statement(st, self._verifier):
             self._observe(st)
 
-    def _on_prepare(self, sender: NodeId, m: Prepare) -> None:
+    def _vote_admissible(self, sender: NodeId, name: str, m: Prepare | Commit) -> bool:
+        """The checks a prepare and a commit share: the sender is the author,
+        the slot is neither below our stable checkpoint (then show the peer
+        the proof) nor outside the view and window."""
         if m.replica != sender:
-            self._reject(sender, "Prepare", "forged: claimed author is not the sender")
-            return
+            self._reject(sender, name, "forged: claimed author is not the sender")
+            return False
         if m.view == self.view and self.view_active and m.seq <= self.stable_seq:
             self._help_stale(sender)
-            return
-        if not self._normal_case_checks(sender, "Prepare", m.view, m.seq):
+            return False
+        return self._normal_case_checks(sender, name, m.view, m.seq)
+
+    def _on_prepare(self, sender: NodeId, m: Prepare) -> None:
+        if not self._vote_admissible(sender, "Prepare", m):
             return
         if sender == self.primary:
             self._reject(sender, "Prepare", "the primary does not prepare")
@@ -834,13 +840,7 @@ class PbftReplica:
         self._check_committed(slot)
 
     def _on_commit(self, sender: NodeId, m: Commit) -> None:
-        if m.replica != sender:
-            self._reject(sender, "Commit", "forged: claimed author is not the sender")
-            return
-        if m.view == self.view and self.view_active and m.seq <= self.stable_seq:
-            self._help_stale(sender)
-            return
-        if not self._normal_case_checks(sender, "Commit", m.view, m.seq):
+        if not self._vote_admissible(sender, "Commit", m):
             return
         if len(m.digest) != DIGEST_BYTES:
             self._reject(sender, "Commit", "malformed digest")
