@@ -10,12 +10,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-import msgspec
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from tests.unit.storage.storage_types import HardState, OtherState, Snapshot, entries
 
-from quorate.core.ready import Entry
 from quorate.errors import LocalProtocolError
 from quorate.storage import MemoryStorage
 from quorate.storage.sqlite import SNAPSHOT_DIR_NAME, SqliteStorage
@@ -24,26 +23,6 @@ WRITER = Path(__file__).with_name("sqlite_crash_writer.py")
 CRASH_BATCH_ENTRIES = 7
 CRASH_MIN_ACKNOWLEDGED_PERSISTS = 30
 CRASH_WAIT_S = 60.0
-
-
-class HardState(msgspec.Struct, frozen=True, array_like=True):
-    term: int
-    vote: int | None
-    commit: int
-
-
-class Snapshot(msgspec.Struct, frozen=True, array_like=True):
-    index: int
-    term: int
-    data: bytes
-
-
-class OtherState(msgspec.Struct, frozen=True, array_like=True):
-    view: int
-
-
-def entries(lo: int, hi: int, term: int = 1) -> list[Entry]:
-    return [Entry(term, i, 0, f"e{i}t{term}".encode()) for i in range(lo, hi + 1)]
 
 
 def open_storage(path: Path) -> SqliteStorage:

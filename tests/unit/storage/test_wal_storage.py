@@ -12,10 +12,10 @@ import sys
 import textwrap
 from pathlib import Path
 
-import msgspec
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from tests.unit.storage.storage_types import HardState, OtherState, Snapshot, entries
 
 from quorate.core.ready import Entry
 from quorate.errors import LocalProtocolError
@@ -27,26 +27,6 @@ SMALL_SEGMENT_BYTES = 4096
 CRASH_BATCH_ENTRIES = 7
 CRASH_MIN_ACKNOWLEDGED_PERSISTS = 30
 CRASH_WAIT_S = 60.0
-
-
-class HardState(msgspec.Struct, frozen=True, array_like=True):
-    term: int
-    vote: int | None
-    commit: int
-
-
-class Snapshot(msgspec.Struct, frozen=True, array_like=True):
-    index: int
-    term: int
-    data: bytes
-
-
-class OtherState(msgspec.Struct, frozen=True, array_like=True):
-    view: int
-
-
-def entries(lo: int, hi: int, term: int = 1) -> list[Entry]:
-    return [Entry(term, i, 0, f"e{i}t{term}".encode()) for i in range(lo, hi + 1)]
 
 
 def open_storage(path: Path, segment_bytes: int = SMALL_SEGMENT_BYTES) -> WalStorage:
