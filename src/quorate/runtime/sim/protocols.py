@@ -60,8 +60,9 @@ class ProtocolSpec:
     max_crashed: Callable[[int], int]
     """Replicas that may be down at once (out of n) with the cluster still live."""
     new_monitor: Callable[[], Callable[[ProtocolCore, float], None] | None] | None = None
-    """Starts the safety monitor; returns the check to run after every step,
-    or None when the monitor checks elsewhere (BFT: as entries execute)."""
+    """Starts the protocol's own safety monitor; returns the check to run
+    after every step. (Agreement on what replicas execute is checked for
+    every protocol by ``runtime.sim.agreement``, as entries execute.)"""
     leader_term: Callable[[ProtocolCore], int | None] | None = None
     """The term in which this core leads, or None if it does not lead."""
     message_types: tuple[type, ...] = field(default=())
@@ -298,12 +299,9 @@ def _cost_model(context: SpecContext, options: Mapping[str, Any]) -> tuple[Calla
     return signer_for, verifier_for, meter_for
 
 
-def _bft_monitor(
-    context: SpecContext,
-) -> tuple[Callable[[], Callable[[ProtocolCore, float], None] | None], Callable[[ProtocolCore], Replica]]:
-    """(new_monitor, build_replica): services report executed entries to the
-    monitor once the simulation asks for it (``check_invariants``)."""
-    from quorate.runtime.sim.bft import SESSION_ENDPOINT_BITS, BftReplicaService, BftSafetyMonitor
+def _bft_replica(context: SpecContext) -> Callable[[ProtocolCore], Replica]:
+    """The simulator's BFT replica service, answering the run's client endpoints."""
+    from quorate.runtime.sim.bft import SESSION_ENDPOINT_BITS, BftReplicaService
 
     endpoints = context.client_endpoints
     if len(endpoints) and endpoints[-1] >= 1 << SESSION_ENDPOINT_BITS:
@@ -311,23 +309,11 @@ def _bft_monitor(
             f"nodes + clients must stay below {1 << SESSION_ENDPOINT_BITS} for a BFT protocol "
             "(client session ids carry the client's endpoint id)"
         )
-    monitor = BftSafetyMonitor(frozenset(context.byzantine))
-    active: list[bool] = [False]
-
-    def record(node: NodeId, entry: Any) -> None:
-        if active[0]:
-            monitor.record(node, entry)
-
-    def new_monitor() -> Callable[[ProtocolCore, float], None] | None:
-        # Agreement is checked as entries execute (``record``, fail-fast);
-        # nothing is left to look at per step.
-        active[0] = True
-        return None
 
     def build_replica(core: ProtocolCore) -> Replica:
-        return BftReplicaService(core, record=record, clients=endpoints)
+        return BftReplicaService(core, clients=endpoints)
 
-    return new_monitor, build_replica
+    return build_replica
 
 
 def _split_options(name: str, options: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -410,7 +396,7 @@ def _pbft(options: Mapping[str, Any], context: SpecContext) -> ProtocolSpec:
         )
         return wrapped
 
-    new_monitor, build_replica = _bft_monitor(context)
+    build_replica = _bft_replica(context)
 
     def leader_term(core: ProtocolCore) -> int | None:
         inner: Any = getattr(core, "inner", core)
@@ -424,7 +410,6 @@ def _pbft(options: Mapping[str, Any], context: SpecContext) -> ProtocolSpec:
         build_core=build,
         build_replica=build_replica,
         max_crashed=max_byzantine,
-        new_monitor=new_monitor,
         leader_term=leader_term,
         message_types=tuple(PBFT_MESSAGE_TYPES),
         meter_for=meter_for,
@@ -469,7 +454,7 @@ def _hotstuff(options: Mapping[str, Any], context: SpecContext) -> ProtocolSpec:
         )
         return wrapped
 
-    new_monitor, build_replica = _bft_monitor(context)
+    build_replica = _bft_replica(context)
 
     def leader_term(core: ProtocolCore) -> int | None:
         inner: Any = getattr(core, "inner", core)
@@ -481,7 +466,6 @@ def _hotstuff(options: Mapping[str, Any], context: SpecContext) -> ProtocolSpec:
         build_core=build,
         build_replica=build_replica,
         max_crashed=max_byzantine,
-        new_monitor=new_monitor,
         leader_term=leader_term,
         message_types=tuple(HOTSTUFF_MESSAGE_TYPES),
         meter_for=meter_for,
