@@ -20,6 +20,7 @@ scenario (one line on stderr, never a traceback).
 from __future__ import annotations
 
 import json
+import shlex
 import sys
 import time
 from collections.abc import Callable
@@ -105,8 +106,50 @@ def run_command(config: SimConfig, history_path: str | None, as_json: bool) -> N
     else:
         _print_human(result, verdict)
     if bad:
-        typer.echo(f"quorate: FAILED; reproduce with --seed {config.seed}", err=True)
+        typer.echo(f"quorate: FAILED; reproduce with: {command_line(config)}", err=True)
         raise typer.Exit(1)
+
+
+_FLAGS: tuple[tuple[str, str], ...] = (
+    ("nodes", "--nodes"),
+    ("regions", "--regions"),
+    ("inter_region_ms", "--inter-region-ms"),
+    ("intra_region_ms", "--intra-region-ms"),
+    ("bandwidth_gbps", "--bandwidth-gbps"),
+    ("duration_s", "--duration"),
+    ("clients", "--clients"),
+    ("rate_ops", "--rate"),
+    ("faults", "--faults"),
+    ("heal_at_s", "--heal-at"),
+    ("loss", "--loss"),
+    ("reorder", "--reorder"),
+    ("byzantine", "--byzantine"),
+    ("rate_limit_msgs_per_s", "--rate-limit"),
+    ("flood_copies", "--flood-copies"),
+    ("op_timeout_s", "--op-timeout"),
+    ("resend_timeout_s", "--resend-timeout"),
+    ("liveness_bound_s", "--liveness-bound"),
+)
+"""``SimConfig`` fields that ``quorate sim`` sets, and their flags."""
+
+
+def command_line(config: SimConfig) -> str:
+    """The ``quorate sim`` command that runs ``config`` again, seed included
+    (flags left at their defaults are omitted)."""
+    defaults = SimConfig(protocol=config.protocol)
+    cli_defaults = {"nodes": 4 if config.protocol in ("pbft", "hotstuff") else 5}
+    parts = ["quorate", "sim", config.protocol]
+    for field, flag in _FLAGS:
+        value = getattr(config, field)
+        if value != cli_defaults.get(field, getattr(defaults, field)) and value is not None:
+            parts += [flag, shlex.quote(repr(value) if isinstance(value, float) else str(value))]
+    if config.allow_unsafe:
+        parts.append("--allow-unsafe")
+    for key, value in config.protocol_options.items():
+        text = json.dumps(value) if isinstance(value, str) else str(value).lower() if isinstance(value, bool) else str(value)
+        parts += ["--option", shlex.quote(f"{key}={text}")]
+    parts += ["--seed", str(config.seed)]
+    return " ".join(parts)
 
 
 def _print_human(result: SimResult, verdict: str) -> None:
@@ -207,6 +250,9 @@ def _command(protocol: str, default_nodes: int = 5) -> Callable[..., None]:
         option: list[str] | None = typer.Option(  # noqa: B008 - typer's declaration style
             None, "--option", help="Protocol option KEY=VALUE (repeatable), e.g. batch_max=256."
         ),
+        liveness_bound: float = typer.Option(
+            10.0, "--liveness-bound", help="Seconds after the heal within which the cluster must commit again."
+        ),
     ) -> None:
         config = SimConfig(
             protocol=protocol,
@@ -230,6 +276,7 @@ def _command(protocol: str, default_nodes: int = 5) -> Callable[..., None]:
             op_timeout_s=op_timeout,
             resend_timeout_s=resend_timeout,
             protocol_options=parse_options(option or []),
+            liveness_bound_s=liveness_bound,
         )
         run_command(config, history, as_json)
 
