@@ -65,9 +65,11 @@ class DeadlineProbe(Protocol):
 
 def carry_out(ready: Ready, host: Host) -> None:
     """Do what one ``Ready`` asks, in the contract's order."""
+    send = host.send
+    for to, message in ready.early_messages:
+        send(to, message)
     if ready.hard_state is not None or ready.entries or ready.snapshot is not None:
         host.persist(ready.hard_state, ready.entries, ready.snapshot)
-    send = host.send
     for to, message in ready.messages:
         send(to, message)
     if ready.snapshot is not None:
