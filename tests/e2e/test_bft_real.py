@@ -220,7 +220,8 @@ def test_send_before_persist_is_opt_in_and_validated() -> None:
         assert binding.sends_before_persist({"send_before_persist": True}) is True
         with pytest.raises(ConfigError, match="send_before_persist"):
             binding.sends_before_persist({"send_before_persist": "yes"})
-    assert protocol_binding("raft").sends_before_persist({"send_before_persist": True}) is False
+    with pytest.raises(ConfigError, match="unknown Raft option"):
+        protocol_binding("raft").sends_before_persist({"send_before_persist": True})
 
 
 async def _client_requests(cluster: LocalCluster) -> dict[int, int]:
