@@ -110,6 +110,9 @@ def load_history_text(text: str) -> list[Operation]:
     return _pair(_parse_text(text))
 
 
+_decode_line = json.JSONDecoder().decode
+
+
 def _parse_text(text: str) -> list[_Located]:
     stripped = text.lstrip()
     if stripped.startswith("["):
@@ -131,7 +134,7 @@ def _parse_text(text: str) -> list[_Located]:
         if not line.strip():
             continue
         try:
-            event = json.loads(line)
+            event = _decode_line(line)
         except json.JSONDecodeError as exc:
             raise HistoryError(f"line {number}", f"invalid JSON: {exc.msg}") from None
         except (ValueError, RecursionError) as exc:
@@ -167,9 +170,11 @@ def _choice(
     event: Mapping[str, object], field: str, allowed: frozenset[str], expected: str, where: str
 ) -> str:
     """A field that names one of ``allowed`` (``type``, ``f``)."""
+    raw = event.get(field)
+    if type(raw) is str and raw in allowed:
+        return raw  # the common case
     if field not in event:
         raise HistoryError(where, f"missing field '{field}'")
-    raw = event[field]
     if not isinstance(raw, str):
         raise HistoryError(
             where, f"'{field}' must be a string ({expected}), got the {kind_of(raw)} {quote(raw)}"
@@ -183,6 +188,8 @@ def _choice(
 def _check_time(raw: object, where: str) -> None:
     """``time`` is not used by the search, but a history whose times are not
     numbers was not written by a client that measured them: refuse it."""
+    if type(raw) is int:
+        return
     if isinstance(raw, bool) or not isinstance(raw, int | float):
         raise HistoryError(where, f"'time' must be a finite number, got {quote(raw)}")
     if isinstance(raw, float) and not math.isfinite(raw):
@@ -191,8 +198,11 @@ def _check_time(raw: object, where: str) -> None:
 
 def _frozen(event: Mapping[str, object], field: str, where: str) -> Hashable:
     """``key`` or ``value`` (``null`` when absent) in the typed form of ``freeze``."""
+    raw = event.get(field)
+    if raw is None or type(raw) is int or type(raw) is str:
+        return raw  # the common case, already in its frozen form
     try:
-        return freeze(event.get(field))
+        return freeze(raw)
     except NotJsonError as exc:
         raise HistoryError(where, f"'{field}': {exc}") from None
 

@@ -68,6 +68,9 @@ def freeze(value: object) -> Hashable:
     names that are not strings, other Python types, nesting deeper than
     ``MAX_NESTING_DEPTH``.
     """
+    kind = type(value)
+    if value is None or kind is str or kind is int:
+        return value  # the common case, already in its frozen form
     return _freeze(value, 0)
 
 
@@ -92,7 +95,7 @@ def _freeze(value: object, depth: int) -> Hashable:
     if isinstance(value, list | tuple | dict) and depth >= MAX_NESTING_DEPTH:
         raise NotJsonError(f"arrays and objects nested more than {MAX_NESTING_DEPTH} levels deep")
     if isinstance(value, list | tuple):
-        return tuple(_freeze(item, depth + 1) for item in value)
+        return tuple([_freeze(item, depth + 1) for item in value])
     if isinstance(value, dict):
         members = []
         for name, item in value.items():
