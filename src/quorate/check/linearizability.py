@@ -210,7 +210,11 @@ def check_operations(
     timeout_s: float = 60.0,
     clock: Clock | None = None,
 ) -> CheckResult:
-    """Check operations already paired by ``load_history`` (see ``check_history``)."""
+    """Check operations already paired by ``load_history`` (see ``check_history``).
+
+    Keys and values must be in the typed form ``load_history`` gives them
+    (``quorate.check.values.freeze``); a raw Python ``True`` would equal ``1``.
+    """
     budget, start = _budget(timeout_s, clock)
     return _check(operations, budget, start)
 

@@ -8,6 +8,8 @@ person by default, one JSON object with ``--json``.
 from __future__ import annotations
 
 import json
+import os
+import pty
 import random
 import subprocess
 import sys
@@ -174,6 +176,40 @@ def test_the_installed_entry_point_prints_one_line_and_no_traceback(tmp_path: Pa
     assert completed.stderr.strip().count("\n") == 0
     assert "element 0: ok for process 0 without a pending invoke" in completed.stderr
     assert "Traceback" not in completed.stderr
+
+
+def test_on_a_terminal_the_explanation_is_lines_not_escapes() -> None:
+    master, terminal = pty.openpty()
+    try:
+        completed = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                "from quorate.cli.main import main; main()",
+                "check",
+                str(HISTORIES / "not_linearizable_stale_read.jsonl"),
+            ],
+            stdout=terminal,
+            stderr=subprocess.PIPE,
+            check=False,
+        )
+    finally:
+        os.close(terminal)
+    shown = b""
+    while True:
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:  # Linux reports the closed terminal as EIO
+            break
+        if not chunk:
+            break
+        shown += chunk
+    os.close(master)
+    assert completed.returncode == 1, completed.stderr
+    lines = shown.decode().splitlines()
+    assert lines[1] == 'key "x": these 3 operations cannot be linearized:'
+    assert "  process 1 read 1 [call 4, return 5] ok" in lines
+    assert "\\n" not in shown.decode() and "{" not in shown.decode()
 
 
 def test_bench_check_reports_json() -> None:
