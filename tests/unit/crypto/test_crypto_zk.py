@@ -198,7 +198,10 @@ def test_ballots_verify_and_the_tallier_opens_the_right_total() -> None:
     assert [_fault(verifier, b) for b in ballots] == [None] * len(votes)
     opening = tallier.open_tally("p", _entries(ballots), rng)
     assert opening.yes == sum(votes) and opening.spoiled == ()
-    assert verifier.tally_fault("p", tallier.tally_key, _entries(ballots), 4, opening.proof, []) is None
+    assert (
+        verifier.tally_fault("p", tallier.tally_key, _entries(ballots), 4, opening.proof, [])
+        is None
+    )
     assert verifier.tally_fault("p", tallier.tally_key, _entries(ballots), 3, opening.proof, [])
 
 
@@ -225,7 +228,9 @@ def test_ballot_faults_are_named() -> None:
     assert verifier.ballot_fault(*not_point) == "commitment is not a Ristretto255 point"
     short_seal = _signed(key, "p", ballot.commitment, ballot.proof, b"x")
     assert "sealed opening is not" in (verifier.ballot_fault(*short_seal) or "")
-    bad_seal = _signed(key, "p", ballot.commitment, ballot.proof, b"\xff" * SEALED_OPENING_SIZE_BYTES)
+    bad_seal = _signed(
+        key, "p", ballot.commitment, ballot.proof, b"\xff" * SEALED_OPENING_SIZE_BYTES
+    )
     assert "ephemeral key" in (verifier.ballot_fault(*bad_seal) or "")
 
 
@@ -245,7 +250,9 @@ def test_a_garbage_seal_is_spoiled_with_proof_and_an_honest_one_cannot_be() -> N
     rng = _rng(8).randbytes
     tallier = Tallier.generate(rng)
     verifier = VoteVerifier()
-    honest = [cast_ballot("p", v, _voter(i), tallier.tally_key, rng) for i, v in enumerate([1, 1, 0])]
+    honest = [
+        cast_ballot("p", v, _voter(i), tallier.tally_key, rng) for i, v in enumerate([1, 1, 0])
+    ]
     # A voter whose sealed opening says 0 although it committed to 1.
     key = nacl.signing.SigningKey(_voter(9))
     voter = bytes(key.verify_key)
@@ -306,4 +313,6 @@ def test_ed25519_key_proof_is_sound() -> None:
     assert not verdict and "prime-order subgroup" in verdict.reason
     non_canonical = proof[:32] + _scalar(group.GROUP_ORDER + 1)
     assert "canonical" in verify_ed25519_key(public, non_canonical, b"cluster/n1").reason
-    assert "commitment" in verify_ed25519_key(public, small_order + proof[32:], b"cluster/n1").reason
+    assert (
+        "commitment" in verify_ed25519_key(public, small_order + proof[32:], b"cluster/n1").reason
+    )
