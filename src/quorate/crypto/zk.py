@@ -439,6 +439,15 @@ class Tallier:
     def generate(cls, random_bytes: RandomBytes = secrets.token_bytes) -> Tallier:
         return cls(random_scalar(random_bytes))
 
+    def unseal(self, proposal_id: str, voter: bytes, sealed: bytes) -> tuple[int, int] | None:
+        """The (vote, blinding) sealed in ``voter``'s ballot, or None if the
+        seal holds no vote. Only the tallier can do this."""
+        ephemeral = decode(sealed[:POINT_SIZE_BYTES]) if isinstance(sealed, bytes) else None
+        if ephemeral is None:
+            return None
+        shared = scalar_mult(self._secret, ephemeral)
+        return unseal_with(sealed, shared, ballot_context(proposal_id, voter))
+
     def open_tally(
         self,
         proposal_id: str,
@@ -460,7 +469,7 @@ class Tallier:
             ephemeral = decode(sealed[:POINT_SIZE_BYTES])
             if ephemeral is None:
                 raise LocalProtocolError("a ballot with a malformed sealed opening was accepted")
-            opening = unseal_with(sealed, scalar_mult(self._secret, ephemeral), context)
+            opening = self.unseal(proposal_id, voter, sealed)
             if opening is not None and commit(*opening) == commitment:
                 counted.append(commitment)
                 yes += opening[0]
