@@ -641,3 +641,34 @@ def _pairs(items: object) -> list[tuple[int, bytes]]:
         and isinstance(p[0], int)
         and isinstance(p[1], bytes)
     ]
+
+
+def run_in_memory(participants: Mapping[NodeId, DkgParticipant]) -> None:
+    """Run ``participants`` to the end in one process: every broadcast goes
+    to every participant (its sender too) in the order it was made, and when
+    nothing is in flight the open phases are closed everywhere at once (the
+    agreed timeout). For benchmarks, tests and tools; a real group runs the
+    participants over its consensus log."""
+    in_flight: list[tuple[NodeId, DkgMessage]] = []
+
+    def collect(node: NodeId) -> None:
+        in_flight.extend((node, message) for message in participants[node].ready().broadcasts)
+
+    for node, participant in participants.items():
+        participant.start()
+        collect(node)
+    while True:
+        if not in_flight:
+            open_runs = [
+                n for n, p in participants.items() if p.phase not in (Phase.DONE, Phase.FAILED)
+            ]
+            if not open_runs:
+                return
+            for node in open_runs:
+                participants[node].close_phase()
+                collect(node)
+            continue
+        sender, message = in_flight.pop(0)
+        for node, participant in participants.items():
+            participant.step(sender, message)
+            collect(node)
