@@ -423,6 +423,11 @@ class TallyOpening:
     proof: bytes
     spoiled: tuple[SpoiledBallot, ...]
 
+    @property
+    def spoiled_fields(self) -> tuple[tuple[bytes, bytes, bytes], ...]:
+        """``spoiled`` as (voter, shared point, proof) triples, as a tally command carries them."""
+        return tuple((s.voter, s.shared, s.proof) for s in self.spoiled)
+
 
 class Tallier:
     """Holds a tally secret x; publishes P = x·G; opens tallies."""

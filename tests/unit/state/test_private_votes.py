@@ -296,7 +296,7 @@ def test_a_spoiled_ballot_is_left_out_of_the_tally() -> None:
     proposal = machine.proposal(PROPOSAL)
     assert proposal is not None
     opening = tallier.open_tally(PROPOSAL, dict(proposal.ballots), rng)
-    spoiled = tuple((s.voter, s.shared, s.proof) for s in opening.spoiled)
+    spoiled = opening.spoiled_fields
     without = machine.apply_command(
         VoteCommand(OpenTally(PROPOSAL, opening.yes, opening.proof), DEADLINE_S)
     )
