@@ -395,7 +395,9 @@ class DkgParticipant:
         previous = self._dealings.get(dealer)
         if previous is not None:
             if previous != dealing:
-                self._disqualify(dealer, "equivocation: two different dealings")
+                # Equivocation is the reason whichever dealing came first, so
+                # every participant records the same one.
+                self._disqualified[dealer] = "equivocation: two different dealings"
             else:
                 self._reject(dealer, "Dealing", "duplicate")
             return

@@ -461,3 +461,16 @@ def test_bad_messages_are_rejected_with_a_reason_and_never_crash() -> None:
     assert [r.reason for r in p.ready().rejected] == ["late: the dealing phase is over"]
     p.step(NodeId(2), Complaints(config.session, (1, "x")))  # type: ignore[arg-type]
     assert [r.reason for r in p.ready().rejected] == ["malformed"]
+
+
+def test_equivocation_is_named_whichever_dealing_comes_first() -> None:
+    config, keys = _config([1, 2, 3], 2)
+    dealer = _participants(config, keys)[NodeId(2)]
+    dealer.start()
+    good = dealer.ready().broadcasts[0]
+    bad = msgspec.structs.replace(good, commitments=good.commitments[:1])
+    for first, second in ((good, bad), (bad, good)):
+        p = _participants(config, keys)[NodeId(1)]
+        p.step(NodeId(2), first)
+        p.step(NodeId(2), second)
+        assert p.disqualified == {NodeId(2): "equivocation: two different dealings"}
