@@ -152,16 +152,16 @@ class HostEffects(Protocol):
         runtime will call ``HostDriver.persisted()`` once it is durable."""
         ...
 
-    def send(self, to: NodeId, group: int, message: Any) -> None:
-        """Queue ``message`` of ``group`` for ``to``; must not block."""
+    def send(self, group: HostedGroup, messages: list[tuple[NodeId, Any]]) -> None:
+        """Queue ``group``'s ``messages`` (``(to, message)`` pairs); must not block."""
         ...
 
     def restore(self, group: HostedGroup, snapshot: Any) -> None:
         """Replace ``group``'s state machine with ``snapshot``."""
         ...
 
-    def apply(self, group: HostedGroup, entry: Entry) -> None:
-        """Apply one committed entry of ``group``, in index order."""
+    def apply(self, group: HostedGroup, entries: list[Entry]) -> None:
+        """Apply ``group``'s committed ``entries``, in index order."""
         ...
 
     def read_ready(self, group: HostedGroup, read: ReadState) -> None:
@@ -171,10 +171,6 @@ class HostEffects(Protocol):
     def rejected(self, group: HostedGroup, rejection: Rejection) -> None:
         """Count (and maybe log) an input ``group``'s core dropped."""
         ...
-
-
-def _has_writes(ready: Ready) -> bool:
-    return ready.hard_state is not None or bool(ready.entries) or ready.snapshot is not None
 
 
 class HostDriver:
@@ -220,27 +216,64 @@ class HostDriver:
                 self._pipeline()
             return
         host = self._host
-        effects = self._effects
-        while self._waiting or host.has_ready():
-            waiting, self._waiting = self._waiting, []
-            fresh = host.ready()
-            readies = waiting + fresh if waiting else fresh
+        group = host.only
+        if group is not None and not self._waiting:
+            # One group (the common case): the same steps as below, with fewer
+            # calls (the simulator comes through here for every input).
+            effects = self._effects
+            while group.dirty:
+                ready = host.ready_one(group)
+                if ready is None:
+                    continue
+                self.turns += 1
+                if ready.early_messages:
+                    effects.send(group, ready.early_messages)
+                if (ready.hard_state is not None or ready.entries or ready.snapshot is not None) and not effects.persist(
+                    [(group, ready)], ready.must_sync
+                ):
+                    self._in_flight = ([(group, ready)], [(group, ready)])
+                    return
+                if ready.messages:
+                    effects.send(group, ready.messages)
+                if ready.snapshot is not None:
+                    effects.restore(group, ready.snapshot)
+                if ready.committed:
+                    effects.apply(group, ready.committed)
+                if ready.reads:
+                    for read in ready.reads:
+                        effects.read_ready(group, read)
+                if ready.rejected:
+                    for rejection in ready.rejected:
+                        effects.rejected(group, rejection)
+                host.advance_one(group, ready)
+            return
+        has_ready = host.has_ready
+        while True:
+            if self._waiting:
+                waiting, self._waiting = self._waiting, []
+                fresh = host.ready()
+                readies = waiting + fresh
+            elif has_ready():
+                readies = fresh = host.ready()
+            else:
+                return
             if not readies:
                 continue
             self.turns += 1
-            send = effects.send
-            writes = []
+            writes = None
             sync = False
             for item in readies:
-                ready = item.ready
+                ready = item[1]
                 if ready.early_messages:
-                    group = item.group.id
-                    for to, message in ready.early_messages:
-                        send(to, group, message)
-                if _has_writes(ready):
-                    writes.append(item)
-                    sync = sync or ready.must_sync
-            if writes and not effects.persist(writes, sync):
+                    self._effects.send(item[0], ready.early_messages)
+                if ready.hard_state is not None or ready.entries or ready.snapshot is not None:
+                    if writes is None:
+                        writes = [item]
+                    else:
+                        writes.append(item)
+                    if ready.must_sync:
+                        sync = True
+            if writes is not None and not self._effects.persist(writes, sync):
                 self._in_flight = (readies, fresh)
                 return
             self._finish(readies, fresh)
@@ -267,12 +300,12 @@ class HostDriver:
             taken = host.ready(pipelining)
             if not taken:
                 return
-            for item in taken:
-                ready = item.ready
-                group = item.group.id
-                for to, message in (*ready.early_messages, *ready.messages):
-                    send(to, group, message)
-                item.ready = Ready(
+            for hosted, ready in taken:
+                if ready.early_messages:
+                    send(hosted, ready.early_messages)
+                if ready.messages:
+                    send(hosted, ready.messages)
+                held = Ready(
                     hard_state=ready.hard_state,
                     entries=ready.entries,
                     snapshot=ready.snapshot,
@@ -282,29 +315,35 @@ class HostDriver:
                     rejected=ready.rejected,
                     must_sync=ready.must_sync,
                 )
-                self._waiting.append(item)
-                host.advance([item])
+                self._waiting.append((hosted, held))
+                host.advance([(hosted, ready)])
 
     def _finish(self, readies: list[GroupReady], fresh: list[GroupReady]) -> None:
-        """Send, restore, apply, answer reads, report rejections; advance the
-        ``fresh`` Readies (pipelined ones were advanced when taken)."""
+        """Carry out the rest of each Ready; advance the ``fresh`` ones
+        (pipelined ones were advanced when taken)."""
+        carry = self._carry
+        if readies is fresh:
+            advance = self._host.advance_one
+            for group, ready in readies:
+                carry(group, ready)
+                advance(group, ready)
+            return
+        for group, ready in readies:
+            carry(group, ready)
+        self._host.advance(fresh)
+
+    def _carry(self, group: HostedGroup, ready: Ready) -> None:
+        """After the write: send, restore, apply, answer reads, report rejections."""
         effects = self._effects
-        send = effects.send
-        for item in readies:
-            ready = item.ready
-            group = item.group
-            if ready.messages:
-                gid = group.id
-                for to, message in ready.messages:
-                    send(to, gid, message)
-            if ready.snapshot is not None:
-                effects.restore(group, ready.snapshot)
-            if ready.committed:
-                apply = effects.apply
-                for entry in ready.committed:
-                    apply(group, entry)
+        if ready.messages:
+            effects.send(group, ready.messages)
+        if ready.snapshot is not None:
+            effects.restore(group, ready.snapshot)
+        if ready.committed:
+            effects.apply(group, ready.committed)
+        if ready.reads:
             for read in ready.reads:
                 effects.read_ready(group, read)
+        if ready.rejected:
             for rejection in ready.rejected:
                 effects.rejected(group, rejection)
-        self._host.advance(fresh)

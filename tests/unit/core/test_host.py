@@ -91,18 +91,20 @@ class Effects:
         self.writes: list[list[int]] = []
 
     def persist(self, writes: list[GroupReady], sync: bool) -> bool:
-        self.writes.append([w.group.id for w in writes])
-        self.log.append(("persist", tuple(w.group.id for w in writes)))
+        self.writes.append([group.id for group, _ in writes])
+        self.log.append(("persist", tuple(group.id for group, _ in writes)))
         return not self.background
 
-    def send(self, to: NodeId, group: int, message: Any) -> None:
-        self.log.append(("send", (to, group, message)))
+    def send(self, group: HostedGroup, messages: list[tuple[NodeId, Any]]) -> None:
+        for to, message in messages:
+            self.log.append(("send", (to, group.id, message)))
 
     def restore(self, group: HostedGroup, snapshot: Any) -> None:
         self.log.append(("restore", group.id))
 
-    def apply(self, group: HostedGroup, entry: Entry) -> None:
-        self.log.append(("apply", (group.id, entry.index)))
+    def apply(self, group: HostedGroup, entries: list[Entry]) -> None:
+        for entry in entries:
+            self.log.append(("apply", (group.id, entry.index)))
 
     def read_ready(self, group: HostedGroup, read: ReadState) -> None:
         self.log.append(("read", group.id))

@@ -48,6 +48,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from quorate.check.online import LostWriteMonitor
+from quorate.core.host import HostedGroup
 from quorate.core.protocol import ProtocolCore
 from quorate.errors import ConfigError, InvariantViolation
 from quorate.ids import NodeId
@@ -57,7 +58,7 @@ from quorate.runtime.sim.bft import DetectionLog, choose_byzantine, excluded_of,
 from quorate.runtime.sim.engine import EventLoop, derive_rng
 from quorate.runtime.sim.faults import FaultAction
 from quorate.runtime.sim.network import JITTER_KINDS, Network
-from quorate.runtime.sim.node import CostModel, Replica, SimNode
+from quorate.runtime.sim.node import CostModel, Replica, SimNode, single_group
 from quorate.runtime.sim.protocols import ProtocolSpec, SpecContext, protocol_spec
 from quorate.runtime.sim.workload import OpMix, Workload
 from quorate.security.ratelimit import PeerRateLimiter
@@ -320,8 +321,7 @@ class Simulation:
             behaviour = self.byzantine.get(NodeId(i))
             node = SimNode(
                 NodeId(i),
-                build_core=self._core_factory(i),
-                build_replica=self._replica_factory(),
+                group_factory=single_group(self._core_factory(i), self._replica_factory(), spec.binding),
                 cost=config.cost,
                 send=self.network.send,
                 schedule=loop.schedule,
@@ -401,7 +401,7 @@ class Simulation:
 
         return build_monitored
 
-    def _observer(self) -> Callable[[ProtocolCore, float], None] | None:
+    def _observer(self) -> Callable[[HostedGroup, float], None] | None:
         check = None
         if self.config.check_invariants and self.spec.new_monitor is not None:
             check = self.spec.new_monitor()
@@ -412,7 +412,8 @@ class Simulation:
         if check is None and leader_term is None and detect is None:
             return None
 
-        def observe(core: ProtocolCore, now: float) -> None:
+        def observe(group: HostedGroup, now: float) -> None:
+            core = group.core
             if check is not None:
                 check(core, now)
             if detect is not None:

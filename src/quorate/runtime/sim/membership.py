@@ -51,6 +51,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any, cast
 
+from quorate.core.host import HostedGroup
 from quorate.core.protocol import ProtocolCore
 from quorate.core.ready import Entry, ReadState
 from quorate.crdt.gossip import GossipReplica
@@ -399,7 +400,8 @@ class SwimExperiment:
             self.sent_bytes += self.network.size_of(message)
         self.network.send(src, dst, message, depart_s)
 
-    def _observe(self, protocol: ProtocolCore, local_now: float) -> None:
+    def _observe(self, group: HostedGroup, local_now: float) -> None:
+        protocol = group.core
         core = cast(SwimNode, protocol)
         observer = int(core.id)
         events = core.take_events()

@@ -29,7 +29,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from quorate.core.binding import ClusterContext
+from quorate.core.binding import Binding, ClusterContext
 from quorate.core.protocol import ProtocolCore
 from quorate.crypto.costmodel import Scheme
 from quorate.crypto.keyring import CostModelKeyring
@@ -59,6 +59,7 @@ class ProtocolSpec:
     """Everything the simulator needs to know about one protocol."""
 
     name: str
+    binding: Binding
     build_core: BuildCore
     build_replica: Callable[[ProtocolCore], Replica]
     max_crashed: Callable[[int], int]
@@ -231,14 +232,11 @@ def protocol_spec(
             raise ConfigError(f"scheme must be ed25519 or bls, got {sim_options.get('scheme')!r}") from None
         keyring = CostModelKeyring(context.seed, scheme)
     build = b.builder(config, ClusterContext(keyring, dict(context.byzantine)))
-    leadership = b.leadership
-
-    def leader_term(core: ProtocolCore) -> int | None:
-        leader, term = leadership(core)
-        return term if leader == core.id else None
+    leader_term = b.leading_term or b.term_if_leading
 
     return ProtocolSpec(
         name=name,
+        binding=b,
         build_core=build,
         build_replica=_bft_replica(context) if byzantine else _service,
         max_crashed=b.max_faulty,
