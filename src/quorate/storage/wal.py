@@ -64,6 +64,7 @@ from __future__ import annotations
 
 import errno
 import itertools
+import mmap
 import os
 import struct
 import zlib
@@ -108,6 +109,9 @@ __all__ = ["DEFAULT_SEGMENT_BYTES", "SNAPSHOT_DIR_NAME", "WAL_DIR_NAME", "WalSto
 SEGMENT_SUFFIX = ".wal"
 DEFAULT_SEGMENT_BYTES = 64 * 1024 * 1024
 MIN_SEGMENT_BYTES = 4096
+READ_GAP_BYTES = 4096
+"""Entries this close together are read with one ``pread`` (the bytes
+between them are read and dropped: cheaper than another system call)."""
 
 _HEADER = struct.Struct("<IIB")  # length, crc32, type
 _CRC_PREFIX = struct.Struct("<IB")  # what the CRC covers before the payload
@@ -342,8 +346,16 @@ class WalStorage:
             size = os.fstat(fd).st_size
             segment = _Segment(seq, path, fd, size, 0)
             self._segments.append(segment)
-            data = os.pread(fd, size, 0)
-            end = self._replay(segment, data, is_last)
+            if size:
+                # Mapped, not read: the preallocated space beyond the last
+                # batch costs nothing until touched, and the scan stops there.
+                with (
+                    mmap.mmap(fd, size, access=mmap.ACCESS_READ) as mapped,
+                    memoryview(mapped) as view,
+                ):
+                    end = self._replay(segment, view, is_last)
+            else:
+                end = 0
             segment.write_offset = end
             if is_last and end == 0:
                 # Created but never written (a crash during rotation): it
@@ -370,34 +382,36 @@ class WalStorage:
                     "is in no segment"
                 )
 
-    def _replay(self, segment: _Segment, data: bytes, is_last: bool) -> int:
+    def _replay(self, segment: _Segment, view: memoryview, is_last: bool) -> int:
         """Apply ``segment``'s intact batches; return where they end."""
-        view = memoryview(data)
         offset = 0
         batch_start = 0
-        batch: list[tuple[int, int, int, bytes]] = []  # kind, group, payload offset, payload
+        batch: list[tuple[int, int, int, int]] = []  # kind, group, payload offset, length
         while True:
             problem = None
-            if offset + _HEADER.size > len(data):
+            if offset + _HEADER.size > len(view):
                 problem = "short header" if any(view[offset:]) else None
                 if problem is None:
                     break
             else:
-                length, crc, raw_type = _HEADER.unpack_from(data, offset)
+                length, crc, raw_type = _HEADER.unpack_from(view, offset)
                 if length == 0 and crc == 0 and raw_type == 0:
                     break  # preallocated space: the end of what was written
                 end = offset + _HEADER.size + length
                 kind = raw_type & _KIND_MASK
                 grouped = bool(raw_type & _GROUPED)
-                if end > len(data):
+                if end > len(view):
                     problem = "record runs past the end of the segment"
                 elif kind not in _KNOWN_KINDS:
                     problem = f"unknown record type {raw_type}"
                 elif grouped and length < _GROUP.size:
                     problem = "a grouped record too short for its group id"
                 else:
-                    payload = bytes(view[offset + _HEADER.size : end])
-                    expected = zlib.crc32(payload, zlib.crc32(_CRC_PREFIX.pack(length, raw_type)))
+                    # Released at once: a slice still held when an error
+                    # unwinds would keep the mapping from closing.
+                    with view[offset + _HEADER.size : end] as payload:
+                        prefix_crc = zlib.crc32(_CRC_PREFIX.pack(length, raw_type))
+                        expected = zlib.crc32(payload, prefix_crc)
                     if expected != crc:
                         problem = "CRC mismatch"
             if problem is not None:
@@ -407,22 +421,35 @@ class WalStorage:
             payload_offset = offset + _HEADER.size
             group = 0
             if grouped:
-                (group,) = _GROUP.unpack_from(payload)
-                payload = payload[_GROUP.size :]
+                (group,) = _GROUP.unpack_from(view, payload_offset)
                 payload_offset += _GROUP.size
-            batch.append((kind, group, payload_offset, payload))
+            batch.append((kind, group, payload_offset, end - payload_offset))
             offset = end
             if not raw_type & _MORE_IN_BATCH:
                 for record in batch:
-                    self._apply_record(segment, record)
+                    self._apply_record(segment, view, record)
                 batch = []
                 batch_start = offset
         if batch and not is_last:
             raise _CorruptLog(f"{segment.path}: a batch ends early at offset {offset}")
         return batch_start
 
-    def _apply_record(self, segment: _Segment, record: tuple[int, int, int, bytes]) -> None:
-        kind, group, offset, payload = record
+    def _apply_record(
+        self, segment: _Segment, view: memoryview, record: tuple[int, int, int, int]
+    ) -> None:
+        kind, group, offset, length = record
+        if kind == _ENTRY:
+            log = self._logs.get(group)
+            if log is not None:
+                term, index, _ = _ENTRY_META.unpack_from(view, offset)
+                if index != log.last_index() + 1:
+                    raise _CorruptLog(
+                        f"{segment.path}: entry {index} at offset {offset} "
+                        f"follows entry {log.last_index()}"
+                    )
+                log.locations.append(_Location(term, segment, offset, length))
+                return
+        payload = bytes(view[offset : offset + length])
         if kind == _CREATE_GROUP:
             (n,) = _TAG_LENGTH.unpack_from(payload)
             start = _TAG_LENGTH.size
@@ -439,15 +466,7 @@ class WalStorage:
                 f"{segment.path}: a record at offset {offset} belongs to group {group}, "
                 "which was never created"
             )
-        if kind == _ENTRY:
-            term, index, _ = _ENTRY_META.unpack_from(payload)
-            if index != log.last_index() + 1:
-                raise _CorruptLog(
-                    f"{segment.path}: entry {index} at offset {offset} "
-                    f"follows entry {log.last_index()}"
-                )
-            log.locations.append(_Location(term, segment, offset, len(payload)))
-        elif kind == _TRUNCATE:
+        if kind == _TRUNCATE:
             (index,) = _INDEX.unpack(payload)
             log.truncate_from(index)
         elif kind == _COMPACT:
@@ -576,16 +595,28 @@ class WalStorage:
         check_type_tag(str(self.directory), group, what, tag, value_type)
         return raw
 
-    def _read_payloads(self, locations: list[_Location]) -> Iterator[bytes]:
-        """Payloads of entry records, reading each segment's span at once."""
-        for _, run in itertools.groupby(locations, key=lambda loc: loc.segment.seq):
-            span = list(run)
-            lo = span[0].offset
-            hi = span[-1].offset + span[-1].length
-            data = os.pread(span[0].segment.fd, hi - lo, lo)
-            for loc in span:
-                start = loc.offset - lo
+    @staticmethod
+    def _read_payloads(locations: list[_Location]) -> Iterator[bytes]:
+        """Payloads of entry records. Neighbours (in the same segment, at most
+        ``READ_GAP_BYTES`` apart) are read with one ``pread``; a group's
+        entries interleaved with many other groups' are read one by one
+        rather than with the other groups' bytes between them."""
+        i = 0
+        while i < len(locations):
+            first = locations[i]
+            j = i + 1
+            hi = first.offset + first.length
+            while j < len(locations):
+                loc = locations[j]
+                if loc.segment is not first.segment or not 0 <= loc.offset - hi <= READ_GAP_BYTES:
+                    break
+                hi = loc.offset + loc.length
+                j += 1
+            data = os.pread(first.segment.fd, hi - first.offset, first.offset)
+            for loc in locations[i:j]:
+                start = loc.offset - first.offset
                 yield data[start : start + loc.length]
+            i = j
 
     # ------------------------------------------------------------ registry
     def create_group(self, group: int, protocol: str, meta: bytes = b"") -> None:
