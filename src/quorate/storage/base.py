@@ -114,14 +114,18 @@ class UnknownGroupError(LocalProtocolError):
     """A group the storage does not host (never created, or dropped)."""
 
 
+def unknown_group(group: int) -> UnknownGroupError:
+    return UnknownGroupError(f"group {group} is not hosted here; create_group first")
+
+
 class GroupExistsError(LocalProtocolError):
     """``create_group`` of a group the storage hosts already."""
 
 
-@dataclass(frozen=True, slots=True)
-class GroupWrite:
+class GroupWrite(NamedTuple):
     """One group's share of a node turn's durable writes: a ``Ready``'s
-    hard state, entries and snapshot, addressed to ``group``."""
+    hard state, entries and snapshot, addressed to ``group``. (A named
+    tuple: a node host builds one per group per turn.)"""
 
     group: int
     hard_state: Any = None
@@ -172,18 +176,19 @@ def check_group_record(group: object, protocol: object, meta: object) -> GroupRe
 def checked_writes(writes: Iterable[GroupWrite], durable: bool) -> list[GroupWrite]:
     """``writes`` as a list, each group id checked; a deferred write
     (``durable=False``) may carry a hard state only."""
-    out = list(writes)
+    out = writes if type(writes) is list else list(writes)
     for write in out:
-        if not isinstance(write, GroupWrite):
+        if type(write) is not GroupWrite:
             raise LocalProtocolError(f"persist_many takes GroupWrite values, got {write!r}")
-        check_group_id(write.group)
+        group = write.group
+        if type(group) is not int or not 0 <= group <= MAX_GROUP_ID:
+            check_group_id(group)  # raises, unless an int subclass in range
         if not durable and (write.entries or write.snapshot is not None):
             raise LocalProtocolError("entries and snapshots are always persisted durably")
     return out
 
 
-@dataclass(slots=True)
-class LogPlan:
+class LogPlan(NamedTuple):
     """What one write does to one group's log, worked out before anything is
     written so a refused write changes nothing."""
 
@@ -334,10 +339,16 @@ class GroupStorage:
 
 
 # ---------------------------------------------------------------- type tags
+_TYPE_TAGS: dict[type[Any], str] = {}
+
+
 def type_tag(value_type: type[Any]) -> str:
     """How a stored value names its type, so a group is never decoded with
     another protocol's struct."""
-    return f"{value_type.__module__}.{value_type.__qualname__}"
+    tag = _TYPE_TAGS.get(value_type)
+    if tag is None:
+        tag = _TYPE_TAGS[value_type] = f"{value_type.__module__}.{value_type.__qualname__}"
+    return tag
 
 
 def typed_decoder(type_: type[Any] | None) -> msgspec.msgpack.Decoder[Any]:

@@ -23,12 +23,12 @@ from quorate.storage.base import (
     GroupStorage,
     GroupWrite,
     Recovered,
-    UnknownGroupError,
     check_group_id,
     check_group_record,
     checked_writes,
     final_hard_states,
     plan_log_write,
+    unknown_group,
 )
 
 
@@ -139,8 +139,20 @@ class MemoryStorage(MemoryGroupLog):
         if not durable or self._deferred:
             self.persist_many([GroupWrite(0, hard_state, entries, snapshot)], durable=durable)
             return
+        # MemoryGroupLog._apply, inlined: the simulator's hottest storage path.
         self.writes += 1
-        self._apply(hard_state, entries, snapshot)
+        if snapshot is not None:
+            self._snapshot = snapshot
+            idx: int = snapshot.index
+            if idx >= self._offset + len(self._entries) - 1:
+                self._entries.clear()
+                self._offset = idx + 1
+            else:
+                self.compact(idx)
+        if entries:
+            self.store(entries)
+        if hard_state is not None:
+            self._state = hard_state
 
     def recover(self) -> Recovered:
         return Recovered(self.load_state(), self._snapshot, list(self._entries))
@@ -179,14 +191,15 @@ class MemoryStorage(MemoryGroupLog):
     def _log(self, group: int) -> MemoryGroupLog:
         log = self._logs.get(check_group_id(group))
         if log is None:
-            raise UnknownGroupError(f"group {group} is not hosted here; create_group first")
+            raise unknown_group(group)
         return log
 
     # ------------------------------------------------------------ keyed access
     def persist_many(self, writes: Iterable[GroupWrite], *, durable: bool = True) -> None:
         batch = checked_writes(writes, durable)
         for write in batch:
-            self._log(write.group)
+            if write.group not in self._logs:
+                raise unknown_group(write.group)
         if not durable:
             for write in batch:
                 if write.hard_state is not None:

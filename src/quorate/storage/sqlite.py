@@ -87,7 +87,6 @@ from quorate.storage.base import (
     GroupWrite,
     LogPlan,
     Recovered,
-    UnknownGroupError,
     check_group_id,
     check_group_record,
     check_type_tag,
@@ -95,6 +94,7 @@ from quorate.storage.base import (
     final_hard_states,
     plan_log_write,
     type_tag,
+    unknown_group,
 )
 from quorate.storage.layout import DB_FILE_NAME, SNAPSHOT_DIR_NAME, refuse_other_engine
 from quorate.storage.snapshot_files import (
@@ -258,7 +258,7 @@ class SqliteStorage:
     def _check_known(self, group: object) -> int:
         checked = check_group_id(group)
         if checked != 0 and checked not in self._registry:
-            raise UnknownGroupError(f"group {checked} is not hosted here; create_group first")
+            raise unknown_group(checked)
         return checked
 
     def _bounds_of(self, group: int) -> tuple[int, int]:
@@ -416,8 +416,10 @@ class SqliteStorage:
         nothing. ``durable=False`` (hard states only) defers them to the next
         durable transaction; see the module docstring."""
         batch = checked_writes(writes, durable)
+        registry = self._registry
         for write in batch:
-            self._check_known(write.group)
+            if write.group != 0 and write.group not in registry:
+                raise unknown_group(write.group)
         if not durable:
             for write in batch:
                 if write.hard_state is not None:

@@ -85,7 +85,6 @@ from quorate.storage.base import (
     GroupWrite,
     LogPlan,
     Recovered,
-    UnknownGroupError,
     check_group_id,
     check_group_record,
     check_type_tag,
@@ -93,6 +92,7 @@ from quorate.storage.base import (
     final_hard_states,
     plan_log_write,
     type_tag,
+    unknown_group,
 )
 from quorate.storage.layout import SNAPSHOT_DIR_NAME, WAL_DIR_NAME, refuse_other_engine
 from quorate.storage.snapshot_files import (
@@ -140,9 +140,16 @@ Record = tuple[int, int, bytes]
 """A record to write: (kind, group, payload without the group prefix)."""
 
 
-def _tagged(tag: str, raw: bytes) -> bytes:
-    encoded = tag.encode()
-    return _TAG_LENGTH.pack(len(encoded)) + encoded + raw
+_TAG_PREFIXES: dict[type[Any], bytes] = {}
+
+
+def _tagged(value_type: type[Any], raw: bytes) -> bytes:
+    """``raw`` (an encoded value) behind its type's tag."""
+    prefix = _TAG_PREFIXES.get(value_type)
+    if prefix is None:
+        encoded = type_tag(value_type).encode()
+        prefix = _TAG_PREFIXES[value_type] = _TAG_LENGTH.pack(len(encoded)) + encoded
+    return prefix + raw
 
 
 def _untag(payload: bytes) -> tuple[str, bytes]:
@@ -579,7 +586,7 @@ class WalStorage:
         checked = check_group_id(group)
         log = self._logs.get(checked)
         if log is None:
-            raise UnknownGroupError(f"group {checked} is not hosted here; create_group first")
+            raise unknown_group(checked)
         return checked, log
 
     def _pointer(self, log: _GroupLog) -> SnapshotPointer | None:
@@ -662,8 +669,10 @@ class WalStorage:
         durable batch; see the module docstring."""
         self._check_usable()
         batch = checked_writes(writes, durable)
+        logs = self._logs
         for write in batch:
-            self._log(write.group)
+            if write.group not in logs:
+                raise unknown_group(write.group)
         if not durable:
             for write in batch:
                 if write.hard_state is not None:
@@ -674,20 +683,24 @@ class WalStorage:
         # refused write (a gap) changes nothing on disk or in memory.
         bounds: dict[int, tuple[int, int]] = {}
         plans: list[LogPlan] = []
+        has_entries = False
         for write in batch:
-            log = self._logs[write.group]
+            log = logs[write.group]
             first, last = bounds.get(write.group) or (log.first_index, log.last_index())
             plan = plan_log_write(first, last, write.entries, write.snapshot)
             bounds[write.group] = (plan.first_index, plan.last_index)
             plans.append(plan)
+            has_entries = has_entries or bool(plan.entries)
         snapshots = [(w.group, w.snapshot) for w in batch if w.snapshot is not None]
-        if not hard_states and not snapshots and not any(p.entries for p in plans):
+        if not hard_states and not snapshots and not has_entries:
             return
         pointers = iter(
             write_snapshot_files(
                 self.snapshot_directory,
                 [(g, s, self._encoder.encode(s)) for g, s in snapshots],
             )
+            if snapshots
+            else ()
         )
         records: list[Record] = []
         snapshot_records: list[bytes | None] = []
@@ -697,7 +710,7 @@ class WalStorage:
             snapshot_record = None
             if write.snapshot is not None:
                 snapshot_record = _tagged(
-                    type_tag(type(write.snapshot)), self._encoder.encode(next(pointers))
+                    type(write.snapshot), self._encoder.encode(next(pointers))
                 )
                 records.append((_SNAPSHOT, group, snapshot_record))
             snapshot_records.append(snapshot_record)
@@ -709,7 +722,7 @@ class WalStorage:
                 for e in plan.entries
             )
         hard_state_records = {
-            group: _tagged(type_tag(type(hs)), self._encoder.encode(hs))
+            group: _tagged(type(hs), self._encoder.encode(hs))
             for group, hs in hard_states.items()
         }
         records.extend((_HARD_STATE, g, r) for g, r in hard_state_records.items())
