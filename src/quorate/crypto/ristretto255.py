@@ -24,13 +24,15 @@ environment variable ``QUORATE_RISTRETTO255`` (``libsodium``, ``pynacl``,
 ``python`` or ``auto``) forces one, and ``using_backend`` switches for a
 block (tests, benchmarks). Why ``pynacl`` is the pip-only default rather
 than ``python``: measured on the shared 2-core machine (``quorate bench
-crypto``, section ``ristretto255``), a variable-base multiplication costs
-about 2.5–4× libsodium's through PyNaCl's Ed25519 operations and about 20×
-in pure Python (whose every doubling is eight big-int products), and
-checking a ballot about 2× and 7×. Both Python backends encode products
-without the square root encoding otherwise needs (``encode_double``), and
-remember the encodings they produced, so zk's chains of operations pay for
-a square root only where a peer's bytes are decoded.
+crypto --json``, section ``ristretto255``, medians), a variable-base
+multiplication costs 4× libsodium's through PyNaCl's Ed25519 operations and
+20× in pure Python (whose every doubling is eight big-int products), and
+checking a ballot 3× and 13.5×; libsodium's multiplication is also
+constant-time, the wNAF one is not. Both Python backends encode a product
+as a double, which needs an inversion where encoding otherwise needs a
+square root (seven times dearer in Python), and remember the points behind
+the encodings they made or decoded, so zk's chains of operations pay for a
+square root mostly where a peer's bytes are decoded.
 
 Secrets, and what a non-constant-time backend leaks. Verifying — what every
 replica does with ballots, tallies and DLEQ proofs — handles public values
@@ -45,9 +47,10 @@ and answers a zero scalar (a 0 vote's v·G) without multiplying. The
 ``python`` backend's multiplication also branches on the scalar's digits
 and indexes its table by them. Someone who can time the voter's or the
 tallier's process closely (same host, many runs) may so learn the vote, or
-bits of a blinding or nonce — and nonce bits over many proofs give the
-key. A voter or tallier on a shared host should have the system libsodium;
-it is picked automatically when present.
+bits of a blinding or nonce — and nonce bits leak the secret a proof's
+response hides (z = nonce + c·secret): a blinding, or over many DLEQ
+proofs the tally key. A voter or tallier on a shared host should have the
+system libsodium; it is picked automatically when present.
 
 Conventions: points are their 32-byte encodings; scalars are Python ints,
 reduced mod ℓ (``GROUP_ORDER``) before they reach a backend. The identity

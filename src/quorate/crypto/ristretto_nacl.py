@@ -19,7 +19,7 @@ but not the Ristretto functions):
   y3·(1 − d·x·xB·y·yB) = y·yB + x·xB, x = (y3 − y·yB) / (xB·(1 + d·y·yB·y3))
   — a fraction, so Q' comes back in projective coordinates with no
   inversion, and ``encode_double`` spends the only inversion. When the
-  denominator vanishes (a handful of points) the square root is taken.
+  denominator vanishes (for a few points) the square root is taken.
 - Decoding. RFC 9496's decoding gives y = (1 − s²)/(1 + s²) without a root;
   the RFC 8032 string (y, x non-negative) names a curve point exactly when
   the Ristretto string is valid (x² = (y² − 1)/(d·y² + 1) = 4·s²/v), and
@@ -40,6 +40,7 @@ import nacl.exceptions
 from quorate.crypto.ristretto_py import (
     BASE_X,
     BASE_Y,
+    EDWARDS_D,
     ENCODING_SIZE_BYTES,
     FIELD_PRIME,
     GROUP_ORDER,
@@ -54,7 +55,7 @@ from quorate.crypto.ristretto_py import (
 
 _P = FIELD_PRIME
 _L = GROUP_ORDER
-_D = -121665 * pow(121666, -1, _P) % _P
+_D = EDWARDS_D
 _HALF = pow(2, -1, _L)
 _EIGHTH = pow(8, -1, _L)
 _LOW_255_BITS = (1 << 255) - 1
@@ -102,8 +103,8 @@ def _recover(compressed: bytes) -> Point:
 
 
 class PyNaClRistretto(PythonRistretto):
-    """The Ristretto255 group in Python over PyNaCl's Ed25519 operations
-    (design (b) of ``quorate.crypto.ristretto255``)."""
+    """The ``pynacl`` backend of ``quorate.crypto.ristretto255``: the group in
+    Python over PyNaCl's Ed25519 operations."""
 
     name = "pynacl"
 

@@ -42,6 +42,7 @@ ristretto255`` for which secrets pass through here and what that leaks.
 from __future__ import annotations
 
 from collections import OrderedDict
+from contextlib import suppress
 
 FIELD_PRIME = 2**255 - 19
 """p, the field of edwards25519."""
@@ -59,9 +60,12 @@ ELEMENT_CACHE_SIZE = 2048
 Point = tuple[int, int, int, int]
 """Extended coordinates (X, Y, Z, T) of an edwards25519 point."""
 
+EDWARDS_D = -121665 * pow(121666, -1, FIELD_PRIME) % FIELD_PRIME
+"""d of edwards25519, −121665/121666 mod p."""
+
 _P = FIELD_PRIME
 _L = GROUP_ORDER
-_D = -121665 * pow(121666, -1, _P) % _P
+_D = EDWARDS_D
 _D2 = 2 * _D % _P
 _SQRT_M1 = pow(2, (_P - 1) // 4, _P)
 # The two roots below are the ones RFC 9496 §4.1 fixes (either root is a
@@ -418,9 +422,9 @@ IDENTITY_ENCODING = bytes(ENCODING_SIZE_BYTES)
 
 
 class PythonRistretto:
-    """The Ristretto255 group in pure Python (design (a) of
-    ``quorate.crypto.ristretto255``). Points are 32-byte encodings; scalars
-    are ints already reduced mod ℓ."""
+    """The ``python`` backend of ``quorate.crypto.ristretto255``: the group in
+    pure Python. Points are 32-byte encodings; scalars are ints already
+    reduced mod ℓ."""
 
     name = "python"
 
@@ -495,19 +499,26 @@ class PythonRistretto:
     def _remember_full(self, element: Element) -> bytes:
         return self._remember(encode(element.point), element)
 
+    # Another thread may evict an entry between two of these steps: then a
+    # point is computed again, nothing worse.
     def _remember(self, encoding: bytes, element: Element) -> bytes:
         elements = self._elements
-        if encoding not in elements:
+        if encoding in elements:
+            with suppress(KeyError):
+                elements.move_to_end(encoding)
+        else:
             elements[encoding] = element
             if len(elements) > self._cache_size:
-                elements.popitem(last=False)
+                with suppress(KeyError):
+                    elements.popitem(last=False)
         return encoding
 
     def _element(self, data: bytes) -> Element | None:
         elements = self._elements
         element = elements.get(data)
         if element is not None:
-            elements.move_to_end(data)
+            with suppress(KeyError):
+                elements.move_to_end(data)
             return element
         element = self._decode(data)
         if element is not None:

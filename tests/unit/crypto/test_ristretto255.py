@@ -226,7 +226,7 @@ def test_a4_sqrt_ratio_m1() -> None:
 
 
 def test_the_constants_are_the_roots_they_are_named_for() -> None:
-    p, d = ristretto_py.FIELD_PRIME, ristretto_py._D
+    p, d = ristretto_py.FIELD_PRIME, ristretto_py.EDWARDS_D
     assert ristretto_py._SQRT_M1**2 % p == p - 1
     assert ristretto_py._SQRT_AD_MINUS_ONE**2 % p == (-d - 1) % p
     assert ristretto_py._INVSQRT_A_MINUS_D**2 * (-1 - d) % p == 1
