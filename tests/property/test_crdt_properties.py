@@ -16,11 +16,13 @@ from quorate.crdt import (
     MV_REGISTER_VALUES,
     OR_SET_VALUES,
     GCounter,
+    ListDelta,
     LWWRegister,
     MVRegister,
     ORMap,
     ORSet,
     PNCounter,
+    ReplicatedList,
     Text,
     TextDelta,
     or_map_values,
@@ -87,6 +89,19 @@ def _text_mutate(t: Text, rng: random.Random, replica: int) -> Any:
     return t.insert(rng.randint(0, len(t)), rng.choice(["a", "bc", "xyz"]))
 
 
+def _list_mutate(items: ReplicatedList, rng: random.Random, replica: int) -> Any:
+    n = len(items)
+    roll = rng.random()
+    if n and roll < 0.3:
+        pos = rng.randrange(n)
+        return items.delete(pos, rng.randint(1, min(3, n - pos)))
+    if n > 1 and roll < 0.4:
+        return items.move(rng.randrange(n), rng.randrange(n))
+    return items.insert(rng.randint(0, n), rng.choice([[1], ["two", None], [{"k": [3]}]]))
+
+
+SEQUENCES = ("Text", "ReplicatedList")
+
 FAMILIES = [
     Family(
         "GCounter",
@@ -140,7 +155,15 @@ FAMILIES = [
         lambda t: (str(t), dict(t.version)),
         lambda b: Text.decode(b, 0),
     ),
+    Family(
+        "ReplicatedList",
+        ReplicatedList,
+        _list_mutate,
+        lambda items: (items.to_list(), dict(items.version)),
+        lambda b: ReplicatedList.decode(b, 0),
+    ),
 ]
+TEXT = next(f for f in FAMILIES if f.name == "Text")
 
 
 def _merge(family: Family, a: Any, b: Any) -> Any:
@@ -151,7 +174,7 @@ def _merge(family: Family, a: Any, b: Any) -> Any:
 
 
 def _copy(family: Family, state: Any) -> Any:
-    return state.fork(state.replica_id) if family.name == "Text" else state.copy()
+    return state.fork(state.replica_id) if family.name in SEQUENCES else state.copy()
 
 
 def _histories(family: Family, seed: int, steps: int) -> tuple[list[Any], list[Any]]:
@@ -198,14 +221,15 @@ def test_same_deltas_in_any_order_with_duplicates_converge(
         order = deltas + shuffle.sample(deltas, k=len(deltas) // 2)
         shuffle.shuffle(order)
         for delta in order:
-            if isinstance(delta, TextDelta):
+            if isinstance(delta, TextDelta | ListDelta):
                 receiver.apply(delta)
             else:
                 receiver.merge(delta)
         receivers.append(receiver)
     assert family.observe(receivers[0]) == family.observe(receivers[1])
-    if family.name == "Text":
-        assert str(receivers[0]) == str(reference) and receivers[0].pending == 0
+    if family.name in SEQUENCES:
+        assert family.observe(receivers[0])[0] == family.observe(reference)[0]
+        assert receivers[0].pending == 0
     else:
         assert family.observe(receivers[0]) == family.observe(reference)
 
@@ -237,14 +261,14 @@ def test_encoding_round_trips(family: Family, seed: int, steps: int) -> None:
 @settings(max_examples=60, deadline=None)
 @given(seeds, st.integers(0, 30))
 def test_text_deltas_round_trip_through_bytes(seed: int, steps: int) -> None:
-    (a, b, _), deltas = _histories(FAMILIES[-1], seed, steps)
+    (a, b, _), deltas = _histories(TEXT, seed, steps)
     receiver = Text(9)
     for delta in deltas:
         receiver.apply(TextDelta.decode(delta.encode()))
     full = Text(8)
     full.merge(a)
     full.merge(b)
-    assert str(receiver) == str(_merge(FAMILIES[-1], receiver, full))
+    assert str(receiver) == str(_merge(TEXT, receiver, full))
 
 
 @settings(max_examples=80, deadline=None)

@@ -1,9 +1,11 @@
-"""Delta-state CRDTs: counters, registers, sets, maps, text, causality and delta
-synchronisation. Sans-IO; re-exports only."""
+"""CRDTs: delta-state counters, registers, sets, maps, text and lists, causality
+and delta synchronisation; replay of concurrent editing histories. Sans-IO;
+re-exports only."""
 
 from quorate.crdt.causal import CausalContext, Dot, Ordering, VersionVector
 from quorate.crdt.counters import GCounter, PNCounter
 from quorate.crdt.encoding import FORMAT_VERSION, FormatTag
+from quorate.crdt.history import EventGraph, TextHistory
 from quorate.crdt.ormap import (
     MV_REGISTER_VALUES,
     OR_SET_VALUES,
@@ -13,6 +15,7 @@ from quorate.crdt.ormap import (
 )
 from quorate.crdt.orset import ORSet
 from quorate.crdt.registers import HLC, HLCTimestamp, LWWRegister, MVRegister
+from quorate.crdt.sequence import ListDelta, ReplicatedList
 from quorate.crdt.sync import DeltaAck, DeltaBuffer, DeltaGroup, DeltaSync
 from quorate.crdt.text import DeleteRun, InsertRun, Text, TextDelta
 
@@ -28,18 +31,22 @@ __all__ = [
     "DeltaGroup",
     "DeltaSync",
     "Dot",
+    "EventGraph",
     "FormatTag",
     "GCounter",
     "HLCTimestamp",
     "InsertRun",
     "LWWRegister",
+    "ListDelta",
     "MVRegister",
     "ORMap",
     "ORSet",
     "Ordering",
     "PNCounter",
+    "ReplicatedList",
     "Text",
     "TextDelta",
+    "TextHistory",
     "ValueSpec",
     "VersionVector",
     "or_map_values",
