@@ -2,10 +2,12 @@
 and delta synchronisation; replay of concurrent editing histories. Sans-IO;
 re-exports only."""
 
+from quorate.crdt.broadcast import CausalBatch, CausalBroadcast, CausalMessage, pack_batches
 from quorate.crdt.causal import CausalContext, Dot, Ordering, VersionVector
 from quorate.crdt.counters import GCounter, PNCounter
 from quorate.crdt.encoding import FORMAT_VERSION, FormatTag
 from quorate.crdt.history import EventGraph, TextHistory
+from quorate.crdt.opbased import OpKind, OpReplica
 from quorate.crdt.ormap import (
     MV_REGISTER_VALUES,
     OR_SET_VALUES,
@@ -24,7 +26,10 @@ __all__ = [
     "HLC",
     "MV_REGISTER_VALUES",
     "OR_SET_VALUES",
+    "CausalBatch",
+    "CausalBroadcast",
     "CausalContext",
+    "CausalMessage",
     "DeleteRun",
     "DeltaAck",
     "DeltaBuffer",
@@ -41,6 +46,8 @@ __all__ = [
     "MVRegister",
     "ORMap",
     "ORSet",
+    "OpKind",
+    "OpReplica",
     "Ordering",
     "PNCounter",
     "ReplicatedList",
@@ -50,4 +57,5 @@ __all__ = [
     "ValueSpec",
     "VersionVector",
     "or_map_values",
+    "pack_batches",
 ]

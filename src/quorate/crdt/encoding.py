@@ -29,6 +29,9 @@ class FormatTag(IntEnum):
     TEXT_DELTA = 8
     LIST_STATE = 9
     LIST_DELTA = 10
+    CAUSAL_BATCH = 11
+    CAUSAL_STATE = 12
+    OP_REPLICA = 13
 
 
 def wrap(tag: FormatTag, body: bytes) -> bytes:
