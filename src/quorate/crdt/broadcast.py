@@ -242,14 +242,13 @@ class CausalBroadcast:
         self._history.setdefault(origin, {})[message.seq] = message
 
     # ------------------------------------------------------------ stability
-    def acknowledge(self, member: int, vector: Mapping[int, int]) -> int:
-        """Record ``member``'s delivered vector; drop messages now stable.
-        Returns how many left the history."""
+    def acknowledge(self, member: int, vector: Mapping[int, int]) -> None:
+        """Record ``member``'s delivered vector (``compact`` then drops what
+        became stable; batch acknowledgements and compact once)."""
         known = self.acks.setdefault(member, {})
         for origin, n in vector.items():
             if n > known.get(origin, 0):
                 known[origin] = n
-        return self.compact()
 
     def set_members(self, members: Iterable[int]) -> int:
         """Change who must acknowledge (e.g. without a failed member); compacts."""
