@@ -109,6 +109,12 @@ def swim(
     crdt_ops: float = typer.Option(
         0.0, "--crdt-ops", help="CRDT operations per simulated second over the group."
     ),
+    crdt_op_based: bool = typer.Option(
+        False,
+        "--crdt-op-based",
+        help="Run the --crdt-ops workload (plus register writes and list edits) on "
+        "operation-based CRDTs over causal broadcast.",
+    ),
     anti_entropy_s: float = typer.Option(
         10.0,
         "--anti-entropy-s",
@@ -118,6 +124,8 @@ def swim(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object as the last line."),
 ) -> None:
     """Simulate SWIM: failure detection, false positives, rumour and join spread."""
+    if crdt_op_based and not crdt_ops > 0:
+        raise fail("--crdt-op-based needs a --crdt-ops rate > 0")
     if not anti_entropy_s > 0:
         raise fail(f"--anti-entropy-s must be > 0 seconds, got {anti_entropy_s}")
     result = run_config(
@@ -130,6 +138,7 @@ def swim(
             lifeguard=lifeguard,
             duration_s=duration,
             crdt_ops_per_s=crdt_ops,
+            crdt_op_based=crdt_op_based,
             swim=SwimConfig(anti_entropy_interval_s=anti_entropy_s),
             seed=seed,
         )
