@@ -144,7 +144,7 @@ def _on_leader_traffic_as_candidate(self: RaftNode, sender: NodeId, m: Any) -> N
     self._become_follower(self._term, sender, self._now)
     handler = self._handlers.get(type(m))
     if handler is not None:
-        handler(sender, m)
+        handler(self, sender, m)
 
 
 def _on_vote_response(self: RaftNode, sender: NodeId, m: Any) -> None:
