@@ -7,7 +7,7 @@ from tests.unit.raft.network import Network
 
 from quorate.core.protocol import Accepted, Redirect
 from quorate.ids import NodeId
-from quorate.raft import QuiesceHeartbeat, RaftConfig, Role
+from quorate.raft import ConfChange, ConfChangeKind, QuiesceHeartbeat, RaftConfig, Role
 
 N = NodeId
 QUIET = RaftConfig(pre_vote=True, check_quorum=True, quiesce_after_s=0.5)
@@ -146,3 +146,26 @@ def test_a_leader_restarted_while_quiet_is_replaced_or_re_elected() -> None:
     net.advance(0.5)
     assert isinstance(outcome, Accepted)
     assert all(n.commit_index >= outcome.index for n in net.nodes.values())
+
+
+def test_a_transfer_or_a_membership_change_wakes_the_leader() -> None:
+    net = _quiet_group()
+    leader = net.node(1)
+    outcome = leader.transfer_leadership(N(2), net.now)
+    assert isinstance(outcome, Accepted) and not leader.quiesced
+    net.collect(N(1))
+    net.advance(1.0)
+    assert net.node(2).is_leader
+    net.advance(2.0)
+    assert all(n.quiesced for n in net.nodes.values())
+    change = ConfChange(ConfChangeKind.ADD_LEARNER, N(4))
+    assert isinstance(net.node(2).propose_conf_change(change, net.now), Accepted)
+    assert not net.node(2).quiesced
+
+
+def test_forget_leader_wakes_a_quiet_follower() -> None:
+    net = _quiet_group()
+    follower = net.node(3)
+    follower.forget_leader(net.now)
+    assert not follower.quiesced and follower.leader_id is None
+    assert follower.wake_at() is not None
