@@ -22,6 +22,9 @@ of the new one and no joint consensus is needed (thesis §4.1).
 - Whenever the voters change, the quorum sizes are recomputed from the node's
   ``QuorumRule`` (``quorate.raft.hooks``) and checked to intersect (an election
   quorum and a commit quorum always share a voter), so counting stays O(1).
+
+The functions taking ``self: RaftNode`` are ``RaftNode`` methods, attached in
+``quorate.raft.node``; a subclass may override any of them.
 """
 
 from __future__ import annotations

@@ -26,6 +26,9 @@ Theory of operation
   requests and its messages as a leader are dropped and counted in
   ``Ready.rejected``. Without the second half a deposed leader's next heartbeat
   would make its followers follow it again. ``allow_leader`` undoes it.
+
+The functions taking ``self: RaftNode`` are ``RaftNode`` methods, attached in
+``quorate.raft.node``; a subclass may override any of them.
 """
 
 from __future__ import annotations

@@ -61,6 +61,9 @@ lean on timing, the lease (``quorate.raft.read_only``), is switched off: a
 quiet leader has no lease, its unconfirmed rounds are forgotten, and on waking
 only a round sent afterwards can grant one; followers only ever refuse votes
 for *longer* than the lease argument requires.
+
+The functions taking ``self: RaftNode`` are ``RaftNode`` methods, attached in
+``quorate.raft.node``; a subclass may override any of them.
 """
 
 from __future__ import annotations

@@ -42,6 +42,9 @@ acknowledged and lasts ``T * (1 - ρ) - lease_margin_s``
 Single-server membership changes keep every old and new quorum overlapping, so
 a change does not break the argument; the rounds counted under the old
 configuration are dropped and pending reads are confirmed again.
+
+The functions taking ``self: RaftNode`` are ``RaftNode`` methods, attached in
+``quorate.raft.node``; a subclass may override any of them.
 """
 
 from __future__ import annotations

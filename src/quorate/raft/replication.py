@@ -40,6 +40,9 @@ Follower side:
   before anything else and reported; a batch must continue the follower's own
   hash chain, and an entry it already holds with the same term must carry the
   same digest; responses are signed.
+
+The functions taking ``self: RaftNode`` are ``RaftNode`` methods, attached in
+``quorate.raft.node``; a subclass may override any of them.
 """
 
 from __future__ import annotations
