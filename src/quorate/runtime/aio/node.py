@@ -38,8 +38,10 @@ Theory of operation.
   messages leave before its fsync, while applying, client replies and the
   next Ready still wait for it.
 - *Time.* The core asks to be woken at ``ready.wake_at`` (the node's monotonic
-  clock). The node keeps one ``TimerHandle`` and reschedules it only when the
-  deadline changes; when it fires, ``core.tick(now)`` and drive.
+  clock), the replica service at ``tick_at`` when a TTL deadline needs a time
+  entry (``quorate.state.service``). The node keeps one ``TimerHandle`` for the
+  earlier of the two and reschedules it only when that changes; when it
+  fires, ``core.tick(now)``, ``service.tick(now)`` and drive.
 - *Clients.* Replies the service produces go back on the connection their
   request came from (client connection ids never collide with node ids).
 - *Storage.* ``storage_kind`` picks the engine: ``"sqlite"``
@@ -108,6 +110,7 @@ from quorate.runtime.aio.transport import (
 )
 from quorate.runtime.driver import carry_out
 from quorate.state.kv import KVStore
+from quorate.state.replica_time import ReplicaClock
 from quorate.state.service import ClientAttach, ClientRequest, ReplicaService
 from quorate.storage.sqlite import DB_FILE_NAME, SqliteStorage
 from quorate.storage.wal import WAL_DIR_NAME, WalStorage
@@ -328,12 +331,21 @@ class AioNode:
             None if fresh else recovered,
             self.protocol_options,
         )
+        service_options: dict[str, Any] = {}
+        replicas = 0
+        if binding.clock_keys is not None:
+            # Byzantine fault tolerant: time from the replicas' signed readings.
+            signer, verifier = binding.clock_keys(self.id, voters, self.protocol_options)
+            service_options["clock"] = ReplicaClock(signer, verifier)
+            replicas = len(voters)
         self.service = replica_service_class(binding.name)(
             self.core,
-            KVStore(),
+            KVStore(replicas=replicas),
             read_mode=self.read_mode,
             snapshot_every=self.snapshot_every,
             stamp_clock=time.time,  # log time for TTLs: wall clock, comparable across hosts
+            local_clock=self.clock,  # ...and when to wake for a TTL deadline
+            **service_options,
         )
         if recovered.snapshot is not None:
             self.service.restore(recovered.snapshot)
@@ -595,7 +607,9 @@ class AioNode:
         self._deadline = None
         if self._failed:
             return
-        self.core.tick(self.clock())
+        now = self.clock()
+        self.core.tick(now)
+        self.service_or_raise().tick(now)  # a TTL deadline may be due
         self._drive()
 
     # ------------------------------------------------------------ driving
@@ -792,6 +806,9 @@ class AioNode:
         self._was_leader = is_leader
 
     def _schedule(self, wake_at: float | None) -> None:
+        service = self.service
+        if service is not None and service.tick_at is not None and (wake_at is None or service.tick_at < wake_at):
+            wake_at = service.tick_at
         if wake_at == self._deadline and (self._timer is not None or wake_at is None):
             return
         if self._timer is not None:

@@ -51,6 +51,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from quorate.core.protocol import ProtocolCore
+from quorate.core.signing import Signer, Verifier
 from quorate.core.wire import WireMessage
 from quorate.errors import ConfigError
 from quorate.ids import NodeId
@@ -76,6 +77,9 @@ class ProtocolBinding:
     sends_before_persist: Callable[[Mapping[str, Any]], bool] = lambda options: False
     """True when, with these options, every message of a Ready may leave
     before the Ready's fsync (see ``send_before_persist`` above)."""
+    clock_keys: Callable[[NodeId, tuple[NodeId, ...], Mapping[str, Any]], tuple[Signer, Verifier]] | None = None
+    """BFT protocols: ``(signer, verifier)`` for the replica's signed clock
+    readings (``quorate.state.replica_time``), the node's own keys."""
 
 
 _LOADERS: dict[str, Callable[[], ProtocolBinding]] = {}
@@ -198,6 +202,13 @@ class _BftKeys:
         )
 
 
+def _bft_clock_keys(
+    node_id: NodeId, voters: tuple[NodeId, ...], options: Mapping[str, Any]
+) -> tuple[Signer, Verifier]:
+    keys = _BftKeys(node_id, voters, options)
+    return keys.signer, keys.verifier
+
+
 def _bft_identity(
     node_id: NodeId, voters: tuple[NodeId, ...], options: Mapping[str, Any]
 ) -> tuple[_BftKeys, dict[str, Any], str | None]:
@@ -254,7 +265,7 @@ def _load_pbft() -> ProtocolBinding:
         return wrapped
 
     return ProtocolBinding(
-        "pbft", tuple(PBFT_MESSAGE_TYPES), PbftHardState, None, build, _sends_before_persist
+        "pbft", tuple(PBFT_MESSAGE_TYPES), PbftHardState, None, build, _sends_before_persist, _bft_clock_keys
     )
 
 
@@ -292,7 +303,7 @@ def _load_hotstuff() -> ProtocolBinding:
         return wrapped
 
     return ProtocolBinding(
-        "hotstuff", tuple(HOTSTUFF_MESSAGE_TYPES), HardState, None, build, _sends_before_persist
+        "hotstuff", tuple(HOTSTUFF_MESSAGE_TYPES), HardState, None, build, _sends_before_persist, _bft_clock_keys
     )
 
 

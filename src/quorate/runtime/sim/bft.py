@@ -66,6 +66,7 @@ from quorate.core.ready import Entry
 from quorate.errors import ConfigError, InvariantViolation
 from quorate.ids import NodeId
 from quorate.state.kv import KVStore
+from quorate.state.replica_time import ReplicaClock
 from quorate.state.service import BftService, ClientRequest
 
 RANDOM_BEHAVIOUR = "random"
@@ -258,7 +259,8 @@ class BftReplicaService(BftService):
     """``BftService`` in the simulator: answers every command it executes at
     the endpoint its session names, and reports executed entries to the
     safety monitor (see the module docstring). ``clients`` are the run's
-    client endpoint ids."""
+    client endpoint ids; ``clock`` signs and checks the replicas' time
+    entries (``quorate.state.replica_time``) with the run's cost-model keys."""
 
     __slots__ = ("_clients", "_liar", "_record")
 
@@ -268,8 +270,10 @@ class BftReplicaService(BftService):
         *,
         record: Callable[[NodeId, Entry], None] | None,
         clients: range = range(0),
+        replicas: int,
+        clock: ReplicaClock | None = None,
     ) -> None:
-        super().__init__(core, KVStore(), max_results=MAX_REMEMBERED_RESULTS)
+        super().__init__(core, KVStore(replicas=replicas), max_results=MAX_REMEMBERED_RESULTS, clock=clock)
         self._record = record
         self._clients = clients
         self._liar = self._honest is not core

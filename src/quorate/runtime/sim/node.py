@@ -17,7 +17,8 @@ Theory of operation.
   work ends (``busy_until``); inputs arriving meanwhile wait in a FIFO inbox and
   run when the CPU frees. Messages the work produced depart at its end.
 - **Timers are deadlines.** After each drive the node compares the core's
-  ``wake_at`` with the one it already has; at most one timer event per node is
+  ``wake_at`` (or the replica service's ``tick_at``, when a TTL makes it ask
+  to propose time, if earlier) with the one it already has; at most one timer event per node is
   live (tagged with a generation number, so superseded ones are skipped). A
   deadline moved *earlier* schedules a new event; one moved *later* (an
   election timer reset by every heartbeat) schedules nothing: the pending
@@ -130,6 +131,18 @@ class Replica(Protocol):
         ...
 
 
+class TimedReplica(Replica, Protocol):
+    """A replica service that may ask to be woken (``quorate.state.service``:
+    time entries for TTLs): the node wakes it at ``tick_at`` (the node's
+    clock) with ``tick``, as it wakes the core at ``Ready.wake_at``."""
+
+    tick_at: float | None
+
+    def tick(self, now: float) -> None:
+        """Time has passed; ``now`` is the node's clock."""
+        ...
+
+
 CoreFactory = Callable[[NodeId, float, "Recovered | None"], ProtocolCore]
 """Builds a core: ``(node, local_now, recovered or None when fresh)``."""
 ReplicaFactory = Callable[[ProtocolCore], Replica]
@@ -188,6 +201,7 @@ class SimNode:
         "_outbox",
         "_schedule",
         "_send_all",
+        "_timed",
         "admission_debt_s",
         "alive",
         "busy_until",
@@ -256,6 +270,8 @@ class SimNode:
         self.core: ProtocolCore | None = None
         self.replica: Replica | None = None
         self._has_replies: Callable[[], bool] | None = None
+        self._timed = False
+        """The replica has deadlines of its own (``TimedReplica``)."""
         self._driver: Driver | None = None
         self.alive = False
         self.epoch = 0
@@ -316,6 +332,7 @@ class SimNode:
         self.replica = replica = self._build_replica(core)
         # An optional cheap probe saves building an empty reply list per input.
         self._has_replies = getattr(replica, "has_replies", None)
+        self._timed = callable(getattr(replica, "tick", None))
         # The driver calls storage and replica directly: while this incarnation
         # lives, both exist, so the ``Host`` methods below would only forward.
         effects = _Effects(
@@ -427,6 +444,8 @@ class SimNode:
             if event[4] != self.wake_gen:
                 return
             core.tick(local)
+            if self._timed:
+                self.replica.tick(local)  # type: ignore[union-attr]
             cost = self.cost.tick_s
         else:
             # NodeId is a NewType of int: the event already holds the int.
@@ -475,6 +494,10 @@ class SimNode:
         monitor = self.monitor
         if monitor is not None:
             monitor(core, self.last_local_s)
+        if self._timed:
+            tick_at = replica.tick_at  # type: ignore[union-attr]
+            if tick_at is not None and (wake is None or tick_at < wake):
+                wake = tick_at
         if wake != self.wake_local_s:
             self.wake_local_s = wake
             if wake is not None:

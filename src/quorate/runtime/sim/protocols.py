@@ -90,6 +90,8 @@ class SpecContext:
     client_endpoints: range = range(0)
     """Network ids of the run's client endpoints: where BFT replicas may
     send the answers to the commands they execute."""
+    replicas: int = 0
+    """Replicas in the group (BFT: a store's time rounds count on it)."""
 
 
 class ServiceCodec:
@@ -300,10 +302,14 @@ def _cost_model(context: SpecContext, options: Mapping[str, Any]) -> tuple[Calla
 
 def _bft_monitor(
     context: SpecContext,
+    signer_for: Callable[[NodeId], Any],
+    verifier_for: Callable[[NodeId], Any],
 ) -> tuple[Callable[[], Callable[[ProtocolCore, float], None] | None], Callable[[ProtocolCore], Replica]]:
     """(new_monitor, build_replica): services report executed entries to the
-    monitor once the simulation asks for it (``check_invariants``)."""
+    monitor once the simulation asks for it (``check_invariants``), and sign
+    their time entries with the cost-model keys."""
     from quorate.runtime.sim.bft import SESSION_ENDPOINT_BITS, BftReplicaService, BftSafetyMonitor
+    from quorate.state.replica_time import ReplicaClock
 
     endpoints = context.client_endpoints
     if len(endpoints) and endpoints[-1] >= 1 << SESSION_ENDPOINT_BITS:
@@ -324,8 +330,11 @@ def _bft_monitor(
         active[0] = True
         return None
 
+    replicas = context.replicas
+
     def build_replica(core: ProtocolCore) -> Replica:
-        return BftReplicaService(core, record=record, clients=endpoints)
+        clock = ReplicaClock(signer_for(core.id), verifier_for(core.id)) if replicas else None
+        return BftReplicaService(core, record=record, clients=endpoints, replicas=max(replicas, 1), clock=clock)
 
     return new_monitor, build_replica
 
@@ -410,7 +419,7 @@ def _pbft(options: Mapping[str, Any], context: SpecContext) -> ProtocolSpec:
         )
         return wrapped
 
-    new_monitor, build_replica = _bft_monitor(context)
+    new_monitor, build_replica = _bft_monitor(context, signer_for, verifier_for)
 
     def leader_term(core: ProtocolCore) -> int | None:
         inner: Any = getattr(core, "inner", core)
@@ -469,7 +478,7 @@ def _hotstuff(options: Mapping[str, Any], context: SpecContext) -> ProtocolSpec:
         )
         return wrapped
 
-    new_monitor, build_replica = _bft_monitor(context)
+    new_monitor, build_replica = _bft_monitor(context, signer_for, verifier_for)
 
     def leader_term(core: ProtocolCore) -> int | None:
         inner: Any = getattr(core, "inner", core)
