@@ -6,13 +6,15 @@ deadline and proposes a time entry stamped with exactly that time, and every
 replica expires the key at the same log index. An idle cluster without TTL
 keys appends nothing. A new leader whose clock is behind expires the key by
 its own clock, and log time never goes backwards. A PBFT group expires it from
-rounds of signed clock readings, and a replica whose clock runs far ahead
-cannot make it expire early.
+rounds of signed clock readings (so does a HotStuff group), and a replica
+whose clock runs far ahead cannot make it expire early.
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+import pytest
 
 from quorate.runtime.sim.bft import session_id
 from quorate.runtime.sim.cluster import SimConfig, Simulation
@@ -174,8 +176,8 @@ def test_a_new_leader_whose_clock_is_behind_expires_by_its_clock_and_time_never_
     assert tick.replica == new and stamp >= deadline
 
 
-def _bft_world(**options: Any) -> World:
-    return World(protocol="pbft", nodes=4, seed=11, **options)
+def _bft_world(protocol: str) -> World:
+    return World(protocol=protocol, nodes=4, seed=11)
 
 
 def _bft_put(world: World) -> float:
@@ -187,8 +189,9 @@ def _bft_put(world: World) -> float:
     return sent_at
 
 
-def test_a_pbft_group_expires_a_ttl_key_from_rounds_of_signed_readings() -> None:
-    world = _bft_world()
+@pytest.mark.parametrize("protocol", ["pbft", "hotstuff"])
+def test_a_bft_group_expires_a_ttl_key_from_rounds_of_signed_readings(protocol: str) -> None:
+    world = _bft_world(protocol)
     world.run(2.0)
     sent_at = _bft_put(world)
     deadlines = {kv.next_deadline_s for kv in world.stores()}
@@ -205,8 +208,9 @@ def test_a_pbft_group_expires_a_ttl_key_from_rounds_of_signed_readings() -> None
     assert {kv.time_rounds.rounds for kv in world.stores()} == {2}  # idle again: no rounds
 
 
-def test_a_pbft_replica_whose_clock_runs_ahead_cannot_expire_a_key_early() -> None:
-    world = _bft_world()
+@pytest.mark.parametrize("protocol", ["pbft", "hotstuff"])
+def test_a_bft_replica_whose_clock_runs_ahead_cannot_expire_a_key_early(protocol: str) -> None:
+    world = _bft_world(protocol)
     world.run(2.0)
     world.sim.nodes[3].set_clock(world.now, offset_jump_s=100.0)
     sent_at = _bft_put(world)

@@ -41,6 +41,10 @@ snapshots (``restore``). It answers with ``ClientReply`` messages collected by
   backup). The replica then waits for the command with that session
   ``(client, seq)`` to execute and answers; the client takes f + 1 matching
   answers from different replicas as the result.
+- Backups (``quorate.state.backup``): a ``BackupRequest`` is taken like a
+  ReadIndex read; once the read's index is applied the service encodes the
+  store at its applied index and term, keeps the image and hands it out in
+  chunks.
 - BFT time entries (``quorate.state.replica_time``): every replica, not a
   leader, proposes its own signed clock reading for the next round when a
   round is wanted (a TTL put waits for one, or one is being collected) or the
@@ -52,7 +56,9 @@ snapshots (``restore``). It answers with ``ClientReply`` messages collected by
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import msgspec
@@ -61,6 +67,7 @@ from quorate.core.protocol import Accepted, ProtocolCore, Queued, Redirect, Refu
 from quorate.core.ready import ENTRY_NORMAL, Entry, ReadState
 from quorate.core.wire import WireMessage
 from quorate.ids import NodeId
+from quorate.state.backup import BACKUP_CHUNK_BYTES, MAX_HELD_IMAGES, BackupChunk, BackupRequest
 from quorate.state.kv import (
     NO_SESSION,
     Command,
@@ -118,13 +125,26 @@ class ClientAttach(WireMessage, tag="client.Attach", frozen=True):
 CLIENT_MESSAGE_TYPES: tuple[type[WireMessage], ...] = (ClientRequest, ClientReply, ClientAttach)
 
 _Waiting = tuple[NodeId, ClientRequest]
+_WaitingRead = tuple[NodeId, ClientRequest | BackupRequest]
+
+
+@dataclass(frozen=True, slots=True)
+class BackupImage:
+    """The store encoded at ``index`` (of ``term``), for a backup."""
+
+    index: int
+    term: int
+    data: bytes
+    sha256: bytes
 
 
 class ReplicaService:
     """Connects clients to one protocol core and one ``KVStore``."""
 
     __slots__ = (
+        "_backup_images",
         "_by_session",
+        "_next_image",
         "_pending_reads",
         "_proposed",
         "_queued_reads",
@@ -132,6 +152,7 @@ class ReplicaService:
         "_replies",
         "_time_seen",
         "applied",
+        "applied_term",
         "core",
         "kv",
         "local_clock",
@@ -179,10 +200,13 @@ class ReplicaService:
         self.applied = 0
         self._proposed: dict[int, tuple[int, NodeId, ClientRequest]] = {}  # index -> (term, ...)
         self._by_session: dict[tuple[int, int], _Waiting] = {}
-        self._pending_reads: dict[bytes, _Waiting] = {}
-        self._queued_reads: list[tuple[int, _Waiting]] = []
+        self._pending_reads: dict[bytes, _WaitingRead] = {}
+        self._queued_reads: list[tuple[int, _WaitingRead]] = []
         self._read_seq = 0
-        self._replies: list[tuple[NodeId, ClientReply]] = []
+        self._replies: list[tuple[NodeId, ClientReply | BackupChunk]] = []
+        self.applied_term = 0
+        self._backup_images: dict[int, BackupImage] = {}
+        self._next_image = 1
 
     # -- client side ---------------------------------------------------------
     def on_client_request(self, sender: NodeId, req: ClientRequest, now: float) -> None:
@@ -217,7 +241,55 @@ class ReplicaService:
         """``ClientAttach``: where to answer ``clients``. Only BFT replicas,
         which answer commands they did not receive, use it."""
 
-    def _refuse(self, sender: NodeId, req: ClientRequest, outcome: Any) -> None:
+    def request_backup(self, sender: NodeId, req: BackupRequest, now: float) -> None:
+        """A backup: a new linearizable image (``req.image == 0``) or the
+        next chunk of one this replica holds (see ``quorate.state.backup``)."""
+        if req.image:
+            image = self._backup_images.get(req.image)
+            if image is None:
+                self._reply(sender, req, STATUS_ERROR, error="this node no longer holds that snapshot; save again")
+            elif not 0 <= req.offset <= len(image.data):
+                self._reply(sender, req, STATUS_ERROR, error=f"offset {req.offset} is outside the snapshot")
+            else:
+                self._send_chunk(sender, req, req.image, image)
+            return
+        if self.read_mode != "read_index":
+            self._reply(sender, req, STATUS_ERROR, error="this protocol cannot take a linearizable snapshot")
+            return
+        self._read_seq += 1
+        context = self._read_seq.to_bytes(8, "big")
+        outcome = self.core.read_index(context, now)  # type: ignore[attr-defined]
+        if isinstance(outcome, Accepted):
+            self._pending_reads[context] = (sender, req)
+        else:
+            self._refuse(sender, req, outcome)
+
+    def _take_backup(self, sender: NodeId, req: BackupRequest) -> None:
+        data = self.kv.snapshot()
+        image = BackupImage(self.applied, self.applied_term, data, hashlib.sha256(data).digest())
+        number = self._next_image
+        self._next_image += 1
+        self._backup_images[number] = image
+        while len(self._backup_images) > MAX_HELD_IMAGES:
+            del self._backup_images[next(iter(self._backup_images))]
+        self._send_chunk(sender, req, number, image)
+
+    def _send_chunk(self, to: NodeId, req: BackupRequest, number: int, image: BackupImage) -> None:
+        offset = req.offset
+        chunk = BackupChunk(
+            req.seq,
+            STATUS_OK,
+            image=number,
+            index=image.index,
+            term=image.term,
+            total_bytes=len(image.data),
+            sha256=image.sha256,
+            offset=offset,
+            data=image.data[offset : offset + BACKUP_CHUNK_BYTES],
+        )
+        self._replies.append((to, chunk))
+
+    def _refuse(self, sender: NodeId, req: ClientRequest | BackupRequest, outcome: Any) -> None:
         if isinstance(outcome, Redirect):
             self._reply(sender, req, STATUS_REDIRECT, leader=outcome.leader)
         else:
@@ -226,15 +298,18 @@ class ReplicaService:
     def _reply(
         self,
         to: NodeId,
-        req: ClientRequest,
+        req: ClientRequest | BackupRequest,
         status: str,
         result: bytes = b"",
         leader: int | None = None,
         error: str = "",
     ) -> None:
-        self._replies.append((to, ClientReply(req.client, req.seq, status, result, leader, error)))
+        if isinstance(req, BackupRequest):
+            self._replies.append((to, BackupChunk(req.seq, status, leader, error)))
+        else:
+            self._replies.append((to, ClientReply(req.client, req.seq, status, result, leader, error)))
 
-    def take_replies(self) -> list[tuple[NodeId, ClientReply]]:
+    def take_replies(self) -> list[tuple[NodeId, ClientReply | BackupChunk]]:
         replies, self._replies = self._replies, []
         return replies
 
@@ -244,6 +319,7 @@ class ReplicaService:
     # -- host side (called by the runtime's driver Host) -----------------------
     def apply(self, entry: Entry) -> None:
         self.applied = entry.index
+        self.applied_term = entry.term
         if entry.kind != ENTRY_NORMAL:
             self.kv.applied_index = entry.index
         else:
@@ -349,14 +425,18 @@ class ReplicaService:
                 still.append((index, waiting))
         self._queued_reads = still
 
-    def _serve_read(self, waiting: _Waiting) -> None:
+    def _serve_read(self, waiting: _WaitingRead) -> None:
         sender, req = waiting
+        if isinstance(req, BackupRequest):
+            self._take_backup(sender, req)
+            return
         result = self.kv.read(decode_op(req.op))
         self._reply(sender, req, STATUS_OK, encode_result(result))
 
     def restore(self, snapshot: Any) -> None:
         self.kv.restore(snapshot.data)
         self.applied = snapshot.index
+        self.applied_term = int(getattr(snapshot, "term", 0))
         self.kv.applied_index = snapshot.index
         self._reschedule()
         if self._queued_reads:
@@ -364,11 +444,10 @@ class ReplicaService:
 
     def abandon_pending(self, status: str = STATUS_RETRY) -> None:
         """Answer every waiting client (e.g. this node lost leadership)."""
-        for _, sender, req in self._proposed.values():
-            self._reply(sender, req, status, error="leadership lost")
-        for sender, req in [*self._pending_reads.values(), *self._by_session.values()]:
-            self._reply(sender, req, status, error="leadership lost")
-        for _, (sender, req) in self._queued_reads:
+        waiting: list[_WaitingRead] = [(sender, req) for _, sender, req in self._proposed.values()]
+        waiting += [*self._pending_reads.values(), *self._by_session.values()]
+        waiting += [w for _, w in self._queued_reads]
+        for sender, req in waiting:
             self._reply(sender, req, status, error="leadership lost")
         self._proposed.clear()
         self._pending_reads.clear()

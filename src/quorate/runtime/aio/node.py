@@ -53,7 +53,8 @@ Theory of operation.
   snapshot is restored into the state machine before the core runs, and the
   core replays committed entries above it.
 - *Status and administration.* ``Status`` is answered at once from the core's
-  view; ``Admin`` calls the core's ``propose_conf_change`` or
+  view; a ``BackupRequest`` goes to the replica service, which takes a
+  linearizable image of the store (``quorate.state.backup``); ``Admin`` calls the core's ``propose_conf_change`` or
   ``transfer_leadership`` (``quorate.runtime.aio.admin``). A change the core
   cannot take *yet* (the previous one is still committing, the new leader has
   not committed in its term) is answered ``retry``, so a client's
@@ -109,6 +110,7 @@ from quorate.runtime.aio.transport import (
     TransportConfig,
 )
 from quorate.runtime.driver import carry_out
+from quorate.state.backup import BackupRequest
 from quorate.state.kv import KVStore
 from quorate.state.replica_time import ReplicaClock
 from quorate.state.service import ClientAttach, ClientRequest, ReplicaService
@@ -453,6 +455,8 @@ class AioNode:
                     self.transport_or_raise().send_to_client(sender, self.status(message.seq))
                 elif isinstance(message, Admin):
                     self.transport_or_raise().send_to_client(sender, self._admin(message, now))
+                elif isinstance(message, BackupRequest):
+                    service.request_backup(NodeId(sender), message, now)
             else:
                 core.step(NodeId(sender), message, now)
         self.counters["batches"] += 1
