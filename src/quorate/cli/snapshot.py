@@ -199,7 +199,7 @@ def restore_command(
     for _, path in targets:
         _write_data_dir(path, storage, header.index, header.term, voters, backup.data)
     typer.echo(
-        f"restored index {header.index} (term {header.term}, {len(store)} keys, "
+        f"restored index {header.index} (term {header.term}, {len(store)} key{'' if len(store) == 1 else 's'}, "
         f"saved {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(header.created_at_s))}) into "
         + ", ".join(str(p) for _, p in targets)
     )
