@@ -59,6 +59,8 @@ def test_a_raft_key_expires_within_the_bound_on_an_idle_cluster(
         assert gone >= sent + TTL_S, "expired before its deadline"
         assert gone <= acknowledged + TTL_S + EXPIRY_BOUND_S, f"{gone - acknowledged - TTL_S:.1f} s late"
         assert client.get("warm-up") == "1"
+        # A time entry did it (nothing else was written).
+        assert sum(client.status(e).metrics.get("time_entries", 0) for e in cluster.endpoints) >= 1
         _assert_idle_cluster_writes_nothing(client, cluster)
 
 

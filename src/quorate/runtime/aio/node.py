@@ -113,7 +113,7 @@ from quorate.runtime.driver import carry_out
 from quorate.state.backup import BackupRequest
 from quorate.state.kv import KVStore
 from quorate.state.replica_time import ReplicaClock
-from quorate.state.service import ClientAttach, ClientRequest, ReplicaService
+from quorate.state.service import BftService, ClientAttach, ClientRequest, ReplicaService
 from quorate.storage.sqlite import DB_FILE_NAME, SqliteStorage
 from quorate.storage.wal import WAL_DIR_NAME, WalStorage
 
@@ -409,6 +409,11 @@ class AioNode:
         if self.transport is not None:
             out.update({f"transport.{k}": v for k, v in self.transport.metrics.items()})
         out.update(bft_metrics(self.core))  # view, leader, convictions (BFT cores only)
+        if self.service is not None:
+            # Time entries proposed here for TTL deadlines; BFT: forged readings refused.
+            out["time_entries"] = self.service.time_entries
+            if isinstance(self.service, BftService):
+                out["rejected_time_entries"] = self.service.rejected_ticks
         return out
 
     def storage_or_raise(self) -> DiskStorage:
