@@ -54,8 +54,10 @@ from quorate.state.replica_time import TimeRounds
 NO_SESSION = 0
 DEFAULT_SESSION_TTL_S = 3600.0
 FORMAT_VERSION = 2
-"""Snapshot format; version 2 added the time rounds of Byzantine groups.
-Version 1 snapshots are still read."""
+"""Snapshot format; version 2 added the time rounds of Byzantine groups as
+trailing fields. A store without rounds (crash faults) still writes version
+1, which earlier releases read (they ignore trailing fields)."""
+FORMAT_VERSION_WITHOUT_ROUNDS = 1
 READABLE_VERSIONS = (1, 2)
 
 
@@ -159,13 +161,19 @@ def decode_result(data: bytes) -> Result:
     return _result_decoder.decode(data)
 
 
-class _Snapshot(msgspec.Struct, array_like=True):
+class _SnapshotWithoutRounds(msgspec.Struct, array_like=True):
+    """Version 1, written by stores without time rounds (crash faults)."""
+
     version: int
     now_s: float
     data: dict[str, dict[str, str]]
     expiry: list[tuple[float, str, str]]
     sessions: dict[int, tuple[int, float, Result]]
-    # Version 2 (Byzantine groups' time rounds; empty otherwise):
+
+
+class _Snapshot(_SnapshotWithoutRounds, array_like=True):
+    """Version 2: the time rounds of a Byzantine group follow (absent: empty)."""
+
     rounds: int = 0
     readings: dict[int, float] = {}
     pending: list[tuple[str, str, float, int]] = []
@@ -403,18 +411,23 @@ class KVStore:
 
     # -- snapshots ----------------------------------------------------------
     def snapshot(self) -> bytes:
+        data = self._data
+        expiry = sorted((d, ns, k) for (ns, k), d in self._deadlines.items())
+        sessions = {c: (s.seq, s.last_s, s.result) for c, s in self._sessions.items()}
+        rounds = self.time_rounds
+        if rounds is None:
+            plain = _SnapshotWithoutRounds(FORMAT_VERSION_WITHOUT_ROUNDS, self.now_s, data, expiry, sessions)
+            return _command_encoder.encode(plain)
         snap = _Snapshot(
             FORMAT_VERSION,
             self.now_s,
-            self._data,
-            sorted((d, ns, k) for (ns, k), d in self._deadlines.items()),
-            {c: (s.seq, s.last_s, s.result) for c, s in self._sessions.items()},
+            data,
+            expiry,
+            sessions,
+            rounds.rounds,
+            dict(sorted(rounds.readings.items())),
+            [(ns, k, ttl, needed) for (ns, k), (ttl, needed) in rounds.pending.items()],
         )
-        rounds = self.time_rounds
-        if rounds is not None:
-            snap.rounds = rounds.rounds
-            snap.readings = dict(sorted(rounds.readings.items()))
-            snap.pending = [(ns, k, ttl, needed) for (ns, k), (ttl, needed) in rounds.pending.items()]
         return _command_encoder.encode(snap)
 
     def restore(self, data: bytes) -> None:

@@ -249,11 +249,14 @@ def test_time_rounds_survive_a_snapshot_and_old_snapshots_still_load() -> None:
     assert copy.time_rounds is not None and copy.time_rounds.readings == {0: 7.0} and copy.time_wanted
     run(copy, Command(NO_SESSION, 0, Tick(1, 8.0, 1)), Command(NO_SESSION, 0, Tick(2, 9.0, 1)))
     assert copy.next_deadline_s == 11.0
-    # A version-1 snapshot (before time rounds) has five fields.
+    # A version-1 snapshot (before time rounds) has five fields; a store
+    # without rounds still writes exactly that, which earlier releases read.
     old = msgspec.msgpack.encode([1, 5.0, {"": {"a": "b"}}, [[9.0, "", "a"]], {}])
     crash = KVStore()
     crash.restore(old)
     assert crash.get("a") == "b" and crash.next_deadline_s == 9.0
+    assert crash.snapshot() == old
+    assert msgspec.msgpack.decode(kv.snapshot())[0] == 2
 
 
 # -- the service, Byzantine faults ------------------------------------------------------
