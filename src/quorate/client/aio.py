@@ -53,6 +53,7 @@ from quorate.runtime.aio.admin import (
 from quorate.runtime.aio.config import Address, format_address, parse_address
 from quorate.runtime.aio.tls import TlsConfig
 from quorate.runtime.aio.transport import ROLE_CLIENT, Hello
+from quorate.state.backup import BackupChunk, BackupRequest
 from quorate.state.kv import Cas, Delete, Get, List, Op, Put, Result, decode_result, encode_op
 from quorate.state.service import (
     STATUS_OK,
@@ -297,6 +298,17 @@ class AsyncClient(KeyValueApi):
                 request, lambda m: isinstance(m, AdminReply) and m.seq == request.seq
             )
             assert isinstance(reply, AdminReply)
+
+    async def backup_chunk(self, image: int = 0, offset: int = 0) -> BackupChunk:
+        """One chunk of a backup (``quorate.state.backup``): ``image == 0``
+        takes a new linearizable image at the leader; later chunks go to the
+        node that answered, which holds the image."""
+        async with self._lock:
+            self.seq += 1
+            request = BackupRequest(self.seq, image, offset)
+            reply = await self._call(request, lambda m: isinstance(m, BackupChunk) and m.seq == request.seq)
+            assert isinstance(reply, BackupChunk)
+            return reply
 
     # ------------------------------------------------------------ plumbing
     async def _call(self, request: WireMessage, matches: Any) -> WireMessage:

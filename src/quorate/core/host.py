@@ -11,10 +11,13 @@ number of cores keyed by group id and:
   does not host is handed to ``on_unknown_group`` (which may create the group,
   as a multi-Raft node does when a range's leader adds it; see there), else
   dropped and counted as a rejection with the reason ``unknown group``;
-- **times** the groups: each core's deadline (``Ready.wake_at`` or its
-  deadline probe) sits in one heap; ``tick(now)`` ticks only the groups whose
-  deadline passed, and ``wake_at()`` is the earliest deadline of any group, so
-  a thousand idle (quiesced) groups cost nothing;
+- **times** the groups: a group's deadline is its core's (``Ready.wake_at``
+  or its deadline probe) or, if earlier, that of its state when the state
+  keeps time too (a ``TimedState``: the key-value service proposing time
+  entries for TTLs); the deadlines sit in one heap, ``tick(now)`` ticks only
+  the cores and states whose deadline passed, and ``wake_at()`` is the
+  earliest deadline of any group, so a thousand idle (quiesced) groups cost
+  nothing;
 - **merges** their work: ``ready()`` returns one ``GroupReady`` per group with
   work since the last turn, so the runtime makes every group's durable writes
   durable with one fsync, sends what may leave early before it and the rest
@@ -33,7 +36,7 @@ from __future__ import annotations
 import heapq
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from quorate.core.binding import Binding
 from quorate.core.protocol import DeadlineProbe, ProposeOutcome, ProtocolCore, Refused
@@ -41,12 +44,23 @@ from quorate.core.ready import Ready, Rejection
 from quorate.errors import LocalProtocolError
 from quorate.ids import NodeId
 
-__all__ = ["MAX_GROUP_ID", "GroupReady", "HostedGroup", "NodeHost", "UnknownGroup", "valid_group_id"]
+__all__ = ["MAX_GROUP_ID", "GroupReady", "HostedGroup", "NodeHost", "TimedState", "UnknownGroup", "valid_group_id"]
 
 MAX_GROUP_ID = (1 << 63) - 1
 """Group ids are non-negative and fit a signed 64-bit integer (storage keys them so)."""
 
 UnknownGroup = Callable[[NodeId, int, Any, float], "HostedGroup | None"]
+
+
+@runtime_checkable
+class TimedState(Protocol):
+    """A group's state that keeps time too (the key-value service's time
+    entries): the host ticks it at ``tick_at`` (the node's clock) as it
+    ticks the core at its deadline."""
+
+    tick_at: float | None
+
+    def tick(self, now: float) -> None: ...
 """``(sender, group, message, now) -> a group to host, or None to drop the message``."""
 
 
@@ -65,7 +79,11 @@ class HostedGroup:
     state: Any = None
     """Whatever the runtime attaches (the group's state machine service)."""
     deadline: float | None = None
+    """The group's next deadline: its core's, or its state's if earlier."""
+    core_deadline: float | None = None
     """The core's next deadline, as last reported."""
+    timed: TimedState | None = None
+    """``state``, when it keeps time (set by ``NodeHost.add``)."""
     queued: float | None = None
     """The deadline of the group's live entry in the host's heap (at most
     ``deadline``; a deadline that moved later is re-queued lazily when the
@@ -116,6 +134,7 @@ class NodeHost:
         if group.core.id != self.node:
             raise LocalProtocolError(f"group {group.id}'s core is node {group.core.id}, not this node {self.node}")
         group.probe = group.core.wake_at if isinstance(group.core, DeadlineProbe) else None
+        group.timed = group.state if isinstance(group.state, TimedState) else None
         self._groups[group.id] = group
         self._mark(group)
         self.only = group if len(self._groups) == 1 else None
@@ -184,9 +203,7 @@ class NodeHost:
         only = self.only
         if only is not None:
             if only.deadline is not None and only.deadline <= now:
-                only.deadline = None
-                only.core.tick(now)
-                self._had_input(only)
+                self._fire(only, now)
             return
         heap = self._heap
         while heap and heap[0][0] <= now:
@@ -199,9 +216,21 @@ class NodeHost:
                 continue  # _due re-queued it at its later deadline
             heapq.heappop(heap)
             group.queued = None
-            group.deadline = None
+            self._fire(group, now)
+
+    def _fire(self, group: HostedGroup, now: float) -> None:
+        """``group``'s deadline passed: tick its core and/or its state."""
+        group.deadline = None
+        core_deadline = group.core_deadline
+        if core_deadline is not None and core_deadline <= now:
+            group.core_deadline = None
             group.core.tick(now)
-            self._had_input(group)
+        timed = group.timed
+        if timed is not None:
+            tick_at = timed.tick_at
+            if tick_at is not None and tick_at <= now:
+                timed.tick(now)
+        self._had_input(group)
 
     def wake_at(self) -> float | None:
         """The earliest deadline of any group (None: no timer armed)."""
@@ -271,7 +300,13 @@ class NodeHost:
     def advance_one(self, group: HostedGroup, ready: Ready) -> None:
         """The runtime carried out one group's ``ready`` of the list ``ready`` returned."""
         if self.only is group:
-            group.deadline = ready.wake_at
+            deadline = group.core_deadline = ready.wake_at
+            timed = group.timed
+            if timed is not None:
+                tick_at = timed.tick_at
+                if tick_at is not None and (deadline is None or tick_at < deadline):
+                    deadline = tick_at
+            group.deadline = deadline
         elif self._groups.get(group.id) is not group:
             return  # removed meanwhile
         else:
@@ -306,8 +341,8 @@ class NodeHost:
             return
         probe = group.probe
         if probe is not None and not group.core.has_ready():
-            if self.only is group:
-                group.deadline = probe()
+            if self.only is group and group.timed is None:
+                group.deadline = group.core_deadline = probe()
             else:
                 self.turned.append(group)
                 self._set_deadline(group, probe())
@@ -320,7 +355,15 @@ class NodeHost:
             group.dirty = True
             self._dirty.append(group)
 
-    def _set_deadline(self, group: HostedGroup, deadline: float | None) -> None:
+    def _set_deadline(self, group: HostedGroup, core_deadline: float | None) -> None:
+        """The core reported ``core_deadline``: the group's deadline is that or
+        its state's, whichever is earlier."""
+        deadline = group.core_deadline = core_deadline
+        timed = group.timed
+        if timed is not None:
+            tick_at = timed.tick_at
+            if tick_at is not None and (deadline is None or tick_at < deadline):
+                deadline = tick_at
         group.deadline = deadline
         if deadline is not None and self.only is None:
             queued = group.queued

@@ -13,9 +13,9 @@ Theory of operation.
 - **One command, one order.** All replicas must propose identical bytes for
   one request, or the core would order n copies of it (PBFT and HotStuff
   deduplicate by content). The replica's clock differs from its peers', so
-  commands carry the fixed log time ``BFT_COMMAND_TIME_S`` instead.
-  Consequence: log time never advances in a BFT store, so TTLs on puts do
-  not expire there.
+  commands carry the fixed stamp ``BFT_COMMAND_TIME_S`` instead, and log
+  time comes from rounds of the replicas' signed clock readings
+  (``quorate.state.replica_time``), so TTLs expire in a BFT store too.
 - **Every replica answers, whoever it heard from.** A client sends a
   request to the primary only (it broadcasts after a timeout), so a backup
   usually learns a command from the pre-prepare, not from the client. The
@@ -44,6 +44,7 @@ from typing import Any
 from quorate.core.protocol import ProtocolCore
 from quorate.ids import NodeId, node_name
 from quorate.state.kv import KVStore
+from quorate.state.replica_time import ReplicaClock
 from quorate.state.service import BftService, ClientRequest, ReplicaService
 
 BFT_PROTOCOLS = ("pbft", "hotstuff")
@@ -69,11 +70,16 @@ class BftReplicaService(BftService):
         read_mode: str = "log",
         snapshot_every: int = 0,
         stamp_clock: Callable[[], float] | None = None,
+        local_clock: Callable[[], float] | None = None,
+        clock: ReplicaClock | None = None,
     ) -> None:
-        # BFT cores have no ReadIndex: reads are ordered like writes. Commands
-        # carry a fixed time (every replica must propose identical bytes), so
-        # ``read_mode`` and ``stamp_clock`` are not used.
-        super().__init__(core, kv, snapshot_every=snapshot_every)
+        # BFT cores have no ReadIndex: reads are ordered like writes, so
+        # ``read_mode`` is not used. Commands carry a fixed time (every replica
+        # must propose identical bytes); ``stamp_clock`` is what this replica's
+        # signed time entries read (``quorate.state.replica_time``).
+        super().__init__(
+            core, kv, snapshot_every=snapshot_every, clock=clock, stamp_clock=stamp_clock, local_clock=local_clock
+        )
         self._routes: dict[int, NodeId] = {}
         """client -> the connection its session attached on (oldest first)."""
 

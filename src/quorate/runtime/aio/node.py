@@ -38,8 +38,10 @@ Theory of operation.
   messages leave before its fsync, while applying, client replies and the
   next Ready still wait for it.
 - *Time.* The core asks to be woken at ``ready.wake_at`` (the node's monotonic
-  clock). The node keeps one ``TimerHandle`` and reschedules it only when the
-  deadline changes; when it fires, ``core.tick(now)`` and drive.
+  clock), the replica service at ``tick_at`` when a TTL deadline needs a time
+  entry (``quorate.state.service``). The node keeps one ``TimerHandle`` for the
+  earlier of the two and reschedules it only when that changes; when it
+  fires, ``core.tick(now)``, ``service.tick(now)`` and drive.
 - *Clients.* Replies the service produces go back on the connection their
   request came from (client connection ids never collide with node ids).
 - *Storage.* ``storage_kind`` picks the engine: ``"sqlite"``
@@ -51,7 +53,8 @@ Theory of operation.
   snapshot is restored into the state machine before the core runs, and the
   core replays committed entries above it.
 - *Status and administration.* ``Status`` is answered at once from the core's
-  view; ``Admin`` calls the core's ``propose_conf_change`` or
+  view; a ``BackupRequest`` goes to the replica service, which takes a
+  linearizable image of the store (``quorate.state.backup``); ``Admin`` calls the core's ``propose_conf_change`` or
   ``transfer_leadership`` (``quorate.runtime.aio.admin``). A change the core
   cannot take *yet* (the previous one is still committing, the new leader has
   not committed in its term) is answered ``retry``, so a client's
@@ -107,8 +110,10 @@ from quorate.runtime.aio.transport import (
     TransportConfig,
 )
 from quorate.runtime.driver import carry_out
+from quorate.state.backup import BackupRequest
 from quorate.state.kv import KVStore
-from quorate.state.service import ClientAttach, ClientRequest, ReplicaService
+from quorate.state.replica_time import ReplicaClock
+from quorate.state.service import BftService, ClientAttach, ClientRequest, ReplicaService
 from quorate.storage.sqlite import DB_FILE_NAME, SqliteStorage
 from quorate.storage.wal import WAL_DIR_NAME, WalStorage
 
@@ -328,12 +333,22 @@ class AioNode:
             None if fresh else recovered,
             self.protocol_options,
         )
+        service_options: dict[str, Any] = {}
+        replicas = 0
+        clock_keys = binding.clock_keys(self.id, voters, self.protocol_options)
+        if clock_keys is not None:
+            # Byzantine fault tolerant: time from the replicas' signed readings.
+            signer, verifier = clock_keys
+            service_options["clock"] = ReplicaClock(signer, verifier)
+            replicas = len(voters)
         self.service = replica_service_class(binding.name)(
             self.core,
-            KVStore(),
+            KVStore(replicas=replicas),
             read_mode=self.read_mode,
             snapshot_every=self.snapshot_every,
             stamp_clock=time.time,  # log time for TTLs: wall clock, comparable across hosts
+            local_clock=self.clock,  # ...and when to wake for a TTL deadline
+            **service_options,
         )
         if recovered.snapshot is not None:
             self.service.restore(recovered.snapshot)
@@ -395,6 +410,11 @@ class AioNode:
         if self.transport is not None:
             out.update({f"transport.{k}": v for k, v in self.transport.metrics.items()})
         out.update(bft_metrics(self.core))  # view, leader, convictions (BFT cores only)
+        if self.service is not None:
+            # Time entries proposed here for TTL deadlines; BFT: forged readings refused.
+            out["time_entries"] = self.service.time_entries
+            if isinstance(self.service, BftService):
+                out["rejected_time_entries"] = self.service.rejected_ticks
         return out
 
     def storage_or_raise(self) -> DiskStorage:
@@ -441,6 +461,8 @@ class AioNode:
                     self.transport_or_raise().send_to_client(sender, self.status(message.seq))
                 elif isinstance(message, Admin):
                     self.transport_or_raise().send_to_client(sender, self._admin(message, now))
+                elif isinstance(message, BackupRequest):
+                    service.request_backup(NodeId(sender), message, now)
             else:
                 core.step(NodeId(sender), message, now)
         self.counters["batches"] += 1
@@ -595,7 +617,9 @@ class AioNode:
         self._deadline = None
         if self._failed:
             return
-        self.core.tick(self.clock())
+        now = self.clock()
+        self.core.tick(now)
+        self.service_or_raise().tick(now)  # a TTL deadline may be due
         self._drive()
 
     # ------------------------------------------------------------ driving
@@ -798,6 +822,9 @@ class AioNode:
         self._was_leader = is_leader
 
     def _schedule(self, wake_at: float | None) -> None:
+        service = self.service
+        if service is not None and service.tick_at is not None and (wake_at is None or service.tick_at < wake_at):
+            wake_at = service.tick_at
         if wake_at == self._deadline and (self._timer is not None or wake_at is None):
             return
         if self._timer is not None:

@@ -534,7 +534,16 @@ class Transport:
 
     async def _serve_peer(self, link: _PeerLink, connection: _Connection) -> None:
         """Read from a handshaken peer connection until it ends; it carries
-        this link's outbound frames meanwhile."""
+        this link's outbound frames meanwhile.
+
+        A connection that completes once ``close`` has begun is dropped here:
+        ``close`` closes only the connections it sees, and on Python 3.11
+        ``asyncio.wait_for`` returns the result of a dial or handshake that
+        finishes just as it is cancelled, swallowing the cancellation. Served,
+        such a connection would keep ``close`` waiting until the peer hung up."""
+        if self._closed:
+            connection.close()
+            return
         previous = link.connection
         if previous is not None:
             previous.close()  # the peer restarted and dialed again
@@ -567,6 +576,9 @@ class Transport:
                 link.connection = None
 
     async def _serve_client(self, connection: _Connection) -> None:
+        if self._closed:  # as in _serve_peer
+            connection.close()
+            return
         connection_id = self._next_client
         self._next_client += 1
         self._clients[connection_id] = connection

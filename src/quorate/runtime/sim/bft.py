@@ -62,6 +62,7 @@ from quorate.core.protocol import ProtocolCore
 from quorate.errors import ConfigError
 from quorate.ids import NodeId
 from quorate.state.kv import KVStore
+from quorate.state.replica_time import ReplicaClock
 from quorate.state.service import BftService, ClientRequest
 
 RANDOM_BEHAVIOUR = "random"
@@ -226,12 +227,21 @@ def excluded_of(core: ProtocolCore | None) -> list[int]:
 class BftReplicaService(BftService):
     """``BftService`` in the simulator: answers every command it executes at
     the endpoint its session names (see the module docstring). ``clients``
-    are the run's client endpoint ids."""
+    are the run's client endpoint ids; ``clock`` signs and checks the
+    replicas' time entries (``quorate.state.replica_time``) with the run's
+    cost-model keys."""
 
     __slots__ = ("_clients", "_liar")
 
-    def __init__(self, core: ProtocolCore, *, clients: range = range(0)) -> None:
-        super().__init__(core, KVStore(), max_results=MAX_REMEMBERED_RESULTS)
+    def __init__(
+        self,
+        core: ProtocolCore,
+        *,
+        clients: range = range(0),
+        replicas: int = 1,
+        clock: ReplicaClock | None = None,
+    ) -> None:
+        super().__init__(core, KVStore(replicas=replicas), max_results=MAX_REMEMBERED_RESULTS, clock=clock)
         self._clients = clients
         self._liar = self._honest is not core
 

@@ -283,6 +283,7 @@ class Simulation:
                 byzantine=self.byzantine,
                 seed=config.seed,
                 client_endpoints=range(config.nodes, config.nodes + config.clients),
+                replicas=config.nodes,
             ),
         )
         self.detections = DetectionLog(frozenset(self.byzantine))

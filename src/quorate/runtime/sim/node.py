@@ -29,7 +29,8 @@ Theory of operation.
   work ends (``busy_until``); inputs arriving meanwhile wait in a FIFO inbox and
   run when the CPU frees. Messages the work produced depart at its end.
 - **Timers are deadlines.** After each drive the node compares the core's
-  ``wake_at`` with the one it already has; at most one timer event per node is
+  ``wake_at`` (or the replica service's ``tick_at``, when a TTL makes it ask
+  to propose time, if earlier) with the one it already has; at most one timer event per node is
   live (tagged with a generation number, so superseded ones are skipped). A
   deadline moved *earlier* schedules a new event; one moved *later* (an
   election timer reset by every heartbeat) schedules nothing: the pending

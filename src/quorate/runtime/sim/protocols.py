@@ -96,6 +96,8 @@ class SpecContext:
     client_endpoints: range = range(0)
     """Network ids of the run's client endpoints: where BFT replicas may
     send the answers to the commands they execute."""
+    replicas: int = 0
+    """Replicas in the group (BFT: a store's time rounds count on it)."""
 
 
 class ServiceCodec:
@@ -192,9 +194,11 @@ _SIM_OPTIONS = ("scheme",)
 ``ed25519`` (default) or ``bls`` for the cost model of signing protocols."""
 
 
-def _bft_replica(context: SpecContext) -> Callable[[ProtocolCore], Replica]:
-    """The simulator's BFT replica service, answering the run's client endpoints."""
+def _bft_replica(context: SpecContext, keyring: CostModelKeyring) -> Callable[[ProtocolCore], Replica]:
+    """The simulator's BFT replica service, answering the run's client
+    endpoints and signing its time entries with the run's cost-model keys."""
     from quorate.runtime.sim.bft import SESSION_ENDPOINT_BITS, BftReplicaService
+    from quorate.state.replica_time import ReplicaClock
 
     endpoints = context.client_endpoints
     if len(endpoints) and endpoints[-1] >= 1 << SESSION_ENDPOINT_BITS:
@@ -203,8 +207,13 @@ def _bft_replica(context: SpecContext) -> Callable[[ProtocolCore], Replica]:
             "(client session ids carry the client's endpoint id)"
         )
 
+    replicas = context.replicas
+
+    replicas = context.replicas
+
     def build_replica(core: ProtocolCore) -> Replica:
-        return BftReplicaService(core, clients=endpoints)
+        clock = ReplicaClock(keyring.signer(core.id), keyring.verifier(core.id)) if replicas else None
+        return BftReplicaService(core, clients=endpoints, replicas=max(replicas, 1), clock=clock)
 
     return build_replica
 
@@ -238,7 +247,7 @@ def protocol_spec(
         name=name,
         binding=b,
         build_core=build,
-        build_replica=_bft_replica(context) if byzantine else _service,
+        build_replica=_bft_replica(context, keyring) if keyring is not None else _service,
         max_crashed=b.max_faulty,
         new_monitor=b.safety_monitor,
         leader_term=leader_term,
