@@ -29,9 +29,9 @@ from quorate.raft.messages import (
     RAFT_MESSAGE_TYPES,
     ConfChange,
     ConfChangeKind,
+    ConfiguredSnapshot,
     EntryKind,
     HardState,
-    Snapshot,
 )
 from quorate.raft.node import RaftNode, decode_conf_state
 
@@ -128,7 +128,7 @@ BINDING = Binding(
     name="raft",
     message_types=tuple(RAFT_MESSAGE_TYPES),
     hard_state_type=HardState,
-    snapshot_type=Snapshot,
+    snapshot_type=ConfiguredSnapshot,  # reads plain snapshots too (the node rebuilds the right type)
     parse_config=_parse_config,
     builder=_builder,
     leadership=_leadership,
