@@ -541,8 +541,13 @@ def _apply_conf(self: RaftNode, now: float) -> None:
         next_index = self._log.last_index() + 1
         for peer in members:
             if peer != self._id and peer not in progress:
-                progress[peer] = Progress(next_index)
-                progress[peer].recent_active = True
+                pr = progress[peer] = Progress(next_index)
+                pr.recent_active = True
+                if conf.outgoing and peer in conf.voters:
+                    # A joint configuration commits nothing until a quorum of
+                    # the new voters holds it: find where their logs end now
+                    # rather than at the next heartbeat round.
+                    self._send_append(peer, pr, now, True)
         for peer in [p for p in progress if p not in members]:
             del progress[peer]
         if self._transfer_target is not None and self._transfer_target not in self._voters:
