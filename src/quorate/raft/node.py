@@ -192,6 +192,7 @@ class RaftNode:
     _maybe_commit = replication._maybe_commit
     _joint_commit_index = replication._joint_commit_index
     _on_commit_advanced = replication._on_commit_advanced
+    _hand_over = replication._hand_over
     _heard_from_leader = replication._heard_from_leader
     _append_response = replication._append_response
     _on_append_entries = replication._on_append_entries
@@ -860,7 +861,20 @@ class RaftNode:
 
     # ================================================================ roles
     def _promotable(self) -> bool:
-        return self._id in self._voters
+        if self._id in self._voters:
+            return True
+        # Thesis §4.2.2: a server outside its latest configuration still
+        # campaigns while that configuration is uncommitted (it may be needed
+        # to commit it); it does not count its own vote (_poll_result counts
+        # the latest configuration's voters only).
+        confs = self._confs
+        committed = self._log.committed
+        if confs[-1][0] <= committed:
+            return False
+        for index, conf, _ in reversed(confs):
+            if index <= committed:
+                return self._id in conf.all_voters
+        return False
 
     def _reset_election_timer(self, now: float) -> None:
         timeout = self._config.election_timeout_s

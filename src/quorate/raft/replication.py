@@ -381,6 +381,8 @@ def _on_commit_advanced(self: RaftNode) -> None:
         self._release_reads_on_commit()
     if self._id not in self._voters and self._log.committed >= self._confs[-1][0]:
         # Our removal committed (thesis §4.2.2): hand over by stepping down.
+        if self._role is LEADER:
+            self._hand_over()
         self._become_follower(self._term, None, self._now)
     elif (
         self._joint is not None
@@ -392,6 +394,21 @@ def _on_commit_advanced(self: RaftNode) -> None:
         # appending cannot re-enter the commit computation in progress).
         self._leave_due = True
         self._append_pending = True
+
+
+def _hand_over(self: RaftNode) -> None:
+    """A leader outside the configuration it just committed steps down: it
+    first tells everyone the commit index (so nodes outside the new
+    configuration stop campaigning for it, ``RaftNode._promotable``) and
+    sends ``TimeoutNow`` to the most up-to-date voter that holds its whole
+    log, so a new leader is elected at once (thesis §3.10, §4.2.2)."""
+    now = self._now
+    self._broadcast_append(now, send_if_empty=True)
+    last = self._log.last_index()
+    progress = self._progress
+    ready = [v for v in sorted(self._voters) if (pr := progress.get(v)) is not None and pr.match == last]
+    if ready:
+        self._send(ready[0], TimeoutNow(self._term))
 
 
 # ================================================================ follower

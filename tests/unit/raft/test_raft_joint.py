@@ -301,3 +301,30 @@ def test_the_binding_changes_several_members_and_the_quorum_without_naming_raft(
     assert isinstance(bad, Refused) and "Q1 + Q2 > n" in bad.reason
     bad = membership.change(leader, MembershipChange(add=(N(2),), transition="sideways"), b"", net.now)
     assert isinstance(bad, Refused) and "unknown transition" in bad.reason
+
+
+def test_a_node_outside_an_uncommitted_configuration_still_campaigns() -> None:
+    # Node 4 holds the entry demoting it to a learner; nodes 2 and 3, the
+    # other voters of the new configuration, do not, and the leader that
+    # appended it dies.
+    net = Network([1, 2, 3, 4], config=DEFAULT_CONFIG)
+    net.elect(1)
+    net.deliver()
+    net.cut(1, 2)
+    net.cut(1, 3)
+    assert isinstance(_v2(net, [(LEARNER, 4)]), Accepted)
+    assert not net.node(1).joint  # one voter less: one step
+    net.deliver()
+    net.crash(1)
+    net.heal()
+    demoted = net.node(4)
+    assert demoted.voters == {1, 2, 3} and demoted.commit_index < demoted.last_index
+    # 2 and 3 cannot win under {1, 2, 3, 4} (4 has the longer log, 1 is
+    # down); 4 campaigns, as it may be needed to commit its own demotion,
+    # wins with the votes of 2 and 3 (its own does not count), commits the
+    # demotion and steps down; 2 or 3 then leads.
+    net.advance(10.0)
+    assert demoted.commit_index == demoted.last_index and demoted.role is Role.LEARNER
+    leader = net.leader()
+    assert leader is not None and leader.id in (2, 3) and leader.voters == {1, 2, 3}
+    # Reference: Raft thesis §4.2.2
