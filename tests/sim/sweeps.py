@@ -17,6 +17,15 @@ used up). "Without" means no Byzantine replica, and chaos crashes up to what
 the protocol tolerates: f for the BFT protocols, a minority for Raft. The
 second is where restart bugs live, and the first cannot find them: both run.
 
+"With random changes" (``JOINT_SWEEPS``, Raft only) adds a membership
+change proposed every ``RECONFIGURE_EVERY_S`` through the chaos phase
+(``runtime.sim.quorum``): a random voter set of 1..n nodes (the others
+learners or removed), random flexible quorum sizes (Q1 + Q2 > n) half of
+the time, a random transition (one step when safe, joint with automatic
+leave, or joint left explicitly later); changes stop at the heal. The
+monitor then also checks election quorums, quorum intersection between
+consecutive configurations and one change at a time.
+
 A failing run names the ``quorate sim`` command that reproduces it.
 """
 
@@ -48,14 +57,20 @@ OPTIONS: dict[str, dict[str, Any]] = {
 }
 
 
+RECONFIGURE_EVERY_S = 0.5
+"""A random membership change this often (``JOINT_SWEEPS``)."""
+
+
 @dataclass(frozen=True)
 class Sweep:
     protocol: str
     nodes: int
     byzantine: bool
+    reconfigure: bool = False
 
     def __str__(self) -> str:
-        return f"{self.protocol}-n{self.nodes}-{'byzantine' if self.byzantine else 'crash'}"
+        kind = "byzantine" if self.byzantine else "crash"
+        return f"{self.protocol}-n{self.nodes}-{kind}{'-joint' if self.reconfigure else ''}"
 
     def config(self, seed: int) -> SimConfig:
         f = (self.nodes - 1) // 3
@@ -72,6 +87,7 @@ class Sweep:
             liveness_bound_s=LIVENESS_BOUND_S,
             seed=seed,
             protocol_options=dict(OPTIONS[self.protocol]),
+            reconfigure_every_s=RECONFIGURE_EVERY_S if self.reconfigure else 0.0,
         )
 
 
@@ -79,6 +95,7 @@ SWEEPS = (
     *(Sweep("raft", n, False) for n in (4, 5, 7)),
     *(Sweep(p, n, byz) for p in ("pbft", "hotstuff") for n in (4, 7) for byz in (False, True)),
 )
+JOINT_SWEEPS = tuple(Sweep("raft", n, False, reconfigure=True) for n in (5, 7))
 
 
 def check_run(config: SimConfig) -> dict[str, Any]:

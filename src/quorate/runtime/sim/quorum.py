@@ -231,10 +231,12 @@ class QuorumControl:
             if kind == "invoke":
                 invoked[process] = event["time"]
             else:
+                # An answer (ok, or a compare-and-set that found another
+                # value) is availability; only a timeout ("info") is not.
                 start = invoked.pop(process, None)
-                ok = kind == "ok"
-                latency = event["time"] - start if ok and start is not None else None
-                manager.record_op(event["time"], ok, latency)
+                answered = kind != "info"
+                latency = event["time"] - start if answered and start is not None else None
+                manager.record_op(event["time"], answered, latency)
         self.history_at = len(history)
 
     # ------------------------------------------------------------ applying
