@@ -33,11 +33,14 @@ Phases (one change at a time, never two):
 3. **observing** — for ``window_s`` after the change is in force; first the
    leadership goes to the plan's preferred leader if another node leads.
    Then the window is compared with the baseline: when both saw at least
-   ``min_window_ops`` operations and the median commit latency grew by more
-   than ``rollback_latency_ratio`` or the availability (operations that
-   succeeded, out of all that finished) fell by more than
-   ``rollback_availability_drop``, the change is rolled back (the previous
-   configuration is proposed again, through consensus like any change).
+   ``min_window_ops`` operations and the availability (operations answered,
+   out of all that finished) fell by more than
+   ``rollback_availability_drop`` or, for a strategy that aims at speed
+   (``Strategy.judged_on_latency``), the median commit latency grew by more
+   than ``rollback_latency_ratio``, the change is rolled back (the previous
+   configuration is proposed again, through consensus like any change). A
+   fault-tolerance change is expected to cost latency: only availability
+   judges it.
 
 Prediction: each node's median RTT to the others, probe loss and CPU load
 are kept over the last ``trend_samples`` observations; a least-squares line
@@ -373,7 +376,7 @@ class QuorumManager:
         after = self.metrics(self._since, now)
         before = self._baseline
         self._next_plan_at = now + s.cooldown_s
-        worse = _worse(before, after, s)
+        worse = _worse(before, after, s, self._strategy.judged_on_latency)
         if worse is None or self._previous is None or self._plan is None:
             self._log(now, "kept", f"after {after.to_json()} vs before {before.to_json() if before else None}")
             self.phase = IDLE
@@ -409,12 +412,19 @@ def _leader_cost(obs: Observations, leader: NodeId, view: MembershipView) -> flo
     return obs.client_distance_ms(leader) + replicate
 
 
-def _worse(before: WindowMetrics | None, after: WindowMetrics, s: ManagerSettings) -> str | None:
+def _worse(
+    before: WindowMetrics | None, after: WindowMetrics, s: ManagerSettings, judge_latency: bool
+) -> str | None:
     """Why ``after`` is worse than ``before`` (None if it is not, or if either
     window saw too few operations to tell)."""
     if before is None or before.ops < s.min_window_ops or after.ops < s.min_window_ops:
         return None
-    if before.p50_ms is not None and after.p50_ms is not None and after.p50_ms > before.p50_ms * s.rollback_latency_ratio:
+    if (
+        judge_latency
+        and before.p50_ms is not None
+        and after.p50_ms is not None
+        and after.p50_ms > before.p50_ms * s.rollback_latency_ratio
+    ):
         return f"median commit latency {before.p50_ms} -> {after.p50_ms} ms"
     a_before, a_after = before.availability, after.availability
     if a_before is not None and a_after is not None and a_after < a_before - s.rollback_availability_drop:

@@ -95,12 +95,17 @@ class StrategyParams:
 
 
 class Strategy(NamedTuple):
-    """A named strategy: ``plan`` proposes, ``cost`` judges any configuration."""
+    """A named strategy: ``plan`` proposes, ``cost`` judges any configuration.
+    ``judged_on_latency``: a change it made is rolled back when commits got
+    slower (its aim is speed); the others trade latency for something clients
+    do not see in a window (surviving a region), so only a loss of
+    availability rolls their changes back."""
 
     name: str
     plan: Callable[[Observations, StrategyParams], QuorumPlan]
     cost: Callable[[Observations, Sequence[NodeId], int, int, StrategyParams], float]
     description: str
+    judged_on_latency: bool
 
 
 # ------------------------------------------------------------ shared steps
@@ -332,15 +337,16 @@ def hybrid_cost(
 STRATEGIES: dict[str, Strategy] = {
     s.name: s
     for s in (
-        Strategy("network", network_plan, network_cost, "voters close to each other and to the clients"),
-        Strategy("performance", performance_plan, performance_cost, "fast, lightly loaded nodes vote"),
+        Strategy("network", network_plan, network_cost, "voters close to each other and to the clients", True),
+        Strategy("performance", performance_plan, performance_cost, "fast, lightly loaded nodes vote", True),
         Strategy(
             "fault_tolerance",
             fault_tolerance_plan,
             fault_tolerance_cost,
             "any one region or any f voters may be lost",
+            False,
         ),
-        Strategy("hybrid", hybrid_plan, hybrid_cost, "a weighted blend of the three, region-safe"),
+        Strategy("hybrid", hybrid_plan, hybrid_cost, "a weighted blend of the three, region-safe", False),
     )
 }
 
