@@ -7,7 +7,7 @@ the simulator). Re-exports only.
 """
 
 from quorate.quorum.manager import Decision, ManagerSettings, QuorumManager, WindowMetrics
-from quorate.quorum.observations import NodeObservation, Observations
+from quorate.quorum.observations import NodeObservation, Observations, observations_from_json
 from quorate.quorum.plan import QuorumPlan, Tolerance, plan_change, tolerance
 from quorate.quorum.strategies import (
     STRATEGIES,
@@ -31,6 +31,7 @@ __all__ = [
     "StrategyParams",
     "Tolerance",
     "WindowMetrics",
+    "observations_from_json",
     "plan",
     "plan_change",
     "strategy",

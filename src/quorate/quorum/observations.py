@@ -17,9 +17,10 @@ Derived measures (all from those numbers, never from configuration):
   ``a`` (either alone if only one side measured); ``None`` if neither did.
 - ``distance_ms(node, region)``: the median RTT from ``node`` to the live
   nodes of ``region`` (0 for a node alone in its own region).
-- ``client_distance_ms(node)``: ``distance_ms`` to each client region,
-  weighted by that region's share of the requests (0 when clients are
-  unknown: no preference).
+- ``client_distance_ms(node)``: the RTT measured from the clients to the node
+  when there is one (``client_rtt_ms``), else ``distance_ms`` to each client
+  region, weighted by that region's share of the requests (0 when clients
+  are unknown: no preference).
 - ``centrality_ms(node)``: the median RTT to every other live node.
 - Scores in [0, 1] (higher is better): ``latency_score`` =
   1 / (1 + (client distance + centrality) / ``LATENCY_SCALE_MS``);
@@ -63,9 +64,15 @@ class NodeObservation:
     """Share of the window its CPU was busy, in [0, 1]."""
     alive: bool = True
     """Up at the end of the window."""
+    client_rtt_ms: float | None = None
+    """Round trip measured from where the clients are, when someone measured
+    it (an operator's host, a load balancer); else estimated by region."""
 
     def problem(self) -> str | None:
         """Why this observation is not usable, or ``None``."""
+        rtt = self.client_rtt_ms
+        if rtt is not None and not (isinstance(rtt, int | float) and math.isfinite(rtt) and rtt >= 0):
+            return f"node {self.node}: client_rtt_ms must be a finite number >= 0 ms, got {rtt!r}"
         for name in ("loss", "uptime", "cpu_load"):
             value = getattr(self, name)
             if not (isinstance(value, int | float) and 0.0 <= value <= 1.0):
@@ -141,6 +148,9 @@ class Observations:
         return float(median(self.rtt_or_unreachable(node, p) for p in peers))
 
     def client_distance_ms(self, node: NodeId) -> float:
+        measured = self.nodes[node].client_rtt_ms
+        if measured is not None:
+            return float(measured)
         shares = {r: s for r, s in self.client_regions.items() if s > 0}
         total = sum(shares.values())
         if not total:
@@ -171,3 +181,43 @@ class Observations:
     def reliability_score(self, node: NodeId) -> float:
         o = self.nodes[node]
         return o.uptime * (1.0 - o.loss) if o.alive else 0.0
+
+
+def observations_from_json(data: object) -> Observations:
+    """``Observations`` from their JSON form::
+
+        {"nodes": {"1": {"region": "a", "rtt_ms": {"2": 1.2}, "loss": 0.0,
+                         "uptime": 1.0, "cpu_load": 0.1, "alive": true,
+                         "client_rtt_ms": 3.0}, ...},
+         "client_regions": {"a": 1.0}}
+
+    Every field but ``region`` may be left out. ``ConfigError`` names the
+    first thing that is wrong."""
+    if not isinstance(data, dict) or not isinstance(data.get("nodes"), dict):
+        raise ConfigError('observations must be an object with a "nodes" object')
+    nodes: dict[NodeId, NodeObservation] = {}
+    try:
+        for key, raw in data["nodes"].items():
+            node = NodeId(int(key))
+            if not isinstance(raw, dict) or not isinstance(raw.get("region"), str):
+                raise ConfigError(f'node {key}: an object with a "region" string is needed')
+            rtts = raw.get("rtt_ms", {})
+            if not isinstance(rtts, dict):
+                raise ConfigError(f"node {key}: rtt_ms must be an object of peer -> ms")
+            nodes[node] = NodeObservation(
+                node,
+                raw["region"],
+                {NodeId(int(peer)): float(ms) for peer, ms in rtts.items()},
+                loss=float(raw.get("loss", 0.0)),
+                uptime=float(raw.get("uptime", 1.0)),
+                cpu_load=float(raw.get("cpu_load", 0.0)),
+                alive=bool(raw.get("alive", True)),
+                client_rtt_ms=None if raw.get("client_rtt_ms") is None else float(raw["client_rtt_ms"]),
+            )
+        clients = data.get("client_regions", {})
+        if not isinstance(clients, dict):
+            raise ConfigError("client_regions must be an object of region -> share")
+        shares = {str(region): float(share) for region, share in clients.items()}
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"bad observations: {exc}") from None
+    return Observations(nodes, shares).check()

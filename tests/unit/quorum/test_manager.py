@@ -149,3 +149,30 @@ def test_a_change_not_in_force_in_time_is_given_up() -> None:
 def test_bad_settings_are_refused(settings: ManagerSettings, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         QuorumManager(settings)
+
+
+def test_a_fault_tolerance_change_is_judged_on_availability_not_latency() -> None:
+    m = QuorumManager(ManagerSettings(strategy="fault_tolerance", window_s=5.0))
+    m.observe(cluster(), 0.0)
+    latency_minded = view_of((0, 3, 6, 1, 4), (3, 3))  # region a holds a quorum's worth
+    m.configuration(latency_minded, N(0), 0.0)
+    ops(m, 0.0, 10.0, 0.003)
+    decision = m.decide(10.0)
+    assert decision is not None and decision.kind == "change" and decision.plan is not None
+    spread = decision.plan.voters
+    m.configuration(view_of(tuple(spread), (3, 3)), decision.plan.preferred_leader, 11.0)
+    m.decide(11.0)
+    ops(m, 11.0, 16.5, 0.100)  # slower, as spreading voters over regions is
+    assert m.decide(16.5) is None and m.events[-1]["event"] == "kept"
+    # ... but losing availability rolls it back.
+    m2 = QuorumManager(ManagerSettings(strategy="fault_tolerance", window_s=5.0))
+    m2.observe(cluster(), 0.0)
+    m2.configuration(latency_minded, N(0), 0.0)
+    ops(m2, 0.0, 10.0, 0.003)
+    decision = m2.decide(10.0)
+    assert decision is not None and decision.plan is not None
+    m2.configuration(view_of(tuple(decision.plan.voters), (3, 3)), decision.plan.preferred_leader, 11.0)
+    m2.decide(11.0)
+    ops(m2, 11.0, 16.5, 0.003, ok=False)
+    rollback = m2.decide(16.5)
+    assert rollback is not None and rollback.kind == "rollback" and "availability" in rollback.reason

@@ -60,6 +60,9 @@ Theory of operation.
   not committed in its term) is answered ``retry``, so a client's
   ``add_learner`` then ``promote`` simply waits its turn; a change the cluster
   will never take (the node is already a member...) is an ``error``.
+  ``AdminChange`` (several members or the quorum sizes at once) goes to the
+  binding's ``membership`` role, which knows the protocol; the node only
+  keeps the address book.
 - *Member addresses.* A membership change carries the leader's address book
   in its configuration entry; the node reads the book from every
   configuration entry it is about to persist (and, at restart, from its
@@ -93,6 +96,7 @@ from quorate.ids import NodeId, node_name
 from quorate.runtime.aio.admin import (
     CLIENT_REQUEST_TYPES,
     Admin,
+    AdminChange,
     AdminReply,
     Status,
     StatusReply,
@@ -461,6 +465,8 @@ class AioNode:
                     self.transport_or_raise().send_to_client(sender, self.status(message.seq))
                 elif isinstance(message, Admin):
                     self.transport_or_raise().send_to_client(sender, self._admin(message, now))
+                elif isinstance(message, AdminChange):
+                    self.transport_or_raise().send_to_client(sender, self._admin_change(message, now))
                 elif isinstance(message, BackupRequest):
                     service.request_backup(NodeId(sender), message, now)
             else:
@@ -478,6 +484,8 @@ class AioNode:
         if self.transport is not None:
             host, port = self.transport.listen_address
             members[int(self.id)] = f"{host}:{port}"
+        membership = self.binding.core.membership
+        view = membership.configuration(core) if membership is not None else None
         return StatusReply(
             seq=seq,
             node=int(self.id),
@@ -492,7 +500,53 @@ class AioNode:
             metrics=self.metrics,
             voters=tuple(sorted(int(v) for v in getattr(core, "voters", ()))),
             learners=tuple(sorted(int(v) for v in getattr(core, "learners", ()))),
+            outgoing=tuple(int(v) for v in view.outgoing) if view is not None else (),
+            election_quorum=view.election_quorum if view is not None else 0,
+            commit_quorum=view.commit_quorum if view is not None else 0,
         )
+
+    def _admin_change(self, request: AdminChange, now: float) -> AdminReply:
+        """Several members and/or quorum sizes at once, through the binding's
+        membership role, with the address book (new members' addresses
+        added, removed members' taken out) as the change's context."""
+        from quorate.core.binding import MembershipChange
+        from quorate.core.protocol import Accepted, Redirect
+
+        membership = self.binding.core.membership
+        if membership is None:
+            return AdminReply(request.seq, "error", error="this protocol has no membership changes")
+        book = self._address_book()
+        new: dict[NodeId, Address] = {}
+        for node, text in (*request.add.items(), *request.add_learners.items()):
+            if not text:
+                continue
+            try:
+                address = parse_address(text, f"the address of {node_name(NodeId(node))}")
+            except ConfigError as exc:
+                return AdminReply(request.seq, "error", error=str(exc))
+            new[NodeId(node)] = address
+            book[int(node)] = format_address(address)
+        for node in request.remove:
+            book.pop(int(node), None)
+        change = MembershipChange(
+            add=tuple(NodeId(n) for n in request.add),
+            remove=tuple(NodeId(n) for n in request.remove),
+            add_learners=tuple(NodeId(n) for n in request.add_learners),
+            quorum=None if request.quorum is None else (int(request.quorum[0]), int(request.quorum[1])),
+            transition=request.transition,
+        )
+        outcome = membership.change(self.core, change, encode_address_book(book), now)
+        if isinstance(outcome, Accepted):
+            log.info("%s: membership change %s accepted", node_name(self.id), change)
+            for node, address in new.items():
+                if node != self.id:
+                    # Only now: a refused change must not redirect a member's traffic.
+                    self.set_peer_address(node, address)
+            return AdminReply(request.seq, "ok")
+        if isinstance(outcome, Redirect):
+            leader = outcome.leader
+            return AdminReply(request.seq, "redirect", leader=None if leader is None else int(leader))
+        return AdminReply(request.seq, "error", error=str(getattr(outcome, "reason", outcome)))
 
     def _admin(self, request: Admin, now: float) -> AdminReply:
         from quorate.core.protocol import Accepted, Redirect
