@@ -41,7 +41,12 @@ election quorum holds a voter of every commit quorum (leader completeness).
   (``learners_next``) and becomes a learner in C_new.
 - Learners receive the log but neither vote nor count for commitment; they can
   be promoted. A leader outside C_new keeps replicating without counting
-  itself and steps down once C_new commits (thesis §4.2.2).
+  itself and steps down once C_new commits (thesis §4.2.2), after telling
+  everyone the commit index and sending ``TimeoutNow`` to an up-to-date
+  voter so the next leader is elected at once. A node outside its latest
+  configuration still campaigns while that configuration is uncommitted
+  and it was a voter of the one before (thesis §4.2.2: it may hold the only
+  copy of C_new); its own vote does not count.
 - While joint, the node's ``_voters`` are both voter sets together (every
   node that votes somewhere campaigns and is replicated to); ``_joint``
   holds the two ``VoterQuorum`` halves that counting must satisfy. When it is
