@@ -328,3 +328,21 @@ def test_a_node_outside_an_uncommitted_configuration_still_campaigns() -> None:
     leader = net.leader()
     assert leader is not None and leader.id in (2, 3) and leader.voters == {1, 2, 3}
     # Reference: Raft thesis §4.2.2
+
+
+def test_while_joint_a_read_is_confirmed_by_a_quorum_of_each_half() -> None:
+    net = _cluster([1, 2, 3], [4, 5])
+    assert isinstance(_v2(net, [(ADD, 4), (ADD, 5), (REMOVE, 2), (REMOVE, 3)], transition=EXPLICIT), Accepted)
+    net.deliver()
+    leader = net.node(1)
+    assert leader.joint
+    net.isolate(4)
+    net.isolate(5)
+    assert isinstance(leader.read_index(b"r", net.now), Accepted)
+    net.collect(leader.id)
+    net.advance(0.5)
+    assert net.reads[N(1)] == []  # 2 and 3 answer: the old half only
+    net.heal()
+    net.advance(0.5)
+    assert [r.context for r in net.reads[N(1)]] == [b"r"]
+    # Reference: Raft thesis §4.3, §6.4
