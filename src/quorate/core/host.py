@@ -42,12 +42,10 @@ from quorate.core.binding import Binding
 from quorate.core.protocol import DeadlineProbe, ProposeOutcome, ProtocolCore, Refused
 from quorate.core.ready import Ready, Rejection
 from quorate.errors import LocalProtocolError
-from quorate.ids import NodeId
+from quorate.ids import MAX_GROUP_ID, NodeId, valid_group_id
 
 __all__ = ["MAX_GROUP_ID", "GroupReady", "HostedGroup", "NodeHost", "TimedState", "UnknownGroup", "valid_group_id"]
 
-MAX_GROUP_ID = (1 << 63) - 1
-"""Group ids are non-negative and fit a signed 64-bit integer (storage keys them so)."""
 
 UnknownGroup = Callable[[NodeId, int, Any, float], "HostedGroup | None"]
 
@@ -62,11 +60,6 @@ class TimedState(Protocol):
 
     def tick(self, now: float) -> None: ...
 """``(sender, group, message, now) -> a group to host, or None to drop the message``."""
-
-
-def valid_group_id(group: object) -> bool:
-    """True for an int (not a bool) within ``0..MAX_GROUP_ID``."""
-    return type(group) is int and 0 <= group <= MAX_GROUP_ID
 
 
 @dataclass(slots=True)

@@ -42,8 +42,8 @@ import msgspec
 
 from quorate.core.ready import Entry
 from quorate.errors import ConfigError, LocalProtocolError
+from quorate.ids import MAX_GROUP_ID
 
-MAX_GROUP_ID = 2**64 - 1
 """Group ids are unsigned 64-bit integers."""
 MAX_PROTOCOL_NAME_BYTES = 255
 """A registry row's protocol name, UTF-8 encoded (a binding's name, e.g. "raft")."""
@@ -143,12 +143,12 @@ class GroupRecord(NamedTuple):
 
 
 def check_group_id(group: object) -> int:
-    """``group`` as an int if it is a valid group id (0 ≤ id < 2**64);
+    """``group`` as an int if it is a valid group id (``quorate.ids.MAX_GROUP_ID``);
     ``GroupIdError`` otherwise."""
     if isinstance(group, bool) or not isinstance(group, int):
         raise GroupIdError(f"a group id must be an integer, got {group!r}")
     if not 0 <= group <= MAX_GROUP_ID:
-        raise GroupIdError(f"a group id must be in 0..2**64-1, got {group}")
+        raise GroupIdError(f"a group id must be in 0..2**63-1, got {group}")
     return int(group)
 
 
