@@ -65,7 +65,7 @@ from quorate.bench.real import RealBenchConfig, cpu_used, drive_puts, put_summar
 from quorate.client.aio import AsyncClient, new_client_id
 from quorate.client.bft import BftChannel, BftClient
 from quorate.ids import NodeId, node_name
-from quorate.runtime.aio.bft import BFT_PROTOCOLS
+from quorate.protocols import byzantine_fault_tolerant
 from quorate.runtime.aio.cluster import LocalCluster, process_cpu_seconds
 from quorate.runtime.aio.node import event_loop_factory
 
@@ -127,7 +127,7 @@ def run_real_bft_bench(
     ``options`` go to every node's protocol (e.g. ``{"authentication":
     "macs", "send_before_persist": True}`` for PBFT) and are echoed in the
     report."""
-    if config.protocol not in BFT_PROTOCOLS:
+    if not byzantine_fault_tolerant(config.protocol):
         raise ValueError(f"not a BFT protocol: {config.protocol!r}")
     directory = Path(tempfile.mkdtemp(prefix="quorate-bench-bft-"))
     cluster = LocalCluster(

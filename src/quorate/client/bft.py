@@ -61,8 +61,8 @@ from quorate.codec import DEFAULT_MAX_FRAME_BYTES, FrameDecoder, WireCodec, enco
 from quorate.core.wire import WireMessage
 from quorate.errors import ConfigError, RemoteProtocolError
 from quorate.ids import NodeId, node_name, parse_node_name
+from quorate.protocols import byzantine_fault_tolerant
 from quorate.runtime.aio.admin import CLIENT_PROTOCOL_TYPES, Status, StatusReply
-from quorate.runtime.aio.bft import BFT_PROTOCOLS
 from quorate.runtime.aio.config import Address, format_address, parse_address
 from quorate.runtime.aio.tls import TlsConfig, certificate_names
 from quorate.runtime.aio.transport import ROLE_CLIENT, Hello
@@ -550,7 +550,7 @@ async def bft_delegate(client: AsyncClient) -> BftClient | None:
                 await asyncio.sleep(min(RETRY_PAUSE_S, max(0.0, deadline - loop.time())))
         if isinstance(client.bft, BftClient):
             return client.bft  # a concurrent call got here first
-    if client.protocol not in BFT_PROTOCOLS:
+    if client.protocol is None or not byzantine_fault_tolerant(client.protocol):
         return None
     bft = client.bft = BftClient(
         client.endpoints,

@@ -86,6 +86,10 @@ class HostedGroup:
     """The core's ``wake_at`` when it offers a ``DeadlineProbe`` (set by ``NodeHost.add``)."""
     dirty: bool = False
     """The group had an input since its last Ready (it is in the host's dirty list)."""
+    stale: bool = False
+    """The group had an input after its last Ready was taken and before that
+    Ready was advanced (a background write was in flight): the Ready's
+    deadline may be out of date, so a fresh Ready is taken after it."""
 
 
 GroupReady = tuple[HostedGroup, Ready]
@@ -273,6 +277,7 @@ class NodeHost:
         turned = self.turned
         for group in dirty:
             group.dirty = False
+            group.stale = False
             turned.append(group)
             core = group.core
             ready = core.ready()
@@ -306,7 +311,7 @@ class NodeHost:
             self._set_deadline(group, ready.wake_at)
         core = group.core
         core.advance(ready)
-        if core.has_ready() and not group.dirty:
+        if (group.stale or core.has_ready()) and not group.dirty:
             group.dirty = True
             self._dirty.append(group)
 
@@ -314,6 +319,7 @@ class NodeHost:
         """``ready()`` for a host whose one group is ``group``: its Ready, or
         None when it had nothing but a deadline (already noted)."""
         group.dirty = False
+        group.stale = False
         self._dirty.pop()
         core = group.core
         ready = core.ready()
@@ -330,6 +336,7 @@ class NodeHost:
         its deadline probe says it has nothing to carry out (about half a
         leader's inputs, the acknowledgements), when only its deadline may
         have moved."""
+        group.stale = True
         if group.dirty:
             return
         probe = group.probe

@@ -48,7 +48,7 @@ from typing import Any
 
 from quorate.errors import ConfigError
 from quorate.ids import NodeId, node_name, parse_node_name
-from quorate.runtime.aio.bft import BFT_PROTOCOLS
+from quorate.protocols import byzantine_fault_tolerant
 from quorate.runtime.aio.protocols import protocol_names
 from quorate.runtime.aio.tls import TlsConfig
 
@@ -244,8 +244,8 @@ def node_config_from_mapping(raw: Mapping[str, Any], base_dir: Path = Path("."))
         raise ConfigError(f"unknown protocol {protocol!r}; choose one of {', '.join(protocol_names())}")
     keys_dir = _path(raw["keys_dir"], "keys_dir", base_dir) if "keys_dir" in raw else None
     if keys_dir is not None:
-        if protocol not in BFT_PROTOCOLS:
-            raise ConfigError(f"keys_dir is for {' and '.join(BFT_PROTOCOLS)} nodes, not {protocol}")
+        if not byzantine_fault_tolerant(protocol):
+            raise ConfigError(f"keys_dir is for Byzantine fault tolerant protocols (pbft, hotstuff), not {protocol}")
         from quorate.crypto.keyfiles import load_node_keys
 
         load_node_keys(keys_dir, node, [node, *peers])  # a missing or mismatched key fails now
