@@ -38,4 +38,4 @@ def test_keys_commands_name_the_missing_extra() -> None:
         "main()\n"
     )
     assert result.returncode == 2
-    assert "quorate[crypto]" in result.stderr
+    assert "pip install pynacl" in result.stderr
