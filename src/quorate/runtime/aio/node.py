@@ -47,6 +47,12 @@ Theory of operation.
   write-ahead log with one ``fdatasync`` per persist). A data directory
   written by one engine is refused by the other rather than read as empty,
   which would make the node forget its term, vote and log.
+- *One protocol per data directory.* The directory records the protocol
+  that wrote it (``PROTOCOL``); a node of another protocol refuses it with
+  one line instead of misreading its state.
+- *Test keys.* A PBFT or HotStuff node without ``keys_dir`` signs with keys
+  derived from a shared seed; it warns at start and reports
+  ``keys.shared_test_seed`` in its status counters.
 - *Restart.* The core is built from the storage's ``recover()``; a recovered
   snapshot is restored into the state machine before the core runs, and the
   core replays committed entries above it.
@@ -96,7 +102,7 @@ from quorate.runtime.aio.admin import (
     decode_address_book,
     encode_address_book,
 )
-from quorate.runtime.aio.bft import bft_metrics, replica_service_class
+from quorate.runtime.aio.bft import BFT_PROTOCOLS, bft_metrics, replica_service_class
 from quorate.runtime.aio.config import STORAGE_KINDS, format_address, parse_address
 from quorate.runtime.aio.protocols import ProtocolBinding, protocol_binding
 from quorate.runtime.aio.tls import TlsConfig
@@ -229,6 +235,38 @@ def open_disk_storage(
     return SqliteStorage(data_dir, hard_state_type=hard_state_type, snapshot_type=snapshot_type)
 
 
+PROTOCOL_MARKER = "PROTOCOL"
+"""A file in the data directory naming the protocol whose state it holds."""
+SHARED_SEED_METRIC = "keys.shared_test_seed"
+SHARED_SEED_WARNING = (
+    "no keys_dir: signing keys derive from the shared test key seed, for tests only "
+    "(whoever knows the seed can sign as any replica); make a key per node with "
+    "'quorate keys init' and set keys_dir"
+)
+
+
+def check_data_protocol(data_dir: Path, protocol: str) -> None:
+    """``ConfigError`` when ``data_dir`` holds another protocol's state: its
+    hard state and log would not decode, or worse, be misread."""
+    try:
+        written_by = (data_dir / PROTOCOL_MARKER).read_text(encoding="utf-8").strip()
+    except OSError:
+        return  # a fresh directory, or one from before the marker
+    if written_by and written_by != protocol:
+        raise ConfigError(
+            f"{data_dir} holds {written_by} data; run this node with --protocol {written_by} "
+            f"(or protocol = \"{written_by}\"), or give {protocol} an empty data_dir"
+        )
+
+
+def mark_data_protocol(data_dir: Path, protocol: str) -> None:
+    marker = data_dir / PROTOCOL_MARKER
+    if not marker.exists():
+        partial = marker.with_suffix(".tmp")
+        partial.write_text(protocol + "\n", encoding="utf-8")
+        partial.replace(marker)
+
+
 class AioNode:
     """A node of a cluster on this process's event loop.
 
@@ -309,13 +347,21 @@ class AioNode:
         """Recover from disk, build the core, listen and dial; return the listen address."""
         self._loop = asyncio.get_running_loop()
         binding = self.binding
+        check_data_protocol(self.data_dir, binding.name)
         self.storage = open_disk_storage(
             self.storage_kind,
             self.data_dir,
             hard_state_type=binding.hard_state_type,
             snapshot_type=binding.snapshot_type,
         )
-        recovered = self.storage.recover()
+        try:
+            recovered = self.storage.recover()
+        except LocalProtocolError as exc:  # typed records of another protocol (no marker yet)
+            raise ConfigError(f"{self.data_dir} was written by another protocol: {exc}") from None
+        mark_data_protocol(self.data_dir, binding.name)
+        if binding.name in BFT_PROTOCOLS and "keys_dir" not in self.protocol_options:
+            self.counters[SHARED_SEED_METRIC] = 1
+            log.warning("%s: %s", node_name(self.id), SHARED_SEED_WARNING)
         fresh = (
             recovered.hard_state is None and recovered.snapshot is None and not recovered.entries
         )
