@@ -5,9 +5,13 @@ group forms, rumours spread, a late member joins, ``--kill`` members crash.
 Prints a few lines for people or, with ``--json``, one JSON object as the last
 line of stdout. A progress bar (simulated time) goes to stderr on a terminal.
 
-Exit codes: 0 the run finished; 2 a bad flag (one line on stderr). The figures
-are measurements, not verdicts: a missed target is visible in them
-(``undetected``, ``false_positives``) and does not change the exit code.
+Exit codes: 0 the run did what it was asked; 1 it did not — a rumour did not
+reach every live member, or (with ``--crdt-ops``) the CRDT replicas did not
+converge to one state holding every operation: one line on stderr says
+which, and the JSON's ``ok`` is false with the reasons in ``failures``; 2 a
+bad flag (one line on stderr). Detection times and false positives are
+measurements, not verdicts: they are in the figures and do not change the
+exit code.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable
+from typing import Any
 
 import typer
 
@@ -134,7 +139,29 @@ def swim(
             seed=seed,
         )
     )
+    report = result.to_json()
+    failures = swim_failures(report)
+    report["ok"] = not failures
+    report["failures"] = failures
     if as_json:
-        typer.echo(json.dumps(result.to_json()))
+        typer.echo(json.dumps(report))
     else:
         _print_human(result)
+    if failures:
+        typer.echo(f"quorate: FAILED: {'; '.join(failures)}; reproduce with --seed {seed}", err=True)
+        raise typer.Exit(1)
+
+
+def swim_failures(report: dict[str, Any]) -> list[str]:
+    """Why a SWIM run did not do what it was asked (empty: it did)."""
+    failures = []
+    lost = report["rumours"] - report["rumours_reaching_all"]
+    if lost > 0:
+        failures.append(f"{lost} of {report['rumours']} rumours did not reach every live member")
+    crdt = report["crdt"]
+    if crdt is not None and not crdt["converged"]:
+        failures.append(
+            f"the CRDT replicas did not converge ({crdt['distinct_states']} distinct states, "
+            f"counters {crdt['counter_values']}, expected {crdt['expected_counter']})"
+        )
+    return failures
