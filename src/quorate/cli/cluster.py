@@ -279,13 +279,14 @@ def format_report(report: dict[str, Any]) -> list[str]:
         return "  ".join(v.ljust(w) for v, w in zip(values, widths)).rstrip()
 
     role = "primary" if bft else "leader"
-    out = [f"{report['protocol']} cluster {report['directory']}: {role} {report['leader'] or 'unknown'}"]
+    out = [f"{report['protocol']} cluster, {role} {report['leader'] or 'unknown'}"]
     out += [line(headings), *(line(c) for c in cells)]
     out.append(
         f"voters: {' '.join(report['voters']) or '-'}  learners: {' '.join(report['learners']) or '-'}"
     )
     for warning in report["warnings"]:
         out.append(f"warning: {warning}")
+    out.append(f"directory: {report['directory']}")
     for row in rows:
         if row.get("refusals"):
             counted = ", ".join(f"{k} {v}" for k, v in sorted(row["refusals"].items()))

@@ -45,6 +45,8 @@ app.add_typer(gossip_app, name="gossip")
 CLIENT_ID = 1 << 20
 """The id the ``op`` command announces itself with."""
 OP_TIMEOUT_S = 10.0
+RETRY_PAUSE_S = 0.1
+"""Pause between connection attempts to a member that is not listening yet."""
 
 
 def parse_peers(text: str) -> dict[NodeId, Address]:
@@ -146,6 +148,28 @@ async def request(
         await connection.close()
 
 
+async def _request_until(
+    address: Address,
+    node: NodeId,
+    message: GossipRequest,
+    tls: TlsConfig | None,
+    insecure: bool,
+    timeout_s: float,
+) -> GossipReply:
+    """``request``, retried while the member refuses connections (it is
+    still starting), until ``timeout_s``."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while True:
+        try:
+            async with asyncio.timeout(max(0.0, deadline - loop.time())):
+                return await request(address, node, message, tls=tls, insecure=insecure)
+        except ConnectionRefusedError:
+            if loop.time() + RETRY_PAUSE_S >= deadline:
+                raise
+            await asyncio.sleep(RETRY_PAUSE_S)
+
+
 @gossip_app.command("op")
 def gossip_op(
     op: str = typer.Argument(..., help=f"One of {', '.join(GOSSIP_OPERATIONS)}."),
@@ -157,9 +181,16 @@ def gossip_op(
     client_name: str = typer.Option(
         "client", "--client-name", help="Certificate name under --tls-dir."
     ),
+    timeout_s: float = typer.Option(
+        OP_TIMEOUT_S,
+        "--timeout",
+        help="Seconds to wait for the member, retrying while nothing listens yet (a member starting).",
+    ),
 ) -> None:
     """Send one operation to a gossip member and print its reply as JSON."""
     try:
+        if not timeout_s > 0:
+            raise ConfigError(f"--timeout must be > 0 seconds, got {timeout_s}")
         address = parse_address(connect, "--connect")
         tls = _security(insecure, tls_dir, client_name)
         if op not in GOSSIP_OPERATIONS:
@@ -179,9 +210,11 @@ def gossip_op(
         raise fail(str(exc)) from None
     message = GossipRequest(op, element=element, amount=amount, request_id=1)
     try:
-        reply = asyncio.run(request(address, NodeId(node_id), message, tls=tls, insecure=insecure))
+        reply = asyncio.run(
+            _request_until(address, NodeId(node_id), message, tls, insecure, timeout_s)
+        )
     except (TimeoutError, OSError, EOFError) as exc:
-        raise fail(f"no answer from {connect}: {exc or type(exc).__name__}") from None
+        raise fail(f"no answer from {connect}: {exc or type(exc).__name__}", 1) from None
     typer.echo(
         json.dumps(
             {

@@ -95,6 +95,9 @@ async def run_node(config: NodeConfig) -> None:
         loop.add_signal_handler(signum, stop.set)
     started = time.monotonic()
     address = await node.start()
+    if config.protocol in BFT_PROTOCOLS and config.keys_dir is None:
+        # Also on stderr: the log may be a file nobody is reading yet.
+        print(f"quorate: warning: {node_name(config.id)}: {SHARED_SEED_WARNING}", file=sys.stderr)
     log.info(
         "%s listening on %s (%s, %s)",
         node_name(config.id),
@@ -143,8 +146,6 @@ def node_command(
         raise fail(str(exc)) from None
     except OSError as exc:
         raise fail(f"cannot create the data directory: {exc}") from None
-    if node_config.protocol in BFT_PROTOCOLS and node_config.keys_dir is None:
-        typer.echo(f"quorate: warning: {node_name(node_config.id)}: {SHARED_SEED_WARNING}", err=True)
     configure_logging(node_config)
     try:
         with asyncio.Runner(loop_factory=event_loop_factory(tls=not node_config.insecure)) as runner:

@@ -1,6 +1,7 @@
 """What a simulated run will cost, said before it costs it.
 
-Theory of operation: a simulated PBFT run's work grows about as n² with its
+Theory of operation (``quorate sim raft|pbft|hotstuff|primary``, and the
+second estimate for ``quorate sim swim``): a simulated PBFT run's work grows about as n² with its
 replicas (every replica hears every other's votes for every batch), a Raft
 run's about as n (the leader talks to each follower), and both linearly with
 the simulated duration. Two estimates, each printed once on stderr, only
@@ -74,7 +75,7 @@ class CostWatch:
 
     def __init__(
         self,
-        config: SimConfig,
+        config: SimConfig | None,
         *,
         clock: Callable[[], float] = time.monotonic,
         memory: Callable[[], int | None] = resident_bytes,
@@ -104,9 +105,10 @@ class CostWatch:
 
     # ------------------------------------------------------------ before
     def estimate_before(self) -> tuple[float, float | None] | None:
-        """(wall seconds, bytes) from a small sample run, or ``None`` below ``many_nodes``."""
+        """(wall seconds, bytes) from a small sample run, or ``None`` below
+        ``many_nodes`` (or for a run that is not a ``SimConfig``: SWIM)."""
         config = self.config
-        if config.nodes < self.many_nodes:
+        if config is None or config.nodes < self.many_nodes:
             return None
         sample_nodes = max(SAMPLE_NODES, config.regions)
         sample = dataclasses.replace(

@@ -59,9 +59,12 @@ def run_config(config: SwimSimConfig) -> SwimSimResult:
         config.validate()
     except ConfigError as exc:
         raise fail(str(exc)) from None
+    from quorate.cli.sim_cost import CostWatch
+
     update, stop = progress_bar()
+    watch = CostWatch(None)
     try:
-        return run_swim(config, progress=update)
+        return run_swim(config, progress=watch.progress(update))
     finally:
         stop()
 
