@@ -266,9 +266,11 @@ def demo_command(
         typer.Option("--history", help="Write the client history (JSON, for 'quorate check') here."),
     ] = None,
 ) -> None:
-    """Three real node processes, concurrent clients, the leader killed and
-    restarted; then every acknowledged write is read back and the history
-    checked for linearizability (exit 1 if either fails)."""
+    """A real 3-node cluster loses its leader and loses nothing (exit 1 if it does).
+
+    Concurrent clients write while the leader is killed and restarted; every
+    acknowledged write is then read back and the history checked for
+    linearizability."""
     if history is not None and not history.parent.is_dir():
         raise fail(f"cannot write the history to {history}: no directory {history.parent}")
     if sim:
