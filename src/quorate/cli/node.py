@@ -95,8 +95,8 @@ async def run_node(config: NodeConfig) -> None:
         loop.add_signal_handler(signum, stop.set)
     started = time.monotonic()
     address = await node.start()
-    if config.protocol in BFT_PROTOCOLS and config.keys_dir is None:
-        # Also on stderr: the log may be a file nobody is reading yet.
+    if config.protocol in BFT_PROTOCOLS and config.keys_dir is None and config.log_file is not None:
+        # The node logged it; say it on stderr too, where a person looks first.
         print(f"quorate: warning: {node_name(config.id)}: {SHARED_SEED_WARNING}", file=sys.stderr)
     log.info(
         "%s listening on %s (%s, %s)",

@@ -359,9 +359,6 @@ class AioNode:
         except LocalProtocolError as exc:  # typed records of another protocol (no marker yet)
             raise ConfigError(f"{self.data_dir} was written by another protocol: {exc}") from None
         mark_data_protocol(self.data_dir, binding.name)
-        if binding.name in BFT_PROTOCOLS and "keys_dir" not in self.protocol_options:
-            self.counters[SHARED_SEED_METRIC] = 1
-            log.warning("%s: %s", node_name(self.id), SHARED_SEED_WARNING)
         fresh = (
             recovered.hard_state is None and recovered.snapshot is None and not recovered.entries
         )
@@ -374,6 +371,9 @@ class AioNode:
             None if fresh else recovered,
             self.protocol_options,
         )
+        if binding.name in BFT_PROTOCOLS and "keys_dir" not in self.protocol_options:
+            self.counters[SHARED_SEED_METRIC] = 1
+            log.warning("%s: %s", node_name(self.id), SHARED_SEED_WARNING)
         self.service = replica_service_class(binding.name)(
             self.core,
             KVStore(),
