@@ -54,7 +54,7 @@ def parse_peers(text: str) -> dict[NodeId, Address]:
     peers: dict[NodeId, Address] = {}
     for item in filter(None, (part.strip() for part in text.split(","))):
         node, sep, address = item.partition("=")
-        if not sep or not node.strip().isdigit():
+        if not sep or not node.strip().isdigit() or int(node) < 1:
             raise ConfigError(f'--peers items must look like "2=127.0.0.1:7002", got {item!r}')
         peers[NodeId(int(node))] = parse_address(address, f"the address of peer {node}")
     return peers
@@ -81,7 +81,7 @@ async def _serve(node: GossipNode) -> None:
 
 @gossip_app.command("node")
 def gossip_node(
-    node_id: int = typer.Option(..., "--id", help="This member's id (>= 0)."),
+    node_id: int = typer.Option(..., "--id", help="This member's id (1, 2, ...: n1, n2, ...)."),
     listen: str = typer.Option(..., "--listen", help="host:port to listen on."),
     peers: str = typer.Option("", "--peers", help='Other members: "2=host:port,3=host:port".'),
     data_dir: str = typer.Option("gossip-data", "--data-dir", help="Where the replica lives."),
@@ -93,8 +93,8 @@ def gossip_node(
 ) -> None:
     """Run one gossip member until SIGTERM or Ctrl-C."""
     try:
-        if node_id < 0:
-            raise ConfigError(f"--id must be >= 0, got {node_id}")
+        if node_id < 1:
+            raise ConfigError(f"--id must be >= 1 (members are n1, n2, ...), got {node_id}")
         address = parse_address(listen, "--listen")
         peer_map = parse_peers(peers)
         tls = _security(insecure, tls_dir, node_name(NodeId(node_id)))
@@ -175,7 +175,7 @@ def gossip_op(
     op: str = typer.Argument(..., help=f"One of {', '.join(GOSSIP_OPERATIONS)}."),
     argument: str = typer.Argument("", help="increment: the amount; add/remove: the element."),
     connect: str = typer.Option(..., "--connect", help="host:port of a member."),
-    node_id: int = typer.Option(0, "--node", help="The member's id (checked with TLS)."),
+    node_id: int = typer.Option(1, "--node", help="The member's id (checked with TLS)."),
     insecure: bool = typer.Option(False, "--insecure", help="Plain TCP (no TLS)."),
     tls_dir: str | None = typer.Option(None, "--tls-dir", help="ca.crt and client.crt/.key."),
     client_name: str = typer.Option(

@@ -12,6 +12,9 @@ front of each replica's CPU; 0 = off) and ``--flood-copies K`` (a ``flood``
 replica sends everything K times). Their reports add ``byzantine``,
 ``detections``, ``excluded`` and ``rate_limited_drops``.
 
+Replicas are numbered 1..n and shown as n1..nN, as in a real cluster (the
+JSON carries the numbers).
+
 Exit codes: 0 all good; 1 the run failed — a safety violation, a
 non-linearizable history, or a liveness phase after which the cluster did not
 commit again within its bound (``NOT RECOVERED``); one line on stderr says
@@ -218,10 +221,10 @@ def _print_human(result: SimResult, verdict: str) -> None:
     for v in result.safety_violations:
         typer.echo(f"SAFETY VIOLATION at {v['time_s']:.6f} s: {v['message']}")
     if result.byzantine:
-        typer.echo("byzantine: " + ", ".join(f"{node}={b}" for node, b in result.byzantine.items()))
+        typer.echo("byzantine: " + ", ".join(f"n{node}={b}" for node, b in result.byzantine.items()))
     for d in result.detections:
         typer.echo(
-            f"detected: replica {d['offender']} equivocated ({d['kind']} at {d['height']}/{d['round']}) "
+            f"detected: n{d['offender']} equivocated ({d['kind']} at {d['height']}/{d['round']}) "
             f"first at {d['first_detected_s']:.3f} s, by {d['detected_by']} honest replica(s)"
         )
     for note in undetected_equivocators(result):
@@ -253,7 +256,7 @@ def undetected_equivocators(result: SimResult) -> list[str]:
     for node, behaviour in result.byzantine.items():
         if behaviour == "equivocate" and node not in convicted:
             why = UNDETECTED_EQUIVOCATION.get(result.protocol, UNDETECTED_OTHERWISE)
-            out.append(f"not detected: replica {node} equivocated but was never convicted:")
+            out.append(f"not detected: n{node} equivocated but was never convicted:")
             out += textwrap.wrap(why, 76, initial_indent="  ", subsequent_indent="  ")
     return out
 
