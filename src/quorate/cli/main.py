@@ -65,6 +65,12 @@ def missing_module(exc: ImportError) -> str:
     return f"{package} is not installed: pip install {package}"
 
 
+def shown(value: object) -> str:
+    """A measured figure for a person: ``-`` when there is none (nothing
+    completed), never ``None``."""
+    return "-" if value is None else str(value)
+
+
 def parse_options(items: list[str]) -> dict[str, Any]:
     """``--option KEY=VALUE`` pairs; values read as TOML scalars (true, 3,
     0.5, "x") or else taken as plain strings."""

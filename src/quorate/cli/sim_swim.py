@@ -23,7 +23,7 @@ from typing import Any
 
 import typer
 
-from quorate.cli.main import fail, sim_app
+from quorate.cli.main import fail, shown, sim_app
 from quorate.errors import ConfigError
 from quorate.runtime.sim.membership import SwimSimConfig, SwimSimResult, run_swim
 from quorate.swim import SwimConfig
@@ -81,17 +81,29 @@ def _print_human(result: SwimSimResult) -> None:
     typer.echo(
         f"warm-up: {r['warmup_s']:.0f} s ({'converged' if r['warmup_converged'] else 'NOT converged'})"
     )
-    typer.echo(
-        f"detection of {len(r['killed'])} crashed: by all p50 {det['p50']} s, p99 {det['p99']} s, "
-        f"max {det['max']} s; first p50 {first['p50']} s; undetected {r['undetected']}"
-    )
+    if r["killed"]:
+        typer.echo(
+            f"detection of {len(r['killed'])} crashed: by all p50 {shown(det['p50'])} s, "
+            f"p99 {shown(det['p99'])} s, max {shown(det['max'])} s; first p50 "
+            f"{shown(first['p50'])} s; undetected {r['undetected']}"
+        )
+    else:
+        typer.echo("detection: no member was killed (--kill 0)")
     typer.echo(
         f"false positives: {r['false_positives']} (warm-up {r['warmup_false_positives']}); "
         f"suspicions: {r['suspicions']} ({r['suspicions_of_live']} of live members)"
     )
+    full = "every rumour everywhere after " + f"{dis['full']} s" if dis["full"] is not None else (
+        "not every rumour reached every member"
+    )
+    join = (
+        f"join: {r['join_s']} s = {r['join_rounds']} periods"
+        if r["join_s"] is not None
+        else "join: not seen by every member"
+    )
     typer.echo(
-        f"rumours: {r['rumours_reaching_all']}/{r['rumours']} reached all; p50 {dis['p50']} s, "
-        f"p99 {dis['p99']} s, full {dis['full']} s; join: {r['join_s']} s = {r['join_rounds']} periods"
+        f"rumours: {r['rumours_reaching_all']}/{r['rumours']} reached all; p50 {shown(dis['p50'])} s, "
+        f"p99 {shown(dis['p99'])} s; {full}; {join}"
     )
     typer.echo(
         f"load: {r['messages_per_node_per_s']} messages/node/s, {r['bytes_per_node_per_s']} bytes/node/s"
