@@ -20,12 +20,11 @@ import pytest
 
 from quorate.check import check_history
 from quorate.core.ready import ENTRY_NORMAL, Entry
-from quorate.errors import ConfigError, InvariantViolation
+from quorate.errors import ConfigError
 from quorate.ids import NodeId
 from quorate.runtime.sim import SimConfig, Simulation, run
 from quorate.runtime.sim.bft import (
     BftReplicaService,
-    BftSafetyMonitor,
     choose_byzantine,
     parse_byzantine,
     session_endpoint,
@@ -183,15 +182,6 @@ def test_equivocator_detected_and_excluded_on_every_honest_replica(protocol: str
     assert sorted(result.excluded) == honest
     for node in honest:
         assert result.excluded[node] == [offender], node
-
-
-def test_agreement_monitor_ignores_byzantine_and_flags_honest_conflicts() -> None:
-    monitor = BftSafetyMonitor(frozenset({NodeId(3)}))
-    monitor.record(NodeId(0), Entry(term=0, index=1, kind=ENTRY_NORMAL, data=b"a"))
-    monitor.record(NodeId(3), Entry(term=0, index=1, kind=ENTRY_NORMAL, data=b"lie"))  # Byzantine: not checked
-    monitor.record(NodeId(1), Entry(term=0, index=1, kind=ENTRY_NORMAL, data=b"a"))
-    with pytest.raises(InvariantViolation, match="index 1"):
-        monitor.record(NodeId(2), Entry(term=0, index=1, kind=ENTRY_NORMAL, data=b"b"))
 
 
 def test_byzantine_spec_parsing_and_choice_follow_the_seed() -> None:

@@ -1,8 +1,10 @@
 """``quorate bench crypto``: what each cryptographic primitive costs here.
 
 Prints the median CPU time per call of Ed25519, BLS (single, aggregate,
-threshold), Schnorr proof of possession, HMAC authenticators and the
-simulator's cost model, and the ``CryptoCosts`` those medians imply.
+threshold), Schnorr proof of possession, HMAC authenticators, the
+simulator's cost model and zero-knowledge ballots and tallies, the
+``CryptoCosts`` those medians imply, and what a distributed key generation
+and a resharing cost a whole group.
 ``--json`` prints one machine-readable object; otherwise tables for people.
 """
 
@@ -26,7 +28,7 @@ def bench_crypto_command(
     ),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
-    """Measure signature, aggregation, threshold and MAC costs on this machine."""
+    """Measure signature, aggregation, threshold, MAC, ZK-vote and DKG costs on this machine."""
     if iterations < 1:
         raise fail("need --iterations >= 1")
     try:
@@ -50,3 +52,16 @@ def bench_crypto_command(
     for name, value in result["crypto_costs_s"].items():
         costs.add_row(name, f"{value:.3g}")
     console.print(costs)
+    dkg = Table(title="distributed key generation (CPU of the whole group, median)")
+    for column in ("t", "n", "runs", "fresh ms", "per node ms", "resharing ms"):
+        dkg.add_column(column, justify="right")
+    for row in result["dkg"]:
+        dkg.add_row(
+            str(row["t"]),
+            str(row["n"]),
+            str(row["runs"]),
+            f"{row['group_cpu_ms']:,.1f}",
+            f"{row['per_participant_cpu_ms']:,.1f}",
+            f"{row['reshare_group_cpu_ms']:,.1f}",
+        )
+    console.print(dkg)

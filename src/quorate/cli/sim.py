@@ -18,7 +18,7 @@ JSON carries the numbers).
 Exit codes: 0 all good; 1 the run failed — a safety violation, a
 non-linearizable history, or a liveness phase after which the cluster did not
 commit again within its bound (``NOT RECOVERED``); one line on stderr says
-which and ``reproduce with --seed N``, and the JSON's ``ok`` is false with
+which and the command that reproduces the run, and the JSON's ``ok`` is false with
 the reasons in ``failures``; 2 a bad flag or an impossible scenario (one line
 on stderr, never a traceback).
 
@@ -31,6 +31,7 @@ with an estimate of its time and memory while it can still be stopped
 from __future__ import annotations
 
 import json
+import shlex
 import sys
 import textwrap
 import time
@@ -134,9 +135,51 @@ def run_command(config: SimConfig, history_path: str | None, as_json: bool) -> N
         _print_human(result, verdict)
     if failures:
         typer.echo(
-            f"quorate: FAILED: {'; '.join(failures)}; reproduce with --seed {config.seed}", err=True
+            f"quorate: FAILED: {'; '.join(failures)}; reproduce with: {command_line(config)}", err=True
         )
         raise typer.Exit(1)
+
+
+_FLAGS: tuple[tuple[str, str], ...] = (
+    ("nodes", "--nodes"),
+    ("regions", "--regions"),
+    ("inter_region_ms", "--inter-region-ms"),
+    ("intra_region_ms", "--intra-region-ms"),
+    ("bandwidth_gbps", "--bandwidth-gbps"),
+    ("duration_s", "--duration"),
+    ("clients", "--clients"),
+    ("rate_ops", "--rate"),
+    ("faults", "--faults"),
+    ("heal_at_s", "--heal-at"),
+    ("loss", "--loss"),
+    ("reorder", "--reorder"),
+    ("byzantine", "--byzantine"),
+    ("rate_limit_msgs_per_s", "--rate-limit"),
+    ("flood_copies", "--flood-copies"),
+    ("op_timeout_s", "--op-timeout"),
+    ("resend_timeout_s", "--resend-timeout"),
+    ("liveness_bound_s", "--liveness-bound"),
+)
+"""``SimConfig`` fields that ``quorate sim`` sets, and their flags."""
+
+
+def command_line(config: SimConfig) -> str:
+    """The ``quorate sim`` command that runs ``config`` again, seed included
+    (flags left at their defaults are omitted)."""
+    defaults = SimConfig(protocol=config.protocol)
+    cli_defaults = {"nodes": 4 if config.protocol in ("pbft", "hotstuff") else 5}
+    parts = ["quorate", "sim", config.protocol]
+    for field, flag in _FLAGS:
+        value = getattr(config, field)
+        if value != cli_defaults.get(field, getattr(defaults, field)) and value is not None:
+            parts += [flag, shlex.quote(repr(value) if isinstance(value, float) else str(value))]
+    if config.allow_unsafe:
+        parts.append("--allow-unsafe")
+    for key, value in config.protocol_options.items():
+        text = json.dumps(value) if isinstance(value, str) else str(value).lower() if isinstance(value, bool) else str(value)
+        parts += ["--option", shlex.quote(f"{key}={text}")]
+    parts += ["--seed", str(config.seed)]
+    return " ".join(parts)
 
 
 def run_failures(result: SimResult, linearizable: bool | None) -> list[str]:
@@ -320,6 +363,9 @@ def _command(protocol: str, default_nodes: int = 5) -> Callable[..., None]:
             "--resend-timeout",
             help="BFT: seconds without a result before a request goes to every replica (0: half of --op-timeout).",
         ),
+        liveness_bound: float = typer.Option(
+            10.0, "--liveness-bound", help="Seconds after the heal within which the cluster must commit again."
+        ),
         option: list[str] | None = typer.Option(  # noqa: B008 - typer's declaration style
             None, "--option", help="Protocol option KEY=VALUE (repeatable), e.g. batch_max=256."
         ),
@@ -346,6 +392,7 @@ def _command(protocol: str, default_nodes: int = 5) -> Callable[..., None]:
             op_timeout_s=op_timeout,
             resend_timeout_s=resend_timeout,
             protocol_options=parse_options(option or []),
+            liveness_bound_s=liveness_bound,
         )
         run_command(config, history, as_json)
 

@@ -13,6 +13,17 @@ Invariants:
 - ``committed`` are contiguous and never go backwards across ``Ready`` values.
 - ``wake_at`` is an absolute deadline on the core's monotonic clock (seconds),
   or ``None`` when the core has no timer armed.
+
+Two facts only the core knows travel with the work (etcd-io/raft's ``MustSync``
+and its leader-side early sends), so no runtime guesses them:
+- ``must_sync``: persisting this Ready's state needs an fsync. False when all
+  that changed is state that may be lost in a crash (Raft's commit index):
+  the runtime may then write it without syncing, to ride along with the next
+  synced write.
+- ``early_messages``: messages that may leave *before* this Ready's writes are
+  durable (a Raft leader's AppendEntries, thesis §10.2.1: each follower makes
+  the entries durable itself before it acknowledges). Everything in
+  ``messages`` waits for the writes, as the order above says.
 """
 
 from __future__ import annotations
@@ -68,11 +79,16 @@ class Ready:
     reads: list[ReadState] = field(default_factory=list)
     wake_at: float | None = None
     rejected: list[Rejection] = field(default_factory=list)
+    must_sync: bool = True
+    """Persisting ``hard_state``/``entries``/``snapshot`` needs an fsync (see above)."""
+    early_messages: list[tuple[NodeId, Any]] = field(default_factory=list)
+    """Messages that may be sent before this Ready's writes are durable (see above)."""
 
     def is_empty(self) -> bool:
         """True when there is nothing to persist, send, apply or report."""
         return not (
             self.messages
+            or self.early_messages
             or self.hard_state is not None
             or self.entries
             or self.snapshot is not None

@@ -122,10 +122,14 @@ _hard_state_decoder = msgspec.msgpack.Decoder(HardState)
 
 class RecoveredState(Protocol):
     """What a restart hands the replica (``quorate.storage.Recovered`` is one):
-    its last persisted ``HardState``, or its msgpack encoding, or ``None``."""
+    its last persisted ``HardState`` (or its msgpack encoding, or ``None``)
+    and the committed entries it persisted."""
 
     @property
     def hard_state(self) -> Any: ...
+
+    @property
+    def entries(self) -> list[Entry]: ...
 
 
 class HotStuffReplica:
@@ -221,6 +225,8 @@ class HotStuffReplica:
         # Output.
         self._messages: list[tuple[NodeId, Any]] = []
         self._committed: list[Entry] = []
+        self._replay: list[Entry] = []
+        """Recovered committed entries for the state machine, not yet handed over."""
         self._rejected: list[Rejection] = []
         self._dirty = False
         self.excluded_dropped = 0
@@ -237,7 +243,7 @@ class HotStuffReplica:
             Evidence: self._on_evidence,
         }
         if recovered is not None and recovered.hard_state is not None:
-            self._restore(recovered.hard_state)
+            self._restore(recovered.hard_state, recovered.entries)
 
     # ------------------------------------------------------------------ contract
 
@@ -314,15 +320,19 @@ class HotStuffReplica:
         return Queued(self.view)
 
     def has_ready(self) -> bool:
-        return bool(self._messages or self._committed or self._rejected or self._dirty)
+        return bool(self._messages or self._committed or self._replay or self._rejected or self._dirty)
 
     def ready(self) -> Ready:
         """Hand over the queued work (the core forgets it: carry it out)."""
         committed = self._committed
+        entries = list(committed)
+        if self._replay:
+            committed = self._replay + committed
+            self._replay = []
         ready = Ready(
             messages=self._messages,
             hard_state=self._hard_state() if self._dirty else None,
-            entries=list(committed),
+            entries=entries,
             committed=committed,
             wake_at=self._deadline,
             rejected=self._rejected,
@@ -352,8 +362,22 @@ class HotStuffReplica:
             high_tc=self.high_tc,
         )
 
-    def _restore(self, raw: Any) -> None:
+    def _restore(self, raw: Any, entries: Sequence[Entry]) -> None:
         hs = raw if isinstance(raw, HardState) else _hard_state_decoder.decode(raw)
+        # The state machine is volatile: hand it every committed entry again,
+        # once, in the first Ready (they are on disk already, so they go out
+        # as ``committed`` only). Entries and the hard state that counts them
+        # are written in one persist call, so the log holds exactly
+        # ``committed_index`` entries; a shorter log is a broken disk.
+        replay = [e for e in entries if e.index <= hs.committed_index]
+        invariant(
+            [e.index for e in replay] == list(range(1, hs.committed_index + 1)),
+            f"replica {self._id}: the recovered log does not hold committed entries "
+            f"1..{hs.committed_index} (found {len(replay)})",
+        )
+        self._replay = replay
+        for entry in replay[-self.config.max_pending_commands:]:
+            self._recently_committed[entry.data] = None
         self.view = hs.view
         self.last_voted_view = hs.last_voted_view
         self.last_newview = hs.last_newview

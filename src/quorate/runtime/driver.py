@@ -18,8 +18,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from quorate.core.host import GroupReady, HostedGroup, NodeHost
 from quorate.core.protocol import ProtocolCore
 from quorate.core.ready import Entry, ReadState, Ready, Rejection
+from quorate.errors import LocalProtocolError
 from quorate.ids import NodeId
 
 
@@ -65,9 +67,11 @@ class DeadlineProbe(Protocol):
 
 def carry_out(ready: Ready, host: Host) -> None:
     """Do what one ``Ready`` asks, in the contract's order."""
+    send = host.send
+    for to, message in ready.early_messages:
+        send(to, message)
     if ready.hard_state is not None or ready.entries or ready.snapshot is not None:
         host.persist(ready.hard_state, ready.entries, ready.snapshot)
-    send = host.send
     for to, message in ready.messages:
         send(to, message)
     if ready.snapshot is not None:
@@ -135,3 +139,172 @@ class Driver:
             advance(ready)
             if not has_ready():
                 return ready.wake_at
+
+
+class HostEffects(Protocol):
+    """What a runtime does for a node host's turn (``HostDriver``)."""
+
+    def persist(self, writes: list[GroupReady], sync: bool) -> bool:
+        """Make the hard states, entries and snapshots of ``writes`` durable in
+        one write (one fsync when ``sync``; without it they may be written
+        unsynced, to ride along with the next synced write). Return True when
+        done, or False when the write goes on in the background and the
+        runtime will call ``HostDriver.persisted()`` once it is durable."""
+        ...
+
+    def send(self, to: NodeId, group: int, message: Any) -> None:
+        """Queue ``message`` of ``group`` for ``to``; must not block."""
+        ...
+
+    def restore(self, group: HostedGroup, snapshot: Any) -> None:
+        """Replace ``group``'s state machine with ``snapshot``."""
+        ...
+
+    def apply(self, group: HostedGroup, entry: Entry) -> None:
+        """Apply one committed entry of ``group``, in index order."""
+        ...
+
+    def read_ready(self, group: HostedGroup, read: ReadState) -> None:
+        """A linearizable read of ``group`` may be served once ``read.index`` is applied."""
+        ...
+
+    def rejected(self, group: HostedGroup, rejection: Rejection) -> None:
+        """Count (and maybe log) an input ``group``'s core dropped."""
+        ...
+
+
+def _has_writes(ready: Ready) -> bool:
+    return ready.hard_state is not None or bool(ready.entries) or ready.snapshot is not None
+
+
+class HostDriver:
+    """The one loop of every runtime: a node host's turns, in the contract's order.
+
+    A turn takes every group's ``Ready`` (``NodeHost.ready``) and carries them
+    out together: the messages each core allows before its writes
+    (``early_messages``) leave first; then the durable writes of *all* groups
+    go to storage in one ``persist`` call, synced if any group's Ready
+    ``must_sync`` (group commit across groups); then the other messages
+    leave, snapshots are restored, committed entries applied and reads
+    answered, and the host advances. A runtime whose persist runs in the
+    background (the real node's worker thread) gets False from ``persist``:
+    the turn stops there, inputs keep reaching the cores, and no new turn is
+    taken until ``persisted()`` finishes this one — so the next turn's write
+    carries everything that arrived meanwhile. Groups whose binding allows
+    pipelining (``Binding.pipelines_while_persisting``, a BFT option) still
+    send their messages while a write is in flight; the rest of their
+    Readies joins the next write.
+    """
+
+    __slots__ = ("_effects", "_host", "_in_flight", "_pipelining", "_waiting", "turns")
+
+    def __init__(self, host: NodeHost, effects: HostEffects, *, pipelining: Callable[[HostedGroup], bool] | None = None) -> None:
+        self._host = host
+        self._effects = effects
+        self._pipelining = pipelining
+        self._in_flight: tuple[list[GroupReady], list[GroupReady]] | None = None
+        """(the turn's Readies, those of them taken fresh from the host)."""
+        self._waiting: list[GroupReady] = []
+        """Pipelined Readies taken during the write in flight (messages sent)."""
+        self.turns = 0
+
+    @property
+    def persisting(self) -> bool:
+        """True while a background write of a turn is in flight."""
+        return self._in_flight is not None
+
+    def drive(self) -> None:
+        """Take and carry out turns until the host has no work, or one waits on its write."""
+        if self._in_flight is not None:
+            if self._pipelining is not None:
+                self._pipeline()
+            return
+        host = self._host
+        effects = self._effects
+        while self._waiting or host.has_ready():
+            waiting, self._waiting = self._waiting, []
+            fresh = host.ready()
+            readies = waiting + fresh if waiting else fresh
+            if not readies:
+                continue
+            self.turns += 1
+            send = effects.send
+            writes = []
+            sync = False
+            for item in readies:
+                ready = item.ready
+                if ready.early_messages:
+                    group = item.group.id
+                    for to, message in ready.early_messages:
+                        send(to, group, message)
+                if _has_writes(ready):
+                    writes.append(item)
+                    sync = sync or ready.must_sync
+            if writes and not effects.persist(writes, sync):
+                self._in_flight = (readies, fresh)
+                return
+            self._finish(readies, fresh)
+
+    def persisted(self) -> None:
+        """The background write of the turn in flight is durable: finish it and drive on."""
+        if self._in_flight is None:
+            raise LocalProtocolError("no write is in flight")
+        readies, fresh = self._in_flight
+        self._in_flight = None
+        self._finish(readies, fresh)
+        self.drive()
+
+    def _pipeline(self) -> None:
+        """While a write is in flight: take the pipelining groups' Readies,
+        send their messages now and keep the rest for the next write (their
+        cores' ``advance`` does nothing, so taking further Readies is safe).
+        Other groups wait for the next turn."""
+        pipelining = self._pipelining
+        assert pipelining is not None
+        host = self._host
+        send = self._effects.send
+        while True:
+            taken = host.ready(pipelining)
+            if not taken:
+                return
+            for item in taken:
+                ready = item.ready
+                group = item.group.id
+                for to, message in (*ready.early_messages, *ready.messages):
+                    send(to, group, message)
+                item.ready = Ready(
+                    hard_state=ready.hard_state,
+                    entries=ready.entries,
+                    snapshot=ready.snapshot,
+                    committed=ready.committed,
+                    reads=ready.reads,
+                    wake_at=ready.wake_at,
+                    rejected=ready.rejected,
+                    must_sync=ready.must_sync,
+                )
+                self._waiting.append(item)
+                host.advance([item])
+
+    def _finish(self, readies: list[GroupReady], fresh: list[GroupReady]) -> None:
+        """Send, restore, apply, answer reads, report rejections; advance the
+        ``fresh`` Readies (pipelined ones were advanced when taken)."""
+        effects = self._effects
+        send = effects.send
+        for item in readies:
+            ready = item.ready
+            group = item.group
+            if ready.messages:
+                gid = group.id
+                for to, message in ready.messages:
+                    send(to, gid, message)
+            if ready.snapshot is not None:
+                effects.restore(group, ready.snapshot)
+            if ready.committed:
+                apply = effects.apply
+                for entry in ready.committed:
+                    apply(group, entry)
+            for read in ready.reads:
+                effects.read_ready(group, read)
+            for rejection in ready.rejected:
+                effects.rejected(group, rejection)
+        self._host.advance(fresh)

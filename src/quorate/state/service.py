@@ -326,9 +326,6 @@ class BftService(ReplicaService):
         asked this replica directly, if anyone); None: nobody to answer."""
         return waiting[0] if waiting is not None else None
 
-    def _executed(self, entry: Entry) -> None:
-        """Called for every normal entry before it is applied."""
-
     def on_client_request(self, sender: NodeId, req: ClientRequest, now: float) -> None:
         try:
             op = decode_op(req.op)
@@ -363,7 +360,6 @@ class BftService(ReplicaService):
         if entry.kind != ENTRY_NORMAL:
             super().apply(entry)
             return
-        self._executed(entry)
         try:
             command = decode_command(entry.data)
         except (msgspec.DecodeError, msgspec.ValidationError):
@@ -372,6 +368,8 @@ class BftService(ReplicaService):
         self.applied = entry.index
         self.kv.applied_index = entry.index
         result = self.kv.apply_command(command)
+        if self.on_result is not None:
+            self.on_result(entry, result)
         client = command.client
         if client != NO_SESSION:
             encoded = encode_result(result)

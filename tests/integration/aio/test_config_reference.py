@@ -83,9 +83,9 @@ def test_print_config_refuses_an_unknown_protocol_in_one_line() -> None:
         timeout=60,
     )
     assert result.returncode == 2
-    assert result.stderr.strip().splitlines() == [
-        "quorate: error: unknown protocol 'paxos'; choose one of hotstuff, pbft, raft"
-    ]
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith("quorate: error: unknown protocol 'paxos'; choose one of ")
+    assert "hotstuff, pbft" in line and "raft" in line
 
 
 def test_the_reference_document_holds_the_generated_tables() -> None:

@@ -7,7 +7,14 @@ import json
 from typer.testing import CliRunner
 
 import quorate.cli.bench_crypto  # noqa: F401  (registers the command)
-from quorate.bench.crypto import AGGREGATE_SIZES, fitted_costs, measure
+from quorate.bench.crypto import (
+    AGGREGATE_SIZES,
+    DKG_SETTINGS,
+    TALLY_BALLOTS,
+    fitted_costs,
+    measure,
+    measure_dkg,
+)
 from quorate.cli.main import app
 from quorate.crypto.costmodel import CryptoCosts
 
@@ -26,11 +33,27 @@ def test_measure_reports_every_primitive() -> None:
         "mac_authenticator_create_4_us",
         "mac_authenticator_verify_16_us",
         "costmodel_verify_us",
+        "zk_ballot_cast_us",
+        "zk_ballot_verify_us",
+        "zk_bit_prove_us",
+        "zk_bit_verify_us",
+        f"zk_tally_verify_{TALLY_BALLOTS}_us",
+        f"zk_tally_open_{TALLY_BALLOTS}_us",
+        "ed25519_key_proof_verify_us",
     ):
         assert medians[key] > 0, key
     costs = fitted_costs(medians)
     assert isinstance(costs, CryptoCosts)
     assert costs.bls_verify_s == medians["bls_verify_us"] * 1e-6
+
+
+def test_dkg_rows_cover_every_size() -> None:
+    rows = measure_dkg(iterations=1)
+    assert [(r["t"], r["n"]) for r in rows] == list(DKG_SETTINGS)
+    for row in rows:
+        assert row["runs"] == 1
+        assert row["group_cpu_ms"] > 0 and row["reshare_group_cpu_ms"] > 0
+        assert abs(row["per_participant_cpu_ms"] - row["group_cpu_ms"] / row["n"]) <= 0.01
 
 
 def test_cli_json_is_one_object() -> None:
@@ -39,6 +62,13 @@ def test_cli_json_is_one_object() -> None:
     report = json.loads(result.output)
     assert report["benchmark"] == "crypto"
     assert set(report["crypto_costs_s"]) == set(CryptoCosts.__dataclass_fields__)
+    assert [row["n"] for row in report["dkg"]] == [n for _, n in DKG_SETTINGS]
+
+
+def test_cli_tables_include_the_dkg() -> None:
+    result = CliRunner().invoke(app, ["bench", "crypto", "--iterations", "1"])
+    assert result.exit_code == 0, result.output
+    assert "distributed key generation" in result.output and "zk_tally_verify_100" in result.output
 
 
 def test_cli_refuses_zero_iterations() -> None:

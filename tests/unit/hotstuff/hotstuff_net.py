@@ -85,6 +85,8 @@ class Network:
         self.committed: dict[NodeId, list[Entry]] = {i: [] for i in self.ids}
         self.committed_data: dict[NodeId, set[bytes]] = {i: set() for i in self.ids}
         self.hard_state: dict[NodeId, Any] = {}
+        self.disk_entries: dict[NodeId, list[Entry]] = {i: [] for i in self.ids}
+        """Committed entries each replica persisted (``Ready.entries``)."""
         self.crashed: set[NodeId] = set()
         self.groups: list[frozenset[NodeId]] | None = None
         self.rejections: dict[NodeId, list[Any]] = {i: [] for i in self.ids}
@@ -148,9 +150,14 @@ class Network:
         self.wake.pop(node, None)
 
     def restart(self, node: NodeId) -> None:
-        """Rebuild ``node`` from its last persisted hard state (messages in flight are lost)."""
+        """Rebuild ``node`` from its last persisted hard state and entries
+        (messages in flight are lost). Its state machine starts empty: the
+        replica must hand it every committed entry again."""
         self.crashed.discard(node)
-        self.nodes[node] = self._build(node, Recovered(hard_state=self.hard_state.get(node)))
+        self.committed[node] = []
+        self.committed_data[node] = set()
+        recovered = Recovered(hard_state=self.hard_state.get(node), entries=list(self.disk_entries[node]))
+        self.nodes[node] = self._build(node, recovered)
         self._drive(node)
 
     def _blocked(self, src: NodeId, dst: NodeId) -> bool:
@@ -175,6 +182,7 @@ class Network:
             self.core_s += time.perf_counter() - started
             if ready.hard_state is not None:
                 self.hard_state[node] = ready.hard_state
+            self.disk_entries[node].extend(ready.entries)
             for to, message in ready.messages:
                 self.sent[type(message).__name__] += 1
                 if self._blocked(node, to) or (self.drop_rate and self.rng.random() < self.drop_rate):

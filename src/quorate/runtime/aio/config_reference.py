@@ -3,10 +3,10 @@
 Theory of operation: ``NODE_FIELDS`` is the one description of the top-level
 fields that ``quorate.runtime.aio.config`` reads (a test checks that the two
 name the same fields). The protocol options under ``[options]`` are
-described from the protocol's own config class (``RaftConfig``,
-``PbftConfig``, ``HotStuffConfig``): names, defaults and types from the
-dataclass, meanings from the attribute docstrings in its source, so a new
-option is documented where it is defined. Two renderings:
+described from the protocol's binding (``quorate.protocols``): the config
+its ``parse_config`` returns for no options gives names, defaults and types,
+and the attribute docstrings in the config class's source give meanings, so
+a new option is documented where it is defined. Two renderings:
 
 - ``config_template(protocol)``: a commented TOML file, what ``quorate node
   --print-config`` prints; it loads as it is once its TLS files exist.
@@ -23,8 +23,6 @@ import itertools
 import textwrap
 from dataclasses import dataclass
 from typing import Any
-
-from quorate.runtime.aio.bft import BFT_PROTOCOLS
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,17 +123,11 @@ NODE_FIELDS: tuple[FieldDoc, ...] = (
     ),
 )
 
-BFT_NODE_OPTIONS: tuple[FieldDoc, ...] = (
+BFT_NODE_OPTIONS: tuple[FieldDoc, ...] = (  # a real node's own, for protocols that sign
     FieldDoc(
         "key_seed", "string", '"quorate-test-cluster"',
         "Without keys_dir: the shared seed every node derives every replica's key from. "
         "Tests and benchmarks only; give either keys_dir or key_seed.",
-    ),
-    FieldDoc(
-        "send_before_persist", "boolean", "false",
-        "Let a phase's messages leave before its fsync (client replies still wait). "
-        "Faster; a replica that crashes in that window may contradict itself after a "
-        "restart, which counts against f (see quorate.runtime.aio.protocols).",
     ),
     FieldDoc(
         "byzantine", "string", None,
@@ -179,22 +171,7 @@ _UNDOCUMENTED = {
 }
 
 
-def protocol_option_docs(protocol: str) -> tuple[FieldDoc, ...]:
-    """The ``[options]`` a ``protocol`` node takes, with defaults and meanings."""
-    if protocol == "raft":
-        from quorate.raft.config import RaftConfig
-
-        cls: type = RaftConfig
-    elif protocol == "pbft":
-        from quorate.pbft.config import PbftConfig
-
-        cls = PbftConfig
-    elif protocol == "hotstuff":
-        from quorate.hotstuff.config import HotStuffConfig
-
-        cls = HotStuffConfig
-    else:
-        return ()
+def _dataclass_docs(cls: type) -> list[FieldDoc]:
     meanings = _attribute_docs(cls)
     out = []
     for field in dataclasses.fields(cls):
@@ -207,8 +184,25 @@ def protocol_option_docs(protocol: str) -> tuple[FieldDoc, ...]:
                 meanings.get(field.name) or _UNDOCUMENTED.get(field.name, ""),
             )
         )
-    if protocol in BFT_PROTOCOLS:
-        out.extend(BFT_NODE_OPTIONS)
+    return out
+
+
+def protocol_option_docs(protocol: str) -> tuple[FieldDoc, ...]:
+    """The ``[options]`` a ``protocol`` node takes, with defaults and meanings:
+    the fields of the config its binding parses (``parse_config({})`` gives
+    the defaults), the runtime settings around it (``BftSettings``), and the
+    node's own key options for protocols that sign."""
+    from quorate.core.binding import BftSettings
+    from quorate.protocols import binding
+
+    found = binding(protocol)
+    defaults = found.parse_config({})
+    core = defaults.core if isinstance(defaults, BftSettings) else defaults
+    out = _dataclass_docs(type(core))
+    if isinstance(defaults, BftSettings):
+        out += [d for d in _dataclass_docs(BftSettings) if d.name != "core"]
+    if found.fault_model == "byzantine":
+        out += BFT_NODE_OPTIONS
     return tuple(out)
 
 
@@ -219,7 +213,10 @@ def _comment(text: str, width: int = 78) -> list[str]:
 def config_template(protocol: str = "raft") -> str:
     """A commented node config for ``protocol``: n1 of a three-node (Raft) or
     four-node (PBFT, HotStuff) cluster on loopback."""
-    peers = 4 if protocol in BFT_PROTOCOLS else 3
+    from quorate.protocols import binding
+
+    signs = binding(protocol).fault_model == "byzantine"
+    peers = 4 if signs else 3
     lines = [
         f"# quorate node config ({protocol}); run it with: quorate node --config FILE",
         "# Fields left commented out take the default shown.",
@@ -230,7 +227,7 @@ def config_template(protocol: str = "raft") -> str:
             continue
         lines += _comment(f"{doc.name} ({doc.type}): {doc.meaning}")
         value = _toml(protocol) if doc.name == "protocol" else doc.example
-        if doc.name == "keys_dir" and protocol in BFT_PROTOCOLS:
+        if doc.name == "keys_dir" and signs:
             value = '"keys"'
         if value is not None:
             lines.append(f"{doc.name} = {value}")

@@ -681,10 +681,10 @@ class AioNode:
         core, send = self.core, self.transport_or_raise().send
         while core.has_ready():
             ready = core.ready()
-            for to, message in ready.messages:
+            for to, message in (*ready.early_messages, *ready.messages):
                 send(to, message)
-            self.counters["sent_before_persist"] += len(ready.messages)
-            self._waiting.append(dataclasses.replace(ready, messages=[]))
+            self.counters["sent_before_persist"] += len(ready.early_messages) + len(ready.messages)
+            self._waiting.append(dataclasses.replace(ready, messages=[], early_messages=[]))
         if self._waiting:
             self._schedule(self._waiting[-1].wake_at)
 
@@ -720,6 +720,12 @@ class AioNode:
         loop, executor = self._loop, self._executor
         assert loop is not None and executor is not None
         self._learn_members(ready.entries)
+        if ready.early_messages:
+            send = self.transport_or_raise().send
+            for to, message in ready.early_messages:
+                send(to, message)
+            self.counters["sent_before_persist"] += len(ready.early_messages)
+            ready = dataclasses.replace(ready, early_messages=[])
         early_types = self._early_types
         late = ready.messages
         if (

@@ -11,13 +11,10 @@ Theory of operation.
   f = (n - 1) // 3 Byzantine replicas void every guarantee (Castro & Liskov
   §4, Yin et al. §3): refused unless the caller explicitly allows it, which
   the tests use to show the safety check can fire.
-- **Safety monitor** (``BftSafetyMonitor``). Agreement for state machine
-  replication: no two *honest* replicas execute different entries at one
-  index. Every honest replica's service reports each entry it applies; the
-  first entry at an index is remembered and any later honest entry there must
-  carry the same command. Byzantine replicas are not checked (they may claim
-  anything). The first conflict raises ``InvariantViolation`` at once, like
-  Raft's monitor, so the run stops where the violation happened.
+- **Safety monitor.** Agreement among *honest* replicas (the same command,
+  result and state at every index) is checked as entries execute by
+  ``runtime.sim.agreement.AgreementMonitor``, which skips the Byzantine
+  replicas (they may claim anything).
 - **Detections** (``DetectionLog``). Honest replicas convict equivocators with
   evidence (``quorate.core.evidence``). After every step the log compares
   the replica's evidence pool with what it saw before and records, per
@@ -57,13 +54,12 @@ Theory of operation.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from quorate.core.protocol import ProtocolCore
-from quorate.core.ready import Entry
-from quorate.errors import ConfigError, InvariantViolation
+from quorate.errors import ConfigError
 from quorate.ids import NodeId
 from quorate.state.kv import KVStore
 from quorate.state.service import BftService, ClientRequest
@@ -153,33 +149,6 @@ def choose_byzantine(
     return dict(sorted(out.items()))
 
 
-class BftSafetyMonitor:
-    """Agreement among honest replicas (see the module docstring)."""
-
-    __slots__ = ("byzantine", "checked_entries", "committed")
-
-    def __init__(self, byzantine: frozenset[NodeId] = frozenset()) -> None:
-        self.byzantine = byzantine
-        self.committed: dict[int, tuple[bytes, NodeId]] = {}
-        """Index -> (command, first honest replica that executed it)."""
-        self.checked_entries = 0
-
-    def record(self, node: NodeId, entry: Entry) -> None:
-        """``node`` executed ``entry``; raise ``InvariantViolation`` on a conflict."""
-        if node in self.byzantine:
-            return
-        self.checked_entries += 1
-        first = self.committed.get(entry.index)
-        if first is None:
-            self.committed[entry.index] = (entry.data, node)
-            return
-        if first[0] != entry.data:
-            raise InvariantViolation(
-                f"agreement violated: honest replicas {first[1]} and {node} executed "
-                f"different commands at index {entry.index}"
-            )
-
-
 def _evidence_pool(core: Any) -> Any:
     """The core's evidence pool (``detections``), or None if it keeps none."""
     pool = getattr(core, "pool", None)
@@ -256,21 +225,13 @@ def excluded_of(core: ProtocolCore | None) -> list[int]:
 
 class BftReplicaService(BftService):
     """``BftService`` in the simulator: answers every command it executes at
-    the endpoint its session names, and reports executed entries to the
-    safety monitor (see the module docstring). ``clients`` are the run's
-    client endpoint ids."""
+    the endpoint its session names (see the module docstring). ``clients``
+    are the run's client endpoint ids."""
 
-    __slots__ = ("_clients", "_liar", "_record")
+    __slots__ = ("_clients", "_liar")
 
-    def __init__(
-        self,
-        core: ProtocolCore,
-        *,
-        record: Callable[[NodeId, Entry], None] | None,
-        clients: range = range(0),
-    ) -> None:
+    def __init__(self, core: ProtocolCore, *, clients: range = range(0)) -> None:
         super().__init__(core, KVStore(), max_results=MAX_REMEMBERED_RESULTS)
-        self._record = record
         self._clients = clients
         self._liar = self._honest is not core
 
@@ -285,10 +246,6 @@ class BftReplicaService(BftService):
     def _answer_to(self, client: int, waiting: tuple[NodeId, ClientRequest] | None) -> NodeId | None:
         endpoint = session_endpoint(client)
         return NodeId(endpoint) if endpoint in self._clients else None
-
-    def _executed(self, entry: Entry) -> None:
-        if self._record is not None:
-            self._record(self.core.id, entry)
 
 
 def honest_nodes(nodes: int, byzantine: Mapping[NodeId, str]) -> list[NodeId]:

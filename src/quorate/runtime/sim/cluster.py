@@ -47,18 +47,21 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from quorate.check.online import LostWriteMonitor
 from quorate.core.protocol import ProtocolCore
 from quorate.errors import ConfigError, InvariantViolation
 from quorate.ids import NodeId
 from quorate.runtime.sim import faults as fault_specs
+from quorate.runtime.sim.agreement import AgreementMonitor
 from quorate.runtime.sim.bft import DetectionLog, choose_byzantine, excluded_of, parse_byzantine
 from quorate.runtime.sim.engine import EventLoop, derive_rng
 from quorate.runtime.sim.faults import FaultAction
 from quorate.runtime.sim.network import JITTER_KINDS, Network
-from quorate.runtime.sim.node import CostModel, SimNode
+from quorate.runtime.sim.node import CostModel, Replica, SimNode
 from quorate.runtime.sim.protocols import ProtocolSpec, SpecContext, protocol_spec
 from quorate.runtime.sim.workload import OpMix, Workload
 from quorate.security.ratelimit import PeerRateLimiter
+from quorate.state.service import ReplicaService
 from quorate.storage.base import Recovered
 
 PROGRESS_SLICES = 200
@@ -282,6 +285,7 @@ class Simulation:
             ),
         )
         self.detections = DetectionLog(frozenset(self.byzantine))
+        self.agreement = AgreementMonitor(frozenset(self.byzantine)) if config.check_invariants else None
         self.loop = loop = EventLoop()
         n = config.nodes
         # Replicas are 1..n, as the nodes n1..nN of a real cluster; network
@@ -325,7 +329,7 @@ class Simulation:
             node = SimNode(
                 node_id,
                 build_core=self._core_factory(i),
-                build_replica=spec.build_replica,
+                build_replica=self._replica_factory(),
                 cost=config.cost,
                 send=self.network.send,
                 schedule=loop.schedule,
@@ -367,6 +371,8 @@ class Simulation:
                 reply_quorum=spec.reply_quorum(n),
                 resend_timeout_s=config.resend_timeout_s,
             )
+            if config.check_invariants:
+                self.workload.observer = LostWriteMonitor().observe
             reply_kind = loop.add_kind(self.workload.on_reply)
             for c in range(config.clients):
                 deliver_kinds[n + 1 + c] = reply_kind
@@ -386,6 +392,23 @@ class Simulation:
             return spec.build_core(node, voters, derive_rng(seed, f"core{epoch}", i), now, recovered)
 
         return build
+
+    def _replica_factory(self) -> Callable[[ProtocolCore], Replica]:
+        """The protocol's replica service, reporting what it executes to the
+        agreement monitor when invariants are checked."""
+        build = self.spec.build_replica
+        monitor = self.agreement
+        if monitor is None:
+            return build
+
+        def build_monitored(core: ProtocolCore) -> Replica:
+            replica = build(core)
+            if isinstance(replica, ReplicaService):
+                node, kv = core.id, replica.kv
+                replica.on_result = lambda entry, result: monitor.record(node, entry, result, kv)
+            return replica
+
+        return build_monitored
 
     def _observer(self) -> Callable[[ProtocolCore, float], None] | None:
         check = None

@@ -210,6 +210,8 @@ class Workload:
         """With a reply quorum: how long one attempt waits before the request
         goes to every replica (0 given: half of ``op_timeout_s``)."""
         self.history: list[dict[str, Any]] = []
+        self.observer: Callable[[dict[str, Any]], None] | None = None
+        """Sees every history event as it is recorded (the online checks)."""
         self.latencies_s: list[float] = []
         self.ok = 0
         self.failed = 0
@@ -392,7 +394,7 @@ class Workload:
         self._seq_of[process] = op.seq
         self._pending[process] = op
         self.invoked += 1
-        self.history.append(
+        self._record(
             {"process": process, "type": "invoke", "f": op.f, "key": op.key, "value": op.value if op.f != "read" else None, "time": now}
         )
         self._schedule(now + self.op_timeout_s, self._timer_kind, endpoint, process, None, op.seq)
@@ -430,7 +432,12 @@ class Workload:
         return None
 
     def _complete(self, op: _PendingOp, kind: str, now: float, value: Any) -> None:
-        self.history.append({"process": op.process, "type": kind, "f": op.f, "key": op.key, "value": value, "time": now})
+        self._record({"process": op.process, "type": kind, "f": op.f, "key": op.key, "value": value, "time": now})
+
+    def _record(self, event: dict[str, Any]) -> None:
+        self.history.append(event)
+        if self.observer is not None:
+            self.observer(event)
 
 
 def _hashable(value: Any) -> Any:
