@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import random
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,6 +32,28 @@ def free_base_port(count: int) -> int:
             continue
         return base
     raise OSError("no free loopback port range")
+
+
+LISTEN_PORTS = range(20000, 32000)
+"""Below Linux's default ephemeral range (32768-60999), from which the kernel
+hands out the local ports of outgoing connections: a port picked there may be
+taken by any connection on the machine before a node binds it."""
+
+
+def listen_base_port(count: int, rng: random.Random | None = None) -> int:
+    """``count`` consecutive loopback ports, free a moment ago, outside the
+    ephemeral range (for processes that bind them a while later)."""
+    rng = rng or random.Random()
+    for _ in range(200):
+        base = rng.randrange(LISTEN_PORTS.start, LISTEN_PORTS.stop - count)
+        try:
+            for port in range(base, base + count):
+                with socket.socket() as s:
+                    s.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        return base
+    raise OSError("no free loopback port range below the ephemeral ports")
 
 
 @pytest.fixture

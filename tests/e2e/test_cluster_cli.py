@@ -25,7 +25,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from tests.e2e.conftest import free_base_port
+from tests.e2e.conftest import listen_base_port
 
 from quorate.errors import ConfigError
 from quorate.runtime.aio.cluster import LocalCluster
@@ -71,7 +71,7 @@ def down(cwd: Path) -> None:
 
 @pytest.mark.parametrize("protocol", ["pbft", "hotstuff"])
 def test_cluster_up_of_a_bft_protocol_then_kv_with_no_other_flags(tmp_path: Path, protocol: str) -> None:
-    base = free_base_port(4)
+    base = listen_base_port(4)
     try:
         up = ok(quorate(tmp_path, "cluster", "up", "--protocol", protocol, base_port=base))
         assert f"{protocol} cluster of 4" in up and "primary: n" in up
@@ -87,7 +87,7 @@ def test_cluster_up_of_a_bft_protocol_then_kv_with_no_other_flags(tmp_path: Path
 
 
 def test_raft_cluster_from_the_shell_and_from_python_then_stopped(tmp_path: Path) -> None:
-    base = free_base_port(3)
+    base = listen_base_port(3)
     try:
         up = ok(quorate(tmp_path, "cluster", "up", base_port=base))
         assert "raft cluster of 3" in up and "logs:" in up
@@ -130,7 +130,7 @@ def test_raft_cluster_from_the_shell_and_from_python_then_stopped(tmp_path: Path
 
 
 def test_cluster_up_with_a_port_taken_exits_1_with_that_nodes_reason(tmp_path: Path) -> None:
-    base = free_base_port(3)
+    base = listen_base_port(3)
     with socket.socket() as squatter:
         squatter.bind(("127.0.0.1", base + 1))
         squatter.listen()
@@ -143,7 +143,7 @@ def test_cluster_up_with_a_port_taken_exits_1_with_that_nodes_reason(tmp_path: P
 
 
 def test_a_node_refuses_a_data_directory_of_another_protocol(tmp_path: Path) -> None:
-    base = free_base_port(3)
+    base = listen_base_port(3)
     try:
         ok(quorate(tmp_path, "cluster", "up", "--insecure", base_port=base))
     finally:
@@ -176,7 +176,7 @@ def test_a_bft_node_without_keys_warns_at_start_and_in_status(tmp_path: Path) ->
     cluster = LocalCluster(
         tmp_path / "seeded",
         nodes=4,
-        base_port=free_base_port(4),
+        base_port=listen_base_port(4),
         insecure=True,
         protocol="pbft",
         options={"view_change_timeout_s": 0.5},

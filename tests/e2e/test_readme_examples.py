@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from tests.e2e.conftest import free_base_port
+from tests.e2e.conftest import listen_base_port
 
 from quorate.runtime.aio.cluster import CLUSTER_FILE, LocalCluster
 from quorate.runtime.aio.config import node_config_from_mapping
@@ -235,7 +235,7 @@ def test_example_runs_as_written(blocks: list[Block], tmp_path: Path) -> None:
     if any("gossip" in b.code for b in blocks) and not _ports_free(GOSSIP_PORTS):
         pytest.skip(f"ports {GOSSIP_PORTS} the gossip example names are in use")
     cwd = ROOT if any("data" in b.needs for b in blocks) else tmp_path
-    env = _environment(free_base_port(4))
+    env = _environment(listen_base_port(4))
     try:
         for block in blocks:
             run_block(block, cwd, env)
@@ -259,7 +259,7 @@ def test_setup_commands_in_a_fresh_venv(tmp_path: Path) -> None:
     )
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
-    env = _environment(free_base_port(4))
+    env = _environment(listen_base_port(4))
     env["PATH"] = str(venv / "bin") + os.pathsep + os.environ.get("PATH", "")
     env.pop("PYTHONPATH", None)
     env["VIRTUAL_ENV"] = str(venv)

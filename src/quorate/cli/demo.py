@@ -229,16 +229,20 @@ async def _catch_up(probe: AsyncClient, cluster: LocalCluster, node: NodeId) -> 
     raise TimeoutError(f"{node_name(node)} did not catch up within {CATCH_UP_LIMIT_S} s")
 
 
+DEMO_PORTS = range(20000, 32000)
+"""Where the demo looks for free ports: below Linux's default ephemeral range
+(32768-60999), whose ports the kernel hands to outgoing connections, so a
+port found free is not taken by some connection before the node binds it."""
+
+
 def _free_base_port() -> int:
     """A base port with ``DEMO_NODES`` consecutive free loopback ports."""
+    import random
     import socket
 
-    for _ in range(50):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            base = int(s.getsockname()[1])
-        if base + DEMO_NODES > 65535:
-            continue
+    rng = random.Random()
+    for _ in range(200):
+        base = rng.randrange(DEMO_PORTS.start, DEMO_PORTS.stop - DEMO_NODES)
         free = True
         for port in range(base, base + DEMO_NODES):
             with socket.socket() as s:
