@@ -60,8 +60,8 @@ def binding(name: str) -> Binding:
         found = loader() if loader is not None else _import(module)  # type: ignore[arg-type]
     except ImportError as exc:
         raise ConfigError(
-            f"protocol {name!r} is not available in this installation ({exc}); "
-            "install quorate with its default dependencies: pip install quorate"
+            f"protocol {name!r} is not available in this installation ({exc}); its "
+            "dependencies come with quorate: reinstall it (pip install . in a checkout)"
         ) from None
     _LOADED[name] = found
     return found

@@ -25,6 +25,16 @@ Theory of operation.
 - *TLS.* With ``tls`` the client presents a certificate of the cluster CA and
   checks each node's certificate against that CA (any node name: a client
   trusts every member of its cluster); ``insecure=True`` uses plain TCP.
+  Missing or unreadable TLS files raise ``ConfigError`` at construction,
+  naming the file and where the certificates usually are.
+- *Finding the cluster.* Without ``endpoints`` the client reads them, with
+  the TLS directory and the protocol, from the directory ``quorate cluster
+  up`` wrote (``cluster``, default ``./quorate-cluster``), so
+  ``Client()`` is enough next to a local cluster.
+- *A cluster that is down.* ``reachable()`` asks every endpoint for its
+  ``Status`` once and raises ``ClusterUnreachable`` at once when none
+  answers; the ``quorate kv`` commands call it first so they fail fast. A call
+  that runs out of time says which endpoints it tried.
 """
 
 from __future__ import annotations
@@ -50,6 +60,7 @@ from quorate.runtime.aio.admin import (
     Status,
     StatusReply,
 )
+from quorate.runtime.aio.cluster import DEFAULT_CLUSTER_DIR, cluster_contact
 from quorate.runtime.aio.config import Address, format_address, parse_address
 from quorate.runtime.aio.tls import TlsConfig
 from quorate.runtime.aio.transport import ROLE_CLIENT, Hello
@@ -73,6 +84,102 @@ READ_CHUNK_BYTES = 256 * 1024
 
 class ClientError(QuorateError, RuntimeError):
     """The cluster refused the operation (not a timeout: that is ``TimeoutError``)."""
+
+
+class ClusterUnreachable(QuorateError, ConnectionError):
+    """No endpoint of the cluster answered (nothing listening, or every
+    connection failed); the message lists the endpoints and what to check."""
+
+
+def unreachable_message(endpoints: Sequence[Address], detail: str = "") -> str:
+    """The one line a person reads when no node answered."""
+    listed = ",".join(format_address(a) for a in endpoints)
+    return (
+        f"no node of the cluster at {listed} answered{detail} "
+        "(is it running? `quorate cluster status`)"
+    )
+
+
+def client_tls(tls: TlsConfig | str | Path, tls_name: str = "client") -> TlsConfig:
+    """``tls`` as a ``TlsConfig`` whose files exist; ``ConfigError`` naming
+    the missing file and where a local cluster keeps its certificates."""
+    if isinstance(tls, TlsConfig):
+        config = tls
+    else:
+        directory = Path(tls)
+        config = TlsConfig.from_directory(directory, tls_name)
+        if not directory.is_dir():
+            raise ConfigError(f"TLS directory {directory} does not exist; {_certs_hint(tls_name)}")
+    for label, path in (
+        ("CA certificate", config.ca_file),
+        (f"certificate of {tls_name!r}", config.cert_file),
+        (f"private key of {tls_name!r}", config.key_file),
+    ):
+        if not Path(path).is_file():
+            raise ConfigError(f"TLS {label} not found: {path}; {_certs_hint(tls_name)}")
+    return config
+
+
+def _certs_hint(tls_name: str) -> str:
+    local = DEFAULT_CLUSTER_DIR / "certs"
+    if (local / "ca.crt").is_file():
+        return (
+            f"the local cluster keeps its certificates in {local} "
+            "(a client given no endpoints finds them itself)"
+        )
+    return (
+        "'quorate cluster up' writes a cluster's certificates to quorate-cluster/certs; "
+        f"or make them with 'quorate certs init --dir DIR' and 'quorate certs issue {tls_name} --dir DIR'"
+    )
+
+
+def client_ssl_context(tls: TlsConfig) -> ssl.SSLContext:
+    """The client's TLS context: the cluster CA verifies every node, any node
+    name is accepted (the per-node name check is a peer's concern, and the
+    BFT client reads the name itself); ``ConfigError`` on unreadable files."""
+    try:
+        context = tls.client_context()
+    except (ssl.SSLError, OSError) as exc:
+        raise ConfigError(
+            f"cannot load the TLS files {tls.cert_file} / {tls.key_file} / {tls.ca_file}: "
+            f"{getattr(exc, 'strerror', None) or exc}"
+        ) from None
+    context.check_hostname = False
+    return context
+
+
+def resolve_contact(
+    endpoints: Iterable[str | Address] | None,
+    cluster: str | Path | None,
+    tls: TlsConfig | str | Path | None,
+    tls_name: str,
+    insecure: bool,
+) -> tuple[list[Address], TlsConfig | None, str | None]:
+    """(endpoints, TLS files or ``None`` for plain TCP, the protocol if
+    known): the ones given, the rest from the cluster directory ``cluster``
+    (default ``./quorate-cluster``, read only when no endpoints are given)."""
+    protocol: str | None = None
+    if endpoints is None or cluster is not None:
+        contact = cluster_contact(DEFAULT_CLUSTER_DIR if cluster is None else cluster)
+        protocol = contact.protocol
+        if endpoints is None:
+            endpoints = contact.endpoints
+        if tls is None and not insecure:
+            if contact.tls_dir is None:
+                insecure = True
+            else:
+                tls = contact.tls_dir
+    addresses = [e if isinstance(e, tuple) else parse_address(e, "endpoint") for e in endpoints]
+    if not addresses:
+        raise ConfigError("give at least one endpoint (host:port)")
+    if tls is None and not insecure:
+        raise ConfigError(
+            "no TLS settings: give the cluster's certificate directory (quorate cluster up "
+            "writes quorate-cluster/certs) or choose insecure plain TCP"
+        )
+    if tls is not None and insecure:
+        raise ConfigError("choose TLS or insecure, not both")
+    return addresses, None if tls is None else client_tls(tls, tls_name), protocol
 
 
 def new_client_id() -> int:
@@ -159,15 +266,18 @@ class KeyValueApi:
 class AsyncClient(KeyValueApi):
     """A session with a quorate cluster (see the module docstring).
 
-    ``endpoints``: ``"host:port"`` strings or ``(host, port)`` pairs.
+    ``endpoints``: ``"host:port"`` strings or ``(host, port)`` pairs; without
+    them, those of the local cluster in ``cluster`` (``./quorate-cluster``).
     ``tls``: a ``TlsConfig`` or a directory holding ``ca.crt`` and
-    ``<tls_name>.crt/.key`` (``quorate certs issue client``).
+    ``<tls_name>.crt/.key`` (``quorate certs issue client``); without it and
+    without ``insecure``, the cluster directory's.
     """
 
     def __init__(
         self,
-        endpoints: Iterable[str | Address],
+        endpoints: Iterable[str | Address] | None = None,
         *,
+        cluster: str | Path | None = None,
         tls: TlsConfig | str | Path | None = None,
         tls_name: str = "client",
         insecure: bool = False,
@@ -176,20 +286,10 @@ class AsyncClient(KeyValueApi):
         timeout_s: float = DEFAULT_TIMEOUT_S,
         deadline_s: float = DEFAULT_DEADLINE_S,
     ) -> None:
-        self.endpoints: list[Address] = [
-            e if isinstance(e, tuple) else parse_address(e, "endpoint") for e in endpoints
-        ]
-        if not self.endpoints:
-            raise ConfigError("give at least one endpoint (host:port)")
-        if isinstance(tls, str | Path):
-            tls = TlsConfig.from_directory(tls, tls_name)
-        if tls is None and not insecure:
-            raise ConfigError("give a TLS directory (--tls-dir) or choose insecure plain TCP")
-        if tls is not None and insecure:
-            raise ConfigError("choose TLS or insecure, not both")
+        self.endpoints, tls, protocol = resolve_contact(endpoints, cluster, tls, tls_name, insecure)
         if not 0 < timeout_s <= deadline_s:
             raise ConfigError(f"need 0 < timeout_s <= deadline_s, got {timeout_s} and {deadline_s}")
-        self._ssl = self._client_context(tls) if tls is not None else None
+        self._ssl = client_ssl_context(tls) if tls is not None else None
         self.client_id = client_id if client_id is not None else new_client_id()
         if not 0 < self.client_id < 2**CLIENT_ID_BITS:
             raise ConfigError(f"client_id must be in [1, 2**63), got {self.client_id}")
@@ -206,19 +306,12 @@ class AsyncClient(KeyValueApi):
         self._lock = asyncio.Lock()
         self._next_endpoint = 0
         self.tls = tls
-        self.protocol: str | None = None
-        """The cluster's protocol, from its first ``Status`` reply."""
+        self.protocol: str | None = protocol
+        """The cluster's protocol: from the cluster directory, else from the
+        first ``Status`` reply."""
         self.bft: Any = None
         """A ``quorate.client.bft.BftClient`` serving every call when the
         protocol is Byzantine fault tolerant (f + 1 matching replies)."""
-
-    @staticmethod
-    def _client_context(tls: TlsConfig) -> ssl.SSLContext:
-        context = tls.client_context()
-        # Every member of the cluster is acceptable to a client: the CA check
-        # stays, the per-node name check (a peer's concern) does not.
-        context.check_hostname = False
-        return context
 
     async def __aenter__(self) -> AsyncClient:
         return self
@@ -275,7 +368,23 @@ class AsyncClient(KeyValueApi):
             raise
         assert isinstance(reply, StatusReply)
         self._learn(reply)
+        if self.protocol is None:
+            self.protocol = reply.protocol
         return reply
+
+    async def reachable(self) -> StatusReply:
+        """The ``Status`` of the first endpoint that answers (one try each);
+        ``ClusterUnreachable`` when none does."""
+        problems: builtins.list[str] = []
+        for address in self.endpoints:
+            try:
+                return await self.status(address)
+            except (OSError, EOFError, TimeoutError, RemoteProtocolError) as exc:
+                problems.append(_problem(exc))
+        detail = ""
+        if any("certificate" in p or "SSL" in p or "TLS" in p for p in problems):
+            detail = f" ({problems[0]})"
+        raise ClusterUnreachable(unreachable_message(self.endpoints, detail))
 
     async def cluster_status(self) -> builtins.list[StatusReply | None]:
         """Every endpoint's status (``None`` for a node that did not answer)."""
@@ -316,11 +425,16 @@ class AsyncClient(KeyValueApi):
         deadline = loop.time() + self.deadline_s
         pause_s = RETRY_PAUSE_INITIAL_S
         attempts = 0
+        answered = False
         last_problem = "no attempt"
         while True:
             remaining = deadline - loop.time()
             if remaining <= 0:
-                raise TimeoutError(f"no answer within {self.deadline_s} s ({last_problem})")
+                if not answered:
+                    raise TimeoutError(
+                        unreachable_message(self.endpoints, f" within {self.deadline_s:g} s")
+                    )
+                raise TimeoutError(f"no answer within {self.deadline_s:g} s ({last_problem})")
             if attempts:
                 self.retries += 1
             attempts += 1
@@ -341,6 +455,7 @@ class AsyncClient(KeyValueApi):
                 await asyncio.sleep(min(pause_s, max(0.0, deadline - loop.time())))
                 pause_s = min(pause_s * 2, RETRY_PAUSE_MAX_S)
                 continue
+            answered = True
             status = getattr(reply, "status", STATUS_OK)
             if status == STATUS_OK:
                 self.leader = address
@@ -410,6 +525,14 @@ class AsyncClient(KeyValueApi):
         connection = self._connections.pop(address, None)
         if connection is not None:
             connection.close()
+
+
+def _problem(exc: BaseException) -> str:
+    if isinstance(exc, ssl.SSLError):
+        return f"TLS handshake failed: {exc.reason or exc}"
+    if isinstance(exc, TimeoutError):
+        return "timed out"
+    return str(exc) or type(exc).__name__
 
 
 def parse_endpoints(text: str | Sequence[str]) -> list[Address]:

@@ -49,6 +49,12 @@ Theory of operation.
   write-ahead log with one ``fdatasync`` per persist). A data directory
   written by one engine is refused by the other rather than read as empty,
   which would make the node forget its term, vote and log.
+- *One protocol per data directory.* The directory records the protocol
+  that wrote it (``PROTOCOL``); a node of another protocol refuses it with
+  one line instead of misreading its state.
+- *Test keys.* A PBFT or HotStuff node without ``keys_dir`` signs with keys
+  derived from a shared seed; it warns at start and reports
+  ``keys.shared_test_seed`` in its status counters.
 - *Restart.* The core is built from the storage's ``recover()``; a recovered
   snapshot is restored into the state machine before the core runs, and the
   core replays committed entries above it.
@@ -160,6 +166,14 @@ def open_disk_storage(
     return open_storage(kind, data_dir, hard_state_type=hard_state_type, snapshot_type=snapshot_type)
 
 
+SHARED_SEED_METRIC = "keys.shared_test_seed"
+SHARED_SEED_WARNING = (
+    "no keys_dir: signing keys derive from the shared test key seed, for tests only "
+    "(whoever knows the seed can sign as any replica); make a key per node with "
+    "'quorate keys init' and set keys_dir"
+)
+
+
 class AioNode:
     """A node of a cluster on this process's event loop.
 
@@ -255,6 +269,9 @@ class AioNode:
         self.host = NodeHost(self.id)
         voters = tuple(sorted({self.id, *self.peers}))
         group = self._build_group(0, binding, voters, self.protocol_options)
+        if binding.uses_test_keys(self.protocol_options):
+            self.counters[SHARED_SEED_METRIC] = 1
+            log.warning("%s: %s", node_name(self.id), SHARED_SEED_WARNING)
         # The config file is the operator's latest word: the log only adds members.
         membership = binding.core.membership
         if membership is not None:
@@ -297,7 +314,10 @@ class AioNode:
                 f"{self.data_dir} holds {record.protocol} data for group {group_id}; run this node "
                 f"with --protocol {record.protocol}, or give {binding.name} an empty data_dir"
             )
-        recovered = storage.recover_group(group_id, binding.hard_state_type, binding.snapshot_type)
+        try:
+            recovered = storage.recover_group(group_id, binding.hard_state_type, binding.snapshot_type)
+        except LocalProtocolError as exc:  # typed records of another protocol (a store from before the registry)
+            raise ConfigError(f"{self.data_dir} was written by another protocol: {exc}") from None
         fresh = recovered.hard_state is None and recovered.snapshot is None and not recovered.entries
         if record is None:
             storage.create_group(group_id, binding.name)
