@@ -61,9 +61,10 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from quorate.bench.real import RealBenchConfig, cpu_used, drive_puts, put_summary, select_storage
-from quorate.client.aio import AsyncClient, new_client_id
+from quorate.bench.puts import RealBenchConfig, cpu_used, drive_puts, put_summary, select_storage
+from quorate.client.aio import AsyncClient
 from quorate.client.bft import BftChannel, BftClient
+from quorate.client.contact import new_client_id
 from quorate.ids import NodeId, node_name
 from quorate.protocols import byzantine_fault_tolerant
 from quorate.runtime.aio.cluster import LocalCluster, process_cpu_seconds

@@ -10,7 +10,8 @@ from typing import Annotated, Any
 
 import typer
 
-from quorate.bench.real import RealBenchConfig, compare_with_etcd, run_real_bench
+from quorate.bench.puts import RealBenchConfig
+from quorate.bench.real import compare_with_etcd, run_real_bench
 from quorate.cli.main import bench_app, fail, parse_options
 from quorate.runtime.aio.config import STORAGE_KINDS
 

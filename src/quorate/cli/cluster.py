@@ -35,7 +35,8 @@ from typing import Annotated, Any
 import typer
 
 from quorate.cli.main import app, fail
-from quorate.client.aio import AsyncClient, unreachable_message
+from quorate.client.aio import AsyncClient
+from quorate.client.contact import unreachable_message
 from quorate.errors import ConfigError
 from quorate.ids import NodeId, node_name
 from quorate.protocols import byzantine_fault_tolerant

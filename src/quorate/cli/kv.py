@@ -39,7 +39,8 @@ import typer
 
 from quorate.cli.main import app, fail
 from quorate.client import Client, ClientError, ClusterUnreachable
-from quorate.client.aio import DEFAULT_DEADLINE_S, DEFAULT_TIMEOUT_S, AsyncClient, parse_endpoints
+from quorate.client.aio import AsyncClient
+from quorate.client.contact import DEFAULT_DEADLINE_S, DEFAULT_TIMEOUT_S, parse_endpoints
 from quorate.errors import ConfigError
 from quorate.ids import NodeId, node_name, parse_node_name
 from quorate.runtime.aio.cluster import CLUSTER_FILE, DEFAULT_CLUSTER_DIR

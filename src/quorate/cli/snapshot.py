@@ -40,11 +40,8 @@ import typer
 
 from quorate.cli.kv import Directory, Endpoints, Insecure, Target, Timeout, TlsDir, TlsName
 from quorate.cli.main import app, fail
-from quorate.client.aio import (
-    DEFAULT_DEADLINE_S,
-    AsyncClient,
-    ClientError,
-)
+from quorate.client.aio import AsyncClient
+from quorate.client.contact import DEFAULT_DEADLINE_S, ClientError
 from quorate.ids import NodeId, node_name, parse_node_name
 from quorate.runtime.aio.config import STORAGE_KINDS
 from quorate.state.backup import (

@@ -54,10 +54,9 @@ import asyncio
 import contextlib
 from collections.abc import Iterable
 from pathlib import Path
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
-from quorate.client.aio import (
-    AsyncClient,
+from quorate.client.contact import (
     ClientError,
     KeyValueApi,
     client_ssl_context,
@@ -82,6 +81,9 @@ from quorate.state.service import (
     ClientReply,
     ClientRequest,
 )
+
+if TYPE_CHECKING:
+    from quorate.client.aio import AsyncClient
 
 DEFAULT_TIMEOUT_S = 2.0
 DEFAULT_DEADLINE_S = 15.0

@@ -20,7 +20,8 @@ from collections.abc import Coroutine, Iterable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from quorate.client.aio import DEFAULT_DEADLINE_S, DEFAULT_TIMEOUT_S, AsyncClient
+from quorate.client.aio import AsyncClient
+from quorate.client.contact import DEFAULT_DEADLINE_S, DEFAULT_TIMEOUT_S
 from quorate.runtime.aio.admin import StatusReply
 from quorate.runtime.aio.config import Address
 from quorate.runtime.aio.tls import TlsConfig
