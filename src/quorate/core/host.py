@@ -71,6 +71,11 @@ class HostedGroup:
     binding: Binding | None
     state: Any = None
     """Whatever the runtime attaches (the group's state machine service)."""
+    pipelines: bool = False
+    """The group's messages may all leave before their Ready's write is
+    durable, and its Readies may be taken while a write is in flight (the
+    runtime sets it from ``Binding.pipelines_while_persisting`` and the
+    group's config)."""
     deadline: float | None = None
     """The group's next deadline: its core's, or its state's if earlier."""
     core_deadline: float | None = None

@@ -280,10 +280,7 @@ class AioNode:
         self._executor = ThreadPoolExecutor(
             max_workers=1, thread_name_prefix=f"{node_name(self.id)}-persist"
         )
-        pipelining = binding.sends_before_persist(self.protocol_options)
-        self._driver = HostDriver(
-            self.host, self, pipelining=(lambda hosted: pipelining) if pipelining else None
-        )
+        self._driver = HostDriver(self.host, self)
         self.transport = Transport(
             self.id,
             self.listen,
@@ -325,7 +322,8 @@ class AioNode:
         service = self._build_service(binding, core, members, options)
         if recovered.snapshot is not None:
             service.restore(recovered.snapshot)
-        return HostedGroup(group_id, core, binding.core, state=service)
+        pipelines = binding.sends_before_persist(options)
+        return HostedGroup(group_id, core, binding.core, state=service, pipelines=pipelines)
 
     def _build_service(
         self, binding: ProtocolBinding, core: Any, members: tuple[NodeId, ...], options: Mapping[str, Any]
@@ -374,6 +372,8 @@ class AioNode:
     def metrics(self) -> dict[str, int]:
         """Node counters plus the transport's (under ``transport.``) and group 0's protocol counters."""
         out = dict(self.counters)
+        if self._driver is not None and self._driver.sent_early:
+            out["sent_before_persist"] = self._driver.sent_early
         if self.transport is not None:
             out.update({f"transport.{k}": v for k, v in self.transport.metrics.items()})
         group = self.host.get(0) if self.host is not None else None
@@ -589,8 +589,6 @@ class AioNode:
         snapshot = False
         for group, ready in writes:
             batch.append(GroupWrite(group.id, ready.hard_state, ready.entries, ready.snapshot))
-            if ready.early_messages:
-                self.counters["sent_before_persist"] += len(ready.early_messages)
             entries += len(ready.entries)
             snapshot = snapshot or ready.snapshot is not None
             membership = group.binding.membership if group.binding is not None else None
@@ -650,8 +648,6 @@ class AioNode:
         gid = group.id
         for to, message in messages:
             transport.send(to, message, gid)
-        if self._driver is not None and self._driver.persisting:
-            self.counters["sent_before_persist"] += len(messages)
 
     def restore(self, group: HostedGroup, snapshot: Any) -> None:
         group.state.restore(snapshot)

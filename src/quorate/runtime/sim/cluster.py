@@ -330,7 +330,9 @@ class Simulation:
             behaviour = self.byzantine.get(node_id)
             node = SimNode(
                 node_id,
-                group_factory=single_group(self._core_factory(i), self._replica_factory(), spec.binding),
+                group_factory=single_group(
+                    self._core_factory(i), self._replica_factory(), spec.binding, pipelines=spec.pipelines
+                ),
                 cost=config.cost,
                 send=self.network.send,
                 schedule=loop.schedule,

@@ -187,14 +187,16 @@ def _batched(send: Send) -> SendAll:
     return send_all
 
 
-def single_group(build_core: CoreFactory, build_replica: ReplicaFactory, binding: Binding | None = None) -> GroupFactory:
+def single_group(
+    build_core: CoreFactory, build_replica: ReplicaFactory, binding: Binding | None = None, *, pipelines: bool = False
+) -> GroupFactory:
     """The group factory of a node that hosts one group, 0."""
 
     def build(node: NodeId, group: int, now: float, recovered: Recovered | None) -> HostedGroup | None:
         if group != 0:
             return None
         core = build_core(node, now, recovered)
-        return HostedGroup(0, core, binding, state=build_replica(core))
+        return HostedGroup(0, core, binding, state=build_replica(core), pipelines=pipelines)
 
     return build
 
@@ -638,7 +640,7 @@ class SimNode:
         gid = group.id
         if gid:
             messages = [(to, Grouped(gid, message)) for to, message in messages]
-        if self._held and not (group.binding is not None and group.binding.pipelines_while_persisting(None)):
+        if self._held and not group.pipelines:
             self._late_outbox.extend(messages)
         else:
             self._outbox.extend(messages)
