@@ -653,9 +653,7 @@ class AioNode:
         group.state.restore(snapshot)
 
     def apply(self, group: HostedGroup, entries: list[Entry]) -> None:
-        apply = group.state.apply
-        for entry in entries:
-            apply(entry)
+        group.state.apply_all(entries)
         self.counters["entries_applied"] += len(entries)
 
     def read_ready(self, group: HostedGroup, read: ReadState) -> None:

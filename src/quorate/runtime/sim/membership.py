@@ -354,6 +354,10 @@ class _Member:
         self.experiment.disk[replica.replica] = replica.to_bytes()
         self.core.local_state_put(*replica.entry())
 
+    def apply_all(self, entries: list[Entry]) -> None:
+        for entry in entries:
+            self.apply(entry)
+
     def apply(self, entry: Entry) -> None:
         """SWIM commits nothing."""
 
