@@ -122,6 +122,7 @@ from quorate.state.kv import KVStore
 from quorate.state.replica_time import ReplicaClock
 from quorate.state.service import (
     STATUS_ERROR,
+    BftService,
     ClientAttach,
     ClientReply,
     ClientRequest,
@@ -423,6 +424,12 @@ class AioNode:
         group = self.host.get(0) if self.host is not None else None
         if group is not None and group.binding is not None:
             out.update(group.binding.status(group.core).metrics)
+        service = self.service
+        if service is not None:
+            # Time entries proposed here for TTL deadlines; BFT: forged readings refused.
+            out["time_entries"] = service.time_entries
+            if isinstance(service, BftService):
+                out["rejected_time_entries"] = service.rejected_ticks
         return out
 
     def storage_or_raise(self) -> DiskStorage:

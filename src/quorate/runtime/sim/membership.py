@@ -493,7 +493,7 @@ class SwimExperiment:
                 for m, (state, _) in core.members().items()
                 if state in (MemberState.DEAD, MemberState.LEFT)
             }
-            ops.set_members(set(range(self.config.nodes)) - down)
+            ops.set_members(set(range(1, self.config.nodes + 1)) - down)  # members are numbered 1..n
         updates = core.take_state_updates()
         if updates:
             member = self.members[observer]
