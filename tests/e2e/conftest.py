@@ -22,6 +22,12 @@ def free_base_port(count: int) -> int:
     return free_port_block(count)
 
 
+def listen_base_port(count: int) -> int:
+    """``count`` consecutive loopback ports, free a moment ago, outside the
+    ephemeral range (for processes that bind them a while later)."""
+    return free_port_block(count)
+
+
 @pytest.fixture
 def make_cluster(tmp_path: Path) -> Iterator[object]:
     made: list[LocalCluster] = []

@@ -21,10 +21,11 @@ runner = CliRunner()
     [
         (["--quorum", "2:3"], "Q1 + Q2 > n"),
         (["--quorum", "three"], "Q1:Q2"),
-        (["--voters", "0,1", "--quorum", "1:1"], "Q1 + Q2 > n"),
+        (["--voters", "1,2", "--quorum", "1:1"], "Q1 + Q2 > n"),
         (["--quorum-manager", "fastest"], "unknown quorum strategy 'fastest'"),
-        (["--voters", "0,9"], "voters must be distinct node ids in 0..4"),
-        (["--voters", "0,0,1"], "voters must be distinct"),
+        (["--voters", "1,9"], "voters must be distinct node ids in 1..5"),
+        (["--voters", "0,1"], "voters must be distinct node ids in 1..5"),
+        (["--voters", "1,1,2"], "voters must be distinct"),
         (["--voters", "a,b"], "--voters takes node ids"),
         (["--client-region", "3"], "client_region"),
         (["--manager-voters", "0", "--quorum-manager", "network"], "voter count"),
@@ -47,11 +48,11 @@ def test_a_protocol_without_membership_changes_is_refused() -> None:
 
 def test_starting_voters_and_flexible_quorums_are_put_in_force() -> None:
     config = SimConfig(
-        protocol="raft", nodes=5, clients=4, duration_s=4.0, voters=(0, 1, 2), quorum=(3, 1), seed=3
+        protocol="raft", nodes=5, clients=4, duration_s=4.0, voters=(1, 2, 3), quorum=(3, 1), seed=3
     )
     result = run(config)
     final = result.quorum["final"]
-    assert final["voters"] == [0, 1, 2] and final["learners"] == [3, 4]
+    assert final["voters"] == [1, 2, 3] and final["learners"] == [4, 5]
     assert (final["election_quorum"], final["commit_quorum"]) == (3, 1)
     assert result.safety_violations == []
     assert str(check_history(result.history, timeout_s=60).verdict) == "linearizable"
@@ -71,12 +72,12 @@ def test_the_network_strategy_moves_commits_to_the_clients_region() -> None:
     quorum = report["quorum"]
     final = quorum["final"]
     assert quorum["strategy"] == "network"
-    # Every node of region 0 votes, two more elsewhere keep Q1 = 4 of 5
-    # reachable; a commit needs the leader and one other (Q2 = 2), and
-    # the leader is in the clients' region.
-    assert {0, 3, 6} <= set(final["voters"]) and len(final["voters"]) == 5
+    # Every node of region 0 (n1, n4, n7) votes, two more elsewhere keep
+    # Q1 = 4 of 5 reachable; a commit needs the leader and one other (Q2 = 2),
+    # and the leader is in the clients' region.
+    assert {1, 4, 7} <= set(final["voters"]) and len(final["voters"]) == 5
     assert (final["election_quorum"], final["commit_quorum"]) == (4, 2)
-    assert final["leader"] % 3 == 0
+    assert (final["leader"] - 1) % 3 == 0
     events = [e["event"] for e in quorum["manager_events"]]
     assert events[:2] == ["change", "applied"] and "rollback" not in events
     assert report["linearizable"] is True and report["safety_violations"] == []

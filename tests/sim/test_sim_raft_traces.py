@@ -1,10 +1,10 @@
 """Raft runs that use neither joint consensus, flexible quorums nor the quorum
 manager keep the event trace they had before those existed, byte for byte.
 
-The hashes were taken from the simulator before configuration changes grew
-joint consensus; a change to them is a change of single-group Raft's
-behaviour and must be made on purpose (and the pins updated with the reason
-in the commit)."""
+The hashes were taken from the simulator without joint consensus (main at
+be03f0b, replicas numbered 1..n); a change to them is a change of
+single-group Raft's behaviour and must be made on purpose (and the pins
+updated with the reason in the commit)."""
 
 from __future__ import annotations
 
@@ -15,15 +15,15 @@ from quorate.runtime.sim import SimConfig, run
 PINNED = [
     (
         SimConfig(protocol="raft", nodes=5, duration_s=4.0, faults="chaos", seed=1),
-        "39af035cb0dc508ac3400a7524d238ee6bfb2db0584a8e04a51279ac16441111",
+        "5f3265993f72d10a8024eec2f7c382acc579f271411df399e0b1d798db9f7f6e",
     ),
     (
         SimConfig(protocol="raft", nodes=9, regions=3, duration_s=3.0, seed=2),
-        "e262e8497d510c47c7d690b4b05d957e952d256dc1bfdd34abe186e1247c3bfc",
+        "d4a708795ca788aadc2c65d16ceefbd324ee8ca436e75e153486cfb194dc6df6",
     ),
     (
         SimConfig(protocol="raft", nodes=3, duration_s=3.0, faults="chaos", seed=5, rate_ops=50.0, clients=4),
-        "4bc9419097684b40951edc666f7290d762ba8f579b34835fe46a293d061937cf",
+        "3d4c77f3ccadc4a1da7865d035c272223484cc114fe733250bb8a37efc510bce",
     ),
 ]
 

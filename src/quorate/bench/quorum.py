@@ -49,7 +49,8 @@ STEADY_FROM_S = 6.0
 OUTAGE_DURATION_S = 24.0
 OUTAGE_AT_S = 12.0
 OUTAGE_END_S = 20.0
-OUTAGE_STATIC_VOTERS = (0, 3, 6, 1, 4)
+OUTAGE_STATIC_VOTERS = (1, 4, 7, 2, 5)
+"""n1, n4, n7 in region 0 and n2, n5 in region 1 (node i is in region (i - 1) mod 3)."""
 ELECTION_TIMEOUT_S = 1.0
 """Raft's default; availability is measured from this long into the outage."""
 SLOT_S = 0.5
@@ -140,7 +141,7 @@ def latency(seeds: Sequence[int] = SEEDS, progress: Progress | None = None) -> d
 
 
 def region_outage(seeds: Sequence[int] = SEEDS, progress: Progress | None = None) -> dict[str, Any]:
-    region0 = [n for n in range(NODES) if n % REGIONS == 0]
+    region0 = [n for n in range(1, NODES + 1) if (n - 1) % REGIONS == 0]
     faults = ",".join(
         [f"crash:{n}@{OUTAGE_AT_S}s" for n in region0] + [f"restart:{n}@{OUTAGE_END_S}s" for n in region0]
     )
@@ -189,7 +190,7 @@ def _voters_at(report: dict[str, Any], at_s: float) -> list[int] | None:
         if change["time_s"] >= at_s or change["outcome"] != "Accepted":
             continue
         if voters is None:
-            voters = set(range(NODES))
+            voters = set(range(1, NODES + 1))
         voters |= set(change["add"])
         voters -= set(change["remove"]) | set(change["add_learners"])
     if voters is None:

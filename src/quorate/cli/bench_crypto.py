@@ -17,7 +17,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from quorate.cli.main import bench_app, fail
+from quorate.cli.main import bench_app, fail, missing_module
 
 DEFAULT_ITERATIONS = 50
 
@@ -35,7 +35,7 @@ def bench_crypto_command(
     try:
         from quorate.bench.crypto import RISTRETTO_MEASURES, report
     except ImportError as exc:
-        raise fail(f"{exc}; install the crypto extra: pip install 'quorate[crypto]'") from exc
+        raise fail(missing_module(exc)) from None
     result = report(iterations)
     if as_json:
         typer.echo(json.dumps(result))

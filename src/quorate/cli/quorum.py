@@ -41,10 +41,20 @@ from typing import Annotated, Any
 
 import typer
 
-from quorate.cli.kv import DeadlineS, Endpoints, Insecure, TlsDir, TlsName, _client, member_app
+from quorate.cli.kv import (
+    Directory,
+    Endpoints,
+    Insecure,
+    Target,
+    Timeout,
+    TlsDir,
+    TlsName,
+    _target,
+    member_app,
+)
 from quorate.cli.main import app, fail
 from quorate.client import ClientError
-from quorate.client.aio import DEFAULT_DEADLINE_S
+from quorate.client.contact import DEFAULT_DEADLINE_S
 from quorate.core.binding import MEMBERSHIP_TRANSITIONS, MembershipView
 from quorate.errors import ConfigError
 from quorate.ids import NodeId, node_name, parse_node_name
@@ -59,7 +69,7 @@ from quorate.quorum import (
     strategy,
 )
 from quorate.runtime.aio.admin import StatusReply
-from quorate.runtime.aio.config import parse_address
+from quorate.runtime.aio.config import format_address, parse_address
 
 quorum_app = typer.Typer(
     help="See and change a cluster's voters and quorum sizes (the quorum manager).", no_args_is_help=True
@@ -108,14 +118,9 @@ def _transition(text: str) -> str:
     return text
 
 
-def _refused(exc: BaseException) -> typer.Exit:
-    return fail(f"refused: {exc}", 1) if isinstance(exc, ClientError) else fail(str(exc), 1)
-
-
 # ------------------------------------------------------------ member change
 @member_app.command("change")
 def member_change(
-    endpoints: Endpoints,
     add: Annotated[list[str] | None, typer.Option("--add", help="NODE[=HOST:PORT] to make a voter.")] = None,
     remove: Annotated[list[str] | None, typer.Option("--remove", help="NODE to remove.")] = None,
     learner: Annotated[
@@ -124,10 +129,12 @@ def member_change(
     quorum: Annotated[str | None, typer.Option("--quorum", help="Q1:Q2, election:commit (0:0: majorities).")] = None,
     transition: Annotated[str, typer.Option("--transition", help="auto | joint | joint_explicit.")] = "auto",
     leave_joint: Annotated[bool, typer.Option("--leave-joint", help="Leave an explicit joint configuration.")] = False,
+    directory: Directory = None,
+    endpoints: Endpoints = None,
     insecure: Insecure = False,
     tls_dir: TlsDir = None,
     tls_name: TlsName = "client",
-    deadline_s: DeadlineS = DEFAULT_DEADLINE_S,
+    timeout_s: Timeout = DEFAULT_DEADLINE_S,
 ) -> None:
     """Change several members and/or the quorum sizes at once (Raft: joint consensus)."""
     adds = dict(_node_with_address(x, "--add") for x in add or [])
@@ -143,18 +150,16 @@ def member_change(
         raise fail("--leave-joint takes no other change")
     if empty and not leave_joint:
         raise fail("nothing to change: give --add, --remove, --learner or --quorum (or --leave-joint)")
-    client = _client(endpoints, insecure, tls_dir, tls_name, deadline_s)
-    try:
-        with client:
-            client.change_members(
-                add={int(n): a for n, a in adds.items()},
-                remove=[int(n) for n in removes],
-                add_learners={int(n): a for n, a in learners.items()},
-                quorum=sizes,
-                transition=transition,
-            )
-    except (ClientError, TimeoutError, OSError) as exc:
-        raise _refused(exc) from None
+    target = _target(directory, endpoints, insecure, tls_dir, tls_name, timeout_s)
+    target.run(
+        lambda c: c.change_members(
+            add={int(n): a for n, a in adds.items()},
+            remove=[int(n) for n in removes],
+            add_learners={int(n): a for n, a in learners.items()},
+            quorum=sizes,
+            transition=transition,
+        )
+    )
     what = "leave the joint configuration" if empty else "membership change"
     typer.echo(f"OK: {what} accepted by the leader")
 
@@ -176,11 +181,11 @@ def _probe(client: Any, endpoint: str, probes: int) -> tuple[StatusReply | None,
     return latest, rtts, failed
 
 
-def _survey(endpoints: str, insecure: bool, tls_dir: Path | None, tls_name: str, deadline_s: float, probes: int) -> dict[str, Any]:
-    client = _client(endpoints, insecure, tls_dir, tls_name, deadline_s)
+def _survey(target: Target, probes: int) -> dict[str, Any]:
+    client = target.client()
     with client:
         seen: dict[int, dict[str, Any]] = {}
-        todo = [e.strip() for e in endpoints.split(",") if e.strip()]
+        todo = [format_address(a) for a in client.endpoints]
         done: set[str] = set()
         while todo:
             endpoint = todo.pop(0)
@@ -247,15 +252,17 @@ def _status_report(survey: dict[str, Any]) -> dict[str, Any]:
 
 @quorum_app.command("status")
 def quorum_status(
-    endpoints: Endpoints,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    directory: Directory = None,
+    endpoints: Endpoints = None,
     insecure: Insecure = False,
     tls_dir: TlsDir = None,
     tls_name: TlsName = "client",
-    deadline_s: DeadlineS = DEFAULT_DEADLINE_S,
+    timeout_s: Timeout = DEFAULT_DEADLINE_S,
 ) -> None:
     """The configuration in force: voters, learners, joint or not, Q1 and Q2."""
-    report = _status_report(_survey(endpoints, insecure, tls_dir, tls_name, deadline_s, 1))
+    target = _target(directory, endpoints, insecure, tls_dir, tls_name, timeout_s)
+    report = _status_report(_survey(target, 1))
     if as_json:
         typer.echo(json.dumps(report))
         return
@@ -310,8 +317,8 @@ def _observations(survey: dict[str, Any], regions: dict[int, str], path: Path | 
 
 
 def _plan(
-    name: str, endpoints: str, insecure: bool, tls_dir: Path | None, tls_name: str, deadline_s: float,
-    probes: int, regions: list[str] | None, observations: Path | None, voters: int, failures: int, transition: str,
+    name: str, target: Target, probes: int, regions: list[str] | None, observations: Path | None,
+    voters: int, failures: int, transition: str,
 ) -> tuple[dict[str, Any], QuorumPlan, Any]:
     try:
         strategy(name)
@@ -321,7 +328,7 @@ def _plan(
         raise fail(f"--probes must be >= 1, got {probes}")
     _transition(transition)
     where = _regions(regions)
-    survey = _survey(endpoints, insecure, tls_dir, tls_name, deadline_s, probes)
+    survey = _survey(target, probes)
     obs = _observations(survey, where, observations)
     try:
         chosen = plan(name, obs, StrategyParams(voters=voters, failures=failures))
@@ -345,7 +352,6 @@ def _change_json(change: Any) -> dict[str, Any] | None:
 
 @quorum_app.command("plan")
 def quorum_plan(
-    endpoints: Endpoints,
     strategy_name: Annotated[str, typer.Option("--strategy", help="network | performance | fault_tolerance | hybrid.")],
     region: Annotated[list[str] | None, typer.Option("--region", help="NODE=REGION (repeatable).")] = None,
     observations: Annotated[Path | None, typer.Option("--observations", help="Observations JSON to plan from.")] = None,
@@ -354,16 +360,16 @@ def quorum_plan(
     probes: Annotated[int, typer.Option("--probes", help="Status round trips per node.")] = DEFAULT_PROBES,
     transition: Annotated[str, typer.Option("--transition", help="auto | joint | joint_explicit.")] = "auto",
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    directory: Directory = None,
+    endpoints: Endpoints = None,
     insecure: Insecure = False,
     tls_dir: TlsDir = None,
     tls_name: TlsName = "client",
-    deadline_s: DeadlineS = DEFAULT_DEADLINE_S,
+    timeout_s: Timeout = DEFAULT_DEADLINE_S,
 ) -> None:
     """What a strategy would do with this cluster (nothing is changed)."""
-    survey, chosen, change = _plan(
-        strategy_name, endpoints, insecure, tls_dir, tls_name, deadline_s, probes, region, observations,
-        voters, failures, transition,
-    )  # fmt: skip
+    target = _target(directory, endpoints, insecure, tls_dir, tls_name, timeout_s)
+    survey, chosen, change = _plan(strategy_name, target, probes, region, observations, voters, failures, transition)
     p = chosen.to_json()
     report = {"current": _config_json(survey["config"]), "plan": p, "change": _change_json(change)}
     if as_json:
@@ -377,7 +383,6 @@ def quorum_plan(
 
 @quorum_app.command("apply")
 def quorum_apply(
-    endpoints: Endpoints,
     strategy_name: Annotated[str, typer.Option("--strategy", help="network | performance | fault_tolerance | hybrid.")],
     region: Annotated[list[str] | None, typer.Option("--region", help="NODE=REGION (repeatable).")] = None,
     observations: Annotated[Path | None, typer.Option("--observations", help="Observations JSON to plan from.")] = None,
@@ -386,16 +391,16 @@ def quorum_apply(
     probes: Annotated[int, typer.Option("--probes", help="Status round trips per node.")] = DEFAULT_PROBES,
     transition: Annotated[str, typer.Option("--transition", help="auto | joint | joint_explicit.")] = "auto",
     save: Annotated[Path, typer.Option("--save", help="Where to keep the configuration in force.")] = Path(DEFAULT_SAVE),
+    directory: Directory = None,
+    endpoints: Endpoints = None,
     insecure: Insecure = False,
     tls_dir: TlsDir = None,
     tls_name: TlsName = "client",
-    deadline_s: DeadlineS = DEFAULT_DEADLINE_S,
+    timeout_s: Timeout = DEFAULT_DEADLINE_S,
 ) -> None:
     """Propose a strategy's plan through consensus (one change); save what it replaces."""
-    survey, chosen, change = _plan(
-        strategy_name, endpoints, insecure, tls_dir, tls_name, deadline_s, probes, region, observations,
-        voters, failures, transition,
-    )  # fmt: skip
+    target = _target(directory, endpoints, insecure, tls_dir, tls_name, timeout_s)
+    survey, chosen, change = _plan(strategy_name, target, probes, region, observations, voters, failures, transition)
     if change is None:
         typer.echo("OK: the plan is already in force")
         return
@@ -406,19 +411,20 @@ def quorum_apply(
         save.write_text(json.dumps({**_config_json(current), "members": current.members}) + "\n", encoding="utf-8")
     except OSError as exc:
         raise fail(f"cannot write {save}: {exc.strerror}") from None
-    _send(change, endpoints, insecure, tls_dir, tls_name, deadline_s)
+    _send(change, target)
     typer.echo(f"OK: plan of {chosen.strategy} accepted by the leader (previous configuration in {save})")
 
 
 @quorum_app.command("rollback")
 def quorum_rollback(
-    endpoints: Endpoints,
     source: Annotated[Path, typer.Option("--from", help="A configuration saved by 'quorum apply'.")] = Path(DEFAULT_SAVE),
     transition: Annotated[str, typer.Option("--transition", help="auto | joint | joint_explicit.")] = "auto",
+    directory: Directory = None,
+    endpoints: Endpoints = None,
     insecure: Insecure = False,
     tls_dir: TlsDir = None,
     tls_name: TlsName = "client",
-    deadline_s: DeadlineS = DEFAULT_DEADLINE_S,
+    timeout_s: Timeout = DEFAULT_DEADLINE_S,
 ) -> None:
     """Propose a saved configuration again (through consensus, like any change)."""
     _transition(transition)
@@ -438,25 +444,23 @@ def quorum_rollback(
     problem = back.problem()
     if problem is not None:
         raise fail(f"{source}: {problem}")
-    survey = _survey(endpoints, insecure, tls_dir, tls_name, deadline_s, 1)
+    target = _target(directory, endpoints, insecure, tls_dir, tls_name, timeout_s)
+    survey = _survey(target, 1)
     change = plan_change(back, _view(survey["config"]), transition)
     if change is None:
         typer.echo("OK: the saved configuration is already in force")
         return
-    _send(change, endpoints, insecure, tls_dir, tls_name, deadline_s)
+    _send(change, target)
     typer.echo(f"OK: the configuration saved in {source} was proposed and accepted by the leader")
 
 
-def _send(change: Any, endpoints: str, insecure: bool, tls_dir: Path | None, tls_name: str, deadline_s: float) -> None:
-    client = _client(endpoints, insecure, tls_dir, tls_name, deadline_s)
-    try:
-        with client:
-            client.change_members(
-                add={int(n): "" for n in change.add},
-                remove=[int(n) for n in change.remove],
-                add_learners={int(n): "" for n in change.add_learners},
-                quorum=change.quorum,
-                transition=change.transition,
-            )
-    except (ClientError, TimeoutError, OSError) as exc:
-        raise _refused(exc) from None
+def _send(change: Any, target: Target) -> None:
+    target.run(
+        lambda c: c.change_members(
+            add={int(n): "" for n in change.add},
+            remove=[int(n) for n in change.remove],
+            add_learners={int(n): "" for n in change.add_learners},
+            quorum=change.quorum,
+            transition=change.transition,
+        )
+    )

@@ -38,15 +38,10 @@ from typing import Annotated
 import msgspec
 import typer
 
+from quorate.cli.kv import Directory, Endpoints, Insecure, Target, Timeout, TlsDir, TlsName
 from quorate.cli.main import app, fail
-from quorate.client.aio import (
-    DEFAULT_DEADLINE_S,
-    DEFAULT_TIMEOUT_S,
-    AsyncClient,
-    ClientError,
-    parse_endpoints,
-)
-from quorate.errors import ConfigError
+from quorate.client.aio import AsyncClient
+from quorate.client.contact import DEFAULT_DEADLINE_S, ClientError
 from quorate.ids import NodeId, node_name, parse_node_name
 from quorate.runtime.aio.config import STORAGE_KINDS
 from quorate.state.backup import (
@@ -68,36 +63,24 @@ app.add_typer(snapshot_app, name="snapshot")
 @snapshot_app.command("save")
 def save_command(
     file: Annotated[Path, typer.Argument(help="Where to write the snapshot.")],
-    endpoints: Annotated[str, typer.Option("--endpoints", help="host:port,host:port,...")],
-    insecure: Annotated[bool, typer.Option("--insecure", help="Plain TCP.")] = False,
-    tls_dir: Annotated[
-        Path | None, typer.Option("--tls-dir", help="Directory with ca.crt and the client certificate.")
-    ] = None,
-    tls_name: Annotated[str, typer.Option("--tls-name", help="Client certificate name in --tls-dir.")] = "client",
-    deadline_s: Annotated[
-        float, typer.Option("--deadline-s", help="Give up (exit 1) after this many seconds per request.")
-    ] = DEFAULT_DEADLINE_S,
+    directory: Directory = None,
+    endpoints: Endpoints = None,
+    insecure: Insecure = False,
+    tls_dir: TlsDir = None,
+    tls_name: TlsName = "client",
+    timeout_s: Timeout = DEFAULT_DEADLINE_S,
 ) -> None:
-    """Write a consistent, checksummed snapshot of the cluster's store to FILE."""
-    if not deadline_s > 0:
-        raise fail(f"--deadline-s must be > 0 seconds, got {deadline_s}")
+    """Write a consistent, checksummed snapshot of the cluster's store to FILE
+    (the cluster in ./quorate-cluster unless --dir or --endpoints names another)."""
     if file.is_dir():
         raise fail(f"{file} is a directory; give a file name")
     if not file.parent.is_dir():
         raise fail(f"{file.parent} is not a directory")
+    target = Target(directory, endpoints, insecure, tls_dir, tls_name, timeout_s)
+    client = target.async_client()
+    where = endpoints or str(directory or "./quorate-cluster")
     try:
-        client = AsyncClient(
-            parse_endpoints(endpoints),
-            tls=tls_dir,
-            tls_name=tls_name,
-            insecure=insecure,
-            timeout_s=min(DEFAULT_TIMEOUT_S, deadline_s),
-            deadline_s=deadline_s,
-        )
-    except ConfigError as exc:
-        raise fail(str(exc)) from None
-    try:
-        protocol, first, data = asyncio.run(_fetch(client, endpoints))
+        protocol, first, data = asyncio.run(_fetch(client, where))
     except ClientError as exc:
         raise fail(f"refused: {exc}", 1) from None
     except TimeoutError as exc:

@@ -240,6 +240,9 @@ class Binding:
     """The term (or view) in which this core leads, or None: the cheap test a
     runtime makes after every input (the simulator counts leader changes).
     Default: derived from ``leadership``."""
+    simulator_only: bool = False
+    """A protocol the simulator runs but real nodes do not (its reference
+    protocol); real-node choices leave it out."""
     tolerated_faults: Callable[[int], int] | None = None
     """Overrides ``max_faulty`` (a protocol that tolerates fewer failures
     than its fault model says, such as a fixed primary: none)."""

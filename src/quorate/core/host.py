@@ -42,12 +42,10 @@ from quorate.core.binding import Binding
 from quorate.core.protocol import DeadlineProbe, ProposeOutcome, ProtocolCore, Refused
 from quorate.core.ready import Ready, Rejection
 from quorate.errors import LocalProtocolError
-from quorate.ids import NodeId
+from quorate.ids import MAX_GROUP_ID, NodeId, valid_group_id
 
 __all__ = ["MAX_GROUP_ID", "GroupReady", "HostedGroup", "NodeHost", "TimedState", "UnknownGroup", "valid_group_id"]
 
-MAX_GROUP_ID = (1 << 63) - 1
-"""Group ids are non-negative and fit a signed 64-bit integer (storage keys them so)."""
 
 UnknownGroup = Callable[[NodeId, int, Any, float], "HostedGroup | None"]
 
@@ -64,11 +62,6 @@ class TimedState(Protocol):
 """``(sender, group, message, now) -> a group to host, or None to drop the message``."""
 
 
-def valid_group_id(group: object) -> bool:
-    """True for an int (not a bool) within ``0..MAX_GROUP_ID``."""
-    return type(group) is int and 0 <= group <= MAX_GROUP_ID
-
-
 @dataclass(slots=True)
 class HostedGroup:
     """One group on this node: its core and what the runtime knows about it."""
@@ -78,6 +71,11 @@ class HostedGroup:
     binding: Binding | None
     state: Any = None
     """Whatever the runtime attaches (the group's state machine service)."""
+    pipelines: bool = False
+    """The group's messages may all leave before their Ready's write is
+    durable, and its Readies may be taken while a write is in flight (the
+    runtime sets it from ``Binding.pipelines_while_persisting`` and the
+    group's config)."""
     deadline: float | None = None
     """The group's next deadline: its core's, or its state's if earlier."""
     core_deadline: float | None = None
@@ -93,6 +91,10 @@ class HostedGroup:
     """The core's ``wake_at`` when it offers a ``DeadlineProbe`` (set by ``NodeHost.add``)."""
     dirty: bool = False
     """The group had an input since its last Ready (it is in the host's dirty list)."""
+    stale: bool = False
+    """The group had an input after its last Ready was taken and before that
+    Ready was advanced (a background write was in flight): the Ready's
+    deadline may be out of date, so a fresh Ready is taken after it."""
 
 
 GroupReady = tuple[HostedGroup, Ready]
@@ -280,6 +282,7 @@ class NodeHost:
         turned = self.turned
         for group in dirty:
             group.dirty = False
+            group.stale = False
             turned.append(group)
             core = group.core
             ready = core.ready()
@@ -313,7 +316,7 @@ class NodeHost:
             self._set_deadline(group, ready.wake_at)
         core = group.core
         core.advance(ready)
-        if core.has_ready() and not group.dirty:
+        if (group.stale or core.has_ready()) and not group.dirty:
             group.dirty = True
             self._dirty.append(group)
 
@@ -321,6 +324,7 @@ class NodeHost:
         """``ready()`` for a host whose one group is ``group``: its Ready, or
         None when it had nothing but a deadline (already noted)."""
         group.dirty = False
+        group.stale = False
         self._dirty.pop()
         core = group.core
         ready = core.ready()
@@ -337,6 +341,7 @@ class NodeHost:
         its deadline probe says it has nothing to carry out (about half a
         leader's inputs, the acknowledgements), when only its deadline may
         have moved."""
+        group.stale = True
         if group.dirty:
             return
         probe = group.probe

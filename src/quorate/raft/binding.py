@@ -35,9 +35,9 @@ from quorate.raft.messages import (
     ConfChange,
     ConfChangeKind,
     ConfChangeTransition,
-    ConfiguredSnapshot,
     EntryKind,
     HardState,
+    Snapshot,
 )
 from quorate.raft.node import RaftNode, decode_conf_state
 
@@ -175,7 +175,7 @@ BINDING = Binding(
     name="raft",
     message_types=tuple(RAFT_MESSAGE_TYPES),
     hard_state_type=HardState,
-    snapshot_type=ConfiguredSnapshot,  # reads plain snapshots too (the node rebuilds the right type)
+    snapshot_type=Snapshot,  # a ConfiguredSnapshot, its subclass, is stored and read back as itself
     parse_config=_parse_config,
     builder=_builder,
     leadership=_leadership,

@@ -15,6 +15,7 @@ looked up once per core instead of on every call.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -173,6 +174,10 @@ class HostEffects(Protocol):
         ...
 
 
+def _pipelines(group: HostedGroup) -> bool:
+    return group.pipelines
+
+
 class HostDriver:
     """The one loop of every runtime: a node host's turns, in the contract's order.
 
@@ -187,22 +192,23 @@ class HostDriver:
     the turn stops there, inputs keep reaching the cores, and no new turn is
     taken until ``persisted()`` finishes this one — so the next turn's write
     carries everything that arrived meanwhile. Groups whose binding allows
-    pipelining (``Binding.pipelines_while_persisting``, a BFT option) still
-    send their messages while a write is in flight; the rest of their
-    Readies joins the next write.
+    pipelining (``Binding.pipelines_while_persisting``, a BFT option) send
+    all of a Ready's messages before its write, and keep sending while a
+    write is in flight; the rest of their Readies joins the next write.
     """
 
-    __slots__ = ("_effects", "_host", "_in_flight", "_pipelining", "_waiting", "turns")
+    __slots__ = ("_effects", "_host", "_in_flight", "_waiting", "sent_early", "turns")
 
-    def __init__(self, host: NodeHost, effects: HostEffects, *, pipelining: Callable[[HostedGroup], bool] | None = None) -> None:
+    def __init__(self, host: NodeHost, effects: HostEffects) -> None:
         self._host = host
         self._effects = effects
-        self._pipelining = pipelining
         self._in_flight: tuple[list[GroupReady], list[GroupReady]] | None = None
         """(the turn's Readies, those of them taken fresh from the host)."""
         self._waiting: list[GroupReady] = []
         """Pipelined Readies taken during the write in flight (messages sent)."""
         self.turns = 0
+        self.sent_early = 0
+        """Messages sent before the write of their Ready was durable."""
 
     @property
     def persisting(self) -> bool:
@@ -212,8 +218,7 @@ class HostDriver:
     def drive(self) -> None:
         """Take and carry out turns until the host has no work, or one waits on its write."""
         if self._in_flight is not None:
-            if self._pipelining is not None:
-                self._pipeline()
+            self._pipeline()
             return
         host = self._host
         group = host.only
@@ -226,8 +231,8 @@ class HostDriver:
                 if ready is None:
                     continue
                 self.turns += 1
-                if ready.early_messages:
-                    effects.send(group, ready.early_messages)
+                if ready.early_messages or group.pipelines:
+                    ready = self._send_early(group, ready)
                 if (ready.hard_state is not None or ready.entries or ready.snapshot is not None) and not effects.persist(
                     [(group, ready)], ready.must_sync
                 ):
@@ -262,10 +267,11 @@ class HostDriver:
             self.turns += 1
             writes = None
             sync = False
-            for item in readies:
+            for i, item in enumerate(readies):
                 ready = item[1]
-                if ready.early_messages:
-                    self._effects.send(item[0], ready.early_messages)
+                if ready.early_messages or (item[0].pipelines and ready.messages):
+                    ready = self._send_early(item[0], ready)
+                    readies[i] = (item[0], ready)
                 if ready.hard_state is not None or ready.entries or ready.snapshot is not None:
                     if writes is None:
                         writes = [item]
@@ -277,6 +283,20 @@ class HostDriver:
                 self._in_flight = (readies, fresh)
                 return
             self._finish(readies, fresh)
+
+    def _send_early(self, group: HostedGroup, ready: Ready) -> Ready:
+        """Send what may leave before ``ready``'s write: its early messages,
+        and all its messages for a pipelining group (returning the Ready
+        without them, so they are not sent twice)."""
+        effects = self._effects
+        if ready.early_messages:
+            effects.send(group, ready.early_messages)
+            self.sent_early += len(ready.early_messages)
+        if group.pipelines and ready.messages:
+            effects.send(group, ready.messages)
+            self.sent_early += len(ready.messages)
+            return dataclasses.replace(ready, messages=[], early_messages=[])
+        return ready
 
     def persisted(self) -> None:
         """The background write of the turn in flight is durable: finish it and drive on."""
@@ -292,12 +312,10 @@ class HostDriver:
         send their messages now and keep the rest for the next write (their
         cores' ``advance`` does nothing, so taking further Readies is safe).
         Other groups wait for the next turn."""
-        pipelining = self._pipelining
-        assert pipelining is not None
         host = self._host
         send = self._effects.send
         while True:
-            taken = host.ready(pipelining)
+            taken = host.ready(_pipelines)
             if not taken:
                 return
             for hosted, ready in taken:
@@ -305,6 +323,7 @@ class HostDriver:
                     send(hosted, ready.early_messages)
                 if ready.messages:
                     send(hosted, ready.messages)
+                self.sent_early += len(ready.early_messages) + len(ready.messages)
                 held = Ready(
                     hard_state=ready.hard_state,
                     entries=ready.entries,

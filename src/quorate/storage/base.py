@@ -42,8 +42,8 @@ import msgspec
 
 from quorate.core.ready import Entry
 from quorate.errors import ConfigError, LocalProtocolError
+from quorate.ids import MAX_GROUP_ID
 
-MAX_GROUP_ID = 2**64 - 1
 """Group ids are unsigned 64-bit integers."""
 MAX_PROTOCOL_NAME_BYTES = 255
 """A registry row's protocol name, UTF-8 encoded (a binding's name, e.g. "raft")."""
@@ -143,12 +143,12 @@ class GroupRecord(NamedTuple):
 
 
 def check_group_id(group: object) -> int:
-    """``group`` as an int if it is a valid group id (0 ≤ id < 2**64);
+    """``group`` as an int if it is a valid group id (``quorate.ids.MAX_GROUP_ID``);
     ``GroupIdError`` otherwise."""
     if isinstance(group, bool) or not isinstance(group, int):
         raise GroupIdError(f"a group id must be an integer, got {group!r}")
     if not 0 <= group <= MAX_GROUP_ID:
-        raise GroupIdError(f"a group id must be in 0..2**64-1, got {group}")
+        raise GroupIdError(f"a group id must be in 0..2**63-1, got {group}")
     return int(group)
 
 
@@ -377,12 +377,22 @@ class DecoderCache:
 
 def check_type_tag(
     where: str, group: int, what: str, stored_tag: str, wanted: type[Any] | None
-) -> None:
-    """``LocalProtocolError`` when a stored value's tag names another type
-    than the one asked for (the group belongs to another protocol)."""
-    if wanted is not None and stored_tag != type_tag(wanted):
-        owner = "" if group == 0 else f" group {group}:"
-        raise LocalProtocolError(
-            f"{where}:{owner} stored {what} has type {stored_tag}, "
-            f"but this storage was opened for {type_tag(wanted)}"
-        )
+) -> type[Any] | None:
+    """The type to decode a stored value with: ``wanted``, or the subclass of
+    it the value's tag names (a protocol's extension of its stored struct,
+    e.g. a Raft snapshot taken in a joint configuration). A tag naming any
+    other type is a ``LocalProtocolError`` (the group belongs to another
+    protocol)."""
+    if wanted is None or stored_tag == type_tag(wanted):
+        return wanted
+    subclasses = list(wanted.__subclasses__())
+    while subclasses:
+        candidate = subclasses.pop()
+        if type_tag(candidate) == stored_tag:
+            return candidate
+        subclasses.extend(candidate.__subclasses__())
+    owner = "" if group == 0 else f" group {group}:"
+    raise LocalProtocolError(
+        f"{where}:{owner} stored {what} has type {stored_tag}, "
+        f"but this storage was opened for {type_tag(wanted)}"
+    )

@@ -63,7 +63,7 @@ def pair(
             addresses[NodeId(node)],
             addresses,
             peer_message_types=(Note,),
-            on_peer_message=lambda sender, m: inbox.append((sender, m)),
+            on_peer_message=lambda sender, m, group: inbox.append((sender, m)),
             tls=tls,
             insecure=tls is None,
             config=config,

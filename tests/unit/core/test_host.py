@@ -116,7 +116,7 @@ class Effects:
 def host_with(groups: dict[int, Echo], pipelining: frozenset[int] = frozenset()) -> NodeHost:
     host = NodeHost(ME)
     for gid, core in groups.items():
-        host.add(HostedGroup(gid, core, _binding(gid in pipelining)))
+        host.add(HostedGroup(gid, core, _binding(gid in pipelining), pipelines=gid in pipelining))
     return host
 
 
@@ -209,7 +209,7 @@ def test_pipelining_groups_send_while_a_write_is_in_flight() -> None:
     cores = {0: Echo(), 1: Echo()}
     host = host_with(cores, pipelining=frozenset({1}))
     effects = Effects(background=True)
-    driver = HostDriver(host, effects, pipelining=lambda g: g.binding.pipelines_while_persisting(None))
+    driver = HostDriver(host, effects)
     host.step(NodeId(2), 0, "a", 0.0)
     driver.drive()
     host.step(NodeId(2), 1, "fast", 0.0)

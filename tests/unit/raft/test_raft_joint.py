@@ -346,3 +346,17 @@ def test_while_joint_a_read_is_confirmed_by_a_quorum_of_each_half() -> None:
     net.advance(0.5)
     assert [r.context for r in net.reads[N(1)]] == [b"r"]
     # Reference: Raft thesis §4.3, §6.4
+
+
+def test_a_leader_that_committed_its_removal_hands_over_at_once() -> None:
+    net = _cluster([1, 2, 3], [4, 5], config=DEFAULT_CONFIG)
+    assert isinstance(_v2(net, [(ADD, 4), (ADD, 5), (REMOVE, 1), (REMOVE, 2)]), Accepted)
+    net.deliver()  # no time passes: no election timeout can fire
+    old = net.node(1)
+    assert old.role is Role.FOLLOWER
+    # It told everyone the commit index and sent TimeoutNow to a voter of
+    # the new configuration holding its whole log, which won at once.
+    leader = net.leader()
+    assert leader is not None and leader.id in (3, 4, 5) and leader.term == old.term + 1
+    assert all(net.node(n).commit_index >= old.commit_index for n in (3, 4, 5))
+    # Reference: Raft thesis §3.10, §4.2.2

@@ -30,7 +30,7 @@ from quorate.storage.layout import SNAPSHOT_DIR_NAME
 
 SMALL_SEGMENT_BYTES = 4096
 MANY_GROUPS = 40
-BAD_GROUP_IDS: list[Any] = [-1, 2**64, "3", 1.5, True, None, [1]]
+BAD_GROUP_IDS: list[Any] = [-1, 2**63, 2**64, "3", 1.5, True, None, [1]]
 
 Store = MemoryStorage | SqliteStorage | WalStorage
 
@@ -96,7 +96,7 @@ def protocol_for(group: int) -> str:
 
 
 def test_many_groups_of_mixed_protocols_round_trip(engine: Engine) -> None:
-    groups = [1, 2, 3, 17, 1000, 2**64 - 1, *range(100, 100 + MANY_GROUPS)]
+    groups = [1, 2, 3, 17, 1000, 2**63 - 1, *range(100, 100 + MANY_GROUPS)]
     store = engine.open()
     store.create_groups([(g, protocol_for(g), f"meta-{g}".encode()) for g in groups])
     for round_ in (1, 2, 3):

@@ -15,7 +15,7 @@ from tests.unit.storage.storage_types import HardState, Snapshot
 from quorate.core.ready import Entry
 from quorate.storage import GroupWrite, MemoryStorage, SqliteStorage, WalStorage
 
-GROUP_IDS = [0, 1, 2, 2**64 - 1]
+GROUP_IDS = [0, 1, 2, 2**63 - 1]
 STEPS_MAX = 30
 SMALL_SEGMENT_BYTES = 4096
 

@@ -39,16 +39,13 @@ Theory of operation.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 from quorate.core.protocol import ProtocolCore
-from quorate.ids import NodeId, node_name
+from quorate.ids import NodeId
 from quorate.state.kv import KVStore
 from quorate.state.replica_time import ReplicaClock
 from quorate.state.service import BftService, ClientRequest, ReplicaService
 
-BFT_PROTOCOLS = ("pbft", "hotstuff")
-"""Registered protocols whose clients need f + 1 matching replies."""
 MAX_ROUTES = 1 << 16
 """Client sessions whose connection a replica remembers (oldest forgotten)."""
 
@@ -95,34 +92,7 @@ class BftReplicaService(BftService):
         return waiting[0] if waiting is not None else self._routes.get(client)
 
 
-def replica_service_class(protocol: str) -> type[ReplicaService]:
-    """The service a node running ``protocol`` puts in front of its core."""
-    return BftReplicaService if protocol in BFT_PROTOCOLS else ReplicaService
-
-
-def bft_metrics(core: Any) -> dict[str, int]:
-    """View, primary/leader, convictions and exclusions of a BFT core; ``{}``
-    for a core that has none of these (Raft)."""
-    honest = getattr(core, "inner", core)  # a Byzantine wrapper: its honest core
-    detections = getattr(honest, "detections", None)
-    if detections is None:
-        return {}
-    out = {"bft.detections": len(detections)}
-    view = getattr(honest, "view", None)
-    if isinstance(view, int):
-        out["bft.view"] = view
-        primary = getattr(honest, "primary", None)
-        leader_of = getattr(honest, "leader", None)
-        if primary is None and callable(leader_of):
-            primary = leader_of(view)
-        if primary is not None:
-            out["bft.leader"] = int(primary)
-    executed_seq = getattr(honest, "executed_seq", None)
-    if isinstance(executed_seq, int):
-        # Sequence numbers executed: with entries_applied, the mean batch size.
-        out["bft.executed_seq"] = executed_seq
-    excluded = sorted(int(x) for x in getattr(honest, "excluded", ()))
-    out["bft.excluded"] = len(excluded)
-    for node in excluded:
-        out[f"bft.excluded.{node_name(NodeId(node))}"] = 1
-    return out
+def replica_service_class(fault_model: str) -> type[ReplicaService]:
+    """The service a node puts in front of a core with this fault model
+    (``quorate.core.binding.Binding.fault_model``)."""
+    return BftReplicaService if fault_model == "byzantine" else ReplicaService

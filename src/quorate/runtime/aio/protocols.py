@@ -144,9 +144,21 @@ def register_protocol(name: str, loader: Callable[[], Binding]) -> None:
 
 
 def protocol_names() -> list[str]:
-    return names()
+    """The protocols a real node can run (the simulator's reference protocol left out)."""
+    return [name for name in names() if not _simulator_only(name)]
+
+
+def _simulator_only(name: str) -> bool:
+    try:
+        return core_binding(name).simulator_only
+    except ConfigError:
+        return False
 
 
 def protocol_binding(name: str) -> ProtocolBinding:
-    """The binding registered as ``name``; ``ConfigError`` if unknown or not installed."""
-    return ProtocolBinding(core_binding(name))
+    """The binding registered as ``name``; ``ConfigError`` if unknown, not
+    installed, or one only the simulator runs."""
+    found = core_binding(name)
+    if found.simulator_only:
+        raise ConfigError(f"protocol {name!r} runs in the simulator only; choose one of {', '.join(protocol_names())}")
+    return ProtocolBinding(found)

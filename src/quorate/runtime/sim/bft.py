@@ -137,7 +137,7 @@ def choose_byzantine(
     total = sum(count for count, _ in wanted)
     if total > nodes:
         raise ConfigError(f"{total} Byzantine replicas asked for, but the cluster has only {nodes}")
-    chosen = sorted(rng.sample(range(nodes), total))
+    chosen = sorted(rng.sample(range(1, nodes + 1), total))  # replicas are 1..n
     # Shuffle which replica gets which behaviour, so that the first behaviour
     # listed is not always on the lowest id (view 0's primary).
     rng.shuffle(chosen)
@@ -259,4 +259,4 @@ class BftReplicaService(BftService):
 
 
 def honest_nodes(nodes: int, byzantine: Mapping[NodeId, str]) -> list[NodeId]:
-    return [NodeId(i) for i in range(nodes) if NodeId(i) not in byzantine]
+    return [NodeId(i) for i in range(1, nodes + 1) if NodeId(i) not in byzantine]

@@ -124,8 +124,8 @@ class SimConfig:
     client_region: int = -1
     """All clients in this region (-1: spread round robin like the nodes)."""
     voters: tuple[int, ...] = ()
-    """Once a leader exists, move to these voters, the other nodes learners
-    (``runtime.sim.quorum``); empty: every node votes."""
+    """Once a leader exists, move to these voters (node ids 1..n), the other
+    nodes learners (``runtime.sim.quorum``); empty: every node votes."""
     quorum: tuple[int, int] | None = None
     """With ``voters`` (or alone): election and commit quorum sizes (Q1, Q2)."""
     quorum_manager: str = ""
@@ -187,8 +187,8 @@ class SimConfig:
         fault_specs.validate(self.fault_schedule(), self.nodes)
         if not -1 <= self.client_region < self.regions:
             raise ConfigError(f"client_region must be -1 (spread) or a region in 0..{self.regions - 1}, got {self.client_region}")
-        if self.voters and (len(set(self.voters)) != len(self.voters) or not all(0 <= v < self.nodes for v in self.voters)):
-            raise ConfigError(f"voters must be distinct node ids in 0..{self.nodes - 1}, got {list(self.voters)}")
+        if self.voters and (len(set(self.voters)) != len(self.voters) or not all(1 <= v <= self.nodes for v in self.voters)):
+            raise ConfigError(f"voters must be distinct node ids in 1..{self.nodes}, got {list(self.voters)}")
         if self.quorum is not None:
             count = len(self.voters) or self.nodes
             problem = quorum_size_problem(count, *self.quorum)
@@ -317,7 +317,7 @@ class Simulation:
             SpecContext(
                 byzantine=self.byzantine,
                 seed=config.seed,
-                client_endpoints=range(config.nodes, config.nodes + config.clients),
+                client_endpoints=range(config.nodes + 1, config.nodes + 1 + config.clients),
                 replicas=config.nodes,
             ),
         )
@@ -325,12 +325,15 @@ class Simulation:
         self.agreement = AgreementMonitor(frozenset(self.byzantine)) if config.check_invariants else None
         self.loop = loop = EventLoop()
         n = config.nodes
-        self.voters = tuple(NodeId(i) for i in range(n))
-        endpoints = n + config.clients
+        # Replicas are 1..n, as the nodes n1..nN of a real cluster; network
+        # endpoint ids are the replica ids, then the clients (n + 1 ...);
+        # endpoint 0 is never used.
+        self.voters = tuple(NodeId(i) for i in range(1, n + 1))
+        endpoints = 1 + n + config.clients
         client_regions = [
             c % config.regions if config.client_region < 0 else config.client_region for c in range(config.clients)
         ]
-        region_of = [i % config.regions for i in range(n)] + client_regions
+        region_of = [0] + [i % config.regions for i in range(n)] + client_regions
         intra_s = config.intra_region_ms / 1e3
         inter_s = config.inter_region_ms / 1e3
         latency_s = [[intra_s if a == b else inter_s for b in range(config.regions)] for a in range(config.regions)]
@@ -357,22 +360,25 @@ class Simulation:
         rate = config.rate_limit_msgs_per_s
         burst = config.rate_limit_burst or max(16.0, rate / 10)
         for i in range(n):
-            behaviour = self.byzantine.get(NodeId(i))
+            node_id = NodeId(i + 1)
+            behaviour = self.byzantine.get(node_id)
             node = SimNode(
-                NodeId(i),
-                group_factory=single_group(self._core_factory(i), self._replica_factory(), spec.binding),
+                node_id,
+                group_factory=single_group(
+                    self._core_factory(i), self._replica_factory(), spec.binding, pipelines=spec.pipelines
+                ),
                 cost=config.cost,
                 send=self.network.send,
                 schedule=loop.schedule,
                 wake_kind=-1,
                 cpu_kind=-1,
-                first_client_id=n,
+                first_client_id=n + 1,
                 monitor=observe,
-                verifier=spec.meter_for(NodeId(i)) if spec.meter_for is not None else None,
+                verifier=spec.meter_for(node_id) if spec.meter_for is not None else None,
                 limiter=PeerRateLimiter(rate, burst) if rate > 0 else None,
                 send_copies=config.flood_copies if behaviour == "flood" else 1,
             )
-            deliver_kinds[i] = loop.add_kind(node.deliver)
+            deliver_kinds[node_id] = loop.add_kind(node.deliver)
             node.wake_kind = loop.add_kind(node.wake)
             node.cpu_kind = loop.add_kind(node.cpu_free)
             self.nodes.append(node)
@@ -384,7 +390,8 @@ class Simulation:
             arrival_kind = loop.add_kind(self._on_arrival)
             self.workload = Workload(
                 derive_rng(config.seed, "workload"),
-                first_client_id=n,
+                first_client_id=n + 1,
+                first_replica_id=1,
                 clients=config.clients,
                 replicas=n,
                 codec=spec.client_codec() if spec.client_codec is not None else _codec(),
@@ -405,7 +412,7 @@ class Simulation:
                 self.workload.observer = LostWriteMonitor().observe
             reply_kind = loop.add_kind(self.workload.on_reply)
             for c in range(config.clients):
-                deliver_kinds[n + c] = reply_kind
+                deliver_kinds[n + 1 + c] = reply_kind
         self._fault_kind = loop.add_kind(self._on_fault)
         self.schedule = config.fault_schedule(spec)
         self.heal_at_s = config.effective_heal_at_s()
@@ -418,7 +425,7 @@ class Simulation:
                 binding=spec.binding,
                 leader_term=spec.leader_term or spec.binding.term_if_leading,
                 rng=derive_rng(config.seed, "quorum"),
-                region_of=region_of[:n],
+                region_of=region_of[1 : n + 1],
                 client_regions=client_regions,
                 end_s=config.duration_s + (config.op_timeout_s if self.workload is not None else 0.0),
                 voters=config.voters,
@@ -505,18 +512,19 @@ class Simulation:
         kind = action.kind
         self.faults_injected += 1
         nodes = self.nodes
+        index = action.node - 1  # replica ids are 1..n
         if kind == "crash":
-            if nodes[action.node].alive:
-                nodes[action.node].crash()
+            if nodes[index].alive:
+                nodes[index].crash()
         elif kind == "restart":
-            if not nodes[action.node].alive:
-                nodes[action.node].start(now)
+            if not nodes[index].alive:
+                nodes[index].start(now)
         elif kind == "restart-all":
             for node in nodes:
                 if not node.alive:
                     node.start(now)
         elif kind == "partition":
-            self.network.partition(action.groups, len(nodes))
+            self.network.partition(action.groups, self.voters)
         elif kind == "cut":
             self.network.cut(action.node, action.peer)
         elif kind == "heal":
@@ -528,9 +536,9 @@ class Simulation:
         elif kind == "reorder":
             self.network.reorder = action.value
         elif kind == "slow":
-            nodes[action.node].cpu_factor = action.value
+            nodes[index].cpu_factor = action.value
         elif kind == "skew":
-            nodes[action.node].set_clock(now, offset_jump_s=action.value, rate=action.rate or None)
+            nodes[index].set_clock(now, offset_jump_s=action.value, rate=action.rate or None)
         else:  # parse_item only builds the kinds above
             raise ConfigError(f"unknown fault kind {kind!r}")
 

@@ -7,13 +7,14 @@ simulator's pieces: one ``EventLoop``, one ``Network`` (regions, latency,
 jitter, loss) and one ``SimNode`` per member (CPU cost, timers as deadlines,
 crash and restart). The run is a script of phases on simulated time:
 
-1. **Warm-up.** Members ``0 .. nodes-2`` start together, each joining through
-   the seeds ``0, 1, 2`` (SWIM §4.3 join by contacting known members). The
+1. **Warm-up.** Members ``1 .. nodes-1`` (numbered as the nodes n1..nN of a
+   real cluster) start together, each joining through the seeds ``1, 2, 3``
+   (SWIM §4.3 join by contacting known members). The
    warm-up ends ``WARMUP_SETTLE_S`` after every member lists every other as up
    (checked every ``WARMUP_CHECK_S``), or at ``warmup_max_s``.
 2. **Rumours** (``rumours`` of them, one per second from random members): the
    delay until each live member delivered each one gives ``dissemination_s``.
-3. **Join.** The last member, ``nodes-1``, starts at ``JOIN_AT_S`` and joins;
+3. **Join.** The last member, ``nodes``, starts at ``JOIN_AT_S`` and joins;
    the time until every live member lists it Alive, in protocol periods, is
    ``join_rounds`` (SWIM: O(log n) periods for infection-style spread).
 4. **Crashes.** ``kill`` random members (never the joiner) crash at
@@ -71,7 +72,7 @@ from quorate.storage.base import Recovered
 from quorate.swim import MembershipEvent, MemberState, SwimConfig, SwimNode
 
 SEED_MEMBERS = 3
-"""Members ``0 .. SEED_MEMBERS-1`` are every joiner's seeds."""
+"""Members ``1 .. SEED_MEMBERS`` are every joiner's seeds."""
 WARMUP_CHECK_S = 2.0
 """How often the warm-up checks whether every member knows every other."""
 WARMUP_SETTLE_S = 2.0
@@ -353,6 +354,10 @@ class _Member:
         self.experiment.disk[replica.replica] = replica.to_bytes()
         self.core.local_state_put(*replica.entry())
 
+    def apply_all(self, entries: list[Entry]) -> None:
+        for entry in entries:
+            self.apply(entry)
+
     def apply(self, entry: Entry) -> None:
         """SWIM commits nothing."""
 
@@ -371,20 +376,21 @@ class SwimExperiment:
         self.swim = config.swim_config()
         n = config.nodes
         self.loop = loop = EventLoop()
-        region_of = [i % config.regions for i in range(n)]
+        # Members are 1..n (endpoint ids too; endpoint 0 is never used).
+        region_of = [0] + [i % config.regions for i in range(n)]
         intra_s = config.intra_region_ms / 1e3
         inter_s = config.inter_region_ms / 1e3
         latency_s = [
             [intra_s if a == b else inter_s for b in range(config.regions)]
             for a in range(config.regions)
         ]
-        deliver_kinds = [0] * n
+        deliver_kinds = [0] * (n + 1)
         self.network = Network(
             loop,
             derive_rng(config.seed, "network"),
             region_of=region_of,
             latency_s=latency_s,
-            bandwidth_bps=[config.bandwidth_gbps * 1e9] * n,
+            bandwidth_bps=[config.bandwidth_gbps * 1e9] * (n + 1),
             deliver_kind_of=deliver_kinds,
             jitter_kind="uniform",
             jitter_s=config.jitter_ms / 1e3,
@@ -393,8 +399,8 @@ class SwimExperiment:
         self.rng = derive_rng(config.seed, "swim-experiment")
         self.disk: dict[int, bytes] = {}
         self.members: dict[int, _Member] = {}
-        self.nodes: list[SimNode] = []
-        for i in range(n):
+        self.nodes: dict[int, SimNode] = {}
+        for i in range(1, n + 1):
             node = SimNode(
                 NodeId(i),
                 build_core=self._build_core,
@@ -404,13 +410,13 @@ class SwimExperiment:
                 schedule=loop.schedule,
                 wake_kind=-1,
                 cpu_kind=-1,
-                first_client_id=n,
+                first_client_id=n + 1,
                 monitor=self._observe,
             )
             deliver_kinds[i] = loop.add_kind(node.deliver)
             node.wake_kind = loop.add_kind(node.wake)
             node.cpu_kind = loop.add_kind(node.cpu_free)
-            self.nodes.append(node)
+            self.nodes[i] = node
         self.network.deliver_kind_of = deliver_kinds
         # Measurements.
         self.measuring = False
@@ -433,7 +439,7 @@ class SwimExperiment:
         self.rumour_delivered: dict[tuple[int, int], dict[int, float]] = {}
         self.rumour_audience: dict[tuple[int, int], frozenset[int]] = {}
         """(origin, seq) -> the other members up when it was broadcast."""
-        self.joiner = n - 1
+        self.joiner = n
         self.join_started: float | None = None
         self.join_seen: dict[int, float] = {}
         self.crdt_total = 0
@@ -445,7 +451,7 @@ class SwimExperiment:
     # ------------------------------------------------------------ wiring
     def _build_core(self, node: NodeId, now: float, recovered: Recovered | None) -> ProtocolCore:
         epoch = self.nodes[node].epoch
-        seeds = [NodeId(s) for s in range(min(SEED_MEMBERS, self.config.nodes)) if s != node]
+        seeds = [NodeId(s) for s in range(1, min(SEED_MEMBERS, self.config.nodes) + 1) if s != node]
         rng = derive_rng(self.config.seed, f"swim-core-{epoch}", node)
         return SwimNode(node, seeds, config=self.swim, rng=rng, now=now)
 
@@ -487,7 +493,7 @@ class SwimExperiment:
                 for m, (state, _) in core.members().items()
                 if state in (MemberState.DEAD, MemberState.LEFT)
             }
-            ops.set_members(set(range(self.config.nodes)) - down)
+            ops.set_members(set(range(1, self.config.nodes + 1)) - down)  # members are numbered 1..n
         updates = core.take_state_updates()
         if updates:
             member = self.members[observer]
@@ -571,8 +577,8 @@ class SwimExperiment:
                 progress(loop.now, end_s)
 
     def _membership_converged(self, expected: int) -> bool:
-        for node in self.nodes[:expected]:
-            core = node.core
+        for member in range(1, expected + 1):
+            core = self.nodes[member].core
             if core is None or cast(SwimNode, core).up_count != expected:
                 return False
         return True
@@ -583,7 +589,7 @@ class SwimExperiment:
         loop = self.loop
         n = config.nodes
         founders = n - 1
-        for i in range(founders):
+        for i in range(1, founders + 1):
             self._start(i)
         # 1. Warm-up.
         converged = False
@@ -624,7 +630,7 @@ class SwimExperiment:
         return self._result(warmup_s, converged, end_s, time.perf_counter() - wall_start)
 
     def _live(self) -> list[int]:
-        return [i for i, node in enumerate(self.nodes) if node.alive]
+        return [i for i, node in self.nodes.items() if node.alive]
 
     def _broadcast_one(self) -> None:
         origin = self.rng.choice(self._live())
@@ -635,7 +641,7 @@ class SwimExperiment:
         self._start(self.joiner)
 
     def _kill(self) -> None:
-        candidates = [i for i in self._live() if i >= SEED_MEMBERS and i != self.joiner]
+        candidates = [i for i in self._live() if i > SEED_MEMBERS and i != self.joiner]
         for victim in sorted(self.rng.sample(candidates, self.config.kill)):
             self._crash(victim)
 

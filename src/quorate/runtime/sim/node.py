@@ -143,6 +143,10 @@ class Replica(Protocol):
         """Apply a committed entry to the state machine."""
         ...
 
+    def apply_all(self, entries: list[Entry]) -> None:
+        """Apply committed entries, in order (one call per batch)."""
+        ...
+
     def read_ready(self, read: ReadState) -> None:
         """A linearizable read may now be served."""
         ...
@@ -187,14 +191,16 @@ def _batched(send: Send) -> SendAll:
     return send_all
 
 
-def single_group(build_core: CoreFactory, build_replica: ReplicaFactory, binding: Binding | None = None) -> GroupFactory:
+def single_group(
+    build_core: CoreFactory, build_replica: ReplicaFactory, binding: Binding | None = None, *, pipelines: bool = False
+) -> GroupFactory:
     """The group factory of a node that hosts one group, 0."""
 
     def build(node: NodeId, group: int, now: float, recovered: Recovered | None) -> HostedGroup | None:
         if group != 0:
             return None
         core = build_core(node, now, recovered)
-        return HostedGroup(0, core, binding, state=build_replica(core))
+        return HostedGroup(0, core, binding, state=build_replica(core), pipelines=pipelines)
 
     return build
 
@@ -533,7 +539,11 @@ class SimNode:
                     self.rejected_count += 1
             elif host.step(src, group_id, inner, local) is not None:
                 self.rejected_count += 1
-            cost = self.cost.cost_s(message, event[6])
+            model = self.cost
+            if model.base_by_type_s:
+                cost = model.cost_s(message, event[6])
+            else:  # cost_s(), inlined for the common model
+                cost = model.base_s + event[6] * model.per_byte_s
         done = now + cost * self.cpu_factor
         # The driver: early sends -> persist (every group at once) -> sends ->
         # apply -> advance, into the outboxes.
@@ -654,7 +664,7 @@ class SimNode:
         gid = group.id
         if gid:
             messages = [(to, Grouped(gid, message)) for to, message in messages]
-        if self._held and not (group.binding is not None and group.binding.pipelines_while_persisting(None)):
+        if self._held and not group.pipelines:
             self._late_outbox.extend(messages)
         else:
             self._outbox.extend(messages)
@@ -664,9 +674,7 @@ class SimNode:
             group.state.restore(snapshot)
 
     def apply(self, group: HostedGroup, entries: list[Entry]) -> None:
-        apply = group.state.apply
-        for entry in entries:
-            apply(entry)
+        group.state.apply_all(entries)
 
     def read_ready(self, group: HostedGroup, read: ReadState) -> None:
         if group.state is not None:

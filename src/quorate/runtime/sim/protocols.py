@@ -83,6 +83,9 @@ class ProtocolSpec:
     every replica (``runtime.sim.workload``)."""
     client_codec: Callable[[], Any] | None = None
     """Builds the client codec; ``None``: ``ServiceCodec``."""
+    pipelines: bool = False
+    """With this config, every message of a Ready may leave before its write
+    (``Binding.pipelines_while_persisting``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -257,4 +260,5 @@ def protocol_spec(
         max_byzantine=b.max_byzantine,
         reply_quorum=b.reply_quorum,
         client_codec=BftServiceCodec if byzantine else None,
+        pipelines=b.pipelines_while_persisting(config),
     )

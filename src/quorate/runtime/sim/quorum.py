@@ -103,10 +103,11 @@ class QuorumControl:
         self.rng = rng
         self.region_of = list(region_of)
         self.end_s = end_s
-        n = len(nodes)
+        ids = {node.id for node in nodes}
         self.target_voters = tuple(sorted(NodeId(v) for v in voters))
-        if any(not 0 <= v < n for v in self.target_voters):
-            raise ConfigError(f"voters must be node ids in 0..{n - 1}, got {list(voters)}")
+        if any(v not in ids for v in self.target_voters):
+            raise ConfigError(f"voters must be node ids of the run ({min(ids)}..{max(ids)}), got {list(voters)}")
+        n = len(nodes)
         self.target_quorum = quorum
         self.pending_start = bool(self.target_voters) or quorum is not None
         self.manager = QuorumManager(manager) if manager is not None else None
@@ -187,31 +188,35 @@ class QuorumControl:
             del self.probes[a][:-WINDOW_PERIODS]
 
     def _probe_once(self, a: int, b: int, now: float, net: Network, rng: random.Random) -> float | None:
+        """One probe from the node at position ``a`` to the one at ``b`` (its
+        RTT in seconds, or None if lost); the network knows them by node id."""
         nodes = self.nodes
-        if not nodes[b].alive or not net.connected(a, b) or not net.connected(b, a):
+        src, dst = nodes[a].id, nodes[b].id
+        if not nodes[b].alive or not net.connected(src, dst) or not net.connected(dst, src):
             return None
         if net.loss and (rng.random() < net.loss or rng.random() < net.loss):
             return None
         region = self.region_of
         there = net.latency_s[region[a]][region[b]] + rng.random() * net.jitter_s
         back = net.latency_s[region[b]][region[a]] + rng.random() * net.jitter_s
-        queued_out = max(0.0, net.link_free_at[a] - now)
+        queued_out = max(0.0, net.link_free_at[src] - now)
         arrive = now + queued_out + there
         answering = nodes[b]
         served = max(arrive, answering.busy_until) + answering.cost.tick_s * answering.cpu_factor
-        queued_back = max(0.0, net.link_free_at[b] - served)
+        queued_back = max(0.0, net.link_free_at[dst] - served)
         return served + queued_back + back - now
 
     def observations(self) -> Observations:
         out = {}
-        for a, node in enumerate(self.nodes):
+        nodes = self.nodes
+        for a, node in enumerate(nodes):
             sent = sum(s for s, _ in self.probes[a])
             answered = sum(r for _, r in self.probes[a])
             up = self.up[a]
-            out[NodeId(a)] = NodeObservation(
-                NodeId(a),
+            out[node.id] = NodeObservation(
+                node.id,
                 f"r{self.region_of[a]}",
-                {NodeId(b): round(ms, 3) for b, ms in self.rtt_ms[a].items() if self.nodes[b].alive},
+                {nodes[b].id: round(ms, 3) for b, ms in self.rtt_ms[a].items() if nodes[b].alive},
                 loss=1.0 - answered / sent if sent else (0.0 if node.alive else 1.0),
                 uptime=sum(up) / len(up) if up else 1.0,
                 cpu_load=sum(self.busy[a]) / len(self.busy[a]) if self.busy[a] else 0.0,
@@ -327,7 +332,7 @@ class QuorumControl:
                 self._propose(leader, MembershipChange(), now, "random leave")
             return
         n = len(self.nodes)
-        everyone = [NodeId(i) for i in range(n)]
+        everyone = [node.id for node in self.nodes]
         size = rng.choice([k for k in range(1, n + 1) for _ in range(1 if k < 3 else 3)])
         voters = sorted(rng.sample(everyone, size))
         members = set(view.voters) | set(view.learners)
