@@ -22,6 +22,7 @@ from quorate.multiraft.descriptor import (
 from quorate.multiraft.liveness import LIVENESS_GROUP, NodeAlive, NodeLiveness
 from quorate.multiraft.meta import MetaService
 from quorate.multiraft.range import RangeService, RangeStore, bootstrap_state
+from quorate.multiraft.routing import RangeCache
 from quorate.multiraft.table import RangeTable
 
 __all__ = [
@@ -30,6 +31,7 @@ __all__ = [
     "MetaService",
     "NodeAlive",
     "NodeLiveness",
+    "RangeCache",
     "RangeDescriptor",
     "RangeService",
     "RangeStore",
