@@ -12,6 +12,10 @@ front of each replica's CPU; 0 = off) and ``--flood-copies K`` (a ``flood``
 replica sends everything K times). Their reports add ``byzantine``,
 ``detections``, ``excluded`` and ``rate_limited_drops``.
 
+``quorate sim multiraft`` (``quorate.runtime.sim.multiraft``) takes every
+flag above plus ``--groups G``, ``--replicas R`` and ``--split-at-ops K``;
+its report adds ``groups``, ``splits``, ``moves`` and ``quiesced_groups``.
+
 Exit codes: 0 all good; 1 a safety violation or a non-linearizable history
 (the message says ``reproduce with --seed N``); 2 a bad flag or an impossible
 scenario (one line on stderr, never a traceback).
@@ -19,6 +23,7 @@ scenario (one line on stderr, never a traceback).
 
 from __future__ import annotations
 
+import inspect
 import json
 import shlex
 import sys
@@ -31,6 +36,7 @@ import typer
 from quorate.cli.main import fail, parse_options, sim_app
 from quorate.errors import ConfigError
 from quorate.runtime.sim import SimConfig, SimResult, run
+from quorate.runtime.sim.multiraft import MultiRaftConfig, run_multiraft
 
 CHECK_TIMEOUT_S = 60.0
 """Wall-clock budget of the linearizability check."""
@@ -76,7 +82,11 @@ def _progress_bar() -> tuple[Callable[[float, float], None] | None, Callable[[],
     return update, progress.stop
 
 
-def run_command(config: SimConfig, history_path: str | None, as_json: bool) -> None:
+Runner = Callable[..., SimResult]
+"""``runner(config, progress=...)``: builds and runs one simulation."""
+
+
+def run_command(config: SimConfig, history_path: str | None, as_json: bool, runner: Runner = run) -> None:
     """Run, check, print; raises ``typer.Exit`` with the exit code."""
     try:
         config.validate()
@@ -84,7 +94,7 @@ def run_command(config: SimConfig, history_path: str | None, as_json: bool) -> N
         raise fail(str(exc)) from None
     update, stop = _progress_bar()
     try:
-        result = run(config, progress=update)
+        result = runner(config, progress=update)
     except ConfigError as exc:
         stop()
         raise fail(str(exc)) from None
@@ -136,10 +146,10 @@ _FLAGS: tuple[tuple[str, str], ...] = (
 def command_line(config: SimConfig) -> str:
     """The ``quorate sim`` command that runs ``config`` again, seed included
     (flags left at their defaults are omitted)."""
-    defaults = SimConfig(protocol=config.protocol)
+    defaults = type(config)(protocol=config.protocol)
     cli_defaults = {"nodes": 4 if config.protocol in ("pbft", "hotstuff") else 5}
     parts = ["quorate", "sim", config.protocol]
-    for field, flag in _FLAGS:
+    for field, flag in (*_FLAGS, *_EXTRA_FLAGS.get(type(config), ())):
         value = getattr(config, field)
         if value != cli_defaults.get(field, getattr(defaults, field)) and value is not None:
             parts += [flag, shlex.quote(repr(value) if isinstance(value, float) else str(value))]
@@ -188,7 +198,28 @@ def _print_human(result: SimResult, verdict: str) -> None:
     typer.echo(f"history: {verdict}; trace sha256 {result.trace_sha256}")
 
 
-def _command(protocol: str, default_nodes: int = 5) -> Callable[..., None]:
+_EXTRA_FLAGS: dict[type, tuple[tuple[str, str], ...]] = {
+    MultiRaftConfig: (
+        ("groups", "--groups"),
+        ("replicas", "--replicas"),
+        ("split_at_ops", "--split-at-ops"),
+    ),
+}
+"""Flags of the simulations that have more settings than ``SimConfig``."""
+
+
+def _command(
+    protocol: str,
+    default_nodes: int = 5,
+    *,
+    config_type: type[SimConfig] = SimConfig,
+    extra: tuple[inspect.Parameter, ...] = (),
+    runner: Runner = run,
+) -> Callable[..., None]:
+    """The ``quorate sim PROTOCOL`` command: every simulation's flags, plus
+    ``extra`` ones (keyword parameters of ``config_type`` with typer options
+    as defaults), run by ``runner``."""
+
     def command(
         nodes: int = typer.Option(default_nodes, "--nodes", help="Replicas."),
         regions: int = typer.Option(
@@ -253,8 +284,9 @@ def _command(protocol: str, default_nodes: int = 5) -> Callable[..., None]:
         liveness_bound: float = typer.Option(
             10.0, "--liveness-bound", help="Seconds after the heal within which the cluster must commit again."
         ),
+        **more: Any,
     ) -> None:
-        config = SimConfig(
+        config = config_type(
             protocol=protocol,
             nodes=nodes,
             regions=regions,
@@ -277,14 +309,42 @@ def _command(protocol: str, default_nodes: int = 5) -> Callable[..., None]:
             resend_timeout_s=resend_timeout,
             protocol_options=parse_options(option or []),
             liveness_bound_s=liveness_bound,
+            **more,
         )
-        run_command(config, history, as_json)
+        run_command(config, history, as_json, runner)
 
     command.__doc__ = f"Simulate a {protocol} cluster under load and faults; check the history."
+    signature = inspect.signature(command)
+    kept = [p for p in signature.parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD]
+    command.__signature__ = signature.replace(parameters=[*kept, *extra])  # type: ignore[attr-defined]
+    command.__annotations__ = {
+        **{k: v for k, v in command.__annotations__.items() if k != "more"},
+        **{p.name: p.annotation for p in extra},
+    }
     return command
+
+
+def _option(name: str, annotation: type, default: Any, flag: str, help: str) -> inspect.Parameter:
+    return inspect.Parameter(
+        name, inspect.Parameter.KEYWORD_ONLY, default=typer.Option(default, flag, help=help), annotation=annotation
+    )
 
 
 sim_app.command("raft")(_command("raft"))
 sim_app.command("primary")(_command("primary"))
 sim_app.command("pbft")(_command("pbft", default_nodes=4))
 sim_app.command("hotstuff")(_command("hotstuff", default_nodes=4))
+sim_app.command("multiraft")(
+    _command(
+        "multiraft",
+        config_type=MultiRaftConfig,
+        runner=run_multiraft,
+        extra=(
+            _option("groups", int, 16, "--groups", "Range groups at the start (the meta group comes on top)."),
+            _option("replicas", int, 3, "--replicas", "Replicas of each range (and of the meta group)."),
+            _option(
+                "split_at_ops", int, 0, "--split-at-ops", "A range splits after applying this many client commands (0: never)."
+            ),
+        ),
+    )
+)
