@@ -389,6 +389,7 @@ class RangeService(ReplicaService):
             self._serve_queued_reads()
         self._maybe_compact(entry.index)
         if self._lead_term == getattr(self.core, "term", None):
+            self._awaiting_until = -math.inf  # what the leader waited for has applied
             self._want_duty()
 
     def _range_command(self, command: RangeCommand | None) -> Result:
