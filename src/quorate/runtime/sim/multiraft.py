@@ -318,22 +318,28 @@ class MultiRaftSimulation(Simulation):
         per = len(keys) / config.groups
         splits = [keys[round(k * per)] for k in range(1, config.groups)]
         self.initial = initial_ranges(splits, config.nodes, config.replicas)
+        self.placed = {d.range_id: d for d in self.initial}
         self.meta_voters = tuple(NodeId(i) for i in range(config.replicas))
         options = self._protocol_options()
         self.raft_config: RaftConfig = self.spec.binding.parse_config(options)
         self.range_config = dataclasses.replace(self.raft_config, join=True)
         self.quiescent = self.raft_config.quiesce_after_s > 0
         self.rebalance = rebalance_for(config.nodes) if config.split_at_ops else None
+        self.placement: dict[int, list[int]] = {}
+        """Node -> the first ranges it holds a replica of."""
+        for d in self.initial:
+            for node in d.replicas:
+                self.placement.setdefault(node, []).append(d.range_id)
         self.group_agreement: dict[int, AgreementMonitor] = {}
         self.range_leaders: dict[tuple[int, int], int] = {}
 
     # -- groups ---------------------------------------------------------------
     def _node_groups(self, i: int) -> dict[str, Any]:
         initial = [META_GROUP] if i < len(self.meta_voters) else []
-        initial += [d.range_id for d in self.initial if i in d.replicas]
+        initial += self.placement.get(i, [])
         if self.quiescent:
             initial.append(LIVENESS_GROUP)
-        placed = {d.range_id: d for d in self.initial}
+        placed = self.placed
 
         def build(node: NodeId, group: int, now: float, recovered: Recovered | None) -> HostedGroup | None:
             if group == LIVENESS_GROUP:
