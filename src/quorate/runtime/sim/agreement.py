@@ -32,6 +32,7 @@ from quorate.errors import InvariantViolation
 from quorate.ids import NodeId
 from quorate.state.kv import KVStore, encode_result
 
+
 class StateWithDigest(Protocol):
     """A state machine other than the key-value store (the range table)."""
 
