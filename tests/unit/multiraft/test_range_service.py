@@ -106,7 +106,7 @@ def test_a_request_for_a_key_outside_is_answered_wrong_range() -> None:
     service.store.descriptor = RangeDescriptor(1, "", "m", (0,), 2)
     put(service, 1, "q", 6.0)
     [(to, reply)] = service.take_replies()
-    assert to == CLIENT and reply.status == STATUS_WRONG_RANGE
+    assert to == CLIENT and isinstance(reply, ClientReply) and reply.status == STATUS_WRONG_RANGE
     assert decode_meta_result(reply.result).ranges == [service.store.descriptor]
 
 
@@ -116,8 +116,9 @@ def test_a_split_runs_through_the_meta_group_and_spawns_the_right_hand_group() -
         put(service, seq, key, 6.0)
     # The leader recorded its intent and called the meta group.
     assert service.store.intent is not None
-    [envelope] = [m for _, m in service.take_replies() if type(m) is ServiceMessage]
-    assert type(envelope) is ServiceMessage and envelope.group == 0
+    replies: list[tuple[NodeId, Any]] = list(service.take_replies())
+    [envelope] = [m for _, m in replies if isinstance(m, ServiceMessage)]
+    assert envelope.group == 0
     call: MetaCall = envelope.message
     assert call.reply_group == 1
     meta = RangeTable([RangeDescriptor(1, "", None, (0,))])
