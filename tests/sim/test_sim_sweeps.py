@@ -95,11 +95,11 @@ def test_online_checks_catch_a_replica_restarted_without_its_state(monkeypatch: 
 
 def test_command_line_reproduces_the_config(monkeypatch: pytest.MonkeyPatch) -> None:
     seen: list[SimConfig] = []
-    monkeypatch.setattr(sim_cli, "run_command", lambda config, history, as_json: seen.append(config))
-    for sweep in SWEEPS:
+    monkeypatch.setattr(sim_cli, "run_command", lambda config, history, as_json, runner: seen.append(config))
+    for sweep in (*SWEEPS, *MULTIRAFT_SWEEPS):
         config = sweep.config(1234)
         line = command_line(config)
-        assert line.startswith(f"quorate sim {sweep.protocol} ") and line.endswith("--seed 1234")
+        assert line.startswith(f"quorate sim {config.protocol} ") and line.endswith("--seed 1234")
         result = CliRunner().invoke(app, line.split()[1:])
         assert result.exit_code == 0, result.output
         assert seen[-1] == config, line
