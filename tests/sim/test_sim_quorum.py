@@ -81,3 +81,10 @@ def test_the_network_strategy_moves_commits_to_the_clients_region() -> None:
     events = [e["event"] for e in quorum["manager_events"]]
     assert events[:2] == ["change", "applied"] and "rollback" not in events
     assert report["linearizable"] is True and report["safety_violations"] == []
+
+
+def test_multiraft_refuses_single_group_configuration_changes() -> None:
+    result = runner.invoke(app, ["sim", "multiraft", "--duration", "1", "--voters", "1,2"])
+    assert result.exit_code == 2
+    assert "for quorate sim raft" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
