@@ -26,6 +26,12 @@ Theory of operation
   saves the configuration in force to ``--save`` (default
   ``quorum-previous.json``); ``quorum rollback --from FILE`` proposes the
   saved configuration again.
+- ``--wait`` (``member change``, ``quorum apply``, ``quorum rollback``): after
+  the leader accepted, ask it until the change is in force — the joint
+  configuration left (unless ``joint_explicit`` keeps it) and every entry it
+  held when that was seen committed — and print the configuration; scripts
+  can then make the next change at once (the leader refuses one while
+  another is still committing). Bounded by ``--timeout``.
 
 Exit codes: 0 done; 1 the cluster refused (the leader's reason on one line)
 or did not answer; 2 a usage mistake (nothing is sent).
@@ -129,6 +135,7 @@ def member_change(
     quorum: Annotated[str | None, typer.Option("--quorum", help="Q1:Q2, election:commit (0:0: majorities).")] = None,
     transition: Annotated[str, typer.Option("--transition", help="auto | joint | joint_explicit.")] = "auto",
     leave_joint: Annotated[bool, typer.Option("--leave-joint", help="Leave an explicit joint configuration.")] = False,
+    wait: Wait = False,
     directory: Directory = None,
     endpoints: Endpoints = None,
     insecure: Insecure = False,
@@ -162,6 +169,8 @@ def member_change(
     )
     what = "leave the joint configuration" if empty else "membership change"
     typer.echo(f"OK: {what} accepted by the leader")
+    if wait:
+        typer.echo(_in_force_line(_await_in_force(target, transition == "joint_explicit" and not empty)))
 
 
 # ------------------------------------------------------------ status
@@ -228,6 +237,43 @@ def _config_json(status: StatusReply) -> dict[str, Any]:
         "election_quorum": status.election_quorum,
         "commit_quorum": status.commit_quorum,
     }
+
+
+WAIT_POLL_S = 0.1
+"""How often ``--wait`` asks the leader."""
+
+
+def _await_in_force(target: Target, keeps_joint: bool) -> StatusReply:
+    """The leader's status once a change it accepted is in force (see the
+    module docstring); exit 1 when that takes longer than ``--timeout``."""
+    deadline = time.monotonic() + target.timeout_s
+    settled_at: int | None = None
+    status: StatusReply | None = None
+    while time.monotonic() < deadline:
+        survey = _survey(target, 1)
+        leader = survey["nodes"].get(survey["leader"]) if survey["leader"] is not None else None
+        status = leader["status"] if leader is not None else None
+        if status is not None and status.role == "leader":
+            if settled_at is None and (keeps_joint or not status.outgoing):
+                settled_at = status.last_index
+            if settled_at is not None and status.commit_index >= settled_at:
+                return status
+        time.sleep(WAIT_POLL_S)
+    seen = "no leader" if status is None else f"voters {list(status.voters)}, joint {bool(status.outgoing)}"
+    raise fail(f"accepted, but not in force within {target.timeout_s:g} s (last seen: {seen})", 1)
+
+
+def _in_force_line(status: StatusReply) -> str:
+    joint = f"; joint with outgoing voters {list(status.outgoing)}" if status.outgoing else ""
+    return (
+        f"in force: voters {list(status.voters)}; learners {list(status.learners)}; "
+        f"Q1 {status.election_quorum}, Q2 {status.commit_quorum}{joint}"
+    )
+
+
+Wait = Annotated[
+    bool, typer.Option("--wait", help="Return once the change is in force (bounded by --timeout).")
+]
 
 
 def _status_report(survey: dict[str, Any]) -> dict[str, Any]:
@@ -391,6 +437,7 @@ def quorum_apply(
     probes: Annotated[int, typer.Option("--probes", help="Status round trips per node.")] = DEFAULT_PROBES,
     transition: Annotated[str, typer.Option("--transition", help="auto | joint | joint_explicit.")] = "auto",
     save: Annotated[Path, typer.Option("--save", help="Where to keep the configuration in force.")] = Path(DEFAULT_SAVE),
+    wait: Wait = False,
     directory: Directory = None,
     endpoints: Endpoints = None,
     insecure: Insecure = False,
@@ -413,12 +460,15 @@ def quorum_apply(
         raise fail(f"cannot write {save}: {exc.strerror}") from None
     _send(change, target)
     typer.echo(f"OK: plan of {chosen.strategy} accepted by the leader (previous configuration in {save})")
+    if wait:
+        typer.echo(_in_force_line(_await_in_force(target, change.transition == "joint_explicit")))
 
 
 @quorum_app.command("rollback")
 def quorum_rollback(
     source: Annotated[Path, typer.Option("--from", help="A configuration saved by 'quorum apply'.")] = Path(DEFAULT_SAVE),
     transition: Annotated[str, typer.Option("--transition", help="auto | joint | joint_explicit.")] = "auto",
+    wait: Wait = False,
     directory: Directory = None,
     endpoints: Endpoints = None,
     insecure: Insecure = False,
@@ -452,6 +502,8 @@ def quorum_rollback(
         return
     _send(change, target)
     typer.echo(f"OK: the configuration saved in {source} was proposed and accepted by the leader")
+    if wait:
+        typer.echo(_in_force_line(_await_in_force(target, change.transition == "joint_explicit")))
 
 
 def _send(change: Any, target: Target) -> None:

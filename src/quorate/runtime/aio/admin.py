@@ -78,7 +78,8 @@ class StatusReply(WireMessage, tag="client.StatusReply", frozen=True):
     members: dict[int, str]
     metrics: dict[str, int]
     voters: tuple[int, ...] = ()
-    """The configuration in force at this node (empty if the protocol has none)."""
+    """The configuration in force at this node (empty if the protocol has
+    none); while joint, the incoming configuration's voters."""
     learners: tuple[int, ...] = ()
     outgoing: tuple[int, ...] = ()
     """While a joint configuration is in force: the outgoing voters."""

@@ -547,8 +547,10 @@ class AioNode:
             last_index=view.last_index,
             members=members,
             metrics=self.metrics,
-            voters=tuple(int(v) for v in view.voters),
-            learners=tuple(int(v) for v in view.learners),
+            # While joint: the incoming voters and learners, with the outgoing
+            # voters apart (the group's own status lists every voter of both).
+            voters=tuple(int(v) for v in (configuration or view).voters),
+            learners=tuple(int(v) for v in (configuration or view).learners),
             outgoing=tuple(int(v) for v in configuration.outgoing) if configuration is not None else (),
             election_quorum=configuration.election_quorum if configuration is not None else 0,
             commit_quorum=configuration.commit_quorum if configuration is not None else 0,
