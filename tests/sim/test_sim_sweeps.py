@@ -58,13 +58,13 @@ def test_joint_sweep_200_seeds(sweep: Sweep) -> None:
 
 
 JOINT_REGRESSION_SEEDS = [(5, 21), (5, 78), (7, 24), (7, 60)]
-"""Runs that stopped committing, when replicas were still numbered from 0: a
-removed or demoted node holding the only copy of an uncommitted
+"""Runs that stopped committing (found when replicas were still numbered
+from 0): a removed or demoted node holding the only copy of an uncommitted
 configuration never campaigned (thesis §4.2.2), and leaders that committed
 their own removal stepped down without telling anyone (nodes outside the
-new configuration kept campaigning for it). The numbering changed the runs
-these seeds make; the two causes have their own unit tests
-(``tests/unit/raft/test_raft_joint.py``)."""
+new configuration kept campaigning for it). The two causes also have their
+own unit tests (``tests/unit/raft/test_raft_joint.py``), which do not depend
+on how the simulator numbers nodes."""
 
 
 @pytest.mark.parametrize(("nodes", "seed"), JOINT_REGRESSION_SEEDS)
