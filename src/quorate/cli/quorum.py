@@ -253,7 +253,7 @@ def _await_in_force(target: Target, keeps_joint: bool) -> StatusReply:
         survey = _survey(target, 1)
         leader = survey["nodes"].get(survey["leader"]) if survey["leader"] is not None else None
         status = leader["status"] if leader is not None else None
-        if status is not None and status.role == "leader":
+        if isinstance(status, StatusReply) and status.role == "leader":
             if settled_at is None and (keeps_joint or not status.outgoing):
                 settled_at = status.last_index
             if settled_at is not None and status.commit_index >= settled_at:
