@@ -29,13 +29,18 @@ from tests.e2e.test_membership import (
     quorate,
     refused,
 )
+from typer.testing import CliRunner
 
 from quorate.check import check_history
+from quorate.cli import quorum as quorum_cli
+from quorate.cli.main import _register, app
 from quorate.client import AsyncClient, Client
 from quorate.client.workload import RecordedWorkload
 from quorate.ids import NodeId
+from quorate.quorum import WindowMetrics
 from quorate.runtime.aio.cluster import LocalCluster
 
+_register()
 N = NodeId
 LOAD_BEFORE_S = 1.5
 LOAD_AFTER_S = 2.0
@@ -174,6 +179,33 @@ def test_a_strategy_plan_is_applied_and_rolled_back(make_cluster: Callable[..., 
     await_status(cluster, leader, lambda s: s.voters == (1, 2, 3, 4, 5) and s.learners == () and not s.outgoing, "rolled back")
     with Client(endpoints.split(","), insecure=True) as client:
         client.put("after-rollback", "1")
+
+
+def test_apply_judges_the_change_and_rolls_back_one_that_made_things_worse(
+    make_cluster: Callable[..., LocalCluster], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, endpoints = five_nodes(make_cluster)
+    common = ("--endpoints", endpoints, "--insecure")
+    regions = ("--region", "n1=a", "--region", "n2=a", "--region", "n3=a", "--region", "n4=b", "--region", "n5=c")
+    saved = tmp_path / "previous.json"
+    apply = ("quorum", "apply", "--strategy", "fault_tolerance", "--voters", "3", *regions, "--save", str(saved))
+    # Measured for real: a fault-tolerance change is judged on availability,
+    # and nothing fails here, so it is kept.
+    kept = ok(quorate(*apply, "--judge", "1.5", *common))
+    assert "before: " in kept and "after: " in kept and "kept: " in kept
+    plan = json.loads(saved.read_text())
+    assert plan["voters"] == [1, 2, 3, 4, 5]
+    ok(quorate("quorum", "rollback", "--from", str(saved), "--wait", *common))
+    # A second window that lost writes: the change is taken back through
+    # consensus and the command fails saying why.
+    windows = iter([WindowMetrics(40, 40, 5.0, 9.0), WindowMetrics(40, 20, 5.0, 9.0)])
+    monkeypatch.setattr(quorum_cli, "measure_window", lambda target, duration_s: next(windows))
+    result = CliRunner().invoke(app, [*apply, "--judge", "1", *common])
+    assert result.exit_code == 1, result.output
+    assert "rolled back (availability 1.000 -> 0.500)" in result.stderr
+    after = json.loads(ok(quorate("quorum", "status", *common, "--json")))
+    assert after["voters"] == [1, 2, 3, 4, 5] and not after["joint"]
+    refused(quorate(*apply, "--judge", "-1", *common), 2, "--judge")
 
 
 @pytest.mark.parametrize("missing", ["nothing.json"])

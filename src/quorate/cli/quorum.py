@@ -26,6 +26,16 @@ Theory of operation
   saves the configuration in force to ``--save`` (default
   ``quorum-previous.json``); ``quorum rollback --from FILE`` proposes the
   saved configuration again.
+- ``quorum apply --judge S`` does what the quorum manager does after a
+  change (``quorate.quorum.manager``), with writes of its own as the
+  measurement: for S seconds before the change and S seconds after it is in
+  force it writes ``JUDGE_KEY`` one write after another (each bounded by
+  ``JUDGE_OP_TIMEOUT_S``), and when the second window is worse by the
+  manager's rule (``judge_window``: availability down by more than 5
+  points, or, for strategies that aim at speed, the median commit latency
+  up by more than 25 %) it proposes the saved configuration again and exits
+  1 saying why. Fewer than 20 writes in a window cannot be judged: the change
+  is kept and the output says so.
 - ``--wait`` (``member change``, ``quorum apply``, ``quorum rollback``): after
   the leader accepted, ask it until the change is in force — the joint
   configuration left (unless ``joint_explicit`` keeps it) and every entry it
@@ -40,6 +50,7 @@ or did not answer; 2 a usage mistake (nothing is sent).
 from __future__ import annotations
 
 import json
+import math
 import statistics
 import time
 from pathlib import Path
@@ -59,16 +70,19 @@ from quorate.cli.kv import (
     member_app,
 )
 from quorate.cli.main import app, fail
-from quorate.client import ClientError
+from quorate.client import Client, ClientError
 from quorate.client.contact import DEFAULT_DEADLINE_S
 from quorate.core.binding import MEMBERSHIP_TRANSITIONS, MembershipView
 from quorate.errors import ConfigError
 from quorate.ids import NodeId, node_name, parse_node_name
 from quorate.quorum import (
+    ManagerSettings,
     NodeObservation,
     Observations,
     QuorumPlan,
     StrategyParams,
+    WindowMetrics,
+    judge_window,
     observations_from_json,
     plan,
     plan_change,
@@ -237,6 +251,41 @@ def _config_json(status: StatusReply) -> dict[str, Any]:
         "election_quorum": status.election_quorum,
         "commit_quorum": status.commit_quorum,
     }
+
+
+JUDGE_KEY = "quorate/quorum-judge"
+"""The key ``quorum apply --judge`` writes to measure the cluster."""
+JUDGE_OP_TIMEOUT_S = 2.0
+"""A judging write not answered within this long counts as failed."""
+
+
+def measure_window(target: Target, duration_s: float) -> WindowMetrics:
+    """Write ``JUDGE_KEY`` one write after another for ``duration_s``: how
+    many finished, how many succeeded, their median and p99 commit latency."""
+    options = target.client_options()
+    options["deadline_s"] = min(options["deadline_s"], JUDGE_OP_TIMEOUT_S)
+    options["timeout_s"] = min(options["timeout_s"], JUDGE_OP_TIMEOUT_S)
+    latencies: list[float] = []
+    ops = 0
+    with Client(**options) as client:
+        end = time.monotonic() + duration_s
+        while time.monotonic() < end:
+            start = time.perf_counter()
+            ops += 1
+            try:
+                client.put(JUDGE_KEY, str(ops))
+            except (ClientError, TimeoutError, OSError):
+                continue
+            latencies.append((time.perf_counter() - start) * 1e3)
+    latencies.sort()
+    p50 = round(statistics.median(latencies), 3) if latencies else None
+    p99 = round(latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))], 3) if latencies else None
+    return WindowMetrics(ops, len(latencies), p50, p99)
+
+
+def _window_line(name: str, w: WindowMetrics) -> str:
+    availability = "n/a" if w.availability is None else f"{w.availability:.3f}"
+    return f"{name}: {w.ops} writes, availability {availability}, p50 {w.p50_ms} ms, p99 {w.p99_ms} ms"
 
 
 WAIT_POLL_S = 0.1
@@ -438,6 +487,10 @@ def quorum_apply(
     transition: Annotated[str, typer.Option("--transition", help="auto | joint | joint_explicit.")] = "auto",
     save: Annotated[Path, typer.Option("--save", help="Where to keep the configuration in force.")] = Path(DEFAULT_SAVE),
     wait: Wait = False,
+    judge: Annotated[
+        float,
+        typer.Option("--judge", help="Seconds of writes before and after; roll back if worse (0: off; implies --wait)."),
+    ] = 0.0,
     directory: Directory = None,
     endpoints: Endpoints = None,
     insecure: Insecure = False,
@@ -446,22 +499,44 @@ def quorum_apply(
     timeout_s: Timeout = DEFAULT_DEADLINE_S,
 ) -> None:
     """Propose a strategy's plan through consensus (one change); save what it replaces."""
+    if not (math.isfinite(judge) and judge >= 0):
+        raise fail(f"--judge must be >= 0 seconds, got {judge}")
     target = _target(directory, endpoints, insecure, tls_dir, tls_name, timeout_s)
     survey, chosen, change = _plan(strategy_name, target, probes, region, observations, voters, failures, transition)
     if change is None:
         typer.echo("OK: the plan is already in force")
         return
     current = survey["config"]
+    if judge and change.transition == "joint_explicit":
+        raise fail("--judge needs the change in force: not with --transition joint_explicit")
     if current.outgoing:
         raise fail("refused: a joint configuration is in force; leave it first (member change --leave-joint)", 1)
     try:
         save.write_text(json.dumps({**_config_json(current), "members": current.members}) + "\n", encoding="utf-8")
     except OSError as exc:
         raise fail(f"cannot write {save}: {exc.strerror}") from None
+    before = measure_window(target, judge) if judge else None
+    if before is not None:
+        typer.echo(_window_line("before", before))
     _send(change, target)
     typer.echo(f"OK: plan of {chosen.strategy} accepted by the leader (previous configuration in {save})")
-    if wait:
+    if wait or judge:
         typer.echo(_in_force_line(_await_in_force(target, change.transition == "joint_explicit")))
+    if before is None:
+        return
+    after = measure_window(target, judge)
+    typer.echo(_window_line("after", after))
+    settings = ManagerSettings()
+    worse = judge_window(before, after, settings, strategy(chosen.strategy).judged_on_latency)
+    if worse is None:
+        enough = min(before.ops, after.ops) >= settings.min_window_ops
+        typer.echo("kept: not worse" if enough else f"kept: fewer than {settings.min_window_ops} writes in a window, cannot judge")
+        return
+    back = plan_change(_saved_plan(save), _view(_survey(target, 1)["config"]), "auto")
+    if back is not None:
+        _send(back, target)
+        _await_in_force(target, False)
+    raise fail(f"rolled back ({worse}); the configuration saved in {save} is in force again", 1)
 
 
 @quorum_app.command("rollback")
@@ -478,6 +553,21 @@ def quorum_rollback(
 ) -> None:
     """Propose a saved configuration again (through consensus, like any change)."""
     _transition(transition)
+    back = _saved_plan(source)
+    target = _target(directory, endpoints, insecure, tls_dir, tls_name, timeout_s)
+    survey = _survey(target, 1)
+    change = plan_change(back, _view(survey["config"]), transition)
+    if change is None:
+        typer.echo("OK: the saved configuration is already in force")
+        return
+    _send(change, target)
+    typer.echo(f"OK: the configuration saved in {source} was proposed and accepted by the leader")
+    if wait:
+        typer.echo(_in_force_line(_await_in_force(target, change.transition == "joint_explicit")))
+
+
+def _saved_plan(source: Path) -> QuorumPlan:
+    """The configuration ``quorum apply`` saved in ``source``, as a plan."""
     try:
         saved = json.loads(source.read_text(encoding="utf-8"))
         back = QuorumPlan(
@@ -494,16 +584,7 @@ def quorum_rollback(
     problem = back.problem()
     if problem is not None:
         raise fail(f"{source}: {problem}")
-    target = _target(directory, endpoints, insecure, tls_dir, tls_name, timeout_s)
-    survey = _survey(target, 1)
-    change = plan_change(back, _view(survey["config"]), transition)
-    if change is None:
-        typer.echo("OK: the saved configuration is already in force")
-        return
-    _send(change, target)
-    typer.echo(f"OK: the configuration saved in {source} was proposed and accepted by the leader")
-    if wait:
-        typer.echo(_in_force_line(_await_in_force(target, change.transition == "joint_explicit")))
+    return back
 
 
 def _send(change: Any, target: Target) -> None:

@@ -6,7 +6,13 @@ randomness; runtimes measure and apply (``quorate.runtime.sim.quorum`` in
 the simulator). Re-exports only.
 """
 
-from quorate.quorum.manager import Decision, ManagerSettings, QuorumManager, WindowMetrics
+from quorate.quorum.manager import (
+    Decision,
+    ManagerSettings,
+    QuorumManager,
+    WindowMetrics,
+    judge_window,
+)
 from quorate.quorum.observations import NodeObservation, Observations, observations_from_json
 from quorate.quorum.plan import QuorumPlan, Tolerance, plan_change, tolerance
 from quorate.quorum.strategies import (
@@ -31,6 +37,7 @@ __all__ = [
     "StrategyParams",
     "Tolerance",
     "WindowMetrics",
+    "judge_window",
     "observations_from_json",
     "plan",
     "plan_change",

@@ -376,7 +376,7 @@ class QuorumManager:
         after = self.metrics(self._since, now)
         before = self._baseline
         self._next_plan_at = now + s.cooldown_s
-        worse = _worse(before, after, s, self._strategy.judged_on_latency)
+        worse = judge_window(before, after, s, self._strategy.judged_on_latency)
         if worse is None or self._previous is None or self._plan is None:
             self._log(now, "kept", f"after {after.to_json()} vs before {before.to_json() if before else None}")
             self.phase = IDLE
@@ -412,11 +412,12 @@ def _leader_cost(obs: Observations, leader: NodeId, view: MembershipView) -> flo
     return obs.client_distance_ms(leader) + replicate
 
 
-def _worse(
+def judge_window(
     before: WindowMetrics | None, after: WindowMetrics, s: ManagerSettings, judge_latency: bool
 ) -> str | None:
     """Why ``after`` is worse than ``before`` (None if it is not, or if either
-    window saw too few operations to tell)."""
+    window saw too few operations to tell): the manager's rollback rule, also
+    used by ``quorate quorum apply --judge``."""
     if before is None or before.ops < s.min_window_ops or after.ops < s.min_window_ops:
         return None
     if (
