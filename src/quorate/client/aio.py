@@ -68,7 +68,7 @@ from quorate.codec import DEFAULT_MAX_FRAME_BYTES, FrameDecoder, WireCodec, enco
 from quorate.core.wire import WireMessage
 from quorate.errors import ConfigError, RemoteProtocolError
 from quorate.ids import NodeId
-from quorate.multiraft.messages import MULTIRAFT
+from quorate.multiraft.messages import MULTIRAFT, RangesReply, RangesStatus
 from quorate.multiraft.routing import RangeCache
 from quorate.runtime.aio.admin import (
     ADMIN_ACTIONS,
@@ -166,7 +166,7 @@ class AsyncClient(KeyValueApi):
         self.leader: Address | None = None
         self.retries = 0
         """Attempts beyond the first, over the client's life (for reports)."""
-        self._codec = WireCodec((Hello, *CLIENT_PROTOCOL_TYPES))
+        self._codec = WireCodec((Hello, *CLIENT_PROTOCOL_TYPES, RangesStatus, RangesReply))
         self._connections: dict[Address, _NodeConnection] = {}
         self._lock = asyncio.Lock()
         self._next_endpoint = 0
@@ -246,6 +246,25 @@ class AsyncClient(KeyValueApi):
         self._learn(reply)
         if self.protocol is None:
             self.protocol = reply.protocol
+        return reply
+
+    async def ranges_status(self, endpoint: str | Address) -> RangesReply:
+        """The range groups one node of a multi-Raft cluster hosts, as it sees them."""
+        address = endpoint if isinstance(endpoint, tuple) else parse_address(endpoint, "endpoint")
+        async with self._lock:
+            self.seq += 1
+            seq = self.seq
+            try:
+                connection = await asyncio.wait_for(self._connect(address), self.timeout_s)
+                connection.send(RangesStatus(seq))
+                reply = await asyncio.wait_for(
+                    self._receive_matching(connection, lambda m: isinstance(m, RangesReply) and m.seq == seq),
+                    self.timeout_s,
+                )
+            except BaseException:
+                self._drop(address)
+                raise
+        assert isinstance(reply, RangesReply)
         return reply
 
     async def reachable(self) -> StatusReply:
