@@ -1,12 +1,15 @@
 """Multi-Raft on real nodes (in-process asyncio nodes on loopback, SQLite, fsync on).
 
-- Three nodes host the meta group and 8 range groups; a client routes each
+- The nodes host the meta group and 8 range groups; a client routes each
   key to its range's leader through its range cache (lookups in the meta
   group), and every write reads back.
-- Ranges split while clients write (``split_at_ops``): the right-hand range
-  groups are spawned on their replicas at run time, moves retire replicas
-  and leave tombstones, every acknowledged write still reads back, and a
-  restart recovers the spawned groups and the tombstones from the store.
+- On four nodes, ranges split while clients write (``split_at_ops``): the
+  right-hand range groups are spawned on their replicas at run time (the
+  range leaders ask the meta group, service to service, across nodes), each
+  new range moves a replica (the target node joins on the leader's first
+  message; the source is retired and leaves a tombstone), every
+  acknowledged write still reads back, and a restart recovers the spawned
+  groups and the tombstones from the store.
 - Bad input: a message of an unknown group, of a retired group and a client
   request for a group the node does not host are dropped and counted or
   answered ``wrong_range``; the node keeps serving.
@@ -66,8 +69,8 @@ def _leaders(nodes: list[MultiRaftNode]) -> set[int]:
     return led
 
 
-def test_ranges_on_three_nodes_route_split_and_recover(tmp_path: Path) -> None:
-    ports = free_ports(3)
+def test_ranges_on_four_nodes_route_split_move_and_recover(tmp_path: Path) -> None:
+    ports = free_ports(4)
     layout = RangeLayout(ranges=8, replicas=3, split_at_ops=12)
 
     async def run_once(first: bool) -> None:
@@ -95,7 +98,13 @@ def test_ranges_on_three_nodes_route_split_and_recover(tmp_path: Path) -> None:
             hosted = {g.id for node in nodes for g in node.host_or_raise()}
             # Splits made new range groups beyond the first eight, at run time or recovered.
             assert any(8 < g < 1000 for g in hosted), hosted
-            if not first:
+            if first:
+                # Each new range moves a replica to the fourth node: the moved-away
+                # replica is retired (the leader's Retire) and leaves a tombstone.
+                await wait_until(lambda: any(node.tombstones for node in nodes), "a replica moved away")
+                assert sum(node.metrics.get("groups.joined", 0) for node in nodes) > 0
+            else:
+                assert any(node.tombstones for node in nodes)
                 assert all(
                     node.tombstones == {r.group for r in node.storage_or_raise().groups() if r.protocol == TOMBSTONE}
                     for node in nodes
@@ -155,5 +164,12 @@ def test_unknown_and_retired_groups_are_dropped_and_counted(tmp_path: Path) -> N
                 await connection.close()
             for node in nodes:
                 await node.close()
+        # The tombstone is durable: after a restart the group stays retired.
+        again = _nodes(tmp_path, ports, RangeLayout(ranges=2, replicas=3))[0]
+        await again.start()
+        try:
+            assert again.tombstones == {2} and 2 not in again.host_or_raise() and 1 in again.host_or_raise()
+        finally:
+            await again.close()
 
     asyncio.run(main())
