@@ -3,7 +3,8 @@
 - ``quorate cluster up --nodes 3 --groups 16`` starts the meta group and 16
   range groups, each with a leader, leaders spread over the nodes;
 - ``quorate kv put/get`` and ``quorate.Client()`` route each key to its
-  range's leader (the client learns ranges from the meta group);
+  range's leader (the client learns ranges from the meta group); ``kv
+  list``, which would span ranges, is refused in one line;
 - ``quorate cluster status`` shows the ranges, their bounds and leaders
   (``--json`` too);
 - a node killed with SIGKILL: its ranges elect new leaders (the liveness
@@ -41,6 +42,7 @@ def test_cluster_up_with_ranges_routes_keys_and_survives_a_crash(tmp_path: Path)
         assert "16 ranges of 3 replicas, each with a leader" in up
         ok(quorate(tmp_path, "kv", "put", "greeting", "hello"))
         assert ok(quorate(tmp_path, "kv", "get", "greeting")).strip() == "hello"
+        one_line(quorate(tmp_path, "kv", "list"), 1, "span ranges")  # a list would span ranges
         with Client(cluster=tmp_path / "quorate-cluster") as client:
             for key in KEYS:
                 client.put(key, f"v-{key}")
