@@ -261,12 +261,14 @@ class Joiner:
             keygen is not None
             and keygen.phase not in ("done", "failed")
             and keygen.phase not in self._timed_out
-            and now - self._phase_since >= self.config.dkg_phase_timeout_s
+            and now >= self._phase_since + self.config.dkg_phase_timeout_s
         ):
             self._timed_out.add(keygen.phase)
             data = dkg_timeout_bytes(self.epoch, self.session, self.me, keygen.phase)
             self._submit(DkgTimeout(self.epoch, self.session, self.me, keygen.phase, self.signer.sign(data)))
-        if self.start is None and now - self._last_progress >= self.config.join_retry_s:
+        # The same sums as ``wake_at``: a difference could round below the bound
+        # at the very deadline and the member would be woken forever.
+        if self.start is None and now >= self._last_progress + self.config.join_retry_s:
             self._last_progress = now
             for member in self.previous:
                 self.out.outbound.append((member, self.old_group, JoinRequest(self.epoch, self.next_seq)))
