@@ -24,6 +24,16 @@ in the same order and reaches the same decisions.
   ``decided_kept`` of them, oldest forgotten first) so a retried request or a
   late vote is recognised instead of starting the transaction again.
 
+Choices the design left open, and why these: the coordinator is the core's
+log, not a shard leader, so the classic blocking case of two-phase commit
+(a coordinator that fails between prepare and decision) cannot happen
+while the core holds; an undecided transaction is aborted at its deadline
+(presumed abort) because a shard that never answers must not hold locks
+forever, and because the abort is itself a logged decision, a late yes vote
+cannot turn it into a commit; a decision is sent to the home shard too (not
+only the involved shards) so the agent is answered even when its home
+shard owns none of the keys.
+
 Invariants (``check``): a commit has a ``yes`` vote from every involved
 shard; a transaction is in ``open`` or in ``decided``, never both; every
 recorded vote is from an involved shard.

@@ -26,6 +26,15 @@ Theory of operation.
   from a non-member or an evicted member, outside the window of indexes, or
   one that does not verify; a certificate that does not verify.
 
+Choices the design left open, and why these: the collector is the
+lowest-id live member, not the BFT leader, so certification does not
+depend on the ordering core's view (a view change does not lose partials
+already sent) and every member knows where to send without asking the BFT
+core; partials are signed after the decision is applied, not piggybacked
+on the ordering core's votes, because the ordering core's votes sign
+blocks, not decisions, and keeping them apart lets PBFT and HotStuff be
+swapped freely.
+
 ``CoreKeyChain`` is what a shard keeps: the group public key of every epoch
 it has learned, from genesis and then from each certified ``EpochChange``
 (checked with the previous epoch's key), and it checks a certificate with

@@ -19,6 +19,14 @@ replicated state, so all members reach the same verdict:
   member of the named shard. A kind no checker knows is refused without
   blaming the accuser (this core cannot judge it).
 
+Choices the design left open, and why these: only self-contained,
+signature-checkable evidence evicts (never votes of suspicion), so a
+coalition of Byzantine accusers cannot evict an honest node; a failed
+accusation counts against its signed accuser, and an accuser that keeps
+failing is no longer heard (``max_failed_accusations``), so accusing is not
+a free way to fill the core's log; an unsigned accusation is dropped
+without blame, since blaming the node it names would let anyone frame it.
+
 The verdict is a ``Verdict``: the offender to evict, or a refusal with its
 reason and whether it counts against the accuser (a failed accusation: an
 unknown node, evidence that does not verify, malformed evidence).

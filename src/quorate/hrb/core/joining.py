@@ -26,6 +26,16 @@ epoch-(e + 1) core replica before that core runs —
   its own run produced that key (otherwise it joins without a share: it
   orders and checks, but does not sign partials).
 
+Choices the design left open, and why these: next members learn the key
+generation's items from f + 1 matching relays rather than from one relay
+with a proof, because the old core's log entries carry no certificate a
+newcomer could check (the ordering core's quorum certificates are
+protocol-specific); f + 1 matching copies cost a few more messages at an
+event that happens once per epoch. The key generation runs through the
+old core's log, not among the next members directly, so every participant
+sees the same messages in the same order and a Byzantine dealer cannot
+show different dealings to different members unnoticed.
+
 While nothing arrives for ``join_retry_s`` it asks the old members again
 (``JoinRequest``), so lost relays or handovers are fetched, not waited for.
 """

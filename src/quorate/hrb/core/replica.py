@@ -24,6 +24,19 @@ and never copies:
   (``quorate.hrb.core.joining``): the next members' key generation through
   the old core's log, and the handover.
 
+Choices the design left open, and why these:
+
+- *HotStuff or PBFT for ordering.* HotStuff by default: its votes go to
+  one collector, like certification, so a decision costs O(C) messages
+  end to end; PBFT is kept as a builder option because it commits in fewer
+  message delays on a healthy network (its C² messages at C ≤ 11 are
+  small). The replica reads only the committed entries, so either works
+  unchanged (tests run both).
+- *A fresh group per epoch, not reconfiguration in place.* Neither BFT core
+  supports changing members; a new group id per epoch makes the change a
+  handover of one snapshot, and a late message of the old epoch can never
+  be mistaken for one of the new epoch.
+
 Inputs from outside the core (``TxnRequest``, ``ShardVote``,
 ``RemovalProposal``, ``ReputationReport`` from shards; ``DkgSubmission``,
 ``DkgTimeout``, ``DkgOutcome`` from next members) are **checked before they

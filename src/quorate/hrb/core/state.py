@@ -55,6 +55,31 @@ sent it, recorded against the signer as a reputation fact.
   deadlines moved to the new clock. f' + 1 failures, or the attempt's
   deadline, start a new attempt (members who sat it out are penalised).
 
+Choices the design left open, and why these:
+
+- *Who times a transaction out.* A core member's clock cannot be trusted
+  and the BFT leader's timestamps can be skewed by a Byzantine leader, so
+  time is itself ordered: signed tick counts, the (f + 1)-th largest wins.
+  A timeout then happens at the same log position at every member, which
+  keeps "decided exactly once" a property of the log alone.
+- *Check at admission or at apply.* Both: ``precheck`` keeps junk out of
+  the log (cheap for honest members), and ``apply`` checks again because a
+  Byzantine member can put anything into the log. Only the apply-time check
+  is relied on for safety; a refusal is itself deterministic, so refusal
+  counts and reputation facts agree across members.
+- *When the epoch changes.* After ``epoch_length`` decisions rather than
+  after a span of time: decisions are what the log agrees on, so every
+  member starts the change at the same index, with no extra agreement on
+  "now". An eviction of a core member forces it early (the core should not
+  keep a convicted member's key share in use).
+- *Re-keying.* A fresh threshold key per epoch from a key generation run by
+  the next members (no dealer, no resharing of the old key): a member that
+  leaves holds no share of the new key (its shares are encrypted to the
+  next members), so a departed or evicted member cannot sign for the new
+  core, and the
+  old key certifies the change, so a shard follows the chain of keys with
+  one signature check per epoch.
+
 Effects of ``apply`` (``Decided``, ``Refused``, ``DkgItemOrdered``,
 ``EpochClosed``) are what the replica acts on: certify, report, relay,
 hand over.
