@@ -2,7 +2,7 @@
 cross-shard transactions end to end with stub shards, linear certification,
 a crashed leader (a view change) and crashed-and-restarted members, PBFT as
 the ordering core, and two-phase commit under random schedules of votes,
-silences, late votes, crashes and restarts (hypothesis)."""
+silences, late votes, crashes and restarts or a Byzantine member (hypothesis)."""
 
 from __future__ import annotations
 
@@ -11,10 +11,12 @@ from hrb_core_net import CoreNetwork
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from quorate.hotstuff import BEHAVIOURS
 from quorate.hrb.core.binding import binding
 from quorate.hrb.core.config import CoreRules
 from quorate.hrb.core.replica import ReplicaPhase
 from quorate.hrb.messages import CORE_GROUP_BASE
+from quorate.ids import NodeId
 
 
 def _cross(net: CoreNetwork, tag: str, home: int, other: int) -> object:
@@ -117,13 +119,21 @@ def scenarios(draw: st.DrawFn) -> dict[str, object]:
         "crash": draw(st.lists(st.tuples(st.integers(0, 3), st.floats(0.0, 2.0), st.floats(0.1, 3.0)), max_size=2)),
         "late_s": draw(st.floats(0.1, 4.0)),
         "drop": draw(st.sampled_from((0.0, 0.0, 0.05))),
+        # one Byzantine member (index, behaviour) or none; with one, no crash (f = 1)
+        "byzantine": draw(st.none() | st.tuples(st.integers(0, 3), st.sampled_from(BEHAVIOURS))),
     }
 
 
 @given(scenarios())
 @settings(max_examples=25, deadline=None)
 def test_two_phase_commit_through_the_network_under_any_schedule(scenario: dict[str, object]) -> None:
-    net = CoreNetwork(12, seed=int(scenario["seed"]), drop_rate=float(scenario["drop"]))  # type: ignore[arg-type]
+    seed = int(scenario["seed"])  # type: ignore[call-overload]
+    byzantine = scenario["byzantine"]
+    villain: dict[NodeId, str] = {}
+    if byzantine is not None:
+        index, behaviour = byzantine  # type: ignore[misc]
+        villain = {NodeId(CoreNetwork(12, seed=seed).genesis.members[index]): behaviour}
+    net = CoreNetwork(12, seed=seed, drop_rate=float(scenario["drop"]), byzantine=villain)  # type: ignore[arg-type]
     members = net.genesis.members
     txns = []
     for i, (home, other, policy) in enumerate(scenario["txns"]):  # type: ignore[attr-defined]
@@ -133,7 +143,7 @@ def test_two_phase_commit_through_the_network_under_any_schedule(scenario: dict[
             shard.policy[txn.txn_id] = policy if shard.shard != home else "yes"  # type: ignore[attr-defined]
             shard.late_s = float(scenario["late_s"])  # type: ignore[arg-type]
     # At most f = 1 member down at a time: crash one, restart it later.
-    for index, at, down in scenario["crash"]:  # type: ignore[attr-defined]
+    for index, at, down in [] if villain else scenario["crash"]:  # type: ignore[attr-defined]
         node = members[index]
         net.run_until(net.now + at)
         if net.crashed:
