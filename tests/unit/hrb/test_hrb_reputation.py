@@ -1,13 +1,17 @@
 """Reputation (docs/hrb.md section 5): scores are a function of the recorded
 facts alone, so any order of the same facts gives the same scores and the
 same next core; evicted nodes are never chosen; the core is spread over
-shards; well-behaved nodes tie and the beacon rotates them."""
+shards; well-behaved nodes tie and the beacon rotates them; a shard
+leader's challenge report becomes capped facts, and a stale, foreign or
+forged report is refused."""
 
 from __future__ import annotations
 
+from hrb_state_kit import KEYRING, Kit, refused
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from quorate.hrb.core.commands import ReputationReport, encode_command, report_bytes
 from quorate.hrb.reputation import (
     FACT_KINDS,
     NodeFacts,
@@ -17,6 +21,7 @@ from quorate.hrb.reputation import (
     select_core,
     summary,
 )
+from quorate.ids import NodeId
 
 WEIGHTS = ReputationWeights()
 NODES = list(range(1, 25))
@@ -84,3 +89,38 @@ def test_too_few_eligible_nodes_give_a_smaller_core() -> None:
     for n in (1, 2, 3):
         record(table, n, "evicted")
     assert select_core([1, 2, 3, 4, 5], table, {}, 7, 1, b"b", WEIGHTS) == (4, 5)
+
+
+# -- facts from the core log: a shard leader's challenge reports -------------------------
+
+
+def _report(shard: int, leader: int, period: int, answered: dict[int, int], missed: dict[int, int], *, signer: int | None = None) -> bytes:
+    unsigned = ReputationReport(shard, leader, 1, period, answered, missed, b"")
+    signature = KEYRING.signer(NodeId(leader if signer is None else signer)).sign(report_bytes(unsigned))
+    return encode_command(ReputationReport(shard, leader, 1, period, answered, missed, signature))
+
+
+def test_a_shard_leaders_report_becomes_capped_facts_and_a_stale_or_foreign_one_is_refused() -> None:
+    kit = Kit()
+    state = kit.state()
+    leader, good, bad, *_ = kit.shards[1]
+    stranger = kit.shards[2][0]
+    cap = state.s.rules.report_cap
+    effects = state.apply(_report(1, leader, 1, {good: 10 * cap, leader: 5, stranger: 3}, {bad: 2}))
+    assert refused(effects) == []
+    facts = state.s.facts
+    assert facts[good].answered == cap  # capped per report
+    assert facts[bad].missed == 2
+    assert leader not in facts or facts[leader].answered == 0  # a leader does not vouch for itself
+    assert stranger not in facts  # not a member of the reporting shard
+    assert score(facts[bad], state.s.rules.weights) == -2 * state.s.rules.weights.missed
+    # the same period again: stale, harmless
+    [r] = refused(state.apply(_report(1, leader, 1, {good: 1}, {})))
+    assert (r.reason, state.s.facts[leader].invalid if leader in state.s.facts else 0) == ("stale report", 0)
+    # a node that is not in the shard: refused and held against it
+    [r] = refused(state.apply(_report(1, stranger, 2, {good: 1}, {})))
+    assert r.reason == f"node {stranger} is not a member of shard 1" and state.s.facts[stranger].invalid == 1
+    # a signature by someone else: nobody to blame
+    [r] = refused(state.apply(_report(1, leader, 2, {}, {good: 50}, signer=bad)))
+    assert (r.reason, r.blamed) == ("bad signature", None)
+    assert state.s.facts[good].missed == 0
