@@ -5,7 +5,8 @@ involved shard; a Byzantine member cannot get a decision ordered that the
 state machine does not make (a raw decision, a forged vote), cannot
 certify one alone (its partial signature is not a certificate), and cannot
 block one by misbehaving in the ordering core, by sending bad partials, or
-by being the silent collector. Deterministic: seeded in-memory network."""
+by being the silent collector, nor hijack an epoch change with a forged
+handover. Deterministic: seeded in-memory network."""
 
 from __future__ import annotations
 
@@ -13,9 +14,11 @@ import pytest
 from hrb_core_net import CoreNetwork
 
 from quorate.hotstuff import BEHAVIOURS
-from quorate.hrb.core.commands import DecisionPartial, encode_command
+from quorate.hrb.core.commands import CoreHandover, DecisionPartial, encode_command
 from quorate.hrb.core.config import CoreRules
+from quorate.hrb.core.snapshot import encode_snapshot
 from quorate.hrb.messages import (
+    CORE_GROUP_BASE,
     CoreCertificate,
     ShardProof,
     ShardVote,
@@ -147,3 +150,33 @@ def test_a_partial_signature_is_not_a_certificate_and_bad_partials_do_not_block(
     assert any(
         node == collector and r.sender == villain and r.message_type == "DecisionPartial" for node, _, r in net.rejections
     )
+
+
+@pytest.mark.parametrize("behaviour", ["equivocate", "silent", "forge"])
+def test_an_epoch_change_completes_with_a_byzantine_member_that_also_forges_the_handover(behaviour: str) -> None:
+    rules = CoreRules(core_size=4, epoch_length=2, txn_timeout_s=10.0, tick_interval_s=0.1)
+    probe = CoreNetwork(12, seed=45, rules=rules)
+    villain = NodeId(probe.genesis.members[2])
+    net = CoreNetwork(12, seed=45, rules=rules, byzantine={villain: behaviour})
+    first = _cross(net, "e0", 1, 2)
+    net.run_until(net.now + 10.0, until=lambda: any(
+        r.state is not None and r.state.s.transition is not None for r in net.replicas(0) if r.id != villain
+    ))
+    transition = next(
+        r.state.s.transition for r in net.replicas(0) if r.id != villain and r.state is not None and r.state.s.transition
+    )
+    assert transition is not None
+    # the villain hands every next member a state that names a core of its choosing
+    forged = net.replica(villain).state
+    assert forged is not None
+    snapshot = forged.successor(transition, (b"\x00" * 48,) * transition.threshold)
+    snapshot.members = tuple(sorted({*snapshot.members[:-1], int(villain)}))
+    for member in transition.members:
+        net._send(villain, NodeId(member), CORE_GROUP_BASE + 1, CoreHandover(1, encode_snapshot(snapshot)))
+    net.run_for(8.0)
+    assert net.members_of.get(1) == transition.members
+    started = {r.start.state for r in net.replicas(1) if r.start is not None and r.id != villain}
+    assert len(started) == 1 and next(iter(started)) != encode_snapshot(snapshot)
+    second = _cross(net, "e1", 2, 3)
+    net.run_for(6.0)
+    assert all(net.check_atomicity([first, second]).values())
