@@ -196,3 +196,19 @@ def test_hotstuff_ordering_and_linear_certification_beat_pbfts_all_to_all() -> N
     pbft_growth = (large["pbft"][0] / 10) / (small["pbft"][0] / 4)
     assert hotstuff_growth < 1.3 < 2.0 < pbft_growth, (hotstuff_growth, pbft_growth)
     assert large["hotstuff"][0] < large["pbft"][0] / 2
+
+
+def test_the_same_seed_gives_the_same_run() -> None:
+    def run(seed: int) -> tuple[object, ...]:
+        net = CoreNetwork(12, seed=seed, drop_rate=0.05, byzantine={NodeId(CoreNetwork(12, seed=seed).genesis.members[0]): "equivocate"})
+        txns = [_cross(net, f"d{i}", 1 + i % 3, 1 + (i + 1) % 3) for i in range(4)]
+        net.run_for(8.0)
+        return (
+            tuple(sorted(net.sent.items())),
+            tuple(sorted(net.outbound_sent.items())),
+            tuple(r.state.s.chain for r in net.replicas(0) if r.state is not None),
+            tuple(sorted(net.check_atomicity(txns).items())),  # type: ignore[arg-type]
+        )
+
+    assert run(71) == run(71)
+    assert run(71) != run(72)
