@@ -127,13 +127,24 @@ def scenarios(draw: st.DrawFn) -> dict[str, object]:
 @given(scenarios())
 @settings(max_examples=25, deadline=None)
 def test_two_phase_commit_through_the_network_under_any_schedule(scenario: dict[str, object]) -> None:
+    _two_phase_commit_under(scenario, None)
+
+
+@given(scenarios())
+@settings(max_examples=15, deadline=None)
+def test_two_phase_commit_across_epoch_changes_under_any_schedule(scenario: dict[str, object]) -> None:
+    # Three decisions an epoch: the core changes (and re-keys) while transactions are open.
+    _two_phase_commit_under(scenario, CoreRules(core_size=4, epoch_length=3, txn_timeout_s=2.0, tick_interval_s=0.1))
+
+
+def _two_phase_commit_under(scenario: dict[str, object], rules: CoreRules | None) -> None:
     seed = int(scenario["seed"])  # type: ignore[call-overload]
     byzantine = scenario["byzantine"]
     villain: dict[NodeId, str] = {}
     if byzantine is not None:
         index, behaviour = byzantine  # type: ignore[misc]
-        villain = {NodeId(CoreNetwork(12, seed=seed).genesis.members[index]): behaviour}
-    net = CoreNetwork(12, seed=seed, drop_rate=float(scenario["drop"]), byzantine=villain)  # type: ignore[arg-type]
+        villain = {NodeId(CoreNetwork(12, seed=seed, rules=rules).genesis.members[index]): behaviour}
+    net = CoreNetwork(12, seed=seed, drop_rate=float(scenario["drop"]), byzantine=villain, rules=rules)  # type: ignore[arg-type]
     members = net.genesis.members
     txns = []
     for i, (home, other, policy) in enumerate(scenario["txns"]):  # type: ignore[attr-defined]
@@ -156,7 +167,8 @@ def test_two_phase_commit_through_the_network_under_any_schedule(scenario: dict[
     outcomes = net.check_atomicity(txns)
     undecided = [t for t, o in outcomes.items() if o is None]
     assert not undecided, f"seed={scenario['seed']}: undecided after healing: {len(undecided)}"
-    net.check_agreement(0)
+    for epoch in net.members_of:
+        net.check_agreement(epoch)
 
 
 @pytest.mark.parametrize("seed", [11, 12])
