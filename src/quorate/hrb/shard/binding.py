@@ -192,7 +192,8 @@ def _status(core: ProtocolCore) -> GroupStatus:
     metrics = {
         "shard.id": replica.shard,
         "shard.byzantine_quorum": int(replica.config.byzantine),
-        "shard.certified": replica.certified_index,
+        "shard.lock": replica.lock_index,
+        "shard.committed": replica.committed_index,
         "shard.applied": replica.applied_index,
         "shard.convicted": len(replica.convicted),
         "shard.deposed": len(replica.deposed),
@@ -205,7 +206,7 @@ def _status(core: ProtocolCore) -> GroupStatus:
         role=raft.role.value,
         term=raft.term,
         leader=raft.leader_id,
-        commit_index=replica.certified_index,
+        commit_index=replica.committed_index,
         last_index=raft.last_index,
         voters=tuple(sorted(raft.voters)),
         learners=tuple(sorted(raft.learners)),

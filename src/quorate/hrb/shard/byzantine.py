@@ -63,7 +63,6 @@ from quorate.hrb.shard.state import (
 from quorate.ids import NodeId
 from quorate.raft.messages import (
     AppendEntries,
-    AppendEntriesResponse,
     Heartbeat,
     RequestVote,
     SignedAppendEntries,
@@ -252,15 +251,17 @@ class ByzantineShardReplica:
         inner = self.inner
         raft = inner.raft
         last = raft.last_index
-        if last <= self._forged_through or last <= inner.certified_index:
+        if last <= self._forged_through or last <= inner.lock_index:
             return
         entry = raft.entry_at(last)
         if entry is None or entry.term != raft.term:
             return
         self._forged_through = last
-        own = inner.signer.sign(ack_statement(inner.shard, raft.term, last, entry.digest))
-        cert = CommitCertificate(raft.term, last, entry.digest, ((int(self.id), last, own),), ())
-        announcement = CommitAnnouncement(raft.term, cert, inner.signer.sign(commit_statement(inner.shard, cert)))
+        own = inner.signer.sign(ack_statement(inner.shard, raft.term, last, entry.digest, last))
+        cert = CommitCertificate(raft.term, last, entry.digest, ((int(self.id), last, last, own),), ())
+        announcement = CommitAnnouncement(
+            raft.term, int(self.id), cert, inner.signer.sign(commit_statement(inner.shard, cert))
+        )
         for member in sorted(raft.members):
             if member != self.id:
                 self._extra.append((member, announcement))
@@ -276,9 +277,7 @@ class ByzantineShardReplica:
             index, digest = m.prev_log_index, self._claimed[m.prev_log_index]
         else:
             return False
-        inner = self.inner
-        plain = AppendEntriesResponse(m.term, index, True)
-        signature = inner.signer.sign(inner.hooks.response_statement(plain, digest))
+        signature = self.inner.hooks.sign_ack(m.term, index, digest, 0)
         self._extra.append((sender, SignedAppendEntriesResponse(m.term, index, True, 0, 0, signature)))
         return True
 

@@ -18,8 +18,10 @@ Theory of operation
   ====================  ==============  =====  ===========  ================================
   ``chain``             index           term   digest       the leader of ``term``: "my log
                                                             holds ``digest`` at ``index``"
-  ``ack``               index           term   digest       a follower: "my log matches the
-                                                            leader's through ``index``"
+  ``ack``               index           term   digest ‖     a follower: "my log matches the
+                                               lock         leader's through ``index``, and
+                                                            I hold a certificate of this
+                                                            term through ``lock``"
   ``nack``              prev index      term   hint         a follower refusing a batch
   ``empty``             prev index      term   prev term    the leader, an AppendEntries
                                                             without entries
@@ -38,6 +40,12 @@ Theory of operation
   every entry before it. The commit index travels in certified announcements
   (``quorate.hrb.shard.proofs``), never on the strength of an AppendEntries,
   so the AppendEntries signature leaves ``leader_commit`` out on purpose.
+- **Acknowledgements carry locks.** A follower's signed acknowledgement also
+  says how far it holds a certificate of the term (its *lock*, 8 bytes
+  big-endian after the digest), which is what lets the leader prove a quorum
+  is locked before anyone applies (``quorate.hrb.shard.commit``). Raft carries
+  a response's signature as opaque bytes, so the lock travels in front of
+  the signature there: ``lock ‖ signature``.
 - **Hooks.** ``ChainHooks`` plugs all of this into ``RaftNode`` through
   ``RaftHooks``: the leader chains and signs, followers check continuity from
   their own previous digest and verify, and every verified message is handed
@@ -74,6 +82,8 @@ __all__ = [
     "DIGEST_BYTES",
     "ChainHooks",
     "ChainLink",
+    "ack_lock",
+    "ack_payload",
     "chain_kind",
     "digests_after",
     "entry_digest",
@@ -84,6 +94,7 @@ __all__ = [
 
 DIGEST_BYTES = 32
 _HEADER = struct.Struct(">QQB")
+_LOCK = struct.Struct(">Q")
 _encode = msgspec.msgpack.Encoder().encode
 STATEMENT_KINDS = ("chain", "ack", "nack", "empty", "commit", "vote", "suspect")
 
@@ -128,6 +139,20 @@ def digests_after(start_digest: bytes, start_index: int, links: Sequence[ChainLi
     return out
 
 
+def ack_lock(message: AppendEntriesResponse) -> int | None:
+    """The lock a signed response carries in front of its signature, or None."""
+    signature = message.signature
+    if len(signature) < _LOCK.size:
+        return None
+    lock: int = _LOCK.unpack_from(signature)[0]
+    return lock
+
+
+def ack_payload(digest: bytes, lock: int) -> bytes:
+    """An ``ack`` statement's payload: the digest at its index, then the lock."""
+    return digest + _LOCK.pack(lock)
+
+
 def statement_kind(shard: int, name: str) -> str:
     """The statement kind ``name`` (see the table above) of shard ``shard``."""
     return f"hrb.shard.{shard}.{name}"
@@ -151,7 +176,10 @@ class ChainHooks(RaftHooks):
     the chain must still be refused (an invalid entry, an entry that would
     overwrite an applied one), or ``None``."""
 
-    __slots__ = ("_ack", "_chain", "_empty", "_nack", "node", "on_verified", "shard", "signer", "validate", "verifier")
+    __slots__ = (
+        "_ack", "_chain", "_empty", "_nack", "acked", "lock", "node", "on_verified", "replace",
+        "shard", "signer", "validate", "verifier",
+    )
 
     def __init__(
         self,
@@ -161,12 +189,18 @@ class ChainHooks(RaftHooks):
         *,
         on_verified: Callable[[NodeId, AppendEntries | AppendEntriesResponse], None],
         validate: Callable[[bytes, Sequence[Entry]], str | None],
+        lock: Callable[[int], int],
+        replace: Callable[[Entry, Entry], bool],
     ) -> None:
         self.shard = shard
         self.signer = signer
         self.verifier = verifier
         self.on_verified = on_verified
         self.validate = validate
+        self.lock = lock
+        self.replace = replace
+        self.acked: tuple[int, int] = (-1, 0)
+        """(term, highest index) this member acknowledged in its latest term."""
         self.node: RaftNode | None = None
         self._chain = chain_kind(shard)
         self._ack = statement_kind(shard, "ack")
@@ -213,17 +247,31 @@ class ChainHooks(RaftHooks):
         entry = node.entry_at(index) if node is not None else None
         return None if entry is None else entry.digest
 
-    def response_statement(self, message: AppendEntriesResponse, digest: bytes) -> bytes:
+    def response_statement(self, message: AppendEntriesResponse, digest: bytes, lock: int = 0) -> bytes:
         """The bytes a response's signature covers (``digest``: at its index)."""
         if message.success:
-            return statement_bytes(self._ack, message.index, message.term, digest)
+            return statement_bytes(self._ack, message.index, message.term, digest + _LOCK.pack(lock))
         return statement_bytes(
             self._nack, message.index, message.term, _encode((message.hint_index, message.hint_term))
         )
 
+    def sign_ack(self, term: int, index: int, digest: bytes, lock: int) -> bytes:
+        """A success response's signature bytes: ``lock ‖ signature``."""
+        data = statement_bytes(self._ack, index, term, digest + _LOCK.pack(lock))
+        return _LOCK.pack(lock) + self.signer.sign(data)
+
     def sign_append_response(self, message: AppendEntriesResponse) -> bytes:
-        digest = self._digest_at(message.index) if message.success else b""
-        return self.signer.sign(self.response_statement(message, digest or b""))
+        if not message.success:
+            return _LOCK.pack(0) + self.signer.sign(self.response_statement(message, b""))
+        term, index = message.term, message.index
+        acked_term, acked_index = self.acked
+        if term != acked_term or index > acked_index:
+            self.acked = (term, index if term != acked_term else max(index, acked_index))
+        lock = min(self.lock(term), index)
+        return self.sign_ack(term, index, self._digest_at(index) or b"", lock)
+
+    def replace_entry(self, held: Entry, entry: Entry) -> bool:
+        return self.replace(held, entry)
 
     # ------------------------------------------------------------ verification
     def verify_append(self, sender: NodeId, message: AppendEntries) -> str | None:
@@ -242,15 +290,21 @@ class ChainHooks(RaftHooks):
     def verify_append_response(self, sender: NodeId, message: AppendEntriesResponse) -> str | None:
         if type(message) is not SignedAppendEntriesResponse:
             return "unsigned AppendEntries response in a watched shard"
+        lock = ack_lock(message)
+        if lock is None:
+            return "malformed response signature"
         digest = b""
         if message.success:
             held = self._digest_at(message.index)
             if held is None:
                 return f"acknowledges index {message.index}, which this leader does not hold"
+            if lock > message.index:
+                return f"claims a lock at {lock} beyond the acknowledged index {message.index}"
             digest = held
         plain = unsigned(message)
         assert isinstance(plain, AppendEntriesResponse)
-        if not self.verifier.verify(sender, self.response_statement(plain, digest), message.signature):
+        data = self.response_statement(plain, digest, lock)
+        if not self.verifier.verify(sender, data, message.signature[_LOCK.size :]):
             return "bad signature"
         return None
 

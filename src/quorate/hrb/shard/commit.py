@@ -1,36 +1,58 @@
-"""Certified commits, applying them, and the shard's side of 2PC
+"""Locks, commits, applying them, and the shard's side of 2PC
 (``docs/hrb.md`` sections 2 and 4).
 
 Theory of operation
 -------------------
-- **Leader.** Raft counts only acknowledgements whose signatures verified
-  (``ChainHooks``), and the replica keeps each follower's latest signed
-  acknowledgement of the term (``_acks``). When Raft's commit index moves to
-  c, the next ``ready()`` builds the commit certificate from the
-  acknowledgements at or above c (the smallest indices first, so the links
-  stay short), signs an announcement over it, and sends it ahead of Raft's
-  messages in the same Ready (with the early messages when Raft sends those
-  early: the same rule makes both safe, see ``RaftNode.ready``).
-- **Follower.** An announcement from its leader is verified; a certificate
-  that does not verify is ``forged_commit`` evidence. A valid one waits
-  until the member holds the certified index; if the digest there matches,
-  the index is certified. A certified digest this member does not hold,
-  where its log is attested by the same leader, is a suspicion.
-- **Applying.** Every role applies entries up to its certified index, in
-  order, to the ``ShardStore``, and hands them to the runtime as
-  ``Ready.committed``; the leader's certified index is its commit index. A
-  restarted member takes its recovered commit index as certified: the gate
-  never lets it exceed what a certificate covered (a leader's is
-  quorum-acknowledged).
-- **2PC.** A prepare record the store produced becomes a vote: in majority
-  mode the leader signs it and sends the ``ShardVote``; in byzantine mode
-  every member signs the outcome it computed (``PrepareAck``) and the leader
-  sends the vote once ``bft_quorum(n)`` signatures agree with its own. A
-  member re-sends its acknowledgements to each new leader; a new leader
-  re-sends the votes of every prepared-undecided transaction and the
-  requests of every undecided cross-shard transaction of its home shard,
-  and every leader repeats them each ``vote_resend_s`` until the decision is
-  applied (the core deduplicates by transaction id).
+A certificate alone must not let a member apply an entry. If one member
+applied what a Byzantine leader certified and sent to it alone, the holders
+of that entry would not know it mattered, and after the leader's deposition
+a new leader with another history (an equivocator's other half) could be
+elected and overwrite it everywhere else. So commitment takes two steps, as
+in PBFT's prepared/committed or HotStuff's locked/committed:
+
+- **Lock.** A member that holds a valid certificate for index c (and the
+  entry it names) is locked on c. Its Raft commit index follows its lock
+  (the gate lowers every ``leader_commit`` to it), so Raft itself never
+  truncates a locked entry, and the lock is made durable before any
+  acknowledgement that reports it leaves (``Ready.must_sync``).
+- **Commit.** Acknowledgements report the sender's lock in the current term
+  (``ack`` statements, ``quorate.hrb.shard.chain``). The leader's next
+  certificate therefore proves that ``commit_quorum`` members are locked on
+  ``committed_index``; members apply up to that index, never beyond.
+- **Elections respect locks.** A campaigning member sends its lock
+  certificate (``Candidacy``); a voter refuses a candidate locked lower than
+  itself (by term, then index). If an entry was applied anywhere, a commit
+  quorum is locked on it; every election quorum shares an honest member
+  with it (byzantine mode: 2f + 1 and 2f + 1 of 3f + 1; majority mode: the
+  followers are honest), so every later leader holds it. Entries above a
+  member's lock, from a term older than its current leader's and not
+  acknowledged in the current term, may be replaced by the current
+  leader's history (``RaftHooks.replace_entry``): that is how the two halves
+  of an equivocator's shard converge after its deposition.
+
+The leader builds its certificate in ``ready()`` whenever Raft's commit
+index or the quorum's locks moved: the acknowledgements at or above c with
+the highest locks, its own acknowledgement (locked on c), and the chain
+links from c + 1 to the largest acknowledged index; it signs an
+announcement over it and sends it ahead of Raft's messages in the same
+Ready (with the early messages when Raft sends those early: the same rule
+makes both safe, see ``RaftNode.ready``). A follower verifies an
+announcement of its leader; a certificate that does not verify is
+``forged_commit`` evidence; a valid one waits until the member holds the
+certified index, then locks and raises its commit bound. A certified digest
+this member does not hold where its log is attested by the same leader is a
+suspicion. A restarted member keeps its lock (its recovered commit index)
+and applies nothing until an announcement proves a commit again.
+
+**2PC.** A prepare record the store produced becomes a vote: in majority
+mode the leader signs it and sends the ``ShardVote``; in byzantine mode
+every member signs the outcome it computed (``PrepareAck``) and the leader
+sends the vote once ``bft_quorum(n)`` signatures agree with its own. A member
+re-sends its acknowledgements to each new leader; a new leader re-sends the
+votes of every prepared-undecided transaction and the requests of every
+undecided cross-shard transaction of its home shard, and every leader
+repeats them each ``vote_resend_s`` until the decision is applied (the core
+deduplicates by transaction id).
 
 The functions taking ``self: ShardReplica`` are ``ShardReplica`` methods,
 attached in ``quorate.hrb.shard.replica``.
@@ -46,7 +68,7 @@ from quorate.core.quorum import bft_quorum
 from quorate.core.ready import Entry
 from quorate.errors import invariant
 from quorate.hrb.messages import ShardProof, ShardVote, TxnRequest
-from quorate.hrb.shard.chain import link_of
+from quorate.hrb.shard.chain import ack_lock, link_of
 from quorate.hrb.shard.evidence import forged_commit_evidence
 from quorate.hrb.shard.messages import CommitAnnouncement, PrepareAck
 from quorate.hrb.shard.proofs import (
@@ -72,6 +94,8 @@ if TYPE_CHECKING:
     from quorate.hrb.shard.replica import ShardReplica
 
 _encode = msgspec.msgpack.Encoder().encode
+ACK_LOCK_BYTES = 8
+"""The lock in front of a signed acknowledgement's signature."""
 MAX_EARLY_ACKS = 1024
 """Prepare acknowledgements a leader keeps for transactions it has not applied yet."""
 
@@ -84,26 +108,33 @@ def _record_ack(self: ShardReplica, sender: NodeId, m: AppendEntriesResponse) ->
     if not raft.is_leader or m.term != raft.term:
         return
     self._proof_answered.add(sender)
+    lock = ack_lock(m)
+    assert lock is not None  # the hooks verified the signature's layout
     held = self._acks.get(sender)
-    if held is None or m.index > held[0]:
-        self._acks[sender] = (m.index, m.signature)
+    if held is None or m.index > held[0] or (m.index == held[0] and lock > held[1]):
+        self._acks[sender] = (m.index, lock, m.signature[ACK_LOCK_BYTES:])
+        if lock > self._announced[1]:
+            self._announce_due = True
 
 
 def _certify_commit(self: ShardReplica) -> None:
-    """Leader: certify Raft's new commit index and announce it."""
+    """Leader: certify Raft's commit index and the quorum's locks; announce."""
     raft = self._raft
-    commit = raft.commit_index
-    if not raft.is_leader or commit <= self._certified:
+    if not raft.is_leader:
         return
+    self._announce_due = False
+    commit = raft.commit_index
     term = raft.term
     entry = raft.entry_at(commit)
-    invariant(entry is not None and entry.term == term, f"the leader commits {commit}, not an entry of its term")
-    assert entry is not None
+    if entry is None or entry.term != term:
+        return  # nothing of this term committed yet (the term's first entry is on its way)
     voters = raft.voters
-    need = raft.commit_quorum - (1 if self.id in voters else 0)
+    quorum = raft.commit_quorum
+    me = self.id
+    need = quorum - (1 if me in voters else 0)
     candidates = sorted(
-        (index, int(member), signature)
-        for member, (index, signature) in self._acks.items()
+        (-lock, index, int(member), signature)
+        for member, (index, lock, signature) in self._acks.items()
         if index >= commit and member in voters
     )
     invariant(
@@ -111,28 +142,48 @@ def _certify_commit(self: ShardReplica) -> None:
         f"Raft committed {commit} with {len(candidates)} signed acknowledgements, {need} needed",
     )
     chosen = candidates[:need]
-    acks = [(member, index, signature) for index, member, signature in chosen]
-    if self.id in voters:
-        own = self._signer.sign(ack_statement(self._shard, term, commit, entry.digest))
-        acks.append((int(self.id), commit, own))
-    top = max((index for index, _, _ in chosen), default=commit)
+    acks = [(member, index, -negative_lock, signature) for negative_lock, index, member, signature in chosen]
+    if me in voters:
+        own = self._signer.sign(ack_statement(self._shard, term, commit, entry.digest, commit))
+        acks.append((int(me), commit, commit, own))
+    top = max((index for _, index, _, _ in acks), default=commit)
     links = []
     for index in range(commit + 1, top + 1):
         later = raft.entry_at(index)
         assert later is not None
         links.append(link_of(later))
     certificate = CommitCertificate(term, commit, entry.digest, tuple(sorted(acks)), tuple(links))
-    announcement = CommitAnnouncement(term, certificate, self._signer.sign(commit_statement(self._shard, certificate)))
-    self._certified = commit
+    committed = certificate.committed_index(quorum)
+    announced_commit, announced_lock = self._announced
+    if commit <= announced_commit and committed <= announced_lock:
+        return
+    signature = self._signer.sign(commit_statement(self._shard, certificate))
+    announcement = CommitAnnouncement(term, int(me), certificate, signature)
+    self._announced = (commit, committed)
+    self._lock = max(self._lock, commit)
+    self._lock_certificate = certificate
+    self._commit_bound = max(self._commit_bound, committed)
     self._announcement = announcement
     for member in self._others():
         self._front.append((member, announcement))
 
 
+def _announcement_due(self: ShardReplica) -> bool:
+    """Leader: ``_certify_commit`` has something new to announce. Only an
+    entry of the leader's own term can be certified (a new leader's commit
+    index stays at its predecessor's until its first entry commits)."""
+    raft = self._raft
+    if not raft.is_leader or raft.term_at(raft.commit_index) != raft.term:
+        return False
+    return self._announce_due or raft.commit_index > self._announced[0]
+
+
 # ---------------------------------------------------------------- follower
 def _on_announcement(self: ShardReplica, sender: NodeId, m: CommitAnnouncement) -> None:
     raft = self._raft
-    if m.term != raft.term or (raft.leader_id != sender and self._proofs.get(m.term) != sender):
+    if m.leader != int(sender) or m.term != raft.term or (
+        raft.leader_id != sender and self._proofs.get(m.term) != sender
+    ):
         self._reject(sender, m, f"a commit announcement from node {sender}, not the leader of term {raft.term}")
         return
     cert = m.certificate
@@ -142,17 +193,20 @@ def _on_announcement(self: ShardReplica, sender: NodeId, m: CommitAnnouncement) 
     if cert.term != m.term:
         self._reject(sender, m, "the certificate is of another term")
         return
-    if cert.index <= self._certified:
-        return
+    quorum = raft.commit_quorum
+    if cert.index <= self._lock and cert.committed_index(quorum) <= self._commit_bound:
+        return  # nothing new
     reason = verify_commit_certificate(
-        cert, shard=self._shard, voters=raft.voters, quorum=raft.commit_quorum, verifier=self._verifier
+        cert, shard=self._shard, voters=raft.voters, quorum=quorum, verifier=self._verifier
     )
     if reason is not None:
         self._reject(sender, m, f"forged commit: {reason}")
         self._convict(forged_commit_evidence(m, sender, self._shard), detector=True)
         return
     pending = self._pending_certificate
-    if pending is None or cert.index > pending.index:
+    if pending is None or (cert.index, cert.committed_index(quorum)) >= (
+        pending.index, pending.committed_index(quorum),
+    ):
         self._pending_certificate = cert
     self._try_certify()
 
@@ -165,16 +219,41 @@ def _try_certify(self: ShardReplica) -> None:
     held = raft.entry_at(cert.index)
     if held is None:
         return  # the entries are on their way
+    self._pending_certificate = None
     if held.digest == cert.digest:
-        self._certified = max(self._certified, cert.index)
-        self._pending_certificate = None
+        if cert.index > self._lock:
+            self._lock = cert.index
+            self._lock_certificate = cert
+        self._commit_bound = max(self._commit_bound, cert.committed_index(raft.commit_quorum))
         return
     attested = self._attested
     if attested is not None and attested.round == cert.term and attested.height >= cert.index:
-        self._pending_certificate = None
         leader = raft.leader_id
         if leader is not None:
             self._suspect(cert.term, leader, "certified a digest this member does not hold")
+
+
+def _lock_rank(self: ShardReplica) -> tuple[int, int]:
+    """This member's lock as (term, index): what candidates must match."""
+    return (self._raft.term_at(self._lock) or 0, self._lock)
+
+
+def _lock_in(self: ShardReplica, term: int) -> int:
+    """The lock an acknowledgement in ``term`` reports (0 if not locked in it)."""
+    raft = self._raft
+    lock = min(self._lock, raft.commit_index)
+    return lock if raft.term_at(lock) == term else 0
+
+
+def _may_replace(self: ShardReplica, held: Entry, entry: Entry) -> bool:
+    """``RaftHooks.replace_entry``: see the module docstring."""
+    raft = self._raft
+    if entry.term >= raft.term:
+        return False  # the current leader contradicts itself: equivocation
+    if held.index <= self._lock or held.index <= self._store.applied_index:
+        return False
+    acked_term, acked_index = self._hooks.acked
+    return not (acked_term == raft.term and held.index <= acked_index)
 
 
 # ---------------------------------------------------------------- applying
@@ -182,7 +261,7 @@ def _apply_certified(self: ShardReplica) -> None:
     """Apply every certified entry not yet applied; act on what they caused."""
     store = self._store
     raft = self._raft
-    while store.applied_index < self._certified:
+    while store.applied_index < self._commit_bound:
         entry = raft.entry_at(store.applied_index + 1)
         invariant(entry is not None, f"certified entry {store.applied_index + 1} is missing")
         assert entry is not None

@@ -26,10 +26,14 @@ message passes ``_gate`` before ``RaftNode`` sees it:
   a vote is granted only when the voter suspects the leader or has not heard
   from it for an election timeout. A Byzantine member alone can then start
   as many elections as it likes: nobody votes.
+- **Votes respect locks.** A candidate sends its lock certificate first
+  (``Candidacy``); a vote request from a candidate locked below this member
+  is dropped (``quorate.hrb.shard.commit`` says why this keeps every applied
+  entry in every later leader's log).
 - **Commit indices come from certificates.** The gate lowers the commit
-  index of every AppendEntries and heartbeat to this member's certified
-  index, so Raft's own commit index never runs ahead of what a certificate
-  covers (``quorate.hrb.shard.commit``).
+  index of every AppendEntries and heartbeat to this member's lock, so
+  Raft's own commit index never runs ahead of what a certificate covers
+  (``quorate.hrb.shard.commit``).
 - **Snapshots** are not sent in shards (a snapshot carries no digest, which
   would break the chain): ``InstallSnapshot`` is refused.
 
@@ -45,8 +49,8 @@ import msgspec
 
 from quorate.core.evidence import Evidence, SignedStatement
 from quorate.hrb.shard.chain import statement_kind
-from quorate.hrb.shard.messages import LeaderProof, SignedVote
-from quorate.hrb.shard.proofs import verify_leader_votes, vote_statement
+from quorate.hrb.shard.messages import Candidacy, LeaderProof, SignedVote
+from quorate.hrb.shard.proofs import verify_commit_certificate, verify_leader_votes, vote_statement
 from quorate.ids import NodeId
 from quorate.raft.messages import (
     AppendEntries,
@@ -63,7 +67,7 @@ from quorate.raft.messages import (
     SignedAppendEntriesResponse,
     TimeoutNow,
 )
-from quorate.raft.roles import CANDIDATE
+from quorate.raft.roles import CANDIDATE, PRE_CANDIDATE
 
 if TYPE_CHECKING:
     from quorate.hrb.shard.replica import ShardReplica
@@ -75,6 +79,7 @@ RESPONSES = frozenset(
     (AppendEntriesResponse, SignedAppendEntriesResponse, HeartbeatResponse, RequestVoteResponse)
 )
 _WITH_COMMIT = frozenset((AppendEntries, SignedAppendEntries, Heartbeat, QuiesceHeartbeat))
+CAMPAIGNING = (PRE_CANDIDATE, CANDIDATE)
 PROOF_TERMS_KEPT = 4
 """Verified proofs of election remembered (the most recent terms)."""
 
@@ -92,10 +97,13 @@ def _gate(self: ShardReplica, sender: NodeId, m: Any) -> Any | None:
         if term >= raft.term and not following and self._proofs.get(term) != sender:
             self._reject(sender, m, f"no proof that node {sender} leads term {term}")
             return None
-        if cls in _WITH_COMMIT and m.leader_commit > self._certified:
-            m = msgspec.structs.replace(m, leader_commit=self._certified)
+        if cls in _WITH_COMMIT and m.leader_commit > self._lock:
+            m = msgspec.structs.replace(m, leader_commit=self._lock)
         return m
     if cls is RequestVote or cls is PreVote:
+        if self._candidacies.get(sender, (0, 0)) < self._lock_rank():
+            self._reject(sender, m, "the candidate is locked below this member")
+            return None
         if cls is RequestVote and m.transfer:
             m = msgspec.structs.replace(m, transfer=False)
         if term > raft.term and self._suspects_leader():
@@ -166,6 +174,33 @@ def _on_leader_proof(self: ShardReplica, sender: NodeId, m: LeaderProof) -> None
         self._proof_votes.pop(old, None)
 
 
+def _on_candidacy(self: ShardReplica, sender: NodeId, m: Candidacy) -> None:
+    cert = m.certificate
+    if cert is None:
+        self._candidacies[sender] = (0, 0)
+        return
+    raft = self._raft
+    reason = verify_commit_certificate(
+        cert, shard=self._shard, voters=raft.voters, quorum=raft.commit_quorum, verifier=self._verifier
+    )
+    if reason is not None:
+        self._reject(sender, m, f"a candidacy with an invalid lock: {reason}")
+        return
+    self._candidacies[sender] = (cert.term, cert.index)
+
+
+def _announce_candidacy(self: ShardReplica) -> None:
+    """A campaign starts (pre-vote or vote): show our lock before the requests."""
+    raft = self._raft
+    key = (raft.role, raft.term)
+    if raft.role not in CAMPAIGNING or key == self._candidacy_sent:
+        return
+    self._candidacy_sent = key
+    candidacy = Candidacy(self._lock_certificate)
+    for member in self._others():
+        self._front.append((member, candidacy))
+
+
 def _convict_double_vote(self: ShardReplica, m: LeaderProof, first: NodeId, second: NodeId) -> None:
     earlier = self._proof_votes.get(m.term, {})
     kind = statement_kind(self._shard, "vote")
@@ -185,6 +220,8 @@ def _become_leader(self: ShardReplica) -> None:
     term = raft.term
     self._leading_term = term
     self._acks = {}
+    self._announced = (0, 0)
+    self._announce_due = False
     self._proposed.clear()
     votes = dict(self._votes.pop(term, {}))
     votes[int(self.id)] = self._signer.sign(vote_statement(self._shard, term, int(self.id)))

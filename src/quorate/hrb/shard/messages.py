@@ -4,8 +4,9 @@ Theory of operation: these are the watcher's conversation around the Raft
 group (``docs/hrb.md`` section 2). Raft's messages keep their own types; a
 shard replica adds:
 
-- ``CommitAnnouncement``: the leader's certified commit index
-  (``quorate.hrb.shard.proofs``), signed over the certificate's hash;
+- ``CommitAnnouncement``: the leader's certified commit index and how far a
+  quorum is locked (``quorate.hrb.shard.proofs``), signed over the
+  certificate's hash; ``Candidacy``: a campaigning member's lock;
 - ``SignedVote`` (a granted vote, signed: it replaces Raft's granted
   ``RequestVoteResponse`` on the wire) and ``LeaderProof`` (a new leader's
   collected votes);
@@ -37,6 +38,7 @@ from quorate.raft.messages import RAFT_MESSAGE_TYPES
 __all__ = [
     "SHARD_MESSAGE_TYPES",
     "WATCHER_MESSAGE_TYPES",
+    "Candidacy",
     "CommitAnnouncement",
     "EvidenceNotice",
     "ForwardedRequest",
@@ -51,12 +53,21 @@ __all__ = [
 
 
 class CommitAnnouncement(WireMessage, tag="hrb.shard.CommitAnnouncement", frozen=True):
-    """The leader of ``term`` certifies its commit index; ``signature`` is its
-    ``commit`` statement over the certificate's hash."""
+    """``leader``, leading ``term``, certifies an index and proves how far a
+    quorum is locked; ``signature`` is its ``commit`` statement over the
+    certificate's hash."""
 
     term: int
+    leader: int
     certificate: CommitCertificate
     signature: bytes
+
+
+class Candidacy(WireMessage, tag="hrb.shard.Candidacy", frozen=True):
+    """The sender campaigns; ``certificate`` is the highest it is locked on
+    (voters locked higher refuse it), ``None`` if it holds none."""
+
+    certificate: CommitCertificate | None = None
 
 
 class SignedVote(WireMessage, tag="hrb.shard.SignedVote", frozen=True):
@@ -139,6 +150,7 @@ class PrepareAck(WireMessage, tag="hrb.shard.PrepareAck", frozen=True):
 
 WATCHER_MESSAGE_TYPES: tuple[type[WireMessage], ...] = (
     CommitAnnouncement,
+    Candidacy,
     SignedVote,
     LeaderProof,
     ForwardedRequest,

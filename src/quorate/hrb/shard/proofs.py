@@ -4,19 +4,29 @@ proofs of election, and the proof behind a shard's vote on a transaction
 
 Theory of operation
 -------------------
-- **Commit certificate.** A leader of term T commits index c once
-  ``commit_quorum`` voters (itself included) acknowledged it: a majority in
-  ``quorum = "majority"``, 2f + 1 of 3f + 1 in ``"byzantine"``. Each
-  acknowledgement is the follower's signed ``ack`` statement (T, j, d(j)) for
-  its match index j >= c (``quorate.hrb.shard.chain``); the certificate
-  carries those signatures and the chain links from c + 1 to the largest j,
-  so a verifier recomputes every d(j) from d(c) and checks each signature.
-  Followers apply an index only once a certificate covers it, in both modes:
-  the leader's word alone commits nothing. The leader sends its certificate
-  in a ``CommitAnnouncement`` it signs over the certificate's hash (the
-  ``commit`` statement), so a signed announcement whose certificate does not
-  verify proves by itself that its signer claimed a commit it could not
-  support (``forged_commit`` evidence).
+- **Commit certificate.** A leader of term T certifies index c once
+  ``commit_quorum`` voters (itself included) acknowledged it. Each
+  acknowledgement is the follower's signed ``ack`` statement (T, j, d(j),
+  lock) for its match index j >= c (``quorate.hrb.shard.chain``); the
+  certificate carries those signatures and the chain links from c + 1 to the
+  largest j, so a verifier recomputes every d(j) from d(c) and checks each
+  signature. A member that holds a valid certificate for c and the entry it
+  names is *locked* on c (``quorate.hrb.shard.commit`` says why applying
+  needs a quorum of locks, not only a certificate). The acknowledgements'
+  locks are part of what they sign, so a certificate also proves how far a
+  quorum is locked: its ``committed_index``.
+- **Commit quorums.** ``"byzantine"``: 2f + 1 of n = 3f + 1 (Raft's
+  ``ByzantineQuorum``); any two quorums share an honest member. ``"majority"``:
+  the leader plus a majority of the *other* voters (``FollowerMajorityQuorum``):
+  two such certificates share a follower, and followers are assumed honest
+  in this mode, so even a Byzantine leader cannot certify two histories.
+  Plain Raft majorities would not do: two majorities of seven may share only
+  the leader.
+- **The announcement.** The leader sends its certificate in a
+  ``CommitAnnouncement`` it signs over the certificate's hash (the ``commit``
+  statement), so a signed announcement whose certificate does not verify
+  proves by itself that its signer claimed a commit it could not support
+  (``forged_commit`` evidence).
 - **Proof of election.** A granted vote is a signed ``vote`` statement for
   (term, candidate); a new leader sends ``election_quorum`` of them
   (``LeaderProof``) and a member follows a leader of a new term only with
@@ -28,9 +38,9 @@ Theory of operation
   signed over ``shard_vote_bytes`` (shard, transaction, outcome, and the
   prepare entry's term, index and digest): by the leader (both modes) and,
   in byzantine mode, by ``bft_quorum(n)`` members each of whom applied that
-  certified prepare entry and found that outcome. A Raft acknowledgement
-  only says "my log matches through j"; the core must also know the
-  *outcome* the entry produced, so members sign the outcome itself.
+  prepare entry and found that outcome. A Raft acknowledgement only says "my
+  log matches through j"; the core must also know the *outcome* the entry
+  produced, so members sign the outcome itself.
 
 Every ``verify_*`` function returns why a proof fails, or ``None``, and
 never raises on peer input.
@@ -39,19 +49,28 @@ never raises on peer input.
 from __future__ import annotations
 
 import hashlib
+import struct
 from collections.abc import Collection
 
 import msgspec
 
 from quorate.core.evidence import statement_bytes
-from quorate.core.quorum import bft_quorum
+from quorate.core.quorum import bft_quorum, majority
 from quorate.core.signing import Verifier
 from quorate.hrb.messages import ShardVote
-from quorate.hrb.shard.chain import DIGEST_BYTES, ChainLink, digests_after, statement_kind
+from quorate.hrb.shard.chain import (
+    DIGEST_BYTES,
+    ChainLink,
+    ack_payload,
+    digests_after,
+    statement_kind,
+)
 from quorate.ids import NodeId
 
 __all__ = [
     "CommitCertificate",
+    "FollowerMajorityQuorum",
+    "ack_statement",
     "certificate_hash",
     "commit_statement",
     "shard_vote_bytes",
@@ -67,20 +86,27 @@ MAX_CERTIFICATE_LINKS = 4096
 
 
 class CommitCertificate(msgspec.Struct, array_like=True, frozen=True):
-    """Index ``index`` with digest ``digest`` is committed in ``term``:
-    ``acks`` are (member, acknowledged index, signature) sorted by member,
-    every acknowledged index >= ``index``; ``links`` are the entries'
-    links from ``index + 1`` to the largest acknowledged index."""
+    """Index ``index`` with digest ``digest`` is certified in ``term``:
+    ``acks`` are (member, acknowledged index, lock, signature) sorted by
+    member, every acknowledged index >= ``index`` and every lock <= its
+    index; ``links`` are the entries' links from ``index + 1`` to the
+    largest acknowledged index."""
 
     term: int
     index: int
     digest: bytes
-    acks: tuple[tuple[int, int, bytes], ...]
+    acks: tuple[tuple[int, int, int, bytes], ...]
     links: tuple[ChainLink, ...] = ()
 
+    def committed_index(self, quorum: int) -> int:
+        """The highest index ``quorum`` of its acknowledgers are locked on
+        (meaningful once the certificate verified)."""
+        locks = sorted((lock for _, _, lock, _ in self.acks), reverse=True)
+        return min(locks[quorum - 1], self.index) if 0 < quorum <= len(locks) else 0
 
-def ack_statement(shard: int, term: int, index: int, digest: bytes) -> bytes:
-    return statement_bytes(statement_kind(shard, "ack"), index, term, digest)
+
+def ack_statement(shard: int, term: int, index: int, digest: bytes, lock: int) -> bytes:
+    return statement_bytes(statement_kind(shard, "ack"), index, term, ack_payload(digest, lock))
 
 
 def verify_commit_certificate(
@@ -107,7 +133,7 @@ def verify_commit_certificate(
     top = cert.index + len(cert.links)
     seen: set[int] = set()
     good = 0
-    for member, acked, signature in cert.acks:
+    for member, acked, lock, signature in cert.acks:
         if member in seen:
             return f"certificate lists node {member} twice"
         seen.add(member)
@@ -115,7 +141,12 @@ def verify_commit_certificate(
             return f"certificate counts node {member}, which is not a voter"
         if not cert.index <= acked <= top:
             return f"node {member}'s acknowledgement of {acked} is outside {cert.index}..{top}"
-        data = ack_statement(shard, cert.term, acked, digests[acked - cert.index])
+        if not 0 <= lock <= acked:
+            return f"node {member}'s lock {lock} is outside 0..{acked}"
+        try:
+            data = ack_statement(shard, cert.term, acked, digests[acked - cert.index], lock)
+        except (OverflowError, struct.error):
+            return f"node {member}'s lock does not fit 64 bits"
         if not verifier.verify(NodeId(member), data, signature):
             return f"node {member}'s acknowledgement does not verify"
         good += 1
@@ -133,6 +164,22 @@ def commit_statement(shard: int, certificate: CommitCertificate) -> bytes:
     return statement_bytes(
         statement_kind(shard, "commit"), certificate.index, certificate.term, certificate_hash(certificate)
     )
+
+
+class FollowerMajorityQuorum:
+    """``quorum = "majority"``: commit with the leader and a majority of the
+    other voters; elect with a majority (see the module docstring)."""
+
+    __slots__ = ()
+
+    def commit_quorum(self, voters: int) -> int:
+        return min(voters, 1 + majority(voters - 1))
+
+    def election_quorum(self, voters: int) -> int:
+        return majority(voters)
+
+    def __repr__(self) -> str:
+        return "FollowerMajorityQuorum()"
 
 
 # ---------------------------------------------------------------- elections

@@ -67,6 +67,7 @@ from quorate.hrb.shard import commit, election, watcher
 from quorate.hrb.shard.chain import ChainHooks, entry_digest
 from quorate.hrb.shard.config import ShardConfig
 from quorate.hrb.shard.messages import (
+    Candidacy,
     CommitAnnouncement,
     EvidenceNotice,
     ForwardedRequest,
@@ -78,7 +79,7 @@ from quorate.hrb.shard.messages import (
     SignedVote,
     Suspicion,
 )
-from quorate.hrb.shard.proofs import CommitCertificate
+from quorate.hrb.shard.proofs import CommitCertificate, FollowerMajorityQuorum
 from quorate.hrb.shard.state import (
     CertificateCheck,
     CertifiedDecision,
@@ -94,7 +95,7 @@ from quorate.hrb.shard.state import (
     encode_command,
 )
 from quorate.ids import NodeId
-from quorate.raft.hooks import MAJORITY, ByzantineQuorum
+from quorate.raft.hooks import ByzantineQuorum
 from quorate.raft.messages import (
     RAFT_MESSAGE_TYPES,
     ConfChange,
@@ -152,14 +153,20 @@ class ShardReplica:
     _on_signed_vote = election._on_signed_vote
     _sign_vote = election._sign_vote
     _on_leader_proof = election._on_leader_proof
+    _on_candidacy = election._on_candidacy
+    _announce_candidacy = election._announce_candidacy
     _convict_double_vote = election._convict_double_vote
     _become_leader = election._become_leader
     _resend_proof = election._resend_proof
     # ------------------------------------------------------------ commit.py
     _record_ack = commit._record_ack
     _certify_commit = commit._certify_commit
+    _announcement_due = commit._announcement_due
     _on_announcement = commit._on_announcement
     _try_certify = commit._try_certify
+    _lock_rank = commit._lock_rank
+    _lock_in = commit._lock_in
+    _may_replace = commit._may_replace
     _apply_certified = commit._apply_certified
     _on_effect = commit._on_effect
     _on_prepared = commit._on_prepared
@@ -222,7 +229,13 @@ class ShardReplica:
         self._rules = EntryRules(config.shard, config.shards, key_shard, config.max_txn_ops, config.max_txn_bytes)
         self._store = ShardStore(self._rules, _CertificateCache(check_certificate), genesis)
         self._hooks = ChainHooks(
-            config.shard, signer, verifier, on_verified=self._on_verified, validate=self._validate_batch
+            config.shard,
+            signer,
+            verifier,
+            on_verified=self._on_verified,
+            validate=self._validate_batch,
+            lock=self._lock_in,
+            replace=self._may_replace,
         )
         self._raft = RaftNode(
             id,
@@ -233,7 +246,7 @@ class ShardReplica:
             learners=learners,
             recovered=None if recovered is None else _rechained(recovered),
             hooks=self._hooks,
-            quorum=ByzantineQuorum() if config.byzantine else MAJORITY,
+            quorum=ByzantineQuorum() if config.byzantine else FollowerMajorityQuorum(),
         )
         self._hooks.node = self._raft
         # Output of the current turn.
@@ -245,10 +258,14 @@ class ShardReplica:
         self._results: list[TxnOutcome] = []
         self._raft_ready: Ready | None = None
         # Commitment (commit.py).
-        self._certified = self._raft.commit_index
+        self._lock = self._raft.commit_index
+        self._lock_certificate: CommitCertificate | None = None
+        self._commit_bound = 0
         self._pending_certificate: CommitCertificate | None = None
         self._announcement: CommitAnnouncement | None = None
-        self._acks: dict[NodeId, tuple[int, bytes]] = {}
+        self._announced = (0, 0)
+        self._announce_due = False
+        self._acks: dict[NodeId, tuple[int, int, bytes]] = {}
         self._prepare_acks: dict[bytes, dict[int, tuple[bytes, bytes]]] = {}
         self._my_prepare_acks: dict[bytes, PrepareAck] = {}
         self._own_votes: dict[bytes, tuple[int, bytes, bytes]] = {}
@@ -258,6 +275,8 @@ class ShardReplica:
         self._votes: dict[int, dict[int, bytes]] = {}
         self._proofs: dict[int, NodeId] = {}
         self._proof_votes: dict[int, dict[int, bytes]] = {}
+        self._candidacies: dict[NodeId, tuple[int, int]] = {}
+        self._candidacy_sent: tuple[Any, int] | None = None
         self._proof: LeaderProof | None = None
         self._proof_answered: set[NodeId] = set()
         self._next_proof_at = now
@@ -320,9 +339,14 @@ class ShardReplica:
         return self._signer
 
     @property
-    def certified_index(self) -> int:
-        """Highest index this member knows certified (and holds)."""
-        return self._certified
+    def lock_index(self) -> int:
+        """Highest index this member holds a certificate for (and the entry)."""
+        return self._lock
+
+    @property
+    def committed_index(self) -> int:
+        """Highest index a commit quorum is proven locked on: what it applies."""
+        return self._commit_bound
 
     @property
     def applied_index(self) -> int:
@@ -546,13 +570,15 @@ class ShardReplica:
         return (
             raft.has_ready()
             or bool(self._msgs or self._front or self._rejected)
-            or self._certified > self._store.applied_index
-            or (raft.is_leader and raft.commit_index > self._certified)
+            or self._commit_bound > self._store.applied_index
+            or self._announcement_due()
+            or (raft.role in election.CAMPAIGNING and (raft.role, raft.term) != self._candidacy_sent)
         )
 
     def ready(self) -> Ready:
         """Raft's Ready plus the shard's work (see the module docstring)."""
         self._certify_commit()
+        self._announce_candidacy()
         inner = self._raft.ready()
         self._raft_ready = inner
         messages = [
@@ -577,7 +603,8 @@ class ShardReplica:
             inner.reads,
             self._wake_at(),
             inner.rejected + self._rejected if self._rejected else inner.rejected,
-            inner.must_sync,
+            # A follower's lock rides on Raft's commit index: durable before it is reported.
+            inner.must_sync or (inner.hard_state is not None and not self._raft.is_leader),
             early,
         )
         self._msgs = []
@@ -644,7 +671,8 @@ class ShardReplica:
         raft = self._raft
         return (
             f"ShardReplica(shard={self._shard}, id={raft.id}, role={raft.role.value}, term={raft.term}, "
-            f"leader={raft.leader_id}, certified={self._certified}, applied={self._store.applied_index})"
+            f"leader={raft.leader_id}, lock={self._lock}, committed={self._commit_bound}, "
+            f"applied={self._store.applied_index})"
         )
 
 
@@ -677,6 +705,7 @@ def _handlers() -> dict[type, Handler]:
             SignedVote: ShardReplica._on_signed_vote,
             LeaderProof: ShardReplica._on_leader_proof,
             CommitAnnouncement: ShardReplica._on_announcement,
+            Candidacy: ShardReplica._on_candidacy,
             ForwardedRequest: ShardReplica._on_forwarded,
             HeadChallenge: ShardReplica._on_head_challenge,
             HeadAnswer: ShardReplica._on_head_answer,

@@ -187,7 +187,7 @@ def _challenge_tick(self: ShardReplica, now: float) -> None:
         self._next_challenge_at = now + interval * (0.75 + 0.5 * self._rng.random())
         nonce = self._rng.getrandbits(62)
         self._challenge = (nonce, now, raft.term, leader)
-        self._msgs.append((leader, HeadChallenge(raft.term, nonce, self._certified)))
+        self._msgs.append((leader, HeadChallenge(raft.term, nonce, self._commit_bound)))
     for key in self._my_suspicions:
         if key == (raft.term, leader) and now >= self._suspicion_resend_at:
             self._suspicion_resend_at = now + interval
@@ -204,7 +204,7 @@ def _on_head_challenge(self: ShardReplica, sender: NodeId, m: HeadChallenge) -> 
         digest = b"" if last == 0 else raft.entry_at(last).digest  # type: ignore[union-attr]
         head = self._head_cache = self._hooks.chain_statement(raft.term, last, digest)
     self._msgs.append((sender, HeadAnswer(m.nonce, head, raft.commit_index)))
-    if m.certified < self._certified and self._announcement is not None:
+    if m.certified < self._commit_bound and self._announcement is not None:
         self._msgs.append((sender, self._announcement))
 
 
@@ -285,7 +285,7 @@ def _reforward_watched(self: ShardReplica, leader: NodeId) -> None:
 def _validate_batch(self: ShardReplica, previous_digest: bytes, entries: Sequence[Entry]) -> str | None:
     """``ChainHooks.validate``: the batch continues the chain; may we store it?"""
     raft = self._raft
-    protected = max(self._store.applied_index, self._certified)
+    protected = max(self._store.applied_index, self._lock)
     keys: list[Any] = []
     for entry in entries:
         if entry.index <= protected:
