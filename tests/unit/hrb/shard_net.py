@@ -3,7 +3,8 @@
 
 Messages wait in one FIFO queue until ``deliver`` hands them over; the test
 decides what gets through (``drop``, ``cut``, ``isolate``, ``heal``,
-``drop_types``). Time moves only through ``advance``. Each member has a
+``drop_types``, and ``loss``: a seeded fraction lost at random). Time
+moves only through ``advance``. Each member has a
 ``MemoryStorage`` that survives ``crash``/``restart``; its Ready is carried
 out in the driver's order (early messages, persist, messages, apply).
 
@@ -126,6 +127,7 @@ class ShardNet:
         byzantine: dict[int, str] | None = None,
         seed: int = 0,
         monitor: bool = True,
+        loss: float = 0.0,
         **options: Any,
     ) -> None:
         self.now = 0.0
@@ -137,6 +139,9 @@ class ShardNet:
         self.key_shard = key_shard
         self.byzantine = {NodeId(k): v for k, v in (byzantine or {}).items()}
         self.seed = seed
+        self.loss = loss
+        """Fraction of messages lost at random (drawn from a source seeded by ``seed``)."""
+        self._loss_rng = random.Random(seed ^ 0x5EED)
         self.nodes: dict[NodeId, Any] = {}
         self.storage: dict[NodeId, MemoryStorage] = {}
         self.applied: dict[NodeId, list[Any]] = {}
@@ -265,6 +270,8 @@ class ShardNet:
         while self.queue and delivered < limit:
             src, dst, message = self.queue.pop(0)
             if (src, dst) in self.blocked or type(message) in self.dropped_types or dst in self.down:
+                continue
+            if self.loss and self._loss_rng.random() < self.loss:
                 continue
             delivered += 1
             self.step(src, dst, message)

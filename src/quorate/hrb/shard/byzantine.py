@@ -20,6 +20,10 @@ wire, holding only its own signing key:
   and every challenge answer for ``SLOW_FRACTION`` of an election timeout
   (heartbeats still flow, so Raft's own timeouts never fire): late answers
   and the inclusion bound.
+- ``silent-leader``: as leader, stalls: it keeps sending heartbeats (so
+  Raft's election timeout never fires and followers stay with it) but sends
+  no entries, no commit announcements and no answers to challenges:
+  unanswered challenges.
 - ``lying-follower``: acknowledges every AppendEntries without storing its
   entries (a signed acknowledgement of the leader's digest), keeps suspecting
   its leader, and tries to churn leaders each election timeout (a
@@ -76,6 +80,7 @@ BEHAVIOURS = (
     "censoring-leader",
     "forging-leader",
     "slow-leader",
+    "silent-leader",
     "lying-follower",
 )
 SLOW_FRACTION = 0.9
@@ -200,6 +205,11 @@ class ByzantineShardReplica:
             (type(message) is SignedAppendEntries and message.entries) or type(message) is HeadAnswer
         ):
             self._held.append((self._now + self._delay_s, to, message))
+            return []
+        if b == "silent-leader" and inner.is_leader and (
+            (type(message) is SignedAppendEntries and message.entries)
+            or type(message) in (HeadAnswer, CommitAnnouncement)
+        ):
             return []
         return [(to, message)]
 

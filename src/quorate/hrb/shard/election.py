@@ -67,7 +67,7 @@ from quorate.raft.messages import (
     SignedAppendEntriesResponse,
     TimeoutNow,
 )
-from quorate.raft.roles import CANDIDATE, PRE_CANDIDATE
+from quorate.raft.roles import CANDIDATE
 
 if TYPE_CHECKING:
     from quorate.hrb.shard.replica import ShardReplica
@@ -79,7 +79,6 @@ RESPONSES = frozenset(
     (AppendEntriesResponse, SignedAppendEntriesResponse, HeartbeatResponse, RequestVoteResponse)
 )
 _WITH_COMMIT = frozenset((AppendEntries, SignedAppendEntries, Heartbeat, QuiesceHeartbeat))
-CAMPAIGNING = (PRE_CANDIDATE, CANDIDATE)
 PROOF_TERMS_KEPT = 4
 """Verified proofs of election remembered (the most recent terms)."""
 
@@ -189,16 +188,14 @@ def _on_candidacy(self: ShardReplica, sender: NodeId, m: Candidacy) -> None:
     self._candidacies[sender] = (cert.term, cert.index)
 
 
-def _announce_candidacy(self: ShardReplica) -> None:
-    """A campaign starts (pre-vote or vote): show our lock before the requests."""
-    raft = self._raft
-    key = (raft.role, raft.term)
-    if raft.role not in CAMPAIGNING or key == self._candidacy_sent:
-        return
-    self._candidacy_sent = key
-    candidacy = Candidacy(self._lock_certificate)
-    for member in self._others():
-        self._front.append((member, candidacy))
+def _announce_candidacy(self: ShardReplica, messages: list[tuple[NodeId, Any]]) -> None:
+    """Every (pre-)vote request Raft sends is preceded by our lock: a voter
+    that missed it would refuse us for as long as it lasts (a pre-vote
+    campaign keeps its term, so "once per campaign" is not enough)."""
+    targets = sorted({to for to, m in messages if type(m) is PreVote or type(m) is RequestVote})
+    if targets:
+        candidacy = Candidacy(self._lock_certificate)
+        self._front.extend((to, candidacy) for to in targets)
 
 
 def _convict_double_vote(self: ShardReplica, m: LeaderProof, first: NodeId, second: NodeId) -> None:

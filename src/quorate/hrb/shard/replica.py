@@ -276,7 +276,6 @@ class ShardReplica:
         self._proofs: dict[int, NodeId] = {}
         self._proof_votes: dict[int, dict[int, bytes]] = {}
         self._candidacies: dict[NodeId, tuple[int, int]] = {}
-        self._candidacy_sent: tuple[Any, int] | None = None
         self._proof: LeaderProof | None = None
         self._proof_answered: set[NodeId] = set()
         self._next_proof_at = now
@@ -572,15 +571,14 @@ class ShardReplica:
             or bool(self._msgs or self._front or self._rejected)
             or self._commit_bound > self._store.applied_index
             or self._announcement_due()
-            or (raft.role in election.CAMPAIGNING and (raft.role, raft.term) != self._candidacy_sent)
         )
 
     def ready(self) -> Ready:
         """Raft's Ready plus the shard's work (see the module docstring)."""
         self._certify_commit()
-        self._announce_candidacy()
         inner = self._raft.ready()
         self._raft_ready = inner
+        self._announce_candidacy(inner.messages)
         messages = [
             (to, self._sign_vote(to, m)) if type(m) is RequestVoteResponse and m.granted else (to, m)
             for to, m in inner.messages

@@ -38,8 +38,10 @@ Theory of operation
   alone depose only when ``f + 1`` members (byzantine mode: at least one
   honest) or a majority (majority mode) signed one for the same leader and
   term; the leader is then refused until the shard follows a newly proven
-  leader of a later term. A member re-sends its own suspicion every
-  challenge interval while it stands, so a lost message does not lose it.
+  leader of a later term. A member re-sends its own suspicions of the
+  current term every challenge interval, also once it stopped following the
+  suspect, so a lost message does not split the shard into members that
+  deposed and members that did not.
 
 The functions taking ``self: ShardReplica`` are ``ShardReplica`` methods,
 attached in ``quorate.hrb.shard.replica``.
@@ -174,6 +176,7 @@ def _update_attested(self: ShardReplica) -> None:
 def _challenge_tick(self: ShardReplica, now: float) -> None:
     raft = self._raft
     leader = raft.leader_id
+    _resend_suspicions(self, now)
     if raft.role is not FOLLOWER or leader is None or leader == self.id:
         self._challenge = None
         return
@@ -188,10 +191,24 @@ def _challenge_tick(self: ShardReplica, now: float) -> None:
         nonce = self._rng.getrandbits(62)
         self._challenge = (nonce, now, raft.term, leader)
         self._msgs.append((leader, HeadChallenge(raft.term, nonce, self._commit_bound)))
-    for key in self._my_suspicions:
-        if key == (raft.term, leader) and now >= self._suspicion_resend_at:
-            self._suspicion_resend_at = now + interval
-            self._broadcast(self._my_suspicions[key])
+
+
+def _resend_suspicions(self: ShardReplica, now: float) -> None:
+    """Re-send this member's suspicions of the current term each challenge
+    interval, also after it stopped following the suspect (a lost suspicion
+    would otherwise leave the members that deposed and those that did not
+    split for good: the first refuse the leader, the others stay with it)."""
+    if now < self._suspicion_resend_at:
+        return
+    term = self._raft.term
+    for key in [k for k in self._my_suspicions if k[0] < term]:
+        del self._my_suspicions[key]  # a later term: they can depose nobody now
+    current = [s for (t, _), s in self._my_suspicions.items() if t == term]
+    if not current:
+        return
+    self._suspicion_resend_at = now + self._config.challenge_interval_s
+    for suspicion in current:
+        self._broadcast(suspicion)
 
 
 def _on_head_challenge(self: ShardReplica, sender: NodeId, m: HeadChallenge) -> None:
