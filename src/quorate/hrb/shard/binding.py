@@ -11,6 +11,10 @@ transfer (a transfer's vote request would waive lazy voting). Fault
 injection wraps a member named in ``ClusterContext.byzantine`` in
 ``ByzantineShardReplica``.
 
+Registered as ``hrb-shard`` (``quorate.protocols``), simulator only: a shard
+alone has no core tier to certify its cross-shard decisions, so it is not
+offered to real nodes as a protocol of its own.
+
 Options: every ``ShardConfig`` field (``shard``, ``shards``, ``quorum``, the
 watcher's bounds, the transaction limits), every ``RaftConfig`` field
 (``election_timeout_s``...), and the genesis core: ``core_public_key`` (hex
@@ -247,4 +251,5 @@ BINDING = Binding(
     behaviours=BEHAVIOURS,
     membership=ShardMembership(),
     safety_monitor=lambda: ShardSafetyMonitor().check,
+    simulator_only=True,
 )
