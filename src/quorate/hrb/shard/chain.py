@@ -3,7 +3,8 @@
 
 Theory of operation
 -------------------
-- **Digest.** Entry i's digest is ``H(d(i-1) ‖ term ‖ i ‖ kind ‖ H(data))``
+- **Digest.** As in Tangaroa's incremental hashing (Copeland & Zhong
+  2014), entry i's digest is ``H(d(i-1) ‖ term ‖ i ‖ kind ‖ H(data))``
   (SHA-256, the header packed big-endian, ``d(0) = b""``), so a digest commits
   to the whole log before it. A ``ChainLink`` is what the digest needs of an
   entry besides its predecessor's digest: (term, kind, H(data)). Links let

@@ -3,7 +3,10 @@
 
 Theory of operation
 -------------------
-A certificate alone must not let a member apply an entry. If one member
+Tangaroa (Copeland & Zhong 2014) has every member broadcast its
+acknowledgements, so all see the same quorum; here the leader collects them
+and shows a certificate (linear, not quadratic), and that choice is why a
+certificate alone must not let a member apply an entry. If one member
 applied what a Byzantine leader certified and sent to it alone, the holders
 of that entry would not know it mattered, and after the leader's deposition
 a new leader with another history (an equivocator's other half) could be

@@ -3,8 +3,10 @@ voting (``docs/hrb.md`` section 2, "Deposition" and "Lazy voters").
 
 Theory of operation
 -------------------
-Plain Raft trusts every node's word about terms; a shard cannot. Every Raft
-message passes ``_gate`` before ``RaftNode`` sees it:
+Plain Raft trusts every node's word about terms; a shard cannot. Proofs of
+election and lazy voters are Tangaroa's (Copeland & Zhong 2014); the lock
+check on votes is ours (see ``quorate.hrb.shard``). Every Raft message
+passes ``_gate`` before ``RaftNode`` sees it:
 
 - **Leaders prove their election.** A granted vote leaves as a signed
   ``SignedVote`` (the gate turns it back into Raft's ``RequestVoteResponse``

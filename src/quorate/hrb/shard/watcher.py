@@ -3,6 +3,10 @@ it lied, and depose it (``docs/hrb.md`` section 2).
 
 Theory of operation
 -------------------
+Tangaroa (Copeland & Zhong 2014) lets clients notice a leader that ignores
+them and call an election; here the followers do the watching, on behalf of
+agents that may be far away (see ``quorate.hrb.shard``).
+
 - **Statements seen.** Every verified ``chain`` statement (an AppendEntries'
   signature, a challenge's answer, a relayed head) is checked two ways:
   against the statements seen for the same (signer, term, index) slot (a
