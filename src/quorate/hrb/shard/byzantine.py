@@ -25,7 +25,8 @@ wire, holding only its own signing key:
   no entries, no commit announcements and no answers to challenges:
   unanswered challenges.
 - ``lying-follower``: acknowledges every AppendEntries without storing its
-  entries (a signed acknowledgement of the leader's digest), keeps suspecting
+  entries (a signed acknowledgement of the leader's digest, claiming to be
+  locked on everything it acknowledges), keeps suspecting
   its leader, and tries to churn leaders each election timeout (a
   ``RequestVote`` for the next term that claims a leadership transfer and
   the longest log, and a heartbeat claiming that term). In majority mode,
@@ -287,7 +288,9 @@ class ByzantineShardReplica:
             index, digest = m.prev_log_index, self._claimed[m.prev_log_index]
         else:
             return False
-        signature = self.inner.hooks.sign_ack(m.term, index, digest, 0)
+        # It claims to be locked on all it acknowledges: the most a liar can
+        # claim (a lock above the acknowledged index does not verify).
+        signature = self.inner.hooks.sign_ack(m.term, index, digest, index)
         self._extra.append((sender, SignedAppendEntriesResponse(m.term, index, True, 0, 0, signature)))
         return True
 
