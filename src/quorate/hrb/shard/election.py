@@ -170,6 +170,12 @@ def _on_leader_proof(self: ShardReplica, sender: NodeId, m: LeaderProof) -> None
         return
     self._proofs[m.term] = sender
     self._proof_votes[m.term] = dict(m.votes)
+    deposed_in = self._deposed.get(sender)
+    if deposed_in is not None and m.term > deposed_in and sender not in self._convicted:
+        # Deposed by suspicion in an earlier term, elected again since by a
+        # proven quorum: refusing it now would leave this member behind.
+        del self._deposed[sender]
+        raft.allow_leader(sender)
     for old in sorted(self._proofs)[:-PROOF_TERMS_KEPT]:
         del self._proofs[old]
         self._proof_votes.pop(old, None)

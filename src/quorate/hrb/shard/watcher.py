@@ -42,10 +42,11 @@ agents that may be far away (see ``quorate.hrb.shard``).
   alone depose only when ``f + 1`` members (byzantine mode: at least one
   honest) or a majority (majority mode) signed one for the same leader and
   term; the leader is then refused until the shard follows a newly proven
-  leader of a later term. A member re-sends its own suspicions of the
-  current term every challenge interval, also once it stopped following the
-  suspect, so a lost message does not split the shard into members that
-  deposed and members that did not.
+  leader of a later term (or it proves its own election to a later term).
+  A member re-sends its own suspicions of the current term every challenge
+  interval, also once it stopped following the suspect, so a lost message
+  does not split the shard into members that deposed and members that did
+  not.
 
 The functions taking ``self: ShardReplica`` are ``ShardReplica`` methods,
 attached in ``quorate.hrb.shard.replica``.
