@@ -152,7 +152,10 @@ class RaftSafetyMonitor:
         votes = self._votes.get(term, {})
         for voters, _, election in node.voter_quorums:
             granted = sum(1 for voter in voters if votes.get(voter) == node.id)
-            if granted < election:
+            # A voter this monitor never observed (a Byzantine replica the
+            # runtime does not check) may have granted its vote: count it.
+            unobserved = sum(1 for voter in voters if voter not in self._views)
+            if granted + unobserved < election:
                 raise InvariantViolation(
                     f"election quorum: node {node.id} leads term {term} with votes from "
                     f"{granted} of voters {sorted(voters)}, whose election quorum is "
