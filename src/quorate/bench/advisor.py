@@ -195,7 +195,14 @@ SIM_ADVISE_CLIENTS = 64
 SIM_ADVISE_DURATION_S = 3.0
 
 
-def sim_measure(protocol: str, nodes: int, regions: int = 1, seed: int = 1) -> Measure:
+def sim_measure(
+    protocol: str,
+    nodes: int,
+    regions: int = 1,
+    seed: int = 1,
+    clients: int = SIM_ADVISE_CLIENTS,
+    duration_s: float = SIM_ADVISE_DURATION_S,
+) -> Measure:
     """Closed-loop simulated runs; repeat ``i`` uses seed ``seed + i``."""
 
     def measure(settings: Mapping[str, Any], repeat: int) -> Measurement:
@@ -204,8 +211,8 @@ def sim_measure(protocol: str, nodes: int, regions: int = 1, seed: int = 1) -> M
                 protocol=protocol,
                 nodes=nodes,
                 regions=regions,
-                clients=SIM_ADVISE_CLIENTS,
-                duration_s=SIM_ADVISE_DURATION_S,
+                clients=clients,
+                duration_s=duration_s,
                 seed=seed + repeat,
                 protocol_options={k: v for k, v in settings.items() if k != "storage"},
                 check_invariants=False,

@@ -146,8 +146,8 @@ def advise_command(
     real: Annotated[bool, typer.Option("--real", help="With 'quorate bench real' runs (fsync on).")] = False,
     nodes: Annotated[int | None, typer.Option("--nodes", help="Nodes (3 for raft, 4 for BFT).")] = None,
     repeats: Annotated[int, typer.Option("--repeats", help="Runs per setting (the noise estimate).")] = 3,
-    duration: Annotated[float, typer.Option("--duration", help="Real: seconds per run.")] = 4.0,
-    clients: Annotated[int, typer.Option("--clients", help="Real: concurrent client sessions.")] = 64,
+    duration: Annotated[float, typer.Option("--duration", help="Seconds per run (simulated seconds with --sim).")] = 3.0,
+    clients: Annotated[int, typer.Option("--clients", help="Closed-loop client sessions.")] = 64,
     base_port: Annotated[int, typer.Option("--base-port")] = 17701,
     option: Annotated[list[str] | None, typer.Option("--option", help="Starting setting KEY=VALUE (repeatable).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
@@ -161,7 +161,7 @@ def advise_command(
     n = nodes if nodes is not None else (3 if protocol == "raft" else 4)
     if n < 1 or duration <= 0 or clients < 1:
         raise fail("--nodes and --clients must be >= 1 and --duration > 0")
-    measure = real_measure(protocol, n, duration, clients, base_port) if real else sim_measure(protocol, n)
+    measure = real_measure(protocol, n, duration, clients, base_port) if real else sim_measure(protocol, n, clients=clients, duration_s=duration)
 
     def progress(trial: Trial) -> None:
         label = f"{trial.knob}={trial.value}" if trial.knob else "current settings"
