@@ -28,6 +28,7 @@ from quorate.cli.main import app, fail
 from quorate.errors import ConfigError
 from quorate.ids import node_name
 from quorate.runtime.aio.config import NodeConfig, format_address, load_node_config
+from quorate.runtime.aio.health import HealthServer
 from quorate.runtime.aio.node import AioNode, event_loop_factory
 from quorate.runtime.aio.transport import TransportConfig
 
@@ -85,6 +86,9 @@ async def run_node(config: NodeConfig) -> None:
         loop.add_signal_handler(signum, stop.set)
     started = time.monotonic()
     address = await node.start()
+    health = HealthServer(config.health_listen, node.status) if config.health_listen else None
+    if health is not None:
+        log.info("%s: /readyz and /livez on %s", node_name(config.id), format_address(await health.start()))
     log.info(
         "%s listening on %s (%s, %s)",
         node_name(config.id),
@@ -101,6 +105,8 @@ async def run_node(config: NodeConfig) -> None:
             time.monotonic() - started,
             json.dumps(node.metrics, sort_keys=True),
         )
+        if health is not None:
+            await health.close()
         await node.close()
 
 
