@@ -150,7 +150,6 @@ def test_a_ray_address_that_does_not_answer_fails_within_the_timeout(silent_serv
     assert time.monotonic() - started < 100
 
 
-@pytest.mark.slow  # a local Ray instance takes 10-20 s to start here
 def test_ray_runs_the_same_seeds_as_the_process_pool() -> None:
     pytest.importorskip("ray")
     flags = ["--protocol", "raft", "--seeds", "1..2", "--duration", "2", "--faults", "chaos", "--json"]
