@@ -11,6 +11,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from tests.e2e.conftest import FAST_RAFT, WAIT_LIMIT_S, free_base_port
@@ -18,6 +19,7 @@ from tests.e2e.conftest import FAST_RAFT, WAIT_LIMIT_S, free_base_port
 from quorate.errors import ConfigError
 from quorate.runtime.aio.cluster import LocalCluster
 from quorate.runtime.aio.config import load_node_config, node_config_from_mapping
+from quorate.runtime.aio.health import readiness
 from quorate.runtime.aio.transport import _detect_dead_peer
 
 
@@ -57,9 +59,9 @@ def test_readyz_answers_503_until_a_leader_is_known_then_200(tmp_path: Path) -> 
     first = cluster.ids[0]
     try:
         cluster.start(first)
-        # Alone, n1 can elect no leader: live but not ready.
+        # Alone, n1 reaches no quorum: live but not ready.
         body = _wait_status(health[first], 503)
-        assert body["ready"] is False and "no leader" in body["why"]
+        assert body["ready"] is False and "connected to 0 of the 1 peers" in body["why"]
         assert _get(health[first], "/livez") == (200, {"live": True})
         assert _get(health[first], "/metrics")[0] == 404
         assert _get(health[first], "/readyz", method="POST")[0] == 405
@@ -73,6 +75,26 @@ def test_readyz_answers_503_until_a_leader_is_known_then_200(tmp_path: Path) -> 
             assert b"HTTP" not in s.recv(1024)
     finally:
         cluster.kill_all()
+
+
+@pytest.mark.parametrize(
+    ("metrics", "leader", "members", "connected", "ready"),
+    [
+        ({}, 2, 3, 1, True),  # raft: a majority is itself and one peer
+        ({}, 2, 3, 0, False),  # a leader it heard of, but no peer reachable now
+        ({}, None, 3, 2, False),  # electing
+        ({"bft.view": 0, "bft.leader": 1}, None, 4, 2, True),  # 2f + 1 = 3 with itself
+        ({"bft.view": 0, "bft.leader": 1}, None, 4, 1, False),
+        ({"bft.view": 3, "bft.leader": 4}, None, 7, 3, False),  # n = 7: f = 2, needs 4 peers
+    ],
+)
+def test_readiness_needs_a_leader_and_a_quorum_of_connections(
+    metrics: dict[str, int], leader: int | None, members: int, connected: int, ready: bool
+) -> None:
+    status = SimpleNamespace(
+        leader=leader, role="follower", metrics=metrics, voters=tuple(range(1, members + 1)), members={}
+    )
+    assert readiness(status, connected)[0] is ready
 
 
 def test_health_listen_is_validated_and_round_trips(tmp_path: Path) -> None:

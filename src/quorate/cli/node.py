@@ -86,7 +86,11 @@ async def run_node(config: NodeConfig) -> None:
         loop.add_signal_handler(signum, stop.set)
     started = time.monotonic()
     address = await node.start()
-    health = HealthServer(config.health_listen, node.status) if config.health_listen else None
+    health = (
+        HealthServer(config.health_listen, node.status, lambda: len(node.transport_or_raise().connected_peers()))
+        if config.health_listen
+        else None
+    )
     if health is not None:
         log.info("%s: /readyz and /livez on %s", node_name(config.id), format_address(await health.start()))
     log.info(

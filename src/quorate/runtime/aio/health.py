@@ -7,8 +7,10 @@ config) that carries nothing but these two paths:
 
 - ``GET /livez``  — 200 while the event loop runs (it answered at all);
 - ``GET /readyz`` — 200 when the node can serve clients: it knows a leader
-  (Raft) or a view with a primary (PBFT, HotStuff); 503 with the reason
-  otherwise (still electing, cut off from a quorum).
+  (Raft) or a view with a primary (PBFT, HotStuff) *and* it is connected to
+  enough peers to make a quorum with itself (a majority for Raft, 2f + 1 of
+  3f + 1 for the BFT protocols); 503 with the reason otherwise (still
+  electing, cut off from a quorum).
 
 Anything else is 404, a request that is not ``GET`` 405. The answer is read
 from the node's own ``status()`` (what ``quorate cluster status`` shows),
@@ -34,22 +36,35 @@ LIVE_PATH = "/livez"
 _REASONS = {200: "OK", 404: "Not Found", 405: "Method Not Allowed", 400: "Bad Request", 503: "Service Unavailable"}
 
 
-def readiness(status: Any) -> tuple[bool, str]:
-    """(ready, why) from a ``StatusReply``."""
+def peers_needed(members: int, bft: bool) -> int:
+    """Peers a node must reach to be in a quorum: 2f of 3f + 1 others (BFT), a
+    majority less itself (Raft)."""
+    return 2 * ((members - 1) // 3) if bft else members // 2
+
+
+def readiness(status: Any, connected_peers: int) -> tuple[bool, str]:
+    """(ready, why) from a ``StatusReply`` and how many peers are connected."""
+    bft = "bft.view" in status.metrics
+    members = len(status.voters) or len(status.members)
+    need = peers_needed(members, bft)
+    if connected_peers < need:
+        return False, f"connected to {connected_peers} of the {need} peers a quorum needs"
     if status.leader is not None:
-        return True, f"leader n{status.leader}, {status.role}"
+        return True, f"leader n{status.leader}, {status.role}, {connected_peers} peers connected"
     leader = status.metrics.get("bft.leader")
-    if leader is not None:
-        return True, f"view {status.metrics.get('bft.view')} with primary n{leader}"
+    if bft and leader is not None:
+        return True, f"view {status.metrics.get('bft.view')} with primary n{leader}, {connected_peers} peers connected"
     return False, f"no leader known yet ({status.role})"
 
 
 class HealthServer:
-    """Serves ``/readyz`` and ``/livez`` for ``status`` (a node's ``status`` method)."""
+    """Serves ``/readyz`` and ``/livez`` for ``status`` (a node's ``status``
+    method) and ``connected_peers`` (how many peer connections are up)."""
 
-    def __init__(self, listen: Address, status: Callable[[], Any]) -> None:
+    def __init__(self, listen: Address, status: Callable[[], Any], connected_peers: Callable[[], int]) -> None:
         self.listen = listen
         self.status = status
+        self.connected_peers = connected_peers
         self._server: asyncio.Server | None = None
 
     async def start(self) -> Address:
@@ -92,5 +107,5 @@ class HealthServer:
             return 405, {"error": "GET only"}
         if path == LIVE_PATH:
             return 200, {"live": True}
-        ready, why = readiness(self.status())
+        ready, why = readiness(self.status(), self.connected_peers())
         return (200 if ready else 503), {"ready": ready, "why": why}
