@@ -15,7 +15,7 @@ seeds are spread over workers and their results collected in seed order:
   imported or configured leaks into a run); with one worker it runs them one
   by one in this process, the reference the parallel runs must match.
 - ``RayExecutor`` runs them as Ray tasks on the cluster at ``address``
-  (``local`` starts a Ray instance on this machine). An address is probed
+  (``local`` starts a Ray instance on this machine, on loopback only). An address is probed
   with a plain TCP connection first and ``ray.init`` is bounded by a
   timeout, so an address that does not answer is one clear error, not a
   hang. Ray is an optional extra (``pip install 'quorate[ray]'``); the
@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
 import re
 import socket
 import threading
@@ -50,6 +51,8 @@ CHECK_TIMEOUT_S = 60.0
 RAY_CONNECT_TIMEOUT_S = 10.0
 """How long to wait for a Ray cluster to answer before giving up."""
 LOCAL_RAY = "local"
+RAY_SINGLE_MACHINE_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+"""Set to 0 before Ray is imported, a Ray instance uses the loopback address."""
 _SEEDS = re.compile(r"^\s*(-?\d+)\s*(?:\.\.\s*(-?\d+)\s*)?$")
 
 Verdict = dict[str, Any]
@@ -184,6 +187,11 @@ class RayExecutor:
             raise ConfigError(f"--workers must be >= 1, got {workers}")
         if address != LOCAL_RAY:
             probe(address, timeout_s)
+        else:
+            # A Ray started here serves this machine only: its processes
+            # advertise the loopback address (Ray's own switch for
+            # single-machine clusters), not an interface reachable from outside.
+            os.environ.setdefault(RAY_SINGLE_MACHINE_ENV, "0")
         try:
             import ray
         except ImportError:
@@ -198,9 +206,7 @@ class RayExecutor:
             "ignore_reinit_error": True,
         }
         if address == LOCAL_RAY:
-            # Its processes talk over loopback only.
             kwargs["num_cpus"] = workers
-            kwargs["_node_ip_address"] = "127.0.0.1"
         else:
             kwargs["address"] = address
         failure: list[BaseException] = []
