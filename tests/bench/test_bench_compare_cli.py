@@ -43,6 +43,9 @@ def test_compare_in_the_simulator_writes_the_report(tmp_path: Path) -> None:
     assert full["results"][0]["steps"][0]["histogram_hdr"]
     markdown = (out / "report.md").read_text()
     assert "| raft | 3 | 800 |" in markdown and "## Bottlenecks" in markdown and "lower bound" in markdown
+    assert "a linear estimate, not a measurement" in markdown
+    raft = report["results"][0]["busiest_cpu_percent_at_limit"]
+    assert raft["cpu_ceiling_estimate_ops"] == round(800 * 100 / raft["cpu_percent"], -2)
 
 
 @pytest.mark.parametrize(
@@ -53,6 +56,9 @@ def test_compare_in_the_simulator_writes_the_report(tmp_path: Path) -> None:
         (["compare", "--sim", "--real"], "not both"),
         (["compare", "--real", "--regions", "3"], "--regions needs the simulator"),
         (["compare", "--ramp", "--max-p99-ms", "0"], "--max-p99-ms must be > 0"),
+        (["compare", "--protocols", "raft,pbft", "--nodes", "pbft=3"], "pbft needs at least 4 nodes"),
+        (["compare", "--protocols", "raft", "--nodes", "hotstuff=4"], "not in --protocols"),
+        (["compare", "--nodes", "many"], "--nodes takes a count"),
         (["advise", "--protocol", "paxos"], "no advisor knobs"),
         (["advise", "--repeats", "1"], "--repeats must be >= 2"),
         (["recommend", "--faults", "lies"], "--faults takes crash or byzantine"),

@@ -71,6 +71,12 @@ class CompareConfig:
                 raise ConfigError(f"unknown protocol {protocol!r}; choose from {', '.join(KNOWN_PROTOCOLS)}")
         if len(set(self.protocols)) != len(self.protocols):
             raise ConfigError("a protocol is named twice in --protocols")
+        for protocol, count in self.nodes.items():
+            if protocol not in self.protocols:
+                raise ConfigError(f"--nodes names {protocol!r}, which is not in --protocols")
+            least = 4 if protocol in BFT_PROTOCOLS else 1
+            if count < least:
+                raise ConfigError(f"{protocol} needs at least {least} nodes, got {count}")
         if self.real and self.regions != 1:
             raise ConfigError("--regions needs the simulator: real nodes here share one machine's loopback")
         if not self.rate_ops > 0:
@@ -152,6 +158,10 @@ def run_protocol(
     if limit is not None and not config.real:
         busiest = _busiest_cpu(limit)
         if busiest is not None:
+            if result.stopped_because.startswith("reached the rate cap") and busiest["cpu_percent"] > 0:
+                # Not measured: where the busiest simulated CPU would reach
+                # 100 % if its work grew in proportion to the rate.
+                busiest["cpu_ceiling_estimate_ops"] = round(busiest["rate_ops"] * 100 / busiest["cpu_percent"], -2)
             out["busiest_cpu_percent_at_limit"] = busiest
     return out
 
@@ -332,6 +342,11 @@ def render_markdown(report: dict[str, Any], command: str) -> str:
             extra = (
                 f"; busiest simulated CPU {busiest['node']} at {busiest['cpu_percent']} %" if busiest else ""
             )
+            if busiest and "cpu_ceiling_estimate_ops" in busiest:
+                extra += (
+                    f" (a linear estimate, not a measurement: 100 % near "
+                    f"{busiest['cpu_ceiling_estimate_ops']:,.0f} ops/s; raise --max-rate to measure it)"
+                )
             lines.append(f"- {r['protocol']} {where}: no rule fired{extra}")
         for finding in r["bottlenecks"]:
             lines.append(f"- {r['protocol']} {where}: **{finding['rule']}** — {finding['summary']}")

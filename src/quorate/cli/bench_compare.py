@@ -43,6 +43,19 @@ def _step_line(protocol: str, step: StepResult) -> None:
     )
 
 
+def _nodes(text: str | None, protocols: list[str]) -> dict[str, int]:
+    """``7`` (every protocol) or ``raft=5,pbft=7``; ``ConfigError`` otherwise."""
+    if text is None:
+        return {}
+    try:
+        if "=" not in text:
+            return dict.fromkeys(protocols, int(text))
+        pairs = (item.split("=", 1) for item in text.split(",") if item.strip())
+        return {name.strip(): int(count) for name, count in pairs}
+    except ValueError:
+        raise ConfigError(f"--nodes takes a count (7) or PROTOCOL=COUNT pairs (raft=5,pbft=7), got {text!r}") from None
+
+
 def _protocols(text: str) -> list[str]:
     return [p.strip() for p in text.split(",") if p.strip()]
 
@@ -61,6 +74,10 @@ def compare_command(
     step_s: Annotated[float, typer.Option("--step", help="Seconds measured per step.")] = 2.0,
     soak: Annotated[float, typer.Option("--soak", help="Seconds the optimal rate is held.")] = 6.0,
     regions: Annotated[int, typer.Option("--regions", help="Simulator only: regions 50 ms apart.")] = 1,
+    nodes: Annotated[
+        str | None,
+        typer.Option("--nodes", help="Nodes for every protocol (7) or per protocol (raft=5,pbft=7); default 3 raft, 4 BFT."),
+    ] = None,
     seed: Annotated[int, typer.Option("--seed", help="Simulator seed (the same for every protocol).")] = 1,
     base_port: Annotated[int, typer.Option("--base-port", help="Real: first node port.")] = 17601,
     out: Annotated[Path | None, typer.Option("--out", help="Write report.md, report.json and PNG plots here.")] = None,
@@ -80,6 +97,7 @@ def compare_command(
             ramp=use_ramp,
             rate_ops=rate,
             regions=regions,
+            nodes=_nodes(nodes, _protocols(protocols)),
             seed=seed,
             base_port=base_port,
             ramp_config=RampConfig(
