@@ -48,7 +48,7 @@ MEMORY_SLOPE_MB_S = 1.0
 MEMORY_GROWTH_MB_MIN = 10.0
 LAG_ENTRIES_MIN = 1000.0
 QUEUE_OUTLIER_FACTOR = 3.0
-HOST_SATURATED_PERCENT = 95.0
+HOST_SATURATED_PERCENT = 90.0
 CLIENT_PREFIX = "client"
 MIN_SAMPLES = 2
 
@@ -125,7 +125,8 @@ def find_bottlenecks(
                         "fsync_dominates",
                         name,
                         f"{name} made {statistics.median(per_s):.0f} durable writes/s at a measured "
-                        f"{flush_ms:.1f} ms per flush: ~{busy:.0%} of each second waiting on the disk",
+                        f"{flush_ms:.1f} ms per flush: ~{min(busy, 1.0):.0%} of each second waiting on the disk"
+                        + (" (more flushes than a second holds, if they ran one at a time)" if busy > 1 else ""),
                         {"fsyncs_per_s": per_s, "fsync_probe_ms": list(fsync_probe_ms), "busy_share": round(busy, 3)},
                     )
                 )

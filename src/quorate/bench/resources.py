@@ -19,8 +19,8 @@ Theory of operation. A ``ProcessSampler`` runs a thread that, every
   between samples drops out rather than going negative.
 
 plus the whole machine's busy CPU share (``host``: on a shared machine the
-other tenants' load is part of the picture), and it times a small append + ``fdatasync`` on the nodes' file system (the
-*fsync probe*), so a report can say how long a flush costs there while the
+other tenants' load is part of the picture), and it times a small append + ``fdatasync`` to a file on the nodes' file
+system (the *fsync probe*, appending as a log does), so a report can say how long a flush costs there while the
 load runs. Each sample is a flat dict of numbers; ``rates`` turns counters
 into per-second rates between consecutive samples. ``timeline()`` returns
 ``{node: [sample, ...]}`` with ``t_s`` relative to the sampler's start.
@@ -98,21 +98,36 @@ def socket_counters() -> dict[tuple[int, str], tuple[int, int, int]] | None:
     return out
 
 
-def fsync_probe_ms(directory: Path) -> float | None:
-    """Milliseconds for a small append + ``fdatasync`` in ``directory``."""
-    try:
-        fd, name = tempfile.mkstemp(prefix=".fsync-probe-", dir=directory)
-    except OSError:
-        return None
-    try:
-        start = time.perf_counter()
-        os.write(fd, b"\0" * FSYNC_PROBE_BYTES)
-        os.fdatasync(fd)
-        return (time.perf_counter() - start) * 1000.0
-    finally:
-        os.close(fd)
+class FsyncProbe:
+    """Times a small append + ``fdatasync`` to one file in ``directory``, the
+    way a log appends (a fresh file per probe would also flush its inode and
+    directory entry, and overstate what a node's write costs)."""
+
+    def __init__(self, directory: Path) -> None:
+        self._fd: int | None = None
+        self._name = ""
         with contextlib.suppress(OSError):
-            os.unlink(name)
+            self._fd, self._name = tempfile.mkstemp(prefix=".fsync-probe-", dir=directory)
+            os.write(self._fd, b"\0" * FSYNC_PROBE_BYTES)
+            os.fsync(self._fd)
+
+    def measure_ms(self) -> float | None:
+        if self._fd is None:
+            return None
+        try:
+            start = time.perf_counter()
+            os.write(self._fd, b"\0" * FSYNC_PROBE_BYTES)
+            os.fdatasync(self._fd)
+            return (time.perf_counter() - start) * 1000.0
+        except OSError:
+            return None
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+            with contextlib.suppress(OSError):
+                os.unlink(self._name)
 
 
 class ProcessSampler:
@@ -129,7 +144,7 @@ class ProcessSampler:
     ) -> None:
         self.pids = dict(pids)
         self.interval_s = interval_s
-        self.probe_dir = probe_dir
+        self.probe = FsyncProbe(probe_dir) if probe_dir is not None else None
         self.poll_status = poll_status
         self.clock = clock
         self.samples: dict[str, list[Sample]] = {name: [] for name in self.pids}
@@ -163,6 +178,8 @@ class ProcessSampler:
             self._thread.join()
             self._thread = None
         self.sample()
+        if self.probe is not None:
+            self.probe.close()
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval_s):
@@ -195,8 +212,8 @@ class ProcessSampler:
         if self.poll_status is not None:
             with contextlib.suppress(Exception):  # a node that does not answer is simply not sampled
                 status = dict(self.poll_status())
-        if self.probe_dir is not None:
-            probe = fsync_probe_ms(self.probe_dir)
+        if self.probe is not None:
+            probe = self.probe.measure_ms()
             if probe is not None:
                 self.fsync_probe_ms.append(round(probe, 3))
         for name, process in self._processes.items():
