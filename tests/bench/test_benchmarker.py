@@ -256,4 +256,9 @@ def test_the_comparison_recommends_by_what_was_held_then_by_p99() -> None:
 
     picked = recommend([result("raft", 8000, 5), result("pbft", 8000, 4), result("hotstuff", 6000, 3)])
     assert picked["crash"] == "pbft" and picked["byzantine"] == "pbft"
+    # A rate that no soak held counts after any rate a soak held.
+    unsustained = result("pbft", 9000, 4) | {"sustainable_rate_ops": None, "sustainable_latency_ms": None}
+    again = recommend([result("raft", 8000, 5), unsustained])
+    assert again["crash"] == "raft" and again["byzantine"] == "pbft"
+    assert any("no soak held" in line for line in again["because"])
     assert any("p99: hotstuff 3 ms, pbft 4 ms, raft 5 ms" in line for line in picked["because"])

@@ -192,8 +192,12 @@ def recommend(results: Sequence[dict[str, Any]]) -> dict[str, Any]:
         best = max(measured, key=_preference)
         picks[faults] = best["protocol"]
         rate, latency = _held(best) or (0.0, {})
-        verb = "sustained" if best["sustainable_rate_ops"] else "held"
-        others = ", ".join(f"{r['protocol']} {(_held(r) or (0.0, {}))[0]:,.0f}" for r in measured if r is not best)
+        verb = "sustained" if best["sustainable_rate_ops"] else "held (no soak held)"
+        others = ", ".join(
+            f"{r['protocol']} {(_held(r) or (0.0, {}))[0]:,.0f}{'' if r['sustainable_rate_ops'] else ' (no soak held)'}"
+            for r in measured
+            if r is not best
+        )
         lines.append(
             f"{faults} faults: {best['protocol']} — it {verb} {rate:,.0f} ops/s (p99 {latency.get('p99')} ms)"
             + (f"; {others} ops/s" if others else "")
@@ -225,10 +229,10 @@ def _held(r: dict[str, Any]) -> tuple[float, dict[str, Any]] | None:
     return None
 
 
-def _preference(r: dict[str, Any]) -> tuple[float, float]:
-    """Higher held rate first, then lower p99."""
+def _preference(r: dict[str, Any]) -> tuple[bool, float, float]:
+    """A rate held through a soak first, then the higher rate, then the lower p99."""
     rate, latency = _held(r) or (0.0, {})
-    return rate, -float(latency.get("p99") or math.inf)
+    return bool(r["sustainable_rate_ops"]), rate, -float(latency.get("p99") or math.inf)
 
 
 def _common_rate(results: Sequence[dict[str, Any]]) -> tuple[float, dict[str, float]] | None:

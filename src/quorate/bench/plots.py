@@ -26,6 +26,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 DPI = 110
+LOG_AXES_SPAN = 8.0
+"""Rates spanning this factor or more are drawn on log axes."""
 COLOURS = {"raft": "tab:blue", "pbft": "tab:orange", "hotstuff": "tab:green"}
 SPECTRUM_TICKS = ((0.5, "p50"), (0.9, "p90"), (0.99, "p99"), (0.999, "p99.9"), (0.9999, "p99.99"))
 
@@ -54,7 +56,14 @@ def plot_throughput(report: dict[str, Any], path: Path) -> None:
             best = next(s for s in steps if s["target_rate_ops"] == r["optimal_rate_ops"])
             ax.plot(best["rate_ops"], best["throughput_ops"], "o", ms=16, mfc="none", color=c, mew=2)
         top = max([top, *xs, *ys])
-    ax.plot([0, top], [0, top], ":", color="gray", label="served = offered")
+    low = min([s["rate_ops"] for r in report["results"] for s in r["steps"]] or [1.0])
+    if top / max(low, 1e-9) >= LOG_AXES_SPAN:
+        # Ramps double the rate: on log axes the steps are evenly spaced.
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.plot([low * 0.8, top * 1.2], [low * 0.8, top * 1.2], ":", color="gray", label="served = offered")
+    else:
+        ax.plot([0, top], [0, top], ":", color="gray", label="served = offered")
     ax.plot([], [], "o", color="gray", mfc="white", label="step not good")
     ax.plot([], [], "s", color="gray", label="soak")
     ax.plot([], [], "o", color="gray", mfc="none", ms=14, mew=2, label="optimal")

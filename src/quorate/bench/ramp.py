@@ -301,8 +301,11 @@ class SimLoadTarget:
                 failed += kind == "fail"
             else:
                 unknown += 1
+        # The measured window only: not the warm-up, nor the drain after the
+        # load stops (its idle samples would understate how busy a node was).
         timeline = {
-            node: [s for s in samples if s["t_s"] > warmup_s] for node, samples in sampler.timeline().items()
+            node: [s for s in samples if warmup_s < s["t_s"] <= end_s + 1e-9]
+            for node, samples in sampler.timeline().items()
         }
         return StepResult(
             rate_ops=len(invoked) / window_s,
