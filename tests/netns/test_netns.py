@@ -202,6 +202,11 @@ def _check(result: dict[str, Any], faults_healed_at: float) -> None:
     verdict = check_history(result["history"], timeout_s=CHECK_TIMEOUT_S, clock=time.monotonic)
     assert str(verdict.verdict) == "linearizable", verdict
     assert any(start > faults_healed_at for start, _ in result["ok_spans"]), "nothing committed after the last fault"
+    spans = sorted(end - start for start, end in result["ok_spans"])
+    print(
+        f"{len(result['acked'])} acknowledged writes all read back; {result['ok']} operations ok, "
+        f"{result['unknown']} unknown; median {spans[len(spans) // 2] * 1000:.0f} ms; {verdict.verdict}"
+    )
 
 
 def _check_delay(result: dict[str, Any]) -> None:
