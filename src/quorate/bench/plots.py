@@ -8,8 +8,9 @@
   sustained soak (or of its optimal step), as a CDF on a log latency axis and
   as HdrHistogram's percentile spectrum (latency against 1 / (1 - q), so
   p99, p99.9 and p99.99 get equal room).
-- ``plot_resources``: the resource timeline of each protocol's limiting step
-  (the step where its limit shows): CPU per node, and per node the second
+- ``plot_resources``: the resource timeline of each protocol's last soak
+  (its longest window), or of its limiting step when it had no soak: CPU per
+  node (one colour per process in every panel), and per node the second
   measure that exists for the target (resident memory for real processes,
   the input queue for simulated ones), durable writes per second, and
   network throughput for real processes.
@@ -119,10 +120,22 @@ def plot_latency_cdfs(report: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
-def _limit_step(r: dict[str, Any]) -> dict[str, Any] | None:
+def _timeline_step(r: dict[str, Any]) -> dict[str, Any] | None:
+    """The last soak (the longest window, at the rate the ramp settled on),
+    else the limiting step."""
+    soaks: list[dict[str, Any]] = r["soaks"]
+    if soaks:
+        return soaks[-1]
     rate = r.get("limiting_step_rate_ops")
     steps: list[dict[str, Any]] = r["steps"]
     return next((s for s in steps if s["target_rate_ops"] == rate), None)
+
+
+def _series_colours(report: dict[str, Any]) -> dict[str, Any]:
+    """One colour per node, load process and host, the same in every panel."""
+    names = sorted({name for r in report["results"] for s in [*r["steps"], *r["soaks"]] for name in s["resources"]})
+    cycle = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    return {name: cycle[i % len(cycle)] for i, name in enumerate(names)}
 
 
 def plot_resources(report: dict[str, Any], path: Path) -> None:
@@ -134,20 +147,23 @@ def plot_resources(report: dict[str, Any], path: Path) -> None:
         else [("cpu_percent", "simulated CPU (% busy)"), ("queue", "input queue (msgs)"), ("fsyncs_per_s", "durable writes/s")]
     )
     rows = report["results"]
+    colours = _series_colours(report)
     fig, axes = plt.subplots(
         len(rows), len(columns), figsize=(3.6 * len(columns), 2.6 * max(1, len(rows))), squeeze=False
     )
     for i, r in enumerate(rows):
-        step = _limit_step(r)
+        step = _timeline_step(r)
         for j, (key, title) in enumerate(columns):
             ax = axes[i][j]
             if step is not None:
                 for node, samples in sorted(step["resources"].items()):
                     points = [(s["t_s"], s[key]) for s in samples if key in s]
                     if points:
-                        style = "--" if node.startswith("client") else "-"
-                        ax.plot([p[0] for p in points], [p[1] for p in points], style, marker=".", label=node)
-            rate = f" @ {step['target_rate_ops']:,.0f} ops/s" if step is not None else ""
+                        style = "--" if node.startswith("client") else ":" if node == "host" else "-"
+                        label = "host (% of all cores)" if node == "host" else node
+                        ax.plot([p[0] for p in points], [p[1] for p in points], style, marker=".",
+                                color=colours[node], label=label)
+            rate = f" @ {step['target_rate_ops']:,.0f} ops/s ({step['phase']})" if step is not None else ""
             ax.set_title(f"{r['protocol']}{rate}: {title}", fontsize=9)
             ax.set_xlabel("s", fontsize=8)
             ax.tick_params(labelsize=7)

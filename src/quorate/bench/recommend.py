@@ -84,6 +84,7 @@ def recommend_protocol(
         step = SimLoadTarget(protocol, req.nodes, regions=req.regions, seed=seed).step(
             req.min_throughput_ops, WARMUP_S, MEASURE_S
         )
+        step.phase, step.target_rate_ops = "fixed", req.min_throughput_ops
         if progress is not None:
             progress(protocol, step)
         p99 = step.histogram.percentile_ms(99.0)
