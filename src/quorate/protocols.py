@@ -16,7 +16,7 @@ from collections.abc import Callable
 from quorate.core.binding import Binding
 from quorate.errors import ConfigError
 
-__all__ = ["binding", "names", "register"]
+__all__ = ["binding", "byzantine_fault_tolerant", "names", "register"]
 
 _MODULES = {
     "raft": "quorate.raft.binding",
@@ -60,8 +60,17 @@ def binding(name: str) -> Binding:
         found = loader() if loader is not None else _import(module)  # type: ignore[arg-type]
     except ImportError as exc:
         raise ConfigError(
-            f"protocol {name!r} is not available in this installation ({exc}); "
-            "install quorate with its default dependencies: pip install quorate"
+            f"protocol {name!r} is not available in this installation ({exc}); its "
+            "dependencies come with quorate: reinstall it (pip install . in a checkout)"
         ) from None
     _LOADED[name] = found
     return found
+
+
+def byzantine_fault_tolerant(name: str) -> bool:
+    """True when protocol ``name`` tolerates Byzantine replicas (its clients
+    need f + 1 matching replies, its nodes sign); False for an unknown name."""
+    try:
+        return binding(name).fault_model == "byzantine"
+    except ConfigError:
+        return False

@@ -163,7 +163,7 @@ def test_slope() -> None:
 
 def test_a_slow_simulated_leader_is_found_by_its_cpu_and_its_queue() -> None:
     # The leader's CPU runs 200x slower than the cost model (fault "slow").
-    step = SimLoadTarget("raft", 3, faults="slow:0:200@0s").step(1500, 1.5, 1.5)
+    step = SimLoadTarget("raft", 3, faults="slow:1:200@0s").step(1500, 1.5, 1.5)
     rules = {(f.rule, f.node) for f in find_bottlenecks(step.resources, simulated=True)}
     assert ("cpu_saturated", "n1") in rules and ("slow_node", "n1") in rules
     healthy = SimLoadTarget("raft", 3).step(1500, 1.5, 1.5)

@@ -18,8 +18,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from quorate.client.aio import AsyncClient, ClientError, new_client_id
+from quorate.client.aio import AsyncClient
 from quorate.client.bft import BftClient
+from quorate.client.contact import ClientError, new_client_id
 from quorate.client.workload import RecordedWorkload
 
 READBACK_WITHIN_S = 60.0

@@ -103,6 +103,9 @@ class NullReplica:
     def take_replies(self) -> list[tuple[NodeId, Any]]:
         return []
 
+    def has_replies(self) -> bool:
+        return False
+
     def apply(self, entry: Entry) -> None:
         pass
 

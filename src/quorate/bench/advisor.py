@@ -226,7 +226,8 @@ def sim_measure(
 
 def real_measure(protocol: str, nodes: int, duration_s: float, clients: int, base_port: int) -> Measure:
     """``quorate bench real`` runs (closed-loop puts on a local cluster, fsync on)."""
-    from quorate.bench.real import RealBenchConfig, run_real_bench
+    from quorate.bench.puts import RealBenchConfig
+    from quorate.bench.real import run_real_bench
 
     def measure(settings: Mapping[str, Any], repeat: int) -> Measurement:
         options = {k: v for k, v in settings.items() if k != "storage"}

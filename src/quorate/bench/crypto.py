@@ -19,6 +19,17 @@ each size in ``DKG_SETTINGS`` (t = 2f + 1 of n = 3f + 1, a BFT group's
 quorum), all participants in this one process, so the figure is the CPU the
 whole group spends (``per_participant`` divides it by n); a run takes up to
 a quarter of a second, so at most ``DKG_RUNS_MAX`` runs are timed.
+
+Ristretto255 backends (``quorate.crypto.ristretto255``): the zero-knowledge
+figures above use the backend in use; ``ristretto255`` in the report times a
+variable-base and a base-point multiplication, casting a ballot and checking
+one under every backend that loads here, with each one's ratio to libsodium
+when the system library is there. The Python backends remember the points
+behind recent encodings, so a check is timed as a replica meets a ballot:
+the encodings it has never seen are forgotten before each sample (untimed),
+the public ones it holds all along (G, H, the tally key) are not. The tally
+check is timed over commitments the replica already decoded when it
+accepted their ballots.
 """
 
 from __future__ import annotations
@@ -32,6 +43,7 @@ from dataclasses import asdict
 from functools import partial
 from typing import Any
 
+from quorate.crypto import ristretto255
 from quorate.crypto.bls import BlsSigner, BlsVerifier, aggregate, bls_cluster_keys
 from quorate.crypto.costmodel import CostModelKeys, CostModelSigner, CostModelVerifier, CryptoCosts
 from quorate.crypto.dkg import (
@@ -47,6 +59,7 @@ from quorate.crypto.mac import SessionKeys, pairwise_session_keys
 from quorate.crypto.pop import prove_possession, verify_possession
 from quorate.crypto.threshold import KeyShare, ThresholdSigner, deal
 from quorate.crypto.zk import (
+    PEDERSEN_H,
     Ballot,
     Tallier,
     VoteVerifier,
@@ -75,11 +88,19 @@ _SEED = b"quorate bench crypto"
 _MESSAGE = hashlib.sha256(b"a block to vote for").digest()
 
 
-def median_call_us(call: Callable[[], object], iterations: int, batch: int = 1) -> float:
-    """The median CPU time of one ``call()`` in microseconds."""
+def median_call_us(
+    call: Callable[[], object],
+    iterations: int,
+    batch: int = 1,
+    setup: Callable[[], object] | None = None,
+) -> float:
+    """The median CPU time of one ``call()`` in microseconds; ``setup()``, if
+    given, runs untimed before each sample."""
     call()
     samples = []
     for _ in range(iterations):
+        if setup is not None:
+            setup()
         started = time.thread_time_ns()
         for _ in range(batch):
             call()
@@ -160,6 +181,25 @@ def measure(iterations: int) -> dict[str, float]:
     return {k: round(v, 3) for k, v in out.items()}
 
 
+def _check_ballot(verifier: VoteVerifier, b: Ballot) -> None:
+    fault = verifier.ballot_fault(
+        b.proposal_id, b.voter, b.commitment, b.proof, b.sealed_opening, b.signature
+    )
+    assert fault is None, fault
+
+
+def _replica_that_holds(*points: bytes) -> Callable[[], None]:
+    """A sample's setup: forget every encoding but ``points``, which stay as a
+    replica holds them after its first ballot (decoded, multiplied once)."""
+
+    def setup() -> None:
+        ristretto255.clear_cache()
+        for point in points:
+            ristretto255.scalar_mult(1, point)
+
+    return setup
+
+
 def _zk_medians(iterations: int) -> dict[str, float]:
     out: dict[str, float] = {}
     random_bytes = random.Random(1).randbytes
@@ -170,17 +210,13 @@ def _zk_medians(iterations: int) -> dict[str, float]:
         for i, seed in enumerate(seeds)
     ]
     verifier = VoteVerifier()
-
-    def check(b: Ballot) -> None:
-        fault = verifier.ballot_fault(
-            b.proposal_id, b.voter, b.commitment, b.proof, b.sealed_opening, b.signature
-        )
-        assert fault is None, fault
-
     out["zk_ballot_cast_us"] = median_call_us(
         lambda: cast_ballot("bench", 1, seeds[0], tallier.tally_key, random_bytes), iterations
     )
-    out["zk_ballot_verify_us"] = median_call_us(partial(check, ballots[0]), iterations)
+    replica = _replica_that_holds(ristretto255.GENERATOR, PEDERSEN_H, tallier.tally_key)
+    out["zk_ballot_verify_us"] = median_call_us(
+        partial(_check_ballot, verifier, ballots[0]), iterations, setup=replica
+    )
     context = ballot_context("bench", ballots[0].voter)
     proof = prove_bit(1, 12345, context, random_bytes)
     out["zk_bit_prove_us"] = median_call_us(
@@ -188,7 +224,7 @@ def _zk_medians(iterations: int) -> dict[str, float]:
     )
     commitment = commit(1, 12345)
     out["zk_bit_verify_us"] = median_call_us(
-        lambda: verify_bit(commitment, proof, context), iterations
+        lambda: verify_bit(commitment, proof, context), iterations, setup=replica
     )
     entries = {b.voter: (b.commitment, b.sealed_opening) for b in ballots}
     opening = tallier.open_tally("bench", entries, random_bytes)
@@ -208,6 +244,58 @@ def _zk_medians(iterations: int) -> dict[str, float]:
         lambda: verify_ed25519_key(ballots[0].voter, key_proof, b"bench"), iterations
     )
     return out
+
+
+RISTRETTO_MEASURES = ("scalar_mult_us", "scalar_mult_base_us", "ballot_cast_us", "ballot_verify_us")
+"""What ``measure_ristretto_backends`` times under each backend."""
+
+
+def measure_ristretto_backends(iterations: int) -> dict[str, Any]:
+    """The Ristretto255 backend in use, those available, and under each of
+    them the median microseconds of ``RISTRETTO_MEASURES`` (a multiplication
+    of a point never seen, of the generator, casting a ballot and checking
+    one a replica has never seen), with ratios to libsodium when it loads."""
+    random_bytes = random.Random(2).randbytes
+    point = ristretto255.hash_to_point(b"quorate bench ristretto255")
+    scalar = ristretto255.random_scalar(random_bytes)
+    seed = hashlib.sha256(_SEED + b"ristretto255 voter").digest()
+    tallier = Tallier.generate(random_bytes)
+    verifier = VoteVerifier()
+    available = ristretto255.available_backends()
+    per_backend: dict[str, dict[str, float]] = {}
+    for name in available:
+        with ristretto255.using_backend(name):
+            ballot = cast_ballot("bench", 1, seed, tallier.tally_key, random_bytes)
+            replica = _replica_that_holds(ristretto255.GENERATOR, PEDERSEN_H, tallier.tally_key)
+            medians = {
+                "scalar_mult_us": median_call_us(
+                    partial(ristretto255.scalar_mult, scalar, point), iterations, setup=replica
+                ),
+                "scalar_mult_base_us": median_call_us(
+                    partial(ristretto255.scalar_mult_base, scalar), iterations
+                ),
+                "ballot_cast_us": median_call_us(
+                    lambda: cast_ballot("bench", 1, seed, tallier.tally_key, random_bytes),
+                    iterations,
+                ),
+                "ballot_verify_us": median_call_us(
+                    partial(_check_ballot, verifier, ballot), iterations, setup=replica
+                ),
+            }
+            per_backend[name] = {k: round(v, 1) for k, v in medians.items()}
+    report: dict[str, Any] = {
+        "backend": ristretto255.backend_name(),
+        "available": list(available),
+        "medians_us": per_backend,
+    }
+    baseline = per_backend.get("libsodium")
+    if baseline is not None:
+        report["ratio_to_libsodium"] = {
+            name: {k: round(v / baseline[k], 2) for k, v in figures.items()}
+            for name, figures in per_backend.items()
+            if name != "libsodium"
+        }
+    return report
 
 
 def measure_dkg(iterations: int) -> list[dict[str, Any]]:
@@ -306,4 +394,5 @@ def report(iterations: int) -> dict[str, Any]:
         "medians_us": medians,
         "crypto_costs_s": costs,
         "dkg": measure_dkg(iterations),
+        "ristretto255": measure_ristretto_backends(iterations),
     }

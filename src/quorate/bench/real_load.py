@@ -41,13 +41,14 @@ from pathlib import Path
 from typing import Any
 
 from quorate.bench.histogram import LatencyHistogram
+from quorate.bench.puts import select_storage
 from quorate.bench.ramp import StepResult
-from quorate.bench.real import select_storage
 from quorate.bench.resources import ProcessSampler
-from quorate.client.aio import AsyncClient, ClientError, new_client_id
+from quorate.client.aio import AsyncClient
 from quorate.client.bft import BftChannel, BftClient
+from quorate.client.contact import ClientError, new_client_id
 from quorate.ids import node_name
-from quorate.runtime.aio.bft import BFT_PROTOCOLS
+from quorate.protocols import byzantine_fault_tolerant
 from quorate.runtime.aio.cluster import LocalCluster
 from quorate.runtime.aio.node import event_loop_factory
 
@@ -73,7 +74,7 @@ async def _statuses(endpoints: list[str]) -> list[Any]:
 async def wait_serving(cluster: LocalCluster) -> None:
     """Until a Raft leader is known, or every BFT replica answers in one view."""
     deadline = time.monotonic() + READY_WAIT_S
-    bft = cluster.protocol in BFT_PROTOCOLS
+    bft = byzantine_fault_tolerant(cluster.protocol)
     while time.monotonic() < deadline:
         statuses = await _statuses(cluster.endpoints)
         if bft:
@@ -95,7 +96,7 @@ class _Load:
         self.value = "x" * value_size
         self.channel: BftChannel | None = None
         self.clients: list[Any]
-        if protocol in BFT_PROTOCOLS:
+        if byzantine_fault_tolerant(protocol):
             self.channel = BftChannel(endpoints, insecure=True)
             self.clients = [
                 BftClient(channel=self.channel, client_id=new_client_id(), deadline_s=OP_TIMEOUT_S)

@@ -49,6 +49,8 @@ from typing import Any
 
 import psutil
 
+from quorate.ids import node_name
+
 SAMPLE_INTERVAL_S = 1.0
 HOST = "host"
 """The whole machine (busy share of all its cores), sampled beside the nodes."""
@@ -292,7 +294,7 @@ class SimSampler:
     def __init__(self, simulation: Any, interval_s: float = SAMPLE_INTERVAL_S) -> None:
         self.simulation = simulation
         self.interval_s = interval_s
-        self.samples: dict[str, list[Sample]] = {f"n{node.id + 1}": [] for node in simulation.nodes}
+        self.samples: dict[str, list[Sample]] = {node_name(node.id): [] for node in simulation.nodes}
         self._next_s = 0.0
 
     def sample(self, now_s: float, end_s: float) -> None:
@@ -300,7 +302,7 @@ class SimSampler:
             return
         self._next_s = now_s + self.interval_s
         for node in self.simulation.nodes:
-            self.samples[f"n{node.id + 1}"].append(
+            self.samples[node_name(node.id)].append(
                 {
                     "t_s": round(now_s, 3),
                     "cpu_s": float(node.work_s),

@@ -19,7 +19,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from quorate.cli.main import bench_app, fail
+from quorate.cli.main import bench_app, fail, shown
 from quorate.errors import ConfigError
 
 
@@ -105,6 +105,6 @@ def bench_bft_command(
         lat = row["latency_ms"]
         table.add_row(
             row["protocol"], str(row["nodes"]), str(row["regions"]), f"{row['throughput_ops']:,.0f}",
-            str(lat["p50"]), str(lat["p99"]), str(row["sim_seconds_of_load"]), f"{row['wall_seconds']:.1f}",
+            shown(lat["p50"]), shown(lat["p99"]), str(row["sim_seconds_of_load"]), f"{row['wall_seconds']:.1f}",
         )
     console.print(table)

@@ -163,7 +163,7 @@ class Binding:
     """Options -> the validated config; ``ConfigError`` naming a bad option."""
     builder: Callable[[Any, ClusterContext], CoreBuilder]
     leadership: Callable[[ProtocolCore], tuple[NodeId | None, int]]
-    """(leader or None, term or view), cheap: runtimes call it after every input."""
+    """(leader or None, term or view)."""
     status: Callable[[ProtocolCore], GroupStatus]
     fault_model: str = "crash"
     behaviours: tuple[str, ...] = ()
@@ -173,6 +173,13 @@ class Binding:
     """Starts an online check of the protocol's own safety invariants across
     the members of one group (the simulator calls the returned function
     after every step of every member; it raises ``InvariantViolation``)."""
+    leading_term: Callable[[ProtocolCore], int | None] | None = None
+    """The term (or view) in which this core leads, or None: the cheap test a
+    runtime makes after every input (the simulator counts leader changes).
+    Default: derived from ``leadership``."""
+    simulator_only: bool = False
+    """A protocol the simulator runs but real nodes do not (its reference
+    protocol); real-node choices leave it out."""
     tolerated_faults: Callable[[int], int] | None = None
     """Overrides ``max_faulty`` (a protocol that tolerates fewer failures
     than its fault model says, such as a fixed primary: none)."""
@@ -184,6 +191,13 @@ class Binding:
     def __post_init__(self) -> None:
         if self.fault_model not in FAULT_MODELS:
             raise ValueError(f"fault_model must be one of {FAULT_MODELS}, got {self.fault_model!r}")
+
+    def term_if_leading(self, core: ProtocolCore) -> int | None:
+        """The term (or view) in which ``core`` leads, or None."""
+        if self.leading_term is not None:
+            return self.leading_term(core)
+        leader, term = self.leadership(core)
+        return term if leader == core.id else None
 
     def max_faulty(self, n: int) -> int:
         """Replicas out of ``n`` that may fail (crash: a minority; Byzantine: f < n/3)."""

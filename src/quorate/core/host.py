@@ -11,10 +11,13 @@ number of cores keyed by group id and:
   does not host is handed to ``on_unknown_group`` (which may create the group,
   as a multi-Raft node does when a range's leader adds it; see there), else
   dropped and counted as a rejection with the reason ``unknown group``;
-- **times** the groups: each core's deadline (``Ready.wake_at`` or its
-  deadline probe) sits in one heap; ``tick(now)`` ticks only the groups whose
-  deadline passed, and ``wake_at()`` is the earliest deadline of any group, so
-  a thousand idle (quiesced) groups cost nothing;
+- **times** the groups: a group's deadline is its core's (``Ready.wake_at``
+  or its deadline probe) or, if earlier, that of its state when the state
+  keeps time too (a ``TimedState``: the key-value service proposing time
+  entries for TTLs); the deadlines sit in one heap, ``tick(now)`` ticks only
+  the cores and states whose deadline passed, and ``wake_at()`` is the
+  earliest deadline of any group, so a thousand idle (quiesced) groups cost
+  nothing;
 - **merges** their work: ``ready()`` returns one ``GroupReady`` per group with
   work since the last turn, so the runtime makes every group's durable writes
   durable with one fsync, sends what may leave early before it and the rest
@@ -33,26 +36,30 @@ from __future__ import annotations
 import heapq
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from quorate.core.binding import Binding
 from quorate.core.protocol import DeadlineProbe, ProposeOutcome, ProtocolCore, Refused
 from quorate.core.ready import Ready, Rejection
 from quorate.errors import LocalProtocolError
-from quorate.ids import NodeId
+from quorate.ids import MAX_GROUP_ID, NodeId, valid_group_id
 
-__all__ = ["MAX_GROUP_ID", "GroupReady", "HostedGroup", "NodeHost", "UnknownGroup", "valid_group_id"]
+__all__ = ["MAX_GROUP_ID", "GroupReady", "HostedGroup", "NodeHost", "TimedState", "UnknownGroup", "valid_group_id"]
 
-MAX_GROUP_ID = (1 << 63) - 1
-"""Group ids are non-negative and fit a signed 64-bit integer (storage keys them so)."""
 
 UnknownGroup = Callable[[NodeId, int, Any, float], "HostedGroup | None"]
+
+
+@runtime_checkable
+class TimedState(Protocol):
+    """A group's state that keeps time too (the key-value service's time
+    entries): the host ticks it at ``tick_at`` (the node's clock) as it
+    ticks the core at its deadline."""
+
+    tick_at: float | None
+
+    def tick(self, now: float) -> None: ...
 """``(sender, group, message, now) -> a group to host, or None to drop the message``."""
-
-
-def valid_group_id(group: object) -> bool:
-    """True for an int (not a bool) within ``0..MAX_GROUP_ID``."""
-    return type(group) is int and 0 <= group <= MAX_GROUP_ID
 
 
 @dataclass(slots=True)
@@ -61,37 +68,63 @@ class HostedGroup:
 
     id: int
     core: ProtocolCore
-    binding: Binding
+    binding: Binding | None
     state: Any = None
     """Whatever the runtime attaches (the group's state machine service)."""
+    pipelines: bool = False
+    """The group's messages may all leave before their Ready's write is
+    durable, and its Readies may be taken while a write is in flight (the
+    runtime sets it from ``Binding.pipelines_while_persisting`` and the
+    group's config)."""
     deadline: float | None = None
+    """The group's next deadline: its core's, or its state's if earlier."""
+    core_deadline: float | None = None
     """The core's next deadline, as last reported."""
+    timed: TimedState | None = None
+    """``state``, when it keeps time (set by ``NodeHost.add``)."""
+    queued: float | None = None
+    """The deadline of the group's live entry in the host's heap (at most
+    ``deadline``; a deadline that moved later is re-queued lazily when the
+    earlier entry comes up, so a timer pushed back by every heartbeat costs
+    no heap operation)."""
     probe: Callable[[], float | None] | None = None
     """The core's ``wake_at`` when it offers a ``DeadlineProbe`` (set by ``NodeHost.add``)."""
+    dirty: bool = False
+    """The group had an input since its last Ready (it is in the host's dirty list)."""
+    stale: bool = False
+    """The group had an input after its last Ready was taken and before that
+    Ready was advanced (a background write was in flight): the Ready's
+    deadline may be out of date, so a fresh Ready is taken after it."""
 
 
-@dataclass(slots=True)
-class GroupReady:
-    """One group's ``Ready`` in a turn."""
-
-    group: HostedGroup
-    ready: Ready
+GroupReady = tuple[HostedGroup, Ready]
+"""One group's ``Ready`` in a turn."""
 
 
 class NodeHost:
     """Many groups' cores on one node (see the module docstring)."""
 
-    __slots__ = ("_dirty", "_groups", "_heap", "node", "on_unknown_group", "unknown_group_messages")
+    __slots__ = ("_dirty", "_groups", "_heap", "node", "on_unknown_group", "only", "turned", "unknown_group_messages")
 
     def __init__(self, node: NodeId, *, on_unknown_group: UnknownGroup | None = None) -> None:
         self.node = node
         self.on_unknown_group = on_unknown_group
         self._groups: dict[int, HostedGroup] = {}
-        self._dirty: dict[int, HostedGroup] = {}
+        self._dirty: list[HostedGroup] = []
         """Groups that got an input since their last Ready (insertion ordered)."""
+        self.only: HostedGroup | None = None
+        """The group, while this node hosts exactly one (the common case: its
+        deadline stays out of the heap and the driver takes a shorter path).
+        Read-only for everyone but the host."""
         self._heap: list[tuple[float, int]] = []
         """(deadline, group) entries; stale ones (deadline moved, group gone) are skipped."""
         self.unknown_group_messages = 0
+        self.turned: list[HostedGroup] = []
+        """While more than one group is hosted: every group that had an input
+        (whose Ready was taken or whose deadline moved), in order, until the
+        runtime clears the list (it looks at them after an input: replies to
+        send, safety checks). While one group is hosted it stays empty: that
+        group (``only``) is the one."""
 
     # -- groups ---------------------------------------------------------------
     def add(self, group: HostedGroup) -> HostedGroup:
@@ -103,14 +136,27 @@ class NodeHost:
         if group.core.id != self.node:
             raise LocalProtocolError(f"group {group.id}'s core is node {group.core.id}, not this node {self.node}")
         group.probe = group.core.wake_at if isinstance(group.core, DeadlineProbe) else None
+        group.timed = group.state if isinstance(group.state, TimedState) else None
         self._groups[group.id] = group
-        self._dirty[group.id] = group
+        self._mark(group)
+        self.only = group if len(self._groups) == 1 else None
+        if len(self._groups) == 2:
+            # One group keeps its deadline outside the heap (the common case
+            # costs no heap operation); from two on, all of them are in it.
+            self._heap = [(g.deadline, g.id) for g in self._groups.values() if g.deadline is not None]
+            heapq.heapify(self._heap)
+            for g in self._groups.values():
+                g.queued = g.deadline
         return group
 
     def remove(self, group_id: int) -> HostedGroup | None:
         """Stop hosting ``group_id`` (its queued work goes with it)."""
-        self._dirty.pop(group_id, None)
-        return self._groups.pop(group_id, None)
+        removed = self._groups.pop(group_id, None)
+        if removed is not None and removed.dirty:
+            self._dirty.remove(removed)
+            removed.dirty = False
+        self.only = next(iter(self._groups.values())) if len(self._groups) == 1 else None
+        return removed
 
     def get(self, group_id: int) -> HostedGroup | None:
         return self._groups.get(group_id)
@@ -127,7 +173,9 @@ class NodeHost:
     # -- inputs ---------------------------------------------------------------
     def step(self, sender: NodeId, group_id: int, message: Any, now: float) -> Rejection | None:
         """Route a peer's message; returns a ``Rejection`` when no group takes it."""
-        group = self._groups.get(group_id)
+        group = self.only
+        if group is None or group.id != group_id:
+            group = self._groups.get(group_id)
         if group is None:
             factory = self.on_unknown_group
             created = factory(sender, group_id, message, now) if factory is not None and valid_group_id(group_id) else None
@@ -136,7 +184,7 @@ class NodeHost:
                 return Rejection(sender, type(message).__name__, "unknown group")
             group = self.add(created)
         group.core.step(sender, message, now)
-        self._dirty[group.id] = group
+        self._had_input(group)
         return None
 
     def propose(self, group_id: int, command: bytes, now: float) -> ProposeOutcome:
@@ -144,40 +192,77 @@ class NodeHost:
         if group is None:
             return Refused(f"this node hosts no group {group_id}")
         outcome = group.core.propose(command, now)
-        self._dirty[group_id] = group
+        self._had_input(group)
         return outcome
 
-    def touch(self, group_id: int) -> None:
-        """The runtime called the group's core directly (a read, an admin call):
-        take its Ready in the next turn."""
-        group = self._groups.get(group_id)
-        if group is not None:
-            self._dirty[group_id] = group
+    def touch(self, group: HostedGroup) -> None:
+        """The runtime called ``group``'s core directly (a proposal from its
+        service, a read, an admin call): take its Ready in the next turn."""
+        self._had_input(group)
 
     def tick(self, now: float) -> None:
         """Tick every group whose deadline has passed."""
+        only = self.only
+        if only is not None:
+            if only.deadline is not None and only.deadline <= now:
+                self._fire(only, now)
+            return
         heap = self._heap
-        groups = self._groups
         while heap and heap[0][0] <= now:
-            deadline, group_id = heapq.heappop(heap)
-            group = groups.get(group_id)
-            if group is None or group.deadline != deadline:
-                continue  # stale: the deadline moved or the group left
-            group.deadline = None
+            group = self._due(heap[0])
+            if group is None:
+                continue
+            deadline = group.deadline
+            assert deadline is not None
+            if deadline > now:
+                continue  # _due re-queued it at its later deadline
+            heapq.heappop(heap)
+            group.queued = None
+            self._fire(group, now)
+
+    def _fire(self, group: HostedGroup, now: float) -> None:
+        """``group``'s deadline passed: tick its core and/or its state."""
+        group.deadline = None
+        core_deadline = group.core_deadline
+        if core_deadline is not None and core_deadline <= now:
+            group.core_deadline = None
             group.core.tick(now)
-            self._dirty[group_id] = group
+        timed = group.timed
+        if timed is not None:
+            tick_at = timed.tick_at
+            if tick_at is not None and tick_at <= now:
+                timed.tick(now)
+        self._had_input(group)
 
     def wake_at(self) -> float | None:
         """The earliest deadline of any group (None: no timer armed)."""
+        only = self.only
+        if only is not None:
+            return only.deadline
         heap = self._heap
-        groups = self._groups
         while heap:
-            deadline, group_id = heap[0]
-            group = groups.get(group_id)
-            if group is not None and group.deadline == deadline:
-                return deadline
-            heapq.heappop(heap)
+            top = heap[0]
+            group = self._due(top)
+            if group is not None and group.deadline == top[0]:
+                return top[0]
         return None
+
+    def _due(self, top: tuple[float, int]) -> HostedGroup | None:
+        """Look at the heap's top entry: None (and the entry gone) when it is
+        stale; its group otherwise, re-queued first if the group's deadline
+        moved later than the entry."""
+        heap = self._heap
+        queued, group_id = top
+        group = self._groups.get(group_id)
+        if group is None or group.queued != queued or group.deadline is None:
+            heapq.heappop(heap)
+            if group is not None and group.queued == queued:
+                group.queued = None
+            return None
+        if group.deadline > queued:
+            heapq.heapreplace(heap, (group.deadline, group_id))
+            group.queued = group.deadline
+        return group
 
     # -- turns ----------------------------------------------------------------
     def has_ready(self) -> bool:
@@ -189,43 +274,104 @@ class NodeHost:
         groups it selects (the others stay dirty for a later turn)."""
         out: list[GroupReady] = []
         if select is None:
-            dirty, self._dirty = self._dirty, {}
+            dirty = self._dirty
+            self._dirty = []
         else:
-            dirty = {g: group for g, group in self._dirty.items() if select(group)}
-            for g in dirty:
-                del self._dirty[g]
-        for group in dirty.values():
+            dirty = [group for group in self._dirty if select(group)]
+            self._dirty = [group for group in self._dirty if not select(group)]
+        turned = self.turned
+        for group in dirty:
+            group.dirty = False
+            group.stale = False
+            turned.append(group)
             core = group.core
-            probe = group.probe
-            if probe is not None and not core.has_ready():
-                self._set_deadline(group, probe())
-                continue
             ready = core.ready()
             if ready.is_empty():
                 core.advance(ready)
                 self._set_deadline(group, ready.wake_at)
                 if core.has_ready():
-                    self._dirty[group.id] = group
+                    self._mark(group)
                 continue
-            out.append(GroupReady(group, ready))
+            out.append((group, ready))
         return out
 
     def advance(self, readies: list[GroupReady]) -> None:
         """The runtime carried out ``readies`` (the list ``ready`` returned)."""
-        groups = self._groups
-        for item in readies:
-            group = item.group
-            if groups.get(group.id) is not group:
-                continue  # removed meanwhile
-            core = group.core
-            core.advance(item.ready)
-            self._set_deadline(group, item.ready.wake_at)
-            if core.has_ready():
-                self._dirty[group.id] = group
+        for group, ready in readies:
+            self.advance_one(group, ready)
 
-    def _set_deadline(self, group: HostedGroup, deadline: float | None) -> None:
-        if deadline == group.deadline:
+    def advance_one(self, group: HostedGroup, ready: Ready) -> None:
+        """The runtime carried out one group's ``ready`` of the list ``ready`` returned."""
+        if self.only is group:
+            deadline = group.core_deadline = ready.wake_at
+            timed = group.timed
+            if timed is not None:
+                tick_at = timed.tick_at
+                if tick_at is not None and (deadline is None or tick_at < deadline):
+                    deadline = tick_at
+            group.deadline = deadline
+        elif self._groups.get(group.id) is not group:
+            return  # removed meanwhile
+        else:
+            self._set_deadline(group, ready.wake_at)
+        core = group.core
+        core.advance(ready)
+        if (group.stale or core.has_ready()) and not group.dirty:
+            group.dirty = True
+            self._dirty.append(group)
+
+    def ready_one(self, group: HostedGroup) -> Ready | None:
+        """``ready()`` for a host whose one group is ``group``: its Ready, or
+        None when it had nothing but a deadline (already noted)."""
+        group.dirty = False
+        group.stale = False
+        self._dirty.pop()
+        core = group.core
+        ready = core.ready()
+        if ready.is_empty():
+            core.advance(ready)
+            self._set_deadline(group, ready.wake_at)
+            if core.has_ready():
+                self._mark(group)
+            return None
+        return ready
+
+    def _had_input(self, group: HostedGroup) -> None:
+        """``group``'s core got an input: queue it for the next turn, unless
+        its deadline probe says it has nothing to carry out (about half a
+        leader's inputs, the acknowledgements), when only its deadline may
+        have moved."""
+        group.stale = True
+        if group.dirty:
             return
+        probe = group.probe
+        if probe is not None and not group.core.has_ready():
+            if self.only is group and group.timed is None:
+                group.deadline = group.core_deadline = probe()
+            else:
+                self.turned.append(group)
+                self._set_deadline(group, probe())
+        else:
+            group.dirty = True
+            self._dirty.append(group)
+
+    def _mark(self, group: HostedGroup) -> None:
+        if not group.dirty:
+            group.dirty = True
+            self._dirty.append(group)
+
+    def _set_deadline(self, group: HostedGroup, core_deadline: float | None) -> None:
+        """The core reported ``core_deadline``: the group's deadline is that or
+        its state's, whichever is earlier."""
+        deadline = group.core_deadline = core_deadline
+        timed = group.timed
+        if timed is not None:
+            tick_at = timed.tick_at
+            if tick_at is not None and (deadline is None or tick_at < deadline):
+                deadline = tick_at
         group.deadline = deadline
-        if deadline is not None:
-            heapq.heappush(self._heap, (deadline, group.id))
+        if deadline is not None and self.only is None:
+            queued = group.queued
+            if queued is None or deadline < queued:
+                heapq.heappush(self._heap, (deadline, group.id))
+                group.queued = deadline

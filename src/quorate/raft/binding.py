@@ -65,6 +65,11 @@ def _leadership(core: ProtocolCore) -> tuple[NodeId | None, int]:
     return raft.leader_id, raft.term
 
 
+def _leading_term(core: ProtocolCore) -> int | None:
+    raft: RaftNode = core  # type: ignore[assignment]
+    return raft.term if raft.is_leader else None
+
+
 def _status(core: ProtocolCore) -> GroupStatus:
     raft: RaftNode = core  # type: ignore[assignment]
     return GroupStatus(
@@ -127,6 +132,7 @@ BINDING = Binding(
     parse_config=_parse_config,
     builder=_builder,
     leadership=_leadership,
+    leading_term=_leading_term,
     status=_status,
     fault_model="crash",
     membership=RaftMembership(),

@@ -15,6 +15,7 @@ looked up once per core instead of on every call.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -152,16 +153,16 @@ class HostEffects(Protocol):
         runtime will call ``HostDriver.persisted()`` once it is durable."""
         ...
 
-    def send(self, to: NodeId, group: int, message: Any) -> None:
-        """Queue ``message`` of ``group`` for ``to``; must not block."""
+    def send(self, group: HostedGroup, messages: list[tuple[NodeId, Any]]) -> None:
+        """Queue ``group``'s ``messages`` (``(to, message)`` pairs); must not block."""
         ...
 
     def restore(self, group: HostedGroup, snapshot: Any) -> None:
         """Replace ``group``'s state machine with ``snapshot``."""
         ...
 
-    def apply(self, group: HostedGroup, entry: Entry) -> None:
-        """Apply one committed entry of ``group``, in index order."""
+    def apply(self, group: HostedGroup, entries: list[Entry]) -> None:
+        """Apply ``group``'s committed ``entries``, in index order."""
         ...
 
     def read_ready(self, group: HostedGroup, read: ReadState) -> None:
@@ -173,8 +174,8 @@ class HostEffects(Protocol):
         ...
 
 
-def _has_writes(ready: Ready) -> bool:
-    return ready.hard_state is not None or bool(ready.entries) or ready.snapshot is not None
+def _pipelines(group: HostedGroup) -> bool:
+    return group.pipelines
 
 
 class HostDriver:
@@ -191,22 +192,23 @@ class HostDriver:
     the turn stops there, inputs keep reaching the cores, and no new turn is
     taken until ``persisted()`` finishes this one — so the next turn's write
     carries everything that arrived meanwhile. Groups whose binding allows
-    pipelining (``Binding.pipelines_while_persisting``, a BFT option) still
-    send their messages while a write is in flight; the rest of their
-    Readies joins the next write.
+    pipelining (``Binding.pipelines_while_persisting``, a BFT option) send
+    all of a Ready's messages before its write, and keep sending while a
+    write is in flight; the rest of their Readies joins the next write.
     """
 
-    __slots__ = ("_effects", "_host", "_in_flight", "_pipelining", "_waiting", "turns")
+    __slots__ = ("_effects", "_host", "_in_flight", "_waiting", "sent_early", "turns")
 
-    def __init__(self, host: NodeHost, effects: HostEffects, *, pipelining: Callable[[HostedGroup], bool] | None = None) -> None:
+    def __init__(self, host: NodeHost, effects: HostEffects) -> None:
         self._host = host
         self._effects = effects
-        self._pipelining = pipelining
         self._in_flight: tuple[list[GroupReady], list[GroupReady]] | None = None
         """(the turn's Readies, those of them taken fresh from the host)."""
         self._waiting: list[GroupReady] = []
         """Pipelined Readies taken during the write in flight (messages sent)."""
         self.turns = 0
+        self.sent_early = 0
+        """Messages sent before the write of their Ready was durable."""
 
     @property
     def persisting(self) -> bool:
@@ -216,34 +218,85 @@ class HostDriver:
     def drive(self) -> None:
         """Take and carry out turns until the host has no work, or one waits on its write."""
         if self._in_flight is not None:
-            if self._pipelining is not None:
-                self._pipeline()
+            self._pipeline()
             return
         host = self._host
-        effects = self._effects
-        while self._waiting or host.has_ready():
-            waiting, self._waiting = self._waiting, []
-            fresh = host.ready()
-            readies = waiting + fresh if waiting else fresh
+        group = host.only
+        if group is not None and not self._waiting:
+            # One group (the common case): the same steps as below, with fewer
+            # calls (the simulator comes through here for every input).
+            effects = self._effects
+            while group.dirty:
+                ready = host.ready_one(group)
+                if ready is None:
+                    continue
+                self.turns += 1
+                if ready.early_messages or group.pipelines:
+                    ready = self._send_early(group, ready)
+                if (ready.hard_state is not None or ready.entries or ready.snapshot is not None) and not effects.persist(
+                    [(group, ready)], ready.must_sync
+                ):
+                    self._in_flight = ([(group, ready)], [(group, ready)])
+                    return
+                if ready.messages:
+                    effects.send(group, ready.messages)
+                if ready.snapshot is not None:
+                    effects.restore(group, ready.snapshot)
+                if ready.committed:
+                    effects.apply(group, ready.committed)
+                if ready.reads:
+                    for read in ready.reads:
+                        effects.read_ready(group, read)
+                if ready.rejected:
+                    for rejection in ready.rejected:
+                        effects.rejected(group, rejection)
+                host.advance_one(group, ready)
+            return
+        has_ready = host.has_ready
+        while True:
+            if self._waiting:
+                waiting, self._waiting = self._waiting, []
+                fresh = host.ready()
+                readies = waiting + fresh
+            elif has_ready():
+                readies = fresh = host.ready()
+            else:
+                return
             if not readies:
                 continue
             self.turns += 1
-            send = effects.send
-            writes = []
+            writes = None
             sync = False
-            for item in readies:
-                ready = item.ready
-                if ready.early_messages:
-                    group = item.group.id
-                    for to, message in ready.early_messages:
-                        send(to, group, message)
-                if _has_writes(ready):
-                    writes.append(item)
-                    sync = sync or ready.must_sync
-            if writes and not effects.persist(writes, sync):
+            for i, item in enumerate(readies):
+                ready = item[1]
+                if ready.early_messages or (item[0].pipelines and ready.messages):
+                    ready = self._send_early(item[0], ready)
+                    readies[i] = (item[0], ready)
+                if ready.hard_state is not None or ready.entries or ready.snapshot is not None:
+                    if writes is None:
+                        writes = [item]
+                    else:
+                        writes.append(item)
+                    if ready.must_sync:
+                        sync = True
+            if writes is not None and not self._effects.persist(writes, sync):
                 self._in_flight = (readies, fresh)
                 return
             self._finish(readies, fresh)
+
+    def _send_early(self, group: HostedGroup, ready: Ready) -> Ready:
+        """Send what may leave before ``ready``'s write: its early messages,
+        and all its messages for a pipelining group (returning the Ready
+        without them, so they are not sent twice)."""
+        effects = self._effects
+        if ready.early_messages:
+            effects.send(group, ready.early_messages)
+            self.sent_early += len(ready.early_messages)
+        if group.pipelines and ready.messages:
+            effects.send(group, ready.messages)
+            self.sent_early += len(ready.messages)
+            return dataclasses.replace(ready, messages=[], early_messages=[])
+        return ready
 
     def persisted(self) -> None:
         """The background write of the turn in flight is durable: finish it and drive on."""
@@ -259,20 +312,19 @@ class HostDriver:
         send their messages now and keep the rest for the next write (their
         cores' ``advance`` does nothing, so taking further Readies is safe).
         Other groups wait for the next turn."""
-        pipelining = self._pipelining
-        assert pipelining is not None
         host = self._host
         send = self._effects.send
         while True:
-            taken = host.ready(pipelining)
+            taken = host.ready(_pipelines)
             if not taken:
                 return
-            for item in taken:
-                ready = item.ready
-                group = item.group.id
-                for to, message in (*ready.early_messages, *ready.messages):
-                    send(to, group, message)
-                item.ready = Ready(
+            for hosted, ready in taken:
+                if ready.early_messages:
+                    send(hosted, ready.early_messages)
+                if ready.messages:
+                    send(hosted, ready.messages)
+                self.sent_early += len(ready.early_messages) + len(ready.messages)
+                held = Ready(
                     hard_state=ready.hard_state,
                     entries=ready.entries,
                     snapshot=ready.snapshot,
@@ -282,29 +334,35 @@ class HostDriver:
                     rejected=ready.rejected,
                     must_sync=ready.must_sync,
                 )
-                self._waiting.append(item)
-                host.advance([item])
+                self._waiting.append((hosted, held))
+                host.advance([(hosted, ready)])
 
     def _finish(self, readies: list[GroupReady], fresh: list[GroupReady]) -> None:
-        """Send, restore, apply, answer reads, report rejections; advance the
-        ``fresh`` Readies (pipelined ones were advanced when taken)."""
+        """Carry out the rest of each Ready; advance the ``fresh`` ones
+        (pipelined ones were advanced when taken)."""
+        carry = self._carry
+        if readies is fresh:
+            advance = self._host.advance_one
+            for group, ready in readies:
+                carry(group, ready)
+                advance(group, ready)
+            return
+        for group, ready in readies:
+            carry(group, ready)
+        self._host.advance(fresh)
+
+    def _carry(self, group: HostedGroup, ready: Ready) -> None:
+        """After the write: send, restore, apply, answer reads, report rejections."""
         effects = self._effects
-        send = effects.send
-        for item in readies:
-            ready = item.ready
-            group = item.group
-            if ready.messages:
-                gid = group.id
-                for to, message in ready.messages:
-                    send(to, gid, message)
-            if ready.snapshot is not None:
-                effects.restore(group, ready.snapshot)
-            if ready.committed:
-                apply = effects.apply
-                for entry in ready.committed:
-                    apply(group, entry)
+        if ready.messages:
+            effects.send(group, ready.messages)
+        if ready.snapshot is not None:
+            effects.restore(group, ready.snapshot)
+        if ready.committed:
+            effects.apply(group, ready.committed)
+        if ready.reads:
             for read in ready.reads:
                 effects.read_ready(group, read)
+        if ready.rejected:
             for rejection in ready.rejected:
                 effects.rejected(group, rejection)
-        self._host.advance(fresh)

@@ -91,18 +91,20 @@ class Effects:
         self.writes: list[list[int]] = []
 
     def persist(self, writes: list[GroupReady], sync: bool) -> bool:
-        self.writes.append([w.group.id for w in writes])
-        self.log.append(("persist", tuple(w.group.id for w in writes)))
+        self.writes.append([group.id for group, _ in writes])
+        self.log.append(("persist", tuple(group.id for group, _ in writes)))
         return not self.background
 
-    def send(self, to: NodeId, group: int, message: Any) -> None:
-        self.log.append(("send", (to, group, message)))
+    def send(self, group: HostedGroup, messages: list[tuple[NodeId, Any]]) -> None:
+        for to, message in messages:
+            self.log.append(("send", (to, group.id, message)))
 
     def restore(self, group: HostedGroup, snapshot: Any) -> None:
         self.log.append(("restore", group.id))
 
-    def apply(self, group: HostedGroup, entry: Entry) -> None:
-        self.log.append(("apply", (group.id, entry.index)))
+    def apply(self, group: HostedGroup, entries: list[Entry]) -> None:
+        for entry in entries:
+            self.log.append(("apply", (group.id, entry.index)))
 
     def read_ready(self, group: HostedGroup, read: ReadState) -> None:
         self.log.append(("read", group.id))
@@ -114,7 +116,7 @@ class Effects:
 def host_with(groups: dict[int, Echo], pipelining: frozenset[int] = frozenset()) -> NodeHost:
     host = NodeHost(ME)
     for gid, core in groups.items():
-        host.add(HostedGroup(gid, core, _binding(gid in pipelining)))
+        host.add(HostedGroup(gid, core, _binding(gid in pipelining), pipelines=gid in pipelining))
     return host
 
 
@@ -207,7 +209,7 @@ def test_pipelining_groups_send_while_a_write_is_in_flight() -> None:
     cores = {0: Echo(), 1: Echo()}
     host = host_with(cores, pipelining=frozenset({1}))
     effects = Effects(background=True)
-    driver = HostDriver(host, effects, pipelining=lambda g: g.binding.pipelines_while_persisting(None))
+    driver = HostDriver(host, effects)
     host.step(NodeId(2), 0, "a", 0.0)
     driver.drive()
     host.step(NodeId(2), 1, "fast", 0.0)

@@ -49,8 +49,8 @@ from typing import Any
 
 from quorate.errors import ConfigError
 from quorate.ids import NodeId, node_name, parse_node_name
-from quorate.runtime.aio.bft import BFT_PROTOCOLS
-from quorate.runtime.aio.protocols import protocol_names
+from quorate.protocols import byzantine_fault_tolerant
+from quorate.runtime.aio.protocols import protocol_binding, protocol_names
 from quorate.runtime.aio.tls import TlsConfig
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -251,8 +251,8 @@ def node_config_from_mapping(raw: Mapping[str, Any], base_dir: Path = Path("."))
         raise ConfigError(f"unknown protocol {protocol!r}; choose one of {', '.join(protocol_names())}")
     keys_dir = _path(raw["keys_dir"], "keys_dir", base_dir) if "keys_dir" in raw else None
     if keys_dir is not None:
-        if protocol not in BFT_PROTOCOLS:
-            raise ConfigError(f"keys_dir is for {' and '.join(BFT_PROTOCOLS)} nodes, not {protocol}")
+        if not byzantine_fault_tolerant(protocol):
+            raise ConfigError(f"keys_dir is for Byzantine fault tolerant protocols (pbft, hotstuff), not {protocol}")
         from quorate.crypto.keyfiles import load_node_keys
 
         load_node_keys(keys_dir, node, [node, *peers])  # a missing or mismatched key fails now
@@ -314,19 +314,10 @@ def _path(value: object, what: str, base_dir: Path) -> Path:
 
 
 def _check_options(protocol: str, options: dict[str, Any]) -> None:
-    """Build the protocol's config now so a bad option fails before the node starts."""
-    if protocol != "raft":
-        return
-    from quorate.raft.config import RaftConfig
-
-    fields = set(RaftConfig.__dataclass_fields__)
-    unknown = sorted(set(options) - fields)
-    if unknown:
-        raise ConfigError(
-            f"unknown raft option {unknown[0]!r} in [options]; the options are "
-            f"{', '.join(sorted(fields))}"
-        )
+    """Parse the protocol's config now (its binding names a bad option), so a
+    bad option fails before the node starts."""
+    found = protocol_binding(protocol)
     try:
-        RaftConfig(**options).validate()
-    except TypeError as exc:
+        found.core.parse_config(found.protocol_options(options))
+    except ConfigError as exc:
         raise ConfigError(f"[options]: {exc}") from None

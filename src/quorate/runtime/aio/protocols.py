@@ -35,6 +35,7 @@ from typing import Any
 
 from quorate.core.binding import Binding, ClusterContext
 from quorate.core.protocol import ProtocolCore
+from quorate.core.signing import Signer, Verifier
 from quorate.core.wire import WireMessage
 from quorate.crypto.keyring import Ed25519Keyring
 from quorate.errors import ConfigError
@@ -92,6 +93,32 @@ class ProtocolBinding:
         """True when a signing protocol would derive its keys from the shared test seed."""
         return self.core.fault_model == "byzantine" and options.get("keys_dir") is None
 
+    def keyring(self, node_id: NodeId, voters: tuple[NodeId, ...], options: Mapping[str, Any]) -> Ed25519Keyring | None:
+        """This node's keys, for protocols that sign (None for the others)."""
+        if self.core.fault_model != "byzantine":
+            return None
+        keys_dir = options.get("keys_dir")
+        key_seed = options.get("key_seed")
+        if keys_dir is not None and key_seed is not None:
+            raise ConfigError("give either keys_dir (a key per node) or key_seed (test clusters), not both")
+        return Ed25519Keyring(
+            node_id,
+            voters,
+            keys_dir=keys_dir,
+            key_seed=None if keys_dir is not None else str(key_seed or DEFAULT_KEY_SEED),
+        )
+
+    def clock_keys(
+        self, node_id: NodeId, voters: tuple[NodeId, ...], options: Mapping[str, Any]
+    ) -> tuple[Signer, Verifier] | None:
+        """For Byzantine fault tolerant protocols: the node's own signer and the
+        members' verifier for its signed clock readings
+        (``quorate.state.replica_time``); None for the others."""
+        keyring = self.keyring(node_id, voters, options)
+        if keyring is None:
+            return None
+        return keyring.signer(node_id), keyring.verifier(node_id)
+
     def build(
         self,
         node_id: NodeId,
@@ -102,18 +129,7 @@ class ProtocolBinding:
         options: Mapping[str, Any],
     ) -> ProtocolCore:
         config = self.core.parse_config(self.protocol_options(options))
-        keyring = None
-        if self.core.fault_model == "byzantine":
-            keys_dir = options.get("keys_dir")
-            key_seed = options.get("key_seed")
-            if keys_dir is not None and key_seed is not None:
-                raise ConfigError("give either keys_dir (a key per node) or key_seed (test clusters), not both")
-            keyring = Ed25519Keyring(
-                node_id,
-                voters,
-                keys_dir=keys_dir,
-                key_seed=None if keys_dir is not None else str(key_seed or DEFAULT_KEY_SEED),
-            )
+        keyring = self.keyring(node_id, voters, options)
         behaviour = options.get("byzantine")
         byzantine = {} if behaviour in (None, "", "none") else {node_id: str(behaviour)}
         if byzantine and self.core.fault_model != "byzantine":
@@ -128,9 +144,21 @@ def register_protocol(name: str, loader: Callable[[], Binding]) -> None:
 
 
 def protocol_names() -> list[str]:
-    return names()
+    """The protocols a real node can run (the simulator's reference protocol left out)."""
+    return [name for name in names() if not _simulator_only(name)]
+
+
+def _simulator_only(name: str) -> bool:
+    try:
+        return core_binding(name).simulator_only
+    except ConfigError:
+        return False
 
 
 def protocol_binding(name: str) -> ProtocolBinding:
-    """The binding registered as ``name``; ``ConfigError`` if unknown or not installed."""
-    return ProtocolBinding(core_binding(name))
+    """The binding registered as ``name``; ``ConfigError`` if unknown, not
+    installed, or one only the simulator runs."""
+    found = core_binding(name)
+    if found.simulator_only:
+        raise ConfigError(f"protocol {name!r} runs in the simulator only; choose one of {', '.join(protocol_names())}")
+    return ProtocolBinding(found)

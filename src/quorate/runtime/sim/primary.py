@@ -263,4 +263,5 @@ BINDING = Binding(
     leadership=_leadership,
     status=_status,
     tolerated_faults=lambda n: 0,  # the primary is a single point of failure
+    simulator_only=True,
 )

@@ -29,7 +29,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from quorate.core.binding import ClusterContext
+from quorate.core.binding import Binding, ClusterContext
 from quorate.core.protocol import ProtocolCore
 from quorate.crypto.costmodel import Scheme
 from quorate.crypto.keyring import CostModelKeyring
@@ -59,6 +59,7 @@ class ProtocolSpec:
     """Everything the simulator needs to know about one protocol."""
 
     name: str
+    binding: Binding
     build_core: BuildCore
     build_replica: Callable[[ProtocolCore], Replica]
     max_crashed: Callable[[int], int]
@@ -82,6 +83,9 @@ class ProtocolSpec:
     every replica (``runtime.sim.workload``)."""
     client_codec: Callable[[], Any] | None = None
     """Builds the client codec; ``None``: ``ServiceCodec``."""
+    pipelines: bool = False
+    """With this config, every message of a Ready may leave before its write
+    (``Binding.pipelines_while_persisting``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +99,8 @@ class SpecContext:
     client_endpoints: range = range(0)
     """Network ids of the run's client endpoints: where BFT replicas may
     send the answers to the commands they execute."""
+    replicas: int = 0
+    """Replicas in the group (BFT: a store's time rounds count on it)."""
 
 
 class ServiceCodec:
@@ -191,9 +197,11 @@ _SIM_OPTIONS = ("scheme",)
 ``ed25519`` (default) or ``bls`` for the cost model of signing protocols."""
 
 
-def _bft_replica(context: SpecContext) -> Callable[[ProtocolCore], Replica]:
-    """The simulator's BFT replica service, answering the run's client endpoints."""
+def _bft_replica(context: SpecContext, keyring: CostModelKeyring) -> Callable[[ProtocolCore], Replica]:
+    """The simulator's BFT replica service, answering the run's client
+    endpoints and signing its time entries with the run's cost-model keys."""
     from quorate.runtime.sim.bft import SESSION_ENDPOINT_BITS, BftReplicaService
+    from quorate.state.replica_time import ReplicaClock
 
     endpoints = context.client_endpoints
     if len(endpoints) and endpoints[-1] >= 1 << SESSION_ENDPOINT_BITS:
@@ -202,8 +210,13 @@ def _bft_replica(context: SpecContext) -> Callable[[ProtocolCore], Replica]:
             "(client session ids carry the client's endpoint id)"
         )
 
+    replicas = context.replicas
+
+    replicas = context.replicas
+
     def build_replica(core: ProtocolCore) -> Replica:
-        return BftReplicaService(core, clients=endpoints)
+        clock = ReplicaClock(keyring.signer(core.id), keyring.verifier(core.id)) if replicas else None
+        return BftReplicaService(core, clients=endpoints, replicas=max(replicas, 1), clock=clock)
 
     return build_replica
 
@@ -231,16 +244,13 @@ def protocol_spec(
             raise ConfigError(f"scheme must be ed25519 or bls, got {sim_options.get('scheme')!r}") from None
         keyring = CostModelKeyring(context.seed, scheme)
     build = b.builder(config, ClusterContext(keyring, dict(context.byzantine)))
-    leadership = b.leadership
-
-    def leader_term(core: ProtocolCore) -> int | None:
-        leader, term = leadership(core)
-        return term if leader == core.id else None
+    leader_term = b.leading_term or b.term_if_leading
 
     return ProtocolSpec(
         name=name,
+        binding=b,
         build_core=build,
-        build_replica=_bft_replica(context) if byzantine else _service,
+        build_replica=_bft_replica(context, keyring) if keyring is not None else _service,
         max_crashed=b.max_faulty,
         new_monitor=b.safety_monitor,
         leader_term=leader_term,
@@ -250,4 +260,5 @@ def protocol_spec(
         max_byzantine=b.max_byzantine,
         reply_quorum=b.reply_quorum,
         client_codec=BftServiceCodec if byzantine else None,
+        pipelines=b.pipelines_while_persisting(config),
     )

@@ -158,6 +158,7 @@ class Workload:
         first_client_id: int,
         clients: int,
         replicas: int,
+        first_replica_id: int = 0,
         codec: ClientCodec,
         send: Send,
         schedule: Schedule,
@@ -197,6 +198,8 @@ class Workload:
         self.first_client_id = first_client_id
         self.clients = clients
         self.replicas = replicas
+        self.first_replica_id = first_replica_id
+        """Replicas are endpoints ``first_replica_id .. + replicas - 1``."""
         self.stop_at_s = stop_at_s
         self.rate_ops = rate_ops
         self.keys = [f"k{i}" for i in range(keys)]
@@ -222,7 +225,7 @@ class Workload:
         """Timeout and retry timers that fired after their operation had ended
         (popped from the heap, but no work: not counted as events)."""
         self._pending: dict[int, _PendingOp] = {}  # by session (process) id
-        self._leader_guess = [rng.randrange(replicas) for _ in range(clients)]
+        self._leader_guess = [first_replica_id + rng.randrange(replicas) for _ in range(clients)]
         self._primary: list[int | None] = [None] * clients
         self._hints: list[dict[int, int | None]] = [{} for _ in range(clients)]
         """Per endpoint: replica -> the primary its latest result named."""
@@ -291,7 +294,7 @@ class Workload:
         if status == "redirect":
             self.redirects += 1
             endpoint = op.endpoint
-            if view.leader is not None and 0 <= view.leader < self.replicas and view.leader != event[4]:
+            if view.leader is not None and self._is_replica(view.leader) and view.leader != event[4]:
                 self._leader_guess[endpoint] = view.leader
                 self._send_request(op, now)
             else:
@@ -360,10 +363,14 @@ class Workload:
         self._next_process += 1
         return p
 
+    def _is_replica(self, endpoint: int) -> bool:
+        return self.first_replica_id <= endpoint < self.first_replica_id + self.replicas
+
     def _other_replica(self, current: int) -> int:
+        first = self.first_replica_id
         if self.replicas == 1:
-            return 0
-        other = self._rng.randrange(self.replicas - 1)
+            return first
+        other = first + self._rng.randrange(self.replicas - 1)
         return other if other < current else other + 1
 
     def _next_op(self) -> Operation:
@@ -399,7 +406,7 @@ class Workload:
         if self.reply_quorum > 1:
             primary = None if to_all else self._primary[op.endpoint]
             if primary is None:
-                for replica in range(self.replicas):
+                for replica in range(self.first_replica_id, self.first_replica_id + self.replicas):
                     self._send(src, replica, message, now)
             else:
                 self._send(src, primary, message, now)
@@ -417,7 +424,7 @@ class Workload:
         new); the one named most recently wins."""
         counts: dict[int, int] = {}
         for leader in hints.values():
-            if leader is not None and 0 <= leader < self.replicas:
+            if leader is not None and self._is_replica(leader):
                 counts[leader] = counts.get(leader, 0) + 1
         for leader in reversed(list(hints.values())):
             if leader is not None and counts.get(leader, 0) >= self.reply_quorum:
