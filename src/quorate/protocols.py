@@ -36,8 +36,9 @@ def register(name: str, loader: Callable[[], Binding]) -> None:
 
 
 def names() -> list[str]:
-    """Every protocol a runtime can be asked to run."""
-    return sorted({*_MODULES, *_LOADERS})
+    """Every protocol a runtime can be asked to run: those that ship with
+    quorate in their order, then the registered ones."""
+    return [*_MODULES, *(name for name in _LOADERS if name not in _MODULES)]
 
 
 def _import(module: str) -> Binding:

@@ -37,7 +37,7 @@ class World:
         self.sim = Simulation(
             SimConfig(protocol=protocol, nodes=nodes, clients=1, seed=seed, protocol_options=options)
         )
-        self.client = nodes
+        self.client = nodes + 1  # endpoints: replicas 1..n, then the clients
         self.replies: list[ClientReply] = []
         kind = self.sim.loop.add_kind(lambda event: self.replies.append(event[5]))
         self.sim.network.deliver_kind_of[self.client] = kind
@@ -65,6 +65,10 @@ class World:
 
     def stores(self) -> list[Any]:
         return [n.replica.kv for n in self.sim.nodes if n.alive]  # type: ignore[union-attr]
+
+    def node(self, node_id: int) -> Any:
+        """The simulated node with id ``node_id`` (replicas are numbered 1..n)."""
+        return self.sim.nodes[node_id - 1]
 
     def holders(self, key: str) -> list[int]:
         return [int(n.id) for n in self.sim.nodes if n.alive and n.replica.kv.get(key) is not None]  # type: ignore[union-attr]
@@ -102,7 +106,7 @@ def test_a_ttl_key_is_gone_one_commit_after_its_deadline_on_an_idle_cluster() ->
     leader = world.leader()
     deadline = _put_with_ttl(world)
     world.run(deadline - 1e-6)
-    assert world.holders("k") == [0, 1, 2]  # never early
+    assert world.holders("k") == [1, 2, 3]  # never early
     world.run(deadline + ONE_COMMIT_S)
     assert leader not in world.holders("k")
     world.run(deadline + HEARTBEAT_S + ONE_COMMIT_S)
@@ -114,9 +118,9 @@ def test_a_ttl_key_is_gone_one_commit_after_its_deadline_on_an_idle_cluster() ->
     assert stamp == deadline and tick.time_s == deadline and tick.replica == leader
     assert all(kv.now_s == deadline for kv in world.stores())
     # Then quiet again: nothing is due, nothing is proposed.
-    last = world.sim.nodes[leader].core.last_index  # type: ignore[union-attr]
+    last = world.node(leader).core.last_index  # type: ignore[union-attr]
     world.run(world.now + 60.0)
-    assert world.sim.nodes[leader].core.last_index == last  # type: ignore[union-attr]
+    assert world.node(leader).core.last_index == last  # type: ignore[union-attr]
 
 
 def test_the_same_seed_gives_the_same_run() -> None:
@@ -134,7 +138,7 @@ def test_an_idle_cluster_without_ttl_keys_appends_nothing() -> None:
     world = World()
     world.run(5.0)
     leader = world.leader()
-    before = world.sim.nodes[leader].core.last_index  # type: ignore[union-attr]
+    before = world.node(leader).core.last_index  # type: ignore[union-attr]
     # A TTL key deleted before its deadline leaves nothing due either.
     world.send(Put("short", "v", ttl_s=TTL_S), [leader])
     world.send(Delete("short"), [leader])
@@ -155,7 +159,7 @@ def test_a_new_leader_whose_clock_is_behind_expires_by_its_clock_and_time_never_
     for node in world.sim.nodes:
         if int(node.id) != old:
             node.set_clock(world.now, offset_jump_s=-behind_s)
-    world.sim.nodes[old].crash()
+    world.node(old).crash()
     seen = {int(n.id): n.replica.kv.now_s for n in world.sim.nodes if n.alive}  # type: ignore[union-attr]
     while world.now < deadline + behind_s + 5.0:
         world.run(world.now + 0.05)
@@ -172,7 +176,7 @@ def test_a_new_leader_whose_clock_is_behind_expires_by_its_clock_and_time_never_
     world.send(Put("later", "v"), [new])
     world.run(world.now + 0.5)
     assert all(kv.now_s >= log_time for kv in world.stores())
-    [(_, tick, stamp)] = _time_entries(world.sim.nodes[new])
+    [(_, tick, stamp)] = _time_entries(world.node(new))
     assert tick.replica == new and stamp >= deadline
 
 
@@ -183,7 +187,7 @@ def _bft_world(protocol: str) -> World:
 def _bft_put(world: World) -> float:
     """Put ``k`` with ``TTL_S`` by sending to every replica; when it was sent."""
     sent_at = world.now
-    world.send(Put("k", "v", ttl_s=TTL_S), [0, 1, 2, 3], session=session_id(0, world.client))
+    world.send(Put("k", "v", ttl_s=TTL_S), [1, 2, 3, 4], session=session_id(0, world.client))
     world.run(world.now + 1.0)
     assert {r.status for r in world.replies} == {"ok"} and len(world.replies) >= 2
     return sent_at
@@ -199,7 +203,7 @@ def test_a_bft_group_expires_a_ttl_key_from_rounds_of_signed_readings(protocol: 
     deadline = deadlines.pop()
     assert deadline is not None and sent_at + TTL_S <= deadline <= sent_at + TTL_S + 0.1
     world.run(deadline - 1e-6)
-    assert world.holders("k") == [0, 1, 2, 3]
+    assert world.holders("k") == [1, 2, 3, 4]
     world.run(deadline + 0.2)
     assert world.holders("k") == []
     rounds = {kv.time_rounds.rounds for kv in world.stores()}
@@ -212,10 +216,10 @@ def test_a_bft_group_expires_a_ttl_key_from_rounds_of_signed_readings(protocol: 
 def test_a_bft_replica_whose_clock_runs_ahead_cannot_expire_a_key_early(protocol: str) -> None:
     world = _bft_world(protocol)
     world.run(2.0)
-    world.sim.nodes[3].set_clock(world.now, offset_jump_s=100.0)
+    world.node(4).set_clock(world.now, offset_jump_s=100.0)
     sent_at = _bft_put(world)
     world.run(sent_at + TTL_S - 0.01)
-    assert world.holders("k") == [0, 1, 2, 3]
+    assert world.holders("k") == [1, 2, 3, 4]
     assert all(kv.now_s < sent_at + TTL_S for kv in world.stores())
     world.run(sent_at + TTL_S + 1.0)
     assert world.holders("k") == []

@@ -106,6 +106,10 @@ class NullReplica:
     def has_replies(self) -> bool:
         return False
 
+    def apply_all(self, entries: list[Entry]) -> None:
+        for entry in entries:
+            self.apply(entry)
+
     def apply(self, entry: Entry) -> None:
         pass
 

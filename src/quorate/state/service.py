@@ -317,6 +317,12 @@ class ReplicaService:
         return bool(self._replies)
 
     # -- host side (called by the runtime's driver Host) -----------------------
+    def apply_all(self, entries: list[Entry]) -> None:
+        """Apply committed ``entries`` in order (one call for a turn's batch)."""
+        apply = self.apply
+        for entry in entries:
+            apply(entry)
+
     def apply(self, entry: Entry) -> None:
         self.applied = entry.index
         self.applied_term = entry.term
@@ -339,7 +345,8 @@ class ReplicaService:
             self._reschedule()
         if self._queued_reads:
             self._serve_queued_reads()
-        self._maybe_compact(entry.index)
+        if self.snapshot_every:
+            self._maybe_compact(entry.index)
 
     # -- time entries (see the module docstring) ---------------------------------
     def _stamp(self, now: float) -> float:

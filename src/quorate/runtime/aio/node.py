@@ -84,8 +84,10 @@ import logging
 import random
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from pathlib import Path
 from typing import Any
 
@@ -94,7 +96,7 @@ from quorate.core.protocol import Accepted, Redirect
 from quorate.core.ready import Entry, ReadState, Rejection
 from quorate.core.wire import WireMessage
 from quorate.errors import ConfigError, LocalProtocolError
-from quorate.ids import NodeId, node_name
+from quorate.ids import MAX_GROUP_ID, NodeId, node_name, valid_group_id
 from quorate.runtime.aio.admin import (
     CLIENT_REQUEST_TYPES,
     Admin,
@@ -120,6 +122,7 @@ from quorate.state.kv import KVStore
 from quorate.state.replica_time import ReplicaClock
 from quorate.state.service import (
     STATUS_ERROR,
+    BftService,
     ClientAttach,
     ClientReply,
     ClientRequest,
@@ -174,15 +177,37 @@ SHARED_SEED_WARNING = (
 )
 
 
+@dataclass(frozen=True, slots=True)
+class GroupConfig:
+    """A group a node hosts besides group 0: its id, protocol, members (node
+    ids; this node among them) and the protocol's options."""
+
+    group: int
+    protocol: str
+    members: tuple[NodeId, ...]
+    options: Mapping[str, Any] = dataclass_field(default_factory=dict)
+
+    def validate(self, node: NodeId) -> GroupConfig:
+        if not valid_group_id(self.group) or self.group == 0:
+            raise ConfigError(f"an extra group's id must be an integer in 1..{MAX_GROUP_ID}, got {self.group!r}")
+        if node not in self.members:
+            raise ConfigError(f"group {self.group}: this node ({node_name(node)}) is not among its members")
+        if len(set(self.members)) != len(self.members):
+            raise ConfigError(f"group {self.group}: members must be distinct, got {list(self.members)}")
+        return self
+
+
 class AioNode:
     """A node of a cluster on this process's event loop.
 
-    ``peers`` maps every *other* voter to its address; ``data_dir`` holds the
+    ``peers`` maps every *other* node to its address; ``data_dir`` holds the
     log and snapshots of every group the node hosts, in the ``storage_kind``
     engine (``"sqlite"`` or ``"wal"``). ``protocol`` is a registered name
     (``"raft"``) or a ``ProtocolBinding``; it runs as group 0 among all the
-    voters, with ``protocol_options`` going to its builder (Raft: the
-    ``RaftConfig`` fields).
+    nodes, with ``protocol_options`` going to its builder (Raft: the
+    ``RaftConfig`` fields). ``groups`` are further groups the node hosts (a
+    shard's Raft group and a core's BFT group side by side, say), each among
+    its own members.
     """
 
     def __init__(
@@ -202,6 +227,7 @@ class AioNode:
         storage_kind: str = "sqlite",
         clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
+        groups: Sequence[GroupConfig] = (),
     ) -> None:
         if storage_kind not in STORAGE_KINDS:
             raise ConfigError(
@@ -212,6 +238,13 @@ class AioNode:
             protocol if isinstance(protocol, ProtocolBinding) else protocol_binding(protocol)
         )
         self.peers = {p: a for p, a in peers.items() if p != node_id}
+        self.groups = [g.validate(node_id) for g in groups]
+        if len({g.group for g in self.groups}) != len(self.groups):
+            raise ConfigError("the extra groups' ids must be distinct")
+        for extra in self.groups:
+            unknown = [node_name(m) for m in extra.members if m != node_id and m not in self.peers]
+            if unknown:
+                raise ConfigError(f"group {extra.group}: no address for {', '.join(unknown)} (add them to peers)")
         self.data_dir = Path(data_dir)
         self.listen = listen
         self.protocol_options = dict(protocol_options or {})
@@ -280,12 +313,20 @@ class AioNode:
         self._executor = ThreadPoolExecutor(
             max_workers=1, thread_name_prefix=f"{node_name(self.id)}-persist"
         )
+        extras = [
+            self._build_group(g.group, protocol_binding(g.protocol), tuple(sorted(g.members)), g.options)
+            for g in self.groups
+        ]
         self._driver = HostDriver(self.host, self)
+        message_types: dict[type, None] = dict.fromkeys(binding.message_types)
+        for extra in extras:
+            assert extra.binding is not None
+            message_types.update(dict.fromkeys(extra.binding.message_types))
         self.transport = Transport(
             self.id,
             self.listen,
             self.peers,
-            peer_message_types=binding.message_types,
+            peer_message_types=tuple(message_types),
             client_message_types=CLIENT_REQUEST_TYPES,
             on_peer_message=self._on_peer_message,
             on_client_message=self._on_client_message,
@@ -296,6 +337,8 @@ class AioNode:
         )
         address = await self.transport.start()
         self.host.add(group)
+        for extra in extras:
+            self.host.add(extra)
         self._drive()
         return address
 
@@ -311,13 +354,15 @@ class AioNode:
                 f"{self.data_dir} holds {record.protocol} data for group {group_id}; run this node "
                 f"with --protocol {record.protocol}, or give {binding.name} an empty data_dir"
             )
+        if record is None and group_id != 0:
+            storage.create_group(group_id, binding.name)  # group 0 may predate the registry
         try:
             recovered = storage.recover_group(group_id, binding.hard_state_type, binding.snapshot_type)
         except LocalProtocolError as exc:  # typed records of another protocol (a store from before the registry)
             raise ConfigError(f"{self.data_dir} was written by another protocol: {exc}") from None
         fresh = recovered.hard_state is None and recovered.snapshot is None and not recovered.entries
-        if record is None:
-            storage.create_group(group_id, binding.name)
+        if record is None and group_id == 0:
+            storage.create_group(0, binding.name)
         core = binding.build(self.id, members, self.rng, self.clock(), None if fresh else recovered, options)
         service = self._build_service(binding, core, members, options)
         if recovered.snapshot is not None:
@@ -379,6 +424,12 @@ class AioNode:
         group = self.host.get(0) if self.host is not None else None
         if group is not None and group.binding is not None:
             out.update(group.binding.status(group.core).metrics)
+        service = self.service
+        if service is not None:
+            # Time entries proposed here for TTL deadlines; BFT: forged readings refused.
+            out["time_entries"] = service.time_entries
+            if isinstance(service, BftService):
+                out["rejected_time_entries"] = service.rejected_ticks
         return out
 
     def storage_or_raise(self) -> DiskStorage:
@@ -653,9 +704,7 @@ class AioNode:
         group.state.restore(snapshot)
 
     def apply(self, group: HostedGroup, entries: list[Entry]) -> None:
-        apply = group.state.apply
-        for entry in entries:
-            apply(entry)
+        group.state.apply_all(entries)
         self.counters["entries_applied"] += len(entries)
 
     def read_ready(self, group: HostedGroup, read: ReadState) -> None:

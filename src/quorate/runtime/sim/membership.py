@@ -354,6 +354,10 @@ class _Member:
         self.experiment.disk[replica.replica] = replica.to_bytes()
         self.core.local_state_put(*replica.entry())
 
+    def apply_all(self, entries: list[Entry]) -> None:
+        for entry in entries:
+            self.apply(entry)
+
     def apply(self, entry: Entry) -> None:
         """SWIM commits nothing."""
 
@@ -489,7 +493,7 @@ class SwimExperiment:
                 for m, (state, _) in core.members().items()
                 if state in (MemberState.DEAD, MemberState.LEFT)
             }
-            ops.set_members(set(range(self.config.nodes)) - down)
+            ops.set_members(set(range(1, self.config.nodes + 1)) - down)  # members are numbered 1..n
         updates = core.take_state_updates()
         if updates:
             member = self.members[observer]
