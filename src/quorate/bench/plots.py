@@ -164,6 +164,9 @@ def plot_resources(report: dict[str, Any], path: Path) -> None:
                         ax.plot([p[0] for p in points], [p[1] for p in points], style, marker=".",
                                 color=colours[node], label=label)
             rate = f" @ {step['target_rate_ops']:,.0f} ops/s ({step['phase']})" if step is not None else ""
+            # From zero, so small wobbles do not look like swings; a tenth of headroom.
+            top = max((max(line.get_ydata(), default=0.0) for line in ax.get_lines()), default=0.0)
+            ax.set_ylim(0, float(top) * 1.1 or 1.0)
             ax.set_title(f"{r['protocol']}{rate}: {title}", fontsize=9)
             ax.set_xlabel("s", fontsize=8)
             ax.tick_params(labelsize=7)
