@@ -16,7 +16,7 @@ import types
 import pytest
 from typer.testing import CliRunner
 
-from quorate.bench.chaos_sweeps import SWEEPS, sweep_named
+from quorate.bench.chaos_sweeps import MULTIRAFT_SWEEPS, SWEEPS, sweep_named
 from quorate.bench.sweep import ProcessExecutor, parse_seeds, run_sweep, sweep_configs
 from quorate.cli.main import _register, app
 from quorate.errors import ConfigError
@@ -154,3 +154,22 @@ def test_ray_runs_the_same_seeds_as_the_process_pool() -> None:
     local = json.loads(out.strip().splitlines()[-1])
     assert on_ray["executor"] == "ray"
     assert [r["trace_sha256"] for r in on_ray["runs"]] == [r["trace_sha256"] for r in local["runs"]]
+
+
+def test_multiraft_sweeps_match_quorate_sim_multiraft() -> None:
+    flags = ["--groups", "4", "--split-at-ops", "10", "--faults", "chaos", "--duration", "6", "--heal-at", "3"]
+    flags += ["--liveness-bound", "3", "--op-timeout", "1.5"]
+    code, out, err = _sweep("--protocol", "multiraft", "--seeds", "1..2", *flags, "--workers", "1", "--json")
+    assert code == 0, err
+    report = json.loads(out.strip().splitlines()[-1])
+    assert report["protocol"] == "multiraft" and report["summary"]["passed"] == 2
+    for run in report["runs"]:
+        alone = runner.invoke(app, ["sim", "multiraft", *flags, "--seed", str(run["seed"]), "--json"])
+        assert alone.exit_code == 0, alone.stderr
+        single = json.loads(alone.stdout.strip().splitlines()[-1])
+        assert run["trace_sha256"] == single["trace_sha256"], run["seed"]
+
+
+def test_the_shared_multiraft_sweeps_are_named() -> None:
+    sweep = sweep_named("multiraft-n5-g8")
+    assert sweep in MULTIRAFT_SWEEPS and sweep.config(7).groups == 8

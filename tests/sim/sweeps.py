@@ -5,18 +5,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from quorate.bench.chaos_sweeps import SWEEPS, Sweep
+from quorate.bench.chaos_sweeps import MULTIRAFT_SWEEPS, SWEEPS, MultiRaftSweep, Sweep
 from quorate.check import check_history
 from quorate.cli.sim import command_line
-from quorate.runtime.sim import SimConfig, run
+from quorate.runtime.sim import SimConfig, SimResult, run
+from quorate.runtime.sim.multiraft import MultiRaftConfig, run_multiraft
 
-__all__ = ["SWEEPS", "Sweep", "check_run"]
+__all__ = ["MULTIRAFT_SWEEPS", "SWEEPS", "MultiRaftSweep", "Sweep", "check_run"]
 
 
 def check_run(config: SimConfig) -> dict[str, Any]:
     """Run ``config``; assert safety, linearizability and liveness, naming the
     command that reproduces a failure."""
-    result = run(config)
+    result: SimResult = run_multiraft(config) if isinstance(config, MultiRaftConfig) else run(config)
     where = f"reproduce with: {command_line(config)}"
     assert result.safety_violations == [], f"{result.safety_violations[0]['message']}; {where}"
     verdict = check_history(result.history, timeout_s=60.0)

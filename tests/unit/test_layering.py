@@ -15,7 +15,7 @@ import pathlib
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[2] / "src" / "quorate"
-PURE = ["core", "raft", "pbft", "hotstuff", "casper", "swim", "crdt", "check", "hrb"]
+PURE = ["core", "raft", "pbft", "hotstuff", "casper", "swim", "crdt", "check", "hrb", "multiraft"]
 CORES = ["raft", "pbft", "hotstuff", "casper", "swim", "crdt"]
 BANNED = {"asyncio", "socket", "selectors", "threading", "time", "trio", "anyio", "subprocess"}
 ALLOWED_FOR = {
@@ -31,6 +31,7 @@ ALLOWED_FOR = {
     "state": {"core", "errors", "ids"},
     "storage": {"core", "errors", "ids"},
     "codec": {"core", "errors", "ids"},
+    "multiraft": {"core", "errors", "ids", "raft", "state"},
 }
 
 

@@ -17,6 +17,9 @@ used up). "Without" means no Byzantine replica, and chaos crashes up to what
 the protocol tolerates: f for the BFT protocols, a minority for Raft. The
 second is where restart bugs live, and the first cannot find them: both run.
 
+Multi-Raft sweeps (``MULTIRAFT_SWEEPS``) run the same phases over many
+range groups per node, with splits and replica moves going on.
+
 These definitions are shared by the test suite (``tests/sim``) and by
 ``quorate sweep --sweep NAME``, which runs the same seeds in parallel
 (``quorate.bench.sweep``).
@@ -29,6 +32,7 @@ from typing import Any
 
 from quorate.errors import ConfigError
 from quorate.runtime.sim import SimConfig
+from quorate.runtime.sim.multiraft import MultiRaftConfig
 
 DURATION_S = 12.0
 """Simulated seconds of load per run."""
@@ -82,9 +86,46 @@ SWEEPS = (
 )
 
 
-def sweep_named(name: str) -> Sweep:
-    """The sweep called ``name`` (``raft-n5-crash``, ``pbft-n4-byzantine``...)."""
-    for sweep in SWEEPS:
+@dataclass(frozen=True)
+class MultiRaftSweep:
+    """Multi-Raft under the same chaos: ``groups`` ranges of 3 replicas on
+    ``nodes`` nodes, splitting (and moving a replica after each split) every
+    ``MULTIRAFT_SPLIT_AT_OPS`` commands a range applies."""
+
+    nodes: int
+    groups: int
+
+    def __str__(self) -> str:
+        return f"multiraft-n{self.nodes}-g{self.groups}"
+
+    def config(self, seed: int) -> MultiRaftConfig:
+        return MultiRaftConfig(
+            nodes=self.nodes,
+            groups=self.groups,
+            replicas=3,
+            split_at_ops=MULTIRAFT_SPLIT_AT_OPS,
+            clients=CLIENTS,
+            rate_ops=MULTIRAFT_RATE_OPS,
+            duration_s=DURATION_S,
+            op_timeout_s=OP_TIMEOUT_S,
+            faults="chaos",
+            heal_at_s=HEAL_AT_S,
+            liveness_bound_s=LIVENESS_BOUND_S,
+            seed=seed,
+        )
+
+
+MULTIRAFT_SPLIT_AT_OPS = 20
+MULTIRAFT_RATE_OPS = 80.0
+"""Twice the single-group load: spread over the ranges, enough to split them."""
+MULTIRAFT_SWEEPS = (MultiRaftSweep(5, 8), MultiRaftSweep(9, 24))
+
+
+def sweep_named(name: str) -> Sweep | MultiRaftSweep:
+    """The sweep called ``name`` (``raft-n5-crash``, ``pbft-n4-byzantine``,
+    ``multiraft-n5-g8``...)."""
+    every: tuple[Sweep | MultiRaftSweep, ...] = (*SWEEPS, *MULTIRAFT_SWEEPS)
+    for sweep in every:
         if str(sweep) == name:
             return sweep
-    raise ConfigError(f"no sweep named {name!r}; the sweeps are {', '.join(map(str, SWEEPS))}")
+    raise ConfigError(f"no sweep named {name!r}; the sweeps are {', '.join(map(str, every))}")

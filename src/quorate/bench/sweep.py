@@ -44,7 +44,8 @@ from typing import Any, Protocol
 
 from quorate.check import check_history
 from quorate.errors import ConfigError
-from quorate.runtime.sim import SimConfig, run
+from quorate.runtime.sim import SimConfig, SimResult, run
+from quorate.runtime.sim.multiraft import MultiRaftConfig, run_multiraft
 
 CHECK_TIMEOUT_S = 60.0
 """Wall-clock budget of the linearizability check of one seed."""
@@ -72,7 +73,7 @@ def parse_seeds(text: str) -> range:
 
 def run_seed(config: SimConfig, check_timeout_s: float = CHECK_TIMEOUT_S) -> Verdict:
     """Run one seed and judge it; a JSON-ready verdict (no history)."""
-    result = run(config)
+    result: SimResult = run_multiraft(config) if isinstance(config, MultiRaftConfig) else run(config)
     linearizable: bool | None
     if not result.history:
         linearizable, check = True, "linearizable"

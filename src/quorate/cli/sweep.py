@@ -31,7 +31,7 @@ from rich.console import Console
 from rich.table import Table
 from typer.exceptions import TyperException
 
-from quorate.bench.chaos_sweeps import SWEEPS, sweep_named
+from quorate.bench.chaos_sweeps import MULTIRAFT_SWEEPS, SWEEPS, sweep_named
 from quorate.bench.sweep import (
     RAY_CONNECT_TIMEOUT_S,
     ProcessExecutor,
@@ -44,9 +44,13 @@ from quorate.bench.sweep import (
     sweep_configs,
 )
 from quorate.cli.main import app, fail, parse_options, sim_app
-from quorate.cli.sim import _FLAGS, command_line
+from quorate.cli.sim import _EXTRA_FLAGS, _FLAGS, command_line
 from quorate.errors import ConfigError
 from quorate.runtime.sim import SimConfig
+from quorate.runtime.sim.multiraft import MultiRaftConfig
+
+_CONFIG_TYPES: dict[str, type[SimConfig]] = {"multiraft": MultiRaftConfig}
+"""Simulations whose config has more settings than ``SimConfig``."""
 
 _NOT_PER_SWEEP = {"seed": "--seeds", "history": "a history per seed", "as_json": "--json"}
 """``quorate sim`` flags a sweep sets itself."""
@@ -66,7 +70,8 @@ def sim_config_from_flags(protocol: str, args: list[str]) -> SimConfig:
         format_message = getattr(exc, "format_message", None)
         message = format_message() if callable(format_message) else str(exc)
         raise ConfigError(f"{message} (a sweep takes the flags of 'quorate sim {protocol}')") from None
-    field_of_flag = {flag: field for field, flag in _FLAGS}
+    config_type = _CONFIG_TYPES.get(protocol, SimConfig)
+    field_of_flag = {flag: field for field, flag in (*_FLAGS, *_EXTRA_FLAGS.get(config_type, ()))}
     values: dict[str, Any] = {}
     for param in command.params:
         value = context.params.get(param.name or "")
@@ -80,7 +85,7 @@ def sim_config_from_flags(protocol: str, args: list[str]) -> SimConfig:
             values["allow_unsafe"] = bool(value)
         elif flag in field_of_flag:
             values[field_of_flag[flag]] = value
-    return SimConfig(protocol=protocol, **values)
+    return config_type(protocol=protocol, **values)
 
 
 def _progress(total: int) -> tuple[Callable[[Verdict], None] | None, Callable[[], None]]:
@@ -116,11 +121,13 @@ def _progress(total: int) -> tuple[Callable[[Verdict], None] | None, Callable[[]
 def sweep_command(
     context: typer.Context,
     protocol: Annotated[
-        str | None, typer.Option("--protocol", help="raft, pbft, hotstuff or primary (then any 'quorate sim' flag).")
+        str | None, typer.Option("--protocol", help="raft, pbft, hotstuff, primary or multiraft (then any 'quorate sim' flag).")
     ] = None,
     sweep: Annotated[
         str | None,
-        typer.Option("--sweep", help=f"A shared chaos sweep instead: {', '.join(map(str, SWEEPS))}."),
+        typer.Option(
+            "--sweep", help=f"A shared chaos sweep instead: {', '.join(map(str, (*SWEEPS, *MULTIRAFT_SWEEPS)))}."
+        ),
     ] = None,
     seeds: Annotated[str, typer.Option("--seeds", help="Seeds A..B (inclusive).")] = "1..10",
     workers: Annotated[int, typer.Option("--workers", help="Parallel processes (or Ray tasks in flight).")] = 2,
