@@ -10,6 +10,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+pytest.importorskip("hdrh", reason="needs the bench extra: pip install '.[bench]'")
+pytest.importorskip("psutil", reason="needs the bench extra: pip install '.[bench]'")
+pytest.importorskip("matplotlib", reason="needs the bench extra: pip install '.[bench]'")
+
 from quorate.cli.main import _register, app
 
 _register()

@@ -12,6 +12,10 @@ from typing import Any
 
 import pytest
 
+pytest.importorskip("hdrh", reason="needs the bench extra: pip install '.[bench]'")
+pytest.importorskip("psutil", reason="needs the bench extra: pip install '.[bench]'")
+pytest.importorskip("matplotlib", reason="needs the bench extra: pip install '.[bench]'")
+
 from quorate.bench.advisor import Trial, advise, judge
 from quorate.bench.bottlenecks import find_bottlenecks, slope_per_s
 from quorate.bench.compare import recommend

@@ -14,6 +14,8 @@ performance benchmarker and advisor.
 
 Each prints a table for people or, with ``--json``, one JSON object as the
 last line of stdout; progress goes to stderr. Bad flags exit 2 with one line.
+They need the ``bench`` extra (hdrhistogram, psutil, matplotlib), imported
+when a command runs: without it, the command says so in one line.
 """
 
 from __future__ import annotations
@@ -22,13 +24,15 @@ import json
 import shlex
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from quorate.bench.ramp import RampConfig, StepResult
 from quorate.cli.main import bench_app, fail, parse_options
 from quorate.errors import ConfigError
+
+if TYPE_CHECKING:
+    from quorate.bench.ramp import StepResult
 
 
 def _say(text: str) -> None:
@@ -86,6 +90,7 @@ def compare_command(
     """Protocols side by side under the same load: throughput vs load,
     latency distributions, resources, bottlenecks and a recommendation."""
     from quorate.bench.compare import CompareConfig, compare, write_report
+    from quorate.bench.ramp import RampConfig
 
     if sim and real:
         raise fail("choose --sim or --real, not both")
