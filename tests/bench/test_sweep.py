@@ -173,3 +173,10 @@ def test_multiraft_sweeps_match_quorate_sim_multiraft() -> None:
 def test_the_shared_multiraft_sweeps_are_named() -> None:
     sweep = sweep_named("multiraft-n5-g8")
     assert sweep in MULTIRAFT_SWEEPS and sweep.config(7).groups == 8
+
+
+def test_ray_missing_is_one_line_naming_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray now fails, as without the extra
+    code, _, err = _sweep("--protocol", "raft", "--seeds", "1..2", "--ray", "127.0.0.1:1")
+    assert code == 2
+    assert err.strip() == "quorate: error: --ray needs Ray (the ray extra): pip install ray"

@@ -18,7 +18,7 @@ seeds are spread over workers and their results collected in seed order:
   (``local`` starts a Ray instance on this machine, on loopback only). An address is probed
   with a plain TCP connection first and ``ray.init`` is bounded by a
   timeout, so an address that does not answer is one clear error, not a
-  hang. Ray is an optional extra (``pip install 'quorate[ray]'``); the
+  hang. Ray is an optional extra (``pip install '.[ray]'``); the
   machines of the cluster need the same quorate installed.
 
 A run is *failed* when it broke a safety invariant, left a history that is
@@ -186,17 +186,18 @@ class RayExecutor:
     def __init__(self, address: str, workers: int, timeout_s: float = RAY_CONNECT_TIMEOUT_S) -> None:
         if workers < 1:
             raise ConfigError(f"--workers must be >= 1, got {workers}")
-        if address != LOCAL_RAY:
-            probe(address, timeout_s)
-        else:
+        if address == LOCAL_RAY:
             # A Ray started here serves this machine only: its processes
             # advertise the loopback address (Ray's own switch for
-            # single-machine clusters), not an interface reachable from outside.
+            # single-machine clusters, read when Ray is imported), not an
+            # interface reachable from outside.
             os.environ.setdefault(RAY_SINGLE_MACHINE_ENV, "0")
         try:
             import ray
         except ImportError:
-            raise ConfigError("--ray needs Ray: pip install 'quorate[ray]'") from None
+            raise ConfigError("--ray needs Ray (the ray extra): pip install ray") from None
+        if address != LOCAL_RAY:
+            probe(address, timeout_s)
         self.ray: Any = ray
         self.address = address
         self.workers = workers
