@@ -7,10 +7,14 @@ between regions: the kernel's ``tc netem`` when it has it; this machine's
 kernel lacks the netem qdisc, so the suite falls back to the project's own
 fault-injecting proxy (``quorate.runtime.aio.faultproxy`` in stream mode,
 TLS passing through untouched) running in a host of its own between the
-node hosts; ``test_link_emulation_in_use`` reports which one ran. Each node
-reaches a peer by *name* (``n2``) that its host resolves to the proxy; the
-proxy holds the 50 ms. Clients reach the nodes directly. A partition is a
-node's bridge port taken down.
+node hosts. The suite routes peer links through the proxy even where netem
+exists, so its figures compare across kernels; each scenario prints which
+emulation ran and whether netem was there. Each node reaches a peer by
+*name* (``n2``) that its host resolves to the proxy; the proxy holds the
+50 ms and, with probability ``LINK_LOSS``, holds a chunk back a TCP
+retransmission timeout (loss as a TCP stream shows it; the scenario checks
+that some were). Clients reach the nodes directly. A partition is a node's
+bridge port taken down.
 
 Run as root: ``python -m pytest -m netns tests/netns`` (``.ci/run`` does);
 otherwise every test is skipped with the reason.
@@ -21,6 +25,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import sys
 import time
 from collections.abc import Iterator
@@ -39,6 +44,8 @@ pytestmark = pytest.mark.netns
 
 PEER_PORT = 7001
 INTER_REGION_S = 0.050
+LINK_LOSS = 0.01
+"""Share of a peer link's chunks held back a retransmission timeout."""
 REGIONS = 3
 HERE = Path(__file__).resolve().parent
 PROXY_START_S = 20.0
@@ -176,6 +183,16 @@ class NetnsCluster:
         result: dict[str, Any] = json.loads(path.read_text())
         return result
 
+    def emulation(self) -> str:
+        netem = "netem present, not used" if self.netem else "netem missing"
+        return f"quorate.runtime.aio.faultproxy (stream mode; {netem})"
+
+    def proxy_metrics(self) -> dict[str, int]:
+        """Stop the proxy (SIGTERM) and read the counts it wrote."""
+        self.topology.kill(self.proxy, signal.SIGTERM)
+        metrics: dict[str, int] = json.loads((self.directory / "proxy-metrics.json").read_text())
+        return metrics
+
     def close(self) -> None:
         self.topology.close()
 
@@ -216,16 +233,6 @@ def _check_delay(result: dict[str, Any]) -> None:
     assert spans[len(spans) // 2] >= 2 * INTER_REGION_S, spans[len(spans) // 2]
 
 
-def test_link_emulation_in_use(make: Any, record_property: Any) -> None:
-    cluster = make("raft", 3)
-    used = "tc netem" if cluster.netem else "quorate.runtime.aio.faultproxy (stream mode), netem missing"
-    record_property("link_emulation", used)
-    print(f"inter-region links: {used}")
-    # This suite always routes through the proxy, so the figures are comparable
-    # on kernels with and without netem.
-    assert cluster.via_proxy
-
-
 def _scenario(cluster: NetnsCluster, isolate: NodeId | None, kill: NodeId | None) -> dict[str, Any]:
     for node in cluster.ids:
         cluster.start(node)
@@ -249,18 +256,30 @@ def _scenario(cluster: NetnsCluster, isolate: NodeId | None, kill: NodeId | None
     return result
 
 
-def test_raft_three_regions_partition_and_sigkill(make: Any) -> None:
-    cluster = make("raft", 3)
+def _check_links(cluster: NetnsCluster, record_property: Any) -> None:
+    """The proxy carried the peer traffic and the loss hit some of it."""
+    metrics = cluster.proxy_metrics()
+    stalled = sum(v for k, v in metrics.items() if k.startswith("stalled."))
+    passed = sum(v for k, v in metrics.items() if k.startswith("passed."))
+    record_property("link_emulation", cluster.emulation())
+    print(f"inter-region links: {cluster.emulation()}; {stalled} of {stalled + passed} chunks held back by loss")
+    assert passed > 0 and stalled > 0, metrics
+
+
+def test_raft_three_regions_partition_and_sigkill(make: Any, record_property: Any) -> None:
+    cluster = make("raft", 3, loss=LINK_LOSS)
     result = _scenario(cluster, None, None)
     _check(result, result["healed_at"])
     _check_delay(result)
+    _check_links(cluster, record_property)
 
 
-def test_pbft_four_nodes_partition_and_sigkill(make: Any) -> None:
-    cluster = make("pbft", 4)
+def test_pbft_four_nodes_partition_and_sigkill(make: Any, record_property: Any) -> None:
+    cluster = make("pbft", 4, loss=LINK_LOSS)
     result = _scenario(cluster, NodeId(1), NodeId(2))
     _check(result, result["healed_at"])
     _check_delay(result)
+    _check_links(cluster, record_property)
 
 
 def test_a_node_that_moves_to_a_new_address_is_found_by_name(make: Any) -> None:
