@@ -262,7 +262,10 @@ def test_the_comparison_recommends_by_what_was_held_then_by_p99() -> None:
     assert picked["crash"] == "pbft" and picked["byzantine"] == "pbft"
     # A rate that no soak held counts after any rate a soak held.
     unsustained = result("pbft", 9000, 4) | {"sustainable_rate_ops": None, "sustainable_latency_ms": None}
-    again = recommend([result("raft", 8000, 5), unsustained])
+    again = recommend([result("raft", 8000, 5), unsustained | {"soaks": [{"verdict": "degraded"}]}])
     assert again["crash"] == "raft" and again["byzantine"] == "pbft"
     assert any("no soak held" in line for line in again["because"])
+    # A fixed-rate comparison runs no soak, and says so.
+    fixed = recommend([unsustained | {"soaks": []}])
+    assert any("held 9,000 ops/s (a fixed rate, not soaked)" in line for line in fixed["because"])
     assert any("p99: hotstuff 3 ms, pbft 4 ms, raft 5 ms" in line for line in picked["because"])

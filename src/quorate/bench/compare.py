@@ -192,14 +192,15 @@ def recommend(results: Sequence[dict[str, Any]]) -> dict[str, Any]:
         best = max(measured, key=_preference)
         picks[faults] = best["protocol"]
         rate, latency = _held(best) or (0.0, {})
-        verb = "sustained" if best["sustainable_rate_ops"] else "held (no soak held)"
+        verb = "sustained" if best["sustainable_rate_ops"] else "held"
         others = ", ".join(
-            f"{r['protocol']} {(_held(r) or (0.0, {}))[0]:,.0f}{'' if r['sustainable_rate_ops'] else ' (no soak held)'}"
+            f"{r['protocol']} {(_held(r) or (0.0, {}))[0]:,.0f}{_unsoaked(r)}"
             for r in measured
             if r is not best
         )
         lines.append(
-            f"{faults} faults: {best['protocol']} — it {verb} {rate:,.0f} ops/s (p99 {latency.get('p99')} ms)"
+            f"{faults} faults: {best['protocol']} — it {verb} {rate:,.0f} ops/s{_unsoaked(best)} "
+            f"(p99 {latency.get('p99')} ms)"
             + (f"; {others} ops/s" if others else "")
         )
     common = _common_rate(results)
@@ -217,6 +218,13 @@ def recommend(results: Sequence[dict[str, Any]]) -> dict[str, Any]:
             "their optimal rate is the cap, a lower bound and not their limit"
         )
     return {"crash": picks.get("crash"), "byzantine": picks.get("byzantine"), "because": lines}
+
+
+def _unsoaked(r: dict[str, Any]) -> str:
+    """Why a held rate is not a sustained one ('' when it is)."""
+    if r["sustainable_rate_ops"]:
+        return ""
+    return " (no soak held)" if r.get("soaks") else " (a fixed rate, not soaked)"
 
 
 def _held(r: dict[str, Any]) -> tuple[float, dict[str, Any]] | None:

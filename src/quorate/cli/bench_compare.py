@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from quorate.cli.main import bench_app, fail, parse_options
+from quorate.cli.main import bench_app, fail, parse_options, shown
 from quorate.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -149,11 +149,11 @@ def _print_compare(report: dict[str, Any]) -> None:
         lat = r["optimal_latency_ms"] or {}
         table.add_row(
             r["protocol"],
-            f"{r['optimal_rate_ops'] or 0:,.0f}",
-            str(lat.get("p50")),
-            str(lat.get("p99")),
-            str(lat.get("p99.99")),
-            f"{r['sustainable_rate_ops'] or 0:,.0f}",
+            "-" if r["optimal_rate_ops"] is None else f"{r['optimal_rate_ops']:,.0f}",
+            shown(lat.get("p50")),
+            shown(lat.get("p99")),
+            shown(lat.get("p99.99")),
+            "-" if r["sustainable_rate_ops"] is None else f"{r['sustainable_rate_ops']:,.0f}",
             ", ".join(f"{f['rule']}({f['node'] or 'host'})" for f in r["bottlenecks"]) or "-",
         )
     console = Console()

@@ -210,14 +210,14 @@ def _print_table(
         f"{workers} {'Ray tasks' if executor == 'ray' else 'worker(s)'}"
     )
     for column in ("seeds", "passed", "failed", "undecided", "ops/s median", "ops/s min..max", "wall s"):
-        table.add_column(column, justify="right")
+        table.add_column(column, justify="right", no_wrap=True)
     table.add_row(
         str(summary["seeds"]),
         str(summary["passed"]),
         str(summary["failed"]),
         str(summary["undecided"]),
-        f"{summary['throughput_ops_median']:,.1f}",
-        f"{summary['throughput_ops_min']:,.1f}..{summary['throughput_ops_max']:,.1f}",
+        f"{summary['throughput_ops_median']:,.0f}",
+        f"{summary['throughput_ops_min']:,.0f}..{summary['throughput_ops_max']:,.0f}",
         f"{summary['wall_s']:.1f}",
     )
     Console().print(table)
