@@ -17,7 +17,7 @@ import pytest
 from typer.testing import CliRunner
 
 from quorate.bench.chaos_sweeps import MULTIRAFT_SWEEPS, SWEEPS, sweep_named
-from quorate.bench.sweep import ProcessExecutor, parse_seeds, run_sweep, sweep_configs
+from quorate.bench.sweep import ProcessExecutor, parse_seeds, run_all, run_sweep, sweep_configs
 from quorate.cli.main import _register, app
 from quorate.errors import ConfigError
 
@@ -180,3 +180,17 @@ def test_ray_missing_is_one_line_naming_the_extra(monkeypatch: pytest.MonkeyPatc
     code, _, err = _sweep("--protocol", "raft", "--seeds", "1..2", "--ray", "127.0.0.1:1")
     assert code == 2
     assert err.strip() == "quorate: error: --ray needs Ray (the ray extra): pip install ray"
+
+
+def _square_after(item: tuple[int, float]) -> int:
+    """A stand-in for another benchmark's independent run: finishes out of order."""
+    value, pause_s = item
+    time.sleep(pause_s)
+    return value * value
+
+
+def test_the_executors_run_any_task_and_keep_the_input_order() -> None:
+    items = [(3, 0.4), (4, 0.0), (5, 0.2)]
+    executor = ProcessExecutor(2, task=_square_after)
+    assert run_all(items, executor) == [9, 16, 25]
+    assert run_all(items, ProcessExecutor(1, task=_square_after)) == [9, 16, 25]

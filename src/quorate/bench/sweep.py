@@ -26,6 +26,11 @@ not linearizable, or (when the config heals at some point) did not commit
 again within the liveness bound; a checker that ran out of time is
 *undecided*, reported apart. The caller turns a failed seed into the
 ``quorate sim ... --seed N`` command that reproduces it.
+
+The executors are not tied to seeds: given another module-level ``task``
+(any independent run of a benchmark, its input and result picklable), they
+run it over a list of inputs the same way, and ``run_all`` returns the
+results in input order.
 """
 
 from __future__ import annotations
@@ -57,6 +62,8 @@ RAY_SINGLE_MACHINE_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 _SEEDS = re.compile(r"^\s*(-?\d+)\s*(?:\.\.\s*(-?\d+)\s*)?$")
 
 Verdict = dict[str, Any]
+Task = Callable[[Any], Any]
+"""One independent run: a module-level function (shipped by reference)."""
 
 
 def parse_seeds(text: str) -> range:
@@ -110,11 +117,11 @@ def run_seed(config: SimConfig, check_timeout_s: float = CHECK_TIMEOUT_S) -> Ver
 
 
 class SweepExecutor(Protocol):
-    """Runs ``run_seed`` over configs; yields verdicts as they complete."""
+    """Runs its task over inputs; yields ``(position, result)`` as each completes."""
 
     name: str
 
-    def map(self, configs: Sequence[SimConfig]) -> Iterator[Verdict]: ...
+    def map(self, items: Sequence[Any]) -> Iterator[tuple[int, Any]]: ...
 
     def close(self) -> None: ...
 
@@ -124,22 +131,23 @@ class ProcessExecutor:
     """A local pool of ``workers`` processes (one worker: this process)."""
 
     workers: int = 1
+    task: Task = run_seed
     name: str = "processes"
 
     def __post_init__(self) -> None:
         if self.workers < 1:
             raise ConfigError(f"--workers must be >= 1, got {self.workers}")
 
-    def map(self, configs: Sequence[SimConfig]) -> Iterator[Verdict]:
+    def map(self, items: Sequence[Any]) -> Iterator[tuple[int, Any]]:
         if self.workers == 1:
-            for config in configs:
-                yield run_seed(config)
+            for position, item in enumerate(items):
+                yield position, self.task(item)
             return
         context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=min(self.workers, len(configs)), mp_context=context) as pool:
-            futures = [pool.submit(run_seed, config) for config in configs]
+        with ProcessPoolExecutor(max_workers=min(self.workers, len(items)), mp_context=context) as pool:
+            futures = {pool.submit(self.task, item): position for position, item in enumerate(items)}
             for future in as_completed(futures):
-                yield future.result()
+                yield futures[future], future.result()
 
     def close(self) -> None:
         pass
@@ -183,7 +191,9 @@ class RayExecutor:
 
     name = "ray"
 
-    def __init__(self, address: str, workers: int, timeout_s: float = RAY_CONNECT_TIMEOUT_S) -> None:
+    def __init__(
+        self, address: str, workers: int, timeout_s: float = RAY_CONNECT_TIMEOUT_S, task: Task = run_seed
+    ) -> None:
         if workers < 1:
             raise ConfigError(f"--workers must be >= 1, got {workers}")
         if address == LOCAL_RAY:
@@ -238,18 +248,19 @@ class RayExecutor:
         if failure:
             self._release.set()
             raise ConfigError(f"cannot connect to Ray at {address}: {failure[0]}")
-        self._task = ray.remote(num_cpus=1)(run_seed)
+        self._task = ray.remote(num_cpus=1)(task)
 
-    def map(self, configs: Sequence[SimConfig]) -> Iterator[Verdict]:
+    def map(self, items: Sequence[Any]) -> Iterator[tuple[int, Any]]:
         ray = self.ray
-        waiting = list(configs)
-        in_flight: list[Any] = []
+        waiting = list(enumerate(items))
+        in_flight: dict[Any, int] = {}
         while waiting or in_flight:
             while waiting and len(in_flight) < self.workers:
-                in_flight.append(self._task.remote(waiting.pop(0)))
-            done, in_flight = ray.wait(in_flight, num_returns=1)
+                position, item = waiting.pop(0)
+                in_flight[self._task.remote(item)] = position
+            done, _ = ray.wait(list(in_flight), num_returns=1)
             for ref in done:
-                yield ray.get(ref)
+                yield in_flight.pop(ref), ray.get(ref)
 
     def close(self) -> None:
         self.ray.shutdown()
@@ -265,18 +276,27 @@ def sweep_configs(base: SimConfig, seeds: range) -> list[SimConfig]:
     return configs
 
 
+def run_all(
+    items: Sequence[Any],
+    executor: SweepExecutor,
+    on_result: Callable[[Any], None] | None = None,
+) -> list[Any]:
+    """The executor's task over every item, results in the order of ``items``."""
+    results: list[Any] = [None] * len(items)
+    for position, result in executor.map(items):
+        results[position] = result
+        if on_result is not None:
+            on_result(result)
+    return results
+
+
 def run_sweep(
     configs: Sequence[SimConfig],
     executor: SweepExecutor,
     on_verdict: Callable[[Verdict], None] | None = None,
 ) -> list[Verdict]:
     """Every config's verdict, in the order of ``configs`` (seed order)."""
-    by_seed: dict[int, Verdict] = {}
-    for verdict in executor.map(configs):
-        by_seed[verdict["seed"]] = verdict
-        if on_verdict is not None:
-            on_verdict(verdict)
-    return [by_seed[config.seed] for config in configs]
+    return run_all(configs, executor, on_verdict)
 
 
 def summarize(verdicts: Sequence[Verdict], wall_s: float) -> dict[str, Any]:
