@@ -107,10 +107,28 @@ def test_a_ramp_that_never_fails_says_it_hit_the_cap() -> None:
     assert "rate cap" in result.stopped_because
 
 
-def test_a_ramp_whose_first_step_fails_stops_there() -> None:
-    result = ramp(KneeTarget(capacity=10), RampConfig(start_rate_ops=1000, max_p99_ms=100))
-    assert result.optimal is None and result.sustainable is None and len(result.steps) == 1
-    assert "even the start rate" in result.stopped_because
+def test_a_ramp_whose_first_step_fails_backs_off_and_then_refines() -> None:
+    config = RampConfig(start_rate_ops=1000, max_p99_ms=1_000)
+    result = ramp(KneeTarget(capacity=300), config)
+    phases = [s.phase for s in result.steps]
+    assert phases[:3] == ["probe", "backoff", "backoff"] and "refine" in phases
+    assert [s.target_rate_ops for s in result.steps[:3]] == [1000, 500, 250]
+    assert result.optimal is not None and result.sustainable is not None
+    limit = 300 / 0.95  # good steps need >= 95 % answered
+    assert limit * 0.95 <= result.optimal.target_rate_ops <= limit
+    assert result.stopped_because.startswith("limit found")
+
+
+def test_a_ramp_that_finds_no_good_rate_says_so() -> None:
+    config = RampConfig(start_rate_ops=1000, max_p99_ms=100, min_rate_ops=100)
+    result = ramp(KneeTarget(capacity=10), config)
+    assert result.optimal is None and result.sustainable is None
+    assert [s.target_rate_ops for s in result.steps] == [1000, 500, 250, 125]
+    assert result.stopped_because == (
+        "no rate was good: the start rate (1,000 ops/s) and back-offs down to 125 ops/s were not"
+    )
+    only_start = ramp(KneeTarget(capacity=10), RampConfig(start_rate_ops=100, min_rate_ops=100))
+    assert len(only_start.steps) == 1 and "even the start rate" in only_start.stopped_because
 
 
 def test_bad_ramp_settings_are_refused() -> None:
@@ -118,6 +136,8 @@ def test_bad_ramp_settings_are_refused() -> None:
         RampConfig(probe_factor=1.0).validate()
     with pytest.raises(ConfigError):
         RampConfig(max_p99_ms=0).validate()
+    with pytest.raises(ConfigError):
+        RampConfig(start_rate_ops=100, min_rate_ops=200).validate()
 
 
 # ------------------------------------------------------------------ bottlenecks

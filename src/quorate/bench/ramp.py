@@ -15,7 +15,10 @@ between or when only the latency bound is broken. The ramp
 
 1. *probes*: from ``start_rate_ops`` it multiplies the rate by
    ``probe_factor`` after every good step, to find the region of the limit
-   in few steps (up to ``max_rate_ops``: a cap, reported as such);
+   in few steps (up to ``max_rate_ops``: a cap, reported as such); when
+   even the start rate is not good it *backs off*, dividing the rate by
+   ``probe_factor`` until a step is good (down to ``min_rate_ops``: below
+   that the cluster is reported as unable to serve the load at all);
 2. *refines*: after a step that is not good it backs off, to halfway
    between the highest good rate and the lowest rate that was not good, and
    goes on halving that gap until it is within ``refine_step`` (5 %) of the
@@ -63,6 +66,8 @@ class RampConfig:
     soak_tries: int = 3
     max_steps: int = 16
     max_rate_ops: float = 16_000.0
+    min_rate_ops: float = 25.0
+    """The lowest rate a back-off below a failing start rate tries."""
 
     def validate(self) -> RampConfig:
         if not self.start_rate_ops > 0:
@@ -77,6 +82,8 @@ class RampConfig:
             raise ConfigError("warm-up must be >= 0 s, step and soak > 0 s")
         if self.max_steps < 1 or self.soak_tries < 0 or not self.max_rate_ops >= self.start_rate_ops:
             raise ConfigError("need max_steps >= 1, soak_tries >= 0 and max_rate >= start_rate")
+        if not 0 < self.min_rate_ops <= self.start_rate_ops:
+            raise ConfigError(f"the lowest back-off rate must be within (0, start rate], got {self.min_rate_ops}")
         return self
 
 
@@ -205,8 +212,18 @@ def ramp(
         else:
             bad_rate = rate if bad_rate is None else min(bad_rate, rate)
         if good_rate is None:
-            stopped = f"even the start rate ({rate:,.0f} ops/s) was {verdict}"
-            break
+            if rate / config.probe_factor < config.min_rate_ops:
+                stopped = (
+                    f"no rate was good: the start rate ({config.start_rate_ops:,.0f} ops/s) "
+                    f"and back-offs down to {rate:,.0f} ops/s were not"
+                    if rate < config.start_rate_ops
+                    else f"even the start rate ({rate:,.0f} ops/s) was {verdict}"
+                )
+                break
+            # Back off: the start rate was already too much.
+            phase = "backoff"
+            rate /= config.probe_factor
+            continue
         if bad_rate is None:
             if rate >= config.max_rate_ops:
                 stopped = f"reached the rate cap ({config.max_rate_ops:g} ops/s) with every step good"

@@ -73,6 +73,7 @@ def compare_command(
     rate: Annotated[float, typer.Option("--rate", help="Without --ramp: the one rate (ops/s) for each protocol.")] = 2000.0,
     start_rate: Annotated[float, typer.Option("--start-rate", help="First ramp step (ops/s).")] = 500.0,
     max_rate: Annotated[float | None, typer.Option("--max-rate", help="Ramp cap, ops/s (default 16000 sim, 64000 real).")] = None,
+    min_rate: Annotated[float, typer.Option("--min-rate", help="Lowest rate a back-off below a failing start rate tries.")] = 25.0,
     max_p99_ms: Annotated[float, typer.Option("--max-p99-ms", help="Latency bound of a good step.")] = 100.0,
     warmup: Annotated[float, typer.Option("--warmup", help="Seconds of each step not measured.")] = 2.5,
     step_s: Annotated[float, typer.Option("--step", help="Seconds measured per step.")] = 2.0,
@@ -108,6 +109,7 @@ def compare_command(
             ramp_config=RampConfig(
                 start_rate_ops=start_rate,
                 max_rate_ops=cap,
+                min_rate_ops=min_rate,
                 max_p99_ms=max_p99_ms,
                 warmup_s=warmup,
                 step_s=step_s,
