@@ -14,8 +14,9 @@ performance benchmarker and advisor.
 
 Each prints a table for people or, with ``--json``, one JSON object as the
 last line of stdout; progress goes to stderr. Bad flags exit 2 with one line.
-They need the ``bench`` extra (hdrhistogram, psutil, matplotlib), imported
-when a command runs: without it, the command says so in one line.
+``compare`` and ``recommend`` need the ``bench`` extra (hdrhistogram,
+psutil, matplotlib), imported when they run: without it, they say so in one
+line; ``advise`` reads simulator or ``bench real`` results and needs none.
 """
 
 from __future__ import annotations
