@@ -101,15 +101,6 @@ def test_shared_sweeps_run_through_the_sweep_runner() -> None:
     assert all(v["ok"] and v["liveness_ok"] for v in verdicts), verdicts
 
 
-def test_a_ray_address_that_refuses_is_a_clear_error() -> None:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]  # closed again below: nothing listens there
-    code, _, err = _sweep("--protocol", "raft", "--seeds", "1..2", "--ray", f"127.0.0.1:{port}", "--ray-timeout", "2")
-    assert code == 2
-    assert f"no Ray cluster answers at 127.0.0.1:{port}" in err and len(err.strip().splitlines()) == 1
-
-
 class _HangingRay(types.ModuleType):
     """Stands in for ``ray``: its ``init`` never returns until released."""
 
@@ -119,6 +110,16 @@ class _HangingRay(types.ModuleType):
 
     def init(self, **kwargs: object) -> None:
         self.release.wait()
+
+
+def test_a_ray_address_that_refuses_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "ray", _HangingRay())  # never reached: the probe fails first
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again below: nothing listens there
+    code, _, err = _sweep("--protocol", "raft", "--seeds", "1..2", "--ray", f"127.0.0.1:{port}", "--ray-timeout", "2")
+    assert code == 2
+    assert f"no Ray cluster answers at 127.0.0.1:{port}" in err and len(err.strip().splitlines()) == 1
 
 
 def test_a_ray_cluster_that_never_completes_the_connection_fails_within_the_timeout(

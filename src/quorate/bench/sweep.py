@@ -196,7 +196,9 @@ class RayExecutor:
     ) -> None:
         if workers < 1:
             raise ConfigError(f"--workers must be >= 1, got {workers}")
-        if address == LOCAL_RAY:
+        if address != LOCAL_RAY:
+            _host_port(address)  # the address's form, before anything else
+        else:
             # A Ray started here serves this machine only: its processes
             # advertise the loopback address (Ray's own switch for
             # single-machine clusters, read when Ray is imported), not an
