@@ -37,6 +37,7 @@ from quorate.ids import node_name
 from quorate.protocols import byzantine_fault_tolerant
 from quorate.runtime.aio.config import NodeConfig, format_address, load_node_config
 from quorate.runtime.aio.config_reference import config_template
+from quorate.runtime.aio.health import HealthServer
 from quorate.runtime.aio.multiraft import MultiRaftNode, RangeLayout
 from quorate.runtime.aio.node import SHARED_SEED_WARNING, AioNode, event_loop_factory
 from quorate.runtime.aio.protocols import protocol_names
@@ -102,6 +103,13 @@ async def run_node(config: NodeConfig) -> None:
         loop.add_signal_handler(signum, stop.set)
     started = time.monotonic()
     address = await node.start()
+    health = (
+        HealthServer(config.health_listen, node.status, lambda: len(node.transport_or_raise().connected_peers()))
+        if config.health_listen
+        else None
+    )
+    if health is not None:
+        log.info("%s: /readyz and /livez on %s", node_name(config.id), format_address(await health.start()))
     if byzantine_fault_tolerant(config.protocol) and config.keys_dir is None and config.log_file is not None:
         # The node logged it; say it on stderr too, where a person looks first.
         print(f"quorate: warning: {node_name(config.id)}: {SHARED_SEED_WARNING}", file=sys.stderr)
@@ -121,6 +129,8 @@ async def run_node(config: NodeConfig) -> None:
             time.monotonic() - started,
             json.dumps(node.metrics, sort_keys=True),
         )
+        if health is not None:
+            await health.close()
         await node.close()
 
 
