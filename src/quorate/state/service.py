@@ -70,10 +70,9 @@ from quorate.ids import NodeId
 from quorate.state.backup import BACKUP_CHUNK_BYTES, MAX_HELD_IMAGES, BackupChunk, BackupRequest
 from quorate.state.kv import (
     NO_SESSION,
+    READ_OPS,
     Command,
-    Get,
     KVStore,
-    List,
     Result,
     Tick,
     decode_command,
@@ -215,7 +214,7 @@ class ReplicaService:
         except (msgspec.DecodeError, msgspec.ValidationError):
             self._reply(sender, req, STATUS_ERROR, error="malformed operation")
             return
-        if self.read_mode == "read_index" and isinstance(op, Get | List):
+        if self.read_mode == "read_index" and isinstance(op, READ_OPS):
             self._read_seq += 1
             context = self._read_seq.to_bytes(8, "big")
             outcome = self.core.read_index(context, now)  # type: ignore[attr-defined]
