@@ -339,7 +339,7 @@ class TaskQueue:
         if task.state != "claimed":
             if task.state == "completed":
                 reason = f"task {task_id!r} is already completed"
-            elif task.state in ("ready", "blocked") and token and token < self.env.fence:
+            elif task.state in ("ready", "blocked") and 0 < token <= task.token:
                 reason = f"stale fencing token {token}: the lease expired and task {task_id!r} was re-offered"
             else:
                 reason = f"task {task_id!r} is {task.state}, not claimed"
