@@ -351,7 +351,7 @@ class KVStore:
             outcome = self.agents.execute(op, self.now_s)
             self._settle_deadlines()
             return Result(ok=outcome.ok, value=outcome.value, error=outcome.error)
-        if self.time_rounds is not None:
+        if self.time_rounds is not None and isinstance(op, Tick):
             self._observe_reading(op)
         return OK
 

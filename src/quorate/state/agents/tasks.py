@@ -44,6 +44,7 @@ from __future__ import annotations
 import heapq
 from collections import deque
 from dataclasses import dataclass, field
+import builtins
 from typing import Any
 
 import msgspec
@@ -473,7 +474,7 @@ class TaskQueue:
         if op.state and op.state not in STATES:
             return refuse(f"state must be one of {', '.join(STATES)}, got {op.state!r}")
         limit = max(1, min(op.limit, LIST_MAX))
-        out = []
+        out: builtins.list[dict[str, Any]] = []
         started = not op.after
         counts: dict[str, int] = dict.fromkeys(STATES, 0)
         for task in self.tasks.values():
@@ -488,7 +489,7 @@ class TaskQueue:
         return Outcome(True, to_json({"tasks": out, "counts": counts, "total": len(self.tasks)}))
 
     # -- snapshots --------------------------------------------------------------------------
-    def state(self) -> tuple[int, list[_TaskRecord]]:
+    def state(self) -> tuple[int, builtins.list[_TaskRecord]]:
         return self._seq, [
             _TaskRecord(
                 t.id, t.description, t.priority, list(t.dependencies), t.strategy, t.max_attempts, t.workflow,
@@ -498,7 +499,7 @@ class TaskQueue:
             for t in self.tasks.values()
         ]
 
-    def restore(self, seq: int, records: list[_TaskRecord]) -> None:
+    def restore(self, seq: int, records: builtins.list[_TaskRecord]) -> None:
         self._seq = seq
         self.tasks = {}
         self._dependents = {}
@@ -509,7 +510,7 @@ class TaskQueue:
             task = Task(
                 r.id, r.description, r.priority, tuple(r.dependencies), r.strategy, r.max_attempts, r.workflow,
                 r.seq, r.submitted_s, r.state, r.waiting, r.attempts, r.agent, r.token, r.lease_deadline_s,
-                r.result, r.error, r.finished_s, [tuple(h) for h in r.history],  # type: ignore[misc]
+                r.result, r.error, r.finished_s, [(h[0], h[1]) for h in r.history],
             )
             self.tasks[task.id] = task
             self._last_in_workflow[task.workflow] = task.id
