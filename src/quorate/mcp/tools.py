@@ -40,8 +40,10 @@ from quorate.state.agents.ops import (
     TaskStatus,
     TaskSubmit,
     VoteCast,
+    WatchPoll,
 )
 from quorate.state.kv import Delete, Get, List, Op, Put, Result
+from quorate.state.watch import WATCH_ALL_NAMESPACES
 
 DEFAULT_NAMESPACE = "default"
 """The MCP name of the store's default namespace (``""``), shared with ``quorate kv``."""
@@ -152,6 +154,21 @@ class Tools:
         ][: min(limit, SEARCH_MAX_RESULTS)]
         return {"success": True, "action": "search", "namespace": namespace, "pattern": pattern, "entries": found,
                 "count": len(found), "scanned": len(items), "truncated": len(items) >= SEARCH_SCAN_KEYS}
+
+    async def memory_watch(
+        self,
+        namespace: Annotated[str, Field(description="Key space ('*': all of them; '@tasks' etc.: agent state)")] = DEFAULT_NAMESPACE,
+        prefix: Annotated[str, Field(description="Only keys starting with this")] = "",
+        from_revision: Annotated[int, Field(ge=0, description="First revision wanted (0: from now on); pass next_revision back")] = 0,
+        limit: Annotated[int, Field(ge=1, le=1000)] = 100,
+    ) -> dict[str, Any]:
+        """Changes in order from a revision on; pass next_revision to the next call to miss or repeat nothing."""
+        ns = namespace if namespace.startswith("@") or namespace == WATCH_ALL_NAMESPACES else store_namespace(namespace)
+        document = await self.document(WatchPoll(prefix, ns, from_revision, limit), write=False)
+        for event in document["events"]:
+            if event["namespace"] == "":
+                event["namespace"] = DEFAULT_NAMESPACE
+        return dict(document)
 
     # -- metrics and status -----------------------------------------------------------------
     async def cluster_status(self) -> dict[str, Any]:
@@ -442,6 +459,7 @@ def reason_of(exc: BaseException) -> str:
 
 TOOL_NAMES = (
     "memory_usage",
+    "memory_watch",
     "metrics_collect",
     "cluster_status",
     "task_orchestrate",

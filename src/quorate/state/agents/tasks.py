@@ -41,10 +41,10 @@ re-offer in order.
 
 from __future__ import annotations
 
+import builtins
 import heapq
 from collections import deque
 from dataclasses import dataclass, field
-import builtins
 from typing import Any
 
 import msgspec
@@ -341,7 +341,7 @@ class TaskQueue:
             if task.state == "completed":
                 reason = f"task {task_id!r} is already completed"
             elif task.state in ("ready", "blocked") and 0 < token <= task.token:
-                reason = f"stale fencing token {token}: the lease expired and task {task_id!r} was re-offered"
+                reason = f"stale fencing token {token}: task {task_id!r} was re-offered (its lease expired or it failed)"
             else:
                 reason = f"task {task_id!r} is {task.state}, not claimed"
             return None, refuse(reason, task.view())
