@@ -46,7 +46,10 @@ def fail(message: str, code: int = 2) -> typer.Exit:
     return typer.Exit(code)
 
 
-PIP_NAMES = {"nacl": "pynacl", "blspy": "blspy", "pycrdt": "pycrdt", "uvloop": "uvloop"}
+PIP_NAMES = {
+    "nacl": "pynacl", "blspy": "blspy", "pycrdt": "pycrdt", "uvloop": "uvloop", "mcp": "mcp",
+    "prometheus_client": "prometheus-client",
+}
 """Module name -> the package ``pip`` installs it from."""
 
 

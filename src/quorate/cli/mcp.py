@@ -19,7 +19,7 @@ from typing import Annotated, Any
 
 import typer
 
-from quorate.cli.main import app, fail
+from quorate.cli.main import app, fail, missing_module, missing_package
 from quorate.client.contact import DEFAULT_DEADLINE_S, DEFAULT_TIMEOUT_S, parse_endpoints
 from quorate.errors import ConfigError
 
@@ -55,8 +55,13 @@ def mcp_command(
     if not timeout_s > 0:
         raise fail(f"--timeout must be > 0 seconds, got {timeout_s}")
     logging.basicConfig(stream=sys.stderr, level=logging.WARNING, format="quorate mcp: %(message)s")
-    from quorate.mcp.backend import Backend, EmbeddedCluster
-    from quorate.mcp.server import QuorateMcp
+    try:
+        from quorate.mcp.backend import Backend, EmbeddedCluster
+        from quorate.mcp.server import QuorateMcp
+    except ImportError as exc:
+        if missing_package(exc) is None:
+            raise
+        raise fail(f"quorate mcp needs the MCP SDK: {missing_module(exc)}") from None
 
     embedded: EmbeddedCluster | None = None
     options: dict[str, Any]

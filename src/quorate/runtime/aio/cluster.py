@@ -74,6 +74,8 @@ class LocalCluster:
     node_keys: bool = False
     """BFT protocols: give each node its own signing key (``keys/``) instead
     of deriving every key from the shared ``key_seed`` option."""
+    metrics_base_port: int | None = None
+    """Node ``i`` serves Prometheus metrics on ``metrics_base_port + i - 1``."""
     processes: dict[NodeId, subprocess.Popen[bytes]] = field(default_factory=dict)
     stderr_offsets: dict[NodeId, int] = field(default_factory=dict)
     """Where each started process's stderr begins in its (appended) file."""
@@ -184,6 +186,17 @@ class LocalCluster:
             self.directory, self.endpoints, self.tls_dir, self.insecure, self.protocol
         )
 
+    def metrics_url(self, node: NodeId) -> str | None:
+        """Where ``node`` serves ``/metrics`` (None: it does not)."""
+        if self.metrics_base_port is None:
+            return None
+        return f"http://{LOOPBACK}:{self.metrics_base_port + node - 1}/metrics"
+
+    def metrics_args(self, node: NodeId) -> list[str]:
+        if self.metrics_base_port is None:
+            return []
+        return ["--metrics-port", str(self.metrics_base_port + node - 1)]
+
     # ------------------------------------------------------------ processes
     def start(self, node: NodeId) -> int:
         """Start ``node``'s process; return its pid."""
@@ -197,6 +210,7 @@ class LocalCluster:
                     sys.executable, "-m", "quorate", "node",
                     "--config", str(self.config_path(node)),
                     "--protocol", self.protocol,
+                    *self.metrics_args(node),
                 ],
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
