@@ -27,6 +27,7 @@ from quorate.client.identity import AgentIdentity
 from quorate.state.agents.ops import (
     AgentList,
     AgentRegister,
+    AuditQuery,
     FencedPut,
     LockAcquire,
     LockRelease,
@@ -236,8 +237,22 @@ class AsyncWatches:
                 pause = min(pause * 2, WATCH_POLL_MAX_INTERVAL_S)
 
 
+class AsyncAudit:
+    """The audit trail of decisions (``quorate.state.agents.audit``)."""
+
+    def __init__(self, execute: Execute) -> None:
+        self._execute = execute
+
+    async def query(
+        self, *, kind: str = "", subject: str = "", actor: str = "", from_seq: int = 0, limit: int = 100
+    ) -> dict[str, Any]:
+        """``{"records": [...], "next_seq": n, "oldest_seq": m, "truncated": bool, "total": n}``."""
+        return dict(await _document(self._execute, AuditQuery(kind, subject, actor, from_seq, limit)))
+
+
 __all__ = [
     "DEFAULT_LEASE_S",
+    "AsyncAudit",
     "AsyncLocks",
     "AsyncTasks",
     "AsyncVotes",

@@ -1,5 +1,5 @@
 """``quorate.connect(...)``: one blocking handle on a cluster for a plain
-Python agent, with ``kv``, ``tasks``, ``locks``, ``votes`` and ``watches``.
+Python agent, with ``kv``, ``tasks``, ``locks``, ``votes``, ``watches`` and ``audit``.
 
 Theory of operation: a ``Connection`` owns one ``Client`` (its own event
 loop in a thread, one session with the cluster) and exposes the agent API
@@ -21,6 +21,7 @@ from typing import Any
 from quorate.client.agents import (
     WATCH_POLL_INTERVAL_S,
     WATCH_POLL_MAX_INTERVAL_S,
+    AsyncAudit,
     AsyncLocks,
     AsyncTasks,
     AsyncVotes,
@@ -92,6 +93,10 @@ class Watches(_Blocking):
                 pause = min(pause * 2, WATCH_POLL_MAX_INTERVAL_S)
 
 
+class Audit(_Blocking):
+    """``AsyncAudit``, blocking: ``query``."""
+
+
 class Connection:
     """A blocking handle on a cluster (see the module docstring)."""
 
@@ -123,6 +128,7 @@ class Connection:
         self.locks = Locks(AsyncLocks(execute), self.kv)
         self.votes = Votes(AsyncVotes(execute), self.kv)
         self.watches = Watches(AsyncWatches(execute), self.kv)
+        self.audit = Audit(AsyncAudit(execute), self.kv)
 
     @property
     def name(self) -> str:
@@ -173,4 +179,4 @@ def connect(
     )
 
 
-__all__ = ["Connection", "Locks", "Tasks", "Votes", "Watches", "connect"]
+__all__ = ["Audit", "Connection", "Locks", "Tasks", "Votes", "Watches", "connect"]

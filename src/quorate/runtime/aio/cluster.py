@@ -86,6 +86,8 @@ class LocalCluster:
             raise ConfigError(f"a cluster needs at least 1 node, got {self.nodes}")
         if not 1024 <= self.base_port <= 65535 - self.nodes:
             raise ConfigError(f"base port must leave room for {self.nodes} ports in 1024..65535")
+        if self.metrics_base_port is not None and not 1024 <= self.metrics_base_port <= 65535 - self.nodes:
+            raise ConfigError(f"the metrics base port must leave room for {self.nodes} ports in 1024..65535")
 
     # ------------------------------------------------------------ layout
     @property
@@ -141,6 +143,7 @@ class LocalCluster:
             "options": self.options,
             "log_level": self.log_level,
             "node_keys": self.node_keys,
+            "metrics_base_port": self.metrics_base_port,
         }
         (self.directory / CLUSTER_FILE).write_text(json.dumps(description, indent=2) + "\n")
         if self.node_keys:
@@ -175,6 +178,7 @@ class LocalCluster:
                 options=dict(raw.get("options", {})),
                 log_level=str(raw.get("log_level", "info")),
                 node_keys=bool(raw.get("node_keys", False)),
+                metrics_base_port=None if raw.get("metrics_base_port") is None else int(raw["metrics_base_port"]),
             )
         except ConfigError:
             raise

@@ -14,6 +14,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from quorate.state.agents.audit import AuditTrail
 from quorate.state.watch import ChangeLog
 
 NAME_MAX_CHARS = 128
@@ -56,9 +57,9 @@ def lease_fault(lease_s: float) -> str | None:
 
 
 class AgentEnv:
-    """Log time, the fencing counter, the deadline heap and the change log."""
+    """Log time, the fencing counter, the deadline heap, the change log and the audit trail."""
 
-    __slots__ = ("changes", "deadlines", "fence", "now_s")
+    __slots__ = ("audit", "changes", "deadlines", "fence", "now_s")
 
     def __init__(self, changes: ChangeLog) -> None:
         self.now_s = 0.0
@@ -68,6 +69,7 @@ class AgentEnv:
         self.deadlines: list[tuple[float, str, str, int]] = []
         """Heap of (log time, kind, id, token)."""
         self.changes = changes
+        self.audit = AuditTrail()
 
     def next_token(self) -> int:
         self.fence += 1
@@ -77,7 +79,13 @@ class AgentEnv:
         heapq.heappush(self.deadlines, (deadline_s, kind, ident, token))
 
     def emit(self, kind: str, namespace: str, key: str, document: Any) -> None:
+        """A state change: to the change history (watchers) and the audit trail."""
         self.changes.record(kind, namespace, key, to_json(document))
+        self.audit.record(self.now_s, kind, key, document)
+
+    def note(self, kind: str, key: str, document: Any) -> None:
+        """A decision that changed nothing (a stale completion refused): audit trail only."""
+        self.audit.record(self.now_s, kind, key, document)
 
 
 __all__ = [

@@ -114,6 +114,7 @@ class Locks:
     def fenced_put(self, op: FencedPut, write: Callable[[str, str, str], None]) -> Outcome:
         _, refusal = self._holder_fault(op.lock, op.token, None)
         if refusal is not None:
+            self.env.note("lock.write_refused", op.lock, {"token": op.token, "reason": refusal.error})
             return refusal
         write(op.namespace, op.key, op.value)
         return Outcome(True, to_json({"written": True, "token": op.token}))

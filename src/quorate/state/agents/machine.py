@@ -30,12 +30,14 @@ from collections.abc import Callable
 
 import msgspec
 
+from quorate.state.agents.audit import AuditRecord
 from quorate.state.agents.env import AgentEnv, Outcome, refuse, to_json
 from quorate.state.agents.locks import LEASE_KIND as LOCK_LEASE
 from quorate.state.agents.locks import Locks, _LockRecord
 from quorate.state.agents.ops import (
     AgentList,
     AgentRegister,
+    AuditQuery,
     FencedPut,
     LockAcquire,
     LockRelease,
@@ -78,6 +80,8 @@ class _AgentSnapshot(msgspec.Struct, array_like=True):
     locks: list[_LockRecord]
     agents: dict[str, tuple[bytes, float]]
     proposals: list[_ProposalRecord]
+    audit_seq: int = 0
+    audit: list[AuditRecord] = msgspec.field(default_factory=list)
 
 
 _encoder = msgspec.msgpack.Encoder()
@@ -152,6 +156,8 @@ class AgentState:
             return self.votes.list_proposals(op)
         if isinstance(op, AgentList):
             return self.votes.list_agents(op)
+        if isinstance(op, AuditQuery):
+            return Outcome(True, to_json(self.env.audit.query(op.kind, op.subject, op.actor, op.from_seq, op.limit)))
         return refuse(f"not an agent operation: {type(op).__name__}")
 
     def _watch(self, op: WatchPoll) -> Outcome:
@@ -199,9 +205,11 @@ class AgentState:
         seq, tasks = self.tasks.state()
         agents, proposals = self.votes.state()
         env = self.env
+        audit_seq, audit = env.audit.state()
         return _encoder.encode(
             _AgentSnapshot(
-                FORMAT_VERSION, env.fence, sorted(env.deadlines), seq, tasks, self.locks.state(), agents, proposals
+                FORMAT_VERSION, env.fence, sorted(env.deadlines), seq, tasks, self.locks.state(), agents, proposals,
+                audit_seq, audit,
             )
         )
 
@@ -215,6 +223,7 @@ class AgentState:
         self.tasks.restore(snap.task_seq, snap.tasks)
         self.locks.restore(snap.locks)
         self.votes.restore(snap.agents, snap.proposals)
+        self.env.audit.restore(snap.audit_seq, snap.audit)
 
 
 __all__ = ["AgentState", "Outcome"]

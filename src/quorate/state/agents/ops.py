@@ -191,6 +191,18 @@ class WatchPoll(msgspec.Struct, tag="watch.poll", array_like=True, frozen=True):
     limit: int = 256
 
 
+class AuditQuery(msgspec.Struct, tag="audit.query", array_like=True, frozen=True):
+    """Audit records from sequence number ``from_seq`` on (0: the oldest
+    held) whose kind starts with ``kind`` and whose ``subject`` and
+    ``actor`` match (empty: any), at most ``limit``."""
+
+    kind: str = ""
+    subject: str = ""
+    actor: str = ""
+    from_seq: int = 0
+    limit: int = 100
+
+
 AgentWrite = (
     TaskSubmit
     | TaskClaim
@@ -205,7 +217,7 @@ AgentWrite = (
     | ProposalOpen
     | VoteCast
 )
-AgentRead = TaskStatus | TaskList | LockStatus | AgentList | ProposalStatus | ProposalList | WatchPoll
+AgentRead = TaskStatus | TaskList | LockStatus | AgentList | ProposalStatus | ProposalList | WatchPoll | AuditQuery
 AgentOp = AgentWrite | AgentRead
 
 AGENT_WRITE_TYPES: tuple[type, ...] = (
@@ -230,6 +242,7 @@ AGENT_READ_TYPES: tuple[type, ...] = (
     ProposalStatus,
     ProposalList,
     WatchPoll,
+    AuditQuery,
 )
 AGENT_OP_TYPES = AGENT_WRITE_TYPES + AGENT_READ_TYPES
 

@@ -333,6 +333,12 @@ class TaskQueue:
         env.emit("task.claimed", NAMESPACE, task.id, view)
         return Outcome(True, to_json({"task": view}))
 
+    def _note_refusal(self, task_id: str, action: str, token: int, refusal: Outcome) -> None:
+        """A completion or failure refused for a known task goes to the audit trail."""
+        task = self.tasks.get(task_id)
+        if task is not None:
+            self.env.note(f"task.{action}_refused", task_id, {"token": token, "reason": refusal.error, "state": task.state})
+
     def _holder_fault(self, task_id: str, token: int) -> tuple[Task | None, Outcome | None]:
         task = self.tasks.get(task_id)
         if task is None:
@@ -368,6 +374,7 @@ class TaskQueue:
             return refuse(f"result is longer than {TEXT_MAX_CHARS} characters")
         task, refusal = self._holder_fault(op.task_id, op.token)
         if refusal is not None:
+            self._note_refusal(op.task_id, "complete", op.token, refusal)
             return refusal
         assert task is not None
         self._release_hold(task)
@@ -391,6 +398,7 @@ class TaskQueue:
             return refuse(f"error is longer than {TEXT_MAX_CHARS} characters")
         task, refusal = self._holder_fault(op.task_id, op.token)
         if refusal is not None:
+            self._note_refusal(op.task_id, "fail", op.token, refusal)
             return refusal
         assert task is not None
         task.error = op.error or "failed"
