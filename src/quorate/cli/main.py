@@ -48,7 +48,8 @@ def fail(message: str, code: int = 2) -> typer.Exit:
 
 PIP_NAMES = {
     "nacl": "pynacl", "blspy": "blspy", "pycrdt": "pycrdt", "uvloop": "uvloop", "mcp": "mcp",
-    "prometheus_client": "prometheus-client",
+    "prometheus_client": "prometheus-client", "starlette": "starlette", "sse_starlette": "sse-starlette",
+    "uvicorn": "uvicorn", "playwright": "playwright",
 }
 """Module name -> the package ``pip`` installs it from."""
 
