@@ -18,7 +18,7 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -145,11 +145,39 @@ def test_tool_list_and_schemas_are_pinned(cluster: LocalCluster) -> None:
     asyncio.run(check())
 
 
-def test_every_tool_succeeds_and_refuses_over_stdio(cluster: LocalCluster) -> None:
+@pytest.fixture
+def fresh_cluster(tmp_path: Path) -> Iterator[LocalCluster]:
+    """A cluster of its own (the every-tool test pins counts and electorates)."""
+    made = LocalCluster(tmp_path / "cluster", nodes=3, base_port=free_base_port(3), insecure=True, options=dict(FAST_RAFT))
+    made.write_configs()
+    made.start_all()
+    try:
+        assert wait_for(lambda: _has_leader(made), WAIT_LIMIT_S, 0.1)
+        yield made
+    finally:
+        made.kill_all()
+
+
+@asynccontextmanager
+async def transport_client(transport: str, cluster: LocalCluster) -> AsyncIterator[Client]:
+    """An SDK client of ``quorate mcp`` over stdio or streamable HTTP (a real subprocess either way)."""
+    if transport == "stdio":
+        async with stdio_client(cluster) as client:
+            yield client
+        return
+    with serving_http(cluster) as url:
+        http = httpx2.AsyncClient(headers={"Authorization": "Bearer s3cret"}, timeout=60)
+        async with Client(streamable_http_client(url, http_client=http)) as client:
+            yield client
+
+
+@pytest.mark.parametrize("transport", ["stdio", "http"])
+def test_every_tool_succeeds_and_refuses(transport: str, fresh_cluster: LocalCluster) -> None:
+    cluster = fresh_cluster
     keys = register_agents(cluster, "ann", "bob", "cat")
 
     async def drive() -> None:
-        async with stdio_client(cluster) as client:
+        async with transport_client(transport, cluster) as client:
             # memory
             await call(client, "memory_usage", action="store", key="notes/1", value="alpha", namespace="team")
             await call(client, "memory_usage", action="store", key="notes/2", value="beta gamma", namespace="team")
@@ -268,12 +296,19 @@ def test_a_malformed_json_rpc_line_is_dropped_and_the_server_keeps_serving(clust
 
 @pytest.fixture
 def http_server(cluster: LocalCluster) -> Iterator[str]:
+    with serving_http(cluster) as url:
+        yield url
+
+
+@contextmanager
+def serving_http(cluster: LocalCluster, *extra: str) -> Iterator[str]:
     port = free_base_port(1)
     process = subprocess.Popen(
-        [sys.executable, *server_args(cluster, "--transport", "http", "--port", str(port), "--token", "s3cret")],
+        [sys.executable, *server_args(cluster, "--transport", "http", "--port", str(port), *(extra or ("--token", "s3cret")))],
         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )
-    url = f"http://127.0.0.1:{port}/mcp"
+    scheme = "https" if "--mtls-dir" in extra else "http"
+    url = f"{scheme}://127.0.0.1:{port}/mcp"
     try:
         assert wait_for(lambda: _listening(port) or process.poll() is not None, WAIT_LIMIT_S, 0.1)
         assert process.poll() is None, process.stderr.read() if process.stderr else ""
@@ -376,3 +411,33 @@ def test_mcp_needs_its_tool_names_and_parameters_to_match(tmp_path: Path) -> Non
     from quorate.mcp.tools import TOOL_NAMES
 
     assert set(TOOL_NAMES) == set(PINNED_TOOLS)
+
+
+def test_http_with_mutual_tls_serves_certified_clients_only(cluster: LocalCluster, tmp_path: Path) -> None:
+    import ssl
+
+    certs = tmp_path / "certs"
+    for args in (["init"], ["issue", "mcp"], ["issue", "agent"]):
+        subprocess.run([sys.executable, "-m", "quorate", "certs", *args, "--dir", str(certs)], check=True, capture_output=True)
+    hello = {"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}}
+    headers = {"Accept": "application/json, text/event-stream"}
+
+    def context(with_certificate: bool) -> ssl.SSLContext:
+        made = ssl.create_default_context(cafile=str(certs / "ca.crt"))
+        made.check_hostname = False  # the certificate names the service ("mcp"), not an address
+        if with_certificate:
+            made.load_cert_chain(certs / "agent.crt", certs / "agent.key")
+        return made
+
+    with serving_http(cluster, "--mtls-dir", str(certs)) as url:
+        with pytest.raises(httpx2.TransportError):  # no client certificate: the handshake fails
+            httpx2.post(url, json=hello, headers=headers, verify=context(False))
+
+        async def drive() -> None:
+            http = httpx2.AsyncClient(verify=context(True), timeout=30)
+            async with Client(streamable_http_client(url, http_client=http)) as client:
+                assert len((await client.list_tools()).tools) == len(PINNED_TOOLS)
+                await call(client, "memory_usage", action="store", key="via-mtls", value="yes")
+                assert (await call(client, "memory_usage", action="retrieve", key="via-mtls"))["value"] == "yes"
+
+        asyncio.run(drive())

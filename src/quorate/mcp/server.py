@@ -65,6 +65,8 @@ log = logging.getLogger("quorate.mcp")
 RESOURCE_SCHEME = "quorate://memory/"
 WATCH_IDLE_POLL_S = 0.1
 WATCH_RETRY_S = 1.0
+FOLLOWER_STOP_S = 2.0
+"""How long shutdown waits for the change follower (it checks its stop flag at every pause)."""
 INSTRUCTIONS = (
     "Shared, replicated state for agents. Keep memory with memory_usage; split work with task_orchestrate, "
     "task_claim (keep the token), task_heartbeat and task_complete; take locks with lock_acquire; decide "
@@ -119,6 +121,7 @@ class QuorateMcp:
         self.revision = 0
         """The next revision the change follower asks for."""
         self._follower: asyncio.Task[None] | None = None
+        self._stopping: asyncio.Event | None = None
 
     async def _read_namespace(self, namespace: str) -> str:
         try:
@@ -135,19 +138,24 @@ class QuorateMcp:
 
     @contextlib.asynccontextmanager
     async def _lifespan(self, _: Any) -> Any:
+        self._stopping = asyncio.Event()
         self._follower = asyncio.ensure_future(self.follow_changes())
         try:
             yield {}
         finally:
+            # A stop flag as well as the cancellation: a cancellation delivered
+            # while the transport's task group unwinds can be absorbed on the
+            # way, and the server must still exit when its stdin closes.
+            self._stopping.set()
             self._follower.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._follower
+            await asyncio.wait({self._follower}, timeout=FOLLOWER_STOP_S)
 
     async def follow_changes(self) -> None:
         """Publish ``ResourceUpdated`` for each namespace a committed change touched."""
         watches = AsyncWatches(self.backend.watch_execute)
         pause = WATCH_IDLE_POLL_S
-        while True:
+        stopping = self._stopping or asyncio.Event()
+        while not stopping.is_set():
             try:
                 if self.revision == 0:
                     _, self.revision = await watches.poll(namespace=WATCH_ALL_NAMESPACES)
@@ -157,12 +165,15 @@ class QuorateMcp:
                 await self.bus.publish(ResourceUpdated(uri=f"{RESOURCE_SCHEME}{DEFAULT_NAMESPACE}"))
                 continue
             except (ClusterUnreachable, TimeoutError, ClientError, OSError):
-                await asyncio.sleep(WATCH_RETRY_S)
+                await _pause(stopping, WATCH_RETRY_S)
                 continue
             touched = dict.fromkeys(e["namespace"] or DEFAULT_NAMESPACE for e in events)
             for namespace in touched:
                 await self.bus.publish(ResourceUpdated(uri=f"{RESOURCE_SCHEME}{namespace}"))
-            await asyncio.sleep(0 if events else pause)
+            if events:
+                await asyncio.sleep(0)
+            else:
+                await _pause(stopping, pause)
 
     # -- transports -----------------------------------------------------------------------
     async def serve_stdio(self) -> None:
@@ -182,7 +193,7 @@ class QuorateMcp:
         import uvicorn
 
         if not token and tls_dir is None:
-            raise ConfigError("HTTP needs a bearer token (--token or QUORATE_MCP_TOKEN) or mutual TLS (--tls-dir)")
+            raise ConfigError("HTTP needs a bearer token (--token or QUORATE_MCP_TOKEN) or mutual TLS (--mtls-dir)")
         app: Any = self.server.streamable_http_app(host=host)
         if token:
             app = BearerTokenGate(app, token)
@@ -200,6 +211,12 @@ class QuorateMcp:
             }
         config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on", **options)
         await uvicorn.Server(config).serve()
+
+
+async def _pause(stopping: asyncio.Event, seconds: float) -> None:
+    """Sleep ``seconds``, or less if ``stopping`` is set meanwhile."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stopping.wait(), seconds)
 
 
 class BearerTokenGate:
