@@ -441,3 +441,36 @@ def test_http_with_mutual_tls_serves_certified_clients_only(cluster: LocalCluste
                 assert (await call(client, "memory_usage", action="retrieve", key="via-mtls"))["value"] == "yes"
 
         asyncio.run(drive())
+
+
+@pytest.mark.slow  # starts its own embedded 3-node cluster (~20 s on a loaded machine)
+def test_the_embedded_cluster_is_made_on_first_run_and_survives_the_loss_of_a_node(tmp_path: Path) -> None:
+    import signal
+
+    from quorate.ids import NodeId
+
+    data_dir = tmp_path / "memory"
+    params = StdioServerParameters(
+        command=sys.executable, args=["-m", "quorate", "mcp", "--data-dir", str(data_dir)], env=dict(os.environ)
+    )
+
+    async def drive() -> None:
+        async with Client(params) as client:
+            await call(client, "memory_usage", action="store", key="before", value="1")
+            status = await call(client, "cluster_status")
+            assert status["nodes_up"] == 3 and status["fault_tolerance"]["more_failures_survived"] == 1
+            embedded = LocalCluster.open(data_dir)
+            leader = int(str(status["leader"]).removeprefix("n"))
+            pid = embedded.pid(NodeId(leader))
+            assert pid is not None
+            os.kill(pid, signal.SIGKILL)
+            await call(client, "memory_usage", action="store", key="after", value="2")  # retried to the new leader
+            assert (await call(client, "memory_usage", action="retrieve", key="before"))["value"] == "1"
+            assert (await call(client, "memory_usage", action="retrieve", key="after"))["value"] == "2"
+            status = await call(client, "cluster_status")
+            assert status["nodes_up"] == 2 and status["fault_tolerance"]["more_failures_survived"] == 0
+
+    asyncio.run(drive())
+    assert (data_dir / "cluster.json").is_file()
+    survivors = LocalCluster.open(data_dir)
+    assert wait_for(lambda: not any(survivors.running(n) for n in survivors.ids), WAIT_LIMIT_S, 0.1)  # stopped with the server
