@@ -13,8 +13,6 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import nacl.signing
-
 from quorate.errors import ConfigError
 from quorate.state.agents.ops import ballot_bytes
 
@@ -32,15 +30,21 @@ class AgentIdentity:
 
     @property
     def public_key(self) -> bytes:
+        import nacl.signing  # PyNaCl only where a key is used: 'import quorate' works without it
+
         return bytes(nacl.signing.SigningKey(self.signing_key).verify_key)
 
     def sign_ballot(self, proposal_id: str, option: str) -> bytes:
         """This agent's signature over its ballot for ``option``."""
+        import nacl.signing
+
         key = nacl.signing.SigningKey(self.signing_key)
         return bytes(key.sign(ballot_bytes(proposal_id, self.name, option)).signature)
 
     @classmethod
     def generate(cls, name: str) -> AgentIdentity:
+        import nacl.signing
+
         return cls(name, bytes(nacl.signing.SigningKey.generate()))
 
 
