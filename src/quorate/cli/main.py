@@ -54,6 +54,12 @@ PIP_NAMES = {
     "hdrh": "hdrhistogram",
     "psutil": "psutil",
     "matplotlib": "matplotlib",
+    "mcp": "mcp",
+    "prometheus_client": "prometheus-client",
+    "starlette": "starlette",
+    "sse_starlette": "sse-starlette",
+    "uvicorn": "uvicorn",
+    "playwright": "playwright",
 }
 """Module name -> the package ``pip`` installs it from."""
 EXTRAS = {"hdrhistogram": "bench", "psutil": "bench", "matplotlib": "bench"}
