@@ -99,6 +99,10 @@ def up_command(
     election_timeout_s: Annotated[
         float | None, typer.Option("--election-timeout-s", help="Raft only [default: 1.0].")
     ] = None,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option("--metrics-port", help="n1 serves Prometheus /metrics on this port, n2 on the next..."),
+    ] = None,
     groups: Annotated[
         int,
         typer.Option("--groups", help="Multi-Raft (raft only): range groups at the start, plus a meta group; 0 = one group."),
@@ -142,6 +146,7 @@ def up_command(
             protocol=protocol,
             options=options,
             node_keys=bft,  # one signing key per node, as 'quorate keys init' makes them
+            metrics_base_port=metrics_port,
             ranges=groups,
             replicas=range_replicas,
             split_at_ops=split_at_ops,
@@ -184,6 +189,8 @@ def up_command(
     if bft:
         typer.echo(f"signing keys: {cluster.directory / 'keys'} (one per node, 'quorate keys')")
     typer.echo(f"logs: {cluster.directory}/n*.log (JSON Lines), start-up errors in n*.stderr")
+    if metrics_port is not None:
+        typer.echo(f"metrics: {', '.join(str(cluster.metrics_url(n)) for n in cluster.ids)}")
     again = "" if directory == DEFAULT_DIRECTORY else f" --dir {directory}"
     typer.echo(f"try: quorate kv put hello world{again}; quorate cluster status{again}")
 

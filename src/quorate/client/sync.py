@@ -70,6 +70,15 @@ class Client:
     def client_id(self) -> int:
         return self._client.client_id
 
+    @property
+    def async_client(self) -> AsyncClient:
+        """The ``AsyncClient`` this client drives (use it only through ``run``)."""
+        return self._client
+
+    def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        """Run ``coroutine`` on this client's loop and wait for its result."""
+        return self._run(coroutine)
+
     def _run(self, coroutine: Coroutine[Any, Any, T]) -> T:
         if self._closed:
             coroutine.close()

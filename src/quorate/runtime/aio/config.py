@@ -15,6 +15,7 @@ file like::
     peer_rate_limit = 0             # messages/s admitted per peer (flood defence); 0 = off
     log_file = "n1.log"             # optional; stderr when absent
     log_level = "info"
+    health_listen = "0.0.0.0:8080"  # optional: HTTP /readyz and /livez (runtime.aio.health)
 
     [peers]                         # every other voter
     n2 = "127.0.0.1:7002"
@@ -79,6 +80,7 @@ _KNOWN_FIELDS = frozenset(
         "peer_rate_limit",
         "log_file",
         "log_level",
+        "health_listen",
         "peers",
         "options",
         "multiraft",
@@ -126,6 +128,9 @@ class NodeConfig:
     log_file: Path | None = None
     log_level: str = "info"
     options: dict[str, Any] = field(default_factory=dict)
+    health_listen: Address | None = None
+    """Where to answer HTTP ``/readyz`` and ``/livez`` (``runtime.aio.health``);
+    a port of its own, never the protocol port. ``None``: no endpoint."""
     ranges: int = 0
     """Multi-Raft: range groups at the start (0: one group, group 0)."""
     replicas: int = 3
@@ -162,6 +167,8 @@ class NodeConfig:
         ]
         if self.log_file is not None:
             lines.append(f"log_file = {_toml_value(str(self.log_file))}")
+        if self.health_listen is not None:
+            lines.append(f"health_listen = {_toml_value(format_address(self.health_listen))}")
         lines += ["", "[peers]"]
         lines += [
             f"{node_name(p)} = {_toml_value(format_address(a))}" for p, a in sorted(self.peers.items())
@@ -286,6 +293,9 @@ def node_config_from_mapping(raw: Mapping[str, Any], base_dir: Path = Path("."))
     if log_level not in LOG_LEVELS:
         raise ConfigError(f"log_level must be one of {', '.join(LOG_LEVELS)}, got {log_level!r}")
     log_file = _path(raw["log_file"], "log_file", base_dir) if "log_file" in raw else None
+    health_listen = parse_address(raw["health_listen"], "health_listen") if "health_listen" in raw else None
+    if health_listen is not None and health_listen == listen:
+        raise ConfigError("health_listen must be a port of its own, not the protocol port (listen)")
     options = raw.get("options", {})
     if not isinstance(options, Mapping):
         raise ConfigError("[options] must be a table of the protocol's settings")
@@ -314,6 +324,7 @@ def node_config_from_mapping(raw: Mapping[str, Any], base_dir: Path = Path("."))
         log_file=log_file,
         log_level=log_level,
         options=dict(options),
+        health_listen=health_listen,
         ranges=ranges,
         replicas=replicas,
         split_at_ops=split_at_ops,

@@ -112,6 +112,12 @@ NODE_FIELDS: tuple[FieldDoc, ...] = (
         "log_level", "string", '"info"', "debug, info, warning or error.", '"info"',
     ),
     FieldDoc(
+        "health_listen", "string", None,
+        'Where to answer plain-HTTP GET /readyz (200 once the node knows a leader or a view '
+        "and reaches enough peers for a quorum, 503 with the reason before) and /livez, for "
+        "orchestrators' probes. A port of its own, never the protocol port. Absent: no endpoint.",
+    ),
+    FieldDoc(
         "[peers]", "table", "{}",
         'Every other voter at start, as name = "host:port". A node that joins a running '
         "cluster lists the running members (and sets join = true under [options]).",

@@ -146,6 +146,13 @@ event loop itself: its fsync is cheaper than handing it to the worker thread
 and back. Larger batches go to the worker so input keeps flowing meanwhile."""
 
 
+def timed_persist(storage: DiskStorage, batch: list[GroupWrite]) -> float:
+    """Write ``batch`` durably; the seconds it took (the fsync's share of a turn)."""
+    started = time.perf_counter()
+    storage.persist_many(batch)
+    return time.perf_counter() - started
+
+
 def event_loop_factory(tls: bool = False) -> Callable[[], asyncio.AbstractEventLoop]:
     """uvloop's loop when it is installed (faster sockets), else asyncio's.
 
@@ -269,6 +276,12 @@ class AioNode:
         self.clock = clock
         self.rng = rng or random.Random()
         self.counters: Counter[str] = Counter()
+        self.messages_in: Counter[type] = Counter()
+        """Peer messages received, by type (for ``/metrics``)."""
+        self.messages_out: Counter[type] = Counter()
+        """Peer messages sent, by type."""
+        self.persist_observer: Callable[[float], None] | None = None
+        """Told the seconds of every synced storage write (the fsync histogram)."""
         self.logged_rejections: set[str] = set()
         self.host: NodeHost | None = None
         self.storage: DiskStorage | None = None
@@ -502,7 +515,9 @@ class AioNode:
         for sender, message, group_id, from_client in inbox:
             if from_client:
                 self._on_client_input(sender, message, group_id, now)
-            elif type(message) in self.service_message_types:
+                continue
+            self.messages_in[type(message)] += 1
+            if type(message) in self.service_message_types:
                 self._to_service(NodeId(sender), message, group_id, now)
             elif host.step(NodeId(sender), group_id, message, now) is not None:
                 self.counters["rejected.unknown group"] += 1
@@ -747,26 +762,26 @@ class AioNode:
             return True
         if entries <= INLINE_PERSIST_MAX_ENTRIES and not snapshot:
             try:
-                storage.persist_many(batch)
+                seconds = timed_persist(storage, batch)
             except Exception as exc:
                 self._persist_failed(exc)
                 return True
-            self._persisted_counts(entries, inline=True)
+            self._persisted_counts(entries, inline=True, seconds=seconds)
             return True
         loop, executor = self._loop, self._executor
         assert loop is not None and executor is not None
-        future = loop.run_in_executor(executor, storage.persist_many, batch)
+        future = loop.run_in_executor(executor, timed_persist, storage, batch)
         future.add_done_callback(lambda done: self._persisted(done, entries))
         return False
 
-    def _persisted(self, future: asyncio.Future[None], entries: int) -> None:
+    def _persisted(self, future: asyncio.Future[float], entries: int) -> None:
         """Back on the loop after the worker's fsync: finish the turn, drive on."""
         if self._failed:
             return
         if future.cancelled() or future.exception() is not None:
             self._persist_failed(None if future.cancelled() else future.exception())
             return
-        self._persisted_counts(entries, inline=False)
+        self._persisted_counts(entries, inline=False, seconds=future.result())
         driver = self._driver
         assert driver is not None
         driver.persisted()
@@ -774,7 +789,9 @@ class AioNode:
         # fsync may have moved a deadline (a PBFT primary's batch timer).
         self._drive()
 
-    def _persisted_counts(self, entries: int, *, inline: bool) -> None:
+    def _persisted_counts(self, entries: int, *, inline: bool, seconds: float) -> None:
+        if self.persist_observer is not None:
+            self.persist_observer(seconds)
         self.counters["persists"] += 1
         self.counters["entries_persisted"] += entries
         if inline:
@@ -792,6 +809,7 @@ class AioNode:
         transport = self.transport_or_raise()
         gid = group.id
         for to, message in messages:
+            self.messages_out[type(message)] += 1
             transport.send(to, message, gid)
 
     def restore(self, group: HostedGroup, snapshot: Any) -> None:
