@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from quorate.bench.chaos_sweeps import MULTIRAFT_SWEEPS, SWEEPS, MultiRaftSweep, Sweep
+from quorate.bench.chaos_sweeps import JOINT_SWEEPS, MULTIRAFT_SWEEPS, SWEEPS, MultiRaftSweep, Sweep
 from quorate.check import check_history
 from quorate.cli.sim import command_line
 from quorate.runtime.sim import SimConfig, SimResult, run
 from quorate.runtime.sim.multiraft import MultiRaftConfig, run_multiraft
 
-__all__ = ["MULTIRAFT_SWEEPS", "SWEEPS", "MultiRaftSweep", "Sweep", "check_run"]
+__all__ = ["JOINT_SWEEPS", "MULTIRAFT_SWEEPS", "SWEEPS", "MultiRaftSweep", "Sweep", "check_run"]
 
 
 def check_run(config: SimConfig) -> dict[str, Any]:

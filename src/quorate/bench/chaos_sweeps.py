@@ -58,9 +58,13 @@ class Sweep:
     protocol: str
     nodes: int
     byzantine: bool
+    reconfigure: bool = False
+    """Raft: a random membership change every ``RECONFIGURE_EVERY_S`` until
+    the heal (random voter sets, flexible quorums, one step or joint)."""
 
     def __str__(self) -> str:
-        return f"{self.protocol}-n{self.nodes}-{'byzantine' if self.byzantine else 'crash'}"
+        kind = "byzantine" if self.byzantine else "crash"
+        return f"{self.protocol}-n{self.nodes}-{kind}{'-joint' if self.reconfigure else ''}"
 
     def config(self, seed: int) -> SimConfig:
         f = (self.nodes - 1) // 3
@@ -77,6 +81,7 @@ class Sweep:
             liveness_bound_s=LIVENESS_BOUND_S,
             seed=seed,
             protocol_options=dict(OPTIONS[self.protocol]),
+            reconfigure_every_s=RECONFIGURE_EVERY_S if self.reconfigure else 0.0,
         )
 
 
@@ -84,6 +89,12 @@ SWEEPS = (
     *(Sweep("raft", n, False) for n in (4, 5, 7)),
     *(Sweep(p, n, byz) for p in ("pbft", "hotstuff") for n in (4, 7) for byz in (False, True)),
 )
+RECONFIGURE_EVERY_S = 0.5
+"""A random membership change this often (``JOINT_SWEEPS``)."""
+JOINT_SWEEPS = tuple(Sweep("raft", n, False, reconfigure=True) for n in (5, 7))
+"""Raft with random joint-consensus changes and flexible quorums through the
+chaos phase; the monitor then also checks election quorums, quorum
+intersection between consecutive configurations and one change at a time."""
 
 
 @dataclass(frozen=True)

@@ -438,8 +438,9 @@ async def cluster_report(cluster: LocalCluster) -> dict[str, Any]:
     view = max(
         answering, key=lambda s: (s.role == "leader", s.commit_index, s.term), default=None
     )
-    voters = set(view.voters) if view is not None else set()
-    learners = set(view.learners) if view is not None else set()
+    # While joint, the outgoing configuration's voters still vote.
+    voters = set(view.voters) | set(view.outgoing) if view is not None else set()
+    learners = set(view.learners) - voters if view is not None else set()
     if bft and not voters:
         voters = set(cluster.ids)  # a fixed replica set
     rows = []

@@ -74,6 +74,7 @@ from quorate.runtime.aio.admin import (
     ADMIN_ACTIONS,
     CLIENT_PROTOCOL_TYPES,
     Admin,
+    AdminChange,
     AdminReply,
     Status,
     StatusReply,
@@ -298,6 +299,30 @@ class AsyncClient(KeyValueApi):
         async with self._lock:
             self.seq += 1
             request = Admin(self.seq, action, node, address)
+            reply = await self._call(
+                request, lambda m: isinstance(m, AdminReply) and m.seq == request.seq
+            )
+            assert isinstance(reply, AdminReply)
+
+    async def change_members(
+        self,
+        *,
+        add: dict[int, str] | None = None,
+        remove: Iterable[int] = (),
+        add_learners: dict[int, str] | None = None,
+        quorum: tuple[int, int] | None = None,
+        transition: str = "auto",
+    ) -> None:
+        """Ask the leader for several members and/or quorum sizes at once
+        (``AdminChange``: joint consensus in Raft); ``add``/``add_learners``
+        map node ids to ``host:port`` ("" for a node already a member). With
+        nothing to change, leaves a joint configuration. A refusal raises
+        ``ClientError`` with the leader's reason."""
+        async with self._lock:
+            self.seq += 1
+            request = AdminChange(
+                self.seq, dict(add or {}), tuple(remove), dict(add_learners or {}), quorum, transition
+            )
             reply = await self._call(
                 request, lambda m: isinstance(m, AdminReply) and m.seq == request.seq
             )

@@ -120,6 +120,22 @@ class Client:
     def admin(self, action: str, node: int, address: str = "") -> None:
         self._run(self._client.admin(action, node, address))
 
+    def change_members(
+        self,
+        *,
+        add: dict[int, str] | None = None,
+        remove: Iterable[int] = (),
+        add_learners: dict[int, str] | None = None,
+        quorum: tuple[int, int] | None = None,
+        transition: str = "auto",
+    ) -> None:
+        """Several members and/or quorum sizes at once (``AsyncClient.change_members``)."""
+        self._run(
+            self._client.change_members(
+                add=add, remove=remove, add_learners=add_learners, quorum=quorum, transition=transition
+            )
+        )
+
     def close(self) -> None:
         if self._closed:
             return

@@ -53,7 +53,10 @@ change. The rule counts acknowledgements, so a watched Raft that only counts
 *signed* acknowledgements (verified by its hooks) gets 2f+1 signed acks with
 ``ByzantineQuorum``. Commitment still only counts entries of the leader's own
 term (§5.4.2). Flexible quorums (Howard et al. 2016: Q1 for elections, Q2 for
-replication) fit the same two numbers.
+replication) fit the same two numbers: ``FlexibleQuorum(election, commit)``
+fixes them for the initial configuration, and a configuration entry can carry
+other sizes, changed through consensus like the voters
+(``quorate.raft.confchange``).
 """
 
 from __future__ import annotations
@@ -200,3 +203,26 @@ class ByzantineQuorum:
 
 MAJORITY = MajorityQuorum()
 """The default quorum rule."""
+
+
+class FlexibleQuorum:
+    """Fixed sizes (Howard, Malkhi & Spiegelman 2016): ``election`` votes (Q1)
+    win an election, ``commit`` acknowledgements (Q2) commit. Valid for voter
+    counts n with Q1 + Q2 > n and both <= n; ``RaftNode`` refuses a
+    configuration they do not fit (at construction: ``ConfigError``; a
+    change: a refused proposal)."""
+
+    __slots__ = ("commit", "election")
+
+    def __init__(self, election: int, commit: int) -> None:
+        self.election = election
+        self.commit = commit
+
+    def commit_quorum(self, voters: int) -> int:
+        return self.commit
+
+    def election_quorum(self, voters: int) -> int:
+        return self.election
+
+    def __repr__(self) -> str:
+        return f"FlexibleQuorum(election={self.election}, commit={self.commit})"

@@ -33,7 +33,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from quorate.core.binding import Binding, ClusterContext, CoreBuilder, GroupStatus
+from quorate.core.binding import (
+    Binding,
+    ClusterContext,
+    CoreBuilder,
+    GroupStatus,
+    MembershipChange,
+    MembershipView,
+)
 from quorate.core.protocol import ProposeOutcome, ProtocolCore, Refused
 from quorate.errors import ConfigError
 from quorate.hrb.messages import EpochChange
@@ -235,6 +242,12 @@ class ShardMembership:
 
     def transfer_leadership(self, core: ProtocolCore, target: NodeId, now: float) -> ProposeOutcome:
         return Refused("shards do not transfer leadership: a transfer would waive lazy voting")
+
+    def change(self, core: ProtocolCore, change: MembershipChange, context: bytes, now: float) -> ProposeOutcome:
+        return Refused("shards change one member at a time (no joint consensus)")
+
+    def configuration(self, core: ProtocolCore) -> MembershipView:
+        return self._raft.configuration(_honest(core).raft)
 
 
 BINDING = Binding(

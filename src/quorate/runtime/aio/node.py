@@ -66,6 +66,9 @@ Theory of operation.
   not committed in its term) is answered ``retry``, so a client's
   ``add_learner`` then ``promote`` simply waits its turn; a change the cluster
   will never take (the node is already a member...) is an ``error``.
+  ``AdminChange`` (several members or the quorum sizes at once) goes to the
+  group's binding's ``membership`` role too (``Membership.change``); the
+  node only keeps the address book.
 - *Member addresses.* A membership change carries the leader's address book
   in its configuration entry; the node reads the book from every
   configuration entry it is about to persist (and, at restart, from its
@@ -91,6 +94,7 @@ from dataclasses import field as dataclass_field
 from pathlib import Path
 from typing import Any
 
+from quorate.core.binding import MembershipChange
 from quorate.core.host import GroupReady, HostedGroup, NodeHost
 from quorate.core.protocol import Accepted, Redirect
 from quorate.core.ready import Entry, ReadState, Rejection
@@ -101,6 +105,7 @@ from quorate.ids import MAX_GROUP_ID, NodeId, node_name, valid_group_id
 from quorate.runtime.aio.admin import (
     CLIENT_REQUEST_TYPES,
     Admin,
+    AdminChange,
     AdminReply,
     Status,
     StatusReply,
@@ -558,6 +563,9 @@ class AioNode:
             service.attach(NodeId(connection), message.clients)
         elif isinstance(message, Admin):
             self.transport_or_raise().send_to_client(connection, self._admin(group, message, now), group_id)
+        elif isinstance(message, AdminChange):
+            changed = self._admin_change(group, message, now)
+            self.transport_or_raise().send_to_client(connection, changed, group_id)
         elif isinstance(message, BackupRequest):
             service.request_backup(NodeId(connection), message, now)
         host.touch(group)
@@ -578,6 +586,8 @@ class AioNode:
             )
         view = group.binding.status(group.core)
         service = group.state
+        membership = group.binding.membership
+        configuration = membership.configuration(group.core) if membership is not None else None
         return StatusReply(
             seq=seq,
             node=int(self.id),
@@ -590,8 +600,13 @@ class AioNode:
             last_index=view.last_index,
             members=members,
             metrics=self.metrics,
-            voters=tuple(int(v) for v in view.voters),
-            learners=tuple(int(v) for v in view.learners),
+            # While joint: the incoming voters and learners, with the outgoing
+            # voters apart (the group's own status lists every voter of both).
+            voters=tuple(int(v) for v in (configuration or view).voters),
+            learners=tuple(int(v) for v in (configuration or view).learners),
+            outgoing=tuple(int(v) for v in configuration.outgoing) if configuration is not None else (),
+            election_quorum=configuration.election_quorum if configuration is not None else 0,
+            commit_quorum=configuration.commit_quorum if configuration is not None else 0,
         )
 
     def _admin(self, group: HostedGroup, request: Admin, now: float) -> AdminReply:
@@ -631,6 +646,47 @@ class AioNode:
                 self.set_peer_address(node, address)
         if isinstance(outcome, Accepted):
             log.info("%s: %s %s accepted", node_name(self.id), request.action, node_name(node))
+            return AdminReply(request.seq, "ok")
+        if isinstance(outcome, Redirect):
+            hint = outcome.leader
+            return AdminReply(request.seq, "redirect", leader=None if hint is None else int(hint))
+        return AdminReply(request.seq, "error", error=str(getattr(outcome, "reason", outcome)))
+
+    def _admin_change(self, group: HostedGroup, request: AdminChange, now: float) -> AdminReply:
+        """Several members and/or quorum sizes at once, through the binding's
+        membership role, with the address book (new members' addresses
+        added, removed members' taken out) as the change's context."""
+        binding = group.binding
+        membership = binding.membership if binding is not None else None
+        if binding is None or membership is None:
+            return AdminReply(request.seq, "error", error="this protocol has no membership changes")
+        book = self._address_book()
+        new: dict[NodeId, Address] = {}
+        for node, text in (*request.add.items(), *request.add_learners.items()):
+            if not text:
+                continue
+            try:
+                address = parse_address(text, f"the address of {node_name(NodeId(node))}")
+            except ConfigError as exc:
+                return AdminReply(request.seq, "error", error=str(exc))
+            new[NodeId(node)] = address
+            book[int(node)] = format_address(address)
+        for node in request.remove:
+            book.pop(int(node), None)
+        change = MembershipChange(
+            add=tuple(NodeId(n) for n in request.add),
+            remove=tuple(NodeId(n) for n in request.remove),
+            add_learners=tuple(NodeId(n) for n in request.add_learners),
+            quorum=None if request.quorum is None else (int(request.quorum[0]), int(request.quorum[1])),
+            transition=request.transition,
+        )
+        outcome = membership.change(group.core, change, encode_address_book(book), now)
+        if isinstance(outcome, Accepted):
+            log.info("%s: membership change %s accepted", node_name(self.id), change)
+            for node, address in new.items():
+                if node != self.id:
+                    # Only now: a refused change must not redirect a member's traffic.
+                    self.set_peer_address(node, address)
             return AdminReply(request.seq, "ok")
         if isinstance(outcome, Redirect):
             hint = outcome.leader

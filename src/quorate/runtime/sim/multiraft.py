@@ -115,6 +115,11 @@ class MultiRaftConfig(SimConfig):
             raise ConfigError(f"{self.groups} ranges need at least as many keys, got {self.keys}")
         if self.byzantine.strip() not in ("", "none"):
             raise ConfigError("multi-Raft tolerates crash faults only; --byzantine needs pbft or hotstuff")
+        if self.controls_quorum:
+            raise ConfigError(
+                "multi-Raft places and moves range replicas itself; --voters, --quorum, "
+                "--quorum-manager and --reconfigure-every are for quorate sim raft"
+            )
         if not 0 < self.liveness_interval_s < self.liveness_suspicion_s:
             raise ConfigError("the liveness interval must be > 0 and below the suspicion timeout")
         SimConfig.validate(dataclasses.replace(self, keys=self.key_count()))
