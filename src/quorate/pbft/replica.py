@@ -27,7 +27,18 @@ Theory of operation.
 - **View change** (§4.4, §4.5.2): a backup that waits for a command longer
   than T sends a signed ``ViewChange`` for v + 1 with its stable checkpoint
   proof and its prepared certificates P, and stops taking normal-case
-  messages. Once q view changes for v + 1 are in, it waits T·2^k for the new
+  messages. It also suspects a *slow* primary (after Prime's turnaround
+  bound and Aardvark's expectations of the primary): a backup times each
+  request it forwards to the primary until a pre-prepare assigns it, and
+  each batch it accepts until it prepares (a round among the backups that
+  the primary cannot slow down); once the median of its last
+  ``ORDER_SAMPLES`` orderings in the view exceeds ``slow_primary_factor``
+  times the median preparing time plus ``batch_timeout_s``, and
+  ``slow_primary_min_delay_s``, it asks for the next view. A primary that
+  holds every pre-prepare until just before T would otherwise keep its
+  view at a fraction of a percent of the throughput. One faulty backup
+  cannot depose a primary this way: a view change needs f + 1 to spread.
+  Once q view changes for v + 1 are in, it waits T·2^k for the new
   view (k counts successive failed view changes) before moving on. f + 1 view
   changes for higher views pull a replica along. Every valid view change for
   a view not yet installed is kept by view and author, so the quorum for v
@@ -113,6 +124,8 @@ from __future__ import annotations
 
 import hashlib
 import random
+import statistics
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
@@ -203,13 +216,20 @@ def chain_digest(previous: bytes, entry: Entry) -> bytes:
     return h.digest()
 
 
+ORDER_SAMPLES = 8
+"""Orderings (forward to pre-prepare) a backup judges the primary's speed on."""
+PREPARE_SAMPLES = 32
+"""Preparing times (pre-prepare to prepared) a backup keeps as its yardstick."""
+
+
 class _Slot:
     """What a replica knows about one sequence number in the current view."""
 
-    __slots__ = ("commits", "committed", "digest", "my_commit", "my_prepare", "pre_prepare",
-                 "prepared", "prepares", "votes")
+    __slots__ = ("accepted_at", "commits", "committed", "digest", "my_commit", "my_prepare",
+                 "pre_prepare", "prepared", "prepares", "votes")
 
     def __init__(self) -> None:
+        self.accepted_at: float | None = None
         self.pre_prepare: PrePrepare | None = None
         self.digest = b""
         self.prepares: dict[int, Prepare] = {}
@@ -319,6 +339,11 @@ class PbftReplica:
         self._pending_per_peer: dict[int, int] = {}
         self._unassigned: dict[bytes, None] = {}
         self._assigned: set[bytes] = set()
+        # how fast the primary orders (see "slow primary" above)
+        self._forwarded_at: dict[bytes, float] = {}
+        """Digest -> when we last sent the command to this view's primary."""
+        self._order_delays: deque[float] = deque(maxlen=ORDER_SAMPLES)
+        self._prepare_delays: deque[float] = deque(maxlen=PREPARE_SAMPLES)
 
         # timers (absolute deadlines on the local clock)
         self._batch_deadline: float | None = None
@@ -451,7 +476,7 @@ class PbftReplica:
                 self._enqueue(d)
                 self._maybe_flush()
             else:
-                self._send(self.primary, Request(command))
+                self._forward(d, command)
                 if self._request_deadline is None:
                     self._request_deadline = now + self.config.view_change_timeout_s
         self._arm_retransmit()
@@ -618,9 +643,35 @@ class PbftReplica:
             self._maybe_flush()
         else:
             # §4.4: a backup hands the command on to the primary and watches it.
-            self._send(self.primary, Request(command))
+            self._forward(d, command)
             if self._request_deadline is None:
                 self._request_deadline = self._now + self.config.view_change_timeout_s
+
+    def _forward(self, d: bytes, command: bytes) -> None:
+        """A backup hands a command to the primary and times its ordering."""
+        self._send(self.primary, Request(command))
+        self._forwarded_at[d] = self._now
+
+    def _time_ordering(self, batch: tuple[bytes, ...]) -> None:
+        """A pre-prepare came: time the commands we forwarded, and suspect a
+        primary that keeps taking far longer to order them than the backups
+        take to prepare a batch."""
+        forwarded = self._forwarded_at
+        if not forwarded:
+            return
+        for command in batch:
+            sent = forwarded.pop(command_digest(command), None)
+            if sent is not None:
+                self._order_delays.append(self._now - sent)
+        factor = self.config.slow_primary_factor
+        if factor <= 0 or len(self._order_delays) < ORDER_SAMPLES or not self._prepare_delays:
+            return
+        bound = max(
+            factor * statistics.median(self._prepare_delays) + self.config.batch_timeout_s,
+            self.config.slow_primary_min_delay_s,
+        )
+        if statistics.median(self._order_delays) > bound and self.view_active:
+            self._start_view_change(self.view + 1)
 
     def _enqueue(self, d: bytes) -> None:
         if d in self._assigned:
@@ -732,9 +783,11 @@ class PbftReplica:
             self._reject(sender, "PrePrepare", "conflicts with this replica's own prepare")
             return
         self._accept_pre_prepare(m.seq, slot, m, digest)
+        self._time_ordering(m.batch)
 
     def _accept_pre_prepare(self, seq: int, slot: _Slot, pp: PrePrepare, digest: bytes) -> None:
         slot.pre_prepare, slot.digest = pp, digest
+        slot.accepted_at = self._now
         if self._pending or self.primary_of(pp.view) == self._id:  # for commands still to order
             for command in pp.batch:
                 self._assigned.add(command_digest(command))
@@ -826,6 +879,8 @@ class PbftReplica:
             return
         slot.prepared = True
         self._hard_dirty = True
+        if slot.accepted_at is not None:
+            self._prepare_delays.append(self._now - slot.accepted_at)
         if self._macs:
             self._p_claims[seq] = SlotClaim(seq, slot.digest, pp.view)
             unsigned = Commit(pp.view, seq, slot.digest, int(self._id), b"")
@@ -1173,6 +1228,8 @@ class PbftReplica:
         self._slots = {}
         self._unassigned = {}
         self._assigned = set()
+        self._forwarded_at = {}
+        self._order_delays.clear()
         self._new_view_msg = None
         self._batch_deadline = None
         self._request_deadline = None
@@ -1486,6 +1543,8 @@ class PbftReplica:
         self._slots = {}
         self._unassigned = {}
         self._assigned = set()
+        self._forwarded_at = {}
+        self._order_delays.clear()
         self._hard_dirty = True
         if proof and proof[0].seq > self.stable_seq:
             self._stabilize(proof)
@@ -1503,7 +1562,7 @@ class PbftReplica:
         else:
             for d, command in self._pending.items():
                 if d not in self._assigned:
-                    self._send(self.primary, Request(command))
+                    self._forward(d, command)
         self._restart_request_timer()
         if self.executed_seq < self.stable_seq:
             self._request_state()
@@ -1541,7 +1600,7 @@ class PbftReplica:
             else:
                 for d, command in self._pending.items():
                     if d not in self._assigned:
-                        self._send(self.primary, Request(command))
+                        self._forward(d, command)
             for seq in sorted(self._slots):
                 if seq <= self.executed_seq:
                     continue
