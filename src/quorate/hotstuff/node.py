@@ -4,10 +4,11 @@ Theory of operation (Yin, Malkhi, Reiter, Gueta, Abraham, "HotStuff: BFT
 Consensus with Linearity and Responsiveness", PODC 2019, §5 and Algorithm 3):
 
 - **Chain.** The leader of view ``v`` proposes a block extending the block
-  of its highest QC (``high_qc``), which the block carries as ``justify``. Every replica that accepts the proposal
-  votes for it *to the leader of view v + 1*, which aggregates 2f + 1 votes
-  into a QC and carries it in its own proposal: one phase per view, and each
-  QC advances the pipeline of the three-phase protocol by one step.
+  of its highest QC (``high_qc``), which the block carries as ``justify``.
+  Every replica that accepts the proposal votes for it *to the leader of
+  view v + 1*, which aggregates 2f + 1 votes into a QC and carries it in its
+  own proposal: one phase per view, and each QC advances the pipeline of the
+  three-phase protocol by one step.
 - **Lock (safeNode, Algorithm 1/3).** A replica votes for block ``b`` in view
   ``v`` only if ``v`` is above every view it voted in, and ``b`` extends the
   block of its ``locked_qc`` or ``b.justify`` is newer than the lock. On
@@ -50,7 +51,9 @@ Consensus with Linearity and Responsiveness", PODC 2019, §5 and Algorithm 3):
   which also carries the QC that committed our root), so honest replicas
   converge on one view and one committed root once the network is stable.
   Only certificates change the view, so every honest replica's view is
-  justified by certificates it can show.
+  justified by certificates it can show. Skipping views is safe: the vote
+  and lock rules compare views but never need consecutive ones, and a view
+  no honest replica entered holds none of their votes, so no QC.
 - **Commands.** A client command given to a replica is forwarded to the
   leaders of this view and the next (a leader omits commands already in its
   uncommitted chain). Every replica that knows a command watches it until it
@@ -436,8 +439,9 @@ class HotStuffReplica:
         if hs.commit_qc is not None:
             self.commit_qc = hs.commit_qc
             self._verified_qcs.add((hs.commit_qc.view, hs.commit_qc.block_hash))
-        # The leader sets as of our committed root; a state saved without
-        # one restarts the accounting (the sets agree again after an epoch).
+        # The leader sets as of our committed root. A state saved without
+        # them starts from every replica and may disagree with the peers'
+        # sets: that costs views, not safety.
         self.reputation = self._new_reputation(hs.reputation)
         # Only certificates move the view, so peers accept the view we resume
         # in only if ours justify it (a state written before high_tc was kept
