@@ -15,6 +15,19 @@ NodeId = NewType("NodeId", int)
 ClientId = NewType("ClientId", int)
 """A client session; with a sequence number it makes commands exactly-once."""
 
+GroupId = NewType("GroupId", int)
+"""A protocol group hosted by nodes (a Raft range, a BFT cluster); 0 is the
+group of a node that hosts one."""
+
+MAX_GROUP_ID = (1 << 63) - 1
+"""Group ids are non-negative and fit a signed 64-bit integer (on the wire,
+in storage)."""
+
+
+def valid_group_id(group: object) -> bool:
+    """True for an int (not a bool) within ``0..MAX_GROUP_ID``."""
+    return type(group) is int and 0 <= group <= MAX_GROUP_ID
+
 
 def node_name(node: NodeId) -> str:
     """The display name of a node: ``n<id>``."""

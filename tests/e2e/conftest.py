@@ -3,13 +3,13 @@
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from quorate.runtime.aio.cluster import LocalCluster
+from quorate.runtime.aio.ports import free_port_block
 
 FAST_RAFT = {"election_timeout_s": 0.5, "heartbeat_interval_s": 0.05}
 WAIT_LIMIT_S = 20.0
@@ -17,20 +17,15 @@ WAIT_LIMIT_S = 20.0
 
 
 def free_base_port(count: int) -> int:
-    for _ in range(100):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            base = int(s.getsockname()[1])
-        if base + count > 65535:
-            continue
-        try:
-            for port in range(base, base + count):
-                with socket.socket() as s:
-                    s.bind(("127.0.0.1", port))
-        except OSError:
-            continue
-        return base
-    raise OSError("no free loopback port range")
+    """``count`` consecutive free loopback ports, below the ephemeral range so
+    a restarted node finds its port free (``quorate.runtime.aio.ports``)."""
+    return free_port_block(count)
+
+
+def listen_base_port(count: int) -> int:
+    """``count`` consecutive loopback ports, free a moment ago, outside the
+    ephemeral range (for processes that bind them a while later)."""
+    return free_port_block(count)
 
 
 @pytest.fixture

@@ -37,6 +37,18 @@ FAST_OPTIONS: dict[str, dict[str, Any]] = {
     "pbft": {"view_change_timeout_s": 0.5, "retransmit_interval_s": 0.1},
     "hotstuff": {"view_timeout_s": 0.5},
 }
+"""For the tests about replacing a faulty primary: it is suspected quickly."""
+STEADY_PBFT = {"view_change_timeout_s": 10.0, "retransmit_interval_s": 0.5}
+"""For PBFT tests about the normal case: a replica starved of CPU for half a
+second on a loaded machine must not start a view change the test does not
+expect (a backup suspects the primary after ``view_change_timeout_s``)."""
+STEADY_CLIENT_TIMEOUT_S = 8.0
+"""A client resends to every replica after this long without f + 1 answers;
+long, so that a loaded machine does not add resends a test counts."""
+AUTHENTICATION_WORDS = ("authenticator", "signature", "forged")
+"""Rejection reasons that would mean an authenticator or signature failed
+(other rejections, such as a message for a view not yet entered, are
+ordinary when a view change happens)."""
 PRIMARY_OF_VIEW_0 = NodeId(1)
 """Replicas are ordered by id; view 0's primary is the lowest (n1)."""
 COMMANDS = 20
@@ -137,7 +149,7 @@ def test_pbft_with_macs_and_sends_before_persist(tmp_path: Any, node_keys: bool)
     # fsync: concurrent clients commit, no replica rejects an authenticator
     # and all apply the same log. Keys come from the shared test seed, or
     # each node has its own signing key and agrees a MAC key with each peer.
-    options = {"authentication": "macs", "send_before_persist": True}
+    options = {**STEADY_PBFT, "authentication": "macs", "send_before_persist": True}
     cluster = _cluster(tmp_path, "pbft", options=options, node_keys=node_keys)
     cluster.start_all()
     clients, puts = 8, 10
@@ -154,7 +166,10 @@ def test_pbft_with_macs_and_sends_before_persist(tmp_path: Any, node_keys: bool)
         assert all(s.metrics["bft.detections"] == 0 for s in statuses)
         for s in statuses:
             assert s.metrics.get("sent_before_persist", 0) > 0, s.metrics
-            assert not [k for k in s.metrics if k.startswith("rejected.")], s.metrics
+            refused = [
+                k for k in s.metrics if k.startswith("rejected.") and any(w in k for w in AUTHENTICATION_WORDS)
+            ]
+            assert not refused, s.metrics
 
     try:
         asyncio.run(scenario())
@@ -220,7 +235,8 @@ def test_send_before_persist_is_opt_in_and_validated() -> None:
         assert binding.sends_before_persist({"send_before_persist": True}) is True
         with pytest.raises(ConfigError, match="send_before_persist"):
             binding.sends_before_persist({"send_before_persist": "yes"})
-    assert protocol_binding("raft").sends_before_persist({"send_before_persist": True}) is False
+    with pytest.raises(ConfigError, match="unknown Raft option"):
+        protocol_binding("raft").sends_before_persist({"send_before_persist": True})
 
 
 async def _client_requests(cluster: LocalCluster) -> dict[int, int]:
@@ -228,14 +244,17 @@ async def _client_requests(cluster: LocalCluster) -> dict[int, int]:
 
 
 def test_requests_go_to_the_primary_and_every_replica_answers(tmp_path: Any) -> None:
-    cluster = _cluster(tmp_path, "pbft")
+    cluster = _cluster(tmp_path, "pbft", options=STEADY_PBFT)
     cluster.start_all()
     sessions_n, rounds = 8, 5
 
     async def scenario() -> None:
         channel = BftChannel(cluster.endpoints, insecure=True)
         sessions = [
-            BftClient(channel=channel, client_id=100 + i, deadline_s=WAIT_LIMIT_S) for i in range(sessions_n)
+            BftClient(
+                channel=channel, client_id=100 + i, timeout_s=STEADY_CLIENT_TIMEOUT_S, deadline_s=WAIT_LIMIT_S
+            )
+            for i in range(sessions_n)
         ]
         # No hint yet: the first calls go to every replica.
         await asyncio.gather(*(s.put(f"warm/{i}", "x") for i, s in enumerate(sessions)))
@@ -344,7 +363,9 @@ def test_replicas_killed_one_after_another_rebuild_their_state(tmp_path: Any, pr
     cluster.start_all()
 
     async def scenario() -> None:
-        async with BftClient(cluster.endpoints, insecure=True, client_id=11, deadline_s=WAIT_LIMIT_S) as client:
+        # Generous bounds: on a loaded machine a view change after each kill
+        # and a restarted replica's catch-up take their time.
+        async with BftClient(cluster.endpoints, insecure=True, client_id=11, deadline_s=3 * WAIT_LIMIT_S) as client:
             written = 0
             for victim in (NodeId(3), NodeId(4)):
                 for _ in range(COMMANDS // 2):

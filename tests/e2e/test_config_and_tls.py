@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -97,8 +96,8 @@ def test_node_with_a_foreign_ca_certificate_is_refused(
             client.status(e).metrics.get("transport.tls_refused", 0) for e in cluster.endpoints[:2]
         )
         assert refused > 0
-    time.sleep(0.1)
-    assert any("TLS" in m for n in cluster.ids[:2] for m in cluster.refusals(n))
+    # The refusal reaches the node's log file when its logger flushes.
+    assert wait_for(lambda: any("TLS" in m for n in cluster.ids[:2] for m in cluster.refusals(n)), 20.0)
 
 
 def test_a_bft_node_refuses_a_private_key_that_is_not_its_own(tmp_path: Path) -> None:

@@ -28,7 +28,9 @@ from quorate.ids import NodeId
 from quorate.runtime.aio.gossip import GossipReply, GossipRequest
 
 MEMBERS = 5
-VICTIM = 2
+MEMBER_IDS = list(range(1, MEMBERS + 1))
+"""Members are numbered from 1, as the nodes of every cluster."""
+VICTIM = 3
 PROTOCOL_PERIOD_S = 0.2
 START_LIMIT_S = 20.0
 CONVERGE_LIMIT_S = 40.0
@@ -43,7 +45,7 @@ class Group:
 
     def __init__(self, root: Path, base_port: int) -> None:
         self.root = root
-        self.ports = {i: base_port + i for i in range(MEMBERS)}
+        self.ports = {i: base_port + i - 1 for i in MEMBER_IDS}
         self.processes: dict[int, subprocess.Popen[bytes]] = {}
 
     def peers_of(self, member: int) -> str:
@@ -148,7 +150,7 @@ async def _converged(group: Group, counter: int, elements: set[str]) -> list[Gos
     deadline = time.monotonic() + CONVERGE_LIMIT_S
     replies: list[GossipReply] = []
     while time.monotonic() < deadline:
-        replies = [await group.op(m, "read") for m in range(MEMBERS)]
+        replies = [await group.op(m, "read") for m in MEMBER_IDS]
         if all(r.counter == counter and set(r.elements) == elements for r in replies) and all(
             len(r.members_up) == MEMBERS for r in replies
         ):
@@ -158,18 +160,18 @@ async def _converged(group: Group, counter: int, elements: set[str]) -> list[Gos
 
 
 def test_five_members_converge_through_a_sigkill_and_restart(group: Group) -> None:
-    for member in range(MEMBERS):
+    for member in MEMBER_IDS:
         group.start(member)
 
     async def scenario() -> None:
-        total, added = await _workload(group, list(range(MEMBERS)), 15, "a")
+        total, added = await _workload(group, MEMBER_IDS, 15, "a")
         # The victim acknowledges operations of its own, then dies mid-stream.
         await group.op(VICTIM, "increment", amount=100)
         await group.op(VICTIM, "add", element="victim-only")
         total += 100
         added.add("victim-only")
         group.kill(VICTIM)
-        survivors = [m for m in range(MEMBERS) if m != VICTIM]
+        survivors = [m for m in MEMBER_IDS if m != VICTIM]
         more, more_added = await _workload(group, survivors, 10, "b")
         total += more
         added |= more_added

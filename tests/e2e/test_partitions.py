@@ -32,17 +32,32 @@ LOAD_AFTER_HEAL_S = 1.5
 STALE_PROBE_DEADLINE_S = 1.0
 COMMIT_FROZEN_WATCH_S = 1.0
 POLL_INTERVAL_S = 0.1
+STATUS_TIMEOUT_S = 5.0
+"""How long one Status request may take (every node answers it at once, so
+only a starved process is slower)."""
 CHECK_TIMEOUT_S = 60.0
 WORKERS = 6
 
 
 async def _statuses(cluster: LocalCluster) -> dict[NodeId, StatusReply]:
-    client = AsyncClient(cluster.endpoints, insecure=True, timeout_s=1.0)
+    client = AsyncClient(cluster.endpoints, insecure=True, timeout_s=STATUS_TIMEOUT_S)
     try:
         replies = await client.cluster_status()
     finally:
         await client.close()
     return {NodeId(r.node): r for r in replies if r is not None}
+
+
+async def _status_of(cluster: LocalCluster, node: NodeId) -> StatusReply:
+    """``node``'s status, asked again until it answers (a loaded node may not
+    answer one request in time)."""
+    deadline = time.monotonic() + WAIT_LIMIT_S
+    while True:
+        status = (await _statuses(cluster)).get(node)
+        if status is not None:
+            return status
+        assert time.monotonic() < deadline, f"n{node} did not answer Status within {WAIT_LIMIT_S} s"
+        await asyncio.sleep(POLL_INTERVAL_S)
 
 
 async def _wait_leader(
@@ -120,7 +135,7 @@ async def leader_partitioned_away(cluster: LocalCluster) -> dict[str, object]:
                 deadline_s=STALE_PROBE_DEADLINE_S,
                 timeout_s=STALE_PROBE_DEADLINE_S,
             )
-            frozen_at = (await _statuses(cluster))[old_leader].commit_index
+            frozen_at = (await _status_of(cluster, old_leader)).commit_index
             stale_outcome = "acknowledged"
             try:
                 await stale_probe.put("partition/stale-probe", "must-not-commit")
@@ -129,7 +144,7 @@ async def leader_partitioned_away(cluster: LocalCluster) -> dict[str, object]:
             finally:
                 await stale_probe.close()
             await asyncio.sleep(COMMIT_FROZEN_WATCH_S)
-            commit_later = (await _statuses(cluster))[old_leader].commit_index
+            commit_later = (await _status_of(cluster, old_leader)).commit_index
             await asyncio.sleep(LOAD_DURING_FAULT_S)
             acked_during_fault = len(workload.acked)
             proxy.heal()

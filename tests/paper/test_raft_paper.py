@@ -14,6 +14,7 @@ from quorate.ids import NodeId
 from quorate.raft import (
     AppendEntries,
     AppendEntriesResponse,
+    ByzantineQuorum,
     ConfChange,
     ConfChangeKind,
     EntryKind,
@@ -195,6 +196,34 @@ def test_entries_from_previous_terms_commit_only_with_one_of_the_current_term() 
     leader.step(N(3), AppendEntriesResponse(3, 3, True), 0.0)
     assert leader.commit_index == 3
     # Reference: Raft paper §5.4.2 (figure 8)
+
+
+def test_with_a_byzantine_quorum_too_only_current_term_entries_commit_by_counting() -> None:
+    # Four voters, f = 1: a quorum is 2f + 1 = 3, for votes and for commitment.
+    entries = [Entry(1, 1, 0, b"a"), Entry(2, 2, 0, b"b")]
+    leader = RaftNode(
+        N(1),
+        [N(1), N(2), N(3), N(4)],
+        config=RaftConfig(pre_vote=False, check_quorum=False),
+        rng=random.Random(1),
+        now=0.0,
+        recovered=Recovered(HardState(2, None, 1), None, entries),
+        quorum=ByzantineQuorum(),
+    )
+    leader.campaign(0.0)
+    leader.step(N(2), RequestVoteResponse(3, True), 0.0)
+    assert leader.role is Role.CANDIDATE  # two votes of four: a majority would not do either
+    leader.step(N(3), RequestVoteResponse(3, True), 0.0)
+    assert leader.role is Role.LEADER
+    leader.ready()
+    leader.step(N(2), AppendEntriesResponse(3, 2, True), 0.0)
+    leader.step(N(3), AppendEntriesResponse(3, 2, True), 0.0)
+    assert leader.commit_index == 1  # entry 2 is on a quorum but from term 2
+    leader.step(N(2), AppendEntriesResponse(3, 3, True), 0.0)
+    assert leader.commit_index == 1  # the no-op of term 3 on 2 of the 3 needed
+    leader.step(N(3), AppendEntriesResponse(3, 3, True), 0.0)
+    assert leader.commit_index == 3
+    # Reference: Raft paper §5.4.2 (figure 8); a quorum of 2f+1 of 3f+1 (Castro & Liskov 1999)
 
 
 def test_clients_are_redirected_to_the_leader() -> None:

@@ -5,6 +5,7 @@ optionally followed by a line ``----`` and the output the command must print.
 Lines starting with ``#`` are comments. Commands:
 
     cluster voters=1,2,3 [learners=4] [pre_vote=true] [check_quorum=true] [seed=0]
+                         [quiesce_after_s=0.5]
     campaign N           propose N DATA        deliver          status
     isolate N            cut A B               heal             crash N / restart N
     tick N +1.5s         (time moves by 1.5 s; only N's timers fire; nothing delivered)
@@ -14,6 +15,8 @@ Lines starting with ``#`` are comments. Commands:
     add-node N           (start node N knowing the leader's configuration)
     read N CONTEXT       (a linearizable read; `reads N` lists those answered)
     applied N            messages  (queued messages, summarised)
+    quiet                (which nodes are quiesced: no timer armed)
+    unquiesce N          forget-leader N      refuse-leader N L
 
 Set QUORATE_REWRITE_SCENARIOS=1 to rewrite the expected output from a run
 (then read the diff before committing it).
@@ -94,9 +97,12 @@ class Interpreter:
         voters = [int(v) for v in options.pop("voters").split(",")]
         learners = [int(v) for v in options.pop("learners", "").split(",") if v]
         seed = int(options.pop("seed", "0"))
+        quiesce_after_s = float(options.pop("quiesce_after_s", "0"))
         flags = {k: v == "true" for k, v in options.items()}
         config = RaftConfig(
-            pre_vote=flags.pop("pre_vote", False), check_quorum=flags.pop("check_quorum", False)
+            pre_vote=flags.pop("pre_vote", False),
+            check_quorum=flags.pop("check_quorum", False),
+            quiesce_after_s=quiesce_after_s,
         )
         assert not flags, f"unknown cluster options {flags}"
         self.net = Network(voters, learners=learners, config=config, seed=seed)
@@ -175,6 +181,26 @@ class Interpreter:
 
     def do_messages(self) -> list[str]:
         return [f"{s}->{d} {_message(m)}" for s, d, m in self.network.queue] or ["no messages"]
+
+    def do_quiet(self) -> list[str]:
+        net = self.network
+        quiet = [str(nid) for nid in sorted(net.nodes) if nid not in net.down and net.nodes[nid].quiesced]
+        return [f"quiet: {','.join(quiet) or 'none'}"]
+
+    def do_unquiesce(self, node: str) -> None:
+        net = self.network
+        net.node(int(node)).unquiesce(net.now)
+        net.collect(NodeId(int(node)))
+
+    def do_forget_leader(self, node: str) -> None:
+        net = self.network
+        net.node(int(node)).forget_leader(net.now)
+        net.collect(NodeId(int(node)))
+
+    def do_refuse_leader(self, node: str, leader: str) -> None:
+        net = self.network
+        net.node(int(node)).refuse_leader(NodeId(int(leader)), net.now)
+        net.collect(NodeId(int(node)))
 
     def do_status(self) -> list[str]:
         net = self.network

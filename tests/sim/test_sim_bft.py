@@ -124,12 +124,12 @@ def test_swarm_200_seeds(protocol: str, nodes: int) -> None:
 
 
 def _seed_with_primary_byzantine(nodes: int, wanted: list[tuple[int, str]]) -> int:
-    """A seed whose Byzantine replicas include replica 0 (the first primary/leader)."""
+    """A seed whose Byzantine replicas include replica 1 (the first primary/leader)."""
     for seed in range(1000):
         chosen = choose_byzantine(derive_rng(seed, "byzantine"), nodes, wanted, ("equivocate",))
-        if NodeId(0) in chosen:
+        if NodeId(1) in chosen:
             return seed
-    raise AssertionError("no seed puts replica 0 among the Byzantine replicas")
+    raise AssertionError("no seed puts replica 1 among the Byzantine replicas")
 
 
 def test_f_plus_one_colluding_equivocators_break_agreement_and_are_caught() -> None:
@@ -172,7 +172,7 @@ def test_equivocator_detected_and_excluded_on_every_honest_replica(protocol: str
     )
     result = run(config)
     (offender,) = (int(node) for node in result.byzantine)
-    honest = [str(i) for i in range(4) if i != offender]
+    honest = [str(i) for i in range(1, 5) if i != offender]
     assert result.safety_violations == []
     assert result.detections, "nobody detected the equivocation"
     first = result.detections[0]
@@ -268,30 +268,30 @@ def test_after_the_first_decided_operation_requests_reach_only_the_primary(spy: 
     received = spy.received
     assert result.committed_ops > 100 and result.client_resends == 0
     # Each endpoint's first request went to all (no primary known yet), the
-    # rest to replica 0, which f + 1 replies named.
-    assert received[0] >= result.committed_ops
-    assert [received[r] for r in (1, 2, 3)] == [CLIENTS] * 3
-    assert sim.workload is not None and sim.workload._primary == [0] * CLIENTS
+    # rest to replica 1, which f + 1 replies named.
+    assert received[1] >= result.committed_ops
+    assert [received[r] for r in (2, 3, 4)] == [CLIENTS] * 3
+    assert sim.workload is not None and sim.workload._primary == [1] * CLIENTS
     # Backups answered every command they executed, though they never saw
     # the requests: an operation needs f + 1 = 2 matching replies.
-    for backup in (1, 2, 3):
+    for backup in (2, 3, 4):
         assert spy.replied[backup] >= result.committed_ops - CLIENTS, backup
     assert str(check_history(result.history, timeout_s=30.0).verdict) == "linearizable"
 
 
 def test_a_crashed_primary_costs_one_resend_and_clients_follow_the_new_primary(spy: ServiceSpy) -> None:
-    sim = Simulation(_pbft(faults="crash:0@1s"))
+    sim = Simulation(_pbft(faults="crash:1@1s"))
     result = sim.run()
     received = spy.received
     # Every closed-loop client had an operation at the dead primary: it
     # waited resend_timeout_s, sent it to every replica, the backups changed
-    # view, and the replies named replica 1, where everything went since.
+    # view, and the replies named replica 2, where everything went since.
     assert result.client_resends == CLIENTS
     assert result.unknown_ops == 0 and result.leader_changes == 1
-    assert sim.workload is not None and sim.workload._primary == [1] * CLIENTS
-    assert [received[r] for r in (2, 3)] == [2 * CLIENTS] * 2
+    assert sim.workload is not None and sim.workload._primary == [2] * CLIENTS
+    assert [received[r] for r in (3, 4)] == [2 * CLIENTS] * 2
     invoked_late = sum(1 for e in result.history if e["type"] == "invoke" and e["time"] > 2.0)
-    assert invoked_late > 100 and received[1] >= invoked_late + 2 * CLIENTS
+    assert invoked_late > 100 and received[2] >= invoked_late + 2 * CLIENTS
     latencies = sorted(sim.workload.latencies_s)
     assert 1.0 < latencies[-1] < 2.0  # the resend timeout plus a view change
     assert str(check_history(result.history, timeout_s=30.0).verdict) == "linearizable"
@@ -310,17 +310,17 @@ def test_a_silent_next_primary_after_a_crash_is_survived() -> None:
     # everything (and names itself as primary in its replies). Resent
     # requests start the backups' timers, the view change to the silent
     # replica fails and the one after it succeeds.
-    seed = _seed_with_byzantine(7, [(1, "silent")], 1)
-    sim = Simulation(_pbft(7, faults="crash:0@1s", byzantine="1:silent", seed=seed, duration_s=4.0))
+    seed = _seed_with_byzantine(7, [(1, "silent")], 2)
+    sim = Simulation(_pbft(7, faults="crash:1@1s", byzantine="1:silent", seed=seed, duration_s=4.0))
     result = sim.run()
-    assert result.byzantine == {"1": "silent"}
+    assert result.byzantine == {"2": "silent"}
     assert result.safety_violations == []
     # Resends: one for the crash, one for the silent view, and at most one
     # more while honest replicas' words for the failed primaries linger.
     assert result.unknown_ops == 0 and CLIENTS <= result.client_resends <= 3 * CLIENTS
-    # Clients follow replica 2 or, when the liar's reply was among the f + 1
+    # Clients follow replica 3 or, when the liar's reply was among the f + 1
     # that decided their last operation, nobody (they send to every replica).
-    assert sim.workload is not None and set(sim.workload._primary) <= {2, None}
+    assert sim.workload is not None and set(sim.workload._primary) <= {3, None}
     after = [e for e in result.history if e["type"] == "ok" and e["time"] > 3.0]
     assert after, "nothing committed after the view changes"
     assert str(check_history(result.history, timeout_s=30.0).verdict) == "linearizable"
@@ -336,9 +336,9 @@ def test_liars_cannot_steer_clients_to_themselves(spy: ServiceSpy) -> None:
     result = sim.run()
     assert result.byzantine == {"2": "withhold_votes"}
     assert spy.replied[2] > 0
-    assert sim.workload is not None and set(sim.workload._primary) <= {0, None}
+    assert sim.workload is not None and set(sim.workload._primary) <= {1, None}
     assert result.committed_ops > 0 and result.client_resends == 0
-    assert spy.received[0] >= result.committed_ops > spy.received[2]
+    assert spy.received[1] >= result.committed_ops > spy.received[2]
 
 
 def test_hotstuff_clients_send_to_every_replica(spy: ServiceSpy) -> None:
@@ -348,7 +348,7 @@ def test_hotstuff_clients_send_to_every_replica(spy: ServiceSpy) -> None:
     received = spy.received
     assert result.committed_ops > 0
     assert sim.workload is not None and sim.workload._primary == [None] * CLIENTS
-    assert len(set(received.values())) == 1 and received[0] >= result.committed_ops
+    assert len(set(received.values())) == 1 and received[1] >= result.committed_ops
 
 
 def test_session_ids_carry_the_endpoint_and_replicas_answer_only_clients() -> None:

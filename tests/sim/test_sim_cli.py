@@ -102,3 +102,65 @@ def test_protocol_options_and_timeouts_reach_the_run() -> None:
     assert a["trace_sha256"] != b["trace_sha256"]
     bad = runner.invoke(app, [*args, "--option", "batch_max=0"])
     assert bad.exit_code == 2 and "batch_max" in bad.stderr
+
+
+NO_QUORUM_AFTER_THE_HEAL = ["--faults", "crash:1@0.5s,crash:2@0.5s,crash:3@0.5s", "--heal-at", "1"]
+"""Three of five Raft nodes crash for good: nothing can commit after the heal."""
+
+
+def test_a_run_that_does_not_recover_exits_1_with_one_line_and_says_why_in_json() -> None:
+    args = ["sim", "raft", "--nodes", "5", "--clients", "3", "--duration", "3", *NO_QUORUM_AFTER_THE_HEAL]
+    result = runner.invoke(app, [*args, "--json"])
+    assert result.exit_code == 1, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "NOT RECOVERED" in lines[0] and "--seed 0" in lines[0], result.stderr
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["ok"] is False and report["liveness_ok"] is False
+    assert any("NOT RECOVERED" in reason for reason in report["failures"])
+    human = runner.invoke(app, args)
+    assert human.exit_code == 1
+    assert "NOT RECOVERED" in human.stdout
+    # Nothing completed: the latency says so instead of printing None.
+    assert "latency: no operation completed" in human.stdout and "None" not in human.stdout
+
+
+def test_a_good_run_says_ok_and_explains_its_counters() -> None:
+    args = ["sim", "raft", "--nodes", "3", "--clients", "4", "--duration", "3"]
+    result = runner.invoke(app, [*args, "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["ok"] is True and report["failures"] == [] and report["committed_ops"] > 0
+    assert report["failed_ops_cas_mismatch"] == report["failed_ops"]
+    human = runner.invoke(app, args)
+    assert "elections won:" in human.stdout and "(terms with a leader)" in human.stdout
+    assert "leader changes:" in human.stdout
+    if report["failed_ops"]:
+        assert "cas mismatches" in human.stdout
+
+
+def test_failed_operations_are_named_cas_mismatches_when_they_are() -> None:
+    from quorate.cli.sim import ops_text
+    from quorate.runtime.sim import SimConfig, run
+
+    result = run(SimConfig(protocol="primary", nodes=3, clients=10, duration_s=1.0, seed=1))
+    cas = sum(1 for e in result.history if e["type"] == "fail" and e["f"] == "cas")
+    assert result.failed_ops == cas > 0  # concurrent cas calls on 10 keys collide
+    assert f"{cas:,} failed (cas mismatches: the key held another value)" in ops_text(result)
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_every_equivocator_is_either_convicted_or_explained(seed: int) -> None:
+    result = runner.invoke(
+        app, ["sim", "pbft", "--nodes", "4", "--clients", "3", "--duration", "1",
+              "--byzantine", "1:equivocate", "--seed", str(seed)],
+    )
+    assert result.exit_code == 0, result.output
+    [line] = [x for x in result.stdout.splitlines() if x.startswith("byzantine: ")]
+    node = line.split()[1].split("=")[0]
+    assert node in ("n1", "n2", "n3", "n4")  # numbered as in a real cluster
+    lines = result.stdout.splitlines()
+    convicted = any(x.startswith(f"detected: {node} equivocated") for x in lines)
+    explained = f"not detected: {node} equivocated but was never convicted:" in lines
+    assert convicted != explained, result.stdout
+    if explained:
+        assert "no honest replica holds two of its signed votes" in " ".join(result.stdout.split())

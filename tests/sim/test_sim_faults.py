@@ -77,9 +77,16 @@ def test_spec_is_sorted_by_time() -> None:
 
 
 def test_validate_checks_node_ids() -> None:
-    validate(parse_spec("crash:4@1s,partition:0-1|2-4@2s"), nodes=5)
-    with pytest.raises(ConfigError, match="node 5"):
-        validate(parse_spec("partition:0-1|2-5@2s"), nodes=5)
+    # Replicas are 1..n, like the nodes n1..nN of a real cluster.
+    validate(parse_spec("crash:5@1s,partition:1-2|3-5@2s,cut:1>5@3s"), nodes=5)
+    with pytest.raises(ConfigError, match=r"node 6, but the cluster has nodes 1\.\.5"):
+        validate(parse_spec("partition:1-2|3-6@2s"), nodes=5)
+    with pytest.raises(ConfigError, match="node 0"):
+        validate(parse_spec("crash:0@1s"), nodes=5)
+
+
+def test_nodes_may_be_named_as_in_a_real_cluster() -> None:
+    assert parse_spec("crash:n2@1s,partition:n1-n2|n3@2s") == parse_spec("crash:2@1s,partition:1-2|3@2s")
 
 
 def test_scenario_files(tmp_path: pathlib.Path) -> None:

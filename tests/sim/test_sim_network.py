@@ -94,7 +94,7 @@ def test_links_are_fifo_by_default_despite_jitter() -> None:
 
 def test_partition_blocks_between_groups_and_heal_restores() -> None:
     world = World(4)
-    world.network.partition([(0, 1), (2,)], replicas=4)  # node 3 forms its own group
+    world.network.partition([(0, 1), (2,)], replicas=range(4))  # node 3 forms its own group
     assert world.network.connected(0, 1)
     assert not world.network.connected(0, 2)
     assert not world.network.connected(3, 0)
@@ -151,7 +151,7 @@ def test_send_all_is_one_send_per_message_in_order() -> None:
 
 def test_send_all_honours_partitions_per_destination() -> None:
     world = World(3, latency_s=[[0.0]], bandwidth_bps=1e15)
-    world.network.partition([(0, 1), (2,)], replicas=3)
+    world.network.partition([(0, 1), (2,)], replicas=range(3))
     world.network.send_all(0, [(1, Ping(1)), (2, Ping(2)), (world.probe, Ping(3))], 0.0)
     assert world.network.sent == 3
     assert world.network.dropped == 1  # only 0 -> 2 crosses the partition

@@ -19,10 +19,10 @@ import pytest
 from tests.sim.test_sim_bft import check_run, swarm_config
 
 from quorate.core.protocol import ProtocolCore
-from quorate.crypto.costmodel import CpuMeter, CryptoCosts
+from quorate.crypto.costmodel import CryptoCosts
+from quorate.crypto.keyring import CostModelKeyring
 from quorate.ids import NodeId
 from quorate.pbft.messages import Commit, Prepare, PrePrepare
-from quorate.runtime.sim.bft_auth import MeteredMacAuthenticator, session_secret
 from quorate.runtime.sim.protocols import SpecContext, protocol_spec
 
 MACS = {"authentication": "macs"}
@@ -100,9 +100,9 @@ def test_signed_mode_keeps_signed_commits() -> None:
 
 def test_metered_authenticator_charges_the_measured_hmac_cost() -> None:
     costs = CryptoCosts()
-    meters = {n: CpuMeter() for n in REPLICAS}
-    secret = session_secret(3)
-    auth = {n: MeteredMacAuthenticator(n, REPLICAS, secret, meters[n], costs) for n in REPLICAS}
+    keyring = CostModelKeyring(3, costs=costs)
+    meters = {n: keyring.meter(n) for n in REPLICAS}
+    auth = {n: keyring.mac_authenticator(n, REPLICAS) for n in REPLICAS}
     receivers = REPLICAS[1:]
     macs = auth[REPLICAS[0]].macs(b"commit", receivers)
     assert meters[REPLICAS[0]].take() == pytest.approx(costs.mac_create_per_receiver_s * len(receivers))
@@ -111,5 +111,5 @@ def test_metered_authenticator_charges_the_measured_hmac_cost() -> None:
     # A tampered body, a wrong claimed sender and another run's keys all fail.
     assert not auth[REPLICAS[1]].check(REPLICAS[0], b"commit!", macs)
     assert not auth[REPLICAS[1]].check(REPLICAS[2], b"commit", macs)
-    other = MeteredMacAuthenticator(REPLICAS[1], REPLICAS, session_secret(4), CpuMeter(), costs)
+    other = CostModelKeyring(4, costs=costs).mac_authenticator(REPLICAS[1], REPLICAS)
     assert not other.check(REPLICAS[0], b"commit", macs)

@@ -141,9 +141,12 @@ def test_cli_prints_json_and_refuses_bad_flags_in_one_line() -> None:
     ok = runner.invoke(
         app, ["sim", "swim", "--nodes", "12", "--kill", "1", "--duration", "40", "--json"]
     )
-    assert ok.exit_code == 0, ok.output
-    report = json.loads(ok.output.strip().splitlines()[-1])
+    report = json.loads(ok.stdout.strip().splitlines()[-1])
     assert report["nodes"] == 12 and report["undetected"] == 0
+    # Push dissemination has a retransmit budget: at 12 members a rumour may
+    # miss someone, and then the run says so and exits 1.
+    assert ok.exit_code == (0 if report["ok"] else 1), ok.output
+    assert report["ok"] == (report["rumours_reaching_all"] == report["rumours"])
     bad = runner.invoke(app, ["sim", "swim", "--nodes", "1"])
     assert bad.exit_code == 2
     lines = [line for line in bad.output.splitlines() if line.strip()]
@@ -212,3 +215,29 @@ def test_thousand_members_three_regions_five_percent_loss(lifeguard: bool) -> No
     assert report["join_rounds"] is not None and report["join_rounds"] <= 10
     if lifeguard:
         assert report["false_positives"] == 0
+
+
+def test_a_crdt_run_that_did_not_converge_exits_1_and_says_why() -> None:
+    _register()
+    runner = CliRunner()
+    # Anti-entropy slower than the run: the replicas never exchange their states.
+    result = runner.invoke(
+        app,
+        ["sim", "swim", "--nodes", "12", "--kill", "0", "--duration", "40", "--crdt-ops", "5",
+         "--anti-entropy-s", "100", "--json"],
+    )
+    assert result.exit_code == 1, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "the CRDT replicas did not converge" in lines[0], result.stderr
+    assert "reproduce with --seed 0" in lines[0]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["ok"] is False and report["crdt"]["converged"] is False
+    assert any("did not converge" in reason for reason in report["failures"])
+
+
+def test_rumours_that_did_not_reach_everyone_are_a_failure() -> None:
+    from quorate.cli.sim_swim import swim_failures
+
+    report = {"rumours": 5, "rumours_reaching_all": 4, "crdt": None}
+    assert swim_failures(report) == ["1 of 5 rumours did not reach every live member"]
+    assert swim_failures({**report, "rumours_reaching_all": 5}) == []

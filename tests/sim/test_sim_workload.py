@@ -67,7 +67,7 @@ def test_history_format_and_linearizable() -> None:
 
 def test_timeouts_are_info_and_start_a_new_process() -> None:
     # the primary is down from 0.2 s on: everything after times out
-    result = run(_primary(faults="crash:0@0.2s", op_timeout_s=0.3))
+    result = run(_primary(faults="crash:1@0.2s", op_timeout_s=0.3))
     history = result.history
     _check_shape(history)
     infos = [e for e in history if e["type"] == "info"]

@@ -103,6 +103,13 @@ class NullReplica:
     def take_replies(self) -> list[tuple[NodeId, Any]]:
         return []
 
+    def has_replies(self) -> bool:
+        return False
+
+    def apply_all(self, entries: list[Entry]) -> None:
+        for entry in entries:
+            self.apply(entry)
+
     def apply(self, entry: Entry) -> None:
         pass
 

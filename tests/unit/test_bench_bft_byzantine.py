@@ -13,21 +13,30 @@ from quorate.bench import bft
 from quorate.cli import bench_bft  # noqa: F401  (registers the command)
 from quorate.cli.main import app
 from quorate.ids import NodeId
-from quorate.runtime.sim import derive_rng
+from quorate.runtime.sim import SimConfig, Simulation, derive_rng
 from quorate.runtime.sim.bft import choose_byzantine
 
 
 @pytest.mark.parametrize("nodes", [4, 7, 10])
-def test_primary_seeds_put_replica_0_among_the_byzantine(nodes: int) -> None:
+def test_primary_seeds_put_the_first_primary_among_the_byzantine(nodes: int) -> None:
     seeds = bft.primary_seeds(nodes, 3)
     assert len(seeds) == 3 and seeds == sorted(set(seeds))
     f = (nodes - 1) // 3
     for seed in seeds:
         chosen = choose_byzantine(derive_rng(seed, "byzantine"), nodes, [(f, "silent")], ("silent",))
-        assert NodeId(0) in chosen and len(chosen) == f
+        assert NodeId(1) in chosen and len(chosen) == f
     skipped = [s for s in range(seeds[0], seeds[-1]) if s not in seeds]
     for seed in skipped:
-        assert NodeId(0) not in choose_byzantine(derive_rng(seed, "byzantine"), nodes, [(f, "silent")], ("silent",))
+        assert NodeId(1) not in choose_byzantine(derive_rng(seed, "byzantine"), nodes, [(f, "silent")], ("silent",))
+
+
+def test_the_first_primary_is_the_one_the_simulated_cores_start_with() -> None:
+    for protocol in bft.SCALING_PROTOCOLS:
+        sim = Simulation(SimConfig(protocol=protocol, nodes=4, clients=1, duration_s=0.01, record_history=False))
+        sim.run()
+        core: Any = sim.nodes[0].core
+        first = core.primary_of(0) if protocol == "pbft" else core.leader(1)
+        assert first == bft.FIRST_PRIMARY, protocol
 
 
 def _fake_runs(monkeypatch: pytest.MonkeyPatch, ops: dict[str, int]) -> list[tuple[Any, ...]]:
@@ -38,7 +47,7 @@ def _fake_runs(monkeypatch: pytest.MonkeyPatch, ops: dict[str, int]) -> list[tup
         behaviour = faulty.partition(":")[2] or "none"
         return {
             "committed_ops": ops[behaviour] + seed,
-            "byzantine": {"0": behaviour} if faulty else {},
+            "byzantine": {"1": behaviour} if faulty else {},
             "safety_violations": 0,
             "latency_ms": {},
             "wall_seconds": 0.0,

@@ -13,7 +13,7 @@ import textwrap
 
 import pytest
 
-from quorate.bench.real import host_cpu_seconds, process_tree_cpu_seconds
+from quorate.bench.puts import host_cpu_seconds, process_tree_cpu_seconds
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 

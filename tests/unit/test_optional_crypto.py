@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
+
+from tests.e2e.conftest import free_base_port
 
 BLOCK_CRYPTO = """
 import sys
@@ -38,4 +41,23 @@ def test_keys_commands_name_the_missing_extra() -> None:
         "main()\n"
     )
     assert result.returncode == 2
-    assert "quorate[crypto]" in result.stderr
+    assert "pip install pynacl" in result.stderr
+
+
+def test_a_bft_node_without_pynacl_is_one_line_naming_the_package(tmp_path: Path) -> None:
+    config = tmp_path / "n1.toml"
+    port = free_base_port(1)
+    config.write_text(
+        f'id = "n1"\nlisten = "127.0.0.1:{port}"\ndata_dir = "n1"\ninsecure = true\nprotocol = "pbft"\n'
+        '[peers]\nn2 = "127.0.0.1:1"\nn3 = "127.0.0.1:2"\nn4 = "127.0.0.1:3"\n'
+    )
+    result = _run(
+        "import sys\n"
+        "from quorate.cli.main import main\n"
+        f"sys.argv = ['quorate', 'node', '--config', {str(config)!r}]\n"
+        "main()\n"
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "quorate: error: n1 cannot start: pynacl is not installed: pip install pynacl"
+    ]

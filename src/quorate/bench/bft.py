@@ -35,6 +35,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from quorate.ids import NodeId
 from quorate.runtime.sim import SimConfig, Simulation, derive_rng
 from quorate.runtime.sim.bft import choose_byzantine, max_byzantine
 
@@ -140,7 +141,6 @@ def flooding(progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     return out
 
 
-
 BYZANTINE_SIZES = (4, 7, 10)
 BYZANTINE_BEHAVIOURS: dict[str, tuple[str, ...]] = {
     "pbft": ("equivocate", "silent", "slow"),
@@ -160,15 +160,20 @@ BYZANTINE_TARGET_FRACTION = 0.8
 """The target: committed ops >= (n - f) / n x this x the fault-free ops of the same seed."""
 
 
+FIRST_PRIMARY = NodeId(1)
+"""Replicas are numbered 1..n: replica 1 is PBFT's primary of view 0 and
+HotStuff's first leader."""
+
+
 def primary_seeds(nodes: int, count: int, first: int = 1) -> list[int]:
     """The first ``count`` seeds from ``first`` on whose f Byzantine replicas
-    include replica 0 (PBFT's primary of view 0, HotStuff's first leader)."""
+    include ``FIRST_PRIMARY``."""
     f = max_byzantine(nodes)
     seeds: list[int] = []
     seed = first
     while len(seeds) < count:
         chosen = choose_byzantine(derive_rng(seed, "byzantine"), nodes, [(f, "silent")], ("silent",))
-        if 0 in chosen:
+        if FIRST_PRIMARY in chosen:
             seeds.append(seed)
         seed += 1
     return seeds

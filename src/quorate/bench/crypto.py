@@ -10,11 +10,32 @@ cost does not dominate. ``fitted_costs`` turns the medians into the
 ``CryptoCosts`` the simulator's cost model charges.
 
 Messages are 32-byte digests: protocols sign hashes, not payloads.
+
+Zero-knowledge votes (``quorate.crypto.zk``): casting a ballot (commitment,
+0-or-1 proof, sealed opening, signature), checking one as every replica does,
+and checking and opening the tally of ``TALLY_BALLOTS`` ballots. Distributed
+key generation (``quorate.crypto.dkg``): one fresh run and one resharing of
+each size in ``DKG_SETTINGS`` (t = 2f + 1 of n = 3f + 1, a BFT group's
+quorum), all participants in this one process, so the figure is the CPU the
+whole group spends (``per_participant`` divides it by n); a run takes up to
+a quarter of a second, so at most ``DKG_RUNS_MAX`` runs are timed.
+
+Ristretto255 backends (``quorate.crypto.ristretto255``): the zero-knowledge
+figures above use the backend in use; ``ristretto255`` in the report times a
+variable-base and a base-point multiplication, casting a ballot and checking
+one under every backend that loads here, with each one's ratio to libsodium
+when the system library is there. The Python backends remember the points
+behind recent encodings, so a check is timed as a replica meets a ballot:
+the encodings it has never seen are forgotten before each sample (untimed),
+the public ones it holds all along (G, H, the tally key) are not. The tally
+check is timed over commitments the replica already decoded when it
+accepted their ballots.
 """
 
 from __future__ import annotations
 
 import hashlib
+import random
 import statistics
 import time
 from collections.abc import Callable
@@ -22,12 +43,34 @@ from dataclasses import asdict
 from functools import partial
 from typing import Any
 
+from quorate.crypto import ristretto255
 from quorate.crypto.bls import BlsSigner, BlsVerifier, aggregate, bls_cluster_keys
 from quorate.crypto.costmodel import CostModelKeys, CostModelSigner, CostModelVerifier, CryptoCosts
+from quorate.crypto.dkg import (
+    DkgConfig,
+    DkgParticipant,
+    Phase,
+    Resharing,
+    encryption_keypair,
+    run_in_memory,
+)
 from quorate.crypto.ed25519 import Ed25519Signer, Ed25519Verifier, ed25519_keypair_from_seed
 from quorate.crypto.mac import SessionKeys, pairwise_session_keys
 from quorate.crypto.pop import prove_possession, verify_possession
-from quorate.crypto.threshold import ThresholdSigner, deal
+from quorate.crypto.threshold import KeyShare, ThresholdSigner, deal
+from quorate.crypto.zk import (
+    PEDERSEN_H,
+    Ballot,
+    Tallier,
+    VoteVerifier,
+    ballot_context,
+    cast_ballot,
+    commit,
+    prove_bit,
+    prove_ed25519_key,
+    verify_bit,
+    verify_ed25519_key,
+)
 from quorate.ids import NodeId
 
 FAST_BATCH = 100
@@ -36,16 +79,28 @@ FAST_BATCH = 100
 AGGREGATE_SIZES = (4, 16, 64, 100)
 THRESHOLD_SETTINGS = ((5, 7), (21, 31))
 AUTHENTICATOR_SIZES = (4, 16)
+TALLY_BALLOTS = 100
+DKG_SETTINGS = ((3, 4), (5, 7), (7, 10))
+"""(t, n) of the DKG runs."""
+DKG_RUNS_MAX = 5
 
 _SEED = b"quorate bench crypto"
 _MESSAGE = hashlib.sha256(b"a block to vote for").digest()
 
 
-def median_call_us(call: Callable[[], object], iterations: int, batch: int = 1) -> float:
-    """The median CPU time of one ``call()`` in microseconds."""
+def median_call_us(
+    call: Callable[[], object],
+    iterations: int,
+    batch: int = 1,
+    setup: Callable[[], object] | None = None,
+) -> float:
+    """The median CPU time of one ``call()`` in microseconds; ``setup()``, if
+    given, runs untimed before each sample."""
     call()
     samples = []
     for _ in range(iterations):
+        if setup is not None:
+            setup()
         started = time.thread_time_ns()
         for _ in range(batch):
             call()
@@ -64,7 +119,9 @@ def measure(iterations: int) -> dict[str, float]:
     ed_signer = Ed25519Signer(node, ed_pair.signing_key)
     ed_verifier = Ed25519Verifier({node: ed_pair.public_key})
     ed_sig = ed_signer.sign(_MESSAGE)
-    out["ed25519_sign_us"] = median_call_us(lambda: ed_signer.sign(_MESSAGE), iterations, FAST_BATCH)
+    out["ed25519_sign_us"] = median_call_us(
+        lambda: ed_signer.sign(_MESSAGE), iterations, FAST_BATCH
+    )
     out["ed25519_verify_us"] = median_call_us(
         lambda: ed_verifier.verify(node, _MESSAGE, ed_sig), iterations, FAST_BATCH
     )
@@ -90,8 +147,7 @@ def measure(iterations: int) -> dict[str, float]:
         dealing = deal(t, n, seed=_SEED)
         public = dealing.public_key()
         shares = {
-            s.index: ThresholdSigner(NodeId(s.index), s).sign(_MESSAGE)
-            for s in dealing.shares[:t]
+            s.index: ThresholdSigner(NodeId(s.index), s).sign(_MESSAGE) for s in dealing.shares[:t]
         }
         out[f"threshold_combine_t{t}_n{n}_us"] = median_call_us(
             partial(public.combine, shares), iterations
@@ -121,7 +177,180 @@ def measure(iterations: int) -> dict[str, float]:
     out["costmodel_verify_us"] = median_call_us(
         lambda: cm_verifier.verify(node, _MESSAGE, cm_sig), iterations, FAST_BATCH
     )
+    out.update(_zk_medians(iterations))
     return {k: round(v, 3) for k, v in out.items()}
+
+
+def _check_ballot(verifier: VoteVerifier, b: Ballot) -> None:
+    fault = verifier.ballot_fault(
+        b.proposal_id, b.voter, b.commitment, b.proof, b.sealed_opening, b.signature
+    )
+    assert fault is None, fault
+
+
+def _replica_that_holds(*points: bytes) -> Callable[[], None]:
+    """A sample's setup: forget every encoding but ``points``, which stay as a
+    replica holds them after its first ballot (decoded, multiplied once)."""
+
+    def setup() -> None:
+        ristretto255.clear_cache()
+        for point in points:
+            ristretto255.scalar_mult(1, point)
+
+    return setup
+
+
+def _zk_medians(iterations: int) -> dict[str, float]:
+    out: dict[str, float] = {}
+    random_bytes = random.Random(1).randbytes
+    tallier = Tallier.generate(random_bytes)
+    seeds = [hashlib.sha256(_SEED + b"voter %d" % i).digest() for i in range(TALLY_BALLOTS)]
+    ballots = [
+        cast_ballot("bench", i % 2, seed, tallier.tally_key, random_bytes)
+        for i, seed in enumerate(seeds)
+    ]
+    verifier = VoteVerifier()
+    out["zk_ballot_cast_us"] = median_call_us(
+        lambda: cast_ballot("bench", 1, seeds[0], tallier.tally_key, random_bytes), iterations
+    )
+    replica = _replica_that_holds(ristretto255.GENERATOR, PEDERSEN_H, tallier.tally_key)
+    out["zk_ballot_verify_us"] = median_call_us(
+        partial(_check_ballot, verifier, ballots[0]), iterations, setup=replica
+    )
+    context = ballot_context("bench", ballots[0].voter)
+    proof = prove_bit(1, 12345, context, random_bytes)
+    out["zk_bit_prove_us"] = median_call_us(
+        lambda: prove_bit(1, 12345, context, random_bytes), iterations
+    )
+    commitment = commit(1, 12345)
+    out["zk_bit_verify_us"] = median_call_us(
+        lambda: verify_bit(commitment, proof, context), iterations, setup=replica
+    )
+    entries = {b.voter: (b.commitment, b.sealed_opening) for b in ballots}
+    opening = tallier.open_tally("bench", entries, random_bytes)
+
+    def check_tally() -> None:
+        fault = verifier.tally_fault(
+            "bench", tallier.tally_key, entries, opening.yes, opening.proof, []
+        )
+        assert fault is None, fault
+
+    out[f"zk_tally_verify_{TALLY_BALLOTS}_us"] = median_call_us(check_tally, iterations)
+    out[f"zk_tally_open_{TALLY_BALLOTS}_us"] = median_call_us(
+        lambda: tallier.open_tally("bench", entries, random_bytes), iterations
+    )
+    key_proof = prove_ed25519_key(seeds[0], b"bench")
+    out["ed25519_key_proof_verify_us"] = median_call_us(
+        lambda: verify_ed25519_key(ballots[0].voter, key_proof, b"bench"), iterations
+    )
+    return out
+
+
+RISTRETTO_MEASURES = ("scalar_mult_us", "scalar_mult_base_us", "ballot_cast_us", "ballot_verify_us")
+"""What ``measure_ristretto_backends`` times under each backend."""
+
+
+def measure_ristretto_backends(iterations: int) -> dict[str, Any]:
+    """The Ristretto255 backend in use, those available, and under each of
+    them the median microseconds of ``RISTRETTO_MEASURES`` (a multiplication
+    of a point never seen, of the generator, casting a ballot and checking
+    one a replica has never seen), with ratios to libsodium when it loads."""
+    random_bytes = random.Random(2).randbytes
+    point = ristretto255.hash_to_point(b"quorate bench ristretto255")
+    scalar = ristretto255.random_scalar(random_bytes)
+    seed = hashlib.sha256(_SEED + b"ristretto255 voter").digest()
+    tallier = Tallier.generate(random_bytes)
+    verifier = VoteVerifier()
+    available = ristretto255.available_backends()
+    per_backend: dict[str, dict[str, float]] = {}
+    for name in available:
+        with ristretto255.using_backend(name):
+            ballot = cast_ballot("bench", 1, seed, tallier.tally_key, random_bytes)
+            replica = _replica_that_holds(ristretto255.GENERATOR, PEDERSEN_H, tallier.tally_key)
+            medians = {
+                "scalar_mult_us": median_call_us(
+                    partial(ristretto255.scalar_mult, scalar, point), iterations, setup=replica
+                ),
+                "scalar_mult_base_us": median_call_us(
+                    partial(ristretto255.scalar_mult_base, scalar), iterations
+                ),
+                "ballot_cast_us": median_call_us(
+                    lambda: cast_ballot("bench", 1, seed, tallier.tally_key, random_bytes),
+                    iterations,
+                ),
+                "ballot_verify_us": median_call_us(
+                    partial(_check_ballot, verifier, ballot), iterations, setup=replica
+                ),
+            }
+            per_backend[name] = {k: round(v, 1) for k, v in medians.items()}
+    report: dict[str, Any] = {
+        "backend": ristretto255.backend_name(),
+        "available": list(available),
+        "medians_us": per_backend,
+    }
+    baseline = per_backend.get("libsodium")
+    if baseline is not None:
+        report["ratio_to_libsodium"] = {
+            name: {k: round(v / baseline[k], 2) for k, v in figures.items()}
+            for name, figures in per_backend.items()
+            if name != "libsodium"
+        }
+    return report
+
+
+def measure_dkg(iterations: int) -> list[dict[str, Any]]:
+    """Median CPU of a fresh DKG and of a resharing per (t, n) in ``DKG_SETTINGS``."""
+    runs = max(1, min(iterations, DKG_RUNS_MAX))
+    rows = []
+    for t, n in DKG_SETTINGS:
+        members = tuple(NodeId(i) for i in range(1, n + 1))
+        keys = {m: encryption_keypair(_SEED + b"%d" % m) for m in members}
+        public = {m: pair[1] for m, pair in keys.items()}
+        fresh_ms: list[float] = []
+        reshare_ms: list[float] = []
+        for run in range(runs):
+            config = DkgConfig(b"bench fresh %d" % run, members, t, public)
+            fresh = {
+                m: DkgParticipant(config, m, keys[m][0], random.Random(run * 1000 + m).randbytes)
+                for m in members
+            }
+            fresh_ms.append(_cpu_ms(partial(run_in_memory, fresh)))
+            results = {m: p.result for m, p in fresh.items()}
+            first = results[members[0]]
+            assert first is not None
+            shares: dict[NodeId, KeyShare | None] = {
+                m: r.share if r is not None else None for m, r in results.items()
+            }
+            reshare_config = DkgConfig(
+                b"bench reshare %d" % run, members, t, public, Resharing(members, first.public_key)
+            )
+            reshared = {
+                m: DkgParticipant(
+                    reshare_config, m, keys[m][0], random.Random(run).randbytes, shares[m]
+                )
+                for m in members
+            }
+            reshare_ms.append(_cpu_ms(partial(run_in_memory, reshared)))
+            done = {p.phase for p in (*fresh.values(), *reshared.values())}
+            assert done == {Phase.DONE}, done
+        group_ms = statistics.median(fresh_ms)
+        rows.append(
+            {
+                "t": t,
+                "n": n,
+                "runs": runs,
+                "group_cpu_ms": round(group_ms, 2),
+                "per_participant_cpu_ms": round(group_ms / n, 2),
+                "reshare_group_cpu_ms": round(statistics.median(reshare_ms), 2),
+            }
+        )
+    return rows
+
+
+def _cpu_ms(call: Callable[[], object]) -> float:
+    started = time.thread_time_ns()
+    call()
+    return (time.thread_time_ns() - started) / 1e6
 
 
 def fitted_costs(medians_us: dict[str, float]) -> CryptoCosts:
@@ -164,4 +393,6 @@ def report(iterations: int) -> dict[str, Any]:
         "unit": "microseconds of thread CPU time per call (median)",
         "medians_us": medians,
         "crypto_costs_s": costs,
+        "dkg": measure_dkg(iterations),
+        "ristretto255": measure_ristretto_backends(iterations),
     }

@@ -61,11 +61,12 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from quorate.bench.real import RealBenchConfig, cpu_used, drive_puts, put_summary, select_storage
-from quorate.client.aio import AsyncClient, new_client_id
+from quorate.bench.puts import RealBenchConfig, cpu_used, drive_puts, put_summary, select_storage
+from quorate.client.aio import AsyncClient
 from quorate.client.bft import BftChannel, BftClient
+from quorate.client.contact import new_client_id
 from quorate.ids import NodeId, node_name
-from quorate.runtime.aio.bft import BFT_PROTOCOLS
+from quorate.protocols import byzantine_fault_tolerant
 from quorate.runtime.aio.cluster import LocalCluster, process_cpu_seconds
 from quorate.runtime.aio.node import event_loop_factory
 
@@ -127,7 +128,7 @@ def run_real_bft_bench(
     ``options`` go to every node's protocol (e.g. ``{"authentication":
     "macs", "send_before_persist": True}`` for PBFT) and are echoed in the
     report."""
-    if config.protocol not in BFT_PROTOCOLS:
+    if not byzantine_fault_tolerant(config.protocol):
         raise ValueError(f"not a BFT protocol: {config.protocol!r}")
     directory = Path(tempfile.mkdtemp(prefix="quorate-bench-bft-"))
     cluster = LocalCluster(

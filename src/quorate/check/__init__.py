@@ -2,6 +2,8 @@
 
 ``check_history`` reads a Jepsen-style history (JSON array or JSON Lines) and
 decides whether it is linearizable for read/write/cas registers, key by key.
+Keys and values are JSON, compared by the typed rule of ``quorate.check.values``
+(``true`` is not ``1``; ``1`` is ``1.0``; arrays and objects structurally).
 Sans-IO: no clock is read here; pass one (``time.monotonic``) to bound the time.
 """
 

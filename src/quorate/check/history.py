@@ -11,11 +11,22 @@ JSON can be checked as they are::
     {"process": 0, "type": "ok",     "f": "write", "key": "x", "value": 3}
 
 A file is either a JSON array of such objects or JSON Lines (one object per
-line); the first non-blank character decides. Keywords written the EDN way
-(``":read"``, ``":ok"``) are accepted. Extra fields (``time``, ``index``) are
-ignored. ``key`` may be absent: then every operation acts on one register.
-``cas`` carries ``[expected, new]``. A read's completion carries the value
-read; ``null`` is the initial (absent) value.
+line); the first non-blank character decides. Every field read is checked,
+and an event that breaks a rule is bad input (``HistoryError``), never a
+guess:
+
+- ``process``: an integer, or ``"nemesis"``; required.
+- ``type`` and ``f``: strings, one of ``invoke ok fail info`` and of
+  ``read write cas``; required. EDN-style keywords (``":read"``) are accepted.
+- ``key``: any JSON value; absent means every operation acts on one register.
+- ``value``: any JSON value; required on a write's invoke and a read's ``ok``.
+  ``cas`` carries ``[expected, new]``; ``null`` is the initial (absent) value.
+- ``time``: optional, a finite number when present (the search uses event
+  order, not time). Other extra fields (``index``) are ignored.
+
+Keys and values are compared under the typed rule of ``quorate.check.values``:
+``true`` is not ``1``; ``1`` and ``1.0`` are the same number; arrays and
+objects compare item by item.
 
 Pairing rules (invariants of the output):
 - a process has at most one outstanding operation; its next completion event
@@ -36,11 +47,13 @@ the array element, or the list position, and says what is wrong.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, Literal
 
+from quorate.check.values import NotJsonError, freeze, kind_of, quote, show
 from quorate.errors import QuorateError
 
 INF: Final[int] = 2**63 - 1
@@ -67,10 +80,11 @@ class HistoryError(QuorateError, ValueError):
 class Operation:
     """One client operation: its invoke paired with its completion.
 
-    ``value`` is what the operation is about, made hashable (JSON arrays become
-    tuples, objects frozensets): for a read, the value it returned (``None``
-    if it never returned a value); for a write, the value written; for a cas,
-    the pair ``(expected, new)``.
+    ``key`` and ``value`` are JSON values in the checker's typed form
+    (``quorate.check.values.freeze``: ``true`` is not ``1``; arrays are
+    tuples, objects frozensets). ``value`` is what the operation is about: for
+    a read, the value it returned (``None`` if it never returned a value); for
+    a write, the value written; for a cas, the pair ``(expected, new)``.
     """
 
     process: int
@@ -80,26 +94,6 @@ class Operation:
     call_index: int
     return_index: int
     outcome: Outcome
-
-
-def freeze(value: object) -> Hashable:
-    """A JSON value made hashable so it can be a register's state or a key."""
-    if isinstance(value, list | tuple):
-        return tuple(freeze(item) for item in value)
-    if isinstance(value, dict):
-        return frozenset((str(k), freeze(v)) for k, v in value.items())
-    if isinstance(value, Hashable):
-        return value
-    raise TypeError(f"not a JSON value: {value!r}")
-
-
-def thaw(value: Hashable) -> object:
-    """The JSON value ``freeze`` made hashable, for display."""
-    if isinstance(value, tuple):
-        return [thaw(item) for item in value]
-    if isinstance(value, frozenset):
-        return {k: thaw(v) for k, v in sorted(value, key=lambda kv: str(kv[0]))}
-    return value
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,33 +110,50 @@ def load_history_text(text: str) -> list[Operation]:
     return _pair(_parse_text(text))
 
 
+_decode_line = json.JSONDecoder().decode
+
+
 def _parse_text(text: str) -> list[_Located]:
     stripped = text.lstrip()
     if stripped.startswith("["):
+        start_line = text[: len(text) - len(stripped)].count("\n") + 1
         try:
             document = json.loads(text)
         except json.JSONDecodeError as exc:
             raise HistoryError(f"line {exc.lineno}", f"invalid JSON: {exc.msg}") from None
+        except (ValueError, RecursionError) as exc:
+            # The parser's other refusals (an integer literal of thousands of
+            # digits, nesting beyond the stack) carry no position.
+            raise HistoryError(f"the array at line {start_line}", _unparsable(exc)) from None
         if not isinstance(document, list):
-            raise HistoryError("line 1", "expected a JSON array of events")
+            raise HistoryError(f"line {start_line}", "expected a JSON array of events")
         return [_Located(f"element {i}", i, e) for i, e in enumerate(document)]
     located: list[_Located] = []
-    for number, line in enumerate(text.splitlines(), start=1):
+    # Split on "\n" only: JSON strings may hold other line separators (U+2028).
+    for number, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue
         try:
-            event = json.loads(line)
+            event = _decode_line(line)
         except json.JSONDecodeError as exc:
             raise HistoryError(f"line {number}", f"invalid JSON: {exc.msg}") from None
+        except (ValueError, RecursionError) as exc:
+            raise HistoryError(f"line {number}", _unparsable(exc)) from None
         located.append(_Located(f"line {number}", len(located), event))
     return located
+
+
+def _unparsable(exc: Exception) -> str:
+    if isinstance(exc, RecursionError):
+        return "invalid JSON: arrays or objects nested too deeply"
+    return f"invalid JSON: {exc}"
 
 
 def _read_source(source: Sequence[Mapping[str, object]] | str | Path) -> list[_Located]:
     if isinstance(source, str | Path):
         path = Path(source)
         try:
-            text = path.read_text(encoding="utf-8")
+            text = path.read_text(encoding="utf-8-sig")
         except (OSError, UnicodeDecodeError) as exc:
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
             raise HistoryError(str(path), f"cannot read the history: {reason}") from None
@@ -150,17 +161,56 @@ def _read_source(source: Sequence[Mapping[str, object]] | str | Path) -> list[_L
     return [_Located(f"event {i}", i, e) for i, e in enumerate(source)]
 
 
-def _keyword(raw: object) -> object:
+def _keyword(raw: str) -> str:
     """Jepsen's EDN keywords arrive as ``":read"``; the colon carries no meaning here."""
-    if isinstance(raw, str) and raw.startswith(":"):
-        return raw[1:]
-    return raw
+    return raw[1:] if raw.startswith(":") else raw
+
+
+def _choice(
+    event: Mapping[str, object], field: str, allowed: frozenset[str], expected: str, where: str
+) -> str:
+    """A field that names one of ``allowed`` (``type``, ``f``)."""
+    raw = event.get(field)
+    if type(raw) is str and raw in allowed:
+        return raw  # the common case
+    if field not in event:
+        raise HistoryError(where, f"missing field '{field}'")
+    if not isinstance(raw, str):
+        raise HistoryError(
+            where, f"'{field}' must be a string ({expected}), got the {kind_of(raw)} {quote(raw)}"
+        )
+    name = _keyword(raw)
+    if name not in allowed:
+        raise HistoryError(where, f"unknown {field} {raw!r} (expected {expected})")
+    return name
+
+
+def _check_time(raw: object, where: str) -> None:
+    """``time`` is not used by the search, but a history whose times are not
+    numbers was not written by a client that measured them: refuse it."""
+    if type(raw) is int:
+        return
+    if isinstance(raw, bool) or not isinstance(raw, int | float):
+        raise HistoryError(where, f"'time' must be a finite number, got {quote(raw)}")
+    if isinstance(raw, float) and not math.isfinite(raw):
+        raise HistoryError(where, f"'time' must be a finite number, got {quote(raw)}")
+
+
+def _frozen(event: Mapping[str, object], field: str, where: str) -> Hashable:
+    """``key`` or ``value`` (``null`` when absent) in the typed form of ``freeze``."""
+    raw = event.get(field)
+    if raw is None or type(raw) is int or type(raw) is str:
+        return raw  # the common case, already in its frozen form
+    try:
+        return freeze(raw)
+    except NotJsonError as exc:
+        raise HistoryError(where, f"'{field}': {exc}") from None
 
 
 def _as_event(located: _Located) -> Mapping[str, object]:
     event = located.event
     if not isinstance(event, dict):
-        raise HistoryError(located.location, f"expected a JSON object, got {type(event).__name__}")
+        raise HistoryError(located.location, f"expected a JSON object, got {kind_of(event)}")
     return event
 
 
@@ -197,24 +247,14 @@ def _pair(events: Iterable[_Located]) -> list[Operation]:
         if isinstance(process, str) and process in _NEMESIS:
             continue
         if not isinstance(process, int) or isinstance(process, bool):
-            raise HistoryError(where, f"'process' must be an integer, got {process!r}")
-        for name in ("type", "f"):
-            if name not in event:
-                raise HistoryError(where, f"missing field '{name}'")
-        kind = _keyword(event["type"])
-        if kind not in _EVENT_TYPES:
-            raise HistoryError(
-                where, f"unknown type {event['type']!r} (expected invoke, ok, fail or info)"
-            )
-        f = _keyword(event["f"])
-        if f not in _OP_NAMES:
-            raise HistoryError(where, f"unknown f {event['f']!r} (expected read, write or cas)")
+            raise HistoryError(where, f"'process' must be an integer, got {quote(process)}")
+        kind = _choice(event, "type", _EVENT_TYPES, "invoke, ok, fail or info", where)
+        f = _choice(event, "f", _OP_NAMES, "read, write or cas", where)
         op_name: OpName = "read" if f == "read" else "write" if f == "write" else "cas"
-        try:
-            key = freeze(event.get("key"))
-            value = freeze(event.get("value"))
-        except TypeError as exc:
-            raise HistoryError(where, str(exc)) from None
+        if "time" in event:
+            _check_time(event["time"], where)
+        key = _frozen(event, "key", where)
+        value = _frozen(event, "value", where)
         if kind == "invoke":
             if process in outstanding:
                 earlier = outstanding[process]
@@ -227,7 +267,7 @@ def _pair(events: Iterable[_Located]) -> list[Operation]:
                 raise HistoryError(where, "missing field 'value' (the value a write writes)")
             if op_name == "cas" and not (isinstance(value, tuple) and len(value) == 2):
                 raise HistoryError(
-                    where, f"a cas value must be a pair [expected, new], got {event.get('value')!r}"
+                    where, f"a cas value must be a pair [expected, new], got {quote(event.get('value'))}"
                 )
             outstanding[process] = _Pending(where, located.position, op_name, key, value)
             continue
@@ -242,7 +282,7 @@ def _pair(events: Iterable[_Located]) -> list[Operation]:
             )
         if "key" in event and key != pending.key:
             raise HistoryError(
-                where, f"completion key {thaw(key)!r} differs from the invoke's {thaw(pending.key)!r}"
+                where, f"completion key {show(key)} differs from the invoke's {show(pending.key)}"
             )
         if op_name == "read":
             if kind == "ok" and "value" not in event:
@@ -270,14 +310,14 @@ def _pair(events: Iterable[_Located]) -> list[Operation]:
     return [op for _, op in done]
 
 
-def describe(op: Operation) -> str:
-    """One readable line: ``process 3 write 5 [call 10, return 14] ok``."""
+def describe(op: Operation, with_key: bool = True) -> str:
+    """One readable line: ``process 3 write 5 key "x" [call 10, return 14] ok``."""
     if op.f == "cas" and isinstance(op.value, tuple):
-        what = f"cas {json.dumps(thaw(op.value[0]))} -> {json.dumps(thaw(op.value[1]))}"
+        what = f"cas {show(op.value[0])} -> {show(op.value[1])}"
     elif op.f == "read":
-        what = f"read {json.dumps(thaw(op.value))}" if op.outcome == "ok" else "read ?"
+        what = f"read {show(op.value)}" if op.outcome == "ok" else "read ?"
     else:
-        what = f"write {json.dumps(thaw(op.value))}"
+        what = f"write {show(op.value)}"
     ret = "never" if op.return_index == INF else str(op.return_index)
-    key = "" if op.key is None else f" key {json.dumps(thaw(op.key))}"
+    key = "" if op.key is None or not with_key else f" key {show(op.key)}"
     return f"process {op.process} {what}{key} [call {op.call_index}, return {ret}] {op.outcome}"

@@ -21,7 +21,10 @@ so no configuration is explored twice.
   and the search succeeds once every ``ok`` operation is linearized, so they may
   also never happen. An ``info`` read constrains nothing and is left out.
 - The register starts at ``null``. read(v) needs state ``v``; write(v) sets it;
-  cas(e, n) needs state ``e`` and sets ``n``. Values are interned to small ints.
+  cas(e, n) needs state ``e`` and sets ``n``. "Same value" is the typed rule of
+  ``quorate.check.values`` (``true`` is not ``1``, ``1`` is ``1.0``), which the
+  frozen values' ``==`` and ``hash`` implement; values are interned to small
+  ints through a dict keyed by them, so the memo inherits the rule.
 - The linearized set is a Python int bitset; the memo is a set of
   ``(bitset, state)`` pairs; operation data lives in flat lists.
 
@@ -43,7 +46,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, Literal
 
-from quorate.check.history import INF, Operation, describe, load_history, thaw
+from quorate.check.history import INF, Operation, describe, load_history
+from quorate.check.values import show, thaw
 from quorate.errors import ConfigError
 
 Verdict = Literal["linearizable", "not_linearizable", "unknown"]
@@ -96,11 +100,22 @@ class Explanation:
 
     def render(self) -> str:
         """The explanation as text a person can follow."""
-        key = "the register" if self.key is None else f"key {thaw(self.key)!r}"
-        lines = [f"{key}: these {len(self.operations)} operations cannot be linearized:"]
-        lines += [f"  {describe(op)}" for op in self.operations]
-        if self.stuck_at is not None:
-            lines.append(f"  (no order reaches the return of: {describe(self.stuck_at)})")
+        key = "the register" if self.key is None else f"key {show(self.key)}"
+        count = len(self.operations)
+        lines = [
+            f"{key}: this operation cannot be linearized:"
+            if count == 1
+            else f"{key}: these {count} operations cannot be linearized:"
+        ]
+        lines += [f"  {describe(op, with_key=False)}" for op in self.operations]
+        needed = _needs(self.operations[0]) if count == 1 else _NOTHING
+        if needed is not _NOTHING and needed is not None and isinstance(needed, Hashable):
+            # A lone read or cas is only left when nothing writes what it needs.
+            lines.append(f"  (no operation writes {show(needed)} to {key})")
+        elif self.stuck_at is not None:
+            lines.append(
+                f"  (no order reaches the return of: {describe(self.stuck_at, with_key=False)})"
+            )
         return "\n".join(lines)
 
     def to_json(self) -> dict[str, object]:
@@ -142,6 +157,25 @@ class CheckResult:
             return None
         return self.verdict == "linearizable"
 
+    def render(self) -> str:
+        """The verdict as lines a person reads (``to_json`` is for programs)."""
+        counts = f"{self.operations} operations on {self.keys} {'key' if self.keys == 1 else 'keys'}"
+        if self.elapsed_s > 0:
+            counts += f", {self.elapsed_s:.3f} s"
+        if self.verdict == "linearizable":
+            return f"linearizable ({counts})"
+        if self.verdict == "unknown":
+            return (
+                f"unknown: gave up within the time limit after {self.keys_checked} of "
+                f"{self.keys} keys ({counts})"
+            )
+        lines = [f"NOT linearizable ({counts})"]
+        if self.explanation is not None:
+            lines.append(self.explanation.render())
+            if not self.explanation.minimal:
+                lines.append("  (shrinking stopped early: some of these may not be needed)")
+        return "\n".join(lines)
+
     def to_json(self) -> dict[str, object]:
         out: dict[str, object] = {
             "verdict": self.verdict,
@@ -176,7 +210,11 @@ def check_operations(
     timeout_s: float = 60.0,
     clock: Clock | None = None,
 ) -> CheckResult:
-    """Check operations already paired by ``load_history`` (see ``check_history``)."""
+    """Check operations already paired by ``load_history`` (see ``check_history``).
+
+    Keys and values must be in the typed form ``load_history`` gives them
+    (``quorate.check.values.freeze``); a raw Python ``True`` would equal ``1``.
+    """
     budget, start = _budget(timeout_s, clock)
     return _check(operations, budget, start)
 

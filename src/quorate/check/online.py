@@ -23,7 +23,7 @@ The rule is sound (it flags only histories that are not linearizable) but not
 complete: it misses violations that need several reads to show (a stale read
 after a newer read, say), which ``check_history`` still finds.
 
-Values are compared by the history's typed rule (``history.value_key``):
+Values are compared by the checker's typed rule (``check.values``):
 ``true`` and ``1`` are different values.
 
 Per key the monitor keeps the acknowledged writes' (ok time, invoke time) in
@@ -39,29 +39,21 @@ from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from quorate.check.values import NotJsonError, freeze
 from quorate.errors import InvariantViolation
 
 __all__ = ["LostWriteMonitor", "typed_value_key"]
 
-_WRITES_VALUE = {"write": "value", "cas": "new", "delete": None}
-"""Operations that may change a key, and where their written value is."""
 
 
 def typed_value_key(value: Any) -> Hashable:
-    """A hashable key that keeps JSON types apart (``True`` is not ``1``)."""
-    if value is None:
-        return ("null",)
-    if isinstance(value, bool):
-        return ("bool", value)
-    if isinstance(value, int | float):
-        return ("num", value)
-    if isinstance(value, str):
-        return ("str", value)
-    if isinstance(value, list | tuple):
-        return ("list", tuple(typed_value_key(v) for v in value))
-    if isinstance(value, Mapping):
-        return ("obj", tuple(sorted((str(k), typed_value_key(v)) for k, v in value.items())))
-    return ("other", repr(value))
+    """A hashable key that compares by the checker's typed JSON rule
+    (``check.values``: ``true`` is not ``1``); a value that is not JSON
+    keys by its representation (never equal to a JSON value)."""
+    try:
+        return freeze(value)
+    except NotJsonError:
+        return ("not json", repr(value))
 
 
 @dataclass(slots=True)
@@ -70,7 +62,7 @@ class _Key:
     """Ok times of acknowledged writes, in the order they completed."""
     max_invoke: list[float] = field(default_factory=list)
     """Running maximum of those writes' invoke times."""
-    produced: dict[Hashable, float] = field(default_factory=lambda: {("null",): -math.inf})
+    produced: dict[Hashable, float] = field(default_factory=lambda: {None: -math.inf})
     """Value -> the latest completion of a write that produced it (inf: may still)."""
     outstanding: dict[Hashable, int] = field(default_factory=dict)
     """Value -> writes of it invoked and not yet completed."""
@@ -80,8 +72,8 @@ class _Key:
 class _Invoked:
     f: str
     key: Any
-    written: Hashable | None
-    """The value key this operation writes, if it writes."""
+    writes: tuple[Hashable] | None
+    """``(value key,)`` of what this operation writes; None if it writes nothing."""
     time: float
 
 
@@ -102,41 +94,43 @@ class LostWriteMonitor:
         process = event.get("process")
         if kind == "invoke":
             f = event.get("f")
-            written = self._written(f, event.get("value"))
-            invoked = _Invoked(str(f), event.get("key"), written, float(event["time"]))
+            writes = self._written(f, event.get("value"))
+            invoked = _Invoked(str(f), event.get("key"), writes, float(event["time"]))
             self._invoked[process] = invoked
-            if written is not None:
+            if writes is not None:
                 state = self._key(invoked.key)
-                state.outstanding[written] = state.outstanding.get(written, 0) + 1
+                state.outstanding[writes[0]] = state.outstanding.get(writes[0], 0) + 1
             return
         op = self._invoked.pop(process, None)
         if op is None:
             return
         now = float(event["time"])
         state = self._key(op.key)
-        if op.written is not None:
-            state.outstanding[op.written] -= 1
+        if op.writes is not None:
+            written = op.writes[0]
+            state.outstanding[written] -= 1
             if kind == "ok":
-                state.produced[op.written] = max(state.produced.get(op.written, -math.inf), now)
+                state.produced[written] = max(state.produced.get(written, -math.inf), now)
                 state.ok_times.append(now)
                 previous = state.max_invoke[-1] if state.max_invoke else -math.inf
                 state.max_invoke.append(max(previous, op.time))
             elif kind == "info":
-                state.produced[op.written] = math.inf
+                state.produced[written] = math.inf
         elif kind == "ok" and op.f == "read":
             self._check_read(op, state, event.get("value"), now)
 
     @staticmethod
-    def _written(f: Any, value: Any) -> Hashable | None:
-        if f not in _WRITES_VALUE:
-            return None
+    def _written(f: Any, value: Any) -> tuple[Hashable] | None:
+        """``(value key,)`` of what the operation writes, or None if it writes nothing."""
         if f == "delete":
-            return ("null",)
+            return (None,)  # absent, as in the initial state
         if f == "cas":
             if not isinstance(value, list | tuple) or len(value) != 2:
                 return None
-            return typed_value_key(value[1])
-        return typed_value_key(value)
+            return (typed_value_key(value[1]),)
+        if f == "write":
+            return (typed_value_key(value),)
+        return None
 
     def _key(self, key: Any) -> _Key:
         k = typed_value_key(key)

@@ -24,7 +24,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from quorate.cli.main import bench_app, fail
+from quorate.cli.main import bench_app, fail, shown
 from quorate.errors import ConfigError
 
 
@@ -150,7 +150,7 @@ def bench_bft_command(
         lat = row["latency_ms"]
         table.add_row(
             row["protocol"], str(row["nodes"]), str(row["regions"]), f"{row['throughput_ops']:,.0f}",
-            str(lat["p50"]), str(lat["p99"]), str(row["sim_seconds_of_load"]), f"{row['wall_seconds']:.1f}",
+            shown(lat["p50"]), shown(lat["p99"]), str(row["sim_seconds_of_load"]), f"{row['wall_seconds']:.1f}",
         )
     console.print(table)
 

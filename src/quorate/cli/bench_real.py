@@ -10,7 +10,8 @@ from typing import Annotated, Any
 
 import typer
 
-from quorate.bench.real import RealBenchConfig, compare_with_etcd, run_real_bench
+from quorate.bench.puts import RealBenchConfig
+from quorate.bench.real import compare_with_etcd, run_real_bench
 from quorate.cli.main import bench_app, fail, parse_options
 from quorate.runtime.aio.config import STORAGE_KINDS
 
@@ -22,10 +23,12 @@ def _echo_run(name: str, report: dict[str, Any]) -> None:
         typer.echo(f"{name:<8} unavailable: {report['error']}")
         return
     lat = report["latency_ms"]
+    if lat.get("p50") is None:
+        latency = "no put completed"
+    else:
+        latency = "  ".join(f"{q} {lat[q]} ms" for q in ("p50", "p90", "p99", "max"))
     typer.echo(
-        f"{name:<8} {report['throughput_ops']:>10} puts/s  p50 {lat['p50']} ms  "
-        f"p90 {lat['p90']} ms  p99 {lat['p99']} ms  max {lat['max']} ms  "
-        f"errors {report['errors']}"
+        f"{name:<8} {report['throughput_ops']:>10} puts/s  {latency}  errors {report['errors']}"
     )
     typer.echo(
         f"{'':<8} CPU s/node {report['cpu_s_per_node']}   "

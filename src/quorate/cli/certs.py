@@ -167,6 +167,20 @@ def issue_certificate(directory: Path, name: str, *, force: bool = False) -> Pat
     return cert_path
 
 
+def ensure_certificates(directory: Path, names: list[str]) -> list[str]:
+    """The CA (if ``directory`` has none) and a certificate for each of
+    ``names`` that lacks one, as ``quorate certs init`` and ``quorate certs
+    issue`` make them; returns the names issued now."""
+    if not (directory / CA_CERT_FILE).is_file():
+        create_ca(directory)
+    issued = []
+    for name in names:
+        if not (directory / f"{certificate_name(name)}.crt").is_file():
+            issue_certificate(directory, name)
+            issued.append(name)
+    return issued
+
+
 DirectoryOption = Annotated[
     Path, typer.Option("--dir", help="Directory holding ca.crt, ca.key and the issued files.")
 ]

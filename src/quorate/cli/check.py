@@ -1,10 +1,11 @@
 """``quorate check FILE``: is a recorded history linearizable?
 
-Prints one JSON object (verdict, counts, and on a violation the smallest set
-of operations found that cannot be ordered). Exit codes say the verdict so
-scripts need not parse the output: 0 linearizable, 1 not linearizable, 2 the
-checker gave up within ``--timeout``, 3 the input could not be read (a one-line
-message on stderr names the line and the problem).
+Prints the verdict for a person: one line, and on a violation the smallest set
+of operations found that cannot be ordered, one per line. ``--json`` prints one
+JSON object instead (verdict, counts, the explanation's operations). Exit codes
+say the verdict so scripts need not parse the output: 0 linearizable, 1 not
+linearizable, 2 the checker gave up within ``--timeout``, 3 the input could not
+be read (a one-line message on stderr names the line and the problem).
 """
 
 from __future__ import annotations
@@ -55,6 +56,9 @@ def check_command(
             "--timeout", metavar="SECONDS", help="Give up (exit 2) after this many seconds."
         ),
     ] = "60",
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print one JSON object instead of text.")
+    ] = False,
     quiet: Annotated[
         bool, typer.Option("--quiet", help="Print nothing; only the exit code tells.")
     ] = False,
@@ -65,6 +69,8 @@ def check_command(
         result = check_history(file, timeout_s=timeout_s, clock=time.monotonic)
     except HistoryError as exc:
         raise fail(str(exc), EXIT_BAD_INPUT) from None
-    if not quiet:
+    if as_json and not quiet:
         typer.echo(json.dumps(result.to_json()))
+    elif not quiet:
+        typer.echo(result.render())
     raise typer.Exit(_EXIT_FOR_VERDICT[result.verdict])

@@ -1,15 +1,27 @@
 """``quorate cluster up|down|status``: a local cluster of node processes.
 
-Theory of operation: ``up`` writes a cluster directory (configs, a CA and
-node certificates unless ``--insecure``; see ``LocalCluster``), starts one OS
-process per node, waits until a leader is elected and prints the endpoints.
+Theory of operation: ``up`` writes a cluster directory (configs; a CA, node
+certificates and a ``client`` certificate unless ``--insecure``; for PBFT and
+HotStuff a signing key per node and the public-key registry, made by the
+functions behind ``quorate certs`` and ``quorate keys``; see
+``LocalCluster``), starts one OS process per node, waits until every node
+answers and a leader (Raft) or primary (PBFT, HotStuff) is known, and prints
+the endpoints and where the logs are. A node whose process ends during the
+start (its port taken, a data directory of another protocol...) makes ``up``
+stop the nodes it started and exit 1 with that node's own one-line reason.
+
 ``down`` stops the processes named by the pid files (SIGTERM, then SIGKILL
-after ``--timeout``). ``status`` asks every node for its view (role, term,
-leader, commit and applied index; lag = leader's commit index − the node's
-applied index) and shows the refusals each node counted and logged. The
-membership shown (voters, learners; each node's ``member`` column) is the
-leader's configuration, or, with no leader, that of the answering node that
-has committed most; a node outside it shows ``-`` (removed, or still joining).
+after ``--timeout``). ``status`` asks every node for its view (role, term or
+view, leader or primary, commit and applied index; lag = leader's commit
+index − the node's applied index) and shows the refusals each node counted
+and logged. The membership shown (voters, learners; each node's ``member``
+column) is the leader's configuration, or, with no leader, that of the
+answering node that has committed most; a node outside it shows ``-``
+(removed, or still joining). When no node answers, ``status`` exits 1 with
+one line (and ``--json`` says so in ``error``). The table fits 80 columns.
+
+Clients find a cluster made here by its directory: ``quorate kv`` and
+``quorate.Client()`` read ``./quorate-cluster`` by default.
 """
 
 from __future__ import annotations
@@ -21,23 +33,33 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
 from quorate.cli.main import app, fail
 from quorate.client.aio import AsyncClient
+from quorate.client.contact import unreachable_message
 from quorate.errors import ConfigError
 from quorate.ids import NodeId, node_name
+from quorate.protocols import byzantine_fault_tolerant
+from quorate.runtime.aio.admin import StatusReply
 from quorate.runtime.aio.cluster import (
     DEFAULT_BASE_PORT,
+    DEFAULT_CLUSTER_DIR,
     DEFAULT_STOP_TIMEOUT_S,
     LocalCluster,
     summarize_metrics,
 )
+from quorate.runtime.aio.node import SHARED_SEED_METRIC
+from quorate.runtime.aio.protocols import protocol_names
 
-DEFAULT_DIRECTORY = Path("quorate-cluster")
-LEADER_WAIT_S = 15.0
+DEFAULT_DIRECTORY = DEFAULT_CLUSTER_DIR
+START_WAIT_S = 20.0
+"""How long ``up`` waits for every node to answer and a leader to be known."""
 STATUS_TIMEOUT_S = 1.0
+POLL_INTERVAL_S = 0.1
+RAFT_NODES = 3
+BFT_NODES = 4
+"""n = 3f + 1 with f = 1: the smallest cluster that tolerates a Byzantine replica."""
+CLIENT_CERTIFICATE = "client"
 
 cluster_app = typer.Typer(help="Run a local cluster of node processes.", no_args_is_help=True)
 app.add_typer(cluster_app, name="cluster")
@@ -45,29 +67,46 @@ app.add_typer(cluster_app, name="cluster")
 DirOption = Annotated[Path, typer.Option("--dir", help="The cluster directory.")]
 
 
+def cluster_options(protocol: str, election_timeout_s: float | None) -> dict[str, Any]:
+    """The protocol options ``up`` writes into every node's config."""
+    if protocol == "raft":
+        timeout_s = 1.0 if election_timeout_s is None else election_timeout_s
+        return {"election_timeout_s": timeout_s, "heartbeat_interval_s": timeout_s / 10}
+    if election_timeout_s is not None:
+        raise fail(f"--election-timeout-s is a Raft setting; {protocol} has its own view timeouts")
+    return {}
+
+
 @cluster_app.command("up")
 def up_command(
-    nodes: Annotated[int, typer.Option("--nodes", help="How many nodes.")] = 3,
+    protocol: Annotated[
+        str, typer.Option("--protocol", help="raft, pbft or hotstuff.")
+    ] = "raft",
+    nodes: Annotated[
+        int | None,
+        typer.Option("--nodes", help=f"How many nodes [default: {RAFT_NODES} for raft, {BFT_NODES} for pbft/hotstuff]."),
+    ] = None,
     directory: DirOption = DEFAULT_DIRECTORY,
     insecure: Annotated[
         bool, typer.Option("--insecure", help="Plain TCP, no certificates.")
     ] = False,
     base_port: Annotated[
-        int, typer.Option("--base-port", help="First node's port.")
+        int,
+        typer.Option("--base-port", envvar="QUORATE_BASE_PORT", help="First node's port (n1's)."),
     ] = DEFAULT_BASE_PORT,
-    election_timeout_s: Annotated[float, typer.Option("--election-timeout-s")] = 1.0,
+    election_timeout_s: Annotated[
+        float | None, typer.Option("--election-timeout-s", help="Raft only [default: 1.0].")
+    ] = None,
 ) -> None:
-    """Write configs (and certificates), start every node, wait for a leader."""
-    if nodes < 1:
-        raise fail(f"--nodes must be at least 1, got {nodes}")
-    options = {
-        "election_timeout_s": election_timeout_s,
-        "heartbeat_interval_s": election_timeout_s / 10,
-    }
+    """Write configs, certificates and keys; start every node; wait for a leader."""
+    if protocol not in protocol_names():
+        raise fail(f"unknown protocol {protocol!r}; choose one of {', '.join(protocol_names())}")
+    bft = byzantine_fault_tolerant(protocol)
+    count = nodes if nodes is not None else BFT_NODES if bft else RAFT_NODES
+    if count < 1:
+        raise fail(f"--nodes must be at least 1, got {count}")
+    options = cluster_options(protocol, election_timeout_s)
     try:
-        cluster = LocalCluster(
-            directory, nodes=nodes, base_port=base_port, insecure=insecure, options=options
-        )
         if (directory / "cluster.json").exists():
             existing = LocalCluster.open(directory)
             if any(existing.running(n) for n in existing.ids):
@@ -75,35 +114,92 @@ def up_command(
                     f"a cluster is already running in {directory}; "
                     f"run 'quorate cluster down --dir {directory}' first"
                 )
+        cluster = LocalCluster(
+            directory,
+            nodes=count,
+            base_port=base_port,
+            insecure=insecure,
+            protocol=protocol,
+            options=options,
+            node_keys=bft,  # one signing key per node, as 'quorate keys init' makes them
+        )
         cluster.write_configs()
-        if not insecure and not (cluster.tls_dir and (cluster.tls_dir / "ca.crt").exists()):
-            from quorate.cli.demo import make_certs
+        if cluster.tls_dir is not None:
+            from quorate.cli.certs import ensure_certificates
 
-            make_certs(cluster)
+            ensure_certificates(
+                cluster.tls_dir, [*(node_name(n) for n in cluster.ids), CLIENT_CERTIFICATE]
+            )
         cluster.start_all()
     except ConfigError as exc:
         raise fail(str(exc)) from None
-    leader = asyncio.run(_wait_leader(cluster))
+    except ImportError as exc:
+        from quorate.cli.main import missing_module
+
+        raise fail(missing_module(exc)) from None
+    try:
+        leader = asyncio.run(_wait_started(cluster))
+    except _StartFailed as exc:
+        cluster.stop_all()
+        raise fail(f"{exc}; the other nodes were stopped", 1) from None
+    except KeyboardInterrupt:
+        cluster.stop_all()
+        raise
     for node, endpoint in zip(cluster.ids, cluster.endpoints):
         typer.echo(f"{node_name(node)}  {endpoint}  pid {cluster.pid(node)}")
-    typer.echo(f"leader: {leader or 'none yet'}")
+    role = "primary" if bft else "leader"
+    typer.echo(f"{protocol} cluster of {count} in {cluster.directory}; {role}: {leader}")
     typer.echo(f"endpoints: {','.join(cluster.endpoints)}")
-    if not insecure:
-        typer.echo(f"client TLS directory: {cluster.tls_dir} (certificate 'client')")
+    if cluster.tls_dir is not None:
+        typer.echo(f"client certificate: {cluster.tls_dir / CLIENT_CERTIFICATE}.crt (and ca.crt)")
+    if bft:
+        typer.echo(f"signing keys: {cluster.directory / 'keys'} (one per node, 'quorate keys')")
+    typer.echo(f"logs: {cluster.directory}/n*.log (JSON Lines), start-up errors in n*.stderr")
+    again = "" if directory == DEFAULT_DIRECTORY else f" --dir {directory}"
+    typer.echo(f"try: quorate kv put hello world{again}; quorate cluster status{again}")
 
 
-async def _wait_leader(cluster: LocalCluster) -> str | None:
+class _StartFailed(Exception):
+    """A node's process ended, or the cluster found no leader in time."""
+
+
+async def _wait_started(cluster: LocalCluster) -> str:
+    """The leader's (or primary's) name once every node answers ``Status``;
+    ``_StartFailed`` when a node's process ended or ``START_WAIT_S`` passed."""
     client = _client(cluster)
     try:
-        deadline = time.monotonic() + LEADER_WAIT_S
+        deadline = time.monotonic() + START_WAIT_S
+        statuses: list[StatusReply | None] = []
         while time.monotonic() < deadline:
-            for status in await client.cluster_status():
-                if status is not None and status.role == "leader":
-                    return node_name(NodeId(status.node))
-            await asyncio.sleep(0.1)
-        return None
+            for node in cluster.ids:
+                reason = cluster.exit_reason(node)
+                if reason is not None:
+                    raise _StartFailed(f"{node_name(node)} could not start: {reason}")
+            statuses = await client.cluster_status()
+            leader = _leader([s for s in statuses if s is not None])
+            if leader is not None and all(s is not None for s in statuses):
+                return leader
+            await asyncio.sleep(POLL_INTERVAL_S)
+        silent = [node_name(n) for n, s in zip(cluster.ids, statuses) if s is None]
+        what = f"{', '.join(silent)} did not answer" if silent else "no leader was elected"
+        raise _StartFailed(
+            f"{what} within {START_WAIT_S:g} s (see {cluster.directory}/n*.log and n*.stderr)"
+        )
     finally:
         await client.close()
+
+
+def _leader(statuses: list[StatusReply]) -> str | None:
+    """The node the answering nodes agree leads: a Raft node that says it is
+    the leader, or the primary a BFT majority names."""
+    for status in statuses:
+        if status.role == "leader":
+            return node_name(NodeId(status.node))
+    named = [s.metrics.get("bft.leader") for s in statuses]
+    for candidate in set(named):
+        if candidate is not None and named.count(candidate) * 2 > len(statuses):
+            return node_name(NodeId(candidate))
+    return None
 
 
 def _client(cluster: LocalCluster) -> AsyncClient:
@@ -136,46 +232,77 @@ def status_command(
     directory: DirOption = DEFAULT_DIRECTORY,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object.")] = False,
 ) -> None:
-    """Leader, term, commit index, lag and refusals of every node."""
+    """Leader, term, commit index, lag and refusals of every node (exit 1 if none answers)."""
     try:
         cluster = LocalCluster.open(directory)
+        report = asyncio.run(cluster_report(cluster))
     except ConfigError as exc:
         raise fail(str(exc)) from None
-    report = asyncio.run(cluster_report(cluster))
     if as_json:
         typer.echo(json.dumps(report))
-        return
-    table = Table(title=f"cluster {directory} — leader {report['leader'] or 'unknown'}")
-    columns = (
-        "node", "pid", "member", "role", "term", "leader", "commit", "applied", "lag", "refusals"
-    )
-    for column in columns:
-        table.add_column(column)
-    for row in report["nodes"]:
-        table.add_row(
-            *(
-                str(row.get(c, "") if row.get(c) is not None else "-")
-                for c in (
-                    "node",
-                    "pid",
-                    "member",
-                    "role",
-                    "term",
-                    "leader",
-                    "commit_index",
-                    "applied_index",
-                    "lag",
-                    "refusals",
-                )
-            )
-        )
-    Console().print(table)
-    typer.echo(
+    else:
+        for line in format_report(report):
+            typer.echo(line)
+    if report["error"] is not None:
+        raise fail(report["error"], 1)
+
+
+COLUMNS = (
+    ("node", "node"),
+    ("role", "role"),
+    ("term", "term"),
+    ("leader", "leader"),
+    ("commit", "commit_index"),
+    ("applied", "applied_index"),
+    ("lag", "lag"),
+    ("member", "member"),
+    ("pid", "pid"),
+    ("refusals", "refusal_count"),
+)
+BFT_HEADINGS = {"term": "view", "leader": "primary"}
+
+
+def format_report(report: dict[str, Any]) -> list[str]:
+    """``cluster_report`` for a person: a table whose widths follow its
+    contents (80 columns for anything short of millions of entries), then
+    the membership, warnings and the last refusals each node logged."""
+    rows = report["nodes"]
+    if not any(row["up"] for row in rows):
+        return []
+    bft = byzantine_fault_tolerant(report["protocol"])
+    headings = [BFT_HEADINGS.get(h, h) if bft else h for h, _ in COLUMNS]
+    cells = [
+        ["-" if row.get(key) is None else str(row[key]) for _, key in COLUMNS] for row in rows
+    ]
+    widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(headings)]
+
+    def line(values: list[str]) -> str:
+        return "  ".join(v.ljust(w) for v, w in zip(values, widths)).rstrip()
+
+    role = "primary" if bft else "leader"
+    out = [f"{report['protocol']} cluster, {role} {report['leader'] or 'unknown'}"]
+    out += [line(headings), *(line(c) for c in cells)]
+    out.append(
         f"voters: {' '.join(report['voters']) or '-'}  learners: {' '.join(report['learners']) or '-'}"
     )
-    for row in report["nodes"]:
+    for warning in report["warnings"]:
+        out.append(f"warning: {warning}")
+    out.append(f"directory: {report['directory']}")
+    for row in rows:
+        if row.get("refusals"):
+            counted = ", ".join(f"{k} {v}" for k, v in sorted(row["refusals"].items()))
+            out.append(f"{row['node']} refused: {counted}")
         for message in row["refusals_logged"][-3:]:
-            typer.echo(f"{row['node']} log: {message}")
+            out.append(f"{row['node']} log: {message}")
+    return out
+
+
+def shared_seed_warning(nodes: list[str]) -> str:
+    return (
+        f"{', '.join(nodes)} sign with keys derived from the shared test key seed "
+        "(no keys_dir): for tests only, whoever knows the seed can sign as any replica; "
+        "give each node its own key with 'quorate keys init' and keys_dir"
+    )
 
 
 async def cluster_report(cluster: LocalCluster) -> dict[str, Any]:
@@ -184,21 +311,22 @@ async def cluster_report(cluster: LocalCluster) -> dict[str, Any]:
         statuses = await client.cluster_status()
     finally:
         await client.close()
-    leader_commit = max(
-        (s.commit_index for s in statuses if s is not None and s.role == "leader"), default=None
-    )
-    leader = next(
-        (node_name(NodeId(s.node)) for s in statuses if s is not None and s.role == "leader"),
-        None,
-    )
     answering = [s for s in statuses if s is not None]
+    bft = byzantine_fault_tolerant(cluster.protocol)
+    leader_commit = max(
+        (s.commit_index for s in answering if s.role == "leader"), default=None
+    )
+    leader = _leader(answering)
     # The leader's configuration is the cluster's; without one, the most advanced view.
     view = max(
         answering, key=lambda s: (s.role == "leader", s.commit_index, s.term), default=None
     )
     voters = set(view.voters) if view is not None else set()
     learners = set(view.learners) if view is not None else set()
+    if bft and not voters:
+        voters = set(cluster.ids)  # a fixed replica set
     rows = []
+    seeded: list[str] = []
     for node, status in zip(cluster.ids, statuses):
         row: dict[str, Any] = {
             "node": node_name(node),
@@ -207,20 +335,44 @@ async def cluster_report(cluster: LocalCluster) -> dict[str, Any]:
             "member": "voter" if node in voters else "learner" if node in learners else None,
         }
         if status is not None:
-            row.update(
-                role=status.role,
-                term=status.term,
-                leader=None if status.leader is None else node_name(NodeId(status.leader)),
-                commit_index=status.commit_index,
-                applied_index=status.applied_index,
-                lag=None if leader_commit is None else max(0, leader_commit - status.applied_index),
-                refusals=summarize_metrics(status.metrics),
-            )
+            refusals = summarize_metrics(status.metrics)
+            if bft:
+                primary = status.metrics.get("bft.leader")
+                row.update(
+                    role="primary" if primary == status.node else "backup",
+                    term=status.metrics.get("bft.view"),
+                    leader=None if primary is None else node_name(NodeId(primary)),
+                    commit_index=status.metrics.get("bft.executed_seq"),
+                    applied_index=status.applied_index,
+                    lag=None,
+                )
+            else:
+                row.update(
+                    role=status.role,
+                    term=status.term,
+                    leader=None if status.leader is None else node_name(NodeId(status.leader)),
+                    commit_index=status.commit_index,
+                    applied_index=status.applied_index,
+                    lag=None
+                    if leader_commit is None
+                    else max(0, leader_commit - status.applied_index),
+                )
+            row.update(refusals=refusals, refusal_count=sum(refusals.values()))
+            if status.metrics.get(SHARED_SEED_METRIC):
+                seeded.append(node_name(node))
         row["refusals_logged"] = cluster.refusals(node)
         rows.append(row)
+    error = None
+    if not answering:
+        error = unreachable_message(client.endpoints)
     return {
+        "directory": str(cluster.directory),
+        "protocol": cluster.protocol,
         "leader": leader,
         "voters": [node_name(NodeId(n)) for n in sorted(voters)],
         "learners": [node_name(NodeId(n)) for n in sorted(learners)],
         "nodes": rows,
+        "nodes_up": len(answering),
+        "warnings": [shared_seed_warning(seeded)] if seeded else [],
+        "error": error,
     }

@@ -18,7 +18,10 @@ storage (``LocalCluster``), and runs concurrent clients
 
 The exit code is 0 only if no acknowledged write was lost and the history is
 linearizable. Whatever happens (an error, Ctrl-C), the node processes are
-killed and the directory removed. ``--json`` prints one summary object last.
+killed and the directory removed, unless ``--keep``: then the last line on
+stderr (and ``kept_directory`` in the JSON) says where it is. ``--history
+FILE`` writes the recorded history in the checker's format (``quorate check
+FILE`` checks it again). ``--json`` prints one summary object last.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from quorate.cli.main import app
+from quorate.cli.main import app, fail
 from quorate.client.aio import AsyncClient
 from quorate.client.workload import RecordedWorkload
 from quorate.ids import NodeId, node_name
@@ -45,24 +48,25 @@ DEMO_NODES = 3
 DEMO_WORKERS = 8
 STEADY_S = 4.0
 AFTER_CRASH_S = 4.0
-CATCH_UP_LIMIT_S = 20.0
+CATCH_UP_LIMIT_S = 60.0
+"""A give-up bound, not a target: on a loaded 2-core machine a restarted node
+spends seconds starting Python and replaying its log before it catches up."""
 ELECTION_LIMIT_S = 15.0
 CHECK_TIMEOUT_S = 20.0
+CLIENT_CERTIFICATE = "client"
+"""The name of the certificate made for the user's clients (``tls_name``'s default)."""
 RAFT_TIMING = {"election_timeout_s": 0.5, "heartbeat_interval_s": 0.05}
 STATUS_POLL_S = 0.05
 
 
 def make_certs(cluster: LocalCluster) -> None:
-    """A fresh CA with certificates for every node and for ``client``."""
-    from quorate.cli.certs import create_ca, issue_certificate
+    """A CA with certificates for every node and for ``client`` (what is
+    missing of them)."""
+    from quorate.cli.certs import ensure_certificates
 
     directory = cluster.tls_dir
     assert directory is not None
-    directory.mkdir(parents=True, exist_ok=True)
-    create_ca(directory)
-    for node in cluster.ids:
-        issue_certificate(directory, node_name(node))
-    issue_certificate(directory, "client")
+    ensure_certificates(directory, [*(node_name(n) for n in cluster.ids), CLIENT_CERTIFICATE])
 
 
 def client_for(cluster: LocalCluster, **kwargs: Any) -> AsyncClient:
@@ -103,7 +107,14 @@ class Story:
         self.console.print(f"[dim]{time.monotonic() - self.t0:5.1f}s[/dim]  {text}")
 
 
-async def run_demo(cluster: LocalCluster, story: Story) -> dict[str, Any]:
+def write_history(path: Path, history: list[dict[str, Any]]) -> None:
+    """One JSON array of events, the format ``quorate check`` reads."""
+    path.write_text(json.dumps(history) + "\n", encoding="utf-8")
+
+
+async def run_demo(
+    cluster: LocalCluster, story: Story, history_path: Path | None = None
+) -> dict[str, Any]:
     insecure = cluster.insecure
     cluster.write_configs()
     if not insecure:
@@ -163,6 +174,9 @@ async def run_demo(cluster: LocalCluster, story: Story) -> dict[str, Any]:
         checked = await asyncio.to_thread(
             check_history, workload.history, CHECK_TIMEOUT_S, time.monotonic
         )
+        if history_path is not None:
+            write_history(history_path, workload.history)
+            story.say(f"history written to {history_path}")
         final = await statuses(probe, cluster)
         observed_leaders = {s.leader for s in final.values() if s.leader is not None}
         summary = {
@@ -184,6 +198,7 @@ async def run_demo(cluster: LocalCluster, story: Story) -> dict[str, Any]:
             "election_seconds": round(elected_s, 3),
             "recovery_seconds": round(recovery_s, 3),
             "catch_up_seconds": round(caught_up_s, 3),
+            "history_file": None if history_path is None else str(history_path),
         }
         verdict_colour = "green" if checked.linearizable else "red"
         story.say(
@@ -206,6 +221,8 @@ async def _catch_up(probe: AsyncClient, cluster: LocalCluster, node: NodeId) -> 
     leader, _ = await wait_leader(probe, cluster)
     target = (await probe.status(cluster.endpoints[leader - 1])).commit_index
     while time.monotonic() - started < CATCH_UP_LIMIT_S:
+        if not cluster.running(node):
+            raise ChildProcessError(f"{node_name(node)} exited after its restart (its log: {cluster.log_path(node)})")
         try:
             status = await probe.status(cluster.endpoints[node - 1])
             if status.applied_index >= target:
@@ -216,27 +233,19 @@ async def _catch_up(probe: AsyncClient, cluster: LocalCluster, node: NodeId) -> 
     raise TimeoutError(f"{node_name(node)} did not catch up within {CATCH_UP_LIMIT_S} s")
 
 
-def _free_base_port() -> int:
-    """A base port with ``DEMO_NODES`` consecutive free loopback ports."""
-    import socket
+DEMO_PORTS = range(20000, 32000)
+"""Where the demo looks for free ports: below Linux's default ephemeral range
+(32768-60999), whose ports the kernel hands to outgoing connections, so a
+port found free is not taken by some connection before the node binds it."""
 
-    for _ in range(50):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            base = int(s.getsockname()[1])
-        if base + DEMO_NODES > 65535:
-            continue
-        free = True
-        for port in range(base, base + DEMO_NODES):
-            with socket.socket() as s:
-                try:
-                    s.bind(("127.0.0.1", port))
-                except OSError:
-                    free = False
-                    break
-        if free:
-            return base
-    raise OSError("no free range of loopback ports")
+
+def _free_base_port() -> int:
+    """A base port with ``DEMO_NODES`` consecutive free loopback ports, below
+    the ephemeral range so that the restarted node finds its port free
+    (``quorate.runtime.aio.ports``)."""
+    from quorate.runtime.aio.ports import free_port_block
+
+    return free_port_block(DEMO_NODES)
 
 
 @app.command("demo")
@@ -248,14 +257,22 @@ def demo_command(
         bool, typer.Option("--sim", help="Run the simulated cluster instead of real processes.")
     ] = False,
     seed: Annotated[int, typer.Option(help="Seed of the simulated run (with --sim).")] = 1,
+    history: Annotated[
+        Path | None,
+        typer.Option("--history", help="Write the client history (JSON, for 'quorate check') here."),
+    ] = None,
 ) -> None:
-    """Three real node processes, concurrent clients, the leader killed and
-    restarted; then every acknowledged write is read back and the history
-    checked for linearizability (exit 1 if either fails)."""
+    """A real 3-node cluster loses its leader and loses nothing (exit 1 if it does).
+
+    Concurrent clients write while the leader is killed and restarted; every
+    acknowledged write is then read back and the history checked for
+    linearizability."""
+    if history is not None and not history.parent.is_dir():
+        raise fail(f"cannot write the history to {history}: no directory {history.parent}")
     if sim:
         from quorate.cli.demo_sim import DEMO_DURATION_S, run_sim_demo
 
-        raise typer.Exit(run_sim_demo(seed, DEMO_DURATION_S, as_json))
+        raise typer.Exit(run_sim_demo(seed, DEMO_DURATION_S, as_json, history))
     story = Story(quiet=as_json)
     directory = Path(tempfile.mkdtemp(prefix="quorate-demo-"))
     summary: dict[str, Any] = {}
@@ -268,7 +285,7 @@ def demo_command(
             insecure=insecure,
             options=RAFT_TIMING,
         )
-        summary = asyncio.run(run_demo(cluster, story))
+        summary = asyncio.run(run_demo(cluster, story, history))
     except (TimeoutError, OSError) as exc:
         story.say(f"[red]demo failed:[/red] {exc}")
         summary = {"error": str(exc), "acked_writes_lost": None, "linearizable": None}
@@ -277,9 +294,16 @@ def demo_command(
         if cluster is not None:
             cluster.kill_all()
         if keep:
-            story.say(f"kept {directory}")
+            summary["kept_directory"] = str(directory)
         else:
             shutil.rmtree(directory, ignore_errors=True)
+    if keep:
+        # Also with --json (the story is silent then): say where everything is.
+        typer.echo(
+            f"kept {directory}: node logs n*.log, data n*/, configs n*.toml"
+            + ("" if insecure else ", certificates certs/"),
+            err=True,
+        )
     if as_json:
         typer.echo(json.dumps(summary))
     ok = summary.get("acked_writes_lost") == 0 and summary.get("linearizable") is True

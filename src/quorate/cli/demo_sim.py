@@ -14,11 +14,13 @@ import collections
 import json
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 
 from quorate.check import check_history
+from quorate.cli.sim import latency_text, leadership_text, ops_text, run_failures
 from quorate.runtime.sim.cluster import SimConfig, run
 
 DEMO_NODES = 5
@@ -27,7 +29,9 @@ DEMO_CLIENTS = 8
 CHECK_TIMEOUT_S = 120.0
 
 
-def run_sim_demo(seed: int, duration_s: float, as_json: bool) -> int:
+def run_sim_demo(
+    seed: int, duration_s: float, as_json: bool, history_path: Path | None = None
+) -> int:
     console = Console(stderr=as_json, highlight=False)
     config = SimConfig(
         protocol="raft",
@@ -56,19 +60,16 @@ def run_sim_demo(seed: int, duration_s: float, as_json: bool) -> int:
         started = time.monotonic()
         verdict = check_history(result.history, timeout_s=CHECK_TIMEOUT_S, clock=time.monotonic)
         check_s = time.monotonic() - started
-    lat = result.latency_ms
-    console.print(
-        f"  elections: {result.elections} (leadership changed hands {result.leader_changes} times)"
-    )
+    if history_path is not None:
+        history_path.write_text(json.dumps(result.history) + "\n", encoding="utf-8")
+        console.print(f"  history written to {history_path}")
+    console.print(f"  {leadership_text(result)}", markup=False)
     console.print(
         f"  faults injected: {result.faults_injected}; messages sent {result.messages_sent:,}, "
         f"dropped by the network {result.messages_dropped:,}"
     )
-    console.print(
-        f"  client operations: {result.committed_ops:,} completed ok, {result.failed_ops:,} did not take effect (cas mismatch or refused), "
-        f"{result.unknown_ops:,} unknown (timed out); {result.throughput_ops:,.0f} ops/s; "
-        f"latency p50 {lat['p50']} ms, p99 {lat['p99']} ms"
-    )
+    console.print(f"  client {ops_text(result)}", markup=False)
+    console.print(f"  {latency_text(result.latency_ms)}", markup=False)
     if result.recovered_after_s is not None:
         console.print(f"  after the heal the cluster committed again within {result.recovered_after_s:.3f} s")
     if result.safety_violations:
@@ -88,10 +89,14 @@ def run_sim_demo(seed: int, duration_s: float, as_json: bool) -> int:
         f"  run: {result.events:,} events in {result.wall_seconds:.1f} s; "
         f"trace sha256 {result.trace_sha256[:16]}… (same seed, same trace)"
     )
-    ok = not result.safety_violations and verdict.verdict == "linearizable"
+    failures = run_failures(result, verdict.linearizable)
     if as_json:
         report: dict[str, Any] = result.to_json()
         report["linearizable"] = verdict.linearizable
         report["mode"] = "sim"
+        report["ok"] = not failures
+        report["failures"] = failures
         sys.stdout.write(json.dumps(report) + "\n")
-    return 0 if ok else 1
+    if failures:
+        sys.stderr.write(f"quorate: FAILED: {'; '.join(failures)}; reproduce with --seed {seed}\n")
+    return 1 if failures else 0

@@ -45,6 +45,8 @@ app.add_typer(gossip_app, name="gossip")
 CLIENT_ID = 1 << 20
 """The id the ``op`` command announces itself with."""
 OP_TIMEOUT_S = 10.0
+RETRY_PAUSE_S = 0.1
+"""Pause between connection attempts to a member that is not listening yet."""
 
 
 def parse_peers(text: str) -> dict[NodeId, Address]:
@@ -52,7 +54,7 @@ def parse_peers(text: str) -> dict[NodeId, Address]:
     peers: dict[NodeId, Address] = {}
     for item in filter(None, (part.strip() for part in text.split(","))):
         node, sep, address = item.partition("=")
-        if not sep or not node.strip().isdigit():
+        if not sep or not node.strip().isdigit() or int(node) < 1:
             raise ConfigError(f'--peers items must look like "2=127.0.0.1:7002", got {item!r}')
         peers[NodeId(int(node))] = parse_address(address, f"the address of peer {node}")
     return peers
@@ -79,7 +81,7 @@ async def _serve(node: GossipNode) -> None:
 
 @gossip_app.command("node")
 def gossip_node(
-    node_id: int = typer.Option(..., "--id", help="This member's id (>= 0)."),
+    node_id: int = typer.Option(..., "--id", help="This member's id (1, 2, ...: n1, n2, ...)."),
     listen: str = typer.Option(..., "--listen", help="host:port to listen on."),
     peers: str = typer.Option("", "--peers", help='Other members: "2=host:port,3=host:port".'),
     data_dir: str = typer.Option("gossip-data", "--data-dir", help="Where the replica lives."),
@@ -91,8 +93,8 @@ def gossip_node(
 ) -> None:
     """Run one gossip member until SIGTERM or Ctrl-C."""
     try:
-        if node_id < 0:
-            raise ConfigError(f"--id must be >= 0, got {node_id}")
+        if node_id < 1:
+            raise ConfigError(f"--id must be >= 1 (members are n1, n2, ...), got {node_id}")
         address = parse_address(listen, "--listen")
         peer_map = parse_peers(peers)
         tls = _security(insecure, tls_dir, node_name(NodeId(node_id)))
@@ -146,20 +148,49 @@ async def request(
         await connection.close()
 
 
+async def _request_until(
+    address: Address,
+    node: NodeId,
+    message: GossipRequest,
+    tls: TlsConfig | None,
+    insecure: bool,
+    timeout_s: float,
+) -> GossipReply:
+    """``request``, retried while the member refuses connections (it is
+    still starting), until ``timeout_s``."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while True:
+        try:
+            async with asyncio.timeout(max(0.0, deadline - loop.time())):
+                return await request(address, node, message, tls=tls, insecure=insecure)
+        except ConnectionRefusedError:
+            if loop.time() + RETRY_PAUSE_S >= deadline:
+                raise
+            await asyncio.sleep(RETRY_PAUSE_S)
+
+
 @gossip_app.command("op")
 def gossip_op(
     op: str = typer.Argument(..., help=f"One of {', '.join(GOSSIP_OPERATIONS)}."),
     argument: str = typer.Argument("", help="increment: the amount; add/remove: the element."),
     connect: str = typer.Option(..., "--connect", help="host:port of a member."),
-    node_id: int = typer.Option(0, "--node", help="The member's id (checked with TLS)."),
+    node_id: int = typer.Option(1, "--node", help="The member's id (checked with TLS)."),
     insecure: bool = typer.Option(False, "--insecure", help="Plain TCP (no TLS)."),
     tls_dir: str | None = typer.Option(None, "--tls-dir", help="ca.crt and client.crt/.key."),
     client_name: str = typer.Option(
         "client", "--client-name", help="Certificate name under --tls-dir."
     ),
+    timeout_s: float = typer.Option(
+        OP_TIMEOUT_S,
+        "--timeout",
+        help="Seconds to wait for the member, retrying while nothing listens yet (a member starting).",
+    ),
 ) -> None:
     """Send one operation to a gossip member and print its reply as JSON."""
     try:
+        if not timeout_s > 0:
+            raise ConfigError(f"--timeout must be > 0 seconds, got {timeout_s}")
         address = parse_address(connect, "--connect")
         tls = _security(insecure, tls_dir, client_name)
         if op not in GOSSIP_OPERATIONS:
@@ -179,9 +210,11 @@ def gossip_op(
         raise fail(str(exc)) from None
     message = GossipRequest(op, element=element, amount=amount, request_id=1)
     try:
-        reply = asyncio.run(request(address, NodeId(node_id), message, tls=tls, insecure=insecure))
+        reply = asyncio.run(
+            _request_until(address, NodeId(node_id), message, tls, insecure, timeout_s)
+        )
     except (TimeoutError, OSError, EOFError) as exc:
-        raise fail(f"no answer from {connect}: {exc or type(exc).__name__}") from None
+        raise fail(f"no answer from {connect}: {exc or type(exc).__name__}", 1) from None
     typer.echo(
         json.dumps(
             {

@@ -16,7 +16,7 @@ from typing import Annotated, Any
 
 import typer
 
-from quorate.cli.main import app, fail
+from quorate.cli.main import app, fail, missing_module
 from quorate.errors import ConfigError
 from quorate.ids import NodeId, node_name, parse_node_name
 
@@ -33,12 +33,12 @@ ForceOption = Annotated[bool, typer.Option("--force", help="Replace existing key
 
 
 def _keyfiles() -> Any:
-    """``quorate.crypto.keyfiles``, which needs PyNaCl (the ``crypto`` extra):
-    imported when a keys command runs, so the rest of the CLI works without it."""
+    """``quorate.crypto.keyfiles``, which needs PyNaCl: imported when a keys
+    command runs, so the rest of the CLI works in an installation without it."""
     try:
         from quorate.crypto import keyfiles
     except ImportError as exc:
-        raise fail(f"{exc.name or 'PyNaCl'} is missing: pip install 'quorate[crypto]'") from None
+        raise fail(missing_module(exc)) from None
     return keyfiles
 
 

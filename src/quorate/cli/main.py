@@ -46,6 +46,31 @@ def fail(message: str, code: int = 2) -> typer.Exit:
     return typer.Exit(code)
 
 
+PIP_NAMES = {"nacl": "pynacl", "blspy": "blspy", "pycrdt": "pycrdt", "uvloop": "uvloop"}
+"""Module name -> the package ``pip`` installs it from."""
+
+
+def missing_package(exc: ImportError) -> str | None:
+    """The ``pip`` package whose absence raised ``exc``, or ``None`` when
+    ``exc`` is not about a third-party package (a bug: let it show)."""
+    return PIP_NAMES.get((exc.name or "").split(".")[0])
+
+
+def missing_module(exc: ImportError) -> str:
+    """One line naming the missing package and the command that installs it
+    (``pip install NAME`` works from a checkout and from an index alike)."""
+    package = missing_package(exc)
+    if package is None:
+        return f"cannot import {exc.name or 'a module'}: {exc}"
+    return f"{package} is not installed: pip install {package}"
+
+
+def shown(value: object) -> str:
+    """A measured figure for a person: ``-`` when there is none (nothing
+    completed), never ``None``."""
+    return "-" if value is None else str(value)
+
+
 def parse_options(items: list[str]) -> dict[str, Any]:
     """``--option KEY=VALUE`` pairs; values read as TOML scalars (true, 3,
     0.5, "x") or else taken as plain strings."""
@@ -83,6 +108,11 @@ def main() -> None:
         app()
     except ConfigError as exc:
         typer.echo(f"quorate: error: {exc}", err=True)
+        sys.exit(2)
+    except ImportError as exc:
+        if missing_package(exc) is None:
+            raise
+        typer.echo(f"quorate: error: {missing_module(exc)}", err=True)
         sys.exit(2)
     except KeyboardInterrupt:
         typer.echo("quorate: interrupted", err=True)

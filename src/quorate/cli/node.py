@@ -1,14 +1,21 @@
 """``quorate node --config node.toml [--protocol raft|pbft|hotstuff]``: run
 one real node until told to stop (``--protocol`` overrides the file's).
+``quorate node --print-config [--protocol P]`` prints a commented config
+template instead (every field, its type, default and meaning; see
+``quorate.runtime.aio.config_reference`` and ``docs/node-config.md``).
 
 Theory of operation: the config is validated first (``load_node_config``), so
 a mistake ends with one line on stderr and exit code 2 before anything binds
 a port or touches the data directory. The node then runs an ``AioNode`` on an
 asyncio loop until SIGTERM or SIGINT; either one closes the transport and the
-SQLite store cleanly and exits 0. Everything the node says is logged as JSON
-Lines (one object per record: time, level, logger, message) to ``log_file``
-or stderr, so refused TLS handshakes and leadership changes can be read back
-by ``quorate cluster status`` and by people.
+SQLite store cleanly and exits 0. A failed start (port taken, a data
+directory of another protocol or storage engine, a key that is not the
+node's, PyNaCl missing) is one line on stderr and exit code 2. Everything the
+node says is logged as JSON Lines (one object per record: time, level,
+logger, message) to ``log_file`` or stderr, so refused TLS handshakes and
+leadership changes can be read back by ``quorate cluster status`` and by
+people. A PBFT or HotStuff node without ``keys_dir`` also prints a warning
+on stderr: its keys derive from the shared test seed.
 """
 
 from __future__ import annotations
@@ -24,11 +31,14 @@ from typing import Annotated
 
 import typer
 
-from quorate.cli.main import app, fail
+from quorate.cli.main import app, fail, missing_module, missing_package
 from quorate.errors import ConfigError
 from quorate.ids import node_name
+from quorate.protocols import byzantine_fault_tolerant
 from quorate.runtime.aio.config import NodeConfig, format_address, load_node_config
-from quorate.runtime.aio.node import AioNode, event_loop_factory
+from quorate.runtime.aio.config_reference import config_template
+from quorate.runtime.aio.node import SHARED_SEED_WARNING, AioNode, event_loop_factory
+from quorate.runtime.aio.protocols import protocol_names
 from quorate.runtime.aio.transport import TransportConfig
 
 
@@ -85,6 +95,9 @@ async def run_node(config: NodeConfig) -> None:
         loop.add_signal_handler(signum, stop.set)
     started = time.monotonic()
     address = await node.start()
+    if byzantine_fault_tolerant(config.protocol) and config.keys_dir is None and config.log_file is not None:
+        # The node logged it; say it on stderr too, where a person looks first.
+        print(f"quorate: warning: {node_name(config.id)}: {SHARED_SEED_WARNING}", file=sys.stderr)
     log.info(
         "%s listening on %s (%s, %s)",
         node_name(config.id),
@@ -106,13 +119,26 @@ async def run_node(config: NodeConfig) -> None:
 
 @app.command("node")
 def node_command(
-    config: Annotated[Path, typer.Option("--config", "-c", help="The node's TOML config file.")],
+    config: Annotated[
+        Path | None, typer.Option("--config", "-c", help="The node's TOML config file.")
+    ] = None,
     protocol: Annotated[
         str | None,
         typer.Option("--protocol", help="raft, pbft or hotstuff; overrides the config file's protocol."),
     ] = None,
+    print_config: Annotated[
+        bool,
+        typer.Option("--print-config", help="Print a commented config template (for --protocol) and exit."),
+    ] = False,
 ) -> None:
     """Run one node of a cluster (until SIGTERM or Ctrl-C)."""
+    if print_config:
+        if protocol is not None and protocol not in protocol_names():
+            raise fail(f"unknown protocol {protocol!r}; choose one of {', '.join(protocol_names())}")
+        typer.echo(config_template(protocol or "raft"), nl=False)
+        return
+    if config is None:
+        raise fail("give the node's config file with --config FILE (a template: quorate node --print-config)")
     try:
         node_config = load_node_config(config, {"protocol": protocol} if protocol is not None else None)
         node_config.data_dir.mkdir(parents=True, exist_ok=True)
@@ -125,7 +151,11 @@ def node_command(
         with asyncio.Runner(loop_factory=event_loop_factory(tls=not node_config.insecure)) as runner:
             runner.run(run_node(node_config))
     except ConfigError as exc:
-        raise fail(str(exc)) from None
+        raise fail(f"{node_name(node_config.id)} cannot start: {exc}") from None
+    except ImportError as exc:
+        if missing_package(exc) is None:
+            raise
+        raise fail(f"{node_name(node_config.id)} cannot start: {missing_module(exc)}") from None
     except OSError as exc:
         # Most often the listen port is taken.
         raise fail(f"{node_name(node_config.id)} cannot start: {exc}") from None

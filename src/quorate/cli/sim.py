@@ -12,16 +12,33 @@ front of each replica's CPU; 0 = off) and ``--flood-copies K`` (a ``flood``
 replica sends everything K times). Their reports add ``byzantine``,
 ``detections``, ``excluded`` and ``rate_limited_drops``.
 
-Exit codes: 0 all good; 1 a safety violation or a non-linearizable history
-(the message says ``reproduce with --seed N``); 2 a bad flag or an impossible
-scenario (one line on stderr, never a traceback).
+Replicas are numbered 1..n and shown as n1..nN, as in a real cluster (the
+JSON carries the numbers).
+
+``quorate sim multiraft`` (``quorate.runtime.sim.multiraft``) takes every
+flag above plus ``--groups G``, ``--replicas R`` and ``--split-at-ops K``;
+its report adds ``groups``, ``splits``, ``moves`` and ``quiesced_groups``.
+
+Exit codes: 0 all good; 1 the run failed — a safety violation, a
+non-linearizable history, or a liveness phase after which the cluster did not
+commit again within its bound (``NOT RECOVERED``); one line on stderr says
+which and the command that reproduces the run, and the JSON's ``ok`` is false with
+the reasons in ``failures``; 2 a bad flag or an impossible scenario (one line
+on stderr, never a traceback).
+
+Cost: a run that looks expensive (hundreds of replicas, or an extrapolation
+of its first slices beyond a minute or a gigabyte) gets a warning on stderr
+with an estimate of its time and memory while it can still be stopped
+(``quorate.cli.sim_cost``).
 """
 
 from __future__ import annotations
 
+import inspect
 import json
 import shlex
 import sys
+import textwrap
 import time
 from collections.abc import Callable
 from typing import Any
@@ -31,6 +48,7 @@ import typer
 from quorate.cli.main import fail, parse_options, sim_app
 from quorate.errors import ConfigError
 from quorate.runtime.sim import SimConfig, SimResult, run
+from quorate.runtime.sim.multiraft import MultiRaftConfig, run_multiraft
 
 CHECK_TIMEOUT_S = 60.0
 """Wall-clock budget of the linearizability check."""
@@ -53,18 +71,23 @@ def _linearizable(history: list[dict[str, Any]]) -> tuple[bool | None, str]:
     return None, verdict
 
 
-def _progress_bar() -> tuple[Callable[[float, float], None] | None, Callable[[], None]]:
+def _progress_bar() -> tuple[
+    Callable[[float, float], None] | None, Callable[[], None], Callable[[str], None]
+]:
+    """(update, stop, say): a progress bar on stderr when it is a terminal,
+    and how to print a line to stderr without breaking it."""
     if not sys.stderr.isatty():
-        return None, lambda: None
+        return None, lambda: None, lambda text: typer.echo(text, err=True)
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+    console = Console(stderr=True, highlight=False)
     progress = Progress(
         TextColumn("simulating"),
         BarColumn(),
         TextColumn("{task.completed:.1f}/{task.total:.1f} s simulated"),
         TimeElapsedColumn(),
-        console=Console(stderr=True),
+        console=console,
         transient=True,
     )
     task = progress.add_task("sim", total=1.0)
@@ -73,18 +96,30 @@ def _progress_bar() -> tuple[Callable[[float, float], None] | None, Callable[[],
     def update(now_s: float, end_s: float) -> None:
         progress.update(task, completed=now_s, total=end_s)
 
-    return update, progress.stop
+    return update, progress.stop, lambda text: console.print(text, markup=False)
 
 
-def run_command(config: SimConfig, history_path: str | None, as_json: bool) -> None:
+Runner = Callable[..., SimResult]
+"""``runner(config, progress=...)``: builds and runs one simulation."""
+
+
+def run_command(config: SimConfig, history_path: str | None, as_json: bool, runner: Runner = run) -> None:
     """Run, check, print; raises ``typer.Exit`` with the exit code."""
+    from quorate.cli.sim_cost import CostWatch
+
     try:
         config.validate()
     except ConfigError as exc:
         raise fail(str(exc)) from None
-    update, stop = _progress_bar()
+    update, stop, say = _progress_bar()
+    watch = CostWatch(config, say=say)
     try:
-        result = run(config, progress=update)
+        watch.warn_before()
+    except BaseException:
+        stop()
+        raise
+    try:
+        result = runner(config, progress=watch.progress(update))
     except ConfigError as exc:
         stop()
         raise fail(str(exc)) from None
@@ -97,16 +132,21 @@ def run_command(config: SimConfig, history_path: str | None, as_json: bool) -> N
         except OSError as exc:
             raise fail(f"cannot write history to {history_path!r}: {exc.strerror}") from None
     linearizable, verdict = _linearizable(result.history)
+    failures = run_failures(result, linearizable)
     report = result.to_json()
     report["linearizable"] = linearizable
     report["check_verdict"] = verdict
-    bad = bool(result.safety_violations) or linearizable is False
+    report["failed_ops_cas_mismatch"] = cas_mismatches(result.history)
+    report["ok"] = not failures
+    report["failures"] = failures
     if as_json:
         typer.echo(json.dumps(report))
     else:
         _print_human(result, verdict)
-    if bad:
-        typer.echo(f"quorate: FAILED; reproduce with: {command_line(config)}", err=True)
+    if failures:
+        typer.echo(
+            f"quorate: FAILED: {'; '.join(failures)}; reproduce with: {command_line(config)}", err=True
+        )
         raise typer.Exit(1)
 
 
@@ -136,10 +176,10 @@ _FLAGS: tuple[tuple[str, str], ...] = (
 def command_line(config: SimConfig) -> str:
     """The ``quorate sim`` command that runs ``config`` again, seed included
     (flags left at their defaults are omitted)."""
-    defaults = SimConfig(protocol=config.protocol)
+    defaults = type(config)(protocol=config.protocol)
     cli_defaults = {"nodes": 4 if config.protocol in ("pbft", "hotstuff") else 5}
     parts = ["quorate", "sim", config.protocol]
-    for field, flag in _FLAGS:
+    for field, flag in (*_FLAGS, *_EXTRA_FLAGS.get(type(config), ())):
         value = getattr(config, field)
         if value != cli_defaults.get(field, getattr(defaults, field)) and value is not None:
             parts += [flag, shlex.quote(repr(value) if isinstance(value, float) else str(value))]
@@ -152,43 +192,150 @@ def command_line(config: SimConfig) -> str:
     return " ".join(parts)
 
 
+def run_failures(result: SimResult, linearizable: bool | None) -> list[str]:
+    """Why the run did not do what was asked, one short reason each (empty: it did)."""
+    failures = []
+    if result.safety_violations:
+        first = result.safety_violations[0]
+        failures.append(f"safety violation at {first['time_s']:.6f} s: {first['message']}")
+    if linearizable is False:
+        failures.append("the history is not linearizable")
+    if result.liveness_ok is False:
+        if result.recovered_after_s is None:
+            failures.append(
+                f"NOT RECOVERED: nothing committed after the heal at {result.heal_at_s:g} s"
+            )
+        else:
+            failures.append(
+                f"NOT RECOVERED in time: committing again took {result.recovered_after_s:g} s "
+                "after the heal"
+            )
+    return failures
+
+
+def cas_mismatches(history: list[dict[str, Any]]) -> int:
+    """Operations that completed ``fail`` because a cas found another value."""
+    return sum(1 for e in history if e.get("type") == "fail" and e.get("f") == "cas")
+
+
+def ops_text(result: SimResult) -> str:
+    """The client operations, saying what ``failed`` means."""
+    cas = cas_mismatches(result.history)
+    refused = result.failed_ops - cas
+    if not result.failed_ops:
+        failed = ""
+    elif not refused:
+        failed = f", {cas:,} failed (cas mismatches: the key held another value)"
+    elif not cas:
+        failed = f", {refused:,} failed (refused by the cluster)"
+    else:
+        failed = f", {result.failed_ops:,} failed ({cas:,} cas mismatches, {refused:,} refused)"
+    return (
+        f"ops: {result.committed_ops:,} ok{failed}, {result.unknown_ops:,} unknown (timed out); "
+        f"{result.throughput_ops:,.1f} ops/s"
+    )
+
+
+def latency_text(latency_ms: dict[str, float | None]) -> str:
+    if latency_ms.get("p50") is None:
+        return "latency: no operation completed"
+    return "latency ms " + " ".join(f"{q} {latency_ms[q]}" for q in ("p50", "p90", "p99", "max") if q in latency_ms)
+
+
+def leadership_text(result: SimResult) -> str:
+    terms = "views" if result.byzantine or result.protocol in ("pbft", "hotstuff") else "terms"
+    return (
+        f"elections won: {result.elections} ({terms} with a leader), leader changes: "
+        f"{result.leader_changes} ({terms} led by another node than the one before)"
+    )
+
+
 def _print_human(result: SimResult, verdict: str) -> None:
-    lat = result.latency_ms
     typer.echo(
         f"{result.protocol}: {result.nodes} nodes, {result.regions} region(s), {result.clients} clients, "
         f"seed {result.seed}: {result.sim_seconds:.2f} s simulated in {result.wall_seconds:.2f} s "
         f"({result.events:,} events, {result.events_per_second:,.0f}/s)"
     )
+    typer.echo(ops_text(result))
+    typer.echo(latency_text(result.latency_ms))
     typer.echo(
-        f"ops: {result.committed_ops:,} ok, {result.failed_ops:,} failed, {result.unknown_ops:,} unknown; "
-        f"{result.throughput_ops:,.1f} ops/s; latency ms p50 {lat['p50']} p90 {lat['p90']} "
-        f"p99 {lat['p99']} max {lat['max']}"
-    )
-    typer.echo(
-        f"faults injected: {result.faults_injected}; elections: {result.elections}; "
-        f"leader changes: {result.leader_changes}; messages: {result.messages_sent:,} sent, "
+        f"faults injected: {result.faults_injected}; messages: {result.messages_sent:,} sent, "
         f"{result.messages_dropped:,} dropped"
     )
+    typer.echo(leadership_text(result))
     if result.heal_at_s is not None:
-        typer.echo(
-            f"liveness: healed at {result.heal_at_s:g} s, committing again after "
-            f"{result.recovered_after_s} s ({'ok' if result.liveness_ok else 'NOT RECOVERED'})"
-        )
+        if result.recovered_after_s is None:
+            typer.echo(f"liveness: healed at {result.heal_at_s:g} s; nothing committed after it (NOT RECOVERED)")
+        else:
+            typer.echo(
+                f"liveness: healed at {result.heal_at_s:g} s, committing again after "
+                f"{result.recovered_after_s} s ({'ok' if result.liveness_ok else 'NOT RECOVERED in time'})"
+            )
     for v in result.safety_violations:
         typer.echo(f"SAFETY VIOLATION at {v['time_s']:.6f} s: {v['message']}")
     if result.byzantine:
-        typer.echo("byzantine: " + ", ".join(f"{node}={b}" for node, b in result.byzantine.items()))
+        typer.echo("byzantine: " + ", ".join(f"n{node}={b}" for node, b in result.byzantine.items()))
     for d in result.detections:
         typer.echo(
-            f"detected: replica {d['offender']} equivocated ({d['kind']} at {d['height']}/{d['round']}) "
+            f"detected: n{d['offender']} equivocated ({d['kind']} at {d['height']}/{d['round']}) "
             f"first at {d['first_detected_s']:.3f} s, by {d['detected_by']} honest replica(s)"
         )
+    for note in undetected_equivocators(result):
+        typer.echo(note)
     if result.rate_limited_drops:
         typer.echo(f"rate limit: {result.rate_limited_drops:,} peer messages dropped")
     typer.echo(f"history: {verdict}; trace sha256 {result.trace_sha256}")
 
 
-def _command(protocol: str, default_nodes: int = 5) -> Callable[..., None]:
+UNDETECTED_EQUIVOCATION = {
+    "pbft": (
+        "a PBFT backup's equivocation leaves no proof. It sends a prepare or commit to half "
+        "of the replicas and a conflicting one to the other half; replicas do not relay the "
+        "votes they receive, so no honest replica holds two of its signed votes for one "
+        "slot. Such votes never make a quorum, so they cost nothing. A primary's "
+        "equivocation is caught because backups echo its signed pre-prepare in their prepares."
+    ),
+}
+UNDETECTED_OTHERWISE = (
+    "a conviction needs two of its conflicting signed messages for one slot at one honest "
+    "replica, and none received both"
+)
+
+
+def undetected_equivocators(result: SimResult) -> list[str]:
+    """One explanation per equivocating replica that no honest replica convicted."""
+    convicted = {str(d["offender"]) for d in result.detections}
+    out = []
+    for node, behaviour in result.byzantine.items():
+        if behaviour == "equivocate" and node not in convicted:
+            why = UNDETECTED_EQUIVOCATION.get(result.protocol, UNDETECTED_OTHERWISE)
+            out.append(f"not detected: n{node} equivocated but was never convicted:")
+            out += textwrap.wrap(why, 76, initial_indent="  ", subsequent_indent="  ")
+    return out
+
+
+_EXTRA_FLAGS: dict[type, tuple[tuple[str, str], ...]] = {
+    MultiRaftConfig: (
+        ("groups", "--groups"),
+        ("replicas", "--replicas"),
+        ("split_at_ops", "--split-at-ops"),
+    ),
+}
+"""Flags of the simulations that have more settings than ``SimConfig``."""
+
+
+def _command(
+    protocol: str,
+    default_nodes: int = 5,
+    *,
+    config_type: type[SimConfig] = SimConfig,
+    extra: tuple[inspect.Parameter, ...] = (),
+    runner: Runner = run,
+) -> Callable[..., None]:
+    """The ``quorate sim PROTOCOL`` command: every simulation's flags, plus
+    ``extra`` ones (keyword parameters of ``config_type`` with typer options
+    as defaults), run by ``runner``."""
+
     def command(
         nodes: int = typer.Option(default_nodes, "--nodes", help="Replicas."),
         regions: int = typer.Option(
@@ -247,14 +394,15 @@ def _command(protocol: str, default_nodes: int = 5) -> Callable[..., None]:
             "--resend-timeout",
             help="BFT: seconds without a result before a request goes to every replica (0: half of --op-timeout).",
         ),
-        option: list[str] | None = typer.Option(  # noqa: B008 - typer's declaration style
-            None, "--option", help="Protocol option KEY=VALUE (repeatable), e.g. batch_max=256."
-        ),
         liveness_bound: float = typer.Option(
             10.0, "--liveness-bound", help="Seconds after the heal within which the cluster must commit again."
         ),
+        option: list[str] | None = typer.Option(  # noqa: B008 - typer's declaration style
+            None, "--option", help="Protocol option KEY=VALUE (repeatable), e.g. batch_max=256."
+        ),
+        **more: Any,
     ) -> None:
-        config = SimConfig(
+        config = config_type(
             protocol=protocol,
             nodes=nodes,
             regions=regions,
@@ -277,14 +425,42 @@ def _command(protocol: str, default_nodes: int = 5) -> Callable[..., None]:
             resend_timeout_s=resend_timeout,
             protocol_options=parse_options(option or []),
             liveness_bound_s=liveness_bound,
+            **more,
         )
-        run_command(config, history, as_json)
+        run_command(config, history, as_json, runner)
 
     command.__doc__ = f"Simulate a {protocol} cluster under load and faults; check the history."
+    signature = inspect.signature(command)
+    kept = [p for p in signature.parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD]
+    command.__signature__ = signature.replace(parameters=[*kept, *extra])  # type: ignore[attr-defined]
+    command.__annotations__ = {
+        **{k: v for k, v in command.__annotations__.items() if k != "more"},
+        **{p.name: p.annotation for p in extra},
+    }
     return command
+
+
+def _option(name: str, annotation: type, default: Any, flag: str, help: str) -> inspect.Parameter:
+    return inspect.Parameter(
+        name, inspect.Parameter.KEYWORD_ONLY, default=typer.Option(default, flag, help=help), annotation=annotation
+    )
 
 
 sim_app.command("raft")(_command("raft"))
 sim_app.command("primary")(_command("primary"))
 sim_app.command("pbft")(_command("pbft", default_nodes=4))
 sim_app.command("hotstuff")(_command("hotstuff", default_nodes=4))
+sim_app.command("multiraft")(
+    _command(
+        "multiraft",
+        config_type=MultiRaftConfig,
+        runner=run_multiraft,
+        extra=(
+            _option("groups", int, 16, "--groups", "Range groups at the start (the meta group comes on top)."),
+            _option("replicas", int, 3, "--replicas", "Replicas of each range (and of the meta group)."),
+            _option(
+                "split_at_ops", int, 0, "--split-at-ops", "A range splits after applying this many client commands (0: never)."
+            ),
+        ),
+    )
+)

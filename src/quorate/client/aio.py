@@ -25,6 +25,16 @@ Theory of operation.
 - *TLS.* With ``tls`` the client presents a certificate of the cluster CA and
   checks each node's certificate against that CA (any node name: a client
   trusts every member of its cluster); ``insecure=True`` uses plain TCP.
+  Missing or unreadable TLS files raise ``ConfigError`` at construction,
+  naming the file and where the certificates usually are.
+- *Finding the cluster.* Without ``endpoints`` the client reads them, with
+  the TLS directory and the protocol, from the directory ``quorate cluster
+  up`` wrote (``cluster``, default ``./quorate-cluster``), so
+  ``Client()`` is enough next to a local cluster.
+- *A cluster that is down.* ``reachable()`` asks every endpoint for its
+  ``Status`` once and raises ``ClusterUnreachable`` at once when none
+  answers; the ``quorate kv`` commands call it first so they fail fast. A call
+  that runs out of time says which endpoints it tried.
 """
 
 from __future__ import annotations
@@ -32,15 +42,30 @@ from __future__ import annotations
 import asyncio
 import builtins
 import contextlib
-import secrets
 import ssl
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from quorate.client.bft import bft_delegate
+from quorate.client.contact import (
+    CLIENT_ID_BITS,
+    DEFAULT_DEADLINE_S,
+    DEFAULT_TIMEOUT_S,
+    READ_CHUNK_BYTES,
+    RETRY_PAUSE_INITIAL_S,
+    RETRY_PAUSE_MAX_S,
+    ClientError,
+    ClusterUnreachable,
+    KeyValueApi,
+    client_ssl_context,
+    new_client_id,
+    resolve_contact,
+    unreachable_message,
+)
 from quorate.codec import DEFAULT_MAX_FRAME_BYTES, FrameDecoder, WireCodec, encode_frame
 from quorate.core.wire import WireMessage
-from quorate.errors import ConfigError, QuorateError, RemoteProtocolError
+from quorate.errors import ConfigError, RemoteProtocolError
 from quorate.ids import NodeId
 from quorate.runtime.aio.admin import (
     ADMIN_ACTIONS,
@@ -53,7 +78,8 @@ from quorate.runtime.aio.admin import (
 from quorate.runtime.aio.config import Address, format_address, parse_address
 from quorate.runtime.aio.tls import TlsConfig
 from quorate.runtime.aio.transport import ROLE_CLIENT, Hello
-from quorate.state.kv import Cas, Delete, Get, List, Op, Put, Result, decode_result, encode_op
+from quorate.state.backup import BackupChunk, BackupRequest
+from quorate.state.kv import Op, Result, decode_result, encode_op
 from quorate.state.service import (
     STATUS_OK,
     STATUS_REDIRECT,
@@ -61,22 +87,6 @@ from quorate.state.service import (
     ClientReply,
     ClientRequest,
 )
-
-DEFAULT_TIMEOUT_S = 2.0
-DEFAULT_DEADLINE_S = 15.0
-RETRY_PAUSE_INITIAL_S = 0.02
-RETRY_PAUSE_MAX_S = 0.5
-CLIENT_ID_BITS = 63
-READ_CHUNK_BYTES = 256 * 1024
-
-
-class ClientError(QuorateError, RuntimeError):
-    """The cluster refused the operation (not a timeout: that is ``TimeoutError``)."""
-
-
-def new_client_id() -> int:
-    """A random session id in [1, 2**63)."""
-    return secrets.randbits(CLIENT_ID_BITS) or 1
 
 
 class _NodeConnection:
@@ -113,60 +123,21 @@ class _NodeConnection:
             self.writer.close()
 
 
-class KeyValueApi:
-    """The key-value calls, on top of a client's ``execute`` (one operation,
-    its ``Result``) and ``namespace``; shared by ``AsyncClient`` and
-    ``quorate.client.bft.BftClient``."""
-
-    namespace: str
-
-    async def execute(self, op: Op) -> Result:
-        raise NotImplementedError
-
-    async def put(
-        self, key: str, value: str, *, namespace: str | None = None, ttl_s: float | None = None
-    ) -> None:
-        result = await self.execute(Put(key, value, self._ns(namespace), ttl_s))
-        if not result.ok:
-            raise ClientError(result.error or "the write was refused")
-
-    async def get(self, key: str, *, namespace: str | None = None) -> str | None:
-        return (await self.execute(Get(key, self._ns(namespace)))).value
-
-    async def delete(self, key: str, *, namespace: str | None = None) -> bool:
-        """True if the key existed."""
-        return (await self.execute(Delete(key, self._ns(namespace)))).ok
-
-    async def cas(
-        self, key: str, expected: str | None, new: str, *, namespace: str | None = None
-    ) -> tuple[bool, str | None]:
-        """Set ``key`` to ``new`` iff it holds ``expected`` (``None``: absent).
-        Returns ``(swapped, current value when not swapped)``."""
-        result = await self.execute(Cas(key, expected, new, self._ns(namespace)))
-        return result.ok, None if result.ok else result.value
-
-    async def list(
-        self, prefix: str = "", *, namespace: str | None = None, limit: int = 1000
-    ) -> list[tuple[str, str]]:
-        result = await self.execute(List(prefix, self._ns(namespace), limit))
-        return list(result.items or [])
-
-    def _ns(self, namespace: str | None) -> str:
-        return self.namespace if namespace is None else namespace
-
-
 class AsyncClient(KeyValueApi):
     """A session with a quorate cluster (see the module docstring).
 
-    ``endpoints``: ``"host:port"`` strings or ``(host, port)`` pairs.
+    ``endpoints``: ``"host:port"`` strings or ``(host, port)`` pairs; without
+    them, those of the local cluster in ``cluster`` (``./quorate-cluster``).
     ``tls``: a ``TlsConfig`` or a directory holding ``ca.crt`` and
-    ``<tls_name>.crt/.key`` (``quorate certs issue client``).
+    ``<tls_name>.crt/.key`` (``quorate certs issue client``); without it and
+    without ``insecure``, the cluster directory's.
     """
 
     def __init__(
         self,
-        endpoints: Iterable[str | Address],
+        endpoints: Iterable[str | Address] | None = None,
         *,
+        cluster: str | Path | None = None,
         tls: TlsConfig | str | Path | None = None,
         tls_name: str = "client",
         insecure: bool = False,
@@ -175,20 +146,10 @@ class AsyncClient(KeyValueApi):
         timeout_s: float = DEFAULT_TIMEOUT_S,
         deadline_s: float = DEFAULT_DEADLINE_S,
     ) -> None:
-        self.endpoints: list[Address] = [
-            e if isinstance(e, tuple) else parse_address(e, "endpoint") for e in endpoints
-        ]
-        if not self.endpoints:
-            raise ConfigError("give at least one endpoint (host:port)")
-        if isinstance(tls, str | Path):
-            tls = TlsConfig.from_directory(tls, tls_name)
-        if tls is None and not insecure:
-            raise ConfigError("give a TLS directory (--tls-dir) or choose insecure plain TCP")
-        if tls is not None and insecure:
-            raise ConfigError("choose TLS or insecure, not both")
+        self.endpoints, tls, protocol = resolve_contact(endpoints, cluster, tls, tls_name, insecure)
         if not 0 < timeout_s <= deadline_s:
             raise ConfigError(f"need 0 < timeout_s <= deadline_s, got {timeout_s} and {deadline_s}")
-        self._ssl = self._client_context(tls) if tls is not None else None
+        self._ssl = client_ssl_context(tls) if tls is not None else None
         self.client_id = client_id if client_id is not None else new_client_id()
         if not 0 < self.client_id < 2**CLIENT_ID_BITS:
             raise ConfigError(f"client_id must be in [1, 2**63), got {self.client_id}")
@@ -205,19 +166,12 @@ class AsyncClient(KeyValueApi):
         self._lock = asyncio.Lock()
         self._next_endpoint = 0
         self.tls = tls
-        self.protocol: str | None = None
-        """The cluster's protocol, from its first ``Status`` reply."""
+        self.protocol: str | None = protocol
+        """The cluster's protocol: from the cluster directory, else from the
+        first ``Status`` reply."""
         self.bft: Any = None
         """A ``quorate.client.bft.BftClient`` serving every call when the
         protocol is Byzantine fault tolerant (f + 1 matching replies)."""
-
-    @staticmethod
-    def _client_context(tls: TlsConfig) -> ssl.SSLContext:
-        context = tls.client_context()
-        # Every member of the cluster is acceptable to a client: the CA check
-        # stays, the per-node name check (a peer's concern) does not.
-        context.check_hostname = False
-        return context
 
     async def __aenter__(self) -> AsyncClient:
         return self
@@ -234,12 +188,9 @@ class AsyncClient(KeyValueApi):
 
     async def execute(self, op: Op) -> Result:
         """Run one operation with a fresh seq and retries under that seq."""
-        if self.protocol is None or self.bft is not None:
-            from quorate.client.bft import bft_delegate  # a cycle at import time
-
-            if (bft := await bft_delegate(self)) is not None:
-                result: Result = await bft.execute(op)
-                return result
+        if (self.protocol is None or self.bft is not None) and (bft := await bft_delegate(self)) is not None:
+            result: Result = await bft.execute(op)
+            return result
         async with self._lock:
             self.seq += 1
             request = ClientRequest(self.client_id, self.seq, encode_op(op))
@@ -274,7 +225,23 @@ class AsyncClient(KeyValueApi):
             raise
         assert isinstance(reply, StatusReply)
         self._learn(reply)
+        if self.protocol is None:
+            self.protocol = reply.protocol
         return reply
+
+    async def reachable(self) -> StatusReply:
+        """The ``Status`` of the first endpoint that answers (one try each);
+        ``ClusterUnreachable`` when none does."""
+        problems: builtins.list[str] = []
+        for address in self.endpoints:
+            try:
+                return await self.status(address)
+            except (OSError, EOFError, TimeoutError, RemoteProtocolError) as exc:
+                problems.append(_problem(exc))
+        detail = ""
+        if any("certificate" in p or "SSL" in p or "TLS" in p for p in problems):
+            detail = f" ({problems[0]})"
+        raise ClusterUnreachable(unreachable_message(self.endpoints, detail))
 
     async def cluster_status(self) -> builtins.list[StatusReply | None]:
         """Every endpoint's status (``None`` for a node that did not answer)."""
@@ -298,17 +265,33 @@ class AsyncClient(KeyValueApi):
             )
             assert isinstance(reply, AdminReply)
 
+    async def backup_chunk(self, image: int = 0, offset: int = 0) -> BackupChunk:
+        """One chunk of a backup (``quorate.state.backup``): ``image == 0``
+        takes a new linearizable image at the leader; later chunks go to the
+        node that answered, which holds the image."""
+        async with self._lock:
+            self.seq += 1
+            request = BackupRequest(self.seq, image, offset)
+            reply = await self._call(request, lambda m: isinstance(m, BackupChunk) and m.seq == request.seq)
+            assert isinstance(reply, BackupChunk)
+            return reply
+
     # ------------------------------------------------------------ plumbing
     async def _call(self, request: WireMessage, matches: Any) -> WireMessage:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.deadline_s
         pause_s = RETRY_PAUSE_INITIAL_S
         attempts = 0
+        answered = False
         last_problem = "no attempt"
         while True:
             remaining = deadline - loop.time()
             if remaining <= 0:
-                raise TimeoutError(f"no answer within {self.deadline_s} s ({last_problem})")
+                if not answered:
+                    raise TimeoutError(
+                        unreachable_message(self.endpoints, f" within {self.deadline_s:g} s")
+                    )
+                raise TimeoutError(f"no answer within {self.deadline_s:g} s ({last_problem})")
             if attempts:
                 self.retries += 1
             attempts += 1
@@ -329,6 +312,7 @@ class AsyncClient(KeyValueApi):
                 await asyncio.sleep(min(pause_s, max(0.0, deadline - loop.time())))
                 pause_s = min(pause_s * 2, RETRY_PAUSE_MAX_S)
                 continue
+            answered = True
             status = getattr(reply, "status", STATUS_OK)
             if status == STATUS_OK:
                 self.leader = address
@@ -400,10 +384,9 @@ class AsyncClient(KeyValueApi):
             connection.close()
 
 
-def parse_endpoints(text: str | Sequence[str]) -> list[Address]:
-    """``"h:p,h:p"`` or a list of ``"h:p"`` → addresses; ``ConfigError`` on a bad one."""
-    items = text.split(",") if isinstance(text, str) else list(text)
-    out = [parse_address(item.strip(), "endpoint") for item in items if item.strip()]
-    if not out:
-        raise ConfigError("give at least one endpoint, e.g. --endpoints 127.0.0.1:7001")
-    return out
+def _problem(exc: BaseException) -> str:
+    if isinstance(exc, ssl.SSLError):
+        return f"TLS handshake failed: {exc.reason or exc}"
+    if isinstance(exc, TimeoutError):
+        return "timed out"
+    return str(exc) or type(exc).__name__

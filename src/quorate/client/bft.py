@@ -54,16 +54,23 @@ import asyncio
 import contextlib
 from collections.abc import Iterable
 from pathlib import Path
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
-from quorate.client.aio import AsyncClient, ClientError, KeyValueApi, new_client_id
+from quorate.client.contact import (
+    ClientError,
+    KeyValueApi,
+    client_ssl_context,
+    new_client_id,
+    resolve_contact,
+    unreachable_message,
+)
 from quorate.codec import DEFAULT_MAX_FRAME_BYTES, FrameDecoder, WireCodec, encode_frame
 from quorate.core.wire import WireMessage
 from quorate.errors import ConfigError, RemoteProtocolError
 from quorate.ids import NodeId, node_name, parse_node_name
+from quorate.protocols import byzantine_fault_tolerant
 from quorate.runtime.aio.admin import CLIENT_PROTOCOL_TYPES, Status, StatusReply
-from quorate.runtime.aio.bft import BFT_PROTOCOLS
-from quorate.runtime.aio.config import Address, format_address, parse_address
+from quorate.runtime.aio.config import Address, format_address
 from quorate.runtime.aio.tls import TlsConfig, certificate_names
 from quorate.runtime.aio.transport import ROLE_CLIENT, Hello
 from quorate.state.kv import Op, Result, decode_result, encode_op
@@ -74,6 +81,9 @@ from quorate.state.service import (
     ClientReply,
     ClientRequest,
 )
+
+if TYPE_CHECKING:
+    from quorate.client.aio import AsyncClient
 
 DEFAULT_TIMEOUT_S = 2.0
 DEFAULT_DEADLINE_S = 15.0
@@ -165,29 +175,24 @@ class BftChannel:
     ``BftClient`` sessions of a process (see the module docstring).
 
     ``endpoints`` must list **every** replica: a client that knows fewer than
-    f + 1 honest ones cannot collect a result. ``faulty`` overrides f.
+    f + 1 honest ones cannot collect a result. Without them (and TLS
+    settings) the channel reads the local cluster in ``cluster``
+    (``./quorate-cluster``), as ``AsyncClient`` does. ``faulty`` overrides f.
     """
 
     def __init__(
         self,
-        endpoints: Iterable[str | Address],
+        endpoints: Iterable[str | Address] | None = None,
         *,
+        cluster: str | Path | None = None,
         tls: TlsConfig | str | Path | None = None,
         tls_name: str = "client",
         insecure: bool = False,
         faulty: int | None = None,
     ) -> None:
-        addresses = [e if isinstance(e, tuple) else parse_address(e, "endpoint") for e in endpoints]
-        if not addresses:
-            raise ConfigError("give every replica's endpoint (host:port)")
+        addresses, tls, _ = resolve_contact(endpoints, cluster, tls, tls_name, insecure)
         if len(set(addresses)) != len(addresses):
             raise ConfigError("an endpoint is listed twice; list each replica once")
-        if isinstance(tls, str | Path):
-            tls = TlsConfig.from_directory(tls, tls_name)
-        if tls is None and not insecure:
-            raise ConfigError("give a TLS directory (--tls-dir) or choose insecure plain TCP")
-        if tls is not None and insecure:
-            raise ConfigError("choose TLS or insecure, not both")
         f = max_faulty_replicas(len(addresses)) if faulty is None else faulty
         if not f >= 0 or len(addresses) < 2 * f + 1:
             raise ConfigError(f"{len(addresses)} endpoints cannot outvote f = {f} faulty replicas")
@@ -198,7 +203,7 @@ class BftChannel:
         """Resends to all replicas beyond the first send, over the channel's life."""
         self.primary: int | None = None
         """The node id f + 1 replicas last named as primary (None: send to all)."""
-        self._tls = tls
+        self._ssl = None if tls is None else client_ssl_context(tls)
         self._codec = WireCodec((Hello, *CLIENT_PROTOCOL_TYPES))
         self._sender = NodeId(self.channel_id)
         self._calls: dict[tuple[int, int], _Call] = {}
@@ -271,12 +276,14 @@ class BftChannel:
         remaining = call.deadline - loop.time()
         if remaining <= 0:
             if not call.future.done():
-                call.future.set_exception(
-                    TimeoutError(
+                if not call.answers and not any(link.up for link in self.links):
+                    problem = unreachable_message([link.address for link in self.links], " in time")
+                else:
+                    problem = (
                         f"no {self.matching_needed} matching replies within the deadline "
                         f"({len(call.answers)} replicas answered)"
                     )
-                )
+                call.future.set_exception(TimeoutError(problem))
             return
         if call.sends:
             self.retries += 1
@@ -408,13 +415,12 @@ class BftChannel:
         try:
             wire = _Wire(link)
             host, port = link.address
-            if self._tls is None:
+            if self._ssl is None:
                 await asyncio.wait_for(loop.create_connection(lambda: wire, host, port), DEFAULT_TIMEOUT_S)
             else:
-                context = self._tls.client_context()
-                context.check_hostname = False  # any member; the name is read below
+                # Any member's certificate from the CA; the name is read below.
                 await asyncio.wait_for(
-                    loop.create_connection(lambda: wire, host, port, ssl=context), DEFAULT_TIMEOUT_S
+                    loop.create_connection(lambda: wire, host, port, ssl=self._ssl), DEFAULT_TIMEOUT_S
                 )
                 self._learn_identity(link, wire)
             transport = wire.transport
@@ -454,14 +460,16 @@ class BftChannel:
 class BftClient(KeyValueApi):
     """A session with a BFT cluster (see the module docstring).
 
-    Either give ``endpoints`` (and TLS settings): the session gets a channel
-    of its own, closed with it; or give a shared ``channel``.
+    Either give ``endpoints`` (and TLS settings), or nothing to reach the
+    local cluster in ``cluster`` (``./quorate-cluster``): the session gets a
+    channel of its own, closed with it; or give a shared ``channel``.
     """
 
     def __init__(
         self,
-        endpoints: Iterable[str | Address] = (),
+        endpoints: Iterable[str | Address] | None = None,
         *,
+        cluster: str | Path | None = None,
         tls: TlsConfig | str | Path | None = None,
         tls_name: str = "client",
         insecure: bool = False,
@@ -479,7 +487,9 @@ class BftClient(KeyValueApi):
             raise ConfigError(f"client_id must be in [1, 2**63), got {client_id}")
         self._owns_channel = channel is None
         if channel is None:
-            channel = BftChannel(endpoints, tls=tls, tls_name=tls_name, insecure=insecure, faulty=faulty)
+            channel = BftChannel(
+                endpoints, cluster=cluster, tls=tls, tls_name=tls_name, insecure=insecure, faulty=faulty
+            )
         self.channel = channel
         self.client_id = client_id
         self.namespace = namespace
@@ -542,7 +552,9 @@ async def bft_delegate(client: AsyncClient) -> BftClient | None:
         while client.protocol is None:
             remaining = deadline - loop.time()
             if remaining <= 0:
-                raise TimeoutError(f"no node answered Status within {client.deadline_s} s")
+                raise TimeoutError(
+                    unreachable_message(client.endpoints, f" within {client.deadline_s:g} s")
+                )
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(min(client.timeout_s, remaining)):
                     client.protocol = await _ask_protocol(client)
@@ -550,7 +562,7 @@ async def bft_delegate(client: AsyncClient) -> BftClient | None:
                 await asyncio.sleep(min(RETRY_PAUSE_S, max(0.0, deadline - loop.time())))
         if isinstance(client.bft, BftClient):
             return client.bft  # a concurrent call got here first
-    if client.protocol not in BFT_PROTOCOLS:
+    if client.protocol is None or not byzantine_fault_tolerant(client.protocol):
         return None
     bft = client.bft = BftClient(
         client.endpoints,

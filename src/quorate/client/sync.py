@@ -14,12 +14,14 @@ seq)`` through retries, linearizable reads, one call at a time per client.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import threading
 from collections.abc import Coroutine, Iterable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from quorate.client.aio import DEFAULT_DEADLINE_S, DEFAULT_TIMEOUT_S, AsyncClient
+from quorate.client.aio import AsyncClient
+from quorate.client.contact import DEFAULT_DEADLINE_S, DEFAULT_TIMEOUT_S
 from quorate.runtime.aio.admin import StatusReply
 from quorate.runtime.aio.config import Address
 from quorate.runtime.aio.tls import TlsConfig
@@ -28,12 +30,14 @@ T = TypeVar("T")
 
 
 class Client:
-    """Blocking key-value client; arguments as for ``AsyncClient``."""
+    """Blocking key-value client; arguments as for ``AsyncClient``
+    (``Client()`` reaches the local cluster in ``./quorate-cluster``)."""
 
     def __init__(
         self,
-        endpoints: Iterable[str | Address],
+        endpoints: Iterable[str | Address] | None = None,
         *,
+        cluster: str | Path | None = None,
         tls: TlsConfig | str | Path | None = None,
         tls_name: str = "client",
         insecure: bool = False,
@@ -46,6 +50,7 @@ class Client:
         # raises here and leaves nothing running.
         self._client = AsyncClient(
             endpoints,
+            cluster=cluster,
             tls=tls,
             tls_name=tls_name,
             insecure=insecure,
@@ -94,6 +99,14 @@ class Client:
 
     def status(self, endpoint: str | Address) -> StatusReply:
         return self._run(self._client.status(endpoint))
+
+    def reachable(self) -> StatusReply:
+        """The first endpoint's ``Status``; ``ClusterUnreachable`` when none answers."""
+        return self._run(self._client.reachable())
+
+    @property
+    def endpoints(self) -> builtins.list[Address]:
+        return self._client.endpoints
 
     def admin(self, action: str, node: int, address: str = "") -> None:
         self._run(self._client.admin(action, node, address))

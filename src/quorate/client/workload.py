@@ -28,7 +28,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from quorate.client.aio import AsyncClient, ClientError
+from quorate.client.aio import AsyncClient
+from quorate.client.contact import ClientError
 
 REGISTER_KEYS = 4
 WRITE_SHARE = 0.35

@@ -89,3 +89,19 @@ class ProtocolCore(Protocol):
     def advance(self, ready: Ready) -> None:
         """Acknowledge that ``ready`` was carried out."""
         ...
+
+
+@runtime_checkable
+class DeadlineProbe(Protocol):
+    """Optional capability of a core: its next deadline without a ``Ready``.
+
+    Offering it promises that while ``has_ready()`` is False, ``ready()`` would
+    hand out nothing but ``wake_at`` and ``advance`` of that ``Ready`` would be a
+    no-op (``RaftNode`` and ``SwimNode`` keep this promise), so a runtime may
+    skip building one."""
+
+    def wake_at(self) -> float | None:
+        """The deadline the next ``Ready.wake_at`` would report."""
+        ...
+
+    def has_ready(self) -> bool: ...

@@ -29,7 +29,7 @@ and its leader-side early sends), so no runtime guesses them:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import msgspec
 
@@ -42,12 +42,30 @@ ENTRY_NORMAL = 0
 
 class Entry(msgspec.Struct, frozen=True, array_like=True):
     """A replicated log entry. ``kind`` is ``ENTRY_NORMAL`` for an application
-    command; other values are the owning protocol's own (no-op, config change)."""
+    command; other values are the owning protocol's own (no-op, config change).
+
+    ``digest`` is empty for a plain entry; a ``ChainedEntry`` carries one."""
 
     term: int
     index: int
     kind: int
     data: bytes
+    digest: ClassVar[bytes] = b""
+
+
+class ChainedEntry(Entry, frozen=True, array_like=True):
+    """An ``Entry`` that carries a ``digest``: a protocol that chains its log
+    (each digest covers the one before it, as a watched Raft's leader signs)
+    stores and sends these. It is an ``Entry`` everywhere one is expected.
+
+    Why a subclass and not a trailing field with a default on ``Entry``:
+    msgspec encodes every field of an ``array_like`` struct, defaults included
+    (``omit_defaults`` does not apply to array-like structs), so such a field
+    would add bytes to every entry of every protocol. Here a plain ``Entry``
+    encodes exactly as before and only chained entries pay for their digest;
+    decoding a plain entry's bytes as a ``ChainedEntry`` gives ``digest=b""``."""
+
+    digest: bytes = b""  # type: ignore[misc]  # a field here, a class default on Entry
 
 
 class ReadState(msgspec.Struct, frozen=True, array_like=True):

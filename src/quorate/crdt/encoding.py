@@ -27,6 +27,11 @@ class FormatTag(IntEnum):
     OR_MAP = 6
     TEXT_STATE = 7
     TEXT_DELTA = 8
+    LIST_STATE = 9
+    LIST_DELTA = 10
+    CAUSAL_BATCH = 11
+    CAUSAL_STATE = 12
+    OP_REPLICA = 13
 
 
 def wrap(tag: FormatTag, body: bytes) -> bytes:

@@ -41,17 +41,32 @@ Representation
   counter range, the target replica, the first target counter and a step of
   +1 (forward delete) or -1 (backspace), so a burst of backspaces is one entry.
 
+Version cursor
+--------------
+Every run piece also has a *state*: ``NOT_INSERTED`` (0), ``INSERTED`` (1), or
+``1 + k`` when ``k`` deletions of it have been applied. A document normally
+shows every operation it holds, and then a piece is visible exactly when its
+state is ``INSERTED``. ``quorate.crdt.history`` replays an event graph on one
+document by moving the document to an earlier version and back: it subtracts
+(*retreats*) or adds (*advances*) one to the state of the characters an
+operation touched (``_shift_operations``), so positions are counted in the version
+an edit was made in, as eg-walker does (Gentle & Kleppmann, "Collaborative Text
+Editing with Eg-walker", EuroSys 2025, §3). A local insert whose neighbour is a
+``NOT_INSERTED`` piece is concurrent with it and is placed by the FugueMax rule
+among such pieces; everything else is the ordinary local edit.
+
 Invariants: every character id maps to exactly one run piece; chunk visible
 counts equal the sum of their live runs' lengths and the Fenwick tree holds them;
-the counters of each replica's operations are contiguous from 0 (deltas whose
-causal dependencies are missing wait in a pending list until they arrive).
+a piece is visible exactly when its state is ``INSERTED``; the counters of each
+replica's operations are contiguous from 0 (deltas whose causal dependencies are
+missing wait in a pending list until they arrive).
 """
 
 from __future__ import annotations
 
 from bisect import bisect_right
 from collections.abc import Iterator, Mapping
-from operator import attrgetter
+from operator import attrgetter, itemgetter
 
 import msgspec
 
@@ -69,6 +84,11 @@ _START_KEY = (-1, 0, 0)
 
 CharId = tuple[int, int]
 """A character's id: (replica, counter)."""
+
+NOT_INSERTED = 0
+"""State of a piece whose insert is not in the document's current version."""
+INSERTED = 1
+"""State of a visible piece; ``INSERTED + k`` means deleted ``k`` times."""
 
 
 class InsertRun(msgspec.Struct, array_like=True, frozen=True):
@@ -193,6 +213,7 @@ class _Item:
         "pieces",
         "replica",
         "right",
+        "state",
         "text",
     )
 
@@ -215,12 +236,14 @@ class _Item:
         self.right = right
         self.text = text
         self.deleted = deleted
+        self.state = INSERTED + deleted
         self.chunk = chunk
         # The pieces of the run this item was split from, sorted by counter.
         self.pieces: list[_Item] = pieces if pieces is not None else [self]
 
 
 _counter_of = attrgetter("counter")
+_first = itemgetter(0)
 
 
 class Text:
@@ -279,6 +302,39 @@ class Text:
     def run_count(self) -> int:
         """Run pieces stored (live and deleted)."""
         return sum(len(ch.items) for ch in self._chunks)
+
+    def id_runs(self) -> Iterator[tuple[int, int, int, bool]]:
+        """``(replica, first counter, length, deleted)`` of every stored run
+        piece in document order, tombstones included."""
+        for ch in self._chunks:
+            for it in ch.items:
+                yield it.replica, it.counter, it.length, it.deleted
+
+    def ids(self, start: int = 0, stop: int | None = None) -> list[CharId]:
+        """The ids of visible characters ``start..stop-1`` (Python slice bounds
+        clamped to the document, no negative indexes)."""
+        stop = self._length if stop is None else min(stop, self._length)
+        if start < 0 or start >= stop:
+            return []
+        chunk, index, offset = self._locate(start)
+        out: list[CharId] = []
+        want = stop - start
+        chunks = self._chunks
+        items = chunk.items
+        while want:
+            if index == len(items):
+                chunk = chunks[chunk.index + 1]
+                items, index = chunk.items, 0
+                continue
+            it = items[index]
+            if not it.deleted:
+                take = min(want, it.length - offset)
+                replica, first = it.replica, it.counter + offset
+                out.extend([(replica, c) for c in range(first, first + take)])
+                want -= take
+                offset = 0
+            index += 1
+        return out
 
     # ------------------------------------------------------- Fenwick over chunks
     def _rebuild_tree(self) -> None:
@@ -414,6 +470,7 @@ class Text:
             chunk,
             it.pieces,
         )
+        right.state = it.state
         it.text = it.text[:offset]
         it.length = offset
         pieces = it.pieces
@@ -484,10 +541,13 @@ class Text:
             index = 0
             left: CharId | None = None
             first = chunk.items[0] if chunk.items else None
+            if first is not None and first.state == NOT_INSERTED:
+                return self._insert_concurrent(pos, text, None, chunk, 0)
             right = None if first is None else (first.replica, first.counter)
         else:
             chunk, index, offset = self._locate(pos - 1)
             it = chunk.items[index]
+            left = (it.replica, it.counter + offset)
             if offset + 1 < it.length:
                 after = self._split(it, offset + 1)
                 chunk = it.chunk
@@ -495,8 +555,9 @@ class Text:
                 right = (after.replica, after.counter)
             else:
                 nxt = self._next_item(chunk, index)
+                if nxt is not None and nxt.state == NOT_INSERTED:
+                    return self._insert_concurrent(pos, text, left, nxt.chunk, -1, nxt)
                 right = None if nxt is None else (nxt.replica, nxt.counter)
-            left = (it.replica, it.counter + offset)
             index += 1
         item = _Item(me, counter, n, left, right, text, False, chunk, None)
         chunk.items.insert(index, item)
@@ -513,6 +574,43 @@ class Text:
         self._tail = item
         self._tail_end = pos + n
         return TextDelta([InsertRun(me, counter, left, right, text)], [])
+
+    def _insert_concurrent(
+        self,
+        pos: int,
+        text: str,
+        left: CharId | None,
+        chunk: _Chunk,
+        index: int,
+        first: _Item | None = None,
+    ) -> TextDelta:
+        """Insert at ``pos`` when the pieces after the left origin are not in the
+        current version (``first`` is the first of them, else ``chunk.items[index]``):
+        the right origin is the first piece that is, and the FugueMax rule places
+        the new run among the concurrent ones in between."""
+        items = chunk.items
+        i = items.index(first) if first is not None else index
+        chunks = self._chunks
+        right: CharId | None = None
+        while True:
+            if i == len(items):
+                if chunk.index + 1 == len(chunks):
+                    break
+                chunk = chunks[chunk.index + 1]
+                items, i = chunk.items, 0
+                continue
+            it = items[i]
+            if it.state != NOT_INSERTED:
+                right = (it.replica, it.counter)
+                break
+            i += 1
+        me = self.replica_id
+        run = InsertRun(me, self._version.get(me, 0), left, right, text)
+        item = self._integrate(run)
+        self._cache_chunk = None
+        self._tail = item
+        self._tail_end = pos + len(text)
+        return TextDelta([run], [])
 
     def delete(self, pos: int, n: int = 1) -> TextDelta:
         """Delete ``n`` visible characters from ``pos``; return the delta."""
@@ -563,6 +661,7 @@ class Text:
         if k < it.length:
             self._split(it, k)
         it.deleted = True
+        state = it.state = it.state + 1
         chunk = it.chunk
         self._add_visible(chunk, -k)
         items = chunk.items
@@ -571,7 +670,11 @@ class Text:
         # word leaves one tombstone item, not one per character.
         if index + 1 < len(items):
             nxt = items[index + 1]
-            if nxt.deleted and nxt.pieces is it.pieces and nxt.counter == it.counter + it.length:
+            if (
+                nxt.state == state
+                and nxt.pieces is it.pieces
+                and nxt.counter == it.counter + it.length
+            ):
                 it.text += nxt.text
                 it.length += nxt.length
                 del items[index + 1]
@@ -579,7 +682,7 @@ class Text:
         if index > 0:
             prev = items[index - 1]
             if (
-                prev.deleted
+                prev.state == state
                 and prev.pieces is it.pieces
                 and prev.counter + prev.length == it.counter
             ):
@@ -665,7 +768,7 @@ class Text:
     def _has(self, char: CharId | None) -> bool:
         return char is None or char[1] < self._version.get(char[0], 0)
 
-    def _integrate(self, op: InsertRun) -> None:
+    def _integrate(self, op: InsertRun) -> _Item:
         """Place a remote run between its origins by the FugueMax rule."""
         left, right, replica = op.left, op.right, op.replica
         if left is not None:
@@ -721,6 +824,7 @@ class Text:
         self._version[replica] = op.counter + item.length
         if len(chunk.items) > CHUNK_MAX_ITEMS:
             self._split_chunk(chunk)
+        return item
 
     def _apply_delete(self, op: DeleteRun) -> None:
         if op.step >= 0:
@@ -743,9 +847,62 @@ class Text:
                 if k < it.length:
                     self._split(it, k)
                 it.deleted = True
+                it.state += 1
                 self._add_visible(it.chunk, -k)
             low += k
         self._cache_chunk = None
+
+    def _shift_operations(self, replica: int, low: int, high: int, step: int) -> None:
+        """Retreat (``step`` -1) or advance (+1) the operations ``replica`` made
+        with counters ``low..high-1``: its inserted characters and the targets of
+        its deletions (found in its delete log)."""
+        log = self._deletes.get(replica, ())
+        i = max(0, bisect_right(log, low, key=_first) - 1) if log else 0
+        at = low
+        while at < high:
+            entry = log[i] if i < len(log) else None
+            if entry is None or entry[0] >= high:
+                self._shift_state(replica, at, high, step)
+                return
+            counter, target_replica, target, length, direction = entry
+            if counter + length <= at:
+                i += 1
+                continue
+            if counter > at:
+                self._shift_state(replica, at, counter, step)
+                at = counter
+            first, last = at - counter, min(high, counter + length) - counter
+            if direction >= 0:
+                self._shift_state(target_replica, target + first, target + last, step)
+            else:
+                self._shift_state(target_replica, target - last + 1, target - first + 1, step)
+            at = counter + last
+            i += 1
+
+    def _shift_state(self, replica: int, low: int, high: int, step: int) -> None:
+        """Add ``step`` (+1 to advance, -1 to retreat an operation) to the state of
+        characters ``(replica, low..high-1)``, showing or hiding them as their
+        state becomes or stops being ``INSERTED``."""
+        while low < high:
+            it = self._find(replica, low)
+            offset = low - it.counter
+            if offset:
+                it = self._split(it, offset)
+            k = it.length
+            if high - low < k:
+                k = high - low
+                self._split(it, k)
+            before = it.state
+            it.state = before + step
+            if before == INSERTED:
+                it.deleted = True
+                self._add_visible(it.chunk, -k)
+            elif before + step == INSERTED:
+                it.deleted = False
+                self._add_visible(it.chunk, k)
+            low += k
+        self._cache_chunk = None
+        self._tail = None
 
     def merge(self, other: Text) -> None:
         """Join another replica's state into this one."""

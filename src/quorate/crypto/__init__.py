@@ -9,10 +9,11 @@
 - ``costmodel``  keyed-hash stand-ins for the simulator that charge measured CPU cost.
 - ``bls12381``   the group arithmetic the BLS modules build on.
 
-``ed25519``, ``bls``, ``threshold``, ``pop`` and ``bls12381`` need the
-optional ``crypto`` extra (``pip install quorate[crypto]``) and are imported
-from their modules; this package re-exports only what the standard library
-alone provides, so ``import quorate.crypto`` works without the extra.
+``ed25519`` needs PyNaCl; ``bls``, ``threshold``, ``pop`` and ``bls12381``
+need blspy. Both are installed with quorate (blspy where it has wheels:
+Python < 3.13). They are imported from their modules; this package
+re-exports only what the standard library alone provides, so
+``import quorate.crypto`` works without them.
 """
 
 from quorate.crypto.costmodel import (

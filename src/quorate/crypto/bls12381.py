@@ -18,7 +18,7 @@ Schnorr proofs all need that, so this module builds it from addition:
 Invariant: every scalar handed to blspy (``PrivateKey.from_bytes``) is reduced
 into [0, r), since blspy refuses anything at or above the group order.
 This module imports blspy at import time: it is only loaded by the BLS
-modules, which need the ``crypto`` extra anyway.
+modules, which need blspy anyway.
 """
 
 from __future__ import annotations

@@ -1,10 +1,14 @@
 """Raft (Ongaro & Ousterhout 2014; the Raft thesis §§3–6, §9.6) as a sans-IO core.
 
 ``RaftNode`` implements ``quorate.core.ProtocolCore``; ``RaftSafetyMonitor``
-checks Raft's safety properties online. Re-exports only.
+checks Raft's safety properties online; ``RaftHooks`` and ``QuorumRule``
+(``quorate.raft.hooks``) are the seams a watched Raft plugs into.
+Re-exports only.
 """
 
+from quorate.core.ready import ChainedEntry
 from quorate.raft.config import RaftConfig
+from quorate.raft.hooks import MAJORITY, ByzantineQuorum, MajorityQuorum, QuorumRule, RaftHooks
 from quorate.raft.invariants import RaftSafetyMonitor
 from quorate.raft.messages import (
     RAFT_MESSAGE_TYPES,
@@ -20,8 +24,11 @@ from quorate.raft.messages import (
     InstallSnapshot,
     PreVote,
     PreVoteResponse,
+    QuiesceHeartbeat,
     RequestVote,
     RequestVoteResponse,
+    SignedAppendEntries,
+    SignedAppendEntriesResponse,
     Snapshot,
     TimeoutNow,
 )
@@ -29,9 +36,12 @@ from quorate.raft.node import RaftNode, RecoveredState, Role, decode_conf_state,
 from quorate.raft.progress import Progress, ProgressState
 
 __all__ = [
+    "MAJORITY",
     "RAFT_MESSAGE_TYPES",
     "AppendEntries",
     "AppendEntriesResponse",
+    "ByzantineQuorum",
+    "ChainedEntry",
     "ConfChange",
     "ConfChangeKind",
     "ConfState",
@@ -40,17 +50,23 @@ __all__ = [
     "Heartbeat",
     "HeartbeatResponse",
     "InstallSnapshot",
+    "MajorityQuorum",
     "PreVote",
     "PreVoteResponse",
     "Progress",
     "ProgressState",
+    "QuiesceHeartbeat",
+    "QuorumRule",
     "RaftConfig",
+    "RaftHooks",
     "RaftNode",
     "RaftSafetyMonitor",
     "RecoveredState",
     "RequestVote",
     "RequestVoteResponse",
     "Role",
+    "SignedAppendEntries",
+    "SignedAppendEntriesResponse",
     "Snapshot",
     "TimeoutNow",
     "decode_conf_state",

@@ -12,10 +12,15 @@ timeout or followers would start elections against a healthy leader.
 Lease reads (thesis §6.4.1) are only safe with ``check_quorum`` (which also turns
 on leader stickiness, the property the lease relies on), so ``validate`` insists
 on it; see ``RaftNode`` for the lease argument and ``lease_duration_s``.
+
+Quiescence (``quiesce_after_s`` > 0, off by default): a leader idle that long
+with every follower caught up stops heartbeating, and its followers stop their
+election timers (``quorate.raft.quiescence``).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from quorate.errors import ConfigError
@@ -57,6 +62,10 @@ class RaftConfig:
     (never campaigns, counts for nothing) and becomes a learner or a voter
     when the leader's configuration entry naming it reaches its log (thesis
     §4.2.1). It only shapes the base configuration: entries in the log override it."""
+    quiesce_after_s: float = 0.0
+    """A leader with nothing pending and every follower caught up for this
+    long goes quiet (no heartbeats, no timers; CockroachDB's quiesced ranges)
+    until a proposal, a read or a peer's message wakes it. 0 never quiesces."""
     unsafe_commit_without_quorum: bool = False
     """TEST ONLY: the leader commits what it appends, breaking Raft on purpose
     so tests can show the safety monitor and checkers catch it."""
@@ -89,6 +98,10 @@ class RaftConfig:
             raise ConfigError(
                 f"max_clock_drift must be in [0, {MAX_SUPPORTED_CLOCK_DRIFT}), got "
                 f"{self.max_clock_drift}; with clocks this unreliable use read_mode='read_index'"
+            )
+        if not (math.isfinite(self.quiesce_after_s) and self.quiesce_after_s >= 0):
+            raise ConfigError(
+                f"quiesce_after_s must be >= 0 seconds (0 never quiesces), got {self.quiesce_after_s}"
             )
         if self.lease_margin_s < 0:
             raise ConfigError(f"lease_margin_s must be >= 0, got {self.lease_margin_s}")

@@ -35,11 +35,7 @@ if TYPE_CHECKING:
     from quorate.ids import NodeId
     from quorate.raft.node import RaftNode
 
-from quorate.raft.node import Role
-
-_LEADER = Role.LEADER
-"""A module constant: ``Role.LEADER`` costs an enum-metaclass look-up on
-CPython 3.11, and ``check`` runs after every event."""
+from quorate.raft.roles import LEADER as _LEADER
 
 
 def _fingerprint(entry: Entry) -> int:

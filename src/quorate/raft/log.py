@@ -11,6 +11,10 @@ entry's term is ``snapshot_term``. The log owns three cursors the core needs:
   it raises ``InvariantViolation``).
 - ``emitted_commit``: the highest committed index handed out in ``Ready.committed``.
 
+``snapshot_digest`` is the digest of the entry at ``snapshot_index`` when the
+log is chained (``quorate.core.ready.ChainedEntry``), so the chain continues
+after a compaction; ``b""`` otherwise and after a snapshot install.
+
 ``rewrites`` counts truncations and snapshot restores and ``last_rewrite_index``
 is where the latest one cut; a safety monitor uses them to re-check only the
 part of a log that changed.
@@ -31,6 +35,7 @@ class RaftLog:
         "entries",
         "last_rewrite_index",
         "rewrites",
+        "snapshot_digest",
         "snapshot_index",
         "snapshot_term",
         "stable_from",
@@ -40,6 +45,7 @@ class RaftLog:
         self.entries: list[Entry] = []
         self.snapshot_index = snapshot_index
         self.snapshot_term = snapshot_term
+        self.snapshot_digest = b""
         self.committed = snapshot_index
         self.emitted_commit = snapshot_index
         self.stable_from = snapshot_index + 1
@@ -71,6 +77,19 @@ class RaftLog:
         if 0 < offset <= len(self.entries):
             return self.entries[offset - 1]
         return None
+
+    def digest(self, index: int) -> bytes:
+        """Digest of the entry at ``index`` (``b""`` if it has none or is gone)."""
+        offset = index - self.snapshot_index
+        if offset == 0:
+            return self.snapshot_digest
+        if 0 < offset <= len(self.entries):
+            return self.entries[offset - 1].digest
+        return b""
+
+    def last_digest(self) -> bytes:
+        entries = self.entries
+        return entries[-1].digest if entries else self.snapshot_digest
 
     def slice(self, lo: int, hi: int) -> list[Entry]:
         """Entries with ``lo <= index < hi`` that are still in memory."""
@@ -133,6 +152,7 @@ class RaftLog:
         term = self.term(index)
         invariant(term is not None, f"cannot compact at {index}: not in the log")
         assert term is not None
+        self.snapshot_digest = self.digest(index)
         del self.entries[: index - self.snapshot_index]
         self.snapshot_index = index
         self.snapshot_term = term
@@ -144,6 +164,7 @@ class RaftLog:
         self.entries = []
         self.snapshot_index = index
         self.snapshot_term = term
+        self.snapshot_digest = b""
         self.committed = index
         self.emitted_commit = index
         self.stable_from = index + 1

@@ -21,16 +21,26 @@ terms, indices and contiguity and drops what does not add up).
 - Configuration entries (``EntryKind.CONFIG``) carry a ``ConfState`` — the whole
   new configuration, not a delta — so a node never needs the entry before it to
   know which configuration an entry sets.
+- Optional extensions travel as *subclasses with their own tag*, never as new
+  trailing fields: msgspec writes every field of an array-like struct, defaults
+  included, so a field added to ``AppendEntries`` would cost bytes on every
+  message of every cluster. ``SignedAppendEntries`` (entries with digests, plus
+  the leader's signature) and ``SignedAppendEntriesResponse`` are what a node
+  with signing hooks (``quorate.raft.hooks``) sends; ``QuiesceHeartbeat`` is the
+  last heartbeat of a leader that goes quiet (``quorate.raft.quiescence``). Each
+  is handled wherever its base class is, and the bases expose ``signature`` as
+  an empty class default so code reads it from either.
 """
 
 from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from typing import ClassVar
 
 import msgspec
 
-from quorate.core.ready import Entry
+from quorate.core.ready import ChainedEntry, Entry
 from quorate.core.wire import WireMessage
 from quorate.ids import NodeId
 
@@ -48,8 +58,11 @@ __all__ = [
     "InstallSnapshot",
     "PreVote",
     "PreVoteResponse",
+    "QuiesceHeartbeat",
     "RequestVote",
     "RequestVoteResponse",
+    "SignedAppendEntries",
+    "SignedAppendEntriesResponse",
     "Snapshot",
     "TimeoutNow",
 ]
@@ -162,6 +175,16 @@ class AppendEntries(WireMessage, tag="raft.AppendEntries", frozen=True):
     prev_log_term: int
     entries: list[Entry]
     leader_commit: int
+    signature: ClassVar[bytes] = b""
+
+
+class SignedAppendEntries(AppendEntries, tag="raft.SignedAppendEntries", frozen=True):
+    """``AppendEntries`` signed by the leader, its entries with their digests
+    (``ChainedEntry``), for a watched Raft (``quorate.raft.hooks``). What the
+    signature covers is the hooks' choice; the core only carries it."""
+
+    entries: list[ChainedEntry]  # type: ignore[assignment]  # entries with digests
+    signature: bytes = b""  # type: ignore[misc]  # a field here, a class default on the base
 
 
 class AppendEntriesResponse(WireMessage, tag="raft.AppendEntriesResponse", frozen=True):
@@ -176,6 +199,16 @@ class AppendEntriesResponse(WireMessage, tag="raft.AppendEntriesResponse", froze
     success: bool
     hint_index: int = 0
     hint_term: int = 0
+    signature: ClassVar[bytes] = b""
+
+
+class SignedAppendEntriesResponse(
+    AppendEntriesResponse, tag="raft.SignedAppendEntriesResponse", frozen=True
+):
+    """``AppendEntriesResponse`` signed by the follower (an acknowledgement a
+    leader can show to others, e.g. in a commit certificate)."""
+
+    signature: bytes = b""  # type: ignore[misc]  # a field here, a class default on the base
 
 
 class Heartbeat(WireMessage, tag="raft.Heartbeat", frozen=True):
@@ -185,6 +218,13 @@ class Heartbeat(WireMessage, tag="raft.Heartbeat", frozen=True):
     term: int
     leader_commit: int
     round: int
+
+
+class QuiesceHeartbeat(Heartbeat, tag="raft.QuiesceHeartbeat", frozen=True):
+    """The leader's last heartbeat before it goes quiet: every follower is
+    caught up and nothing is pending. A follower whose log ends at
+    ``leader_commit`` stops its election timer until the leader speaks again
+    (``quorate.raft.quiescence``). Answered like any heartbeat."""
 
 
 class HeartbeatResponse(WireMessage, tag="raft.HeartbeatResponse", frozen=True):
@@ -210,5 +250,8 @@ RAFT_MESSAGE_TYPES: tuple[type[WireMessage], ...] = (
     Heartbeat,
     HeartbeatResponse,
     InstallSnapshot,
+    SignedAppendEntries,
+    SignedAppendEntriesResponse,
+    QuiesceHeartbeat,
 )
 """Every Raft wire message, for ``quorate.codec.WireCodec``."""

@@ -15,11 +15,14 @@ looked up once per core instead of on every call.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from quorate.core.host import GroupReady, HostedGroup, NodeHost
 from quorate.core.protocol import ProtocolCore
 from quorate.core.ready import Entry, ReadState, Ready, Rejection
+from quorate.errors import LocalProtocolError
 from quorate.ids import NodeId
 
 
@@ -137,3 +140,229 @@ class Driver:
             advance(ready)
             if not has_ready():
                 return ready.wake_at
+
+
+class HostEffects(Protocol):
+    """What a runtime does for a node host's turn (``HostDriver``)."""
+
+    def persist(self, writes: list[GroupReady], sync: bool) -> bool:
+        """Make the hard states, entries and snapshots of ``writes`` durable in
+        one write (one fsync when ``sync``; without it they may be written
+        unsynced, to ride along with the next synced write). Return True when
+        done, or False when the write goes on in the background and the
+        runtime will call ``HostDriver.persisted()`` once it is durable."""
+        ...
+
+    def send(self, group: HostedGroup, messages: list[tuple[NodeId, Any]]) -> None:
+        """Queue ``group``'s ``messages`` (``(to, message)`` pairs); must not block."""
+        ...
+
+    def restore(self, group: HostedGroup, snapshot: Any) -> None:
+        """Replace ``group``'s state machine with ``snapshot``."""
+        ...
+
+    def apply(self, group: HostedGroup, entries: list[Entry]) -> None:
+        """Apply ``group``'s committed ``entries``, in index order."""
+        ...
+
+    def read_ready(self, group: HostedGroup, read: ReadState) -> None:
+        """A linearizable read of ``group`` may be served once ``read.index`` is applied."""
+        ...
+
+    def rejected(self, group: HostedGroup, rejection: Rejection) -> None:
+        """Count (and maybe log) an input ``group``'s core dropped."""
+        ...
+
+
+def _pipelines(group: HostedGroup) -> bool:
+    return group.pipelines
+
+
+class HostDriver:
+    """The one loop of every runtime: a node host's turns, in the contract's order.
+
+    A turn takes every group's ``Ready`` (``NodeHost.ready``) and carries them
+    out together: the messages each core allows before its writes
+    (``early_messages``) leave first; then the durable writes of *all* groups
+    go to storage in one ``persist`` call, synced if any group's Ready
+    ``must_sync`` (group commit across groups); then the other messages
+    leave, snapshots are restored, committed entries applied and reads
+    answered, and the host advances. A runtime whose persist runs in the
+    background (the real node's worker thread) gets False from ``persist``:
+    the turn stops there, inputs keep reaching the cores, and no new turn is
+    taken until ``persisted()`` finishes this one — so the next turn's write
+    carries everything that arrived meanwhile. Groups whose binding allows
+    pipelining (``Binding.pipelines_while_persisting``, a BFT option) send
+    all of a Ready's messages before its write, and keep sending while a
+    write is in flight; the rest of their Readies joins the next write.
+    """
+
+    __slots__ = ("_effects", "_host", "_in_flight", "_waiting", "sent_early", "turns")
+
+    def __init__(self, host: NodeHost, effects: HostEffects) -> None:
+        self._host = host
+        self._effects = effects
+        self._in_flight: tuple[list[GroupReady], list[GroupReady]] | None = None
+        """(the turn's Readies, those of them taken fresh from the host)."""
+        self._waiting: list[GroupReady] = []
+        """Pipelined Readies taken during the write in flight (messages sent)."""
+        self.turns = 0
+        self.sent_early = 0
+        """Messages sent before the write of their Ready was durable."""
+
+    @property
+    def persisting(self) -> bool:
+        """True while a background write of a turn is in flight."""
+        return self._in_flight is not None
+
+    def drive(self) -> None:
+        """Take and carry out turns until the host has no work, or one waits on its write."""
+        if self._in_flight is not None:
+            self._pipeline()
+            return
+        host = self._host
+        group = host.only
+        if group is not None and not self._waiting:
+            # One group (the common case): the same steps as below, with fewer
+            # calls (the simulator comes through here for every input).
+            effects = self._effects
+            while group.dirty:
+                ready = host.ready_one(group)
+                if ready is None:
+                    continue
+                self.turns += 1
+                if ready.early_messages or group.pipelines:
+                    ready = self._send_early(group, ready)
+                if (ready.hard_state is not None or ready.entries or ready.snapshot is not None) and not effects.persist(
+                    [(group, ready)], ready.must_sync
+                ):
+                    self._in_flight = ([(group, ready)], [(group, ready)])
+                    return
+                if ready.messages:
+                    effects.send(group, ready.messages)
+                if ready.snapshot is not None:
+                    effects.restore(group, ready.snapshot)
+                if ready.committed:
+                    effects.apply(group, ready.committed)
+                if ready.reads:
+                    for read in ready.reads:
+                        effects.read_ready(group, read)
+                if ready.rejected:
+                    for rejection in ready.rejected:
+                        effects.rejected(group, rejection)
+                host.advance_one(group, ready)
+            return
+        has_ready = host.has_ready
+        while True:
+            if self._waiting:
+                waiting, self._waiting = self._waiting, []
+                fresh = host.ready()
+                readies = waiting + fresh
+            elif has_ready():
+                readies = fresh = host.ready()
+            else:
+                return
+            if not readies:
+                continue
+            self.turns += 1
+            writes = None
+            sync = False
+            for i, item in enumerate(readies):
+                ready = item[1]
+                if ready.early_messages or (item[0].pipelines and ready.messages):
+                    ready = self._send_early(item[0], ready)
+                    readies[i] = (item[0], ready)
+                if ready.hard_state is not None or ready.entries or ready.snapshot is not None:
+                    if writes is None:
+                        writes = [item]
+                    else:
+                        writes.append(item)
+                    if ready.must_sync:
+                        sync = True
+            if writes is not None and not self._effects.persist(writes, sync):
+                self._in_flight = (readies, fresh)
+                return
+            self._finish(readies, fresh)
+
+    def _send_early(self, group: HostedGroup, ready: Ready) -> Ready:
+        """Send what may leave before ``ready``'s write: its early messages,
+        and all its messages for a pipelining group (returning the Ready
+        without them, so they are not sent twice)."""
+        effects = self._effects
+        if ready.early_messages:
+            effects.send(group, ready.early_messages)
+            self.sent_early += len(ready.early_messages)
+        if group.pipelines and ready.messages:
+            effects.send(group, ready.messages)
+            self.sent_early += len(ready.messages)
+            return dataclasses.replace(ready, messages=[], early_messages=[])
+        return ready
+
+    def persisted(self) -> None:
+        """The background write of the turn in flight is durable: finish it and drive on."""
+        if self._in_flight is None:
+            raise LocalProtocolError("no write is in flight")
+        readies, fresh = self._in_flight
+        self._in_flight = None
+        self._finish(readies, fresh)
+        self.drive()
+
+    def _pipeline(self) -> None:
+        """While a write is in flight: take the pipelining groups' Readies,
+        send their messages now and keep the rest for the next write (their
+        cores' ``advance`` does nothing, so taking further Readies is safe).
+        Other groups wait for the next turn."""
+        host = self._host
+        send = self._effects.send
+        while True:
+            taken = host.ready(_pipelines)
+            if not taken:
+                return
+            for hosted, ready in taken:
+                if ready.early_messages:
+                    send(hosted, ready.early_messages)
+                if ready.messages:
+                    send(hosted, ready.messages)
+                self.sent_early += len(ready.early_messages) + len(ready.messages)
+                held = Ready(
+                    hard_state=ready.hard_state,
+                    entries=ready.entries,
+                    snapshot=ready.snapshot,
+                    committed=ready.committed,
+                    reads=ready.reads,
+                    wake_at=ready.wake_at,
+                    rejected=ready.rejected,
+                    must_sync=ready.must_sync,
+                )
+                self._waiting.append((hosted, held))
+                host.advance([(hosted, ready)])
+
+    def _finish(self, readies: list[GroupReady], fresh: list[GroupReady]) -> None:
+        """Carry out the rest of each Ready; advance the ``fresh`` ones
+        (pipelined ones were advanced when taken)."""
+        carry = self._carry
+        if readies is fresh:
+            advance = self._host.advance_one
+            for group, ready in readies:
+                carry(group, ready)
+                advance(group, ready)
+            return
+        for group, ready in readies:
+            carry(group, ready)
+        self._host.advance(fresh)
+
+    def _carry(self, group: HostedGroup, ready: Ready) -> None:
+        """After the write: send, restore, apply, answer reads, report rejections."""
+        effects = self._effects
+        if ready.messages:
+            effects.send(group, ready.messages)
+        if ready.snapshot is not None:
+            effects.restore(group, ready.snapshot)
+        if ready.committed:
+            effects.apply(group, ready.committed)
+        if ready.reads:
+            for read in ready.reads:
+                effects.read_ready(group, read)
+        if ready.rejected:
+            for rejection in ready.rejected:
+                effects.rejected(group, rejection)

@@ -5,7 +5,30 @@ same order, so ``apply`` must be deterministic — it reads no clock and no
 randomness. Time enters only through the log: the proposer stamps each command
 with ``time_s`` (its clock when it proposed), and the store keeps
 ``now_s = max(now_s, command.time_s)``; TTL expiry is judged against that
-log time, so every replica expires the same keys at the same log position.
+log time, so every replica expires the same keys at the same log position,
+and log time never goes backwards, whatever the clock of a new leader says.
+
+Time entries. A key's deadline (log time) passes only when a later stamp is
+applied, so on an idle cluster nothing would expire. ``Tick`` is a log-only
+command (clients cannot send it) that the replica service proposes when the
+earliest deadline, ``next_deadline_s``, is due by its clock
+(``quorate.state.service``): a time entry per due moment, none while no key
+has a TTL. What a tick does depends on who may lie:
+
+- *crash faults* (``replicas == 0``, Raft): the leader is trusted, as for
+  every stamp, so a tick is a command like any other and moves ``now_s`` to
+  its stamp;
+- *Byzantine faults* (``replicas = n``, PBFT, HotStuff): stamps are ignored
+  (every replica proposes the same bytes for a request, and one replica's
+  clock cannot be trusted); a tick is one replica's signed clock reading, and
+  log time moves only when rounds of 2f + 1 readings close
+  (``quorate.state.replica_time``). A put with a TTL there is *pending* until
+  the next round gives it a start time. The replica service checks each
+  reading's signature before the store sees it.
+
+``time_version`` changes whenever ``next_deadline_s`` or ``time_wanted``
+(Byzantine: a round is wanted now) may have changed, so the service can
+reschedule with one integer comparison per applied command.
 
 Operations: put, get, delete, compare-and-set, list by prefix; each in a
 namespace (a separate key space). ``Put`` may carry ``ttl_s``.
@@ -22,13 +45,21 @@ means no session (at-least-once; used for reads served outside the log).
 from __future__ import annotations
 
 import heapq
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import msgspec
 
+from quorate.state.replica_time import TimeRounds
+
 NO_SESSION = 0
 DEFAULT_SESSION_TTL_S = 3600.0
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+"""Snapshot format; version 2 added the time rounds of Byzantine groups as
+trailing fields. A store without rounds (crash faults) still writes version
+1, which earlier releases read (they ignore trailing fields)."""
+FORMAT_VERSION_WITHOUT_ROUNDS = 1
+READABLE_VERSIONS = (1, 2)
 
 
 class Put(msgspec.Struct, tag="put", array_like=True, frozen=True):
@@ -64,14 +95,29 @@ class List(msgspec.Struct, tag="list", array_like=True, frozen=True):
 
 
 Op = Put | Get | Delete | Cas | List
+"""What a client may ask for."""
+
+
+class Tick(msgspec.Struct, tag="tick", array_like=True, frozen=True):
+    """A time entry (log-only; see the module docstring): ``replica``'s clock
+    read ``time_s``. ``round`` and ``signature`` matter in Byzantine groups."""
+
+    replica: int
+    time_s: float
+    round: int = 0
+    signature: bytes = b""
+
+
+LogOp = Op | Tick
+"""What the log may carry."""
 
 
 class Command(msgspec.Struct, array_like=True, frozen=True):
-    """One client operation as it travels through the log."""
+    """One operation as it travels through the log."""
 
     client: int
     seq: int
-    op: Op
+    op: LogOp
     time_s: float = 0.0
 
 
@@ -116,12 +162,22 @@ def decode_result(data: bytes) -> Result:
     return _result_decoder.decode(data)
 
 
-class _Snapshot(msgspec.Struct, array_like=True):
+class _SnapshotWithoutRounds(msgspec.Struct, array_like=True):
+    """Version 1, written by stores without time rounds (crash faults)."""
+
     version: int
     now_s: float
     data: dict[str, dict[str, str]]
     expiry: list[tuple[float, str, str]]
     sessions: dict[int, tuple[int, float, Result]]
+
+
+class _Snapshot(_SnapshotWithoutRounds, array_like=True):
+    """Version 2: the time rounds of a Byzantine group follow (absent: empty)."""
+
+    rounds: int = 0
+    readings: dict[int, float] = {}
+    pending: list[tuple[str, str, float, int]] = []
 
 
 @dataclass(slots=True)
@@ -145,11 +201,16 @@ class KVStore:
         "_oldest_session_s",
         "_sessions",
         "applied_index",
+        "next_deadline_s",
         "now_s",
         "session_ttl_s",
+        "time_rounds",
+        "time_version",
     )
 
-    def __init__(self, session_ttl_s: float = DEFAULT_SESSION_TTL_S) -> None:
+    def __init__(self, session_ttl_s: float = DEFAULT_SESSION_TTL_S, replicas: int = 0) -> None:
+        """``replicas``: 0 for a crash-fault group (stamps are log time), else
+        the size of the Byzantine fault-tolerant group (time from rounds)."""
         self._data: dict[str, dict[str, str]] = {}
         self._expiry: list[tuple[float, str, str]] = []  # heap of (deadline, ns, key)
         self._deadlines: dict[tuple[str, str], float] = {}
@@ -161,6 +222,10 @@ class KVStore:
         self.now_s = 0.0
         self.applied_index = 0
         self.session_ttl_s = session_ttl_s
+        self.time_rounds: TimeRounds | None = TimeRounds(replicas) if replicas else None
+        self.next_deadline_s: float | None = None
+        """The earliest live TTL deadline in log time; None when no key has one."""
+        self.time_version = 0
 
     # -- applying the log -------------------------------------------------
     def apply(self, index: int, data: bytes) -> Result:
@@ -175,7 +240,7 @@ class KVStore:
 
     def apply_command(self, command: Command) -> Result:
         time_s = command.time_s
-        if time_s > self.now_s:
+        if time_s > self.now_s and self.time_rounds is None:
             self.now_s = time_s
             # Nothing to expire (the common case) is decided without a call.
             if self._expiry or self._oldest_session_s < time_s - self.session_ttl_s:
@@ -205,7 +270,13 @@ class KVStore:
             return result
         return self._execute(command.op)
 
-    def _execute(self, op: Op) -> Result:
+    @property
+    def time_wanted(self) -> bool:
+        """Byzantine groups: a round of readings is wanted now."""
+        rounds = self.time_rounds
+        return rounds is not None and rounds.wanted
+
+    def _execute(self, op: LogOp) -> Result:
         # Put first: writes are what the log mostly carries (reads usually go
         # through ReadIndex and never reach the log).
         if isinstance(op, Put):
@@ -223,9 +294,47 @@ class KVStore:
         if isinstance(op, Delete):
             space = self._data.get(op.namespace)
             existed = space is not None and space.pop(op.key, None) is not None
-            self._deadlines.pop((op.namespace, op.key), None)
+            self._cancel_ttl(op.namespace, op.key)
             return Result(ok=existed)
-        return Result(ok=True, items=self.list_prefix(op.prefix, op.namespace, op.limit))
+        if isinstance(op, List):
+            return Result(ok=True, items=self.list_prefix(op.prefix, op.namespace, op.limit))
+        if self.time_rounds is not None:
+            self._observe_reading(op)
+        return OK
+
+    def _observe_reading(self, tick: Tick) -> None:
+        """A replica's (authenticated) reading; a round that closes moves log
+        time and starts the TTLs that waited for it."""
+        rounds = self.time_rounds
+        assert rounds is not None
+        before = rounds.wanted
+        closed = rounds.observe(tick.replica, tick.round, tick.time_s)
+        if closed is None:
+            if rounds.wanted != before:
+                self.time_version += 1
+            return
+        agreed, started = closed
+        if agreed > self.now_s:
+            self.now_s = agreed
+        for namespace, key, ttl_s in started:
+            self._start_deadline(namespace, key, self.now_s + ttl_s)
+        self._expire()
+        self.time_version += 1
+
+    def _cancel_ttl(self, namespace: str, key: str) -> None:
+        """An overwrite or delete: the key's deadline (or pending TTL) is void."""
+        if self._deadlines and self._deadlines.pop((namespace, key), None) is not None:
+            self._settle_deadlines()
+        rounds = self.time_rounds
+        if rounds is not None and rounds.pending and rounds.cancel(namespace, key):
+            self.time_version += 1
+
+    def _start_deadline(self, namespace: str, key: str, deadline: float) -> None:
+        heapq.heappush(self._expiry, (deadline, namespace, key))
+        # The live deadline per key; an overwrite replaces or cancels it,
+        # which makes older heap entries for the key stale.
+        self._deadlines[(namespace, key)] = deadline
+        self._settle_deadlines()
 
     def _set(self, namespace: str, key: str, value: str, ttl_s: float | None) -> None:
         space = self._data.get(namespace)
@@ -233,13 +342,32 @@ class KVStore:
             space = self._data[namespace] = {}
         space[key] = value
         if ttl_s is not None and ttl_s > 0:
-            deadline = self.now_s + ttl_s
-            heapq.heappush(self._expiry, (deadline, namespace, key))
-            # The live deadline per key; an overwrite replaces or cancels it,
-            # which makes older heap entries for the key stale.
-            self._deadlines[(namespace, key)] = deadline
-        elif self._deadlines:
-            self._deadlines.pop((namespace, key), None)
+            rounds = self.time_rounds
+            if rounds is None:
+                self._start_deadline(namespace, key, self.now_s + ttl_s)
+            else:
+                # Log time may be old here: the next round starts the TTL.
+                self._cancel_ttl(namespace, key)
+                rounds.add_pending(namespace, key, ttl_s)
+                self.time_version += 1
+        elif self._deadlines or self.time_rounds is not None:
+            self._cancel_ttl(namespace, key)
+
+    def _settle_deadlines(self) -> None:
+        """Drop stale entries from the top of the expiry heap and publish the
+        earliest live deadline (``next_deadline_s``)."""
+        heap = self._expiry
+        deadlines = self._deadlines
+        earliest = None
+        while heap:
+            deadline, namespace, key = heap[0]
+            if deadlines.get((namespace, key)) == deadline:
+                earliest = deadline
+                break
+            heapq.heappop(heap)
+        if earliest != self.next_deadline_s:
+            self.next_deadline_s = earliest
+            self.time_version += 1
 
     def _expire(self) -> None:
         heap = self._expiry
@@ -248,6 +376,7 @@ class KVStore:
             if self._deadlines.get((namespace, key)) == deadline:
                 del self._deadlines[(namespace, key)]
                 self._data.get(namespace, {}).pop(key, None)
+        self._settle_deadlines()
         cutoff = self.now_s - self.session_ttl_s
         sessions = self._sessions
         while sessions:
@@ -281,26 +410,70 @@ class KVStore:
     def __len__(self) -> int:
         return sum(len(s) for s in self._data.values())
 
+    # -- splitting ------------------------------------------------------------
+    def partition(self, moves: Callable[[str], bool]) -> bytes:
+        """Take every key for which ``moves(key)`` is true (in every
+        namespace) out of this store and return a snapshot of a store that
+        holds exactly them, with their TTL deadlines, this store's log time
+        and a copy of its client sessions (a range split: the right-hand
+        range answers retries of commands the left-hand one applied).
+        Deterministic, like ``apply``: every replica takes the same keys.
+        Crash-fault stores only (a Byzantine store's time rounds do not split)."""
+        if self.time_rounds is not None:
+            raise ValueError("a store with time rounds (a Byzantine group) cannot be partitioned")
+        taken: dict[str, dict[str, str]] = {}
+        for namespace, space in self._data.items():
+            keys = [key for key in space if moves(key)]
+            if keys:
+                taken[namespace] = {key: space.pop(key) for key in keys}
+        expiry = sorted(
+            (deadline, ns, key) for (ns, key), deadline in self._deadlines.items() if ns in taken and key in taken[ns]
+        )
+        if expiry:
+            for _, ns, key in expiry:
+                del self._deadlines[(ns, key)]
+            self._settle_deadlines()
+        sessions = {c: (s.seq, s.last_s, s.result) for c, s in self._sessions.items()}
+        image = _SnapshotWithoutRounds(FORMAT_VERSION_WITHOUT_ROUNDS, self.now_s, taken, expiry, sessions)
+        return _command_encoder.encode(image)
+
     # -- snapshots ----------------------------------------------------------
     def snapshot(self) -> bytes:
+        data = self._data
+        expiry = sorted((d, ns, k) for (ns, k), d in self._deadlines.items())
+        sessions = {c: (s.seq, s.last_s, s.result) for c, s in self._sessions.items()}
+        rounds = self.time_rounds
+        if rounds is None:
+            plain = _SnapshotWithoutRounds(FORMAT_VERSION_WITHOUT_ROUNDS, self.now_s, data, expiry, sessions)
+            return _command_encoder.encode(plain)
         snap = _Snapshot(
             FORMAT_VERSION,
             self.now_s,
-            self._data,
-            sorted((d, ns, k) for (ns, k), d in self._deadlines.items()),
-            {c: (s.seq, s.last_s, s.result) for c, s in self._sessions.items()},
+            data,
+            expiry,
+            sessions,
+            rounds.rounds,
+            dict(sorted(rounds.readings.items())),
+            [(ns, k, ttl, needed) for (ns, k), (ttl, needed) in rounds.pending.items()],
         )
         return _command_encoder.encode(snap)
 
     def restore(self, data: bytes) -> None:
         snap = msgspec.msgpack.decode(data, type=_Snapshot)
-        if snap.version != FORMAT_VERSION:
+        if snap.version not in READABLE_VERSIONS:
             raise ValueError(f"unsupported KV snapshot version {snap.version}")
         self.now_s = snap.now_s
         self._data = snap.data
         self._expiry = list(snap.expiry)
         heapq.heapify(self._expiry)
         self._deadlines = {(ns, k): d for d, ns, k in snap.expiry}
+        rounds = self.time_rounds
+        if rounds is not None:
+            rounds.rounds = snap.rounds
+            rounds.readings = dict(snap.readings)
+            rounds.pending = {(ns, k): (ttl, needed) for ns, k, ttl, needed in snap.pending}
+        self._settle_deadlines()
+        self.time_version += 1
         by_last_use = sorted(snap.sessions.items(), key=lambda item: item[1][1])
         self._sessions = {c: _Session(s, t, r) for c, (s, t, r) in by_last_use}
         self._oldest_session_s = float("-inf")
@@ -314,7 +487,9 @@ __all__ = [
     "Get",
     "KVStore",
     "List",
+    "LogOp",
     "Op",
     "Put",
     "Result",
+    "Tick",
 ]

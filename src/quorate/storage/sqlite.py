@@ -1,49 +1,63 @@
-"""Durable node storage in SQLite: the log, the hard state and the snapshot.
+"""Durable node storage in SQLite: every group's log, hard state and snapshot.
 
 Theory of operation. A node's data directory holds ``log.db`` (SQLite in WAL
 mode with ``synchronous=FULL``, so every committed transaction is fsynced to
-the write-ahead log before ``COMMIT`` returns) and ``snapshots/``. It owns:
+the write-ahead log before ``COMMIT`` returns) and ``snapshots/``. One
+database serves every group the node hosts; each row carries its group id
+(a u64, stored as SQLite's signed 64-bit integer of the same bits). It owns:
 
-- ``entries``: one row per log entry (index, term, kind, data). The columns are
-  the ``Entry`` fields themselves, so reading the log back needs no decoding;
-  ``data`` is the command bytes the protocol produced.
-- ``meta``: the protocol's hard state and the snapshot *pointer*, each stored
-  as msgspec msgpack bytes plus a type tag (``module.QualName``). They are
-  decoded with the ``hard_state_type``/``snapshot_type`` given to the
-  constructor; a tag that names another type fails loudly (the directory
-  belongs to another protocol).
+- ``entries``: one row per log entry (group, index, term, kind, data). The
+  columns are the ``Entry`` fields themselves, so reading the log back needs
+  no decoding; ``data`` is the command bytes the protocol produced.
+- ``meta``: per group, the protocol's hard state and the snapshot *pointer*,
+  each stored as msgspec msgpack bytes plus a type tag (``module.QualName``).
+  They are decoded with the types the caller names (the constructor's for
+  the single-group API, ``recover_group``'s otherwise); a tag that names
+  another type fails loudly (the group belongs to another protocol).
+- ``groups``: the registry, one row per hosted group (protocol, meta).
 
-``persist(hard_state, entries, snapshot)`` — what the driver calls with one
-``Ready`` — writes everything in ONE transaction, hence one fsync however many
-proposals' entries the ``Ready`` carries (group commit). The order inside the
-transaction follows ``NodeStorage``: snapshot, then entries, then hard state.
+``persist_many(writes)`` — what a node host calls with one turn's Readies —
+writes every group's share in ONE transaction, hence one fsync however many
+groups and proposals the turn carries (group commit). ``persist`` is the
+same for group 0 alone. Inside the transaction each group follows
+``NodeStorage``'s order: snapshot, then entries, then hard state. Every
+write is checked before the transaction begins, so a refused call (a gap in
+some group's log) writes nothing.
 
-Snapshots can be large, so their bytes live in a file, written atomically
-(``quorate.storage.snapshot_files``: temp file fsynced, renamed, directory
-fsynced), and only then does the transaction point ``meta`` at it and drop
-the entries it covers. A crash leaves either the old pointer (the
-new file is an orphan) or the new one; ``recover`` removes temp files and
-orphans, so a torn snapshot write is ignored and cleaned.
+Snapshots can be large, so their bytes live in files, written atomically
+(``quorate.storage.snapshot_files``: temp files fsynced, renamed, directory
+fsynced once), and only then does the transaction point ``meta`` at them and
+drop the entries they cover. A crash leaves either the old pointer (the new
+file is an orphan) or the new one; opening removes temp files and orphans,
+so a torn snapshot write is ignored and cleaned.
 
-Invariants: the stored entries are contiguous, from ``first_index`` to
-``last_index``; ``first_index == snapshot.index + 1`` once a snapshot exists
-and the log was compacted; every transaction is all-or-nothing (SQLite's
-journal), so recovery after a crash returns a prefix of what was persisted
-that contains every entry whose ``persist`` returned.
+``drop_group`` deletes a group's entries, meta rows and registry row in one
+transaction, then its snapshot files (an orphan left by a crash in between
+is removed at the next open).
 
-``persist(..., durable=False)`` is for a hard state whose change is only
-knowledge a node can learn again (Raft's commit index, which the paper keeps
-in volatile state; etcd's ``MustSync`` skips the fsync for it too). Such a
-hard state is held in memory and written inside the next durable
-transaction (or at ``close``); ``load_state`` returns it meanwhile. A crash
-loses at most that lag: the node restarts with an older commit index and
-learns the current one from the leader.
+Invariants: each group's stored entries are contiguous, from its
+``first_index`` to its ``last_index``; ``first_index == snapshot.index + 1``
+once a snapshot exists and the log was compacted; every transaction is
+all-or-nothing (SQLite's journal), so recovery after a crash returns, for
+every group, a prefix of what was persisted that contains every write whose
+``persist_many`` returned.
+
+``durable=False`` is for a hard state whose change is only knowledge a node
+can learn again (Raft's commit index, which the paper keeps in volatile
+state; etcd's ``MustSync`` skips the fsync for it too). Such a hard state is
+held in memory and written inside the next durable transaction, whichever
+groups that one writes (or at ``close``); ``load_state`` returns it
+meanwhile. A crash loses at most that lag.
+
+Layout versions. ``PRAGMA user_version`` names the schema. A database of the
+single-group layout (version 0: no group column) is migrated in place, in
+one transaction, its rows becoming group 0's; a newer version is refused.
 
 The storage is synchronous on purpose: the caller's order (persist before
 send) needs the fsync done before it continues. A runtime may call
-``persist`` from one worker thread while its event loop keeps working (the
-connection is opened with ``check_same_thread=False``), provided calls never
-overlap.
+``persist_many`` from one worker thread while its event loop keeps working
+(the connection is opened with ``check_same_thread=False``), provided calls
+never overlap.
 
 Tuning. SQLite's automatic checkpoint (every 1000 WAL pages) is kept: after
 it the WAL is rewritten from its start, and overwriting file space that
@@ -55,28 +69,44 @@ grew beyond ``JOURNAL_SIZE_LIMIT_BYTES`` (a burst) is truncated back.
 from __future__ import annotations
 
 import contextlib
-import itertools
 import os
 import sqlite3
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import msgspec
 
 from quorate.core.ready import Entry
-from quorate.errors import LocalProtocolError
-from quorate.storage.base import Recovered, typed_decoder
+from quorate.errors import ConfigError, LocalProtocolError
+from quorate.storage.base import (
+    DecoderCache,
+    GroupExistsError,
+    GroupRecord,
+    GroupStorage,
+    GroupWrite,
+    LogPlan,
+    Recovered,
+    check_group_id,
+    check_group_record,
+    check_type_tag,
+    checked_writes,
+    final_hard_states,
+    plan_log_write,
+    type_tag,
+    unknown_group,
+)
+from quorate.storage.layout import DB_FILE_NAME, SNAPSHOT_DIR_NAME, refuse_other_engine
 from quorate.storage.snapshot_files import (
-    SNAPSHOT_DIR_NAME,
     SnapshotPointer,
+    drop_group_snapshot_files,
     drop_old_snapshot_files,
     remove_stray_snapshot_files,
-    write_snapshot_file,
+    write_snapshot_files,
 )
 
-__all__ = ["DB_FILE_NAME", "SNAPSHOT_DIR_NAME", "SqliteStorage"]
+__all__ = ["DB_FILE_NAME", "SCHEMA_VERSION", "SNAPSHOT_DIR_NAME", "SqliteStorage"]
 
-DB_FILE_NAME = "log.db"
 _KEY_HARD_STATE = "hard_state"
 _KEY_SNAPSHOT = "snapshot"
 _KEY_FIRST_INDEX = "first_index"
@@ -84,34 +114,63 @@ BUSY_TIMEOUT_MS = 5000
 """How long a writer waits for another connection's lock before failing."""
 JOURNAL_SIZE_LIMIT_BYTES = 16 * 1024 * 1024
 """Size the WAL file is truncated back to after a checkpoint."""
+SCHEMA_VERSION = 1
+"""``PRAGMA user_version`` of the layout below (0: the single-group layout)."""
+_U64_SPAN = 1 << 64
+_I64_MAX = (1 << 63) - 1
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS entries (
-    idx  INTEGER PRIMARY KEY,
-    term INTEGER NOT NULL,
-    kind INTEGER NOT NULL,
-    data BLOB NOT NULL
-);
-CREATE TABLE IF NOT EXISTS meta (
-    key   TEXT PRIMARY KEY,
-    tag   TEXT NOT NULL,
-    value BLOB NOT NULL
-);
-"""
+_SCHEMA = (
+    """CREATE TABLE entries (
+        grp  INTEGER NOT NULL,
+        idx  INTEGER NOT NULL,
+        term INTEGER NOT NULL,
+        kind INTEGER NOT NULL,
+        data BLOB NOT NULL,
+        PRIMARY KEY (grp, idx)
+    ) WITHOUT ROWID""",
+    """CREATE TABLE meta (
+        grp   INTEGER NOT NULL,
+        key   TEXT NOT NULL,
+        tag   TEXT NOT NULL,
+        value BLOB NOT NULL,
+        PRIMARY KEY (grp, key)
+    ) WITHOUT ROWID""",
+    """CREATE TABLE groups (
+        grp      INTEGER PRIMARY KEY,
+        protocol TEXT NOT NULL,
+        meta     BLOB NOT NULL
+    )""",
+)
+_MIGRATE_FROM_SINGLE_GROUP = (
+    "ALTER TABLE entries RENAME TO entries_v0",
+    "ALTER TABLE meta RENAME TO meta_v0",
+    *_SCHEMA,
+    "INSERT INTO entries (grp, idx, term, kind, data) "
+    "SELECT 0, idx, term, kind, data FROM entries_v0",
+    "INSERT INTO meta (grp, key, tag, value) SELECT 0, key, tag, value FROM meta_v0",
+    "DROP TABLE entries_v0",
+    "DROP TABLE meta_v0",
+)
 
 
-def _type_tag(value_type: type[Any] | None, value: Any) -> str:
-    t = value_type if value_type is not None else type(value)
-    return f"{t.__module__}.{t.__qualname__}"
+def _sql_group(group: int) -> int:
+    """A u64 group id as the signed 64-bit integer SQLite stores (same bits)."""
+    return group - _U64_SPAN if group > _I64_MAX else group
+
+
+def _u64_group(stored: int) -> int:
+    return stored + _U64_SPAN if stored < 0 else stored
 
 
 class SqliteStorage:
-    """``LogStore`` + ``StableStore`` + ``SnapshotStore`` + ``NodeStorage`` on disk.
+    """Every group's ``LogStore`` + ``StableStore`` + ``SnapshotStore`` on disk,
+    with the single-group API (``persist``, ``recover``, ``first_index``...)
+    working on group 0.
 
     ``path`` is the node's data directory (created if missing).
-    ``hard_state_type`` and ``snapshot_type`` are the protocol's msgspec Structs;
-    ``None`` decodes them as plain msgpack values (lists, dicts...). A snapshot
-    must have an ``index`` attribute (and ``term``, 0 if absent).
+    ``hard_state_type`` and ``snapshot_type`` are group 0's protocol's msgspec
+    Structs; ``None`` decodes them as plain msgpack values (lists, dicts...).
+    A snapshot must have an ``index`` attribute (and ``term``, 0 if absent).
     """
 
     def __init__(
@@ -123,16 +182,16 @@ class SqliteStorage:
     ) -> None:
         self.directory = Path(path)
         self.directory.mkdir(parents=True, exist_ok=True)
+        refuse_other_engine(self.directory, "sqlite")
         self.snapshot_directory = self.directory / SNAPSHOT_DIR_NAME
         self.snapshot_directory.mkdir(exist_ok=True)
         self.hard_state_type = hard_state_type
         self.snapshot_type = snapshot_type
         self._encoder = msgspec.msgpack.Encoder()
-        self._hard_state_decoder = typed_decoder(hard_state_type)
-        self._snapshot_decoder = typed_decoder(snapshot_type)
+        self._decoder = DecoderCache()
         self._pointer_decoder = msgspec.msgpack.Decoder(SnapshotPointer)
         # isolation_level=None: we issue BEGIN/COMMIT ourselves, so one
-        # persist() is exactly one transaction.
+        # persist_many() is exactly one transaction.
         self._db = sqlite3.connect(
             self.directory / DB_FILE_NAME, isolation_level=None, check_same_thread=False
         )
@@ -142,18 +201,23 @@ class SqliteStorage:
             raise LocalProtocolError(f"SQLite refused WAL mode for {self.directory} (got {mode})")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute(f"PRAGMA journal_size_limit={JOURNAL_SIZE_LIMIT_BYTES}")
-        self._db.executescript(_SCHEMA)
-        self._deferred_hard_state: Any = None
-        """A hard state given with ``durable=False``, not yet written."""
+        self._open_schema()
+        self._registry: dict[int, GroupRecord] = {}
+        for grp, protocol, meta in self._db.execute("SELECT grp, protocol, meta FROM groups"):
+            group = _u64_group(grp)
+            self._registry[group] = GroupRecord(group, protocol, bytes(meta))
+        self._bounds: dict[int, tuple[int, int]] = {}
+        """Each group's (first_index, last_index), read on first use."""
+        self._deferred: dict[int, Any] = {}
+        """Hard states given with ``durable=False``, not yet written."""
         self.transactions = 0
         """Committed write transactions (each one fsync of the WAL)."""
-        self._first_index, self._last_index = self._load_bounds()
         self._remove_stray_snapshot_files()
 
     # ------------------------------------------------------------ lifecycle
     def close(self) -> None:
-        if self._deferred_hard_state is not None:
-            self.persist(self._deferred_hard_state, [], None)
+        if self._deferred:
+            self.persist_many([])
         self._db.close()
 
     def __enter__(self) -> SqliteStorage:
@@ -163,36 +227,85 @@ class SqliteStorage:
         self.close()
 
     # ------------------------------------------------------------ internals
-    def _load_bounds(self) -> tuple[int, int]:
-        row = self._db.execute("SELECT MIN(idx), MAX(idx) FROM entries").fetchone()
-        offset = self._stored_first_index()
-        if row[0] is None:
-            return offset, offset - 1
-        return int(row[0]), int(row[1])
+    def _open_schema(self) -> None:
+        """Create the tables, or migrate the single-group layout, or refuse a newer one."""
+        if self._db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION:
+            return
+        self._begin()
+        try:
+            # Read again under the write lock: another connection may have
+            # created or migrated the schema meanwhile.
+            version = self._db.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise ConfigError(
+                    f"{self.directory / DB_FILE_NAME} has layout version {version}, newer than "
+                    f"this quorate's ({SCHEMA_VERSION}); open it with the version that wrote it"
+                )
+            if version < SCHEMA_VERSION:
+                tables = {
+                    row[0]
+                    for row in self._db.execute("SELECT name FROM sqlite_master WHERE type='table'")
+                }
+                statements = _MIGRATE_FROM_SINGLE_GROUP if "entries" in tables else _SCHEMA
+                for statement in statements:
+                    self._db.execute(statement)
+                self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._rollback()
+            raise
 
-    def _stored_first_index(self) -> int:
-        row = self._db.execute(
-            "SELECT value FROM meta WHERE key = ?", (_KEY_FIRST_INDEX,)
+    def _check_known(self, group: object) -> int:
+        checked = check_group_id(group)
+        if checked != 0 and checked not in self._registry:
+            raise unknown_group(checked)
+        return checked
+
+    def _bounds_of(self, group: int) -> tuple[int, int]:
+        bounds = self._bounds.get(group)
+        if bounds is None:
+            bounds = self._bounds[group] = self._load_bounds(group)
+        return bounds
+
+    def _load_bounds(self, group: int) -> tuple[int, int]:
+        grp = _sql_group(group)
+        # Two ORDER BY ... LIMIT 1 queries: each is one index lookup, where
+        # MIN and MAX together would scan the group's rows.
+        lo = self._db.execute(
+            "SELECT idx FROM entries WHERE grp = ? ORDER BY idx LIMIT 1", (grp,)
         ).fetchone()
-        return int.from_bytes(row[0], "big") if row else 1
+        row = self._db.execute(
+            "SELECT value FROM meta WHERE grp = ? AND key = ?", (grp, _KEY_FIRST_INDEX)
+        ).fetchone()
+        offset = int.from_bytes(row[0], "big") if row else 1
+        if lo is None:
+            return offset, offset - 1
+        hi = self._db.execute(
+            "SELECT idx FROM entries WHERE grp = ? ORDER BY idx DESC LIMIT 1", (grp,)
+        ).fetchone()
+        return int(lo[0]), int(hi[0])
 
-    def _set_first_index(self, first: int) -> None:
+    def _set_first_index(self, grp: int, first: int) -> None:
         self._db.execute(
-            "INSERT OR REPLACE INTO meta (key, tag, value) VALUES (?, 'int', ?)",
-            (_KEY_FIRST_INDEX, first.to_bytes(8, "big")),
+            "INSERT OR REPLACE INTO meta (grp, key, tag, value) VALUES (?, ?, 'int', ?)",
+            (grp, _KEY_FIRST_INDEX, first.to_bytes(8, "big")),
         )
 
-    def _pointer(self) -> SnapshotPointer | None:
-        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (_KEY_SNAPSHOT,)).fetchone()
+    def _pointer(self, group: int) -> SnapshotPointer | None:
+        row = self._db.execute(
+            "SELECT value FROM meta WHERE grp = ? AND key = ?", (_sql_group(group), _KEY_SNAPSHOT)
+        ).fetchone()
         return self._pointer_decoder.decode(row[0]) if row else None
 
     def _remove_stray_snapshot_files(self) -> None:
         """Delete torn temp files and snapshot files no committed row points at
-        (a crash between the rename and the commit, or before old files were removed)."""
-        pointer = self._pointer()
-        remove_stray_snapshot_files(
-            self.snapshot_directory, pointer.file_name if pointer is not None else None
-        )
+        (a crash between the rename and the commit, before old files were
+        removed, or before a dropped group's files were)."""
+        keep = {
+            self._pointer_decoder.decode(row[0]).file_name
+            for row in self._db.execute("SELECT value FROM meta WHERE key = ?", (_KEY_SNAPSHOT,))
+        }
+        remove_stray_snapshot_files(self.snapshot_directory, keep)
 
     def _begin(self) -> None:
         # IMMEDIATE takes the write lock now, so the transaction never fails
@@ -207,174 +320,265 @@ class SqliteStorage:
         with contextlib.suppress(sqlite3.Error):
             self._db.execute("ROLLBACK")
 
-    def _store_entries(self, entries: list[Entry], bounds: tuple[int, int]) -> tuple[int, int]:
-        """Write ``entries`` inside the open transaction, given the log's
-        ``(first_index, last_index)``; return the new bounds."""
-        first_index, last_index = bounds
-        if not entries:
-            return first_index, last_index
-        if entries[0].index < first_index:
-            # Entries already covered by the snapshot are skipped.
-            entries = [e for e in entries if e.index >= first_index]
-            if not entries:
-                return first_index, last_index
-        first = entries[0].index
-        if first > last_index + 1:
-            raise LocalProtocolError(f"gap in log: last {last_index}, appending {first}")
-        for previous, entry in itertools.pairwise(entries):
-            if entry.index != previous.index + 1:
-                raise LocalProtocolError(
-                    f"entries are not contiguous: {previous.index} then {entry.index}"
-                )
-        if first <= last_index:
-            self._db.execute("DELETE FROM entries WHERE idx >= ?", (first,))
-        self._db.executemany(
-            "INSERT INTO entries (idx, term, kind, data) VALUES (?, ?, ?, ?)",
-            [(e.index, e.term, e.kind, e.data) for e in entries],
-        )
-        return first_index, entries[-1].index
+    def _write_log(
+        self, grp: int, plan: LogPlan, pointer: SnapshotPointer | None, snapshot_tag: str
+    ) -> None:
+        """Inside the open transaction: one write's snapshot pointer and entries."""
+        db = self._db
+        if pointer is not None:
+            db.execute(
+                "INSERT OR REPLACE INTO meta (grp, key, tag, value) VALUES (?, ?, ?, ?)",
+                (grp, _KEY_SNAPSHOT, snapshot_tag, self._encoder.encode(pointer)),
+            )
+            # Everything the snapshot covers goes (all of it when the
+            # snapshot is past the log's end).
+            db.execute(
+                "DELETE FROM entries WHERE grp = ? AND idx < ?", (grp, plan.first_after_snapshot)
+            )
+            self._set_first_index(grp, plan.first_after_snapshot)
+        if plan.truncate_from is not None:
+            db.execute(
+                "DELETE FROM entries WHERE grp = ? AND idx >= ?", (grp, plan.truncate_from)
+            )
+        if plan.entries:
+            db.executemany(
+                "INSERT INTO entries (grp, idx, term, kind, data) VALUES (?, ?, ?, ?, ?)",
+                [(grp, e.index, e.term, e.kind, e.data) for e in plan.entries],
+            )
 
-    def _save_meta(self, key: str, value_type: type[Any] | None, value: Any) -> None:
-        self._db.execute(
-            "INSERT OR REPLACE INTO meta (key, tag, value) VALUES (?, ?, ?)",
-            (key, _type_tag(value_type, value), self._encoder.encode(value)),
-        )
-
-    def _load_meta(self, key: str, value_type: type[Any] | None) -> tuple[bool, bytes]:
-        row = self._db.execute("SELECT tag, value FROM meta WHERE key = ?", (key,)).fetchone()
+    def _load_meta(
+        self, group: int, key: str, value_type: type[Any] | None
+    ) -> tuple[bool, bytes]:
+        row = self._db.execute(
+            "SELECT tag, value FROM meta WHERE grp = ? AND key = ?", (_sql_group(group), key)
+        ).fetchone()
         if row is None:
             return False, b""
         tag, value = row
-        if value_type is not None and tag != _type_tag(value_type, None):
-            raise LocalProtocolError(
-                f"{self.directory}: stored {key} has type {tag}, "
-                f"but this storage was opened for {_type_tag(value_type, None)}"
-            )
+        check_type_tag(str(self.directory), group, key, tag, value_type)
         return True, bytes(value)
 
-    def _write_snapshot_file(self, snapshot: Any) -> SnapshotPointer:
-        """Write the snapshot's bytes atomically; the DB row is set by the caller."""
-        return write_snapshot_file(
-            self.snapshot_directory, snapshot, self._encoder.encode(snapshot)
+    # ------------------------------------------------------------ registry
+    def create_group(self, group: int, protocol: str, meta: bytes = b"") -> None:
+        """Register ``group`` as hosted here, running ``protocol``; durable on return."""
+        self.create_groups([(group, protocol, meta)])
+
+    def create_groups(self, records: Iterable[tuple[int, str, bytes]]) -> None:
+        """Register many groups in one transaction (one fsync)."""
+        checked = [check_group_record(*record) for record in records]
+        seen: set[int] = set()
+        for record in checked:
+            if record.group in self._registry or record.group in seen:
+                raise GroupExistsError(f"group {record.group} exists already")
+            seen.add(record.group)
+        if not checked:
+            return
+        self._begin()
+        try:
+            self._db.executemany(
+                "INSERT INTO groups (grp, protocol, meta) VALUES (?, ?, ?)",
+                [(_sql_group(r.group), r.protocol, r.meta) for r in checked],
+            )
+            self._commit()
+        except BaseException:
+            self._rollback()
+            raise
+        for record in checked:
+            self._registry[record.group] = record
+
+    def groups(self) -> list[GroupRecord]:
+        """The hosted groups, by id."""
+        return sorted(self._registry.values())
+
+    def drop_group(self, group: int) -> None:
+        """Remove ``group``: its log, hard state, snapshot and registry row go
+        in one transaction (durable on return), then its snapshot files."""
+        checked = self._check_known(group)
+        grp = _sql_group(checked)
+        self._begin()
+        try:
+            self._db.execute("DELETE FROM entries WHERE grp = ?", (grp,))
+            self._db.execute("DELETE FROM meta WHERE grp = ?", (grp,))
+            self._db.execute("DELETE FROM groups WHERE grp = ?", (grp,))
+            self._commit()
+        except BaseException:
+            self._rollback()
+            raise
+        self._registry.pop(checked, None)
+        self._bounds.pop(checked, None)
+        self._deferred.pop(checked, None)
+        drop_group_snapshot_files(self.snapshot_directory, checked)
+
+    # ------------------------------------------------------------ keyed access
+    def persist_many(self, writes: Iterable[GroupWrite], *, durable: bool = True) -> None:
+        """Durably save many groups' writes in ONE transaction (one fsync),
+        plus the snapshot files' own fsyncs when there are snapshots; all or
+        nothing. ``durable=False`` (hard states only) defers them to the next
+        durable transaction; see the module docstring."""
+        batch = checked_writes(writes, durable)
+        registry = self._registry
+        for write in batch:
+            if write.group != 0 and write.group not in registry:
+                raise unknown_group(write.group)
+        if not durable:
+            for write in batch:
+                if write.hard_state is not None:
+                    self._deferred[write.group] = write.hard_state
+            return
+        hard_states = final_hard_states(self._deferred, batch)
+        # Plan every write against the bounds the earlier ones leave, so a
+        # refused write (a gap) changes nothing on disk or in memory.
+        bounds: dict[int, tuple[int, int]] = {}
+        plans = []
+        for write in batch:
+            first, last = bounds.get(write.group) or self._bounds_of(write.group)
+            plan = plan_log_write(first, last, write.entries, write.snapshot)
+            bounds[write.group] = (plan.first_index, plan.last_index)
+            plans.append(plan)
+        snapshots = [(w.group, w.snapshot) for w in batch if w.snapshot is not None]
+        if not hard_states and not snapshots and not any(p.entries for p in plans):
+            return
+        pointers = iter(
+            write_snapshot_files(
+                self.snapshot_directory,
+                [(g, s, self._encoder.encode(s)) for g, s in snapshots],
+            )
+        )
+        committed: list[tuple[int, SnapshotPointer]] = []
+        self._begin()
+        try:
+            for write, plan in zip(batch, plans, strict=True):
+                pointer = None
+                if write.snapshot is not None:
+                    pointer = next(pointers)
+                    committed.append((write.group, pointer))
+                snapshot_tag = type_tag(type(write.snapshot))
+                self._write_log(_sql_group(write.group), plan, pointer, snapshot_tag)
+            self._db.executemany(
+                "INSERT OR REPLACE INTO meta (grp, key, tag, value) VALUES (?, ?, ?, ?)",
+                [
+                    (_sql_group(g), _KEY_HARD_STATE, type_tag(type(hs)), self._encoder.encode(hs))
+                    for g, hs in hard_states.items()
+                ],
+            )
+            self._commit()
+        except BaseException:
+            self._rollback()
+            raise
+        self._deferred.clear()
+        self._bounds.update(bounds)
+        for group, pointer in committed:
+            drop_old_snapshot_files(self.snapshot_directory, pointer.file_name, group)
+
+    def recover_group(
+        self,
+        group: int,
+        hard_state_type: type[Any] | None = None,
+        snapshot_type: type[Any] | None = None,
+    ) -> Recovered:
+        """Everything persisted for ``group``, decoded with its protocol's
+        types. Stray snapshot files were removed when the storage was opened."""
+        checked = self._check_known(group)
+        first, last = self._bounds_of(checked)
+        return Recovered(
+            hard_state=self.hard_state_of(checked, hard_state_type),
+            snapshot=self.snapshot_of(checked, snapshot_type),
+            entries=self.entries_of(checked, first, last + 1),
         )
 
-    def _point_at_snapshot(
-        self, pointer: SnapshotPointer, bounds: tuple[int, int]
-    ) -> tuple[int, int]:
-        """Inside the open transaction: record the snapshot, compact the log."""
-        self._db.execute(
-            "INSERT OR REPLACE INTO meta (key, tag, value) VALUES (?, ?, ?)",
-            (_KEY_SNAPSHOT, _type_tag(self.snapshot_type, None), self._encoder.encode(pointer)),
-        )
-        first_index, last_index = bounds
-        if pointer.index >= last_index:
-            # The snapshot covers the whole log (a follower installing a
-            # leader's snapshot): nothing stored is still needed.
-            self._db.execute("DELETE FROM entries")
-            first_index, last_index = pointer.index + 1, pointer.index
-        elif pointer.index >= first_index:
-            self._db.execute("DELETE FROM entries WHERE idx <= ?", (pointer.index,))
-            first_index = pointer.index + 1
-        self._set_first_index(first_index)
-        return first_index, last_index
+    def compact_group(self, group: int, through: int) -> None:
+        """Drop ``group``'s entries with index <= ``through`` (one transaction)."""
+        checked = self._check_known(group)
+        first, last = self._bounds_of(checked)
+        if through < first:
+            return
+        through = min(through, last)
+        grp = _sql_group(checked)
+        self._begin()
+        try:
+            self._db.execute("DELETE FROM entries WHERE grp = ? AND idx <= ?", (grp, through))
+            self._set_first_index(grp, through + 1)
+            self._commit()
+        except BaseException:
+            self._rollback()
+            raise
+        self._bounds[checked] = (through + 1, last)
 
-    # ------------------------------------------------------------ LogStore
-    def first_index(self) -> int:
-        return self._first_index
+    def first_index_of(self, group: int) -> int:
+        return self._bounds_of(self._check_known(group))[0]
 
-    def last_index(self) -> int:
-        return self._last_index
+    def last_index_of(self, group: int) -> int:
+        return self._bounds_of(self._check_known(group))[1]
 
-    def entries(self, lo: int, hi: int) -> list[Entry]:
+    def entries_of(self, group: int, lo: int, hi: int) -> list[Entry]:
         rows = self._db.execute(
-            "SELECT term, idx, kind, data FROM entries WHERE idx >= ? AND idx < ? ORDER BY idx",
-            (lo, hi),
+            "SELECT term, idx, kind, data FROM entries WHERE grp = ? AND idx >= ? AND idx < ? "
+            "ORDER BY idx",
+            (_sql_group(self._check_known(group)), lo, hi),
         ).fetchall()
         return [Entry(term, idx, kind, bytes(data)) for term, idx, kind, data in rows]
+
+    def hard_state_of(self, group: int, hard_state_type: type[Any] | None = None) -> Any:
+        checked = self._check_known(group)
+        deferred = self._deferred.get(checked)
+        if deferred is not None:
+            return deferred
+        found, raw = self._load_meta(checked, _KEY_HARD_STATE, hard_state_type)
+        return self._decoder(hard_state_type).decode(raw) if found else None
+
+    def snapshot_of(self, group: int, snapshot_type: type[Any] | None = None) -> Any:
+        checked = self._check_known(group)
+        found, raw = self._load_meta(checked, _KEY_SNAPSHOT, snapshot_type)  # checks the tag
+        if not found:
+            return None
+        pointer = self._pointer_decoder.decode(raw)
+        data = (self.snapshot_directory / pointer.file_name).read_bytes()
+        return self._decoder(snapshot_type).decode(data)
+
+    def group(
+        self,
+        group: int,
+        hard_state_type: type[Any] | None = None,
+        snapshot_type: type[Any] | None = None,
+    ) -> GroupStorage:
+        """One group's ``NodeStorage``, decoding with its protocol's types."""
+        return GroupStorage(self, self._check_known(group), hard_state_type, snapshot_type)
+
+    # ------------------------------------------------------------ group 0
+    def first_index(self) -> int:
+        return self.first_index_of(0)
+
+    def last_index(self) -> int:
+        return self.last_index_of(0)
+
+    def entries(self, lo: int, hi: int) -> list[Entry]:
+        return self.entries_of(0, lo, hi)
 
     def store(self, entries: list[Entry]) -> None:
         self.persist(None, entries, None)
 
     def compact(self, through: int) -> None:
-        if through < self._first_index:
-            return
-        through = min(through, self._last_index)
-        self._begin()
-        try:
-            self._db.execute("DELETE FROM entries WHERE idx <= ?", (through,))
-            self._set_first_index(through + 1)
-            self._commit()
-        except BaseException:
-            self._rollback()
-            raise
-        self._first_index = through + 1
+        self.compact_group(0, through)
 
-    # ------------------------------------------------------------ StableStore
     def save_state(self, state: Any) -> None:
         self.persist(state, [], None)
 
     def load_state(self) -> Any:
-        if self._deferred_hard_state is not None:
-            return self._deferred_hard_state
-        found, raw = self._load_meta(_KEY_HARD_STATE, self.hard_state_type)
-        return self._hard_state_decoder.decode(raw) if found else None
+        return self.hard_state_of(0, self.hard_state_type)
 
-    # ------------------------------------------------------------ SnapshotStore
     def save_snapshot(self, snapshot: Any) -> None:
         self.persist(None, [], snapshot)
 
     def load_snapshot(self) -> Any:
-        pointer = self._pointer()
-        if pointer is None:
-            return None
-        self._load_meta(_KEY_SNAPSHOT, self.snapshot_type)  # checks the type tag
-        data = (self.snapshot_directory / pointer.file_name).read_bytes()
-        return self._snapshot_decoder.decode(data)
+        return self.snapshot_of(0, self.snapshot_type)
 
-    # ------------------------------------------------------------ NodeStorage
     def persist(
         self, hard_state: Any, entries: list[Entry], snapshot: Any, *, durable: bool = True
     ) -> None:
-        """Durably save one ``Ready``'s state in one transaction (one fsync),
-        plus the snapshot file's own fsyncs when there is a snapshot.
-
-        ``durable=False`` (only with a hard state alone) defers the write to
-        the next durable transaction; see the module docstring."""
-        if not durable:
-            if entries or snapshot is not None:
-                raise LocalProtocolError("entries and snapshots are always persisted durably")
-            if hard_state is not None:
-                self._deferred_hard_state = hard_state
-            return
-        if hard_state is None:
-            hard_state = self._deferred_hard_state
-        if hard_state is None and not entries and snapshot is None:
-            return
-        pointer = self._write_snapshot_file(snapshot) if snapshot is not None else None
-        self._begin()
-        try:
-            bounds = (self._first_index, self._last_index)
-            if pointer is not None:
-                bounds = self._point_at_snapshot(pointer, bounds)
-            # Entries are checked against the bounds *after* the snapshot, as
-            # MemoryStorage does: those the snapshot covers are skipped.
-            bounds = self._store_entries(entries, bounds)
-            if hard_state is not None:
-                self._save_meta(_KEY_HARD_STATE, self.hard_state_type, hard_state)
-            self._commit()
-        except BaseException:
-            self._rollback()
-            raise
-        self._deferred_hard_state = None
-        self._first_index, self._last_index = bounds
-        if pointer is not None:
-            drop_old_snapshot_files(self.snapshot_directory, pointer.file_name)
+        """Durably save one ``Ready``'s state of group 0 in one transaction
+        (one fsync); ``durable=False`` (a hard state alone) defers it."""
+        self.persist_many([GroupWrite(0, hard_state, entries, snapshot)], durable=durable)
 
     def recover(self) -> Recovered:
-        """Everything persisted so far. Stray snapshot files were removed when
-        the storage was opened."""
-        return Recovered(
-            hard_state=self.load_state(),
-            snapshot=self.load_snapshot(),
-            entries=self.entries(self._first_index, self._last_index + 1),
-        )
+        """Everything persisted for group 0."""
+        return self.recover_group(0, self.hard_state_type, self.snapshot_type)

@@ -4,12 +4,12 @@ the toy replication core, and bounded waits. (Fixtures are in conftest.py.)"""
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import Callable
 from pathlib import Path
 
 from quorate.ids import NodeId
 from quorate.runtime.aio import AioNode, ClientConnection, TlsConfig, TransportConfig
+from quorate.runtime.aio.ports import free_port_block
 from quorate.state.kv import Put, encode_op
 from quorate.state.service import CLIENT_MESSAGE_TYPES, ClientReply, ClientRequest
 
@@ -22,16 +22,10 @@ FAST_BACKOFF = TransportConfig(backoff_initial_s=0.01, backoff_max_s=0.2, handsh
 
 
 def free_ports(count: int) -> list[int]:
-    """Ephemeral loopback ports that were free a moment ago."""
-    sockets = []
-    for _ in range(count):
-        s = socket.socket()
-        s.bind((LOOPBACK, 0))
-        sockets.append(s)
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
+    """Loopback ports that were free a moment ago, below the ephemeral range so
+    a restarted node finds its port free (``quorate.runtime.aio.ports``)."""
+    base = free_port_block(count)
+    return list(range(base, base + count))
 
 
 async def wait_until(condition: Callable[[], bool], what: str) -> None:

@@ -13,33 +13,14 @@ import pytest
 from aio_harness import make_nodes, open_client, put, wait_until
 
 from quorate.runtime.aio import AioNode
-from quorate.runtime.aio.node import _only_commit_changed
 from quorate.runtime.aio.protocols import protocol_binding
 from quorate.state.service import STATUS_OK
 
 pytest.importorskip("quorate.raft")
 
-from quorate.raft.messages import AppendEntries, HardState
+from quorate.raft.messages import AppendEntries
 
 PUTS = 40
-
-
-@pytest.mark.parametrize(
-    ("previous", "current", "expected"),
-    [
-        (HardState(3, 1, 10), HardState(3, 1, 11), True),
-        (HardState(3, 1, 10), HardState(3, 1, 10), True),
-        (HardState(3, 1, 10), HardState(4, 1, 11), False),  # term moved: fsync
-        (HardState(3, 1, 10), HardState(3, 2, 10), False),  # vote moved: fsync
-        (HardState(3, None, 10), HardState(3, 1, 10), False),
-        (None, HardState(3, 1, 10), False),  # nothing durable yet
-        ({"commit": 1}, {"commit": 2}, False),  # not a Struct: always fsync
-    ],
-)
-def test_only_a_commit_change_skips_the_fsync(
-    previous: Any, current: Any, expected: bool
-) -> None:
-    assert _only_commit_changed(previous, current) is expected
 
 
 def _watch_leader_edges(node: AioNode) -> dict[str, Any]:
@@ -50,28 +31,29 @@ def _watch_leader_edges(node: AioNode) -> dict[str, Any]:
     assert storage is not None and transport is not None
     # Called between drives, with no fsync in flight: the disk is current.
     seen: dict[str, Any] = {"durable": storage.last_index(), "violations": [], "early": 0}
-    persist, send, send_to_client = storage.persist, transport.send, transport.send_to_client
+    persist_many, send, send_to_client = storage.persist_many, transport.send, transport.send_to_client
 
-    def recording_persist(hard_state: Any, entries: list[Any], snapshot: Any, **kw: Any) -> None:
-        persist(hard_state, entries, snapshot, **kw)
-        if entries and kw.get("durable", True):
-            seen["durable"] = entries[-1].index
+    def recording_persist(writes: list[Any], **kw: Any) -> None:
+        persist_many(writes, **kw)
+        for write in writes:
+            if write.group == 0 and write.entries and kw.get("durable", True):
+                seen["durable"] = write.entries[-1].index
 
-    def checking_send(to: Any, message: Any) -> None:
+    def checking_send(to: Any, message: Any, group: int = 0) -> None:
         if isinstance(message, AppendEntries):
             if message.leader_commit > seen["durable"]:
                 seen["violations"].append(f"commit {message.leader_commit} left before fsync")
             if message.entries and message.entries[-1].index > seen["durable"]:
                 seen["early"] += 1
-        send(to, message)
+        send(to, message, group)
 
-    def checking_reply(connection_id: int, message: Any) -> None:
+    def checking_reply(connection_id: int, message: Any, group: int = 0) -> None:
         applied = node.service.applied if node.service is not None else 0
         if applied > seen["durable"]:
             seen["violations"].append(f"reply after applying {applied} > durable")
-        send_to_client(connection_id, message)
+        send_to_client(connection_id, message, group)
 
-    storage.persist = recording_persist  # type: ignore[method-assign]
+    storage.persist_many = recording_persist  # type: ignore[method-assign]
     transport.send = checking_send  # type: ignore[method-assign]
     transport.send_to_client = checking_reply  # type: ignore[method-assign]
     return seen
@@ -89,7 +71,7 @@ def test_leader_sends_entries_before_its_fsync_but_never_a_commit(tmp_path: Path
             await wait_until(lambda: any(n.core.is_leader for n in nodes), "a leader")
             leader = next(n for n in nodes if n.core.is_leader)
             await wait_until(
-                lambda: leader.core.commit_index >= 1 and leader._in_flight is None,
+                lambda: leader.core.commit_index >= 1 and not leader._driver.persisting,
                 "the leader's no-op entry committed",
             )
             seen = _watch_leader_edges(leader)

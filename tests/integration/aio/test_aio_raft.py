@@ -8,13 +8,21 @@ import asyncio
 from pathlib import Path
 
 import pytest
-from aio_harness import free_ports, make_nodes, open_client, put, wait_until
+from aio_harness import (
+    POLL_INTERVAL_S,
+    WAIT_LIMIT_S,
+    free_ports,
+    make_nodes,
+    open_client,
+    put,
+    wait_until,
+)
 
 from quorate.errors import ConfigError
 from quorate.ids import NodeId
 from quorate.runtime.aio import AioNode, protocol_binding
 from quorate.state.kv import Get
-from quorate.state.service import STATUS_OK
+from quorate.state.service import STATUS_OK, STATUS_REDIRECT, STATUS_RETRY
 
 pytest.importorskip("quorate.raft")
 pytestmark = pytest.mark.timeout(60)
@@ -29,6 +37,26 @@ def leaders(nodes: list[AioNode]) -> list[AioNode]:
 def value_of(node: AioNode, key: str) -> str | None:
     assert node.service is not None
     return node.service.kv.read(Get(key)).value  # type: ignore[no-any-return]
+
+
+async def put_through_leader(live: list[AioNode], client_id: int, seq: int, key: str, value: str) -> None:
+    """Put through whichever node leads now, retrying with the same session
+    and number (exactly-once) when leadership moves: with a 0.3 s election
+    timeout a loaded machine may elect a new leader at any moment."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + WAIT_LIMIT_S
+    while True:
+        await wait_until(lambda: len(leaders(live)) == 1, "a leader")
+        client = await open_client(leaders(live)[0], client_id=client_id)
+        try:
+            reply = await put(client, seq, key, value)
+        finally:
+            await client.close()
+        if reply.status == STATUS_OK:
+            return
+        assert reply.status in (STATUS_REDIRECT, STATUS_RETRY), reply
+        assert loop.time() < deadline, f"no leader took {key!r}: {reply}"
+        await asyncio.sleep(POLL_INTERVAL_S)
 
 
 def test_unknown_protocol_is_a_config_error() -> None:
@@ -48,21 +76,16 @@ def test_raft_cluster_commits_survives_leader_crash_and_recovers(tmp_path: Path)
             for node in nodes:
                 await node.start()
             await wait_until(lambda: len(leaders(live)) == 1, "a leader")
-            first = leaders(live)[0]
-            client = await open_client(first)
             for seq in range(1, 4):
-                assert (await put(client, seq, f"k{seq}", "v1")).status == STATUS_OK
+                await put_through_leader(live, 7, seq, f"k{seq}", "v1")
             await wait_until(lambda: all(value_of(n, "k3") == "v1" for n in live), "replication")
-            await client.close()
 
             # The leader crashes; the other two elect a new one and keep committing.
+            await wait_until(lambda: len(leaders(live)) == 1, "a leader")
+            first = leaders(live)[0]
             await first.close()
             live.remove(first)
-            await wait_until(lambda: len(leaders(live)) == 1, "a new leader")
-            second = leaders(live)[0]
-            client = await open_client(second, client_id=8)
-            assert (await put(client, 1, "k4", "v2")).status == STATUS_OK
-            await client.close()
+            await put_through_leader(live, 8, 1, "k4", "v2")
 
             # The old leader restarts from its disk and catches up.
             index = first.id - 1

@@ -5,6 +5,7 @@ unreachable peer stay bounded."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import pytest
 from aio_harness import (
     FAST_BACKOFF,
     LOOPBACK,
+    WAIT_LIMIT_S,
     free_ports,
     make_nodes,
     open_client,
@@ -61,7 +63,7 @@ def pair(
             addresses[NodeId(node)],
             addresses,
             peer_message_types=(Note,),
-            on_peer_message=lambda sender, m: inbox.append((sender, m)),
+            on_peer_message=lambda sender, m, group: inbox.append((sender, m)),
             tls=tls,
             insecure=tls is None,
             config=config,
@@ -274,22 +276,26 @@ def test_a_flooding_peer_is_rate_limited_before_the_protocol_sees_it() -> None:
         one, two = pair(None, None, received, config=config)
         await one.start()
         await two.start()
+        loop = asyncio.get_running_loop()
         try:
+            # The buckets refill from the first frame on; the limiter and the
+            # loop both read the monotonic clock.
+            sent_at = loop.time()
             for n in range(2000):
                 one.send(NodeId(2), Note(n))
             await wait_until(
                 lambda: len(received) + two.metrics["rate_limited_drops"] >= 2000, "all frames read"
             )
-            started = asyncio.get_running_loop().time()
+            reading_s = loop.time() - sent_at
             admitted = len(received)
-            # The burst plus what refilled while the frames were read.
+            # The burst plus what refilled while the frames were read, however
+            # long a loaded machine took to read them.
             assert admitted >= rate
-            assert admitted <= rate + rate * 2.0 + 5
+            assert admitted <= rate + rate * reading_s + 5, (admitted, reading_s)
             assert two.metrics["rate_limited_drops"] == 2000 - admitted
             await asyncio.sleep(0.5)
             one.send(NodeId(2), Note(-1))
             await wait_until(lambda: any(m.n == -1 for _, m in received), "refilled")  # type: ignore[attr-defined]
-            assert asyncio.get_running_loop().time() - started < 5.0
         finally:
             await one.close()
             await two.close()
@@ -300,3 +306,37 @@ def test_a_flooding_peer_is_rate_limited_before_the_protocol_sees_it() -> None:
 def test_a_negative_rate_limit_is_refused() -> None:
     with pytest.raises(ValueError, match="peer_rate_limit"):
         TransportConfig(peer_rate_limit_msgs_per_s=-1).validate()
+
+
+def test_close_ends_a_dial_that_completes_as_it_is_cancelled() -> None:
+    """On Python 3.11 ``asyncio.wait_for`` may hand back a connection that
+    opened just as the task was cancelled, swallowing the cancellation (the
+    race behind a node whose ``close`` hung on a loaded machine). The dial
+    below always does that; ``close`` must still end while the peer stays up."""
+    received: list[tuple[NodeId, WireMessage]] = []
+
+    async def scenario() -> None:
+        one, two = pair(None, None, received)
+        dialing = asyncio.Event()
+        gate = asyncio.Event()  # never set: the dial waits until cancelled
+        real_dial = one._dial
+
+        async def dial_that_swallows_cancellation(peer: NodeId, address: tuple[str, int]) -> object:
+            dialing.set()
+            # What wait_for does when its inner future completes as it is cancelled.
+            with contextlib.suppress(asyncio.CancelledError):
+                await gate.wait()
+            return await real_dial(peer, address)
+
+        one._dial = dial_that_swallows_cancellation  # type: ignore[assignment,method-assign]
+        await two.start()
+        await one.start()
+        try:
+            await asyncio.wait_for(dialing.wait(), WAIT_LIMIT_S)
+            await asyncio.wait_for(one.close(), WAIT_LIMIT_S)
+            assert one.connected_peers() == []
+        finally:
+            await one.close()
+            await two.close()
+
+    asyncio.run(scenario())

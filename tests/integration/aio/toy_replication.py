@@ -16,6 +16,7 @@ from typing import Any
 import msgspec
 
 from quorate.core import Accepted, Entry, ProposeOutcome, Ready, Redirect, Rejection, commit_index
+from quorate.core.binding import Binding, GroupStatus
 from quorate.core.wire import WireMessage
 from quorate.ids import NodeId
 from quorate.runtime.aio import ProtocolBinding
@@ -144,7 +145,28 @@ class ToyCore:
 
 
 def toy_binding(leader: NodeId = TOY_LEADER) -> ProtocolBinding:
-    def build(node_id, voters, rng, now, recovered, options):  # type: ignore[no-untyped-def]
-        return ToyCore(node_id, voters, now, recovered, leader=leader)
+    def builder(config, cluster):  # type: ignore[no-untyped-def]
+        def build(node_id, voters, rng, now, recovered):  # type: ignore[no-untyped-def]
+            return ToyCore(node_id, voters, now, recovered, leader=leader)
 
-    return ProtocolBinding("toy", TOY_MESSAGE_TYPES, ToyState, None, build)
+        return build
+
+    def leadership(core):  # type: ignore[no-untyped-def]
+        return core.leader, 1
+
+    def status(core):  # type: ignore[no-untyped-def]
+        return GroupStatus(role="leader" if core.is_leader else "follower", term=1, leader=core.leader,
+                           commit_index=core.commit, last_index=len(core.log), voters=tuple(core.voters))
+
+    return ProtocolBinding(
+        Binding(
+            name="toy",
+            message_types=TOY_MESSAGE_TYPES,
+            hard_state_type=ToyState,
+            snapshot_type=None,
+            parse_config=lambda options: dict(options),
+            builder=builder,
+            leadership=leadership,
+            status=status,
+        )
+    )

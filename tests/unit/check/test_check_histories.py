@@ -64,7 +64,7 @@ def test_stale_read_explanation_keeps_both_writes_and_the_read() -> None:
     ]
     assert explanation.minimal
     text = explanation.render()
-    assert "key 'x'" in text
+    assert text.startswith('key "x": these 3 operations cannot be linearized:')
     assert "process 1 read 1" in text
     assert "[call 4, return 5]" in text
 

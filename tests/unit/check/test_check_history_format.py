@@ -15,6 +15,7 @@ from quorate.check import (
     load_history,
     load_history_text,
 )
+from quorate.check.values import MAX_NESTING_DEPTH
 
 
 def _jsonl(events: list[dict[str, object]]) -> str:
@@ -70,6 +71,9 @@ def _error(events: list[object], *, as_file: Path | None = None, fmt: str = "jso
 
 
 INVOKE = {"process": 0, "type": "invoke", "f": "write", "value": 1}
+DEEP: object = 0
+for _ in range(MAX_NESTING_DEPTH + 1):
+    DEEP = [DEEP]
 
 
 @pytest.mark.parametrize(
@@ -87,7 +91,25 @@ INVOKE = {"process": 0, "type": "invoke", "f": "write", "value": 1}
         ({"process": 3, "type": "invoke", "f": "write"}, "missing field 'value'"),
         ({"process": 0, "type": "ok", "f": "read", "value": 1}, "completes a write"),
         ({"process": 0, "type": "invoke", "f": "read"}, "has not completed"),
-        ([1, 2], "expected a JSON object"),
+        ([1, 2], "expected a JSON object, got array"),
+        ({"process": 0, "type": ["invoke"], "f": "read"}, "'type' must be a string"),
+        ({"process": 0, "type": {"t": "ok"}, "f": "read"}, "got the object {\"t\": \"ok\"}"),
+        ({"process": 0, "type": None, "f": "read"}, "'type' must be a string"),
+        ({"process": 4, "type": "invoke", "f": ["read"]}, "'f' must be a string"),
+        ({"process": 4, "type": "invoke", "f": {"read": 1}}, "got the object"),
+        ({"process": 4, "type": "invoke", "f": 2}, "'f' must be a string"),
+        ({"process": 1.5, "type": "invoke", "f": "read"}, "'process' must be an integer, got 1.5"),
+        ({"process": True, "type": "invoke", "f": "read"}, "'process' must be an integer, got true"),
+        ({"process": [0], "type": "invoke", "f": "read"}, "'process' must be an integer, got [0]"),
+        ({"process": None, "type": "invoke", "f": "read"}, "'process' must be an integer, got null"),
+        ({"process": 4, "type": "invoke", "f": "read", "time": "soon"}, "'time' must be a finite"),
+        ({"process": 4, "type": "invoke", "f": "read", "time": True}, "'time' must be a finite"),
+        ({"process": 4, "type": "invoke", "f": "read", "time": [1]}, "'time' must be a finite"),
+        ({"process": 4, "type": "invoke", "f": "read", "time": float("inf")}, "'time' must be"),
+        ({"process": 4, "type": "invoke", "f": "read", "key": float("nan")}, "'key': nan is not"),
+        ({"process": 4, "type": "invoke", "f": "write", "value": [float("inf")]}, "'value': inf"),
+        ({"process": 4, "type": "invoke", "f": "write", "value": DEEP}, "nested more than"),
+        ({"process": 0, "type": "ok", "f": "write", "key": True}, "completion key true differs"),
     ],
 )
 def test_bad_events_name_the_line_and_the_problem(
@@ -145,3 +167,37 @@ def test_empty_history_is_linearizable() -> None:
 def test_non_positive_timeout_is_refused() -> None:
     with pytest.raises(ValueError, match="timeout_s"):
         check_history([], timeout_s=0)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('{"process": 0, "type": "invoke", "f": "write", "value": 1' + "1" * 5000 + "}",
+         r"^line 1: invalid JSON: .*digits"),
+        ("[" * 100_000 + "]" * 100_000, r"^the array at line 1: invalid JSON: .*nested too deeply"),
+        ("\n\n" + "[" * 100_000 + "]" * 100_000, r"^the array at line 3: "),
+        ('{"process": 0, "value": ' + "[" * 100_000 + "]" * 100_000 + "}",
+         r"^line 1: invalid JSON: .*nested too deeply"),
+        ('{"process": 0, "type": "invoke", "f": "write", "value": NaN}', r"^line 1: 'value': nan"),
+        ('{"process": 0, "type": "invoke", "f": "write", "value": 1e400}', r"^line 1: 'value': inf"),
+        ("\n" + json.dumps(INVOKE) + "\n{} {}\n", r"^line 3: invalid JSON: Extra data"),
+        ('"just a string"', r"^line 1: expected a JSON object, got string"),
+    ],
+)
+def test_text_the_json_parser_refuses_names_the_line(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "h.json"
+    path.write_text(text)
+    with pytest.raises(HistoryError, match=message):
+        load_history(path)
+
+
+def test_a_byte_order_mark_and_unicode_line_separators_inside_strings_are_fine(
+    tmp_path: Path,
+) -> None:
+    events = [
+        {"process": 0, "type": "invoke", "f": "write", "key": "a\u2028b\x85c", "value": "\u2029"},
+        {"process": 0, "type": "ok", "f": "write", "key": "a\u2028b\x85c", "value": "\u2029"},
+    ]
+    path = tmp_path / "h.jsonl"
+    path.write_text("\ufeff" + "\n".join(json.dumps(e, ensure_ascii=False) for e in events))
+    assert [op.key for op in load_history(path)] == ["a\u2028b\x85c"]

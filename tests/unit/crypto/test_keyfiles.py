@@ -94,13 +94,16 @@ def test_mistakes_in_the_files_are_named(keys_dir: Path) -> None:
 def test_bft_nodes_sign_with_their_own_key_and_refuse_a_shared_seed_too(keys_dir: Path) -> None:
     import random
 
-    from quorate.runtime.aio.protocols import _BftKeys, protocol_binding
+    from quorate.crypto.keyring import Ed25519Keyring
+    from quorate.runtime.aio.protocols import protocol_binding
 
     registry = read_public_keys(keys_dir)
-    keys = _BftKeys(NodeId(2), tuple(NODES), {"keys_dir": str(keys_dir)})
-    assert keys.signer.public_key == registry[NodeId(2)]
+    keys = Ed25519Keyring(NodeId(2), tuple(NODES), keys_dir=keys_dir)
+    assert keys.signer(NodeId(2)).public_key == registry[NodeId(2)]
     seed, _ = load_node_keys(keys_dir, NodeId(2), NODES)
-    assert keys.session_keys == agreed_session_keys(seed, NodeId(2), registry)
+    assert keys._session_keys == agreed_session_keys(seed, NodeId(2), registry)
+    with pytest.raises(ConfigError, match="holds n2's key, not n3's"):
+        keys.signer(NodeId(3))  # a node signs only as itself
     for protocol in ("pbft", "hotstuff"):
         binding = protocol_binding(protocol)
         binding.build(NodeId(2), tuple(NODES), random.Random(1), 0.0, None, {"keys_dir": str(keys_dir)})

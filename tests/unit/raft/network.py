@@ -15,7 +15,7 @@ checks Raft's safety properties.
 from __future__ import annotations
 
 import random
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import msgspec
@@ -53,6 +53,7 @@ class Network:
         now: float = 0.0,
         configs: dict[int, RaftConfig] | None = None,
         monitor: bool = True,
+        node_options: Callable[[NodeId], dict[str, Any]] | None = None,
     ) -> None:
         self.now = now
         self.voters = tuple(NodeId(v) for v in voters)
@@ -60,6 +61,8 @@ class Network:
         self.config = config
         self.configs = {NodeId(k): v for k, v in (configs or {}).items()}
         self.seed = seed
+        self.node_options = node_options or (lambda node: {})
+        """Extra ``RaftNode`` arguments per node (hooks, quorum rule)."""
         self.nodes: dict[NodeId, RaftNode] = {}
         self.storage: dict[NodeId, MemoryStorage] = {}
         self.applied: dict[NodeId, list[bytes]] = {}
@@ -89,6 +92,7 @@ class Network:
             rng=random.Random(self.seed * 1000 + nid),
             now=self.now,
             learners=self.initial_learners if voters is None else [NodeId(v) for v in learners],
+            **self.node_options(nid),
         )
         self.nodes[nid] = node
         self.storage[nid] = MemoryStorage()
@@ -132,6 +136,7 @@ class Network:
             now=self.now,
             learners=self.initial_learners,
             recovered=recovered,
+            **self.node_options(nid),
         )
         self.nodes[nid] = node
         # The state machine restarts from the node's own snapshot, then the
@@ -170,6 +175,10 @@ class Network:
         storage = self.storage[node_id]
         while node.has_ready():
             ready = node.ready()
+            # The driver's order: early messages, persist, the other messages.
+            for to, message in ready.early_messages:
+                self.sent.append((node_id, to, message))
+                self.queue.append((node_id, to, message))
             storage.persist(ready.hard_state, ready.entries, ready.snapshot)
             for to, message in ready.messages:
                 self.sent.append((node_id, to, message))

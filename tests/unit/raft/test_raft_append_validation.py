@@ -11,8 +11,9 @@ from hypothesis import strategies as st
 
 from quorate.core.ready import Entry
 from quorate.raft import AppendEntries
+from quorate.raft.confchange import encode_conf_state
 from quorate.raft.messages import EntryKind
-from quorate.raft.node import _check_append, _check_append_entries, encode_conf_state
+from quorate.raft.replication import _check_append, _check_append_entries
 
 KINDS = [int(EntryKind.NORMAL), int(EntryKind.NOOP), int(EntryKind.CONFIG), 7]
 

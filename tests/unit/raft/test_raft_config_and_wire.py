@@ -8,7 +8,7 @@ import pytest
 
 from quorate.codec import WireCodec
 from quorate.core.protocol import ProtocolCore
-from quorate.core.ready import Entry
+from quorate.core.ready import ChainedEntry, Entry
 from quorate.errors import ConfigError
 from quorate.ids import NodeId
 from quorate.raft import (
@@ -21,10 +21,13 @@ from quorate.raft import (
     InstallSnapshot,
     PreVote,
     PreVoteResponse,
+    QuiesceHeartbeat,
     RaftConfig,
     RaftNode,
     RequestVote,
     RequestVoteResponse,
+    SignedAppendEntries,
+    SignedAppendEntriesResponse,
     Snapshot,
     TimeoutNow,
 )
@@ -42,6 +45,8 @@ from quorate.raft import (
         ({"read_mode": "lease", "check_quorum": False}, "check_quorum"),
         ({"read_mode": "lease", "lease_margin_s": 0.95}, "lease"),
         ({"lease_margin_s": -1.0}, "lease_margin_s"),
+        ({"quiesce_after_s": -1.0}, "quiesce_after_s"),
+        ({"quiesce_after_s": float("nan")}, "quiesce_after_s"),
     ],
 )
 def test_bad_settings_are_refused_with_the_field_named(
@@ -75,7 +80,49 @@ SAMPLES = [
     Heartbeat(5, 8, 12),
     HeartbeatResponse(5, 12),
     InstallSnapshot(6, Snapshot(100, 5, (1, 2, 3), (4,), b"state")),
+    SignedAppendEntries(5, 9, 4, [ChainedEntry(5, 10, EntryKind.NORMAL, b"cmd", b"d")], 8, b"s"),
+    SignedAppendEntriesResponse(5, 10, True, 0, 0, b"s"),
+    QuiesceHeartbeat(5, 8, 13),
 ]
+
+PLAIN_ENCODINGS = {
+    "RequestVote": "93010295b0726166742e52657175657374566f7465030a02c3",
+    "RequestVoteResponse": "93010293b8726166742e52657175657374566f7465526573706f6e736503c2",
+    "PreVote": "93010294ac726166742e507265566f7465040a02",
+    "PreVoteResponse": "93010293b4726166742e507265566f7465526573706f6e736504c3",
+    "TimeoutNow": "93010292af726166742e54696d656f75744e6f7705",
+    "AppendEntries": "93010296b2726166742e417070656e64456e74726965730509049194050a00c403636d6408",
+    "AppendEntriesResponse": "93010296ba726166742e417070656e64456e7472696573526573706f6e73650509c20703",
+    "Heartbeat": "93010294ae726166742e48656172746265617405080c",
+    "HeartbeatResponse": "93010293b6726166742e486561727462656174526573706f6e7365050c",
+    "InstallSnapshot": (
+        "93010293b4726166742e496e7374616c6c536e617073686f7406956405930102039104c4057374617465"
+    ),
+}
+"""The bytes the codec wrote for these messages before the optional extensions
+(digests, signatures, quiescence) existed: a cluster that does not use them
+must send exactly these."""
+
+
+@pytest.mark.parametrize("message", SAMPLES[: len(PLAIN_ENCODINGS)], ids=lambda m: type(m).__name__)
+def test_plain_messages_encode_as_they_did_before_the_extensions(message: object) -> None:
+    codec = WireCodec(RAFT_MESSAGE_TYPES)
+    encoded = codec.encode(NodeId(2), message)  # type: ignore[arg-type]
+    assert encoded.hex() == PLAIN_ENCODINGS[type(message).__name__]
+
+
+def test_extensions_are_readable_from_the_plain_types() -> None:
+    plain = Entry(1, 2, 0, b"x")
+    chained = ChainedEntry(1, 2, 0, b"x", b"digest")
+    assert plain.digest == b"" and chained.digest == b"digest" and isinstance(chained, Entry)
+    assert AppendEntries(1, 0, 0, [], 0).signature == b""
+    assert AppendEntriesResponse(1, 0, True).signature == b""
+    assert isinstance(QuiesceHeartbeat(1, 0, 1), Heartbeat)
+    # A signed message's entries keep their digests through the codec.
+    codec = WireCodec(RAFT_MESSAGE_TYPES)
+    signed = SignedAppendEntries(1, 1, 1, [chained], 0, b"sig")
+    _, decoded = codec.decode(codec.encode(NodeId(1), signed))
+    assert decoded == signed and decoded.entries[0].digest == b"digest"  # type: ignore[attr-defined]
 
 
 def test_every_message_type_has_a_sample() -> None:

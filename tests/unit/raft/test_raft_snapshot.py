@@ -105,12 +105,13 @@ def test_restart_from_a_snapshot_and_log() -> None:
     assert net.applied[N(2)] == net.applied[N(1)]
 
 
-def test_recovering_with_a_gap_in_the_log_is_a_caller_error() -> None:
+def test_recovering_with_a_gap_in_the_log_is_bad_constructor_input() -> None:
     from quorate.core.ready import Entry
+    from quorate.errors import ConfigError
     from quorate.raft import HardState, RaftConfig
     from quorate.storage import Recovered
 
-    with pytest.raises(LocalProtocolError):
+    with pytest.raises(ConfigError, match="gap"):
         RaftNode(
             N(1),
             [N(1)],

@@ -131,7 +131,7 @@ def test_bft_replica_answers_when_the_session_command_executes() -> None:
 
 def test_commands_carry_the_stamp_clock_when_given() -> None:
     core = StandInCore()
-    service = ReplicaService(core, KVStore(), stamp_clock=lambda: 1_700_000_000.0)
+    service = ReplicaService(core, KVStore(), stamp_clock=lambda: 1_700_000_000.0, local_clock=lambda: 3.0)
     service.on_client_request(NodeId(100), request(1, Put("k", "v", ttl_s=5.0)), now=3.0)
     command = decode_command(core.log[0].data)
     assert command.time_s == 1_700_000_000.0

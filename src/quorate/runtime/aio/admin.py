@@ -26,7 +26,8 @@ cluster refused (with its reason) or did not answer in time, 2 a usage or
 configuration mistake.
 
 These messages travel on the client connection next to
-``quorate.state.service.ClientRequest``/``ClientReply``; adding a field means
+``quorate.state.service.ClientRequest``/``ClientReply`` and the backup
+messages of ``quorate.state.backup``; adding a field means
 appending it with a default (see ``quorate.codec.wire``).
 """
 
@@ -35,6 +36,7 @@ from __future__ import annotations
 import msgspec
 
 from quorate.core.wire import WireMessage
+from quorate.state.backup import BackupChunk, BackupRequest
 from quorate.state.service import ClientAttach, ClientReply, ClientRequest
 
 ADMIN_ACTIONS = ("add", "add_learner", "promote", "remove", "transfer")
@@ -89,7 +91,7 @@ class AdminReply(WireMessage, tag="client.AdminReply", frozen=True):
     error: str = ""
 
 
-CLIENT_REQUEST_TYPES: tuple[type[WireMessage], ...] = (ClientRequest, ClientAttach, Status, Admin)
+CLIENT_REQUEST_TYPES: tuple[type[WireMessage], ...] = (ClientRequest, ClientAttach, Status, Admin, BackupRequest)
 """What a client may send to a node."""
 CLIENT_PROTOCOL_TYPES: tuple[type[WireMessage], ...] = (
     ClientRequest,
@@ -99,6 +101,8 @@ CLIENT_PROTOCOL_TYPES: tuple[type[WireMessage], ...] = (
     StatusReply,
     Admin,
     AdminReply,
+    BackupRequest,
+    BackupChunk,
 )
 """Everything on a client connection, both directions (for the client's codec)."""
 

@@ -13,9 +13,9 @@ Theory of operation.
 - **One command, one order.** All replicas must propose identical bytes for
   one request, or the core would order n copies of it (PBFT and HotStuff
   deduplicate by content). The replica's clock differs from its peers', so
-  commands carry the fixed log time ``BFT_COMMAND_TIME_S`` instead.
-  Consequence: log time never advances in a BFT store, so TTLs on puts do
-  not expire there.
+  commands carry the fixed stamp ``BFT_COMMAND_TIME_S`` instead, and log
+  time comes from rounds of the replicas' signed clock readings
+  (``quorate.state.replica_time``), so TTLs expire in a BFT store too.
 - **Every replica answers, whoever it heard from.** A client sends a
   request to the primary only (it broadcasts after a timeout), so a backup
   usually learns a command from the pre-prepare, not from the client. The
@@ -39,15 +39,13 @@ Theory of operation.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 from quorate.core.protocol import ProtocolCore
-from quorate.ids import NodeId, node_name
+from quorate.ids import NodeId
 from quorate.state.kv import KVStore
+from quorate.state.replica_time import ReplicaClock
 from quorate.state.service import BftService, ClientRequest, ReplicaService
 
-BFT_PROTOCOLS = ("pbft", "hotstuff")
-"""Registered protocols whose clients need f + 1 matching replies."""
 MAX_ROUTES = 1 << 16
 """Client sessions whose connection a replica remembers (oldest forgotten)."""
 
@@ -69,11 +67,16 @@ class BftReplicaService(BftService):
         read_mode: str = "log",
         snapshot_every: int = 0,
         stamp_clock: Callable[[], float] | None = None,
+        local_clock: Callable[[], float] | None = None,
+        clock: ReplicaClock | None = None,
     ) -> None:
-        # BFT cores have no ReadIndex: reads are ordered like writes. Commands
-        # carry a fixed time (every replica must propose identical bytes), so
-        # ``read_mode`` and ``stamp_clock`` are not used.
-        super().__init__(core, kv, snapshot_every=snapshot_every)
+        # BFT cores have no ReadIndex: reads are ordered like writes, so
+        # ``read_mode`` is not used. Commands carry a fixed time (every replica
+        # must propose identical bytes); ``stamp_clock`` is what this replica's
+        # signed time entries read (``quorate.state.replica_time``).
+        super().__init__(
+            core, kv, snapshot_every=snapshot_every, clock=clock, stamp_clock=stamp_clock, local_clock=local_clock
+        )
         self._routes: dict[int, NodeId] = {}
         """client -> the connection its session attached on (oldest first)."""
 
@@ -89,34 +92,7 @@ class BftReplicaService(BftService):
         return waiting[0] if waiting is not None else self._routes.get(client)
 
 
-def replica_service_class(protocol: str) -> type[ReplicaService]:
-    """The service a node running ``protocol`` puts in front of its core."""
-    return BftReplicaService if protocol in BFT_PROTOCOLS else ReplicaService
-
-
-def bft_metrics(core: Any) -> dict[str, int]:
-    """View, primary/leader, convictions and exclusions of a BFT core; ``{}``
-    for a core that has none of these (Raft)."""
-    honest = getattr(core, "inner", core)  # a Byzantine wrapper: its honest core
-    detections = getattr(honest, "detections", None)
-    if detections is None:
-        return {}
-    out = {"bft.detections": len(detections)}
-    view = getattr(honest, "view", None)
-    if isinstance(view, int):
-        out["bft.view"] = view
-        primary = getattr(honest, "primary", None)
-        leader_of = getattr(honest, "leader", None)
-        if primary is None and callable(leader_of):
-            primary = leader_of(view)
-        if primary is not None:
-            out["bft.leader"] = int(primary)
-    executed_seq = getattr(honest, "executed_seq", None)
-    if isinstance(executed_seq, int):
-        # Sequence numbers executed: with entries_applied, the mean batch size.
-        out["bft.executed_seq"] = executed_seq
-    excluded = sorted(int(x) for x in getattr(honest, "excluded", ()))
-    out["bft.excluded"] = len(excluded)
-    for node in excluded:
-        out[f"bft.excluded.{node_name(NodeId(node))}"] = 1
-    return out
+def replica_service_class(fault_model: str) -> type[ReplicaService]:
+    """The service a node puts in front of a core with this fault model
+    (``quorate.core.binding.Binding.fault_model``)."""
+    return BftReplicaService if fault_model == "byzantine" else ReplicaService

@@ -2,14 +2,21 @@
 
 Theory of operation: a cluster lives in one directory::
 
-    DIR/cluster.json       what was asked for: nodes, ports, TLS or not
+    DIR/cluster.json       what was asked for: nodes, ports, protocol, TLS or not
     DIR/n1.toml ...        each node's config (``quorate.runtime.aio.config``)
-    DIR/n1/                each node's SQLite data
+    DIR/n1/                each node's data (SQLite by default)
     DIR/n1.log             each node's JSON Lines log
+    DIR/n1.stderr          what the process wrote to stderr (a failed start says why here)
     DIR/n1.pid             the process id while it runs
-    DIR/certs/             the cluster CA and node certificates (unless insecure)
+    DIR/certs/             the cluster CA, node certificates and the ``client``
+                           certificate (unless insecure)
     DIR/keys/              per-node signing keys and the public-key registry
                            (BFT protocols with ``node_keys``)
+
+``cluster_contact`` reads from ``cluster.json`` what a client needs (the
+endpoints, the TLS directory, the protocol), so the ``quorate kv`` family and
+``quorate.Client()`` work with no other argument in the directory where
+``quorate cluster up`` ran (``DEFAULT_CLUSTER_DIR``).
 
 Each node is its own OS process (``python -m quorate node --config n1.toml``)
 in its own session, so a Ctrl-C at the terminal reaches the controlling
@@ -41,6 +48,8 @@ from quorate.errors import ConfigError
 from quorate.ids import NodeId, node_name
 from quorate.runtime.aio.config import NodeConfig, format_address
 
+DEFAULT_CLUSTER_DIR = Path("quorate-cluster")
+"""Where ``quorate cluster up`` writes a cluster and where clients look for one."""
 LOOPBACK = "127.0.0.1"
 DEFAULT_BASE_PORT = 7001
 DEFAULT_STOP_TIMEOUT_S = 5.0
@@ -66,6 +75,8 @@ class LocalCluster:
     """BFT protocols: give each node its own signing key (``keys/``) instead
     of deriving every key from the shared ``key_seed`` option."""
     processes: dict[NodeId, subprocess.Popen[bytes]] = field(default_factory=dict)
+    stderr_offsets: dict[NodeId, int] = field(default_factory=dict)
+    """Where each started process's stderr begins in its (appended) file."""
 
     def __post_init__(self) -> None:
         self.directory = Path(self.directory).resolve()
@@ -95,6 +106,9 @@ class LocalCluster:
 
     def log_path(self, node: NodeId) -> Path:
         return self.directory / f"{node_name(node)}.log"
+
+    def stderr_path(self, node: NodeId) -> Path:
+        return self.directory / f"{node_name(node)}.stderr"
 
     def pid_path(self, node: NodeId) -> Path:
         return self.directory / f"{node_name(node)}.pid"
@@ -144,19 +158,30 @@ class LocalCluster:
             raw = json.loads(path.read_text())
         except FileNotFoundError:
             raise ConfigError(
-                f"no cluster in {directory} (missing {CLUSTER_FILE}); run 'quorate cluster up'"
+                f"no cluster in {directory} (no {CLUSTER_FILE} there): start one with "
+                f"'quorate cluster up --dir {directory}', or give the nodes' endpoints"
             ) from None
         except (OSError, ValueError) as exc:
             raise ConfigError(f"cannot read {path}: {exc}") from None
-        return cls(
-            Path(directory),
-            nodes=int(raw["nodes"]),
-            base_port=int(raw["base_port"]),
-            insecure=bool(raw["insecure"]),
-            protocol=str(raw.get("protocol", "raft")),
-            options=dict(raw.get("options", {})),
-            log_level=str(raw.get("log_level", "info")),
-            node_keys=bool(raw.get("node_keys", False)),
+        try:
+            return cls(
+                Path(directory),
+                nodes=int(raw["nodes"]),
+                base_port=int(raw["base_port"]),
+                insecure=bool(raw["insecure"]),
+                protocol=str(raw.get("protocol", "raft")),
+                options=dict(raw.get("options", {})),
+                log_level=str(raw.get("log_level", "info")),
+                node_keys=bool(raw.get("node_keys", False)),
+            )
+        except ConfigError:
+            raise
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise ConfigError(f"{path} is not a cluster description ({exc!r})") from None
+
+    def contact(self) -> ClusterContact:
+        return ClusterContact(
+            self.directory, self.endpoints, self.tls_dir, self.insecure, self.protocol
         )
 
     # ------------------------------------------------------------ processes
@@ -164,8 +189,9 @@ class LocalCluster:
         """Start ``node``'s process; return its pid."""
         if self.running(node):
             raise ConfigError(f"{node_name(node)} is already running (pid {self.pid(node)})")
-        stderr = open(self.directory / f"{node_name(node)}.stderr", "ab")  # noqa: SIM115
+        stderr = open(self.stderr_path(node), "ab")  # noqa: SIM115
         with stderr:
+            self.stderr_offsets[node] = stderr.tell()
             process = subprocess.Popen(
                 [
                     sys.executable, "-m", "quorate", "node",
@@ -180,6 +206,23 @@ class LocalCluster:
         self.processes[node] = process
         self.pid_path(node).write_text(f"{process.pid}\n")
         return process.pid
+
+    def exit_reason(self, node: NodeId) -> str | None:
+        """Why the process this object started for ``node`` ended: the last
+        line it wrote to stderr (or its exit status); ``None`` while it runs
+        or when this object did not start it."""
+        process = self.processes.get(node)
+        if process is None or process.poll() is None:
+            return None
+        try:
+            with open(self.stderr_path(node), "rb") as f:
+                f.seek(self.stderr_offsets.get(node, 0))
+                lines = f.read().decode("utf-8", errors="replace").splitlines()
+        except OSError:
+            lines = []
+        last = next((line.strip() for line in reversed(lines) if line.strip()), "")
+        last = last.removeprefix("quorate: error: ")
+        return last or f"the process exited with status {process.returncode}"
 
     def start_all(self) -> None:
         for node in self.ids:
@@ -285,6 +328,24 @@ class LocalCluster:
             for r in self.log_records(node)
             if any(w in str(r.get("msg", "")) for w in words)
         ]
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterContact:
+    """What a client needs to reach a local cluster."""
+
+    directory: Path
+    endpoints: list[str]
+    tls_dir: Path | None
+    """The cluster's certificates (``ca.crt``, ``client.crt``...); ``None`` when insecure."""
+    insecure: bool
+    protocol: str
+
+
+def cluster_contact(directory: str | Path = DEFAULT_CLUSTER_DIR) -> ClusterContact:
+    """How to reach the cluster ``quorate cluster up`` wrote in ``directory``;
+    ``ConfigError`` (saying how to make one) when there is none."""
+    return LocalCluster.open(directory).contact()
 
 
 def _is_zombie(pid: int) -> bool:

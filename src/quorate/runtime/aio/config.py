@@ -48,9 +48,11 @@ from typing import Any
 
 from quorate.errors import ConfigError
 from quorate.ids import NodeId, node_name, parse_node_name
-from quorate.runtime.aio.bft import BFT_PROTOCOLS
-from quorate.runtime.aio.protocols import protocol_names
+from quorate.protocols import byzantine_fault_tolerant
+from quorate.runtime.aio.protocols import protocol_binding, protocol_names
 from quorate.runtime.aio.tls import TlsConfig
+from quorate.storage.engines import open_storage
+from quorate.storage.layout import engine_found
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 SERVICE_READ_MODES = ("read_index", "log")
@@ -244,8 +246,9 @@ def node_config_from_mapping(raw: Mapping[str, Any], base_dir: Path = Path("."))
         raise ConfigError(f"unknown protocol {protocol!r}; choose one of {', '.join(protocol_names())}")
     keys_dir = _path(raw["keys_dir"], "keys_dir", base_dir) if "keys_dir" in raw else None
     if keys_dir is not None:
-        if protocol not in BFT_PROTOCOLS:
-            raise ConfigError(f"keys_dir is for {' and '.join(BFT_PROTOCOLS)} nodes, not {protocol}")
+        if not byzantine_fault_tolerant(protocol):
+            signing = [name for name in protocol_names() if byzantine_fault_tolerant(name)]
+            raise ConfigError(f"keys_dir is for {' and '.join(signing)} nodes, not {protocol}")
         from quorate.crypto.keyfiles import load_node_keys
 
         load_node_keys(keys_dir, node, [node, *peers])  # a missing or mismatched key fails now
@@ -270,6 +273,8 @@ def node_config_from_mapping(raw: Mapping[str, Any], base_dir: Path = Path("."))
     options = raw.get("options", {})
     if not isinstance(options, Mapping):
         raise ConfigError("[options] must be a table of the protocol's settings")
+    data_dir = _path(raw["data_dir"], "data_dir", base_dir)
+    _check_data_protocol(data_dir, storage, protocol)
     _check_options(protocol, dict(options))
     if options.get("join") and not peers:
         raise ConfigError(
@@ -280,7 +285,7 @@ def node_config_from_mapping(raw: Mapping[str, Any], base_dir: Path = Path("."))
         id=node,
         listen=listen,
         peers=peers,
-        data_dir=_path(raw["data_dir"], "data_dir", base_dir),
+        data_dir=data_dir,
         tls_dir=tls_dir,
         insecure=insecure,
         protocol=protocol,
@@ -302,20 +307,25 @@ def _path(value: object, what: str, base_dir: Path) -> Path:
     return path if path.is_absolute() else base_dir / path
 
 
-def _check_options(protocol: str, options: dict[str, Any]) -> None:
-    """Build the protocol's config now so a bad option fails before the node starts."""
-    if protocol != "raft":
-        return
-    from quorate.raft.config import RaftConfig
-
-    fields = set(RaftConfig.__dataclass_fields__)
-    unknown = sorted(set(options) - fields)
-    if unknown:
+def _check_data_protocol(data_dir: Path, storage: str, protocol: str) -> None:
+    """``ConfigError`` when ``data_dir`` already holds another protocol's
+    group 0 (its state would not decode, or worse, be misread)."""
+    if engine_found(data_dir) is None:
+        return  # a fresh directory
+    with open_storage(storage, data_dir) as store:
+        written_by = next((r.protocol for r in store.groups() if r.group == 0), None)
+    if written_by is not None and written_by != protocol:
         raise ConfigError(
-            f"unknown raft option {unknown[0]!r} in [options]; the options are "
-            f"{', '.join(sorted(fields))}"
+            f"{data_dir} holds {written_by} data; run this node with --protocol {written_by} "
+            f'(or protocol = "{written_by}"), or give {protocol} an empty data_dir'
         )
+
+
+def _check_options(protocol: str, options: dict[str, Any]) -> None:
+    """Parse the protocol's config now (its binding names a bad option), so a
+    bad option fails before the node starts."""
+    found = protocol_binding(protocol)
     try:
-        RaftConfig(**options).validate()
-    except TypeError as exc:
+        found.core.parse_config(found.protocol_options(options))
+    except ConfigError as exc:
         raise ConfigError(f"[options]: {exc}") from None

@@ -231,8 +231,8 @@ class GossipNode:
     def _now(self) -> float:
         return asyncio.get_running_loop().time()
 
-    def _on_peer_message(self, sender: NodeId, message: WireMessage) -> None:
-        if self._core is None:
+    def _on_peer_message(self, sender: NodeId, message: WireMessage, group: int) -> None:
+        if self._core is None or group != 0:
             return
         self._core.step(sender, message, self._now())
         self._drive()
@@ -279,8 +279,8 @@ class GossipNode:
         write_atomically(self.state_path, self.replica.to_bytes())
         self.core.local_state_put(*self.replica.entry())
 
-    def _on_client_message(self, connection: int, message: WireMessage) -> None:
-        if not isinstance(message, GossipRequest):
+    def _on_client_message(self, connection: int, message: WireMessage, group: int) -> None:
+        if not isinstance(message, GossipRequest) or group != 0:
             return
         self.transport.send_to_client(connection, self.handle(message))
 

@@ -38,8 +38,10 @@ Theory of operation.
   messages leave before its fsync, while applying, client replies and the
   next Ready still wait for it.
 - *Time.* The core asks to be woken at ``ready.wake_at`` (the node's monotonic
-  clock). The node keeps one ``TimerHandle`` and reschedules it only when the
-  deadline changes; when it fires, ``core.tick(now)`` and drive.
+  clock), the replica service at ``tick_at`` when a TTL deadline needs a time
+  entry (``quorate.state.service``). The node keeps one ``TimerHandle`` for the
+  earlier of the two and reschedules it only when that changes; when it
+  fires, ``core.tick(now)``, ``service.tick(now)`` and drive.
 - *Clients.* Replies the service produces go back on the connection their
   request came from (client connection ids never collide with node ids).
 - *Storage.* ``storage_kind`` picks the engine: ``"sqlite"``
@@ -47,11 +49,18 @@ Theory of operation.
   write-ahead log with one ``fdatasync`` per persist). A data directory
   written by one engine is refused by the other rather than read as empty,
   which would make the node forget its term, vote and log.
+- *One protocol per data directory.* The directory records the protocol
+  that wrote it (``PROTOCOL``); a node of another protocol refuses it with
+  one line instead of misreading its state.
+- *Test keys.* A PBFT or HotStuff node without ``keys_dir`` signs with keys
+  derived from a shared seed; it warns at start and reports
+  ``keys.shared_test_seed`` in its status counters.
 - *Restart.* The core is built from the storage's ``recover()``; a recovered
   snapshot is restored into the state machine before the core runs, and the
   core replays committed entries above it.
 - *Status and administration.* ``Status`` is answered at once from the core's
-  view; ``Admin`` calls the core's ``propose_conf_change`` or
+  view; a ``BackupRequest`` goes to the replica service, which takes a
+  linearizable image of the store (``quorate.state.backup``); ``Admin`` calls the core's ``propose_conf_change`` or
   ``transfer_leadership`` (``quorate.runtime.aio.admin``). A change the core
   cannot take *yet* (the previous one is still committing, the new leader has
   not committed in its term) is answered ``retry``, so a client's
@@ -71,22 +80,23 @@ Theory of operation.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import random
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from pathlib import Path
 from typing import Any
 
-import msgspec
-
-from quorate.core.ready import Entry, ReadState, Ready, Rejection
+from quorate.core.host import GroupReady, HostedGroup, NodeHost
+from quorate.core.protocol import Accepted, Redirect
+from quorate.core.ready import Entry, ReadState, Rejection
 from quorate.core.wire import WireMessage
 from quorate.errors import ConfigError, LocalProtocolError
-from quorate.ids import NodeId, node_name
+from quorate.ids import MAX_GROUP_ID, NodeId, node_name, valid_group_id
 from quorate.runtime.aio.admin import (
     CLIENT_REQUEST_TYPES,
     Admin,
@@ -96,7 +106,7 @@ from quorate.runtime.aio.admin import (
     decode_address_book,
     encode_address_book,
 )
-from quorate.runtime.aio.bft import bft_metrics, replica_service_class
+from quorate.runtime.aio.bft import replica_service_class
 from quorate.runtime.aio.config import STORAGE_KINDS, format_address, parse_address
 from quorate.runtime.aio.protocols import ProtocolBinding, protocol_binding
 from quorate.runtime.aio.tls import TlsConfig
@@ -106,13 +116,20 @@ from quorate.runtime.aio.transport import (
     Transport,
     TransportConfig,
 )
-from quorate.runtime.driver import carry_out
+from quorate.runtime.driver import HostDriver
+from quorate.state.backup import BackupRequest
 from quorate.state.kv import KVStore
-from quorate.state.service import ClientAttach, ClientRequest, ReplicaService
-from quorate.storage.sqlite import DB_FILE_NAME, SqliteStorage
-from quorate.storage.wal import WAL_DIR_NAME, WalStorage
-
-DiskStorage = SqliteStorage | WalStorage
+from quorate.state.replica_time import ReplicaClock
+from quorate.state.service import (
+    STATUS_ERROR,
+    BftService,
+    ClientAttach,
+    ClientReply,
+    ClientRequest,
+    ReplicaService,
+)
+from quorate.storage import GroupWrite
+from quorate.storage.engines import DiskStorage, open_storage
 
 log = logging.getLogger("quorate.runtime.aio.node")
 
@@ -140,75 +157,6 @@ def event_loop_factory(tls: bool = False) -> Callable[[], asyncio.AbstractEventL
     return factory
 
 
-def _early_message_types(protocol: str) -> tuple[type[Any], ...]:
-    """Messages a leader may send before its own fsync (see the module docstring)."""
-    if protocol == "raft":
-        from quorate.raft.messages import AppendEntries
-
-        return (AppendEntries,)
-    return ()
-
-
-def _only_commit_changed(previous: Any, current: Any) -> bool:
-    """True if ``current`` equals ``previous`` but for a ``commit`` field."""
-    if (
-        previous is None
-        or type(previous) is not type(current)
-        or not isinstance(current, msgspec.Struct)
-        or "commit" not in current.__struct_fields__
-    ):
-        return False
-    return bool(msgspec.structs.replace(current, commit=previous.commit) == previous)
-
-
-class _NodeHost:
-    """The driver's ``Host`` for a real node.
-
-    ``persist`` is reached in two cases: a Ready whose fsync the worker thread
-    already did (``already_persisted``: nothing left to do), or one that
-    needs no fsync (a commit index alone: deferred in the storage).
-    """
-
-    __slots__ = ("already_persisted", "node")
-
-    def __init__(self, node: AioNode) -> None:
-        self.node = node
-        self.already_persisted = False
-
-    def persist(self, hard_state: Any, entries: list[Entry], snapshot: Any) -> None:
-        if self.already_persisted:
-            return
-        node = self.node
-        node.storage_or_raise().persist(hard_state, entries, snapshot, durable=False)
-        node.counters["deferred_hard_states"] += 1
-
-    def send(self, to: NodeId, message: Any) -> None:
-        self.node.transport_or_raise().send(to, message)
-
-    def restore(self, snapshot: Any) -> None:
-        self.node.service_or_raise().restore(snapshot)
-
-    def apply(self, entry: Entry) -> None:
-        self.node.service_or_raise().apply(entry)
-        self.node.counters["entries_applied"] += 1
-
-    def read_ready(self, read: ReadState) -> None:
-        self.node.service_or_raise().read_ready(read)
-
-    def rejected(self, rejection: Rejection) -> None:
-        node = self.node
-        node.counters[f"rejected.{rejection.reason}"] += 1
-        if rejection.reason not in node.logged_rejections:
-            node.logged_rejections.add(rejection.reason)
-            log.warning(
-                "%s dropped %s from %s: %s",
-                node_name(node.id),
-                rejection.message_type,
-                node_name(rejection.sender),
-                rejection.reason,
-            )
-
-
 def open_disk_storage(
     kind: str,
     data_dir: Path,
@@ -216,27 +164,50 @@ def open_disk_storage(
     hard_state_type: type[Any] | None,
     snapshot_type: type[Any] | None,
 ) -> DiskStorage:
-    """Open ``data_dir`` with the ``kind`` engine; ``ConfigError`` when the
-    directory already holds the other engine's data."""
-    other = {"sqlite": data_dir / WAL_DIR_NAME, "wal": data_dir / DB_FILE_NAME}[kind]
-    if other.exists() and (other.is_file() or any(other.iterdir())):
-        raise ConfigError(
-            f"{data_dir} holds data of the other storage engine ({other.name}); "
-            f"set storage to match it, or use an empty data_dir for {kind!r}"
-        )
-    if kind == "wal":
-        return WalStorage(data_dir, hard_state_type=hard_state_type, snapshot_type=snapshot_type)
-    return SqliteStorage(data_dir, hard_state_type=hard_state_type, snapshot_type=snapshot_type)
+    """Open ``data_dir`` with the ``kind`` engine (every group of the node in
+    one store); ``ConfigError`` when the directory holds the other engine's data."""
+    return open_storage(kind, data_dir, hard_state_type=hard_state_type, snapshot_type=snapshot_type)
+
+
+SHARED_SEED_METRIC = "keys.shared_test_seed"
+SHARED_SEED_WARNING = (
+    "no keys_dir: signing keys derive from the shared test key seed, for tests only "
+    "(whoever knows the seed can sign as any replica); make a key per node with "
+    "'quorate keys init' and set keys_dir"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class GroupConfig:
+    """A group a node hosts besides group 0: its id, protocol, members (node
+    ids; this node among them) and the protocol's options."""
+
+    group: int
+    protocol: str
+    members: tuple[NodeId, ...]
+    options: Mapping[str, Any] = dataclass_field(default_factory=dict)
+
+    def validate(self, node: NodeId) -> GroupConfig:
+        if not valid_group_id(self.group) or self.group == 0:
+            raise ConfigError(f"an extra group's id must be an integer in 1..{MAX_GROUP_ID}, got {self.group!r}")
+        if node not in self.members:
+            raise ConfigError(f"group {self.group}: this node ({node_name(node)}) is not among its members")
+        if len(set(self.members)) != len(self.members):
+            raise ConfigError(f"group {self.group}: members must be distinct, got {list(self.members)}")
+        return self
 
 
 class AioNode:
     """A node of a cluster on this process's event loop.
 
-    ``peers`` maps every *other* voter to its address; ``data_dir`` holds the
-    log and snapshots, in the ``storage_kind`` engine (``"sqlite"`` or
-    ``"wal"``). ``protocol`` is a registered name (``"raft"``) or a
-    ``ProtocolBinding``; ``protocol_options`` go to its builder (Raft: the
-    ``RaftConfig`` fields).
+    ``peers`` maps every *other* node to its address; ``data_dir`` holds the
+    log and snapshots of every group the node hosts, in the ``storage_kind``
+    engine (``"sqlite"`` or ``"wal"``). ``protocol`` is a registered name
+    (``"raft"``) or a ``ProtocolBinding``; it runs as group 0 among all the
+    nodes, with ``protocol_options`` going to its builder (Raft: the
+    ``RaftConfig`` fields). ``groups`` are further groups the node hosts (a
+    shard's Raft group and a core's BFT group side by side, say), each among
+    its own members.
     """
 
     def __init__(
@@ -256,6 +227,7 @@ class AioNode:
         storage_kind: str = "sqlite",
         clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
+        groups: Sequence[GroupConfig] = (),
     ) -> None:
         if storage_kind not in STORAGE_KINDS:
             raise ConfigError(
@@ -266,6 +238,13 @@ class AioNode:
             protocol if isinstance(protocol, ProtocolBinding) else protocol_binding(protocol)
         )
         self.peers = {p: a for p, a in peers.items() if p != node_id}
+        self.groups = [g.validate(node_id) for g in groups]
+        if len({g.group for g in self.groups}) != len(self.groups):
+            raise ConfigError("the extra groups' ids must be distinct")
+        for extra in self.groups:
+            unknown = [node_name(m) for m in extra.members if m != node_id and m not in self.peers]
+            if unknown:
+                raise ConfigError(f"group {extra.group}: no address for {', '.join(unknown)} (add them to peers)")
         self.data_dir = Path(data_dir)
         self.listen = listen
         self.protocol_options = dict(protocol_options or {})
@@ -279,82 +258,75 @@ class AioNode:
         self.rng = rng or random.Random()
         self.counters: Counter[str] = Counter()
         self.logged_rejections: set[str] = set()
-        self.core: Any = None
+        self.host: NodeHost | None = None
         self.storage: DiskStorage | None = None
-        self.service: ReplicaService | None = None
         self.transport: Transport | None = None
-        self._host = _NodeHost(self)
-        self._inbox: list[tuple[int, WireMessage, bool]] = []  # (sender, message, from_client)
+        self._driver: HostDriver | None = None
+        self._inbox: list[tuple[int, WireMessage, int, bool]] = []  # (sender, message, group, from_client)
         self._scheduled = False
         self._timer: asyncio.TimerHandle | None = None
         self._deadline: float | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._leader_seen: int | None = None
-        self._was_leader = False
+        self._leaders: dict[int, tuple[NodeId | None, bool]] = {}
+        """Group -> (leader last seen, whether this node led)."""
+        self._asked: dict[int, HostedGroup] = {}
+        """Groups whose services got client requests since the last turn."""
         self._executor: ThreadPoolExecutor | None = None
-        self._in_flight: asyncio.Future[None] | None = None
-        """The fsync of the Ready being carried out, while it runs."""
-        self._last_hard_state: Any = None
-        """The last hard state handed to the storage (durably or not)."""
-        self._early_types: tuple[type[Any], ...] = ()
-        self._early_despite_hard_state = False
-        self._waiting: list[Ready] = []
-        """Readies taken while an fsync was in flight (``send_before_persist``
-        only): their messages are sent, the rest waits for one merged persist."""
         self._failed = False
         self._stopping: asyncio.Future[None] | None = None
 
+    # ------------------------------------------------------------ group 0's view
+    @property
+    def core(self) -> Any:
+        """Group 0's core (None before ``start``)."""
+        group = self.host.get(0) if self.host is not None else None
+        return group.core if group is not None else None
+
+    @property
+    def service(self) -> ReplicaService | None:
+        """Group 0's replica service (None before ``start``)."""
+        group = self.host.get(0) if self.host is not None else None
+        return group.state if group is not None else None
+
     # ------------------------------------------------------------ lifecycle
     async def start(self) -> Address:
-        """Recover from disk, build the core, listen and dial; return the listen address."""
+        """Recover from disk, build the groups, listen and dial; return the listen address."""
         self._loop = asyncio.get_running_loop()
         binding = self.binding
-        self.storage = open_disk_storage(
+        self.storage = storage = open_disk_storage(
             self.storage_kind,
             self.data_dir,
             hard_state_type=binding.hard_state_type,
             snapshot_type=binding.snapshot_type,
         )
-        recovered = self.storage.recover()
-        fresh = (
-            recovered.hard_state is None and recovered.snapshot is None and not recovered.entries
-        )
+        self.host = NodeHost(self.id)
         voters = tuple(sorted({self.id, *self.peers}))
-        self.core = binding.build(
-            self.id,
-            voters,
-            self.rng,
-            self.clock(),
-            None if fresh else recovered,
-            self.protocol_options,
-        )
-        self.service = replica_service_class(binding.name)(
-            self.core,
-            KVStore(),
-            read_mode=self.read_mode,
-            snapshot_every=self.snapshot_every,
-            stamp_clock=time.time,  # log time for TTLs: wall clock, comparable across hosts
-        )
-        if recovered.snapshot is not None:
-            self.service.restore(recovered.snapshot)
-        self._last_hard_state = recovered.hard_state
-        self._early_types = _early_message_types(binding.name)
-        self._early_despite_hard_state = False
-        if binding.sends_before_persist(self.protocol_options):
-            # Opted in (BFT only, see quorate.runtime.aio.protocols): every
-            # message may leave before the fsync, whatever the hard state holds.
-            self._early_types = binding.message_types
-            self._early_despite_hard_state = True
+        group = self._build_group(0, binding, voters, self.protocol_options)
+        if binding.uses_test_keys(self.protocol_options):
+            self.counters[SHARED_SEED_METRIC] = 1
+            log.warning("%s: %s", node_name(self.id), SHARED_SEED_WARNING)
         # The config file is the operator's latest word: the log only adds members.
-        self._learn_members(recovered.entries, replace=False)
+        membership = binding.core.membership
+        if membership is not None:
+            recovered_entries = storage.recover_group(0, binding.hard_state_type, binding.snapshot_type).entries
+            self._learn_members(membership.contexts(recovered_entries), replace=False)
         self._executor = ThreadPoolExecutor(
             max_workers=1, thread_name_prefix=f"{node_name(self.id)}-persist"
         )
+        extras = [
+            self._build_group(g.group, protocol_binding(g.protocol), tuple(sorted(g.members)), g.options)
+            for g in self.groups
+        ]
+        self._driver = HostDriver(self.host, self)
+        message_types: dict[type, None] = dict.fromkeys(binding.message_types)
+        for extra in extras:
+            assert extra.binding is not None
+            message_types.update(dict.fromkeys(extra.binding.message_types))
         self.transport = Transport(
             self.id,
             self.listen,
             self.peers,
-            peer_message_types=binding.message_types,
+            peer_message_types=tuple(message_types),
             client_message_types=CLIENT_REQUEST_TYPES,
             on_peer_message=self._on_peer_message,
             on_client_message=self._on_client_message,
@@ -364,8 +336,60 @@ class AioNode:
             rng=random.Random(self.rng.random()),
         )
         address = await self.transport.start()
+        self.host.add(group)
+        for extra in extras:
+            self.host.add(extra)
         self._drive()
         return address
+
+    def _build_group(
+        self, group_id: int, binding: ProtocolBinding, members: tuple[NodeId, ...], options: Mapping[str, Any]
+    ) -> HostedGroup:
+        """``group_id``'s core and replica service, from what the store holds of it."""
+        storage = self.storage_or_raise()
+        registered = {record.group: record for record in storage.groups()}
+        record = registered.get(group_id)
+        if record is not None and record.protocol != binding.name:
+            raise ConfigError(
+                f"{self.data_dir} holds {record.protocol} data for group {group_id}; run this node "
+                f"with --protocol {record.protocol}, or give {binding.name} an empty data_dir"
+            )
+        if record is None and group_id != 0:
+            storage.create_group(group_id, binding.name)  # group 0 may predate the registry
+        try:
+            recovered = storage.recover_group(group_id, binding.hard_state_type, binding.snapshot_type)
+        except LocalProtocolError as exc:  # typed records of another protocol (a store from before the registry)
+            raise ConfigError(f"{self.data_dir} was written by another protocol: {exc}") from None
+        fresh = recovered.hard_state is None and recovered.snapshot is None and not recovered.entries
+        if record is None and group_id == 0:
+            storage.create_group(0, binding.name)
+        core = binding.build(self.id, members, self.rng, self.clock(), None if fresh else recovered, options)
+        service = self._build_service(binding, core, members, options)
+        if recovered.snapshot is not None:
+            service.restore(recovered.snapshot)
+        pipelines = binding.sends_before_persist(options)
+        return HostedGroup(group_id, core, binding.core, state=service, pipelines=pipelines)
+
+    def _build_service(
+        self, binding: ProtocolBinding, core: Any, members: tuple[NodeId, ...], options: Mapping[str, Any]
+    ) -> ReplicaService:
+        service_options: dict[str, Any] = {}
+        replicas = 0
+        clock_keys = binding.clock_keys(self.id, members, options)
+        if clock_keys is not None:
+            # Byzantine fault tolerant: time from the replicas' signed readings.
+            signer, verifier = clock_keys
+            service_options["clock"] = ReplicaClock(signer, verifier)
+            replicas = len(members)
+        return replica_service_class(binding.core.fault_model)(
+            core,
+            KVStore(replicas=replicas),
+            read_mode=self.read_mode,
+            snapshot_every=self.snapshot_every,
+            stamp_clock=time.time,  # log time for TTLs: wall clock, comparable across hosts
+            local_clock=self.clock,  # ...and when to wake for a TTL deadline
+            **service_options,
+        )
 
     def set_peer_address(self, peer: NodeId, address: Address) -> None:
         self.peers[peer] = address
@@ -376,12 +400,13 @@ class AioNode:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        in_flight = self._driver is not None and self._driver.persisting
         self._failed = True  # drive no more: the storage is going away
         if self.transport is not None:
             await self.transport.close()
-        if self._in_flight is not None:
+        if in_flight and self._executor is not None:
             # The storage must not close under the worker's transaction.
-            await asyncio.gather(self._in_flight, return_exceptions=True)
+            await asyncio.get_running_loop().run_in_executor(self._executor, lambda: None)
         if self._executor is not None:
             self._executor.shutdown(wait=True)
             self._executor = None
@@ -390,11 +415,21 @@ class AioNode:
 
     @property
     def metrics(self) -> dict[str, int]:
-        """Node counters plus the transport's (under ``transport.``)."""
+        """Node counters plus the transport's (under ``transport.``) and group 0's protocol counters."""
         out = dict(self.counters)
+        if self._driver is not None and self._driver.sent_early:
+            out["sent_before_persist"] = self._driver.sent_early
         if self.transport is not None:
             out.update({f"transport.{k}": v for k, v in self.transport.metrics.items()})
-        out.update(bft_metrics(self.core))  # view, leader, convictions (BFT cores only)
+        group = self.host.get(0) if self.host is not None else None
+        if group is not None and group.binding is not None:
+            out.update(group.binding.status(group.core).metrics)
+        service = self.service
+        if service is not None:
+            # Time entries proposed here for TTL deadlines; BFT: forged readings refused.
+            out["time_entries"] = service.time_entries
+            if isinstance(service, BftService):
+                out["rejected_time_entries"] = service.rejected_ticks
         return out
 
     def storage_or_raise(self) -> DiskStorage:
@@ -408,152 +443,146 @@ class AioNode:
         return self.transport
 
     def service_or_raise(self) -> ReplicaService:
-        if self.service is None:
+        service = self.service
+        if service is None:
             raise LocalProtocolError("the node is not started")
-        return self.service
+        return service
+
+    def host_or_raise(self) -> NodeHost:
+        if self.host is None:
+            raise LocalProtocolError("the node is not started")
+        return self.host
 
     # ------------------------------------------------------------ inputs
-    def _on_peer_message(self, sender: NodeId, message: WireMessage) -> None:
-        self._enqueue(sender, message, False)
+    def _on_peer_message(self, sender: NodeId, message: WireMessage, group: int) -> None:
+        self._enqueue(sender, message, group, False)
 
-    def _on_client_message(self, connection_id: int, message: WireMessage) -> None:
-        self._enqueue(connection_id, message, True)
+    def _on_client_message(self, connection_id: int, message: WireMessage, group: int) -> None:
+        self._enqueue(connection_id, message, group, True)
 
-    def _enqueue(self, sender: int, message: WireMessage, from_client: bool) -> None:
-        self._inbox.append((sender, message, from_client))
+    def _enqueue(self, sender: int, message: WireMessage, group: int, from_client: bool) -> None:
+        self._inbox.append((sender, message, group, from_client))
         if not self._scheduled and self._loop is not None:
             self._scheduled = True
             self._loop.call_soon(self._process)
 
     def _process(self) -> None:
+        """Step every input that arrived this loop iteration, then drive once
+        (many proposals share one Ready, one transaction and one fsync)."""
         self._scheduled = False
+        if self._failed:
+            self._inbox.clear()
+            return
         inbox, self._inbox = self._inbox, []
         now = self.clock()
-        core, service = self.core, self.service_or_raise()
-        for sender, message, from_client in inbox:
+        host = self.host_or_raise()
+        for sender, message, group_id, from_client in inbox:
             if from_client:
-                if isinstance(message, ClientRequest):
-                    self.counters["client_requests"] += 1
-                    service.on_client_request(NodeId(sender), message, now)
-                elif isinstance(message, ClientAttach):
-                    service.attach(NodeId(sender), message.clients)
-                elif isinstance(message, Status):
-                    self.transport_or_raise().send_to_client(sender, self.status(message.seq))
-                elif isinstance(message, Admin):
-                    self.transport_or_raise().send_to_client(sender, self._admin(message, now))
-            else:
-                core.step(NodeId(sender), message, now)
+                self._on_client_input(sender, message, group_id, now)
+            elif host.step(NodeId(sender), group_id, message, now) is not None:
+                self.counters["rejected.unknown group"] += 1
         self.counters["batches"] += 1
         self.counters["inputs"] += len(inbox)
         self._drive()
 
-    def status(self, seq: int = 0) -> StatusReply:
-        """This node's view: role, term, leader, indexes, members, counters."""
-        core = self.core
-        role = getattr(core, "role", None)
-        leader = getattr(core, "leader_id", None)
+    def _on_client_input(self, connection: int, message: WireMessage, group_id: int, now: float) -> None:
+        host = self.host_or_raise()
+        group = host.get(group_id)
+        if isinstance(message, Status):
+            self.transport_or_raise().send_to_client(connection, self.status(message.seq, group_id), group_id)
+            return
+        if group is None:
+            self.counters["client_requests_unknown_group"] += 1
+            if isinstance(message, ClientRequest):
+                reply = ClientReply(message.client, message.seq, STATUS_ERROR, error=f"no group {group_id} here")
+                self.transport_or_raise().send_to_client(connection, reply, group_id)
+            return
+        service: ReplicaService = group.state
+        if isinstance(message, ClientRequest):
+            self.counters["client_requests"] += 1
+            service.on_client_request(NodeId(connection), message, now)
+        elif isinstance(message, ClientAttach):
+            service.attach(NodeId(connection), message.clients)
+        elif isinstance(message, Admin):
+            self.transport_or_raise().send_to_client(connection, self._admin(group, message, now), group_id)
+        elif isinstance(message, BackupRequest):
+            service.request_backup(NodeId(connection), message, now)
+        host.touch(group)
+        self._asked[group_id] = group
+
+    def status(self, seq: int = 0, group_id: int = 0) -> StatusReply:
+        """This node's view of ``group_id``: role, term, leader, indexes, members, counters."""
+        host = self.host
+        group = host.get(group_id) if host is not None else None
         members = {int(p): f"{h}:{port}" for p, (h, port) in self.peers.items()}
         if self.transport is not None:
-            host, port = self.transport.listen_address
-            members[int(self.id)] = f"{host}:{port}"
+            listen_host, port = self.transport.listen_address
+            members[int(self.id)] = f"{listen_host}:{port}"
+        if group is None or group.binding is None:
+            return StatusReply(
+                seq=seq, node=int(self.id), protocol=self.binding.name, role="absent", term=0, leader=None,
+                commit_index=0, applied_index=0, last_index=0, members=members, metrics=self.metrics,
+            )
+        view = group.binding.status(group.core)
+        service = group.state
         return StatusReply(
             seq=seq,
             node=int(self.id),
-            protocol=self.binding.name,
-            role=str(getattr(role, "value", role or "unknown")),
-            term=int(getattr(core, "term", 0)),
-            leader=None if leader is None else int(leader),
-            commit_index=int(getattr(core, "commit_index", 0)),
-            applied_index=self.service.applied if self.service is not None else 0,
-            last_index=int(getattr(core, "last_index", 0)),
+            protocol=group.binding.name,
+            role=view.role,
+            term=view.term,
+            leader=None if view.leader is None else int(view.leader),
+            commit_index=view.commit_index,
+            applied_index=service.applied if service is not None else 0,
+            last_index=view.last_index,
             members=members,
             metrics=self.metrics,
-            voters=tuple(sorted(int(v) for v in getattr(core, "voters", ()))),
-            learners=tuple(sorted(int(v) for v in getattr(core, "learners", ()))),
+            voters=tuple(int(v) for v in view.voters),
+            learners=tuple(int(v) for v in view.learners),
         )
 
-    def _admin(self, request: Admin, now: float) -> AdminReply:
-        from quorate.core.protocol import Accepted, Redirect
-
-        core = self.core
+    def _admin(self, group: HostedGroup, request: Admin, now: float) -> AdminReply:
+        """A membership change or a leadership transfer, through the binding's membership role."""
+        binding = group.binding
+        membership = binding.membership if binding is not None else None
+        if binding is None or membership is None:
+            return AdminReply(request.seq, "error", error="this protocol has no membership changes")
         node = NodeId(request.node)
+        leader, _ = binding.leadership(group.core)
         if request.action == "transfer":
-            transfer = getattr(core, "transfer_leadership", None)
-            if transfer is None:
-                return AdminReply(request.seq, "error", error="this protocol has no leader to transfer")
-            outcome = transfer(node, now)
+            outcome = membership.transfer_leadership(group.core, node, now)
         else:
-            outcome = self._conf_change(request, now)
-            if isinstance(outcome, AdminReply):
-                return outcome
+            if request.action not in membership.actions:
+                return AdminReply(request.seq, "error", error=f"unknown action {request.action!r}")
+            if leader != self.id:
+                return AdminReply(request.seq, "redirect", leader=None if leader is None else int(leader))
+            if membership.busy(group.core):
+                return AdminReply(
+                    request.seq, "retry", error="the previous configuration change is still committing"
+                )
+            book = self._address_book()
+            address: Address | None = None
+            if request.action in ("add", "add_learner"):
+                try:
+                    address = parse_address(request.address, f"the address of {node_name(node)}")
+                except ConfigError as exc:
+                    return AdminReply(request.seq, "error", error=str(exc))
+                if node == self.id:
+                    return AdminReply(request.seq, "error", error=f"{node_name(node)} is already a member")
+                book[int(node)] = format_address(address)
+            elif request.action == "remove":
+                book.pop(int(node), None)
+            outcome = membership.propose(group.core, request.action, node, encode_address_book(book), now)
+            if isinstance(outcome, Accepted) and address is not None:
+                # Only now: a refused add must not redirect an existing member's traffic.
+                self.set_peer_address(node, address)
         if isinstance(outcome, Accepted):
             log.info("%s: %s %s accepted", node_name(self.id), request.action, node_name(node))
             return AdminReply(request.seq, "ok")
         if isinstance(outcome, Redirect):
-            leader = outcome.leader
-            return AdminReply(request.seq, "redirect", leader=None if leader is None else int(leader))
+            hint = outcome.leader
+            return AdminReply(request.seq, "redirect", leader=None if hint is None else int(hint))
         return AdminReply(request.seq, "error", error=str(getattr(outcome, "reason", outcome)))
-
-    def _conf_change(self, request: Admin, now: float) -> Any:
-        """Propose ``request``'s membership change with the address book attached."""
-        propose = getattr(self.core, "propose_conf_change", None)
-        if propose is None:
-            return AdminReply(request.seq, "error", error="this protocol has no membership changes")
-        from quorate.core.protocol import Accepted
-        from quorate.raft.messages import ConfChange, ConfChangeKind
-
-        kinds = {
-            "add": ConfChangeKind.ADD_VOTER,
-            "add_learner": ConfChangeKind.ADD_LEARNER,
-            "promote": ConfChangeKind.PROMOTE_LEARNER,
-            "remove": ConfChangeKind.REMOVE_NODE,
-        }
-        kind = kinds.get(request.action)
-        if kind is None:
-            return AdminReply(request.seq, "error", error=f"unknown action {request.action!r}")
-        core = self.core
-        if not core.is_leader:
-            leader = core.leader_id
-            return AdminReply(request.seq, "redirect", leader=None if leader is None else int(leader))
-        if self._conf_change_must_wait():
-            return AdminReply(
-                request.seq, "retry", error="the previous configuration change is still committing"
-            )
-        node = NodeId(request.node)
-        book = self._address_book()
-        address: Address | None = None
-        if request.action in ("add", "add_learner"):
-            try:
-                address = parse_address(request.address, f"the address of {node_name(node)}")
-            except ConfigError as exc:
-                return AdminReply(request.seq, "error", error=str(exc))
-            if node == self.id:
-                return AdminReply(request.seq, "error", error=f"{node_name(node)} is already a member")
-            book[int(node)] = format_address(address)
-        elif request.action == "remove":
-            book.pop(int(node), None)
-        outcome = propose(ConfChange(kind, node, encode_address_book(book)), now)
-        if isinstance(outcome, Accepted) and address is not None:
-            # Only now: a refused add must not redirect an existing member's traffic.
-            self.set_peer_address(node, address)
-        return outcome
-
-    def _conf_change_must_wait(self) -> bool:
-        """True while the core would refuse any change for now (thesis §4.1:
-        one change at a time, and a new leader first commits in its term)."""
-        core = self.core
-        if getattr(core, "transfer_target", None) is not None:
-            return True
-        commit = int(core.commit_index)
-        if core.term_at(commit) != core.term:
-            return True
-        from quorate.raft.messages import EntryKind
-
-        for index in range(commit + 1, int(core.last_index) + 1):
-            entry = core.entry_at(index)
-            if entry is not None and entry.kind == EntryKind.CONFIG:
-                return True
-        return False
 
     def _address_book(self) -> dict[int, str]:
         """Every member this node can reach, itself included, as ``host:port``."""
@@ -561,23 +590,12 @@ class AioNode:
         book[int(self.id)] = format_address(self.transport_or_raise().listen_address)
         return book
 
-    def _learn_members(self, entries: list[Entry], *, replace: bool = True) -> None:
-        """Take addresses from the address books of configuration entries.
+    def _learn_members(self, contexts: list[bytes], *, replace: bool = True) -> None:
+        """Take member addresses from the address books membership changes carry.
 
         With ``replace`` false only unknown members are added (used at
         restart, where the config file knows better than an old entry)."""
-        if self.binding.name != "raft":
-            return
-        from quorate.raft.messages import EntryKind
-        from quorate.raft.node import decode_conf_state
-
-        for entry in entries:
-            if entry.kind != EntryKind.CONFIG:
-                continue
-            try:
-                context = decode_conf_state(entry.data).context
-            except (msgspec.DecodeError, msgspec.ValidationError):
-                continue  # the core rejects and counts a malformed entry itself
+        for context in contexts:
             for member, text in decode_address_book(context).items():
                 peer = NodeId(member)
                 if peer == self.id or (not replace and peer in self.peers):
@@ -595,207 +613,158 @@ class AioNode:
         self._deadline = None
         if self._failed:
             return
-        self.core.tick(self.clock())
+        self.host_or_raise().tick(self.clock())
         self._drive()
 
     # ------------------------------------------------------------ driving
     def _drive(self) -> None:
-        """Carry out Readies until the core has none or one waits for its fsync."""
+        """Take turns until the host has no work or one waits for its fsync,
+        then answer clients, watch leadership and arm the timer."""
         if self._failed:
             return
-        if self._in_flight is not None:
-            if self._early_despite_hard_state:
-                self._take_while_persisting()
-            return  # _persisted() drives again once the fsync is done
-        core = self.core
-        while True:
-            ready = core.ready()
-            if not ready.is_empty():
-                if self._needs_fsync(ready):
-                    self._start_persist(ready)
-                    self._schedule(ready.wake_at)
-                    return
-                if ready.hard_state is not None:
-                    self._last_hard_state = ready.hard_state
-                carry_out(ready, self._host)
-            core.advance(ready)
-            if not core.has_ready():
-                break
-        self._after_readies(ready.wake_at)
+        driver = self._driver
+        assert driver is not None
+        driver.drive()
+        if self._failed:
+            return
+        self._after_turns()
 
-    def _take_while_persisting(self) -> None:
-        """``send_before_persist``: while an fsync is in flight, take the
-        core's Readies anyway and send their messages at once, so a protocol
-        phase does not wait for the previous phase's fsync. Everything else
-        (persist, apply, client replies, ``advance``) waits: the Readies are
-        merged into the next persist, which starts when this one ends, so
-        commands still share fsyncs and are applied in order. Only cores
-        whose ``ready()`` hands all its work over (PBFT, HotStuff: their
-        ``advance`` does nothing) are driven this way."""
-        core, send = self.core, self.transport_or_raise().send
-        while core.has_ready():
-            ready = core.ready()
-            for to, message in (*ready.early_messages, *ready.messages):
-                send(to, message)
-            self.counters["sent_before_persist"] += len(ready.early_messages) + len(ready.messages)
-            self._waiting.append(dataclasses.replace(ready, messages=[], early_messages=[]))
-        if self._waiting:
-            self._schedule(self._waiting[-1].wake_at)
-
-    def _merge_waiting(self) -> Ready | None:
-        """The Readies taken during the last fsync, as one (latest hard state,
-        all entries and commits in order), or None if there were none."""
-        waiting, self._waiting = self._waiting, []
-        if not waiting:
-            return None
-        hard_states = [r.hard_state for r in waiting if r.hard_state is not None]
-        snapshots = [r.snapshot for r in waiting if r.snapshot is not None]
-        return Ready(
-            messages=[],
-            hard_state=hard_states[-1] if hard_states else None,
-            entries=[e for r in waiting for e in r.entries],
-            snapshot=snapshots[-1] if snapshots else None,
-            committed=[e for r in waiting for e in r.committed],
-            reads=[x for r in waiting for x in r.reads],
-            wake_at=waiting[-1].wake_at,
-            rejected=[x for r in waiting for x in r.rejected],
-        )
-
-    def _needs_fsync(self, ready: Ready) -> bool:
-        if ready.entries or ready.snapshot is not None:
+    # HostEffects ----------------------------------------------------------
+    def persist(self, writes: list[GroupReady], sync: bool) -> bool:
+        """One write for every group of the turn: on the loop when small (its
+        fsync costs less than two thread hand-offs), else on the worker
+        thread, so the loop keeps reading and the next turn grows meanwhile."""
+        storage = self.storage_or_raise()
+        batch = []
+        entries = 0
+        snapshot = False
+        for group, ready in writes:
+            batch.append(GroupWrite(group.id, ready.hard_state, ready.entries, ready.snapshot))
+            entries += len(ready.entries)
+            snapshot = snapshot or ready.snapshot is not None
+            membership = group.binding.membership if group.binding is not None else None
+            if membership is not None and ready.entries:
+                self._learn_members(membership.contexts(ready.entries))
+        if not sync:
+            # Only state a crash may lose (a commit index): written unsynced,
+            # it rides along with the next synced write.
+            storage.persist_many(batch, durable=False)
+            self.counters["deferred_hard_states"] += 1
             return True
-        hard_state = ready.hard_state
-        return hard_state is not None and not _only_commit_changed(
-            self._last_hard_state, hard_state
-        )
-
-    def _start_persist(self, ready: Ready) -> None:
-        """Send what may leave before the fsync, then fsync on the worker thread."""
+        if entries <= INLINE_PERSIST_MAX_ENTRIES and not snapshot:
+            try:
+                storage.persist_many(batch)
+            except Exception as exc:
+                self._persist_failed(exc)
+                return True
+            self._persisted_counts(entries, inline=True)
+            return True
         loop, executor = self._loop, self._executor
         assert loop is not None and executor is not None
-        self._learn_members(ready.entries)
-        if ready.early_messages:
-            send = self.transport_or_raise().send
-            for to, message in ready.early_messages:
-                send(to, message)
-            self.counters["sent_before_persist"] += len(ready.early_messages)
-            ready = dataclasses.replace(ready, early_messages=[])
-        early_types = self._early_types
-        late = ready.messages
-        if (
-            early_types
-            and ready.messages
-            and (
-                self._early_despite_hard_state
-                or ready.hard_state is None
-                or _only_commit_changed(self._last_hard_state, ready.hard_state)
-            )
-        ):
-            send = self.transport_or_raise().send
-            late = []
-            for to, message in ready.messages:
-                if isinstance(message, early_types):
-                    send(to, message)
-                    self.counters["sent_before_persist"] += 1
-                else:
-                    late.append((to, message))
-        if ready.hard_state is not None:
-            self._last_hard_state = ready.hard_state
-        storage = self.storage_or_raise()
-        if len(ready.entries) <= INLINE_PERSIST_MAX_ENTRIES and ready.snapshot is None:
-            # A small write: the fsync costs less than two thread hand-offs, so
-            # it runs here; large batches go to the worker so the loop keeps
-            # reading (and the next batch grows) while the disk works.
-            future = loop.create_future()
-            try:
-                storage.persist(ready.hard_state, ready.entries, ready.snapshot)
-            except Exception as exc:  # reported through the future, as from the worker
-                future.set_exception(exc)
-            else:
-                future.set_result(None)
-            self.counters["inline_persists"] += 1
-        else:
-            future = loop.run_in_executor(
-                executor, storage.persist, ready.hard_state, ready.entries, ready.snapshot
-            )
-        self._in_flight = future
-        future.add_done_callback(
-            lambda done: self._persisted(done, dataclasses.replace(ready, messages=late), ready)
-        )
+        future = loop.run_in_executor(executor, storage.persist_many, batch)
+        future.add_done_callback(lambda done: self._persisted(done, entries))
+        return False
 
-    def _persisted(self, future: asyncio.Future[None], rest: Ready, ready: Ready) -> None:
-        """Back on the loop after the fsync: send, apply, advance, drive on."""
-        self._in_flight = None
+    def _persisted(self, future: asyncio.Future[None], entries: int) -> None:
+        """Back on the loop after the worker's fsync: finish the turn, drive on."""
         if self._failed:
             return
         if future.cancelled() or future.exception() is not None:
-            # Nothing more may be acknowledged: what was promised may not be durable.
-            self._failed = True
-            log.critical(
-                "%s: persisting failed; the node stops serving",
-                node_name(self.id),
-                exc_info=None if future.cancelled() else future.exception(),
-            )
-            if self.transport is not None:
-                # Peers and clients see the connections drop and go elsewhere.
-                self._stopping = asyncio.ensure_future(self.transport.close())
+            self._persist_failed(None if future.cancelled() else future.exception())
             return
-        self.counters["persists"] += 1
-        self.counters["entries_persisted"] += len(ready.entries)
-        host = self._host
-        host.already_persisted = True
-        try:
-            carry_out(rest, host)
-        finally:
-            host.already_persisted = False
-        self.core.advance(ready)
-        wake_at = ready.wake_at
-        merged = self._merge_waiting()
-        if merged is not None:
-            # Their messages already left; advance() of these cores is a no-op.
-            wake_at = merged.wake_at
-            if self._needs_fsync(merged):
-                self._start_persist(merged)
-                self._take_while_persisting()
-                self._after_readies(self._waiting[-1].wake_at if self._waiting else wake_at)
-                return
-            if merged.hard_state is not None:
-                self._last_hard_state = merged.hard_state
-            carry_out(merged, self._host)
-        # Drive even when the core has nothing to do: inputs that arrived
-        # during the fsync may have moved its deadline (a PBFT primary's batch
-        # timer), and only a fresh Ready tells. Without this the timer would
-        # stay armed for the old deadline and the batch would wait for the
-        # next unrelated wake-up.
+        self._persisted_counts(entries, inline=False)
+        driver = self._driver
+        assert driver is not None
+        driver.persisted()
+        # Drive even when no group had work: inputs that arrived during the
+        # fsync may have moved a deadline (a PBFT primary's batch timer).
         self._drive()
 
-    def _after_readies(self, wake_at: float | None) -> None:
-        """Answer clients, notice leadership changes, arm the timer."""
-        service, transport = self.service_or_raise(), self.transport_or_raise()
-        self._watch_leadership(service)
-        for to, reply in service.take_replies():
-            if to >= CLIENT_CONNECTION_BASE:
-                transport.send_to_client(to, reply)
-        transport.flush_clients()
-        self._schedule(wake_at)
+    def _persisted_counts(self, entries: int, *, inline: bool) -> None:
+        self.counters["persists"] += 1
+        self.counters["entries_persisted"] += entries
+        if inline:
+            self.counters["inline_persists"] += 1
 
-    def _watch_leadership(self, service: ReplicaService) -> None:
-        core = self.core
-        leader = getattr(core, "leader_id", None)
-        if leader != self._leader_seen:
-            self._leader_seen = leader
+    def _persist_failed(self, exc: BaseException | None) -> None:
+        """Nothing more may be acknowledged: what was promised may not be durable."""
+        self._failed = True
+        log.critical("%s: persisting failed; the node stops serving", node_name(self.id), exc_info=exc)
+        if self.transport is not None:
+            # Peers and clients see the connections drop and go elsewhere.
+            self._stopping = asyncio.ensure_future(self.transport.close())
+
+    def send(self, group: HostedGroup, messages: list[tuple[NodeId, Any]]) -> None:
+        transport = self.transport_or_raise()
+        gid = group.id
+        for to, message in messages:
+            transport.send(to, message, gid)
+
+    def restore(self, group: HostedGroup, snapshot: Any) -> None:
+        group.state.restore(snapshot)
+
+    def apply(self, group: HostedGroup, entries: list[Entry]) -> None:
+        group.state.apply_all(entries)
+        self.counters["entries_applied"] += len(entries)
+
+    def read_ready(self, group: HostedGroup, read: ReadState) -> None:
+        group.state.read_ready(read)
+
+    def rejected(self, group: HostedGroup, rejection: Rejection) -> None:
+        self.counters[f"rejected.{rejection.reason}"] += 1
+        if rejection.reason not in self.logged_rejections:
+            self.logged_rejections.add(rejection.reason)
+            log.warning(
+                "%s dropped %s from %s: %s",
+                node_name(self.id),
+                rejection.message_type,
+                node_name(rejection.sender),
+                rejection.reason,
+            )
+
+    # ------------------------------------------------------------ after turns
+    def _after_turns(self) -> None:
+        """Answer clients, notice leadership changes, arm the timer."""
+        host = self.host_or_raise()
+        transport = self.transport_or_raise()
+        groups = {group.id: group for group in host.turned}
+        host.turned.clear()
+        only = host.only
+        if only is not None:
+            groups[only.id] = only
+        groups.update(self._asked)
+        self._asked.clear()
+        for group in groups.values():
+            service = group.state
+            self._watch_leadership(group)
+            if service is None or not service.has_replies():
+                continue
+            for to, reply in service.take_replies():
+                if to >= CLIENT_CONNECTION_BASE:
+                    transport.send_to_client(to, reply, group.id)
+        transport.flush_clients()
+        self._schedule(host.wake_at())
+
+    def _watch_leadership(self, group: HostedGroup) -> None:
+        binding = group.binding
+        if binding is None:
+            return
+        leader, term = binding.leadership(group.core)
+        previous, was_leader = self._leaders.get(group.id, (None, False))
+        is_leader = leader == self.id
+        if leader != previous:
             self.counters["leader_changes"] += 1
             log.info(
-                "%s: leader is now %s (term %s)",
+                "%s: leader is now %s (term %s)%s",
                 node_name(self.id),
                 "unknown" if leader is None else node_name(leader),
-                getattr(core, "term", "?"),
+                term,
+                f" in group {group.id}" if group.id else "",
             )
-        is_leader = bool(getattr(core, "is_leader", False))
-        if self._was_leader and not is_leader:
+        if was_leader and not is_leader and group.state is not None:
             # Whatever we promised clients is now in the new leader's hands.
-            service.abandon_pending()
-        self._was_leader = is_leader
+            group.state.abandon_pending()
+        self._leaders[group.id] = (leader, is_leader)
 
     def _schedule(self, wake_at: float | None) -> None:
         if wake_at == self._deadline and (self._timer is not None or wake_at is None):

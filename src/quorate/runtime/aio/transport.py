@@ -26,6 +26,10 @@ exponential backoff (``backoff_initial_s`` doubling to ``backoff_max_s``) with
 jitter (uniform in the upper half) so restarted clusters do not redial in lock
 step, then tries again; a successful handshake resets the backoff.
 
+*Groups.* A node hosts many protocol groups (``quorate.core.host``): a frame
+carries its group id (``quorate.codec.wire``; absent for group 0), which the
+transport hands up with the message and puts on what it sends.
+
 *Hostile input.* Oversize frames (refused from the 4-byte header, before the
 body is buffered), malformed bytes, unknown message types, wrong field types,
 a sender id that is not the authenticated peer, or a message the role may not
@@ -193,9 +197,10 @@ class _PeerLink:
 class Transport:
     """Frames between this node and its peers, and from clients.
 
-    ``on_peer_message(sender, message)`` receives every valid message from an
-    authenticated peer; ``on_client_message(connection_id, message)`` every
-    message from a client connection (reply with ``send_to_client``).
+    ``on_peer_message(sender, message, group)`` receives every valid message
+    from an authenticated peer; ``on_client_message(connection_id, message,
+    group)`` every message from a client connection (reply with
+    ``send_to_client``).
     """
 
     def __init__(
@@ -206,8 +211,8 @@ class Transport:
         *,
         peer_message_types: Iterable[type[WireMessage]],
         client_message_types: Iterable[type[WireMessage]] = (),
-        on_peer_message: Callable[[NodeId, WireMessage], None],
-        on_client_message: Callable[[int, WireMessage], None] | None = None,
+        on_peer_message: Callable[[NodeId, WireMessage, int], None],
+        on_client_message: Callable[[int, WireMessage, int], None] | None = None,
         tls: TlsConfig | None = None,
         insecure: bool = False,
         config: TransportConfig | None = None,
@@ -301,21 +306,21 @@ class Transport:
         return link
 
     # ------------------------------------------------------------ sending
-    def send(self, to: NodeId, message: WireMessage) -> None:
-        """Queue ``message`` for peer ``to``; never blocks. Drops the oldest
-        queued frame when the peer's queue is full."""
+    def send(self, to: NodeId, message: WireMessage, group: int = 0) -> None:
+        """Queue ``message`` of ``group`` for peer ``to``; never blocks. Drops
+        the oldest queued frame when the peer's queue is full."""
         link = self._links.get(to)
         if link is None:
             self._count("unknown_destination", node_name(to), "no address for this peer")
             return
-        frame = encode_frame(self.codec.encode(self.id, message), self.config.max_frame_bytes)
+        frame = encode_frame(self.codec.encode(self.id, message, group), self.config.max_frame_bytes)
         if len(link.queue) >= self.config.send_queue_limit:
             link.queue.popleft()
             self.metrics["send_queue_drops"] += 1
         link.queue.append(frame)
         link.wakeup.set()
 
-    def send_to_client(self, connection_id: int, message: WireMessage) -> None:
+    def send_to_client(self, connection_id: int, message: WireMessage, group: int = 0) -> None:
         """Write ``message`` to a client connection; dropped (and counted) if
         the client is gone or is not reading."""
         connection = self._clients.get(connection_id)
@@ -327,7 +332,7 @@ class Transport:
             self.metrics["client_buffer_drops"] += 1
             return
         connection.outgoing.append(
-            encode_frame(self.codec.encode(self.id, message), self.config.max_frame_bytes)
+            encode_frame(self.codec.encode(self.id, message, group), self.config.max_frame_bytes)
         )
         self._clients_to_flush[connection_id] = connection
         if not self._flush_scheduled:
@@ -428,7 +433,7 @@ class Transport:
         connection = _Connection(reader, writer, node_name(peer), self.config.max_frame_bytes)
         try:
             writer.write(self._hello(ROLE_PEER))
-            _, hello = await asyncio.wait_for(self._receive(connection), timeout_s)
+            _, hello, _ = await asyncio.wait_for(self._receive(connection), timeout_s)
             if not isinstance(hello, Hello) or hello.role != ROLE_PEER or hello.node != peer:
                 raise _Refused(
                     "wrong_peer", f"expected {node_name(peer)} at {address}, got {hello!r}"
@@ -472,7 +477,7 @@ class Transport:
                     writer.start_tls(self._server_ssl, ssl_handshake_timeout=timeout_s), timeout_s
                 )
             connection = _Connection(reader, writer, label, self.config.max_frame_bytes)
-            _, hello = await asyncio.wait_for(self._receive(connection), timeout_s)
+            _, hello, _ = await asyncio.wait_for(self._receive(connection), timeout_s)
         except _Refused as refusal:
             self._count(refusal.metric, label, str(refusal))
             writer.close()
@@ -523,18 +528,27 @@ class Transport:
         await self._serve_peer(self._link(peer), connection)
 
     # ------------------------------------------------------------ serving
-    async def _receive(self, connection: _Connection) -> tuple[NodeId, WireMessage]:
+    async def _receive(self, connection: _Connection) -> tuple[NodeId, WireMessage, int]:
         body = await connection.next_body()
         if body is None:
             raise EOFError("connection closed")
         try:
-            return self.codec.decode(body)
+            return self.codec.decode_frame(body)
         except RemoteProtocolError as exc:
             raise _Refused("malformed_messages", str(exc)) from None
 
     async def _serve_peer(self, link: _PeerLink, connection: _Connection) -> None:
         """Read from a handshaken peer connection until it ends; it carries
-        this link's outbound frames meanwhile."""
+        this link's outbound frames meanwhile.
+
+        A connection that completes once ``close`` has begun is dropped here:
+        ``close`` closes only the connections it sees, and on Python 3.11
+        ``asyncio.wait_for`` returns the result of a dial or handshake that
+        finishes just as it is cancelled, swallowing the cancellation. Served,
+        such a connection would keep ``close`` waiting until the peer hung up."""
+        if self._closed:
+            connection.close()
+            return
         previous = link.connection
         if previous is not None:
             previous.close()  # the peer restarted and dialed again
@@ -543,7 +557,7 @@ class Transport:
         peer = link.peer
         try:
             while True:
-                sender, message = await self._receive(connection)
+                sender, message, group = await self._receive(connection)
                 if sender != peer:
                     raise _Refused(
                         "sender_spoofed",
@@ -556,7 +570,7 @@ class Transport:
                 if limiter is not None and not limiter.allow(peer, time.monotonic()):
                     self.metrics["rate_limited_drops"] += 1
                     continue
-                self._on_peer_message(peer, message)
+                self._on_peer_message(peer, message, group)
         except _Refused as refusal:
             self._count(refusal.metric, node_name(peer), str(refusal))
         except (EOFError, OSError, ssl.SSLError, asyncio.IncompleteReadError):
@@ -567,17 +581,20 @@ class Transport:
                 link.connection = None
 
     async def _serve_client(self, connection: _Connection) -> None:
+        if self._closed:  # as in _serve_peer
+            connection.close()
+            return
         connection_id = self._next_client
         self._next_client += 1
         self._clients[connection_id] = connection
         assert self._on_client_message is not None
         try:
             while True:
-                _, message = await self._receive(connection)
+                _, message, group = await self._receive(connection)
                 if not isinstance(message, self._client_types):
                     raise _Refused("unexpected_messages", f"client sent {type(message).__name__}")
                 self.metrics["client_messages_received"] += 1
-                self._on_client_message(connection_id, message)
+                self._on_client_message(connection_id, message, group)
         except _Refused as refusal:
             self._count(refusal.metric, connection.label, str(refusal))
         except (EOFError, OSError, ssl.SSLError, asyncio.IncompleteReadError):
@@ -639,17 +656,22 @@ class ClientConnection:
         writer.write(encode_frame(codec.encode(NodeId(client_id), Hello(client_id, ROLE_CLIENT))))
         return cls(reader, writer, codec, client_id, max_frame_bytes)
 
-    def send(self, message: WireMessage) -> None:
+    def send(self, message: WireMessage, group: int = 0) -> None:
         self._connection.writer.write(
-            encode_frame(self._codec.encode(NodeId(self.client_id), message))
+            encode_frame(self._codec.encode(NodeId(self.client_id), message, group))
         )
 
     async def receive(self) -> WireMessage:
         """The next message from the node; ``EOFError`` when it closed."""
+        return (await self.receive_grouped())[0]
+
+    async def receive_grouped(self) -> tuple[WireMessage, int]:
+        """The next message from the node and its group; ``EOFError`` when it closed."""
         body = await self._connection.next_body()
         if body is None:
             raise EOFError("the node closed the connection")
-        return self._codec.decode(body)[1]
+        _, message, group = self._codec.decode_frame(body)
+        return message, group
 
     async def close(self) -> None:
         self._connection.close()

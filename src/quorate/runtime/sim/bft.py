@@ -62,6 +62,7 @@ from quorate.core.protocol import ProtocolCore
 from quorate.errors import ConfigError
 from quorate.ids import NodeId
 from quorate.state.kv import KVStore
+from quorate.state.replica_time import ReplicaClock
 from quorate.state.service import BftService, ClientRequest
 
 RANDOM_BEHAVIOUR = "random"
@@ -136,7 +137,7 @@ def choose_byzantine(
     total = sum(count for count, _ in wanted)
     if total > nodes:
         raise ConfigError(f"{total} Byzantine replicas asked for, but the cluster has only {nodes}")
-    chosen = sorted(rng.sample(range(nodes), total))
+    chosen = sorted(rng.sample(range(1, nodes + 1), total))  # replicas are 1..n
     # Shuffle which replica gets which behaviour, so that the first behaviour
     # listed is not always on the lowest id (view 0's primary).
     rng.shuffle(chosen)
@@ -226,12 +227,21 @@ def excluded_of(core: ProtocolCore | None) -> list[int]:
 class BftReplicaService(BftService):
     """``BftService`` in the simulator: answers every command it executes at
     the endpoint its session names (see the module docstring). ``clients``
-    are the run's client endpoint ids."""
+    are the run's client endpoint ids; ``clock`` signs and checks the
+    replicas' time entries (``quorate.state.replica_time``) with the run's
+    cost-model keys."""
 
     __slots__ = ("_clients", "_liar")
 
-    def __init__(self, core: ProtocolCore, *, clients: range = range(0)) -> None:
-        super().__init__(core, KVStore(), max_results=MAX_REMEMBERED_RESULTS)
+    def __init__(
+        self,
+        core: ProtocolCore,
+        *,
+        clients: range = range(0),
+        replicas: int = 1,
+        clock: ReplicaClock | None = None,
+    ) -> None:
+        super().__init__(core, KVStore(replicas=replicas), max_results=MAX_REMEMBERED_RESULTS, clock=clock)
         self._clients = clients
         self._liar = self._honest is not core
 
@@ -249,4 +259,4 @@ class BftReplicaService(BftService):
 
 
 def honest_nodes(nodes: int, byzantine: Mapping[NodeId, str]) -> list[NodeId]:
-    return [NodeId(i) for i in range(nodes) if NodeId(i) not in byzantine]
+    return [NodeId(i) for i in range(1, nodes + 1) if NodeId(i) not in byzantine]

@@ -48,6 +48,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from quorate.check.online import LostWriteMonitor
+from quorate.core.host import HostedGroup
 from quorate.core.protocol import ProtocolCore
 from quorate.errors import ConfigError, InvariantViolation
 from quorate.ids import NodeId
@@ -57,7 +58,7 @@ from quorate.runtime.sim.bft import DetectionLog, choose_byzantine, excluded_of,
 from quorate.runtime.sim.engine import EventLoop, derive_rng
 from quorate.runtime.sim.faults import FaultAction
 from quorate.runtime.sim.network import JITTER_KINDS, Network
-from quorate.runtime.sim.node import CostModel, Replica, SimNode
+from quorate.runtime.sim.node import CostModel, Replica, SimNode, single_group
 from quorate.runtime.sim.protocols import ProtocolSpec, SpecContext, protocol_spec
 from quorate.runtime.sim.workload import OpMix, Workload
 from quorate.security.ratelimit import PeerRateLimiter
@@ -264,7 +265,9 @@ class Simulation:
     def __init__(self, config: SimConfig) -> None:
         config.validate()
         self.config = config
-        base_spec = protocol_spec(config.protocol, config.protocol_options)
+        protocol = self._protocol_name()
+        options = self._protocol_options()
+        base_spec = protocol_spec(protocol, options)
         wanted = _wanted_byzantine(config, base_spec)
         self.byzantine = choose_byzantine(
             derive_rng(config.seed, "byzantine"), config.nodes, wanted, base_spec.behaviours
@@ -276,21 +279,30 @@ class Simulation:
                 f"{config.nodes} replicas (f={tolerated}); pass --allow-unsafe to run it anyway"
             )
         self.spec = spec = protocol_spec(
-            config.protocol,
-            config.protocol_options,
+            protocol,
+            options,
             SpecContext(
                 byzantine=self.byzantine,
                 seed=config.seed,
-                client_endpoints=range(config.nodes, config.nodes + config.clients),
+                client_endpoints=range(config.nodes + 1, config.nodes + 1 + config.clients),
+                replicas=config.nodes,
             ),
         )
         self.detections = DetectionLog(frozenset(self.byzantine))
         self.agreement = AgreementMonitor(frozenset(self.byzantine)) if config.check_invariants else None
         self.loop = loop = EventLoop()
         n = config.nodes
-        self.voters = tuple(NodeId(i) for i in range(n))
-        endpoints = n + config.clients
-        region_of = [i % config.regions for i in range(n)] + [c % config.regions for c in range(config.clients)]
+        # Replicas are 1..n, as the nodes n1..nN of a real cluster; network
+        # endpoint ids are the replica ids, then the clients (n + 1 ...);
+        # endpoint 0 is never used.
+        self.voters = tuple(NodeId(i) for i in range(1, n + 1))
+        self._setup()
+        endpoints = 1 + n + config.clients
+        region_of = (
+            [0]
+            + [i % config.regions for i in range(n)]
+            + [c % config.regions for c in range(config.clients)]
+        )
         intra_s = config.intra_region_ms / 1e3
         inter_s = config.inter_region_ms / 1e3
         latency_s = [[intra_s if a == b else inter_s for b in range(config.regions)] for a in range(config.regions)]
@@ -317,23 +329,23 @@ class Simulation:
         rate = config.rate_limit_msgs_per_s
         burst = config.rate_limit_burst or max(16.0, rate / 10)
         for i in range(n):
-            behaviour = self.byzantine.get(NodeId(i))
+            node_id = NodeId(i + 1)
+            behaviour = self.byzantine.get(node_id)
             node = SimNode(
-                NodeId(i),
-                build_core=self._core_factory(i),
-                build_replica=self._replica_factory(),
+                node_id,
+                **self._node_groups(i),
                 cost=config.cost,
                 send=self.network.send,
                 schedule=loop.schedule,
                 wake_kind=-1,
                 cpu_kind=-1,
-                first_client_id=n,
+                first_client_id=n + 1,
                 monitor=observe,
-                verifier=spec.meter_for(NodeId(i)) if spec.meter_for is not None else None,
+                verifier=spec.meter_for(node_id) if spec.meter_for is not None else None,
                 limiter=PeerRateLimiter(rate, burst) if rate > 0 else None,
                 send_copies=config.flood_copies if behaviour == "flood" else 1,
             )
-            deliver_kinds[i] = loop.add_kind(node.deliver)
+            deliver_kinds[node_id] = loop.add_kind(node.deliver)
             node.wake_kind = loop.add_kind(node.wake)
             node.cpu_kind = loop.add_kind(node.cpu_free)
             self.nodes.append(node)
@@ -345,7 +357,8 @@ class Simulation:
             arrival_kind = loop.add_kind(self._on_arrival)
             self.workload = Workload(
                 derive_rng(config.seed, "workload"),
-                first_client_id=n,
+                first_client_id=n + 1,
+                first_replica_id=1,
                 clients=config.clients,
                 replicas=n,
                 codec=spec.client_codec() if spec.client_codec is not None else _codec(),
@@ -356,7 +369,7 @@ class Simulation:
                 arrival_kind=arrival_kind,
                 stop_at_s=config.duration_s,
                 rate_ops=config.rate_ops,
-                keys=config.keys,
+                keys=self._keys(),
                 mix=config.mix,
                 op_timeout_s=config.op_timeout_s,
                 reply_quorum=spec.reply_quorum(n),
@@ -364,14 +377,39 @@ class Simulation:
             )
             if config.check_invariants:
                 self.workload.observer = LostWriteMonitor().observe
+            self._setup_workload(self.workload)
             reply_kind = loop.add_kind(self.workload.on_reply)
             for c in range(config.clients):
-                deliver_kinds[n + c] = reply_kind
+                deliver_kinds[n + 1 + c] = reply_kind
         self._fault_kind = loop.add_kind(self._on_fault)
         self.schedule = config.fault_schedule(spec)
         self.heal_at_s = config.effective_heal_at_s()
 
-    # -- wiring -------------------------------------------------------------
+    # -- wiring (the steps a simulation of another shape overrides) -------------
+    def _protocol_name(self) -> str:
+        """The protocol whose binding builds the cores."""
+        return self.config.protocol
+
+    def _protocol_options(self) -> dict[str, Any]:
+        return self.config.protocol_options
+
+    def _setup(self) -> None:
+        """Called once the protocol spec and the event loop exist, before the network and nodes."""
+
+    def _node_groups(self, i: int) -> dict[str, Any]:
+        """The ``SimNode`` arguments saying which groups node ``i`` hosts and how they are built."""
+        return {
+            "group_factory": single_group(
+                self._core_factory(i), self._replica_factory(), self.spec.binding, pipelines=self.spec.pipelines
+            )
+        }
+
+    def _keys(self) -> int:
+        return self.config.keys
+
+    def _setup_workload(self, workload: Workload) -> None:
+        """Called once the workload exists, before its reply kind is registered."""
+
     def _core_factory(self, i: int) -> Callable[[NodeId, float, Recovered | None], ProtocolCore]:
         spec = self.spec
         seed = self.config.seed
@@ -401,7 +439,7 @@ class Simulation:
 
         return build_monitored
 
-    def _observer(self) -> Callable[[ProtocolCore, float], None] | None:
+    def _observer(self) -> Callable[[HostedGroup, float], None] | None:
         check = None
         if self.config.check_invariants and self.spec.new_monitor is not None:
             check = self.spec.new_monitor()
@@ -412,7 +450,8 @@ class Simulation:
         if check is None and leader_term is None and detect is None:
             return None
 
-        def observe(core: ProtocolCore, now: float) -> None:
+        def observe(group: HostedGroup, now: float) -> None:
+            core = group.core
             if check is not None:
                 check(core, now)
             if detect is not None:
@@ -442,18 +481,19 @@ class Simulation:
         kind = action.kind
         self.faults_injected += 1
         nodes = self.nodes
+        index = action.node - 1  # replica ids are 1..n
         if kind == "crash":
-            if nodes[action.node].alive:
-                nodes[action.node].crash()
+            if nodes[index].alive:
+                nodes[index].crash()
         elif kind == "restart":
-            if not nodes[action.node].alive:
-                nodes[action.node].start(now)
+            if not nodes[index].alive:
+                nodes[index].start(now)
         elif kind == "restart-all":
             for node in nodes:
                 if not node.alive:
                     node.start(now)
         elif kind == "partition":
-            self.network.partition(action.groups, len(nodes))
+            self.network.partition(action.groups, self.voters)
         elif kind == "cut":
             self.network.cut(action.node, action.peer)
         elif kind == "heal":
@@ -465,9 +505,9 @@ class Simulation:
         elif kind == "reorder":
             self.network.reorder = action.value
         elif kind == "slow":
-            nodes[action.node].cpu_factor = action.value
+            nodes[index].cpu_factor = action.value
         elif kind == "skew":
-            nodes[action.node].set_clock(now, offset_jump_s=action.value, rate=action.rate or None)
+            nodes[index].set_clock(now, offset_jump_s=action.value, rate=action.rate or None)
         else:  # parse_item only builds the kinds above
             raise ConfigError(f"unknown fault kind {kind!r}")
 
@@ -507,10 +547,9 @@ class Simulation:
         # Only events that did work count; superseded timers are reported apart.
         stale = sum(node.stale_wakes for node in self.nodes) + (w.stale_timers if w is not None else 0)
         events = self.loop.events - stale
-        terms = sorted(self.leaders)
-        changes = sum(1 for a, b in itertools.pairwise(terms) if self.leaders[a] != self.leaders[b])
+        elections, changes = self._leader_stats()
         committed = w.ok if w is not None else 0
-        return SimResult(
+        return self._result_type()(
             protocol=config.protocol,
             nodes=config.nodes,
             regions=config.regions,
@@ -529,7 +568,7 @@ class Simulation:
             faults_injected=self.faults_injected,
             safety_violations=self.violations,
             trace_sha256=self.loop.trace_sha256(),
-            elections=len(terms),
+            elections=elections,
             leader_changes=changes,
             messages_sent=self.network.sent,
             messages_dropped=self.network.dropped,
@@ -550,7 +589,20 @@ class Simulation:
             ),
             client_resends=w.resends if w is not None else 0,
             history=history if config.record_history else [],
+            **self._result_extras(),
         )
+
+    def _leader_stats(self) -> tuple[int, int]:
+        """(elections won, changes of leader between consecutive terms)."""
+        terms = sorted(self.leaders)
+        return len(terms), sum(1 for a, b in itertools.pairwise(terms) if self.leaders[a] != self.leaders[b])
+
+    def _result_type(self) -> type[SimResult]:
+        return SimResult
+
+    def _result_extras(self) -> dict[str, Any]:
+        """Fields of ``_result_type`` beyond ``SimResult``'s."""
+        return {}
 
     def _liveness(self, history: list[dict[str, Any]]) -> tuple[float | None, bool | None]:
         heal = self.heal_at_s

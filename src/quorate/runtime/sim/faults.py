@@ -31,8 +31,10 @@ SPEC grammar (items separated by commas; whitespace ignored)::
             | "restart-all"                          reboot every crashed replica
     GROUP  := NODES ("+" NODES)*
     NODES  := N | N "-" N                            a single id or an inclusive range
+    N      := 1..n, or its name n1..nN
 
-Example: ``crash:2@5s,restart:2@9s,partition:0-1|2-4@12s,cut:0>3@14s,heal@20s``.
+Replicas are numbered 1..n, as the nodes n1..nN of a real cluster. Example:
+``crash:2@5s,restart:2@9s,partition:1-2|3-5@12s,cut:1>4@14s,heal@20s``.
 Replicas not named in a partition form one extra group together. A malformed
 item raises ``ConfigError`` naming the item.
 """
@@ -145,9 +147,10 @@ def _parse_time(text: str, item: str) -> float:
 
 
 def _node(text: str) -> int:
-    if not text.isdigit():
+    digits = text[1:] if text[:1] in ("n", "N") else text  # "n3" as in a real cluster, or 3
+    if not digits.isdigit():
         raise ValueError(f"{text!r} is not a node id")
-    return int(text)
+    return int(digits)
 
 
 def _nodes(text: str) -> tuple[int, ...]:
@@ -240,13 +243,13 @@ def load_file(path: str) -> list[FaultAction]:
 
 
 def validate(actions: list[FaultAction], nodes: int) -> None:
-    """Reject actions that name replicas outside ``0..nodes-1``."""
+    """Reject actions that name replicas outside ``1..nodes``."""
     for a in actions:
-        named = [a.node, a.peer] + [n for g in a.groups for n in g]
+        named = [n for n in (a.node, a.peer) if n != -1] + [n for g in a.groups for n in g]
         for n in named:
-            if n >= nodes:
+            if not 1 <= n <= nodes:
                 raise ConfigError(
-                    f"fault {a.describe()!r} names node {n}, but the cluster has nodes 0..{nodes - 1}"
+                    f"fault {a.describe()!r} names node {n}, but the cluster has nodes 1..{nodes}"
                 )
 
 
@@ -271,7 +274,7 @@ def chaos(
             break
         kind = rng.choices(kinds, weights)[0]
         if kind == "crash":
-            up = [n for n in range(nodes) if n not in crashed]
+            up = [n for n in range(1, nodes + 1) if n not in crashed]
             if len(crashed) >= max_crashed or not up:
                 continue
             victim = rng.choice(up)
@@ -285,23 +288,23 @@ def chaos(
         elif kind == "partition":
             if nodes < 2:
                 continue
-            order = list(range(nodes))
+            order = list(range(1, nodes + 1))
             rng.shuffle(order)
             split = rng.randrange(1, nodes)
             out.append(FaultAction(t, "partition", groups=(tuple(sorted(order[:split])), tuple(sorted(order[split:])))))
         elif kind == "cut":
             if nodes < 2:
                 continue
-            a, b = rng.sample(range(nodes), 2)
+            a, b = rng.sample(range(1, nodes + 1), 2)
             out.append(FaultAction(t, "cut", node=a, peer=b))
         elif kind == "heal":
             out.append(FaultAction(t, "heal"))
         elif kind == "slow":
-            node = rng.randrange(nodes)
+            node = 1 + rng.randrange(nodes)
             slowed.add(node)
             out.append(FaultAction(t, "slow", node=node, value=rng.uniform(2.0, CHAOS_MAX_SLOW_FACTOR)))
         elif kind == "skew":
-            node = rng.randrange(nodes)
+            node = 1 + rng.randrange(nodes)
             rate = 1.0 + rng.uniform(-CHAOS_MAX_DRIFT, CHAOS_MAX_DRIFT)
             out.append(FaultAction(t, "skew", node=node, value=rng.uniform(0.0, CHAOS_MAX_SKEW_S), rate=rate))
         elif kind == "reorder":

@@ -7,13 +7,14 @@ simulator's pieces: one ``EventLoop``, one ``Network`` (regions, latency,
 jitter, loss) and one ``SimNode`` per member (CPU cost, timers as deadlines,
 crash and restart). The run is a script of phases on simulated time:
 
-1. **Warm-up.** Members ``0 .. nodes-2`` start together, each joining through
-   the seeds ``0, 1, 2`` (SWIM §4.3 join by contacting known members). The
+1. **Warm-up.** Members ``1 .. nodes-1`` (numbered as the nodes n1..nN of a
+   real cluster) start together, each joining through the seeds ``1, 2, 3``
+   (SWIM §4.3 join by contacting known members). The
    warm-up ends ``WARMUP_SETTLE_S`` after every member lists every other as up
    (checked every ``WARMUP_CHECK_S``), or at ``warmup_max_s``.
 2. **Rumours** (``rumours`` of them, one per second from random members): the
    delay until each live member delivered each one gives ``dissemination_s``.
-3. **Join.** The last member, ``nodes-1``, starts at ``JOIN_AT_S`` and joins;
+3. **Join.** The last member, ``nodes``, starts at ``JOIN_AT_S`` and joins;
    the time until every live member lists it Alive, in protocol periods, is
    ``join_rounds`` (SWIM: O(log n) periods for infection-style spread).
 4. **Crashes.** ``kill`` random members (never the joiner) crash at
@@ -31,6 +32,13 @@ crash and restart). The run is a script of phases on simulated time:
    simulated disk keeps the state across a crash, written before the operation
    counts as done. After the quiet period every live replica must be equal and
    the counter must equal the sum of the operations that were done.
+   With ``crdt_op_based`` the same workload (plus register writes and edits of
+   a shared list) runs on operation-based objects instead
+   (``quorate.crdt.gossip.OpGossipReplica``): each operation is a SWIM rumour
+   delivered by causal broadcast, acknowledgements travel in the anti-entropy
+   keyspace, members a member sees as Dead stop holding its history back. Such
+   replicas are not restarted (a member taken out of the acknowledgements
+   would need a state transfer to come back).
 
 The phase times (all relative to the end of the warm-up) are fixed, so
 ``duration_s`` (the simulated seconds after the warm-up) must leave room for
@@ -51,9 +59,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any, cast
 
+from quorate.core.host import HostedGroup
 from quorate.core.protocol import ProtocolCore
 from quorate.core.ready import Entry, ReadState
-from quorate.crdt.gossip import GossipReplica
+from quorate.crdt.gossip import GossipReplica, OpGossipReplica, is_operation_rumour
 from quorate.errors import ConfigError
 from quorate.ids import NodeId
 from quorate.runtime.sim.engine import EventLoop, derive_rng
@@ -63,7 +72,7 @@ from quorate.storage.base import Recovered
 from quorate.swim import MembershipEvent, MemberState, SwimConfig, SwimNode
 
 SEED_MEMBERS = 3
-"""Members ``0 .. SEED_MEMBERS-1`` are every joiner's seeds."""
+"""Members ``1 .. SEED_MEMBERS`` are every joiner's seeds."""
 WARMUP_CHECK_S = 2.0
 """How often the warm-up checks whether every member knows every other."""
 WARMUP_SETTLE_S = 2.0
@@ -80,6 +89,8 @@ CLIENT_ID = 1 << 30
 """Sender id of operations injected into a member (``SimNode``'s client range)."""
 ELEMENTS = 16
 """The OR-Set workload adds and removes elements ``e0 .. e15``."""
+OP_COUNTER, OP_SET, OP_REGISTER, OP_LIST = "n", "s", "r", "l"
+"""Names of the operation-based objects every member updates."""
 FALSE_POSITIVE_SAMPLES = 10
 """False positives listed in the result (all are counted)."""
 
@@ -112,6 +123,8 @@ class SwimSimConfig:
     """CRDT operations per simulated second, over the whole group."""
     crdt_quiet_s: float = 30.0
     """No CRDT operations during this many final seconds (time to converge)."""
+    crdt_op_based: bool = False
+    """Run the CRDT workload on operation-based objects over causal broadcast."""
     swim: SwimConfig = field(default_factory=SwimConfig)
     """SWIM tunables; ``lifeguard`` above overrides ``swim.lifeguard``."""
     cost: CostModel = field(default_factory=CostModel)
@@ -157,6 +170,11 @@ class SwimSimConfig:
             )
         if self.crdt_ops_per_s < 0:
             raise ConfigError(f"crdt_ops_per_s must be >= 0, got {self.crdt_ops_per_s}")
+        if self.crdt_op_based and self.restart_after_s is not None:
+            raise ConfigError(
+                "operation-based CRDT runs do not restart crashed members (a member "
+                "taken out of the acknowledgements would need a state transfer)"
+            )
         if self.crdt_ops_per_s and not 0 < self.crdt_quiet_s < self.duration_s - CRDT_AT_S:
             raise ConfigError(
                 f"crdt_quiet_s must be > 0 and below the duration, got {self.crdt_quiet_s}"
@@ -255,7 +273,7 @@ class _Member:
     injected operations (a broadcast, a CRDT update) and keeps the CRDT replica,
     whose durable copy lives in the experiment's simulated disk."""
 
-    __slots__ = ("core", "experiment", "replica")
+    __slots__ = ("core", "experiment", "ops", "replica")
 
     def __init__(self, experiment: SwimExperiment, core: SwimNode) -> None:
         self.experiment = experiment
@@ -265,6 +283,14 @@ class _Member:
         self.replica = GossipReplica.from_bytes(saved) if saved else GossipReplica(node)
         if self.replica.version:
             core.local_state_put(*self.replica.entry())
+        self.ops: OpGossipReplica | None = None
+        if experiment.config.crdt_op_based:
+            self.ops = OpGossipReplica(
+                node,
+                range(experiment.config.nodes),
+                core.config.max_rumour_bytes,
+                repair_interval_s=core.config.anti_entropy_interval_s,
+            )
 
     def has_replies(self) -> bool:
         return False
@@ -278,6 +304,9 @@ class _Member:
             seq = self.core.broadcast(argument, now)
             self.experiment.rumour_sent(self.core.id, seq, now)
             return
+        if self.ops is not None:
+            self.operate(kind, argument, now)
+            return
         replica = self.replica
         if kind == "increment":
             replica.increment(argument)
@@ -289,11 +318,45 @@ class _Member:
         self.publish()
         self.experiment.crdt_ops_done += 1
 
+    def operate(self, kind: str, argument: Any, now: float) -> None:
+        """One operation-based update, sent as rumours."""
+        ops = self.ops
+        assert ops is not None
+        objects = ops.ops
+        if kind == "increment":
+            message = objects.increment(OP_COUNTER, argument)
+            self.experiment.crdt_total += argument
+        elif kind == "add":
+            message = objects.add(OP_SET, argument)
+        elif kind == "remove":
+            message = objects.remove(OP_SET, argument)
+        elif kind == "write":
+            message = objects.write(OP_REGISTER, argument)
+        else:
+            items = objects.sequence(OP_LIST)
+            position, value = argument
+            if kind == "list-delete" and len(items):
+                message = objects.list_delete(OP_LIST, position % len(items))
+            elif kind == "list-move" and len(items) > 1:
+                message = objects.list_move(OP_LIST, position % len(items), value % len(items))
+            else:
+                message = objects.list_insert(OP_LIST, position % (len(items) + 1), [value])
+        for payload in ops.rumours(message, now):
+            self.core.broadcast(payload, now)
+        if kind == "increment":
+            self.experiment.crdt_increments.append((message.origin, message.seq, argument))
+        self.core.local_state_put(*ops.ack_entry())
+        self.experiment.crdt_ops_done += 1
+
     def publish(self) -> None:
         """Make the replica durable, then offer it to anti-entropy."""
         replica = self.replica
         self.experiment.disk[replica.replica] = replica.to_bytes()
         self.core.local_state_put(*replica.entry())
+
+    def apply_all(self, entries: list[Entry]) -> None:
+        for entry in entries:
+            self.apply(entry)
 
     def apply(self, entry: Entry) -> None:
         """SWIM commits nothing."""
@@ -313,20 +376,21 @@ class SwimExperiment:
         self.swim = config.swim_config()
         n = config.nodes
         self.loop = loop = EventLoop()
-        region_of = [i % config.regions for i in range(n)]
+        # Members are 1..n (endpoint ids too; endpoint 0 is never used).
+        region_of = [0] + [i % config.regions for i in range(n)]
         intra_s = config.intra_region_ms / 1e3
         inter_s = config.inter_region_ms / 1e3
         latency_s = [
             [intra_s if a == b else inter_s for b in range(config.regions)]
             for a in range(config.regions)
         ]
-        deliver_kinds = [0] * n
+        deliver_kinds = [0] * (n + 1)
         self.network = Network(
             loop,
             derive_rng(config.seed, "network"),
             region_of=region_of,
             latency_s=latency_s,
-            bandwidth_bps=[config.bandwidth_gbps * 1e9] * n,
+            bandwidth_bps=[config.bandwidth_gbps * 1e9] * (n + 1),
             deliver_kind_of=deliver_kinds,
             jitter_kind="uniform",
             jitter_s=config.jitter_ms / 1e3,
@@ -335,8 +399,8 @@ class SwimExperiment:
         self.rng = derive_rng(config.seed, "swim-experiment")
         self.disk: dict[int, bytes] = {}
         self.members: dict[int, _Member] = {}
-        self.nodes: list[SimNode] = []
-        for i in range(n):
+        self.nodes: dict[int, SimNode] = {}
+        for i in range(1, n + 1):
             node = SimNode(
                 NodeId(i),
                 build_core=self._build_core,
@@ -346,13 +410,13 @@ class SwimExperiment:
                 schedule=loop.schedule,
                 wake_kind=-1,
                 cpu_kind=-1,
-                first_client_id=n,
+                first_client_id=n + 1,
                 monitor=self._observe,
             )
             deliver_kinds[i] = loop.add_kind(node.deliver)
             node.wake_kind = loop.add_kind(node.wake)
             node.cpu_kind = loop.add_kind(node.cpu_free)
-            self.nodes.append(node)
+            self.nodes[i] = node
         self.network.deliver_kind_of = deliver_kinds
         # Measurements.
         self.measuring = False
@@ -375,16 +439,19 @@ class SwimExperiment:
         self.rumour_delivered: dict[tuple[int, int], dict[int, float]] = {}
         self.rumour_audience: dict[tuple[int, int], frozenset[int]] = {}
         """(origin, seq) -> the other members up when it was broadcast."""
-        self.joiner = n - 1
+        self.joiner = n
         self.join_started: float | None = None
         self.join_seen: dict[int, float] = {}
         self.crdt_total = 0
         self.crdt_ops_done = 0
+        self.op_based = config.crdt_op_based
+        self.crdt_increments: list[tuple[int, int, int]] = []
+        """Operation-based increments: (origin, seq, amount)."""
 
     # ------------------------------------------------------------ wiring
     def _build_core(self, node: NodeId, now: float, recovered: Recovered | None) -> ProtocolCore:
         epoch = self.nodes[node].epoch
-        seeds = [NodeId(s) for s in range(min(SEED_MEMBERS, self.config.nodes)) if s != node]
+        seeds = [NodeId(s) for s in range(1, min(SEED_MEMBERS, self.config.nodes) + 1) if s != node]
         rng = derive_rng(self.config.seed, f"swim-core-{epoch}", node)
         return SwimNode(node, seeds, config=self.swim, rng=rng, now=now)
 
@@ -399,7 +466,8 @@ class SwimExperiment:
             self.sent_bytes += self.network.size_of(message)
         self.network.send(src, dst, message, depart_s)
 
-    def _observe(self, protocol: ProtocolCore, local_now: float) -> None:
+    def _observe(self, group: HostedGroup, local_now: float) -> None:
+        protocol = group.core
         core = cast(SwimNode, protocol)
         observer = int(core.id)
         events = core.take_events()
@@ -407,11 +475,25 @@ class SwimExperiment:
             for event in events:
                 self._on_event(observer, event)
         delivered = core.take_delivered()
+        ops = None
+        if self.op_based:
+            member = self.members.get(observer)
+            ops = member.ops if member is not None else None
+        acked = False
         for rumour in delivered:
             key = (int(rumour.origin), rumour.seq)
             seen = self.rumour_delivered.get(key)
             if seen is not None and observer not in seen:
                 seen[observer] = local_now
+            if ops is not None and is_operation_rumour(rumour.payload):
+                acked |= ops.deliver(int(rumour.origin), rumour.payload, local_now)
+        if events and ops is not None:
+            down = {
+                int(m)
+                for m, (state, _) in core.members().items()
+                if state in (MemberState.DEAD, MemberState.LEFT)
+            }
+            ops.set_members(set(range(1, self.config.nodes + 1)) - down)  # members are numbered 1..n
         updates = core.take_state_updates()
         if updates:
             member = self.members[observer]
@@ -420,6 +502,12 @@ class SwimExperiment:
                 changed |= member.replica.merge_entry(update.key, update.version, update.value)
             if changed:
                 member.publish()
+            if ops is not None:
+                repairs = ops.merge_acks([(u.key, u.value) for u in updates], local_now)
+                for payload in repairs:
+                    core.broadcast(payload, local_now)
+        if acked and ops is not None:
+            core.local_state_put(*ops.ack_entry())
 
     def _on_event(self, observer: int, event: MembershipEvent) -> None:
         target = int(event.member)
@@ -489,8 +577,8 @@ class SwimExperiment:
                 progress(loop.now, end_s)
 
     def _membership_converged(self, expected: int) -> bool:
-        for node in self.nodes[:expected]:
-            core = node.core
+        for member in range(1, expected + 1):
+            core = self.nodes[member].core
             if core is None or cast(SwimNode, core).up_count != expected:
                 return False
         return True
@@ -501,7 +589,7 @@ class SwimExperiment:
         loop = self.loop
         n = config.nodes
         founders = n - 1
-        for i in range(founders):
+        for i in range(1, founders + 1):
             self._start(i)
         # 1. Warm-up.
         converged = False
@@ -542,7 +630,7 @@ class SwimExperiment:
         return self._result(warmup_s, converged, end_s, time.perf_counter() - wall_start)
 
     def _live(self) -> list[int]:
-        return [i for i, node in enumerate(self.nodes) if node.alive]
+        return [i for i, node in self.nodes.items() if node.alive]
 
     def _broadcast_one(self) -> None:
         origin = self.rng.choice(self._live())
@@ -553,7 +641,7 @@ class SwimExperiment:
         self._start(self.joiner)
 
     def _kill(self) -> None:
-        candidates = [i for i in self._live() if i >= SEED_MEMBERS and i != self.joiner]
+        candidates = [i for i in self._live() if i > SEED_MEMBERS and i != self.joiner]
         for victim in sorted(self.rng.sample(candidates, self.config.kill)):
             self._crash(victim)
 
@@ -567,6 +655,14 @@ class SwimExperiment:
         node = rng.choice(self._live())
         roll = rng.random()
         element = f"e{rng.randrange(ELEMENTS)}"
+        if self.config.crdt_op_based and roll >= 0.55:
+            # Register writes and list edits besides the counter and the set.
+            if roll < 0.65:
+                self._inject(node, ("write", f"v{rng.randrange(1000)}"))
+            else:
+                kind = rng.choice(("list-insert", "list-insert", "list-delete", "list-move"))
+                self._inject(node, (kind, (rng.randrange(1 << 16), rng.randrange(1 << 16))))
+            return
         if roll < 0.5:
             self._inject(node, ("increment", rng.choice((1, 1, 2, -1))))
         elif roll < 0.85:
@@ -650,6 +746,8 @@ class SwimExperiment:
         )
 
     def _crdt_result(self) -> dict[str, Any]:
+        if self.config.crdt_op_based:
+            return self._op_result()
         snapshots = {
             node: member.replica.snapshot()
             for node, member in sorted(self.members.items())
@@ -664,6 +762,51 @@ class SwimExperiment:
             "replicas": len(snapshots),
             "distinct_states": len(distinct),
             "converged": len(distinct) == 1 and values == [self.crdt_total],
+        }
+
+    def _op_result(self) -> dict[str, Any]:
+        live = [
+            member.ops
+            for node, member in sorted(self.members.items())
+            if self.nodes[node].alive and member.ops is not None
+        ]
+        snapshots = [ops.ops.snapshot() for ops in live]
+        distinct = {repr(s) for s in snapshots}
+        vectors = {repr(sorted(ops.ops.broadcast.delivered.items())) for ops in live}
+        delivered: dict[int, int] = {}
+        for ops in live:
+            for origin, n in ops.ops.broadcast.delivered.items():
+                delivered[origin] = max(n, delivered.get(origin, 0))
+        # An increment counts once some live replica delivered it; one made by
+        # a member that crashed before its rumour left is lost, and reported.
+        kept = [a for o, s, a in self.crdt_increments if s <= delivered.get(o, 0)]
+        expected = sum(kept)
+        values = sorted({s["counters"].get(OP_COUNTER, 0) for s in snapshots})
+        histories = [ops.ops.broadcast.history_size for ops in live]
+        buffered = max((ops.ops.broadcast.buffered for ops in live), default=0)
+        list_lengths = sorted({len(s["lists"].get(OP_LIST, [])) for s in snapshots})
+        return {
+            "mode": "operation-based",
+            "operations": self.crdt_ops_done,
+            "expected_counter": expected,
+            "lost_increments": len(self.crdt_increments) - len(kept),
+            "counter_values": values,
+            "list_lengths": list_lengths,
+            "replicas": len(snapshots),
+            "distinct_states": len(distinct),
+            "distinct_delivered": len(vectors),
+            "buffered_max": buffered,
+            "history_max": max(histories, default=0),
+            "history_mean": round(sum(histories) / len(histories), 1) if histories else 0.0,
+            "repairs": sum(ops.repairs for ops in live),
+            "duplicates": sum(ops.ops.broadcast.duplicates for ops in live),
+            "rejected": sum(
+                len(ops.ops.broadcast.rejected) + len(ops.ops.rejected) for ops in live
+            ),
+            "converged": len(distinct) == 1
+            and len(vectors) == 1
+            and values == [expected]
+            and buffered == 0,
         }
 
 

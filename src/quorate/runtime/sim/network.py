@@ -163,16 +163,20 @@ class Network:
         self.delivered_bytes = 0
 
     # -- faults -------------------------------------------------------------
-    def partition(self, groups: Sequence[Sequence[int]], replicas: int) -> None:
-        """Split replicas ``0..replicas-1`` into ``groups``; replicas not named
-        form one more group together. Clients stay reachable from every group."""
+    def partition(self, groups: Sequence[Sequence[int]], replicas: Sequence[int]) -> None:
+        """Split the ``replicas`` (endpoint ids) into ``groups``; replicas not
+        named form one more group together. Clients stay reachable from every
+        group."""
         group_of = self.group_of
-        for r in range(replicas):
+        for r in replicas:
             group_of[r] = len(groups)
+        known = set(replicas)
         for g, members in enumerate(groups):
             for node in members:
-                if not 0 <= node < replicas:
-                    raise ConfigError(f"partition names node {node}, but there are {replicas} nodes")
+                if node not in known:
+                    raise ConfigError(
+                        f"partition names node {node}, but the replicas are {min(known)}..{max(known)}"
+                    )
                 group_of[node] = g
         self.partitioned = True
 

@@ -1,23 +1,36 @@
-"""A simulated replica: a protocol core, its durable storage, its CPU and clock.
+"""A simulated node: a node host with its groups' cores, durable storage, CPU and clock.
 
 Theory of operation.
 
-- **Effects.** A ``SimNode`` is the driver's ``Host`` for its core: ``persist``
-  writes to a ``MemoryStorage`` (which survives a simulated crash), ``send``
-  collects messages that leave when the CPU work producing them is done,
-  ``apply``/``read_ready``/``restore`` go to the node's ``Replica`` (the
-  client-facing state machine service). A ``quorate.runtime.driver.Driver``,
-  one per incarnation of the core, does persist -> send -> apply -> advance,
-  as in the real runtime; it is handed the storage's and the replica's own
-  methods, which exist exactly as long as that incarnation. What one input
+- **Groups.** A node hosts any number of protocol groups
+  (``quorate.core.host.NodeHost``); a single-protocol run hosts group 0. A
+  message of group 0 travels bare; one of another group travels as
+  ``Grouped(group, message)`` (a few bytes more, like the group id in a real
+  frame), and the node routes it to that group's core, or to that group's
+  replica service when it comes from a client. ``group_factory`` builds a
+  group's core and service, fresh or from its storage after a restart.
+- **Effects.** A ``SimNode`` is the ``HostEffects`` of the one driver loop
+  both runtimes use (``quorate.runtime.driver.HostDriver``): ``persist``
+  writes every group's state to its ``MemoryStorage`` (which survives a
+  simulated crash), ``send`` collects messages that leave when the CPU work
+  producing them is done, ``apply``/``read_ready``/``restore`` go to the
+  group's replica service (the client-facing state machine). What one input
   produced leaves in one ``Network.send_all`` call.
+- **Disk.** With ``fsync_s`` > 0 the node models its disk: a write that must
+  be synced joins the fsync that starts next (writes issued while one runs
+  wait for it and then share the next one: group commit), and every message
+  and client reply the node produces after it leaves only once that fsync is
+  done — except the messages a core allowed to leave before its writes
+  (``Ready.early_messages``) and those of groups whose binding pipelines
+  sends during a write. With ``fsync_s`` = 0 writes are instant.
 - **CPU.** Handling an input costs ``CostModel.cost_s`` (a base per message type
   plus a cost per byte), times the node's slowness factor, plus whatever a
   cost-model crypto verifier charged (``spent_s``). The node is busy until the
   work ends (``busy_until``); inputs arriving meanwhile wait in a FIFO inbox and
   run when the CPU frees. Messages the work produced depart at its end.
 - **Timers are deadlines.** After each drive the node compares the core's
-  ``wake_at`` with the one it already has; at most one timer event per node is
+  ``wake_at`` (or the replica service's ``tick_at``, when a TTL makes it ask
+  to propose time, if earlier) with the one it already has; at most one timer event per node is
   live (tagged with a generation number, so superseded ones are skipped). A
   deadline moved *earlier* schedules a new event; one moved *later* (an
   election timer reset by every heartbeat) schedules nothing: the pending
@@ -63,10 +76,16 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import msgspec
+
+from quorate.core.binding import Binding
+from quorate.core.host import GroupReady, HostedGroup, NodeHost
 from quorate.core.protocol import ProtocolCore
 from quorate.core.ready import Entry, ReadState, Rejection
+from quorate.core.service_message import PeerService, ServiceMessage
+from quorate.errors import ConfigError
 from quorate.ids import NodeId
-from quorate.runtime.driver import Driver
+from quorate.runtime.driver import HostDriver
 from quorate.runtime.sim.network import Network
 from quorate.security.ratelimit import PeerRateLimiter
 from quorate.storage.base import Recovered
@@ -107,7 +126,7 @@ class CostModel:
 
 
 class Replica(Protocol):
-    """The client-facing service a node runs on top of its core."""
+    """The client-facing service a node runs on top of a group's core."""
 
     def on_client_request(self, sender: NodeId, request: Any, now: float) -> None:
         """A client's request arrived (propose, read, or redirect)."""
@@ -117,8 +136,16 @@ class Replica(Protocol):
         """Replies to send to clients, in order; clears them."""
         ...
 
+    def has_replies(self) -> bool:
+        """True when ``take_replies`` would return something (a cheap probe)."""
+        ...
+
     def apply(self, entry: Entry) -> None:
         """Apply a committed entry to the state machine."""
+        ...
+
+    def apply_all(self, entries: list[Entry]) -> None:
+        """Apply committed entries, in order (one call per batch)."""
         ...
 
     def read_ready(self, read: ReadState) -> None:
@@ -130,9 +157,27 @@ class Replica(Protocol):
         ...
 
 
+class Grouped(msgspec.Struct, array_like=True, frozen=True, gc=False):
+    """A message of group ``group`` (not 0) on the simulated network."""
+
+    group: int
+    message: Any
+
+
 CoreFactory = Callable[[NodeId, float, "Recovered | None"], ProtocolCore]
 """Builds a core: ``(node, local_now, recovered or None when fresh)``."""
 ReplicaFactory = Callable[[ProtocolCore], Replica]
+GroupFactory = Callable[[NodeId, int, float, "Recovered | None"], "HostedGroup | None"]
+"""Builds a hosted group (core and replica service as ``state``):
+``(node, group, local_now, recovered or None when fresh)``; None: not here."""
+UnknownGroupFactory = Callable[[NodeId, NodeId, int, Any, float], "HostedGroup | None"]
+"""Builds a group on the first message of a group this node does not host:
+``(node, sender, group, message, local_now)``; None: drop the message."""
+UnknownGroupReply = Callable[[int, Any], Any]
+"""The answer to a client's request for a group this node does not host:
+``(group, request) -> reply``, or None for no answer."""
+Monitor = Callable[[HostedGroup, float], None]
+"""Called with each group that took a turn, after every input (safety checks)."""
 Send = Callable[[int, int, Any, float], None]
 SendAll = Callable[[int, Iterable[tuple[int, Any]], float], None]
 Schedule = Callable[[float, int, int, int, Any, int], None]
@@ -153,62 +198,62 @@ def _batched(send: Send) -> SendAll:
     return send_all
 
 
-class _Effects:
-    """The driver ``Host`` of one incarnation of a node: its storage's and its
-    replica's own methods, so the driver reaches them without a forwarding call
-    (one less Python call per committed entry on every replica)."""
+def single_group(
+    build_core: CoreFactory, build_replica: ReplicaFactory, binding: Binding | None = None, *, pipelines: bool = False
+) -> GroupFactory:
+    """The group factory of a node that hosts one group, 0."""
 
-    __slots__ = ("apply", "persist", "read_ready", "rejected", "restore", "send")
+    def build(node: NodeId, group: int, now: float, recovered: Recovered | None) -> HostedGroup | None:
+        if group != 0:
+            return None
+        core = build_core(node, now, recovered)
+        return HostedGroup(0, core, binding, state=build_replica(core), pipelines=pipelines)
 
-    def __init__(
-        self,
-        persist: Callable[[Any, list[Entry], Any], None],
-        send: Callable[[NodeId, Any], None],
-        restore: Callable[[Any], None],
-        apply: Callable[[Entry], None],
-        read_ready: Callable[[ReadState], None],
-        rejected: Callable[[Rejection], None],
-    ) -> None:
-        self.persist = persist
-        self.send = send
-        self.restore = restore
-        self.apply = apply
-        self.read_ready = read_ready
-        self.rejected = rejected
+    return build
 
 
 class SimNode:
-    """One replica in the simulation (see the module docstring)."""
+    """One node in the simulation (see the module docstring)."""
 
     __slots__ = (
-        "_build_core",
-        "_build_replica",
+        "_disk_end_s",
         "_driver",
-        "_has_replies",
+        "_group_changes",
+        "_group_factory",
+        "_held",
+        "_hold_until_s",
+        "_initial_groups",
+        "_last_batch_start_s",
+        "_late_outbox",
         "_outbox",
         "_schedule",
         "_send_all",
+        "_turn_done_s",
+        "_unknown_group_factory",
         "admission_debt_s",
         "alive",
         "busy_until",
         "clock_offset_s",
         "clock_rate",
-        "core",
         "cost",
         "cpu_factor",
         "cpu_kind",
         "epoch",
         "first_client_id",
+        "fsync_s",
+        "fsyncs",
+        "host",
         "id",
         "inbox",
         "last_local_s",
         "limiter",
         "monitor",
         "rejected_count",
-        "replica",
         "send_copies",
         "stale_wakes",
-        "storage",
+        "storages",
+        "tombstones",
+        "unknown_group_reply",
         "verifier",
         "wake_gen",
         "wake_kind",
@@ -221,25 +266,44 @@ class SimNode:
         self,
         node_id: NodeId,
         *,
-        build_core: CoreFactory,
-        build_replica: ReplicaFactory,
         cost: CostModel,
         send: Send,
         schedule: Schedule,
         wake_kind: int,
         cpu_kind: int,
         first_client_id: int,
+        build_core: CoreFactory | None = None,
+        build_replica: ReplicaFactory | None = None,
+        group_factory: GroupFactory | None = None,
+        initial_groups: Iterable[int] = (0,),
         verifier: Any = None,
-        monitor: Callable[[ProtocolCore, float], None] | None = None,
+        monitor: Monitor | None = None,
         limiter: PeerRateLimiter | None = None,
         send_copies: int = 1,
+        fsync_s: float = 0.0,
+        unknown_group: UnknownGroupFactory | None = None,
+        unknown_group_reply: UnknownGroupReply | None = None,
     ) -> None:
         self.id = node_id
-        self._build_core = build_core
-        self._build_replica = build_replica
+        if group_factory is None:
+            if build_core is None or build_replica is None:
+                raise ConfigError("a simulated node needs a group factory, or a core and a replica factory")
+            group_factory = single_group(build_core, build_replica)
+        self._group_factory = group_factory
+        self._initial_groups = tuple(initial_groups)
+        self._unknown_group_factory = unknown_group
+        self.unknown_group_reply = unknown_group_reply
+        self._group_changes: list[tuple[int, Any]] = []
+        """Groups to create (``spawn``: (group, recovered)) or drop
+        (``retire``: (group, None)) once the current turn is carried out."""
+        self.tombstones: set[int] = set()
+        """Groups this node stopped hosting (``retire``); durable like the
+        storage: a stale message of one never creates it again."""
         self._send_all = _batched(send)
         self._schedule = schedule
         self._outbox: list[tuple[NodeId, Any]] = []
+        self._late_outbox: list[tuple[NodeId, Any]] = []
+        """Messages held until the fsync of this input's writes is done."""
         self.wake_kind = wake_kind
         self.cpu_kind = cpu_kind
         self.first_client_id = first_client_id
@@ -250,13 +314,22 @@ class SimNode:
         self.limiter = limiter
         """Per-peer token buckets applied on arrival (None: no limit)."""
         self.send_copies = send_copies
+        if not (fsync_s >= 0 and math.isfinite(fsync_s)):
+            raise ConfigError(f"fsync_s must be a finite number >= 0, got {fsync_s}")
+        self.fsync_s = fsync_s
+        self.fsyncs = 0
+        """Modelled fsyncs (with ``fsync_s`` > 0): one per group commit."""
+        self._disk_end_s = 0.0
+        self._last_batch_start_s = -math.inf
+        self._hold_until_s = 0.0
+        self._held = False
+        self._turn_done_s = 0.0
         self.admission_debt_s = 0.0
         """CPU seconds of dropped messages not yet charged to any work."""
-        self.storage = MemoryStorage()
-        self.core: ProtocolCore | None = None
-        self.replica: Replica | None = None
-        self._has_replies: Callable[[], bool] | None = None
-        self._driver: Driver | None = None
+        self.storages: dict[int, MemoryStorage] = {}
+        """Each group's durable state (survives crashes)."""
+        self.host: NodeHost | None = None
+        self._driver: HostDriver | None = None
         self.alive = False
         self.epoch = 0
         self.busy_until = 0.0
@@ -267,7 +340,7 @@ class SimNode:
         self.last_local_s = 0.0
         self.wake_gen = 0
         self.wake_local_s: float | None = None
-        """The deadline the core asked for (its clock), None when none."""
+        """The deadline the host asked for (its clock), None when none."""
         self.wake_sim_s: float | None = None
         """Simulated time of the one live timer event, None when none is queued."""
         self.rejected_count = 0
@@ -276,6 +349,30 @@ class SimNode:
         work lost in a crash): popped, but not counted as events."""
         self.work_s = 0.0
         """CPU seconds spent so far (for utilisation figures)."""
+
+    # -- the single-group view ----------------------------------------------
+    @property
+    def core(self) -> ProtocolCore | None:
+        """Group 0's core (None while crashed or when the node does not host it)."""
+        group = self.host.get(0) if self.host is not None else None
+        return group.core if group is not None else None
+
+    @property
+    def replica(self) -> Any:
+        """Group 0's replica service (None while crashed)."""
+        group = self.host.get(0) if self.host is not None else None
+        return group.state if group is not None else None
+
+    @property
+    def storage(self) -> MemoryStorage:
+        """Group 0's storage."""
+        return self._storage(0)
+
+    def _storage(self, group: int) -> MemoryStorage:
+        storage = self.storages.get(group)
+        if storage is None:
+            storage = self.storages[group] = MemoryStorage()
+        return storage
 
     # -- clock ---------------------------------------------------------------
     def local_time(self, sim_s: float) -> float:
@@ -308,35 +405,39 @@ class SimNode:
 
     # -- lifecycle -------------------------------------------------------------
     def start(self, now_s: float) -> None:
-        """Boot (or reboot) from durable storage."""
-        recovered = self.storage.recover()
-        fresh = recovered.hard_state is None and recovered.snapshot is None and not recovered.entries
+        """Boot (or reboot) from durable storage: every group this node was
+        placed in or holds state of."""
         local = self.local_time(now_s)
-        self.core = core = self._build_core(self.id, local, None if fresh else recovered)
-        self.replica = replica = self._build_replica(core)
-        # An optional cheap probe saves building an empty reply list per input.
-        self._has_replies = getattr(replica, "has_replies", None)
-        # The driver calls storage and replica directly: while this incarnation
-        # lives, both exist, so the ``Host`` methods below would only forward.
-        effects = _Effects(
-            self.storage.persist, self.send, replica.restore, replica.apply, replica.read_ready, self.rejected
+        self.host = host = NodeHost(
+            self.id, on_unknown_group=self._unknown_group if self._unknown_group_factory is not None else None
         )
-        self._driver = Driver(core, effects)
+        for group_id in sorted({*self._initial_groups, *self.storages}):
+            recovered = self._storage(group_id).recover()
+            fresh = recovered.hard_state is None and recovered.snapshot is None and not recovered.entries
+            group = self._group_factory(self.id, group_id, local, None if fresh else recovered)
+            if group is not None:
+                host.add(group)
+                group.core.tick(local)
+        self._driver = HostDriver(host, self)
         self.alive = True
         self.busy_until = now_s
-        # Boot work is a timer firing at once: the core ticks and its first
-        # Ready is carried out.
+        self._disk_end_s = now_s
+        self._last_batch_start_s = -math.inf
+        self._hold_until_s = now_s
+        # Boot work is a timer firing at once: the cores tick and their first
+        # Readies are carried out.
         self._handle((now_s, -1, self.wake_kind, self.id, self.wake_gen, None, 0), now_s)
 
     def crash(self) -> None:
-        """Lose volatile state: the core, the replica, queued inputs, timers."""
-        self.core = None
-        self.replica = None
+        """Lose volatile state: the cores, the services, queued inputs, timers."""
+        self.host = None
         self._driver = None
         self.alive = False
         self.epoch += 1
         self.inbox.clear()
         self._outbox.clear()
+        self._late_outbox.clear()
+        self._group_changes.clear()
         self.wake_gen += 1
         self.wake_local_s = None
         self.wake_sim_s = None
@@ -413,36 +514,65 @@ class SimNode:
 
         This is the simulator's hottest path (every delivery, timer and boot
         comes through it), written as one function: the clock reading, the
-        step, the cost, the driver, the sends and the next deadline."""
-        core = self.core
-        assert core is not None
+        routing, the cost, the driver's turns, the sends and the next deadline."""
+        host = self.host
+        assert host is not None
         # local_time(), inlined.
         local = self.clock_offset_s + self.clock_rate * now
         if local < self.last_local_s:
             local = self.last_local_s
         self.last_local_s = local
         message = event[5]
+        asked: HostedGroup | None = None
         if message is None:
             # A timer: generation must still match (a later drive may have moved it).
             if event[4] != self.wake_gen:
                 return
-            core.tick(local)
+            host.tick(local)
             cost = self.cost.tick_s
         else:
             # NodeId is a NewType of int: the event already holds the int.
             src: NodeId = event[4]  # type: ignore[assignment]
-            replica = self.replica
+            group_id = 0
+            inner = message
+            if type(message) is Grouped:
+                group_id = message.group
+                inner = message.message
             if src >= self.first_client_id:
-                if replica is not None:
-                    replica.on_client_request(src, message, local)
-            else:
-                core.step(src, message, local)
-            cost = self.cost.cost_s(message, event[6])
+                asked = host.get(group_id)
+                if asked is not None and asked.state is not None:
+                    asked.state.on_client_request(src, inner, local)
+                    host.touch(asked)
+                else:
+                    self.rejected_count += 1
+                    if self.unknown_group_reply is not None:
+                        reply = self.unknown_group_reply(group_id, inner)
+                        if reply is not None:
+                            self._outbox.append((src, Grouped(group_id, reply) if group_id else reply))
+            elif type(inner) is ServiceMessage:
+                asked = self._to_service(src, inner, local)
+            elif host.step(src, group_id, inner, local) is not None:
+                self.rejected_count += 1
+            model = self.cost
+            if model.base_by_type_s:
+                cost = model.cost_s(message, event[6])
+            else:  # cost_s(), inlined for the common model
+                cost = model.base_s + event[6] * model.per_byte_s
         done = now + cost * self.cpu_factor
-        # The driver does persist -> send (into the outbox) -> apply -> advance.
+        # The driver: early sends -> persist (every group at once) -> sends ->
+        # apply -> advance, into the outboxes.
+        self._turn_done_s = done
+        turned = host.turned
+        if turned:
+            turned.clear()
         driver = self._driver
         assert driver is not None
-        wake = driver.drive()
+        driver.drive()
+        while self._group_changes:
+            self._change_groups(local)
+            driver.drive()
+        only = host.only
+        wake = only.deadline if only is not None else host.wake_at()
         verifier = self.verifier
         if verifier is not None:
             spent = getattr(verifier, "spent_s", 0.0)
@@ -454,27 +584,49 @@ class SimNode:
             self.admission_debt_s = 0.0
         self.work_s += done - now
         self.busy_until = done
-        # What the work produced leaves when the work is done.
+        # What the work produced leaves when the work is done (held messages
+        # when the fsync they wait for is done, if that is later).
         send_all = self._send_all
         me = self.id
+        copies = self.send_copies
         outbox = self._outbox
         if outbox:
-            copies = self.send_copies
             if copies == 1:
                 send_all(me, outbox, done)
             else:
                 send_all(me, [item for item in outbox for _ in range(copies)], done)
             outbox.clear()
-        replica = self.replica
-        if replica is not None:
-            has_replies = self._has_replies
-            if has_replies is None or has_replies():
-                replies = replica.take_replies()
-                if replies:
-                    send_all(me, replies, done)
+        late_s = done
+        if self._held:
+            self._held = False
+            if self._hold_until_s > late_s:
+                late_s = self._hold_until_s
+        late = self._late_outbox
+        if late:
+            if copies == 1:
+                send_all(me, late, late_s)
+            else:
+                send_all(me, [item for item in late for _ in range(copies)], late_s)
+            late.clear()
         monitor = self.monitor
-        if monitor is not None:
-            monitor(core, self.last_local_s)
+        if only is not None:
+            turned = [only]
+        elif asked is not None and asked not in turned:
+            turned.append(asked)
+        for group in turned:
+            state = group.state
+            if state is not None and state.has_replies():
+                replies = state.take_replies()
+                if replies:
+                    if group.id:
+                        gid = group.id
+                        replies = [
+                            (to, reply if type(reply) is ServiceMessage else Grouped(gid, reply))
+                            for to, reply in replies
+                        ]
+                    send_all(me, replies, late_s)
+            if monitor is not None:
+                monitor(group, self.last_local_s)
         if wake != self.wake_local_s:
             self.wake_local_s = wake
             if wake is not None:
@@ -492,6 +644,53 @@ class SimNode:
                 if pending is None or at < pending:
                     self._arm(at)
 
+    # -- groups coming and going ------------------------------------------------
+    def _to_service(self, src: NodeId, envelope: ServiceMessage, local: float) -> HostedGroup | None:
+        """A peer's service message: to the service of the group it names."""
+        assert self.host is not None
+        group = self.host.get(envelope.group)
+        state = group.state if group is not None else None
+        if group is None or not isinstance(state, PeerService):
+            self.rejected_count += 1
+            return None
+        state.on_service_message(src, envelope.message, local)
+        self.host.touch(group)
+        return group
+
+    def _unknown_group(self, sender: NodeId, group: int, message: Any, now: float) -> HostedGroup | None:
+        """``NodeHost.on_unknown_group``: never a group this node left."""
+        if group in self.tombstones or self._unknown_group_factory is None:
+            return None
+        return self._unknown_group_factory(self.id, sender, group, message, now)
+
+    def spawn(self, group: int, recovered: Recovered) -> None:
+        """Host ``group`` from ``recovered`` (made durable first) once the
+        current turn is done, unless this node hosts it, holds state of it
+        or left it."""
+        self._group_changes.append((group, recovered))
+
+    def retire(self, group: int) -> None:
+        """Stop hosting ``group`` once the current turn is done; drop its
+        storage and keep a tombstone."""
+        self._group_changes.append((group, None))
+
+    def _change_groups(self, local: float) -> None:
+        host = self.host
+        assert host is not None
+        changes, self._group_changes = self._group_changes, []
+        for group_id, recovered in changes:
+            if recovered is None:
+                if host.remove(group_id) is not None or group_id in self.storages:
+                    self.storages.pop(group_id, None)
+                    self.tombstones.add(group_id)
+                continue
+            if group_id in host or group_id in self.tombstones or group_id in self.storages:
+                continue
+            self._storage(group_id).persist(recovered.hard_state, recovered.entries, recovered.snapshot)
+            built = self._group_factory(self.id, group_id, local, recovered)
+            if built is not None:
+                host.add(built)
+
     def _rearm(self, now: float) -> None:
         """Reschedule the armed deadline after a clock change."""
         wake = self.wake_local_s
@@ -501,24 +700,52 @@ class SimNode:
             at = self.sim_time_of(wake)
             self._arm(at if at > now else now)
 
-    # -- driver Host --------------------------------------------------------
-    def persist(self, hard_state: Any, entries: list[Entry], snapshot: Any) -> None:
-        self.storage.persist(hard_state, entries, snapshot)
+    # -- driver effects (HostEffects) -------------------------------------------
+    def persist(self, writes: list[GroupReady], sync: bool) -> bool:
+        storages = self.storages
+        for group, ready in writes:
+            storage = storages.get(group.id)
+            if storage is None:
+                storage = storages[group.id] = MemoryStorage()
+            storage.persist(ready.hard_state, ready.entries, ready.snapshot)
+        if sync and self.fsync_s > 0.0:
+            self._model_fsync()
+        return True
 
-    def send(self, to: NodeId, message: Any) -> None:
-        self._outbox.append((to, message))
+    def _model_fsync(self) -> None:
+        """Group commit on one disk: a write issued while an fsync runs waits
+        for it, then shares the next one with every write issued meanwhile."""
+        issued = self._turn_done_s
+        if issued < self._last_batch_start_s:
+            done = self._disk_end_s  # joins the batch that has not started yet
+        else:
+            start = issued if issued > self._disk_end_s else self._disk_end_s
+            self._last_batch_start_s = start
+            done = self._disk_end_s = start + self.fsync_s
+            self.fsyncs += 1
+        if done > self._hold_until_s:
+            self._hold_until_s = done
+        self._held = True
 
-    def restore(self, snapshot: Any) -> None:
-        if self.replica is not None:
-            self.replica.restore(snapshot)
+    def send(self, group: HostedGroup, messages: list[tuple[NodeId, Any]]) -> None:
+        gid = group.id
+        if gid:
+            messages = [(to, Grouped(gid, message)) for to, message in messages]
+        if self._held and not group.pipelines:
+            self._late_outbox.extend(messages)
+        else:
+            self._outbox.extend(messages)
 
-    def apply(self, entry: Entry) -> None:
-        if self.replica is not None:
-            self.replica.apply(entry)
+    def restore(self, group: HostedGroup, snapshot: Any) -> None:
+        if group.state is not None:
+            group.state.restore(snapshot)
 
-    def read_ready(self, read: ReadState) -> None:
-        if self.replica is not None:
-            self.replica.read_ready(read)
+    def apply(self, group: HostedGroup, entries: list[Entry]) -> None:
+        group.state.apply_all(entries)
 
-    def rejected(self, rejection: Rejection) -> None:
+    def read_ready(self, group: HostedGroup, read: ReadState) -> None:
+        if group.state is not None:
+            group.state.read_ready(read)
+
+    def rejected(self, group: HostedGroup, rejection: Rejection) -> None:
         self.rejected_count += 1

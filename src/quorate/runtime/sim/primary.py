@@ -29,12 +29,21 @@ state machine is rebuilt from the log.
 from __future__ import annotations
 
 import random
+from dataclasses import dataclass
 from typing import Any
 
-from quorate.core.protocol import Accepted, ProposeOutcome, Redirect
+from quorate.core.binding import (
+    Binding,
+    ClusterContext,
+    CoreBuilder,
+    GroupStatus,
+    config_from_options,
+)
+from quorate.core.protocol import Accepted, ProposeOutcome, ProtocolCore, Redirect
 from quorate.core.quorum import commit_index
 from quorate.core.ready import ENTRY_NORMAL, Entry, Ready, Rejection
 from quorate.core.wire import WireMessage
+from quorate.errors import ConfigError
 from quorate.ids import NodeId
 from quorate.storage.base import Recovered
 
@@ -205,3 +214,54 @@ class PrimaryBackupNode:
             self._rejected = []
         if ready.committed:
             self.applied = ready.committed[-1].index
+
+
+@dataclass(frozen=True, slots=True)
+class PrimaryConfig:
+    heartbeat_s: float = DEFAULT_HEARTBEAT_S
+    """How often the primary re-ships to its backups."""
+
+    def validate(self) -> PrimaryConfig:
+        if not self.heartbeat_s > 0:
+            raise ConfigError(f"heartbeat_s must be > 0, got {self.heartbeat_s}")
+        return self
+
+
+def _builder(config: PrimaryConfig, cluster: ClusterContext) -> CoreBuilder:
+    if cluster.byzantine:
+        raise ConfigError("the primary-backup reference protocol tolerates no Byzantine replica")
+
+    def build(node: NodeId, members: tuple[NodeId, ...], rng: random.Random, now: float, recovered: Any) -> ProtocolCore:
+        return PrimaryBackupNode(node, members, rng=rng, now=now, recovered=recovered, heartbeat_s=config.heartbeat_s)
+
+    return build
+
+
+def _leadership(core: ProtocolCore) -> tuple[NodeId | None, int]:
+    node: PrimaryBackupNode = core  # type: ignore[assignment]
+    return node.primary, PRIMARY_TERM
+
+
+def _status(core: ProtocolCore) -> GroupStatus:
+    node: PrimaryBackupNode = core  # type: ignore[assignment]
+    return GroupStatus(
+        role="primary" if node.is_primary else "backup",
+        term=PRIMARY_TERM,
+        leader=node.primary,
+        commit_index=node.commit,
+        last_index=len(node.log),
+    )
+
+
+BINDING = Binding(
+    name="primary",
+    message_types=PRIMARY_MESSAGE_TYPES,
+    hard_state_type=None,
+    snapshot_type=None,
+    parse_config=lambda options: config_from_options(PrimaryConfig, options, "primary"),
+    builder=_builder,
+    leadership=_leadership,
+    status=_status,
+    tolerated_faults=lambda n: 0,  # the primary is a single point of failure
+    simulator_only=True,
+)

@@ -1,25 +1,25 @@
-"""Protocol glue: how to build each protocol's nodes for the simulator.
+"""The simulator's view of a protocol, built from its binding.
 
 Theory of operation. The engine, network, nodes and workload are generic over
-``ProtocolCore``; everything that names a particular protocol lives here, in a
-registry mapping a name to a ``ProtocolSpec`` factory:
+``ProtocolCore``; what they need to know about a protocol comes from its
+binding (``quorate.protocols``, ``quorate.core.binding``), turned here into a
+``ProtocolSpec`` with what only the simulator adds:
 
-- how to build a core for a node (fresh, or from what storage recovered);
-- the replica service on top of it (``quorate.state.service.ReplicaService``
-  with a ``quorate.state.kv.KVStore``, the same for every protocol);
-- the online safety monitor, if the protocol has one (called after every step
-  of every node; an ``InvariantViolation`` stops the run);
-- how to see who leads in which term (to count leader changes);
-- how many replicas may be crashed at once while staying live;
-- for the BFT protocols (PBFT, HotStuff): which replicas are Byzantine (the
-  ``SpecContext`` the simulation passes in) and with which behaviour, the
-  cost-model signatures (``quorate.crypto.costmodel``: one ``CpuMeter`` per
-  replica shared by its signer and verifier, which the node charges to its
-  CPU after each step), the agreement monitor over honest replicas and the
-  client codec (``runtime.sim.bft``).
+- cores built by the binding with the simulator's ``CostModelKeyring`` for
+  protocols that sign (``quorate.crypto.keyring``: one ``CpuMeter`` per
+  replica shared by its signer, verifier and MAC authenticator, which the
+  node charges to its CPU after each step), and the Byzantine behaviours the
+  run drew (``SpecContext``);
+- the replica service on top of each core (``quorate.state.service``, with a
+  ``quorate.state.kv.KVStore``; for Byzantine fault tolerant protocols the
+  simulator's ``BftReplicaService``, which answers every client endpoint);
+- the client codec (``ServiceCodec``, or ``BftServiceCodec`` for clients that
+  need f + 1 matching replies);
+- the protocol's own online safety monitor, if its binding has one, and who
+  leads in which term (to count leader changes).
 
-Factories import their protocol lazily, so a protocol that is not installed
-(or not written yet) only fails when asked for, with a ``ConfigError``.
+The simulator's reference protocol ``primary`` registers its binding here.
+Nothing in this module names another protocol.
 """
 
 from __future__ import annotations
@@ -29,9 +29,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from quorate.core.binding import Binding, ClusterContext
 from quorate.core.protocol import ProtocolCore
+from quorate.crypto.costmodel import Scheme
+from quorate.crypto.keyring import CostModelKeyring
 from quorate.errors import ConfigError
 from quorate.ids import NodeId
+from quorate.protocols import binding, register
 from quorate.runtime.sim.bft import session_id, session_process
 from quorate.runtime.sim.node import Replica
 from quorate.runtime.sim.workload import Operation, ReplyView
@@ -55,6 +59,7 @@ class ProtocolSpec:
     """Everything the simulator needs to know about one protocol."""
 
     name: str
+    binding: Binding
     build_core: BuildCore
     build_replica: Callable[[ProtocolCore], Replica]
     max_crashed: Callable[[int], int]
@@ -78,6 +83,9 @@ class ProtocolSpec:
     every replica (``runtime.sim.workload``)."""
     client_codec: Callable[[], Any] | None = None
     """Builds the client codec; ``None``: ``ServiceCodec``."""
+    pipelines: bool = False
+    """With this config, every message of a Ready may leave before its write
+    (``Binding.pipelines_while_persisting``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +99,8 @@ class SpecContext:
     client_endpoints: range = range(0)
     """Network ids of the run's client endpoints: where BFT replicas may
     send the answers to the commands they execute."""
+    replicas: int = 0
+    """Replicas in the group (BFT: a store's time rounds count on it)."""
 
 
 class ServiceCodec:
@@ -141,95 +151,8 @@ def _as_int(text: str) -> int | str:
     return int(text) if text.lstrip("-").isdigit() else text
 
 
-def _service(read_mode: str) -> Callable[[ProtocolCore], Replica]:
-    def build(core: ProtocolCore) -> Replica:
-        return ReplicaService(core, KVStore(), read_mode=read_mode)
-
-    return build
-
-
-def _no_byzantine(name: str, context: SpecContext) -> None:
-    if context.byzantine:
-        raise ConfigError(f"protocol {name!r} tolerates crash faults only; --byzantine needs pbft or hotstuff")
-
-
-def _primary(options: Mapping[str, Any], context: SpecContext) -> ProtocolSpec:
-    _no_byzantine("primary", context)
-    from quorate.runtime.sim.primary import PRIMARY_MESSAGE_TYPES, PRIMARY_TERM, PrimaryBackupNode
-
-    heartbeat_s = float(options.get("heartbeat_s", 0.05))
-    unknown = set(options) - {"heartbeat_s"}
-    if unknown:
-        raise ConfigError(f"protocol 'primary' has no option(s) {', '.join(sorted(unknown))}")
-
-    def build(node: NodeId, voters: tuple[NodeId, ...], rng: random.Random, now: float, rec: Recovered | None) -> ProtocolCore:
-        return PrimaryBackupNode(node, voters, rng=rng, now=now, recovered=rec, heartbeat_s=heartbeat_s)
-
-    def leader_term(core: ProtocolCore) -> int | None:
-        return PRIMARY_TERM if getattr(core, "is_primary", False) else None
-
-    return ProtocolSpec(
-        name="primary",
-        build_core=build,
-        build_replica=_service("log"),
-        max_crashed=lambda n: 0,  # the primary is a single point of failure
-        leader_term=leader_term,
-        message_types=PRIMARY_MESSAGE_TYPES,
-    )
-
-
-def _raft(options: Mapping[str, Any], context: SpecContext) -> ProtocolSpec:
-    _no_byzantine("raft", context)
-    try:
-        from quorate.raft import RaftConfig, RaftNode
-    except ImportError as exc:
-        raise ConfigError(f"protocol 'raft' is not available: {exc}") from None
-    read_mode = str(options.get("read_mode", "read_index"))
-    try:
-        config = RaftConfig(**dict(options)).validate()
-    except TypeError as exc:
-        raise ConfigError(f"bad Raft option: {exc}") from None
-    except ValueError as exc:
-        raise ConfigError(str(exc)) from None
-
-    def build(node: NodeId, voters: tuple[NodeId, ...], rng: random.Random, now: float, rec: Recovered | None) -> ProtocolCore:
-        core: ProtocolCore = RaftNode(node, voters, config=config, rng=rng, now=now, recovered=rec)
-        return core
-
-    def new_monitor() -> Callable[[ProtocolCore, float], None]:
-        from quorate.raft.invariants import RaftSafetyMonitor
-
-        monitor = RaftSafetyMonitor()
-
-        def check(core: ProtocolCore, now: float) -> None:
-            monitor.check(core, now)  # type: ignore[arg-type]  # only RaftNodes are built here
-
-        return check
-
-    def leader_term(core: ProtocolCore) -> int | None:
-        # Runs after every input of every node: plain attribute reads, since
-        # only RaftNodes are built here.
-        if core.is_leader:  # type: ignore[attr-defined]
-            term: int = core.term  # type: ignore[attr-defined]
-            return term
-        return None
-
-    try:
-        from quorate.raft import RAFT_MESSAGE_TYPES
-
-        types: tuple[type, ...] = tuple(RAFT_MESSAGE_TYPES)
-    except ImportError:
-        types = ()
-    service_read_mode = "log" if read_mode == "log" else "read_index"
-    return ProtocolSpec(
-        name="raft",
-        build_core=build,
-        build_replica=_service(service_read_mode),
-        max_crashed=lambda n: (n - 1) // 2,
-        new_monitor=new_monitor,
-        leader_term=leader_term,
-        message_types=types,
-    )
+def _service(core: ProtocolCore) -> Replica:
+    return ReplicaService(core, KVStore())
 
 
 class BftServiceCodec(ServiceCodec):
@@ -261,47 +184,24 @@ class BftServiceCodec(ServiceCodec):
         return ReplyView(client, message.seq, view.status, view.value, leader=message.leader)
 
 
-_BFT_OPTIONS = ("scheme",)
-"""Simulator options of the BFT protocols besides their cores' configs:
-``scheme`` is ``ed25519`` (default) or ``bls`` for the cost model."""
+def _primary_binding() -> Any:
+    from quorate.runtime.sim.primary import BINDING
+
+    return BINDING
 
 
-def _cost_model(context: SpecContext, options: Mapping[str, Any]) -> tuple[Callable[[NodeId], Any], Callable[[NodeId], Any], Callable[[NodeId], Any]]:
-    """(signer_for, verifier_for, meter_for): one meter per node, shared by
-    its signer and verifier and kept across restarts (it is the node's CPU)."""
-    from quorate.crypto.costmodel import (
-        CostModelKeys,
-        CostModelSigner,
-        CostModelVerifier,
-        CpuMeter,
-        Scheme,
-    )
+register("primary", _primary_binding)
 
-    try:
-        scheme = Scheme(str(options.get("scheme", "ed25519")))
-    except ValueError:
-        raise ConfigError(f"scheme must be ed25519 or bls, got {options.get('scheme')!r}") from None
-    keys = CostModelKeys(f"quorate-sim-{context.seed}".encode())
-    meters: dict[NodeId, CpuMeter] = {}
-
-    def meter_for(node: NodeId) -> CpuMeter:
-        meter = meters.get(node)
-        if meter is None:
-            meter = meters[node] = CpuMeter()
-        return meter
-
-    def signer_for(node: NodeId) -> CostModelSigner:
-        return CostModelSigner(node, keys, scheme=scheme, meter=meter_for(node))
-
-    def verifier_for(node: NodeId) -> CostModelVerifier:
-        return CostModelVerifier(keys, scheme=scheme, meter=meter_for(node))
-
-    return signer_for, verifier_for, meter_for
+_SIM_OPTIONS = ("scheme",)
+"""Simulator options besides a protocol's own config: ``scheme`` is
+``ed25519`` (default) or ``bls`` for the cost model of signing protocols."""
 
 
-def _bft_replica(context: SpecContext) -> Callable[[ProtocolCore], Replica]:
-    """The simulator's BFT replica service, answering the run's client endpoints."""
+def _bft_replica(context: SpecContext, keyring: CostModelKeyring) -> Callable[[ProtocolCore], Replica]:
+    """The simulator's BFT replica service, answering the run's client
+    endpoints and signing its time entries with the run's cost-model keys."""
     from quorate.runtime.sim.bft import SESSION_ENDPOINT_BITS, BftReplicaService
+    from quorate.state.replica_time import ReplicaClock
 
     endpoints = context.client_endpoints
     if len(endpoints) and endpoints[-1] >= 1 << SESSION_ENDPOINT_BITS:
@@ -310,185 +210,55 @@ def _bft_replica(context: SpecContext) -> Callable[[ProtocolCore], Replica]:
             "(client session ids carry the client's endpoint id)"
         )
 
+    replicas = context.replicas
+
+    replicas = context.replicas
+
     def build_replica(core: ProtocolCore) -> Replica:
-        return BftReplicaService(core, clients=endpoints)
+        clock = ReplicaClock(keyring.signer(core.id), keyring.verifier(core.id)) if replicas else None
+        return BftReplicaService(core, clients=endpoints, replicas=max(replicas, 1), clock=clock)
 
     return build_replica
-
-
-def _split_options(name: str, options: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    core_options = {k: v for k, v in options.items() if k not in _BFT_OPTIONS}
-    sim_options = {k: v for k, v in options.items() if k in _BFT_OPTIONS}
-    return core_options, sim_options
-
-
-def _mac_authenticators(
-    config: Any, context: SpecContext, meter_for: Callable[[NodeId], Any]
-) -> Callable[[NodeId, tuple[NodeId, ...]], Any]:
-    """``authenticator_for(node, voters)``: with ``authentication="macs"``, a
-    ``MeteredMacAuthenticator`` over session keys drawn from the run's seed
-    that charges the node's CPU meter (it authenticates pre-prepares,
-    prepares and commits); otherwise ``None`` (every message signed)."""
-    from quorate.pbft.config import AUTH_MACS
-
-    if config.authentication != AUTH_MACS:
-        return lambda node, voters: None
-    from quorate.runtime.sim.bft_auth import MeteredMacAuthenticator, session_secret
-
-    secret = session_secret(context.seed)
-
-    def authenticator_for(node: NodeId, voters: tuple[NodeId, ...]) -> Any:
-        return MeteredMacAuthenticator(node, voters, secret, meter_for(node))
-
-    return authenticator_for
-
-
-def _pbft(options: Mapping[str, Any], context: SpecContext) -> ProtocolSpec:
-    try:
-        from quorate.pbft import (
-            BEHAVIOURS,
-            PBFT_MESSAGE_TYPES,
-            ByzantineReplica,
-            Coalition,
-            PbftConfig,
-            PbftReplica,
-        )
-    except ImportError as exc:
-        raise ConfigError(f"protocol 'pbft' is not available: {exc}") from None
-    from quorate.runtime.sim.bft import max_byzantine
-
-    core_options, sim_options = _split_options("pbft", options)
-    try:
-        config = PbftConfig(**core_options)
-    except TypeError as exc:
-        raise ConfigError(f"bad PBFT option: {exc}") from None
-    signer_for, verifier_for, meter_for = _cost_model(context, sim_options)
-    authenticator_for = _mac_authenticators(config, context, meter_for)
-    byzantine = dict(context.byzantine)
-    coalitions: dict[tuple[NodeId, ...], Coalition] = {}
-    equivocators = frozenset(n for n, b in byzantine.items() if b == "equivocate")
-
-    def build(node: NodeId, voters: tuple[NodeId, ...], rng: random.Random, now: float, rec: Recovered | None) -> ProtocolCore:
-        signer = signer_for(node)
-        core = PbftReplica(
-            node,
-            voters,
-            config=config,
-            signer=signer,
-            verifier=verifier_for(node),
-            rng=rng,
-            now=now,
-            recovered=rec,
-            authenticator=authenticator_for(node, voters),
-        )
-        behaviour = byzantine.get(node)
-        if behaviour is None:
-            return core
-        coalition = None
-        if behaviour == "equivocate" and len(equivocators) > max_byzantine(len(voters)):
-            # More equivocators than PBFT tolerates (only with --allow-unsafe):
-            # let them collude, which is what can actually break agreement.
-            coalition = coalitions.get(voters)
-            if coalition is None:
-                coalition = coalitions[voters] = Coalition(equivocators, voters)
-        wrapped: ProtocolCore = ByzantineReplica(
-            core, behaviour, rng=rng, signer=signer, peers=voters, coalition=coalition
-        )
-        return wrapped
-
-    build_replica = _bft_replica(context)
-
-    def leader_term(core: ProtocolCore) -> int | None:
-        inner: Any = getattr(core, "inner", core)
-        if getattr(inner, "is_primary", False):
-            view: int = inner.view
-            return view
-        return None
-
-    return ProtocolSpec(
-        name="pbft",
-        build_core=build,
-        build_replica=build_replica,
-        max_crashed=max_byzantine,
-        leader_term=leader_term,
-        message_types=tuple(PBFT_MESSAGE_TYPES),
-        meter_for=meter_for,
-        behaviours=tuple(BEHAVIOURS),
-        max_byzantine=max_byzantine,
-        reply_quorum=lambda n: max_byzantine(n) + 1,
-        client_codec=BftServiceCodec,
-    )
-
-
-def _hotstuff(options: Mapping[str, Any], context: SpecContext) -> ProtocolSpec:
-    try:
-        from quorate.hotstuff import (
-            BEHAVIOURS,
-            HOTSTUFF_MESSAGE_TYPES,
-            ByzantineReplica,
-            HotStuffConfig,
-            HotStuffReplica,
-        )
-    except ImportError as exc:
-        raise ConfigError(f"protocol 'hotstuff' is not available: {exc}") from None
-    from quorate.runtime.sim.bft import max_byzantine
-
-    core_options, sim_options = _split_options("hotstuff", options)
-    try:
-        config = HotStuffConfig(**core_options).validate()
-    except TypeError as exc:
-        raise ConfigError(f"bad HotStuff option: {exc}") from None
-    signer_for, verifier_for, meter_for = _cost_model(context, sim_options)
-    byzantine = dict(context.byzantine)
-
-    def build(node: NodeId, voters: tuple[NodeId, ...], rng: random.Random, now: float, rec: Recovered | None) -> ProtocolCore:
-        signer = signer_for(node)
-        core: ProtocolCore = HotStuffReplica(
-            node, voters, config=config, signer=signer, verifier=verifier_for(node), rng=rng, now=now, recovered=rec
-        )
-        behaviour = byzantine.get(node)
-        if behaviour is None:
-            return core
-        wrapped: ProtocolCore = ByzantineReplica(
-            core, behaviour, rng=rng, signer=signer, peers=voters, view_timeout_s=config.view_timeout_s
-        )
-        return wrapped
-
-    build_replica = _bft_replica(context)
-
-    def leader_term(core: ProtocolCore) -> int | None:
-        inner: Any = getattr(core, "inner", core)
-        view: int = getattr(inner, "view", 0)
-        return view if inner.leader(view) == inner.id else None
-
-    return ProtocolSpec(
-        name="hotstuff",
-        build_core=build,
-        build_replica=build_replica,
-        max_crashed=max_byzantine,
-        leader_term=leader_term,
-        message_types=tuple(HOTSTUFF_MESSAGE_TYPES),
-        meter_for=meter_for,
-        behaviours=tuple(BEHAVIOURS),
-        max_byzantine=max_byzantine,
-        reply_quorum=lambda n: max_byzantine(n) + 1,
-        client_codec=BftServiceCodec,
-    )
-
-
-REGISTRY: dict[str, Callable[[Mapping[str, Any], SpecContext], ProtocolSpec]] = {
-    "primary": _primary,
-    "raft": _raft,
-    "pbft": _pbft,
-    "hotstuff": _hotstuff,
-}
 
 
 def protocol_spec(
     name: str, options: Mapping[str, Any] | None = None, context: SpecContext | None = None
 ) -> ProtocolSpec:
-    """The spec of protocol ``name``; ``ConfigError`` for an unknown name or option."""
-    factory = REGISTRY.get(name)
-    if factory is None:
-        raise ConfigError(f"unknown protocol {name!r}; known: {', '.join(sorted(REGISTRY))}")
-    return factory(options or {}, context or SpecContext())
+    """The simulator's spec of protocol ``name`` from its binding
+    (``quorate.protocols``); ``ConfigError`` for an unknown name or option."""
+    b = binding(name)
+    context = context or SpecContext()
+    options = dict(options or {})
+    sim_options = {k: options.pop(k) for k in _SIM_OPTIONS if k in options}
+    config = b.parse_config(options)
+    byzantine = b.fault_model == "byzantine"
+    if context.byzantine and not byzantine:
+        raise ConfigError(f"protocol {name!r} tolerates crash faults only; --byzantine needs a Byzantine fault tolerant protocol")
+    if sim_options and not byzantine:
+        raise ConfigError(f"protocol {name!r} signs nothing: option(s) {', '.join(sim_options)} do not apply")
+    keyring: CostModelKeyring | None = None
+    if byzantine:
+        try:
+            scheme = Scheme(str(sim_options.get("scheme", "ed25519")))
+        except ValueError:
+            raise ConfigError(f"scheme must be ed25519 or bls, got {sim_options.get('scheme')!r}") from None
+        keyring = CostModelKeyring(context.seed, scheme)
+    build = b.builder(config, ClusterContext(keyring, dict(context.byzantine)))
+    leader_term = b.leading_term or b.term_if_leading
+
+    return ProtocolSpec(
+        name=name,
+        binding=b,
+        build_core=build,
+        build_replica=_bft_replica(context, keyring) if keyring is not None else _service,
+        max_crashed=b.max_faulty,
+        new_monitor=b.safety_monitor,
+        leader_term=leader_term,
+        message_types=b.message_types,
+        meter_for=keyring.meter if keyring is not None else None,
+        behaviours=b.behaviours,
+        max_byzantine=b.max_byzantine,
+        reply_quorum=b.reply_quorum,
+        client_codec=BftServiceCodec if byzantine else None,
+        pipelines=b.pipelines_while_persisting(config),
+    )

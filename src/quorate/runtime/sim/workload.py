@@ -112,6 +112,23 @@ class ClientCodec(Protocol):
         ...
 
 
+class Router(Protocol):
+    """Routes the requests of a partitioned key space (``Workload.router``)."""
+
+    def send(self, endpoint: int, key: str, request: Any, now: float) -> None:
+        """Send ``request`` (about ``key``) from client endpoint ``endpoint``."""
+        ...
+
+    def reply(self, event: tuple[float, int, int, int, int, Any, int]) -> ReplyView | None:
+        """What a message delivered to a client endpoint says (None: not an
+        answer to an operation, e.g. a range lookup the router made itself)."""
+        ...
+
+    def timed_out(self, process: int, seq: int) -> None:
+        """Operation ``seq`` of ``process`` got no answer in time."""
+        ...
+
+
 @dataclass(frozen=True, slots=True)
 class OpMix:
     """Fractions of writes, reads and cas; normalised on use."""
@@ -158,6 +175,7 @@ class Workload:
         first_client_id: int,
         clients: int,
         replicas: int,
+        first_replica_id: int = 0,
         codec: ClientCodec,
         send: Send,
         schedule: Schedule,
@@ -197,6 +215,8 @@ class Workload:
         self.first_client_id = first_client_id
         self.clients = clients
         self.replicas = replicas
+        self.first_replica_id = first_replica_id
+        """Replicas are endpoints ``first_replica_id .. + replicas - 1``."""
         self.stop_at_s = stop_at_s
         self.rate_ops = rate_ops
         self.keys = [f"k{i}" for i in range(keys)]
@@ -207,6 +227,9 @@ class Workload:
         """With a reply quorum: how long one attempt waits before the request
         goes to every replica (0 given: half of ``op_timeout_s``)."""
         self.history: list[dict[str, Any]] = []
+        self.router: Router | None = None
+        """Chooses where each request goes and reads every reply, instead of
+        the leader guess and the codec (a partitioned key space: multi-Raft)."""
         self.observer: Callable[[dict[str, Any]], None] | None = None
         """Sees every history event as it is recorded (the online checks)."""
         self.latencies_s: list[float] = []
@@ -222,7 +245,7 @@ class Workload:
         """Timeout and retry timers that fired after their operation had ended
         (popped from the heap, but no work: not counted as events)."""
         self._pending: dict[int, _PendingOp] = {}  # by session (process) id
-        self._leader_guess = [rng.randrange(replicas) for _ in range(clients)]
+        self._leader_guess = [first_replica_id + rng.randrange(replicas) for _ in range(clients)]
         self._primary: list[int | None] = [None] * clients
         self._hints: list[dict[int, int | None]] = [{} for _ in range(clients)]
         """Per endpoint: replica -> the primary its latest result named."""
@@ -260,7 +283,8 @@ class Workload:
         self._schedule(now + self._rng.expovariate(self.rate_ops), self._arrival_kind, 0, 0, None, 0)
 
     def on_reply(self, event: tuple[float, int, int, int, int, Any, int]) -> None:
-        view = self._codec.reply(event[5])
+        router = self.router
+        view = self._codec.reply(event[5]) if router is None else router.reply(event)
         if view is None:
             return
         op = self._pending.get(view.client)
@@ -291,7 +315,7 @@ class Workload:
         if status == "redirect":
             self.redirects += 1
             endpoint = op.endpoint
-            if view.leader is not None and 0 <= view.leader < self.replicas and view.leader != event[4]:
+            if view.leader is not None and self._is_replica(view.leader) and view.leader != event[4]:
                 self._leader_guess[endpoint] = view.leader
                 self._send_request(op, now)
             else:
@@ -328,6 +352,8 @@ class Workload:
         del self._pending[op.process]
         self.unknown += 1
         self._complete(op, "info", now, op.value)
+        if self.router is not None:
+            self.router.timed_out(op.process, op.seq)
         endpoint = op.endpoint
         self._leader_guess[endpoint] = self._other_replica(self._leader_guess[endpoint])
         if not self.open_loop:
@@ -360,10 +386,14 @@ class Workload:
         self._next_process += 1
         return p
 
+    def _is_replica(self, endpoint: int) -> bool:
+        return self.first_replica_id <= endpoint < self.first_replica_id + self.replicas
+
     def _other_replica(self, current: int) -> int:
+        first = self.first_replica_id
         if self.replicas == 1:
-            return 0
-        other = self._rng.randrange(self.replicas - 1)
+            return first
+        other = first + self._rng.randrange(self.replicas - 1)
         return other if other < current else other + 1
 
     def _next_op(self) -> Operation:
@@ -399,13 +429,16 @@ class Workload:
         if self.reply_quorum > 1:
             primary = None if to_all else self._primary[op.endpoint]
             if primary is None:
-                for replica in range(self.replicas):
+                for replica in range(self.first_replica_id, self.first_replica_id + self.replicas):
                     self._send(src, replica, message, now)
             else:
                 self._send(src, primary, message, now)
             resend_at = now + self.resend_timeout_s
             if resend_at < op.start_s + self.op_timeout_s:
                 self._schedule(resend_at, self._retry_kind, op.endpoint, op.process, None, op.seq)
+            return
+        if self.router is not None:
+            self.router.send(src, op.key, message, now)
             return
         self._send(src, self._leader_guess[op.endpoint], message, now)
 
@@ -417,7 +450,7 @@ class Workload:
         new); the one named most recently wins."""
         counts: dict[int, int] = {}
         for leader in hints.values():
-            if leader is not None and 0 <= leader < self.replicas:
+            if leader is not None and self._is_replica(leader):
                 counts[leader] = counts.get(leader, 0) + 1
         for leader in reversed(list(hints.values())):
             if leader is not None and counts.get(leader, 0) >= self.reply_quorum:

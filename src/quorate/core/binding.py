@@ -1,0 +1,270 @@
+"""Bindings: everything a runtime may know about a protocol, in one object.
+
+Theory of operation. The runtimes (the simulator and the real node) are
+generic over ``ProtocolCore``. What they need beyond the five calls of the
+core contract, each protocol package says once, in its ``binding.py``, as a
+``Binding``:
+
+- its wire message types (for the codec), and the msgspec types of its hard
+  state and snapshot (for storage);
+- its configuration: ``parse_config`` turns options (a TOML table, ``--option
+  KEY=VALUE`` pairs) into the protocol's validated config object, refusing an
+  unknown or bad option with a ``ConfigError`` that names it;
+- how to build cores: ``builder(config, cluster)`` returns a function that
+  builds one node's core, fresh or from what its disk recovered, with the
+  keys the runtime provides (``Keyring``) and, for fault injection, the
+  Byzantine behaviours the ``ClusterContext`` names (wrappers, MAC
+  authenticators and colluding coalitions are the binding's business);
+- its fault model: ``crash`` or ``byzantine``, how many of n replicas it
+  tolerates, how many matching replies a client needs, which Byzantine
+  behaviours it can run;
+- small role functions the runtimes call instead of guessing at a core's
+  attributes: ``leadership`` (who leads, in which term or view), ``status``
+  (what ``cluster status`` shows), and optionally ``membership`` (changing
+  the member set), ``safety_monitor`` (the protocol's online invariants, for
+  the simulator) and ``pipelines_while_persisting`` (whether the runtime may
+  keep taking Readies while one is being made durable).
+
+Runtimes find bindings by name through ``quorate.protocols``; they never
+import a protocol package or test which protocol they run. What a core knows
+about a single ``Ready`` (whether it must be synced, which messages may leave
+before the sync) travels in the ``Ready`` itself.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from quorate.core.protocol import ProposeOutcome, ProtocolCore
+from quorate.core.signing import Signer, Verifier
+from quorate.errors import ConfigError
+from quorate.ids import NodeId
+
+__all__ = [
+    "FAULT_MODELS",
+    "BftSettings",
+    "Binding",
+    "ClusterContext",
+    "CoreBuilder",
+    "GroupStatus",
+    "Keyring",
+    "MacAuthenticator",
+    "Membership",
+    "bft_settings_from_options",
+    "config_from_options",
+]
+
+FAULT_MODELS = ("crash", "byzantine")
+
+
+class MacAuthenticator(Protocol):
+    """Per-receiver MACs over a message (PBFT's authenticators)."""
+
+    def macs(self, data: bytes, receivers: Sequence[NodeId]) -> Mapping[int, bytes]: ...
+
+    def check(self, sender: NodeId, data: bytes, macs: Mapping[int, bytes]) -> bool: ...
+
+
+class Keyring(Protocol):
+    """The signing material a runtime gives the cores of one cluster: real
+    Ed25519 keys on real nodes, a cost model that charges measured CPU time
+    (and still rejects forgeries) in the simulator."""
+
+    def signer(self, node: NodeId) -> Signer:
+        """Signs as ``node`` (only the node's own key, on a real node)."""
+        ...
+
+    def verifier(self, node: NodeId) -> Verifier:
+        """The verifier ``node`` uses (charges ``node``'s CPU in the simulator)."""
+        ...
+
+    def mac_authenticator(self, node: NodeId, members: tuple[NodeId, ...]) -> MacAuthenticator:
+        """``node``'s MAC authenticator towards ``members`` (pairwise session keys)."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterContext:
+    """What a runtime tells a binding about the cluster its cores belong to."""
+
+    keyring: Keyring | None = None
+    """Keys for protocols that sign; None for those that do not (Raft)."""
+    byzantine: Mapping[NodeId, str] = field(default_factory=dict)
+    """Member -> Byzantine behaviour (fault injection; empty: all honest)."""
+
+
+CoreBuilder = Callable[[NodeId, tuple[NodeId, ...], random.Random, float, Any], ProtocolCore]
+"""``build(node, members, rng, now, recovered)``; ``recovered`` is what the
+storage recovered (``hard_state``, ``snapshot``, ``entries``), or None on a
+fresh disk."""
+
+
+@dataclass(frozen=True, slots=True)
+class GroupStatus:
+    """One core's view, as ``cluster status`` shows it."""
+
+    role: str
+    term: int
+    """Term (Raft) or view (PBFT, HotStuff)."""
+    leader: NodeId | None
+    commit_index: int = 0
+    last_index: int = 0
+    voters: tuple[NodeId, ...] = ()
+    learners: tuple[NodeId, ...] = ()
+    metrics: Mapping[str, int] = field(default_factory=dict)
+    """Protocol-specific counters (BFT: detections, excluded replicas)."""
+
+
+class Membership(Protocol):
+    """Changing the member set of a group (protocols that support it)."""
+
+    actions: tuple[str, ...]
+    """What ``propose`` accepts, e.g. ``add``, ``add_learner``, ``promote``, ``remove``."""
+
+    def busy(self, core: ProtocolCore) -> bool:
+        """True while the core would refuse any change for now (one at a
+        time; a new leader first commits in its term)."""
+        ...
+
+    def propose(
+        self, core: ProtocolCore, action: str, node: NodeId, context: bytes, now: float
+    ) -> ProposeOutcome:
+        """Propose ``action`` on ``node``; ``context`` travels in the change
+        (the address book of real clusters)."""
+        ...
+
+    def contexts(self, entries: Sequence[Any]) -> list[bytes]:
+        """The contexts carried by the membership changes among ``entries``
+        (a restarted node learns member addresses from its log)."""
+        ...
+
+    def transfer_leadership(self, core: ProtocolCore, target: NodeId, now: float) -> ProposeOutcome:
+        """Hand leadership to ``target``."""
+        ...
+
+
+def _no_pipelining(config: Any) -> bool:
+    return False
+
+
+@dataclass(frozen=True, slots=True)
+class Binding:
+    """What the runtimes know about one protocol (see the module docstring)."""
+
+    name: str
+    message_types: tuple[type, ...]
+    hard_state_type: type[Any] | None
+    snapshot_type: type[Any] | None
+    parse_config: Callable[[Mapping[str, Any]], Any]
+    """Options -> the validated config; ``ConfigError`` naming a bad option."""
+    builder: Callable[[Any, ClusterContext], CoreBuilder]
+    leadership: Callable[[ProtocolCore], tuple[NodeId | None, int]]
+    """(leader or None, term or view)."""
+    status: Callable[[ProtocolCore], GroupStatus]
+    fault_model: str = "crash"
+    behaviours: tuple[str, ...] = ()
+    """Byzantine behaviours the builder can wrap a core in."""
+    membership: Membership | None = None
+    safety_monitor: Callable[[], Callable[[ProtocolCore, float], None]] | None = None
+    """Starts an online check of the protocol's own safety invariants across
+    the members of one group (the simulator calls the returned function
+    after every step of every member; it raises ``InvariantViolation``)."""
+    leading_term: Callable[[ProtocolCore], int | None] | None = None
+    """The term (or view) in which this core leads, or None: the cheap test a
+    runtime makes after every input (the simulator counts leader changes).
+    Default: derived from ``leadership``."""
+    simulator_only: bool = False
+    """A protocol the simulator runs but real nodes do not (its reference
+    protocol); real-node choices leave it out."""
+    tolerated_faults: Callable[[int], int] | None = None
+    """Overrides ``max_faulty`` (a protocol that tolerates fewer failures
+    than its fault model says, such as a fixed primary: none)."""
+    pipelines_while_persisting: Callable[[Any], bool] = _no_pipelining
+    """With this config, may a runtime take further Readies (sending their
+    messages) while an earlier one is being made durable? Only for cores
+    whose ``advance`` does nothing (the whole Ready is handed over)."""
+
+    def __post_init__(self) -> None:
+        if self.fault_model not in FAULT_MODELS:
+            raise ValueError(f"fault_model must be one of {FAULT_MODELS}, got {self.fault_model!r}")
+
+    def term_if_leading(self, core: ProtocolCore) -> int | None:
+        """The term (or view) in which ``core`` leads, or None."""
+        if self.leading_term is not None:
+            return self.leading_term(core)
+        leader, term = self.leadership(core)
+        return term if leader == core.id else None
+
+    def max_faulty(self, n: int) -> int:
+        """Replicas out of ``n`` that may fail (crash: a minority; Byzantine: f < n/3)."""
+        if self.tolerated_faults is not None:
+            return self.tolerated_faults(n)
+        return (n - 1) // 3 if self.fault_model == "byzantine" else (n - 1) // 2
+
+    def max_byzantine(self, n: int) -> int:
+        """Byzantine replicas out of ``n`` the protocol tolerates."""
+        return (n - 1) // 3 if self.fault_model == "byzantine" else 0
+
+    def reply_quorum(self, n: int) -> int:
+        """Matching replies from distinct replicas a client must collect."""
+        return (n - 1) // 3 + 1 if self.fault_model == "byzantine" else 1
+
+
+def config_from_options(
+    config_type: type[Any], options: Mapping[str, Any], label: str, *, validate: bool = True
+) -> Any:
+    """A dataclass config built from ``options`` and, with ``validate``,
+    checked by its ``validate()``; an unknown option or a bad value is a
+    ``ConfigError`` that names it (``label``: the protocol's name as users
+    write it). Configs whose checks need the member count are validated by
+    their core instead (``validate=False``)."""
+    known = {f.name for f in dataclasses.fields(config_type)}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise ConfigError(
+            f"unknown {label} option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
+        )
+    try:
+        config = config_type(**dict(options))
+        check = getattr(config, "validate", None) if validate else None
+        if check is not None:
+            config = check() or config
+    except ConfigError:
+        raise
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"bad {label} option: {exc}") from None
+    return config
+
+
+@dataclass(frozen=True, slots=True)
+class BftSettings:
+    """A BFT protocol's config plus what the runtime does around it."""
+
+    core: Any
+    """The protocol's own config (``PbftConfig``, ``HotStuffConfig``)."""
+    send_before_persist: bool = False
+    """Messages leave before their Ready is durable (a trade-off: a replica
+    that crashes inside that window may, once restarted, contradict what it
+    sent; agreement holds while such replicas plus Byzantine ones are at
+    most f, but peers may convict it of equivocation). Default: the safe way."""
+
+
+def bft_settings_from_options(
+    config_type: type[Any], options: Mapping[str, Any], label: str, *, validate: bool = True
+) -> BftSettings:
+    """``BftSettings`` from options: ``send_before_persist`` (a boolean) and
+    the protocol config's own fields."""
+    rest = dict(options)
+    send_before_persist = rest.pop("send_before_persist", False)
+    if not isinstance(send_before_persist, bool):
+        raise ConfigError(f"send_before_persist must be true or false, got {send_before_persist!r}")
+    return BftSettings(config_from_options(config_type, rest, label, validate=validate), send_before_persist)
+
+
+def bft_pipelines(settings: BftSettings) -> bool:
+    """``Binding.pipelines_while_persisting`` of the BFT protocols."""
+    return settings.send_before_persist

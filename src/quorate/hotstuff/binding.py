@@ -1,0 +1,108 @@
+"""HotStuff's binding: what the runtimes know about chained HotStuff
+(``quorate.core.binding``).
+
+Byzantine faults (f < n/3); proposals, votes and NewViews signed through the
+runtime's ``Keyring``; ``send_before_persist`` as for PBFT. Fault injection
+wraps a member named in ``ClusterContext.byzantine`` in ``ByzantineReplica``.
+The "term" a runtime sees is the view; the leader is the view's leader.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping
+from typing import Any
+
+from quorate.core.binding import (
+    BftSettings,
+    Binding,
+    ClusterContext,
+    CoreBuilder,
+    GroupStatus,
+    bft_pipelines,
+    bft_settings_from_options,
+)
+from quorate.core.protocol import ProtocolCore
+from quorate.errors import ConfigError
+from quorate.hotstuff.byzantine import BEHAVIOURS, ByzantineReplica
+from quorate.hotstuff.config import HotStuffConfig
+from quorate.hotstuff.messages import HOTSTUFF_MESSAGE_TYPES, HardState
+from quorate.hotstuff.node import HotStuffReplica
+from quorate.ids import NodeId, node_name
+
+__all__ = ["BINDING"]
+
+
+def _parse_config(options: Mapping[str, Any]) -> BftSettings:
+    return bft_settings_from_options(HotStuffConfig, options, "HotStuff")
+
+
+def _builder(settings: BftSettings, cluster: ClusterContext) -> CoreBuilder:
+    keyring = cluster.keyring
+    if keyring is None:
+        raise ConfigError("HotStuff signs its messages: the runtime must provide keys")
+    config: HotStuffConfig = settings.core
+    byzantine = dict(cluster.byzantine)
+
+    def build(node: NodeId, members: tuple[NodeId, ...], rng: random.Random, now: float, recovered: Any) -> ProtocolCore:
+        signer = keyring.signer(node)
+        core: ProtocolCore = HotStuffReplica(
+            node, members, config=config, signer=signer, verifier=keyring.verifier(node), rng=rng, now=now, recovered=recovered
+        )
+        behaviour = byzantine.get(node)
+        if behaviour is None:
+            return core
+        wrapped: ProtocolCore = ByzantineReplica(
+            core, behaviour, rng=rng, signer=signer, peers=members, view_timeout_s=config.view_timeout_s
+        )
+        return wrapped
+
+    return build
+
+
+def _honest(core: ProtocolCore) -> HotStuffReplica:
+    inner = core.inner if isinstance(core, ByzantineReplica) else core
+    assert isinstance(inner, HotStuffReplica)
+    return inner
+
+
+def _leadership(core: ProtocolCore) -> tuple[NodeId | None, int]:
+    replica = _honest(core)
+    return replica.leader(replica.view), replica.view
+
+
+def _status(core: ProtocolCore) -> GroupStatus:
+    replica = _honest(core)
+    leader = replica.leader(replica.view)
+    excluded = sorted(int(x) for x in replica.excluded)
+    metrics = {
+        "bft.detections": len(replica.detections),
+        "bft.view": replica.view,
+        "bft.leader": int(leader),
+        "bft.excluded": len(excluded),
+        **{f"bft.excluded.{node_name(NodeId(x))}": 1 for x in excluded},
+    }
+    return GroupStatus(
+        role="leader" if leader == replica.id else "replica",
+        term=replica.view,
+        leader=leader,
+        commit_index=replica.committed_index,
+        last_index=replica.committed_index,
+        voters=tuple(replica.replicas),
+        metrics=metrics,
+    )
+
+
+BINDING = Binding(
+    name="hotstuff",
+    message_types=tuple(HOTSTUFF_MESSAGE_TYPES),
+    hard_state_type=HardState,
+    snapshot_type=None,
+    parse_config=_parse_config,
+    builder=_builder,
+    leadership=_leadership,
+    status=_status,
+    fault_model="byzantine",
+    behaviours=tuple(BEHAVIOURS),
+    pipelines_while_persisting=bft_pipelines,
+)

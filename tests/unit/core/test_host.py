@@ -1,0 +1,242 @@
+"""The node host (``core/host.py``) and the driver's turns (``runtime/driver.py``
+``HostDriver``): routing by group, deadlines in one heap, one write per turn
+for every group, early messages before the write and the rest after, a
+background write holding the next turn, pipelining groups."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from quorate.core.binding import Binding, GroupStatus
+from quorate.core.host import GroupReady, HostedGroup, NodeHost
+from quorate.core.protocol import Accepted, ProposeOutcome
+from quorate.core.ready import ENTRY_NORMAL, Entry, ReadState, Ready, Rejection
+from quorate.errors import LocalProtocolError
+from quorate.ids import NodeId
+from quorate.runtime.driver import HostDriver
+
+ME = NodeId(1)
+
+
+class Echo:
+    """A toy core: every message it steps is persisted as an entry, committed
+    and echoed back to its sender; ``deadline`` is its timer."""
+
+    def __init__(self, node: NodeId = ME, *, early: bool = False, pipelining: bool = False) -> None:
+        self._id = node
+        self.deadline: float | None = None
+        self.ticks: list[float] = []
+        self.early = early
+        self.advanced = 0
+        self._pending: list[tuple[NodeId, Any]] = []
+        self._index = 0
+
+    @property
+    def id(self) -> NodeId:
+        return self._id
+
+    def step(self, sender: NodeId, message: Any, now: float) -> None:
+        self._pending.append((sender, message))
+
+    def tick(self, now: float) -> None:
+        self.ticks.append(now)
+        self.deadline = None
+
+    def propose(self, command: bytes, now: float) -> ProposeOutcome:
+        self._pending.append((ME, command))
+        return Accepted(self._index + 1, 1)
+
+    def has_ready(self) -> bool:
+        return bool(self._pending)
+
+    def ready(self) -> Ready:
+        entries = []
+        messages = []
+        for sender, message in self._pending:
+            self._index += 1
+            entries.append(Entry(1, self._index, ENTRY_NORMAL, repr(message).encode()))
+            messages.append((sender, ("echo", message)))
+        self._pending = []
+        ready = Ready(entries=entries, committed=list(entries), wake_at=self.deadline)
+        if self.early:
+            ready.early_messages = messages
+        else:
+            ready.messages = messages
+        return ready
+
+    def advance(self, ready: Ready) -> None:
+        self.advanced += 1
+
+
+def _binding(pipelining: bool = False) -> Binding:
+    return Binding(
+        name="echo",
+        message_types=(),
+        hard_state_type=None,
+        snapshot_type=None,
+        parse_config=dict,
+        builder=lambda config, cluster: (lambda *a: Echo()),
+        leadership=lambda core: (None, 0),
+        status=lambda core: GroupStatus("echo", 0, None),
+        pipelines_while_persisting=lambda config: pipelining,
+    )
+
+
+class Effects:
+    def __init__(self, background: bool = False) -> None:
+        self.log: list[tuple[str, Any]] = []
+        self.background = background
+        self.writes: list[list[int]] = []
+
+    def persist(self, writes: list[GroupReady], sync: bool) -> bool:
+        self.writes.append([group.id for group, _ in writes])
+        self.log.append(("persist", tuple(group.id for group, _ in writes)))
+        return not self.background
+
+    def send(self, group: HostedGroup, messages: list[tuple[NodeId, Any]]) -> None:
+        for to, message in messages:
+            self.log.append(("send", (to, group.id, message)))
+
+    def restore(self, group: HostedGroup, snapshot: Any) -> None:
+        self.log.append(("restore", group.id))
+
+    def apply(self, group: HostedGroup, entries: list[Entry]) -> None:
+        for entry in entries:
+            self.log.append(("apply", (group.id, entry.index)))
+
+    def read_ready(self, group: HostedGroup, read: ReadState) -> None:
+        self.log.append(("read", group.id))
+
+    def rejected(self, group: HostedGroup, rejection: Rejection) -> None:
+        self.log.append(("rejected", group.id))
+
+
+def host_with(groups: dict[int, Echo], pipelining: frozenset[int] = frozenset()) -> NodeHost:
+    host = NodeHost(ME)
+    for gid, core in groups.items():
+        host.add(HostedGroup(gid, core, _binding(gid in pipelining), pipelines=gid in pipelining))
+    return host
+
+
+def test_messages_reach_only_their_group_and_unknown_groups_are_counted() -> None:
+    a, b = Echo(), Echo()
+    host = host_with({0: a, 7: b})
+    assert host.step(NodeId(2), 7, "m", 0.0) is None
+    assert b._pending == [(NodeId(2), "m")] and a._pending == []
+    rejection = host.step(NodeId(2), 8, "m", 0.0)
+    assert rejection is not None and rejection.reason == "unknown group"
+    assert host.unknown_group_messages == 1
+
+
+def test_an_unknown_group_may_be_created_by_the_runtime() -> None:
+    created: list[int] = []
+
+    def create(sender: NodeId, group: int, message: Any, now: float) -> HostedGroup | None:
+        if message != "join":
+            return None
+        created.append(group)
+        return HostedGroup(group, Echo(), _binding())
+
+    host = NodeHost(ME, on_unknown_group=create)
+    assert host.step(NodeId(2), 5, "noise", 0.0) is not None
+    assert host.step(NodeId(2), 5, "join", 0.0) is None
+    assert created == [5] and 5 in host and host.get(5).core._pending == [(NodeId(2), "join")]  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("bad", [-1, 1 << 63, True, "1", 1.0])
+def test_malformed_group_ids_are_refused(bad: Any) -> None:
+    host = NodeHost(ME, on_unknown_group=lambda *a: HostedGroup(0, Echo(), _binding()))
+    with pytest.raises(LocalProtocolError):
+        host.add(HostedGroup(bad, Echo(), _binding()))
+    assert host.step(NodeId(2), bad, "m", 0.0) is not None  # never reaches the factory
+    assert len(host) == 0
+
+
+def test_one_turn_writes_every_group_once_then_sends_then_applies() -> None:
+    cores = {0: Echo(), 1: Echo(), 2: Echo()}
+    host = host_with(cores)
+    effects = Effects()
+    driver = HostDriver(host, effects)
+    driver.drive()  # the groups' first (empty) Readies
+    effects.log.clear()
+    for gid in cores:
+        host.step(NodeId(2), gid, f"m{gid}", 0.0)
+    driver.drive()
+    kinds = [k for k, _ in effects.log]
+    assert effects.writes == [[0, 1, 2]]  # one write for all groups (one fsync)
+    assert kinds.index("persist") < kinds.index("send") < kinds.index("apply")
+    assert [v for k, v in effects.log if k == "send"] == [(NodeId(2), g, ("echo", f"m{g}")) for g in cores]
+    assert all(core.advanced >= 1 for core in cores.values())
+
+
+def test_early_messages_leave_before_the_write() -> None:
+    host = host_with({0: Echo(early=True)})
+    effects = Effects()
+    driver = HostDriver(host, effects)
+    host.step(NodeId(2), 0, "m", 0.0)
+    driver.drive()
+    kinds = [k for k, _ in effects.log]
+    assert kinds.index("send") < kinds.index("persist") < kinds.index("apply")
+
+
+def test_a_background_write_holds_the_next_turn_and_groups_its_inputs() -> None:
+    cores = {0: Echo(), 1: Echo()}
+    host = host_with(cores)
+    effects = Effects(background=True)
+    driver = HostDriver(host, effects)
+    host.step(NodeId(2), 0, "a", 0.0)
+    driver.drive()
+    assert driver.persisting and effects.writes == [[0]]
+    assert not any(k == "send" for k, _ in effects.log)  # held until durable
+    host.step(NodeId(2), 0, "b", 0.0)
+    host.step(NodeId(2), 1, "c", 0.0)
+    driver.drive()  # nothing new while the write is in flight
+    assert effects.writes == [[0]]
+    driver.persisted()  # the first turn finishes; the next takes both groups
+    assert effects.writes == [[0], [0, 1]]
+    sends = [v for k, v in effects.log if k == "send"]
+    assert sends == [(NodeId(2), 0, ("echo", "a"))]
+    driver.persisted()
+    sends = [v for k, v in effects.log if k == "send"]
+    assert [m for _, _, m in sends] == [("echo", "a"), ("echo", "b"), ("echo", "c")]
+    with pytest.raises(LocalProtocolError):
+        driver.persisted()
+
+
+def test_pipelining_groups_send_while_a_write_is_in_flight() -> None:
+    cores = {0: Echo(), 1: Echo()}
+    host = host_with(cores, pipelining=frozenset({1}))
+    effects = Effects(background=True)
+    driver = HostDriver(host, effects)
+    host.step(NodeId(2), 0, "a", 0.0)
+    driver.drive()
+    host.step(NodeId(2), 1, "fast", 0.0)
+    host.step(NodeId(2), 0, "slow", 0.0)
+    driver.drive()
+    sends = [v for k, v in effects.log if k == "send"]
+    assert sends == [(NodeId(2), 1, ("echo", "fast"))]  # before any write is durable
+    assert not any(k == "apply" for k, _ in effects.log)
+    driver.persisted()
+    assert effects.writes[-1] == [1, 0]  # the pipelined group's entries join the next write
+    driver.persisted()
+    applied = [v for k, v in effects.log if k == "apply"]
+    assert sorted(applied) == [(0, 1), (0, 2), (1, 1)]
+
+
+def test_deadlines_tick_only_due_groups_and_removed_groups_are_forgotten() -> None:
+    cores = {0: Echo(), 1: Echo(), 2: Echo()}
+    cores[0].deadline, cores[1].deadline = 5.0, 2.0
+    host = host_with(cores)
+    driver = HostDriver(host, Effects())
+    driver.drive()
+    assert host.wake_at() == 2.0
+    host.tick(3.0)
+    assert cores[1].ticks == [3.0] and cores[0].ticks == []
+    driver.drive()
+    assert host.wake_at() == 5.0
+    host.remove(0)
+    assert host.wake_at() is None
+    host.tick(10.0)
+    assert cores[0].ticks == []
