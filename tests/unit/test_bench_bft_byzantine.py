@@ -93,6 +93,7 @@ def test_a_short_real_run_reports_every_behaviour_and_no_safety_violation() -> N
         (["--byzantine", "--sizes", "3,4"], "sizes >= 4"),
         (["--byzantine", "--sizes", "four"], "comma-separated integers"),
         (["--byzantine", "--seeds", "-1"], "must be positive"),
+        (["--byzantine", "--duration", "inf"], "must be positive"),
     ],
 )
 def test_bad_options_exit_2_with_one_line(args: list[str], message: str) -> None:

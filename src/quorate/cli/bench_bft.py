@@ -16,6 +16,7 @@ stderr when it is a terminal.
 from __future__ import annotations
 
 import json
+import math
 import sys
 from collections.abc import Callable
 
@@ -83,7 +84,7 @@ def bench_bft_command(
         raise fail("--flood and --byzantine are two different benchmarks; pick one")
     if not byzantine and (seeds or duration):
         raise fail("--seeds and --duration go with --byzantine")
-    if seeds < 0 or not duration >= 0:
+    if seeds < 0 or not 0 <= duration < math.inf:
         raise fail("--seeds and --duration must be positive")
     try:
         if flood:
