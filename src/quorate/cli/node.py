@@ -27,7 +27,7 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -37,6 +37,7 @@ from quorate.ids import node_name
 from quorate.protocols import byzantine_fault_tolerant
 from quorate.runtime.aio.config import NodeConfig, format_address, load_node_config
 from quorate.runtime.aio.config_reference import config_template
+from quorate.runtime.aio.multiraft import MultiRaftNode, RangeLayout
 from quorate.runtime.aio.node import SHARED_SEED_WARNING, AioNode, event_loop_factory
 from quorate.runtime.aio.protocols import protocol_names
 from quorate.runtime.aio.transport import TransportConfig
@@ -73,7 +74,12 @@ def configure_logging(config: NodeConfig) -> None:
 async def run_node(config: NodeConfig) -> None:
     """Run ``config``'s node until SIGTERM/SIGINT, then close it cleanly."""
     log = logging.getLogger("quorate.node")
-    node = AioNode(
+    kind: Any = AioNode
+    extra: dict[str, Any] = {}
+    if config.ranges:
+        kind = MultiRaftNode
+        extra["layout"] = RangeLayout(config.ranges, config.replicas, config.split_at_ops)
+    node = kind(
         config.id,
         config.peers,
         config.data_dir,
@@ -88,6 +94,7 @@ async def run_node(config: NodeConfig) -> None:
         snapshot_every=config.snapshot_every,
         storage_kind=config.storage,
         transport_config=TransportConfig(peer_rate_limit_msgs_per_s=config.peer_rate_limit),
+        **extra,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

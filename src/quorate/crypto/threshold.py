@@ -265,6 +265,12 @@ class ThresholdPublicKey:
     def group_public_key(self) -> bytes:
         return bytes(self._group)
 
+    @property
+    def commitments(self) -> tuple[bytes, ...]:
+        """The t commitments (48 bytes each) this key was built from, so it can
+        be stored and rebuilt (``commitments[0]`` is the group public key)."""
+        return tuple(bytes(p) for p in self._commitments)
+
     def _share_key(self, index: int) -> G1Element | None:
         if not isinstance(index, int) or not 1 <= index <= self.n:
             return None

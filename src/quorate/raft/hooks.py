@@ -7,7 +7,7 @@ rules but lets followers check their leader: the leader chains its log (each
 entry's digest covers the digest before it) and signs what it sends, followers
 verify both, and two different signed digests for one (term, index) prove the
 leader equivocated. ``RaftNode`` does not know what a digest or a signature is;
-it calls a ``RaftHooks`` object at five points and carries what it returns:
+it calls a ``RaftHooks`` object at six points and carries what it returns:
 
 1. ``entry_digest(previous_digest, entry)`` when the leader appends an entry:
    the entry is stored and sent as a ``ChainedEntry`` with that digest.
@@ -32,6 +32,10 @@ it calls a ``RaftHooks`` object at five points and carries what it returns:
    other check, so the caller sees every signed statement, including one the
    core then refuses: two verified AppendEntries whose entries give one
    (term, index) different digests are equivocation evidence.
+6. ``replace_entry(held, entry)`` at a follower that holds ``held`` and is sent
+   ``entry`` for the same (term, index) with another digest: ``True`` lets the
+   new history replace the old from there (recovery after a leader of that
+   term was proven to equivocate); by default the batch is refused.
 
 Every method of ``RaftHooks`` is a no-op; subclass it and override what you
 need. ``RaftNode`` looks the overrides up once, at construction: a seam that is
@@ -107,6 +111,14 @@ class RaftHooks:
         ``verify_append_response`` (called before the core's other checks)."""
         return None
 
+    def replace_entry(self, held: Entry, entry: Entry) -> bool:
+        """May a follower replace ``held`` by ``entry``, which has the same
+        index and term but another digest? Not bound unless overridden: the
+        core then refuses (it is equivocation). A watched Raft allows it when
+        ``held`` came from a leader proven to have equivocated and nothing
+        this node promised depends on it."""
+        return False
+
 
 def unsigned(
     message: AppendEntries | AppendEntriesResponse,
@@ -136,6 +148,7 @@ HOOK_METHODS = (
     "verify_append",
     "verify_append_response",
     "verified",
+    "replace_entry",
 )
 """The seams ``RaftNode`` binds when a ``RaftHooks`` subclass overrides them."""
 

@@ -252,6 +252,7 @@ class RaftNode:
         "_reads_awaiting_round",
         "_refused",
         "_rejected",
+        "_replace_entry",
         "_rng",
         "_role",
         "_round_acks",
@@ -390,6 +391,7 @@ class RaftNode:
             Callable[[NodeId, AppendEntriesResponse], str | None] | None
         ) = bound["verify_append_response"]
         self._verified: Callable[[NodeId, Any], None] | None = bound["verified"]
+        self._replace_entry: Callable[[Entry, Entry], bool] | None = bound["replace_entry"]
 
     def _recover(
         self,

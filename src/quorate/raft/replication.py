@@ -38,8 +38,11 @@ Follower side:
   well-formed configurations); a malformed one is dropped and counted.
 - With ``RaftHooks`` (``quorate.raft.hooks``): a signed message is verified
   before anything else and reported; a batch must continue the follower's own
-  hash chain, and an entry it already holds with the same term must carry the
-  same digest; responses are signed.
+  hash chain (a first entry that does not chain from our entry at prev, which
+  has the leader's term there but another digest, is a log mismatch: we
+  answer as for a term mismatch, hinting our commit index), and an entry it
+  already holds with the same term must carry the same digest unless the
+  hooks' ``replace_entry`` allows replacing it; responses are signed.
 
 The functions taking ``self: RaftNode`` are ``RaftNode`` methods, attached in
 ``quorate.raft.node``; a subclass may override any of them.
@@ -419,6 +422,21 @@ def _on_append_entries(self: RaftNode, sender: NodeId, m: AppendEntries) -> None
         )
         return
     if self._check_chain is not None and entries:
+        digest = self._entry_digest
+        held = log.digest(prev)
+        if (
+            digest is not None
+            and (held or prev == 0)  # b"" past a snapshot install: unknown, not a mismatch
+            and digest(held, entries[0]) != entries[0].digest
+        ):
+            # Same term at prev, another history before it (a leader of that
+            # term equivocated): the logs do not match at prev. Back the
+            # leader up to our commit index, which matches any leader's.
+            hint_index = log.committed
+            self._msgs.append(
+                (sender, self._append_response(m.prev_log_index, False, hint_index, log.term(hint_index) or 0))
+            )
+            return
         reason = self._chain_mismatch(prev, entries)
         if reason is not None:
             self._reject(sender, m, reason)
@@ -433,8 +451,13 @@ def _on_append_entries(self: RaftNode, sender: NodeId, m: AppendEntries) -> None
         # Find the first entry we do not already hold. Entries we hold with
         # the same term are identical (log matching): never truncate them.
         term_of = log.term
+        chained = self._check_chain is not None
         for offset, entry in enumerate(entries):
-            if term_of(entry.index) != entry.term:
+            if term_of(entry.index) != entry.term or (
+                chained and log.digest(entry.index) != entry.digest
+            ):
+                # (A same-term entry with another digest gets here only when
+                # the hooks allowed replacing it: see ``_chain_mismatch``.)
                 self._store_entries(entries[offset:])
                 break
     log.commit_to(min(m.leader_commit, last_new))
@@ -452,6 +475,9 @@ def _chain_mismatch(self: RaftNode, prev: int, entries: list[Entry]) -> str | No
         if held is None:
             break
         if held.term == entry.term and held.digest != entry.digest:
+            replace = self._replace_entry
+            if replace is not None and replace(held, entry):
+                break  # the hooks let this leader's history replace ours from here
             return (
                 f"entry {entry.index} of term {entry.term} has another digest than the "
                 "one this node holds: the leader equivocated"

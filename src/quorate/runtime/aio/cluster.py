@@ -46,6 +46,7 @@ from typing import Any
 
 from quorate.errors import ConfigError
 from quorate.ids import NodeId, node_name
+from quorate.multiraft.messages import MULTIRAFT
 from quorate.runtime.aio.config import NodeConfig, format_address
 
 DEFAULT_CLUSTER_DIR = Path("quorate-cluster")
@@ -74,6 +75,12 @@ class LocalCluster:
     node_keys: bool = False
     """BFT protocols: give each node its own signing key (``keys/``) instead
     of deriving every key from the shared ``key_seed`` option."""
+    ranges: int = 0
+    """Multi-Raft (Raft only): range groups at the start; 0 for one group."""
+    replicas: int = 3
+    """Multi-Raft: replicas of each range and of the meta group."""
+    split_at_ops: int = 0
+    """Multi-Raft: a range splits after this many writes (0: never)."""
     processes: dict[NodeId, subprocess.Popen[bytes]] = field(default_factory=dict)
     stderr_offsets: dict[NodeId, int] = field(default_factory=dict)
     """Where each started process's stderr begins in its (appended) file."""
@@ -126,6 +133,9 @@ class LocalCluster:
             log_file=self.log_path(node),
             log_level=self.log_level,
             options=dict(self.options),
+            ranges=self.ranges,
+            replicas=self.replicas,
+            split_at_ops=self.split_at_ops,
         )
 
     def write_configs(self) -> None:
@@ -140,6 +150,8 @@ class LocalCluster:
             "log_level": self.log_level,
             "node_keys": self.node_keys,
         }
+        if self.ranges:
+            description.update(ranges=self.ranges, replicas=self.replicas, split_at_ops=self.split_at_ops)
         (self.directory / CLUSTER_FILE).write_text(json.dumps(description, indent=2) + "\n")
         if self.node_keys:
             from quorate.crypto.keyfiles import issue_node_key, key_file
@@ -173,6 +185,9 @@ class LocalCluster:
                 options=dict(raw.get("options", {})),
                 log_level=str(raw.get("log_level", "info")),
                 node_keys=bool(raw.get("node_keys", False)),
+                ranges=int(raw.get("ranges", 0)),
+                replicas=int(raw.get("replicas", 3)),
+                split_at_ops=int(raw.get("split_at_ops", 0)),
             )
         except ConfigError:
             raise
@@ -181,7 +196,7 @@ class LocalCluster:
 
     def contact(self) -> ClusterContact:
         return ClusterContact(
-            self.directory, self.endpoints, self.tls_dir, self.insecure, self.protocol
+            self.directory, self.endpoints, self.tls_dir, self.insecure, MULTIRAFT if self.ranges else self.protocol
         )
 
     # ------------------------------------------------------------ processes

@@ -23,6 +23,11 @@ file like::
     [options]                       # the protocol's own settings (RaftConfig fields)
     election_timeout_s = 1.0
 
+    [multiraft]                     # optional (raft only): a multi-Raft node
+    ranges = 64                     # range groups at the start (and a meta group)
+    replicas = 3                    # replicas of each range and of the meta group
+    split_at_ops = 0                # a range splits after this many writes; 0 = never
+
 A node that *joins* a running cluster lists the cluster's current members
 under ``[peers]`` and sets ``join = true`` under ``[options]``
 (``RaftConfig.join``): it starts outside the configuration, so it never
@@ -76,8 +81,10 @@ _KNOWN_FIELDS = frozenset(
         "log_level",
         "peers",
         "options",
+        "multiraft",
     }
 )
+MULTIRAFT_FIELDS = ("ranges", "replicas", "split_at_ops")
 
 Address = tuple[str, int]
 
@@ -119,6 +126,12 @@ class NodeConfig:
     log_file: Path | None = None
     log_level: str = "info"
     options: dict[str, Any] = field(default_factory=dict)
+    ranges: int = 0
+    """Multi-Raft: range groups at the start (0: one group, group 0)."""
+    replicas: int = 3
+    """Multi-Raft: replicas of each range and of the meta group."""
+    split_at_ops: int = 0
+    """Multi-Raft: a range splits after applying this many client commands (0: never)."""
 
     def tls(self) -> TlsConfig | None:
         """The node's TLS files (checked to exist), or ``None`` when insecure."""
@@ -155,6 +168,9 @@ class NodeConfig:
         ]
         lines += ["", "[options]"]
         lines += [f"{k} = {_toml_value(v)}" for k, v in sorted(self.options.items())]
+        if self.ranges:
+            lines += ["", "[multiraft]"]
+            lines += [f"{k} = {getattr(self, k)}" for k in MULTIRAFT_FIELDS]
         return "\n".join(lines) + "\n"
 
 
@@ -281,6 +297,7 @@ def node_config_from_mapping(raw: Mapping[str, Any], base_dir: Path = Path("."))
             "[options] join = true needs [peers] listing the running cluster's members "
             "(name = \"host:port\"), so the node can be reached and answer the leader"
         )
+    ranges, replicas, split_at_ops = _multiraft(raw.get("multiraft"), protocol, len(peers) + 1)
     return NodeConfig(
         id=node,
         listen=listen,
@@ -297,7 +314,34 @@ def node_config_from_mapping(raw: Mapping[str, Any], base_dir: Path = Path("."))
         log_file=log_file,
         log_level=log_level,
         options=dict(options),
+        ranges=ranges,
+        replicas=replicas,
+        split_at_ops=split_at_ops,
     )
+
+
+def _multiraft(raw: object, protocol: str, nodes: int) -> tuple[int, int, int]:
+    """The ``[multiraft]`` table: (ranges, replicas, split_at_ops); (0, 3, 0) when absent."""
+    if raw is None:
+        return 0, 3, 0
+    if not isinstance(raw, Mapping):
+        raise ConfigError("[multiraft] must be a table: ranges, replicas, split_at_ops")
+    unknown = sorted(set(raw) - set(MULTIRAFT_FIELDS))
+    if unknown:
+        raise ConfigError(f"[multiraft]: unknown field {unknown[0]!r}; the fields are {', '.join(MULTIRAFT_FIELDS)}")
+    if protocol != "raft":
+        raise ConfigError(f"[multiraft] runs Raft groups; protocol is {protocol!r}")
+    values = []
+    for name, default, low in (("ranges", None, 1), ("replicas", min(3, nodes), 1), ("split_at_ops", 0, 0)):
+        value = raw.get(name, default)
+        if value is None:
+            raise ConfigError(f"[multiraft] needs {name} (the range groups to start with)")
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ConfigError(f"[multiraft] {name} must be an integer >= {low}, got {value!r}")
+        values.append(value)
+    if values[1] > nodes:
+        raise ConfigError(f"[multiraft] replicas must be at most the nodes ({nodes}), got {values[1]}")
+    return values[0], values[1], values[2]
 
 
 def _path(value: object, what: str, base_dir: Path) -> Path:

@@ -121,6 +121,13 @@ NODE_FIELDS: tuple[FieldDoc, ...] = (
         "The protocol's own settings (below, per protocol). An unknown or ill-typed "
         "option stops the node at start with one line.",
     ),
+    FieldDoc(
+        "[multiraft]", "table", None,
+        "Raft only: run a multi-Raft node (ranges = range groups at the start, "
+        "replicas = replicas of each range and of the meta group, default 3; "
+        "split_at_ops = writes after which a range splits, 0 = never). Every node of the "
+        "cluster needs the same table. Absent: one Raft group.",
+    ),
 )
 
 BFT_NODE_OPTIONS: tuple[FieldDoc, ...] = (  # a real node's own, for protocols that sign
@@ -248,6 +255,10 @@ def config_template(protocol: str = "raft") -> str:
         lines.append("")
         lines += _comment(f"{doc.name} ({doc.type}): {doc.meaning}".rstrip(": "))
         lines.append(f"# {doc.name} = {doc.default if doc.default is not None else '...'}")
+    multiraft_doc = next(d for d in NODE_FIELDS if d.name == "[multiraft]")
+    lines.append("")
+    lines += _comment(multiraft_doc.meaning)
+    lines += ["# [multiraft]", "# ranges = 64", "# replicas = 3", "# split_at_ops = 0"]
     return "\n".join(lines) + "\n"
 
 

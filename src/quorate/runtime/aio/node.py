@@ -94,6 +94,7 @@ from typing import Any
 from quorate.core.host import GroupReady, HostedGroup, NodeHost
 from quorate.core.protocol import Accepted, Redirect
 from quorate.core.ready import Entry, ReadState, Rejection
+from quorate.core.service_message import PeerService, ServiceMessage
 from quorate.core.wire import WireMessage
 from quorate.errors import ConfigError, LocalProtocolError
 from quorate.ids import MAX_GROUP_ID, NodeId, node_name, valid_group_id
@@ -210,6 +211,12 @@ class AioNode:
     its own members.
     """
 
+    service_message_types: tuple[type[WireMessage], ...] = ()
+    """Peer messages for a group's *service* (``PeerService``), not its core
+    (see ``quorate.core.service_message``): a frame of one of these types
+    goes to the service of the group it names."""
+    client_message_types: tuple[type[WireMessage], ...] = CLIENT_REQUEST_TYPES
+
     def __init__(
         self,
         node_id: NodeId,
@@ -293,13 +300,46 @@ class AioNode:
         """Recover from disk, build the groups, listen and dial; return the listen address."""
         self._loop = asyncio.get_running_loop()
         binding = self.binding
-        self.storage = storage = open_disk_storage(
+        self.storage = open_disk_storage(
             self.storage_kind,
             self.data_dir,
             hard_state_type=binding.hard_state_type,
             snapshot_type=binding.snapshot_type,
         )
-        self.host = NodeHost(self.id)
+        self.host = self._new_host()
+        groups, message_types = self._initial_groups()
+        self._executor = ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix=f"{node_name(self.id)}-persist"
+        )
+        self._driver = HostDriver(self.host, self)
+        self.transport = Transport(
+            self.id,
+            self.listen,
+            self.peers,
+            peer_message_types=tuple(dict.fromkeys((*message_types, *self.service_message_types))),
+            client_message_types=self.client_message_types,
+            on_peer_message=self._on_peer_message,
+            on_client_message=self._on_client_message,
+            tls=self.tls,
+            insecure=self.insecure,
+            config=self.transport_config,
+            rng=random.Random(self.rng.random()),
+        )
+        address = await self.transport.start()
+        for hosted in groups:
+            self.host.add(hosted)
+        self._drive()
+        return address
+
+    def _new_host(self) -> NodeHost:
+        """The node host (a subclass may give it an ``on_unknown_group``)."""
+        return NodeHost(self.id)
+
+    def _initial_groups(self) -> tuple[list[HostedGroup], list[type]]:
+        """The groups hosted from the start and every message type their
+        cores speak: group 0 among all the nodes, and the extra groups."""
+        binding = self.binding
+        storage = self.storage_or_raise()
         voters = tuple(sorted({self.id, *self.peers}))
         group = self._build_group(0, binding, voters, self.protocol_options)
         if binding.uses_test_keys(self.protocol_options):
@@ -310,37 +350,15 @@ class AioNode:
         if membership is not None:
             recovered_entries = storage.recover_group(0, binding.hard_state_type, binding.snapshot_type).entries
             self._learn_members(membership.contexts(recovered_entries), replace=False)
-        self._executor = ThreadPoolExecutor(
-            max_workers=1, thread_name_prefix=f"{node_name(self.id)}-persist"
-        )
         extras = [
             self._build_group(g.group, protocol_binding(g.protocol), tuple(sorted(g.members)), g.options)
             for g in self.groups
         ]
-        self._driver = HostDriver(self.host, self)
         message_types: dict[type, None] = dict.fromkeys(binding.message_types)
         for extra in extras:
             assert extra.binding is not None
             message_types.update(dict.fromkeys(extra.binding.message_types))
-        self.transport = Transport(
-            self.id,
-            self.listen,
-            self.peers,
-            peer_message_types=tuple(message_types),
-            client_message_types=CLIENT_REQUEST_TYPES,
-            on_peer_message=self._on_peer_message,
-            on_client_message=self._on_client_message,
-            tls=self.tls,
-            insecure=self.insecure,
-            config=self.transport_config,
-            rng=random.Random(self.rng.random()),
-        )
-        address = await self.transport.start()
-        self.host.add(group)
-        for extra in extras:
-            self.host.add(extra)
-        self._drive()
-        return address
+        return [group, *extras], list(message_types)
 
     def _build_group(
         self, group_id: int, binding: ProtocolBinding, members: tuple[NodeId, ...], options: Mapping[str, Any]
@@ -479,11 +497,31 @@ class AioNode:
         for sender, message, group_id, from_client in inbox:
             if from_client:
                 self._on_client_input(sender, message, group_id, now)
+            elif type(message) in self.service_message_types:
+                self._to_service(NodeId(sender), message, group_id, now)
             elif host.step(NodeId(sender), group_id, message, now) is not None:
                 self.counters["rejected.unknown group"] += 1
         self.counters["batches"] += 1
         self.counters["inputs"] += len(inbox)
         self._drive()
+
+    def _no_group_reply(self, group_id: int, message: WireMessage) -> WireMessage | None:
+        """The answer to a client's request for a group this node does not host."""
+        if isinstance(message, ClientRequest):
+            return ClientReply(message.client, message.seq, STATUS_ERROR, error=f"no group {group_id} here")
+        return None
+
+    def _to_service(self, sender: NodeId, message: WireMessage, group_id: int, now: float) -> None:
+        """A peer's service message: to the service of ``group_id``, else dropped and counted."""
+        host = self.host_or_raise()
+        group = host.get(group_id)
+        state = group.state if group is not None else None
+        if group is None or not isinstance(state, PeerService):
+            self.counters["rejected.service message for no group"] += 1
+            return
+        state.on_service_message(sender, message, now)
+        host.touch(group)
+        self._asked[group_id] = group
 
     def _on_client_input(self, connection: int, message: WireMessage, group_id: int, now: float) -> None:
         host = self.host_or_raise()
@@ -493,8 +531,8 @@ class AioNode:
             return
         if group is None:
             self.counters["client_requests_unknown_group"] += 1
-            if isinstance(message, ClientRequest):
-                reply = ClientReply(message.client, message.seq, STATUS_ERROR, error=f"no group {group_id} here")
+            reply = self._no_group_reply(group_id, message)
+            if reply is not None:
                 self.transport_or_raise().send_to_client(connection, reply, group_id)
             return
         service: ReplicaService = group.state
@@ -742,6 +780,12 @@ class AioNode:
             for to, reply in service.take_replies():
                 if to >= CLIENT_CONNECTION_BASE:
                     transport.send_to_client(to, reply, group.id)
+                elif type(reply) is ServiceMessage:
+                    # To another group's service: on a peer, or on this node.
+                    if to == self.id:
+                        self._enqueue(to, reply.message, reply.group, False)
+                    else:
+                        transport.send(to, reply.message, reply.group)
         transport.flush_clients()
         self._schedule(host.wake_at())
 

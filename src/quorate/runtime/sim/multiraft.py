@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import dataclasses
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,7 +48,7 @@ import msgspec
 from quorate.core.host import HostedGroup
 from quorate.errors import ConfigError
 from quorate.ids import NodeId
-from quorate.multiraft.descriptor import META_GROUP, RangeDescriptor, initial_ranges
+from quorate.multiraft.descriptor import META_GROUP, RangeDescriptor, initial_ranges, rebalance_for
 from quorate.multiraft.groups import RaftGroups, is_leader_traffic
 from quorate.multiraft.liveness import (
     DEFAULT_INTERVAL_S,
@@ -143,24 +143,6 @@ class MultiRaftResult(SimResult):
     meta_lookups: int = 0
     cache_refreshes: int = 0
     wrong_range_answers: int = 0
-
-
-def rebalance_for(nodes: Sequence[int]) -> Callable[[RangeDescriptor], tuple[int, int] | None]:
-    """The move a range created by a split makes: its last replica goes to the
-    first node, in an order drawn from the range id, that holds none of it
-    (a pure function: every replica computes the same)."""
-    count = len(nodes)
-
-    def rebalance(descriptor: RangeDescriptor) -> tuple[int, int] | None:
-        if count <= len(descriptor.replicas) or len(descriptor.replicas) < 2:
-            return None
-        for k in range(count):
-            target = nodes[(descriptor.range_id * 7919 + k) % count]
-            if target not in descriptor.replicas:
-                return descriptor.replicas[-1], target
-        return None
-
-    return rebalance
 
 
 class RangeRouter:
