@@ -5,6 +5,10 @@ region and in three regions 50 ms apart (``quorate.bench.bft.scaling``; the
 simulated durations shrink with n, see ``SCALING_DURATION_S``). With
 ``--flood``: honest-client p99 with a flooding replica, with and without
 per-peer rate limits, against no flood (``quorate.bench.bft.flooding``).
+With ``--byzantine``: committed operations with f Byzantine replicas of each
+behaviour against the fault-free run of the same seed, n = 4, 7, 10, both
+protocols, and whether the ratio meets (n - f) / n x 0.8
+(``quorate.bench.bft.byzantine``; ``--seeds``, ``--duration``).
 ``--json`` prints one JSON object as the last line; a progress bar goes to
 stderr when it is a terminal.
 """
@@ -12,10 +16,12 @@ stderr when it is a terminal.
 from __future__ import annotations
 
 import json
+import math
 import sys
 from collections.abc import Callable
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -46,15 +52,40 @@ def _progress(total: int) -> tuple[Callable[[str], None] | None, Callable[[], No
     return step, bar.stop
 
 
+def _sizes(sizes: str | None, default: tuple[int, ...]) -> tuple[int, ...]:
+    if sizes is None:
+        return default
+    try:
+        ns = tuple(int(x) for x in sizes.split(",") if x.strip())
+    except ValueError:
+        raise fail(f"--sizes wants comma-separated integers, got {sizes!r}") from None
+    if not ns or min(ns) < 4:
+        raise fail("--sizes needs cluster sizes >= 4")
+    return ns
+
+
 @bench_app.command("bft")
 def bench_bft_command(
     flood: bool = typer.Option(False, "--flood", help="Measure flooding with and without rate limits."),
-    sizes: str = typer.Option("4,16,64,128", "--sizes", help="Cluster sizes of the scaling curve."),
+    byzantine: bool = typer.Option(
+        False, "--byzantine", help="Throughput with f Byzantine replicas against the fault-free run of the same seed."
+    ),
+    sizes: str | None = typer.Option(
+        None, "--sizes", help="Cluster sizes (default 4,16,64,128; with --byzantine 4,7,10)."
+    ),
+    seeds: int = typer.Option(0, "--seeds", help="--byzantine: seeds per size (default 2)."),
+    duration: float = typer.Option(0.0, "--duration", help="--byzantine: simulated seconds per run (default 20)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
-    """Simulated PBFT/HotStuff throughput and latency, or the flooding test."""
+    """Simulated PBFT/HotStuff throughput and latency, the flooding test, or Byzantine throughput."""
     from quorate.bench import bft
 
+    if flood and byzantine:
+        raise fail("--flood and --byzantine are two different benchmarks; pick one")
+    if not byzantine and (seeds or duration):
+        raise fail("--seeds and --duration go with --byzantine")
+    if seeds < 0 or not 0 <= duration < math.inf:
+        raise fail("--seeds and --duration must be positive")
     try:
         if flood:
             step, stop = _progress(4)
@@ -62,13 +93,21 @@ def bench_bft_command(
                 report: dict[str, object] = {"flooding": bft.flooding(step)}
             finally:
                 stop()
-        else:
+        elif byzantine:
+            ns = _sizes(sizes, bft.BYZANTINE_SIZES)
+            seed_count = seeds or bft.BYZANTINE_SEEDS
+            runs = sum(1 + len(bft.BYZANTINE_BEHAVIOURS[p]) for p in bft.SCALING_PROTOCOLS)
+            step, stop = _progress(len(ns) * seed_count * runs)
             try:
-                ns = tuple(int(x) for x in sizes.split(",") if x.strip())
-            except ValueError:
-                raise fail(f"--sizes wants comma-separated integers, got {sizes!r}") from None
-            if not ns or min(ns) < 4:
-                raise fail("--sizes needs cluster sizes >= 4")
+                report = {
+                    "byzantine": bft.byzantine(
+                        ns, seeds=seed_count, duration_s=duration or bft.BYZANTINE_DURATION_S, progress=step
+                    )
+                }
+            finally:
+                stop()
+        else:
+            ns = _sizes(sizes, bft.SCALING_SIZES)
             step, stop = _progress(len(ns) * 2 * len(bft.SCALING_PROTOCOLS))
             try:
                 report = {"scaling": bft.scaling(ns, progress=step)}
@@ -78,8 +117,15 @@ def bench_bft_command(
         raise fail(str(exc)) from None
     if as_json:
         typer.echo(json.dumps(report))
+        if byzantine and not _byzantine_ok(report):
+            raise typer.Exit(1)
         return
     console = Console()
+    if byzantine:
+        _print_byzantine(console, report)
+        if not _byzantine_ok(report):
+            raise typer.Exit(1)
+        return
     if flood:
         result = report["flooding"]
         assert isinstance(result, dict)
@@ -108,3 +154,37 @@ def bench_bft_command(
             shown(lat["p50"]), shown(lat["p99"]), str(row["sim_seconds_of_load"]), f"{row['wall_seconds']:.1f}",
         )
     console.print(table)
+
+
+def _byzantine_ok(report: dict[str, object]) -> bool:
+    """A safety violation fails the command; a missed throughput target does not
+    (it is a measurement, reported in ``target_met``)."""
+    result = report["byzantine"]
+    assert isinstance(result, dict)
+    return bool(result["safety_violations"] == 0)
+
+
+def _print_byzantine(console: Console, report: dict[str, object]) -> None:
+    result = report["byzantine"]
+    assert isinstance(result, dict)
+    table = Table(
+        title=f"f Byzantine replicas vs fault-free, same seed ({result['duration_s']:g} s simulated)",
+        box=box.SIMPLE_HEAD,
+        padding=(0, 1),
+        pad_edge=False,
+        show_edge=False,
+    )
+    for col in ("protocol", "n", "behaviour", "seed", "healthy", "faulty", "ratio", "target", "met"):
+        table.add_column(col, justify="left" if col in ("protocol", "behaviour") else "right", no_wrap=True)
+    for row in result["rows"]:
+        table.add_row(
+            row["protocol"], str(row["nodes"]), row["behaviour"], str(row["seed"]),
+            f"{row['fault_free_ops']:,}", f"{row['committed_ops']:,}", f"{row['ratio']:.3f}",
+            f"{row['target_ratio']:.3f}", "yes" if row["target_met"] else "NO",
+        )
+    console.print(table)
+    console.print(
+        f"committed ops, {result['clients']} closed-loop clients; target: ratio >= (n - f) / n x "
+        f"{result['target_fraction']}; met everywhere: {'yes' if result['target_met'] else 'no'}; "
+        f"safety violations: {result['safety_violations']}"
+    )

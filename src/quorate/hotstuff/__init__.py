@@ -1,5 +1,6 @@
 """Chained HotStuff (Yin et al., PODC 2019): a sans-IO replica, its messages,
-quorum certificates and Byzantine test behaviours. Re-exports only."""
+quorum certificates, leader reputation (``reputation``) and Byzantine test
+behaviours. Re-exports only."""
 
 from quorate.hotstuff.byzantine import BEHAVIOURS, ByzantineReplica
 from quorate.hotstuff.config import HotStuffConfig

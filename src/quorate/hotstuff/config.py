@@ -5,14 +5,18 @@ calls ``validate()`` in its constructor so a bad setting fails at start with a
 message naming the field and the fix.
 
 Pacemaker timing (HotStuff §4.4, "Pacemaker"): a replica that expects progress
-waits ``view_timeout_s`` in a view before asking for the next one; every
-consecutive timeout without a new quorum certificate doubles the wait, up to
-``max_view_timeout_s``, so that after the network stabilises the views of
-honest replicas overlap long enough for an honest leader to finish a round
-(the exponential back-off of §4.4 and PBFT §4.4). A new QC resets the wait.
+waits ``view_timeout_s`` in a view before asking for the next one, and asks
+again every ``view_timeout_s`` until a certificate moves it on. Once a whole
+rotation of leaders failed without a new quorum certificate, the wait
+doubles, up to ``max_view_timeout_s``, so that after the network stabilises
+the views of honest replicas overlap long enough for an honest leader to
+finish a round (the exponential back-off of §4.4 and PBFT §4.4). A new QC
+resets the wait. Failures of single leaders do not double it: a rotation
+holds a correct leader, so only its failure says the wait is too short.
 
-Leader rotation is round-robin over views, ``views_per_leader`` consecutive
-views per leader (see that field for why the default is 2).
+Leaders take turns of ``views_per_leader`` consecutive views (see that field
+for why the default is 2), round-robin over the leader set that leader
+reputation chooses (``leader_reputation``, ``reputation_epoch_blocks``).
 """
 
 from __future__ import annotations
@@ -29,7 +33,9 @@ class HotStuffConfig:
     """Tunables of one HotStuff replica. Durations in seconds."""
 
     view_timeout_s: float = 1.0
-    """Time a view may take before the replica times out (doubled per failed view)."""
+    """Time a view may take before the replica times out (doubled per failed
+    rotation of leaders), and the interval at which a replica that timed out
+    asks again."""
     max_view_timeout_s: float = 30.0
     """Ceiling of the exponential back-off."""
     batch_max: int = 256
@@ -47,11 +53,19 @@ class HotStuffConfig:
     commit rule needs a block, its child and grandchild in consecutive views
     plus the QC collected by the next view's leader: four consecutive views
     with live leaders. With one view per leader, n = 4 and one crashed
-    replica never offer that; with two, any f faulty replicas leave a run of
-    at least three live leaders (six views). Set 1 for the paper's rotation."""
+    replica never offer that; with two, any f faulty leaders among at least
+    2f + 1 leave two live leaders in a row (four views). Set 1 for the
+    paper's rotation."""
     view_window: int = 1024
     """How far ahead of its view a replica keeps votes and NewViews (bounds memory
     a Byzantine sender can make it use)."""
+    leader_reputation: bool = True
+    """Rotate leadership over the replicas the committed chain shows proposing
+    and voting (``quorate.hotstuff.reputation``); False: over every replica."""
+    reputation_epoch_blocks: int = 4
+    """Committed blocks per reputation epoch: the leader set is recomputed
+    each time this many more blocks commit. Smaller reacts faster to a
+    faulty leader; larger judges each replica on more evidence."""
 
     def validate(self) -> HotStuffConfig:
         """Raise ``ConfigError`` naming the first bad field; return self."""
@@ -70,10 +84,13 @@ class HotStuffConfig:
             "retained_blocks",
             "view_window",
             "views_per_leader",
+            "reputation_epoch_blocks",
         ):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+        if not isinstance(self.leader_reputation, bool):
+            raise ConfigError(f"leader_reputation must be true or false, got {self.leader_reputation!r}")
         if self.fetch_max_blocks < 4:
             raise ConfigError(
                 f"fetch_max_blocks must be >= 4 so a fetch covers a 3-chain, got {self.fetch_max_blocks}"

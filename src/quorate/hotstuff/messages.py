@@ -6,9 +6,10 @@ checks the *shape* of a peer's message; ``HotStuffReplica.step`` still checks
 every claim (author, view, hashes, signatures) and drops what does not add up.
 
 - ``Block``: a batch of client commands, its parent's hash, its height, the
-  view it was proposed in and ``justify``, the quorum certificate of its
-  parent. A block's hash (``block_hash``) covers all of these fields, so a
-  hash named in a certificate pins the whole chain below it.
+  view it was proposed in, ``justify`` (the quorum certificate of its
+  parent) and the leaders whose views failed since the parent's. A
+  block's hash (``block_hash``) covers all of these fields, so a hash named
+  in a certificate pins the whole chain below it.
 - ``QuorumCertificate``: ``2f + 1`` votes for (view, block hash), as a signer
   bitmap plus the signatures in the form the ``QuorumSigner`` chose (one per
   signer, or one aggregate). ``TimeoutCertificate`` is the same for 2f + 1
@@ -49,6 +50,7 @@ __all__ = [
     "NewView",
     "Proposal",
     "QuorumCertificate",
+    "ReputationState",
     "SyncInfo",
     "TimeoutCertificate",
     "Vote",
@@ -94,7 +96,9 @@ class TimeoutCertificate(msgspec.Struct, array_like=True, frozen=True):
 
 class Block(msgspec.Struct, array_like=True, frozen=True):
     """A node of the chain. ``justify`` certifies the parent (its ``block_hash``
-    equals ``parent_hash``); ``commands`` are opaque client commands."""
+    equals ``parent_hash``); ``commands`` are opaque client commands;
+    ``failed_leaders`` is a bitmap of the leaders whose views failed since
+    the parent's (``quorate.hotstuff.reputation``), which voters check."""
 
     parent_hash: bytes
     view: int
@@ -102,6 +106,7 @@ class Block(msgspec.Struct, array_like=True, frozen=True):
     proposer: int
     justify: QuorumCertificate
     commands: tuple[bytes, ...] = ()
+    failed_leaders: bytes = b""
 
 
 def block_hash(block: Block) -> bytes:
@@ -154,10 +159,14 @@ class NewView(WireMessage, tag="hotstuff.NewView", frozen=True):
 
 
 class SyncInfo(WireMessage, tag="hotstuff.SyncInfo", frozen=True):
-    """Our highest certificates, sent to a replica whose NewView showed it lagging."""
+    """Our highest certificates, sent to a replica whose NewView showed it
+    lagging: ``commit_qc`` is the QC whose 3-chain committed our root (a
+    replica that missed it may have no other way to commit that far, if the
+    chain moved on along another branch)."""
 
     high_qc: QuorumCertificate
     high_tc: TimeoutCertificate | None = None
+    commit_qc: QuorumCertificate | None = None
 
 
 class BlockRequest(WireMessage, tag="hotstuff.BlockRequest", frozen=True):
@@ -179,13 +188,31 @@ class Forward(WireMessage, tag="hotstuff.Forward", frozen=True):
     commands: tuple[bytes, ...]
 
 
+class ReputationState(msgspec.Struct, array_like=True, frozen=True):
+    """The durable part of ``quorate.hotstuff.reputation.LeaderReputation``:
+    the leader sets still in use, each with the first view it leads (as
+    bitmaps of node ids; ``b""`` means every replica), what the current epoch
+    of committed blocks showed so far, who proposed the committed root, and
+    each replica's strikes and bench."""
+
+    leader_sets: tuple[tuple[int, bytes], ...]
+    proposed: bytes
+    signed: bytes
+    failed: bytes
+    root_proposer: int
+    strikes: tuple[int, ...]
+    benched_until_epoch: tuple[int, ...]
+
+
 class HardState(msgspec.Struct, array_like=True, frozen=True):
     """Durable replica state (persisted before any vote or NewView leaves).
 
     ``root_*`` name the last committed block and ``committed_index`` the global
     index of its last command; ``last_voted_view`` and ``last_newview`` keep a
     restarted replica from signing twice in a slot; ``high_qc``/``high_tc``
-    justify ``view`` to peers after a restart."""
+    justify ``view`` to peers after a restart; ``commit_qc`` is the QC that
+    committed the root (shown to lagging peers); ``reputation`` is the leader
+    reputation as of the committed root (``None``: none kept yet)."""
 
     view: int
     last_voted_view: int
@@ -197,6 +224,8 @@ class HardState(msgspec.Struct, array_like=True, frozen=True):
     committed_index: int
     last_newview: int = 0
     high_tc: TimeoutCertificate | None = None
+    commit_qc: QuorumCertificate | None = None
+    reputation: ReputationState | None = None
 
 
 HOTSTUFF_MESSAGE_TYPES: tuple[type[WireMessage], ...] = (

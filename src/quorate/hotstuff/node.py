@@ -3,13 +3,12 @@
 Theory of operation (Yin, Malkhi, Reiter, Gueta, Abraham, "HotStuff: BFT
 Consensus with Linearity and Responsiveness", PODC 2019, §5 and Algorithm 3):
 
-- **Chain.** The leader of view ``v`` (round-robin, ``views_per_leader``
-  consecutive views each, see ``HotStuffConfig``) proposes a block
-  extending the block of its highest QC (``high_qc``), which
-  the block carries as ``justify``. Every replica that accepts the proposal
-  votes for it *to the leader of view v + 1*, which aggregates 2f + 1 votes
-  into a QC and carries it in its own proposal: one phase per view, and each
-  QC advances the pipeline of the three-phase protocol by one step.
+- **Chain.** The leader of view ``v`` proposes a block extending the block
+  of its highest QC (``high_qc``), which the block carries as ``justify``.
+  Every replica that accepts the proposal votes for it *to the leader of
+  view v + 1*, which aggregates 2f + 1 votes into a QC and carries it in its
+  own proposal: one phase per view, and each QC advances the pipeline of the
+  three-phase protocol by one step.
 - **Lock (safeNode, Algorithm 1/3).** A replica votes for block ``b`` in view
   ``v`` only if ``v`` is above every view it voted in, and ``b`` extends the
   block of its ``locked_qc`` or ``b.justify`` is newer than the lock. On
@@ -23,18 +22,38 @@ Consensus with Linearity and Responsiveness", PODC 2019, §5 and Algorithm 3):
   in non-consecutive views are not enough. Only blocks extending the last
   committed block (``root``) are kept, so commits extend each other by
   construction (``invariant`` re-checks it).
+- **Leaders (``quorate.hotstuff.reputation``).** Leaders take turns of
+  ``views_per_leader`` consecutive views (see ``HotStuffConfig``), round-robin
+  over a *leader set* that the committed chain chooses, after DiemBFT's and
+  Aptos' leader reputation: replicas the chain shows proposing or voting
+  stay in, leaders whose views failed (each block names them, and its
+  voters check the list) and replicas that said nothing drop out, so a
+  silent, convicted or failing leader stops costing a view timeout per
+  turn. Safety never depends on who leads (a replica votes once per view);
+  a replica whose sets disagree with its peers' loses views, not safety.
 - **Pacemaker (§4.4, view synchronisation after DiemBFT).** A replica that
   expects progress (it knows of commands not yet committed, an uncommitted
   block with commands, or blocks it still has to fetch) arms a view timer;
-  an idle cluster arms none. On expiry it broadcasts ``NewView(v + 1)`` carrying its
-  highest QC and TC, and doubles the timer (reset by every new QC). 2f + 1
-  NewViews for one view form a ``TimeoutCertificate``; any QC for ``v - 1`` or
-  TC for ``v`` moves a replica into ``v``. f + 1 NewViews for the next view
-  make a replica join early (one of them is honest), and a NewView for a view
-  we already passed, or with a lower QC than ours, is answered with our
-  certificates (``SyncInfo``), so honest replicas converge on one view once
-  the network is stable. Only certificates change the view, so every honest
-  replica's view is justified by certificates it can show.
+  an idle cluster arms none. On expiry it broadcasts a ``NewView`` carrying
+  its highest QC and TC, for the first view of the next leader's turn
+  (``reputation.timeout_target``: one timeout skips the rest of a failed
+  turn, and after a turn's last view also the next turn, whose leader
+  collects that view's votes), and re-sends it every ``view_timeout_s``
+  until a certificate moves it on. The timeout doubles only after a whole
+  rotation of the leader set failed in a row (it holds a correct leader, so
+  the network, not a faulty leader, is too slow for the timeout), up to
+  ``max_view_timeout_s``, and a new QC resets it. 2f + 1 NewViews for one
+  view form a ``TimeoutCertificate``; any QC for ``v - 1`` or TC for ``v``
+  moves a replica into ``v``. f + 1 NewViews for the view we would ask for
+  make a replica join early (one of them is honest), and a NewView for a
+  view we already passed, or with a lower QC than ours, or one that arrives
+  while we expect nothing, is answered with our certificates (``SyncInfo``,
+  which also carries the QC that committed our root), so honest replicas
+  converge on one view and one committed root once the network is stable.
+  Only certificates change the view, so every honest replica's view is
+  justified by certificates it can show. Skipping views is safe: the vote
+  and lock rules compare views but never need consecutive ones, and a view
+  no honest replica entered holds none of their votes, so no QC.
 - **Commands.** A client command given to a replica is forwarded to the
   leaders of this view and the next (a leader omits commands already in its
   uncommitted chain). Every replica that knows a command watches it until it
@@ -42,7 +61,9 @@ Consensus with Linearity and Responsiveness", PODC 2019, §5 and Algorithm 3):
   all replicas, so every honest replica times out a leader that ignores them.
 - **Fetching.** A proposal whose parent is unknown waits while the missing
   ancestors are fetched by hash from its sender (re-asked of a random QC
-  signer on each timeout); a hash pins a block's content.
+  signer on each timeout); a hash pins a block's content. Its leader is
+  judged once the chain is in: the missing blocks may commit blocks that
+  change the leader set.
 - **Equivocation.** Proposals and votes are ``quorate.core.evidence``
   statements; two for one view are evidence, broadcast to all and checked by
   each replica, which then excludes the offender. A vote carries the leader's
@@ -55,7 +76,8 @@ contiguous from 1 on every honest replica (blocks without commands emit
 nothing). The same entries are in ``Ready.entries`` to be made durable.
 
 Durability: ``HardState`` (view, last voted view, locked and high QC, the
-committed root) is in the ``Ready`` of any vote or NewView it covers, so the
+committed root and the QC that committed it, the leader reputation) is in
+the ``Ready`` of any vote or NewView it covers, so the
 runtime persists it first; a replica rebuilt from it never signs two votes
 in one view and never unlocks. Blocks and commands waiting to be ordered are
 not durable: a restarted replica fetches its chain again, and clients retry
@@ -92,6 +114,7 @@ from quorate.hotstuff.messages import (
     NewView,
     Proposal,
     QuorumCertificate,
+    ReputationState,
     SyncInfo,
     TimeoutCertificate,
     Vote,
@@ -100,6 +123,7 @@ from quorate.hotstuff.messages import (
     vote_bytes,
 )
 from quorate.hotstuff.qc import IndividualSignatures, QuorumSigner, decode_signers
+from quorate.hotstuff.reputation import LeaderReputation, timeout_target
 from quorate.ids import NodeId
 
 __all__ = ["HotStuffReplica"]
@@ -171,6 +195,7 @@ class HotStuffReplica:
         self.rng = rng
         self.quorum_signer: QuorumSigner = quorum_signer or IndividualSignatures(verifier)
         self.evidence = EvidencePool(verifier)
+        self.reputation = self._new_reputation(None)
         self._now = now
 
         # Protocol state (durable parts mirrored in HardState).
@@ -180,6 +205,10 @@ class HotStuffReplica:
         self.locked_qc = GENESIS_QC
         self.high_qc = GENESIS_QC
         self.high_tc: TimeoutCertificate | None = None
+        self.commit_qc = GENESIS_QC
+        """The QC whose 3-chain committed the root."""
+        self._commit_qc_wanted: QuorumCertificate | None = None
+        """A peer's commit QC whose block we are fetching."""
         self.root_hash = GENESIS_HASH
         self.root_view = 0
         self.root_height = 0
@@ -220,7 +249,10 @@ class HotStuffReplica:
 
         # Pacemaker.
         self._deadline: float | None = None
-        self._consecutive_timeouts = 0
+        self._failed_views = 0
+        """Views we timed out in since our high QC last rose."""
+        self._timed_out_view = 0
+        """The view our timer last fired in (re-firing there only re-sends)."""
 
         # Output.
         self._messages: list[tuple[NodeId, Any]] = []
@@ -252,9 +284,21 @@ class HotStuffReplica:
         return self._id
 
     def leader(self, view: int) -> NodeId:
-        """The leader of ``view``: round-robin over the configured order,
-        ``config.views_per_leader`` consecutive views each."""
-        return self.replicas[(view // self.config.views_per_leader) % self.n]
+        """The leader of ``view``: the members of the leader set in force at
+        ``view`` take turns, ``config.views_per_leader`` consecutive views
+        each (every replica, in the configured order, until the committed
+        chain says otherwise: ``quorate.hotstuff.reputation``)."""
+        return self.reputation.leader(view)
+
+    def _new_reputation(self, state: ReputationState | None) -> LeaderReputation:
+        return LeaderReputation(
+            self.replicas,
+            views_per_leader=self.config.views_per_leader,
+            epoch_blocks=self.config.reputation_epoch_blocks,
+            minimum=self.quorum,
+            enabled=self.config.leader_reputation,
+            state=state,
+        )
 
     @property
     def detections(self) -> list[tuple[NodeId, str, int, int]]:
@@ -360,6 +404,8 @@ class HotStuffReplica:
             committed_index=self.committed_index,
             last_newview=self.last_newview,
             high_tc=self.high_tc,
+            commit_qc=self.commit_qc,
+            reputation=self.reputation.state() if self.config.leader_reputation else None,
         )
 
     def _restore(self, raw: Any, entries: Sequence[Entry]) -> None:
@@ -390,6 +436,13 @@ class HotStuffReplica:
         self.high_tc = hs.high_tc
         if hs.high_tc is not None:
             self._verified_tcs.add(hs.high_tc.view)
+        if hs.commit_qc is not None:
+            self.commit_qc = hs.commit_qc
+            self._verified_qcs.add((hs.commit_qc.view, hs.commit_qc.block_hash))
+        # The leader sets as of our committed root. A state saved without
+        # them starts from every replica and may disagree with the peers'
+        # sets: that costs views, not safety.
+        self.reputation = self._new_reputation(hs.reputation)
         # Only certificates move the view, so peers accept the view we resume
         # in only if ours justify it (a state written before high_tc was kept
         # resumes in the view its high QC justifies).
@@ -411,8 +464,8 @@ class HotStuffReplica:
         if b.proposer != sender:
             self._reject(sender, p, "claimed proposer is not the sender")
             return
-        if b.view < 1 or sender != self.leader(b.view):
-            self._reject(sender, p, "sender is not the leader of the view")
+        if b.view < 1:
+            self._reject(sender, p, "invalid view")
             return
         if b.view < self.view:
             self._reject(sender, p, "stale view")
@@ -425,6 +478,13 @@ class HotStuffReplica:
         j = b.justify
         if j.block_hash != b.parent_hash or not 0 <= j.view < b.view or b.height < 1:
             self._reject(sender, p, "justify does not certify the parent")
+            return
+        # Who leads a view depends on what we committed; a proposal whose
+        # parent we lack, or whose QC is newer than ours, may teach us commits
+        # that change it, so its leader is judged once its chain is in.
+        behind = j.view > self.high_qc.view or not self._parent_known(b.parent_hash)
+        if not behind and sender != self.leader(b.view):
+            self._reject(sender, p, "sender is not the leader of the view")
             return
         h = block_hash(b)
         statement = SignedStatement(int(sender), PROPOSAL_KIND, b.view, 0, h, p.signature)
@@ -449,17 +509,26 @@ class HotStuffReplica:
             # Certificates moved us past the proposal's view meanwhile.
             self._reject(sender, p, "stale view")
             return
-        if self._add_block(b, h):
-            self._process_proposal(b, h, p.signature)
-        else:
-            self._awaiting[h] = p
-            self._request_ancestors(b.parent_hash, sender)
+        if self._parent_known(b.parent_hash):
+            if sender != self.leader(b.view):
+                self._reject(sender, p, "sender is not the leader of the view")
+                return
+            if self._add_block(b, h):
+                self._process_proposal(b, h, p.signature)
+            return
+        # The leader is checked again when the missing ancestors connect it.
+        self._add_block(b, h)
+        self._awaiting[h] = p
+        self._request_ancestors(b.parent_hash, sender)
 
     def _process_proposal(self, b: Block, h: bytes, proposer_signature: bytes) -> None:
         """``b`` is connected and was proposed in the current view: update the
         lock and commits from its chain, and vote if safe."""
         self._update_chain(b)
         if b.view != self.view:
+            return
+        if b.failed_leaders != self._expected_failed_leaders(b):
+            self._reject(NodeId(b.proposer), b, "failed leaders do not match ours")
             return
         if b.view > self.last_voted_view and self._safe_node(b, h):
             self.last_voted_view = b.view
@@ -473,6 +542,14 @@ class HotStuffReplica:
                 self._messages.append((collector, vote))
         # The view only changes on a certificate (QC for it, or TC for the
         # next), so every honest replica's view is justified to the others.
+
+    def _expected_failed_leaders(self, b: Block) -> bytes:
+        """What ``b`` must record as failed leaders, by our leader sets."""
+        parent = self._blocks.get(b.parent_hash)
+        if parent is not None:
+            return self.reputation.failed_leaders(parent.view, parent.proposer, b.view)
+        # Connected blocks extend a known block or the root.
+        return self.reputation.failed_leaders(self.root_view, self.reputation.root_proposer, b.view)
 
     def _safe_node(self, b: Block, h: bytes) -> bool:
         """safeNode: ``b`` extends the locked block, or its justify is newer."""
@@ -513,9 +590,13 @@ class HotStuffReplica:
         if b0 is None or b0.height <= self.root_height:
             return
         if b2.view == b1.view + 1 and b1.view == b0.view + 1:
-            self._commit(b1.parent_hash, b0)
+            self._commit(b1.parent_hash, b0, qc.view)
+            if qc.view > self.commit_qc.view:
+                self.commit_qc = qc
 
-    def _commit(self, h: bytes, b: Block) -> None:
+    def _commit(self, h: bytes, b: Block, trigger_view: int) -> None:
+        """Commit ``b`` (hash ``h``) and its uncommitted ancestors, on the QC
+        of ``trigger_view``."""
         chain: list[tuple[bytes, Block]] = []
         current_hash, current = h, b
         while current.height > self.root_height:
@@ -534,6 +615,9 @@ class HotStuffReplica:
         committed = set()
         for block_h, block in reversed(chain):
             committed.add(block_h)
+            self.reputation.on_commit(
+                block.view, block.height, block.proposer, block.justify.signers, block.failed_leaders, trigger_view
+            )
             for command in block.commands:
                 self.committed_index += 1
                 self._committed.append(Entry(block.view, self.committed_index, ENTRY_NORMAL, command))
@@ -623,13 +707,17 @@ class HotStuffReplica:
         if b.commands:
             self._open_commands.add(h)
         waiting = self._awaiting.pop(h, None)
-        if waiting is not None and b.view == self.view:
+        if waiting is not None and b.view == self.view and self.leader(b.view) == b.proposer:
             self._process_proposal(b, h, waiting.signature)
         else:
             self._update_chain(b)
         if self.high_qc.block_hash == h:
             self._update_from_qc(self.high_qc)
             self._try_propose()
+        wanted = self._commit_qc_wanted
+        if wanted is not None and wanted.block_hash == h:
+            self._commit_qc_wanted = None
+            self._update_from_qc(wanted)
         return True
 
     def _request_ancestors(self, missing: bytes, source: NodeId) -> None:
@@ -774,7 +862,7 @@ class HotStuffReplica:
         if qc.view > self.high_qc.view:
             self.high_qc = qc
             self._dirty = True
-            self._consecutive_timeouts = 0
+            self._failed_views = 0
             self._update_from_qc(qc)
         self._enter_view(qc.view + 1)
         if qc.view > self.root_view and not self._parent_known(qc.block_hash):
@@ -833,8 +921,19 @@ class HotStuffReplica:
         )
 
     def _timeout_s(self) -> float:
-        doublings = min(self._consecutive_timeouts, MAX_BACKOFF_DOUBLINGS)
+        """How long the current view may take: doubled once per full rotation
+        of the leader set that failed in a row (a rotation holds a correct
+        leader, so its failure says the timeout is short for the network, not
+        that leaders are faulty), capped by ``max_view_timeout_s``."""
+        rotations = self._failed_views // len(self.reputation.leaders)
+        doublings = min(rotations, MAX_BACKOFF_DOUBLINGS)
         return min(self.config.view_timeout_s * (1 << doublings), self.config.max_view_timeout_s)
+
+    def _timeout_target(self, view: int) -> int:
+        """The view a timeout in ``view`` asks to enter (``reputation.timeout_target``):
+        a failed leader's remaining views are skipped with one timeout
+        certificate instead of one timeout each."""
+        return timeout_target(view, self.config.views_per_leader)
 
     def _arm_timer(self) -> None:
         if self._deadline is None:
@@ -844,9 +943,13 @@ class HotStuffReplica:
             self._deadline = None
 
     def _on_timeout(self) -> None:
-        self._consecutive_timeouts += 1
-        self._deadline = self._now + self._timeout_s()
-        self._send_newview(self.view + 1)
+        if self._timed_out_view != self.view:
+            self._timed_out_view = self.view
+            self._failed_views += 1
+        # Until a certificate moves us on, re-send every base timeout (a NewView
+        # lost in a partition is sent again soon after it heals).
+        self._deadline = self._now + self.config.view_timeout_s
+        self._send_newview(self._timeout_target(self.view))
         self._refetch()
         # Commands we know of may have died with a leader's queue: propose them
         # ourselves when our turn comes, and make every replica watch our
@@ -887,19 +990,21 @@ class HotStuffReplica:
         self._on_qc(nv.high_qc)
         if nv.high_tc is not None:
             self._on_tc(nv.high_tc)
-        if nv.view <= self.view or nv.high_qc.view < self.high_qc.view:
+        if nv.view <= self.view or nv.high_qc.view < self.high_qc.view or self._deadline is None:
             # The sender lags (in view, or in the QC it knows; it may have
-            # missed the proposal that would commit for it): catch it up.
+            # missed the proposal that would commit for it), or it times out
+            # while we expect nothing (it may have missed the QC that
+            # committed what it waits for): catch it up.
             self._answer_lagging(sender, nv.view)
         if nv.view <= self.view:
             return
-        if nv.view > self.view + 1:
+        if nv.view > self._timeout_target(self.view):
             self._reject(sender, nv, "view not justified by its certificates")
             return
         self._count_newview(sender, nv.view, nv.signature)
 
     def _count_newview(self, sender: NodeId, view: int, signature: bytes) -> None:
-        if view != self.view + 1:
+        if view != self._timeout_target(self.view):
             return
         senders = self._newviews.setdefault(view, {})
         senders[sender] = signature
@@ -918,7 +1023,8 @@ class HotStuffReplica:
         if last is not None and last[0] >= view and self._now - last[1] < self.config.view_timeout_s:
             return
         self._synced[sender] = (view, self._now)
-        self._messages.append((sender, SyncInfo(self.high_qc, self.high_tc)))
+        commit_qc = self.commit_qc if self.commit_qc.view > 0 else None
+        self._messages.append((sender, SyncInfo(self.high_qc, self.high_tc, commit_qc)))
 
     def _on_sync_info(self, sender: NodeId, s: SyncInfo) -> None:
         if not self._check_qc(s.high_qc):
@@ -927,9 +1033,25 @@ class HotStuffReplica:
         if s.high_tc is not None and not self._check_tc(s.high_tc):
             self._reject(sender, s, "invalid TC")
             return
+        if s.commit_qc is not None and s.commit_qc.view > self.commit_qc.view:
+            if not self._check_qc(s.commit_qc):
+                self._reject(sender, s, "invalid commit QC")
+                return
+            self._learn_commit_qc(s.commit_qc, sender)
         self._on_qc(s.high_qc)
         if s.high_tc is not None:
             self._on_tc(s.high_tc)
+
+    def _learn_commit_qc(self, qc: QuorumCertificate, source: NodeId) -> None:
+        """Apply a peer's verified commit QC: the lock and commit rules, once
+        its block is in (fetched first if need be)."""
+        if qc.view <= self.root_view:
+            return
+        if qc.block_hash in self._blocks:
+            self._update_from_qc(qc)
+        else:
+            self._commit_qc_wanted = qc
+            self._request_ancestors(qc.block_hash, source)
 
     # ------------------------------------------------------------------ leader
 
@@ -947,9 +1069,9 @@ class HotStuffReplica:
             return  # idle: proposing empty blocks would only spin
         parent = self._blocks.get(qc.block_hash)
         if parent is not None:
-            parent_height = parent.height
+            parent_height, parent_proposer = parent.height, parent.proposer
         elif qc.block_hash == self.root_hash:
-            parent_height = self.root_height
+            parent_height, parent_proposer = self.root_height, self.reputation.root_proposer
         else:
             self._request_ancestors(qc.block_hash, self.leader(qc.view))
             return
@@ -962,7 +1084,8 @@ class HotStuffReplica:
                     break
         for c in commands:
             del self._queue[c]
-        block = Block(qc.block_hash, view, parent_height + 1, int(self._id), qc, tuple(commands))
+        failed = self.reputation.failed_leaders(qc.view, parent_proposer, view)
+        block = Block(qc.block_hash, view, parent_height + 1, int(self._id), qc, tuple(commands), failed)
         h = block_hash(block)
         signature = self.signer.sign(statement_bytes(PROPOSAL_KIND, view, 0, h))
         self._seen_proposals.add((view, h))

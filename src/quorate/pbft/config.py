@@ -17,6 +17,11 @@ message that names the field and the fix.
 - View changes (§4.4, §4.5.2): a backup waiting for a request longer than
   ``view_change_timeout_s`` suspects the primary; a view change that does not
   end within the timeout moves to the next view with the timeout doubled.
+- Slow primary (after Prime and Aardvark): a backup also suspects a primary
+  that orders the requests it forwards far more slowly than the backups
+  prepare a batch (``slow_primary_factor``, ``slow_primary_min_delay_s``);
+  without it a primary that holds each pre-prepare until just before T
+  keeps its view.
 - Retransmission (§5.2): a replica that made no progress for
   ``retransmit_interval_s`` re-sends its own latest messages, so lost
   messages cost time, not liveness.
@@ -75,6 +80,14 @@ class PbftConfig:
     from its peers' memory."""
     max_view_change_backoff: int = 10
     """The view-change timeout doubles at most this many times."""
+    slow_primary_factor: float = 8.0
+    """A backup suspects a primary whose median ordering delay (from forwarding
+    a request to the pre-prepare that assigns it) exceeds this many times the
+    median time a batch takes to prepare, plus ``batch_timeout_s``
+    (0: only the view-change timeout deposes a primary)."""
+    slow_primary_min_delay_s: float = 0.1
+    """...and exceeds this, so that a primary is never suspected for delays
+    too short to matter, however fast the preparing round is."""
     authentication: str = AUTH_SIGNATURES
     """How the normal case is authenticated: ``"signatures"`` (every message
     signed: prepared certificates travel in view changes, commit certificates
@@ -123,6 +136,12 @@ class PbftConfig:
         if self.authentication not in AUTHENTICATION_MODES:
             raise ConfigError(
                 f"authentication must be one of {', '.join(AUTHENTICATION_MODES)}, got {self.authentication!r}"
+            )
+        if not (self.slow_primary_factor >= 0 and self.slow_primary_min_delay_s >= 0):
+            raise ConfigError(
+                "slow_primary_factor and slow_primary_min_delay_s must be >= 0 "
+                f"(0 turns slow-primary suspicion off), got {self.slow_primary_factor} and "
+                f"{self.slow_primary_min_delay_s}"
             )
         if not self.batch_timeout_s >= 0:
             raise ConfigError(f"batch_timeout_s must be >= 0 seconds, got {self.batch_timeout_s}")

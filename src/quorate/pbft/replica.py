@@ -1,7 +1,14 @@
 """A PBFT replica as a sans-IO state machine (Castro & Liskov, OSDI '99 and
 TOCS 2002 §4).
 
-Theory of operation.
+Theory of operation. This module holds the replica's state, the normal
+case, execution, the view change and durability; three concerns live beside
+it as ``PbftReplica`` methods defined in their own modules and attached to
+the class below: ``quorate.pbft.checkpoints`` (stable checkpoints, garbage
+collection), ``quorate.pbft.state_transfer`` (fetching the entries below a
+stable checkpoint) and ``quorate.pbft.retransmission`` (re-sending, status
+messages, answering peers that lag). ``quorate.pbft.view_change`` is the
+new primary's decision procedure in MAC mode, as pure functions.
 
 - **Views and the primary** (§4.1): replicas are numbered by their position in
   ``replicas``; the primary of view v is ``replicas[v % n]``. With
@@ -27,7 +34,18 @@ Theory of operation.
 - **View change** (§4.4, §4.5.2): a backup that waits for a command longer
   than T sends a signed ``ViewChange`` for v + 1 with its stable checkpoint
   proof and its prepared certificates P, and stops taking normal-case
-  messages. Once q view changes for v + 1 are in, it waits T·2^k for the new
+  messages. It also suspects a *slow* primary (after Prime's turnaround
+  bound and Aardvark's expectations of the primary): a backup times each
+  request it forwards to the primary until a pre-prepare assigns it, and
+  each batch it accepts until it prepares (a round among the backups that
+  the primary cannot slow down); once the median of its last
+  ``ORDER_SAMPLES`` orderings in the view exceeds ``slow_primary_factor``
+  times the median preparing time plus ``batch_timeout_s``, and
+  ``slow_primary_min_delay_s``, it asks for the next view. A primary that
+  holds every pre-prepare until just before T would otherwise keep its
+  view at a fraction of a percent of the throughput. One faulty backup
+  cannot depose a primary this way: a view change needs f + 1 to spread.
+  Once q view changes for v + 1 are in, it waits T·2^k for the new
   view (k counts successive failed view changes) before moving on. f + 1 view
   changes for higher views pull a replica along. Every valid view change for
   a view not yet installed is kept by view and author, so the quorum for v
@@ -111,8 +129,9 @@ checkpoints are signed:
 
 from __future__ import annotations
 
-import hashlib
 import random
+import statistics
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
@@ -129,10 +148,11 @@ from quorate.core.ready import ENTRY_NORMAL, Entry, Ready, Rejection
 from quorate.core.signing import Signer, Verifier
 from quorate.errors import ConfigError, invariant
 from quorate.ids import NodeId
+from quorate.pbft import checkpoints, retransmission, state_transfer
+from quorate.pbft.checkpoints import chain_digest
 from quorate.pbft.config import AUTH_MACS, PbftConfig
 from quorate.pbft.messages import (
     DIGEST_BYTES,
-    KIND_CHECKPOINT,
     KIND_COMMIT,
     KIND_PRE_PREPARE,
     KIND_PREPARE,
@@ -153,9 +173,9 @@ from quorate.pbft.messages import (
     Status,
     ViewChange,
     batch_digest,
-    checkpoint_payload,
     command_digest,
 )
+from quorate.pbft.retransmission import HELP_NEW_VIEW, HELP_VIEW_CHANGES
 from quorate.pbft.view_change import NewViewDecision, decide_new_view, pre_prepared_claims_per_seq
 
 
@@ -183,33 +203,26 @@ class RecoveredState(Protocol):
 
 GENESIS_STATE_DIGEST = bytes(DIGEST_BYTES)
 """The running hash of the empty history."""
-_HELP_PROOF = -1
-_HELP_STATUS = -2
-_HELP_NEW_VIEW = -3
-_HELP_VIEW_CHANGES = -4
-"""Keys (besides sequence numbers) under which help to a peer is rate-limited."""
 VIEW_CHANGES_KEPT_PER_REPLICA = 4
 """View changes kept per author for views not yet installed: enough for a
 replica that moved on a few views while others still gather the older ones,
 bounded against a replica signing one for every view."""
 
 
-def chain_digest(previous: bytes, entry: Entry) -> bytes:
-    """The state digest after committing ``entry`` on top of ``previous``."""
-    h = hashlib.blake2b(previous, digest_size=DIGEST_BYTES)
-    h.update(entry.index.to_bytes(8, "big"))
-    h.update(entry.term.to_bytes(8, "big"))
-    h.update(entry.data)
-    return h.digest()
+ORDER_SAMPLES = 8
+"""Orderings (forward to pre-prepare) a backup judges the primary's speed on."""
+PREPARE_SAMPLES = 32
+"""Preparing times (pre-prepare to prepared) a backup keeps as its yardstick."""
 
 
 class _Slot:
     """What a replica knows about one sequence number in the current view."""
 
-    __slots__ = ("commits", "committed", "digest", "my_commit", "my_prepare", "pre_prepare",
-                 "prepared", "prepares", "votes")
+    __slots__ = ("accepted_at", "commits", "committed", "digest", "my_commit", "my_prepare",
+                 "pre_prepare", "prepared", "prepares", "votes")
 
     def __init__(self) -> None:
+        self.accepted_at: float | None = None
         self.pre_prepare: PrePrepare | None = None
         self.digest = b""
         self.prepares: dict[int, Prepare] = {}
@@ -223,6 +236,27 @@ class _Slot:
 
 class PbftReplica:
     """One PBFT replica. See the module docstring for the protocol."""
+
+    # -------------------------------------------------------- checkpoints.py
+    _make_checkpoint = checkpoints._make_checkpoint
+    _on_checkpoint = checkpoints._on_checkpoint
+    _record_checkpoint = checkpoints._record_checkpoint
+    _valid_checkpoint_proof = checkpoints._valid_checkpoint_proof
+    _stabilize = checkpoints._stabilize
+    # ----------------------------------------------------- state_transfer.py
+    _request_state = state_transfer._request_state
+    _on_fetch_state = state_transfer._on_fetch_state
+    _on_state_transfer = state_transfer._on_state_transfer
+    # ----------------------------------------------------- retransmission.py
+    _retransmit = retransmission._retransmit
+    _on_status = retransmission._on_status
+    _vouch = retransmission._vouch
+    _on_committed_batch = retransmission._on_committed_batch
+    _on_vouch = retransmission._on_vouch
+    _may_help = retransmission._may_help
+    _help = retransmission._help
+    _own_pre_prepare = retransmission._own_pre_prepare
+    _help_stale = retransmission._help_stale
 
     def __init__(
         self,
@@ -319,6 +353,11 @@ class PbftReplica:
         self._pending_per_peer: dict[int, int] = {}
         self._unassigned: dict[bytes, None] = {}
         self._assigned: set[bytes] = set()
+        # how fast the primary orders (see "slow primary" above)
+        self._forwarded_at: dict[bytes, float] = {}
+        """Digest -> when we last sent the command to this view's primary."""
+        self._order_delays: deque[float] = deque(maxlen=ORDER_SAMPLES)
+        self._prepare_delays: deque[float] = deque(maxlen=PREPARE_SAMPLES)
 
         # timers (absolute deadlines on the local clock)
         self._batch_deadline: float | None = None
@@ -451,7 +490,7 @@ class PbftReplica:
                 self._enqueue(d)
                 self._maybe_flush()
             else:
-                self._send(self.primary, Request(command))
+                self._forward(d, command)
                 if self._request_deadline is None:
                     self._request_deadline = now + self.config.view_change_timeout_s
         self._arm_retransmit()
@@ -618,9 +657,35 @@ class PbftReplica:
             self._maybe_flush()
         else:
             # §4.4: a backup hands the command on to the primary and watches it.
-            self._send(self.primary, Request(command))
+            self._forward(d, command)
             if self._request_deadline is None:
                 self._request_deadline = self._now + self.config.view_change_timeout_s
+
+    def _forward(self, d: bytes, command: bytes) -> None:
+        """A backup hands a command to the primary and times its ordering."""
+        self._send(self.primary, Request(command))
+        self._forwarded_at[d] = self._now
+
+    def _time_ordering(self, batch: tuple[bytes, ...]) -> None:
+        """A pre-prepare came: time the commands we forwarded, and suspect a
+        primary that keeps taking far longer to order them than the backups
+        take to prepare a batch."""
+        forwarded = self._forwarded_at
+        if not forwarded:
+            return
+        for command in batch:
+            sent = forwarded.pop(command_digest(command), None)
+            if sent is not None:
+                self._order_delays.append(self._now - sent)
+        factor = self.config.slow_primary_factor
+        if factor <= 0 or len(self._order_delays) < ORDER_SAMPLES or not self._prepare_delays:
+            return
+        bound = max(
+            factor * statistics.median(self._prepare_delays) + self.config.batch_timeout_s,
+            self.config.slow_primary_min_delay_s,
+        )
+        if statistics.median(self._order_delays) > bound and self.view_active:
+            self._start_view_change(self.view + 1)
 
     def _enqueue(self, d: bytes) -> None:
         if d in self._assigned:
@@ -732,9 +797,11 @@ class PbftReplica:
             self._reject(sender, "PrePrepare", "conflicts with this replica's own prepare")
             return
         self._accept_pre_prepare(m.seq, slot, m, digest)
+        self._time_ordering(m.batch)
 
     def _accept_pre_prepare(self, seq: int, slot: _Slot, pp: PrePrepare, digest: bytes) -> None:
         slot.pre_prepare, slot.digest = pp, digest
+        slot.accepted_at = self._now
         if self._pending or self.primary_of(pp.view) == self._id:  # for commands still to order
             for command in pp.batch:
                 self._assigned.add(command_digest(command))
@@ -826,6 +893,8 @@ class PbftReplica:
             return
         slot.prepared = True
         self._hard_dirty = True
+        if slot.accepted_at is not None:
+            self._prepare_delays.append(self._now - slot.accepted_at)
         if self._macs:
             self._p_claims[seq] = SlotClaim(seq, slot.digest, pp.view)
             unsigned = Commit(pp.view, seq, slot.digest, int(self._id), b"")
@@ -873,55 +942,6 @@ class PbftReplica:
             self._commit_certs[pp.seq] = CommittedBatch(pp, tuple(commits.values())[: self.quorum])
             self._execute_ready()
 
-    def _may_help(self, sender: NodeId, what: int) -> bool:
-        """Answer each peer about each thing (a slot, or a negative code for
-        the proof and our status) at most once per retransmission period:
-        two replicas that both finished a slot must not answer each other
-        forever, and a peer asking again later is answered again."""
-        if self._now - self._helped_since >= self.config.retransmit_interval_s:
-            self._helped.clear()
-            self._helped_since = self._now
-        key = (int(sender), what)
-        if key in self._helped:
-            return False
-        self._helped.add(key)
-        return True
-
-    def _help(self, sender: NodeId, seq: int, slot: _Slot) -> None:
-        """``sender`` repeats itself for a slot this replica finished: it
-        missed our messages, so send them again (to it alone)."""
-        if not self._may_help(sender, seq):
-            return
-        pp = self._own_pre_prepare(slot)
-        if pp is not None:
-            self._send(sender, pp)
-        if slot.my_prepare is not None:
-            self._send(sender, slot.my_prepare)
-        if slot.my_commit is not None:
-            self._send(sender, slot.my_commit)
-        cert = self._commit_certs.get(seq)
-        if self._macs and cert is not None and seq <= self.executed_seq:
-            # It may hold another batch for the slot (an equivocating
-            # primary's): our messages cannot help it, our word can.
-            self._send(sender, self._vouch(sender, cert))
-
-    def _own_pre_prepare(self, slot: _Slot) -> PrePrepare | None:
-        """The pre-prepare this replica, as primary, may send again for the
-        slot. With MACs, not one of a new-view's O: those carry no
-        authenticator (the signed ``NewView`` covers them, and it is what a
-        replica that missed them is sent)."""
-        pp = slot.pre_prepare
-        if pp is None or self.primary != self._id or (self._macs and not pp.macs):
-            return None
-        return pp
-
-    def _help_stale(self, sender: NodeId) -> None:
-        """``sender`` works below our stable checkpoint: show it the proof."""
-        if not self._may_help(sender, _HELP_PROOF):
-            return
-        for cp in self._stable_proof:
-            self._send(sender, cp)
-
     # ---------------------------------------------------------- execution
 
     def _execute_ready(self) -> None:
@@ -968,104 +988,6 @@ class PbftReplica:
         if seq % self._k == 0:
             self._make_checkpoint(seq)
 
-    # -------------------------------------------------------- checkpoints
-
-    def _make_checkpoint(self, seq: int) -> None:
-        payload = checkpoint_payload(self.entry_index, self.state_digest)
-        signature = self._sign(KIND_CHECKPOINT, seq, 0, payload)
-        cp = Checkpoint(seq, self.entry_index, self.state_digest, int(self._id), signature)
-        self._own_checkpoints[seq] = cp
-        self._broadcast(cp)
-        self._record_checkpoint(cp)
-
-    def _on_checkpoint(self, sender: NodeId, m: Checkpoint) -> None:
-        # Checkpoints may be relayed (a stable proof shown to a replica that
-        # fell behind): the signature, not the sender, names the author.
-        if m.replica not in self._members:
-            self._reject(sender, "Checkpoint", "unknown author")
-            return
-        if m.seq <= 0 or m.seq % self._k or len(m.state_digest) != DIGEST_BYTES or m.entry_index < 0:
-            self._reject(sender, "Checkpoint", "malformed checkpoint")
-            return
-        if m.seq <= self.stable_seq:
-            # A peer repeating the checkpoint our proof covers has not seen it
-            # become stable (older ones it will learn about from this one).
-            if m.seq == self.stable_seq:
-                self._help_stale(sender)
-            return
-        known = self._cp_by_replica.get(m.replica, {}).get(m.seq)
-        if known is not None and known.signature == m.signature:
-            return
-        if not verify_statement(m.statement(), self._verifier):
-            self._reject(sender, "Checkpoint", "bad signature")
-            return
-        if self._observe(m.statement()) or known is not None:
-            return
-        self._record_checkpoint(m)
-
-    def _record_checkpoint(self, cp: Checkpoint) -> None:
-        mine = self._cp_by_replica.setdefault(cp.replica, {})
-        mine[cp.seq] = cp
-        # Keep a few of each replica's newest checkpoints: enough to see a
-        # proof form, bounded against a replica sending one for every K.
-        keep = self._window // self._k + 1
-        while len(mine) > keep:
-            lowest = min(mine)
-            old = mine.pop(lowest)
-            votes = self._cp_votes.get((lowest, old.payload()))
-            if votes is not None:
-                votes.pop(old.replica, None)
-        votes = self._cp_votes.setdefault((cp.seq, cp.payload()), {})
-        votes[cp.replica] = cp
-        if len(votes) >= self.quorum and cp.seq > self.stable_seq:
-            self._stabilize(tuple(votes[r] for r in sorted(votes)[: self.quorum]))
-
-    def _valid_checkpoint_proof(self, proof: tuple[Checkpoint, ...]) -> bool:
-        if len(proof) < self.quorum:
-            return False
-        first = proof[0]
-        if first.seq <= 0 or first.seq % self._k:
-            return False
-        payload = first.payload()
-        seen: set[int] = set()
-        for cp in proof:
-            if cp.replica in seen or cp.replica not in self._members:
-                return False
-            if cp.seq != first.seq or cp.payload() != payload:
-                return False
-            if not verify_statement(cp.statement(), self._verifier):
-                return False
-            seen.add(cp.replica)
-        return True
-
-    def _stabilize(self, proof: tuple[Checkpoint, ...]) -> None:
-        """§4.3: the checkpoint at ``proof``'s seq is stable; collect garbage."""
-        h = proof[0].seq
-        invariant(h > self.stable_seq, "stable checkpoints only move forward")
-        self.stable_seq = h
-        self._stable_proof = proof
-        self._stable_entry_index = proof[0].entry_index
-        self._hard_dirty = True
-        for table in (self._slots, self._prepared_certs, self._own_checkpoints, self._commit_certs, self._vouches):
-            for s in [s for s in table if s <= h]:
-                del table[s]
-        self._signed = {k: v for k, v in self._signed.items() if k[2] > h}
-        if self._macs:
-            self._p_claims = {s: c for s, c in self._p_claims.items() if s > h}
-            self._q_claims = {s: q for s, q in self._q_claims.items() if s > h}
-            self._prune_claimed_batches()
-        self._cp_votes = {k: v for k, v in self._cp_votes.items() if k[0] > h}
-        for by_seq in self._cp_by_replica.values():
-            for s in [s for s in by_seq if s <= h]:
-                del by_seq[s]
-        self.pool.forget_below(h + 1)
-        if self._next_seq <= h:
-            self._next_seq = h + 1
-        if self.executed_seq < h:
-            self._request_state()
-        else:
-            self._maybe_flush()
-
     # ------------------------------------------------- MAC-mode claims
 
     def _record_pre_prepared(self, seq: int, digest: bytes, view: int, pp: PrePrepare) -> None:
@@ -1103,64 +1025,6 @@ class PbftReplica:
         batches = tuple(self._claim_batches[d] for d in named if d in self._claim_batches)
         return p, q, batches
 
-    # ----------------------------------------------------- state transfer
-
-    def _request_state(self) -> None:
-        holders = [cp.replica for cp in self._stable_proof if cp.replica != self._id]
-        if holders:
-            target = NodeId(self._rng.choice(holders))
-            self._send(target, FetchState(self.entry_index + 1))
-
-    def _on_fetch_state(self, sender: NodeId, m: FetchState) -> None:
-        if not self._stable_proof or self.executed_seq < self.stable_seq:
-            return
-        last = self._stable_entry_index
-        if not self._log_first <= m.from_index <= last + 1:
-            self._reject(sender, "FetchState", "requested entries are not retained here")
-            return
-        lo = m.from_index - self._log_first
-        hi = last - self._log_first + 1
-        self._send(sender, StateTransfer(self._stable_proof, m.from_index, tuple(self._log[lo:hi])))
-
-    def _on_state_transfer(self, sender: NodeId, m: StateTransfer) -> None:
-        if not m.checkpoint_proof or m.checkpoint_proof[0].seq <= self.executed_seq:
-            return
-        if m.first_index != self.entry_index + 1:
-            return
-        first = m.checkpoint_proof[0]
-        if first.entry_index - self.entry_index != len(m.entries):
-            self._reject(sender, "StateTransfer", "entries do not reach the checkpoint")
-            return
-        if not self._valid_checkpoint_proof(m.checkpoint_proof):
-            self._reject(sender, "StateTransfer", "invalid checkpoint proof")
-            return
-        digest = self.state_digest
-        seen: set[bytes] = set()
-        for i, entry in enumerate(m.entries):
-            d = command_digest(entry.data)
-            if entry.index != m.first_index + i or entry.kind != ENTRY_NORMAL or d in self._executed or d in seen:
-                self._reject(sender, "StateTransfer", "entries are not a valid history")
-                return
-            seen.add(d)
-            digest = chain_digest(digest, entry)
-        if digest != first.state_digest:
-            self._reject(sender, "StateTransfer", "entries do not match the checkpoint digest")
-            return
-        for entry in m.entries:
-            d = command_digest(entry.data)
-            self._executed.add(d)
-            self._drop_pending(d)
-            self._commit_entry(entry)
-        self.executed_seq = first.seq
-        self._hard_dirty = True
-        for s in [s for s in self._slots if s <= first.seq]:
-            del self._slots[s]
-        if first.seq > self.stable_seq:
-            self._stabilize(m.checkpoint_proof)
-        self._execute_ready()
-        self._restart_request_timer()
-        self._maybe_flush()
-
     # -------------------------------------------------------- view change
 
     def _start_view_change(self, new_view: int) -> None:
@@ -1173,6 +1037,8 @@ class PbftReplica:
         self._slots = {}
         self._unassigned = {}
         self._assigned = set()
+        self._forwarded_at = {}
+        self._order_delays.clear()
         self._new_view_msg = None
         self._batch_deadline = None
         self._request_deadline = None
@@ -1355,7 +1221,7 @@ class PbftReplica:
             self._show_new_view(sender)
             return
         held = self._vc_by_view.get(view)
-        if not held or not self._may_help(sender, _HELP_VIEW_CHANGES):
+        if not held or not self._may_help(sender, HELP_VIEW_CHANGES):
             return
         for author, vc in sorted(held.items()):
             if author != int(sender):
@@ -1424,7 +1290,7 @@ class PbftReplica:
     def _show_new_view(self, sender: NodeId) -> None:
         """``sender`` is behind our view: relay the new-view that started it
         (it is signed by that view's primary, so any replica may relay it)."""
-        if self.view_active and self._new_view_msg is not None and self._may_help(sender, _HELP_NEW_VIEW):
+        if self.view_active and self._new_view_msg is not None and self._may_help(sender, HELP_NEW_VIEW):
             self._send(sender, self._new_view_msg)
 
     def _on_new_view(self, sender: NodeId, m: NewView) -> None:
@@ -1486,6 +1352,8 @@ class PbftReplica:
         self._slots = {}
         self._unassigned = {}
         self._assigned = set()
+        self._forwarded_at = {}
+        self._order_delays.clear()
         self._hard_dirty = True
         if proof and proof[0].seq > self.stable_seq:
             self._stabilize(proof)
@@ -1503,7 +1371,7 @@ class PbftReplica:
         else:
             for d, command in self._pending.items():
                 if d not in self._assigned:
-                    self._send(self.primary, Request(command))
+                    self._forward(d, command)
         self._restart_request_timer()
         if self.executed_seq < self.stable_seq:
             self._request_state()
@@ -1519,119 +1387,6 @@ class PbftReplica:
             return
         self._broadcast(m)
         self._on_conviction(m.offender)
-
-    # ------------------------------------------------------ retransmission
-
-    def _retransmit(self) -> None:
-        """No progress for a while: say again what we said last, and where
-        we stand so peers can fill the gaps (§5.2)."""
-        self._broadcast(Status(self.view, self.view_active, self.executed_seq))
-        self._announce = False
-        if not self.view_active:
-            if self._my_vc is not None:
-                self._broadcast(self._my_vc)
-            # We cannot tell who leads now: let every replica see our
-            # clients' commands (only the primary of an installed view takes them).
-            for command in self._pending.values():
-                self._broadcast(Request(command))
-        else:
-            if self.primary == self._id:
-                if self._new_view_msg is not None:
-                    self._broadcast(self._new_view_msg)
-            else:
-                for d, command in self._pending.items():
-                    if d not in self._assigned:
-                        self._send(self.primary, Request(command))
-            for seq in sorted(self._slots):
-                if seq <= self.executed_seq:
-                    continue
-                slot = self._slots[seq]
-                pp = self._own_pre_prepare(slot)
-                if pp is not None:
-                    self._broadcast(pp)
-                if slot.my_prepare is not None:
-                    self._broadcast(slot.my_prepare)
-                if slot.my_commit is not None:
-                    self._broadcast(slot.my_commit)
-        for cp in self._own_checkpoints.values():
-            self._broadcast(cp)
-        if self.executed_seq < self.stable_seq:
-            self._request_state()
-
-    def _on_status(self, sender: NodeId, m: Status) -> None:
-        if m.executed_seq > self.executed_seq and self._may_help(sender, _HELP_STATUS):
-            # The sender is ahead: tell it where we stand so it fills us in.
-            self._send(sender, Status(self.view, self.view_active, self.executed_seq))
-        if m.executed_seq < self.stable_seq or m.executed_seq == self.stable_seq < self.executed_seq:
-            # Below our stable checkpoint, or at it without perhaps knowing it
-            # is stable (a restarted replica forgets the checkpoints it saw):
-            # then what we send above it falls outside its window.
-            self._help_stale(sender)
-        for seq in range(max(m.executed_seq, self.stable_seq) + 1, self.executed_seq + 1):
-            cert = self._commit_certs.get(seq)
-            if cert is not None and self._may_help(sender, seq):
-                self._send(sender, self._vouch(sender, cert) if self._macs else cert)
-        if m.view < self.view or (m.view == self.view and not m.view_active):
-            if not m.view_active:
-                self._help_lagging(sender, m.view)
-            else:
-                self._show_new_view(sender)
-
-    def _vouch(self, to: NodeId, cert: CommittedBatch) -> CommittedBatch:
-        """MAC mode: our word, for ``to`` alone, that we executed the batch."""
-        assert self._authenticator is not None
-        pp = cert.pre_prepare
-        bare = CommittedBatch(PrePrepare(pp.view, pp.seq, pp.origin_view, pp.batch, b""), ())
-        macs = self._authenticator.macs(bare.vouched_bytes(pp.digest()), (to,))
-        return CommittedBatch(bare.pre_prepare, (), tuple(sorted(macs.items())))
-
-    def _on_committed_batch(self, sender: NodeId, m: CommittedBatch) -> None:
-        pp = m.pre_prepare
-        seq = pp.seq
-        if seq <= self.executed_seq or seq in self._commit_certs:
-            return
-        if not self._in_window(seq):
-            self._reject(sender, "CommittedBatch", "sequence number outside the window")
-            return
-        if pp.origin_view > pp.view or len(pp.batch) > self.config.batch_max:
-            self._reject(sender, "CommittedBatch", "malformed pre-prepare")
-            return
-        digest = pp.digest()
-        if self._macs:
-            self._on_vouch(sender, m, digest)
-            return
-        if not verify_statement(pp.statement(self.primary_of(pp.view), digest), self._verifier):
-            self._reject(sender, "CommittedBatch", "bad pre-prepare signature")
-            return
-        voters: set[int] = set()
-        for c in m.commits:
-            if c.replica in voters or c.replica not in self._members:
-                continue
-            if (c.view, c.seq, c.digest) != (pp.view, seq, digest):
-                continue
-            if verify_statement(c.statement(), self._verifier):
-                voters.add(c.replica)
-        if len(voters) < self.quorum:
-            self._reject(sender, "CommittedBatch", "fewer than a quorum of valid commits")
-            return
-        self._commit_certs[seq] = m
-        self._execute_ready()
-
-    def _on_vouch(self, sender: NodeId, m: CommittedBatch, digest: bytes) -> None:
-        """MAC mode: ``sender`` says it executed ``digest`` at the seq. Once
-        f + 1 distinct replicas say so, one of them is honest and the batch
-        committed: execute it (a replica that missed the slot, or accepted
-        another batch there from an equivocating primary, catches up)."""
-        if not self._authentic(sender, m.vouched_bytes(digest), m.macs):
-            self._reject(sender, "CommittedBatch", "bad authenticator")
-            return
-        seq = m.pre_prepare.seq
-        by_sender = self._vouches.setdefault(seq, {})
-        by_sender[int(sender)] = (digest, m.pre_prepare)
-        if sum(1 for d, _ in by_sender.values() if d == digest) >= self.f + 1:
-            del self._vouches[seq]
-            self._commit_certs[seq] = CommittedBatch(m.pre_prepare, ())
-            self._execute_ready()
 
     # ------------------------------------------------------------ durability
 

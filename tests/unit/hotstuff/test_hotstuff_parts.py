@@ -49,6 +49,8 @@ from quorate.ids import NodeId
         ("fetch_max_blocks", 3),
         ("views_per_leader", 0),
         ("retained_blocks", True),
+        ("reputation_epoch_blocks", 0),
+        ("leader_reputation", 1),
     ],
 )
 def test_config_rejects_bad_settings_naming_the_field(field: str, value: object) -> None:
@@ -117,12 +119,13 @@ def test_bls_aggregate_certificate_verifies_once_and_rejects_a_wrong_bitmap() ->
 
 def _samples() -> list[object]:
     tc = TimeoutCertificate(3, b"\x07", (b"a", b"b", b"c"))
-    block = Block(b"p" * 32, 4, 2, 1, QuorumCertificate(3, b"p" * 32, b"\x0b", (b"s",)), (b"cmd",))
+    block = Block(b"p" * 32, 4, 2, 1, QuorumCertificate(3, b"p" * 32, b"\x0b", (b"s",)), (b"cmd",), b"\x01")
     return [
         Proposal(block, b"sig", tc),
         Vote(4, block_hash(block), 2, b"v", b"ps"),
         NewView(5, 3, b"nv", GENESIS_QC, tc),
         SyncInfo(GENESIS_QC, None),
+        SyncInfo(GENESIS_QC, tc, QuorumCertificate(3, b"p" * 32, b"\x0b", (b"s",))),
         BlockRequest(b"x" * 32, 8),
         BlockResponse((block,)),
         Forward((b"a", b"b")),
@@ -145,6 +148,7 @@ def test_block_hash_covers_every_field() -> None:
         Block(b"p" * 32, 4, 2, 2, GENESIS_QC, (b"cmd",)),
         Block(b"p" * 32, 4, 2, 1, QuorumCertificate(1, b"p" * 32), (b"cmd",)),
         Block(b"p" * 32, 4, 2, 1, GENESIS_QC, (b"cme",)),
+        Block(b"p" * 32, 4, 2, 1, GENESIS_QC, (b"cmd",), b"\x01"),
     ]
     assert len({block_hash(b) for b in [block, *variants]}) == len(variants) + 1
 

@@ -18,9 +18,12 @@ from quorate.hotstuff import (
     HotStuffReplica,
     NewView,
     Proposal,
+    QuorumCertificate,
+    SyncInfo,
     Vote,
 )
 from quorate.hotstuff.messages import newview_bytes, vote_bytes
+from quorate.hotstuff.reputation import timeout_target
 from quorate.ids import NodeId
 
 
@@ -93,7 +96,14 @@ def test_a_silent_byzantine_leader_is_replaced() -> None:
     net.check_safety()
 
 
-def test_backoff_doubles_on_each_failed_view_and_resets_on_progress() -> None:
+def _enter_by_timeout_certificate(r: HotStuffReplica, view: int, now: float) -> None:
+    """Three peers' NewViews for ``view``: a TC that moves ``r`` into it."""
+    for s in (NodeId(1), NodeId(2), NodeId(3)):
+        r.step(s, NewView(view, int(s), HmacSigner(s).sign(newview_bytes(view)), GENESIS_QC), now)
+    assert r.view == view
+
+
+def test_a_timeout_skips_the_rest_of_the_turn_and_resends_until_a_certificate() -> None:
     ids = [NodeId(i) for i in range(4)]
     r = HotStuffReplica(
         NodeId(0), ids, config=FAST_CONFIG, signer=HmacSigner(NodeId(0)),
@@ -105,12 +115,48 @@ def test_backoff_doubles_on_each_failed_view_and_resets_on_progress() -> None:
     assert first is not None and first == pytest.approx(FAST_CONFIG.view_timeout_s)
     r.tick(first)
     second = r.ready()
-    assert second.wake_at is not None
-    assert second.wake_at == pytest.approx(first + 2 * FAST_CONFIG.view_timeout_s)
-    assert {type(m) for _, m in second.messages} >= {NewView}
-    assert second.hard_state is not None and second.hard_state.last_newview == 2
+    # View 1 is the last of leader 0's turn (views 0-1) and its votes go to
+    # leader 1 (views 2-3): the timeout asks for view 4, skipping both.
+    newviews = [m for _, m in second.messages if isinstance(m, NewView)]
+    assert newviews and {m.view for m in newviews} == {4}
+    assert second.hard_state is not None and second.hard_state.last_newview == 4
+    # Still in view 1: the NewView goes out again every base timeout.
+    assert second.wake_at == pytest.approx(first + FAST_CONFIG.view_timeout_s)
     r.tick(second.wake_at)
-    assert r.ready().wake_at == pytest.approx(second.wake_at + 4 * FAST_CONFIG.view_timeout_s)
+    third = r.ready()
+    assert {m.view for _, m in third.messages if isinstance(m, NewView)} == {4}
+    assert third.wake_at == pytest.approx(second.wake_at + FAST_CONFIG.view_timeout_s)
+
+
+def test_the_view_timeout_doubles_after_a_rotation_of_failed_views_and_resets_on_a_qc() -> None:
+    ids = [NodeId(i) for i in range(4)]
+    base = FAST_CONFIG.view_timeout_s
+    r = HotStuffReplica(
+        NodeId(0), ids, config=FAST_CONFIG, signer=HmacSigner(NodeId(0)),
+        verifier=HmacVerifier(), rng=random.Random(1), now=0.0,
+    )
+    r.propose(b"x", 0.0)
+    now = 0.0
+    view = 1
+    # Four leaders: four views timed out in a row hold a correct leader's
+    # turn, so only then does the timeout double.
+    for failed in range(1, 9):
+        wake = r.ready().wake_at
+        assert wake is not None
+        assert wake - now == pytest.approx(base * (2 ** ((failed - 1) // 4)))
+        now = wake
+        r.tick(now)
+        view = timeout_target(view, FAST_CONFIG.views_per_leader)
+        _enter_by_timeout_certificate(r, view, now)
+    wake = r.ready().wake_at
+    assert wake is not None and wake - now == pytest.approx(4 * base)
+    # A new QC (for the current view: it moves the replica on) resets it.
+    message = vote_bytes(view, b"h" * 32)
+    voters = {s: HmacSigner(s).sign(message) for s in (NodeId(1), NodeId(2), NodeId(3))}
+    signers, signatures = r.quorum_signer.combine(message, voters)
+    r.step(NodeId(1), SyncInfo(QuorumCertificate(view, b"h" * 32, signers, signatures)), now)
+    assert r.high_qc.view == view and r.view == view + 1
+    assert r.ready().wake_at == pytest.approx(now + base)
 
 
 def test_progress_resumes_after_a_partition_heals() -> None:
@@ -227,12 +273,13 @@ def test_a_replayed_proposal_is_rejected_as_stale() -> None:
     r = _replica(2)
     r.step(NodeId(0), p, 0.0)
     r.ready()
-    # Move the replica on with a TC for view 2, then replay the old proposal.
+    # Move the replica on with a TC for view 4 (the view a timeout in view 1
+    # asks for), then replay the old proposal.
     signers = [NodeId(i) for i in (0, 1, 3)]
     for s in signers:
-        nv = NewView(2, int(s), HmacSigner(s).sign(newview_bytes(2)), GENESIS_QC)
+        nv = NewView(4, int(s), HmacSigner(s).sign(newview_bytes(4)), GENESIS_QC)
         r.step(s, nv, 0.0)
-    assert r.view == 2
+    assert r.view == 4
     r.ready()
     r.step(NodeId(0), p, 0.0)
     assert _reasons(r) == ["stale view"]
