@@ -4,6 +4,7 @@ measures from its own host when no node reports them)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 from collections.abc import Callable
@@ -11,6 +12,7 @@ from collections.abc import Callable
 from tests.e2e.test_membership import await_leader, await_status, endpoints_of, ok, quorate
 
 from quorate.cli import quorum as quorum_cli
+from quorate.cli.cluster import cluster_report
 from quorate.ids import NodeId
 from quorate.runtime.aio.admin import StatusReply
 from quorate.runtime.aio.cluster import LocalCluster
@@ -43,6 +45,12 @@ def test_status_shows_an_rtt_for_every_peer_and_plan_uses_them(make_cluster: Cal
     for node, observation in observed.items():
         assert sorted(observation["rtt_ms"]) == sorted(str(n) for n in ids if str(n) != node)
         assert observation["alive"] and observation["client_rtt_ms"] is not None
+    rows = json.loads(ok(quorate("quorum", "status", "--endpoints", endpoints, "--insecure", "--json")))["nodes"]
+    assert {row["node"]: sorted(row["peer_rtt_ms"]) for row in rows} == {
+        "n1": ["n2", "n3"], "n2": ["n1", "n3"], "n3": ["n1", "n2"]
+    }  # fmt: skip
+    report_rows = asyncio.run(cluster_report(cluster))["nodes"]
+    assert all(len(row["peer_rtt_ms"]) == 2 for row in report_rows), report_rows
     text = ok(quorate("quorum", "plan", "--strategy", "network", "--voters", "3", "--endpoints", endpoints, "--insecure"))
     assert text.splitlines()[0] == quorum_cli.MEASURED_LINES["nodes"]
 

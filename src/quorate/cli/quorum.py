@@ -13,7 +13,8 @@ Theory of operation
   voters at once through joint consensus (thesis §4.3).
 - ``quorum status`` asks every endpoint for its view and prints the
   configuration (voters, learners, the outgoing voters while joint, Q1/Q2)
-  and each node's answer time from here.
+  and each node's answer time from here (``--json``: and the round trip
+  each node measured to each of its peers, ``peer_rtt_ms``).
 - ``quorum plan --strategy S`` builds ``quorate.quorum.Observations`` and
   prints the strategy's plan and the change it implies. From this host it
   measures each member answering ``Status`` (``--probes`` round trips:
@@ -349,6 +350,7 @@ def _status_report(survey: dict[str, Any]) -> dict[str, Any]:
                 "commit_index": s.commit_index,
                 "applied_index": s.applied_index,
                 "rtt_ms": round(statistics.median(rtts), 3) if rtts else None,
+                "peer_rtt_ms": {node_name(NodeId(p)): ms for p, ms in sorted(s.peer_rtt_ms.items())},
             }
         )
     leader = survey["leader"]
