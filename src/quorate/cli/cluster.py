@@ -476,6 +476,8 @@ async def cluster_report(cluster: LocalCluster) -> dict[str, Any]:
                     else max(0, leader_commit - status.applied_index),
                 )
             row.update(refusals=refusals, refusal_count=sum(refusals.values()))
+            # Round trips this node measured to its connected peers (peer pings).
+            row["peer_rtt_ms"] = {node_name(NodeId(p)): ms for p, ms in sorted(status.peer_rtt_ms.items())}
             if status.metrics.get(SHARED_SEED_METRIC):
                 seeded.append(node_name(node))
         row["refusals_logged"] = cluster.refusals(node)

@@ -13,15 +13,26 @@ Theory of operation
   voters at once through joint consensus (thesis §4.3).
 - ``quorum status`` asks every endpoint for its view and prints the
   configuration (voters, learners, the outgoing voters while joint, Q1/Q2)
-  and each node's answer time from here.
+  and each node's answer time from here (``--json``: and the round trip
+  each node measured to each of its peers, ``peer_rtt_ms``).
 - ``quorum plan --strategy S`` builds ``quorate.quorum.Observations`` and
   prints the strategy's plan and the change it implies. From this host it
-  measures what it can: each member answering ``Status`` (``--probes``
-  round trips: liveness, loss, and the round trip, taken as the clients'
-  distance when they are where this host is); regions come from
-  ``--region NODE=REGION``. Node-to-node round trips are not measured by
-  the node runtime: give them, or a whole set of observations, with
-  ``--observations FILE`` (the JSON of ``observations_from_json``).
+  measures each member answering ``Status`` (``--probes`` round trips:
+  liveness, loss, and the round trip, taken as the clients' distance when
+  they are where this host is); regions come from ``--region NODE=REGION``.
+  Node-to-node round trips come from the nodes themselves: each node's
+  status carries the smoothed round trip and ping loss it measured to every
+  connected peer (``peer_rtt_ms``, ``peer_ping_loss``;
+  ``quorate.runtime.aio.peer_rtt``). When at least one member reports them,
+  they are the observations' RTTs, and a node's loss is the larger of the
+  share of this host's probes it missed and the mean share of its own pings
+  to its peers that went unanswered; when none does (nodes from before the
+  measurement), the plan falls back to this host's figures alone. The output
+  says which (``measured_by``: ``nodes`` or ``client_host``; ``file`` for
+  ``--observations FILE``, the JSON of ``observations_from_json``, which
+  replaces every measurement). ``--json`` includes the observations in that
+  same JSON form, so they can be edited and given back with
+  ``--observations``.
 - ``quorum apply`` proposes that change (one, through consensus) and first
   saves the configuration in force to ``--save`` (default
   ``quorum-previous.json``); ``quorum rollback --from FILE`` proposes the
@@ -339,6 +350,7 @@ def _status_report(survey: dict[str, Any]) -> dict[str, Any]:
                 "commit_index": s.commit_index,
                 "applied_index": s.applied_index,
                 "rtt_ms": round(statistics.median(rtts), 3) if rtts else None,
+                "peer_rtt_ms": {node_name(NodeId(p)): ms for p, ms in sorted(s.peer_rtt_ms.items())},
             }
         )
     leader = survey["leader"]
@@ -384,37 +396,82 @@ def _regions(items: list[str] | None) -> dict[int, str]:
     return out
 
 
-def _observations(survey: dict[str, Any], regions: dict[int, str], path: Path | None) -> Observations:
+MEASURED_BY_NODES = "nodes"
+MEASURED_BY_CLIENT_HOST = "client_host"
+MEASURED_BY_FILE = "file"
+
+
+def _observations(
+    survey: dict[str, Any], regions: dict[int, str], path: Path | None
+) -> tuple[Observations, str]:
+    """The observations to plan from and where their round trips came from
+    (``MEASURED_BY_*``; see the module docstring)."""
     if path is not None:
         try:
-            return observations_from_json(json.loads(path.read_text(encoding="utf-8")))
+            return observations_from_json(json.loads(path.read_text(encoding="utf-8"))), MEASURED_BY_FILE
         except OSError as exc:
             raise fail(f"cannot read {path}: {exc.strerror}") from None
         except (json.JSONDecodeError, ConfigError) as exc:
             raise fail(f"{path}: {exc}") from None
     config: StatusReply = survey["config"]
     members = set(config.voters) | set(config.learners) | set(config.outgoing)
+    reported = any(seen["status"].peer_rtt_ms for seen in survey["nodes"].values())
     nodes = {}
     for member in sorted(members):
         seen = survey["nodes"].get(member)
         rtts = seen["rtts"] if seen is not None else []
         failed = seen["failed"] if seen is not None else 1
         total = len(rtts) + failed
+        loss = failed / total if total else 1.0
+        peer_rtt: dict[NodeId, float] = {}
+        if reported and seen is not None:
+            status: StatusReply = seen["status"]
+            peer_rtt = {NodeId(p): float(ms) for p, ms in status.peer_rtt_ms.items() if p in members}
+            ping_loss = [share for p, share in status.peer_ping_loss.items() if p in members]
+            if ping_loss:
+                loss = max(loss, sum(ping_loss) / len(ping_loss))
         nodes[NodeId(member)] = NodeObservation(
             NodeId(member),
             regions.get(member, DEFAULT_REGION),
-            loss=failed / total if total else 1.0,
+            peer_rtt,
+            loss=loss,
             uptime=1.0 if rtts else 0.0,
             alive=bool(rtts),
             client_rtt_ms=round(statistics.median(rtts), 3) if rtts else None,
         )
-    return Observations(nodes)
+    return Observations(nodes), MEASURED_BY_NODES if reported else MEASURED_BY_CLIENT_HOST
+
+
+def _observations_json(observations: Observations) -> dict[str, Any]:
+    """``observations`` in the form ``observations_from_json`` reads."""
+    return {
+        "nodes": {
+            str(int(node)): {
+                "region": o.region,
+                "rtt_ms": {str(int(peer)): ms for peer, ms in sorted(o.rtt_ms.items())},
+                "loss": round(o.loss, 4),
+                "uptime": o.uptime,
+                "cpu_load": o.cpu_load,
+                "alive": o.alive,
+                "client_rtt_ms": o.client_rtt_ms,
+            }
+            for node, o in sorted(observations.nodes.items())
+        },
+        "client_regions": dict(observations.client_regions),
+    }
+
+
+MEASURED_LINES = {
+    MEASURED_BY_NODES: "measured: node-to-node round trips as the nodes report them; liveness and client distance from this host",
+    MEASURED_BY_CLIENT_HOST: "measured: from this host only (no node reports round trips to its peers)",
+    MEASURED_BY_FILE: "measured: nothing; observations from the file given",
+}
 
 
 def _plan(
     name: str, target: Target, probes: int, regions: list[str] | None, observations: Path | None,
     voters: int, failures: int, transition: str,
-) -> tuple[dict[str, Any], QuorumPlan, Any]:
+) -> tuple[dict[str, Any], QuorumPlan, Any, Observations, str]:
     try:
         strategy(name)
     except ConfigError as exc:
@@ -424,13 +481,13 @@ def _plan(
     _transition(transition)
     where = _regions(regions)
     survey = _survey(target, probes)
-    obs = _observations(survey, where, observations)
+    obs, measured_by = _observations(survey, where, observations)
     try:
         chosen = plan(name, obs, StrategyParams(voters=voters, failures=failures))
     except ConfigError as exc:
         raise fail(str(exc)) from None
     change = plan_change(chosen, _view(survey["config"]), transition)
-    return survey, chosen, change
+    return survey, chosen, change, obs, measured_by
 
 
 def _change_json(change: Any) -> dict[str, Any] | None:
@@ -464,12 +521,21 @@ def quorum_plan(
 ) -> None:
     """What a strategy would do with this cluster (nothing is changed)."""
     target = _target(directory, endpoints, insecure, tls_dir, tls_name, timeout_s)
-    survey, chosen, change = _plan(strategy_name, target, probes, region, observations, voters, failures, transition)
+    survey, chosen, change, obs, measured_by = _plan(
+        strategy_name, target, probes, region, observations, voters, failures, transition
+    )
     p = chosen.to_json()
-    report = {"current": _config_json(survey["config"]), "plan": p, "change": _change_json(change)}
+    report = {
+        "current": _config_json(survey["config"]),
+        "plan": p,
+        "change": _change_json(change),
+        "measured_by": measured_by,
+        "observations": _observations_json(obs),
+    }
     if as_json:
         typer.echo(json.dumps(report))
         return
+    typer.echo(MEASURED_LINES[measured_by])
     typer.echo(f"plan ({p['strategy']}): voters {p['voters']}, Q1 {p['election_quorum']}, Q2 {p['commit_quorum']}, leader {p['preferred_leader']}")
     for reason in p["reasons"]:
         typer.echo(f"  {reason}")
@@ -502,7 +568,10 @@ def quorum_apply(
     if not (math.isfinite(judge) and judge >= 0):
         raise fail(f"--judge must be >= 0 seconds, got {judge}")
     target = _target(directory, endpoints, insecure, tls_dir, tls_name, timeout_s)
-    survey, chosen, change = _plan(strategy_name, target, probes, region, observations, voters, failures, transition)
+    survey, chosen, change, _, measured_by = _plan(
+        strategy_name, target, probes, region, observations, voters, failures, transition
+    )
+    typer.echo(MEASURED_LINES[measured_by])
     if change is None:
         typer.echo("OK: the plan is already in force")
         return

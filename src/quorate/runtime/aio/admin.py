@@ -87,6 +87,12 @@ class StatusReply(WireMessage, tag="client.StatusReply", frozen=True):
     """Votes that win an election (Q1) under ``voters`` (0: not known)."""
     commit_quorum: int = 0
     """Acknowledgements that commit (Q2) under ``voters`` (0: not known)."""
+    peer_rtt_ms: dict[int, float] = {}
+    """Smoothed round trip (ms) this node measured to each peer it is
+    connected to (``quorate.runtime.aio.peer_rtt``); empty from a node that
+    does not measure them."""
+    peer_ping_loss: dict[int, float] = {}
+    """Share of this node's pings to each peer that went unanswered."""
 
 
 class Admin(WireMessage, tag="client.Admin", frozen=True):

@@ -59,7 +59,8 @@ Theory of operation.
   snapshot is restored into the state machine before the core runs, and the
   core replays committed entries above it.
 - *Status and administration.* ``Status`` is answered at once from the core's
-  view; a ``BackupRequest`` goes to the replica service, which takes a
+  view, with the transport's smoothed round trip and ping loss to each peer
+  (``peer_rtt_ms``, ``peer_ping_loss``); a ``BackupRequest`` goes to the replica service, which takes a
   linearizable image of the store (``quorate.state.backup``); ``Admin`` calls the core's ``propose_conf_change`` or
   ``transfer_leadership`` (``quorate.runtime.aio.admin``). A change the core
   cannot take *yet* (the previous one is still committing, the new leader has
@@ -579,10 +580,16 @@ class AioNode:
         if self.transport is not None:
             listen_host, port = self.transport.listen_address
             members[int(self.id)] = f"{listen_host}:{port}"
+        peer_rtt_ms: dict[int, float] = {}
+        peer_ping_loss: dict[int, float] = {}
+        if self.transport is not None:
+            peer_rtt_ms = {int(p): ms for p, ms in self.transport.peer_rtt_ms().items()}
+            peer_ping_loss = {int(p): share for p, share in self.transport.peer_rtt.loss().items()}
         if group is None or group.binding is None:
             return StatusReply(
                 seq=seq, node=int(self.id), protocol=self.binding.name, role="absent", term=0, leader=None,
                 commit_index=0, applied_index=0, last_index=0, members=members, metrics=self.metrics,
+                peer_rtt_ms=peer_rtt_ms, peer_ping_loss=peer_ping_loss,
             )
         view = group.binding.status(group.core)
         service = group.state
@@ -607,6 +614,8 @@ class AioNode:
             outgoing=tuple(int(v) for v in configuration.outgoing) if configuration is not None else (),
             election_quorum=configuration.election_quorum if configuration is not None else 0,
             commit_quorum=configuration.commit_quorum if configuration is not None else 0,
+            peer_rtt_ms=peer_rtt_ms,
+            peer_ping_loss=peer_ping_loss,
         )
 
     def _admin(self, group: HostedGroup, request: Admin, now: float) -> AdminReply:

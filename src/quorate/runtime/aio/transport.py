@@ -45,6 +45,16 @@ a sender id that is not the authenticated peer, or a message the role may not
 send: that one connection is closed, the event counted in ``metrics`` and
 logged once (later repeats at debug level). The node keeps serving.
 
+*Round trips to peers.* Every ``PING_INTERVAL_S`` the transport writes a
+``Ping`` on each peer connection whose ``Hello`` said it answers pings
+(``pings``; a node from before pings says nothing and is never pinged, so
+it does not close the connection on an unknown message), and answers a
+peer's ``Ping`` with a ``Pong`` at once. Both bypass the send queue (the
+figure is the network's and the loops', not the backlog's) and never reach
+the node: ``peer_rtt`` (``quorate.runtime.aio.peer_rtt``) keeps a smoothed
+round trip and the share of pings lost per peer, which the node reports in
+its status.
+
 *Clients* connect to the same listener. Each client connection gets a local
 id (``CLIENT_CONNECTION_BASE`` upwards, never a node id) so replies go back on
 the connection the request came from. A client that does not read its replies
@@ -74,6 +84,7 @@ from quorate.codec import DEFAULT_MAX_FRAME_BYTES, FrameDecoder, WireCodec, enco
 from quorate.core.wire import WireMessage
 from quorate.errors import ConfigError, RemoteProtocolError
 from quorate.ids import NodeId, node_name
+from quorate.runtime.aio.peer_rtt import PING_INTERVAL_S, PeerRtt
 from quorate.runtime.aio.tls import TlsConfig, certificate_names
 from quorate.security.ratelimit import PeerRateLimiter
 
@@ -101,6 +112,21 @@ class Hello(WireMessage, tag="transport.Hello", frozen=True):
 
     node: int
     role: str
+    pings: bool = False
+    """The sender answers ``Ping`` (appended with a default: older nodes
+    neither send nor expect it)."""
+
+
+class Ping(WireMessage, tag="transport.Ping", frozen=True):
+    """Answer with a ``Pong`` of the same ``seq`` (round-trip measurement)."""
+
+    seq: int
+
+
+class Pong(WireMessage, tag="transport.Pong", frozen=True):
+    """The answer to ``Ping`` ``seq``."""
+
+    seq: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,7 +201,7 @@ class _Refused(Exception):
 class _Connection:
     """One stream plus its frame decoder."""
 
-    __slots__ = ("decoder", "label", "outgoing", "pending", "reader", "writer")
+    __slots__ = ("decoder", "label", "outgoing", "pending", "pings", "reader", "writer")
 
     def __init__(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, label: str, max_frame: int
@@ -186,6 +212,7 @@ class _Connection:
         self.decoder = FrameDecoder(max_frame)
         self.pending: deque[bytes] = deque()  # complete frame bodies not yet decoded
         self.outgoing: list[bytes] = []  # frames queued by send_to_client, not yet written
+        self.pings = False  # the peer's Hello said it answers Ping
 
     async def next_body(self) -> bytes | None:
         """The next frame body, or ``None`` at end of stream."""
@@ -265,7 +292,7 @@ class Transport:
         self.config = (config or TransportConfig()).validate()
         self._peer_types = tuple(peer_message_types)
         self._client_types = tuple(client_message_types)
-        self.codec = WireCodec((Hello, *self._peer_types, *self._client_types))
+        self.codec = WireCodec((Hello, Ping, Pong, *self._peer_types, *self._client_types))
         self._on_peer_message = on_peer_message
         self._on_client_message = on_client_message
         self._server_ssl = tls.server_context() if tls is not None else None
@@ -282,6 +309,8 @@ class Transport:
         self._closed = False
         self._logged: set[tuple[str, str]] = set()
         self.metrics: Counter[str] = Counter()
+        self.peer_rtt = PeerRtt()
+        """Smoothed round trip and ping loss per peer (see *Round trips to peers*)."""
         rate = self.config.peer_rate_limit_msgs_per_s
         self._limiter = PeerRateLimiter(rate, max(rate, 1.0)) if rate > 0 else None
         """Event counters: drops, refusals, malformed input, connections."""
@@ -304,6 +333,7 @@ class Transport:
         self.listen_address = (bound[0], bound[1])
         for peer in self._addresses:
             self._link(peer)
+        self._spawn(self._ping_loop())
         return self.listen_address
 
     def set_peer_address(self, peer: NodeId, address: Address) -> None:
@@ -395,8 +425,27 @@ class Transport:
         link = self._links.get(peer)
         return len(link.queue) if link is not None else 0
 
+    def peer_rtt_ms(self) -> dict[NodeId, float]:
+        """Smoothed round trip in ms to each peer connected now that answered a ping."""
+        connected = set(self.connected_peers())
+        return {peer: ms for peer, ms in self.peer_rtt.rtt_ms().items() if peer in connected}
+
     def connected_peers(self) -> list[NodeId]:
         return sorted(p for p, link in self._links.items() if link.connection is not None)
+
+    async def _ping_loop(self) -> None:
+        """Ping every connected peer that answers pings, every ``PING_INTERVAL_S``."""
+        while not self._closed:
+            await asyncio.sleep(PING_INTERVAL_S)
+            now = time.monotonic()
+            self.peer_rtt.expire(now)
+            for peer, link in self._links.items():
+                connection = link.connection
+                if connection is None or not connection.pings or connection.writer.is_closing():
+                    continue
+                seq = self.peer_rtt.sent(peer, now)
+                connection.writer.write(encode_frame(self.codec.encode(self.id, Ping(seq))))
+                self.metrics["pings_sent"] += 1
 
     async def _send_loop(self, link: _PeerLink) -> None:
         while not self._closed:
@@ -477,13 +526,14 @@ class Transport:
                 raise _Refused(
                     "wrong_peer", f"expected {node_name(peer)} at {address}, got {hello!r}"
                 )
+            connection.pings = hello.pings
         except BaseException:
             connection.close()
             raise
         return connection
 
     def _hello(self, role: str) -> bytes:
-        return encode_frame(self.codec.encode(self.id, Hello(self.id, role)))
+        return encode_frame(self.codec.encode(self.id, Hello(self.id, role, pings=role == ROLE_PEER)))
 
     # ------------------------------------------------------------ accepting
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -536,6 +586,7 @@ class Transport:
             connection.close()
             return
         if hello.role == ROLE_PEER:
+            connection.pings = hello.pings
             await self._accept_peer(connection, NodeId(hello.node))
         elif hello.role == ROLE_CLIENT and self._on_client_message is not None:
             await self._serve_client(connection)
@@ -603,6 +654,13 @@ class Transport:
                         "sender_spoofed",
                         f"frame claims sender {sender} on {node_name(peer)}'s connection",
                     )
+                if type(message) is Ping:
+                    connection.writer.write(encode_frame(self.codec.encode(self.id, Pong(message.seq))))
+                    continue
+                if type(message) is Pong:
+                    if self.peer_rtt.answered(peer, message.seq, time.monotonic()) is None:
+                        self.metrics["late_pongs"] += 1
+                    continue
                 if not isinstance(message, self._peer_types):
                     raise _Refused("unexpected_messages", f"peer sent {type(message).__name__}")
                 self.metrics["messages_received"] += 1
