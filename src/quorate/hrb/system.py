@@ -34,7 +34,11 @@ them, and this module is the one place that makes them agree:
 ``build_shard_member`` and ``build_core_member`` construct one node's
 replicas for a ``Deployment`` (the genesis, the threshold suite and the
 settings every node is given), so a test harness and the simulator build
-them the same way.
+them the same way. ``ShardMember`` is a shard replica as a node host hosts
+it: the same core, plus the host's optional ``CrossGroupOutput`` role
+(``quorate.core.host``), whose ``take_outbound`` is ``route_to_core`` of
+what the replica queued for the core; the core replica offers that role
+itself.
 """
 
 from __future__ import annotations
@@ -46,7 +50,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from quorate.core.binding import CoreBuilder
+from quorate.core.protocol import ProposeOutcome
 from quorate.core.quorum import bft_quorum
+from quorate.core.ready import Ready
 from quorate.core.signing import Signer, Verifier
 from quorate.hrb.core.config import CoreConfig
 from quorate.hrb.core.genesis import CoreGenesis
@@ -57,13 +63,14 @@ from quorate.hrb.shard.config import ShardConfig
 from quorate.hrb.shard.evidence import EVIDENCE_KINDS, verify_shard_evidence
 from quorate.hrb.shard.proofs import FollowerMajorityQuorum
 from quorate.hrb.shard.replica import CoreMessage, ShardReplica
-from quorate.hrb.shard.state import CertificateCheck, EntryRules, KeyShard, ShardStore
+from quorate.hrb.shard.state import CertificateCheck, EntryRules, KeyShard, ShardStore, TxnOutcome
 from quorate.hrb.txn import shard_of_key
 from quorate.ids import NodeId
 
 __all__ = [
     "Deployment",
     "ShardEvidenceChecker",
+    "ShardMember",
     "build_core_member",
     "build_shard_member",
     "certificate_check",
@@ -147,6 +154,55 @@ def route_to_core(messages: Iterable[CoreMessage], store: ShardStore) -> list[Gr
     group = CORE_GROUP_BASE + store.epoch
     members = store.epoch_members()
     return [(NodeId(member), group, message) for message in messages for member in members]
+
+
+class ShardMember:
+    """A shard replica (or its Byzantine wrapper) with the node host's
+    ``CrossGroupOutput`` role (see the module docstring); every other call
+    goes to ``member`` unchanged."""
+
+    __slots__ = ("_store", "member")
+
+    def __init__(self, member: Any, store: ShardStore) -> None:
+        self.member = member
+        self._store = store
+
+    @property
+    def id(self) -> NodeId:
+        node: NodeId = self.member.id
+        return node
+
+    def step(self, sender: NodeId, message: Any, now: float) -> None:
+        self.member.step(sender, message, now)
+
+    def tick(self, now: float) -> None:
+        self.member.tick(now)
+
+    def propose(self, command: bytes, now: float) -> ProposeOutcome:
+        outcome: ProposeOutcome = self.member.propose(command, now)
+        return outcome
+
+    def has_ready(self) -> bool:
+        return bool(self.member.has_ready())
+
+    def ready(self) -> Ready:
+        ready: Ready = self.member.ready()
+        return ready
+
+    def advance(self, ready: Ready) -> None:
+        self.member.advance(ready)
+
+    def wake_at(self) -> float | None:
+        wake: float | None = self.member.wake_at()
+        return wake
+
+    def take_outbound(self) -> list[GroupMessage]:
+        return route_to_core(self.member.take_core_messages(), self._store)
+
+    def take_results(self) -> list[TxnOutcome]:
+        """Transaction outcomes for this shard's agents (see ``ShardReplica``)."""
+        results: list[TxnOutcome] = self.member.take_results()
+        return results
 
 
 @dataclass(frozen=True)

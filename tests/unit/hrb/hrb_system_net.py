@@ -3,14 +3,16 @@ watched-Raft shard groups (``hrb.shard.ShardReplica``) and the real core
 (``hrb.core.CoreReplica`` on chained HotStuff), composed by
 ``quorate.hrb.system``.
 
-Every node hosts its shard's group (group id = shard id) and, if it is in
-epoch 0's core, the core group (``CORE_GROUP_BASE``). Messages carry their
-group and travel through one heap ordered by (delivery time, sequence
-number) with a seeded latency, first in first out on each link (as over TCP); a replica is woken only at the deadline it
-asked for. Each (node, group) is driven as the node host drives it: its
-Ready's messages go out on its own group, and what it has for other groups
-(the core's ``take_outbound``, a shard member's ``take_core_messages``
-routed by ``route_to_core``) goes out on theirs.
+Every node is a ``quorate.core.host.NodeHost`` driven by the runtimes'
+``HostDriver``: it hosts its shard's group (group id = shard id, the
+replica wrapped in ``ShardMember``) and, if it is in epoch 0's core, the
+core group (``CORE_GROUP_BASE``). Messages carry their group and travel
+through one heap ordered by (delivery time, sequence number) with a seeded
+latency, first in first out on each link (as over TCP); a node is woken only
+at the deadline its host asked for. After each turn, what the groups have
+for other groups (``NodeHost.take_outbound``: the core's certificates, a
+shard member's requests, votes and evidence for the core) goes out on
+those groups; what is for this node itself is stepped into its host.
 
 Signatures are the cost-model keyring's (real forgeries fail), threshold
 signatures the cost-model suite's; both tiers check them with public keys
@@ -27,7 +29,8 @@ from collections.abc import Callable
 from typing import Any
 
 from quorate.core.binding import BftSettings, ClusterContext
-from quorate.core.ready import Rejection
+from quorate.core.host import GroupReady, HostedGroup, NodeHost
+from quorate.core.ready import Entry, ReadState, Rejection
 from quorate.crypto.dkg import encryption_keypair
 from quorate.crypto.keyring import CostModelKeyring
 from quorate.hotstuff.binding import BINDING as HOTSTUFF
@@ -42,10 +45,11 @@ from quorate.hrb.shard.config import ShardConfig
 from quorate.hrb.shard.invariants import ShardSafetyMonitor
 from quorate.hrb.shard.replica import ShardReplica
 from quorate.hrb.shard.state import ClientTxn, TxnOutcome, encode_command
-from quorate.hrb.system import Deployment, build_core_member, build_shard_member, route_to_core
+from quorate.hrb.system import Deployment, ShardMember, build_core_member, build_shard_member
 from quorate.hrb.txn import shard_of_key
 from quorate.ids import NodeId
 from quorate.raft import RaftConfig
+from quorate.runtime.driver import HostDriver
 
 FAST_RAFT = RaftConfig(election_timeout_s=1.0, heartbeat_interval_s=0.1, pre_vote=True, check_quorum=True)
 FAST_HOTSTUFF = HotStuffConfig(view_timeout_s=0.2, max_view_timeout_s=1.6, batch_max=32)
@@ -102,28 +106,33 @@ class SystemNet:
         self._seq = 0
         self._spins = 0
         self._link_clear: dict[tuple[NodeId, NodeId], float] = {}
-        self.hosted: dict[tuple[NodeId, int], Any] = {}
-        self.wake: dict[tuple[NodeId, int], float] = {}
+        self.wake: dict[NodeId, float] = {}
         self.rejections: list[tuple[NodeId, int, Rejection]] = []
         self.results: dict[NodeId, list[TxnOutcome]] = {n: [] for n in self.nodes}
         self.monitors = {k: ShardSafetyMonitor() for k in self.deployment.shards}
+        self.hosts: dict[NodeId, NodeHost] = {}
+        self.drivers: dict[NodeId, HostDriver] = {}
+        self.members: dict[NodeId, ShardMember] = {}
         for node in self.nodes:
-            self.hosted[(node, self.deployment.shard_of(node))] = self._shard_member(node)
-        for node in self.deployment.core_members:
-            nid = NodeId(node)
-            self.hosted[(nid, CORE_GROUP_BASE)] = build_core_member(
-                self.deployment,
-                nid,
-                bft=self.bft,
-                signer=self.keyring.signer(nid),
-                verifier=self.keyring.verifier(nid),
-                rng=random.Random(f"{seed}:core:{node}"),
-                now=self.now,
-            )
-        for key in sorted(self.hosted):
-            self._drive(key)
+            host = self.hosts[node] = NodeHost(node)
+            self.drivers[node] = HostDriver(host, _Effects(self, node))
+            member = self.members[node] = self._shard_member(node)
+            host.add(HostedGroup(self.deployment.shard_of(node), member, None))
+            if node in self.deployment.core_members:
+                core = build_core_member(
+                    self.deployment,
+                    node,
+                    bft=self.bft,
+                    signer=self.keyring.signer(node),
+                    verifier=self.keyring.verifier(node),
+                    rng=random.Random(f"{seed}:core:{node}"),
+                    now=self.now,
+                )
+                host.add(HostedGroup(CORE_GROUP_BASE, core, None))
+        for node in self.nodes:
+            self._drive(node)
 
-    def _shard_member(self, node: NodeId) -> Any:
+    def _shard_member(self, node: NodeId) -> ShardMember:
         replica = build_shard_member(
             self.deployment,
             node,
@@ -134,21 +143,28 @@ class SystemNet:
         )
         behaviour = self.byzantine.get(node)
         if behaviour is None:
-            return replica
-        return ByzantineShardReplica(replica, behaviour, rng=random.Random(f"{self.seed}:byz:{node}"))
+            return ShardMember(replica, replica.store)
+        wrapped = ByzantineShardReplica(replica, behaviour, rng=random.Random(f"{self.seed}:byz:{node}"))
+        return ShardMember(wrapped, replica.store)
 
     # -- views ---------------------------------------------------------------------------------
     def shard_replica(self, node: int) -> ShardReplica:
         """The honest core of ``node``'s shard member (inside its Byzantine wrapper, if any)."""
-        nid = NodeId(node)
-        member = self.hosted[(nid, self.deployment.shard_of(nid))]
-        return member.inner if isinstance(member, ByzantineShardReplica) else member
+        member = self.members[NodeId(node)].member
+        replica: ShardReplica = member.inner if isinstance(member, ByzantineShardReplica) else member
+        return replica
 
     def honest_shard(self, shard: int) -> list[ShardReplica]:
         return [self.shard_replica(n) for n in self.deployment.shards[shard] if NodeId(n) not in self.byzantine]
 
     def core(self) -> list[CoreReplica]:
-        return [r for (_, g), r in sorted(self.hosted.items()) if g == CORE_GROUP_BASE]
+        out = []
+        for node in self.nodes:
+            group = self.hosts[node].get(CORE_GROUP_BASE)
+            if group is not None:
+                assert isinstance(group.core, CoreReplica)
+                out.append(group.core)
+        return out
 
     def leader(self, shard: int) -> ShardReplica | None:
         leaders = [r for r in self.honest_shard(shard) if r.is_leader]
@@ -174,44 +190,39 @@ class SystemNet:
         self._link_clear[link] = at
         heapq.heappush(self._heap, (at, self._seq, 0, (src, dst, group, message)))
 
-    def _drive(self, key: tuple[NodeId, int]) -> None:
-        node, group = key
-        member = self.hosted[key]
+    def _drive(self, node: NodeId) -> None:
+        """The node host's turns, then what its groups have for other groups
+        (this node's own groups get theirs at once, as if it had arrived)."""
+        host, driver = self.hosts[node], self.drivers[node]
         while True:
-            ready = member.ready()
-            for to, message in ready.early_messages:
-                self._send(node, to, group, message)
-            for to, message in ready.messages:
-                self._send(node, to, group, message)
-            self.rejections.extend((node, group, r) for r in ready.rejected)
-            member.advance(ready)
-            if isinstance(member, CoreReplica):
-                outbound = member.take_outbound()
-            else:
-                store = self.shard_replica(node).store
-                outbound = route_to_core(member.take_core_messages(), store)
-                self.results[node].extend(member.take_results())
-            for to, to_group, message in outbound:
+            driver.drive()
+            local = []
+            for to, group, message in host.take_outbound():
                 if to == node:
-                    self._deliver(node, to, to_group, message)
+                    local.append((group, message))
                 else:
-                    self._send(node, to, to_group, message)
-            if ready.wake_at is None:
-                self.wake.pop(key, None)
-            else:
-                self.wake[key] = ready.wake_at
-            if not member.has_ready():
+                    self._send(node, to, group, message)
+            if not local:
                 break
-        if group < CORE_GROUP_BASE and node not in self.byzantine:
-            self.monitors[group].check(self.shard_replica(node), self.now)
+            for group, message in local:
+                rejection = host.step(node, group, message, self.now)
+                if rejection is not None:
+                    self.rejections.append((node, group, rejection))
+        self.results[node].extend(self.members[node].take_results())
+        wake = host.wake_at()
+        if wake is None:
+            self.wake.pop(node, None)
+        else:
+            self.wake[node] = wake
+        if node not in self.byzantine:
+            shard = self.deployment.shard_of(node)
+            self.monitors[shard].check(self.shard_replica(node), self.now)
 
     def _deliver(self, src: NodeId, dst: NodeId, group: int, message: Any) -> None:
-        key = (dst, group)
-        member = self.hosted.get(key)
-        if member is None:
-            return  # a group this node does not host (a later core epoch)
-        member.step(src, message, self.now)
-        self._drive(key)
+        rejection = self.hosts[dst].step(src, group, message, self.now)
+        if rejection is not None:
+            self.rejections.append((dst, group, rejection))
+        self._drive(dst)
 
     def run_until(self, t_end: float, *, until: Callable[[], bool] | None = None) -> None:
         while True:
@@ -230,7 +241,7 @@ class SystemNet:
             else:
                 assert key is not None
                 del self.wake[key]
-                self.hosted[key].tick(self.now)
+                self.hosts[key].tick(self.now)
                 self._drive(key)
                 same = self.wake.get(key) == self.now
                 self._spins = self._spins + 1 if same else 0
@@ -242,18 +253,19 @@ class SystemNet:
     def campaign(self, node: int) -> None:
         """Make ``node`` stand for election in its shard now."""
         nid = NodeId(node)
-        key = (nid, self.deployment.shard_of(nid))
         self.shard_replica(nid).raft.campaign(self.now)
-        self.hosted[key].tick(self.now)
-        self._drive(key)
+        host = self.hosts[nid]
+        group = host.get(self.deployment.shard_of(nid))
+        assert group is not None
+        host.touch(group)
+        self._drive(nid)
 
     # -- agents ------------------------------------------------------------------------------
     def submit(self, via: int, txn: Transaction) -> Any:
         """An agent hands ``txn`` to shard member ``via`` (which orders or forwards it)."""
         nid = NodeId(via)
-        key = (nid, self.deployment.shard_of(nid))
-        outcome = self.hosted[key].propose(encode_command(ClientTxn(txn)), self.now)
-        self._drive(key)
+        outcome = self.hosts[nid].propose(self.deployment.shard_of(nid), encode_command(ClientTxn(txn)), self.now)
+        self._drive(nid)
         return outcome
 
     def transaction(self, tag: str, home: int, ops: list[TxnOp], *, client: int = 1, seq: int = 1) -> Transaction:
@@ -266,3 +278,32 @@ class SystemNet:
                 if result.txn_id == txn.txn_id:
                     return result
         return None
+
+
+class _Effects:
+    """What one node's ``HostDriver`` turn does here: writes are durable at
+    once (the harness keeps no disk), messages go onto the network on their
+    group, rejections are recorded."""
+
+    def __init__(self, net: SystemNet, node: NodeId) -> None:
+        self.net = net
+        self.node = node
+
+    def persist(self, writes: list[GroupReady], sync: bool) -> bool:
+        return True
+
+    def send(self, group: HostedGroup, messages: list[tuple[NodeId, Any]]) -> None:
+        for to, message in messages:
+            self.net._send(self.node, to, group.id, message)
+
+    def restore(self, group: HostedGroup, snapshot: Any) -> None:
+        return None
+
+    def apply(self, group: HostedGroup, entries: list[Entry]) -> None:
+        return None
+
+    def read_ready(self, group: HostedGroup, read: ReadState) -> None:
+        return None
+
+    def rejected(self, group: HostedGroup, rejection: Rejection) -> None:
+        self.net.rejections.append((self.node, group.id, rejection))
