@@ -36,6 +36,8 @@ from quorate.ids import NodeId
 SETTLE_S = 10.0
 RETRY_ROUNDS = 6
 RETRY_S = 2.0
+DETECTION_S = 10.0
+"""Ample time for challenges and head relays to expose a lying leader."""
 
 
 def decided(net: SystemNet, txns: list[Transaction]) -> bool:
@@ -111,17 +113,25 @@ def test_a_cross_shard_transfer_commits_in_both_shards_and_an_overdraft_in_neith
 
 
 # ------------------------------------------------------------ eviction on evidence
+def first_outside_the_core(seed: int) -> NodeId:
+    """The lowest node of ``seed``'s deployment that is not a core member
+    (evicting a core member changes the core's epoch, which this harness does
+    not host)."""
+    layout = SystemNet(seed=seed).deployment
+    return NodeId(min(n for ms in layout.shards.values() for n in ms if n not in layout.core_members))
+
+
+@pytest.mark.parametrize("seed", [1, 2, 4])
 @pytest.mark.parametrize(("behaviour", "kind"), [("equivocating-leader", "equivocation"), ("forging-leader", "forged_commit")])
 def test_a_lying_shard_leader_is_convicted_evicted_by_the_core_and_removed_from_its_shard(
-    behaviour: str, kind: str
+    behaviour: str, kind: str, seed: int
 ) -> None:
     """Equivocation arrives as two conflicting signed statements (the core
     checks them alone); a forged commit as one signed announcement, which the
     core judges through the shard tier's checker."""
-    offender = NodeId(1)
-    net = SystemNet(seed=1, byzantine={1: behaviour})
+    offender = first_outside_the_core(seed)
+    net = SystemNet(seed=seed, byzantine={offender: behaviour})
     shard = net.deployment.shard_of(offender)
-    assert offender not in net.deployment.core_members
     net.run_for(0.05)
     net.campaign(offender)
     net.run_for(1.0)
@@ -138,6 +148,13 @@ def test_a_lying_shard_leader_is_convicted_evicted_by_the_core_and_removed_from_
         net.submit(honest[i % len(honest)], t)  # agents reach followers, which forward and watch
         net.run_for(0.3)
     settle(net, txns, {shard: honest, other: list(net.deployment.shards[other])})
+    # The followers cross-check signed heads every challenge interval: the
+    # half the offender lied to may find out only then (the other half and
+    # the leader can commit without it).
+    net.run_for(
+        DETECTION_S,
+        until=lambda: all(offender in r.store.evicted and offender not in r.raft.members for r in net.honest_shard(shard)),
+    )
     # Detected in the shard, with evidence sent to the core ...
     for r in net.honest_shard(shard):
         assert offender in r.convicted
@@ -227,3 +244,15 @@ def test_the_checker_refuses_malformed_evidence_without_raising() -> None:
     for message in (b"", b"\xff\x00", msgspec.msgpack.encode([1, 2, 3])):
         for kind in ("equivocation", "forged_commit", "invalid_entry"):
             assert checker(SignedMessageEvidence(kind, 1, 1, message), (1, 2, 5, 7), "byzantine", verifier) is False
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="shard liveness after a deposition (open): in shard (1, 2, 6, 7) the member the equivocator lied "
+    "to (7, lock 0) keeps pre-campaigning and is refused as locked below the others; 2 and 6 (lock 2) stay "
+    "followers without a leader and never campaign, so no leader orders the core's certified eviction",
+)
+def test_known_gap_no_leader_after_deposing_an_equivocator_seed_16() -> None:
+    test_a_lying_shard_leader_is_convicted_evicted_by_the_core_and_removed_from_its_shard(
+        "equivocating-leader", "equivocation", 16
+    )
