@@ -24,7 +24,19 @@ number of cores keyed by group id and:
   after, applies, and calls ``advance`` once for the whole turn
   (``quorate.runtime.driver.HostDriver`` does this for both runtimes);
 - **adds and removes** groups at run time (``add``/``remove``), so ranges can
-  split and merge and shard managers come and go.
+  split and merge and shard managers come and go;
+- **carries output for other groups**: a core that speaks to groups other
+  than its own (HRB's core tier certifies decisions for shard groups; a
+  shard member sends its votes to the core's group) offers the optional
+  ``CrossGroupOutput`` role, ``take_outbound()`` -> ``(to, group, message)``
+  triples. The host takes them right after each ``ready()`` of such a core
+  (a core may count them as work in ``has_ready``, as HRB's core does, so
+  they must not wait for the turn's end) and ``NodeHost.take_outbound()``
+  returns those and whatever the cores queued since; the runtime calls it
+  after each turn and
+  sends each message on its group (one for this node itself is stepped
+  into this host, as if it had arrived). Groups without the role cost
+  nothing.
 
 Invariants: a group's core sees its inputs in the order the host got them;
 ``advance`` is called with exactly the ``GroupReady`` list ``ready`` returned;
@@ -44,7 +56,17 @@ from quorate.core.ready import Ready, Rejection
 from quorate.errors import LocalProtocolError
 from quorate.ids import MAX_GROUP_ID, NodeId, valid_group_id
 
-__all__ = ["MAX_GROUP_ID", "GroupReady", "HostedGroup", "NodeHost", "TimedState", "UnknownGroup", "valid_group_id"]
+__all__ = [
+    "MAX_GROUP_ID",
+    "CrossGroupOutput",
+    "GroupMessage",
+    "GroupReady",
+    "HostedGroup",
+    "NodeHost",
+    "TimedState",
+    "UnknownGroup",
+    "valid_group_id",
+]
 
 
 UnknownGroup = Callable[[NodeId, int, Any, float], "HostedGroup | None"]
@@ -60,6 +82,17 @@ class TimedState(Protocol):
 
     def tick(self, now: float) -> None: ...
 """``(sender, group, message, now) -> a group to host, or None to drop the message``."""
+
+GroupMessage = tuple[NodeId, int, Any]
+"""``(to, group, message)``: a message for a group other than its sender's."""
+
+
+@runtime_checkable
+class CrossGroupOutput(Protocol):
+    """Optional role of a core that sends messages on other groups than its
+    own (see the module docstring): what it queued since the last call."""
+
+    def take_outbound(self) -> list[GroupMessage]: ...
 
 
 @dataclass(slots=True)
@@ -89,6 +122,8 @@ class HostedGroup:
     no heap operation)."""
     probe: Callable[[], float | None] | None = None
     """The core's ``wake_at`` when it offers a ``DeadlineProbe`` (set by ``NodeHost.add``)."""
+    outbound: Callable[[], list[GroupMessage]] | None = None
+    """The core's ``take_outbound`` when it offers ``CrossGroupOutput`` (set by ``NodeHost.add``)."""
     dirty: bool = False
     """The group had an input since its last Ready (it is in the host's dirty list)."""
     stale: bool = False
@@ -104,7 +139,18 @@ GroupReady = tuple[HostedGroup, Ready]
 class NodeHost:
     """Many groups' cores on one node (see the module docstring)."""
 
-    __slots__ = ("_dirty", "_groups", "_heap", "node", "on_unknown_group", "only", "turned", "unknown_group_messages")
+    __slots__ = (
+        "_dirty",
+        "_groups",
+        "_heap",
+        "_outbound",
+        "_taken_out",
+        "node",
+        "on_unknown_group",
+        "only",
+        "turned",
+        "unknown_group_messages",
+    )
 
     def __init__(self, node: NodeId, *, on_unknown_group: UnknownGroup | None = None) -> None:
         self.node = node
@@ -112,6 +158,10 @@ class NodeHost:
         self._groups: dict[int, HostedGroup] = {}
         self._dirty: list[HostedGroup] = []
         """Groups that got an input since their last Ready (insertion ordered)."""
+        self._outbound: list[HostedGroup] = []
+        """Hosted groups whose core offers ``CrossGroupOutput``."""
+        self._taken_out: list[GroupMessage] = []
+        """Their messages for other groups, taken with their Readies."""
         self.only: HostedGroup | None = None
         """The group, while this node hosts exactly one (the common case: its
         deadline stays out of the heap and the driver takes a shorter path).
@@ -137,6 +187,9 @@ class NodeHost:
             raise LocalProtocolError(f"group {group.id}'s core is node {group.core.id}, not this node {self.node}")
         group.probe = group.core.wake_at if isinstance(group.core, DeadlineProbe) else None
         group.timed = group.state if isinstance(group.state, TimedState) else None
+        group.outbound = group.core.take_outbound if isinstance(group.core, CrossGroupOutput) else None
+        if group.outbound is not None:
+            self._outbound.append(group)
         self._groups[group.id] = group
         self._mark(group)
         self.only = group if len(self._groups) == 1 else None
@@ -152,6 +205,8 @@ class NodeHost:
     def remove(self, group_id: int) -> HostedGroup | None:
         """Stop hosting ``group_id`` (its queued work goes with it)."""
         removed = self._groups.pop(group_id, None)
+        if removed is not None and removed.outbound is not None:
+            self._outbound.remove(removed)
         if removed is not None and removed.dirty:
             self._dirty.remove(removed)
             removed.dirty = False
@@ -264,6 +319,16 @@ class NodeHost:
             group.queued = group.deadline
         return group
 
+    def take_outbound(self) -> list[GroupMessage]:
+        """Messages for other groups that the hosted cores queued since the
+        last call (``CrossGroupOutput``), in hosting order; empty when no
+        hosted core offers the role."""
+        out, self._taken_out = self._taken_out, []
+        for group in self._outbound:
+            assert group.outbound is not None
+            out.extend(group.outbound())
+        return out
+
     # -- turns ----------------------------------------------------------------
     def has_ready(self) -> bool:
         return bool(self._dirty)
@@ -286,6 +351,8 @@ class NodeHost:
             turned.append(group)
             core = group.core
             ready = core.ready()
+            if group.outbound is not None:
+                self._taken_out.extend(group.outbound())
             if ready.is_empty():
                 core.advance(ready)
                 self._set_deadline(group, ready.wake_at)
@@ -328,6 +395,8 @@ class NodeHost:
         self._dirty.pop()
         core = group.core
         ready = core.ready()
+        if group.outbound is not None:
+            self._taken_out.extend(group.outbound())
         if ready.is_empty():
             core.advance(ready)
             self._set_deadline(group, ready.wake_at)

@@ -240,3 +240,65 @@ def test_deadlines_tick_only_due_groups_and_removed_groups_are_forgotten() -> No
     assert host.wake_at() is None
     host.tick(10.0)
     assert cores[0].ticks == []
+
+
+class Relay(Echo):
+    """A toy core that also speaks on another group: every message it steps
+    is relayed to node 9 on group ``to_group`` (``CrossGroupOutput``), and,
+    as HRB's core does, it counts queued relays as work in ``has_ready``."""
+
+    def __init__(self, to_group: int, *, step_only: bool = False) -> None:
+        super().__init__()
+        self.to_group = to_group
+        self.step_only = step_only
+        self._out: list[tuple[NodeId, int, Any]] = []
+
+    def step(self, sender: NodeId, message: Any, now: float) -> None:
+        if self.step_only:
+            self._out.append((NodeId(9), self.to_group, message))  # no Ready needed
+        else:
+            super().step(sender, message, now)
+
+    def has_ready(self) -> bool:
+        return super().has_ready() or bool(self._out)
+
+    def ready(self) -> Ready:
+        for _, message in self._pending:
+            self._out.append((NodeId(9), self.to_group, message))
+        return super().ready()
+
+    def take_outbound(self) -> list[tuple[NodeId, int, Any]]:
+        out, self._out = self._out, []
+        return out
+
+
+@pytest.mark.parametrize("groups", [1, 2])
+def test_messages_for_other_groups_are_taken_with_each_ready_and_handed_to_the_runtime(groups: int) -> None:
+    cores: dict[int, Echo] = {5: Relay(to_group=6)}
+    if groups == 2:
+        cores[0] = Echo()
+    host = host_with(cores)
+    driver = HostDriver(host, Effects())
+    driver.drive()
+    assert host.take_outbound() == []
+    host.step(NodeId(2), 5, "a", 0.0)
+    host.step(NodeId(2), 5, "b", 0.0)
+    driver.drive()  # ends: relays queued in ready() are taken with it, not left as work
+    assert host.take_outbound() == [(NodeId(9), 6, "a"), (NodeId(9), 6, "b")]
+    assert host.take_outbound() == []
+
+
+def test_messages_for_other_groups_queued_without_a_ready_are_taken_too() -> None:
+    host = host_with({5: Relay(to_group=6, step_only=True), 0: Echo()})
+    host.step(NodeId(2), 5, "a", 0.0)
+    assert host.take_outbound() == [(NodeId(9), 6, "a")]
+
+
+def test_groups_without_cross_group_output_and_removed_groups_give_nothing() -> None:
+    relay = Relay(to_group=6, step_only=True)
+    host = host_with({5: relay, 0: Echo()})
+    host.step(NodeId(2), 0, "m", 0.0)
+    assert host.take_outbound() == []
+    host.remove(5)
+    relay.step(NodeId(2), "late", 0.0)
+    assert host.take_outbound() == []

@@ -12,8 +12,8 @@ replicated state, so all members reach the same verdict:
   proves its offender's misbehaviour by itself: same signer, same slot,
   different payloads, both signatures valid; its statement kind must be one
   the rules accept (``CoreRules.evidence_kinds``; empty accepts all);
-- ``SignedMessageEvidence`` (one signed message that is its own proof: a
-  forged commit, an invalid entry) needs the shard tier's knowledge of what
+- ``SignedMessageEvidence`` (signed messages that are their own proof: a
+  forged commit, an invalid entry, two disagreeing chain proofs) needs the shard tier's knowledge of what
   its messages mean: a ``SignedMessageChecker`` the shard tier provides
   (injected; it must be deterministic). The signer must be, or have been, a
   member of the named shard. A kind no checker knows is refused without
@@ -55,7 +55,10 @@ __all__ = [
     "judge",
 ]
 
-SIGNED_MESSAGE_KINDS = ("forged_commit", "invalid_entry")
+SIGNED_MESSAGE_KINDS = ("equivocation", "forged_commit", "invalid_entry")
+"""What a ``SignedMessageEvidence`` may prove: the shard tier's kinds
+(``equivocation`` there is two chain proofs that disagree, which need the
+shard's chain rules to check, unlike two plain conflicting statements)."""
 
 _encoder = msgspec.msgpack.Encoder()
 

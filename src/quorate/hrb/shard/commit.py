@@ -65,12 +65,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import msgspec
-
 from quorate.core.quorum import bft_quorum
 from quorate.core.ready import Entry
 from quorate.errors import invariant
-from quorate.hrb.messages import ShardProof, ShardVote, TxnRequest
+from quorate.hrb.messages import ShardProof, ShardVote, TxnRequest, txn_request_bytes
 from quorate.hrb.shard.chain import ack_lock, link_of
 from quorate.hrb.shard.evidence import forged_commit_evidence
 from quorate.hrb.shard.messages import CommitAnnouncement, PrepareAck
@@ -96,7 +94,6 @@ from quorate.raft.messages import AppendEntriesResponse, SignedAppendEntriesResp
 if TYPE_CHECKING:
     from quorate.hrb.shard.replica import ShardReplica
 
-_encode = msgspec.msgpack.Encoder().encode
 ACK_LOCK_BYTES = 8
 """The lock in front of a signed acknowledgement's signature."""
 MAX_EARLY_ACKS = 1024
@@ -358,8 +355,9 @@ def _send_txn_request(self: ShardReplica, txn_id: bytes) -> None:
     txn = self._store.requested.get(txn_id)
     if txn is None or not self._raft.is_leader:
         return
-    signature = self._signer.sign(_encode(txn))
-    self._core_out.append(TxnRequest(self._shard, int(self.id), self._raft.term, txn, signature))
+    term = self._raft.term
+    signature = self._signer.sign(txn_request_bytes(self._shard, int(self.id), term, txn))
+    self._core_out.append(TxnRequest(self._shard, int(self.id), term, txn, signature))
     self._request_sent_at[txn_id] = self._now
 
 

@@ -57,6 +57,7 @@ import msgspec
 from quorate.core.evidence import statement_bytes
 from quorate.core.quorum import bft_quorum, majority
 from quorate.core.signing import Verifier
+from quorate.hrb import messages
 from quorate.hrb.messages import ShardVote
 from quorate.hrb.shard.chain import (
     DIGEST_BYTES,
@@ -217,8 +218,10 @@ def verify_leader_votes(
 def shard_vote_bytes(
     shard: int, txn_id: bytes, vote: bool, reason: str, term: int, index: int, digest: bytes
 ) -> bytes:
-    """What the leader and, in byzantine mode, the members sign for a ShardVote."""
-    return _encode(("quorate.hrb.shard.vote.v1", shard, txn_id, vote, reason, term, index, digest))
+    """What the leader and, in byzantine mode, the members sign for a ShardVote:
+    the tiers' contract, ``quorate.hrb.messages.shard_vote_bytes`` (what the
+    core verifies), with this tier's argument order."""
+    return messages.shard_vote_bytes(txn_id, shard, vote, reason, term, index, digest)
 
 
 def verify_shard_vote(

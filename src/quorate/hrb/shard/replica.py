@@ -381,7 +381,8 @@ class ShardReplica:
         if handler is None:
             self._reject(sender, message, "not a shard message")
             return
-        if sender == self.id:
+        if sender == self.id and type(message) is not CoreCertificate:
+            # A certificate may come from this node itself: its core member, delivered locally.
             self._reject(sender, message, "message claims to come from this node")
             return
         if int(sender) in self._store.evicted:

@@ -62,7 +62,12 @@ import msgspec
 from quorate.core.evidence import Evidence, SignedStatement, statement_bytes, verify_statement
 from quorate.core.quorum import majority
 from quorate.core.ready import ENTRY_NORMAL, Entry
-from quorate.hrb.messages import CoreCertificate, RemovalProposal, SignedMessageEvidence
+from quorate.hrb.messages import (
+    CoreCertificate,
+    RemovalProposal,
+    SignedMessageEvidence,
+    removal_bytes,
+)
 from quorate.hrb.shard.chain import chain_kind, link_of, statement_kind
 from quorate.hrb.shard.evidence import (
     ChainProof,
@@ -492,5 +497,7 @@ def _convict(self: ShardReplica, evidence: Evidence | SignedMessageEvidence, *, 
         self._raft.refuse_leader(offender, self._now)
     self._broadcast(EvidenceNotice(evidence))
     if detector:
-        self._core_out.append(RemovalProposal(int(self.id), evidence))
+        accuser = int(self.id)
+        signature = self._signer.sign(removal_bytes(accuser, evidence))
+        self._core_out.append(RemovalProposal(accuser, evidence, signature))
 

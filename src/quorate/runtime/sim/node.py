@@ -8,7 +8,10 @@ Theory of operation.
   ``Grouped(group, message)`` (a few bytes more, like the group id in a real
   frame), and the node routes it to that group's core, or to that group's
   replica service when it comes from a client. ``group_factory`` builds a
-  group's core and service, fresh or from its storage after a restart.
+  group's core and service, fresh or from its storage after a restart. What
+  a group sends on *other* groups (``NodeHost.take_outbound``, HRB's tiers)
+  leaves after the turn like its other messages; what is for this node
+  itself is stepped into its host at once.
 - **Effects.** A ``SimNode`` is the ``HostEffects`` of the one driver loop
   both runtimes use (``quorate.runtime.driver.HostDriver``): ``persist``
   writes every group's state to its ``MemoryStorage`` (which survives a
@@ -587,6 +590,11 @@ class SimNode:
         while self._group_changes:
             self._change_groups(local)
             driver.drive()
+        outbound = host.take_outbound()
+        while outbound:
+            self._send_across(outbound, local)
+            driver.drive()
+            outbound = host.take_outbound()
         only = host.only
         wake = only.deadline if only is not None else host.wake_at()
         verifier = self.verifier
@@ -742,6 +750,21 @@ class SimNode:
         if done > self._hold_until_s:
             self._hold_until_s = done
         self._held = True
+
+    def _send_across(self, outbound: list[tuple[NodeId, int, Any]], local: float) -> None:
+        """Messages the groups have for other groups (``NodeHost.take_outbound``):
+        each leaves on its group, after this turn's fsync like the turn's
+        other messages; one for this node itself is stepped into its host."""
+        host = self.host
+        assert host is not None
+        me = self.id
+        box = self._late_outbox if self._held else self._outbox
+        for to, group, message in outbound:
+            if to == me:
+                if host.step(me, group, message, local) is not None:
+                    self.rejected_count += 1
+            else:
+                box.append((to, Grouped(group, message) if group else message))
 
     def send(self, group: HostedGroup, messages: list[tuple[NodeId, Any]]) -> None:
         gid = group.id
