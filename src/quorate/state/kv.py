@@ -33,6 +33,14 @@ reschedule with one integer comparison per applied command.
 Operations: put, get, delete, compare-and-set, list by prefix; each in a
 namespace (a separate key space). ``Put`` may carry ``ttl_s``.
 
+Extensions. ``Extension(machine, data)`` hands ``data`` to another
+deterministic machine registered with the store under ``machine`` (the key
+registry, private votes: ``quorate.core.machine``), with the log index and
+log time; its answer is the operation's result. Such machines thus share
+this log's order, client sessions and snapshots. A snapshot carries their
+state only when one holds some (format version 3), so a store without
+extension state writes the same bytes as before.
+
 Exactly-once (Raft thesis §6.3): a command carries ``(client, seq)``. The store
 keeps, per client session, the highest applied ``seq`` and its result; a
 retried command with a seq already applied returns the saved result without
@@ -49,6 +57,7 @@ from dataclasses import dataclass
 
 import msgspec
 
+from quorate.core.machine import MachineResult, ReplicatedMachine
 from quorate.state.replica_time import TimeRounds
 
 NO_SESSION = 0
@@ -58,7 +67,11 @@ FORMAT_VERSION = 2
 trailing fields. A store without rounds (crash faults) still writes version
 1, which earlier releases read (they ignore trailing fields)."""
 FORMAT_VERSION_WITHOUT_ROUNDS = 1
-READABLE_VERSIONS = (1, 2)
+FORMAT_VERSION_WITH_MACHINES = 3
+"""Version 3 adds the extension machines' states as a trailing field; written
+only when a machine holds state."""
+READABLE_VERSIONS = (1, 2, 3)
+MAX_MACHINE_NAME_CHARS = 64
 
 
 class Put(msgspec.Struct, tag="put", array_like=True, frozen=True):
@@ -93,7 +106,15 @@ class List(msgspec.Struct, tag="list", array_like=True, frozen=True):
     limit: int = 1000
 
 
-Op = Put | Get | Delete | Cas | List
+class Extension(msgspec.Struct, tag="ext", array_like=True, frozen=True):
+    """A command for the extension machine registered as ``machine`` (see
+    "Extensions" in the module docstring)."""
+
+    machine: str
+    data: bytes
+
+
+Op = Put | Get | Delete | Cas | List | Extension
 """What a client may ask for."""
 
 
@@ -172,11 +193,13 @@ class _SnapshotWithoutRounds(msgspec.Struct, array_like=True):
 
 
 class _Snapshot(_SnapshotWithoutRounds, array_like=True):
-    """Version 2: the time rounds of a Byzantine group follow (absent: empty)."""
+    """Version 2: the time rounds of a Byzantine group follow (absent: empty);
+    version 3: then the extension machines' states."""
 
     rounds: int = 0
     readings: dict[int, float] = {}
     pending: list[tuple[str, str, float, int]] = []
+    machines: dict[str, bytes] = {}
 
 
 @dataclass(slots=True)
@@ -197,6 +220,7 @@ class KVStore:
         "_data",
         "_deadlines",
         "_expiry",
+        "_machines",
         "_oldest_session_s",
         "_sessions",
         "applied_index",
@@ -207,9 +231,16 @@ class KVStore:
         "time_version",
     )
 
-    def __init__(self, session_ttl_s: float = DEFAULT_SESSION_TTL_S, replicas: int = 0) -> None:
+    def __init__(
+        self,
+        session_ttl_s: float = DEFAULT_SESSION_TTL_S,
+        replicas: int = 0,
+        machines: dict[str, ReplicatedMachine] | None = None,
+    ) -> None:
         """``replicas``: 0 for a crash-fault group (stamps are log time), else
-        the size of the Byzantine fault-tolerant group (time from rounds)."""
+        the size of the Byzantine fault-tolerant group (time from rounds).
+        ``machines``: extension machines by name (see the module docstring)."""
+        self._machines: dict[str, ReplicatedMachine] = dict(machines or {})
         self._data: dict[str, dict[str, str]] = {}
         self._expiry: list[tuple[float, str, str]] = []  # heap of (deadline, ns, key)
         self._deadlines: dict[tuple[str, str], float] = {}
@@ -297,9 +328,22 @@ class KVStore:
             return Result(ok=existed)
         if isinstance(op, List):
             return Result(ok=True, items=self.list_prefix(op.prefix, op.namespace, op.limit))
+        if isinstance(op, Extension):
+            return self._extend(op)
         if self.time_rounds is not None:
             self._observe_reading(op)
         return OK
+
+    def _extend(self, op: Extension) -> Result:
+        machine = self._machines.get(op.machine)
+        if machine is None:
+            return Result(ok=False, error=f"no state machine named {op.machine[:MAX_MACHINE_NAME_CHARS]!r}")
+        answer: MachineResult = machine.apply(self.applied_index, self.now_s, op.data)
+        return Result(ok=answer.ok, value=answer.value, error=answer.error)
+
+    def machine(self, name: str) -> ReplicatedMachine | None:
+        """The extension machine registered as ``name``."""
+        return self._machines.get(name)
 
     def _observe_reading(self, tick: Tick) -> None:
         """A replica's (authenticated) reading; a round that closes moves log
@@ -415,18 +459,24 @@ class KVStore:
         expiry = sorted((d, ns, k) for (ns, k), d in self._deadlines.items())
         sessions = {c: (s.seq, s.last_s, s.result) for c, s in self._sessions.items()}
         rounds = self.time_rounds
-        if rounds is None:
+        machines = {}
+        for name, machine in sorted(self._machines.items()):
+            state = machine.snapshot()
+            if state is not None:
+                machines[name] = state
+        if rounds is None and not machines:
             plain = _SnapshotWithoutRounds(FORMAT_VERSION_WITHOUT_ROUNDS, self.now_s, data, expiry, sessions)
             return _command_encoder.encode(plain)
         snap = _Snapshot(
-            FORMAT_VERSION,
+            FORMAT_VERSION_WITH_MACHINES if machines else FORMAT_VERSION,
             self.now_s,
             data,
             expiry,
             sessions,
-            rounds.rounds,
-            dict(sorted(rounds.readings.items())),
-            [(ns, k, ttl, needed) for (ns, k), (ttl, needed) in rounds.pending.items()],
+            0 if rounds is None else rounds.rounds,
+            {} if rounds is None else dict(sorted(rounds.readings.items())),
+            [] if rounds is None else [(ns, k, ttl, needed) for (ns, k), (ttl, needed) in rounds.pending.items()],
+            machines,
         )
         return _command_encoder.encode(snap)
 
@@ -444,6 +494,8 @@ class KVStore:
             rounds.rounds = snap.rounds
             rounds.readings = dict(snap.readings)
             rounds.pending = {(ns, k): (ttl, needed) for ns, k, ttl, needed in snap.pending}
+        for name, machine in self._machines.items():
+            machine.restore(snap.machines.get(name))
         self._settle_deadlines()
         self.time_version += 1
         by_last_use = sorted(snap.sessions.items(), key=lambda item: item[1][1])
@@ -456,6 +508,7 @@ __all__ = [
     "Cas",
     "Command",
     "Delete",
+    "Extension",
     "Get",
     "KVStore",
     "List",
