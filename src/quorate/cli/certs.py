@@ -121,15 +121,17 @@ def create_ca(directory: Path, *, force: bool = False, name: str = "quorate clus
     return cert_path
 
 
-def issue_certificate(directory: Path, name: str, *, force: bool = False) -> Path:
-    """Write ``<name>.key`` and ``<name>.crt`` (CN = SAN DNS = name), signed by the CA."""
+def issue_certificate(directory: Path, name: str, *, force: bool = False, stem: str | None = None) -> Path:
+    """Write ``<name>.key`` and ``<name>.crt`` (CN = SAN DNS = name), signed by
+    the CA; ``stem`` names the files otherwise (``n1.next``: a rotation)."""
     name = certificate_name(name)
     ca_cert_path, ca_key_path = directory / CA_CERT_FILE, directory / CA_KEY_FILE
     if not ca_cert_path.is_file() or not ca_key_path.is_file():
         raise ConfigError(
             f"no cluster CA in {directory} (run 'quorate certs init --dir {directory}')"
         )
-    cert_path, key_path = directory / f"{name}.crt", directory / f"{name}.key"
+    stem = stem or name
+    cert_path, key_path = directory / f"{stem}.crt", directory / f"{stem}.key"
     _refuse_existing([cert_path, key_path], force)
     try:
         ca_cert = x509.load_pem_x509_certificate(ca_cert_path.read_bytes())

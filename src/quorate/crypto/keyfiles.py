@@ -113,10 +113,11 @@ def _hex(value: object, size: int, what: str) -> bytes:
 
 
 def load_node_keys(
-    directory: str | Path, node: NodeId, voters: Iterable[NodeId]
+    directory: str | Path, node: NodeId, voters: Iterable[NodeId], *, accept: Iterable[bytes] = ()
 ) -> tuple[bytes, dict[NodeId, bytes]]:
     """``node``'s seed and the voters' public keys, checked (see the module
-    docstring)."""
+    docstring). ``accept``: further public keys the seed may have (the keys
+    the node rotated to since the registry file was written)."""
     directory = Path(directory)
     path = key_file(directory, node)
     try:
@@ -132,7 +133,7 @@ def load_node_keys(
     if missing:
         raise ConfigError(f"{directory / PUBLIC_KEYS_FILE} lists no key for {', '.join(missing)}")
     own = bytes(nacl.signing.SigningKey(seed).verify_key)
-    if registry.get(node) != own:
+    if registry.get(node) != own and own not in set(accept):
         raise ConfigError(
             f"{path} does not match {node_name(node)}'s public key in {directory / PUBLIC_KEYS_FILE}"
         )

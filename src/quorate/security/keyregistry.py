@@ -363,6 +363,8 @@ class KeyRegistry:
         self.cluster = cluster_id(self.genesis)
         self.policy = (policy or RegistryPolicy()).validate()
         self._verify_keys: dict[bytes, nacl.signing.VerifyKey] = {}
+        self._valid: dict[tuple[int, str], tuple[bytes, ...]] = {}
+        """``valid_keys`` answers, until the next change (it is asked per message)."""
         self._reset()
 
     def _reset(self) -> None:
@@ -380,6 +382,11 @@ class KeyRegistry:
         self.changes = 0
         """Bumped at every change of who may sign or connect (the runtime's cue to refresh)."""
         self._events: list[RegistryEvent] = []
+        self._valid.clear()
+
+    def _changed(self) -> None:
+        self.changes += 1
+        self._valid.clear()
 
     # -- queries ---------------------------------------------------------------------
     def members(self) -> list[NodeId]:
@@ -393,10 +400,16 @@ class KeyRegistry:
     def valid_keys(self, node: NodeId | int, kind: str = KIND_SIGNING) -> tuple[bytes, ...]:
         """The keys of ``kind`` that speak for ``node`` now, newest first (two
         during an overlap; none once it is revoked or unknown)."""
+        cached = self._valid.get((int(node), kind))
+        if cached is not None:
+            return cached
         keys = self.nodes.get(int(node))
         if keys is None or keys.revoked is not None:
-            return ()
-        return tuple(r.key for r in reversed(keys.keys[kind]) if r.retired is None)
+            valid: tuple[bytes, ...] = ()
+        else:
+            valid = tuple(r.key for r in reversed(keys.keys[kind]) if r.retired is None)
+        self._valid[(int(node), kind)] = valid
+        return valid
 
     def newest_key(self, node: NodeId | int, kind: str = KIND_SIGNING) -> bytes | None:
         valid = self.valid_keys(node, kind)
@@ -585,14 +598,14 @@ class KeyRegistry:
         keys = self.nodes[op.node]
         keys.keys[op.kind].append(KeyRecord(op.key, index, self.now_s))
         heapq.heappush(self._overlaps, (self.now_s + self.policy.max_overlap_s, op.node, op.kind))
-        self.changes += 1
+        self._changed()
         self._events.append(RegistryEvent("activated", index, NodeId(op.node), op.kind, op.key))
 
     def _revoked(self, index: int, node: int) -> None:
         self.nodes[node].revoked = index
         for subject in [s for s, p in self.pending.items() if p.node == node]:
             del self.pending[subject]
-        self.changes += 1
+        self._changed()
         self._events.append(RegistryEvent("revoked", index, NodeId(node)))
 
     def _admit(self, index: int, op: RequestAdmission) -> None:
@@ -600,7 +613,7 @@ class KeyRegistry:
             {KIND_SIGNING: [KeyRecord(op.key, index, self.now_s)], KIND_TLS: [KeyRecord(ANY_CA_CERTIFICATE, index, self.now_s)]},
             admitted=index,
         )
-        self.changes += 1
+        self._changed()
         self._events.append(RegistryEvent("admitted", index, NodeId(op.node), KIND_SIGNING, op.key))
 
     def _retire(self, index: int, op: RetireKey) -> MachineResult:
@@ -624,7 +637,7 @@ class KeyRegistry:
 
     def _retire_record(self, index: int, node: int, kind: str, record: KeyRecord) -> None:
         record.retired = index
-        self.changes += 1
+        self._changed()
         self._events.append(RegistryEvent("retired", index, NodeId(node), kind, record.key))
 
     def _expire(self, index: int) -> None:
@@ -685,6 +698,7 @@ class KeyRegistry:
                 },
             }
         return {
+            "cluster": self.cluster.hex(),
             "applied_index": self.applied_index,
             "members": [node_name(m) for m in self.members()],
             "quorum": self.quorum(),
@@ -753,6 +767,7 @@ class KeyRegistry:
         self._approver_log = {a: list(t) for a, t in snap.approver_log.items()}
         self.refused = dict(snap.refused)
         self.changes = snap.changes + 1
+        self._valid.clear()
         for node, keys in self.nodes.items():
             for kind, records in keys.keys.items():
                 if sum(1 for r in records if r.retired is None) > 1:

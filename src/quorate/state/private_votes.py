@@ -20,6 +20,13 @@ Commands:
   the sum of the accepted commitments (less the spoiled ones) commits to it,
   and the spoiled ballots with their proofs. Refused unless it verifies.
 
+In a replicated service the machine rides in the key-value store's log
+(``VotesMachine``, registered as ``"votes"``: a ``quorate.core.machine``
+extension), so a ballot is one ``Extension("votes", ...)`` operation and
+gets the log's order, exactly-once client sessions and snapshots. There the
+log time is the store's (the stamps the log carries, or a Byzantine group's
+agreed time rounds), not the command's own ``time_s``.
+
 Checking proofs is the job of an injected ``BallotVerifier`` (a real one is
 ``quorate.crypto.zk.VoteVerifier``), as signatures go through a Verifier in
 the protocol cores. The machine stores per ballot only the commitment (which
@@ -35,9 +42,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+import json
+
 import msgspec
 
+from quorate.core.machine import MachineResult
+
 FORMAT_VERSION = 1
+MACHINE_NAME = "votes"
+"""The name the machine is registered under in the key-value store."""
 VOTER_KEY_SIZE_BYTES = 32
 MAX_ELECTORATE = 100_000
 """Voters per proposal: bounds what one command can make every replica store."""
@@ -284,6 +297,13 @@ class PrivateVotes:
         return sorted(self._proposals)
 
     # -- snapshots ------------------------------------------------------------------
+    def clear(self) -> None:
+        """Back to no proposals (a snapshot without vote state was restored)."""
+        self._proposals = {}
+        self.refused = {}
+        self.now_s = 0.0
+        self.applied_index = 0
+
     def snapshot(self) -> bytes:
         records = {
             pid: _ProposalRecord(
@@ -326,7 +346,42 @@ class PrivateVotes:
         }
 
 
+class VotesMachine:
+    """``PrivateVotes`` as an extension machine of the key-value store: each
+    command applies at the store's log time; the answer is the
+    ``VoteResult`` as JSON."""
+
+    __slots__ = ("votes",)
+
+    def __init__(self, votes: PrivateVotes) -> None:
+        self.votes = votes
+
+    def apply(self, index: int, now_s: float, data: bytes) -> MachineResult:
+        votes = self.votes
+        try:
+            command = _command_decoder.decode(data)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            result = votes.apply(index, data)  # refused as malformed, as on every replica
+        else:
+            votes.applied_index = index
+            result = votes.apply_command(VoteCommand(command.op, now_s))
+        value = json.dumps({k: v for k, v in msgspec.structs.asdict(result).items() if v is not None})
+        return MachineResult(result.ok, value=value, error=result.error)
+
+    def snapshot(self) -> bytes | None:
+        if not self.votes.proposals() and not self.votes.refused:
+            return None
+        return self.votes.snapshot()
+
+    def restore(self, data: bytes | None) -> None:
+        if data is None:
+            self.votes.clear()
+        else:
+            self.votes.restore(data)
+
+
 __all__ = [
+    "MACHINE_NAME",
     "BallotVerifier",
     "CastBallot",
     "OpenProposal",
@@ -337,6 +392,7 @@ __all__ = [
     "VoteCommand",
     "VoteOp",
     "VoteResult",
+    "VotesMachine",
     "decode_vote_result",
     "encode_vote_command",
 ]

@@ -70,6 +70,16 @@ Theory of operation.
   in its configuration entry; the node reads the book from every
   configuration entry it is about to persist (and, at restart, from its
   recovered log), so it can dial members it was never configured with.
+- *Security* (``quorate.runtime.aio.security``). Group 0's store hosts the
+  key registry and the private votes; every group's cores sign and verify
+  through the registry's keyring, so a rotated key verifies from the index
+  that activated it and a revoked node's from none. After each applied batch
+  the security manager acts on the registry's decisions; from the index at
+  which a node is revoked, its messages are dropped before they are stepped
+  and its connections closed. Membership changes that add a node go through
+  the admission policy and a rate limit per source address. The inbox holds
+  at most ``max_inbox`` inputs; more are dropped and counted
+  (``inbox_drops``).
 - *Leadership changes.* After each drive the node compares the core's leader
   with the last one seen and logs a change. When this node stops being the
   leader, every client still waiting on it is answered ``retry``: its
@@ -108,7 +118,8 @@ from quorate.runtime.aio.admin import (
 )
 from quorate.runtime.aio.bft import replica_service_class
 from quorate.runtime.aio.config import STORAGE_KINDS, format_address, parse_address
-from quorate.runtime.aio.protocols import ProtocolBinding, protocol_binding
+from quorate.runtime.aio.protocols import DEFAULT_KEY_SEED, ProtocolBinding, protocol_binding
+from quorate.runtime.aio.security import NodeSecurity, SecurityRelay, SecuritySettings
 from quorate.runtime.aio.tls import TlsConfig
 from quorate.runtime.aio.transport import (
     CLIENT_CONNECTION_BASE,
@@ -117,10 +128,12 @@ from quorate.runtime.aio.transport import (
     TransportConfig,
 )
 from quorate.runtime.driver import HostDriver
+from quorate.security.registry_keyring import RegistryKeyring, load_keyring
 from quorate.state.backup import BackupRequest
-from quorate.state.kv import KVStore
+from quorate.state.kv import NO_SESSION, Command, Extension, KVStore, encode_command
 from quorate.state.replica_time import ReplicaClock
 from quorate.state.service import (
+    BFT_COMMAND_TIME_S,
     STATUS_ERROR,
     BftService,
     ClientAttach,
@@ -134,6 +147,9 @@ from quorate.storage.engines import DiskStorage, open_storage
 log = logging.getLogger("quorate.runtime.aio.node")
 
 
+DEFAULT_MAX_INBOX = 65_536
+"""Inputs held between two turns; beyond it they are dropped (a flood must
+not grow memory without bound; protocols resend what matters)."""
 INLINE_PERSIST_MAX_ENTRIES = 8
 """A Ready with at most this many entries (and no snapshot) is persisted on the
 event loop itself: its fsync is cheaper than handing it to the worker thread
@@ -228,6 +244,8 @@ class AioNode:
         clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
         groups: Sequence[GroupConfig] = (),
+        security: SecuritySettings | None = None,
+        max_inbox: int = DEFAULT_MAX_INBOX,
     ) -> None:
         if storage_kind not in STORAGE_KINDS:
             raise ConfigError(
@@ -274,6 +292,10 @@ class AioNode:
         self._executor: ThreadPoolExecutor | None = None
         self._failed = False
         self._stopping: asyncio.Future[None] | None = None
+        self.security_settings = (security or SecuritySettings()).validate()
+        self.security: NodeSecurity | None = None
+        self.keyring: RegistryKeyring | None = None
+        self.max_inbox = max_inbox
 
     # ------------------------------------------------------------ group 0's view
     @property
@@ -301,6 +323,27 @@ class AioNode:
         )
         self.host = NodeHost(self.id)
         voters = tuple(sorted({self.id, *self.peers}))
+        options = self.protocol_options
+        keys_dir = options.get("keys_dir")
+        if keys_dir is not None and options.get("key_seed") is not None:
+            raise ConfigError("give either keys_dir (a key per node) or key_seed (test clusters), not both")
+        self.keyring = load_keyring(
+            self.id,
+            voters,
+            keys_dir=keys_dir,
+            key_seed=None if keys_dir is not None else str(options.get("key_seed") or DEFAULT_KEY_SEED),
+            join=bool(options.get("join", False)),
+            policy=self.security_settings.registry,
+        )
+        self.security = NodeSecurity(
+            self.id,
+            self.keyring,
+            self.security_settings,
+            keys_dir=None if keys_dir is None else Path(keys_dir),
+            tls_dir=None if self.tls is None else Path(self.tls.cert_file).parent,
+            clock=self.clock,
+        )
+        self.security.attach(self)
         group = self._build_group(0, binding, voters, self.protocol_options)
         if binding.uses_test_keys(self.protocol_options):
             self.counters[SHARED_SEED_METRIC] = 1
@@ -318,7 +361,7 @@ class AioNode:
             for g in self.groups
         ]
         self._driver = HostDriver(self.host, self)
-        message_types: dict[type, None] = dict.fromkeys(binding.message_types)
+        message_types: dict[type, None] = dict.fromkeys((*binding.message_types, SecurityRelay))
         for extra in extras:
             assert extra.binding is not None
             message_types.update(dict.fromkeys(extra.binding.message_types))
@@ -334,6 +377,7 @@ class AioNode:
             insecure=self.insecure,
             config=self.transport_config,
             rng=random.Random(self.rng.random()),
+            peer_check=self.security.peer_check,
         )
         address = await self.transport.start()
         self.host.add(group)
@@ -363,19 +407,27 @@ class AioNode:
         fresh = recovered.hard_state is None and recovered.snapshot is None and not recovered.entries
         if record is None and group_id == 0:
             storage.create_group(0, binding.name)
-        core = binding.build(self.id, members, self.rng, self.clock(), None if fresh else recovered, options)
-        service = self._build_service(binding, core, members, options)
+        core = binding.build(
+            self.id, members, self.rng, self.clock(), None if fresh else recovered, options, keyring=self.keyring
+        )
+        service = self._build_service(binding, core, members, options, machines=group_id == 0)
         if recovered.snapshot is not None:
             service.restore(recovered.snapshot)
         pipelines = binding.sends_before_persist(options)
         return HostedGroup(group_id, core, binding.core, state=service, pipelines=pipelines)
 
     def _build_service(
-        self, binding: ProtocolBinding, core: Any, members: tuple[NodeId, ...], options: Mapping[str, Any]
+        self,
+        binding: ProtocolBinding,
+        core: Any,
+        members: tuple[NodeId, ...],
+        options: Mapping[str, Any],
+        *,
+        machines: bool = False,
     ) -> ReplicaService:
         service_options: dict[str, Any] = {}
         replicas = 0
-        clock_keys = binding.clock_keys(self.id, members, options)
+        clock_keys = binding.clock_keys(self.id, members, options, keyring=self.keyring)
         if clock_keys is not None:
             # Byzantine fault tolerant: time from the replicas' signed readings.
             signer, verifier = clock_keys
@@ -383,7 +435,7 @@ class AioNode:
             replicas = len(members)
         return replica_service_class(binding.core.fault_model)(
             core,
-            KVStore(replicas=replicas),
+            KVStore(replicas=replicas, machines=self.security.machines() if machines and self.security else None),
             read_mode=self.read_mode,
             snapshot_every=self.snapshot_every,
             stamp_clock=time.time,  # log time for TTLs: wall clock, comparable across hosts
@@ -400,6 +452,8 @@ class AioNode:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        if self.security is not None:
+            self.security.close()
         in_flight = self._driver is not None and self._driver.persisting
         self._failed = True  # drive no more: the storage is going away
         if self.transport is not None:
@@ -424,6 +478,8 @@ class AioNode:
         group = self.host.get(0) if self.host is not None else None
         if group is not None and group.binding is not None:
             out.update(group.binding.status(group.core).metrics)
+        if self.security is not None:
+            out.update(self.security.metrics)
         service = self.service
         if service is not None:
             # Time entries proposed here for TTL deadlines; BFT: forged readings refused.
@@ -461,6 +517,9 @@ class AioNode:
         self._enqueue(connection_id, message, group, True)
 
     def _enqueue(self, sender: int, message: WireMessage, group: int, from_client: bool) -> None:
+        if len(self._inbox) >= self.max_inbox:
+            self.counters["inbox_drops"] += 1
+            return
         self._inbox.append((sender, message, group, from_client))
         if not self._scheduled and self._loop is not None:
             self._scheduled = True
@@ -476,9 +535,15 @@ class AioNode:
         inbox, self._inbox = self._inbox, []
         now = self.clock()
         host = self.host_or_raise()
+        security = self.security
+        assert security is not None
         for sender, message, group_id, from_client in inbox:
             if from_client:
                 self._on_client_input(sender, message, group_id, now)
+            elif security.refuses(sender):
+                self.counters["security.revoked_messages_dropped"] += 1
+            elif isinstance(message, SecurityRelay):
+                security.on_relay(NodeId(sender), message, now)
             elif host.step(NodeId(sender), group_id, message, now) is not None:
                 self.counters["rejected.unknown group"] += 1
         self.counters["batches"] += 1
@@ -498,6 +563,18 @@ class AioNode:
                 self.transport_or_raise().send_to_client(connection, reply, group_id)
             return
         service: ReplicaService = group.state
+        security = self.security
+        assert security is not None
+        if isinstance(message, Admin | ClientRequest) and self._is_admission(message):
+            address = self.transport_or_raise().client_address(connection)
+            if not security.admission_request_allowed(address, now):
+                refusal = f"admission requests from {address} are rate-limited; try again later"
+                if isinstance(message, Admin):
+                    reply: WireMessage = AdminReply(message.seq, "error", error=refusal)
+                else:
+                    reply = ClientReply(message.client, message.seq, STATUS_ERROR, error=refusal)
+                self.transport_or_raise().send_to_client(connection, reply, group_id)
+                return
         if isinstance(message, ClientRequest):
             self.counters["client_requests"] += 1
             service.on_client_request(NodeId(connection), message, now)
@@ -509,6 +586,12 @@ class AioNode:
             service.request_backup(NodeId(connection), message, now)
         host.touch(group)
         self._asked[group_id] = group
+
+    @staticmethod
+    def _is_admission(message: Admin | ClientRequest) -> bool:
+        if isinstance(message, Admin):
+            return message.action in ("add", "add_learner")
+        return NodeSecurity.is_admission_request(message.op)
 
     def status(self, seq: int = 0, group_id: int = 0) -> StatusReply:
         """This node's view of ``group_id``: role, term, leader, indexes, members, counters."""
@@ -567,6 +650,10 @@ class AioNode:
                     address = parse_address(request.address, f"the address of {node_name(node)}")
                 except ConfigError as exc:
                     return AdminReply(request.seq, "error", error=str(exc))
+                fault = self.security.admission_fault(node) if self.security is not None and group.id == 0 else None
+                if fault is not None:
+                    self.counters["security.admissions_refused"] += 1
+                    return AdminReply(request.seq, "error", error=fault)
                 if node == self.id:
                     return AdminReply(request.seq, "error", error=f"{node_name(node)} is already a member")
                 book[int(node)] = format_address(address)
@@ -702,10 +789,45 @@ class AioNode:
 
     def restore(self, group: HostedGroup, snapshot: Any) -> None:
         group.state.restore(snapshot)
+        if group.id == 0 and self.security is not None:
+            self.security.resync()
 
     def apply(self, group: HostedGroup, entries: list[Entry]) -> None:
         group.state.apply_all(entries)
         self.counters["entries_applied"] += len(entries)
+        if group.id == 0 and self.security is not None:
+            self.security.after_apply()
+
+    # SecurityHost ---------------------------------------------------------
+    def propose_extension(self, machine: str, data: bytes) -> Any:
+        """Propose a sessionless ``Extension`` command to group 0, stamped as
+        the group's service stamps its own commands; drive soon after."""
+        host = self.host_or_raise()
+        group = host.get(0)
+        assert group is not None
+        stamp = BFT_COMMAND_TIME_S if isinstance(group.state, BftService) else time.time()
+        command = encode_command(Command(NO_SESSION, 0, Extension(machine, data), stamp))
+        outcome = host.propose(0, command, self.clock())
+        if not self._scheduled and self._loop is not None:
+            self._scheduled = True
+            self._loop.call_soon(self._process)
+        return outcome
+
+    def send_relay(self, to: NodeId, message: SecurityRelay) -> None:
+        self.transport_or_raise().send(to, message, 0)
+
+    def reload_tls(self, tls: TlsConfig) -> None:
+        self.tls = tls
+        self.transport_or_raise().set_tls(tls)
+
+    def recheck_peers(self) -> None:
+        self.transport_or_raise().recheck_peers()
+
+    def stop_serving(self, reason: str) -> None:
+        """This node was revoked: take no more input, close every connection."""
+        self._failed = True
+        if self.transport is not None:
+            self._stopping = asyncio.ensure_future(self.transport.close())
 
     def read_ready(self, group: HostedGroup, read: ReadState) -> None:
         group.state.read_ready(read)
