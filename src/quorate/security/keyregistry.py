@@ -57,6 +57,7 @@ from __future__ import annotations
 
 import hashlib
 import heapq
+import itertools
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -649,7 +650,7 @@ class KeyRegistry:
             if keys is None or keys.revoked is not None:
                 continue
             live = [r for r in keys.keys[kind] if r.retired is None]
-            for older, newer in zip(live, live[1:], strict=False):
+            for older, newer in itertools.pairwise(live):
                 if newer.activated_s + self.policy.max_overlap_s <= self.now_s:
                     self._retire_record(index, node, kind, older)
         if self.pending:

@@ -38,11 +38,10 @@ plaintext is by definition not an opening of its commitment.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
-
-import json
 
 import msgspec
 

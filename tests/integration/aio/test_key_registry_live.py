@@ -14,7 +14,6 @@ from aio_harness import FAST_BACKOFF, LOOPBACK, free_ports, wait_until
 
 from quorate.cli.certs import issue_certificate
 from quorate.client import AsyncClient, ClientError
-from quorate.codec import WireCodec, encode_frame
 from quorate.client.keys import (
     announce_certificate,
     describe,
@@ -23,12 +22,19 @@ from quorate.client.keys import (
     submit,
     wait_until_retired,
 )
+from quorate.codec import WireCodec, encode_frame
 from quorate.crypto.keyfiles import issue_node_key, key_file
 from quorate.ids import NodeId
 from quorate.runtime.aio import AioNode, Hello, TlsConfig
-from quorate.runtime.aio.transport import ROLE_PEER
 from quorate.runtime.aio.security import SecuritySettings, certificate_fingerprint_file
-from quorate.security.keyregistry import KIND_SIGNING, KIND_TLS, MACHINE_NAME, make_announcement, make_revocation
+from quorate.runtime.aio.transport import ROLE_PEER
+from quorate.security.keyregistry import (
+    KIND_SIGNING,
+    KIND_TLS,
+    MACHINE_NAME,
+    make_announcement,
+    make_revocation,
+)
 from quorate.state.kv import Extension, Put
 
 pytestmark = pytest.mark.timeout(180)

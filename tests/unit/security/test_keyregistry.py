@@ -17,6 +17,7 @@ from quorate.security.keyregistry import (
     Describe,
     KeyRegistry,
     RegistryPolicy,
+    announce_bytes,
     encode_registry_command,
     make_admission_request,
     make_announcement,
@@ -31,6 +32,12 @@ from quorate.security.reputation import ReputationBook, ReputationPolicy
 
 def seed(name: str) -> bytes:
     return hashlib.sha256(name.encode()).digest()
+
+
+def sign(seed: bytes, message: bytes) -> bytes:
+    from nacl.signing import SigningKey
+
+    return bytes(SigningKey(seed).sign(message).signature)
 
 
 SEEDS = {NodeId(i): seed(f"n{i}") for i in (1, 2, 3, 4)}
@@ -226,9 +233,8 @@ def test_a_forged_proof_of_the_new_key_is_refused() -> None:
     # made for another key, or truncated, or off the curve, is refused.
     other = rotate(replicas, 1, seed("mine"))
     for proof in (other.proof, genuine.proof[:40], b"\xff" * 64):
-        from quorate.security.keyregistry import _sign, announce_bytes  # the old key is the node's own
-
-        signature = _sign(SEEDS[NodeId(1)], announce_bytes(registry.cluster, 1, KIND_SIGNING, new_key, 1, proof))
+        # The old key is the node's own: only the proof is wrong.
+        signature = sign(SEEDS[NodeId(1)], announce_bytes(registry.cluster, 1, KIND_SIGNING, new_key, 1, proof))
         result = replicas.apply(AnnounceKey(1, KIND_SIGNING, new_key, 1, proof, signature))
         assert not result.ok and result.error is not None and result.error.startswith("no proof of the new key")
 

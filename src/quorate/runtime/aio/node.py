@@ -569,11 +569,12 @@ class AioNode:
             address = self.transport_or_raise().client_address(connection)
             if not security.admission_request_allowed(address, now):
                 refusal = f"admission requests from {address} are rate-limited; try again later"
-                if isinstance(message, Admin):
-                    reply: WireMessage = AdminReply(message.seq, "error", error=refusal)
-                else:
-                    reply = ClientReply(message.client, message.seq, STATUS_ERROR, error=refusal)
-                self.transport_or_raise().send_to_client(connection, reply, group_id)
+                answer: WireMessage = (
+                    AdminReply(message.seq, "error", error=refusal)
+                    if isinstance(message, Admin)
+                    else ClientReply(message.client, message.seq, STATUS_ERROR, error=refusal)
+                )
+                self.transport_or_raise().send_to_client(connection, answer, group_id)
                 return
         if isinstance(message, ClientRequest):
             self.counters["client_requests"] += 1

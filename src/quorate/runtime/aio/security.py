@@ -220,9 +220,9 @@ class NodeSecurity:
         at = self.registry.revoked_at(peer)
         if at is not None:
             return f"revoked at log index {at}"
-        if certificate is not None and int(peer) in self.registry.nodes:
-            if not self.registry.certificate_allowed(peer, fingerprint(certificate)):
-                return "its certificate is not pinned in the key registry (rotated or retired)"
+        known = certificate is not None and int(peer) in self.registry.nodes
+        if known and not self.registry.certificate_allowed(peer, fingerprint(certificate or b"")):
+            return "its certificate is not pinned in the key registry (rotated or retired)"
         return None
 
     def admission_fault(self, node: NodeId) -> str | None:

@@ -78,7 +78,7 @@ import ssl
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from quorate.codec import DEFAULT_MAX_FRAME_BYTES, FrameDecoder, WireCodec, encode_frame
@@ -128,7 +128,7 @@ class TransportConfig:
     them (token bucket, one second of burst); 0 = no limit. A flooding peer
     then costs a decode per message, not a protocol step and its signature
     checks."""
-    limits: EdgeLimits = EdgeLimits()
+    limits: EdgeLimits = field(default_factory=EdgeLimits)
     """Connection, handshake and request limits at the edge (``quorate.security.limits``)."""
 
     def validate(self) -> TransportConfig:
