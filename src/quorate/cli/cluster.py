@@ -121,7 +121,7 @@ def up_command(
             insecure=insecure,
             protocol=protocol,
             options=options,
-            node_keys=bft,  # one signing key per node, as 'quorate keys init' makes them
+            node_keys=True,  # one signing key per node, as 'quorate keys init' makes them
         )
         cluster.write_configs()
         if cluster.tls_dir is not None:
@@ -152,8 +152,7 @@ def up_command(
     typer.echo(f"endpoints: {','.join(cluster.endpoints)}")
     if cluster.tls_dir is not None:
         typer.echo(f"client certificate: {cluster.tls_dir / CLIENT_CERTIFICATE}.crt (and ca.crt)")
-    if bft:
-        typer.echo(f"signing keys: {cluster.directory / 'keys'} (one per node, 'quorate keys')")
+    typer.echo(f"signing keys: {cluster.directory / 'keys'} (one per node, 'quorate keys')")
     typer.echo(f"logs: {cluster.directory}/n*.log (JSON Lines), start-up errors in n*.stderr")
     again = "" if directory == DEFAULT_DIRECTORY else f" --dir {directory}"
     typer.echo(f"try: quorate kv put hello world{again}; quorate cluster status{again}")

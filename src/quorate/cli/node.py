@@ -73,6 +73,7 @@ def configure_logging(config: NodeConfig) -> None:
 async def run_node(config: NodeConfig) -> None:
     """Run ``config``'s node until SIGTERM/SIGINT, then close it cleanly."""
     log = logging.getLogger("quorate.node")
+    security = config.security_config()
     node = AioNode(
         config.id,
         config.peers,
@@ -87,7 +88,13 @@ async def run_node(config: NodeConfig) -> None:
         read_mode=config.read_mode,
         snapshot_every=config.snapshot_every,
         storage_kind=config.storage,
-        transport_config=TransportConfig(peer_rate_limit_msgs_per_s=config.peer_rate_limit),
+        transport_config=TransportConfig(
+            peer_rate_limit_msgs_per_s=config.peer_rate_limit,
+            limits=security.limits,
+            handshake_timeout_s=security.handshake_timeout_s,
+        ),
+        security=security.settings,
+        max_inbox=security.max_inbox,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

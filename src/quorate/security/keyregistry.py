@@ -267,13 +267,15 @@ class RegistryPolicy:
     """Settings every replica of one cluster must share (they decide outcomes)."""
 
     max_overlap_s: float = DEFAULT_MAX_OVERLAP_S
-    """Log seconds after an activation at which the older key retires at the latest."""
+    """Log seconds after a key's activation at which the older key retires at the latest (the node normally retires it sooner)."""
     pending_ttl_s: float = DEFAULT_PENDING_TTL_S
-    """Log seconds an item waits for approvals before it lapses."""
+    """Log seconds a rotation, revocation or admission waits for approvals before it lapses."""
     max_pending: int = DEFAULT_MAX_PENDING
-    """Items waiting at once; more are refused."""
+    """Items waiting for approval at once; more are refused (a flood of join requests cannot grow every replica's state)."""
     admissions_per_approver: int = DEFAULT_ADMISSIONS_PER_APPROVER
+    """Admissions one member may approve per approver_window_s of log time."""
     approver_window_s: float = DEFAULT_APPROVER_WINDOW_S
+    """The window of admissions_per_approver, in log seconds."""
 
     def validate(self) -> RegistryPolicy:
         if not self.max_overlap_s > 0 or not self.pending_ttl_s > 0 or not self.approver_window_s > 0:

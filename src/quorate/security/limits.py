@@ -53,14 +53,23 @@ class EdgeLimits:
     """See the module docstring; 0 switches a rate limit off."""
 
     max_connections: int = DEFAULT_MAX_CONNECTIONS
+    """Client and not-yet-authenticated connections held at once (member peers not counted)."""
     max_connections_per_address: int = DEFAULT_MAX_CONNECTIONS_PER_ADDRESS
+    """Of those, from one source address."""
     max_connections_per_subnet: int = DEFAULT_MAX_CONNECTIONS_PER_SUBNET
+    """Of those, from one subnet (subnet_prefix_v4 / subnet_prefix_v6)."""
     max_handshakes_in_flight: int = DEFAULT_MAX_HANDSHAKES_IN_FLIGHT
+    """TLS handshakes (and Hello frames) under way at once."""
     max_handshakes_per_address: int = DEFAULT_MAX_HANDSHAKES_PER_ADDRESS
+    """Of those, from one source address."""
     client_requests_per_s: float = DEFAULT_CLIENT_REQUESTS_PER_S
+    """Client messages per second admitted from one source address (one second of burst); 0 = off."""
     frame_timeout_s: float = DEFAULT_FRAME_TIMEOUT_S
+    """A frame that has begun must arrive whole within this many seconds (slowloris defence)."""
     subnet_prefix_v4: int = DEFAULT_SUBNET_PREFIX_V4
+    """IPv4 prefix length that makes one subnet for max_connections_per_subnet."""
     subnet_prefix_v6: int = DEFAULT_SUBNET_PREFIX_V6
+    """IPv6 prefix length that makes one subnet."""
 
     def validate(self) -> EdgeLimits:
         for name in (

@@ -11,7 +11,7 @@ Theory of operation: a cluster lives in one directory::
     DIR/certs/             the cluster CA, node certificates and the ``client``
                            certificate (unless insecure)
     DIR/keys/              per-node signing keys and the public-key registry
-                           (BFT protocols with ``node_keys``)
+                           (with ``node_keys``: BFT signatures, the key registry)
 
 ``cluster_contact`` reads from ``cluster.json`` what a client needs (the
 endpoints, the TLS directory, the protocol), so the ``quorate kv`` family and
@@ -72,8 +72,9 @@ class LocalCluster:
     options: dict[str, Any] = field(default_factory=dict)
     log_level: str = "info"
     node_keys: bool = False
-    """BFT protocols: give each node its own signing key (``keys/``) instead
-    of deriving every key from the shared ``key_seed`` option."""
+    """Give each node its own signing key (``keys/``) instead of deriving
+    every key from the shared ``key_seed`` option (BFT signatures and every
+    node's key registry use them)."""
     processes: dict[NodeId, subprocess.Popen[bytes]] = field(default_factory=dict)
     stderr_offsets: dict[NodeId, int] = field(default_factory=dict)
     """Where each started process's stderr begins in its (appended) file."""

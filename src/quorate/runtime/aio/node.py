@@ -119,7 +119,7 @@ from quorate.runtime.aio.admin import (
 from quorate.runtime.aio.bft import replica_service_class
 from quorate.runtime.aio.config import STORAGE_KINDS, format_address, parse_address
 from quorate.runtime.aio.protocols import DEFAULT_KEY_SEED, ProtocolBinding, protocol_binding
-from quorate.runtime.aio.security import NodeSecurity, SecurityRelay, SecuritySettings
+from quorate.runtime.aio.security import DEFAULT_MAX_INBOX, NodeSecurity, SecurityRelay, SecuritySettings
 from quorate.runtime.aio.tls import TlsConfig
 from quorate.runtime.aio.transport import (
     CLIENT_CONNECTION_BASE,
@@ -147,9 +147,6 @@ from quorate.storage.engines import DiskStorage, open_storage
 log = logging.getLogger("quorate.runtime.aio.node")
 
 
-DEFAULT_MAX_INBOX = 65_536
-"""Inputs held between two turns; beyond it they are dropped (a flood must
-not grow memory without bound; protocols resend what matters)."""
 INLINE_PERSIST_MAX_ENTRIES = 8
 """A Ready with at most this many entries (and no snapshot) is persisted on the
 event loop itself: its fsync is cheaper than handing it to the worker thread

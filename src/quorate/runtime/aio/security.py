@@ -47,11 +47,12 @@ Theory of operation.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import logging
 import os
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -65,6 +66,7 @@ from quorate.crypto.zk import VoteVerifier
 from quorate.errors import ConfigError
 from quorate.ids import NodeId, node_name
 from quorate.runtime.aio.tls import TlsConfig
+from quorate.runtime.aio.transport import DEFAULT_HANDSHAKE_TIMEOUT_S
 from quorate.security.keyregistry import (
     KIND_SIGNING,
     KIND_TLS,
@@ -81,7 +83,7 @@ from quorate.security.keyregistry import (
     make_retirement,
     public_key_of,
 )
-from quorate.security.limits import AddressRateLimiter
+from quorate.security.limits import AddressRateLimiter, EdgeLimits
 from quorate.security.ratelimit import PeerRateLimiter
 from quorate.security.registry_keyring import NEXT_SUFFIX, ROTATED_SUFFIX, RegistryKeyring
 from quorate.state.kv import Extension, decode_op
@@ -97,6 +99,9 @@ DEFAULT_ADMISSION_REQUESTS_PER_S = 2.0
 DEFAULT_RELAYS_PER_PEER_PER_S = 50.0
 MAX_RELAY_BYTES = 4096
 """A registry command is a few hundred bytes; more is not one."""
+DEFAULT_MAX_INBOX = 65_536
+"""Inputs a node holds between two turns; beyond it they are dropped (a flood
+must not grow memory without bound; protocols resend what matters)."""
 NEXT_CERTIFICATE = "{name}.next"
 """``n1.next.crt`` / ``n1.next.key``: a certificate rotation in progress."""
 
@@ -114,15 +119,15 @@ class SecuritySettings:
     ``registry`` must be the same on every node of a cluster."""
 
     admission: str = "ca"
-    """``ca``: a node with a certificate of the cluster CA may be added;
-    ``quorum``: only a node the registry admitted (⌊n/2⌋ + 1 approvals)."""
+    """Who may be added as a member: ca (any node with a certificate of the cluster CA for its name) or quorum (only a node the key registry admitted with approvals of a majority of members)."""
     auto_approve_rotations: bool = True
+    """Approve another member's key rotation once the registry has checked its old key's signature and the proof of its new key."""
     retire_after_s: float = DEFAULT_RETIRE_AFTER_S
-    """After this node's rotation is activated, how long it keeps its old key
-    valid (the overlap) before retiring it."""
+    """After this node's own new key or certificate is activated, how long both stay valid (the overlap) before it retires the old one."""
     relay_retry_s: float = DEFAULT_RELAY_RETRY_S
+    """How often this node proposes again a registry command of its own that has not taken effect yet."""
     admission_requests_per_s: float = DEFAULT_ADMISSION_REQUESTS_PER_S
-    """Membership changes and admission requests per second per source address."""
+    """Membership changes that add a node, and admission requests, per second per source address (a burst of 5)."""
     registry: RegistryPolicy = field(default_factory=RegistryPolicy)
 
     def validate(self) -> SecuritySettings:
@@ -500,3 +505,84 @@ class NodeSecurity:
         tallied = [p for p in (votes.proposal(pid) for pid in votes.proposals()) if p is not None and p.outcome is not None]
         out["votes.tallied"] = len(tallied)
         return out
+
+
+@dataclass(frozen=True, slots=True)
+class NodeSecurityConfig:
+    """The ``[security]`` table of a node config, validated: the settings of
+    the security manager, the edge limits of the transport, the handshake
+    timeout and the inbox bound."""
+
+    settings: SecuritySettings = field(default_factory=SecuritySettings)
+    limits: EdgeLimits = field(default_factory=EdgeLimits)
+    handshake_timeout_s: float = DEFAULT_HANDSHAKE_TIMEOUT_S
+    max_inbox: int = DEFAULT_MAX_INBOX
+
+
+SECURITY_TABLE_EXTRAS = {
+    "handshake_timeout_s": (
+        DEFAULT_HANDSHAKE_TIMEOUT_S,
+        "A connection must finish its TLS handshake and first frame within this many seconds "
+        "(half-open connections are closed).",
+    ),
+    "max_inbox": (
+        DEFAULT_MAX_INBOX,
+        "Inputs a node holds between two turns; more are dropped and counted (inbox_drops).",
+    ),
+}
+"""Keys of ``[security]`` that are neither settings nor edge limits: default and meaning."""
+
+
+def security_table_fields() -> dict[str, tuple[type[Any], str]]:
+    """Every key ``[security]`` accepts -> (the dataclass it belongs to, or
+    ``NodeSecurityConfig`` for the extras, and its field name)."""
+    out: dict[str, tuple[type[Any], str]] = {}
+    for cls in (SecuritySettings, RegistryPolicy, EdgeLimits):
+        for name in (f.name for f in dataclasses.fields(cls)):
+            if name != "registry":
+                out[name] = (cls, name)
+    for name in SECURITY_TABLE_EXTRAS:
+        out[name] = (NodeSecurityConfig, name)
+    return out
+
+
+def _typed(key: str, value: object, default: object) -> Any:
+    """``value`` if it has ``default``'s type (an integer is a fine number)."""
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    if isinstance(default, bool):
+        ok = isinstance(value, bool)
+    elif isinstance(default, int):
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif isinstance(default, float):
+        ok = number
+        value = float(value) if number else value  # type: ignore[arg-type]
+    else:
+        ok = isinstance(value, str)
+    if not ok:
+        kind = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}[type(default)]
+        raise ConfigError(f"[security] {key} must be {kind}, got {value!r}")
+    return value
+
+
+def parse_security_table(raw: Mapping[str, Any]) -> NodeSecurityConfig:
+    """``[security]`` -> ``NodeSecurityConfig``; ``ConfigError`` naming a bad key."""
+    known = security_table_fields()
+    unknown = sorted(set(raw) - set(known))
+    if unknown:
+        raise ConfigError(f"unknown [security] key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    by_class: dict[type[Any], dict[str, Any]] = {}
+    for key, value in raw.items():
+        cls, name = known[key]
+        default = next(f.default for f in dataclasses.fields(cls) if f.name == name)
+        by_class.setdefault(cls, {})[name] = _typed(key, value, default)
+    try:
+        registry = RegistryPolicy(**by_class.get(RegistryPolicy, {})).validate()
+        settings = SecuritySettings(**by_class.get(SecuritySettings, {}), registry=registry).validate()
+        limits = EdgeLimits(**by_class.get(EdgeLimits, {})).validate()
+        extras = by_class.get(NodeSecurityConfig, {})
+        config = NodeSecurityConfig(settings, limits, **extras)
+    except ConfigError as exc:
+        raise ConfigError(f"[security]: {exc}") from None
+    if not config.handshake_timeout_s > 0 or config.max_inbox < 1:
+        raise ConfigError("[security]: handshake_timeout_s must be > 0 seconds and max_inbox >= 1")
+    return config
