@@ -119,7 +119,12 @@ from quorate.runtime.aio.admin import (
 from quorate.runtime.aio.bft import replica_service_class
 from quorate.runtime.aio.config import STORAGE_KINDS, format_address, parse_address
 from quorate.runtime.aio.protocols import DEFAULT_KEY_SEED, ProtocolBinding, protocol_binding
-from quorate.runtime.aio.security import DEFAULT_MAX_INBOX, NodeSecurity, SecurityRelay, SecuritySettings
+from quorate.runtime.aio.security import (
+    DEFAULT_MAX_INBOX,
+    NodeSecurity,
+    SecurityRelay,
+    SecuritySettings,
+)
 from quorate.runtime.aio.tls import TlsConfig
 from quorate.runtime.aio.transport import (
     CLIENT_CONNECTION_BASE,
