@@ -80,7 +80,14 @@ class OpenTally(msgspec.Struct, tag="vote.tally", array_like=True, frozen=True):
     """(voter, shared point, DLEQ proof) for each ballot left out."""
 
 
-VoteOp = OpenProposal | CastBallot | OpenTally
+class ReadProposal(msgspec.Struct, tag="vote.read", array_like=True, frozen=True):
+    """Answer a proposal's public state (changes nothing): what a tallier
+    reads to open the tally, and what anyone reads to check it."""
+
+    proposal_id: str
+
+
+VoteOp = OpenProposal | CastBallot | OpenTally | ReadProposal
 
 
 class VoteCommand(msgspec.Struct, array_like=True, frozen=True):
@@ -91,12 +98,14 @@ class VoteCommand(msgspec.Struct, array_like=True, frozen=True):
 
 
 class VoteResult(msgspec.Struct, array_like=True, frozen=True, omit_defaults=True):
-    """``ok`` or the reason for a refusal; a tally's outcome when one opens."""
+    """``ok`` or the reason for a refusal; a tally's outcome when one opens;
+    a proposal's public state (JSON) for ``ReadProposal``."""
 
     ok: bool
     error: str | None = None
     yes: int | None = None
     counted: int | None = None
+    state: str | None = None
 
 
 class BallotVerifier(Protocol):
@@ -221,7 +230,26 @@ class PrivateVotes:
             return self._cast(op)
         if isinstance(op, OpenProposal):
             return self._open(op)
+        if isinstance(op, ReadProposal):
+            return self._read(op)
         return self._tally(op)
+
+    def _read(self, op: ReadProposal) -> VoteResult:
+        proposal = self._proposals.get(op.proposal_id)
+        if proposal is None:
+            return VoteResult(ok=False, error=UNKNOWN_PROPOSAL)
+        outcome = proposal.outcome
+        state = {
+            "deadline_s": proposal.deadline_s,
+            "now_s": self.now_s,
+            "electorate": len(proposal.electorate),
+            "ballots": {v.hex(): [c.hex(), s.hex()] for v, (c, s) in sorted(proposal.ballots.items())},
+            "refused": dict(sorted(proposal.refused.items())),
+            "outcome": None
+            if outcome is None
+            else {"yes": outcome.yes, "counted": outcome.counted, "spoiled": [v.hex() for v in outcome.spoiled]},
+        }
+        return VoteResult(ok=True, state=json.dumps(state, sort_keys=True))
 
     def _open(self, op: OpenProposal) -> VoteResult:
         if not op.proposal_id or len(op.proposal_id) > MAX_PROPOSAL_ID_CHARS:
@@ -387,6 +415,7 @@ __all__ = [
     "OpenTally",
     "PrivateVotes",
     "Proposal",
+    "ReadProposal",
     "TallyOutcome",
     "VoteCommand",
     "VoteOp",

@@ -502,8 +502,20 @@ class NodeSecurity:
         votes = self.votes.votes
         out["votes.proposals"] = len(votes.proposals())
         out["votes.refused"] = sum(votes.refused.values())
-        tallied = [p for p in (votes.proposal(pid) for pid in votes.proposals()) if p is not None and p.outcome is not None]
-        out["votes.tallied"] = len(tallied)
+        outcomes = []
+        ballots = 0
+        for pid in votes.proposals():
+            proposal = votes.proposal(pid)
+            if proposal is None:
+                continue
+            ballots += len(proposal.ballots)
+            if proposal.outcome is not None:
+                outcomes.append((pid, proposal.outcome.yes, proposal.outcome.counted))
+        out["votes.ballots"] = ballots
+        out["votes.tallied"] = len(outcomes)
+        # Replicas that accepted the same tallies show the same digest.
+        digest = hashlib.sha256(repr(sorted(outcomes)).encode()).digest()
+        out["votes.outcomes_digest"] = int.from_bytes(digest[:6], "big")
         return out
 
 
