@@ -60,8 +60,9 @@ def test_a_hundred_agents_vote_and_every_replica_verifies_the_tally(tmp_path: Pa
         # A replayed ballot, a forged one and a stranger's are refused, with reasons.
         with pytest.raises(ClientError, match="double vote"):
             await organiser.cast(ballots[0])
-        forged = Ballot(ballots[1].proposal_id, ballots[2].voter, *(ballots[1].commitment, ballots[1].proof, ballots[1].sealed_opening, ballots[1].signature))
-        with pytest.raises(ClientError, match="ballot signature does not verify|double vote"):
+        # Someone else's ballot under a voter's name (that voter voted already).
+        forged = Ballot("budget", ballots[2].voter, ballots[1].commitment, ballots[1].proof, ballots[1].sealed_opening, ballots[1].signature)
+        with pytest.raises(ClientError, match="double vote"):
             await organiser.cast(forged)
         stranger = cast_ballot("budget", 1, secrets.token_bytes(32), tallier.tally_key)
         with pytest.raises(ClientError, match="unknown voter"):
@@ -102,7 +103,7 @@ def test_a_hundred_agents_vote_and_every_replica_verifies_the_tally(tmp_path: Pa
         stored = _files_of(cluster.directory / node_name(node))
         assert stored, f"{node_name(node)} stored nothing"
         found_commitments = 0
-        for voter, (vote, blinding) in openings.items():
+        for vote, blinding in openings.values():
             r = blinding.to_bytes(SCALAR_SIZE_BYTES, "little")
             assert r not in stored, f"{node_name(node)} holds a blinding factor"
             assert bytes([vote]) + r not in stored
