@@ -133,16 +133,16 @@ def test_client_messages_are_rate_limited_per_address() -> None:
         await transport.start()
         try:
             codec = WireCodec((Hello, Ping))
-            reader, writer = await _client(port, ATTACKER, 5)
+            _, writer = await _client(port, ATTACKER, 5)
             writer.write(b"".join(encode_frame(codec.encode(NodeId(5), Ping(i))) for i in range(500)))
             await wait_until(
                 lambda: len(received) + transport.metrics["client_rate_limited_drops"] == 500, "every message read"
             )
             assert 20 <= len(received) < 500
             # Another address has its own bucket.
-            other_reader, other = await _client(port, ELSEWHERE, 6)
+            _, other = await _client(port, ELSEWHERE, 6)
             other.write(encode_frame(codec.encode(NodeId(6), Ping(0))))
-            await wait_until(lambda: received.count(received[-1]) >= 1 and len(set(received)) == 2, "the other client")
+            await wait_until(lambda: len(set(received)) == 2, "the other client")
             writer.close()
             other.close()
         finally:
