@@ -205,7 +205,7 @@ async def request_admission(client: AsyncClient, keys_dir: Path, node: NodeId) -
     missing); returns the subject members approve."""
     path = key_file(keys_dir, node)
     if not path.exists():
-        issue_node_key(keys_dir, node)
+        issue_node_key(keys_dir, node, listed=False)  # public-keys.toml is the genesis: untouched
     cluster = bytes.fromhex((await describe(client))["cluster"])
     result = await submit(client, make_admission_request(cluster, int(node), read_seed(path)))
     return str(result.value)

@@ -49,9 +49,12 @@ def key_file(directory: Path, node: NodeId) -> Path:
     return directory / f"{node_name(node)}.key"
 
 
-def issue_node_key(directory: str | Path, node: NodeId, *, force: bool = False) -> bytes:
-    """Create ``node``'s seed file and list its public key in the registry;
-    return the public key. An existing key file is kept unless ``force``."""
+def issue_node_key(directory: str | Path, node: NodeId, *, force: bool = False, listed: bool = True) -> bytes:
+    """Create ``node``'s seed file and (``listed``) list its public key in the
+    registry; return the public key. An existing key file is kept unless
+    ``force``. A node that joins a running cluster is not listed: the
+    registry file is the cluster's genesis, and newcomers enter through
+    admission (``quorate keys admit``)."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     path = key_file(directory, node)
@@ -61,6 +64,8 @@ def issue_node_key(directory: str | Path, node: NodeId, *, force: bool = False) 
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
         f.write(pair.signing_key.hex() + "\n")
+    if not listed:
+        return pair.public_key
     registry = read_public_keys(directory) if (directory / PUBLIC_KEYS_FILE).exists() else {}
     registry[node] = pair.public_key
     _write_registry(directory, registry)

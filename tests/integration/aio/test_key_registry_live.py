@@ -16,7 +16,9 @@ from quorate.cli.certs import issue_certificate
 from quorate.client import AsyncClient, ClientError
 from quorate.client.keys import (
     announce_certificate,
+    approve,
     describe,
+    request_admission,
     revoke,
     rotate_signing_key,
     submit,
@@ -284,6 +286,44 @@ def test_pbft_signing_keys_rotate_under_load_without_a_failed_operation(tmp_path
             done.set()
             for writer in writers:
                 await writer.close()
+            await _close(nodes, client)
+
+    asyncio.run(scenario())
+
+
+def test_with_quorum_admission_nobody_joins_without_approvals(tmp_path: Path, cluster_certs: Path) -> None:
+    async def scenario() -> None:
+        nodes, keys, tls_dir = _cluster(tmp_path, cluster_certs, "raft", 3)
+        for node in nodes:
+            node.security_settings = SecuritySettings(admission="quorum", retire_after_s=0.3, admission_requests_per_s=0.5)
+            await node.start()
+        client = _client(nodes, tls_dir)
+        try:
+            address = f"{LOOPBACK}:{free_ports(1)[0]}"
+            with pytest.raises(ClientError, match="n4 has not been admitted"):
+                await client.admin("add_learner", 4, address)
+            subject = await request_admission(client, keys, NodeId(4))
+            assert len(subject) == 64
+            # A member alone is not a quorum, and n4 cannot approve itself.
+            decided = await approve(client, keys, NodeId(4), [NodeId(1)])
+            assert decided.index is None
+            with pytest.raises(ClientError, match="approver is not a member"):
+                await approve(client, keys, NodeId(4), [NodeId(4)])
+            decided = await approve(client, keys, NodeId(4), [NodeId(2)])
+            assert decided.index is not None
+            await client.admin("add_learner", 4, address)
+            # A flood of join requests from one address is cut off at the edge
+            # (a burst of 5, then 0.5 per second), before it reaches the log.
+            refused = 0
+            for node in range(10, 30):
+                try:
+                    await request_admission(client, keys, NodeId(node))
+                except ClientError as exc:
+                    assert "rate-limited" in str(exc)
+                    refused += 1
+            assert refused >= 10
+            assert sum(n.metrics.get("security.admission_rate_limited", 0) for n in nodes) == refused
+        finally:
             await _close(nodes, client)
 
     asyncio.run(scenario())
