@@ -58,6 +58,8 @@ class Decided:
 
     subject: str
     index: int | None
+    command: bytes = b""
+    """The registry command that opened the item, as committed."""
 
 
 async def submit(client: AsyncClient, command: RegistryCommand) -> Result:
@@ -147,7 +149,7 @@ async def rotate_signing_key(
         pending.unlink(missing_ok=True)
         raise
     index = await wait_until_newest(client, node, KIND_SIGNING, fresh.public_key.hex(), timeout_s)
-    return Decided(str(result.value), index)
+    return Decided(str(result.value), index, encode_registry_command(announcement))
 
 
 async def announce_certificate(

@@ -477,6 +477,8 @@ class AioNode:
             out["sent_before_persist"] = self._driver.sent_early
         if self.transport is not None:
             out.update({f"transport.{k}": v for k, v in self.transport.metrics.items()})
+            out["transport.peers_connected"] = len(self.transport.connected_peers())
+            out["transport.connections_held"] = self.transport.connections_held
         group = self.host.get(0) if self.host is not None else None
         if group is not None and group.binding is not None:
             out.update(group.binding.status(group.core).metrics)
