@@ -17,6 +17,9 @@ used up). "Without" means no Byzantine replica, and chaos crashes up to what
 the protocol tolerates: f for the BFT protocols, a minority for Raft. The
 second is where restart bugs live, and the first cannot find them: both run.
 
+Multi-Raft sweeps (``MULTIRAFT_SWEEPS``) run the same phases over many
+range groups per node, with splits and replica moves going on.
+
 A failing run names the ``quorate sim`` command that reproduces it.
 """
 
@@ -27,7 +30,8 @@ from typing import Any
 
 from quorate.check import check_history
 from quorate.cli.sim import command_line
-from quorate.runtime.sim import SimConfig, run
+from quorate.runtime.sim import SimConfig, SimResult, run
+from quorate.runtime.sim.multiraft import MultiRaftConfig, run_multiraft
 
 DURATION_S = 12.0
 """Simulated seconds of load per run."""
@@ -81,10 +85,45 @@ SWEEPS = (
 )
 
 
+@dataclass(frozen=True)
+class MultiRaftSweep:
+    """Multi-Raft under the same chaos: ``groups`` ranges of 3 replicas on
+    ``nodes`` nodes, splitting (and moving a replica after each split) every
+    ``SPLIT_AT_OPS`` commands a range applies."""
+
+    nodes: int
+    groups: int
+
+    def __str__(self) -> str:
+        return f"multiraft-n{self.nodes}-g{self.groups}"
+
+    def config(self, seed: int) -> MultiRaftConfig:
+        return MultiRaftConfig(
+            nodes=self.nodes,
+            groups=self.groups,
+            replicas=3,
+            split_at_ops=MULTIRAFT_SPLIT_AT_OPS,
+            clients=CLIENTS,
+            rate_ops=MULTIRAFT_RATE_OPS,
+            duration_s=DURATION_S,
+            op_timeout_s=OP_TIMEOUT_S,
+            faults="chaos",
+            heal_at_s=HEAL_AT_S,
+            liveness_bound_s=LIVENESS_BOUND_S,
+            seed=seed,
+        )
+
+
+MULTIRAFT_SPLIT_AT_OPS = 20
+MULTIRAFT_RATE_OPS = 80.0
+"""Twice the single-group load: spread over the ranges, enough to split them."""
+MULTIRAFT_SWEEPS = (MultiRaftSweep(5, 8), MultiRaftSweep(9, 24))
+
+
 def check_run(config: SimConfig) -> dict[str, Any]:
     """Run ``config``; assert safety, linearizability and liveness, naming the
     command that reproduces a failure."""
-    result = run(config)
+    result: SimResult = run_multiraft(config) if isinstance(config, MultiRaftConfig) else run(config)
     where = f"reproduce with: {command_line(config)}"
     assert result.safety_violations == [], f"{result.safety_violations[0]['message']}; {where}"
     verdict = check_history(result.history, timeout_s=60.0)

@@ -6,7 +6,7 @@ on the bug they were added for."""
 from __future__ import annotations
 
 import pytest
-from tests.sim.sweeps import SWEEPS, Sweep, check_run
+from tests.sim.sweeps import MULTIRAFT_SWEEPS, SWEEPS, MultiRaftSweep, Sweep, check_run
 from typer.testing import CliRunner
 
 from quorate.cli import sim as sim_cli
@@ -30,6 +30,27 @@ def test_sweep_quick(sweep: Sweep, seed: int) -> None:
 def test_sweep_500_seeds(sweep: Sweep) -> None:
     for seed in range(10_000, 10_000 + SLOW_SEEDS):
         check_run(sweep.config(seed))
+
+
+MULTIRAFT_SLOW_SEEDS = 100
+
+
+@pytest.mark.parametrize("sweep", MULTIRAFT_SWEEPS, ids=str)
+@pytest.mark.parametrize("seed", range(QUICK_SEEDS))
+def test_multiraft_sweep_quick(sweep: MultiRaftSweep, seed: int) -> None:
+    report = check_run(sweep.config(seed))
+    assert report["committed_ops"] > 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sweep", MULTIRAFT_SWEEPS, ids=str)
+def test_multiraft_sweep_100_seeds(sweep: MultiRaftSweep) -> None:
+    splits = moves = 0
+    for seed in range(10_000, 10_000 + MULTIRAFT_SLOW_SEEDS):
+        report = check_run(sweep.config(seed))
+        splits += report["splits"]
+        moves += report["moves"]
+    assert splits > 0 and moves > 0
 
 
 def hotstuff_chaos(nodes: int, seed: int) -> SimConfig:
@@ -74,11 +95,11 @@ def test_online_checks_catch_a_replica_restarted_without_its_state(monkeypatch: 
 
 def test_command_line_reproduces_the_config(monkeypatch: pytest.MonkeyPatch) -> None:
     seen: list[SimConfig] = []
-    monkeypatch.setattr(sim_cli, "run_command", lambda config, history, as_json: seen.append(config))
-    for sweep in SWEEPS:
+    monkeypatch.setattr(sim_cli, "run_command", lambda config, history, as_json, runner: seen.append(config))
+    for sweep in (*SWEEPS, *MULTIRAFT_SWEEPS):
         config = sweep.config(1234)
         line = command_line(config)
-        assert line.startswith(f"quorate sim {sweep.protocol} ") and line.endswith("--seed 1234")
+        assert line.startswith(f"quorate sim {config.protocol} ") and line.endswith("--seed 1234")
         result = CliRunner().invoke(app, line.split()[1:])
         assert result.exit_code == 0, result.output
         assert seen[-1] == config, line

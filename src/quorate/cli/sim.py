@@ -15,6 +15,10 @@ replica sends everything K times). Their reports add ``byzantine``,
 Replicas are numbered 1..n and shown as n1..nN, as in a real cluster (the
 JSON carries the numbers).
 
+``quorate sim multiraft`` (``quorate.runtime.sim.multiraft``) takes every
+flag above plus ``--groups G``, ``--replicas R`` and ``--split-at-ops K``;
+its report adds ``groups``, ``splits``, ``moves`` and ``quiesced_groups``.
+
 Exit codes: 0 all good; 1 the run failed — a safety violation, a
 non-linearizable history, or a liveness phase after which the cluster did not
 commit again within its bound (``NOT RECOVERED``); one line on stderr says
@@ -30,6 +34,7 @@ with an estimate of its time and memory while it can still be stopped
 
 from __future__ import annotations
 
+import inspect
 import json
 import shlex
 import sys
@@ -43,6 +48,7 @@ import typer
 from quorate.cli.main import fail, parse_options, sim_app
 from quorate.errors import ConfigError
 from quorate.runtime.sim import SimConfig, SimResult, run
+from quorate.runtime.sim.multiraft import MultiRaftConfig, run_multiraft
 
 CHECK_TIMEOUT_S = 60.0
 """Wall-clock budget of the linearizability check."""
@@ -93,7 +99,11 @@ def _progress_bar() -> tuple[
     return update, progress.stop, lambda text: console.print(text, markup=False)
 
 
-def run_command(config: SimConfig, history_path: str | None, as_json: bool) -> None:
+Runner = Callable[..., SimResult]
+"""``runner(config, progress=...)``: builds and runs one simulation."""
+
+
+def run_command(config: SimConfig, history_path: str | None, as_json: bool, runner: Runner = run) -> None:
     """Run, check, print; raises ``typer.Exit`` with the exit code."""
     from quorate.cli.sim_cost import CostWatch
 
@@ -109,7 +119,7 @@ def run_command(config: SimConfig, history_path: str | None, as_json: bool) -> N
         stop()
         raise
     try:
-        result = run(config, progress=watch.progress(update))
+        result = runner(config, progress=watch.progress(update))
     except ConfigError as exc:
         stop()
         raise fail(str(exc)) from None
@@ -166,10 +176,10 @@ _FLAGS: tuple[tuple[str, str], ...] = (
 def command_line(config: SimConfig) -> str:
     """The ``quorate sim`` command that runs ``config`` again, seed included
     (flags left at their defaults are omitted)."""
-    defaults = SimConfig(protocol=config.protocol)
+    defaults = type(config)(protocol=config.protocol)
     cli_defaults = {"nodes": 4 if config.protocol in ("pbft", "hotstuff") else 5}
     parts = ["quorate", "sim", config.protocol]
-    for field, flag in _FLAGS:
+    for field, flag in (*_FLAGS, *_EXTRA_FLAGS.get(type(config), ())):
         value = getattr(config, field)
         if value != cli_defaults.get(field, getattr(defaults, field)) and value is not None:
             parts += [flag, shlex.quote(repr(value) if isinstance(value, float) else str(value))]
@@ -304,7 +314,28 @@ def undetected_equivocators(result: SimResult) -> list[str]:
     return out
 
 
-def _command(protocol: str, default_nodes: int = 5) -> Callable[..., None]:
+_EXTRA_FLAGS: dict[type, tuple[tuple[str, str], ...]] = {
+    MultiRaftConfig: (
+        ("groups", "--groups"),
+        ("replicas", "--replicas"),
+        ("split_at_ops", "--split-at-ops"),
+    ),
+}
+"""Flags of the simulations that have more settings than ``SimConfig``."""
+
+
+def _command(
+    protocol: str,
+    default_nodes: int = 5,
+    *,
+    config_type: type[SimConfig] = SimConfig,
+    extra: tuple[inspect.Parameter, ...] = (),
+    runner: Runner = run,
+) -> Callable[..., None]:
+    """The ``quorate sim PROTOCOL`` command: every simulation's flags, plus
+    ``extra`` ones (keyword parameters of ``config_type`` with typer options
+    as defaults), run by ``runner``."""
+
     def command(
         nodes: int = typer.Option(default_nodes, "--nodes", help="Replicas."),
         regions: int = typer.Option(
@@ -369,8 +400,9 @@ def _command(protocol: str, default_nodes: int = 5) -> Callable[..., None]:
         option: list[str] | None = typer.Option(  # noqa: B008 - typer's declaration style
             None, "--option", help="Protocol option KEY=VALUE (repeatable), e.g. batch_max=256."
         ),
+        **more: Any,
     ) -> None:
-        config = SimConfig(
+        config = config_type(
             protocol=protocol,
             nodes=nodes,
             regions=regions,
@@ -393,14 +425,42 @@ def _command(protocol: str, default_nodes: int = 5) -> Callable[..., None]:
             resend_timeout_s=resend_timeout,
             protocol_options=parse_options(option or []),
             liveness_bound_s=liveness_bound,
+            **more,
         )
-        run_command(config, history, as_json)
+        run_command(config, history, as_json, runner)
 
     command.__doc__ = f"Simulate a {protocol} cluster under load and faults; check the history."
+    signature = inspect.signature(command)
+    kept = [p for p in signature.parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD]
+    command.__signature__ = signature.replace(parameters=[*kept, *extra])  # type: ignore[attr-defined]
+    command.__annotations__ = {
+        **{k: v for k, v in command.__annotations__.items() if k != "more"},
+        **{p.name: p.annotation for p in extra},
+    }
     return command
+
+
+def _option(name: str, annotation: type, default: Any, flag: str, help: str) -> inspect.Parameter:
+    return inspect.Parameter(
+        name, inspect.Parameter.KEYWORD_ONLY, default=typer.Option(default, flag, help=help), annotation=annotation
+    )
 
 
 sim_app.command("raft")(_command("raft"))
 sim_app.command("primary")(_command("primary"))
 sim_app.command("pbft")(_command("pbft", default_nodes=4))
 sim_app.command("hotstuff")(_command("hotstuff", default_nodes=4))
+sim_app.command("multiraft")(
+    _command(
+        "multiraft",
+        config_type=MultiRaftConfig,
+        runner=run_multiraft,
+        extra=(
+            _option("groups", int, 16, "--groups", "Range groups at the start (the meta group comes on top)."),
+            _option("replicas", int, 3, "--replicas", "Replicas of each range (and of the meta group)."),
+            _option(
+                "split_at_ops", int, 0, "--split-at-ops", "A range splits after applying this many client commands (0: never)."
+            ),
+        ),
+    )
+)

@@ -21,7 +21,7 @@ from quorate.pbft.messages import (
     Status,
     ViewChange,
 )
-from quorate.pbft.replica import MacAuthenticator, PbftReplica, pbft_factory
+from quorate.pbft.replica import MacAuthenticator, PbftReplica
 from quorate.pbft.view_change import NewViewDecision, decide_new_view
 
 __all__ = [
@@ -49,5 +49,4 @@ __all__ = [
     "Status",
     "ViewChange",
     "decide_new_view",
-    "pbft_factory",
 ]

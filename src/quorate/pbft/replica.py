@@ -1689,36 +1689,3 @@ class PbftReplica:
         if self.executed_seq < self.stable_seq:
             self._request_state()
 
-
-def pbft_factory(
-    config: PbftConfig,
-    signer_for: Callable[[NodeId], Signer],
-    verifier: Verifier,
-    authenticator_for: Callable[[NodeId], MacAuthenticator] | None = None,
-) -> Callable[[NodeId, tuple[NodeId, ...], random.Random, float, RecoveredState | None], PbftReplica]:
-    """A core builder with the simulator's signature
-    ``(node, replicas, rng, now, recovered) -> core``; ``signer_for(node)``
-    gives each node its own key, ``authenticator_for(node)`` its session keys
-    (needed with ``authentication="macs"``)."""
-    config.validate(4)
-
-    def build(
-        node: NodeId,
-        replicas: tuple[NodeId, ...],
-        rng: random.Random,
-        now: float,
-        recovered: RecoveredState | None,
-    ) -> PbftReplica:
-        return PbftReplica(
-            node,
-            replicas,
-            config=config,
-            signer=signer_for(node),
-            verifier=verifier,
-            rng=rng,
-            now=now,
-            recovered=recovered,
-            authenticator=authenticator_for(node) if authenticator_for is not None else None,
-        )
-
-    return build

@@ -53,6 +53,7 @@ means no session (at-least-once; used for reads served outside the log).
 from __future__ import annotations
 
 import heapq
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import msgspec
@@ -452,6 +453,33 @@ class KVStore:
 
     def __len__(self) -> int:
         return sum(len(s) for s in self._data.values())
+
+    # -- splitting ------------------------------------------------------------
+    def partition(self, moves: Callable[[str], bool]) -> bytes:
+        """Take every key for which ``moves(key)`` is true (in every
+        namespace) out of this store and return a snapshot of a store that
+        holds exactly them, with their TTL deadlines, this store's log time
+        and a copy of its client sessions (a range split: the right-hand
+        range answers retries of commands the left-hand one applied).
+        Deterministic, like ``apply``: every replica takes the same keys.
+        Crash-fault stores only (a Byzantine store's time rounds do not split)."""
+        if self.time_rounds is not None:
+            raise ValueError("a store with time rounds (a Byzantine group) cannot be partitioned")
+        taken: dict[str, dict[str, str]] = {}
+        for namespace, space in self._data.items():
+            keys = [key for key in space if moves(key)]
+            if keys:
+                taken[namespace] = {key: space.pop(key) for key in keys}
+        expiry = sorted(
+            (deadline, ns, key) for (ns, key), deadline in self._deadlines.items() if ns in taken and key in taken[ns]
+        )
+        if expiry:
+            for _, ns, key in expiry:
+                del self._deadlines[(ns, key)]
+            self._settle_deadlines()
+        sessions = {c: (s.seq, s.last_s, s.result) for c, s in self._sessions.items()}
+        image = _SnapshotWithoutRounds(FORMAT_VERSION_WITHOUT_ROUNDS, self.now_s, taken, expiry, sessions)
+        return _command_encoder.encode(image)
 
     # -- snapshots ----------------------------------------------------------
     def snapshot(self) -> bytes:

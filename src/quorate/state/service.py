@@ -211,11 +211,29 @@ class ReplicaService:
     # -- client side ---------------------------------------------------------
     def on_client_request(self, sender: NodeId, req: ClientRequest, now: float) -> None:
         try:
-            op = decode_op(req.op)
+            op = self.decode_op(req.op)
         except (msgspec.DecodeError, msgspec.ValidationError):
             self._reply(sender, req, STATUS_ERROR, error="malformed operation")
             return
-        if self.read_mode == "read_index" and isinstance(op, Get | List):
+        self.handle_op(sender, req, op, now)
+
+    # The state machine's operations: a service for another state machine
+    # (the range table of multi-Raft) overrides these three.
+    def decode_op(self, data: bytes) -> Any:
+        """A client's operation from its bytes (``msgspec`` errors when malformed)."""
+        return decode_op(data)
+
+    def is_read(self, op: Any) -> bool:
+        """True for an operation served by ReadIndex rather than the log."""
+        return isinstance(op, Get | List)
+
+    def encode_command(self, client: int, seq: int, op: Any, time_s: float) -> bytes:
+        """The log entry of ``op`` in session ``(client, seq)``, stamped ``time_s``."""
+        return encode_command(Command(client, seq, op, time_s))
+
+    def handle_op(self, sender: NodeId, req: ClientRequest, op: Any, now: float) -> None:
+        """Order or serve a decoded client operation."""
+        if self.read_mode == "read_index" and self.is_read(op):
             self._read_seq += 1
             context = self._read_seq.to_bytes(8, "big")
             outcome = self.core.read_index(context, now)  # type: ignore[attr-defined]
@@ -225,8 +243,7 @@ class ReplicaService:
                 self._refuse(sender, req, outcome)
             return
         stamp = self.stamp_clock() if self.stamp_clock is not None else now
-        command = Command(req.client, req.seq, op, stamp)
-        outcome = self.core.propose(encode_command(command), now)
+        outcome = self.core.propose(self.encode_command(req.client, req.seq, op, stamp), now)
         if isinstance(outcome, Accepted):
             previous = self._proposed.get(outcome.index)
             if previous is not None:
@@ -437,7 +454,7 @@ class ReplicaService:
         if isinstance(req, BackupRequest):
             self._take_backup(sender, req)
             return
-        result = self.kv.read(decode_op(req.op))
+        result = self.kv.read(self.decode_op(req.op))
         self._reply(sender, req, STATUS_OK, encode_result(result))
 
     def restore(self, snapshot: Any) -> None:

@@ -85,7 +85,7 @@ def test_print_config_refuses_an_unknown_protocol_in_one_line() -> None:
     assert result.returncode == 2
     [line] = result.stderr.strip().splitlines()
     assert line.startswith("quorate: error: unknown protocol 'paxos'; choose one of ")
-    assert all(name in line for name in ("raft", "pbft", "hotstuff"))
+    assert "raft, pbft, hotstuff" in line and "raft" in line
 
 
 def test_the_reference_document_holds_the_generated_tables() -> None:

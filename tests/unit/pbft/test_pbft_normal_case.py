@@ -14,7 +14,7 @@ from pbft_testnet import KeyedSigner, KeyedVerifier, Net, check_safety
 from quorate.core import ENTRY_NORMAL, ProtocolCore, Queued, Refused
 from quorate.errors import ConfigError
 from quorate.ids import NodeId
-from quorate.pbft import PBFT_MESSAGE_TYPES, PbftConfig, PbftReplica, PrePrepare, pbft_factory
+from quorate.pbft import PBFT_MESSAGE_TYPES, PbftConfig, PbftReplica, PrePrepare
 
 
 def commands(count: int, tag: str = "c") -> list[bytes]:
@@ -147,8 +147,12 @@ def test_constructor_rejects_a_replica_outside_the_group() -> None:
         )
 
 
-def test_factory_builds_a_protocol_core() -> None:
-    build = pbft_factory(PbftConfig(), KeyedSigner, KeyedVerifier())
+def test_the_binding_builds_a_protocol_core() -> None:
+    from quorate.core.binding import ClusterContext
+    from quorate.crypto.keyring import CostModelKeyring
+    from quorate.pbft.binding import BINDING
+
+    build = BINDING.builder(BINDING.parse_config({}), ClusterContext(CostModelKeyring(1)))
     core = build(NodeId(1), (NodeId(0), NodeId(1), NodeId(2), NodeId(3)), random.Random(1), 0.0, None)
     assert isinstance(core, ProtocolCore)
     assert core.id == NodeId(1)

@@ -25,11 +25,19 @@ index (the command and the result, a few dozen bytes each).
 from __future__ import annotations
 
 import hashlib
+from typing import Any, Protocol
 
 from quorate.core.ready import Entry
 from quorate.errors import InvariantViolation
 from quorate.ids import NodeId
-from quorate.state.kv import KVStore, Result, encode_result
+from quorate.state.kv import KVStore, encode_result
+
+
+class StateWithDigest(Protocol):
+    """A state machine other than the key-value store (the range table)."""
+
+    def state_digest(self) -> bytes: ...
+
 
 DIGEST_EVERY = 32
 """Indices between two state digests (a digest walks the whole store)."""
@@ -62,8 +70,9 @@ class AgreementMonitor:
         """Index (a multiple of ``DIGEST_EVERY``) -> (state digest after it, first replica)."""
         self.checked_entries = 0
 
-    def record(self, node: NodeId, entry: Entry, result: Result, kv: KVStore) -> None:
-        """``node`` executed ``entry`` with ``result``, leaving ``kv``;
+    def record(self, node: NodeId, entry: Entry, result: Any, kv: KVStore | StateWithDigest) -> None:
+        """``node`` executed ``entry`` with ``result``, leaving ``kv`` (a
+        key-value store, or another state machine that digests itself);
         raise ``InvariantViolation`` on any divergence from earlier reports."""
         if node in self.exempt:
             return
@@ -84,7 +93,7 @@ class AgreementMonitor:
                 f"same command at index {index} with different results"
             )
         if index % DIGEST_EVERY == 0:
-            digest = state_digest(kv)
+            digest = state_digest(kv) if isinstance(kv, KVStore) else kv.state_digest()
             seen = self.digests.get(index)
             if seen is None:
                 self.digests[index] = (digest, node)

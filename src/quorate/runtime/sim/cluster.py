@@ -265,7 +265,9 @@ class Simulation:
     def __init__(self, config: SimConfig) -> None:
         config.validate()
         self.config = config
-        base_spec = protocol_spec(config.protocol, config.protocol_options)
+        protocol = self._protocol_name()
+        options = self._protocol_options()
+        base_spec = protocol_spec(protocol, options)
         wanted = _wanted_byzantine(config, base_spec)
         self.byzantine = choose_byzantine(
             derive_rng(config.seed, "byzantine"), config.nodes, wanted, base_spec.behaviours
@@ -277,8 +279,8 @@ class Simulation:
                 f"{config.nodes} replicas (f={tolerated}); pass --allow-unsafe to run it anyway"
             )
         self.spec = spec = protocol_spec(
-            config.protocol,
-            config.protocol_options,
+            protocol,
+            options,
             SpecContext(
                 byzantine=self.byzantine,
                 seed=config.seed,
@@ -294,6 +296,7 @@ class Simulation:
         # endpoint ids are the replica ids, then the clients (n + 1 ...);
         # endpoint 0 is never used.
         self.voters = tuple(NodeId(i) for i in range(1, n + 1))
+        self._setup()
         endpoints = 1 + n + config.clients
         region_of = (
             [0]
@@ -330,9 +333,7 @@ class Simulation:
             behaviour = self.byzantine.get(node_id)
             node = SimNode(
                 node_id,
-                group_factory=single_group(
-                    self._core_factory(i), self._replica_factory(), spec.binding, pipelines=spec.pipelines
-                ),
+                **self._node_groups(i),
                 cost=config.cost,
                 send=self.network.send,
                 schedule=loop.schedule,
@@ -368,7 +369,7 @@ class Simulation:
                 arrival_kind=arrival_kind,
                 stop_at_s=config.duration_s,
                 rate_ops=config.rate_ops,
-                keys=config.keys,
+                keys=self._keys(),
                 mix=config.mix,
                 op_timeout_s=config.op_timeout_s,
                 reply_quorum=spec.reply_quorum(n),
@@ -376,6 +377,7 @@ class Simulation:
             )
             if config.check_invariants:
                 self.workload.observer = LostWriteMonitor().observe
+            self._setup_workload(self.workload)
             reply_kind = loop.add_kind(self.workload.on_reply)
             for c in range(config.clients):
                 deliver_kinds[n + 1 + c] = reply_kind
@@ -383,7 +385,31 @@ class Simulation:
         self.schedule = config.fault_schedule(spec)
         self.heal_at_s = config.effective_heal_at_s()
 
-    # -- wiring -------------------------------------------------------------
+    # -- wiring (the steps a simulation of another shape overrides) -------------
+    def _protocol_name(self) -> str:
+        """The protocol whose binding builds the cores."""
+        return self.config.protocol
+
+    def _protocol_options(self) -> dict[str, Any]:
+        return self.config.protocol_options
+
+    def _setup(self) -> None:
+        """Called once the protocol spec and the event loop exist, before the network and nodes."""
+
+    def _node_groups(self, i: int) -> dict[str, Any]:
+        """The ``SimNode`` arguments saying which groups node ``i`` hosts and how they are built."""
+        return {
+            "group_factory": single_group(
+                self._core_factory(i), self._replica_factory(), self.spec.binding, pipelines=self.spec.pipelines
+            )
+        }
+
+    def _keys(self) -> int:
+        return self.config.keys
+
+    def _setup_workload(self, workload: Workload) -> None:
+        """Called once the workload exists, before its reply kind is registered."""
+
     def _core_factory(self, i: int) -> Callable[[NodeId, float, Recovered | None], ProtocolCore]:
         spec = self.spec
         seed = self.config.seed
@@ -521,10 +547,9 @@ class Simulation:
         # Only events that did work count; superseded timers are reported apart.
         stale = sum(node.stale_wakes for node in self.nodes) + (w.stale_timers if w is not None else 0)
         events = self.loop.events - stale
-        terms = sorted(self.leaders)
-        changes = sum(1 for a, b in itertools.pairwise(terms) if self.leaders[a] != self.leaders[b])
+        elections, changes = self._leader_stats()
         committed = w.ok if w is not None else 0
-        return SimResult(
+        return self._result_type()(
             protocol=config.protocol,
             nodes=config.nodes,
             regions=config.regions,
@@ -543,7 +568,7 @@ class Simulation:
             faults_injected=self.faults_injected,
             safety_violations=self.violations,
             trace_sha256=self.loop.trace_sha256(),
-            elections=len(terms),
+            elections=elections,
             leader_changes=changes,
             messages_sent=self.network.sent,
             messages_dropped=self.network.dropped,
@@ -564,7 +589,20 @@ class Simulation:
             ),
             client_resends=w.resends if w is not None else 0,
             history=history if config.record_history else [],
+            **self._result_extras(),
         )
+
+    def _leader_stats(self) -> tuple[int, int]:
+        """(elections won, changes of leader between consecutive terms)."""
+        terms = sorted(self.leaders)
+        return len(terms), sum(1 for a, b in itertools.pairwise(terms) if self.leaders[a] != self.leaders[b])
+
+    def _result_type(self) -> type[SimResult]:
+        return SimResult
+
+    def _result_extras(self) -> dict[str, Any]:
+        """Fields of ``_result_type`` beyond ``SimResult``'s."""
+        return {}
 
     def _liveness(self, history: list[dict[str, Any]]) -> tuple[float | None, bool | None]:
         heal = self.heal_at_s

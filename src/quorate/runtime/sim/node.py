@@ -82,6 +82,7 @@ from quorate.core.binding import Binding
 from quorate.core.host import GroupReady, HostedGroup, NodeHost
 from quorate.core.protocol import ProtocolCore
 from quorate.core.ready import Entry, ReadState, Rejection
+from quorate.core.service_message import PeerService, ServiceMessage
 from quorate.errors import ConfigError
 from quorate.ids import NodeId
 from quorate.runtime.driver import HostDriver
@@ -169,6 +170,12 @@ ReplicaFactory = Callable[[ProtocolCore], Replica]
 GroupFactory = Callable[[NodeId, int, float, "Recovered | None"], "HostedGroup | None"]
 """Builds a hosted group (core and replica service as ``state``):
 ``(node, group, local_now, recovered or None when fresh)``; None: not here."""
+UnknownGroupFactory = Callable[[NodeId, NodeId, int, Any, float], "HostedGroup | None"]
+"""Builds a group on the first message of a group this node does not host:
+``(node, sender, group, message, local_now)``; None: drop the message."""
+UnknownGroupReply = Callable[[int, Any], Any]
+"""The answer to a client's request for a group this node does not host:
+``(group, request) -> reply``, or None for no answer."""
 Monitor = Callable[[HostedGroup, float], None]
 """Called with each group that took a turn, after every input (safety checks)."""
 Send = Callable[[int, int, Any, float], None]
@@ -211,6 +218,7 @@ class SimNode:
     __slots__ = (
         "_disk_end_s",
         "_driver",
+        "_group_changes",
         "_group_factory",
         "_held",
         "_hold_until_s",
@@ -221,6 +229,7 @@ class SimNode:
         "_schedule",
         "_send_all",
         "_turn_done_s",
+        "_unknown_group_factory",
         "admission_debt_s",
         "alive",
         "busy_until",
@@ -243,6 +252,8 @@ class SimNode:
         "send_copies",
         "stale_wakes",
         "storages",
+        "tombstones",
+        "unknown_group_reply",
         "verifier",
         "wake_gen",
         "wake_kind",
@@ -270,6 +281,8 @@ class SimNode:
         limiter: PeerRateLimiter | None = None,
         send_copies: int = 1,
         fsync_s: float = 0.0,
+        unknown_group: UnknownGroupFactory | None = None,
+        unknown_group_reply: UnknownGroupReply | None = None,
     ) -> None:
         self.id = node_id
         if group_factory is None:
@@ -278,6 +291,14 @@ class SimNode:
             group_factory = single_group(build_core, build_replica)
         self._group_factory = group_factory
         self._initial_groups = tuple(initial_groups)
+        self._unknown_group_factory = unknown_group
+        self.unknown_group_reply = unknown_group_reply
+        self._group_changes: list[tuple[int, Any]] = []
+        """Groups to create (``spawn``: (group, recovered)) or drop
+        (``retire``: (group, None)) once the current turn is carried out."""
+        self.tombstones: set[int] = set()
+        """Groups this node stopped hosting (``retire``); durable like the
+        storage: a stale message of one never creates it again."""
         self._send_all = _batched(send)
         self._schedule = schedule
         self._outbox: list[tuple[NodeId, Any]] = []
@@ -387,7 +408,9 @@ class SimNode:
         """Boot (or reboot) from durable storage: every group this node was
         placed in or holds state of."""
         local = self.local_time(now_s)
-        self.host = host = NodeHost(self.id, on_unknown_group=None)
+        self.host = host = NodeHost(
+            self.id, on_unknown_group=self._unknown_group if self._unknown_group_factory is not None else None
+        )
         for group_id in sorted({*self._initial_groups, *self.storages}):
             recovered = self._storage(group_id).recover()
             fresh = recovered.hard_state is None and recovered.snapshot is None and not recovered.entries
@@ -414,6 +437,7 @@ class SimNode:
         self.inbox.clear()
         self._outbox.clear()
         self._late_outbox.clear()
+        self._group_changes.clear()
         self.wake_gen += 1
         self.wake_local_s = None
         self.wake_sim_s = None
@@ -521,6 +545,12 @@ class SimNode:
                     host.touch(asked)
                 else:
                     self.rejected_count += 1
+                    if self.unknown_group_reply is not None:
+                        reply = self.unknown_group_reply(group_id, inner)
+                        if reply is not None:
+                            self._outbox.append((src, Grouped(group_id, reply) if group_id else reply))
+            elif type(inner) is ServiceMessage:
+                asked = self._to_service(src, inner, local)
             elif host.step(src, group_id, inner, local) is not None:
                 self.rejected_count += 1
             model = self.cost
@@ -538,6 +568,9 @@ class SimNode:
         driver = self._driver
         assert driver is not None
         driver.drive()
+        while self._group_changes:
+            self._change_groups(local)
+            driver.drive()
         only = host.only
         wake = only.deadline if only is not None else host.wake_at()
         verifier = self.verifier
@@ -587,7 +620,10 @@ class SimNode:
                 if replies:
                     if group.id:
                         gid = group.id
-                        replies = [(to, Grouped(gid, reply)) for to, reply in replies]
+                        replies = [
+                            (to, reply if type(reply) is ServiceMessage else Grouped(gid, reply))
+                            for to, reply in replies
+                        ]
                     send_all(me, replies, late_s)
             if monitor is not None:
                 monitor(group, self.last_local_s)
@@ -607,6 +643,53 @@ class SimNode:
                 pending = self.wake_sim_s
                 if pending is None or at < pending:
                     self._arm(at)
+
+    # -- groups coming and going ------------------------------------------------
+    def _to_service(self, src: NodeId, envelope: ServiceMessage, local: float) -> HostedGroup | None:
+        """A peer's service message: to the service of the group it names."""
+        assert self.host is not None
+        group = self.host.get(envelope.group)
+        state = group.state if group is not None else None
+        if group is None or not isinstance(state, PeerService):
+            self.rejected_count += 1
+            return None
+        state.on_service_message(src, envelope.message, local)
+        self.host.touch(group)
+        return group
+
+    def _unknown_group(self, sender: NodeId, group: int, message: Any, now: float) -> HostedGroup | None:
+        """``NodeHost.on_unknown_group``: never a group this node left."""
+        if group in self.tombstones or self._unknown_group_factory is None:
+            return None
+        return self._unknown_group_factory(self.id, sender, group, message, now)
+
+    def spawn(self, group: int, recovered: Recovered) -> None:
+        """Host ``group`` from ``recovered`` (made durable first) once the
+        current turn is done, unless this node hosts it, holds state of it
+        or left it."""
+        self._group_changes.append((group, recovered))
+
+    def retire(self, group: int) -> None:
+        """Stop hosting ``group`` once the current turn is done; drop its
+        storage and keep a tombstone."""
+        self._group_changes.append((group, None))
+
+    def _change_groups(self, local: float) -> None:
+        host = self.host
+        assert host is not None
+        changes, self._group_changes = self._group_changes, []
+        for group_id, recovered in changes:
+            if recovered is None:
+                if host.remove(group_id) is not None or group_id in self.storages:
+                    self.storages.pop(group_id, None)
+                    self.tombstones.add(group_id)
+                continue
+            if group_id in host or group_id in self.tombstones or group_id in self.storages:
+                continue
+            self._storage(group_id).persist(recovered.hard_state, recovered.entries, recovered.snapshot)
+            built = self._group_factory(self.id, group_id, local, recovered)
+            if built is not None:
+                host.add(built)
 
     def _rearm(self, now: float) -> None:
         """Reschedule the armed deadline after a clock change."""

@@ -112,6 +112,23 @@ class ClientCodec(Protocol):
         ...
 
 
+class Router(Protocol):
+    """Routes the requests of a partitioned key space (``Workload.router``)."""
+
+    def send(self, endpoint: int, key: str, request: Any, now: float) -> None:
+        """Send ``request`` (about ``key``) from client endpoint ``endpoint``."""
+        ...
+
+    def reply(self, event: tuple[float, int, int, int, int, Any, int]) -> ReplyView | None:
+        """What a message delivered to a client endpoint says (None: not an
+        answer to an operation, e.g. a range lookup the router made itself)."""
+        ...
+
+    def timed_out(self, process: int, seq: int) -> None:
+        """Operation ``seq`` of ``process`` got no answer in time."""
+        ...
+
+
 @dataclass(frozen=True, slots=True)
 class OpMix:
     """Fractions of writes, reads and cas; normalised on use."""
@@ -210,6 +227,9 @@ class Workload:
         """With a reply quorum: how long one attempt waits before the request
         goes to every replica (0 given: half of ``op_timeout_s``)."""
         self.history: list[dict[str, Any]] = []
+        self.router: Router | None = None
+        """Chooses where each request goes and reads every reply, instead of
+        the leader guess and the codec (a partitioned key space: multi-Raft)."""
         self.observer: Callable[[dict[str, Any]], None] | None = None
         """Sees every history event as it is recorded (the online checks)."""
         self.latencies_s: list[float] = []
@@ -263,7 +283,8 @@ class Workload:
         self._schedule(now + self._rng.expovariate(self.rate_ops), self._arrival_kind, 0, 0, None, 0)
 
     def on_reply(self, event: tuple[float, int, int, int, int, Any, int]) -> None:
-        view = self._codec.reply(event[5])
+        router = self.router
+        view = self._codec.reply(event[5]) if router is None else router.reply(event)
         if view is None:
             return
         op = self._pending.get(view.client)
@@ -331,6 +352,8 @@ class Workload:
         del self._pending[op.process]
         self.unknown += 1
         self._complete(op, "info", now, op.value)
+        if self.router is not None:
+            self.router.timed_out(op.process, op.seq)
         endpoint = op.endpoint
         self._leader_guess[endpoint] = self._other_replica(self._leader_guess[endpoint])
         if not self.open_loop:
@@ -413,6 +436,9 @@ class Workload:
             resend_at = now + self.resend_timeout_s
             if resend_at < op.start_s + self.op_timeout_s:
                 self._schedule(resend_at, self._retry_kind, op.endpoint, op.process, None, op.seq)
+            return
+        if self.router is not None:
+            self.router.send(src, op.key, message, now)
             return
         self._send(src, self._leader_guess[op.endpoint], message, now)
 

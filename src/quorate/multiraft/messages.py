@@ -1,0 +1,44 @@
+"""What multi-Raft's services say to each other (inside ``ServiceMessage``).
+
+- ``MetaCall``: a range leader's request to the meta group's service, with
+  the group its answer goes back to (the range's own);
+- ``MetaAnswer``: that answer;
+- ``Retire``: a range leader tells a node that its replica of the range was
+  removed (the removed replica may never see the configuration entry that
+  removed it: the leader stops sending to it once the entry is appended).
+
+Client-facing answers reuse ``quorate.state.service.ClientReply`` with one
+more status, ``wrong_range``, whose ``result`` is an encoded
+``quorate.multiraft.table.MetaResult`` carrying the descriptors the replica
+knows (its own, and the right-hand side of its latest split), so a client
+can refresh its range cache without asking the meta group.
+"""
+
+from __future__ import annotations
+
+from quorate.core.wire import WireMessage
+from quorate.state.service import ClientReply, ClientRequest
+
+__all__ = ["STATUS_WRONG_RANGE", "WRONG_RANGE", "MetaAnswer", "MetaCall", "Retire"]
+
+STATUS_WRONG_RANGE = "wrong_range"
+WRONG_RANGE = "wrong range"
+"""The error of a command applied after its key left the range (a split
+trigger came first in the log): certainly not executed, so a client sends it
+again, to the range that holds the key now."""
+
+
+class MetaCall(WireMessage, tag="multiraft.MetaCall", frozen=True):
+    reply_group: int
+    request: ClientRequest
+
+
+class MetaAnswer(WireMessage, tag="multiraft.MetaAnswer", frozen=True):
+    reply: ClientReply
+
+
+class Retire(WireMessage, tag="multiraft.Retire", frozen=True):
+    """Range ``range_id`` now lives on ``replicas``; a node not among them drops its replica."""
+
+    range_id: int
+    replicas: tuple[int, ...]
