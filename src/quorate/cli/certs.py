@@ -223,15 +223,15 @@ def rotate_command(
     name: Annotated[str, typer.Argument(help="The node whose certificate to replace (n1).")],
     directory: Annotated[
         Path | None,
-        typer.Option("--dir", help="The certificates (with ca.key) [default: the cluster directory's certs/].", show_default=False),
+        typer.Option("--dir", help="The certificates, with ca.key (default: the cluster directory's certs/).", show_default=False),
     ] = None,
     keys_dir: Annotated[
         Path | None,
-        typer.Option("--keys-dir", help="The node's signing key [default: the cluster directory's keys/].", show_default=False),
+        typer.Option("--keys-dir", help="The node's signing key (default: the cluster directory's keys/).", show_default=False),
     ] = None,
     cluster: Annotated[
         Path | None,
-        typer.Option("--cluster", help="The cluster directory 'quorate cluster up' wrote [default: quorate-cluster].", show_default=False),
+        typer.Option("--cluster", help="The cluster directory 'quorate cluster up' wrote (default: quorate-cluster).", show_default=False),
     ] = None,
     endpoints: Annotated[str | None, typer.Option("--endpoints", help="host:port,... (instead of the cluster directory).")] = None,
     timeout_s: Annotated[float, typer.Option("--timeout", help="Give up (exit 1) after this many seconds.")] = 60.0,

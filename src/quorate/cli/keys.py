@@ -118,7 +118,7 @@ def issue_command(
 # -- the registry of a running cluster ------------------------------------------------
 KeysDirOption = Annotated[
     Path | None,
-    typer.Option("--keys-dir", help="Where the keys are [default: the cluster directory's keys/].", show_default=False),
+    typer.Option("--keys-dir", help="Where the keys are (default: the cluster directory's keys/).", show_default=False),
 ]
 SignersOption = Annotated[
     str, typer.Option("--as", help="Members who sign, comma-separated (their keys are in --keys-dir).")
