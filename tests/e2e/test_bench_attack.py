@@ -9,9 +9,8 @@ import sys
 
 import pytest
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
-
-
+@pytest.mark.slow
+@pytest.mark.timeout(600)
 def test_every_attack_is_refused_or_contained_and_the_cluster_keeps_committing() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "quorate", "bench", "attack", "--json", "--window-s", "2"],
@@ -38,6 +37,7 @@ def test_every_attack_is_refused_or_contained_and_the_cluster_keeps_committing()
     assert report["vote"]["verified_by_every_replica"]
 
 
+@pytest.mark.timeout(60)
 def test_a_bad_window_is_a_usage_error() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "quorate", "bench", "attack", "--window-s", "0"], capture_output=True, text=True, timeout=60
