@@ -9,6 +9,7 @@ import sys
 
 import pytest
 
+
 @pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_every_attack_is_refused_or_contained_and_the_cluster_keeps_committing() -> None:

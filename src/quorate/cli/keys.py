@@ -269,6 +269,11 @@ def approve_command(
         typer.echo(f"{node_name(node_id)} admitted at log index {decided.index}")
 
 
+def _short(key: str) -> str:
+    """The first 16 hex digits of a key or fingerprint; a description as it is."""
+    return key[:16] if all(c in "0123456789abcdef" for c in key) else key
+
+
 @keys_app.command("status")
 def status_command(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object.")] = False,
@@ -292,8 +297,8 @@ def status_command(
         certs = [r["key"] for r in entry["tls"] if r["retired_at"] is None]
         status = f"revoked at {entry['revoked_at']}" if entry["revoked_at"] is not None else "active"
         typer.echo(
-            f"{name}: {status}; signing {', '.join(r['key'][:16] for r in live) or '-'}; "
-            f"certificate {', '.join(c[:16] for c in certs) or '-'}"
+            f"{name}: {status}; signing {', '.join(_short(r['key']) for r in live) or '-'}; "
+            f"certificate {', '.join(_short(c) for c in certs) or '-'}"
         )
     for item in state["pending"]:
         typer.echo(f"pending: {item['item']} {item['node']} ({len(item['approvals'])} approvals)")
