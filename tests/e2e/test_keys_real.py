@@ -28,7 +28,7 @@ from quorate.client.keys import describe, submit
 from quorate.crypto.keyfiles import key_file
 from quorate.ids import NodeId, node_name
 from quorate.runtime.aio.cluster import LocalCluster, wait_for
-from quorate.security.keyregistry import make_revocation
+from quorate.security.keyregistry import make_revocation, public_key_of
 from quorate.state.kv import Put
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
@@ -171,5 +171,45 @@ def test_a_revoked_replica_is_cut_off_at_one_log_index(tmp_path: Path) -> None:
             lambda: _logged(cluster, NodeId(4), "stops serving") or not _logged(cluster, NodeId(4), "n4 revoked"),
             WAIT_LIMIT_S,
         )
+    finally:
+        cluster.stop_all()
+
+
+def test_a_replica_restarts_with_its_rotated_key(tmp_path: Path) -> None:
+    """After a rotation n2's key file holds the new seed while public-keys.toml
+    (the genesis) still lists the old key: n2 restarts all the same, replays
+    the log to where its new key is active, and takes part again."""
+    cluster = _cluster(tmp_path)
+
+    async def scenario() -> None:
+        client = _client(cluster)
+        await client.put("before", "1")
+        code, out, err = await _quorate("keys", "rotate", "n2", "--dir", str(cluster.directory))
+        assert code == 0, err
+        assert "the old key retired" in out
+        cluster.stop(NodeId(2))
+        cluster.start(NodeId(2))
+        for i in range(5):
+            await client.put(f"after{i}", str(i))
+
+        async def n2_caught_up() -> bool:
+            statuses = await client.cluster_status()
+            applied = [s.applied_index if s is not None else None for s in statuses]
+            return applied[1] is not None and applied[1] == max(a for a in applied if a is not None)
+
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + WAIT_LIMIT_S
+        while not await n2_caught_up():
+            assert loop.time() < deadline, await client.cluster_status()
+            await asyncio.sleep(0.2)
+        state = await describe(client)
+        [live] = [r["key"] for r in state["nodes"]["n2"]["signing"] if r["retired_at"] is None]
+        seed2 = bytes.fromhex(key_file(cluster.directory / "keys", NodeId(2)).read_text().strip())
+        assert live == public_key_of(seed2).hex()
+        await client.close()
+
+    try:
+        asyncio.run(scenario())
+        assert cluster.exit_reason(NodeId(2)) is None
     finally:
         cluster.stop_all()
