@@ -86,3 +86,22 @@ def test_address_buckets_and_their_bound() -> None:
 def test_bad_limits_are_refused(limits: EdgeLimits) -> None:
     with pytest.raises(ConfigError):
         limits.validate()
+
+
+def test_the_operator_summary_shows_refusals_at_the_edge_and_above() -> None:
+    from quorate.runtime.aio.cluster import summarize_metrics
+
+    metrics = {
+        "transport.refused_connections_per_address": 3,
+        "transport.handshake_timeouts": 2,
+        "transport.frames_sent": 9,
+        "keys.refused": 1,
+        "votes.refused": 0,
+        "inbox_drops": 4,
+    }
+    assert summarize_metrics(metrics) == {
+        "refused_connections_per_address": 3,
+        "handshake_timeouts": 2,
+        "keys.refused": 1,
+        "inbox_drops": 4,
+    }

@@ -379,15 +379,39 @@ def process_cpu_seconds(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / ticks
 
 
+SUMMARY_TRANSPORT_COUNTERS = (
+    "tls_refused",
+    "peer_name_mismatch",
+    "unknown_peer",
+    "wrong_peer",
+    "peer_refused",
+    "handshake_failures",
+    "send_queue_drops",
+    "malformed_messages",
+    "oversize_frames",
+    "refused_connections_total",
+    "refused_connections_per_address",
+    "refused_connections_per_subnet",
+    "refused_handshakes",
+    "refused_handshakes_per_address",
+    "handshake_timeouts",
+    "frame_timeouts",
+    "rate_limited_drops",
+    "client_rate_limited_drops",
+)
+SUMMARY_NODE_COUNTERS = (
+    "inbox_drops",
+    "security.admission_rate_limited",
+    "security.admissions_refused",
+    "security.revoked_messages_dropped",
+    "keys.refused",
+    "votes.refused",
+)
+
+
 def summarize_metrics(metrics: Mapping[str, int]) -> dict[str, int]:
-    """The counters an operator looks at first (refusals and drops)."""
-    keys = (
-        "tls_refused",
-        "peer_name_mismatch",
-        "unknown_peer",
-        "wrong_peer",
-        "handshake_failures",
-        "send_queue_drops",
-        "malformed_messages",
-    )
-    return {k: metrics.get(f"transport.{k}", 0) for k in keys if metrics.get(f"transport.{k}", 0)}
+    """The counters an operator looks at first: refusals and drops, at the
+    wire (named without their ``transport.`` prefix) and above it."""
+    out = {k: metrics.get(f"transport.{k}", 0) for k in SUMMARY_TRANSPORT_COUNTERS}
+    out |= {k: metrics.get(k, 0) for k in SUMMARY_NODE_COUNTERS}
+    return {k: v for k, v in out.items() if v}
