@@ -67,6 +67,18 @@ from quorate.errors import ConfigError
 from quorate.ids import NodeId, node_name
 from quorate.runtime.aio.tls import TlsConfig
 from quorate.runtime.aio.transport import DEFAULT_HANDSHAKE_TIMEOUT_S
+from quorate.security.dkg_log import MACHINE_NAME as DKG_MACHINE
+from quorate.security.dkg_log import MAX_MESSAGE_BYTES as MAX_DKG_MESSAGE_BYTES
+from quorate.security.dkg_log import (
+    CloseDkgPhase,
+    DkgMachine,
+    LogDkg,
+    PostDkg,
+    decode_dkg_command,
+    encode_dkg_command,
+    make_close,
+    make_post,
+)
 from quorate.security.keyregistry import (
     KIND_SIGNING,
     KIND_TLS,
@@ -102,6 +114,8 @@ MAX_RELAY_BYTES = 4096
 DEFAULT_MAX_INBOX = 65_536
 """Inputs a node holds between two turns; beyond it they are dropped (a flood
 must not grow memory without bound; protocols resend what matters)."""
+DKG_PHASE_TIMEOUT_S = 10.0
+"""A DKG participant that waits this long in one phase proposes to close it."""
 NEXT_CERTIFICATE = "{name}.next"
 """``n1.next.crt`` / ``n1.next.key``: a certificate rotation in progress."""
 
@@ -194,12 +208,16 @@ class NodeSecurity:
         self.tls_dir = tls_dir
         self.clock = clock
         self.votes = VotesMachine(PrivateVotes(VoteVerifier()))
+        self.dkg_machine = DkgMachine(self.registry)
+        self.dkg = LogDkg(node, self.dkg_machine, lambda: self.keyring.own_signer.seed)
+        self._dkg_phases: dict[str, str] = {}
+        """Session -> the phase whose timeout is armed."""
         self.counters: Counter[str] = Counter()
         self.host: SecurityHost | None = None
         self._revoked: dict[int, int] = {}
         """Revoked node -> the index at which this node applied its revocation."""
-        self._outbox: dict[bytes, tuple[bytes, Callable[[], bool]]] = {}
-        """key -> (registry command, "is it done?") proposed until done."""
+        self._outbox: dict[bytes, tuple[str, bytes, Callable[[], bool]]] = {}
+        """key -> (machine, command, "is it done?") proposed until done."""
         self._retry: asyncio.TimerHandle | None = None
         self._timers: set[asyncio.TimerHandle] = set()
         self._flush_scheduled = False
@@ -210,7 +228,7 @@ class NodeSecurity:
     # ------------------------------------------------------------ wiring
     def machines(self) -> dict[str, Any]:
         """The extension machines group 0's key-value store hosts."""
-        return {MACHINE_NAME: self.registry, VOTES_MACHINE: self.votes}
+        return {MACHINE_NAME: self.registry, VOTES_MACHINE: self.votes, DKG_MACHINE: self.dkg_machine}
 
     def attach(self, host: SecurityHost) -> None:
         self.host = host
@@ -269,6 +287,8 @@ class NodeSecurity:
     def resync(self) -> None:
         """The registry was replaced by a snapshot: rebuild what follows from it."""
         self.registry.take_events()
+        self.dkg.rebuild()
+        self._dkg_after_apply()
         self._revoked = {n: k.revoked for n, k in self.registry.nodes.items() if k.revoked is not None}
         if self.node in self._revoked:
             self._stop(f"this node's keys were revoked at log index {self._revoked[int(self.node)]}")
@@ -278,6 +298,7 @@ class NodeSecurity:
     def after_apply(self) -> None:
         """React to what the registry decided in the batch just applied."""
         events = self.registry.take_events()
+        self._dkg_after_apply()
         if not events and not self._outbox:
             return
         peers_changed = False
@@ -310,6 +331,59 @@ class NodeSecurity:
             self.host.recheck_peers()
         if self._outbox:
             self._schedule_flush()
+
+    # ------------------------------------------------------------ DKG
+    def _dkg_after_apply(self) -> None:
+        """Feed the DKG transcript to this node's participants; propose what
+        they broadcast; arm a phase timeout for each run that waits."""
+        dkg = self.dkg
+        dkg.consume()
+        if self._stopped:
+            return
+        me = int(self.node)
+        seed = self.keyring.own_signer.seed
+        cluster = self.registry.cluster
+        for name, message in dkg.take_outgoing():
+            post = make_post(cluster, name, me, message, seed)
+            digest = hashlib.sha256(me.to_bytes(8, "big") + post.message).digest()
+
+            def posted(name: str = name, digest: bytes = digest) -> bool:
+                session = self.dkg_machine.sessions.get(name)
+                return session is None or digest in session.posts
+
+            self._queue(b"dkg:" + digest, encode_dkg_command(post), posted, DKG_MACHINE)
+            self.counters["dkg.messages_posted"] += 1
+        waiting = dkg.waiting()
+        for name in [n for n in self._dkg_phases if n not in waiting]:
+            del self._dkg_phases[name]
+        for name, phase in waiting.items():
+            if self._dkg_phases.get(name) != phase:
+                self._dkg_phases[name] = phase
+                self._arm_dkg_timeout(name, phase)
+        if self._outbox:
+            self._schedule_flush()
+
+    def _arm_dkg_timeout(self, name: str, phase: str) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return  # replaying at start-up: the next applied batch arms it
+
+        def fire() -> None:
+            self._timers.discard(handle)
+            if self._stopped or self.dkg.waiting().get(name) != phase:
+                return
+            close = make_close(self.registry.cluster, name, phase, int(self.node), self.keyring.own_signer.seed)
+
+            def closed() -> bool:
+                return self.dkg.waiting().get(name) != phase
+
+            self._queue(b"dkg-close:" + name.encode() + phase.encode(), encode_dkg_command(close), closed, DKG_MACHINE)
+            self.counters["dkg.phase_timeouts"] += 1
+            self._schedule_flush()
+
+        handle = loop.call_later(DKG_PHASE_TIMEOUT_S, fire)
+        self._timers.add(handle)
 
     def _approve(self, event: RegistryEvent) -> None:
         if not self.settings.auto_approve_rotations or event.node == self.node:
@@ -435,11 +509,11 @@ class NodeSecurity:
             self.host.stop_serving(reason)
 
     # ------------------------------------------------------------ proposing
-    def _queue(self, key: bytes, data: bytes, done: Callable[[], bool]) -> None:
-        self._outbox[key] = (data, done)
+    def _queue(self, key: bytes, data: bytes, done: Callable[[], bool], machine: str = MACHINE_NAME) -> None:
+        self._outbox[key] = (machine, data, done)
 
     def _drop_done(self) -> None:
-        for key in [k for k, (_, done) in self._outbox.items() if done()]:
+        for key in [k for k, (_, _, done) in self._outbox.items() if done()]:
             del self._outbox[key]
 
     def _schedule_flush(self) -> None:
@@ -454,12 +528,12 @@ class NodeSecurity:
         host = self.host
         if host is None or self._stopped or not self._outbox:
             return
-        for data, _ in list(self._outbox.values()):
-            outcome = host.propose_extension(MACHINE_NAME, data)
+        for machine, data, _ in list(self._outbox.values()):
+            outcome = host.propose_extension(machine, data)
             if isinstance(outcome, Accepted | Queued):
                 self.counters["keys.commands_proposed"] += 1
             elif isinstance(outcome, Redirect) and outcome.leader is not None and outcome.leader != self.node:
-                host.send_relay(outcome.leader, SecurityRelay(MACHINE_NAME, data))
+                host.send_relay(outcome.leader, SecurityRelay(machine, data))
                 self.counters["keys.commands_relayed"] += 1
         if self._retry is None:
             self._retry = asyncio.get_running_loop().call_later(self.settings.relay_retry_s, self._retry_due)
@@ -472,6 +546,19 @@ class NodeSecurity:
         """A member asks this node (the leader, it thinks) to propose its command."""
         if self.refuses(int(sender)) or not self._relay_limiter.allow(sender, now):
             self.counters["keys.relays_refused"] += 1
+            return
+        if relay.machine == DKG_MACHINE and len(relay.data) <= MAX_DKG_MESSAGE_BYTES + MAX_RELAY_BYTES:
+            try:
+                dkg_command = decode_dkg_command(relay.data)
+            except (msgspec.DecodeError, msgspec.ValidationError):
+                self.counters["keys.relays_refused"] += 1
+                return
+            # Only a participant's own messages are relayed (the machine checks the signature).
+            if not isinstance(dkg_command, PostDkg | CloseDkgPhase) or dkg_command.sender != int(sender) or self.host is None:
+                self.counters["keys.relays_refused"] += 1
+                return
+            if isinstance(self.host.propose_extension(DKG_MACHINE, relay.data), Accepted | Queued):
+                self.counters["keys.relays_proposed"] += 1
             return
         if relay.machine != MACHINE_NAME or len(relay.data) > MAX_RELAY_BYTES:
             self.counters["keys.relays_refused"] += 1
@@ -516,6 +603,14 @@ class NodeSecurity:
         # Replicas that accepted the same tallies show the same digest.
         digest = hashlib.sha256(repr(sorted(outcomes)).encode()).digest()
         out["votes.outcomes_digest"] = int.from_bytes(digest[:6], "big")
+        dkg = self.dkg
+        out["dkg.sessions"] = len(self.dkg_machine.sessions)
+        out["dkg.done"] = len(dkg.results)
+        out["dkg.failed"] = len(dkg.failures)
+        out["dkg.refused"] = sum(self.dkg_machine.refused.values())
+        # Nodes that computed the same group keys show the same digest.
+        keys = sorted((name, r.group_public_key) for name, r in dkg.results.items())
+        out["dkg.keys_digest"] = int.from_bytes(hashlib.sha256(repr(keys).encode()).digest()[:6], "big")
         return out
 
 
