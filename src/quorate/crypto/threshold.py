@@ -265,6 +265,11 @@ class ThresholdPublicKey:
     def group_public_key(self) -> bytes:
         return bytes(self._group)
 
+    @property
+    def commitments(self) -> tuple[bytes, ...]:
+        """The t commitments (compressed G1 points) this key was built from."""
+        return tuple(bytes(point) for point in self._commitments)
+
     def _share_key(self, index: int) -> G1Element | None:
         if not isinstance(index, int) or not 1 <= index <= self.n:
             return None

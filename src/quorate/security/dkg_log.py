@@ -26,6 +26,12 @@ participant has waited ``phase_timeout_s`` in one phase proposes
 everywhere (a close naming a phase already over is ignored by every
 participant alike), so a silent dealer cannot stall the run.
 
+Resharing (``StartDkg.reshare`` names a finished session, and carries its
+public key): the old members deal their old shares to the new members and
+the new threshold, so the group key stays (``quorate.crypto.dkg``). An old
+member takes its old share from its own result of that session, after
+checking that the start names the same key.
+
 A node's dealing polynomial is drawn from a stream keyed by its signing
 seed and the session (``dealing_random``): re-applying the log after a
 restart deals the same polynomial again, so a restarted node never
@@ -51,7 +57,9 @@ from quorate.crypto.dkg import (
     DkgMessage,
     DkgParticipant,
     DkgResult,
+    Resharing,
 )
+from quorate.crypto.threshold import ThresholdPublicKey
 from quorate.errors import ConfigError
 from quorate.ids import NodeId
 
@@ -67,13 +75,18 @@ _SIGNING_DOMAIN = b"quorate/dkg-log/v1"
 
 class StartDkg(msgspec.Struct, tag="dkg.Start", array_like=True, frozen=True):
     """Open a session: ``members`` get shares of a ``threshold``-of-n key.
-    Signed by ``starter``, a member of the cluster."""
+    Signed by ``starter``, a member of the cluster. With ``reshare`` (a
+    finished session) the old members deal their old shares instead, so the
+    key stays: ``old_commitments`` is that session's public key (its
+    participants check it; a wrong one fails every dealing)."""
 
     session: str
     members: tuple[int, ...]
     threshold: int
     starter: int
     signature: bytes
+    reshare: str = ""
+    old_commitments: tuple[bytes, ...] = ()
 
 
 class PostDkg(msgspec.Struct, tag="dkg.Post", array_like=True, frozen=True):
@@ -125,8 +138,13 @@ def _signed_bytes(cluster: bytes, kind: bytes, *parts: bytes) -> bytes:
     return bytes(out)
 
 
-def start_bytes(cluster: bytes, session: str, members: tuple[int, ...], threshold: int) -> bytes:
-    return _signed_bytes(cluster, b"start", session.encode(), json.dumps([list(members), threshold]).encode())
+def start_bytes(
+    cluster: bytes, session: str, members: tuple[int, ...], threshold: int,
+    reshare: str = "", old_commitments: tuple[bytes, ...] = (),
+) -> bytes:
+    return _signed_bytes(
+        cluster, b"start", session.encode(), json.dumps([list(members), threshold, reshare]).encode(), *old_commitments
+    )
 
 
 def post_bytes(cluster: bytes, session: str, sender: int, message: bytes) -> bytes:
@@ -141,9 +159,13 @@ def _sign(seed: bytes, message: bytes) -> bytes:
     return bytes(nacl.signing.SigningKey(seed).sign(message).signature)
 
 
-def make_start(cluster: bytes, session: str, members: tuple[int, ...], threshold: int, starter: int, seed: bytes) -> StartDkg:
+def make_start(
+    cluster: bytes, session: str, members: tuple[int, ...], threshold: int, starter: int, seed: bytes,
+    reshare: str = "", old_commitments: tuple[bytes, ...] = (),
+) -> StartDkg:
     members = tuple(sorted(members))
-    return StartDkg(session, members, threshold, starter, _sign(seed, start_bytes(cluster, session, members, threshold)))
+    signature = _sign(seed, start_bytes(cluster, session, members, threshold, reshare, old_commitments))
+    return StartDkg(session, members, threshold, starter, signature, reshare, old_commitments)
 
 
 def make_post(cluster: bytes, session: str, sender: int, message: DkgMessage, seed: bytes) -> PostDkg:
@@ -171,11 +193,15 @@ class SigningKeys(Protocol):
 @dataclass
 class DkgSession:
     """One session's public record: who, the threshold, the X25519 keys
-    recorded at the start, and the transcript."""
+    recorded at the start (of every participant: the members and, when
+    resharing, the old members), and the transcript."""
 
     members: tuple[int, ...]
     threshold: int
     encryption_keys: dict[int, bytes]
+    reshare: str = ""
+    old_members: tuple[int, ...] = ()
+    old_commitments: tuple[bytes, ...] = ()
     transcript: list[tuple[str, int, bytes]] = field(default_factory=list)
     """("post", sender, message) or ("close", sender, phase name)."""
     posts: set[bytes] = field(default_factory=set)
@@ -228,7 +254,7 @@ class DkgMachine:
         session = self.sessions.get(command.session)
         if session is None:
             return self._refuse("no such DKG session")
-        if command.sender not in session.members:
+        if command.sender not in session.encryption_keys:
             return self._refuse("sender is not a participant of the session")
         if len(session.transcript) >= MAX_TRANSCRIPT_ENTRIES:
             return self._refuse("the session's transcript is full")
@@ -262,17 +288,29 @@ class DkgMachine:
             return self._refuse("DKG members must be distinct current members")
         if not 1 <= op.threshold <= len(op.members):
             return self._refuse("DKG threshold must be between 1 and the member count")
-        if not self._signed_by(op.starter, start_bytes(cluster, op.session, op.members, op.threshold), op.signature):
+        if not self._signed_by(
+            op.starter, start_bytes(cluster, op.session, op.members, op.threshold, op.reshare, op.old_commitments), op.signature
+        ):
             return self._refuse("DKG start not signed by the starter's current key")
         if len(self.sessions) >= MAX_SESSIONS:
             return self._refuse("too many DKG sessions")
+        old_members: tuple[int, ...] = ()
+        if op.reshare:
+            old = self.sessions.get(op.reshare)
+            if old is None:
+                return self._refuse("no such DKG session to reshare")
+            if len(op.old_commitments) != old.threshold:
+                return self._refuse("the old key needs one commitment per unit of the old threshold")
+            old_members = old.members
         keys = {}
-        for m in op.members:
+        for m in sorted(set(op.members) | set(old_members)):
             newest = self.registry.newest_key(m)
             if newest is None:
                 return self._refuse("a DKG member has no signing key")
             keys[m] = curve25519_public(newest)
-        self.sessions[op.session] = DkgSession(tuple(sorted(op.members)), op.threshold, keys)
+        self.sessions[op.session] = DkgSession(
+            tuple(sorted(op.members)), op.threshold, keys, op.reshare, old_members, op.old_commitments
+        )
         self._entries.append((op.session, None))
         return MachineResult(True, value=op.session)
 
@@ -289,7 +327,8 @@ class DkgMachine:
             {
                 "sessions": {
                     name: [list(s.members), s.threshold, {str(k): v for k, v in s.encryption_keys.items()},
-                           [[kind, sender, data] for kind, sender, data in s.transcript]]
+                           [[kind, sender, data] for kind, sender, data in s.transcript],
+                           s.reshare, list(s.old_members), list(s.old_commitments)]
                     for name, s in self.sessions.items()
                 },
                 "refused": self.refused,
@@ -303,8 +342,11 @@ class DkgMachine:
         if data is None:
             return
         raw = msgspec.msgpack.decode(data)
-        for name, (members, threshold, keys, transcript) in raw["sessions"].items():
-            session = DkgSession(tuple(members), threshold, {int(k): bytes(v) for k, v in keys.items()})
+        for name, (members, threshold, keys, transcript, reshare, old_members, old_commitments) in raw["sessions"].items():
+            session = DkgSession(
+                tuple(members), threshold, {int(k): bytes(v) for k, v in keys.items()},
+                reshare, tuple(old_members), tuple(bytes(c) for c in old_commitments),
+            )
             for kind, sender, payload in transcript:
                 session.transcript.append((kind, sender, bytes(payload)))
                 if kind == "post":
@@ -378,15 +420,27 @@ class LogDkg:
 
     def _open(self, name: str, session: DkgSession) -> None:
         me = int(self.node)
-        if me not in session.members:
+        if me not in session.encryption_keys:
             return
         seed = self.seed()
+        resharing = None
+        old_share = None
         try:
+            if session.reshare:
+                old_key = ThresholdPublicKey(len(session.old_commitments), len(session.old_members), session.old_commitments)
+                resharing = Resharing(tuple(NodeId(m) for m in session.old_members), old_key)
+                previous = self.results.get(session.reshare)
+                if me in session.old_members:
+                    if previous is None or previous.share is None:
+                        raise ConfigError(f"no share of {session.reshare} to reshare")
+                    if previous.group_public_key != old_key.group_public_key:
+                        raise ConfigError(f"the start names another key than {session.reshare}'s")
+                    old_share = previous.share
             config = DkgConfig(
                 name.encode(), tuple(NodeId(m) for m in session.members), session.threshold,
-                {NodeId(m): k for m, k in session.encryption_keys.items()},
+                {NodeId(m): k for m, k in session.encryption_keys.items()}, resharing,
             )
-            participant = self.factory(config, self.node, curve25519_secret(seed), dealing_random(seed, name))
+            participant = self.factory(config, self.node, curve25519_secret(seed), dealing_random(seed, name), old_share)
         except ConfigError as exc:
             self.problems.append(f"{name}: {exc}")
             return

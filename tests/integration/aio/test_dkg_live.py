@@ -1,6 +1,7 @@
 """Distributed key generation through a running cluster's log (in this
 process, real TCP and TLS): four Raft nodes agree on one threshold key that
-none of them ever holds, and a restarted node rebuilds its share from the log; a dealer that cheats is blamed and excluded by every
+none of them ever holds, a restarted node rebuilds its share from the log,
+and resharing to fewer members keeps the key; a dealer that cheats is blamed and excluded by every
 honest node alike; a silent one is closed out by the phase timeout; a post
 that its sender did not sign is refused with the reason."""
 
@@ -136,6 +137,24 @@ def test_a_group_key_from_the_log_with_cheating_and_silent_dealers(
             await wait_until(lambda: "epoch-1" in managers[1].dkg.results, "n2 to rebuild epoch-1")  # type: ignore[union-attr]
             again = managers[1].dkg.results["epoch-1"]  # type: ignore[union-attr]
             assert again.share == results[1].share and again.group_public_key == public.group_public_key
+
+            # Resharing to n1..n3 with threshold 2 keeps the key; two new shares sign.
+            start = make_start(
+                cluster, "epoch-1b", (1, 2, 3), 2, 1, _seed(tmp_path, 1), reshare="epoch-1", old_commitments=public.commitments
+            )
+            assert await _submit(client, start) == (True, None)
+            await wait_until(
+                lambda: all("epoch-1b" in m.dkg.results for m in managers[:3]),  # type: ignore[union-attr]
+                "n1..n3 to finish the resharing",
+            )
+            reshared = [m.dkg.results["epoch-1b"] for m in managers[:3]]  # type: ignore[union-attr]
+            assert {r.group_public_key for r in reshared} == {public.group_public_key}
+            new_key = reshared[0].public_key
+            assert new_key.threshold == 2
+            two = {r.share.index: ThresholdSigner(NodeId(i), r.share).sign(b"resharing") for i, r in ((1, reshared[0]), (3, reshared[2])) if r.share}
+            assert new_key.verify(b"resharing", new_key.combine(two)) and public.verify(b"resharing", new_key.combine(two))
+            await wait_until(lambda: "epoch-1b" in managers[3].dkg.results, "n4 to finish dealing")  # type: ignore[union-attr]
+            assert managers[3].dkg.results["epoch-1b"].share is None  # type: ignore[union-attr]  # n4 dealt, holds nothing new
 
             # 2. n4 deals against other commitments: blamed by everyone, excluded.
             managers[3].dkg.factory = WrongCommitmentDealer  # type: ignore[union-attr]
