@@ -1,5 +1,5 @@
 """Distributed key generation through a running cluster's log (in this
-process, real TCP and TLS): four Raft nodes agree on one threshold key that
+process, real TCP and TLS): four Raft nodes, and four PBFT replicas, agree on one threshold key that
 none of them ever holds, a restarted node rebuilds its share from the log,
 and resharing to fewer members keeps the key; a dealer that cheats is blamed and excluded by every
 honest node alike; a silent one is closed out by the phase timeout; a post
@@ -50,7 +50,7 @@ class SilentDealer(DkgParticipant):
         self._started = True
 
 
-def _nodes(tmp_path: Path, certs: Path) -> list[AioNode]:
+def _nodes(tmp_path: Path, certs: Path, protocol: str) -> list[AioNode]:
     keys = tmp_path / "keys"
     for i in MEMBERS:
         issue_node_key(keys, NodeId(i))
@@ -59,10 +59,12 @@ def _nodes(tmp_path: Path, certs: Path) -> list[AioNode]:
     issue_certificate(tls_dir, "n4")
     ports = free_ports(len(MEMBERS))
     addresses = {NodeId(i): (LOOPBACK, ports[i - 1]) for i in MEMBERS}
-    options = {"keys_dir": str(keys), "election_timeout_s": 0.5, "heartbeat_interval_s": 0.05}
+    options: dict[str, object] = {"keys_dir": str(keys)}
+    if protocol == "raft":
+        options |= {"election_timeout_s": 0.5, "heartbeat_interval_s": 0.05}
     return [
         AioNode(
-            n, addresses, tmp_path / f"n{n}", listen=addresses[n], protocol="raft", protocol_options=options,
+            n, addresses, tmp_path / f"n{n}", listen=addresses[n], protocol=protocol, protocol_options=options,
             tls=TlsConfig.from_directory(tls_dir, f"n{n}"), transport_config=FAST_BACKOFF,
             security=SecuritySettings(relay_retry_s=0.3),
         )
@@ -72,7 +74,7 @@ def _nodes(tmp_path: Path, certs: Path) -> list[AioNode]:
 
 def _restarted(node: AioNode) -> AioNode:
     return AioNode(
-        node.id, {**node.peers, node.id: node.listen}, node.data_dir, listen=node.listen, protocol="raft",
+        node.id, {**node.peers, node.id: node.listen}, node.data_dir, listen=node.listen, protocol=node.binding,
         protocol_options=node.protocol_options, tls=node.tls, transport_config=FAST_BACKOFF,
         security=SecuritySettings(relay_retry_s=0.3),
     )
@@ -87,13 +89,14 @@ def _seed(tmp_path: Path, node: int) -> bytes:
     return bytes.fromhex(key_file(tmp_path / "keys", NodeId(node)).read_text().strip())
 
 
+@pytest.mark.parametrize("protocol", ["raft", "pbft"])
 def test_a_group_key_from_the_log_with_cheating_and_silent_dealers(
-    tmp_path: Path, cluster_certs: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, cluster_certs: Path, monkeypatch: pytest.MonkeyPatch, protocol: str
 ) -> None:
     monkeypatch.setattr(node_security, "DKG_PHASE_TIMEOUT_S", 1.0)
 
     async def scenario() -> None:
-        nodes = _nodes(tmp_path, cluster_certs)
+        nodes = _nodes(tmp_path, cluster_certs, protocol)
         client = AsyncClient(
             [node.listen for node in nodes], tls=tmp_path / "certs", tls_name="client-a", timeout_s=2.0, deadline_s=30.0
         )
