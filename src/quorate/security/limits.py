@@ -47,6 +47,9 @@ DEFAULT_FRAME_TIMEOUT_S = 10.0
 DEFAULT_SUBNET_PREFIX_V4 = 24
 DEFAULT_SUBNET_PREFIX_V6 = 48
 MAX_TRACKED_ADDRESSES = 65_536
+DEFAULT_MAX_INBOX = 65_536
+"""Inputs a node holds between two turns; beyond it they are dropped (a flood
+must not grow memory without bound; protocols resend what matters)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -48,15 +48,17 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from quorate.errors import ConfigError
 from quorate.ids import NodeId, node_name, parse_node_name
 from quorate.runtime.aio.protocols import protocol_binding, protocol_names
-from quorate.runtime.aio.security import NodeSecurityConfig, parse_security_table
 from quorate.runtime.aio.tls import TlsConfig
 from quorate.storage.engines import open_storage
 from quorate.storage.layout import engine_found
+
+if TYPE_CHECKING:
+    from quorate.runtime.aio.security import NodeSecurityConfig
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 SERVICE_READ_MODES = ("read_index", "log")
@@ -130,6 +132,10 @@ class NodeConfig:
     """The ``[security]`` table (``quorate.runtime.aio.security.parse_security_table``)."""
 
     def security_config(self) -> NodeSecurityConfig:
+        from quorate.runtime.aio.security import (
+            parse_security_table,  # PyNaCl only when a node runs
+        )
+
         return parse_security_table(self.security)
 
     def tls(self) -> TlsConfig | None:
@@ -290,6 +296,8 @@ def node_config_from_mapping(raw: Mapping[str, Any], base_dir: Path = Path("."))
     security = raw.get("security", {})
     if not isinstance(security, Mapping):
         raise ConfigError("[security] must be a table (admission, limits at the edge...)")
+    from quorate.runtime.aio.security import parse_security_table
+
     parse_security_table(security)
     data_dir = _path(raw["data_dir"], "data_dir", base_dir)
     _check_data_protocol(data_dir, storage, protocol)

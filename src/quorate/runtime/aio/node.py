@@ -99,7 +99,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from dataclasses import field as dataclass_field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from quorate.core.host import GroupReady, HostedGroup, NodeHost
 from quorate.core.protocol import Accepted, Redirect
@@ -119,12 +119,7 @@ from quorate.runtime.aio.admin import (
 from quorate.runtime.aio.bft import replica_service_class
 from quorate.runtime.aio.config import STORAGE_KINDS, format_address, parse_address
 from quorate.runtime.aio.protocols import DEFAULT_KEY_SEED, ProtocolBinding, protocol_binding
-from quorate.runtime.aio.security import (
-    DEFAULT_MAX_INBOX,
-    NodeSecurity,
-    SecurityRelay,
-    SecuritySettings,
-)
+from quorate.runtime.aio.security_relay import SecurityRelay
 from quorate.runtime.aio.tls import TlsConfig
 from quorate.runtime.aio.transport import (
     CLIENT_CONNECTION_BASE,
@@ -133,7 +128,7 @@ from quorate.runtime.aio.transport import (
     TransportConfig,
 )
 from quorate.runtime.driver import HostDriver
-from quorate.security.registry_keyring import RegistryKeyring, load_keyring
+from quorate.security.limits import DEFAULT_MAX_INBOX
 from quorate.state.backup import BackupRequest
 from quorate.state.kv import NO_SESSION, Command, Extension, KVStore, encode_command
 from quorate.state.replica_time import ReplicaClock
@@ -148,6 +143,10 @@ from quorate.state.service import (
 )
 from quorate.storage import GroupWrite
 from quorate.storage.engines import DiskStorage, open_storage
+
+if TYPE_CHECKING:
+    from quorate.runtime.aio.security import NodeSecurity, SecuritySettings
+    from quorate.security.registry_keyring import RegistryKeyring
 
 log = logging.getLogger("quorate.runtime.aio.node")
 
@@ -294,7 +293,13 @@ class AioNode:
         self._executor: ThreadPoolExecutor | None = None
         self._failed = False
         self._stopping: asyncio.Future[None] | None = None
-        self.security_settings = (security or SecuritySettings()).validate()
+        if security is None:
+            from quorate.runtime.aio.security import (
+                SecuritySettings,  # PyNaCl only when a node runs
+            )
+
+            security = SecuritySettings()
+        self.security_settings = security.validate()
         self.security: NodeSecurity | None = None
         self.keyring: RegistryKeyring | None = None
         self.max_inbox = max_inbox
@@ -329,6 +334,9 @@ class AioNode:
         keys_dir = options.get("keys_dir")
         if keys_dir is not None and options.get("key_seed") is not None:
             raise ConfigError("give either keys_dir (a key per node) or key_seed (test clusters), not both")
+        from quorate.runtime.aio.security import NodeSecurity
+        from quorate.security.registry_keyring import load_keyring
+
         self.keyring = load_keyring(
             self.id,
             voters,
@@ -596,6 +604,8 @@ class AioNode:
     def _is_admission(message: Admin | ClientRequest) -> bool:
         if isinstance(message, Admin):
             return message.action in ("add", "add_learner")
+        from quorate.runtime.aio.security import NodeSecurity
+
         return NodeSecurity.is_admission_request(message.op)
 
     def status(self, seq: int = 0, group_id: int = 0) -> StatusReply:

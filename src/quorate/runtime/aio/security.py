@@ -60,11 +60,11 @@ from typing import Any, Protocol
 import msgspec
 
 from quorate.core.protocol import Accepted, ProposeOutcome, Queued, Redirect
-from quorate.core.wire import WireMessage
 from quorate.crypto.keyfiles import key_file
 from quorate.crypto.zk import VoteVerifier
 from quorate.errors import ConfigError
 from quorate.ids import NodeId, node_name
+from quorate.runtime.aio.security_relay import SecurityRelay
 from quorate.runtime.aio.tls import TlsConfig
 from quorate.runtime.aio.transport import DEFAULT_HANDSHAKE_TIMEOUT_S
 from quorate.security.dkg_log import MACHINE_NAME as DKG_MACHINE
@@ -95,7 +95,7 @@ from quorate.security.keyregistry import (
     make_retirement,
     public_key_of,
 )
-from quorate.security.limits import AddressRateLimiter, EdgeLimits
+from quorate.security.limits import DEFAULT_MAX_INBOX, AddressRateLimiter, EdgeLimits
 from quorate.security.ratelimit import PeerRateLimiter
 from quorate.security.registry_keyring import NEXT_SUFFIX, ROTATED_SUFFIX, RegistryKeyring
 from quorate.state.kv import Extension, decode_op
@@ -104,6 +104,8 @@ from quorate.state.private_votes import PrivateVotes, VotesMachine
 
 log = logging.getLogger("quorate.runtime.aio.security")
 
+__all__ = ["DEFAULT_MAX_INBOX", "NodeSecurity", "SecurityRelay", "SecuritySettings"]
+
 ADMISSION_POLICIES = ("ca", "quorum")
 DEFAULT_RETIRE_AFTER_S = 2.0
 DEFAULT_RELAY_RETRY_S = 1.0
@@ -111,20 +113,10 @@ DEFAULT_ADMISSION_REQUESTS_PER_S = 2.0
 DEFAULT_RELAYS_PER_PEER_PER_S = 50.0
 MAX_RELAY_BYTES = 4096
 """A registry command is a few hundred bytes; more is not one."""
-DEFAULT_MAX_INBOX = 65_536
-"""Inputs a node holds between two turns; beyond it they are dropped (a flood
-must not grow memory without bound; protocols resend what matters)."""
 DKG_PHASE_TIMEOUT_S = 10.0
 """A DKG participant that waits this long in one phase proposes to close it."""
 NEXT_CERTIFICATE = "{name}.next"
 """``n1.next.crt`` / ``n1.next.key``: a certificate rotation in progress."""
-
-
-class SecurityRelay(WireMessage, tag="security.Relay", frozen=True):
-    """A member's signed registry command for the leader to propose."""
-
-    machine: str
-    data: bytes
 
 
 @dataclass(frozen=True, slots=True)
