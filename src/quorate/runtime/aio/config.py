@@ -296,9 +296,10 @@ def node_config_from_mapping(raw: Mapping[str, Any], base_dir: Path = Path("."))
     security = raw.get("security", {})
     if not isinstance(security, Mapping):
         raise ConfigError("[security] must be a table (admission, limits at the edge...)")
-    from quorate.runtime.aio.security import parse_security_table
+    if security:  # an empty table holds the defaults, valid by construction
+        from quorate.runtime.aio.security import parse_security_table
 
-    parse_security_table(security)
+        parse_security_table(security)
     data_dir = _path(raw["data_dir"], "data_dir", base_dir)
     _check_data_protocol(data_dir, storage, protocol)
     _check_options(protocol, dict(options))
