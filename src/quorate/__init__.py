@@ -4,7 +4,7 @@ Protocol cores are sans-IO state machines (see ``quorate.core``); runtimes in
 ``quorate.runtime`` drive them. This module re-exports the public API only.
 """
 
-from quorate.client import Client
+from quorate.client import Client, connect
 from quorate.core import Accepted, Entry, ProtocolCore, ReadState, Ready, Redirect, Refused
 from quorate.errors import (
     ConfigError,
@@ -34,4 +34,5 @@ __all__ = [
     "Refused",
     "RemoteProtocolError",
     "__version__",
+    "connect",
 ]

@@ -64,3 +64,37 @@ def test_demo_refuses_a_history_path_it_cannot_write() -> None:
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "cannot write the history" in lines[0]
+
+
+@pytest.mark.slow  # a whole demo (~30 s on a loaded machine) with the dashboard beside it
+def test_demo_serves_the_dashboard_while_it_runs_and_stops_it_after(tmp_path: Path) -> None:
+    import time
+    import urllib.request
+
+    from tests.e2e.conftest import free_base_port
+
+    port = free_base_port(1)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "quorate", "demo", "--json", "--insecure", "--dashboard",
+         "--dashboard-port", str(port), "--dashboard-hold", "2"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    seen: dict[str, object] = {}
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and process.poll() is None and seen.get("leader") is None:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/state", timeout=2) as answer:
+                    seen = json.loads(answer.read())
+            except OSError:
+                time.sleep(0.2)
+        out, err = process.communicate(timeout=170)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 0, err[-2000:]
+    assert seen.get("leader") in (1, 2, 3) and seen.get("nodes_up") == 3
+    assert json.loads(out.strip().splitlines()[-1])["linearizable"] is True
+    with pytest.raises(OSError):  # the dashboard stopped with the demo
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/state", timeout=2)

@@ -7,7 +7,7 @@ invisible on the rendered page:
 - ``<!-- example: slow -->``: run with ``-m slow`` (long simulations, benchmarks);
 - ``session=NAME``: the blocks of one session run in order, in one directory
   (a cluster started by the first is used by the next);
-- ``needs=pycrdt|data|etcd``: skipped, with the reason, when that is missing;
+- ``needs=pycrdt|bench|data|etcd``: skipped, with the reason, when that is missing;
 - ``setup``: the README's set-up commands, run in a fresh venv on a copy of
   this tree (``-m slow``: it runs the whole default suite inside).
 
@@ -194,6 +194,8 @@ def _skip_reasons(blocks: list[Block]) -> list[str]:
     for need in {n for b in blocks for n in b.needs}:
         if need == "pycrdt" and importlib.util.find_spec("pycrdt") is None:
             reasons.append("pycrdt is not installed (pip install '.[bench]')")
+        elif need == "bench" and any(importlib.util.find_spec(m) is None for m in ("hdrh", "psutil", "matplotlib")):
+            reasons.append("the bench extra is not installed (pip install '.[bench]')")
         elif need == "data" and not (ROOT.parent / "shared" / "data").is_dir():
             reasons.append("the shared data (../shared/data) is absent")
         elif need == "etcd" and shutil.which("etcd") is None:

@@ -1,123 +1,17 @@
-"""Chaos sweeps over every protocol, with and without Byzantine replicas.
-
-One sweep is (protocol, n, Byzantine or not); one run is a sweep and a seed.
-Each run loads the cluster with open-loop clients through a chaos phase
-(crashes and restarts, partitions, one-way cuts, loss, reordering, slow
-nodes, clock skew), heals everything, and must then:
-
-- break no safety invariant (the protocol's own monitor, agreement on
-  commands, results and state at every index, and no acknowledged write
-  lost, all checked online);
-- leave a linearizable client history (``quorate.check``, offline);
-- commit again within ``LIVENESS_BOUND_S`` of the heal.
-
-"With Byzantine replicas" means f = (n - 1) // 3 replicas each running a
-behaviour drawn from the seed; chaos then crashes none of the others (f is
-used up). "Without" means no Byzantine replica, and chaos crashes up to what
-the protocol tolerates: f for the BFT protocols, a minority for Raft. The
-second is where restart bugs live, and the first cannot find them: both run.
-
-Multi-Raft sweeps (``MULTIRAFT_SWEEPS``) run the same phases over many
-range groups per node, with splits and replica moves going on.
-
-A failing run names the ``quorate sim`` command that reproduces it.
-"""
+"""The chaos sweeps (defined in ``quorate.bench.chaos_sweeps``, shared with
+``quorate sweep --sweep NAME``) and the check every run of them must pass."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
+from quorate.bench.chaos_sweeps import JOINT_SWEEPS, MULTIRAFT_SWEEPS, SWEEPS, MultiRaftSweep, Sweep
 from quorate.check import check_history
 from quorate.cli.sim import command_line
 from quorate.runtime.sim import SimConfig, SimResult, run
 from quorate.runtime.sim.multiraft import MultiRaftConfig, run_multiraft
 
-DURATION_S = 12.0
-"""Simulated seconds of load per run."""
-HEAL_AT_S = 6.0
-"""Chaos until here (restarts included); then everything heals."""
-LIVENESS_BOUND_S = 4.0
-"""From the heal to the first operation completed."""
-RATE_OPS = 40.0
-"""Open-loop client load: enough operations to check, cheap to simulate."""
-CLIENTS = 4
-OP_TIMEOUT_S = 1.5
-# Short timeouts let a BFT cluster rotate past f faulty leaders within the
-# liveness bound (see tests/sim/test_sim_bft.py for how the caps were found).
-OPTIONS: dict[str, dict[str, Any]] = {
-    "raft": {},
-    "pbft": {"view_change_timeout_s": 0.5, "retransmit_interval_s": 0.125},
-    "hotstuff": {"view_timeout_s": 0.25, "max_view_timeout_s": 0.5},
-}
-
-
-@dataclass(frozen=True)
-class Sweep:
-    protocol: str
-    nodes: int
-    byzantine: bool
-
-    def __str__(self) -> str:
-        return f"{self.protocol}-n{self.nodes}-{'byzantine' if self.byzantine else 'crash'}"
-
-    def config(self, seed: int) -> SimConfig:
-        f = (self.nodes - 1) // 3
-        return SimConfig(
-            protocol=self.protocol,
-            nodes=self.nodes,
-            clients=CLIENTS,
-            rate_ops=RATE_OPS,
-            duration_s=DURATION_S,
-            op_timeout_s=OP_TIMEOUT_S,
-            faults="chaos",
-            heal_at_s=HEAL_AT_S,
-            byzantine=f"{f}:random" if self.byzantine else "",
-            liveness_bound_s=LIVENESS_BOUND_S,
-            seed=seed,
-            protocol_options=dict(OPTIONS[self.protocol]),
-        )
-
-
-SWEEPS = (
-    *(Sweep("raft", n, False) for n in (4, 5, 7)),
-    *(Sweep(p, n, byz) for p in ("pbft", "hotstuff") for n in (4, 7) for byz in (False, True)),
-)
-
-
-@dataclass(frozen=True)
-class MultiRaftSweep:
-    """Multi-Raft under the same chaos: ``groups`` ranges of 3 replicas on
-    ``nodes`` nodes, splitting (and moving a replica after each split) every
-    ``SPLIT_AT_OPS`` commands a range applies."""
-
-    nodes: int
-    groups: int
-
-    def __str__(self) -> str:
-        return f"multiraft-n{self.nodes}-g{self.groups}"
-
-    def config(self, seed: int) -> MultiRaftConfig:
-        return MultiRaftConfig(
-            nodes=self.nodes,
-            groups=self.groups,
-            replicas=3,
-            split_at_ops=MULTIRAFT_SPLIT_AT_OPS,
-            clients=CLIENTS,
-            rate_ops=MULTIRAFT_RATE_OPS,
-            duration_s=DURATION_S,
-            op_timeout_s=OP_TIMEOUT_S,
-            faults="chaos",
-            heal_at_s=HEAL_AT_S,
-            liveness_bound_s=LIVENESS_BOUND_S,
-            seed=seed,
-        )
-
-
-MULTIRAFT_SPLIT_AT_OPS = 20
-MULTIRAFT_RATE_OPS = 80.0
-"""Twice the single-group load: spread over the ranges, enough to split them."""
-MULTIRAFT_SWEEPS = (MultiRaftSweep(5, 8), MultiRaftSweep(9, 24))
+__all__ = ["JOINT_SWEEPS", "MULTIRAFT_SWEEPS", "SWEEPS", "MultiRaftSweep", "Sweep", "check_run"]
 
 
 def check_run(config: SimConfig) -> dict[str, Any]:

@@ -1,6 +1,6 @@
 """DESIGN.md's dependency rules, checked on the source tree so the house cannot drift.
 
-- Protocol cores, ``core``, ``crdt`` and ``check`` import no I/O, clock or thread
+- Protocol cores, ``core``, ``crdt``, ``check`` and ``quorum`` import no I/O, clock or thread
   modules and never call ``random``'s module-level functions (randomness is a
   ``random.Random`` passed in).
 - ``runtime.sim`` and ``runtime.aio`` never import each other.
@@ -15,7 +15,7 @@ import pathlib
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[2] / "src" / "quorate"
-PURE = ["core", "raft", "pbft", "hotstuff", "casper", "swim", "crdt", "check", "hrb", "multiraft"]
+PURE = ["core", "raft", "pbft", "hotstuff", "casper", "swim", "crdt", "check", "hrb", "multiraft", "quorum"]
 CORES = ["raft", "pbft", "hotstuff", "casper", "swim", "crdt"]
 BANNED = {"asyncio", "socket", "selectors", "threading", "time", "trio", "anyio", "subprocess"}
 ALLOWED_FOR = {
@@ -23,6 +23,7 @@ ALLOWED_FOR = {
     **{c: {"core", "errors", "ids", "codec"} for c in CORES},
     "core": {"errors", "ids"},
     "check": {"core", "errors", "ids"},
+    "quorum": {"core", "errors", "ids"},
     # HRB composes cores (docs/hrb.md): it is the one package that may import them.
     "hrb": {"core", "errors", "ids", "codec", "raft", "pbft", "hotstuff", "crypto", "sharding", "state"},
     "crypto": {"core", "errors", "ids"},

@@ -12,6 +12,7 @@ import dataclasses
 import os
 import resource
 import time
+import zlib
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ from quorate.bench.etcd import (
 )
 from quorate.client.aio import AsyncClient
 from quorate.ids import NodeId, node_name
+from quorate.multiraft.routing import RangeCache
 from quorate.runtime.aio.cluster import LocalCluster
 from quorate.runtime.aio.config import load_node_config
 from quorate.storage.sqlite import DB_FILE_NAME
@@ -51,6 +53,9 @@ class RealBenchConfig:
     """The nodes' storage engine (``runtime.aio.config.STORAGE_KINDS``)."""
     options: dict[str, Any] = field(default_factory=dict)
     """Protocol options for every node (``quorate bench real --option k=v``)."""
+    spread_keys: bool = False
+    """Begin every key with four hex digits of its hash, so keys spread over
+    the ranges of a multi-Raft cluster (``multiraft.descriptor.hex_split_keys``)."""
 
 
 _STAT_CPU_FIELDS = slice(11, 15)
@@ -109,15 +114,20 @@ class _Putter(Protocol):
     async def close(self) -> None: ...
 
 
-def _make_putter(system: str, endpoints: list[str]) -> _Putter:
+def _make_putter(system: str, endpoints: list[str], cache: RangeCache | None = None) -> _Putter:
     if system == ETCD:
         host, _, port = endpoints[0].rpartition(":")
         return EtcdHttpClient(host, int(port))
-    return AsyncClient(endpoints, insecure=True, deadline_s=CLIENT_DEADLINE_S)
+    return AsyncClient(endpoints, insecure=True, deadline_s=CLIENT_DEADLINE_S, range_cache=cache)
+
+
+def bench_key(name: str, spread: bool) -> str:
+    """``name``, or with ``spread`` ``name`` behind four hex digits of its CRC-32."""
+    return f"{zlib.crc32(name.encode()) & 0xFFFF:04x}/{name}" if spread else name
 
 
 async def drive_puts(
-    clients: Sequence[_Putter], duration_s: float, value_size: int, start_at: float
+    clients: Sequence[_Putter], duration_s: float, value_size: int, start_at: float, spread_keys: bool = False
 ) -> tuple[list[float], int]:
     """Closed-loop puts: each client puts a fresh key, waits for the answer,
     and puts the next, from wall time ``start_at`` for ``duration_s``.
@@ -137,7 +147,7 @@ async def drive_puts(
             # fsyncs and replication, the acknowledgement.
             t0 = time.perf_counter()
             try:
-                await client.put(f"bench/{os.getpid()}/{i}/{n}", value)
+                await client.put(bench_key(f"bench/{os.getpid()}/{i}/{n}", spread_keys), value)
             except (TimeoutError, OSError, EOFError, RuntimeError):
                 errors += 1
                 continue
@@ -154,13 +164,15 @@ def _client_process(
     duration_s: float,
     value_size: int,
     start_at: float,
+    spread_keys: bool = False,
 ) -> dict[str, Any]:
     """One client process: ``sessions`` concurrent put loops until the deadline,
     against quorate (``AsyncClient``) or etcd (``EtcdHttpClient``)."""
 
     async def main() -> tuple[list[float], int]:
-        clients = [_make_putter(system, endpoints) for _ in range(sessions)]
-        latencies, errors = await drive_puts(clients, duration_s, value_size, start_at)
+        cache = RangeCache()  # one per process: its sessions learn the ranges together
+        clients = [_make_putter(system, endpoints, cache) for _ in range(sessions)]
+        latencies, errors = await drive_puts(clients, duration_s, value_size, start_at, spread_keys)
         for c in clients:
             await c.close()
         return latencies, errors
@@ -214,6 +226,7 @@ def drive_clients(
                 config.duration_s,
                 config.value_size,
                 start_at,
+                config.spread_keys,
             )
             for share in shares
         ]

@@ -52,6 +52,7 @@ import asyncio
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -82,8 +83,12 @@ from quorate.protocols import byzantine_fault_tolerant
 from quorate.runtime.aio.cluster import LocalCluster
 
 
-def run_real_bench(config: RealBenchConfig) -> dict[str, Any]:
-    """Puts on a local quorate cluster of real processes; the JSON report."""
+def run_real_bench(
+    config: RealBenchConfig, *, ranges: int = 0, wait_ranges: Callable[[LocalCluster], object] | None = None
+) -> dict[str, Any]:
+    """Puts on a local quorate cluster of real processes; the JSON report.
+    With ``ranges`` the cluster is multi-Raft (``wait_ranges`` waits for
+    every range's leader before the load)."""
     if byzantine_fault_tolerant(config.protocol):  # f + 1 matching replies: quorate.bench.real_bft
         return run_real_bft_bench(config, config.options)
     directory = Path(tempfile.mkdtemp(prefix="quorate-bench-"))
@@ -94,12 +99,16 @@ def run_real_bench(config: RealBenchConfig) -> dict[str, Any]:
         insecure=True,
         protocol=config.protocol,
         options=dict(config.options),
+        ranges=ranges,
+        replicas=min(3, config.nodes),
     )
     try:
         cluster.write_configs()
         select_storage(cluster, config.storage)
         cluster.start_all()
         leader = asyncio.run(wait_leader(cluster))
+        if wait_ranges is not None:
+            wait_ranges(cluster)
         pids = {node_name(n): cluster.pid(n) for n in cluster.ids}
         cpu_before = {n: process_tree_cpu_seconds(p) if p else None for n, p in pids.items()}
         host_before = host_cpu_seconds()

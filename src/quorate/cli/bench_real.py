@@ -12,8 +12,12 @@ import typer
 
 from quorate.bench.puts import RealBenchConfig
 from quorate.bench.real import compare_with_etcd, run_real_bench
+from quorate.bench.real_multiraft import compare_multiraft
 from quorate.cli.main import bench_app, fail, parse_options
+from quorate.errors import ConfigError
+from quorate.multiraft.messages import MULTIRAFT
 from quorate.runtime.aio.config import STORAGE_KINDS
+from quorate.runtime.aio.multiraft import RangeLayout
 
 COMPARABLE_SYSTEMS = ("etcd",)
 
@@ -65,9 +69,22 @@ def bench_real_command(
             help="Protocol option for every node, KEY=VALUE (repeatable), e.g. authentication=macs.",
         ),
     ] = None,
+    groups: Annotated[
+        int,
+        typer.Option("--groups", help="--protocol multiraft: range groups (the single-group Raft run comes first)."),
+    ] = 0,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Throughput and latency of puts on real node processes with fsync."""
+    if protocol == MULTIRAFT:
+        if compare is not None:
+            raise fail("--protocol multiraft compares with a single Raft group itself; drop --compare")
+        try:
+            RangeLayout(groups, min(3, nodes)).validate(nodes)
+        except ConfigError as exc:
+            raise fail(f"--groups: {exc}") from None
+    elif groups:
+        raise fail("--groups is for --protocol multiraft")
     if nodes < 1 or clients < 1 or duration <= 0 or value_size < 0 or client_processes < 1:
         raise fail("--nodes, --clients, --client-processes >= 1; --duration > 0; --value-size >= 0")
     if storage not in STORAGE_KINDS:
@@ -85,6 +102,17 @@ def bench_real_command(
         storage,
         parse_options(option or []),
     )
+    if protocol == MULTIRAFT:
+        report = compare_multiraft(config, groups)
+        if as_json:
+            typer.echo(json.dumps(report))
+            return
+        typer.echo(f"{nodes} nodes, {clients} clients, {value_size} B values, {storage} storage, fsync on")
+        _echo_run("1 group", report["single_group"])
+        _echo_run(f"{groups} rng", report["multiraft"])
+        r = report["ratio"]
+        typer.echo(f"multi-Raft / one group: throughput x{r['throughput']}  p50 x{r['p50']}  p99 x{r['p99']}")
+        return
     report = compare_with_etcd(config) if compare else run_real_bench(config)
     if as_json:
         typer.echo(json.dumps(report))

@@ -37,8 +37,9 @@ import typer
 from quorate.cli.main import app, fail
 from quorate.client.aio import AsyncClient
 from quorate.client.contact import unreachable_message
-from quorate.errors import ConfigError
+from quorate.errors import ConfigError, RemoteProtocolError
 from quorate.ids import NodeId, node_name
+from quorate.multiraft.messages import MULTIRAFT, RangesReply, RangeView
 from quorate.protocols import byzantine_fault_tolerant
 from quorate.runtime.aio.admin import StatusReply
 from quorate.runtime.aio.cluster import (
@@ -48,6 +49,7 @@ from quorate.runtime.aio.cluster import (
     LocalCluster,
     summarize_metrics,
 )
+from quorate.runtime.aio.multiraft import RangeLayout
 from quorate.runtime.aio.node import SHARED_SEED_METRIC
 from quorate.runtime.aio.protocols import protocol_names
 
@@ -97,6 +99,20 @@ def up_command(
     election_timeout_s: Annotated[
         float | None, typer.Option("--election-timeout-s", help="Raft only [default: 1.0].")
     ] = None,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option("--metrics-port", help="n1 serves Prometheus /metrics on this port, n2 on the next..."),
+    ] = None,
+    groups: Annotated[
+        int,
+        typer.Option("--groups", help="Multi-Raft (raft only): range groups at the start, plus a meta group; 0 = one group."),
+    ] = 0,
+    replicas: Annotated[
+        int | None, typer.Option("--replicas", help="Multi-Raft: replicas of each range [default: min(3, nodes)].")
+    ] = None,
+    split_at_ops: Annotated[
+        int, typer.Option("--split-at-ops", help="Multi-Raft: a range splits after this many writes; 0 = never.")
+    ] = 0,
 ) -> None:
     """Write configs, certificates and keys; start every node; wait for a leader."""
     if protocol not in protocol_names():
@@ -105,6 +121,14 @@ def up_command(
     count = nodes if nodes is not None else BFT_NODES if bft else RAFT_NODES
     if count < 1:
         raise fail(f"--nodes must be at least 1, got {count}")
+    range_replicas = min(3, count) if replicas is None else replicas
+    if groups or replicas is not None or split_at_ops:
+        if protocol != "raft":
+            raise fail(f"--groups, --replicas and --split-at-ops make a multi-Raft cluster; not for {protocol}")
+        try:
+            RangeLayout(groups, range_replicas, split_at_ops).validate(count)
+        except ConfigError as exc:
+            raise fail(f"--groups/--replicas/--split-at-ops: {exc}") from None
     options = cluster_options(protocol, election_timeout_s)
     try:
         if (directory / "cluster.json").exists():
@@ -122,6 +146,10 @@ def up_command(
             protocol=protocol,
             options=options,
             node_keys=True,  # one signing key per node, as 'quorate keys init' makes them
+            metrics_base_port=metrics_port,
+            ranges=groups,
+            replicas=range_replicas,
+            split_at_ops=split_at_ops,
         )
         cluster.write_configs()
         if cluster.tls_dir is not None:
@@ -148,12 +176,20 @@ def up_command(
     for node, endpoint in zip(cluster.ids, cluster.endpoints):
         typer.echo(f"{node_name(node)}  {endpoint}  pid {cluster.pid(node)}")
     role = "primary" if bft else "leader"
-    typer.echo(f"{protocol} cluster of {count} in {cluster.directory}; {role}: {leader}")
+    if groups:
+        typer.echo(
+            f"multi-Raft cluster of {count} in {cluster.directory}: {groups} ranges of {range_replicas} "
+            f"replicas, each with a leader; meta group leader: {leader}"
+        )
+    else:
+        typer.echo(f"{protocol} cluster of {count} in {cluster.directory}; {role}: {leader}")
     typer.echo(f"endpoints: {','.join(cluster.endpoints)}")
     if cluster.tls_dir is not None:
         typer.echo(f"client certificate: {cluster.tls_dir / CLIENT_CERTIFICATE}.crt (and ca.crt)")
     typer.echo(f"signing keys: {cluster.directory / 'keys'} (one per node, 'quorate keys')")
     typer.echo(f"logs: {cluster.directory}/n*.log (JSON Lines), start-up errors in n*.stderr")
+    if metrics_port is not None:
+        typer.echo(f"metrics: {', '.join(str(cluster.metrics_url(n)) for n in cluster.ids)}")
     again = "" if directory == DEFAULT_DIRECTORY else f" --dir {directory}"
     typer.echo(f"try: quorate kv put hello world{again}; quorate cluster status{again}")
 
@@ -176,11 +212,17 @@ async def _wait_started(cluster: LocalCluster) -> str:
                     raise _StartFailed(f"{node_name(node)} could not start: {reason}")
             statuses = await client.cluster_status()
             leader = _leader([s for s in statuses if s is not None])
-            if leader is not None and all(s is not None for s in statuses):
+            if (
+                leader is not None
+                and all(s is not None for s in statuses)
+                and (not cluster.ranges or len(_range_rows(await _ranges(client))) >= cluster.ranges)
+            ):
                 return leader
             await asyncio.sleep(POLL_INTERVAL_S)
         silent = [node_name(n) for n, s in zip(cluster.ids, statuses) if s is None]
         what = f"{', '.join(silent)} did not answer" if silent else "no leader was elected"
+        if not silent and cluster.ranges and _leader([s for s in statuses if s is not None]) is not None:
+            what = "not every range elected a leader"
         raise _StartFailed(
             f"{what} within {START_WAIT_S:g} s (see {cluster.directory}/n*.log and n*.stderr)"
         )
@@ -199,6 +241,48 @@ def _leader(statuses: list[StatusReply]) -> str | None:
         if candidate is not None and named.count(candidate) * 2 > len(statuses):
             return node_name(NodeId(candidate))
     return None
+
+
+async def _ranges(client: AsyncClient) -> list[RangesReply | None]:
+    """Every endpoint's list of hosted ranges (``None``: no answer)."""
+    out: list[RangesReply | None] = []
+    for address in client.endpoints:
+        try:
+            out.append(await client.ranges_status(address))
+        except (OSError, EOFError, TimeoutError, RemoteProtocolError):
+            out.append(None)
+    return out
+
+
+def _range_rows(replies: list[RangesReply | None]) -> list[dict[str, Any]]:
+    """One row per range that has a leader: the leader's view (bounds,
+    replicas, term, commit index), the highest term's when two claim it."""
+    best: dict[int, RangeView] = {}
+    for reply in replies:
+        if reply is None:
+            continue
+        for view in reply.ranges:
+            if view.role != "leader":
+                continue
+            known = best.get(view.range_id)
+            if known is None or view.term > known.term:
+                best[view.range_id] = view
+    rows = []
+    for range_id, view in sorted(best.items()):
+        rows.append(
+            {
+                "range": range_id,
+                "start": view.start,
+                "end": view.end,
+                "generation": view.generation,
+                "leader": node_name(NodeId(view.leader)) if view.leader is not None else None,
+                "term": view.term,
+                "commit_index": view.commit_index,
+                "replicas": [node_name(NodeId(n)) for n in view.replicas],
+                "quiesced": view.quiesced,
+            }
+        )
+    return rows
 
 
 def _client(cluster: LocalCluster) -> AsyncClient:
@@ -286,6 +370,9 @@ def format_report(report: dict[str, Any]) -> list[str]:
     )
     for warning in report["warnings"]:
         out.append(f"warning: {warning}")
+    ranges = report.get("ranges")
+    if ranges is not None:
+        out += _format_ranges(report)
     out.append(f"directory: {report['directory']}")
     for row in rows:
         if row.get("refusals"):
@@ -293,6 +380,36 @@ def format_report(report: dict[str, Any]) -> list[str]:
             out.append(f"{row['node']} refused: {counted}")
         for message in row["refusals_logged"][-3:]:
             out.append(f"{row['node']} log: {message}")
+    return out
+
+
+def _format_ranges(report: dict[str, Any]) -> list[str]:
+    """The ranges table: bounds, leader, term, commit index, replicas."""
+    rows = report["ranges"]
+    out = [f"ranges: {len(rows)} with a leader"]
+    leaderless = report.get("ranges_without_leader") or []
+    if leaderless:
+        out[0] += f"; without a leader: {' '.join(map(str, leaderless))}"
+    for row in report["nodes"]:
+        if "ranges_hosted" in row:
+            out[0] += f"; {row['node']} leads {row['ranges_leading']} of {row['ranges_hosted']}"
+    headings = ["range", "start", "end", "leader", "term", "commit", "replicas", "quiet"]
+    cells = [
+        [
+            str(r["range"]),
+            "-" if r["start"] is None else repr(r["start"]),
+            "end" if r["end"] is None else repr(r["end"]),
+            r["leader"] or "-",
+            str(r["term"]),
+            str(r["commit_index"]),
+            ",".join(r["replicas"]),
+            "yes" if r["quiesced"] else "no",
+        ]
+        for r in rows
+    ]
+    widths = [max(len(h), *(len(c[i]) for c in cells)) if cells else len(h) for i, h in enumerate(headings)]
+    out.append("  ".join(h.ljust(w) for h, w in zip(headings, widths)).rstrip())
+    out += ["  ".join(v.ljust(w) for v, w in zip(c, widths)).rstrip() for c in cells]
     return out
 
 
@@ -320,8 +437,9 @@ async def cluster_report(cluster: LocalCluster) -> dict[str, Any]:
     view = max(
         answering, key=lambda s: (s.role == "leader", s.commit_index, s.term), default=None
     )
-    voters = set(view.voters) if view is not None else set()
-    learners = set(view.learners) if view is not None else set()
+    # While joint, the outgoing configuration's voters still vote.
+    voters = set(view.voters) | set(view.outgoing) if view is not None else set()
+    learners = set(view.learners) - voters if view is not None else set()
     if bft and not voters:
         voters = set(cluster.ids)  # a fixed replica set
     rows = []
@@ -364,9 +482,24 @@ async def cluster_report(cluster: LocalCluster) -> dict[str, Any]:
     error = None
     if not answering:
         error = unreachable_message(client.endpoints)
+    ranges: list[dict[str, Any]] | None = None
+    leaderless: list[int] = []
+    if cluster.ranges and answering:
+        client = _client(cluster)
+        try:
+            listed = await _ranges(client)
+        finally:
+            await client.close()
+        ranges = _range_rows(listed)
+        hosted = {v.range_id for reply in listed if reply is not None for v in reply.ranges}
+        for row, reply in zip(rows, listed):
+            if reply is not None:
+                row["ranges_hosted"] = len(reply.ranges)
+                row["ranges_leading"] = sum(1 for v in reply.ranges if v.role == "leader")
+        leaderless = sorted(hosted - {row["range"] for row in ranges})
     return {
         "directory": str(cluster.directory),
-        "protocol": cluster.protocol,
+        "protocol": MULTIRAFT if cluster.ranges else cluster.protocol,
         "leader": leader,
         "voters": [node_name(NodeId(n)) for n in sorted(voters)],
         "learners": [node_name(NodeId(n)) for n in sorted(learners)],
@@ -374,4 +507,5 @@ async def cluster_report(cluster: LocalCluster) -> dict[str, Any]:
         "nodes_up": len(answering),
         "warnings": [shared_seed_warning(seeded)] if seeded else [],
         "error": error,
+        **({"ranges": ranges, "ranges_without_leader": leaderless} if ranges is not None else {}),
     }

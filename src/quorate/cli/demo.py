@@ -22,21 +22,29 @@ killed and the directory removed, unless ``--keep``: then the last line on
 stderr (and ``kept_directory`` in the JSON) says where it is. ``--history
 FILE`` writes the recorded history in the checker's format (``quorate check
 FILE`` checks it again). ``--json`` prints one summary object last.
+``--dashboard`` runs ``quorate dashboard`` on the demo's cluster meanwhile
+(``--dashboard-port``) and opens it in a browser when there is one, with
+``--dashboard-hold`` seconds at the end to look at it before everything stops.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
+import webbrowser
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 
+from quorate.cli.dashboard import DEFAULT_PORT as DEFAULT_DASHBOARD_PORT
 from quorate.cli.main import app, fail
 from quorate.client.aio import AsyncClient
 from quorate.client.workload import RecordedWorkload
@@ -112,14 +120,49 @@ def write_history(path: Path, history: list[dict[str, Any]]) -> None:
     path.write_text(json.dumps(history) + "\n", encoding="utf-8")
 
 
+class DemoDashboard:
+    """``quorate dashboard`` on the demo's cluster, as a child process."""
+
+    def __init__(self, port: int, hold_s: float) -> None:
+        self.port = port
+        self.hold_s = hold_s
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/"
+
+    def start(self, cluster: LocalCluster) -> None:
+        security = ["--insecure"] if cluster.insecure else ["--tls-dir", str(cluster.tls_dir)]
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "quorate", "dashboard", "--endpoints", ",".join(cluster.endpoints), *security,
+             "--port", str(self.port), "--interval", "0.25"],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        with contextlib.suppress(Exception):  # no browser here: the URL is printed anyway
+            webbrowser.open(self.url)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
 async def run_demo(
-    cluster: LocalCluster, story: Story, history_path: Path | None = None
+    cluster: LocalCluster, story: Story, history_path: Path | None = None, dashboard: DemoDashboard | None = None
 ) -> dict[str, Any]:
     insecure = cluster.insecure
     cluster.write_configs()
     if not insecure:
         make_certs(cluster)
     cluster.start_all()
+    if dashboard is not None:
+        dashboard.start(cluster)
+        story.say(f"[bold]dashboard[/bold] on {dashboard.url}")
     security = "plain TCP" if insecure else "mutual TLS 1.3"
     story.say(
         f"[bold]started[/bold] {DEMO_NODES} node processes ({security}, SQLite, fsync) on "
@@ -208,6 +251,9 @@ async def run_demo(
         story.say(
             f"history of {checked.operations} operations: [{verdict_colour}]{checked.verdict}[/]"
         )
+        if dashboard is not None and dashboard.hold_s > 0:
+            story.say(f"the dashboard stays up {dashboard.hold_s:g} s more ({dashboard.url})")
+            await asyncio.sleep(dashboard.hold_s)
         return summary
     finally:
         await workload.stop()
@@ -261,12 +307,21 @@ def demo_command(
         Path | None,
         typer.Option("--history", help="Write the client history (JSON, for 'quorate check') here."),
     ] = None,
+    dashboard: Annotated[bool, typer.Option("--dashboard", help="Serve the live dashboard during the demo.")] = False,
+    dashboard_port: Annotated[int, typer.Option("--dashboard-port", help="Its port.")] = DEFAULT_DASHBOARD_PORT,
+    dashboard_hold_s: Annotated[
+        float, typer.Option("--dashboard-hold", help="Seconds to keep it up after the verdict.")
+    ] = 0.0,
 ) -> None:
     """A real 3-node cluster loses its leader and loses nothing (exit 1 if it does).
 
     Concurrent clients write while the leader is killed and restarted; every
     acknowledged write is then read back and the history checked for
     linearizability."""
+    if not 0 < dashboard_port < 65536:
+        raise fail(f"--dashboard-port must be 1..65535, got {dashboard_port}")
+    if not 0 <= dashboard_hold_s <= 3600:
+        raise fail(f"--dashboard-hold must be in 0..3600 seconds, got {dashboard_hold_s}")
     if history is not None and not history.parent.is_dir():
         raise fail(f"cannot write the history to {history}: no directory {history.parent}")
     if sim:
@@ -277,6 +332,7 @@ def demo_command(
     directory = Path(tempfile.mkdtemp(prefix="quorate-demo-"))
     summary: dict[str, Any] = {}
     cluster: LocalCluster | None = None
+    live = DemoDashboard(dashboard_port, dashboard_hold_s) if dashboard else None
     try:
         cluster = LocalCluster(
             directory,
@@ -285,12 +341,14 @@ def demo_command(
             insecure=insecure,
             options=RAFT_TIMING,
         )
-        summary = asyncio.run(run_demo(cluster, story, history))
+        summary = asyncio.run(run_demo(cluster, story, history, live))
     except (TimeoutError, OSError) as exc:
         story.say(f"[red]demo failed:[/red] {exc}")
         summary = {"error": str(exc), "acked_writes_lost": None, "linearizable": None}
     finally:
         # Also reached on Ctrl-C: no node process may outlive the demo.
+        if live is not None:
+            live.stop()
         if cluster is not None:
             cluster.kill_all()
         if keep:

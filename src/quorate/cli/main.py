@@ -46,8 +46,25 @@ def fail(message: str, code: int = 2) -> typer.Exit:
     return typer.Exit(code)
 
 
-PIP_NAMES = {"nacl": "pynacl", "blspy": "blspy", "pycrdt": "pycrdt", "uvloop": "uvloop"}
+PIP_NAMES = {
+    "nacl": "pynacl",
+    "blspy": "blspy",
+    "pycrdt": "pycrdt",
+    "uvloop": "uvloop",
+    "hdrh": "hdrhistogram",
+    "psutil": "psutil",
+    "matplotlib": "matplotlib",
+    "mcp": "mcp",
+    "prometheus_client": "prometheus-client",
+    "starlette": "starlette",
+    "sse_starlette": "sse-starlette",
+    "uvicorn": "uvicorn",
+    "playwright": "playwright",
+}
 """Module name -> the package ``pip`` installs it from."""
+EXTRAS = {"hdrhistogram": "bench", "psutil": "bench", "matplotlib": "bench"}
+"""Packages of an optional extra: the message names the whole extra."""
+EXTRA_PACKAGES = {"bench": "hdrhistogram psutil matplotlib"}
 
 
 def missing_package(exc: ImportError) -> str | None:
@@ -62,6 +79,12 @@ def missing_module(exc: ImportError) -> str:
     package = missing_package(exc)
     if package is None:
         return f"cannot import {exc.name or 'a module'}: {exc}"
+    extra = EXTRAS.get(package)
+    if extra is not None:
+        return (
+            f"{package} is not installed; this command needs the {extra} extra: "
+            f"pip install {EXTRA_PACKAGES[extra]}"
+        )
     return f"{package} is not installed: pip install {package}"
 
 

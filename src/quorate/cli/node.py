@@ -3,6 +3,8 @@ one real node until told to stop (``--protocol`` overrides the file's).
 ``quorate node --print-config [--protocol P]`` prints a commented config
 template instead (every field, its type, default and meaning; see
 ``quorate.runtime.aio.config_reference`` and ``docs/node-config.md``).
+``--metrics-port PORT`` also serves Prometheus text at
+``http://127.0.0.1:PORT/metrics`` (``quorate.observe.metrics``).
 
 Theory of operation: the config is validated first (``load_node_config``), so
 a mistake ends with one line on stderr and exit code 2 before anything binds
@@ -27,7 +29,7 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -37,6 +39,8 @@ from quorate.ids import node_name
 from quorate.protocols import byzantine_fault_tolerant
 from quorate.runtime.aio.config import NodeConfig, format_address, load_node_config
 from quorate.runtime.aio.config_reference import config_template
+from quorate.runtime.aio.health import HealthServer
+from quorate.runtime.aio.multiraft import MultiRaftNode, RangeLayout
 from quorate.runtime.aio.node import SHARED_SEED_WARNING, AioNode, event_loop_factory
 from quorate.runtime.aio.protocols import protocol_names
 from quorate.runtime.aio.transport import TransportConfig
@@ -70,11 +74,17 @@ def configure_logging(config: NodeConfig) -> None:
     root.setLevel(config.log_level.upper())
 
 
-async def run_node(config: NodeConfig) -> None:
-    """Run ``config``'s node until SIGTERM/SIGINT, then close it cleanly."""
+async def run_node(config: NodeConfig, metrics_listen: tuple[str, int] | None = None) -> None:
+    """Run ``config``'s node until SIGTERM/SIGINT, then close it cleanly;
+    with ``metrics_listen``, serve Prometheus text at ``/metrics`` there."""
     log = logging.getLogger("quorate.node")
     security = config.security_config()
-    node = AioNode(
+    kind: Any = AioNode
+    extra: dict[str, Any] = {}
+    if config.ranges:
+        kind = MultiRaftNode
+        extra["layout"] = RangeLayout(config.ranges, config.replicas, config.split_at_ops)
+    node = kind(
         config.id,
         config.peers,
         config.data_dir,
@@ -95,13 +105,28 @@ async def run_node(config: NodeConfig) -> None:
         ),
         security=security.settings,
         max_inbox=security.max_inbox,
+        **extra,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     started = time.monotonic()
+    metrics_server: asyncio.Server | None = None
+    if metrics_listen is not None:
+        from quorate.observe.metrics import NodeMetrics, serve_metrics
+
+        metrics = NodeMetrics(node)
+        node.persist_observer = metrics.observe_persist
+        metrics_server = await serve_metrics(metrics, *metrics_listen)
     address = await node.start()
+    health = (
+        HealthServer(config.health_listen, node.status, lambda: len(node.transport_or_raise().connected_peers()))
+        if config.health_listen
+        else None
+    )
+    if health is not None:
+        log.info("%s: /readyz and /livez on %s", node_name(config.id), format_address(await health.start()))
     if byzantine_fault_tolerant(config.protocol) and config.keys_dir is None and config.log_file is not None:
         # The node logged it; say it on stderr too, where a person looks first.
         print(f"quorate: warning: {node_name(config.id)}: {SHARED_SEED_WARNING}", file=sys.stderr)
@@ -121,6 +146,10 @@ async def run_node(config: NodeConfig) -> None:
             time.monotonic() - started,
             json.dumps(node.metrics, sort_keys=True),
         )
+        if health is not None:
+            await health.close()
+        if metrics_server is not None:
+            metrics_server.close()
         await node.close()
 
 
@@ -137,8 +166,14 @@ def node_command(
         bool,
         typer.Option("--print-config", help="Print a commented config template (for --protocol) and exit."),
     ] = False,
+    metrics_port: Annotated[
+        int | None, typer.Option("--metrics-port", help="Serve Prometheus metrics at http://HOST:PORT/metrics.")
+    ] = None,
+    metrics_host: Annotated[str, typer.Option("--metrics-host", help="Listen address of --metrics-port.")] = "127.0.0.1",
 ) -> None:
     """Run one node of a cluster (until SIGTERM or Ctrl-C)."""
+    if metrics_port is not None and not 0 < metrics_port < 65536:
+        raise fail(f"--metrics-port must be a port number (1-65535), got {metrics_port}")
     if print_config:
         if protocol is not None and protocol not in protocol_names():
             raise fail(f"unknown protocol {protocol!r}; choose one of {', '.join(protocol_names())}")
@@ -156,7 +191,7 @@ def node_command(
     configure_logging(node_config)
     try:
         with asyncio.Runner(loop_factory=event_loop_factory(tls=not node_config.insecure)) as runner:
-            runner.run(run_node(node_config))
+            runner.run(run_node(node_config, None if metrics_port is None else (metrics_host, metrics_port)))
     except ConfigError as exc:
         raise fail(f"{node_name(node_config.id)} cannot start: {exc}") from None
     except ImportError as exc:

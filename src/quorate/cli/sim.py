@@ -15,8 +15,19 @@ replica sends everything K times). Their reports add ``byzantine``,
 Replicas are numbered 1..n and shown as n1..nN, as in a real cluster (the
 JSON carries the numbers).
 
+Raft takes ``--voters LIST`` and ``--quorum Q1:Q2`` (the cluster moves to
+those voters, the others learners, and quorum sizes once a leader exists),
+``--quorum-manager STRATEGY`` (``network``, ``performance``,
+``fault_tolerance``, ``hybrid``: ``quorate.quorum`` manages the voters,
+with ``--manager-voters`` and ``--manager-failures``), ``--reconfigure-every
+S`` (a random joint change that often until the heal) and
+``--client-region R`` (every client in region R). The report adds
+``quorum``: each proposal and its outcome, the manager's events and the
+configuration at the end.
+
 ``quorate sim multiraft`` (``quorate.runtime.sim.multiraft``) takes every
-flag above plus ``--groups G``, ``--replicas R`` and ``--split-at-ops K``;
+flag above but the configuration changes (it moves replicas itself) plus
+``--groups G``, ``--replicas R`` and ``--split-at-ops K``;
 its report adds ``groups``, ``splits``, ``moves`` and ``quiesced_groups``.
 
 Exit codes: 0 all good; 1 the run failed — a safety violation, a
@@ -49,6 +60,7 @@ from quorate.cli.main import fail, parse_options, sim_app
 from quorate.errors import ConfigError
 from quorate.runtime.sim import SimConfig, SimResult, run
 from quorate.runtime.sim.multiraft import MultiRaftConfig, run_multiraft
+from quorate.runtime.sim.quorum import parse_quorum
 
 CHECK_TIMEOUT_S = 60.0
 """Wall-clock budget of the linearizability check."""
@@ -169,6 +181,13 @@ _FLAGS: tuple[tuple[str, str], ...] = (
     ("op_timeout_s", "--op-timeout"),
     ("resend_timeout_s", "--resend-timeout"),
     ("liveness_bound_s", "--liveness-bound"),
+    ("client_region", "--client-region"),
+    ("voters", "--voters"),
+    ("quorum", "--quorum"),
+    ("quorum_manager", "--quorum-manager"),
+    ("manager_voters", "--manager-voters"),
+    ("manager_failures", "--manager-failures"),
+    ("reconfigure_every_s", "--reconfigure-every"),
 )
 """``SimConfig`` fields that ``quorate sim`` sets, and their flags."""
 
@@ -182,7 +201,13 @@ def command_line(config: SimConfig) -> str:
     for field, flag in (*_FLAGS, *_EXTRA_FLAGS.get(type(config), ())):
         value = getattr(config, field)
         if value != cli_defaults.get(field, getattr(defaults, field)) and value is not None:
-            parts += [flag, shlex.quote(repr(value) if isinstance(value, float) else str(value))]
+            if field == "voters":
+                text = ",".join(map(str, value))
+            elif field == "quorum":
+                text = f"{value[0]}:{value[1]}"
+            else:
+                text = repr(value) if isinstance(value, float) else str(value)
+            parts += [flag, shlex.quote(text)]
     if config.allow_unsafe:
         parts.append("--allow-unsafe")
     for key, value in config.protocol_options.items():
@@ -284,6 +309,16 @@ def _print_human(result: SimResult, verdict: str) -> None:
         typer.echo(note)
     if result.rate_limited_drops:
         typer.echo(f"rate limit: {result.rate_limited_drops:,} peer messages dropped")
+    if result.quorum:
+        q = result.quorum
+        final = q.get("final") or {}
+        typer.echo(
+            f"configuration changes: {q['proposals']} proposed, {q['accepted']} accepted; at the end voters "
+            f"{final.get('voters')} (Q1={final.get('election_quorum')}, Q2={final.get('commit_quorum')}), "
+            f"leader {final.get('leader')}"
+        )
+        for event in q.get("manager_events", []):
+            typer.echo(f"  {event['time_s']:8.3f} s  {event['event']}: {event['detail']}")
     typer.echo(f"history: {verdict}; trace sha256 {result.trace_sha256}")
 
 
@@ -312,6 +347,24 @@ def undetected_equivocators(result: SimResult) -> list[str]:
             out.append(f"not detected: n{node} equivocated but was never convicted:")
             out += textwrap.wrap(why, 76, initial_indent="  ", subsequent_indent="  ")
     return out
+
+
+def _parse_voters(text: str) -> tuple[int, ...]:
+    if not text.strip():
+        return ()
+    try:
+        return tuple(int(part.strip().lstrip("nN")) for part in text.split(","))
+    except ValueError:
+        raise fail(f"--voters takes node ids separated by commas (e.g. 1,4,7), got {text!r}") from None
+
+
+def _parse_quorum(text: str) -> tuple[int, int] | None:
+    if not text.strip():
+        return None
+    try:
+        return parse_quorum(text)
+    except ConfigError as exc:
+        raise fail(str(exc)) from None
 
 
 _EXTRA_FLAGS: dict[type, tuple[tuple[str, str], ...]] = {
@@ -397,6 +450,17 @@ def _command(
         liveness_bound: float = typer.Option(
             10.0, "--liveness-bound", help="Seconds after the heal within which the cluster must commit again."
         ),
+        client_region: int = typer.Option(-1, "--client-region", help="Every client in this region (-1: spread)."),
+        voters: str = typer.Option("", "--voters", help="Raft: move to these voters (e.g. 1,4,7), the rest learners."),
+        quorum: str = typer.Option("", "--quorum", help="Raft: election:commit quorum sizes Q1:Q2 (Q1 + Q2 > voters)."),
+        quorum_manager: str = typer.Option(
+            "", "--quorum-manager", help="Raft: manage the voters with network | performance | fault_tolerance | hybrid."
+        ),
+        manager_voters: int = typer.Option(5, "--manager-voters", help="Voters the quorum manager aims for."),
+        manager_failures: int = typer.Option(1, "--manager-failures", help="Voters whose loss must leave a quorum."),
+        reconfigure_every: float = typer.Option(
+            0.0, "--reconfigure-every", help="Raft: a random joint membership change this often until the heal (0: off)."
+        ),
         option: list[str] | None = typer.Option(  # noqa: B008 - typer's declaration style
             None, "--option", help="Protocol option KEY=VALUE (repeatable), e.g. batch_max=256."
         ),
@@ -425,6 +489,13 @@ def _command(
             resend_timeout_s=resend_timeout,
             protocol_options=parse_options(option or []),
             liveness_bound_s=liveness_bound,
+            client_region=client_region,
+            voters=_parse_voters(voters),
+            quorum=_parse_quorum(quorum),
+            quorum_manager=quorum_manager,
+            manager_voters=manager_voters,
+            manager_failures=manager_failures,
+            reconfigure_every_s=reconfigure_every,
             **more,
         )
         run_command(config, history, as_json, runner)

@@ -63,14 +63,18 @@ from quorate.client.contact import (
     resolve_contact,
     unreachable_message,
 )
+from quorate.client.ranges import RangedCalls
 from quorate.codec import DEFAULT_MAX_FRAME_BYTES, FrameDecoder, WireCodec, encode_frame
 from quorate.core.wire import WireMessage
 from quorate.errors import ConfigError, RemoteProtocolError
 from quorate.ids import NodeId
+from quorate.multiraft.messages import MULTIRAFT, RangesReply, RangesStatus
+from quorate.multiraft.routing import RangeCache
 from quorate.runtime.aio.admin import (
     ADMIN_ACTIONS,
     CLIENT_PROTOCOL_TYPES,
     Admin,
+    AdminChange,
     AdminReply,
     Status,
     StatusReply,
@@ -79,7 +83,7 @@ from quorate.runtime.aio.config import Address, format_address, parse_address
 from quorate.runtime.aio.tls import TlsConfig
 from quorate.runtime.aio.transport import ROLE_CLIENT, Hello
 from quorate.state.backup import BackupChunk, BackupRequest
-from quorate.state.kv import Op, Result, decode_result, encode_op
+from quorate.state.kv import Cas, Delete, Get, Op, Put, Result, decode_result, encode_op
 from quorate.state.service import (
     STATUS_OK,
     STATUS_REDIRECT,
@@ -107,8 +111,8 @@ class _NodeConnection:
         self.decoder = FrameDecoder(DEFAULT_MAX_FRAME_BYTES)
         self.pending: list[bytes] = []
 
-    def send(self, message: WireMessage) -> None:
-        self.writer.write(encode_frame(self.codec.encode(NodeId(self.client_id), message)))
+    def send(self, message: WireMessage, group: int = 0) -> None:
+        self.writer.write(encode_frame(self.codec.encode(NodeId(self.client_id), message, group)))
 
     async def receive(self) -> WireMessage:
         while not self.pending:
@@ -116,7 +120,8 @@ class _NodeConnection:
             if not data:
                 raise EOFError("the node closed the connection")
             self.pending.extend(self.decoder.feed(data))
-        return self.codec.decode(self.pending.pop(0))[1]
+        # A reply comes back in the group of its request (a range, say).
+        return self.codec.decode_frame(self.pending.pop(0))[1]
 
     def close(self) -> None:
         if not self.writer.is_closing():
@@ -145,6 +150,7 @@ class AsyncClient(KeyValueApi):
         namespace: str = "",
         timeout_s: float = DEFAULT_TIMEOUT_S,
         deadline_s: float = DEFAULT_DEADLINE_S,
+        range_cache: RangeCache | None = None,
     ) -> None:
         self.endpoints, tls, protocol = resolve_contact(endpoints, cluster, tls, tls_name, insecure)
         if not 0 < timeout_s <= deadline_s:
@@ -161,7 +167,7 @@ class AsyncClient(KeyValueApi):
         self.leader: Address | None = None
         self.retries = 0
         """Attempts beyond the first, over the client's life (for reports)."""
-        self._codec = WireCodec((Hello, *CLIENT_PROTOCOL_TYPES))
+        self._codec = WireCodec((Hello, *CLIENT_PROTOCOL_TYPES, RangesStatus, RangesReply))
         self._connections: dict[Address, _NodeConnection] = {}
         self._lock = asyncio.Lock()
         self._next_endpoint = 0
@@ -172,6 +178,8 @@ class AsyncClient(KeyValueApi):
         self.bft: Any = None
         """A ``quorate.client.bft.BftClient`` serving every call when the
         protocol is Byzantine fault tolerant (f + 1 matching replies)."""
+        self.ranged = RangedCalls(self, range_cache)
+        """Routing by range, used when the cluster is multi-Raft (``quorate.client.ranges``)."""
 
     async def __aenter__(self) -> AsyncClient:
         return self
@@ -191,6 +199,8 @@ class AsyncClient(KeyValueApi):
         if (self.protocol is None or self.bft is not None) and (bft := await bft_delegate(self)) is not None:
             result: Result = await bft.execute(op)
             return result
+        if self.protocol == MULTIRAFT:
+            return await self._execute_ranged(op)
         async with self._lock:
             self.seq += 1
             request = ClientRequest(self.client_id, self.seq, encode_op(op))
@@ -199,6 +209,16 @@ class AsyncClient(KeyValueApi):
             )
             assert isinstance(reply, ClientReply)
             return decode_result(reply.result)
+
+    async def _execute_ranged(self, op: Op) -> Result:
+        """One operation at the range of its key (a multi-Raft cluster)."""
+        if not isinstance(op, Put | Get | Delete | Cas):
+            raise ClientError(
+                f"a multi-Raft cluster serves operations on one key; {type(op).__name__} would span ranges"
+            )
+        async with self._lock:
+            self.seq += 1
+            return await self.ranged.call(ClientRequest(self.client_id, self.seq, encode_op(op)), op.key)
 
     # ------------------------------------------------------------ admin
     async def status(self, endpoint: str | Address) -> StatusReply:
@@ -227,6 +247,25 @@ class AsyncClient(KeyValueApi):
         self._learn(reply)
         if self.protocol is None:
             self.protocol = reply.protocol
+        return reply
+
+    async def ranges_status(self, endpoint: str | Address) -> RangesReply:
+        """The range groups one node of a multi-Raft cluster hosts, as it sees them."""
+        address = endpoint if isinstance(endpoint, tuple) else parse_address(endpoint, "endpoint")
+        async with self._lock:
+            self.seq += 1
+            seq = self.seq
+            try:
+                connection = await asyncio.wait_for(self._connect(address), self.timeout_s)
+                connection.send(RangesStatus(seq))
+                reply = await asyncio.wait_for(
+                    self._receive_matching(connection, lambda m: isinstance(m, RangesReply) and m.seq == seq),
+                    self.timeout_s,
+                )
+            except BaseException:
+                self._drop(address)
+                raise
+        assert isinstance(reply, RangesReply)
         return reply
 
     async def reachable(self) -> StatusReply:
@@ -260,6 +299,30 @@ class AsyncClient(KeyValueApi):
         async with self._lock:
             self.seq += 1
             request = Admin(self.seq, action, node, address)
+            reply = await self._call(
+                request, lambda m: isinstance(m, AdminReply) and m.seq == request.seq
+            )
+            assert isinstance(reply, AdminReply)
+
+    async def change_members(
+        self,
+        *,
+        add: dict[int, str] | None = None,
+        remove: Iterable[int] = (),
+        add_learners: dict[int, str] | None = None,
+        quorum: tuple[int, int] | None = None,
+        transition: str = "auto",
+    ) -> None:
+        """Ask the leader for several members and/or quorum sizes at once
+        (``AdminChange``: joint consensus in Raft); ``add``/``add_learners``
+        map node ids to ``host:port`` ("" for a node already a member). With
+        nothing to change, leaves a joint configuration. A refusal raises
+        ``ClientError`` with the leader's reason."""
+        async with self._lock:
+            self.seq += 1
+            request = AdminChange(
+                self.seq, dict(add or {}), tuple(remove), dict(add_learners or {}), quorum, transition
+            )
             reply = await self._call(
                 request, lambda m: isinstance(m, AdminReply) and m.seq == request.seq
             )

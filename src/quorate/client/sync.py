@@ -70,6 +70,15 @@ class Client:
     def client_id(self) -> int:
         return self._client.client_id
 
+    @property
+    def async_client(self) -> AsyncClient:
+        """The ``AsyncClient`` this client drives (use it only through ``run``)."""
+        return self._client
+
+    def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        """Run ``coroutine`` on this client's loop and wait for its result."""
+        return self._run(coroutine)
+
     def _run(self, coroutine: Coroutine[Any, Any, T]) -> T:
         if self._closed:
             coroutine.close()
@@ -110,6 +119,22 @@ class Client:
 
     def admin(self, action: str, node: int, address: str = "") -> None:
         self._run(self._client.admin(action, node, address))
+
+    def change_members(
+        self,
+        *,
+        add: dict[int, str] | None = None,
+        remove: Iterable[int] = (),
+        add_learners: dict[int, str] | None = None,
+        quorum: tuple[int, int] | None = None,
+        transition: str = "auto",
+    ) -> None:
+        """Several members and/or quorum sizes at once (``AsyncClient.change_members``)."""
+        self._run(
+            self._client.change_members(
+                add=add, remove=remove, add_learners=add_learners, quorum=quorum, transition=transition
+            )
+        )
 
     def close(self) -> None:
         if self._closed:

@@ -46,6 +46,7 @@ from quorate.ids import NodeId
 
 __all__ = [
     "FAULT_MODELS",
+    "MEMBERSHIP_TRANSITIONS",
     "BftSettings",
     "Binding",
     "ClusterContext",
@@ -54,6 +55,8 @@ __all__ = [
     "Keyring",
     "MacAuthenticator",
     "Membership",
+    "MembershipChange",
+    "MembershipView",
     "bft_settings_from_options",
     "config_from_options",
 ]
@@ -119,6 +122,55 @@ class GroupStatus:
     """Protocol-specific counters (BFT: detections, excluded replicas)."""
 
 
+MEMBERSHIP_TRANSITIONS = ("auto", "joint", "joint_explicit")
+"""How a ``MembershipChange`` moves between configurations: ``auto`` (one
+step when that is safe, else a joint configuration left by itself),
+``joint`` (always joint, left by itself), ``joint_explicit`` (joint until an
+empty change leaves it)."""
+
+
+@dataclass(frozen=True, slots=True)
+class MembershipChange:
+    """Several members and/or the quorum sizes changed at once. An empty
+    change (nothing added, removed or resized) leaves a joint configuration."""
+
+    add: tuple[NodeId, ...] = ()
+    """New voters (a learner named here is promoted)."""
+    remove: tuple[NodeId, ...] = ()
+    add_learners: tuple[NodeId, ...] = ()
+    """New learners (a voter named here is demoted)."""
+    quorum: tuple[int, int] | None = None
+    """(election quorum Q1, commit quorum Q2) for the new voters; (0, 0) the
+    protocol's own rule; None keeps the sizes in force."""
+    transition: str = "auto"
+
+    @property
+    def empty(self) -> bool:
+        return not (self.add or self.remove or self.add_learners) and self.quorum is None
+
+
+@dataclass(frozen=True, slots=True)
+class MembershipView:
+    """A group's configuration as its core holds it."""
+
+    voters: tuple[NodeId, ...]
+    """Voters of the (incoming) configuration."""
+    learners: tuple[NodeId, ...] = ()
+    outgoing: tuple[NodeId, ...] = ()
+    """While joint: the voters of the outgoing configuration (else empty)."""
+    election_quorum: int = 0
+    """Q1 of ``voters`` (resolved: the number a vote needs)."""
+    commit_quorum: int = 0
+    """Q2 of ``voters`` (resolved)."""
+    explicit_quorum: bool = False
+    """True when the sizes were set explicitly (flexible quorums), not by the rule."""
+    auto_leave: bool = False
+
+    @property
+    def joint(self) -> bool:
+        return bool(self.outgoing)
+
+
 class Membership(Protocol):
     """Changing the member set of a group (protocols that support it)."""
 
@@ -144,6 +196,17 @@ class Membership(Protocol):
 
     def transfer_leadership(self, core: ProtocolCore, target: NodeId, now: float) -> ProposeOutcome:
         """Hand leadership to ``target``."""
+        ...
+
+    def change(
+        self, core: ProtocolCore, change: MembershipChange, context: bytes, now: float
+    ) -> ProposeOutcome:
+        """Propose several members and/or quorum sizes at once (Raft: joint
+        consensus); a refusal names why and changes nothing."""
+        ...
+
+    def configuration(self, core: ProtocolCore) -> MembershipView:
+        """The configuration ``core`` holds now."""
         ...
 
 

@@ -7,6 +7,12 @@
 - Commit index (Raft §5.3/§5.4): the largest index stored on a quorum, i.e. the
   quorum-th largest match index. Under joint consensus (thesis §4.3) an entry
   must be on a quorum of *both* configurations: the minimum of the two.
+- Flexible quorums (Howard, Malkhi & Spiegelman 2016): an election quorum of
+  size Q1 and a replication (commit) quorum of size Q2 over the same n voters
+  always share a voter iff Q1 + Q2 > n. Over two voter sets A and B, every
+  Q1-subset of A meets every Q2-subset of B iff Q1 + Q2 > |A ∪ B|
+  (``quorums_intersect``): the Q1-subset can avoid B only in A - B, the
+  Q2-subset then avoids it in the rest of B.
 """
 
 from __future__ import annotations
@@ -69,3 +75,42 @@ def joint_commit_index(
 
     result = min(one(list(incoming)), one(list(outgoing)))
     return 0 if result == big else result
+
+
+def quorum_size_problem(voters: int, election: int, commit: int) -> str | None:
+    """Why election quorum ``election`` (Q1) and commit quorum ``commit`` (Q2)
+    cannot serve ``voters`` voters, or ``None`` when they can: both within
+    1..voters and Q1 + Q2 > voters (every election quorum holds a voter of
+    every commit quorum, so a new leader has every committed entry)."""
+    if voters < 1:
+        return "a configuration needs at least one voter"
+    if not (isinstance(election, int) and isinstance(commit, int)):
+        return f"quorum sizes must be integers, got {election!r} and {commit!r}"
+    if not (1 <= election <= voters and 1 <= commit <= voters):
+        return (
+            f"quorum sizes Q1={election} (election) and Q2={commit} (commit) must lie "
+            f"in 1..{voters} for {voters} voters"
+        )
+    if election + commit <= voters:
+        return (
+            f"Q1={election} + Q2={commit} <= {voters} voters: an election quorum could "
+            "miss every voter holding a committed entry (need Q1 + Q2 > n)"
+        )
+    return None
+
+
+def quorums_intersect(a: Iterable[NodeId], a_size: int, b: Iterable[NodeId], b_size: int) -> bool:
+    """True iff every ``a_size``-subset of ``a`` shares a member with every
+    ``b_size``-subset of ``b`` (sizes within the sets' sizes)."""
+    union = set(a)
+    union.update(b)
+    return a_size + b_size > len(union)
+
+
+def quorum_index(values: Mapping[NodeId, int], voters: Iterable[NodeId], size: int) -> int:
+    """The largest value at least ``size`` of ``voters`` reach (a missing voter
+    counts as 0): with match indices, the index a quorum of that size holds."""
+    ordered = sorted((values.get(v, 0) for v in voters), reverse=True)
+    if size < 1 or size > len(ordered):
+        return 0
+    return ordered[size - 1]

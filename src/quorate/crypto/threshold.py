@@ -267,8 +267,9 @@ class ThresholdPublicKey:
 
     @property
     def commitments(self) -> tuple[bytes, ...]:
-        """The t commitments (compressed G1 points) this key was built from."""
-        return tuple(bytes(point) for point in self._commitments)
+        """The t commitments (48 bytes each) this key was built from, so it can
+        be stored and rebuilt (``commitments[0]`` is the group public key)."""
+        return tuple(bytes(p) for p in self._commitments)
 
     def _share_key(self, index: int) -> G1Element | None:
         if not isinstance(index, int) or not 1 <= index <= self.n:

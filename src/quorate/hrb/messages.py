@@ -58,6 +58,9 @@ __all__ = [
     "decode_decision",
     "encode_decision",
     "is_core_group",
+    "removal_bytes",
+    "shard_vote_bytes",
+    "txn_request_bytes",
 ]
 
 CORE_GROUP_BASE = 1 << 32
@@ -98,8 +101,9 @@ class Transaction(msgspec.Struct, array_like=True, frozen=True):
 
 class TxnRequest(WireMessage, tag="hrb.TxnRequest", frozen=True):
     """A home shard's leader asks the core to order a cross-shard transaction
-    (a message of the core group); ``signature`` is the leader's over the
-    encoded transaction, so the core knows which member spoke for the shard."""
+    (a message of the core group); ``signature`` is the leader's over
+    ``txn_request_bytes`` (the shard, the leader's term and the encoded
+    transaction), so the core knows which member spoke for the shard."""
 
     shard: int
     leader: int
@@ -111,7 +115,9 @@ class TxnRequest(WireMessage, tag="hrb.TxnRequest", frozen=True):
 class ShardProof(msgspec.Struct, array_like=True, frozen=True):
     """That a shard's log holds ``digest`` at (term, index): the leader's
     signature (majority mode) and, in byzantine mode, 2f + 1 members' signed
-    acknowledgements (member id -> signature over the same bytes)."""
+    acknowledgements (member id -> signature over the same bytes). The bytes
+    are ``shard_vote_bytes`` of the vote: each signer states that applying
+    the prepare entry at (term, index, digest) gave this outcome."""
 
     term: int
     index: int
@@ -147,10 +153,13 @@ class SignedMessageEvidence(WireMessage, tag="hrb.SignedMessageEvidence", frozen
 class RemovalProposal(WireMessage, tag="hrb.RemovalProposal", frozen=True):
     """A node asks the core to evict ``evidence``'s offender (a message of the
     core group); refused, and counted against ``accuser``, if the evidence
-    does not verify."""
+    does not verify. ``signature`` is the accuser's over ``removal_bytes``:
+    without it nobody could tell who accused (a failed accusation counts
+    against its signer only)."""
 
     accuser: int
     evidence: Evidence | SignedMessageEvidence
+    signature: bytes = b""
 
 
 # -- decisions of the core ----------------------------------------------------
@@ -210,14 +219,33 @@ def decision_digest(decision: bytes) -> bytes:
 
 
 class CoreCertificate(WireMessage, tag="hrb.CoreCertificate", frozen=True):
-    """A core decision, certified: ordered at ``index`` of epoch ``epoch``'s
-    core log; ``signature`` is the epoch's threshold signature over
-    ``certificate_bytes(epoch, index, decision)``."""
+    """A core decision, certified: the ``index``-th decision (1, 2, ...) that
+    epoch ``epoch``'s core log produced; ``signature`` is the epoch's
+    threshold signature over ``certificate_bytes(epoch, index, decision)``."""
 
     epoch: int
     index: int
     decision: bytes
     signature: bytes
+
+
+def txn_request_bytes(shard: int, leader: int, term: int, txn: Transaction) -> bytes:
+    """What a ``TxnRequest``'s signature covers (domain-separated)."""
+    return _decision_encoder.encode(("quorate.hrb.txn-request.v1", shard, leader, term, txn))
+
+
+def shard_vote_bytes(txn_id: bytes, shard: int, vote: bool, reason: str, term: int, index: int, digest: bytes) -> bytes:
+    """What every signature of a ``ShardVote``'s proof covers (the leader's
+    and, in byzantine mode, each acknowledging member's): the outcome of the
+    prepare entry of ``txn_id`` at (term, index) whose chain digest is ``digest``."""
+    return _decision_encoder.encode(
+        ("quorate.hrb.shard-vote.v1", txn_id, shard, vote, reason, term, index, digest)
+    )
+
+
+def removal_bytes(accuser: int, evidence: Evidence | SignedMessageEvidence) -> bytes:
+    """What a ``RemovalProposal``'s signature covers (domain-separated)."""
+    return _decision_encoder.encode(("quorate.hrb.removal.v1", accuser, evidence))
 
 
 def certificate_bytes(epoch: int, index: int, decision: bytes) -> bytes:

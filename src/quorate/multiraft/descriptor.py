@@ -24,7 +24,7 @@ leader, like any lagging follower).
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 
 import msgspec
 
@@ -38,7 +38,9 @@ __all__ = [
     "RangeDescriptor",
     "check_tiling",
     "contains",
+    "hex_split_keys",
     "initial_ranges",
+    "rebalance_for",
 ]
 
 META_GROUP = 0
@@ -137,3 +139,36 @@ def initial_ranges(
     if why is not None:
         raise ConfigError(why)
     return out
+
+
+HEX_KEY_DIGITS = 4
+"""``hex_split_keys`` cuts the space of keys that begin with this many hex digits."""
+
+
+def hex_split_keys(ranges: int) -> list[str]:
+    """Keys that cut the key space into ``ranges`` ranges of equal share of
+    keys beginning with ``HEX_KEY_DIGITS`` lower-case hex digits (hashed
+    keys, say: ``0000...`` to ``ffff...``); other keys fall into the ranges
+    by their order (any key from ``g`` on into the last)."""
+    space = 16**HEX_KEY_DIGITS
+    if not 1 <= ranges <= space:
+        raise ConfigError(f"ranges must be within 1..{space}, got {ranges}")
+    return [format(k * space // ranges, f"0{HEX_KEY_DIGITS}x") for k in range(1, ranges)]
+
+
+def rebalance_for(nodes: Sequence[int]) -> Callable[[RangeDescriptor], tuple[int, int] | None]:
+    """The move a range created by a split makes: its last replica goes to the
+    first node, in an order drawn from the range id, that holds none of it
+    (a pure function: every replica computes the same)."""
+    count = len(nodes)
+
+    def rebalance(descriptor: RangeDescriptor) -> tuple[int, int] | None:
+        if count <= len(descriptor.replicas) or len(descriptor.replicas) < 2:
+            return None
+        for k in range(count):
+            target = nodes[(descriptor.range_id * 7919 + k) % count]
+            if target not in descriptor.replicas:
+                return descriptor.replicas[-1], target
+        return None
+
+    return rebalance

@@ -60,6 +60,12 @@ class RaftGroups:
         """Groups go quiet when idle, so a node-level liveness detector must wake them."""
         return self.meta_config.quiesce_after_s > 0
 
+    @staticmethod
+    def is_quiesced(group: HostedGroup) -> bool:
+        """True when ``group`` is a Raft group that went quiet (no heartbeats)."""
+        core = group.core
+        return isinstance(core, RaftNode) and core.quiesced
+
     def meta(
         self,
         node: NodeId,

@@ -12,15 +12,35 @@ more status, ``wrong_range``, whose ``result`` is an encoded
 ``quorate.multiraft.table.MetaResult`` carrying the descriptors the replica
 knows (its own, and the right-hand side of its latest split), so a client
 can refresh its range cache without asking the meta group.
+
+On a client connection, ``RangesStatus`` asks a node for the range groups
+it hosts; ``RangesReply`` lists them (``RangeView``: bounds and replicas as
+the replica knows them, its role, term, leader and indexes), which is what
+``quorate cluster status`` shows of a multi-Raft cluster.
 """
 
 from __future__ import annotations
 
+import msgspec
+
 from quorate.core.wire import WireMessage
 from quorate.state.service import ClientReply, ClientRequest
 
-__all__ = ["STATUS_WRONG_RANGE", "WRONG_RANGE", "MetaAnswer", "MetaCall", "Retire"]
+__all__ = [
+    "MULTIRAFT",
+    "SERVICE_MESSAGE_TYPES",
+    "STATUS_WRONG_RANGE",
+    "WRONG_RANGE",
+    "MetaAnswer",
+    "MetaCall",
+    "RangeView",
+    "RangesReply",
+    "RangesStatus",
+    "Retire",
+]
 
+MULTIRAFT = "multiraft"
+"""The protocol a multi-Raft node names in its status (a client then routes by range)."""
 STATUS_WRONG_RANGE = "wrong_range"
 WRONG_RANGE = "wrong range"
 """The error of a command applied after its key left the range (a split
@@ -42,3 +62,36 @@ class Retire(WireMessage, tag="multiraft.Retire", frozen=True):
 
     range_id: int
     replicas: tuple[int, ...]
+
+
+SERVICE_MESSAGE_TYPES: tuple[type[WireMessage], ...] = (MetaCall, MetaAnswer, Retire)
+"""What one node's range or meta service sends another's (``ServiceMessage``)."""
+
+
+class RangesStatus(WireMessage, tag="multiraft.RangesStatus", frozen=True):
+    """A client asks a node which range groups it hosts."""
+
+    seq: int
+
+
+class RangeView(msgspec.Struct, array_like=True, frozen=True):
+    """One replica's view of its range (``start``/``end`` None: not yet known)."""
+
+    range_id: int
+    start: str | None
+    end: str | None
+    replicas: tuple[int, ...]
+    generation: int
+    role: str
+    term: int
+    leader: int | None
+    commit_index: int
+    applied_index: int
+    quiesced: bool = False
+
+
+class RangesReply(WireMessage, tag="multiraft.RangesReply", frozen=True):
+    seq: int
+    node: int
+    ranges: list[RangeView]
+    tombstones: int = 0

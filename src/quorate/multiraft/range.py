@@ -70,7 +70,7 @@ from typing import Any
 
 import msgspec
 
-from quorate.core.protocol import ProtocolCore
+from quorate.core.protocol import ProtocolCore, Refused
 from quorate.core.ready import ENTRY_NORMAL, Entry
 from quorate.core.service_message import ServiceMessage
 from quorate.ids import NodeId
@@ -126,6 +126,9 @@ BALANCE_TRIES = 6
 """Hand-over attempts per term (the preferred replica may be down)."""
 RANGE_COMMAND_MARKERS = frozenset(range(0x80, 0x90)) | {0xDE, 0xDF}
 """First bytes of a msgpack map: a range command; a client ``Command`` is an array."""
+
+TRANSFER_REFUSAL = "leadership is being transferred"
+"""How a Raft leader refuses proposals while it hands leadership over."""
 
 _KEYED = (Put, Get, Delete, Cas)
 _NOOP = int(EntryKind.NOOP)
@@ -346,6 +349,14 @@ class RangeService(ReplicaService):
             self._wrong_range(sender, req)
             return
         super().handle_op(sender, req, op, now)
+
+    def _refuse(self, sender: NodeId, req: Any, outcome: Any) -> None:
+        # A leader handing its range over (leaders spread, moves) refuses
+        # proposals for a moment: the client's answer is to try again.
+        if isinstance(outcome, Refused) and outcome.reason.startswith(TRANSFER_REFUSAL):
+            self._reply(sender, req, STATUS_RETRY, error=outcome.reason)
+            return
+        super()._refuse(sender, req, outcome)
 
     def _wrong_range(self, sender: NodeId, req: ClientRequest) -> None:
         known = [d for d in (self.store.descriptor, *self.siblings[-2:]) if d is not None]

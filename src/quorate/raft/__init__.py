@@ -7,8 +7,16 @@ Re-exports only.
 """
 
 from quorate.core.ready import ChainedEntry
+from quorate.raft.confchange import KEEP_QUORUM, RULE_QUORUM, Configuration, VoterQuorum
 from quorate.raft.config import RaftConfig
-from quorate.raft.hooks import MAJORITY, ByzantineQuorum, MajorityQuorum, QuorumRule, RaftHooks
+from quorate.raft.hooks import (
+    MAJORITY,
+    ByzantineQuorum,
+    FlexibleQuorum,
+    MajorityQuorum,
+    QuorumRule,
+    RaftHooks,
+)
 from quorate.raft.invariants import RaftSafetyMonitor
 from quorate.raft.messages import (
     RAFT_MESSAGE_TYPES,
@@ -16,11 +24,14 @@ from quorate.raft.messages import (
     AppendEntriesResponse,
     ConfChange,
     ConfChangeKind,
+    ConfChangeTransition,
+    ConfiguredSnapshot,
     ConfState,
     EntryKind,
     HardState,
     Heartbeat,
     HeartbeatResponse,
+    InstallConfiguredSnapshot,
     InstallSnapshot,
     PreVote,
     PreVoteResponse,
@@ -36,19 +47,26 @@ from quorate.raft.node import RaftNode, RecoveredState, Role, decode_conf_state,
 from quorate.raft.progress import Progress, ProgressState
 
 __all__ = [
+    "KEEP_QUORUM",
     "MAJORITY",
     "RAFT_MESSAGE_TYPES",
+    "RULE_QUORUM",
     "AppendEntries",
     "AppendEntriesResponse",
     "ByzantineQuorum",
     "ChainedEntry",
     "ConfChange",
     "ConfChangeKind",
+    "ConfChangeTransition",
     "ConfState",
+    "Configuration",
+    "ConfiguredSnapshot",
     "EntryKind",
+    "FlexibleQuorum",
     "HardState",
     "Heartbeat",
     "HeartbeatResponse",
+    "InstallConfiguredSnapshot",
     "InstallSnapshot",
     "MajorityQuorum",
     "PreVote",
@@ -69,6 +87,7 @@ __all__ = [
     "SignedAppendEntriesResponse",
     "Snapshot",
     "TimeoutNow",
+    "VoterQuorum",
     "decode_conf_state",
     "encode_conf_state",
 ]

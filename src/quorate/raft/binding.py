@@ -1,8 +1,10 @@
 """Raft's binding: what the runtimes know about Raft (``quorate.core.binding``).
 
 Crash faults only (a majority must be up); no keys; membership changes one
-server at a time (thesis §4.1) with the member address book carried in each
-configuration entry's context; leadership transfer.
+server at a time (thesis §4.1) or several at once through joint consensus
+(thesis §4.3), with flexible quorum sizes (``RaftMembership.change``), the
+member address book carried in each configuration entry's context;
+leadership transfer.
 """
 
 from __future__ import annotations
@@ -14,10 +16,13 @@ from typing import Any
 import msgspec
 
 from quorate.core.binding import (
+    MEMBERSHIP_TRANSITIONS,
     Binding,
     ClusterContext,
     CoreBuilder,
     GroupStatus,
+    MembershipChange,
+    MembershipView,
     config_from_options,
 )
 from quorate.core.protocol import ProposeOutcome, ProtocolCore, Refused
@@ -29,6 +34,7 @@ from quorate.raft.messages import (
     RAFT_MESSAGE_TYPES,
     ConfChange,
     ConfChangeKind,
+    ConfChangeTransition,
     EntryKind,
     HardState,
     Snapshot,
@@ -83,8 +89,17 @@ def _status(core: ProtocolCore) -> GroupStatus:
     )
 
 
+_TRANSITIONS = {
+    "auto": ConfChangeTransition.AUTO,
+    "joint": ConfChangeTransition.JOINT_IMPLICIT,
+    "joint_explicit": ConfChangeTransition.JOINT_EXPLICIT,
+}
+assert tuple(_TRANSITIONS) == MEMBERSHIP_TRANSITIONS
+
+
 class RaftMembership:
-    """Single-server membership changes and leadership transfer."""
+    """Membership changes (one server, or several through joint consensus,
+    with quorum sizes) and leadership transfer."""
 
     actions = tuple(_ACTIONS)
 
@@ -92,6 +107,9 @@ class RaftMembership:
         raft: RaftNode = core  # type: ignore[assignment]
         if raft.transfer_target is not None:
             return True
+        conf = raft.configuration
+        if conf.joint and conf.auto_leave:
+            return True  # the leader leaves it by itself
         commit = raft.commit_index
         if raft.term_at(commit) != raft.term:
             return True  # a new leader first commits in its own term (thesis §4.1)
@@ -123,12 +141,41 @@ class RaftMembership:
         raft: RaftNode = core  # type: ignore[assignment]
         return raft.transfer_leadership(target, now)
 
+    def change(
+        self, core: ProtocolCore, change: MembershipChange, context: bytes, now: float
+    ) -> ProposeOutcome:
+        transition = _TRANSITIONS.get(change.transition)
+        if transition is None:
+            return Refused(
+                f"unknown transition {change.transition!r}; choose one of {', '.join(_TRANSITIONS)}"
+            )
+        changes = [ConfChange(ConfChangeKind.ADD_VOTER, node) for node in change.add]
+        changes += [ConfChange(ConfChangeKind.REMOVE_NODE, node) for node in change.remove]
+        changes += [ConfChange(ConfChangeKind.ADD_LEARNER, node) for node in change.add_learners]
+        raft: RaftNode = core  # type: ignore[assignment]
+        return raft.propose_conf_change_v2(
+            changes, now, transition=transition, quorum=change.quorum, context=context
+        )
+
+    def configuration(self, core: ProtocolCore) -> MembershipView:
+        raft: RaftNode = core  # type: ignore[assignment]
+        conf = raft.configuration
+        return MembershipView(
+            voters=tuple(sorted(conf.voters)),
+            learners=tuple(sorted(conf.learners)),
+            outgoing=tuple(sorted(conf.outgoing)),
+            election_quorum=raft.election_quorum,
+            commit_quorum=raft.commit_quorum,
+            explicit_quorum=bool(conf.election_quorum),
+            auto_leave=conf.auto_leave,
+        )
+
 
 BINDING = Binding(
     name="raft",
     message_types=tuple(RAFT_MESSAGE_TYPES),
     hard_state_type=HardState,
-    snapshot_type=Snapshot,
+    snapshot_type=Snapshot,  # a ConfiguredSnapshot, its subclass, is stored and read back as itself
     parse_config=_parse_config,
     builder=_builder,
     leadership=_leadership,

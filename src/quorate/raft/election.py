@@ -117,7 +117,26 @@ def _campaign(self: RaftNode, now: float, *, pre_vote: bool, transfer: bool) -> 
 
 
 def _poll_result(self: RaftNode) -> int:
-    """+1 won, -1 lost, 0 undecided."""
+    """+1 won, -1 lost, 0 undecided. While joint (thesis §4.3) an election
+    quorum of each half is needed, and a campaign that cannot reach one in
+    either half is lost."""
+    if self._joint is not None:
+        votes = self._votes
+        won = True
+        for voters, _, quorum in self._joint:
+            granted = 0
+            refused = 0
+            for voter in voters:
+                vote = votes.get(voter)
+                if vote is True:
+                    granted += 1
+                elif vote is False:
+                    refused += 1
+            if refused > len(voters) - quorum:
+                return -1
+            if granted < quorum:
+                won = False
+        return 1 if won else 0
     quorum = self._election_quorum
     voters = self._voters
     granted = 0

@@ -7,7 +7,7 @@ rules but lets followers check their leader: the leader chains its log (each
 entry's digest covers the digest before it) and signs what it sends, followers
 verify both, and two different signed digests for one (term, index) prove the
 leader equivocated. ``RaftNode`` does not know what a digest or a signature is;
-it calls a ``RaftHooks`` object at five points and carries what it returns:
+it calls a ``RaftHooks`` object at six points and carries what it returns:
 
 1. ``entry_digest(previous_digest, entry)`` when the leader appends an entry:
    the entry is stored and sent as a ``ChainedEntry`` with that digest.
@@ -32,6 +32,10 @@ it calls a ``RaftHooks`` object at five points and carries what it returns:
    other check, so the caller sees every signed statement, including one the
    core then refuses: two verified AppendEntries whose entries give one
    (term, index) different digests are equivocation evidence.
+6. ``replace_entry(held, entry)`` at a follower that holds ``held`` and is sent
+   ``entry`` for the same (term, index) with another digest: ``True`` lets the
+   new history replace the old from there (recovery after a leader of that
+   term was proven to equivocate); by default the batch is refused.
 
 Every method of ``RaftHooks`` is a no-op; subclass it and override what you
 need. ``RaftNode`` looks the overrides up once, at construction: a seam that is
@@ -49,7 +53,10 @@ change. The rule counts acknowledgements, so a watched Raft that only counts
 *signed* acknowledgements (verified by its hooks) gets 2f+1 signed acks with
 ``ByzantineQuorum``. Commitment still only counts entries of the leader's own
 term (§5.4.2). Flexible quorums (Howard et al. 2016: Q1 for elections, Q2 for
-replication) fit the same two numbers.
+replication) fit the same two numbers: ``FlexibleQuorum(election, commit)``
+fixes them for the initial configuration, and a configuration entry can carry
+other sizes, changed through consensus like the voters
+(``quorate.raft.confchange``).
 """
 
 from __future__ import annotations
@@ -107,6 +114,14 @@ class RaftHooks:
         ``verify_append_response`` (called before the core's other checks)."""
         return None
 
+    def replace_entry(self, held: Entry, entry: Entry) -> bool:
+        """May a follower replace ``held`` by ``entry``, which has the same
+        index and term but another digest? Not bound unless overridden: the
+        core then refuses (it is equivocation). A watched Raft allows it when
+        ``held`` came from a leader proven to have equivocated and nothing
+        this node promised depends on it."""
+        return False
+
 
 def unsigned(
     message: AppendEntries | AppendEntriesResponse,
@@ -136,6 +151,7 @@ HOOK_METHODS = (
     "verify_append",
     "verify_append_response",
     "verified",
+    "replace_entry",
 )
 """The seams ``RaftNode`` binds when a ``RaftHooks`` subclass overrides them."""
 
@@ -187,3 +203,26 @@ class ByzantineQuorum:
 
 MAJORITY = MajorityQuorum()
 """The default quorum rule."""
+
+
+class FlexibleQuorum:
+    """Fixed sizes (Howard, Malkhi & Spiegelman 2016): ``election`` votes (Q1)
+    win an election, ``commit`` acknowledgements (Q2) commit. Valid for voter
+    counts n with Q1 + Q2 > n and both <= n; ``RaftNode`` refuses a
+    configuration they do not fit (at construction: ``ConfigError``; a
+    change: a refused proposal)."""
+
+    __slots__ = ("commit", "election")
+
+    def __init__(self, election: int, commit: int) -> None:
+        self.election = election
+        self.commit = commit
+
+    def commit_quorum(self, voters: int) -> int:
+        return self.commit
+
+    def election_quorum(self, voters: int) -> int:
+        return self.election
+
+    def __repr__(self) -> str:
+        return f"FlexibleQuorum(election={self.election}, commit={self.commit})"

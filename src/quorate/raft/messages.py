@@ -27,9 +27,12 @@ terms, indices and contiguity and drops what does not add up).
   message of every cluster. ``SignedAppendEntries`` (entries with digests, plus
   the leader's signature) and ``SignedAppendEntriesResponse`` are what a node
   with signing hooks (``quorate.raft.hooks``) sends; ``QuiesceHeartbeat`` is the
-  last heartbeat of a leader that goes quiet (``quorate.raft.quiescence``). Each
-  is handled wherever its base class is, and the bases expose ``signature`` as
-  an empty class default so code reads it from either.
+  last heartbeat of a leader that goes quiet (``quorate.raft.quiescence``);
+  ``InstallConfiguredSnapshot`` carries a ``ConfiguredSnapshot``, taken in a
+  joint configuration or with explicit quorum sizes
+  (``quorate.raft.confchange``). Each is handled wherever its base class is,
+  and the bases expose the extra fields (``signature``, the configuration's)
+  as empty class defaults so code reads them from either.
 """
 
 from __future__ import annotations
@@ -50,11 +53,14 @@ __all__ = [
     "AppendEntriesResponse",
     "ConfChange",
     "ConfChangeKind",
+    "ConfChangeTransition",
     "ConfState",
+    "ConfiguredSnapshot",
     "EntryKind",
     "HardState",
     "Heartbeat",
     "HeartbeatResponse",
+    "InstallConfiguredSnapshot",
     "InstallSnapshot",
     "PreVote",
     "PreVoteResponse",
@@ -89,7 +95,33 @@ class HardState(msgspec.Struct, frozen=True, array_like=True):
 class ConfState(msgspec.Struct, frozen=True, array_like=True):
     """A whole cluster configuration: who votes and who only listens.
     ``context`` is the application's bytes from the ``ConfChange`` (the runtime
-    carries member addresses in it); the core stores it and never reads it."""
+    carries member addresses in it); the core stores it and never reads it.
+
+    The fields after ``context`` describe joint consensus and flexible quorums
+    (``quorate.raft.confchange``). A configuration that uses neither is
+    encoded with the first three fields only, byte for byte as before those
+    fields existed (``encode_conf_state``); a shorter array decodes with the
+    defaults."""
+
+    voters: tuple[int, ...]
+    learners: tuple[int, ...] = ()
+    context: bytes = b""
+    voters_outgoing: tuple[int, ...] = ()
+    """While joint (thesis §4.3): the voters of the outgoing configuration."""
+    learners_next: tuple[int, ...] = ()
+    """Outgoing voters that become learners when the joint configuration is left."""
+    auto_leave: bool = False
+    """The leader leaves the joint configuration by itself once it committed."""
+    election_quorum: int = 0
+    """Q1 of ``voters`` (0: the nodes' ``QuorumRule``)."""
+    commit_quorum: int = 0
+    """Q2 of ``voters`` (0: the nodes' ``QuorumRule``)."""
+    outgoing_election_quorum: int = 0
+    outgoing_commit_quorum: int = 0
+
+
+class PlainConfState(msgspec.Struct, frozen=True, array_like=True):
+    """The wire form of a ``ConfState`` without joint or flexible fields."""
 
     voters: tuple[int, ...]
     learners: tuple[int, ...] = ()
@@ -97,23 +129,61 @@ class ConfState(msgspec.Struct, frozen=True, array_like=True):
 
 
 class Snapshot(msgspec.Struct, frozen=True, array_like=True):
-    """A state-machine image covering every entry up to ``index`` (of ``term``)."""
+    """A state-machine image covering every entry up to ``index`` (of ``term``),
+    with the simple configuration in force there. A snapshot taken in a joint
+    configuration or with explicit quorum sizes is a ``ConfiguredSnapshot``;
+    the class defaults below let code read those fields from either."""
 
     index: int
     term: int
     voters: tuple[int, ...]
     learners: tuple[int, ...]
     data: bytes
+    voters_outgoing: ClassVar[tuple[int, ...]] = ()
+    learners_next: ClassVar[tuple[int, ...]] = ()
+    auto_leave: ClassVar[bool] = False
+    election_quorum: ClassVar[int] = 0
+    commit_quorum: ClassVar[int] = 0
+    outgoing_election_quorum: ClassVar[int] = 0
+    outgoing_commit_quorum: ClassVar[int] = 0
+
+
+class ConfiguredSnapshot(Snapshot, frozen=True, array_like=True):
+    """A ``Snapshot`` whose configuration is joint or has explicit quorum
+    sizes (the fields as in ``ConfState``); sent in ``InstallConfiguredSnapshot``."""
+
+    voters_outgoing: tuple[int, ...] = ()  # type: ignore[misc]  # fields here, class defaults on the base
+    learners_next: tuple[int, ...] = ()  # type: ignore[misc]
+    auto_leave: bool = False  # type: ignore[misc]
+    election_quorum: int = 0  # type: ignore[misc]
+    commit_quorum: int = 0  # type: ignore[misc]
+    outgoing_election_quorum: int = 0  # type: ignore[misc]
+    outgoing_commit_quorum: int = 0  # type: ignore[misc]
 
 
 class ConfChangeKind(enum.Enum):
-    """One single-server membership change (thesis §4.1, §4.2.1)."""
+    """One membership change (thesis §4.1, §4.2.1); ``ADD_LEARNER`` on a voter
+    demotes it (only in ``propose_conf_change_v2``)."""
 
     ADD_VOTER = "add_voter"
     REMOVE_NODE = "remove_node"
     """Remove a voter or a learner."""
     ADD_LEARNER = "add_learner"
     PROMOTE_LEARNER = "promote_learner"
+
+
+class ConfChangeTransition(enum.Enum):
+    """How a change of several voters (``RaftNode.propose_conf_change_v2``)
+    moves between configurations, after etcd's ``ConfChangeTransition``."""
+
+    AUTO = "auto"
+    """One step when that is safe (at most one voter changes, quorums still
+    intersect), else through a joint configuration left automatically."""
+    JOINT_IMPLICIT = "joint"
+    """Always through a joint configuration, left automatically by the leader."""
+    JOINT_EXPLICIT = "joint_explicit"
+    """Through a joint configuration that stays until a change with no
+    changes (``propose_conf_change_v2([])``) leaves it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,6 +309,13 @@ class InstallSnapshot(WireMessage, tag="raft.InstallSnapshot", frozen=True):
     snapshot: Snapshot
 
 
+class InstallConfiguredSnapshot(InstallSnapshot, tag="raft.InstallConfiguredSnapshot", frozen=True):
+    """``InstallSnapshot`` of a ``ConfiguredSnapshot`` (joint configuration or
+    explicit quorum sizes); handled wherever ``InstallSnapshot`` is."""
+
+    snapshot: ConfiguredSnapshot
+
+
 RAFT_MESSAGE_TYPES: tuple[type[WireMessage], ...] = (
     RequestVote,
     RequestVoteResponse,
@@ -253,5 +330,6 @@ RAFT_MESSAGE_TYPES: tuple[type[WireMessage], ...] = (
     SignedAppendEntries,
     SignedAppendEntriesResponse,
     QuiesceHeartbeat,
+    InstallConfiguredSnapshot,
 )
 """Every Raft wire message, for ``quorate.codec.WireCodec``."""

@@ -86,7 +86,12 @@ from quorate.core.ready import Entry, ReadState, Ready, Rejection
 from quorate.errors import ConfigError, LocalProtocolError
 from quorate.ids import NodeId
 from quorate.raft import confchange, election, quiescence, read_only, replication
-from quorate.raft.confchange import decode_conf_state, encode_conf_state, quorum_sizes
+from quorate.raft.confchange import (
+    Configuration,
+    VoterQuorum,
+    decode_conf_state,
+    encode_conf_state,
+)
 from quorate.raft.config import RaftConfig
 from quorate.raft.hooks import HOOK_METHODS, MAJORITY, QuorumRule, RaftHooks
 from quorate.raft.log import RaftLog
@@ -98,6 +103,7 @@ from quorate.raft.messages import (
     HardState,
     Heartbeat,
     HeartbeatResponse,
+    InstallConfiguredSnapshot,
     InstallSnapshot,
     PreVote,
     PreVoteResponse,
@@ -116,7 +122,14 @@ __all__ = ["RaftNode", "RecoveredState", "Role", "decode_conf_state", "encode_co
 
 _RAFT_TYPES = frozenset(RAFT_MESSAGE_TYPES)
 _LEADER_TRAFFIC = frozenset(
-    (AppendEntries, SignedAppendEntries, Heartbeat, QuiesceHeartbeat, InstallSnapshot)
+    (
+        AppendEntries,
+        SignedAppendEntries,
+        Heartbeat,
+        QuiesceHeartbeat,
+        InstallSnapshot,
+        InstallConfiguredSnapshot,
+    )
 )
 _STALE_LEADER_TRAFFIC = frozenset((AppendEntries, SignedAppendEntries, Heartbeat, QuiesceHeartbeat))
 """Messages whose stale sender is told our term (so it steps down)."""
@@ -177,7 +190,9 @@ class RaftNode:
     _count_ack = replication._count_ack
     _recount_above_commit = replication._recount_above_commit
     _maybe_commit = replication._maybe_commit
+    _joint_commit_index = replication._joint_commit_index
     _on_commit_advanced = replication._on_commit_advanced
+    _hand_over = replication._hand_over
     _heard_from_leader = replication._heard_from_leader
     _append_response = replication._append_response
     _on_append_entries = replication._on_append_entries
@@ -198,9 +213,13 @@ class RaftNode:
     _restart_read_rounds = read_only._restart_read_rounds
     # -------------------------------------------------------- confchange.py
     propose_conf_change = confchange.propose_conf_change
+    propose_conf_change_v2 = confchange.propose_conf_change_v2
+    _conf_change_refusal = confchange._conf_change_refusal
+    _append_conf = confchange._append_conf
+    _leave_joint_if_due = confchange._leave_joint_if_due
     _record_conf = confchange._record_conf
     _conf_at = confchange._conf_at
-    _set_members = confchange._set_members
+    _set_configuration = confchange._set_configuration
     _apply_conf = confchange._apply_conf
     # -------------------------------------------------------- quiescence.py
     unquiesce = quiescence.unquiesce
@@ -220,6 +239,7 @@ class RaftNode:
         "_check_chain",
         "_check_quorum_deadline",
         "_commit_quorum",
+        "_conf",
         "_config",
         "_confs",
         "_election_deadline",
@@ -231,12 +251,14 @@ class RaftNode:
         "_heartbeat_round",
         "_hooks",
         "_id",
+        "_joint",
         "_last_hard",
         "_leader",
         "_leader_handlers",
         "_learners",
         "_lease_expiry",
         "_lease_forfeited",
+        "_leave_due",
         "_log",
         "_msgs",
         "_now",
@@ -252,6 +274,7 @@ class RaftNode:
         "_reads_awaiting_round",
         "_refused",
         "_rejected",
+        "_replace_entry",
         "_rng",
         "_role",
         "_round_acks",
@@ -268,6 +291,7 @@ class RaftNode:
         "_verify_append_response",
         "_vote",
         "_vote_ignore_until",
+        "_voter_quorums",
         "_voters",
         "_votes",
     )
@@ -319,6 +343,7 @@ class RaftNode:
         self._read_round_sent = 0
         self._append_pending = False
         self._pending_conf_index = 0
+        self._leave_due = False
         self._quiesced = False
         self._active_at = now
         self._refused: frozenset[NodeId] = frozenset()
@@ -328,9 +353,13 @@ class RaftNode:
         self._election_quorum = 0
         self._voters: frozenset[NodeId] = frozenset()
         self._learners: frozenset[NodeId] = frozenset()
-        # (index, voters, learners): the configuration each config entry set;
-        # the first element is the base (initial or snapshot) configuration.
-        self._confs: list[tuple[int, frozenset[NodeId], frozenset[NodeId]]] = []
+        self._conf = Configuration(frozenset())
+        self._voter_quorums: tuple[VoterQuorum, ...] = ()
+        self._joint: tuple[VoterQuorum, ...] | None = None
+        """The halves counting must satisfy while joint; None otherwise."""
+        # (index, configuration, context): the configuration each config entry
+        # set; the first element is the base (initial or snapshot) configuration.
+        self._confs: list[tuple[int, Configuration, bytes]] = []
         voters_set = frozenset(voters)
         if config.join:
             # Not a member until a configuration entry from the leader says so.
@@ -343,18 +372,17 @@ class RaftNode:
         self._log = RaftLog()
         hard = HardState(0, None, 0)
         if recovered is None:
-            self._confs.append((0, voters_set, learners_set))
+            self._confs.append((0, Configuration(voters_set, learners_set), b""))
         else:
             hard = self._recover(recovered, voters_set, learners_set, now)
         self._last_hard = hard
         self._applied = self._log.snapshot_index
-        _, voters_now, learners_now = self._confs[-1]
+        conf_now = self._confs[-1][1]
         try:
-            self._commit_quorum, self._election_quorum = quorum_sizes(quorum, len(voters_now))
+            conf_now.halves(quorum)
         except (ValueError, AttributeError) as exc:
             raise ConfigError(f"bad quorum rule: {exc}") from None
-        self._voters = voters_now
-        self._learners = learners_now
+        self._set_configuration(conf_now)
         tables = _handler_tables(type(self))
         self._follower_handlers, self._candidate_handlers, self._leader_handlers = tables
         self._role = FOLLOWER
@@ -390,6 +418,7 @@ class RaftNode:
             Callable[[NodeId, AppendEntriesResponse], str | None] | None
         ) = bound["verify_append_response"]
         self._verified: Callable[[NodeId, Any], None] | None = bound["verified"]
+        self._replace_entry: Callable[[Entry, Entry], bool] | None = bound["replace_entry"]
 
     def _recover(
         self,
@@ -405,17 +434,18 @@ class RaftNode:
                 raise ConfigError(
                     f"recovered snapshot is a {type(snap).__name__}, not a raft.Snapshot"
                 )
+            snap_conf = Configuration.from_state(snap)
+            problem = snap_conf.problem()
+            if problem is not None:
+                raise ConfigError(f"recovered snapshot: {problem}")
+            # Storage decodes every snapshot as the widest type: rebuild the
+            # one this configuration sends (a plain Snapshot when it can).
+            snap = snap_conf.snapshot(snap.index, snap.term, snap.data)
             self._log = RaftLog(snap.index, snap.term)
             self._snapshot = snap
-            self._confs.append(
-                (
-                    snap.index,
-                    frozenset(map(NodeId, snap.voters)),
-                    frozenset(map(NodeId, snap.learners)),
-                )
-            )
+            self._confs.append((snap.index, snap_conf, b""))
         else:
-            self._confs.append((0, voters, learners))
+            self._confs.append((0, Configuration(voters, learners), b""))
         log = self._log
         expected = log.snapshot_index + 1
         for entry in recovered.entries:
@@ -478,13 +508,34 @@ class RaftNode:
 
     @property
     def commit_quorum(self) -> int:
-        """Acknowledgements that commit an entry under the current voters."""
+        """Acknowledgements that commit an entry under the current (incoming) voters."""
         return self._commit_quorum
 
     @property
     def election_quorum(self) -> int:
-        """Votes that win an election under the current voters."""
+        """Votes that win an election under the current (incoming) voters."""
         return self._election_quorum
+
+    @property
+    def configuration(self) -> Configuration:
+        """The configuration in force (``quorate.raft.confchange``)."""
+        return self._conf
+
+    @property
+    def joint(self) -> bool:
+        """True while a joint configuration (thesis §4.3) is in force."""
+        return self._joint is not None
+
+    @property
+    def voter_quorums(self) -> tuple[VoterQuorum, ...]:
+        """Each voter set that must reach a quorum, with its resolved sizes
+        (two while joint, incoming first)."""
+        return self._voter_quorums
+
+    def configurations(self) -> list[tuple[int, Configuration]]:
+        """(index, configuration) of the base configuration and of every
+        configuration entry after it in the log."""
+        return [(index, conf) for index, conf, _ in self._confs]
 
     @property
     def role(self) -> Role:
@@ -535,6 +586,7 @@ class RaftNode:
 
     @property
     def voters(self) -> frozenset[NodeId]:
+        """Every voter (while joint: of either configuration)."""
         return self._voters
 
     @property
@@ -694,11 +746,9 @@ class RaftNode:
                 f"cannot compact through {index}: only entries through {log.emitted_commit} "
                 "were handed out for applying"
             )
-        voters, learners = self._conf_at(index)
+        conf = self._conf_at(index)
         term = log.compact(index)
-        self._snapshot = Snapshot(
-            index, term, tuple(sorted(voters)), tuple(sorted(learners)), bytes(data)
-        )
+        self._snapshot = conf.snapshot(index, term, data)
         # Keep the configuration in force at the snapshot as the new base.
         confs = self._confs
         keep = 0
@@ -733,6 +783,8 @@ class RaftNode:
         ``must_sync`` and ``early_messages`` are set as the module docstring says."""
         now = self._now
         if self._append_pending:
+            if self._leave_due:
+                self._leave_joint_if_due()
             self._append_pending = False
             if self._role is LEADER:
                 self._broadcast_append(now, send_if_empty=False)
@@ -811,7 +863,20 @@ class RaftNode:
 
     # ================================================================ roles
     def _promotable(self) -> bool:
-        return self._id in self._voters
+        if self._id in self._voters:
+            return True
+        # Thesis §4.2.2: a server outside its latest configuration still
+        # campaigns while that configuration is uncommitted (it may be needed
+        # to commit it); it does not count its own vote (_poll_result counts
+        # the latest configuration's voters only).
+        confs = self._confs
+        committed = self._log.committed
+        if confs[-1][0] <= committed:
+            return False
+        for index, conf, _ in reversed(confs):
+            if index <= committed:
+                return self._id in conf.all_voters
+        return False
 
     def _reset_election_timer(self, now: float) -> None:
         timeout = self._config.election_timeout_s
@@ -893,6 +958,18 @@ class RaftNode:
             self._transfer_target = None
 
     def _quorum_active(self) -> bool:
+        if self._joint is not None:
+            progress = self._progress
+            me = self._id
+            for voters, commit, _ in self._joint:
+                active = sum(
+                    1
+                    for v in voters
+                    if v == me or ((pr := progress.get(v)) is not None and pr.recent_active)
+                )
+                if active < commit:
+                    return False
+            return True
         active = 1 if self._id in self._voters else 0
         for peer in self._voters:
             pr = self._progress.get(peer)
@@ -949,6 +1026,7 @@ def _handler_tables(
             Heartbeat: on_heartbeat,
             QuiesceHeartbeat: cls._on_quiesce_heartbeat,
             InstallSnapshot: cls._on_install_snapshot,
+            InstallConfiguredSnapshot: cls._on_install_snapshot,
             TimeoutNow: cls._on_timeout_now,
         }
         on_vote = cls._on_vote_response

@@ -39,9 +39,11 @@ acknowledged and lasts ``T * (1 - ρ) - lease_margin_s``
 - ``forget_leader`` cannot end a lease early: with lease reads a follower that
   forgets its leader still refuses votes until its T has run out.
 
-Single-server membership changes keep every old and new quorum overlapping, so
-a change does not break the argument; the rounds counted under the old
-configuration are dropped and pending reads are confirmed again.
+Membership changes keep every quorum of two configurations in use at once
+overlapping (one step when that holds, joint consensus otherwise;
+``quorate.raft.confchange``), so a change does not break the argument; the
+rounds counted under the old configuration are dropped and pending reads are
+confirmed again. While joint, a round needs a commit quorum of each half.
 
 The functions taking ``self: RaftNode`` are ``RaftNode`` methods, attached in
 ``quorate.raft.node``; a subclass may override any of them.
@@ -52,6 +54,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from quorate.core.protocol import Accepted, ProposeOutcome
+from quorate.core.quorum import quorum_index
 from quorate.core.ready import ReadState
 from quorate.raft.messages import Heartbeat, QuiesceHeartbeat
 from quorate.raft.roles import LEADER
@@ -146,13 +149,29 @@ def _broadcast_heartbeat(self: RaftNode, now: float, quiesce: bool = False) -> N
         if heartbeat is None:
             heartbeat = shared[hint] = kind(term, hint, round_)
         msgs.append((peer, heartbeat))
-    if acks[round_] >= self._commit_quorum:
+    if self._joint is not None:
+        self._on_round_acknowledged(0, 0)
+    elif acks[round_] >= self._commit_quorum:
         self._round_confirmed(round_)
 
 
 def _on_round_acknowledged(self: RaftNode, previous: int, latest: int) -> None:
     """A voter acknowledged every round in (previous, latest]; when one of
-    them reaches a quorum, leadership is confirmed as of its sending."""
+    them reaches a quorum, leadership is confirmed as of its sending.
+
+    While joint (thesis §4.3) a round is confirmed when a commit quorum of
+    each half acknowledged it or a later one: the joint quorum of the
+    voters' latest acknowledged rounds (the leader's own is the round it
+    sent last)."""
+    if self._joint is not None:
+        values = {peer: pr.heartbeat_round for peer, pr in self._progress.items()}
+        values[self._id] = self._heartbeat_round
+        confirmed = min(
+            quorum_index(values, voters, commit) for voters, commit, _ in self._joint
+        )
+        if confirmed > self._acked_round:
+            self._round_confirmed(confirmed)
+        return
     acks = self._round_acks
     quorum = self._commit_quorum
     confirmed = 0

@@ -38,8 +38,11 @@ Follower side:
   well-formed configurations); a malformed one is dropped and counted.
 - With ``RaftHooks`` (``quorate.raft.hooks``): a signed message is verified
   before anything else and reported; a batch must continue the follower's own
-  hash chain, and an entry it already holds with the same term must carry the
-  same digest; responses are signed.
+  hash chain (a first entry that does not chain from our entry at prev, which
+  has the leader's term there but another digest, is a log mismatch: we
+  answer as for a term mismatch, hinting our commit index), and an entry it
+  already holds with the same term must carry the same digest unless the
+  hooks' ``replace_entry`` allows replacing it; responses are signed.
 
 The functions taking ``self: RaftNode`` are ``RaftNode`` methods, attached in
 ``quorate.raft.node``; a subclass may override any of them.
@@ -49,17 +52,17 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-import msgspec
-
 from quorate.core.ready import ChainedEntry, Entry
 from quorate.ids import NodeId
-from quorate.raft.confchange import decode_conf_state
+from quorate.raft.confchange import Configuration, conf_entry_problem
 from quorate.raft.messages import (
     AppendEntries,
     AppendEntriesResponse,
+    ConfiguredSnapshot,
     EntryKind,
     Heartbeat,
     HeartbeatResponse,
+    InstallConfiguredSnapshot,
     InstallSnapshot,
     SignedAppendEntries,
     SignedAppendEntriesResponse,
@@ -201,7 +204,10 @@ def _send_snapshot(self: RaftNode, to: NodeId, pr: Progress, now: float) -> bool
     if snap is None:  # pragma: no cover - a compacted log always has a snapshot
         return False
     pr.become_snapshot(snap.index, now)
-    self._msgs.append((to, InstallSnapshot(self._term, snap)))
+    if type(snap) is ConfiguredSnapshot:
+        self._msgs.append((to, InstallConfiguredSnapshot(self._term, snap)))
+    else:
+        self._msgs.append((to, InstallSnapshot(self._term, snap)))
     return True
 
 
@@ -309,6 +315,8 @@ def _count_ack(self: RaftNode, peer: NodeId, old_match: int, new_match: int) -> 
     commit = log.committed
     if old_match <= commit < new_match and peer in self._voters:
         self._above_commit += 1
+    if self._joint is not None:
+        return True  # joint (thesis §4.3): count both halves in _maybe_commit
     own = 1 if self._id in self._voters and log.last_index() > commit else 0
     return self._above_commit + own >= self._commit_quorum
 
@@ -325,6 +333,10 @@ def _maybe_commit(self: RaftNode) -> bool:
     log = self._log
     if self._config.unsafe_commit_without_quorum:
         new_commit = log.last_index()
+    elif self._joint is not None:
+        new_commit = self._joint_commit_index()
+        if new_commit <= log.committed or log.term(new_commit) != self._term:
+            return False
     else:
         voters = self._voters
         progress = self._progress
@@ -346,12 +358,60 @@ def _maybe_commit(self: RaftNode) -> bool:
     return True
 
 
+def _joint_commit_index(self: RaftNode) -> int:
+    """The highest index a commit quorum of *each* half holds (thesis §4.3)."""
+    assert self._joint is not None
+    me = self._id
+    last = self._log.last_index()
+    progress = self._progress
+    result = last
+    for voters, commit, _ in self._joint:
+        matches = sorted(
+            (
+                last if v == me else (pr.match if (pr := progress.get(v)) is not None else 0)
+                for v in voters
+            ),
+            reverse=True,
+        )
+        index = matches[commit - 1]
+        if index < result:
+            result = index
+    return result
+
+
 def _on_commit_advanced(self: RaftNode) -> None:
     if self._reads_awaiting_commit and self._committed_in_term():
         self._release_reads_on_commit()
     if self._id not in self._voters and self._log.committed >= self._confs[-1][0]:
         # Our removal committed (thesis §4.2.2): hand over by stepping down.
+        if self._role is LEADER:
+            self._hand_over()
         self._become_follower(self._term, None, self._now)
+    elif (
+        self._joint is not None
+        and self._conf.auto_leave
+        and self._role is LEADER
+        and self._log.committed >= self._confs[-1][0]
+    ):
+        # The joint configuration committed: leave it (from ready(), where
+        # appending cannot re-enter the commit computation in progress).
+        self._leave_due = True
+        self._append_pending = True
+
+
+def _hand_over(self: RaftNode) -> None:
+    """A leader outside the configuration it just committed steps down: it
+    first tells everyone the commit index (so nodes outside the new
+    configuration stop campaigning for it, ``RaftNode._promotable``) and
+    sends ``TimeoutNow`` to the most up-to-date voter that holds its whole
+    log, so a new leader is elected at once (thesis §3.10, §4.2.2)."""
+    now = self._now
+    self._broadcast_append(now, send_if_empty=True)
+    last = self._log.last_index()
+    progress = self._progress
+    ready = [v for v in sorted(self._voters) if (pr := progress.get(v)) is not None and pr.match == last]
+    if ready:
+        self._send(ready[0], TimeoutNow(self._term))
 
 
 # ================================================================ follower
@@ -419,6 +479,21 @@ def _on_append_entries(self: RaftNode, sender: NodeId, m: AppendEntries) -> None
         )
         return
     if self._check_chain is not None and entries:
+        digest = self._entry_digest
+        held = log.digest(prev)
+        if (
+            digest is not None
+            and (held or prev == 0)  # b"" past a snapshot install: unknown, not a mismatch
+            and digest(held, entries[0]) != entries[0].digest
+        ):
+            # Same term at prev, another history before it (a leader of that
+            # term equivocated): the logs do not match at prev. Back the
+            # leader up to our commit index, which matches any leader's.
+            hint_index = log.committed
+            self._msgs.append(
+                (sender, self._append_response(m.prev_log_index, False, hint_index, log.term(hint_index) or 0))
+            )
+            return
         reason = self._chain_mismatch(prev, entries)
         if reason is not None:
             self._reject(sender, m, reason)
@@ -433,8 +508,13 @@ def _on_append_entries(self: RaftNode, sender: NodeId, m: AppendEntries) -> None
         # Find the first entry we do not already hold. Entries we hold with
         # the same term are identical (log matching): never truncate them.
         term_of = log.term
+        chained = self._check_chain is not None
         for offset, entry in enumerate(entries):
-            if term_of(entry.index) != entry.term:
+            if term_of(entry.index) != entry.term or (
+                chained and log.digest(entry.index) != entry.digest
+            ):
+                # (A same-term entry with another digest gets here only when
+                # the hooks allowed replacing it: see ``_chain_mismatch``.)
                 self._store_entries(entries[offset:])
                 break
     log.commit_to(min(m.leader_commit, last_new))
@@ -452,6 +532,9 @@ def _chain_mismatch(self: RaftNode, prev: int, entries: list[Entry]) -> str | No
         if held is None:
             break
         if held.term == entry.term and held.digest != entry.digest:
+            replace = self._replace_entry
+            if replace is not None and replace(held, entry):
+                break  # the hooks let this leader's history replace ours from here
             return (
                 f"entry {entry.index} of term {entry.term} has another digest than the "
                 "one this node holds: the leader equivocated"
@@ -493,8 +576,10 @@ def _on_install_snapshot(self: RaftNode, sender: NodeId, m: InstallSnapshot) -> 
     if snap.index < 0 or snap.term < 0 or snap.term > m.term or not snap.voters:
         self._reject(sender, m, "snapshot with invalid index, term or configuration")
         return
-    if set(snap.voters) & set(snap.learners):
-        self._reject(sender, m, "snapshot configuration lists a node as voter and learner")
+    snap_conf = Configuration.from_state(snap)
+    problem = snap_conf.problem()
+    if problem is not None:
+        self._reject(sender, m, f"snapshot configuration: {problem}")
         return
     now = self._now
     self._heard_from_leader(sender, now)
@@ -510,9 +595,7 @@ def _on_install_snapshot(self: RaftNode, sender: NodeId, m: InstallSnapshot) -> 
     log.restore(snap.index, snap.term)
     self._snapshot = snap
     self._snapshot_to_emit = snap
-    self._confs = [
-        (snap.index, frozenset(map(NodeId, snap.voters)), frozenset(map(NodeId, snap.learners)))
-    ]
+    self._confs = [(snap.index, snap_conf, b"")]
     self._apply_conf(now)
     self._send(sender, self._append_response(snap.index, True))
 
@@ -569,12 +652,9 @@ def _check_append_entries(m: AppendEntries) -> str | None:
         if entry.kind not in _KNOWN_KINDS:
             return f"entry {entry.index} has unknown kind {entry.kind}"
         if entry.kind == _CONFIG:
-            try:
-                conf = decode_conf_state(entry.data)
-            except (msgspec.DecodeError, msgspec.ValidationError):
-                return f"entry {entry.index} is a malformed configuration"
-            if not conf.voters or set(conf.voters) & set(conf.learners):
-                return f"entry {entry.index} is an invalid configuration"
+            problem = conf_entry_problem(entry.data)
+            if problem is not None:
+                return f"entry {entry.index} is {problem}"
         previous_term = entry.term
         expected += 1
     return None

@@ -31,14 +31,22 @@ has a TTL. What a tick does depends on who may lie:
 reschedule with one integer comparison per applied command.
 
 Operations: put, get, delete, compare-and-set, list by prefix; each in a
-namespace (a separate key space). ``Put`` may carry ``ttl_s``.
+namespace (a separate key space). ``Put`` may carry ``ttl_s``. Namespaces
+beginning with ``@`` are the agent state machines' (``quorate.state.agents``:
+tasks, locks, identities, signed votes), whose operations are more members
+of ``Op``; the store hands them to its ``AgentState``, and their leases and
+deadlines join the TTL deadlines in ``next_deadline_s``.
+
+Revisions (``quorate.state.watch``). Every change — a put, a delete, a key
+expiring, an agent state transition — takes the next revision of the
+store's ``ChangeLog``; ``WatchPoll`` reads the changes from a revision on.
 
 Extensions. ``Extension(machine, data)`` hands ``data`` to another
 deterministic machine registered with the store under ``machine`` (the key
 registry, private votes: ``quorate.core.machine``), with the log index and
 log time; its answer is the operation's result. Such machines thus share
 this log's order, client sessions and snapshots. A snapshot carries their
-state only when one holds some (format version 3), so a store without
+state only when one holds some (format version 4), so a store without
 extension state writes the same bytes as before.
 
 Exactly-once (Raft thesis §6.3): a command carries ``(client, seq)``. The store
@@ -59,7 +67,11 @@ from dataclasses import dataclass
 import msgspec
 
 from quorate.core.machine import MachineResult, ReplicatedMachine
+from quorate.state.agents.machine import AgentState
+from quorate.state.agents.ops import AGENT_OP_TYPES, AGENT_READ_TYPES, AgentOp, FencedPut
+from quorate.state.agents.votes import KeyCheck, ed25519_check
 from quorate.state.replica_time import TimeRounds
+from quorate.state.watch import AGENT_NAMESPACE_PREFIX, Change, ChangeLog
 
 NO_SESSION = 0
 DEFAULT_SESSION_TTL_S = 3600.0
@@ -68,10 +80,14 @@ FORMAT_VERSION = 2
 trailing fields. A store without rounds (crash faults) still writes version
 1, which earlier releases read (they ignore trailing fields)."""
 FORMAT_VERSION_WITHOUT_ROUNDS = 1
-FORMAT_VERSION_WITH_MACHINES = 3
-"""Version 3 adds the extension machines' states as a trailing field; written
-only when a machine holds state."""
-READABLE_VERSIONS = (1, 2, 3)
+FORMAT_VERSION_WITH_CHANGES = 3
+"""Version 3 adds the revision, the change history and the agent state as
+trailing fields; a store writes it once it has any of them (earlier
+releases refuse it rather than lose them)."""
+FORMAT_VERSION_WITH_MACHINES = 4
+"""Version 4 adds the extension machines' states after version 3's fields;
+written only when a machine holds state."""
+READABLE_VERSIONS = (1, 2, 3, 4)
 MAX_MACHINE_NAME_CHARS = 64
 
 
@@ -115,8 +131,11 @@ class Extension(msgspec.Struct, tag="ext", array_like=True, frozen=True):
     data: bytes
 
 
-Op = Put | Get | Delete | Cas | List | Extension
+Op = Put | Get | Delete | Cas | List | Extension | AgentOp
 """What a client may ask for."""
+
+READ_OPS: tuple[type, ...] = (Get, List, *AGENT_READ_TYPES)
+"""Operations that change nothing: served through ReadIndex where the core has it."""
 
 
 class Tick(msgspec.Struct, tag="tick", array_like=True, frozen=True):
@@ -194,12 +213,24 @@ class _SnapshotWithoutRounds(msgspec.Struct, array_like=True):
 
 
 class _Snapshot(_SnapshotWithoutRounds, array_like=True):
-    """Version 2: the time rounds of a Byzantine group follow (absent: empty);
-    version 3: then the extension machines' states."""
+    """Version 2: the time rounds of a Byzantine group follow (absent: empty)."""
 
     rounds: int = 0
     readings: dict[int, float] = {}
     pending: list[tuple[str, str, float, int]] = []
+
+
+class _SnapshotWithChanges(_Snapshot, array_like=True):
+    """Version 3: then the revision, the change history and the agent state."""
+
+    revision: int = 0
+    changes: list[Change] = []
+    agents: bytes = b""
+
+
+class _SnapshotWithMachines(_SnapshotWithChanges, array_like=True):
+    """Version 4: then the extension machines' states, by name."""
+
     machines: dict[str, bytes] = {}
 
 
@@ -212,6 +243,9 @@ class _Session:
 
 OK = Result(ok=True)
 BAD_COMMAND = Result(ok=False, error="malformed command")
+RESERVED_NAMESPACE = Result(
+    ok=False, error=f"namespaces beginning with {AGENT_NAMESPACE_PREFIX!r} belong to the agent state machines"
+)
 
 
 class KVStore:
@@ -224,7 +258,9 @@ class KVStore:
         "_machines",
         "_oldest_session_s",
         "_sessions",
+        "agents",
         "applied_index",
+        "changes",
         "next_deadline_s",
         "now_s",
         "session_ttl_s",
@@ -237,10 +273,12 @@ class KVStore:
         session_ttl_s: float = DEFAULT_SESSION_TTL_S,
         replicas: int = 0,
         machines: dict[str, ReplicatedMachine] | None = None,
+        key_check: KeyCheck = ed25519_check,
     ) -> None:
         """``replicas``: 0 for a crash-fault group (stamps are log time), else
         the size of the Byzantine fault-tolerant group (time from rounds).
-        ``machines``: extension machines by name (see the module docstring)."""
+        ``machines``: extension machines by name (see the module docstring).
+        ``key_check`` verifies agents' ballot signatures (Ed25519)."""
         self._machines: dict[str, ReplicatedMachine] = dict(machines or {})
         self._data: dict[str, dict[str, str]] = {}
         self._expiry: list[tuple[float, str, str]] = []  # heap of (deadline, ns, key)
@@ -255,8 +293,10 @@ class KVStore:
         self.session_ttl_s = session_ttl_s
         self.time_rounds: TimeRounds | None = TimeRounds(replicas) if replicas else None
         self.next_deadline_s: float | None = None
-        """The earliest live TTL deadline in log time; None when no key has one."""
+        """The earliest TTL, lease or proposal deadline in log time; None when there is none."""
         self.time_version = 0
+        self.changes = ChangeLog()
+        self.agents = AgentState(self.changes, self._fenced_write, key_check)
 
     # -- applying the log -------------------------------------------------
     def apply(self, index: int, data: bytes) -> Result:
@@ -274,7 +314,12 @@ class KVStore:
         if time_s > self.now_s and self.time_rounds is None:
             self.now_s = time_s
             # Nothing to expire (the common case) is decided without a call.
-            if self._expiry or self._oldest_session_s < time_s - self.session_ttl_s:
+            agent_deadline = self.agents.next_deadline_s
+            if (
+                self._expiry
+                or self._oldest_session_s < time_s - self.session_ttl_s
+                or (agent_deadline is not None and agent_deadline <= time_s)
+            ):
                 self._expire()
         client = command.client
         if client != NO_SESSION:
@@ -311,12 +356,16 @@ class KVStore:
         # Put first: writes are what the log mostly carries (reads usually go
         # through ReadIndex and never reach the log).
         if isinstance(op, Put):
+            if op.namespace[:1] == AGENT_NAMESPACE_PREFIX:
+                return RESERVED_NAMESPACE
             self._set(op.namespace, op.key, op.value, op.ttl_s)
             return OK
         if isinstance(op, Get):
             value = self._data.get(op.namespace, {}).get(op.key)
             return Result(ok=True, value=value)
         if isinstance(op, Cas):
+            if op.namespace[:1] == AGENT_NAMESPACE_PREFIX:
+                return RESERVED_NAMESPACE
             current = self._data.get(op.namespace, {}).get(op.key)
             if current != op.expected:
                 return Result(ok=False, value=current)
@@ -326,12 +375,20 @@ class KVStore:
             space = self._data.get(op.namespace)
             existed = space is not None and space.pop(op.key, None) is not None
             self._cancel_ttl(op.namespace, op.key)
+            if existed:
+                self.changes.record("delete", op.namespace, op.key)
             return Result(ok=existed)
         if isinstance(op, List):
             return Result(ok=True, items=self.list_prefix(op.prefix, op.namespace, op.limit))
         if isinstance(op, Extension):
             return self._extend(op)
-        if self.time_rounds is not None:
+        if isinstance(op, AGENT_OP_TYPES):
+            if isinstance(op, FencedPut) and op.namespace[:1] == AGENT_NAMESPACE_PREFIX:
+                return RESERVED_NAMESPACE
+            outcome = self.agents.execute(op, self.now_s)
+            self._settle_deadlines()
+            return Result(ok=outcome.ok, value=outcome.value, error=outcome.error)
+        if self.time_rounds is not None and isinstance(op, Tick):
             self._observe_reading(op)
         return OK
 
@@ -380,11 +437,15 @@ class KVStore:
         self._deadlines[(namespace, key)] = deadline
         self._settle_deadlines()
 
+    def _fenced_write(self, namespace: str, key: str, value: str) -> None:
+        self._set(namespace, key, value, None)
+
     def _set(self, namespace: str, key: str, value: str, ttl_s: float | None) -> None:
         space = self._data.get(namespace)
         if space is None:
             space = self._data[namespace] = {}
         space[key] = value
+        self.changes.record("put", namespace, key, value)
         if ttl_s is not None and ttl_s > 0:
             rounds = self.time_rounds
             if rounds is None:
@@ -409,6 +470,9 @@ class KVStore:
                 earliest = deadline
                 break
             heapq.heappop(heap)
+        agent_deadline = self.agents.next_deadline_s
+        if agent_deadline is not None and (earliest is None or agent_deadline < earliest):
+            earliest = agent_deadline
         if earliest != self.next_deadline_s:
             self.next_deadline_s = earliest
             self.time_version += 1
@@ -419,7 +483,11 @@ class KVStore:
             deadline, namespace, key = heapq.heappop(heap)
             if self._deadlines.get((namespace, key)) == deadline:
                 del self._deadlines[(namespace, key)]
-                self._data.get(namespace, {}).pop(key, None)
+                if self._data.get(namespace, {}).pop(key, None) is not None:
+                    self.changes.record("expire", namespace, key)
+        agent_deadline = self.agents.next_deadline_s
+        if agent_deadline is not None and agent_deadline <= self.now_s:
+            self.agents.expire(self.now_s)
         self._settle_deadlines()
         cutoff = self.now_s - self.session_ttl_s
         sessions = self._sessions
@@ -435,9 +503,12 @@ class KVStore:
 
     # -- reads outside the log (ReadIndex / lease) -------------------------
     def read(self, op: Op) -> Result:
-        """Serve a read-only op (get/list) against the applied state."""
+        """Serve a read-only op (get, list, agent reads) against the applied state."""
         if isinstance(op, Get | List):
             return self._execute(op)
+        if isinstance(op, AGENT_READ_TYPES):
+            outcome = self.agents.read(op)
+            return Result(ok=outcome.ok, value=outcome.value, error=outcome.error)
         return Result(ok=False, error="not a read-only operation")
 
     def get(self, key: str, namespace: str = "") -> str | None:
@@ -492,24 +563,41 @@ class KVStore:
             state = machine.snapshot()
             if state is not None:
                 machines[name] = state
-        if rounds is None and not machines:
+        changes = self.changes
+        if machines or changes.revision or not self.agents.empty:
+            revision, events = changes.state()
+            fields = (
+                self.now_s,
+                data,
+                expiry,
+                sessions,
+                0 if rounds is None else rounds.rounds,
+                {} if rounds is None else dict(sorted(rounds.readings.items())),
+                [] if rounds is None else [(ns, k, ttl, n) for (ns, k), (ttl, n) in rounds.pending.items()],
+                revision,
+                events,
+                self.agents.snapshot(),
+            )
+            if machines:
+                return _command_encoder.encode(_SnapshotWithMachines(FORMAT_VERSION_WITH_MACHINES, *fields, machines))
+            return _command_encoder.encode(_SnapshotWithChanges(FORMAT_VERSION_WITH_CHANGES, *fields))
+        if rounds is None:
             plain = _SnapshotWithoutRounds(FORMAT_VERSION_WITHOUT_ROUNDS, self.now_s, data, expiry, sessions)
             return _command_encoder.encode(plain)
         snap = _Snapshot(
-            FORMAT_VERSION_WITH_MACHINES if machines else FORMAT_VERSION,
+            FORMAT_VERSION,
             self.now_s,
             data,
             expiry,
             sessions,
-            0 if rounds is None else rounds.rounds,
-            {} if rounds is None else dict(sorted(rounds.readings.items())),
-            [] if rounds is None else [(ns, k, ttl, needed) for (ns, k), (ttl, needed) in rounds.pending.items()],
-            machines,
+            rounds.rounds,
+            dict(sorted(rounds.readings.items())),
+            [(ns, k, ttl, needed) for (ns, k), (ttl, needed) in rounds.pending.items()],
         )
         return _command_encoder.encode(snap)
 
     def restore(self, data: bytes) -> None:
-        snap = msgspec.msgpack.decode(data, type=_Snapshot)
+        snap = msgspec.msgpack.decode(data, type=_SnapshotWithMachines)
         if snap.version not in READABLE_VERSIONS:
             raise ValueError(f"unsupported KV snapshot version {snap.version}")
         self.now_s = snap.now_s
@@ -522,6 +610,10 @@ class KVStore:
             rounds.rounds = snap.rounds
             rounds.readings = dict(snap.readings)
             rounds.pending = {(ns, k): (ttl, needed) for ns, k, ttl, needed in snap.pending}
+        self.changes.restore(snap.revision, list(snap.changes))
+        self.agents = AgentState(self.changes, self._fenced_write, self.agents.votes.check)
+        if snap.agents:
+            self.agents.restore(snap.agents)
         for name, machine in self._machines.items():
             machine.restore(snap.machines.get(name))
         self._settle_deadlines()
@@ -533,6 +625,7 @@ class KVStore:
 
 __all__ = [
     "NO_SESSION",
+    "READ_OPS",
     "Cas",
     "Command",
     "Delete",

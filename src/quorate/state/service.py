@@ -70,10 +70,9 @@ from quorate.ids import NodeId
 from quorate.state.backup import BACKUP_CHUNK_BYTES, MAX_HELD_IMAGES, BackupChunk, BackupRequest
 from quorate.state.kv import (
     NO_SESSION,
+    READ_OPS,
     Command,
-    Get,
     KVStore,
-    List,
     Result,
     Tick,
     decode_command,
@@ -225,7 +224,7 @@ class ReplicaService:
 
     def is_read(self, op: Any) -> bool:
         """True for an operation served by ReadIndex rather than the log."""
-        return isinstance(op, Get | List)
+        return isinstance(op, READ_OPS)
 
     def encode_command(self, client: int, seq: int, op: Any, time_s: float) -> bytes:
         """The log entry of ``op`` in session ``(client, seq)``, stamped ``time_s``."""

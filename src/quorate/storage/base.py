@@ -377,12 +377,22 @@ class DecoderCache:
 
 def check_type_tag(
     where: str, group: int, what: str, stored_tag: str, wanted: type[Any] | None
-) -> None:
-    """``LocalProtocolError`` when a stored value's tag names another type
-    than the one asked for (the group belongs to another protocol)."""
-    if wanted is not None and stored_tag != type_tag(wanted):
-        owner = "" if group == 0 else f" group {group}:"
-        raise LocalProtocolError(
-            f"{where}:{owner} stored {what} has type {stored_tag}, "
-            f"but this storage was opened for {type_tag(wanted)}"
-        )
+) -> type[Any] | None:
+    """The type to decode a stored value with: ``wanted``, or the subclass of
+    it the value's tag names (a protocol's extension of its stored struct,
+    e.g. a Raft snapshot taken in a joint configuration). A tag naming any
+    other type is a ``LocalProtocolError`` (the group belongs to another
+    protocol)."""
+    if wanted is None or stored_tag == type_tag(wanted):
+        return wanted
+    subclasses = list(wanted.__subclasses__())
+    while subclasses:
+        candidate = subclasses.pop()
+        if type_tag(candidate) == stored_tag:
+            return candidate
+        subclasses.extend(candidate.__subclasses__())
+    owner = "" if group == 0 else f" group {group}:"
+    raise LocalProtocolError(
+        f"{where}:{owner} stored {what} has type {stored_tag}, "
+        f"but this storage was opened for {type_tag(wanted)}"
+    )

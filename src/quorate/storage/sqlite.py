@@ -348,15 +348,16 @@ class SqliteStorage:
 
     def _load_meta(
         self, group: int, key: str, value_type: type[Any] | None
-    ) -> tuple[bool, bytes]:
+    ) -> tuple[bool, bytes, type[Any] | None]:
+        """(found, the stored bytes, the type to decode them with)."""
         row = self._db.execute(
             "SELECT tag, value FROM meta WHERE grp = ? AND key = ?", (_sql_group(group), key)
         ).fetchone()
         if row is None:
-            return False, b""
+            return False, b"", value_type
         tag, value = row
-        check_type_tag(str(self.directory), group, key, tag, value_type)
-        return True, bytes(value)
+        decode_as = check_type_tag(str(self.directory), group, key, tag, value_type)
+        return True, bytes(value), decode_as
 
     # ------------------------------------------------------------ registry
     def create_group(self, group: int, protocol: str, meta: bytes = b"") -> None:
@@ -523,17 +524,17 @@ class SqliteStorage:
         deferred = self._deferred.get(checked)
         if deferred is not None:
             return deferred
-        found, raw = self._load_meta(checked, _KEY_HARD_STATE, hard_state_type)
-        return self._decoder(hard_state_type).decode(raw) if found else None
+        found, raw, decode_as = self._load_meta(checked, _KEY_HARD_STATE, hard_state_type)
+        return self._decoder(decode_as).decode(raw) if found else None
 
     def snapshot_of(self, group: int, snapshot_type: type[Any] | None = None) -> Any:
         checked = self._check_known(group)
-        found, raw = self._load_meta(checked, _KEY_SNAPSHOT, snapshot_type)  # checks the tag
+        found, raw, decode_as = self._load_meta(checked, _KEY_SNAPSHOT, snapshot_type)  # checks the tag
         if not found:
             return None
         pointer = self._pointer_decoder.decode(raw)
         data = (self.snapshot_directory / pointer.file_name).read_bytes()
-        return self._decoder(snapshot_type).decode(data)
+        return self._decoder(decode_as).decode(data)
 
     def group(
         self,

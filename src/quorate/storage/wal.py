@@ -597,10 +597,10 @@ class WalStorage:
 
     def _checked(
         self, group: int, record: bytes, value_type: type[Any] | None, what: str
-    ) -> bytes:
+    ) -> tuple[bytes, type[Any] | None]:
+        """(the record's value bytes, the type to decode them with)."""
         tag, raw = _untag(record)
-        check_type_tag(str(self.directory), group, what, tag, value_type)
-        return raw
+        return raw, check_type_tag(str(self.directory), group, what, tag, value_type)
 
     @staticmethod
     def _read_payloads(locations: list[_Location]) -> Iterator[bytes]:
@@ -823,17 +823,17 @@ class WalStorage:
             return deferred
         if log.hard_state_record is None:
             return None
-        raw = self._checked(checked, log.hard_state_record, hard_state_type, "hard_state")
-        return self._decoder(hard_state_type).decode(raw)
+        raw, decode_as = self._checked(checked, log.hard_state_record, hard_state_type, "hard_state")
+        return self._decoder(decode_as).decode(raw)
 
     def snapshot_of(self, group: int, snapshot_type: type[Any] | None = None) -> Any:
         checked, log = self._log(group)
         if log.snapshot_record is None:
             return None
-        raw = self._checked(checked, log.snapshot_record, snapshot_type, "snapshot")
+        raw, decode_as = self._checked(checked, log.snapshot_record, snapshot_type, "snapshot")
         pointer = self._pointer_decoder.decode(raw)
         data = (self.snapshot_directory / pointer.file_name).read_bytes()
-        return self._decoder(snapshot_type).decode(data)
+        return self._decoder(decode_as).decode(data)
 
     def group(
         self,

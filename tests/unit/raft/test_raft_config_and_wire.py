@@ -15,9 +15,11 @@ from quorate.raft import (
     RAFT_MESSAGE_TYPES,
     AppendEntries,
     AppendEntriesResponse,
+    ConfiguredSnapshot,
     EntryKind,
     Heartbeat,
     HeartbeatResponse,
+    InstallConfiguredSnapshot,
     InstallSnapshot,
     PreVote,
     PreVoteResponse,
@@ -83,6 +85,7 @@ SAMPLES = [
     SignedAppendEntries(5, 9, 4, [ChainedEntry(5, 10, EntryKind.NORMAL, b"cmd", b"d")], 8, b"s"),
     SignedAppendEntriesResponse(5, 10, True, 0, 0, b"s"),
     QuiesceHeartbeat(5, 8, 13),
+    InstallConfiguredSnapshot(6, ConfiguredSnapshot(100, 5, (1, 2, 4), (), b"state", (1, 2, 3), (), True)),
 ]
 
 PLAIN_ENCODINGS = {

@@ -55,6 +55,9 @@ class FakeNode:
     log_rewrites: int = 0
     last_rewrite_index: int = 0
     snapshot_index: int = 0
+    vote: NodeId | None = None
+    voter_quorums: tuple[object, ...] = ()
+    """No voter sets: these fakes are not checked for election quorums."""
 
     @property
     def first_index(self) -> int:

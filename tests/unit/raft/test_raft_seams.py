@@ -167,17 +167,61 @@ def test_a_batch_that_breaks_the_chain_is_refused() -> None:
     first = _chained(leader, b"", 1, 1, b"a")
     node.step(N(1), _signed_append(leader, 0, 0, [first], 1), 0.1)
     assert node.last_index == 1 and not node.ready().rejected
-    # Entry 2 claims to follow a different entry 1: refused, nothing stored, no ack.
-    forged = _chained(leader, b"another history", 1, 2, b"b")
-    node.step(N(1), _signed_append(leader, 1, 1, [forged], 1), 0.2)
+    # Entry 3 claims to follow a different entry 2: refused, nothing stored, no ack.
+    second = _chained(leader, first.digest, 1, 2, b"b")
+    forged = _chained(leader, b"another history", 1, 3, b"c")
+    node.step(N(1), _signed_append(leader, 1, 1, [second, forged], 1), 0.2)
     ready = node.ready()
     assert node.last_index == 1
-    assert [r.reason for r in ready.rejected] == ["entry 2 breaks the hash chain"]
+    assert [r.reason for r in ready.rejected] == ["entry 3 breaks the hash chain"]
     assert not any(isinstance(m, AppendEntriesResponse) for _, m in ready.messages + ready.early_messages)
-    # The same entry chained correctly is accepted.
-    good = _chained(leader, first.digest, 1, 2, b"b")
-    node.step(N(1), _signed_append(leader, 1, 1, [good], 1), 0.3)
-    assert node.last_index == 2 and not node.ready().rejected
+    # The same entries chained correctly are accepted.
+    third = _chained(leader, second.digest, 1, 3, b"c")
+    node.step(N(1), _signed_append(leader, 1, 1, [second, third], 1), 0.3)
+    assert node.last_index == 3 and not node.ready().rejected
+
+
+def test_a_first_entry_that_does_not_chain_from_ours_is_a_log_mismatch() -> None:
+    # Our entry 1 has the leader's term but another digest (a leader of that
+    # term equivocated): the logs do not match at prev, whatever the terms
+    # say. The follower answers as for a term mismatch, hinting its commit
+    # index, so the leader backs up instead of retrying forever.
+    node, _, leader = _follower_with_hooks()
+    first = _chained(leader, b"", 1, 1, b"a")
+    node.step(N(1), _signed_append(leader, 0, 0, [first], 1), 0.1)
+    node.ready()
+    other_first = _chained(leader, b"", 1, 1, b"a'")
+    follows_other = _chained(leader, other_first.digest, 1, 2, b"b")
+    node.step(N(1), _signed_append(leader, 1, 1, [follows_other], 1), 0.2)
+    ready = node.ready()
+    assert node.last_index == 1 and not ready.rejected
+    nacks = [m for _, m in ready.messages if isinstance(m, AppendEntriesResponse)]
+    assert [(m.success, m.index, m.hint_index) for m in nacks] == [(False, 1, 0)]
+
+
+class ReplacingHooks(ChainHooks):
+    """Hooks that let a later history replace entries of term 1."""
+
+    def replace_entry(self, held: Entry, entry: Entry) -> bool:
+        return held.term == 1
+
+
+def test_replace_entry_lets_another_history_replace_a_same_term_entry() -> None:
+    mine = ReplacingHooks(N(2))
+    leader = ChainHooks(N(1))
+    node = RaftNode(N(2), [N(1), N(2), N(3)], config=RaftConfig(), rng=random.Random(0), now=0.0, hooks=mine)
+    one = _chained(leader, b"", 1, 1, b"a")
+    two = _chained(leader, one.digest, 1, 2, b"b")
+    node.step(N(1), _signed_append(leader, 0, 0, [one, two], 1), 0.1)
+    node.ready()
+    # A leader of term 2 carries another entry 2 of term 1 (the term-1 leader
+    # equivocated): the hooks allow it, the follower stores it and acknowledges.
+    other = _chained(leader, one.digest, 1, 2, b"b'")
+    node.step(N(3), _signed_append(ChainHooks(N(3)), 1, 1, [other], 2), 0.2)
+    ready = node.ready()
+    assert node.entry_at(2) == other and not ready.rejected
+    assert any(isinstance(m, AppendEntriesResponse) and m.success for _, m in ready.messages)
+    assert [e.index for e in ready.entries] == [2]  # persisted, replacing the stored entry 2
 
 
 def test_two_digests_for_one_term_and_index_are_refused_and_both_reported() -> None:

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from quorate.core.machine import MachineResult
 from quorate.state.kv import (
+    FORMAT_VERSION_WITH_CHANGES,
     FORMAT_VERSION_WITH_MACHINES,
-    FORMAT_VERSION_WITHOUT_ROUNDS,
     Command,
     Extension,
     KVStore,
@@ -64,7 +64,7 @@ def test_snapshots_keep_the_old_format_until_a_machine_holds_state() -> None:
     for kv in (plain, with_machine):
         kv.apply(1, encode_command(Command(1, 1, Put("k", "v"), time_s=1.0)))
     assert with_machine.snapshot() == plain.snapshot()
-    assert plain.snapshot()[1] == FORMAT_VERSION_WITHOUT_ROUNDS
+    assert plain.snapshot()[1] == FORMAT_VERSION_WITH_CHANGES  # a put takes a revision
     with_machine.apply(2, encode_command(Command(1, 2, Extension("tally", b"9"), time_s=2.0)))
     data = with_machine.snapshot()
     assert data[1] == FORMAT_VERSION_WITH_MACHINES
@@ -73,6 +73,6 @@ def test_snapshots_keep_the_old_format_until_a_machine_holds_state() -> None:
     restored.restore(data)
     assert restored_tally.total == 9
     assert restored.get("k") == "v"
-    # A version-1 snapshot restores a machine to empty.
+    # A snapshot without machines restores a machine to empty.
     restored.restore(plain.snapshot())
     assert restored_tally.total == 0

@@ -21,6 +21,16 @@ is in. A node also rereads its recovered log at restart. A node whose
 log was compacted past a change learns the book again from the next change
 (a new member is given the current members in its own config file).
 
+``AdminChange`` asks for several members and/or the quorum sizes at once
+(Raft: joint consensus, thesis §4.3, with flexible quorums): voters to add
+(with their addresses, or none for a learner being promoted), members to
+remove, learners to add (a voter named there is demoted), (Q1, Q2), and the
+transition (``auto``, ``joint``, ``joint_explicit``); an empty one leaves a
+joint configuration. The node hands it to its binding's ``membership`` role
+(``quorate.core.binding.MembershipChange``) with the address book as context;
+a refusal (a change already in flight, an empty voter set, Q1 + Q2 <= n) is
+an ``error`` with the core's reason and changes nothing.
+
 Exit codes of the operator commands built on these messages: 0 done, 1 the
 cluster refused (with its reason) or did not answer in time, 2 a usage or
 configuration mistake.
@@ -68,8 +78,15 @@ class StatusReply(WireMessage, tag="client.StatusReply", frozen=True):
     members: dict[int, str]
     metrics: dict[str, int]
     voters: tuple[int, ...] = ()
-    """The configuration in force at this node (empty if the protocol has none)."""
+    """The configuration in force at this node (empty if the protocol has
+    none); while joint, the incoming configuration's voters."""
     learners: tuple[int, ...] = ()
+    outgoing: tuple[int, ...] = ()
+    """While a joint configuration is in force: the outgoing voters."""
+    election_quorum: int = 0
+    """Votes that win an election (Q1) under ``voters`` (0: not known)."""
+    commit_quorum: int = 0
+    """Acknowledgements that commit (Q2) under ``voters`` (0: not known)."""
 
 
 class Admin(WireMessage, tag="client.Admin", frozen=True):
@@ -82,6 +99,19 @@ class Admin(WireMessage, tag="client.Admin", frozen=True):
     address: str = ""
 
 
+class AdminChange(WireMessage, tag="client.AdminChange", frozen=True):
+    """Several members and/or the quorum sizes at once (see the module
+    docstring); addresses are ``host:port`` ("" for a node already a member)."""
+
+    seq: int
+    add: dict[int, str] = {}
+    remove: tuple[int, ...] = ()
+    add_learners: dict[int, str] = {}
+    quorum: tuple[int, int] | None = None
+    """(Q1 election, Q2 commit); (0, 0) the protocol's rule; None: keep."""
+    transition: str = "auto"
+
+
 class AdminReply(WireMessage, tag="client.AdminReply", frozen=True):
     """``status`` is ok | redirect | error (as for ``ClientReply``)."""
 
@@ -91,7 +121,14 @@ class AdminReply(WireMessage, tag="client.AdminReply", frozen=True):
     error: str = ""
 
 
-CLIENT_REQUEST_TYPES: tuple[type[WireMessage], ...] = (ClientRequest, ClientAttach, Status, Admin, BackupRequest)
+CLIENT_REQUEST_TYPES: tuple[type[WireMessage], ...] = (
+    ClientRequest,
+    ClientAttach,
+    Status,
+    Admin,
+    BackupRequest,
+    AdminChange,
+)
 """What a client may send to a node."""
 CLIENT_PROTOCOL_TYPES: tuple[type[WireMessage], ...] = (
     ClientRequest,
@@ -103,6 +140,7 @@ CLIENT_PROTOCOL_TYPES: tuple[type[WireMessage], ...] = (
     AdminReply,
     BackupRequest,
     BackupChunk,
+    AdminChange,
 )
 """Everything on a client connection, both directions (for the client's codec)."""
 

@@ -46,6 +46,7 @@ from typing import Any
 
 from quorate.errors import ConfigError
 from quorate.ids import NodeId, node_name
+from quorate.multiraft.messages import MULTIRAFT
 from quorate.runtime.aio.config import NodeConfig, format_address
 
 DEFAULT_CLUSTER_DIR = Path("quorate-cluster")
@@ -75,6 +76,14 @@ class LocalCluster:
     """Give each node its own signing key (``keys/``) instead of deriving
     every key from the shared ``key_seed`` option (BFT signatures and every
     node's key registry use them)."""
+    metrics_base_port: int | None = None
+    """Node ``i`` serves Prometheus metrics on ``metrics_base_port + i - 1``."""
+    ranges: int = 0
+    """Multi-Raft (Raft only): range groups at the start; 0 for one group."""
+    replicas: int = 3
+    """Multi-Raft: replicas of each range and of the meta group."""
+    split_at_ops: int = 0
+    """Multi-Raft: a range splits after this many writes (0: never)."""
     processes: dict[NodeId, subprocess.Popen[bytes]] = field(default_factory=dict)
     stderr_offsets: dict[NodeId, int] = field(default_factory=dict)
     """Where each started process's stderr begins in its (appended) file."""
@@ -85,6 +94,8 @@ class LocalCluster:
             raise ConfigError(f"a cluster needs at least 1 node, got {self.nodes}")
         if not 1024 <= self.base_port <= 65535 - self.nodes:
             raise ConfigError(f"base port must leave room for {self.nodes} ports in 1024..65535")
+        if self.metrics_base_port is not None and not 1024 <= self.metrics_base_port <= 65535 - self.nodes:
+            raise ConfigError(f"the metrics base port must leave room for {self.nodes} ports in 1024..65535")
 
     # ------------------------------------------------------------ layout
     @property
@@ -127,6 +138,9 @@ class LocalCluster:
             log_file=self.log_path(node),
             log_level=self.log_level,
             options=dict(self.options),
+            ranges=self.ranges,
+            replicas=self.replicas,
+            split_at_ops=self.split_at_ops,
         )
 
     def write_configs(self) -> None:
@@ -140,7 +154,10 @@ class LocalCluster:
             "options": self.options,
             "log_level": self.log_level,
             "node_keys": self.node_keys,
+            "metrics_base_port": self.metrics_base_port,
         }
+        if self.ranges:
+            description.update(ranges=self.ranges, replicas=self.replicas, split_at_ops=self.split_at_ops)
         (self.directory / CLUSTER_FILE).write_text(json.dumps(description, indent=2) + "\n")
         if self.node_keys:
             from quorate.crypto.keyfiles import issue_node_key, key_file
@@ -174,6 +191,10 @@ class LocalCluster:
                 options=dict(raw.get("options", {})),
                 log_level=str(raw.get("log_level", "info")),
                 node_keys=bool(raw.get("node_keys", False)),
+                metrics_base_port=None if raw.get("metrics_base_port") is None else int(raw["metrics_base_port"]),
+                ranges=int(raw.get("ranges", 0)),
+                replicas=int(raw.get("replicas", 3)),
+                split_at_ops=int(raw.get("split_at_ops", 0)),
             )
         except ConfigError:
             raise
@@ -182,8 +203,19 @@ class LocalCluster:
 
     def contact(self) -> ClusterContact:
         return ClusterContact(
-            self.directory, self.endpoints, self.tls_dir, self.insecure, self.protocol
+            self.directory, self.endpoints, self.tls_dir, self.insecure, MULTIRAFT if self.ranges else self.protocol
         )
+
+    def metrics_url(self, node: NodeId) -> str | None:
+        """Where ``node`` serves ``/metrics`` (None: it does not)."""
+        if self.metrics_base_port is None:
+            return None
+        return f"http://{LOOPBACK}:{self.metrics_base_port + node - 1}/metrics"
+
+    def metrics_args(self, node: NodeId) -> list[str]:
+        if self.metrics_base_port is None:
+            return []
+        return ["--metrics-port", str(self.metrics_base_port + node - 1)]
 
     # ------------------------------------------------------------ processes
     def start(self, node: NodeId) -> int:
@@ -198,6 +230,7 @@ class LocalCluster:
                     sys.executable, "-m", "quorate", "node",
                     "--config", str(self.config_path(node)),
                     "--protocol", self.protocol,
+                    *self.metrics_args(node),
                 ],
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,

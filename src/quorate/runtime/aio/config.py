@@ -15,6 +15,7 @@ file like::
     peer_rate_limit = 0             # messages/s admitted per peer (flood defence); 0 = off
     log_file = "n1.log"             # optional; stderr when absent
     log_level = "info"
+    health_listen = "0.0.0.0:8080"  # optional: HTTP /readyz and /livez (runtime.aio.health)
 
     [peers]                         # every other voter
     n2 = "127.0.0.1:7002"
@@ -26,6 +27,11 @@ file like::
     [security]                      # admission, key rotation, limits at the edge
     admission = "ca"
     max_connections_per_address = 64
+
+    [multiraft]                     # optional (raft only): a multi-Raft node
+    ranges = 64                     # range groups at the start (and a meta group)
+    replicas = 3                    # replicas of each range and of the meta group
+    split_at_ops = 0                # a range splits after this many writes; 0 = never
 
 A node that *joins* a running cluster lists the cluster's current members
 under ``[peers]`` and sets ``join = true`` under ``[options]``
@@ -80,11 +86,14 @@ _KNOWN_FIELDS = frozenset(
         "peer_rate_limit",
         "log_file",
         "log_level",
+        "health_listen",
         "peers",
         "options",
         "security",
+        "multiraft",
     }
 )
+MULTIRAFT_FIELDS = ("ranges", "replicas", "split_at_ops")
 
 Address = tuple[str, int]
 
@@ -137,6 +146,15 @@ class NodeConfig:
         )
 
         return parse_security_table(self.security)
+    health_listen: Address | None = None
+    """Where to answer HTTP ``/readyz`` and ``/livez`` (``runtime.aio.health``);
+    a port of its own, never the protocol port. ``None``: no endpoint."""
+    ranges: int = 0
+    """Multi-Raft: range groups at the start (0: one group, group 0)."""
+    replicas: int = 3
+    """Multi-Raft: replicas of each range and of the meta group."""
+    split_at_ops: int = 0
+    """Multi-Raft: a range splits after applying this many client commands (0: never)."""
 
     def tls(self) -> TlsConfig | None:
         """The node's TLS files (checked to exist), or ``None`` when insecure."""
@@ -167,6 +185,8 @@ class NodeConfig:
         ]
         if self.log_file is not None:
             lines.append(f"log_file = {_toml_value(str(self.log_file))}")
+        if self.health_listen is not None:
+            lines.append(f"health_listen = {_toml_value(format_address(self.health_listen))}")
         lines += ["", "[peers]"]
         lines += [
             f"{node_name(p)} = {_toml_value(format_address(a))}" for p, a in sorted(self.peers.items())
@@ -176,6 +196,9 @@ class NodeConfig:
         if self.security:
             lines += ["", "[security]"]
             lines += [f"{k} = {_toml_value(v)}" for k, v in sorted(self.security.items())]
+        if self.ranges:
+            lines += ["", "[multiraft]"]
+            lines += [f"{k} = {getattr(self, k)}" for k in MULTIRAFT_FIELDS]
         return "\n".join(lines) + "\n"
 
 
@@ -290,6 +313,9 @@ def node_config_from_mapping(raw: Mapping[str, Any], base_dir: Path = Path("."))
     if log_level not in LOG_LEVELS:
         raise ConfigError(f"log_level must be one of {', '.join(LOG_LEVELS)}, got {log_level!r}")
     log_file = _path(raw["log_file"], "log_file", base_dir) if "log_file" in raw else None
+    health_listen = parse_address(raw["health_listen"], "health_listen") if "health_listen" in raw else None
+    if health_listen is not None and health_listen == listen:
+        raise ConfigError("health_listen must be a port of its own, not the protocol port (listen)")
     options = options_raw
     if not isinstance(options, Mapping):
         raise ConfigError("[options] must be a table of the protocol's settings")
@@ -308,6 +334,7 @@ def node_config_from_mapping(raw: Mapping[str, Any], base_dir: Path = Path("."))
             "[options] join = true needs [peers] listing the running cluster's members "
             "(name = \"host:port\"), so the node can be reached and answer the leader"
         )
+    ranges, replicas, split_at_ops = _multiraft(raw.get("multiraft"), protocol, len(peers) + 1)
     return NodeConfig(
         id=node,
         listen=listen,
@@ -325,7 +352,35 @@ def node_config_from_mapping(raw: Mapping[str, Any], base_dir: Path = Path("."))
         log_level=log_level,
         options=dict(options),
         security=dict(security),
+        health_listen=health_listen,
+        ranges=ranges,
+        replicas=replicas,
+        split_at_ops=split_at_ops,
     )
+
+
+def _multiraft(raw: object, protocol: str, nodes: int) -> tuple[int, int, int]:
+    """The ``[multiraft]`` table: (ranges, replicas, split_at_ops); (0, 3, 0) when absent."""
+    if raw is None:
+        return 0, 3, 0
+    if not isinstance(raw, Mapping):
+        raise ConfigError("[multiraft] must be a table: ranges, replicas, split_at_ops")
+    unknown = sorted(set(raw) - set(MULTIRAFT_FIELDS))
+    if unknown:
+        raise ConfigError(f"[multiraft]: unknown field {unknown[0]!r}; the fields are {', '.join(MULTIRAFT_FIELDS)}")
+    if protocol != "raft":
+        raise ConfigError(f"[multiraft] runs Raft groups; protocol is {protocol!r}")
+    values = []
+    for name, default, low in (("ranges", None, 1), ("replicas", min(3, nodes), 1), ("split_at_ops", 0, 0)):
+        value = raw.get(name, default)
+        if value is None:
+            raise ConfigError(f"[multiraft] needs {name} (the range groups to start with)")
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ConfigError(f"[multiraft] {name} must be an integer >= {low}, got {value!r}")
+        values.append(value)
+    if values[1] > nodes:
+        raise ConfigError(f"[multiraft] replicas must be at most the nodes ({nodes}), got {values[1]}")
+    return values[0], values[1], values[2]
 
 
 def _path(value: object, what: str, base_dir: Path) -> Path:

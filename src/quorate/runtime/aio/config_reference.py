@@ -114,6 +114,12 @@ NODE_FIELDS: tuple[FieldDoc, ...] = (
         "log_level", "string", '"info"', "debug, info, warning or error.", '"info"',
     ),
     FieldDoc(
+        "health_listen", "string", None,
+        'Where to answer plain-HTTP GET /readyz (200 once the node knows a leader or a view '
+        "and reaches enough peers for a quorum, 503 with the reason before) and /livez, for "
+        "orchestrators' probes. A port of its own, never the protocol port. Absent: no endpoint.",
+    ),
+    FieldDoc(
         "[peers]", "table", "{}",
         'Every other voter at start, as name = "host:port". A node that joins a running '
         "cluster lists the running members (and sets join = true under [options]).",
@@ -129,6 +135,13 @@ NODE_FIELDS: tuple[FieldDoc, ...] = (
         "handshakes, frames, client rates; below). The key registry's settings "
         "(max_overlap_s, pending_ttl_s, max_pending, admissions_per_approver, "
         "approver_window_s) must be the same on every node.",
+    ),
+    FieldDoc(
+        "[multiraft]", "table", None,
+        "Raft only: run a multi-Raft node (ranges = range groups at the start, "
+        "replicas = replicas of each range and of the meta group, default 3; "
+        "split_at_ops = writes after which a range splits, 0 = never). Every node of the "
+        "cluster needs the same table. Absent: one Raft group.",
     ),
 )
 
@@ -278,6 +291,10 @@ def config_template(protocol: str = "raft") -> str:
         lines.append("")
         lines += _comment(f"{doc.name} ({doc.type}): {doc.meaning}".rstrip(": "))
         lines.append(f"# {doc.name} = {doc.default}")
+    multiraft_doc = next(d for d in NODE_FIELDS if d.name == "[multiraft]")
+    lines.append("")
+    lines += _comment(multiraft_doc.meaning)
+    lines += ["# [multiraft]", "# ranges = 64", "# replicas = 3", "# split_at_ops = 0"]
     return "\n".join(lines) + "\n"
 
 

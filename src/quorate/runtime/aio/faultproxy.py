@@ -17,6 +17,14 @@ Theory of operation.
   each direction (the transport's ``Hello``) always passes, so a link cut in
   one direction still carries the other: a true one-way fault. It therefore
   works on plain TCP clusters (``insecure=True``); TLS frames are opaque.
+- *Streams, for TLS.* With ``frames=False`` the proxy carries the bytes as
+  they come (TLS records it cannot read) and applies only what a network
+  does to a TCP stream: a delay, and loss as TCP shows it to the
+  application — a chunk hit by loss (probability ``loss``) is held back a
+  retransmission timeout (``RETRANSMIT_S``), and everything behind it waits
+  too (order is kept). Dropping bytes would break the stream, so ``drop`` is
+  refused in this mode; partitions are made below the proxy (a link taken
+  down), as ``tests/netns`` does.
 - *Rules apply on arrival.* A frame is judged when it reaches the proxy; a
   delayed frame already queued is delivered even if its link is cut later.
   Order within a direction is kept (a delay is a queue, not a reordering).
@@ -33,6 +41,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import random
 from collections import Counter
 from collections.abc import Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass, replace
@@ -48,6 +57,8 @@ if TYPE_CHECKING:
 Address = tuple[str, int]
 LOOPBACK = "127.0.0.1"
 READ_CHUNK_BYTES = 256 * 1024
+RETRANSMIT_S = 0.2
+"""What a lost segment costs a TCP stream: Linux's minimum retransmission timeout."""
 Link = tuple[NodeId, NodeId]
 """A directed link ``(sender, receiver)``."""
 
@@ -58,10 +69,15 @@ class LinkFault:
 
     drop: bool = False
     delay_s: float = 0.0
+    loss: float = 0.0
+    """Frames: the share dropped. Streams: the share of chunks held back a
+    retransmission timeout."""
 
     def __post_init__(self) -> None:
         if self.delay_s < 0:
             raise ConfigError(f"delay_s must be >= 0, got {self.delay_s}")
+        if not 0 <= self.loss <= 1:
+            raise ConfigError(f"loss must be a probability in [0, 1], got {self.loss}")
 
 
 PASS = LinkFault()
@@ -77,11 +93,15 @@ class FaultProxy:
         *,
         host: str = LOOPBACK,
         max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
+        frames: bool = True,
+        rng: random.Random | None = None,
     ) -> None:
         if len(nodes) < 2:
             raise ConfigError("a fault proxy needs at least 2 nodes")
         self.nodes = dict(nodes)
         self.host = host
+        self.frames = frames
+        self.rng = rng or random.Random(0)
         self.max_frame_bytes = max_frame_bytes
         self._faults: dict[Link, LinkFault] = {}
         self._servers: dict[Link, asyncio.Server] = {}
@@ -137,6 +157,8 @@ class FaultProxy:
         """Apply ``fault`` to frames from ``sender`` to ``receiver``."""
         if sender not in self.nodes or receiver not in self.nodes or sender == receiver:
             raise ConfigError(f"no link {node_name(sender)} -> {node_name(receiver)}")
+        if fault.drop and not self.frames:
+            raise ConfigError("a stream proxy (frames=False) cannot drop bytes; take the link down instead")
         if fault == PASS:
             self._faults.pop((sender, receiver), None)
         else:
@@ -236,11 +258,19 @@ class FaultProxy:
                     await writer.drain()
 
         delivery = loop.create_task(deliver())
+        last_due = 0.0
         try:
             while True:
                 data = await reader.read(READ_CHUNK_BYTES)
                 if not data:
                     return
+                if not self.frames:
+                    fault = self.fault(sender, receiver)
+                    stall = RETRANSMIT_S if fault.loss and self.rng.random() < fault.loss else 0.0
+                    last_due = max(last_due, loop.time() + fault.delay_s + stall)
+                    self.metrics[f"{'stalled' if stall else 'passed'}.{label}"] += 1
+                    outbox.put_nowait((last_due, data))
+                    continue
                 try:
                     bodies = decoder.feed(data)
                 except RemoteProtocolError:
@@ -249,7 +279,7 @@ class FaultProxy:
                 for body in bodies:
                     fault = PASS if first else self.fault(sender, receiver)
                     first = False
-                    if fault.drop:
+                    if fault.drop or (fault.loss and self.rng.random() < fault.loss):
                         self.metrics[f"dropped.{label}"] += 1
                         continue
                     if fault.delay_s > 0:

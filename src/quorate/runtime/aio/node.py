@@ -66,6 +66,9 @@ Theory of operation.
   not committed in its term) is answered ``retry``, so a client's
   ``add_learner`` then ``promote`` simply waits its turn; a change the cluster
   will never take (the node is already a member...) is an ``error``.
+  ``AdminChange`` (several members or the quorum sizes at once) goes to the
+  group's binding's ``membership`` role too (``Membership.change``); the
+  node only keeps the address book.
 - *Member addresses.* A membership change carries the leader's address book
   in its configuration entry; the node reads the book from every
   configuration entry it is about to persist (and, at restart, from its
@@ -101,15 +104,18 @@ from dataclasses import field as dataclass_field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from quorate.core.binding import MembershipChange
 from quorate.core.host import GroupReady, HostedGroup, NodeHost
 from quorate.core.protocol import Accepted, Redirect
 from quorate.core.ready import Entry, ReadState, Rejection
+from quorate.core.service_message import PeerService, ServiceMessage
 from quorate.core.wire import WireMessage
 from quorate.errors import ConfigError, LocalProtocolError
 from quorate.ids import MAX_GROUP_ID, NodeId, node_name, valid_group_id
 from quorate.runtime.aio.admin import (
     CLIENT_REQUEST_TYPES,
     Admin,
+    AdminChange,
     AdminReply,
     Status,
     StatusReply,
@@ -155,6 +161,13 @@ INLINE_PERSIST_MAX_ENTRIES = 8
 """A Ready with at most this many entries (and no snapshot) is persisted on the
 event loop itself: its fsync is cheaper than handing it to the worker thread
 and back. Larger batches go to the worker so input keeps flowing meanwhile."""
+
+
+def timed_persist(storage: DiskStorage, batch: list[GroupWrite]) -> float:
+    """Write ``batch`` durably; the seconds it took (the fsync's share of a turn)."""
+    started = time.perf_counter()
+    storage.persist_many(batch)
+    return time.perf_counter() - started
 
 
 def event_loop_factory(tls: bool = False) -> Callable[[], asyncio.AbstractEventLoop]:
@@ -227,6 +240,12 @@ class AioNode:
     its own members.
     """
 
+    service_message_types: tuple[type[WireMessage], ...] = ()
+    """Peer messages for a group's *service* (``PeerService``), not its core
+    (see ``quorate.core.service_message``): a frame of one of these types
+    goes to the service of the group it names."""
+    client_message_types: tuple[type[WireMessage], ...] = CLIENT_REQUEST_TYPES
+
     def __init__(
         self,
         node_id: NodeId,
@@ -276,6 +295,12 @@ class AioNode:
         self.clock = clock
         self.rng = rng or random.Random()
         self.counters: Counter[str] = Counter()
+        self.messages_in: Counter[type] = Counter()
+        """Peer messages received, by type (for ``/metrics``)."""
+        self.messages_out: Counter[type] = Counter()
+        """Peer messages sent, by type."""
+        self.persist_observer: Callable[[float], None] | None = None
+        """Told the seconds of every synced storage write (the fsync histogram)."""
         self.logged_rejections: set[str] = set()
         self.host: NodeHost | None = None
         self.storage: DiskStorage | None = None
@@ -322,13 +347,43 @@ class AioNode:
         """Recover from disk, build the groups, listen and dial; return the listen address."""
         self._loop = asyncio.get_running_loop()
         binding = self.binding
-        self.storage = storage = open_disk_storage(
+        self.storage = open_disk_storage(
             self.storage_kind,
             self.data_dir,
             hard_state_type=binding.hard_state_type,
             snapshot_type=binding.snapshot_type,
         )
-        self.host = NodeHost(self.id)
+        self._start_security()
+        assert self.security is not None
+        self.host = self._new_host()
+        groups, message_types = self._initial_groups()
+        self._executor = ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix=f"{node_name(self.id)}-persist"
+        )
+        self._driver = HostDriver(self.host, self)
+        self.transport = Transport(
+            self.id,
+            self.listen,
+            self.peers,
+            peer_message_types=tuple(dict.fromkeys((*message_types, SecurityRelay, *self.service_message_types))),
+            client_message_types=self.client_message_types,
+            on_peer_message=self._on_peer_message,
+            on_client_message=self._on_client_message,
+            tls=self.tls,
+            insecure=self.insecure,
+            config=self.transport_config,
+            rng=random.Random(self.rng.random()),
+            peer_check=self.security.peer_check,
+        )
+        address = await self.transport.start()
+        for hosted in groups:
+            self.host.add(hosted)
+        self._drive()
+        return address
+
+    def _start_security(self) -> None:
+        """Load this node's keyring (its own key and the members' keys, as the
+        key registry will check them) and its security manager."""
         voters = tuple(sorted({self.id, *self.peers}))
         options = self.protocol_options
         keys_dir = options.get("keys_dir")
@@ -354,6 +409,17 @@ class AioNode:
             clock=self.clock,
         )
         self.security.attach(self)
+
+    def _new_host(self) -> NodeHost:
+        """The node host (a subclass may give it an ``on_unknown_group``)."""
+        return NodeHost(self.id)
+
+    def _initial_groups(self) -> tuple[list[HostedGroup], list[type]]:
+        """The groups hosted from the start and every message type their
+        cores speak: group 0 among all the nodes, and the extra groups."""
+        binding = self.binding
+        storage = self.storage_or_raise()
+        voters = tuple(sorted({self.id, *self.peers}))
         group = self._build_group(0, binding, voters, self.protocol_options)
         if binding.uses_test_keys(self.protocol_options):
             self.counters[SHARED_SEED_METRIC] = 1
@@ -363,38 +429,15 @@ class AioNode:
         if membership is not None:
             recovered_entries = storage.recover_group(0, binding.hard_state_type, binding.snapshot_type).entries
             self._learn_members(membership.contexts(recovered_entries), replace=False)
-        self._executor = ThreadPoolExecutor(
-            max_workers=1, thread_name_prefix=f"{node_name(self.id)}-persist"
-        )
         extras = [
             self._build_group(g.group, protocol_binding(g.protocol), tuple(sorted(g.members)), g.options)
             for g in self.groups
         ]
-        self._driver = HostDriver(self.host, self)
-        message_types: dict[type, None] = dict.fromkeys((*binding.message_types, SecurityRelay))
+        message_types: dict[type, None] = dict.fromkeys(binding.message_types)
         for extra in extras:
             assert extra.binding is not None
             message_types.update(dict.fromkeys(extra.binding.message_types))
-        self.transport = Transport(
-            self.id,
-            self.listen,
-            self.peers,
-            peer_message_types=tuple(message_types),
-            client_message_types=CLIENT_REQUEST_TYPES,
-            on_peer_message=self._on_peer_message,
-            on_client_message=self._on_client_message,
-            tls=self.tls,
-            insecure=self.insecure,
-            config=self.transport_config,
-            rng=random.Random(self.rng.random()),
-            peer_check=self.security.peer_check,
-        )
-        address = await self.transport.start()
-        self.host.add(group)
-        for extra in extras:
-            self.host.add(extra)
-        self._drive()
-        return address
+        return [group, *extras], list(message_types)
 
     def _build_group(
         self, group_id: int, binding: ProtocolBinding, members: tuple[NodeId, ...], options: Mapping[str, Any]
@@ -552,15 +595,38 @@ class AioNode:
         for sender, message, group_id, from_client in inbox:
             if from_client:
                 self._on_client_input(sender, message, group_id, now)
-            elif security.refuses(sender):
+                continue
+            if security.refuses(sender):
                 self.counters["security.revoked_messages_dropped"] += 1
-            elif isinstance(message, SecurityRelay):
+                continue
+            self.messages_in[type(message)] += 1
+            if isinstance(message, SecurityRelay):
                 security.on_relay(NodeId(sender), message, now)
+            elif type(message) in self.service_message_types:
+                self._to_service(NodeId(sender), message, group_id, now)
             elif host.step(NodeId(sender), group_id, message, now) is not None:
                 self.counters["rejected.unknown group"] += 1
         self.counters["batches"] += 1
         self.counters["inputs"] += len(inbox)
         self._drive()
+
+    def _no_group_reply(self, group_id: int, message: WireMessage) -> WireMessage | None:
+        """The answer to a client's request for a group this node does not host."""
+        if isinstance(message, ClientRequest):
+            return ClientReply(message.client, message.seq, STATUS_ERROR, error=f"no group {group_id} here")
+        return None
+
+    def _to_service(self, sender: NodeId, message: WireMessage, group_id: int, now: float) -> None:
+        """A peer's service message: to the service of ``group_id``, else dropped and counted."""
+        host = self.host_or_raise()
+        group = host.get(group_id)
+        state = group.state if group is not None else None
+        if group is None or not isinstance(state, PeerService):
+            self.counters["rejected.service message for no group"] += 1
+            return
+        state.on_service_message(sender, message, now)
+        host.touch(group)
+        self._asked[group_id] = group
 
     def _on_client_input(self, connection: int, message: WireMessage, group_id: int, now: float) -> None:
         host = self.host_or_raise()
@@ -570,8 +636,8 @@ class AioNode:
             return
         if group is None:
             self.counters["client_requests_unknown_group"] += 1
-            if isinstance(message, ClientRequest):
-                reply = ClientReply(message.client, message.seq, STATUS_ERROR, error=f"no group {group_id} here")
+            reply = self._no_group_reply(group_id, message)
+            if reply is not None:
                 self.transport_or_raise().send_to_client(connection, reply, group_id)
             return
         service: ReplicaService = group.state
@@ -595,6 +661,9 @@ class AioNode:
             service.attach(NodeId(connection), message.clients)
         elif isinstance(message, Admin):
             self.transport_or_raise().send_to_client(connection, self._admin(group, message, now), group_id)
+        elif isinstance(message, AdminChange):
+            changed = self._admin_change(group, message, now)
+            self.transport_or_raise().send_to_client(connection, changed, group_id)
         elif isinstance(message, BackupRequest):
             service.request_backup(NodeId(connection), message, now)
         host.touch(group)
@@ -623,6 +692,8 @@ class AioNode:
             )
         view = group.binding.status(group.core)
         service = group.state
+        membership = group.binding.membership
+        configuration = membership.configuration(group.core) if membership is not None else None
         return StatusReply(
             seq=seq,
             node=int(self.id),
@@ -635,8 +706,13 @@ class AioNode:
             last_index=view.last_index,
             members=members,
             metrics=self.metrics,
-            voters=tuple(int(v) for v in view.voters),
-            learners=tuple(int(v) for v in view.learners),
+            # While joint: the incoming voters and learners, with the outgoing
+            # voters apart (the group's own status lists every voter of both).
+            voters=tuple(int(v) for v in (configuration or view).voters),
+            learners=tuple(int(v) for v in (configuration or view).learners),
+            outgoing=tuple(int(v) for v in configuration.outgoing) if configuration is not None else (),
+            election_quorum=configuration.election_quorum if configuration is not None else 0,
+            commit_quorum=configuration.commit_quorum if configuration is not None else 0,
         )
 
     def _admin(self, group: HostedGroup, request: Admin, now: float) -> AdminReply:
@@ -680,6 +756,47 @@ class AioNode:
                 self.set_peer_address(node, address)
         if isinstance(outcome, Accepted):
             log.info("%s: %s %s accepted", node_name(self.id), request.action, node_name(node))
+            return AdminReply(request.seq, "ok")
+        if isinstance(outcome, Redirect):
+            hint = outcome.leader
+            return AdminReply(request.seq, "redirect", leader=None if hint is None else int(hint))
+        return AdminReply(request.seq, "error", error=str(getattr(outcome, "reason", outcome)))
+
+    def _admin_change(self, group: HostedGroup, request: AdminChange, now: float) -> AdminReply:
+        """Several members and/or quorum sizes at once, through the binding's
+        membership role, with the address book (new members' addresses
+        added, removed members' taken out) as the change's context."""
+        binding = group.binding
+        membership = binding.membership if binding is not None else None
+        if binding is None or membership is None:
+            return AdminReply(request.seq, "error", error="this protocol has no membership changes")
+        book = self._address_book()
+        new: dict[NodeId, Address] = {}
+        for node, text in (*request.add.items(), *request.add_learners.items()):
+            if not text:
+                continue
+            try:
+                address = parse_address(text, f"the address of {node_name(NodeId(node))}")
+            except ConfigError as exc:
+                return AdminReply(request.seq, "error", error=str(exc))
+            new[NodeId(node)] = address
+            book[int(node)] = format_address(address)
+        for node in request.remove:
+            book.pop(int(node), None)
+        change = MembershipChange(
+            add=tuple(NodeId(n) for n in request.add),
+            remove=tuple(NodeId(n) for n in request.remove),
+            add_learners=tuple(NodeId(n) for n in request.add_learners),
+            quorum=None if request.quorum is None else (int(request.quorum[0]), int(request.quorum[1])),
+            transition=request.transition,
+        )
+        outcome = membership.change(group.core, change, encode_address_book(book), now)
+        if isinstance(outcome, Accepted):
+            log.info("%s: membership change %s accepted", node_name(self.id), change)
+            for node, address in new.items():
+                if node != self.id:
+                    # Only now: a refused change must not redirect a member's traffic.
+                    self.set_peer_address(node, address)
             return AdminReply(request.seq, "ok")
         if isinstance(outcome, Redirect):
             hint = outcome.leader
@@ -755,26 +872,26 @@ class AioNode:
             return True
         if entries <= INLINE_PERSIST_MAX_ENTRIES and not snapshot:
             try:
-                storage.persist_many(batch)
+                seconds = timed_persist(storage, batch)
             except Exception as exc:
                 self._persist_failed(exc)
                 return True
-            self._persisted_counts(entries, inline=True)
+            self._persisted_counts(entries, inline=True, seconds=seconds)
             return True
         loop, executor = self._loop, self._executor
         assert loop is not None and executor is not None
-        future = loop.run_in_executor(executor, storage.persist_many, batch)
+        future = loop.run_in_executor(executor, timed_persist, storage, batch)
         future.add_done_callback(lambda done: self._persisted(done, entries))
         return False
 
-    def _persisted(self, future: asyncio.Future[None], entries: int) -> None:
+    def _persisted(self, future: asyncio.Future[float], entries: int) -> None:
         """Back on the loop after the worker's fsync: finish the turn, drive on."""
         if self._failed:
             return
         if future.cancelled() or future.exception() is not None:
             self._persist_failed(None if future.cancelled() else future.exception())
             return
-        self._persisted_counts(entries, inline=False)
+        self._persisted_counts(entries, inline=False, seconds=future.result())
         driver = self._driver
         assert driver is not None
         driver.persisted()
@@ -782,7 +899,9 @@ class AioNode:
         # fsync may have moved a deadline (a PBFT primary's batch timer).
         self._drive()
 
-    def _persisted_counts(self, entries: int, *, inline: bool) -> None:
+    def _persisted_counts(self, entries: int, *, inline: bool, seconds: float) -> None:
+        if self.persist_observer is not None:
+            self.persist_observer(seconds)
         self.counters["persists"] += 1
         self.counters["entries_persisted"] += entries
         if inline:
@@ -800,6 +919,7 @@ class AioNode:
         transport = self.transport_or_raise()
         gid = group.id
         for to, message in messages:
+            self.messages_out[type(message)] += 1
             transport.send(to, message, gid)
 
     def restore(self, group: HostedGroup, snapshot: Any) -> None:
@@ -879,6 +999,12 @@ class AioNode:
             for to, reply in service.take_replies():
                 if to >= CLIENT_CONNECTION_BASE:
                     transport.send_to_client(to, reply, group.id)
+                elif type(reply) is ServiceMessage:
+                    # To another group's service: on a peer, or on this node.
+                    if to == self.id:
+                        self._enqueue(to, reply.message, reply.group, False)
+                    else:
+                        transport.send(to, reply.message, reply.group)
         transport.flush_clients()
         self._schedule(host.wake_at())
 

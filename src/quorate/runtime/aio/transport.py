@@ -30,6 +30,15 @@ step, then tries again; a successful handshake resets the backoff.
 carries its group id (``quorate.codec.wire``; absent for group 0), which the
 transport hands up with the message and puts on what it sends.
 
+*Peers that vanish.* A peer whose host disappears without closing its
+connections (a pod rescheduled to another address, a cable pulled) sends no
+FIN or RST, and TCP alone would keep writing into the void for many
+minutes. Peer sockets therefore get keepalive probes and a
+``TCP_USER_TIMEOUT`` (Linux) of ``peer_dead_after_s``: unacknowledged data
+or unanswered probes for that long close the connection, and the dialer
+dials again — by name, so a peer listed as ``host:port`` with a DNS name is
+found at its new address (the name is resolved at every attempt).
+
 *Hostile input.* Oversize frames (refused from the 4-byte header, before the
 body is buffered), malformed bytes, unknown message types, wrong field types,
 a sender id that is not the authenticated peer, or a message the role may not
@@ -74,6 +83,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import socket
 import ssl
 import time
 from collections import Counter, deque
@@ -102,6 +112,8 @@ DEFAULT_CLIENT_WRITE_BUFFER_BYTES = 4 * 1024 * 1024
 DEFAULT_HANDSHAKE_TIMEOUT_S = 5.0
 DEFAULT_BACKOFF_INITIAL_S = 0.05
 DEFAULT_BACKOFF_MAX_S = 2.0
+DEFAULT_PEER_DEAD_AFTER_S = 10.0
+KEEPALIVE_PROBES = 3
 
 Address = tuple[str, int]
 
@@ -123,6 +135,9 @@ class TransportConfig:
     handshake_timeout_s: float = DEFAULT_HANDSHAKE_TIMEOUT_S
     backoff_initial_s: float = DEFAULT_BACKOFF_INITIAL_S
     backoff_max_s: float = DEFAULT_BACKOFF_MAX_S
+    peer_dead_after_s: float = DEFAULT_PEER_DEAD_AFTER_S
+    """A peer connection with data unacknowledged (or keepalive probes
+    unanswered) this long is closed and redialed."""
     peer_rate_limit_msgs_per_s: float = 0.0
     """Messages per second admitted from each peer before the protocol sees
     them (token bucket, one second of burst); 0 = no limit. A flooding peer
@@ -146,9 +161,32 @@ class TransportConfig:
                 "backoff_initial_s must be > 0 and <= backoff_max_s, got "
                 f"{self.backoff_initial_s} and {self.backoff_max_s}"
             )
+        if not self.peer_dead_after_s >= 1:
+            raise ConfigError(f"peer_dead_after_s must be >= 1 s, got {self.peer_dead_after_s}")
         if self.handshake_timeout_s <= 0:
             raise ConfigError(f"handshake_timeout_s must be > 0, got {self.handshake_timeout_s}")
         return self
+
+
+def _detect_dead_peer(writer: asyncio.StreamWriter, dead_after_s: float) -> None:
+    """Keepalive probes and ``TCP_USER_TIMEOUT`` on a peer connection's socket
+    (see *Peers that vanish*); options the platform lacks are skipped."""
+    sock = writer.get_extra_info("socket")
+    if sock is None:
+        return
+    idle_s = max(1, int(dead_after_s / 2))
+    interval_s = max(1, int(dead_after_s / 2 / KEEPALIVE_PROBES))
+    options = [
+        (socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1),
+        (socket.IPPROTO_TCP, getattr(socket, "TCP_KEEPIDLE", None), idle_s),
+        (socket.IPPROTO_TCP, getattr(socket, "TCP_KEEPINTVL", None), interval_s),
+        (socket.IPPROTO_TCP, getattr(socket, "TCP_KEEPCNT", None), KEEPALIVE_PROBES),
+        (socket.IPPROTO_TCP, getattr(socket, "TCP_USER_TIMEOUT", None), int(dead_after_s * 1000)),
+    ]
+    for level, option, value in options:
+        if option is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(level, option, value)
 
 
 class _Refused(Exception):
@@ -543,6 +581,7 @@ class Transport:
         else:
             opened = asyncio.open_connection(*address)
         reader, writer = await asyncio.wait_for(opened, timeout_s)
+        _detect_dead_peer(writer, self.config.peer_dead_after_s)
         connection = _Connection(
             reader, writer, node_name(peer), self.config.max_frame_bytes, self.config.limits.frame_timeout_s
         )
@@ -673,6 +712,7 @@ class Transport:
         if slot is not None:
             slot.release()  # a member's connection: no longer a stranger's slot
         connection.label = node_name(peer)
+        _detect_dead_peer(connection.writer, self.config.peer_dead_after_s)
         connection.writer.write(self._hello(ROLE_PEER))
         await self._serve_peer(self._link(peer), connection)
 

@@ -50,6 +50,7 @@ from typing import Any
 from quorate.check.online import LostWriteMonitor
 from quorate.core.host import HostedGroup
 from quorate.core.protocol import ProtocolCore
+from quorate.core.quorum import quorum_size_problem
 from quorate.errors import ConfigError, InvariantViolation
 from quorate.ids import NodeId
 from quorate.runtime.sim import faults as fault_specs
@@ -60,6 +61,7 @@ from quorate.runtime.sim.faults import FaultAction
 from quorate.runtime.sim.network import JITTER_KINDS, Network
 from quorate.runtime.sim.node import CostModel, Replica, SimNode, single_group
 from quorate.runtime.sim.protocols import ProtocolSpec, SpecContext, protocol_spec
+from quorate.runtime.sim.quorum import QuorumControl, manager_settings
 from quorate.runtime.sim.workload import OpMix, Workload
 from quorate.security.ratelimit import PeerRateLimiter
 from quorate.state.service import ReplicaService
@@ -119,6 +121,19 @@ class SimConfig:
     """Bucket size of the rate limit (0: a tenth of a second's worth, at least 16)."""
     flood_copies: int = 1
     """Each message a ``flood`` replica sends goes out this many times."""
+    client_region: int = -1
+    """All clients in this region (-1: spread round robin like the nodes)."""
+    voters: tuple[int, ...] = ()
+    """Once a leader exists, move to these voters (node ids 1..n), the other
+    nodes learners (``runtime.sim.quorum``); empty: every node votes."""
+    quorum: tuple[int, int] | None = None
+    """With ``voters`` (or alone): election and commit quorum sizes (Q1, Q2)."""
+    quorum_manager: str = ""
+    """A ``quorate.quorum`` strategy to manage the voters with ("": none)."""
+    manager_voters: int = 5
+    manager_failures: int = 1
+    reconfigure_every_s: float = 0.0
+    """Propose a random membership change this often until the heal (0: never)."""
 
     def validate(self) -> None:
         """Raise ``ConfigError`` naming the first impossible setting."""
@@ -170,6 +185,24 @@ class SimConfig:
             raise ConfigError(f"flood_copies must be >= 1, got {self.flood_copies}")
         self.mix.validate()
         fault_specs.validate(self.fault_schedule(), self.nodes)
+        if not -1 <= self.client_region < self.regions:
+            raise ConfigError(f"client_region must be -1 (spread) or a region in 0..{self.regions - 1}, got {self.client_region}")
+        if self.voters and (len(set(self.voters)) != len(self.voters) or not all(1 <= v <= self.nodes for v in self.voters)):
+            raise ConfigError(f"voters must be distinct node ids in 1..{self.nodes}, got {list(self.voters)}")
+        if self.quorum is not None:
+            count = len(self.voters) or self.nodes
+            problem = quorum_size_problem(count, *self.quorum)
+            if problem is not None:
+                raise ConfigError(f"quorum {self.quorum[0]}:{self.quorum[1]}: {problem}")
+        if self.quorum_manager:
+            manager_settings(self.quorum_manager, self.manager_voters, self.manager_failures)
+        if not (self.reconfigure_every_s >= 0 and math.isfinite(self.reconfigure_every_s)):
+            raise ConfigError(f"reconfigure_every_s must be >= 0 seconds, got {self.reconfigure_every_s}")
+
+    @property
+    def controls_quorum(self) -> bool:
+        """True when the run changes configurations (``runtime.sim.quorum``)."""
+        return bool(self.voters or self.quorum is not None or self.quorum_manager or self.reconfigure_every_s)
 
     def effective_heal_at_s(self) -> float | None:
         """When the liveness phase starts (``None``: no liveness phase)."""
@@ -239,6 +272,8 @@ class SimResult:
     rate_limited_drops: int = 0
     client_resends: int = 0
     """BFT clients: requests re-sent to every replica after the resend timeout."""
+    quorum: dict[str, Any] = field(default_factory=dict)
+    """Configuration changes of the run (``runtime.sim.quorum``); empty when none."""
     history: list[dict[str, Any]] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
@@ -298,11 +333,10 @@ class Simulation:
         self.voters = tuple(NodeId(i) for i in range(1, n + 1))
         self._setup()
         endpoints = 1 + n + config.clients
-        region_of = (
-            [0]
-            + [i % config.regions for i in range(n)]
-            + [c % config.regions for c in range(config.clients)]
-        )
+        client_regions = [
+            c % config.regions if config.client_region < 0 else config.client_region for c in range(config.clients)
+        ]
+        region_of = [0] + [i % config.regions for i in range(n)] + client_regions
         intra_s = config.intra_region_ms / 1e3
         inter_s = config.inter_region_ms / 1e3
         latency_s = [[intra_s if a == b else inter_s for b in range(config.regions)] for a in range(config.regions)]
@@ -384,6 +418,29 @@ class Simulation:
         self._fault_kind = loop.add_kind(self._on_fault)
         self.schedule = config.fault_schedule(spec)
         self.heal_at_s = config.effective_heal_at_s()
+        self.quorum: QuorumControl | None = None
+        if config.controls_quorum:
+            self.quorum = QuorumControl(
+                loop=loop,
+                network=self.network,
+                nodes=self.nodes,
+                binding=spec.binding,
+                leader_term=spec.leader_term or spec.binding.term_if_leading,
+                rng=derive_rng(config.seed, "quorum"),
+                region_of=region_of[1 : n + 1],
+                client_regions=client_regions,
+                end_s=config.duration_s + (config.op_timeout_s if self.workload is not None else 0.0),
+                voters=config.voters,
+                quorum=config.quorum,
+                manager=(
+                    manager_settings(config.quorum_manager, config.manager_voters, config.manager_failures)
+                    if config.quorum_manager
+                    else None
+                ),
+                reconfigure_every_s=config.reconfigure_every_s,
+                reconfigure_until_s=self.heal_at_s,
+                history=self.workload.history if self.workload is not None else None,
+            )
 
     # -- wiring (the steps a simulation of another shape overrides) -------------
     def _protocol_name(self) -> str:
@@ -528,6 +585,8 @@ class Simulation:
                 node.start(0.0)
             if self.workload is not None:
                 self.workload.start(0.0)
+            if self.quorum is not None:
+                self.quorum.start()
             for i in range(1, PROGRESS_SLICES + 1):
                 loop.run(end_s * i / PROGRESS_SLICES)
                 if progress is not None:
@@ -588,6 +647,7 @@ class Simulation:
                 sum(node.limiter.dropped.values()) for node in self.nodes if node.limiter is not None
             ),
             client_resends=w.resends if w is not None else 0,
+            quorum=self.quorum.report() if self.quorum is not None else {},
             history=history if config.record_history else [],
             **self._result_extras(),
         )

@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import dataclasses
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,7 +48,7 @@ import msgspec
 from quorate.core.host import HostedGroup
 from quorate.errors import ConfigError
 from quorate.ids import NodeId
-from quorate.multiraft.descriptor import META_GROUP, RangeDescriptor, initial_ranges
+from quorate.multiraft.descriptor import META_GROUP, RangeDescriptor, initial_ranges, rebalance_for
 from quorate.multiraft.groups import RaftGroups, is_leader_traffic
 from quorate.multiraft.liveness import (
     DEFAULT_INTERVAL_S,
@@ -115,6 +115,11 @@ class MultiRaftConfig(SimConfig):
             raise ConfigError(f"{self.groups} ranges need at least as many keys, got {self.keys}")
         if self.byzantine.strip() not in ("", "none"):
             raise ConfigError("multi-Raft tolerates crash faults only; --byzantine needs pbft or hotstuff")
+        if self.controls_quorum:
+            raise ConfigError(
+                "multi-Raft places and moves range replicas itself; --voters, --quorum, "
+                "--quorum-manager and --reconfigure-every are for quorate sim raft"
+            )
         if not 0 < self.liveness_interval_s < self.liveness_suspicion_s:
             raise ConfigError("the liveness interval must be > 0 and below the suspicion timeout")
         SimConfig.validate(dataclasses.replace(self, keys=self.key_count()))
@@ -143,24 +148,6 @@ class MultiRaftResult(SimResult):
     meta_lookups: int = 0
     cache_refreshes: int = 0
     wrong_range_answers: int = 0
-
-
-def rebalance_for(nodes: Sequence[int]) -> Callable[[RangeDescriptor], tuple[int, int] | None]:
-    """The move a range created by a split makes: its last replica goes to the
-    first node, in an order drawn from the range id, that holds none of it
-    (a pure function: every replica computes the same)."""
-    count = len(nodes)
-
-    def rebalance(descriptor: RangeDescriptor) -> tuple[int, int] | None:
-        if count <= len(descriptor.replicas) or len(descriptor.replicas) < 2:
-            return None
-        for k in range(count):
-            target = nodes[(descriptor.range_id * 7919 + k) % count]
-            if target not in descriptor.replicas:
-                return descriptor.replicas[-1], target
-        return None
-
-    return rebalance
 
 
 class RangeRouter:

@@ -443,6 +443,22 @@ class SimNode:
         self.wake_sim_s = None
 
     # -- inputs ----------------------------------------------------------------
+    def run_local(self, now_s: float, action: Callable[[HostedGroup, float], Any], group_id: int = 0) -> Any:
+        """An operator's request reaching this node at ``now_s``: call
+        ``action(group, local_time)`` on a hosted group now, then carry out
+        what it produced like any input. None when the node is down or does
+        not host the group."""
+        host = self.host
+        if not self.alive or host is None:
+            return None
+        group = host.get(group_id)
+        if group is None:
+            return None
+        result = action(group, self.local_time(now_s))
+        host.touch(group)
+        self._handle((now_s, -1, self.wake_kind, self.id, self.wake_gen, None, 0), now_s)
+        return result
+
     def deliver(self, event: tuple[float, int, int, int, int, Any, int]) -> None:
         """A peer's message or a client's request arrived (a delivery event)."""
         if not self.alive:

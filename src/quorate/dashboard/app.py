@@ -1,0 +1,122 @@
+"""The dashboard's web app: a sampler of the cluster and three routes.
+
+Theory of operation. One sampler task per app asks every node for its
+status each ``interval_s`` and times one linearizable read, feeding
+``ClusterView``; ``/`` serves the page (``page.html``: plain HTML, CSS and
+JavaScript, no build step), ``/state`` the current view as JSON, and
+``/events`` a server-sent event stream with the view after every round, so
+the page redraws as the cluster changes. The dashboard only reads: it never
+writes to the cluster.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections.abc import AsyncIterator
+from importlib import resources
+from typing import Any
+
+from sse_starlette.sse import EventSourceResponse
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse
+from starlette.routing import Route
+
+from quorate.client.aio import AsyncClient
+from quorate.dashboard.state import ClusterView, NodeReport
+from quorate.state.kv import Get
+
+DEFAULT_INTERVAL_S = 0.5
+STATUS_TIMEOUT_S = 0.5
+READ_DEADLINE_S = 1.0
+PROBE_KEY = "quorate-dashboard-probe"
+"""The key the latency probe reads (it need not exist: the read still takes a quorum round)."""
+
+
+class Sampler:
+    """Rounds of statuses and a timed read, into a ``ClusterView``."""
+
+    def __init__(self, client_options: dict[str, Any], interval_s: float = DEFAULT_INTERVAL_S) -> None:
+        self.client_options = client_options
+        self.interval_s = interval_s
+        self.view = ClusterView([str(e) for e in client_options.get("endpoints") or []])
+        self.changed = asyncio.Condition()
+        self._status: AsyncClient | None = None
+        self._reader: AsyncClient | None = None
+
+    async def round(self) -> None:
+        if self._status is None:
+            self._status = AsyncClient(**{**self.client_options, "timeout_s": STATUS_TIMEOUT_S})
+            self.view.endpoints = [f"{h}:{p}" for h, p in self._status.endpoints]
+        if self._reader is None:
+            self._reader = AsyncClient(
+                **{**self.client_options, "timeout_s": STATUS_TIMEOUT_S, "deadline_s": READ_DEADLINE_S}
+            )
+        statuses = await self._status.cluster_status()
+        reports = [NodeReport.from_status(i + 1, s) for i, s in enumerate(statuses)]
+        latency_s: float | None = None
+        if any(r.up for r in reports):
+            started = time.perf_counter()
+            try:
+                await self._reader.execute(Get(PROBE_KEY))
+                latency_s = time.perf_counter() - started
+            except Exception:  # no quorum this round: the chart shows a gap
+                latency_s = None
+        self.view.observe(time.monotonic(), reports, latency_s)
+        async with self.changed:
+            self.changed.notify_all()
+
+    async def run(self) -> None:
+        while True:
+            started = time.monotonic()
+            await self.round()
+            await asyncio.sleep(max(0.0, self.interval_s - (time.monotonic() - started)))
+
+    async def close(self) -> None:
+        for client in (self._status, self._reader):
+            if client is not None:
+                with contextlib.suppress(Exception):
+                    await client.close()
+
+
+def page() -> str:
+    return resources.files("quorate.dashboard").joinpath("page.html").read_text(encoding="utf-8")
+
+
+def build_app(sampler: Sampler) -> Starlette:
+    async def index(request: Request) -> HTMLResponse:
+        return HTMLResponse(page())
+
+    async def state(request: Request) -> JSONResponse:
+        return JSONResponse(sampler.view.snapshot())
+
+    async def events(request: Request) -> EventSourceResponse:
+        async def stream() -> AsyncIterator[dict[str, str]]:
+            yield {"event": "state", "data": json.dumps(sampler.view.snapshot())}
+            while True:
+                async with sampler.changed:
+                    await sampler.changed.wait()
+                yield {"event": "state", "data": json.dumps(sampler.view.snapshot())}
+
+        return EventSourceResponse(stream())
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        task = asyncio.create_task(sampler.run())
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            await sampler.close()
+
+    return Starlette(
+        routes=[Route("/", index), Route("/state", state), Route("/events", events)], lifespan=lifespan
+    )
+
+
+__all__ = ["Sampler", "build_app"]

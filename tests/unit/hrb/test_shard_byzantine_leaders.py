@@ -1,0 +1,208 @@
+"""A shard of n replicas under a Byzantine leader of each kind the design
+names (``docs/hrb.md`` section 2), driven deterministically by ``ShardNet``.
+
+For every behaviour, in both quorum modes, the run must show:
+
+- **detection** with something a third party can check: proven misbehaviour
+  (equivocation, forged commit, invalid entry) as evidence that verifies
+  under the shard's public keys alone, in the ``RemovalProposal`` the core
+  receives; unprovable misbehaviour (censorship, a slow or stalled leader)
+  as signed ``Suspicion`` statements of enough honest members to depose;
+- **deposition**: an honest member leads a later term and the offender is
+  refused as leader by every honest member;
+- **safety**: no two honest members applied different entries at one index
+  (``ShardSafetyMonitor`` runs after every event) and their stores agree;
+- **progress**: every transaction the clients submitted (and re-submitted,
+  as clients do when their member changes leader) is applied everywhere.
+
+Tangaroa (Copeland & Zhong, 2014) is the design these checks follow: signed
+hash-chained AppendEntries, client-driven leader checks, and lazy voters.
+"""
+
+from __future__ import annotations
+
+import msgspec
+import pytest
+from tests.unit.hrb.shard_net import ShardNet, txn
+
+from quorate.core.evidence import Evidence, statement_bytes
+from quorate.core.ready import ENTRY_NORMAL
+from quorate.crypto.ed25519 import Ed25519Verifier
+from quorate.hrb.messages import RemovalProposal, SignedMessageEvidence, Transaction, TxnOp
+from quorate.hrb.shard.chain import statement_kind
+from quorate.hrb.shard.evidence import evidence_offender, verify_shard_evidence
+from quorate.hrb.shard.messages import Suspicion
+from quorate.hrb.shard.state import IntraTxn, encode_command
+from quorate.ids import NodeId
+
+OFFENDER = NodeId(1)
+SETTLE_ROUNDS = 12
+ROUND_S = 2.0
+SIZES = {"majority": 5, "byzantine": 4}
+"""Shard sizes per mode: majority mode assumes honest followers; byzantine mode tolerates f = 1 of 4."""
+
+
+def _verifier(net: ShardNet) -> Ed25519Verifier:
+    """A verifier built from the shard's public keys alone (a third party's)."""
+    return Ed25519Verifier({n: k.public_key for n, k in net.keys.items()})
+
+
+def _applied_everywhere(net: ShardNet, t: Transaction) -> bool:
+    return all(r.store.get(t.ops[0].key) == t.ops[0].value for r in net.honest())
+
+
+def settle(net: ShardNet, txns: list[Transaction]) -> None:
+    """Clients re-submit what is not applied yet, through honest members, until
+    everything is (or the rounds run out: the caller asserts)."""
+    honest = [m for m in net.members if m not in net.byzantine]
+    for round_ in range(SETTLE_ROUNDS):
+        missing = [t for t in txns if not _applied_everywhere(net, t)]
+        if not missing:
+            return
+        for i, t in enumerate(missing):
+            net.submit(honest[(round_ + i) % len(honest)], t)
+        net.advance(ROUND_S)
+
+
+def byzantine_leader_run(behaviour: str, quorum: str, seed: int = 0) -> tuple[ShardNet, list[Transaction]]:
+    n = SIZES[quorum]
+    net = ShardNet(range(1, n + 1), quorum=quorum, byzantine={1: behaviour}, seed=seed)
+    net.elect(1)
+    assert net.replica(1).is_leader, "the offender must lead the first term"
+    txns = [txn(f"{behaviour}-{quorum}-{i}", TxnOp(f"a{i}", "put", value=f"v{i}")) for i in range(6)]
+    for i, t in enumerate(txns):
+        net.submit(2 + i % (n - 1), t)  # clients reach followers, which forward and watch
+        net.advance(0.3)
+    net.advance(4.0)
+    settle(net, txns)
+    return net, txns
+
+
+def assert_deposed_and_safe(net: ShardNet, txns: list[Transaction], *, proven: bool) -> None:
+    honest = net.honest()
+    leader = net.leader()
+    assert leader is not None and leader.id != OFFENDER, f"no honest leader after deposition: {honest}"
+    assert leader.term > 1
+    for r in honest:
+        assert r.raft.leader_id == leader.id
+        if proven:  # refused for good (a suspected leader may lead again once another was proven)
+            assert OFFENDER in r.raft.refused_leaders, f"{r} still accepts node 1 as leader"
+    missing = [t.ops[0].key for t in txns if not _applied_everywhere(net, t)]
+    assert not missing, f"transactions never applied: {missing}"
+    # Safety: the monitor checked every step; the end states agree too.
+    assert len({r.store.fingerprint() for r in honest}) == 1
+    assert net.shard_monitor is not None and net.shard_monitor.checks > 0
+    top = min(r.applied_index for r in honest)
+    for index in range(1, top + 1):
+        assert len({r.raft.entry_at(index).digest for r in honest}) == 1  # type: ignore[union-attr]
+
+
+def removal_evidence(net: ShardNet) -> list[Evidence | SignedMessageEvidence]:
+    return [m.evidence for _, m in net.core_messages(RemovalProposal)]
+
+
+# ------------------------------------------------------------ proven misbehaviour
+@pytest.mark.parametrize("quorum", ["majority", "byzantine"])
+@pytest.mark.parametrize(("behaviour", "kind"), [("equivocating-leader", "equivocation"), ("forging-leader", "forged_commit")])
+def test_a_proven_leader_is_convicted_with_evidence_anyone_can_check_and_deposed(
+    behaviour: str, kind: str, quorum: str
+) -> None:
+    net, txns = byzantine_leader_run(behaviour, quorum)
+    honest = net.honest()
+    for r in honest:
+        assert OFFENDER in r.convicted
+        assert any(offender == OFFENDER and k == kind for offender, k, _, _ in r.detections)
+    evidence = removal_evidence(net)
+    assert evidence, "the detecting members must ask the core to evict the offender"
+    third_party = _verifier(net)
+    voters = frozenset(net.members)
+    commit_quorum = honest[0].raft.commit_quorum
+    for item in evidence:
+        assert evidence_offender(item) == OFFENDER
+        reason = verify_shard_evidence(
+            item, shard=1, voters=voters, commit_quorum=commit_quorum, verifier=third_party,
+            entry_refusal=honest[0].entry_refusal_with_certificates,
+        )
+        assert reason is None, reason
+    # Tampered evidence does not verify: the check can fail.
+    item = evidence[0]
+    if isinstance(item, Evidence):
+        tampered: Evidence | SignedMessageEvidence = Evidence(item.first, msgspec.structs.replace(item.second, signature=bytes(64)))
+    else:
+        tampered = msgspec.structs.replace(item, signer=2)  # blame an honest member
+    assert verify_shard_evidence(
+        tampered, shard=1, voters=voters, commit_quorum=commit_quorum, verifier=third_party,
+        entry_refusal=honest[0].entry_refusal_with_certificates,
+    ) is not None
+    assert_deposed_and_safe(net, txns, proven=True)
+
+
+def test_an_invalid_entry_in_a_signed_append_is_evidence() -> None:
+    """A leader that appends an entry the shard's rules refuse (a key another
+    shard owns) is convicted from its own signed AppendEntries."""
+    net = ShardNet((1, 2, 3, 4), quorum="byzantine")
+    net.elect(1)
+    foreign = txn("foreign", TxnOp("b-key", "put", value="x"))  # shard 2's key
+    net.replica(1).raft.propose(encode_command(IntraTxn(foreign)), net.now)
+    net.collect(NodeId(1))
+    net.advance(0.5)
+    for r in net.honest()[1:]:
+        assert any(k == "invalid_entry" for o, k, _, _ in r.detections if o == OFFENDER)
+    evidence = [e for e in removal_evidence(net) if isinstance(e, SignedMessageEvidence)]
+    assert evidence and all(e.kind == "invalid_entry" for e in evidence)
+    honest = net.honest()[1]
+    for item in evidence:
+        assert honest.verify_evidence(item) is None
+    assert net.replica(2).raft.entry_at(2) is None or net.replica(2).raft.entry_at(2).kind == ENTRY_NORMAL  # type: ignore[union-attr]
+
+
+# ------------------------------------------------------------ suspected misbehaviour
+@pytest.mark.parametrize("quorum", ["majority", "byzantine"])
+@pytest.mark.parametrize(
+    ("behaviour", "reasons"),
+    [
+        ("censoring-leader", {"censorship"}),
+        ("slow-leader", {"slow", "unanswered challenge", "censorship"}),
+        ("silent-leader", {"unanswered challenge", "censorship"}),
+    ],
+)
+def test_a_suspected_leader_is_deposed_by_enough_signed_suspicions(behaviour: str, reasons: set[str], quorum: str) -> None:
+    net, txns = byzantine_leader_run(behaviour, quorum)
+    honest = net.honest()
+    threshold = honest[0].deposition_threshold()
+    for r in honest:
+        assert any(leader == OFFENDER and why == "suspicion" for leader, _, _, why in r.depositions)
+        assert OFFENDER not in r.convicted, "nothing was proven: suspicion only"
+    # The suspicions are signed statements a third party checks.
+    third_party = _verifier(net)
+    signers = set()
+    for src, _, m in net.sent:
+        if type(m) is Suspicion and m.leader == OFFENDER and src not in net.byzantine:
+            data = statement_bytes(statement_kind(1, "suspect"), m.term, 0, msgspec.msgpack.encode((m.leader, m.reason)))
+            assert third_party.verify(src, data, m.signature)
+            assert m.reason in reasons, m.reason
+            signers.add(src)
+    assert len(signers) >= threshold
+    assert_deposed_and_safe(net, txns, proven=False)
+
+
+def test_lazy_voters_ignore_a_churning_follower() -> None:
+    """A lying follower keeps asking for votes and suspecting; an honest,
+    well-served shard keeps its leader (no deposition, no new term)."""
+    net = ShardNet((1, 2, 3, 4), quorum="byzantine", byzantine={4: "lying-follower"})
+    net.elect(1)
+    t = txn("lazy", TxnOp("a-lazy", "put", value="1"))
+    net.submit(2, t)
+    net.advance(10.0)
+    for r in net.honest():
+        assert r.term == 1 and r.raft.leader_id == 1
+        assert not r.depositions
+    assert _applied_everywhere(net, t)
+
+
+def test_the_same_seed_gives_the_same_run() -> None:
+    def trace(seed: int) -> list[tuple[int, int, str]]:
+        net, _ = byzantine_leader_run("censoring-leader", "byzantine", seed=seed)
+        return [(int(s), int(d), type(m).__name__) for s, d, m in net.sent]
+
+    assert trace(3) == trace(3)
