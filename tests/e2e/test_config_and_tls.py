@@ -50,7 +50,15 @@ def run_node(config: Path) -> subprocess.CompletedProcess[str]:
         ("id = [", "not valid TOML"),
         (
             'id = 1\nlisten = "127.0.0.1:1"\ndata_dir = "d"\ninsecure = true\nkeys_dir = "keys"\n',
-            "keys_dir is for pbft and hotstuff nodes",
+            "quorate keys issue n1",
+        ),
+        (
+            'id = 1\nlisten = "127.0.0.1:1"\ndata_dir = "d"\ninsecure = true\n[security]\nadmission = "anyone"\n',
+            "admission must be one of ca, quorum",
+        ),
+        (
+            'id = 1\nlisten = "127.0.0.1:1"\ndata_dir = "d"\ninsecure = true\n[security]\nmax_connections = 0\n',
+            "max_connections must be an integer >= 1",
         ),
         (
             'id = 1\nlisten = "127.0.0.1:1"\ndata_dir = "d"\ninsecure = true\nprotocol = "pbft"\nkeys_dir = "nokeys"\n',

@@ -1,4 +1,4 @@
-"""``quorate certs init`` / ``quorate certs issue NAME``: the cluster's certificates.
+"""``quorate certs init`` / ``issue NAME`` / ``rotate NODE``: the cluster's certificates.
 
 Theory of operation: a cluster trusts exactly one CA, created by ``init``
 (``ca.key`` + self-signed ``ca.crt``). ``issue`` signs a certificate for a node
@@ -6,7 +6,10 @@ Theory of operation: a cluster trusts exactly one CA, created by ``init``
 node id) or for a client (any DNS-label name, e.g. ``client-a``). Keys are ECDSA
 P-256 (fast TLS 1.3 handshakes), written with mode 0600. Existing files are
 never overwritten without ``--force``; a missing CA or an existing file ends
-with a one-line error and exit code 2.
+with a one-line error and exit code 2. ``rotate`` replaces a running node's
+certificate through the cluster's key registry (``quorate.client.keys``):
+issued as ``n1.next.crt``, pinned by a quorum of members, presented by the
+node from then on, the old one retired after the overlap.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import datetime
 import os
 import re
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from cryptography import x509
@@ -121,15 +124,17 @@ def create_ca(directory: Path, *, force: bool = False, name: str = "quorate clus
     return cert_path
 
 
-def issue_certificate(directory: Path, name: str, *, force: bool = False) -> Path:
-    """Write ``<name>.key`` and ``<name>.crt`` (CN = SAN DNS = name), signed by the CA."""
+def issue_certificate(directory: Path, name: str, *, force: bool = False, stem: str | None = None) -> Path:
+    """Write ``<name>.key`` and ``<name>.crt`` (CN = SAN DNS = name), signed by
+    the CA; ``stem`` names the files otherwise (``n1.next``: a rotation)."""
     name = certificate_name(name)
     ca_cert_path, ca_key_path = directory / CA_CERT_FILE, directory / CA_KEY_FILE
     if not ca_cert_path.is_file() or not ca_key_path.is_file():
         raise ConfigError(
             f"no cluster CA in {directory} (run 'quorate certs init --dir {directory}')"
         )
-    cert_path, key_path = directory / f"{name}.crt", directory / f"{name}.key"
+    stem = stem or name
+    cert_path, key_path = directory / f"{stem}.crt", directory / f"{stem}.key"
     _refuse_existing([cert_path, key_path], force)
     try:
         ca_cert = x509.load_pem_x509_certificate(ca_cert_path.read_bytes())
@@ -211,3 +216,60 @@ def issue_command(
     except ConfigError as exc:
         raise fail(str(exc)) from None
     typer.echo(f"created {path} and {path.with_suffix('.key')}")
+
+
+@certs_app.command("rotate")
+def rotate_command(
+    name: Annotated[str, typer.Argument(help="The node whose certificate to replace (n1).")],
+    directory: Annotated[
+        Path | None,
+        typer.Option("--dir", help="The certificates, with ca.key (default: the cluster directory's certs/).", show_default=False),
+    ] = None,
+    keys_dir: Annotated[
+        Path | None,
+        typer.Option("--keys-dir", help="The node's signing key (default: the cluster directory's keys/).", show_default=False),
+    ] = None,
+    cluster: Annotated[
+        Path | None,
+        typer.Option("--cluster", help="The cluster directory 'quorate cluster up' wrote (default: quorate-cluster).", show_default=False),
+    ] = None,
+    endpoints: Annotated[str | None, typer.Option("--endpoints", help="host:port,... (instead of the cluster directory).")] = None,
+    timeout_s: Annotated[float, typer.Option("--timeout", help="Give up (exit 1) after this many seconds.")] = 60.0,
+) -> None:
+    """Replace a node's certificate on the running cluster (no restart).
+
+    A new certificate is issued by the CA (NAME.next.crt), its fingerprint
+    announced signed by the node's signing key; once the members approve it
+    the node presents it on new connections, and after the overlap retires
+    the old one (connections still using it are closed and redialed)."""
+    from quorate.cli.keys import _keys_dir, run_registry
+    from quorate.cli.kv import Target
+    from quorate.runtime.aio.cluster import CERTS_DIR, DEFAULT_CLUSTER_DIR
+
+    try:
+        node = parse_node_name(name)
+    except ValueError:
+        raise fail(f"invalid node {name!r}: certificates rotate for nodes (n1, n2...)") from None
+    base = cluster or DEFAULT_CLUSTER_DIR
+    certs_dir = directory if directory is not None else base / CERTS_DIR
+    found_keys = _keys_dir(keys_dir, base)
+    stem = f"{node_name(node)}.next"
+    try:
+        issue_certificate(certs_dir, node_name(node), force=True, stem=stem)
+        from quorate.client import keys
+        from quorate.runtime.aio.security import certificate_fingerprint_file
+    except ConfigError as exc:
+        raise fail(str(exc)) from None
+    fingerprint = certificate_fingerprint_file(certs_dir / f"{stem}.crt")
+    target = Target(cluster, endpoints, False, certs_dir, "client", timeout_s)
+
+    async def action(client: Any) -> tuple[int, int]:
+        decided = await keys.announce_certificate(client, found_keys, node, fingerprint, timeout_s=timeout_s)
+        retired = await keys.wait_until_retired(client, node, "tls", timeout_s=timeout_s)
+        return decided.index or 0, int(retired)
+
+    activated, retired = run_registry(target, action)
+    typer.echo(
+        f"{node_name(node)}: new certificate (sha256 {fingerprint.hex()[:16]}...) pinned from log index "
+        f"{activated}; the old one retired at log index {retired}"
+    )

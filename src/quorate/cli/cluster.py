@@ -145,7 +145,7 @@ def up_command(
             insecure=insecure,
             protocol=protocol,
             options=options,
-            node_keys=bft,  # one signing key per node, as 'quorate keys init' makes them
+            node_keys=True,  # one signing key per node, as 'quorate keys init' makes them
             metrics_base_port=metrics_port,
             ranges=groups,
             replicas=range_replicas,
@@ -186,8 +186,7 @@ def up_command(
     typer.echo(f"endpoints: {','.join(cluster.endpoints)}")
     if cluster.tls_dir is not None:
         typer.echo(f"client certificate: {cluster.tls_dir / CLIENT_CERTIFICATE}.crt (and ca.crt)")
-    if bft:
-        typer.echo(f"signing keys: {cluster.directory / 'keys'} (one per node, 'quorate keys')")
+    typer.echo(f"signing keys: {cluster.directory / 'keys'} (one per node, 'quorate keys')")
     typer.echo(f"logs: {cluster.directory}/n*.log (JSON Lines), start-up errors in n*.stderr")
     if metrics_port is not None:
         typer.echo(f"metrics: {', '.join(str(cluster.metrics_url(n)) for n in cluster.ids)}")

@@ -78,6 +78,7 @@ async def run_node(config: NodeConfig, metrics_listen: tuple[str, int] | None = 
     """Run ``config``'s node until SIGTERM/SIGINT, then close it cleanly;
     with ``metrics_listen``, serve Prometheus text at ``/metrics`` there."""
     log = logging.getLogger("quorate.node")
+    security = config.security_config()
     kind: Any = AioNode
     extra: dict[str, Any] = {}
     if config.ranges:
@@ -97,7 +98,13 @@ async def run_node(config: NodeConfig, metrics_listen: tuple[str, int] | None = 
         read_mode=config.read_mode,
         snapshot_every=config.snapshot_every,
         storage_kind=config.storage,
-        transport_config=TransportConfig(peer_rate_limit_msgs_per_s=config.peer_rate_limit),
+        transport_config=TransportConfig(
+            peer_rate_limit_msgs_per_s=config.peer_rate_limit,
+            limits=security.limits,
+            handshake_timeout_s=security.handshake_timeout_s,
+        ),
+        security=security.settings,
+        max_inbox=security.max_inbox,
         **extra,
     )
     stop = asyncio.Event()

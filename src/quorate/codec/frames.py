@@ -46,6 +46,11 @@ class FrameDecoder:
         """Bytes held waiting for the rest of a frame."""
         return len(self._buffer)
 
+    @property
+    def in_frame(self) -> bool:
+        """True while a frame has begun (some of its bytes arrived) and is not complete."""
+        return self._need is not None or bool(self._buffer)
+
     def feed(self, data: bytes) -> list[bytes]:
         """Add received bytes; return every payload now complete, in order."""
         if self._broken:

@@ -49,9 +49,12 @@ def key_file(directory: Path, node: NodeId) -> Path:
     return directory / f"{node_name(node)}.key"
 
 
-def issue_node_key(directory: str | Path, node: NodeId, *, force: bool = False) -> bytes:
-    """Create ``node``'s seed file and list its public key in the registry;
-    return the public key. An existing key file is kept unless ``force``."""
+def issue_node_key(directory: str | Path, node: NodeId, *, force: bool = False, listed: bool = True) -> bytes:
+    """Create ``node``'s seed file and (``listed``) list its public key in the
+    registry; return the public key. An existing key file is kept unless
+    ``force``. A node that joins a running cluster is not listed: the
+    registry file is the cluster's genesis, and newcomers enter through
+    admission (``quorate keys admit``)."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     path = key_file(directory, node)
@@ -61,6 +64,8 @@ def issue_node_key(directory: str | Path, node: NodeId, *, force: bool = False) 
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
         f.write(pair.signing_key.hex() + "\n")
+    if not listed:
+        return pair.public_key
     registry = read_public_keys(directory) if (directory / PUBLIC_KEYS_FILE).exists() else {}
     registry[node] = pair.public_key
     _write_registry(directory, registry)
@@ -113,10 +118,11 @@ def _hex(value: object, size: int, what: str) -> bytes:
 
 
 def load_node_keys(
-    directory: str | Path, node: NodeId, voters: Iterable[NodeId]
+    directory: str | Path, node: NodeId, voters: Iterable[NodeId], *, accept: Iterable[bytes] = ()
 ) -> tuple[bytes, dict[NodeId, bytes]]:
     """``node``'s seed and the voters' public keys, checked (see the module
-    docstring)."""
+    docstring). ``accept``: further public keys the seed may have (the keys
+    the node rotated to since the registry file was written)."""
     directory = Path(directory)
     path = key_file(directory, node)
     try:
@@ -132,7 +138,7 @@ def load_node_keys(
     if missing:
         raise ConfigError(f"{directory / PUBLIC_KEYS_FILE} lists no key for {', '.join(missing)}")
     own = bytes(nacl.signing.SigningKey(seed).verify_key)
-    if registry.get(node) != own:
+    if registry.get(node) != own and own not in set(accept):
         raise ConfigError(
             f"{path} does not match {node_name(node)}'s public key in {directory / PUBLIC_KEYS_FILE}"
         )

@@ -41,6 +41,14 @@ Revisions (``quorate.state.watch``). Every change — a put, a delete, a key
 expiring, an agent state transition — takes the next revision of the
 store's ``ChangeLog``; ``WatchPoll`` reads the changes from a revision on.
 
+Extensions. ``Extension(machine, data)`` hands ``data`` to another
+deterministic machine registered with the store under ``machine`` (the key
+registry, private votes: ``quorate.core.machine``), with the log index and
+log time; its answer is the operation's result. Such machines thus share
+this log's order, client sessions and snapshots. A snapshot carries their
+state only when one holds some (format version 4), so a store without
+extension state writes the same bytes as before.
+
 Exactly-once (Raft thesis §6.3): a command carries ``(client, seq)``. The store
 keeps, per client session, the highest applied ``seq`` and its result; a
 retried command with a seq already applied returns the saved result without
@@ -58,6 +66,7 @@ from dataclasses import dataclass
 
 import msgspec
 
+from quorate.core.machine import MachineResult, ReplicatedMachine
 from quorate.state.agents.machine import AgentState
 from quorate.state.agents.ops import AGENT_OP_TYPES, AGENT_READ_TYPES, AgentOp, FencedPut
 from quorate.state.agents.votes import KeyCheck, ed25519_check
@@ -75,7 +84,11 @@ FORMAT_VERSION_WITH_CHANGES = 3
 """Version 3 adds the revision, the change history and the agent state as
 trailing fields; a store writes it once it has any of them (earlier
 releases refuse it rather than lose them)."""
-READABLE_VERSIONS = (1, 2, 3)
+FORMAT_VERSION_WITH_MACHINES = 4
+"""Version 4 adds the extension machines' states after version 3's fields;
+written only when a machine holds state."""
+READABLE_VERSIONS = (1, 2, 3, 4)
+MAX_MACHINE_NAME_CHARS = 64
 
 
 class Put(msgspec.Struct, tag="put", array_like=True, frozen=True):
@@ -110,7 +123,15 @@ class List(msgspec.Struct, tag="list", array_like=True, frozen=True):
     limit: int = 1000
 
 
-Op = Put | Get | Delete | Cas | List | AgentOp
+class Extension(msgspec.Struct, tag="ext", array_like=True, frozen=True):
+    """A command for the extension machine registered as ``machine`` (see
+    "Extensions" in the module docstring)."""
+
+    machine: str
+    data: bytes
+
+
+Op = Put | Get | Delete | Cas | List | Extension | AgentOp
 """What a client may ask for."""
 
 READ_OPS: tuple[type, ...] = (Get, List, *AGENT_READ_TYPES)
@@ -207,6 +228,12 @@ class _SnapshotWithChanges(_Snapshot, array_like=True):
     agents: bytes = b""
 
 
+class _SnapshotWithMachines(_SnapshotWithChanges, array_like=True):
+    """Version 4: then the extension machines' states, by name."""
+
+    machines: dict[str, bytes] = {}
+
+
 @dataclass(slots=True)
 class _Session:
     seq: int
@@ -228,6 +255,7 @@ class KVStore:
         "_data",
         "_deadlines",
         "_expiry",
+        "_machines",
         "_oldest_session_s",
         "_sessions",
         "agents",
@@ -241,11 +269,17 @@ class KVStore:
     )
 
     def __init__(
-        self, session_ttl_s: float = DEFAULT_SESSION_TTL_S, replicas: int = 0, key_check: KeyCheck = ed25519_check
+        self,
+        session_ttl_s: float = DEFAULT_SESSION_TTL_S,
+        replicas: int = 0,
+        machines: dict[str, ReplicatedMachine] | None = None,
+        key_check: KeyCheck = ed25519_check,
     ) -> None:
         """``replicas``: 0 for a crash-fault group (stamps are log time), else
         the size of the Byzantine fault-tolerant group (time from rounds).
+        ``machines``: extension machines by name (see the module docstring).
         ``key_check`` verifies agents' ballot signatures (Ed25519)."""
+        self._machines: dict[str, ReplicatedMachine] = dict(machines or {})
         self._data: dict[str, dict[str, str]] = {}
         self._expiry: list[tuple[float, str, str]] = []  # heap of (deadline, ns, key)
         self._deadlines: dict[tuple[str, str], float] = {}
@@ -346,6 +380,8 @@ class KVStore:
             return Result(ok=existed)
         if isinstance(op, List):
             return Result(ok=True, items=self.list_prefix(op.prefix, op.namespace, op.limit))
+        if isinstance(op, Extension):
+            return self._extend(op)
         if isinstance(op, AGENT_OP_TYPES):
             if isinstance(op, FencedPut) and op.namespace[:1] == AGENT_NAMESPACE_PREFIX:
                 return RESERVED_NAMESPACE
@@ -355,6 +391,17 @@ class KVStore:
         if self.time_rounds is not None and isinstance(op, Tick):
             self._observe_reading(op)
         return OK
+
+    def _extend(self, op: Extension) -> Result:
+        machine = self._machines.get(op.machine)
+        if machine is None:
+            return Result(ok=False, error=f"no state machine named {op.machine[:MAX_MACHINE_NAME_CHARS]!r}")
+        answer: MachineResult = machine.apply(self.applied_index, self.now_s, op.data)
+        return Result(ok=answer.ok, value=answer.value, error=answer.error)
+
+    def machine(self, name: str) -> ReplicatedMachine | None:
+        """The extension machine registered as ``name``."""
+        return self._machines.get(name)
 
     def _observe_reading(self, tick: Tick) -> None:
         """A replica's (authenticated) reading; a round that closes moves log
@@ -511,24 +558,29 @@ class KVStore:
         expiry = sorted((d, ns, k) for (ns, k), d in self._deadlines.items())
         sessions = {c: (s.seq, s.last_s, s.result) for c, s in self._sessions.items()}
         rounds = self.time_rounds
+        machines = {}
+        for name, machine in sorted(self._machines.items()):
+            state = machine.snapshot()
+            if state is not None:
+                machines[name] = state
         changes = self.changes
-        if changes.revision or not self.agents.empty:
+        if machines or changes.revision or not self.agents.empty:
             revision, events = changes.state()
-            return _command_encoder.encode(
-                _SnapshotWithChanges(
-                    FORMAT_VERSION_WITH_CHANGES,
-                    self.now_s,
-                    data,
-                    expiry,
-                    sessions,
-                    0 if rounds is None else rounds.rounds,
-                    {} if rounds is None else dict(sorted(rounds.readings.items())),
-                    [] if rounds is None else [(ns, k, ttl, n) for (ns, k), (ttl, n) in rounds.pending.items()],
-                    revision,
-                    events,
-                    self.agents.snapshot(),
-                )
+            fields = (
+                self.now_s,
+                data,
+                expiry,
+                sessions,
+                0 if rounds is None else rounds.rounds,
+                {} if rounds is None else dict(sorted(rounds.readings.items())),
+                [] if rounds is None else [(ns, k, ttl, n) for (ns, k), (ttl, n) in rounds.pending.items()],
+                revision,
+                events,
+                self.agents.snapshot(),
             )
+            if machines:
+                return _command_encoder.encode(_SnapshotWithMachines(FORMAT_VERSION_WITH_MACHINES, *fields, machines))
+            return _command_encoder.encode(_SnapshotWithChanges(FORMAT_VERSION_WITH_CHANGES, *fields))
         if rounds is None:
             plain = _SnapshotWithoutRounds(FORMAT_VERSION_WITHOUT_ROUNDS, self.now_s, data, expiry, sessions)
             return _command_encoder.encode(plain)
@@ -545,7 +597,7 @@ class KVStore:
         return _command_encoder.encode(snap)
 
     def restore(self, data: bytes) -> None:
-        snap = msgspec.msgpack.decode(data, type=_SnapshotWithChanges)
+        snap = msgspec.msgpack.decode(data, type=_SnapshotWithMachines)
         if snap.version not in READABLE_VERSIONS:
             raise ValueError(f"unsupported KV snapshot version {snap.version}")
         self.now_s = snap.now_s
@@ -562,6 +614,8 @@ class KVStore:
         self.agents = AgentState(self.changes, self._fenced_write, self.agents.votes.check)
         if snap.agents:
             self.agents.restore(snap.agents)
+        for name, machine in self._machines.items():
+            machine.restore(snap.machines.get(name))
         self._settle_deadlines()
         self.time_version += 1
         by_last_use = sorted(snap.sessions.items(), key=lambda item: item[1][1])
@@ -575,6 +629,7 @@ __all__ = [
     "Cas",
     "Command",
     "Delete",
+    "Extension",
     "Get",
     "KVStore",
     "List",

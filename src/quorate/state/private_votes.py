@@ -20,6 +20,13 @@ Commands:
   the sum of the accepted commitments (less the spoiled ones) commits to it,
   and the spoiled ballots with their proofs. Refused unless it verifies.
 
+In a replicated service the machine rides in the key-value store's log
+(``VotesMachine``, registered as ``"votes"``: a ``quorate.core.machine``
+extension), so a ballot is one ``Extension("votes", ...)`` operation and
+gets the log's order, exactly-once client sessions and snapshots. There the
+log time is the store's (the stamps the log carries, or a Byzantine group's
+agreed time rounds), not the command's own ``time_s``.
+
 Checking proofs is the job of an injected ``BallotVerifier`` (a real one is
 ``quorate.crypto.zk.VoteVerifier``), as signatures go through a Verifier in
 the protocol cores. The machine stores per ballot only the commitment (which
@@ -31,13 +38,18 @@ plaintext is by definition not an opening of its commitment.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
 import msgspec
 
+from quorate.core.machine import MachineResult
+
 FORMAT_VERSION = 1
+MACHINE_NAME = "votes"
+"""The name the machine is registered under in the key-value store."""
 VOTER_KEY_SIZE_BYTES = 32
 MAX_ELECTORATE = 100_000
 """Voters per proposal: bounds what one command can make every replica store."""
@@ -68,7 +80,14 @@ class OpenTally(msgspec.Struct, tag="vote.tally", array_like=True, frozen=True):
     """(voter, shared point, DLEQ proof) for each ballot left out."""
 
 
-VoteOp = OpenProposal | CastBallot | OpenTally
+class ReadProposal(msgspec.Struct, tag="vote.read", array_like=True, frozen=True):
+    """Answer a proposal's public state (changes nothing): what a tallier
+    reads to open the tally, and what anyone reads to check it."""
+
+    proposal_id: str
+
+
+VoteOp = OpenProposal | CastBallot | OpenTally | ReadProposal
 
 
 class VoteCommand(msgspec.Struct, array_like=True, frozen=True):
@@ -79,12 +98,14 @@ class VoteCommand(msgspec.Struct, array_like=True, frozen=True):
 
 
 class VoteResult(msgspec.Struct, array_like=True, frozen=True, omit_defaults=True):
-    """``ok`` or the reason for a refusal; a tally's outcome when one opens."""
+    """``ok`` or the reason for a refusal; a tally's outcome when one opens;
+    a proposal's public state (JSON) for ``ReadProposal``."""
 
     ok: bool
     error: str | None = None
     yes: int | None = None
     counted: int | None = None
+    state: str | None = None
 
 
 class BallotVerifier(Protocol):
@@ -209,7 +230,26 @@ class PrivateVotes:
             return self._cast(op)
         if isinstance(op, OpenProposal):
             return self._open(op)
+        if isinstance(op, ReadProposal):
+            return self._read(op)
         return self._tally(op)
+
+    def _read(self, op: ReadProposal) -> VoteResult:
+        proposal = self._proposals.get(op.proposal_id)
+        if proposal is None:
+            return VoteResult(ok=False, error=UNKNOWN_PROPOSAL)
+        outcome = proposal.outcome
+        state = {
+            "deadline_s": proposal.deadline_s,
+            "now_s": self.now_s,
+            "electorate": len(proposal.electorate),
+            "ballots": {v.hex(): [c.hex(), s.hex()] for v, (c, s) in sorted(proposal.ballots.items())},
+            "refused": dict(sorted(proposal.refused.items())),
+            "outcome": None
+            if outcome is None
+            else {"yes": outcome.yes, "counted": outcome.counted, "spoiled": [v.hex() for v in outcome.spoiled]},
+        }
+        return VoteResult(ok=True, state=json.dumps(state, sort_keys=True))
 
     def _open(self, op: OpenProposal) -> VoteResult:
         if not op.proposal_id or len(op.proposal_id) > MAX_PROPOSAL_ID_CHARS:
@@ -284,6 +324,13 @@ class PrivateVotes:
         return sorted(self._proposals)
 
     # -- snapshots ------------------------------------------------------------------
+    def clear(self) -> None:
+        """Back to no proposals (a snapshot without vote state was restored)."""
+        self._proposals = {}
+        self.refused = {}
+        self.now_s = 0.0
+        self.applied_index = 0
+
     def snapshot(self) -> bytes:
         records = {
             pid: _ProposalRecord(
@@ -326,17 +373,54 @@ class PrivateVotes:
         }
 
 
+class VotesMachine:
+    """``PrivateVotes`` as an extension machine of the key-value store: each
+    command applies at the store's log time; the answer is the
+    ``VoteResult`` as JSON."""
+
+    __slots__ = ("votes",)
+
+    def __init__(self, votes: PrivateVotes) -> None:
+        self.votes = votes
+
+    def apply(self, index: int, now_s: float, data: bytes) -> MachineResult:
+        votes = self.votes
+        try:
+            command = _command_decoder.decode(data)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            result = votes.apply(index, data)  # refused as malformed, as on every replica
+        else:
+            votes.applied_index = index
+            result = votes.apply_command(VoteCommand(command.op, now_s))
+        value = json.dumps({k: v for k, v in msgspec.structs.asdict(result).items() if v is not None})
+        return MachineResult(result.ok, value=value, error=result.error)
+
+    def snapshot(self) -> bytes | None:
+        if not self.votes.proposals() and not self.votes.refused:
+            return None
+        return self.votes.snapshot()
+
+    def restore(self, data: bytes | None) -> None:
+        if data is None:
+            self.votes.clear()
+        else:
+            self.votes.restore(data)
+
+
 __all__ = [
+    "MACHINE_NAME",
     "BallotVerifier",
     "CastBallot",
     "OpenProposal",
     "OpenTally",
     "PrivateVotes",
     "Proposal",
+    "ReadProposal",
     "TallyOutcome",
     "VoteCommand",
     "VoteOp",
     "VoteResult",
+    "VotesMachine",
     "decode_vote_result",
     "encode_vote_command",
 ]

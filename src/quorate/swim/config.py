@@ -74,6 +74,14 @@ class SwimConfig:
     """Cyclon: the size of the partial view of peers used as gossip targets."""
     shuffle_length: int = 6
     """Cyclon: view entries exchanged per shuffle."""
+    view_max_share: float = 0.5
+    """Eclipse resistance: at most this share of the Cyclon view from one
+    locality (subnet or region), when members span several and the node
+    knows its peers' localities."""
+    view_entropy_min: float = 0.5
+    """Eclipse resistance: when the entropy of the view's localities falls
+    below this fraction of the up members', the view is refreshed from the
+    trusted seeds (0 = never)."""
     adaptive: bool = True
     """Raise fanout and retransmissions when the missed-Ack ratio is high."""
     max_message_bytes: int = 1400
@@ -126,6 +134,10 @@ class SwimConfig:
             raise ConfigError(
                 f"shuffle_length ({self.shuffle_length}) must not exceed view_size ({self.view_size})"
             )
+        if not 0 < self.view_max_share <= 1:
+            raise ConfigError(f"view_max_share must be in (0, 1], got {self.view_max_share}")
+        if not 0 <= self.view_entropy_min <= 1:
+            raise ConfigError(f"view_entropy_min must be in [0, 1], got {self.view_entropy_min}")
         if not self.suspicion_alpha > 0:
             raise ConfigError(f"suspicion_alpha must be > 0, got {self.suspicion_alpha}")
         if not self.suspicion_beta >= 1:

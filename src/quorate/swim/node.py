@@ -66,7 +66,7 @@ from __future__ import annotations
 import math
 import random
 from bisect import bisect_left, insort
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -107,7 +107,7 @@ from quorate.swim.messages import (
     SyncReply,
     Update,
 )
-from quorate.swim.peer_sampling import PartialView
+from quorate.swim.peer_sampling import Locality, PartialView
 from quorate.swim.suspicion import Suspicion, suspicion_bounds, suspicion_timeout
 
 ENVELOPE_BYTES = 48
@@ -177,7 +177,11 @@ class SwimNode:
         config: SwimConfig | None = None,
         rng: random.Random,
         now: float,
+        locality: Locality | None = None,
     ) -> None:
+        """``locality``: each peer's subnet or region, for eclipse resistance
+        of the peer sampling view (``quorate.swim.peer_sampling``); None: the
+        view ignores where peers are."""
         self._id = NodeId(id)
         self._config = (config or SwimConfig()).validate()
         self._rng = rng
@@ -214,7 +218,16 @@ class SwimNode:
         self._delivered: list[Delivered] = []
         self._state = MerkleTree(self._config.merkle_depth)
         self._state_updates: list[StateUpdate] = []
-        self._view = PartialView(self._id, self._config.view_size, self._config.shuffle_length, rng)
+        self._locality = locality
+        self._up_localities: Counter[str] = Counter()
+        self._view = PartialView(
+            self._id,
+            self._config.view_size,
+            self._config.shuffle_length,
+            rng,
+            locality=locality,
+            max_per_locality=max(1, math.ceil(self._config.view_size * self._config.view_max_share)),
+        )
         self._events: list[MembershipEvent] = []
         self._history: deque[MembershipEvent] = deque(maxlen=HISTORY_EVENTS)
         self._msgs: list[tuple[NodeId, Any]] = []
@@ -483,8 +496,12 @@ class SwimNode:
         return self._config.retransmit_mult * self._adapt_factor()
 
     def counters(self) -> dict[str, int]:
-        """Messages and bytes sent (also per type), and protocol events."""
-        return dict(self._counters)
+        """Messages and bytes sent (also per type), and protocol events
+        (``view_refreshes``: eclipse-resistance refreshes of the view)."""
+        out = dict(self._counters)
+        if self._view.capped:
+            out["view_entries_capped"] = self._view.capped
+        return out
 
     # ================================================================ checking input
     def _check(self, message: Any) -> str | None:
@@ -578,12 +595,21 @@ class SwimNode:
         if is_up and not was_up:
             insort(self._up_sorted, member)
             self._up_set.add(member)
+            if self._locality is not None:
+                self._up_localities[self._locality(member)] += 1
+                self._view.diverse = len(self._up_localities) > 1
             # §4.3: a new member joins the round-robin order at a random place.
             self._probe_order.insert(self._rng.randint(0, len(self._probe_order)), member)
             self._view.add(member)
         elif was_up and not is_up:
             del self._up_sorted[bisect_left(self._up_sorted, member)]
             self._up_set.discard(member)
+            if self._locality is not None:
+                place = self._locality(member)
+                self._up_localities[place] -= 1
+                if self._up_localities[place] <= 0:
+                    del self._up_localities[place]
+                self._view.diverse = len(self._up_localities) > 1
             self._view.remove(member)
             if self._probe is not None and self._probe.target == member:
                 self._probe.acked = True  # nothing left to decide about it
@@ -998,9 +1024,27 @@ class SwimNode:
     def _on_shuffle(self, sender: NodeId, message: Shuffle, now: float) -> None:
         reply = self._view.answer_shuffle(sender, list(message.entries))
         self._send(sender, ShuffleReply(tuple(reply)))
+        self._check_view_diversity()
 
     def _on_shuffle_reply(self, sender: NodeId, message: ShuffleReply, now: float) -> None:
         self._view.finish_shuffle(sender, list(message.entries))
+        self._check_view_diversity()
+
+    def view_entropy_ratio(self) -> float:
+        """The view's locality entropy over the up members' (1.0: as mixed as they are)."""
+        return self._view.entropy_ratio(self._up_sorted)
+
+    def _check_view_diversity(self) -> None:
+        """Eclipse resistance: a view one locality dominates is refreshed
+        from the trusted seeds (``quorate.swim.peer_sampling``)."""
+        minimum = self._config.view_entropy_min
+        if self._locality is None or minimum == 0 or len(self._view) < 2:
+            return
+        if self._view.entropy_ratio(self._up_sorted) >= minimum:
+            return
+        trusted = [seed for seed in self._seeds if seed in self._up_set]
+        self._view.refresh(trusted, self._up_sorted)
+        self._count("view_refreshes")
 
     # ================================================================ anti-entropy
     def _anti_entropy_round(self, now: float) -> None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import heapq
 import random
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from quorate.codec import WireCodec
@@ -46,7 +46,11 @@ class SwimNet:
 
     # ------------------------------------------------------------ building
     def add(
-        self, node: int, seeds: Iterable[int] = (), config: SwimConfig | None = None
+        self,
+        node: int,
+        seeds: Iterable[int] = (),
+        config: SwimConfig | None = None,
+        locality: Callable[[NodeId], str] | None = None,
     ) -> SwimNode:
         nid = NodeId(node)
         member = SwimNode(
@@ -55,6 +59,7 @@ class SwimNet:
             config=config or SwimConfig(),
             rng=random.Random(self.rng.getrandbits(64)),
             now=self.now,
+            locality=locality,
         )
         self.nodes[nid] = member
         self._flush(member)

@@ -11,7 +11,7 @@ Theory of operation: a cluster lives in one directory::
     DIR/certs/             the cluster CA, node certificates and the ``client``
                            certificate (unless insecure)
     DIR/keys/              per-node signing keys and the public-key registry
-                           (BFT protocols with ``node_keys``)
+                           (with ``node_keys``: BFT signatures, the key registry)
 
 ``cluster_contact`` reads from ``cluster.json`` what a client needs (the
 endpoints, the TLS directory, the protocol), so the ``quorate kv`` family and
@@ -73,8 +73,9 @@ class LocalCluster:
     options: dict[str, Any] = field(default_factory=dict)
     log_level: str = "info"
     node_keys: bool = False
-    """BFT protocols: give each node its own signing key (``keys/``) instead
-    of deriving every key from the shared ``key_seed`` option."""
+    """Give each node its own signing key (``keys/``) instead of deriving
+    every key from the shared ``key_seed`` option (BFT signatures and every
+    node's key registry use them)."""
     metrics_base_port: int | None = None
     """Node ``i`` serves Prometheus metrics on ``metrics_base_port + i - 1``."""
     ranges: int = 0
@@ -411,15 +412,39 @@ def process_cpu_seconds(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / ticks
 
 
+SUMMARY_TRANSPORT_COUNTERS = (
+    "tls_refused",
+    "peer_name_mismatch",
+    "unknown_peer",
+    "wrong_peer",
+    "peer_refused",
+    "handshake_failures",
+    "send_queue_drops",
+    "malformed_messages",
+    "oversize_frames",
+    "refused_connections_total",
+    "refused_connections_per_address",
+    "refused_connections_per_subnet",
+    "refused_handshakes",
+    "refused_handshakes_per_address",
+    "handshake_timeouts",
+    "frame_timeouts",
+    "rate_limited_drops",
+    "client_rate_limited_drops",
+)
+SUMMARY_NODE_COUNTERS = (
+    "inbox_drops",
+    "security.admission_rate_limited",
+    "security.admissions_refused",
+    "security.revoked_messages_dropped",
+    "keys.refused",
+    "votes.refused",
+)
+
+
 def summarize_metrics(metrics: Mapping[str, int]) -> dict[str, int]:
-    """The counters an operator looks at first (refusals and drops)."""
-    keys = (
-        "tls_refused",
-        "peer_name_mismatch",
-        "unknown_peer",
-        "wrong_peer",
-        "handshake_failures",
-        "send_queue_drops",
-        "malformed_messages",
-    )
-    return {k: metrics.get(f"transport.{k}", 0) for k in keys if metrics.get(f"transport.{k}", 0)}
+    """The counters an operator looks at first: refusals and drops, at the
+    wire (named without their ``transport.`` prefix) and above it."""
+    out = {k: metrics.get(f"transport.{k}", 0) for k in SUMMARY_TRANSPORT_COUNTERS}
+    out |= {k: metrics.get(k, 0) for k in SUMMARY_NODE_COUNTERS}
+    return {k: v for k, v in out.items() if v}

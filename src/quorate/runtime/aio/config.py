@@ -7,7 +7,7 @@ file like::
     listen = "127.0.0.1:7001"
     data_dir = "data/n1"            # relative paths are relative to the file
     tls_dir = "certs"               # ca.crt, n1.crt, n1.key; or: insecure = true
-    keys_dir = "keys"               # pbft/hotstuff: n1.key + public-keys.toml ('quorate keys')
+    keys_dir = "keys"               # n1.key + public-keys.toml ('quorate keys'): signing, key registry
     protocol = "raft"
     read_mode = "read_index"        # how the KV service serves reads
     snapshot_every = 0              # entries between snapshots; 0 = never
@@ -23,6 +23,10 @@ file like::
 
     [options]                       # the protocol's own settings (RaftConfig fields)
     election_timeout_s = 1.0
+
+    [security]                      # admission, key rotation, limits at the edge
+    admission = "ca"
+    max_connections_per_address = 64
 
     [multiraft]                     # optional (raft only): a multi-Raft node
     ranges = 64                     # range groups at the start (and a meta group)
@@ -50,15 +54,17 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from quorate.errors import ConfigError
 from quorate.ids import NodeId, node_name, parse_node_name
-from quorate.protocols import byzantine_fault_tolerant
 from quorate.runtime.aio.protocols import protocol_binding, protocol_names
 from quorate.runtime.aio.tls import TlsConfig
 from quorate.storage.engines import open_storage
 from quorate.storage.layout import engine_found
+
+if TYPE_CHECKING:
+    from quorate.runtime.aio.security import NodeSecurityConfig
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 SERVICE_READ_MODES = ("read_index", "log")
@@ -83,6 +89,7 @@ _KNOWN_FIELDS = frozenset(
         "health_listen",
         "peers",
         "options",
+        "security",
         "multiraft",
     }
 )
@@ -117,8 +124,10 @@ class NodeConfig:
     insecure: bool = False
     protocol: str = "raft"
     keys_dir: Path | None = None
-    """BFT protocols: this node's signing key and every node's public key
-    (``quorate.crypto.keyfiles``); without it keys derive from ``key_seed``."""
+    """This node's signing key and every node's public key
+    (``quorate.crypto.keyfiles``): BFT protocols sign with them, and every
+    node's key registry starts from them; without it keys derive from
+    ``key_seed``."""
     read_mode: str = "read_index"
     snapshot_every: int = 0
     storage: str = "sqlite"
@@ -128,6 +137,15 @@ class NodeConfig:
     log_file: Path | None = None
     log_level: str = "info"
     options: dict[str, Any] = field(default_factory=dict)
+    security: dict[str, Any] = field(default_factory=dict)
+    """The ``[security]`` table (``quorate.runtime.aio.security.parse_security_table``)."""
+
+    def security_config(self) -> NodeSecurityConfig:
+        from quorate.runtime.aio.security import (
+            parse_security_table,  # PyNaCl only when a node runs
+        )
+
+        return parse_security_table(self.security)
     health_listen: Address | None = None
     """Where to answer HTTP ``/readyz`` and ``/livez`` (``runtime.aio.health``);
     a port of its own, never the protocol port. ``None``: no endpoint."""
@@ -175,6 +193,9 @@ class NodeConfig:
         ]
         lines += ["", "[options]"]
         lines += [f"{k} = {_toml_value(v)}" for k, v in sorted(self.options.items())]
+        if self.security:
+            lines += ["", "[security]"]
+            lines += [f"{k} = {_toml_value(v)}" for k, v in sorted(self.security.items())]
         if self.ranges:
             lines += ["", "[multiraft]"]
             lines += [f"{k} = {getattr(self, k)}" for k in MULTIRAFT_FIELDS]
@@ -268,13 +289,12 @@ def node_config_from_mapping(raw: Mapping[str, Any], base_dir: Path = Path("."))
     if protocol not in protocol_names():
         raise ConfigError(f"unknown protocol {protocol!r}; choose one of {', '.join(protocol_names())}")
     keys_dir = _path(raw["keys_dir"], "keys_dir", base_dir) if "keys_dir" in raw else None
+    options_raw = raw.get("options", {})
     if keys_dir is not None:
-        if not byzantine_fault_tolerant(protocol):
-            signing = [name for name in protocol_names() if byzantine_fault_tolerant(name)]
-            raise ConfigError(f"keys_dir is for {' and '.join(signing)} nodes, not {protocol}")
-        from quorate.crypto.keyfiles import load_node_keys
+        from quorate.security.registry_keyring import key_material
 
-        load_node_keys(keys_dir, node, [node, *peers])  # a missing or mismatched key fails now
+        joining = isinstance(options_raw, Mapping) and bool(options_raw.get("join", False))
+        key_material(node, [node, *peers], keys_dir=keys_dir, join=joining)  # a missing or mismatched key fails now
     read_mode = raw.get("read_mode", "read_index")
     if read_mode not in SERVICE_READ_MODES:
         raise ConfigError(f"read_mode must be one of {', '.join(SERVICE_READ_MODES)}, got {read_mode!r}")
@@ -296,9 +316,16 @@ def node_config_from_mapping(raw: Mapping[str, Any], base_dir: Path = Path("."))
     health_listen = parse_address(raw["health_listen"], "health_listen") if "health_listen" in raw else None
     if health_listen is not None and health_listen == listen:
         raise ConfigError("health_listen must be a port of its own, not the protocol port (listen)")
-    options = raw.get("options", {})
+    options = options_raw
     if not isinstance(options, Mapping):
         raise ConfigError("[options] must be a table of the protocol's settings")
+    security = raw.get("security", {})
+    if not isinstance(security, Mapping):
+        raise ConfigError("[security] must be a table (admission, limits at the edge...)")
+    if security:  # an empty table holds the defaults, valid by construction
+        from quorate.runtime.aio.security import parse_security_table
+
+        parse_security_table(security)
     data_dir = _path(raw["data_dir"], "data_dir", base_dir)
     _check_data_protocol(data_dir, storage, protocol)
     _check_options(protocol, dict(options))
@@ -324,6 +351,7 @@ def node_config_from_mapping(raw: Mapping[str, Any], base_dir: Path = Path("."))
         log_file=log_file,
         log_level=log_level,
         options=dict(options),
+        security=dict(security),
         health_listen=health_listen,
         ranges=ranges,
         replicas=replicas,

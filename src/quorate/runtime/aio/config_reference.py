@@ -70,10 +70,12 @@ NODE_FIELDS: tuple[FieldDoc, ...] = (
     ),
     FieldDoc(
         "keys_dir", "path", None,
-        "PBFT and HotStuff: directory with this node's signing key (n1.key) and every "
-        "node's public key (public-keys.toml), made by quorate keys init. Without it the "
-        "node derives every key from the shared test seed (the key_seed option) and "
-        "warns at start: fine for tests, not against real Byzantine peers.",
+        "Directory with this node's signing key (n1.key) and every node's public key "
+        "(public-keys.toml), made by quorate keys init. PBFT and HotStuff sign with them; "
+        "every protocol's key registry starts from them (rotation, revocation, admission: "
+        "the [security] table). Without it the node derives every key from the shared "
+        "test seed (the key_seed option; a PBFT or HotStuff node warns at start): fine "
+        "for tests, not against real Byzantine peers.",
     ),
     FieldDoc(
         "protocol", "string", '"raft"',
@@ -128,6 +130,13 @@ NODE_FIELDS: tuple[FieldDoc, ...] = (
         "option stops the node at start with one line.",
     ),
     FieldDoc(
+        "[security]", "table", "{}",
+        "Admission of new members, key rotation, and limits at the edge (connections, "
+        "handshakes, frames, client rates; below). The key registry's settings "
+        "(max_overlap_s, pending_ttl_s, max_pending, admissions_per_approver, "
+        "approver_window_s) must be the same on every node.",
+    ),
+    FieldDoc(
         "[multiraft]", "table", None,
         "Raft only: run a multi-Raft node (ranges = range groups at the start, "
         "replicas = replicas of each range and of the meta group, default 3; "
@@ -135,6 +144,21 @@ NODE_FIELDS: tuple[FieldDoc, ...] = (
         "cluster needs the same table. Absent: one Raft group.",
     ),
 )
+
+
+def security_docs() -> tuple[FieldDoc, ...]:
+    """The keys of ``[security]``, with defaults and meanings."""
+    from quorate.runtime.aio.security import SECURITY_TABLE_EXTRAS, SecuritySettings
+    from quorate.security.keyregistry import RegistryPolicy
+    from quorate.security.limits import EdgeLimits
+
+    out = [d for d in _dataclass_docs(SecuritySettings) if d.name != "registry"]
+    out += _dataclass_docs(RegistryPolicy) + _dataclass_docs(EdgeLimits)
+    out += [
+        FieldDoc(name, _TYPE_NAMES[type(default)], _toml(default), meaning)
+        for name, (default, meaning) in SECURITY_TABLE_EXTRAS.items()
+    ]
+    return tuple(out)
 
 BFT_NODE_OPTIONS: tuple[FieldDoc, ...] = (  # a real node's own, for protocols that sign
     FieldDoc(
@@ -261,6 +285,12 @@ def config_template(protocol: str = "raft") -> str:
         lines.append("")
         lines += _comment(f"{doc.name} ({doc.type}): {doc.meaning}".rstrip(": "))
         lines.append(f"# {doc.name} = {doc.default if doc.default is not None else '...'}")
+    security_doc = next(d for d in NODE_FIELDS if d.name == "[security]")
+    lines += ["", *_comment(security_doc.meaning), "[security]"]
+    for doc in security_docs():
+        lines.append("")
+        lines += _comment(f"{doc.name} ({doc.type}): {doc.meaning}".rstrip(": "))
+        lines.append(f"# {doc.name} = {doc.default}")
     multiraft_doc = next(d for d in NODE_FIELDS if d.name == "[multiraft]")
     lines.append("")
     lines += _comment(multiraft_doc.meaning)
@@ -286,4 +316,5 @@ def config_reference_markdown() -> str:
         ("hotstuff", "HotStuff (`HotStuffConfig`, then the node's own BFT options)"),
     ):
         out += [f"### `[options]` for {title}", "", *_table(protocol_option_docs(protocol)), ""]
+    out += ["### `[security]`", "", *_table(security_docs()), ""]
     return "\n".join(out)

@@ -35,6 +35,10 @@ Theory of operation.
   Lifeguard's Nacks and health multiplier exist for exactly that case. At the
   group sizes one process per member on a host allows, a connection per pair
   is cheap.
+- **Eclipse resistance.** The transport bounds connections per source
+  address and subnet (``quorate.security.limits``), and the SWIM core knows
+  each peer's subnet, so its Cyclon view holds at most its share from one
+  subnet and is refreshed from the seeds when one subnet dominates it.
 - **Clients** speak the ``GossipRequest``/``GossipReply`` messages on the
   same listener (``Transport`` client role): increment, add, remove, read.
   A read answers with this replica's value (eventually consistent), its
@@ -64,6 +68,7 @@ from quorate.ids import NodeId, node_name
 from quorate.runtime.aio.tls import TlsConfig
 from quorate.runtime.aio.transport import Address, Transport
 from quorate.runtime.driver import drive
+from quorate.security.limits import subnet_of
 from quorate.swim import SWIM_MESSAGE_TYPES, SwimConfig, SwimNode
 
 log = logging.getLogger("quorate.runtime.aio.gossip")
@@ -200,6 +205,12 @@ class GossipNode:
             )
         return replica
 
+    def _locality(self, peer: NodeId) -> str:
+        """The subnet ``peer`` is reached at: the peer sampling view keeps
+        several subnets in it (eclipse resistance, ``quorate.swim.peer_sampling``)."""
+        address = self._peers.get(peer)
+        return subnet_of(address[0]) if address is not None else f"unknown:{int(peer)}"
+
     @property
     def core(self) -> SwimNode:
         if self._core is None:
@@ -212,7 +223,7 @@ class GossipNode:
         address = await self.transport.start()
         now = asyncio.get_running_loop().time()
         self._core = SwimNode(
-            self.id, sorted(self._peers), config=self.swim_config, rng=self._rng, now=now
+            self.id, sorted(self._peers), config=self.swim_config, rng=self._rng, now=now, locality=self._locality
         )
         if self.replica.version:
             self._core.local_state_put(*self.replica.entry())

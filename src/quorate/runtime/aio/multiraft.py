@@ -128,7 +128,7 @@ class MultiRaftNode(AioNode):
         self.initial = layout.initial(self.nodes)
         self.meta_voters = tuple(self.nodes[: layout.replicas])
         self.protocol_options = {"quiesce_after_s": DEFAULT_QUIESCE_AFTER_S, **self.protocol_options}
-        self.raft = RaftGroups.from_options(self.protocol_options)
+        self.raft = RaftGroups.from_options(self.binding.protocol_options(self.protocol_options))
         self.tombstones: set[int] = set()
         self._group_changes: list[tuple[int, Recovered | None]] = []
         """(group, its bootstrap state) to host, or (group, None) to retire, after the turn."""

@@ -74,6 +74,16 @@ Theory of operation.
   in its configuration entry; the node reads the book from every
   configuration entry it is about to persist (and, at restart, from its
   recovered log), so it can dial members it was never configured with.
+- *Security* (``quorate.runtime.aio.security``). Group 0's store hosts the
+  key registry and the private votes; every group's cores sign and verify
+  through the registry's keyring, so a rotated key verifies from the index
+  that activated it and a revoked node's from none. After each applied batch
+  the security manager acts on the registry's decisions; from the index at
+  which a node is revoked, its messages are dropped before they are stepped
+  and its connections closed. Membership changes that add a node go through
+  the admission policy and a rate limit per source address. The inbox holds
+  at most ``max_inbox`` inputs; more are dropped and counted
+  (``inbox_drops``).
 - *Leadership changes.* After each drive the node compares the core's leader
   with the last one seen and logs a change. When this node stops being the
   leader, every client still waiting on it is answered ``retry``: its
@@ -93,7 +103,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from dataclasses import field as dataclass_field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from quorate.core.binding import MembershipChange
 from quorate.core.host import GroupReady, HostedGroup, NodeHost
@@ -115,7 +125,8 @@ from quorate.runtime.aio.admin import (
 )
 from quorate.runtime.aio.bft import replica_service_class
 from quorate.runtime.aio.config import STORAGE_KINDS, format_address, parse_address
-from quorate.runtime.aio.protocols import ProtocolBinding, protocol_binding
+from quorate.runtime.aio.protocols import DEFAULT_KEY_SEED, ProtocolBinding, protocol_binding
+from quorate.runtime.aio.security_relay import SecurityRelay
 from quorate.runtime.aio.tls import TlsConfig
 from quorate.runtime.aio.transport import (
     CLIENT_CONNECTION_BASE,
@@ -124,10 +135,12 @@ from quorate.runtime.aio.transport import (
     TransportConfig,
 )
 from quorate.runtime.driver import HostDriver
+from quorate.security.limits import DEFAULT_MAX_INBOX
 from quorate.state.backup import BackupRequest
-from quorate.state.kv import KVStore
+from quorate.state.kv import NO_SESSION, Command, Extension, KVStore, encode_command
 from quorate.state.replica_time import ReplicaClock
 from quorate.state.service import (
+    BFT_COMMAND_TIME_S,
     STATUS_ERROR,
     BftService,
     ClientAttach,
@@ -137,6 +150,10 @@ from quorate.state.service import (
 )
 from quorate.storage import GroupWrite
 from quorate.storage.engines import DiskStorage, open_storage
+
+if TYPE_CHECKING:
+    from quorate.runtime.aio.security import NodeSecurity, SecuritySettings
+    from quorate.security.registry_keyring import RegistryKeyring
 
 log = logging.getLogger("quorate.runtime.aio.node")
 
@@ -248,6 +265,8 @@ class AioNode:
         clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
         groups: Sequence[GroupConfig] = (),
+        security: SecuritySettings | None = None,
+        max_inbox: int = DEFAULT_MAX_INBOX,
     ) -> None:
         if storage_kind not in STORAGE_KINDS:
             raise ConfigError(
@@ -300,6 +319,16 @@ class AioNode:
         self._executor: ThreadPoolExecutor | None = None
         self._failed = False
         self._stopping: asyncio.Future[None] | None = None
+        if security is None:
+            from quorate.runtime.aio.security import (
+                SecuritySettings,  # PyNaCl only when a node runs
+            )
+
+            security = SecuritySettings()
+        self.security_settings = security.validate()
+        self.security: NodeSecurity | None = None
+        self.keyring: RegistryKeyring | None = None
+        self.max_inbox = max_inbox
 
     # ------------------------------------------------------------ group 0's view
     @property
@@ -325,6 +354,8 @@ class AioNode:
             hard_state_type=binding.hard_state_type,
             snapshot_type=binding.snapshot_type,
         )
+        self._start_security()
+        assert self.security is not None
         self.host = self._new_host()
         groups, message_types = self._initial_groups()
         self._executor = ThreadPoolExecutor(
@@ -335,7 +366,7 @@ class AioNode:
             self.id,
             self.listen,
             self.peers,
-            peer_message_types=tuple(dict.fromkeys((*message_types, *self.service_message_types))),
+            peer_message_types=tuple(dict.fromkeys((*message_types, SecurityRelay, *self.service_message_types))),
             client_message_types=self.client_message_types,
             on_peer_message=self._on_peer_message,
             on_client_message=self._on_client_message,
@@ -343,12 +374,42 @@ class AioNode:
             insecure=self.insecure,
             config=self.transport_config,
             rng=random.Random(self.rng.random()),
+            peer_check=self.security.peer_check,
         )
         address = await self.transport.start()
         for hosted in groups:
             self.host.add(hosted)
         self._drive()
         return address
+
+    def _start_security(self) -> None:
+        """Load this node's keyring (its own key and the members' keys, as the
+        key registry will check them) and its security manager."""
+        voters = tuple(sorted({self.id, *self.peers}))
+        options = self.protocol_options
+        keys_dir = options.get("keys_dir")
+        if keys_dir is not None and options.get("key_seed") is not None:
+            raise ConfigError("give either keys_dir (a key per node) or key_seed (test clusters), not both")
+        from quorate.runtime.aio.security import NodeSecurity
+        from quorate.security.registry_keyring import load_keyring
+
+        self.keyring = load_keyring(
+            self.id,
+            voters,
+            keys_dir=keys_dir,
+            key_seed=None if keys_dir is not None else str(options.get("key_seed") or DEFAULT_KEY_SEED),
+            join=bool(options.get("join", False)),
+            policy=self.security_settings.registry,
+        )
+        self.security = NodeSecurity(
+            self.id,
+            self.keyring,
+            self.security_settings,
+            keys_dir=None if keys_dir is None else Path(keys_dir),
+            tls_dir=None if self.tls is None else Path(self.tls.cert_file).parent,
+            clock=self.clock,
+        )
+        self.security.attach(self)
 
     def _new_host(self) -> NodeHost:
         """The node host (a subclass may give it an ``on_unknown_group``)."""
@@ -400,19 +461,27 @@ class AioNode:
         fresh = recovered.hard_state is None and recovered.snapshot is None and not recovered.entries
         if record is None and group_id == 0:
             storage.create_group(0, binding.name)
-        core = binding.build(self.id, members, self.rng, self.clock(), None if fresh else recovered, options)
-        service = self._build_service(binding, core, members, options)
+        core = binding.build(
+            self.id, members, self.rng, self.clock(), None if fresh else recovered, options, keyring=self.keyring
+        )
+        service = self._build_service(binding, core, members, options, machines=group_id == 0)
         if recovered.snapshot is not None:
             service.restore(recovered.snapshot)
         pipelines = binding.sends_before_persist(options)
         return HostedGroup(group_id, core, binding.core, state=service, pipelines=pipelines)
 
     def _build_service(
-        self, binding: ProtocolBinding, core: Any, members: tuple[NodeId, ...], options: Mapping[str, Any]
+        self,
+        binding: ProtocolBinding,
+        core: Any,
+        members: tuple[NodeId, ...],
+        options: Mapping[str, Any],
+        *,
+        machines: bool = False,
     ) -> ReplicaService:
         service_options: dict[str, Any] = {}
         replicas = 0
-        clock_keys = binding.clock_keys(self.id, members, options)
+        clock_keys = binding.clock_keys(self.id, members, options, keyring=self.keyring)
         if clock_keys is not None:
             # Byzantine fault tolerant: time from the replicas' signed readings.
             signer, verifier = clock_keys
@@ -420,7 +489,7 @@ class AioNode:
             replicas = len(members)
         return replica_service_class(binding.core.fault_model)(
             core,
-            KVStore(replicas=replicas),
+            KVStore(replicas=replicas, machines=self.security.machines() if machines and self.security else None),
             read_mode=self.read_mode,
             snapshot_every=self.snapshot_every,
             stamp_clock=time.time,  # log time for TTLs: wall clock, comparable across hosts
@@ -437,6 +506,8 @@ class AioNode:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        if self.security is not None:
+            self.security.close()
         in_flight = self._driver is not None and self._driver.persisting
         self._failed = True  # drive no more: the storage is going away
         if self.transport is not None:
@@ -458,9 +529,13 @@ class AioNode:
             out["sent_before_persist"] = self._driver.sent_early
         if self.transport is not None:
             out.update({f"transport.{k}": v for k, v in self.transport.metrics.items()})
+            out["transport.peers_connected"] = len(self.transport.connected_peers())
+            out["transport.connections_held"] = self.transport.connections_held
         group = self.host.get(0) if self.host is not None else None
         if group is not None and group.binding is not None:
             out.update(group.binding.status(group.core).metrics)
+        if self.security is not None:
+            out.update(self.security.metrics)
         service = self.service
         if service is not None:
             # Time entries proposed here for TTL deadlines; BFT: forged readings refused.
@@ -498,6 +573,9 @@ class AioNode:
         self._enqueue(connection_id, message, group, True)
 
     def _enqueue(self, sender: int, message: WireMessage, group: int, from_client: bool) -> None:
+        if len(self._inbox) >= self.max_inbox:
+            self.counters["inbox_drops"] += 1
+            return
         self._inbox.append((sender, message, group, from_client))
         if not self._scheduled and self._loop is not None:
             self._scheduled = True
@@ -513,12 +591,19 @@ class AioNode:
         inbox, self._inbox = self._inbox, []
         now = self.clock()
         host = self.host_or_raise()
+        security = self.security
+        assert security is not None
         for sender, message, group_id, from_client in inbox:
             if from_client:
                 self._on_client_input(sender, message, group_id, now)
                 continue
+            if security.refuses(sender):
+                self.counters["security.revoked_messages_dropped"] += 1
+                continue
             self.messages_in[type(message)] += 1
-            if type(message) in self.service_message_types:
+            if isinstance(message, SecurityRelay):
+                security.on_relay(NodeId(sender), message, now)
+            elif type(message) in self.service_message_types:
                 self._to_service(NodeId(sender), message, group_id, now)
             elif host.step(NodeId(sender), group_id, message, now) is not None:
                 self.counters["rejected.unknown group"] += 1
@@ -557,6 +642,19 @@ class AioNode:
                 self.transport_or_raise().send_to_client(connection, reply, group_id)
             return
         service: ReplicaService = group.state
+        security = self.security
+        assert security is not None
+        if isinstance(message, Admin | ClientRequest) and self._is_admission(message):
+            address = self.transport_or_raise().client_address(connection)
+            if not security.admission_request_allowed(address, now):
+                refusal = f"admission requests from {address} are rate-limited; try again later"
+                answer: WireMessage = (
+                    AdminReply(message.seq, "error", error=refusal)
+                    if isinstance(message, Admin)
+                    else ClientReply(message.client, message.seq, STATUS_ERROR, error=refusal)
+                )
+                self.transport_or_raise().send_to_client(connection, answer, group_id)
+                return
         if isinstance(message, ClientRequest):
             self.counters["client_requests"] += 1
             service.on_client_request(NodeId(connection), message, now)
@@ -571,6 +669,14 @@ class AioNode:
             service.request_backup(NodeId(connection), message, now)
         host.touch(group)
         self._asked[group_id] = group
+
+    @staticmethod
+    def _is_admission(message: Admin | ClientRequest) -> bool:
+        if isinstance(message, Admin):
+            return message.action in ("add", "add_learner")
+        from quorate.runtime.aio.security import NodeSecurity
+
+        return NodeSecurity.is_admission_request(message.op)
 
     def status(self, seq: int = 0, group_id: int = 0) -> StatusReply:
         """This node's view of ``group_id``: role, term, leader, indexes, members, counters."""
@@ -644,6 +750,10 @@ class AioNode:
                     address = parse_address(request.address, f"the address of {node_name(node)}")
                 except ConfigError as exc:
                     return AdminReply(request.seq, "error", error=str(exc))
+                fault = self.security.admission_fault(node) if self.security is not None and group.id == 0 else None
+                if fault is not None:
+                    self.counters["security.admissions_refused"] += 1
+                    return AdminReply(request.seq, "error", error=fault)
                 if node == self.id:
                     return AdminReply(request.seq, "error", error=f"{node_name(node)} is already a member")
                 book[int(node)] = format_address(address)
@@ -823,10 +933,45 @@ class AioNode:
 
     def restore(self, group: HostedGroup, snapshot: Any) -> None:
         group.state.restore(snapshot)
+        if group.id == 0 and self.security is not None:
+            self.security.resync()
 
     def apply(self, group: HostedGroup, entries: list[Entry]) -> None:
         group.state.apply_all(entries)
         self.counters["entries_applied"] += len(entries)
+        if group.id == 0 and self.security is not None:
+            self.security.after_apply()
+
+    # SecurityHost ---------------------------------------------------------
+    def propose_extension(self, machine: str, data: bytes) -> Any:
+        """Propose a sessionless ``Extension`` command to group 0, stamped as
+        the group's service stamps its own commands; drive soon after."""
+        host = self.host_or_raise()
+        group = host.get(0)
+        assert group is not None
+        stamp = BFT_COMMAND_TIME_S if isinstance(group.state, BftService) else time.time()
+        command = encode_command(Command(NO_SESSION, 0, Extension(machine, data), stamp))
+        outcome = host.propose(0, command, self.clock())
+        if not self._scheduled and self._loop is not None:
+            self._scheduled = True
+            self._loop.call_soon(self._process)
+        return outcome
+
+    def send_relay(self, to: NodeId, message: SecurityRelay) -> None:
+        self.transport_or_raise().send(to, message, 0)
+
+    def reload_tls(self, tls: TlsConfig) -> None:
+        self.tls = tls
+        self.transport_or_raise().set_tls(tls)
+
+    def recheck_peers(self) -> None:
+        self.transport_or_raise().recheck_peers()
+
+    def stop_serving(self, reason: str) -> None:
+        """This node was revoked: take no more input, close every connection."""
+        self._failed = True
+        if self.transport is not None:
+            self._stopping = asyncio.ensure_future(self.transport.close())
 
     def read_ready(self, group: HostedGroup, read: ReadState) -> None:
         group.state.read_ready(read)

@@ -33,7 +33,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from quorate.core.binding import Binding, ClusterContext
+from quorate.core.binding import Binding, ClusterContext, Keyring
 from quorate.core.protocol import ProtocolCore
 from quorate.core.signing import Signer, Verifier
 from quorate.core.wire import WireMessage
@@ -109,15 +109,23 @@ class ProtocolBinding:
         )
 
     def clock_keys(
-        self, node_id: NodeId, voters: tuple[NodeId, ...], options: Mapping[str, Any]
+        self,
+        node_id: NodeId,
+        voters: tuple[NodeId, ...],
+        options: Mapping[str, Any],
+        *,
+        keyring: Keyring | None = None,
     ) -> tuple[Signer, Verifier] | None:
         """For Byzantine fault tolerant protocols: the node's own signer and the
         members' verifier for its signed clock readings
-        (``quorate.state.replica_time``); None for the others."""
-        keyring = self.keyring(node_id, voters, options)
-        if keyring is None:
+        (``quorate.state.replica_time``); None for the others. ``keyring``:
+        the node's keyring (the key registry's), else one built from ``options``."""
+        if self.core.fault_model != "byzantine":
             return None
-        return keyring.signer(node_id), keyring.verifier(node_id)
+        found = keyring if keyring is not None else self.keyring(node_id, voters, options)
+        if found is None:
+            return None
+        return found.signer(node_id), found.verifier(node_id)
 
     def build(
         self,
@@ -127,9 +135,16 @@ class ProtocolBinding:
         now: float,
         recovered: Recovered | None,
         options: Mapping[str, Any],
+        *,
+        keyring: Keyring | None = None,
     ) -> ProtocolCore:
+        """One node's core; ``keyring``: the node's keyring (the key
+        registry's), else one built from ``options`` (for protocols that sign)."""
         config = self.core.parse_config(self.protocol_options(options))
-        keyring = self.keyring(node_id, voters, options)
+        if self.core.fault_model != "byzantine":
+            keyring = None
+        elif keyring is None:
+            keyring = self.keyring(node_id, voters, options)
         behaviour = options.get("byzantine")
         byzantine = {} if behaviour in (None, "", "none") else {node_id: str(behaviour)}
         if byzantine and self.core.fault_model != "byzantine":

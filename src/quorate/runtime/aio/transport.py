@@ -55,6 +55,27 @@ the node: ``peer_rtt`` (``quorate.runtime.aio.peer_rtt``) keeps a smoothed
 round trip and the share of pings lost per peer, which the node reports in
 its status.
 
+*Limits at the edge* (``quorate.security.limits``; denial of service and
+eclipse attacks). An accepted connection takes a slot of a
+``ConnectionGovernor`` before its handshake: too many connections in all,
+from its address or from its subnet, or too many handshakes in flight (in
+all or from its address), and it is closed at once and counted
+(``refused_*``). The slot is given back when the connection closes or when
+it authenticates as a member peer (members are bounded by the membership,
+one connection per pair). A handshake must finish within
+``handshake_timeout_s`` (``handshake_timeouts``) and a frame that has begun
+within ``frame_timeout_s`` (``frame_timeouts``), so half-open and trickling
+connections are cut off. Client messages are admitted at
+``client_requests_per_s`` per source address (``client_rate_limited_drops``).
+
+*Who may be a peer* beyond the CA's word: an optional ``peer_check(peer,
+certificate)`` (the key registry: a revoked node, a certificate whose
+fingerprint is no longer pinned) is asked after every handshake, on both
+ends, and ``recheck_peers`` asks it again for every live connection when the
+answer may have changed, closing those it now refuses (``peer_refused``).
+``set_tls`` replaces this node's certificate for new connections without
+touching live ones (certificate rotation).
+
 *Clients* connect to the same listener. Each client connection gets a local
 id (``CLIENT_CONNECTION_BASE`` upwards, never a node id) so replies go back on
 the connection the request came from. A client that does not read its replies
@@ -77,7 +98,7 @@ import ssl
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from quorate.codec import DEFAULT_MAX_FRAME_BYTES, FrameDecoder, WireCodec, encode_frame
@@ -86,6 +107,7 @@ from quorate.errors import ConfigError, RemoteProtocolError
 from quorate.ids import NodeId, node_name
 from quorate.runtime.aio.peer_rtt import PING_INTERVAL_S, PeerRtt
 from quorate.runtime.aio.tls import TlsConfig, certificate_names
+from quorate.security.limits import AddressRateLimiter, ConnectionGovernor, EdgeLimits
 from quorate.security.ratelimit import PeerRateLimiter
 
 log = logging.getLogger("quorate.runtime.aio.transport")
@@ -147,8 +169,11 @@ class TransportConfig:
     them (token bucket, one second of burst); 0 = no limit. A flooding peer
     then costs a decode per message, not a protocol step and its signature
     checks."""
+    limits: EdgeLimits = field(default_factory=EdgeLimits)
+    """Connection, handshake and request limits at the edge (``quorate.security.limits``)."""
 
     def validate(self) -> TransportConfig:
+        self.limits.validate()
         if self.send_queue_limit < 1:
             raise ConfigError(f"send_queue_limit must be >= 1 frame, got {self.send_queue_limit}")
         if self.max_frame_bytes < 1:
@@ -198,26 +223,66 @@ class _Refused(Exception):
         self.metric = metric
 
 
+class _Slot:
+    """A connection's place in the ``ConnectionGovernor``, given back once."""
+
+    __slots__ = ("address", "connected", "governor", "handshaking")
+
+    def __init__(self, governor: ConnectionGovernor, address: str) -> None:
+        self.governor = governor
+        self.address = address
+        self.handshaking = True
+        self.connected = True
+
+    def handshake_over(self) -> None:
+        if self.handshaking:
+            self.handshaking = False
+            self.governor.handshake_over(self.address)
+
+    def release(self) -> None:
+        self.handshake_over()
+        if self.connected:
+            self.connected = False
+            self.governor.release(self.address)
+
+
 class _Connection:
     """One stream plus its frame decoder."""
 
-    __slots__ = ("decoder", "label", "outgoing", "pending", "pings", "reader", "writer")
+    __slots__ = ("address", "decoder", "frame_timeout_s", "label", "outgoing", "pending", "pings", "reader", "writer")
 
     def __init__(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, label: str, max_frame: int
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        label: str,
+        max_frame: int,
+        frame_timeout_s: float | None = None,
     ) -> None:
         self.reader = reader
         self.writer = writer
         self.label = label
+        self.address = label
+        """The source address (host) of an accepted connection."""
         self.decoder = FrameDecoder(max_frame)
+        self.frame_timeout_s = frame_timeout_s
         self.pending: deque[bytes] = deque()  # complete frame bodies not yet decoded
         self.outgoing: list[bytes] = []  # frames queued by send_to_client, not yet written
         self.pings = False  # the peer's Hello said it answers Ping
 
     async def next_body(self) -> bytes | None:
-        """The next frame body, or ``None`` at end of stream."""
+        """The next frame body, or ``None`` at end of stream. A frame that has
+        begun must complete within ``frame_timeout_s`` (slow senders are cut off)."""
         while not self.pending:
-            data = await self.reader.read(READ_CHUNK_BYTES)
+            if self.frame_timeout_s is not None and self.decoder.in_frame:
+                try:
+                    data = await asyncio.wait_for(self.reader.read(READ_CHUNK_BYTES), self.frame_timeout_s)
+                except TimeoutError:
+                    raise _Refused(
+                        "frame_timeouts", f"a frame stayed incomplete for {self.frame_timeout_s:g} s"
+                    ) from None
+            else:
+                data = await self.reader.read(READ_CHUNK_BYTES)
             if not data:
                 return None
             try:
@@ -282,6 +347,7 @@ class Transport:
         insecure: bool = False,
         config: TransportConfig | None = None,
         rng: random.Random | None = None,
+        peer_check: Callable[[NodeId, bytes | None], str | None] | None = None,
     ) -> None:
         if tls is None and not insecure:
             raise ConfigError("a TLS configuration is required (pass insecure=True for plain TCP)")
@@ -309,11 +375,18 @@ class Transport:
         self._closed = False
         self._logged: set[tuple[str, str]] = set()
         self.metrics: Counter[str] = Counter()
+        """Event counters: drops, refusals, malformed input, connections."""
         self.peer_rtt = PeerRtt()
         """Smoothed round trip and ping loss per peer (see *Round trips to peers*)."""
         rate = self.config.peer_rate_limit_msgs_per_s
         self._limiter = PeerRateLimiter(rate, max(rate, 1.0)) if rate > 0 else None
-        """Event counters: drops, refusals, malformed input, connections."""
+        limits = self.config.limits
+        self._governor = ConnectionGovernor(limits)
+        self._client_limiter = (
+            AddressRateLimiter(limits.client_requests_per_s) if limits.client_requests_per_s > 0 else None
+        )
+        self.peer_check = peer_check
+        """``(peer, DER certificate or None) -> refusal reason or None``: who may be a peer now."""
 
     # ------------------------------------------------------------ lifecycle
     async def start(self) -> Address:
@@ -343,6 +416,41 @@ class Transport:
         self._addresses[peer] = address
         if self._server is not None:
             self._link(peer)
+
+    def set_tls(self, tls: TlsConfig) -> None:
+        """Present ``tls``'s certificate from the next connection on (live ones keep theirs)."""
+        if self._server_ssl is None:
+            raise ConfigError("this transport runs without TLS (insecure)")
+        server, client = tls.server_context(), tls.client_context()
+        self._server_ssl, self._client_ssl = server, client
+        self.metrics["tls_reloads"] += 1
+
+    def recheck_peers(self) -> int:
+        """Ask ``peer_check`` again about every live peer connection; close the
+        refused ones (their dialer retries, with whatever it holds now). Returns
+        how many were closed."""
+        if self.peer_check is None:
+            return 0
+        closed = 0
+        for peer, link in self._links.items():
+            connection = link.connection
+            if connection is None:
+                continue
+            reason = self.peer_check(peer, _peer_certificate(connection.writer))
+            if reason is not None:
+                self._count("peer_refused", node_name(peer), f"{node_name(peer)}: {reason}")
+                connection.close()
+                closed += 1
+        return closed
+
+    @property
+    def connections_held(self) -> int:
+        """Client and not-yet-authenticated connections open now."""
+        return self._governor.connections
+
+    @property
+    def handshakes_in_flight(self) -> int:
+        return self._governor.handshakes_in_flight
 
     async def close(self) -> None:
         self._closed = True
@@ -419,6 +527,11 @@ class Transport:
             frames, connection.outgoing = connection.outgoing, []
             if frames and not connection.writer.is_closing():
                 connection.writer.writelines(frames)
+
+    def client_address(self, connection_id: int) -> str:
+        """The source address of a client connection (``"?"`` once it is gone)."""
+        connection = self._clients.get(connection_id)
+        return connection.address if connection is not None else "?"
 
     def queued(self, peer: NodeId) -> int:
         """Frames waiting for ``peer``."""
@@ -518,7 +631,9 @@ class Transport:
             opened = asyncio.open_connection(*address)
         reader, writer = await asyncio.wait_for(opened, timeout_s)
         _detect_dead_peer(writer, self.config.peer_dead_after_s)
-        connection = _Connection(reader, writer, node_name(peer), self.config.max_frame_bytes)
+        connection = _Connection(
+            reader, writer, node_name(peer), self.config.max_frame_bytes, self.config.limits.frame_timeout_s
+        )
         try:
             writer.write(self._hello(ROLE_PEER))
             _, hello, _ = await asyncio.wait_for(self._receive(connection), timeout_s)
@@ -527,6 +642,10 @@ class Transport:
                     "wrong_peer", f"expected {node_name(peer)} at {address}, got {hello!r}"
                 )
             connection.pings = hello.pings
+            if self.peer_check is not None:
+                reason = self.peer_check(peer, _peer_certificate(writer))
+                if reason is not None:
+                    raise _Refused("peer_refused", f"{node_name(peer)}: {reason}")
         except BaseException:
             connection.close()
             raise
@@ -559,14 +678,35 @@ class Transport:
         peername = writer.get_extra_info("peername")
         # Keyed by host, not port: one log line per refusing party, not per attempt.
         label = str(peername[0]) if peername else "?"
+        refusal = self._governor.admit(label)
+        if refusal is not None:
+            self._count(refusal.metric, label, refusal.detail)
+            transport = writer.transport
+            transport.abort()  # no TLS, no goodbye: the cheapest way out
+            return
+        slot = _Slot(self._governor, label)
+        try:
+            await self._handshake_accepted(reader, writer, label, slot)
+        finally:
+            slot.release()
+
+    async def _handshake_accepted(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, label: str, slot: _Slot
+    ) -> None:
         timeout_s = self.config.handshake_timeout_s
         try:
             if self._server_ssl is not None:
                 await asyncio.wait_for(
                     writer.start_tls(self._server_ssl, ssl_handshake_timeout=timeout_s), timeout_s
                 )
-            connection = _Connection(reader, writer, label, self.config.max_frame_bytes)
+            connection = _Connection(
+                reader, writer, label, self.config.max_frame_bytes, self.config.limits.frame_timeout_s
+            )
             _, hello, _ = await asyncio.wait_for(self._receive(connection), timeout_s)
+        except TimeoutError:
+            self._count("handshake_timeouts", label, f"no handshake within {timeout_s:g} s")
+            writer.close()
+            return
         except _Refused as refusal:
             self._count(refusal.metric, label, str(refusal))
             writer.close()
@@ -579,6 +719,7 @@ class Transport:
             self._count("handshake_failures", label, f"no handshake: {exc!r}")
             writer.close()
             return
+        slot.handshake_over()
         if not isinstance(hello, Hello):
             self._count(
                 "handshake_failures", label, f"first frame is {type(hello).__name__}, not Hello"
@@ -587,14 +728,14 @@ class Transport:
             return
         if hello.role == ROLE_PEER:
             connection.pings = hello.pings
-            await self._accept_peer(connection, NodeId(hello.node))
+            await self._accept_peer(connection, NodeId(hello.node), slot)
         elif hello.role == ROLE_CLIENT and self._on_client_message is not None:
             await self._serve_client(connection)
         else:
             self._count("handshake_failures", label, f"unsupported role {hello.role!r}")
             connection.close()
 
-    async def _accept_peer(self, connection: _Connection, peer: NodeId) -> None:
+    async def _accept_peer(self, connection: _Connection, peer: NodeId, slot: _Slot | None = None) -> None:
         label = connection.label
         if peer not in self._addresses or peer >= self.id:
             # Only known peers, and only those with a lower id dial us.
@@ -613,6 +754,14 @@ class Transport:
                 )
                 connection.close()
                 return
+        if self.peer_check is not None:
+            reason = self.peer_check(peer, _peer_certificate(connection.writer))
+            if reason is not None:
+                self._count("peer_refused", label, f"{node_name(peer)}: {reason}")
+                connection.close()
+                return
+        if slot is not None:
+            slot.release()  # a member's connection: no longer a stranger's slot
         connection.label = node_name(peer)
         _detect_dead_peer(connection.writer, self.config.peer_dead_after_s)
         connection.writer.write(self._hello(ROLE_PEER))
@@ -686,12 +835,17 @@ class Transport:
         self._next_client += 1
         self._clients[connection_id] = connection
         assert self._on_client_message is not None
+        limiter = self._client_limiter
+        address = connection.address
         try:
             while True:
                 _, message, group = await self._receive(connection)
                 if not isinstance(message, self._client_types):
                     raise _Refused("unexpected_messages", f"client sent {type(message).__name__}")
                 self.metrics["client_messages_received"] += 1
+                if limiter is not None and not limiter.allow(address, time.monotonic()):
+                    self.metrics["client_rate_limited_drops"] += 1
+                    continue
                 self._on_client_message(connection_id, message, group)
         except _Refused as refusal:
             self._count(refusal.metric, connection.label, str(refusal))
@@ -710,6 +864,18 @@ class Transport:
         else:
             self._logged.add(key)
             log.warning("%s: %s (%s): %s", node_name(self.id), who, metric, detail)
+
+
+def _peer_certificate(writer: asyncio.StreamWriter) -> bytes | None:
+    """The DER certificate the other end presented (None without TLS)."""
+    ssl_object = writer.get_extra_info("ssl_object")
+    if ssl_object is None:
+        return None
+    try:
+        certificate: bytes | None = ssl_object.getpeercert(binary_form=True)
+    except (ValueError, ssl.SSLError):
+        return None
+    return certificate
 
 
 class ClientConnection:
