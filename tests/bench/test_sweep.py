@@ -56,6 +56,8 @@ def test_bad_seed_ranges_are_refused(text: str) -> None:
         (["--sweep", "raft-n9-crash"], "no sweep named"),
         (["--sweep", "raft-n4-crash", "--faults", "none"], "fixes the scenario"),
         (["--protocol", "raft", "--workers", "0"], "--workers must be >= 1"),
+        (["--protocol", "raft", "--quorum", "2:2"], "need Q1 + Q2 > n"),
+        (["--protocol", "raft", "--voters", "1,x"], "--voters takes node ids"),
         (["--protocol", "raft", "--nodes", "0"], "nodes must be >= 1"),
         (["--protocol", "raft", "--ray", "nowhere"], "--ray takes"),
     ],

@@ -349,7 +349,7 @@ def undetected_equivocators(result: SimResult) -> list[str]:
     return out
 
 
-def _parse_voters(text: str) -> tuple[int, ...]:
+def parse_voters(text: str) -> tuple[int, ...]:
     if not text.strip():
         return ()
     try:
@@ -358,7 +358,7 @@ def _parse_voters(text: str) -> tuple[int, ...]:
         raise fail(f"--voters takes node ids separated by commas (e.g. 1,4,7), got {text!r}") from None
 
 
-def _parse_quorum(text: str) -> tuple[int, int] | None:
+def parse_quorum_flag(text: str) -> tuple[int, int] | None:
     if not text.strip():
         return None
     try:
@@ -490,8 +490,8 @@ def _command(
             protocol_options=parse_options(option or []),
             liveness_bound_s=liveness_bound,
             client_region=client_region,
-            voters=_parse_voters(voters),
-            quorum=_parse_quorum(quorum),
+            voters=parse_voters(voters),
+            quorum=parse_quorum_flag(quorum),
             quorum_manager=quorum_manager,
             manager_voters=manager_voters,
             manager_failures=manager_failures,

@@ -44,7 +44,7 @@ from quorate.bench.sweep import (
     sweep_configs,
 )
 from quorate.cli.main import app, fail, parse_options, sim_app
-from quorate.cli.sim import _EXTRA_FLAGS, _FLAGS, command_line
+from quorate.cli.sim import _EXTRA_FLAGS, _FLAGS, command_line, parse_quorum_flag, parse_voters
 from quorate.errors import ConfigError
 from quorate.runtime.sim import SimConfig
 from quorate.runtime.sim.multiraft import MultiRaftConfig
@@ -84,7 +84,13 @@ def sim_config_from_flags(protocol: str, args: list[str]) -> SimConfig:
         elif param.name == "allow_unsafe":
             values["allow_unsafe"] = bool(value)
         elif flag in field_of_flag:
-            values[field_of_flag[flag]] = value
+            field = field_of_flag[flag]
+            # The flags whose text 'quorate sim' parses itself.
+            if field == "voters":
+                value = parse_voters(value or "")
+            elif field == "quorum":
+                value = parse_quorum_flag(value or "")
+            values[field] = value
     return config_type(protocol=protocol, **values)
 
 
