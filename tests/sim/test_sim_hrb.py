@@ -26,16 +26,16 @@ from tests.unit.hrb.hrb_system_net import FAST_CORE, FAST_HOTSTUFF, FAST_RAFT, t
 
 from quorate.core.binding import BftSettings, ClusterContext
 from quorate.core.host import HostedGroup
-from quorate.core.ready import Entry, ReadState
 from quorate.crypto.dkg import encryption_keypair
 from quorate.crypto.keyring import CostModelKeyring
 from quorate.hotstuff.binding import BINDING as HOTSTUFF
 from quorate.hrb.core.config import CoreRules
 from quorate.hrb.core.genesis import genesis
 from quorate.hrb.core.threshold import CostModelSuite
+from quorate.hrb.desk import AgentDesk
 from quorate.hrb.messages import CORE_GROUP_BASE, Transaction, TxnOp
 from quorate.hrb.shard.config import ShardConfig
-from quorate.hrb.shard.state import ClientTxn, TxnOutcome, encode_command
+from quorate.hrb.shard.state import TxnOutcome
 from quorate.hrb.system import Deployment, ShardMember, build_core_member, build_shard_member
 from quorate.hrb.txn import shard_of_key
 from quorate.ids import NodeId
@@ -49,45 +49,6 @@ SHARD_SIZE = 4
 NODES = SHARDS * SHARD_SIZE
 CLIENT = NODES + 1
 FSYNC_S = 0.002
-
-
-class AgentDesk:
-    """A shard member's service for agents: a client's transaction is
-    proposed to the member; outcomes the member applies for this shard's
-    agents go back to the client that sent them here."""
-
-    def __init__(self, member: ShardMember) -> None:
-        self.member = member
-        self.waiting: dict[bytes, NodeId] = {}
-        self.replies: list[tuple[NodeId, Any]] = []
-
-    def on_client_request(self, src: NodeId, message: Any, now: float) -> None:
-        if isinstance(message, Transaction):
-            self.waiting[message.txn_id] = src
-            self.member.propose(encode_command(ClientTxn(message)), now)
-
-    def apply_all(self, entries: list[Entry]) -> None:
-        self._collect()
-
-    def _collect(self) -> None:
-        for outcome in self.member.take_results():
-            client = self.waiting.pop(outcome.txn_id, None)
-            if client is not None:
-                self.replies.append((client, outcome))
-
-    def has_replies(self) -> bool:
-        self._collect()
-        return bool(self.replies)
-
-    def take_replies(self) -> list[tuple[NodeId, Any]]:
-        out, self.replies = self.replies, []
-        return out
-
-    def restore(self, snapshot: Any) -> None:
-        return None
-
-    def read_ready(self, read: ReadState) -> None:
-        return None
 
 
 class HrbSim:
@@ -219,4 +180,3 @@ def test_hrb_in_the_simulator_commits_across_shards_atomically_and_deterministic
     assert [(t, node, o.txn_id, o.committed) for t, node, o in again.answers] == [
         (t, node, o.txn_id, o.committed) for t, node, o in sim.answers
     ]
-
