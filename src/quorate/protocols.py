@@ -23,6 +23,7 @@ _MODULES = {
     "pbft": "quorate.pbft.binding",
     "hotstuff": "quorate.hotstuff.binding",
     "hrb-shard": "quorate.hrb.shard.binding",
+    "hrb": "quorate.hrb.node",
 }
 """Protocols that ship with quorate: name -> module exporting ``BINDING``."""
 

@@ -84,6 +84,18 @@ Theory of operation.
   the admission policy and a rate limit per source address. The inbox holds
   at most ``max_inbox`` inputs; more are dropped and counted
   (``inbox_drops``).
+- *Cross-group output.* A hosted core may queue messages for *other*
+  groups (``NodeHost.take_outbound``: HRB's shard members to the core, the
+  core's certificates to shards). After the driver's turns, once no write is
+  in flight (so they leave after the fsync of the turn that produced them,
+  like the turn's other messages), the node sends each on its group; one
+  for this node itself is stepped into its own host, and the node drives
+  again.
+- *Groups of the protocol's design.* A binding with a ``hosting`` role
+  (HRB) builds the node's groups itself, instead of group 0 among all the
+  nodes (``quorate.core.binding.HostingContext``); requests of that
+  protocol's own clients (``Binding.client_message_types``) go to the state
+  of the group they name.
 - *Leadership changes.* After each drive the node compares the core's leader
   with the last one seen and logs a change. When this node stops being the
   leader, every client still waiting on it is answered ``retry``: its
@@ -105,7 +117,7 @@ from dataclasses import field as dataclass_field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from quorate.core.binding import MembershipChange
+from quorate.core.binding import Binding, HostingContext, MembershipChange
 from quorate.core.host import GroupReady, HostedGroup, NodeHost
 from quorate.core.protocol import Accepted, Redirect
 from quorate.core.ready import Entry, ReadState, Rejection
@@ -149,6 +161,7 @@ from quorate.state.service import (
     ReplicaService,
 )
 from quorate.storage import GroupWrite
+from quorate.storage.base import Recovered
 from quorate.storage.engines import DiskStorage, open_storage
 
 if TYPE_CHECKING:
@@ -329,6 +342,10 @@ class AioNode:
         self.security: NodeSecurity | None = None
         self.keyring: RegistryKeyring | None = None
         self.max_inbox = max_inbox
+        own_requests = self.binding.core.client_message_types
+        if own_requests:
+            self.client_message_types = (*self.client_message_types, *own_requests)
+        self._own_requests = own_requests
 
     # ------------------------------------------------------------ group 0's view
     @property
@@ -421,6 +438,8 @@ class AioNode:
         binding = self.binding
         storage = self.storage_or_raise()
         voters = tuple(sorted({self.id, *self.peers}))
+        if binding.core.hosting is not None:
+            return self._hosted_groups(binding, voters)
         group = self._build_group(0, binding, voters, self.protocol_options)
         if binding.uses_test_keys(self.protocol_options):
             self.counters[SHARED_SEED_METRIC] = 1
@@ -439,6 +458,36 @@ class AioNode:
             assert extra.binding is not None
             message_types.update(dict.fromkeys(extra.binding.message_types))
         return [group, *extras], list(message_types)
+
+    def _hosted_groups(self, binding: ProtocolBinding, nodes: tuple[NodeId, ...]) -> tuple[list[HostedGroup], list[type]]:
+        """The groups a ``hosting`` binding builds for this node, each
+        recovered from what the store holds of it."""
+        if self.groups:
+            raise ConfigError(f"a {binding.name} node hosts the groups its protocol makes, not extra groups")
+        hosting = binding.core.hosting
+        assert hosting is not None and self.keyring is not None
+        storage = self.storage_or_raise()
+
+        def recover(group_id: int, group_binding: Binding) -> Recovered | None:
+            registered = {record.group: record for record in storage.groups()}
+            record = registered.get(group_id)
+            if record is not None and record.protocol != group_binding.name:
+                raise ConfigError(
+                    f"{self.data_dir} holds {record.protocol} data for group {group_id}, not "
+                    f"{group_binding.name}; give {binding.name} an empty data_dir"
+                )
+            if record is None:
+                storage.create_group(group_id, group_binding.name)
+                return None
+            recovered = storage.recover_group(group_id, group_binding.hard_state_type, group_binding.snapshot_type)
+            if recovered.hard_state is None and recovered.snapshot is None and not recovered.entries:
+                return None
+            return recovered
+
+        config = binding.core.parse_config(binding.protocol_options(self.protocol_options))
+        context = HostingContext(self.id, nodes, self.keyring, random.Random(self.rng.random()), self.clock(), recover)
+        groups: list[HostedGroup] = hosting(config, context)
+        return groups, list(binding.message_types)
 
     def _build_group(
         self, group_id: int, binding: ProtocolBinding, members: tuple[NodeId, ...], options: Mapping[str, Any]
@@ -635,11 +684,24 @@ class AioNode:
         if isinstance(message, Status):
             self.transport_or_raise().send_to_client(connection, self.status(message.seq, group_id), group_id)
             return
-        if group is None:
+        if group is None and type(message) not in self._own_requests:
             self.counters["client_requests_unknown_group"] += 1
             reply = self._no_group_reply(group_id, message)
             if reply is not None:
                 self.transport_or_raise().send_to_client(connection, reply, group_id)
+            return
+        if type(message) in self._own_requests:
+            # A request of the protocol's own clients, to the group's state;
+            # one for group 0 (which such a node does not host) to the
+            # first hosted group that has a state.
+            if group is None and group_id == 0:
+                group = next((g for g in host if g.state is not None), None)
+            if group is None or group.state is None:
+                self.counters["client_requests_unknown_group"] += 1
+                return
+            group.state.on_client_request(NodeId(connection), message, now)
+            host.touch(group)
+            self._asked[group_id] = group
             return
         service: ReplicaService = group.state
         security = self.security
@@ -855,7 +917,37 @@ class AioNode:
         driver.drive()
         if self._failed:
             return
+        self._send_across()
+        if self._failed:
+            return
         self._after_turns()
+
+    def _send_across(self) -> None:
+        """Messages the groups queued for other groups (see the module
+        docstring), once no write is in flight; those for this node are
+        stepped into its host and the node drives again."""
+        host = self.host_or_raise()
+        driver = self._driver
+        assert driver is not None
+        while not driver.persisting and not self._failed:
+            outbound = host.take_outbound()
+            if not outbound:
+                return
+            transport = self.transport_or_raise()
+            local = False
+            now = self.clock()
+            for to, group_id, message in outbound:
+                if to == self.id:
+                    local = True
+                    if host.step(to, group_id, message, now) is not None:
+                        self.counters["rejected.unknown group"] += 1
+                else:
+                    self.messages_out[type(message)] += 1
+                    transport.send(to, message, group_id)
+                self.counters["cross_group_messages"] += 1
+            if not local:
+                return
+            driver.drive()
 
     # HostEffects ----------------------------------------------------------
     def persist(self, writes: list[GroupReady], sync: bool) -> bool:
@@ -904,6 +996,7 @@ class AioNode:
         driver = self._driver
         assert driver is not None
         driver.persisted()
+        self._send_across()  # what that turn queued for other groups, now durable
         # Drive even when no group had work: inputs that arrived during the
         # fsync may have moved a deadline (a PBFT primary's batch timer).
         self._drive()
@@ -932,12 +1025,14 @@ class AioNode:
             transport.send(to, message, gid)
 
     def restore(self, group: HostedGroup, snapshot: Any) -> None:
-        group.state.restore(snapshot)
+        if group.state is not None:
+            group.state.restore(snapshot)
         if group.id == 0 and self.security is not None:
             self.security.resync()
 
     def apply(self, group: HostedGroup, entries: list[Entry]) -> None:
-        group.state.apply_all(entries)
+        if group.state is not None:
+            group.state.apply_all(entries)
         self.counters["entries_applied"] += len(entries)
         if group.id == 0 and self.security is not None:
             self.security.after_apply()
@@ -974,7 +1069,8 @@ class AioNode:
             self._stopping = asyncio.ensure_future(self.transport.close())
 
     def read_ready(self, group: HostedGroup, read: ReadState) -> None:
-        group.state.read_ready(read)
+        if group.state is not None:
+            group.state.read_ready(read)
 
     def rejected(self, group: HostedGroup, rejection: Rejection) -> None:
         self.counters[f"rejected.{rejection.reason}"] += 1
