@@ -47,7 +47,7 @@ from quorate.client.contact import (
 from quorate.codec import WireCodec
 from quorate.core.wire import WireMessage
 from quorate.errors import ConfigError
-from quorate.hrb.messages import Transaction, TxnOp
+from quorate.hrb.messages import CORE_GROUP_BASE, Transaction, TxnOp
 from quorate.hrb.node import (
     CLIENT_MESSAGE_TYPES,
     REPLY_MESSAGE_TYPES,
@@ -68,6 +68,7 @@ from quorate.runtime.aio.transport import ROLE_CLIENT, Hello
 
 __all__ = ["DEFAULT_TXN_DEADLINE_S", "AsyncHrbClient", "transfer_ops"]
 
+READY_POLL_S = 0.2
 DEFAULT_TXN_DEADLINE_S = 30.0
 """A cross-shard transaction waits on the core and two shards: a longer default."""
 
@@ -164,6 +165,46 @@ class AsyncHrbClient:
         if not isinstance(reply, StatusReply):
             raise ClientError(f"n{node} answered {type(reply).__name__}, not a status")
         return reply
+
+    async def leaders(self) -> dict[int, int | None]:
+        """Shard -> the leader its answering members name (None: none agreed yet)."""
+        layout = await self._layout()
+        out: dict[int, int | None] = {}
+        for shard, members in sorted(layout.shards.items()):
+            named: set[int | None] = set()
+            for node in members:
+                try:
+                    named.add((await self.status(node, shard)).leader)
+                except (OSError, TimeoutError, EOFError, ClientError):
+                    continue
+            out[shard] = named.pop() if len(named) == 1 else None
+        return out
+
+    async def core_leader(self) -> int | None:
+        """The core's leader as its answering members agree on, or None."""
+        layout = await self._layout()
+        named: set[int | None] = set()
+        for node in layout.core:
+            try:
+                named.add((await self.status(node, CORE_GROUP_BASE)).leader)
+            except (OSError, TimeoutError, EOFError, ClientError):
+                continue
+        return named.pop() if len(named) == 1 else None
+
+    async def wait_ready(self, timeout_s: float) -> dict[int, int]:
+        """Every shard's leader once every shard and the core have one;
+        ``TimeoutError`` after ``timeout_s``."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                leaders = await self.leaders()
+                if all(leader is not None for leader in leaders.values()) and await self.core_leader() is not None:
+                    return {k: v for k, v in leaders.items() if v is not None}
+            except (ClusterUnreachable, OSError, TimeoutError, EOFError):
+                pass
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"the shards and the core did not all elect a leader within {timeout_s:g} s")
+            await asyncio.sleep(READY_POLL_S)
 
     async def turn_byzantine(self, node: int, behaviour: str) -> None:
         """Fault injection: make ``node``'s shard member misbehave from now on."""

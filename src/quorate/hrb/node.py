@@ -324,6 +324,11 @@ class NodeDesk(AgentDesk):
     def replica(self) -> ShardReplica:
         return honest_replica(self.member.member)
 
+    @property
+    def applied(self) -> int:
+        """The shard log index applied here (``StatusReply.applied_index``)."""
+        return self.replica.applied_index
+
     def on_client_request(self, src: NodeId, message: Any, now: float) -> None:
         if type(message) is AgentTxn:
             super().on_client_request(src, message.txn, now)

@@ -774,7 +774,8 @@ class AioNode:
             applied_index=service.applied if service is not None else 0,
             last_index=view.last_index,
             members=members,
-            metrics=self.metrics,
+            # A group other than 0 adds its own protocol counters.
+            metrics={**self.metrics, **view.metrics} if group.id else self.metrics,
             # While joint: the incoming voters and learners, with the outgoing
             # voters apart (the group's own status lists every voter of both).
             voters=tuple(int(v) for v in (configuration or view).voters),
