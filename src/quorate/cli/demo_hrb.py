@@ -355,11 +355,9 @@ class HrbDemo:
 
     async def _kill(self, probe: AsyncHrbClient, layout: Any, *, core: bool) -> None:
         if core:
-            victim = await probe.core_leader()
-            what = "the core's leader"
-            if victim is None:
-                victim = layout.core[0]
-                what = "a core member"
+            leader = await probe.core_leader()
+            victim = leader if leader is not None else layout.core[0]
+            what = "the core's current leader" if leader is not None else "a core member"
         else:
             found = await self._leader_outside_core(probe, layout.core)
             if found is None:
@@ -372,8 +370,24 @@ class HrbDemo:
         self.say(f"[bold red]kill -9 {node_name(NodeId(victim))}[/bold red], {what}, mid-transfer")
         await asyncio.sleep(DOWN_S)
         self.cluster.start(NodeId(victim))
+        restarted = self.now()
         self.say(f"{node_name(NodeId(victim))} restarts from its disk")
-        self.killed.append({"node": node_name(NodeId(victim)), "role": what, "killed_at_s": round(at, 2)})
+        record: dict[str, Any] = {"node": node_name(NodeId(victim)), "role": what, "killed_at_s": round(at, 2)}
+        self.killed.append(record)
+        shard = next(k for k, ms in layout.shards.items() if victim in ms)
+        deadline = time.monotonic() + WATCH_LIMIT_S
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError, TimeoutError, EOFError):
+                view = await probe.status(victim, shard)
+                if view.leader is not None and view.applied_index > 0:
+                    record["back_after_s"] = round(self.now() - restarted, 2)
+                    self.say(
+                        f"{node_name(NodeId(victim))} is back after {self.now() - restarted:.1f} s: follows "
+                        f"{node_name(NodeId(view.leader))} in shard {shard}, applied index {view.applied_index}"
+                    )
+                    return
+            await asyncio.sleep(WATCH_POLL_S)
+        self.say(f"[red]{node_name(NodeId(victim))} did not come back within {WATCH_LIMIT_S:g} s[/red]")
 
     # ------------------------------------------------------------ the verdict
     async def _verdict(self, probe: AsyncHrbClient) -> dict[str, Any]:

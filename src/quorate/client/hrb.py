@@ -69,6 +69,8 @@ from quorate.runtime.aio.transport import ROLE_CLIENT, Hello
 __all__ = ["DEFAULT_TXN_DEADLINE_S", "AsyncHrbClient", "transfer_ops"]
 
 READY_POLL_S = 0.2
+READ_BATCH_KEYS = 32
+"""Keys per read transaction (a shard refuses more than ``max_txn_ops``, 64 by default)."""
 DEFAULT_TXN_DEADLINE_S = 30.0
 """A cross-shard transaction waits on the core and two shards: a longer default."""
 
@@ -272,10 +274,12 @@ class AsyncHrbClient:
             by_shard[shard_of_key(key, len(layout.shards))].append(key)
         out: dict[str, str | None] = {}
         for shard, shard_keys in sorted(by_shard.items()):
-            outcome = await self.transact([TxnOp(k, "get") for k in shard_keys], home_shard=shard)
-            if not outcome.committed:
-                raise ClientError(f"reading shard {shard} failed: {outcome.reason}")
-            out.update(dict(outcome.reads))
+            for start in range(0, len(shard_keys), READ_BATCH_KEYS):
+                batch = shard_keys[start : start + READ_BATCH_KEYS]
+                outcome = await self.transact([TxnOp(k, "get") for k in batch], home_shard=shard)
+                if not outcome.committed:
+                    raise ClientError(f"reading shard {shard} failed: {outcome.reason}")
+                out.update(dict(outcome.reads))
         return {k: out.get(k) for k in dict.fromkeys(keys)}
 
     # ------------------------------------------------------------ connections

@@ -55,7 +55,7 @@ from typing import Any
 
 from quorate.core.binding import Binding, BftSettings, ClusterContext, GroupStatus, HostingContext
 from quorate.core.host import HostedGroup
-from quorate.core.protocol import ProtocolCore
+from quorate.core.protocol import ProtocolCore, Refused
 from quorate.core.wire import WireMessage
 from quorate.errors import ConfigError
 from quorate.hrb.core.binding import BFT_BINDINGS
@@ -69,7 +69,7 @@ from quorate.hrb.shard.binding import BINDING as SHARD_BINDING
 from quorate.hrb.shard.byzantine import BEHAVIOURS, ByzantineShardReplica
 from quorate.hrb.shard.config import ShardConfig
 from quorate.hrb.shard.replica import ShardReplica
-from quorate.hrb.shard.state import TxnOutcome
+from quorate.hrb.shard.state import ClientTxn, TxnOutcome, encode_command
 from quorate.hrb.system import Deployment, ShardMember, build_core_member, build_shard_member
 from quorate.ids import NodeId
 from quorate.raft.config import RaftConfig
@@ -331,11 +331,24 @@ class NodeDesk(AgentDesk):
 
     def on_client_request(self, src: NodeId, message: Any, now: float) -> None:
         if type(message) is AgentTxn:
-            super().on_client_request(src, message.txn, now)
+            self._propose(src, message.txn, now)
         elif type(message) is LayoutRequest:
             self.direct.append((src, self.layout(message.seq)))
         elif type(message) is TurnByzantine:
             self.direct.append((src, self._turn(message)))
+
+    def _propose(self, src: NodeId, txn: Transaction, now: float) -> None:
+        """Propose ``txn``; a transaction the shard's validation refuses (too
+        many operations, a malformed key...) is answered at once: every
+        honest member refuses it alike, and it never reaches the log."""
+        metrics = self.replica.metrics
+        refused_before = metrics.get("refused_proposals", 0)
+        self.waiting[txn.txn_id] = src
+        outcome = self.member.propose(encode_command(ClientTxn(txn)), now)
+        if isinstance(outcome, Refused) and metrics.get("refused_proposals", 0) > refused_before:
+            self.waiting.pop(txn.txn_id, None)
+            answer = AgentOutcome(txn.txn_id, txn.client, txn.seq, False, int(self.member.id), f"refused: {outcome.reason}")
+            self.direct.append((src, answer))
 
     def layout(self, seq: int) -> LayoutReply:
         d = self.deployment

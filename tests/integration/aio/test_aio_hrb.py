@@ -1,0 +1,179 @@
+"""HRB on real asyncio nodes (``AioNode`` with ``protocol = "hrb"``, in one
+process on loopback): the node hosts its shard group and, on core members,
+the core group, built by the ``hrb`` binding's hosting role; what a group
+queues for another group (a shard leader's request and votes to the core,
+the core's certificates to shards) travels as cross-group output over the
+real transport, or is stepped locally when it is for the node itself.
+
+Two shards of four and a core of two (one member of each shard, so that a
+shard leader outside the core is likely: see below) (``docs/hrb.md`` section 8, as
+``tests/sim/test_sim_hrb.py`` runs it in the simulator):
+
+- an intra-shard write, a cross-shard transfer (committed in both shards)
+  and an overdraft (aborted in both) — balances conserved on every member;
+- a transaction the shard's validation refuses is answered at once;
+- a shard leader outside the core turned equivocating by the
+  fault-injection request is convicted by its followers, and the core's
+  certified eviction removes it from the shard's Raft configuration while
+  cross-shard transfers still commit;
+- a node without ``fault_injection`` refuses to turn Byzantine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from quorate.client.contact import ClientError
+from quorate.client.hrb import AsyncHrbClient
+from quorate.hrb.messages import CORE_GROUP_BASE, TxnOp
+from quorate.hrb.node import honest_replica
+from quorate.hrb.system import ShardMember
+from quorate.ids import NodeId
+from quorate.runtime.aio import AioNode
+from tests.integration.aio.aio_harness import FAST_BACKOFF, LOOPBACK, free_ports
+
+pytestmark = pytest.mark.timeout(120)
+
+SHARDS = 2
+SHARD_SIZE = 4
+OPTIONS = {"shard_size": SHARD_SIZE, "core_size": 2, "quorum": "byzantine", "fault_injection": True}
+READY_LIMIT_S = 40.0
+EVICTION_LIMIT_S = 40.0
+
+
+def _nodes(tmp_path: Path, options: dict[str, object]) -> list[AioNode]:
+    count = SHARDS * SHARD_SIZE
+    ports = free_ports(count)
+    addresses = {NodeId(i + 1): (LOOPBACK, ports[i]) for i in range(count)}
+    return [
+        AioNode(
+            NodeId(i + 1),
+            addresses,
+            tmp_path / f"n{i + 1}",
+            listen=addresses[NodeId(i + 1)],
+            protocol="hrb",
+            protocol_options=options,
+            insecure=True,
+            transport_config=FAST_BACKOFF,
+        )
+        for i in range(count)
+    ]
+
+
+def _key_in(shard: int, prefix: str) -> str:
+    from quorate.hrb.txn import shard_of_key
+
+    i = 0
+    while shard_of_key(f"{prefix}{i}", SHARDS) != shard:
+        i += 1
+    return f"{prefix}{i}"
+
+
+def _member(node: AioNode, shard: int) -> ShardMember:
+    group = node.host_or_raise().get(shard)
+    assert group is not None and isinstance(group.core, ShardMember)
+    return group.core
+
+
+async def _run(tmp_path: Path) -> None:
+    nodes = _nodes(tmp_path, OPTIONS)
+    for node in nodes:
+        await node.start()
+    client = AsyncHrbClient([f"{LOOPBACK}:{nodes[0].transport_or_raise().listen_address[1]}"], insecure=True)
+    try:
+        await client.wait_ready(READY_LIMIT_S)
+        layout = await client.discover()
+        assert sorted(layout.shards) == [1, 2] and len(layout.core) == 2
+        # Every node hosts its shard; exactly the core members host the core group.
+        for node in nodes:
+            assert (CORE_GROUP_BASE in node.host_or_raise()) == (int(node.id) in layout.core)
+        a, b = _key_in(1, "acct"), _key_in(2, "acct")
+        opened = await client.put({a: "100"})
+        assert opened.committed
+        assert (await client.put({b: "5"})).committed
+        paid = await client.transfer(a, b, 30)
+        assert paid.committed, paid.reason
+        overdraft = await client.transfer(a, b, 500)
+        assert not overdraft.committed and "below 0" in overdraft.reason
+        assert await client.read([a, b]) == {a: "70", b: "35"}
+        # Every member of each shard holds the same balance: conserved.
+        for node in nodes:
+            shard = next(k for k, ms in layout.shards.items() if int(node.id) in ms)
+            key = a if shard == 1 else b
+            want = "70" if shard == 1 else "35"
+            await _wait(lambda node=node, shard=shard, key=key, want=want: _value(node, shard, key) == want)
+        crossed = sum(node.counters["cross_group_messages"] for node in nodes)
+        assert crossed > 0
+        # Refused by validation (too many operations): answered, not ignored.
+        refused = await client.transact([TxnOp(f"k{i}", "put", "x") for i in range(65)], home_shard=1)
+        assert not refused.committed and refused.reason.startswith("refused:")
+
+        # A shard leader outside the core turns equivocating.
+        leaders = await client.leaders()
+        target = next(
+            ((k, v) for k, v in leaders.items() if v is not None and v not in layout.core), None
+        )
+        if target is None:
+            pytest.skip("every shard leader is a core member in this run (eviction of a core member needs an epoch change)")
+        shard, offender = target
+        await client.turn_byzantine(offender, "equivocating-leader")
+        with pytest.raises(ClientError, match="already"):
+            await client.turn_byzantine(offender, "equivocating-leader")
+        others = [n for n in nodes if int(n.id) in layout.shards[shard] and int(n.id) != offender]
+        # Load on the shard so the liar sends entries (its lies travel in them).
+        source, target_key = _key_in(shard, "pay"), _key_in(3 - shard, "pay")
+        await client.put({source: "1000"})
+        deadline = asyncio.get_running_loop().time() + EVICTION_LIMIT_S
+        while asyncio.get_running_loop().time() < deadline:
+            await client.transfer(source, target_key, 1)
+            if all(NodeId(offender) not in honest_replica(_member(n, shard).member).raft.voters for n in others):
+                break
+        for n in others:
+            replica = honest_replica(_member(n, shard).member)
+            assert NodeId(offender) in replica.convicted
+            assert NodeId(offender) not in replica.raft.voters
+            assert offender in replica.store.evicted
+        assert (await client.transfer(source, target_key, 1)).committed
+    finally:
+        await client.close()
+        for node in nodes:
+            await node.close()
+
+
+def _value(node: AioNode, shard: int, key: str) -> str | None:
+    return honest_replica(_member(node, shard).member).store.get(key)
+
+
+async def _wait(condition: object) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + READY_LIMIT_S
+    while not condition():  # type: ignore[operator]
+        if loop.time() > deadline:
+            raise AssertionError("gave up waiting")
+        await asyncio.sleep(0.05)
+
+
+def test_hrb_on_real_nodes_commits_across_shards_and_evicts_an_equivocating_leader(tmp_path: Path) -> None:
+    asyncio.run(_run(tmp_path))
+
+
+async def _refusing(tmp_path: Path) -> None:
+    nodes = _nodes(tmp_path, {**OPTIONS, "fault_injection": False})
+    for node in nodes:
+        await node.start()
+    client = AsyncHrbClient([f"{LOOPBACK}:{nodes[0].transport_or_raise().listen_address[1]}"], insecure=True)
+    try:
+        await client.discover()
+        with pytest.raises(ClientError, match="fault injection is off"):
+            await client.turn_byzantine(1, "equivocating-leader")
+    finally:
+        await client.close()
+        for node in nodes:
+            await node.close()
+
+
+def test_a_node_without_fault_injection_refuses_to_turn_byzantine(tmp_path: Path) -> None:
+    asyncio.run(_refusing(tmp_path))
