@@ -184,16 +184,23 @@ class HrbSettings:
     genesis_seed: str = "quorate-hrb-genesis"
     """Fixes the shard deal, the first core and its dealt threshold key."""
     election_timeout_s: float = 1.0
+    """The shards' Raft election timeout."""
     heartbeat_interval_s: float = 0.1
+    """The shard leaders' heartbeat interval (below the election timeout)."""
     view_timeout_s: float = 0.5
     """HotStuff's first view timeout in the core (``bft = "hotstuff"``)."""
     txn_timeout_s: float = 5.0
     """A cross-shard transaction not decided in this much core log time aborts."""
     tick_interval_s: float = 0.25
+    """One tick of the core's log clock (members propose ticks this often while something waits for time)."""
     inclusion_bound_s: float = 2.0
+    """A request a shard follower forwarded must be in the log within this, else it suspects censorship."""
     challenge_interval_s: float = 1.0
+    """How often a shard follower challenges its leader for its signed head."""
     response_bound_s: float = 0.5
+    """A challenge answered later than this raises a suspicion (below challenge_interval_s)."""
     certificate_timeout_s: float = 0.5
+    """A core member waiting this long for a decision's certificate sends its partial to the next collector."""
     fault_injection: bool = False
     """Accept ``TurnByzantine`` requests (tests and ``quorate demo hrb`` only)."""
 

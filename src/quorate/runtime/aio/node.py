@@ -464,6 +464,8 @@ class AioNode:
         recovered from what the store holds of it."""
         if self.groups:
             raise ConfigError(f"a {binding.name} node hosts the groups its protocol makes, not extra groups")
+        if self.protocol_options.get("byzantine") not in (None, "", "none"):
+            raise ConfigError(f"a {binding.name} node takes no byzantine option: see its own fault injection")
         hosting = binding.core.hosting
         assert hosting is not None and self.keyring is not None
         storage = self.storage_or_raise()
