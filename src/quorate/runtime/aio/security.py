@@ -78,6 +78,7 @@ from quorate.security.dkg_log import (
     encode_dkg_command,
     make_close,
     make_post,
+    make_start,
 )
 from quorate.security.keyregistry import (
     KIND_SIGNING,
@@ -115,6 +116,15 @@ MAX_RELAY_BYTES = 4096
 """A registry command is a few hundred bytes; more is not one."""
 DKG_PHASE_TIMEOUT_S = 10.0
 """A DKG participant that waits this long in one phase proposes to close it."""
+DKG_SESSION_PREFIX = "dkg.session."
+"""Metrics ``dkg.session.<name>.state`` (0 running, 1 done, 2 failed, 3 this
+node takes no part) and ``.key`` (the first 48 bits of SHA-256 of the group public
+key: members that agree show the same number)."""
+DKG_RUNNING, DKG_DONE, DKG_FAILED, DKG_NOT_PARTICIPANT = 0, 1, 2, 3
+GENESIS_DKG_SESSION = "genesis"
+"""The session a cluster with ``dkg_threshold`` > 0 runs by itself."""
+DKG_START_STAGGER_S = 2.0
+"""Member k (by id) proposes the automatic start k times this late, so one start usually suffices."""
 NEXT_CERTIFICATE = "{name}.next"
 """``n1.next.crt`` / ``n1.next.key``: a certificate rotation in progress."""
 
@@ -134,6 +144,8 @@ class SecuritySettings:
     """How often this node proposes again a registry command of its own that has not taken effect yet."""
     admission_requests_per_s: float = DEFAULT_ADMISSION_REQUESTS_PER_S
     """Membership changes that add a node, and admission requests, per second per source address (a burst of 5)."""
+    dkg_threshold: int = 0
+    """When > 0, the members of the key registry generate a threshold key with this threshold (t of n signers) by themselves once the cluster runs, with no dealer: session "genesis" (quorate keys dkg status). 0: only on request (quorate keys dkg start)."""
     registry: RegistryPolicy = field(default_factory=RegistryPolicy)
 
     def validate(self) -> SecuritySettings:
@@ -141,6 +153,8 @@ class SecuritySettings:
             raise ConfigError(f"admission must be one of {', '.join(ADMISSION_POLICIES)}, got {self.admission!r}")
         if not self.retire_after_s > 0 or not self.relay_retry_s > 0:
             raise ConfigError("retire_after_s and relay_retry_s must be > 0 seconds")
+        if self.dkg_threshold < 0:
+            raise ConfigError(f"dkg_threshold must be >= 0 (0: no automatic key generation), got {self.dkg_threshold}")
         if not self.admission_requests_per_s > 0:
             raise ConfigError(f"admission_requests_per_s must be > 0, got {self.admission_requests_per_s}")
         self.registry.validate()
@@ -202,6 +216,8 @@ class NodeSecurity:
         self.votes = VotesMachine(PrivateVotes(VoteVerifier()))
         self.dkg_machine = DkgMachine(self.registry)
         self.dkg = LogDkg(node, self.dkg_machine, lambda: self.keyring.own_signer.seed)
+        self._dkg_announced: set[str] = set()
+        """Sessions whose result or failure this node has logged."""
         self._dkg_phases: dict[str, str] = {}
         """Session -> the phase whose timeout is armed."""
         self.counters: Counter[str] = Counter()
@@ -224,6 +240,14 @@ class NodeSecurity:
 
     def attach(self, host: SecurityHost) -> None:
         self.host = host
+        if self.settings.dkg_threshold > 0:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:  # not running yet: the first applied batch starts it
+                return
+            members = sorted(int(m) for m in self.registry.members())
+            rank = members.index(int(self.node)) if int(self.node) in members else len(members)
+            self._timers.add(loop.call_later(self.settings.relay_retry_s + rank * DKG_START_STAGGER_S, self._dkg_auto_start))
 
     # ------------------------------------------------------------ local checks
     def refuses(self, sender: int) -> bool:
@@ -345,6 +369,19 @@ class NodeSecurity:
 
             self._queue(b"dkg:" + digest, encode_dkg_command(post), posted, DKG_MACHINE)
             self.counters["dkg.messages_posted"] += 1
+        for name, result in dkg.results.items():
+            if name not in self._dkg_announced:
+                self._dkg_announced.add(name)
+                log.info(
+                    "%s: DKG session %s done: group public key %s; qualified dealers %s%s",
+                    node_name(self.node), name, result.group_public_key.hex(),
+                    " ".join(node_name(d) for d in result.qualified),
+                    "".join(f"; {node_name(d)} disqualified: {why}" for d, why in sorted(result.disqualified.items())),
+                )
+        for name, why in dkg.failures.items():
+            if name not in self._dkg_announced:
+                self._dkg_announced.add(name)
+                log.warning("%s: DKG session %s failed: %s", node_name(self.node), name, why)
         waiting = dkg.waiting()
         for name in [n for n in self._dkg_phases if n not in waiting]:
             del self._dkg_phases[name]
@@ -354,6 +391,35 @@ class NodeSecurity:
                 self._arm_dkg_timeout(name, phase)
         if self._outbox:
             self._schedule_flush()
+
+    def _dkg_auto_start(self) -> None:
+        """With ``dkg_threshold`` > 0: propose the ``genesis`` session among
+        the registry's members until one start (anyone's) is in the log."""
+        threshold = self.settings.dkg_threshold
+        if threshold <= 0 or self._stopped or GENESIS_DKG_SESSION in self.dkg_machine.sessions:
+            return
+        members = tuple(sorted(int(m) for m in self.registry.members()))
+        if int(self.node) not in members:
+            return
+        if threshold > len(members):
+            if not self.counters["dkg.auto_start_refused"]:
+                log.error(
+                    "%s: dkg_threshold %d exceeds the %d members; no key is generated",
+                    node_name(self.node), threshold, len(members),
+                )
+            self.counters["dkg.auto_start_refused"] += 1
+            return
+        start = make_start(
+            self.registry.cluster, GENESIS_DKG_SESSION, members, threshold, int(self.node), self.keyring.own_signer.seed
+        )
+        self._queue(
+            b"dkg-start:" + GENESIS_DKG_SESSION.encode(),
+            encode_dkg_command(start),
+            lambda: GENESIS_DKG_SESSION in self.dkg_machine.sessions,
+            DKG_MACHINE,
+        )
+        self.counters["dkg.auto_starts_proposed"] += 1
+        self._schedule_flush()
 
     def _arm_dkg_timeout(self, name: str, phase: str) -> None:
         try:
@@ -603,6 +669,15 @@ class NodeSecurity:
         # Nodes that computed the same group keys show the same digest.
         keys = sorted((name, r.group_public_key) for name, r in dkg.results.items())
         out["dkg.keys_digest"] = int.from_bytes(hashlib.sha256(repr(keys).encode()).digest()[:6], "big")
+        for name, session in self.dkg_machine.sessions.items():
+            result = dkg.results.get(name)
+            state = DKG_DONE if result is not None else DKG_FAILED if name in dkg.failures else DKG_RUNNING
+            if int(self.node) not in session.encryption_keys:
+                state = DKG_NOT_PARTICIPANT
+            out[f"{DKG_SESSION_PREFIX}{name}.state"] = state
+            if result is not None:
+                digest = hashlib.sha256(result.group_public_key).digest()
+                out[f"{DKG_SESSION_PREFIX}{name}.key"] = int.from_bytes(digest[:6], "big")
         return out
 
 
