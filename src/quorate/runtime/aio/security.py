@@ -48,17 +48,19 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import hashlib
 import logging
 import os
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 import msgspec
 
+from quorate.core.evidence import Evidence
 from quorate.core.protocol import Accepted, ProposeOutcome, Queued, Redirect
 from quorate.crypto.keyfiles import key_file
 from quorate.crypto.zk import VoteVerifier
@@ -80,6 +82,8 @@ from quorate.security.dkg_log import (
     make_post,
     make_start,
 )
+from quorate.security.evidence_log import MACHINE_NAME as EVIDENCE_MACHINE
+from quorate.security.evidence_log import EvidenceMachine, encode_evidence
 from quorate.security.keyregistry import (
     KIND_SIGNING,
     KIND_TLS,
@@ -116,6 +120,8 @@ MAX_RELAY_BYTES = 4096
 """A registry command is a few hundred bytes; more is not one."""
 DKG_PHASE_TIMEOUT_S = 10.0
 """A DKG participant that waits this long in one phase proposes to close it."""
+EVIDENCE_POLL_S = 0.5
+"""How often a node looks for new proofs of misbehaviour to record."""
 DKG_SESSION_PREFIX = "dkg.session."
 """Metrics ``dkg.session.<name>.state`` (0 running, 1 done, 2 failed, 3 this
 node takes no part) and ``.key`` (the first 48 bits of SHA-256 of the group public
@@ -176,6 +182,10 @@ class SecurityHost(Protocol):
 
     def stop_serving(self, reason: str) -> None: ...
 
+    def held_evidence(self) -> Sequence[Evidence]:
+        """The proofs of misbehaviour group 0's core holds, oldest first."""
+        ...
+
 
 def fingerprint(certificate_der: bytes) -> bytes:
     """A certificate's identity in the registry: SHA-256 of its DER encoding."""
@@ -216,6 +226,10 @@ class NodeSecurity:
         self.votes = VotesMachine(PrivateVotes(VoteVerifier()))
         self.dkg_machine = DkgMachine(self.registry)
         self.dkg = LogDkg(node, self.dkg_machine, lambda: self.keyring.own_signer.seed)
+        self.evidence_machine = EvidenceMachine(self.registry)
+        self._evidence_seen = 0
+        """How many of the core's proofs this node has queued for the log."""
+        self._evidence_timer: asyncio.TimerHandle | None = None
         self._dkg_announced: set[str] = set()
         """Sessions whose result or failure this node has logged."""
         self._dkg_phases: dict[str, str] = {}
@@ -236,10 +250,21 @@ class NodeSecurity:
     # ------------------------------------------------------------ wiring
     def machines(self) -> dict[str, Any]:
         """The extension machines group 0's key-value store hosts."""
-        return {MACHINE_NAME: self.registry, VOTES_MACHINE: self.votes, DKG_MACHINE: self.dkg_machine}
+        return {
+            MACHINE_NAME: self.registry,
+            VOTES_MACHINE: self.votes,
+            DKG_MACHINE: self.dkg_machine,
+            EVIDENCE_MACHINE: self.evidence_machine,
+        }
 
     def attach(self, host: SecurityHost) -> None:
         self.host = host
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # not running (a unit test): nothing to poll
+            loop = None
+        if loop is not None:
+            self._evidence_timer = loop.call_later(EVIDENCE_POLL_S, self._poll_evidence)
         if self.settings.dkg_threshold > 0:
             try:
                 loop = asyncio.get_running_loop()
@@ -392,6 +417,28 @@ class NodeSecurity:
         if self._outbox:
             self._schedule_flush()
 
+    def _poll_evidence(self) -> None:
+        """Queue every new proof the core holds for the log (see
+        ``quorate.security.evidence_log``), until each offender is on record."""
+        host = self.host
+        if host is None or self._stopped:
+            return
+        held = host.held_evidence()
+        for evidence in held[self._evidence_seen :]:
+            offender = evidence.offender
+            if self.evidence_machine.recorded(offender):
+                continue
+            self._queue(
+                b"evidence:%d" % int(offender),
+                encode_evidence(evidence),
+                functools.partial(self.evidence_machine.recorded, offender),
+                EVIDENCE_MACHINE,
+            )
+            self.counters["evidence.queued"] += 1
+            self._schedule_flush()
+        self._evidence_seen = len(held)
+        self._evidence_timer = asyncio.get_running_loop().call_later(EVIDENCE_POLL_S, self._poll_evidence)
+
     def _dkg_auto_start(self) -> None:
         """With ``dkg_threshold`` > 0: propose the ``genesis`` session among
         the registry's members until one start (anyone's) is in the log."""
@@ -537,6 +584,9 @@ class NodeSecurity:
         for handle in self._timers:
             handle.cancel()
         self._timers.clear()
+        if self._evidence_timer is not None:
+            self._evidence_timer.cancel()
+            self._evidence_timer = None
         if self._retry is not None:
             self._retry.cancel()
             self._retry = None
@@ -666,6 +716,8 @@ class NodeSecurity:
         out["dkg.done"] = len(dkg.results)
         out["dkg.failed"] = len(dkg.failures)
         out["dkg.refused"] = sum(self.dkg_machine.refused.values())
+        out["evidence.on_record"] = len(self.evidence_machine.offenders)
+        out["evidence.refused"] = sum(self.evidence_machine.refused.values())
         # Nodes that computed the same group keys show the same digest.
         keys = sorted((name, r.group_public_key) for name, r in dkg.results.items())
         out["dkg.keys_digest"] = int.from_bytes(hashlib.sha256(repr(keys).encode()).digest()[:6], "big")
