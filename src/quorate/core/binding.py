@@ -273,6 +273,10 @@ class Binding:
     """With this config, may a runtime take further Readies (sending their
     messages) while an earlier one is being made durable? Only for cores
     whose ``advance`` does nothing (the whole Ready is handed over)."""
+    evidence: Callable[[ProtocolCore], Sequence[Any]] | None = None
+    """The proofs of misbehaviour the core holds, oldest first
+    (``quorate.core.evidence.Evidence``: verifiable by anyone from public
+    keys); a real node records each in the replicated audit trail."""
 
     hosting: Callable[[Any, HostingContext], list[Any]] | None = None
     """Builds the node's hosted groups (``quorate.core.host.HostedGroup``s)
