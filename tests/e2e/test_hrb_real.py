@@ -21,7 +21,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from tests.e2e.conftest import free_base_port
 
 DEMO_LIMIT_S = 170

@@ -506,7 +506,7 @@ def run_hrb_demo(as_json: bool, insecure: bool, keep: bool, history: Path | None
             shutil.rmtree(directory, ignore_errors=True)
     summary["wall_s"] = round(time.monotonic() - started, 1)
     ok = demo_ok(summary)
-    story.say(("[green]verdict: nothing lost, atomic, linearizable[/green]" if ok else "[red]verdict: FAILED[/red]"))
+    story.say("[green]verdict: nothing lost, atomic, linearizable[/green]" if ok else "[red]verdict: FAILED[/red]")
     if keep:
         typer.echo(f"kept {directory}: node logs n*.log, data n*/, configs n*.toml", err=True)
     if as_json:

@@ -53,7 +53,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from quorate.core.binding import Binding, BftSettings, ClusterContext, GroupStatus, HostingContext
+from quorate.core.binding import BftSettings, Binding, ClusterContext, GroupStatus, HostingContext
 from quorate.core.host import HostedGroup
 from quorate.core.protocol import ProtocolCore, Refused
 from quorate.core.wire import WireMessage
@@ -417,12 +417,12 @@ def _shard_status(core: ProtocolCore) -> GroupStatus:
     replica = honest_replica(core.member)
     status = SHARD_BINDING.status(replica)
     metrics = dict(status.metrics)
-    for node in replica.convicted:
-        metrics[f"hrb.convicted.n{int(node)}"] = 1
-    for node in replica.deposed:
-        metrics[f"hrb.deposed.n{int(node)}"] = 1
-    for node in replica.store.evicted:
-        metrics[f"hrb.evicted.n{int(node)}"] = 1
+    for offender in replica.convicted:
+        metrics[f"hrb.convicted.n{int(offender)}"] = 1
+    for leader in replica.deposed:
+        metrics[f"hrb.deposed.n{int(leader)}"] = 1
+    for evicted in replica.store.evicted:
+        metrics[f"hrb.evicted.n{evicted}"] = 1
     if isinstance(core.member, ByzantineShardReplica):
         metrics["hrb.byzantine"] = 1
     return dataclasses.replace(status, metrics=metrics)

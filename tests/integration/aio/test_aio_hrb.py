@@ -25,6 +25,7 @@ import asyncio
 from pathlib import Path
 
 import pytest
+from tests.integration.aio.aio_harness import FAST_BACKOFF, LOOPBACK, free_ports
 
 from quorate.client.contact import ClientError
 from quorate.client.hrb import AsyncHrbClient
@@ -33,7 +34,6 @@ from quorate.hrb.node import honest_replica
 from quorate.hrb.system import ShardMember
 from quorate.ids import NodeId
 from quorate.runtime.aio import AioNode
-from tests.integration.aio.aio_harness import FAST_BACKOFF, LOOPBACK, free_ports
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -686,24 +686,14 @@ class AioNode:
         if isinstance(message, Status):
             self.transport_or_raise().send_to_client(connection, self.status(message.seq, group_id), group_id)
             return
-        if group is None and type(message) not in self._own_requests:
+        if type(message) in self._own_requests:
+            self._own_request(connection, message, group_id, now)
+            return
+        if group is None:
             self.counters["client_requests_unknown_group"] += 1
             reply = self._no_group_reply(group_id, message)
             if reply is not None:
                 self.transport_or_raise().send_to_client(connection, reply, group_id)
-            return
-        if type(message) in self._own_requests:
-            # A request of the protocol's own clients, to the group's state;
-            # one for group 0 (which such a node does not host) to the
-            # first hosted group that has a state.
-            if group is None and group_id == 0:
-                group = next((g for g in host if g.state is not None), None)
-            if group is None or group.state is None:
-                self.counters["client_requests_unknown_group"] += 1
-                return
-            group.state.on_client_request(NodeId(connection), message, now)
-            host.touch(group)
-            self._asked[group_id] = group
             return
         service: ReplicaService = group.state
         security = self.security
@@ -733,6 +723,21 @@ class AioNode:
             service.request_backup(NodeId(connection), message, now)
         host.touch(group)
         self._asked[group_id] = group
+
+    def _own_request(self, connection: int, message: WireMessage, group_id: int, now: float) -> None:
+        """A request of the protocol's own clients (``Binding.client_message_types``),
+        to the state of its group; one for group 0 (which such a node does not
+        host) to the first hosted group that has a state."""
+        host = self.host_or_raise()
+        group = host.get(group_id)
+        if group is None and group_id == 0:
+            group = next((g for g in host if g.state is not None), None)
+        if group is None or group.state is None:
+            self.counters["client_requests_unknown_group"] += 1
+            return
+        group.state.on_client_request(NodeId(connection), message, now)
+        host.touch(group)
+        self._asked[group.id] = group
 
     @staticmethod
     def _is_admission(message: Admin | ClientRequest) -> bool:
