@@ -340,7 +340,7 @@ def demo_command(
             raise fail(f"--fault must be one of {', '.join(FAULTS)}, got {fault!r}")
         if sim or dashboard:
             raise fail("--sim and --dashboard are for the Raft demo; 'quorate demo hrb' runs real processes")
-        raise typer.Exit(run_hrb_demo(as_json, insecure, keep, history, fault))
+        raise typer.Exit(run_hrb_demo(as_json, insecure, keep, history, fault, Story(quiet=as_json)))
     if sim:
         from quorate.cli.demo_sim import DEMO_DURATION_S, run_sim_demo
 

@@ -464,18 +464,18 @@ def demo_ok(summary: dict[str, Any]) -> bool:
 
 
 
-def run_hrb_demo(as_json: bool, insecure: bool, keep: bool, history: Path | None, fault: str) -> int:
-    """``quorate demo hrb``: run it, print the story (or the JSON), return the exit code."""
+def run_hrb_demo(as_json: bool, insecure: bool, keep: bool, history: Path | None, fault: str, story: Any) -> int:
+    """``quorate demo hrb``: run it, narrate on ``story`` (``say``), print the
+    JSON with ``as_json``, return the exit code."""
     import json
     import shutil
     import tempfile
 
     import typer
 
-    from quorate.cli.demo import Story, make_certs, write_history
+    from quorate.cli.certs import ensure_certificates
     from quorate.runtime.aio.ports import free_port_block
 
-    story = Story(quiet=as_json)
     directory = Path(tempfile.mkdtemp(prefix="quorate-demo-hrb-"))
     summary: dict[str, Any] = {}
     cluster = demo_cluster(directory, free_port_block(DEMO_SHARDS * DEMO_SHARD_SIZE), insecure)
@@ -483,8 +483,8 @@ def run_hrb_demo(as_json: bool, insecure: bool, keep: bool, history: Path | None
     started = time.monotonic()
     try:
         cluster.write_configs()
-        if not insecure:
-            make_certs(cluster)
+        if cluster.tls_dir is not None:
+            ensure_certificates(cluster.tls_dir, [*(node_name(n) for n in cluster.ids), "client"])
         story.say(
             f"starting {len(cluster.ids)} node processes in {directory}: HRB, {DEMO_SHARDS} shards of "
             f"{DEMO_SHARD_SIZE} (watched Raft), a core of {DEMO_CORE} (HotStuff + threshold BLS)"
@@ -499,7 +499,7 @@ def run_hrb_demo(as_json: bool, insecure: bool, keep: bool, history: Path | None
     finally:
         cluster.kill_all()
         if history is not None and demo is not None:
-            write_history(history, demo.history)
+            history.write_text(json.dumps(demo.history) + "\n", encoding="utf-8")
         if keep:
             summary["kept_directory"] = str(directory)
         else:
