@@ -8,7 +8,8 @@
   of a shard leader, and of a core member, mid-transfer; nothing lost and
   atomicity kept (slow);
 - ``quorate cluster up --protocol hrb`` then ``quorate kv txn``: intra- and
-  cross-shard transactions, an overdraft aborted, reads back (slow);
+  cross-shard transactions, an overdraft aborted, reads back; ``cluster
+  status`` lists each shard's leader and voters (slow);
 - mistakes on the command line end with exit 2 and one line, before
   anything starts (fast).
 """
@@ -96,6 +97,14 @@ def test_cluster_up_hrb_and_kv_txn(tmp_path: Path) -> None:
         assert run.returncode == 0 and json.loads(run.stdout)["committed"] is True
         got = _quorate("kv", "txn", "get", "a", "b", "c", "--json", *on)
         assert json.loads(got.stdout) == {"a": "60", "b": "130", "c": "15"}
+        status = _quorate("cluster", "status", "--json", *on)
+        assert status.returncode == 0, status.stderr
+        report = json.loads(status.stdout)
+        assert [s["shard"] for s in report["shards"]] == [1, 2, 3]
+        assert all(s["leader"] is not None and len(s["voters"]) == 4 for s in report["shards"])
+        assert len(report["core"]) == 4 and len(report["nodes"]) == 12
+        shown = _quorate("cluster", "status", *on)
+        assert "shard 1: leader n" in shown.stdout
     finally:
         _quorate("cluster", "down", "--dir", directory, timeout=60)
 

@@ -27,6 +27,7 @@ Clients find a cluster made here by its directory: ``quorate kv`` and
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from pathlib import Path
@@ -36,7 +37,7 @@ import typer
 
 from quorate.cli.main import app, fail
 from quorate.client.aio import AsyncClient
-from quorate.client.contact import unreachable_message
+from quorate.client.contact import ClientError, unreachable_message
 from quorate.errors import ConfigError
 from quorate.ids import NodeId, node_name
 from quorate.multiraft.messages import MULTIRAFT, RangesReply, leading_views
@@ -284,6 +285,81 @@ async def _wait_hrb_started(cluster: LocalCluster) -> str:
         await client.close()
 
 
+async def hrb_report(cluster: LocalCluster) -> dict[str, Any]:
+    """Every node's view of its shard, and each shard's leader and voters."""
+    from quorate.client.hrb import AsyncHrbClient
+
+    client = AsyncHrbClient(cluster.endpoints, tls=cluster.tls_dir, insecure=cluster.insecure)
+    rows: list[dict[str, Any]] = []
+    shards: list[dict[str, Any]] = []
+    try:
+        try:
+            layout = await client.discover()
+        except (OSError, TimeoutError, EOFError) as exc:
+            return {"directory": str(cluster.directory), "protocol": "hrb", "nodes": [], "shards": [], "error": str(exc)}
+        for shard, members in sorted(layout.shards.items()):
+            views: dict[int, StatusReply] = {}
+            for node in members:
+                with contextlib.suppress(OSError, TimeoutError, EOFError, ClientError):
+                    views[node] = await client.status(node, shard)
+            for node in members:
+                view = views.get(node)
+                row: dict[str, Any] = {
+                    "node": node_name(NodeId(node)), "shard": shard, "core": node in layout.core,
+                    "pid": cluster.pid(NodeId(node)), "up": view is not None,
+                }
+                if view is not None:
+                    row.update(
+                        role=view.role, term=view.term,
+                        leader=None if view.leader is None else node_name(NodeId(view.leader)),
+                        commit_index=view.commit_index, applied_index=view.applied_index,
+                        convicted=sorted(k.removeprefix("hrb.convicted.") for k in view.metrics if k.startswith("hrb.convicted.")),
+                    )
+                rows.append(row)
+            leaders = {v.leader for v in views.values()}
+            agreed = leaders.pop() if len(leaders) == 1 else None
+            # The smallest configuration any member holds: evictions taken out.
+            voters = min((v.voters for v in views.values()), key=len, default=())
+            shards.append({
+                "shard": shard,
+                "leader": None if agreed is None else node_name(NodeId(agreed)),
+                "voters": [node_name(NodeId(v)) for v in voters],
+                "members_answering": len(views),
+            })
+    finally:
+        await client.close()
+    return {
+        "directory": str(cluster.directory),
+        "protocol": "hrb",
+        "quorum": layout.quorum,
+        "core": [node_name(NodeId(n)) for n in layout.core],
+        "shards": shards,
+        "nodes": rows,
+        "error": None if any(r["up"] for r in rows) else unreachable_message(client.endpoints),
+    }
+
+
+def format_hrb_report(report: dict[str, Any]) -> list[str]:
+    """``hrb_report`` for a person: a line per shard, a row per node."""
+    out = [f"HRB deployment ({report.get('quorum', '?')} shard quorum), core: {' '.join(report.get('core', []))}"]
+    for shard in report["shards"]:
+        out.append(
+            f"shard {shard['shard']}: leader {shard['leader'] or 'unknown'}, voters {' '.join(shard['voters'])}"
+        )
+    out.append("node  shard  role       term  leader  commit  applied  core  convicted")
+    for row in report["nodes"]:
+        if not row["up"]:
+            out.append(f"{row['node']:<5} {row['shard']:<6} down")
+            continue
+        out.append(
+            f"{row['node']:<5} {row['shard']:<6} {row['role']:<10} {row['term']:<5} {row['leader'] or '-':<7} "
+            f"{row['commit_index']:<7} {row['applied_index']:<8} {'yes' if row['core'] else '-':<5} "
+            f"{' '.join(row['convicted']) or '-'}"
+        )
+    out.append(f"directory: {report['directory']}")
+    return out
+
+
 class _StartFailed(Exception):
     """A node's process ended, or the cluster found no leader in time."""
 
@@ -387,13 +463,14 @@ def status_command(
     """Leader, term, commit index, lag and refusals of every node (exit 1 if none answers)."""
     try:
         cluster = LocalCluster.open(directory)
-        report = asyncio.run(cluster_report(cluster))
+        hrb = cluster.protocol == "hrb"
+        report = asyncio.run(hrb_report(cluster) if hrb else cluster_report(cluster))
     except ConfigError as exc:
         raise fail(str(exc)) from None
     if as_json:
         typer.echo(json.dumps(report))
     else:
-        for line in format_report(report):
+        for line in format_hrb_report(report) if hrb else format_report(report):
             typer.echo(line)
     if report["error"] is not None:
         raise fail(report["error"], 1)
