@@ -20,7 +20,14 @@ from quorate.crypto.keyring import Ed25519Keyring
 from quorate.errors import ConfigError
 from quorate.hrb.core.threshold import CostModelSuite
 from quorate.hrb.messages import CORE_GROUP_BASE, TxnOp
-from quorate.hrb.node import BINDING, AgentOutcome, HrbSettings, deployment, hosted_groups, reply_quorum
+from quorate.hrb.node import (
+    BINDING,
+    AgentOutcome,
+    HrbSettings,
+    deployment,
+    hosted_groups,
+    reply_quorum,
+)
 from quorate.ids import NodeId
 from quorate.protocols import binding
 
