@@ -123,7 +123,14 @@ def test_cluster_up_hrb_and_kv_txn(tmp_path: Path) -> None:
     ],
 )
 def test_command_line_mistakes_exit_2_with_one_line(args: tuple[str, ...], message: str, tmp_path: Path) -> None:
-    result = _quorate(*args, "--dir", str(tmp_path / "x")) if args[0] == "cluster" else _quorate(*args)
-    assert result.returncode == 2, result.stdout + result.stderr
+    from typer.testing import CliRunner
+
+    from quorate.cli.main import _register, app
+
+    _register()
+    extra = ["--dir", str(tmp_path / "x")] if args[0] == "cluster" else []
+    result = CliRunner().invoke(app, [*args, *extra])
+    assert result.exit_code == 2, result.output
     assert message in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "x").exists()  # nothing was started or written

@@ -23,7 +23,7 @@ from quorate.runtime.aio.config_reference import (
 )
 
 ROOT = Path(__file__).resolve().parents[3]
-PROTOCOLS = ("raft", "pbft", "hotstuff")
+PROTOCOLS = ("raft", "pbft", "hotstuff", "hrb")
 
 
 def test_every_field_the_loader_accepts_is_described() -> None:
