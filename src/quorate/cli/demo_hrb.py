@@ -13,14 +13,16 @@ run, while the demo goes through its phases:
    keys, written from a random home shard, so through the core too) whose
    history is recorded for the linearizability checker;
 2. *fault* (``--fault``) — ``equivocate`` (the default): a shard leader
-   outside the core is turned Byzantine through its fault-injection option
-   (``TurnByzantine``): it sends half its followers another history. The
-   demo watches the shard's other members: when one holds the proof
-   (*detected*), when they follow another leader (*deposed*), when the
-   offender left their Raft configuration by the core's certified eviction
-   (*evicted*). ``kill-shard-leader`` / ``kill-core-member``: a shard leader
-   (outside the core), or the core's current leader, is killed with SIGKILL
-   mid-transfer and restarted from its disk a few seconds later;
+   (one that is also a core member when there is one) is turned Byzantine
+   through its fault-injection option (``TurnByzantine``): it sends half its
+   followers another history. The demo watches the shard's other members:
+   when one holds the proof (*detected*), when they follow another leader
+   (*deposed*), when the offender left their Raft configuration by the
+   core's certified eviction (*evicted*), and, for a core member, when the
+   core moved to its next epoch without it. ``kill-shard-leader`` /
+   ``kill-core-member``: a shard leader (outside the core when one is), or
+   the core's current leader, is killed with SIGKILL mid-transfer and
+   restarted from its disk a few seconds later;
 3. *verdict* — the agents stop; every account and every receipt is read
    back through the shards' logs. An acknowledged transfer is **lost** if
    its receipt is missing (or, for an acknowledged abort, present); the
@@ -135,6 +137,9 @@ class Detection:
     deposed_after_s: float | None = None
     evicted_after_s: float | None = None
     detected_by: list[int] = field(default_factory=list)
+    core_epoch: int = 0
+    """The core epoch reached after the eviction (> 0 when the offender was a core member)."""
+    core_epoch_after_s: float | None = None
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -145,6 +150,8 @@ class Detection:
             "deposed_after_s": _round(self.deposed_after_s),
             "evicted_after_s": _round(self.evicted_after_s),
             "detected_by": [node_name(NodeId(n)) for n in self.detected_by],
+            "core_epoch": self.core_epoch,
+            "core_epoch_after_s": _round(self.core_epoch_after_s),
         }
 
 
@@ -293,29 +300,35 @@ class HrbDemo:
         return event
 
     # ------------------------------------------------------------ faults
-    async def _leader_outside_core(self, probe: AsyncHrbClient, core: Iterable[int]) -> tuple[int, int] | None:
+    async def _shard_leader(self, probe: AsyncHrbClient, core: Iterable[int], *, in_core: bool) -> tuple[int, int] | None:
+        """(shard, leader): a leader that is (``in_core``) or is not a core
+        member when there is one, else any leader; None if no shard has one."""
         core_members = set(core)
         deadline = time.monotonic() + WATCH_LIMIT_S
         while time.monotonic() < deadline:
-            leaders = await probe.leaders()
-            for shard, leader in sorted(leaders.items()):
-                if leader is not None and leader not in core_members:
-                    return shard, leader
+            leaders = [(k, v) for k, v in sorted((await probe.leaders()).items()) if v is not None]
+            preferred = [(k, v) for k, v in leaders if (v in core_members) == in_core]
+            if preferred or leaders:
+                return (preferred or leaders)[0]
             await asyncio.sleep(WATCH_POLL_S)
         return None
 
     async def _equivocate(self, probe: AsyncHrbClient, layout: Any) -> None:
-        found = await self._leader_outside_core(probe, layout.core)
+        # A leader that is also a core member, when one is: its eviction
+        # changes the core's epoch too.
+        found = await self._shard_leader(probe, layout.core, in_core=True)
         if found is None:
-            self.say("[red]no shard leader outside the core to turn: no fault injected[/red]")
+            self.say("[red]no shard has a leader to turn: no fault injected[/red]")
             return
         shard, offender = found
         await probe.turn_byzantine(offender, "equivocating-leader")
         detection = Detection(offender, shard, "equivocating-leader", self.now())
         self.detections.append(detection)
+        in_core = offender in layout.core
         self.say(
-            f"[bold red]{node_name(NodeId(offender))}, leader of shard {shard}, turns Byzantine:[/bold red] "
-            "it sends half its followers another history"
+            f"[bold red]{node_name(NodeId(offender))}, leader of shard {shard}"
+            + (" and a core member" if in_core else "")
+            + ", turns Byzantine:[/bold red] it sends half its followers another history"
         )
         others = [m for m in layout.shards[shard] if m != offender]
         deadline = time.monotonic() + WATCH_LIMIT_S
@@ -352,6 +365,29 @@ class HrbDemo:
                 )
         if detection.evicted_after_s is None:
             self.say(f"[red]{node_name(NodeId(offender))} was not evicted within {WATCH_LIMIT_S:g} s[/red]")
+            return
+        if in_core:
+            await self._await_epoch(probe, detection, others[0])
+
+    async def _await_epoch(self, probe: AsyncHrbClient, detection: Detection, witness: int) -> None:
+        """The evicted offender was a core member: the core must change epoch
+        (a key generation among the next members, then the handover)."""
+        deadline = time.monotonic() + WATCH_LIMIT_S
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError, TimeoutError, EOFError):
+                seen = await probe.layout_of(witness)
+                if seen.epoch > 0:
+                    elapsed = self.now() - detection.turned_at_s
+                    detection.core_epoch = seen.epoch
+                    detection.core_epoch_after_s = elapsed
+                    self.say(
+                        f"core epoch {seen.epoch} after {elapsed:.2f} s: members "
+                        f"{' '.join(node_name(NodeId(m)) for m in seen.epoch_members)}, with a threshold key from a "
+                        "key generation among them (no dealer); the shards route to it"
+                    )
+                    return
+            await asyncio.sleep(WATCH_POLL_S)
+        self.say(f"[red]the core did not change epoch within {WATCH_LIMIT_S:g} s[/red]")
 
     async def _kill(self, probe: AsyncHrbClient, layout: Any, *, core: bool) -> None:
         if core:
@@ -359,9 +395,9 @@ class HrbDemo:
             victim = leader if leader is not None else layout.core[0]
             what = "the core's current leader" if leader is not None else "a core member"
         else:
-            found = await self._leader_outside_core(probe, layout.core)
+            found = await self._shard_leader(probe, layout.core, in_core=False)
             if found is None:
-                self.say("[red]no shard leader outside the core to kill[/red]")
+                self.say("[red]no shard has a leader to kill[/red]")
                 return
             victim = found[1]
             what = f"the leader of shard {found[0]}"

@@ -168,6 +168,14 @@ class AsyncHrbClient:
             raise ClientError(f"n{node} answered {type(reply).__name__}, not a status")
         return reply
 
+    async def layout_of(self, node: int) -> LayoutReply:
+        """The layout as node ``node`` sees it now (its shard's voters, the core epoch it learned)."""
+        await self._layout()
+        reply = await self._ask(self._address(node), 0, lambda seq: LayoutRequest(seq))
+        if not isinstance(reply, LayoutReply):
+            raise ClientError(f"n{node} answered {type(reply).__name__}, not a layout")
+        return reply
+
     async def leaders(self) -> dict[int, int | None]:
         """Shard -> the leader its answering members name (None: none agreed yet)."""
         layout = await self._layout()

@@ -121,6 +121,9 @@ class HostingContext:
     rng: random.Random
     now: float
     recover: Callable[[int, Binding], Any]
+    registered: tuple[int, ...] = ()
+    """The groups the node's store holds (a restarted node rebuilds those it
+    joined at run time)."""
 
 
 CoreBuilder = Callable[[NodeId, tuple[NodeId, ...], random.Random, float, Any], ProtocolCore]
@@ -285,6 +288,11 @@ class Binding:
     client_message_types: tuple[type, ...] = ()
     """Requests of the protocol's own clients (with ``hosting``): a node
     hands them to the state of the group they name."""
+    joining: Callable[[Any, HostingContext, list[Any], NodeId, int, Any], Any] | None = None
+    """With ``hosting``: ``joining(config, context, hosted, sender, group,
+    message)`` builds a group this node does not host yet that ``sender``'s
+    message asks it to join (HRB: the next epoch's core), given the groups
+    it hosts; None drops the message."""
 
     def __post_init__(self) -> None:
         if self.fault_model not in FAULT_MODELS:

@@ -24,11 +24,17 @@ Theory of operation.
   group's state, and, on epoch 0's core members, the core group (group id
   ``CORE_GROUP_BASE``), a ``CoreReplica`` whose certificates to shards are
   its own cross-group output. Both recover from what the node's store holds
-  of them (``HostingContext.recover``). Epochs are long
-  (``EPOCH_LENGTH``): a real deployment keeps epoch 0's core; an eviction of
-  a core member starts an epoch change whose new core group a real node
-  does not host yet (see ``docs/hrb.md``), so fault injection turns shard
-  leaders outside the core.
+  of them (``HostingContext.recover``).
+- **Epochs.** Epochs are long (``EPOCH_LENGTH`` decisions), so the core
+  changes when it must: after the eviction of a core member. The old core
+  then runs a key generation among the next members through its log and
+  hands the core over; a node asked by a member of epoch e - 1 (as its
+  shard learned that epoch) to take part in epoch e joins that epoch's core
+  group at run time (``join_group``, the binding's ``joining`` role),
+  building a joining ``CoreReplica`` with its X25519 key for the key
+  generation; the shards route to the new epoch once they learn its
+  certified ``EpochChange``. A restarted node resumes every later core it
+  had joined from the start it persisted.
 - **Agents.** An agent (``quorate.client.hrb``) sends an ``AgentTxn`` to
   every member of the transaction's home shard; each member's desk
   proposes it (the leader appends; the followers forward and watch that it
@@ -62,6 +68,7 @@ from quorate.hrb.core.binding import BFT_BINDINGS
 from quorate.hrb.core.binding import binding as core_binding
 from quorate.hrb.core.config import CoreConfig, CoreRules
 from quorate.hrb.core.genesis import genesis
+from quorate.hrb.core.replica import CoreReplica
 from quorate.hrb.core.threshold import ThresholdSuite
 from quorate.hrb.desk import AgentDesk
 from quorate.hrb.messages import CORE_GROUP_BASE, Transaction
@@ -137,6 +144,10 @@ class LayoutReply(WireMessage, tag="hrb.LayoutReply", frozen=True):
     """The answering node's shard."""
     voters: tuple[int, ...] = ()
     """Its shard's voters now (evicted members removed)."""
+    epoch: int = 0
+    """The core epoch its shard last learned (a certified ``EpochChange``)."""
+    epoch_members: tuple[int, ...] = ()
+    """That epoch's core members."""
 
 
 class TurnByzantine(WireMessage, tag="hrb.TurnByzantine", frozen=True):
@@ -368,6 +379,8 @@ class NodeDesk(AgentDesk):
             self.settings.quorum,
             replica.shard,
             tuple(sorted(int(v) for v in replica.raft.voters)),
+            replica.store.epoch,
+            tuple(int(m) for m in replica.store.epoch_members()),
         )
 
     def _turn(self, request: TurnByzantine) -> TurnByzantineReply:
@@ -473,12 +486,74 @@ def hosted_groups(settings: HrbSettings, context: HostingContext) -> list[Hosted
             now=context.now, recovered=context.recover(CORE_GROUP_BASE, core_group), bft_name=settings.bft,
         )
         groups.append(HostedGroup(CORE_GROUP_BASE, core, core_group))
+    # Later epochs' cores this node joined before a restart: each resumes
+    # from the start it persisted when it joined (a join that never got that
+    # far starts again when the old core asks).
+    for group in context.registered:
+        if group > CORE_GROUP_BASE:
+            recovered = context.recover(group, core_binding(settings.bft))
+            if recovered is not None and recovered.snapshot is not None:
+                groups.append(_next_core(settings, context, group - CORE_GROUP_BASE, (), recovered))
     return groups
+
+
+def _next_core(
+    settings: HrbSettings, context: HostingContext, epoch: int, previous: tuple[int, ...], recovered: Any
+) -> HostedGroup:
+    """This node's replica of epoch ``epoch``'s core, joining (``previous``:
+    epoch - 1's members, who hand it over) or resumed from ``recovered``."""
+    from quorate.crypto.dkg import encryption_keypair
+
+    d = deployment(settings, context.nodes)
+    node = context.node
+    core_group = core_binding(settings.bft)
+    bft = BFT_BINDINGS[settings.bft].builder(settings.bft_settings(), ClusterContext(context.keyring, {}))
+    core = CoreReplica(
+        node,
+        epoch,
+        bft=bft,
+        suite=d.suite,
+        signer=context.keyring.signer(node),
+        verifier=context.keyring.verifier(node),
+        rng=random.Random(context.rng.random()),
+        now=context.now,
+        config=d.core_config,
+        checker=d.checker(),
+        recovered=recovered,
+        previous_members=tuple(NodeId(m) for m in previous),
+        encryption_secret=encryption_keypair(encryption_seed(settings, int(node)))[0],
+        bft_name=settings.bft,
+    )
+    return HostedGroup(CORE_GROUP_BASE + epoch, core, core_group)
+
+
+def join_group(
+    settings: HrbSettings, context: HostingContext, hosted: list[HostedGroup], sender: NodeId, group: int, message: Any
+) -> HostedGroup | None:
+    """A message of a core group this node does not host: join it when it is
+    a later epoch's core and ``sender`` was a member of the epoch before (the
+    members who run the key generation and hand the core over), as this
+    node's shard learned that epoch from a certified decision."""
+    if group <= CORE_GROUP_BASE:
+        return None
+    epoch = group - CORE_GROUP_BASE
+    desk = next((g.state for g in hosted if isinstance(g.state, NodeDesk)), None)
+    if desk is None:
+        return None
+    previous = desk.replica.store.epoch_members(epoch - 1)
+    if int(sender) not in previous:
+        return None
+    return _next_core(settings, context, epoch, previous, context.recover(group, core_binding(settings.bft)))
 
 
 def _hosting(settings: Any, context: HostingContext) -> list[Any]:
     assert isinstance(settings, HrbSettings)
     return list(hosted_groups(settings, context))
+
+
+def _joining(settings: Any, context: HostingContext, hosted: list[Any], sender: NodeId, group: int, message: Any) -> Any:
+    assert isinstance(settings, HrbSettings)
+    return join_group(settings, context, hosted, sender, group, message)
 
 
 def _no_builder(settings: Any, cluster: ClusterContext) -> Any:
@@ -510,6 +585,7 @@ BINDING = Binding(
     fault_model="byzantine",
     behaviours=BEHAVIOURS,
     hosting=_hosting,
+    joining=_joining,
     client_message_types=CLIENT_MESSAGE_TYPES,
 )
 """HRB as a real node runs it (registered as ``hrb`` in ``quorate.protocols``)."""

@@ -5,17 +5,19 @@ queues for another group (a shard leader's request and votes to the core,
 the core's certificates to shards) travels as cross-group output over the
 real transport, or is stepped locally when it is for the node itself.
 
-Two shards of four and a core of two (one member of each shard, so that a
-shard leader outside the core is likely: see below) (``docs/hrb.md`` section 8, as
+Two shards of four and a core of four (two members of each shard) (``docs/hrb.md`` section 8, as
 ``tests/sim/test_sim_hrb.py`` runs it in the simulator):
 
 - an intra-shard write, a cross-shard transfer (committed in both shards)
   and an overdraft (aborted in both) — balances conserved on every member;
 - a transaction the shard's validation refuses is answered at once;
-- a shard leader outside the core turned equivocating by the
-  fault-injection request is convicted by its followers, and the core's
+- a shard leader turned equivocating by the fault-injection request (a core
+  member when one leads) is convicted by its followers, and the core's
   certified eviction removes it from the shard's Raft configuration while
-  cross-shard transfers still commit;
+  cross-shard transfers still commit; when it was a core member, the core
+  changes epoch without it: the next members join the new core group at run
+  time (a key generation among them, then the handover), and the shards
+  route to it;
 - a node without ``fault_injection`` refuses to turn Byzantine.
 """
 
@@ -39,7 +41,7 @@ pytestmark = pytest.mark.timeout(120)
 
 SHARDS = 2
 SHARD_SIZE = 4
-OPTIONS = {"shard_size": SHARD_SIZE, "core_size": 2, "quorum": "byzantine", "fault_injection": True}
+OPTIONS = {"shard_size": SHARD_SIZE, "core_size": 4, "quorum": "byzantine", "fault_injection": True}
 READY_LIMIT_S = 40.0
 EVICTION_LIMIT_S = 40.0
 
@@ -86,7 +88,7 @@ async def _run(tmp_path: Path) -> None:
     try:
         await client.wait_ready(READY_LIMIT_S)
         layout = await client.discover()
-        assert sorted(layout.shards) == [1, 2] and len(layout.core) == 2
+        assert sorted(layout.shards) == [1, 2] and len(layout.core) == 4
         # Every node hosts its shard; exactly the core members host the core group.
         for node in nodes:
             assert (CORE_GROUP_BASE in node.host_or_raise()) == (int(node.id) in layout.core)
@@ -111,14 +113,10 @@ async def _run(tmp_path: Path) -> None:
         refused = await client.transact([TxnOp(f"k{i}", "put", "x") for i in range(65)], home_shard=1)
         assert not refused.committed and refused.reason.startswith("refused:")
 
-        # A shard leader outside the core turns equivocating.
-        leaders = await client.leaders()
-        target = next(
-            ((k, v) for k, v in leaders.items() if v is not None and v not in layout.core), None
-        )
-        if target is None:
-            pytest.skip("every shard leader is a core member in this run (eviction of a core member needs an epoch change)")
-        shard, offender = target
+        # A shard leader turns equivocating (a core member when one leads).
+        leaders = sorted((k, v) for k, v in (await client.leaders()).items() if v is not None)
+        shard, offender = next(((k, v) for k, v in leaders if v in layout.core), leaders[0])
+        in_core = offender in layout.core
         await client.turn_byzantine(offender, "equivocating-leader")
         with pytest.raises(ClientError, match="already"):
             await client.turn_byzantine(offender, "equivocating-leader")
@@ -137,6 +135,16 @@ async def _run(tmp_path: Path) -> None:
             assert NodeId(offender) not in replica.raft.voters
             assert offender in replica.store.evicted
         assert (await client.transfer(source, target_key, 1)).committed
+        witness = int(others[0].id)
+        seen = await client.layout_of(witness)
+        if in_core:
+            # The core moved to epoch 1 without the offender; its members host the new group.
+            assert seen.epoch == 1 and offender not in seen.epoch_members and len(seen.epoch_members) == 4
+            for node in nodes:
+                assert (CORE_GROUP_BASE + 1 in node.host_or_raise()) == (int(node.id) in seen.epoch_members)
+            assert sum(node.counters["groups.joined"] for node in nodes) >= 1
+        else:
+            assert seen.epoch == 0
     finally:
         await client.close()
         for node in nodes:

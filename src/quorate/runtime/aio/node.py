@@ -346,6 +346,8 @@ class AioNode:
         if own_requests:
             self.client_message_types = (*self.client_message_types, *own_requests)
         self._own_requests = own_requests
+        self._hosting_config: Any = None
+        """The parsed options of a ``hosting`` binding (set at start)."""
 
     # ------------------------------------------------------------ group 0's view
     @property
@@ -429,8 +431,25 @@ class AioNode:
         self.security.attach(self)
 
     def _new_host(self) -> NodeHost:
-        """The node host (a subclass may give it an ``on_unknown_group``)."""
+        """The node host (a subclass may give it an ``on_unknown_group``; a
+        binding that joins groups at run time gets ``_join``)."""
+        if self.binding.core.joining is not None:
+            return NodeHost(self.id, on_unknown_group=self._join)
         return NodeHost(self.id)
+
+    def _join(self, sender: NodeId, group_id: int, message: Any, now: float) -> HostedGroup | None:
+        """``NodeHost.on_unknown_group`` for a binding's ``joining`` role: a
+        group a peer's message asks this node to join (HRB's next core)."""
+        joining = self.binding.core.joining
+        driver = self._driver
+        if joining is None or sender not in self.peers or driver is None or driver.persisting:
+            return None  # not a peer of ours, or the store is busy (the sender asks again)
+        hosted: list[HostedGroup] = list(self.host_or_raise())
+        joined: HostedGroup | None = joining(self._hosting_config, self._hosting_context(now), hosted, sender, group_id, message)
+        if joined is not None:
+            self.counters["groups.joined"] += 1
+            log.info("%s: joins group %d (asked by %s)", node_name(self.id), group_id, node_name(sender))
+        return joined
 
     def _initial_groups(self) -> tuple[list[HostedGroup], list[type]]:
         """The groups hosted from the start and every message type their
@@ -439,7 +458,7 @@ class AioNode:
         storage = self.storage_or_raise()
         voters = tuple(sorted({self.id, *self.peers}))
         if binding.core.hosting is not None:
-            return self._hosted_groups(binding, voters)
+            return self._hosted_groups(binding)
         group = self._build_group(0, binding, voters, self.protocol_options)
         if binding.uses_test_keys(self.protocol_options):
             self.counters[SHARED_SEED_METRIC] = 1
@@ -459,7 +478,7 @@ class AioNode:
             message_types.update(dict.fromkeys(extra.binding.message_types))
         return [group, *extras], list(message_types)
 
-    def _hosted_groups(self, binding: ProtocolBinding, nodes: tuple[NodeId, ...]) -> tuple[list[HostedGroup], list[type]]:
+    def _hosted_groups(self, binding: ProtocolBinding) -> tuple[list[HostedGroup], list[type]]:
         """The groups a ``hosting`` binding builds for this node, each
         recovered from what the store holds of it."""
         if self.groups:
@@ -467,7 +486,14 @@ class AioNode:
         if self.protocol_options.get("byzantine") not in (None, "", "none"):
             raise ConfigError(f"a {binding.name} node takes no byzantine option: see its own fault injection")
         hosting = binding.core.hosting
-        assert hosting is not None and self.keyring is not None
+        assert hosting is not None
+        self._hosting_config = binding.core.parse_config(binding.protocol_options(self.protocol_options))
+        groups: list[HostedGroup] = hosting(self._hosting_config, self._hosting_context(self.clock()))
+        return groups, list(binding.message_types)
+
+    def _hosting_context(self, now: float) -> HostingContext:
+        """What a ``hosting`` binding builds this node's groups with."""
+        assert self.keyring is not None
         storage = self.storage_or_raise()
 
         def recover(group_id: int, group_binding: Binding) -> Recovered | None:
@@ -476,7 +502,7 @@ class AioNode:
             if record is not None and record.protocol != group_binding.name:
                 raise ConfigError(
                     f"{self.data_dir} holds {record.protocol} data for group {group_id}, not "
-                    f"{group_binding.name}; give {binding.name} an empty data_dir"
+                    f"{group_binding.name}; give {self.binding.name} an empty data_dir"
                 )
             if record is None:
                 storage.create_group(group_id, group_binding.name)
@@ -486,10 +512,9 @@ class AioNode:
                 return None
             return recovered
 
-        config = binding.core.parse_config(binding.protocol_options(self.protocol_options))
-        context = HostingContext(self.id, nodes, self.keyring, random.Random(self.rng.random()), self.clock(), recover)
-        groups: list[HostedGroup] = hosting(config, context)
-        return groups, list(binding.message_types)
+        nodes = tuple(sorted({self.id, *self.peers}))
+        registered = tuple(sorted(record.group for record in storage.groups()))
+        return HostingContext(self.id, nodes, self.keyring, random.Random(self.rng.random()), now, recover, registered)
 
     def _build_group(
         self, group_id: int, binding: ProtocolBinding, members: tuple[NodeId, ...], options: Mapping[str, Any]
