@@ -18,7 +18,10 @@ Two shards of four and a core of four (two members of each shard) (``docs/hrb.md
   changes epoch without it: the next members join the new core group at run
   time (a key generation among them, then the handover), and the shards
   route to it;
-- a node without ``fault_injection`` refuses to turn Byzantine.
+- a node without ``fault_injection`` refuses to turn Byzantine;
+- (slow) a member of the core's next epoch, restarted from its disk after
+  the epoch change, resumes the new core group it had joined, and
+  cross-shard transfers still commit.
 """
 
 from __future__ import annotations
@@ -185,3 +188,67 @@ async def _refusing(tmp_path: Path) -> None:
 
 def test_a_node_without_fault_injection_refuses_to_turn_byzantine(tmp_path: Path) -> None:
     asyncio.run(_refusing(tmp_path))
+
+
+async def _restart_after_epoch_change(tmp_path: Path) -> None:
+    import random as random_module
+
+    nodes = _nodes(tmp_path, OPTIONS)
+    for node in nodes:
+        await node.start()
+    ports = [node.transport_or_raise().listen_address[1] for node in nodes]
+    client = AsyncHrbClient([f"{LOOPBACK}:{p}" for p in ports[:2]], insecure=True)
+    try:
+        await client.wait_ready(READY_LIMIT_S)
+        layout = await client.discover()
+        leaders = sorted((k, v) for k, v in (await client.leaders()).items() if v is not None)
+        in_core = [(k, v) for k, v in leaders if v in layout.core]
+        if not in_core:
+            pytest.skip("no shard leader is a core member in this run: no epoch change to restart after")
+        shard, offender = in_core[0]
+        keys = [_key_in(1, "r"), _key_in(2, "r")]
+        await client.put({keys[0]: "1000"})
+        await client.turn_byzantine(offender, "equivocating-leader")
+        witness = next(m for m in layout.shards[shard] if m != offender)
+        rng = random_module.Random(7)
+        deadline = asyncio.get_running_loop().time() + EVICTION_LIMIT_S
+        seen = await client.layout_of(witness)
+        while seen.epoch == 0 and asyncio.get_running_loop().time() < deadline:
+            await client.transfer(*rng.sample(keys, 2), 1)
+            seen = await client.layout_of(witness)
+        assert seen.epoch == 1
+        victim = next(m for m in seen.epoch_members if m > 2)  # not one of the client's endpoints
+        index = victim - 1
+        await nodes[index].close()
+        nodes[index] = _restarted(nodes[index])
+        await nodes[index].start()
+        assert CORE_GROUP_BASE + 1 in nodes[index].host_or_raise()
+        for _ in range(4):
+            outcome = await client.transfer(*rng.sample(keys, 2), 1)
+            assert outcome.committed or "below 0" in outcome.reason
+        values = await client.read(keys)
+        assert sum(int(v or 0) for v in values.values()) == 1000
+        view = await client.status(victim, CORE_GROUP_BASE + 1)
+        assert view.role.startswith("active")
+    finally:
+        await client.close()
+        for node in nodes:
+            await node.close()
+
+
+def _restarted(node: AioNode) -> AioNode:
+    return AioNode(
+        node.id,
+        {**node.peers, node.id: node.listen},
+        node.data_dir,
+        listen=node.listen,
+        protocol="hrb",
+        protocol_options=node.protocol_options,
+        insecure=True,
+        transport_config=FAST_BACKOFF,
+    )
+
+
+@pytest.mark.slow
+def test_a_next_epoch_core_member_restarts_into_the_core_it_joined(tmp_path: Path) -> None:
+    asyncio.run(_restart_after_epoch_change(tmp_path))
