@@ -137,6 +137,8 @@ class Detection:
     deposed_after_s: float | None = None
     evicted_after_s: float | None = None
     detected_by: list[int] = field(default_factory=list)
+    core_member: bool = False
+    """The offender was a core member (its eviction changes the core's epoch)."""
     core_epoch: int = 0
     """The core epoch reached after the eviction (> 0 when the offender was a core member)."""
     core_epoch_after_s: float | None = None
@@ -150,6 +152,7 @@ class Detection:
             "deposed_after_s": _round(self.deposed_after_s),
             "evicted_after_s": _round(self.evicted_after_s),
             "detected_by": [node_name(NodeId(n)) for n in self.detected_by],
+            "core_member": self.core_member,
             "core_epoch": self.core_epoch,
             "core_epoch_after_s": _round(self.core_epoch_after_s),
         }
@@ -322,7 +325,7 @@ class HrbDemo:
             return
         shard, offender = found
         await probe.turn_byzantine(offender, "equivocating-leader")
-        detection = Detection(offender, shard, "equivocating-leader", self.now())
+        detection = Detection(offender, shard, "equivocating-leader", self.now(), core_member=offender in layout.core)
         self.detections.append(detection)
         in_core = offender in layout.core
         self.say(
