@@ -196,7 +196,7 @@ class HrbDemo:
     async def run(self) -> dict[str, Any]:
         probe = self.client(deadline_s=TXN_DEADLINE_S)
         try:
-            leaders = await probe.wait_ready(START_LIMIT_S)
+            leaders = await self._started(probe)
             layout = await probe.discover()
             self.shards = len(layout.shards)
             self.say(
@@ -233,6 +233,21 @@ class HrbDemo:
         finally:
             self.stop.set()
             await probe.close()
+
+    async def _started(self, probe: AsyncHrbClient) -> dict[int, int]:
+        """Every shard's leader once all have one; a node process that ended
+        at start fails the demo at once, with its reason."""
+        deadline = time.monotonic() + START_LIMIT_S
+        while True:
+            for node in self.cluster.ids:
+                reason = self.cluster.exit_reason(node)
+                if reason is not None:
+                    raise RuntimeError(f"{node_name(node)} could not start: {reason}")
+            try:
+                return await probe.wait_ready(min(2.0, max(0.1, deadline - time.monotonic())))
+            except TimeoutError:
+                if time.monotonic() >= deadline:
+                    raise
 
     def _done(self) -> int:
         return sum(1 for t in self.transfers if t.outcome != "unknown")
