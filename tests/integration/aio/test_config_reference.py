@@ -39,6 +39,7 @@ def test_every_protocol_option_is_described_with_its_default(protocol: str) -> N
         "raft": "quorate.raft.config.RaftConfig",
         "pbft": "quorate.pbft.config.PbftConfig",
         "hotstuff": "quorate.hotstuff.config.HotStuffConfig",
+        "hrb": "quorate.hrb.node.HrbSettings",
     }[protocol]
     module, _, name = config_class.rpartition(".")
     cls = getattr(__import__(module, fromlist=[name]), name)
