@@ -1,0 +1,184 @@
+"""The finality gadget's rules as pure functions, and the slashing detector.
+
+Theory of operation (Buterin & Griffith 2017, §2 and §3):
+
+- **Supermajority.** Validators have equal stake here; a link s → t is a
+  supermajority link when validators holding at least 2/3 of the stake voted
+  for it (``supermajority``: 3 · voters ≥ 2 · n). Two such sets share at
+  least 1/3 of the stake, so while less than 1/3 is Byzantine they share an
+  honest validator.
+- **Justified / finalized.** The genesis checkpoint is justified; a
+  checkpoint t is justified when a supermajority link s → t leaves a
+  justified s; s is finalized when it is justified and a supermajority link
+  leaves it for a direct child (epoch(t) = epoch(s) + 1). An honest validator
+  only votes from a justified source to one of its descendants, so a
+  verified supermajority link, which carries the votes of honest validators
+  while less than 1/3 is Byzantine, proves its source justified too
+  (``link_finalizes``).
+- **Slashing conditions (§3).** A validator must not publish two distinct
+  votes (s1, t1), (s2, t2) with (I) epoch(t1) = epoch(t2) — a double vote —
+  or (II) epoch(s1) < epoch(s2) < epoch(t2) < epoch(t1) — a surround vote.
+  ``slashing_condition`` names which one two votes break; ``verify_slashing``
+  checks evidence with nothing but the validators' public keys.
+  Accountable safety: two conflicting finalized checkpoints imply that at
+  least 1/3 of the stake broke one of the two.
+- **Detection** (``SlashingDetector``). Every honest validator keeps, per
+  validator, the verified votes it saw (the most recent ``window_epochs``
+  target epochs) and checks each new vote against them; a violation gives
+  ``SlashingEvidence``, which it publishes and which convicts the offender
+  (its votes are no longer counted, its messages dropped).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+from quorate.casper.messages import (
+    GENESIS_HASH,
+    HASH_BYTES,
+    Checkpoint,
+    Justification,
+    SlashingEvidence,
+    Vote,
+    vote_bytes,
+)
+from quorate.core.signing import Verifier
+from quorate.ids import NodeId
+
+__all__ = [
+    "DOUBLE_VOTE",
+    "SURROUND_VOTE",
+    "SlashingDetector",
+    "link_finalizes",
+    "slashing_condition",
+    "supermajority",
+    "valid_link_shape",
+    "verify_justification",
+    "verify_slashing",
+    "verify_vote",
+]
+
+DOUBLE_VOTE = "double_vote"
+"""Slashing condition I: two distinct votes for the same target epoch."""
+SURROUND_VOTE = "surround_vote"
+"""Slashing condition II: one vote's link strictly inside another's."""
+
+
+def supermajority(voters: int, validators: int) -> bool:
+    """True when ``voters`` of ``validators`` equal-stake validators hold at
+    least 2/3 of the stake."""
+    return validators > 0 and 3 * voters >= 2 * validators
+
+
+def valid_link_shape(source: Checkpoint, target: Checkpoint) -> bool:
+    """A link any honest validator could vote for: target epoch above the
+    source's, hashes of the right size, and the genesis hash at epoch 0 only."""
+    if not (0 <= source.epoch < target.epoch):
+        return False
+    if len(source.hash) != HASH_BYTES or len(target.hash) != HASH_BYTES:
+        return False
+    return (source.epoch == 0) == (source.hash == GENESIS_HASH)
+
+
+def link_finalizes(source: Checkpoint, target: Checkpoint) -> bool:
+    """A supermajority link to a direct child finalizes its source."""
+    return target.epoch == source.epoch + 1
+
+
+def slashing_condition(a: Vote, b: Vote) -> str | None:
+    """Which slashing condition the two votes of one validator break, or None."""
+    if a.validator != b.validator or (a.source, a.target) == (b.source, b.target):
+        return None
+    if a.target.epoch == b.target.epoch:
+        return DOUBLE_VOTE
+    sa, ta, sb, tb = a.source.epoch, a.target.epoch, b.source.epoch, b.target.epoch
+    if sa < sb < tb < ta or sb < sa < ta < tb:
+        return SURROUND_VOTE
+    return None
+
+
+def verify_vote(vote: Vote, verifier: Verifier) -> bool:
+    """The vote's signature is its validator's over ``vote_bytes``."""
+    return verifier.verify(NodeId(vote.validator), vote_bytes(vote.source, vote.target), vote.signature)
+
+
+def verify_slashing(evidence: SlashingEvidence, verifier: Verifier) -> str | None:
+    """The condition the evidence proves (``DOUBLE_VOTE``/``SURROUND_VOTE``),
+    or None if it proves nothing: both signatures must be the offender's,
+    checked with ``verifier`` (public keys only)."""
+    condition = slashing_condition(evidence.first, evidence.second)
+    if condition is None:
+        return None
+    if not (verify_vote(evidence.first, verifier) and verify_vote(evidence.second, verifier)):
+        return None
+    return condition
+
+
+def verify_justification(link: Justification, validators: Iterable[NodeId], verifier: Verifier) -> bool:
+    """The link carries valid votes of a supermajority of ``validators``."""
+    members = frozenset(validators)
+    signers = link.signers
+    if len(signers) != len(link.signatures) or not valid_link_shape(link.source, link.target):
+        return False
+    if any(b <= a for a, b in zip(signers, signers[1:])) or not all(NodeId(s) in members for s in signers):
+        return False
+    if not supermajority(len(signers), len(members)):
+        return False
+    data = vote_bytes(link.source, link.target)
+    return all(verifier.verify(NodeId(s), data, sig) for s, sig in zip(signers, link.signatures))
+
+
+class SlashingDetector:
+    """The verified votes seen per validator, the evidence found, and the
+    convicted (excluded) validators."""
+
+    __slots__ = ("_votes", "detections", "excluded", "verifier", "window_epochs")
+
+    def __init__(self, verifier: Verifier, window_epochs: int) -> None:
+        self.verifier = verifier
+        self.window_epochs = window_epochs
+        self._votes: dict[int, dict[int, Vote]] = {}
+        """validator -> target epoch -> the first vote seen for it."""
+        self.excluded: set[NodeId] = set()
+        self.detections: list[SlashingEvidence] = []
+
+    def observe(self, vote: Vote) -> SlashingEvidence | None:
+        """Record a vote whose signature the caller verified; evidence if it
+        breaks a slashing condition with a vote seen before."""
+        if NodeId(vote.validator) in self.excluded:
+            return None
+        seen = self._votes.setdefault(vote.validator, {})
+        same = seen.get(vote.target.epoch)
+        if same is not None:
+            if same == vote:
+                return None
+            return self._convict(SlashingEvidence(same, vote))
+        for earlier in seen.values():
+            if slashing_condition(earlier, vote) is not None:
+                return self._convict(SlashingEvidence(earlier, vote))
+        seen[vote.target.epoch] = vote
+        if len(seen) > self.window_epochs:
+            del seen[min(seen)]
+        return None
+
+    def receive(self, evidence: SlashingEvidence) -> bool:
+        """A peer's evidence: verify it from the public keys, convict. True if new."""
+        if NodeId(evidence.offender) in self.excluded or verify_slashing(evidence, self.verifier) is None:
+            return False
+        self._convict(evidence)
+        return True
+
+    def _convict(self, evidence: SlashingEvidence) -> SlashingEvidence:
+        self.excluded.add(NodeId(evidence.offender))
+        self.detections.append(evidence)
+        self._votes.pop(evidence.offender, None)
+        return evidence
+
+    def conditions(self) -> Mapping[int, str]:
+        """Offender -> the condition its first evidence proves."""
+        out: dict[int, str] = {}
+        for ev in self.detections:
+            condition = slashing_condition(ev.first, ev.second)
+            if condition is not None:
+                out.setdefault(ev.offender, condition)
+        return out
