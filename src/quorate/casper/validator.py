@@ -49,7 +49,13 @@ justified checkpoint of the greatest height"):
   (peers that know less get our proofs, peers that know more send theirs)
   and its latest vote again, re-asks for missing blocks and sends its
   clients' commands to every validator. The timeout doubles after a whole
-  rotation of proposers without a new block.
+  rotation of proposers without a new block. The proposer of a slot that
+  timed out is *suspected* until a block or vote it signed arrives; while at
+  most f validators are suspected, a validator entering a suspected
+  proposer's slot moves straight on to the next one, so a crashed or
+  silent proposer costs one timeout, not one per rotation. Which slot a
+  validator is in only decides when it proposes, never which blocks are
+  valid, so validators that suspect differently still agree on blocks.
 - **Commands.** A client command given to a validator is forwarded to the
   proposers of its current and next slots; a proposer leaves out commands
   already on its unfinalized chain or recently finalized.
@@ -225,6 +231,9 @@ class CasperValidator:
         self._deadline: float | None = None
         self._hold_until: float | None = None
         self._failed_slots = 0
+        self._suspected: set[NodeId] = set()
+        """Proposers whose slot timed out here and that have said nothing since."""
+        self._max_suspected = (self.n - 1) // 3
         self._answered: dict[NodeId, float] = {}
 
         # Output.
@@ -696,6 +705,7 @@ class CasperValidator:
         if not verify_vote(v, self.verifier):
             self._reject(sender, v, "bad signature")
             return
+        self._suspected.discard(sender)
         evidence = self.detector.observe(v)
         if evidence is not None:
             for peer in self._others:
@@ -793,6 +803,7 @@ class CasperValidator:
         if not self.verifier.verify(sender, block_bytes(b.slot, h), p.signature):
             self._reject(sender, p, "bad signature")
             return
+        self._suspected.discard(sender)
         if h in self._blocks or b.height <= self.root_height:
             return
         if not self._add_block(b, h):
@@ -819,6 +830,9 @@ class CasperValidator:
     def _enter_slot(self, slot: int) -> None:
         if slot <= self.slot:
             return
+        if self._suspected and len(self._suspected) <= self._max_suspected:
+            while self.proposer(slot) in self._suspected:
+                slot += 1
         self.slot = slot
         self._deadline = None
         self._arm_timer()
@@ -841,6 +855,8 @@ class CasperValidator:
 
     def _on_timeout(self) -> None:
         self._failed_slots += 1
+        if self.proposer(self.slot) != self._id:
+            self._suspected.add(self.proposer(self.slot))
         status = Status(self.slot, self.justified, self.finalized)
         for peer in self._others:
             self._messages.append((peer, status))
