@@ -132,13 +132,17 @@ class SlashingDetector:
     """The verified votes seen per validator, the evidence found, and the
     convicted (excluded) validators."""
 
-    __slots__ = ("_votes", "detections", "excluded", "verifier", "window_epochs")
+    __slots__ = ("_highest", "_votes", "detections", "excluded", "verifier", "window_epochs")
 
     def __init__(self, verifier: Verifier, window_epochs: int) -> None:
         self.verifier = verifier
         self.window_epochs = window_epochs
         self._votes: dict[int, dict[int, Vote]] = {}
         """validator -> target epoch -> the first vote seen for it."""
+        self._highest: dict[int, tuple[int, int]] = {}
+        """validator -> (highest target epoch, highest source epoch) among its
+        votes seen: a vote above both breaks no condition with them (honest
+        validators' votes arrive so), so only others are checked one by one."""
         self.excluded: set[NodeId] = set()
         self.detections: list[SlashingEvidence] = []
 
@@ -153,9 +157,12 @@ class SlashingDetector:
             if same == vote:
                 return None
             return self._convict(SlashingEvidence(same, vote))
-        for earlier in seen.values():
-            if slashing_condition(earlier, vote) is not None:
-                return self._convict(SlashingEvidence(earlier, vote))
+        top_target, top_source = self._highest.get(vote.validator, (-1, -1))
+        if not (vote.target.epoch > top_target and vote.source.epoch >= top_source):
+            for earlier in seen.values():
+                if slashing_condition(earlier, vote) is not None:
+                    return self._convict(SlashingEvidence(earlier, vote))
+        self._highest[vote.validator] = (max(top_target, vote.target.epoch), max(top_source, vote.source.epoch))
         seen[vote.target.epoch] = vote
         if len(seen) > self.window_epochs:
             del seen[min(seen)]
@@ -172,6 +179,7 @@ class SlashingDetector:
         self.excluded.add(NodeId(evidence.offender))
         self.detections.append(evidence)
         self._votes.pop(evidence.offender, None)
+        self._highest.pop(evidence.offender, None)
         return evidence
 
     def conditions(self) -> Mapping[int, str]:
