@@ -22,6 +22,12 @@ Theory of operation (Buterin & Griffith 2017, §2 and §3):
   checks evidence with nothing but the validators' public keys.
   Accountable safety: two conflicting finalized checkpoints imply that at
   least 1/3 of the stake broke one of the two.
+- **Proposer equivocation.** Not one of FFG's conditions but the proposer
+  chain's own: two blocks signed by one proposer for one slot
+  (``quorate.core.evidence.Evidence`` over ``BLOCK_KIND`` statements). A
+  proposer that shows different checkpoint blocks to different validators
+  splits their votes for that epoch; convicting it lets the others skip
+  its slots.
 - **Detection** (``SlashingDetector``). Every honest validator keeps, per
   validator, the verified votes it saw (the most recent ``window_epochs``
   target epochs) and checks each new vote against them; a violation gives
@@ -34,6 +40,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 
 from quorate.casper.messages import (
+    BLOCK_KIND,
     GENESIS_HASH,
     HASH_BYTES,
     Checkpoint,
@@ -42,10 +49,12 @@ from quorate.casper.messages import (
     Vote,
     vote_bytes,
 )
+from quorate.core.evidence import Evidence, SignedStatement, verify_evidence
 from quorate.core.signing import Verifier
 from quorate.ids import NodeId
 
 __all__ = [
+    "BLOCK_EQUIVOCATION",
     "DOUBLE_VOTE",
     "SURROUND_VOTE",
     "SlashingDetector",
@@ -62,6 +71,8 @@ DOUBLE_VOTE = "double_vote"
 """Slashing condition I: two distinct votes for the same target epoch."""
 SURROUND_VOTE = "surround_vote"
 """Slashing condition II: one vote's link strictly inside another's."""
+BLOCK_EQUIVOCATION = "block_equivocation"
+"""Two blocks signed by one proposer for one slot."""
 
 
 def supermajority(voters: int, validators: int) -> bool:
@@ -132,7 +143,7 @@ class SlashingDetector:
     """The verified votes seen per validator, the evidence found, and the
     convicted (excluded) validators."""
 
-    __slots__ = ("_highest", "_votes", "detections", "excluded", "verifier", "window_epochs")
+    __slots__ = ("_blocks", "_highest", "_votes", "detections", "excluded", "verifier", "window_epochs")
 
     def __init__(self, verifier: Verifier, window_epochs: int) -> None:
         self.verifier = verifier
@@ -143,8 +154,10 @@ class SlashingDetector:
         """validator -> (highest target epoch, highest source epoch) among its
         votes seen: a vote above both breaks no condition with them (honest
         validators' votes arrive so), so only others are checked one by one."""
+        self._blocks: dict[int, SignedStatement] = {}
+        """slot -> the first block statement seen for it."""
         self.excluded: set[NodeId] = set()
-        self.detections: list[SlashingEvidence] = []
+        self.detections: list[SlashingEvidence | Evidence] = []
 
     def observe(self, vote: Vote) -> SlashingEvidence | None:
         """Record a vote whose signature the caller verified; evidence if it
@@ -168,14 +181,34 @@ class SlashingDetector:
             del seen[min(seen)]
         return None
 
-    def receive(self, evidence: SlashingEvidence) -> bool:
+    def observe_block(self, statement: SignedStatement) -> Evidence | None:
+        """Record a proposer's verified block statement for its slot;
+        evidence if the proposer signed another block for that slot."""
+        first = self._blocks.setdefault(statement.height, statement)
+        if first.payload == statement.payload or NodeId(statement.signer) in self.excluded:
+            return None
+        evidence = Evidence(first, statement)
+        self._convict(evidence)
+        return evidence
+
+    def forget_blocks_below(self, slot: int) -> None:
+        """Drop block statements of slots under ``slot`` (finalized history)."""
+        if self._blocks and min(self._blocks) < slot:
+            self._blocks = {k: v for k, v in self._blocks.items() if k >= slot}
+
+    def receive(self, evidence: SlashingEvidence | Evidence) -> bool:
         """A peer's evidence: verify it from the public keys, convict. True if new."""
-        if NodeId(evidence.offender) in self.excluded or verify_slashing(evidence, self.verifier) is None:
+        if NodeId(evidence.offender) in self.excluded:
+            return False
+        if isinstance(evidence, Evidence):
+            if evidence.first.kind != BLOCK_KIND or not verify_evidence(evidence, self.verifier):
+                return False
+        elif verify_slashing(evidence, self.verifier) is None:
             return False
         self._convict(evidence)
         return True
 
-    def _convict(self, evidence: SlashingEvidence) -> SlashingEvidence:
+    def _convict(self, evidence: SlashingEvidence | Evidence) -> SlashingEvidence | Evidence:
         self.excluded.add(NodeId(evidence.offender))
         self.detections.append(evidence)
         self._votes.pop(evidence.offender, None)
@@ -186,6 +219,9 @@ class SlashingDetector:
         """Offender -> the condition its first evidence proves."""
         out: dict[int, str] = {}
         for ev in self.detections:
+            if isinstance(ev, Evidence):
+                out.setdefault(int(ev.offender), BLOCK_EQUIVOCATION)
+                continue
             condition = slashing_condition(ev.first, ev.second)
             if condition is not None:
                 out.setdefault(ev.offender, condition)

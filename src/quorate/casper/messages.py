@@ -25,7 +25,8 @@ every claim (proposer, slot, hashes, signatures) and drops what does not add up.
   ``Sync`` (the proofs a lagging validator lacks), ``BlockRequest`` /
   ``BlockResponse`` (fetch missing ancestors by hash), ``Forward`` (client
   commands sent on to the next proposers), ``SlashingEvidence`` (two votes
-  that break a slashing condition).
+  that break a slashing condition) and ``quorate.core.evidence.Evidence``
+  (two blocks one proposer signed for one slot).
 - ``HardState``: what a validator persists before its vote or block leaves,
   so that a restarted honest validator never signs two votes for one target
   epoch, never surrounds its own vote and never proposes twice in a slot.
@@ -37,7 +38,7 @@ import hashlib
 
 import msgspec
 
-from quorate.core.evidence import statement_bytes
+from quorate.core.evidence import Evidence, statement_bytes
 from quorate.core.wire import WireMessage
 
 __all__ = [
@@ -183,9 +184,11 @@ class BlockRequest(WireMessage, tag="casper.BlockRequest", frozen=True):
 
 
 class BlockResponse(WireMessage, tag="casper.BlockResponse", frozen=True):
-    """Blocks answering a ``BlockRequest``, newest first."""
+    """Blocks answering a ``BlockRequest``, newest first, each with its
+    proposer's signature (so a fetched block can still convict a proposer
+    that signed two blocks for one slot)."""
 
-    blocks: tuple[Block, ...]
+    proposals: tuple[Proposal, ...]
 
 
 class Forward(WireMessage, tag="casper.Forward", frozen=True):
@@ -237,5 +240,6 @@ CASPER_MESSAGE_TYPES: tuple[type[WireMessage], ...] = (
     BlockResponse,
     Forward,
     SlashingEvidence,
+    Evidence,
 )
 """Every message a Casper validator sends or accepts (for ``quorate.codec.WireCodec``)."""

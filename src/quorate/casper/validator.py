@@ -42,7 +42,11 @@ justified checkpoint of the greatest height"):
   from its validator (``SlashingDetector``); a double vote or a surround
   vote yields ``SlashingEvidence`` (two signed votes, checkable from the
   public keys alone), which is sent to all, and the offender is excluded:
-  its later messages are dropped and its votes no longer counted.
+  its later messages are dropped and its votes no longer counted. A
+  proposer that signs two blocks for one slot is convicted the same way
+  (``quorate.core.evidence.Evidence``): that is not an FFG condition, but
+  an equivocating proposer of checkpoint blocks splits the votes of an
+  epoch, and it can do so every rotation until it is excluded.
 - **Timers.** The slot timer runs only while the validator expects progress
   (commands waiting or unfinalized, blocks missing); an idle cluster arms
   none. On expiry the validator moves to the next slot, sends ``Status``
@@ -53,7 +57,8 @@ justified checkpoint of the greatest height"):
   timed out is *suspected* until a block or vote it signed arrives; while at
   most f validators are suspected, a validator entering a suspected
   proposer's slot moves straight on to the next one, so a crashed or
-  silent proposer costs one timeout, not one per rotation. Which slot a
+  silent proposer costs one timeout, not one per rotation; convicted
+  validators' slots are skipped the same way. Which slot a
   validator is in only decides when it proposes, never which blocks are
   valid, so validators that suspect differently still agree on blocks.
 - **Commands.** A client command given to a validator is forwarded to the
@@ -97,6 +102,7 @@ from quorate.casper.messages import (
     BlockRequest,
     BlockResponse,
     Checkpoint,
+    BLOCK_KIND,
     Forward,
     HardState,
     Justification,
@@ -109,6 +115,7 @@ from quorate.casper.messages import (
     block_hash,
     vote_bytes,
 )
+from quorate.core.evidence import Evidence, SignedStatement
 from quorate.core.protocol import ProposeOutcome, Queued, Refused
 from quorate.core.ready import ENTRY_NORMAL, Entry, Ready, Rejection
 from quorate.core.signing import Signer, Verifier
@@ -196,6 +203,8 @@ class CasperValidator:
         self._blocks: dict[bytes, Block] = {}
         self._children: dict[bytes, list[bytes]] = {}
         self._seen_at: dict[bytes, float] = {}
+        self._signatures: dict[bytes, bytes] = {}
+        """Block hash -> its proposer's signature (tree and archive)."""
         self._archive: OrderedDict[bytes, Block] = OrderedDict()
         """Executed blocks kept to answer fetches (``retained_blocks``)."""
         self._orphans: dict[bytes, dict[bytes, Block]] = {}
@@ -253,6 +262,7 @@ class CasperValidator:
             BlockResponse: self._on_block_response,
             Forward: self._on_forward,
             SlashingEvidence: self._on_evidence,
+            Evidence: self._on_evidence,
         }
         if recovered is not None and recovered.hard_state is not None:
             self._restore(recovered.hard_state, recovered.entries)
@@ -279,10 +289,11 @@ class CasperValidator:
 
     @property
     def detections(self) -> list[tuple[NodeId, str, int, int]]:
-        """(offender, condition, target epoch of the first vote, of the second) per conviction."""
+        """(offender, condition, first and second statement's slot) per
+        conviction: target epochs of two votes, or one slot of two blocks."""
         conditions = self.detector.conditions()
         return [
-            (NodeId(ev.offender), conditions.get(ev.offender, ""), ev.first.target.epoch, ev.second.target.epoch)
+            (NodeId(ev.offender), conditions.get(int(ev.offender), ""), ev.first.height, ev.second.height)
             for ev in self.detector.detections
         ]
 
@@ -461,10 +472,12 @@ class CasperValidator:
                 return h
             h = b.parent_hash
 
-    def _add_block(self, b: Block, h: bytes) -> bool:
-        """Store ``b`` if it extends the tree; True when it is connected."""
+    def _add_block(self, b: Block, h: bytes, signature: bytes) -> bool:
+        """Store ``b`` (its proposer's ``signature`` verified) if it extends
+        the tree; True when it is connected."""
         if h in self._blocks or h == self.root_hash:
             return True
+        self._signatures[h] = signature
         if self._info(b.parent_hash) is None:
             if b.height > self.root_height and self._orphan_count < ORPHAN_LIMIT_FETCHES * self.config.fetch_max_blocks:
                 kids = self._orphans.setdefault(b.parent_hash, {})
@@ -629,7 +642,7 @@ class CasperValidator:
                 self._recently_finalized[command] = None
             self._archive[block_h] = block
         while len(self._archive) > self.config.retained_blocks:
-            self._archive.popitem(last=False)
+            self._signatures.pop(self._archive.popitem(last=False)[0], None)
         excess = len(self._recently_finalized) - self.config.max_pending_commands
         if excess > 0:
             for command in list(itertools.islice(self._recently_finalized, excess)):
@@ -654,6 +667,11 @@ class CasperValidator:
                 stack.append(kid)
         self._blocks, self._children = blocks, children
         self._seen_at = {h: t for h, t in self._seen_at.items() if h in blocks}
+        orphaned = {h for kids in self._orphans.values() for h in kids}
+        self._signatures = {
+            h: sig for h, sig in self._signatures.items() if h in blocks or h in self._archive or h in orphaned
+        }
+        self.detector.forget_blocks_below(self.root_slot)
         if self._orphans:
             for parent in [p for p, kids in self._orphans.items() if all(k.height <= self.root_height for k in kids.values())]:
                 self._orphan_count -= len(self._orphans.pop(parent))
@@ -777,7 +795,8 @@ class CasperValidator:
         proposal = Proposal(block, signature)
         for peer in self._others:
             self._messages.append((peer, proposal))
-        self._add_block(block, h)
+        self.detector.observe_block(SignedStatement(int(self._id), BLOCK_KIND, slot, 0, h, signature))
+        self._add_block(block, h, signature)
         return True
 
     def _on_proposal(self, sender: NodeId, p: Proposal) -> None:
@@ -804,10 +823,18 @@ class CasperValidator:
             self._reject(sender, p, "bad signature")
             return
         self._suspected.discard(sender)
+        self._observe_block(b, h, p.signature)
         if h in self._blocks or b.height <= self.root_height:
             return
-        if not self._add_block(b, h):
+        if not self._add_block(b, h, p.signature):
             self._request_ancestors(b.parent_hash, sender)
+
+    def _observe_block(self, b: Block, h: bytes, signature: bytes) -> None:
+        """Check a signed block against the others of its slot (proposer equivocation)."""
+        evidence = self.detector.observe_block(SignedStatement(b.proposer, BLOCK_KIND, b.slot, 0, h, signature))
+        if evidence is not None:
+            for peer in self._others:
+                self._messages.append((peer, evidence))
 
     def _on_forward(self, sender: NodeId, fw: Forward) -> None:
         if len(fw.commands) > FORWARD_MAX_BATCHES * self.config.batch_max:
@@ -830,8 +857,9 @@ class CasperValidator:
     def _enter_slot(self, slot: int) -> None:
         if slot <= self.slot:
             return
-        if self._suspected and len(self._suspected) <= self._max_suspected:
-            while self.proposer(slot) in self._suspected:
+        skipped = self._suspected | self.detector.excluded if self.detector.excluded else self._suspected
+        if skipped and len(skipped) <= self._max_suspected:
+            while self.proposer(slot) in skipped:
                 slot += 1
         self.slot = slot
         self._deadline = None
@@ -934,44 +962,53 @@ class CasperValidator:
 
     def _on_block_request(self, sender: NodeId, req: BlockRequest) -> None:
         count = min(max(req.count, 1), self.config.fetch_max_blocks)
-        blocks: list[Block] = []
+        proposals: list[Proposal] = []
         h = req.block_hash
-        while len(blocks) < count:
+        while len(proposals) < count:
             b = self._blocks.get(h) or self._archive.get(h)
-            if b is None:
+            signature = self._signatures.get(h)
+            if b is None or signature is None:
                 break
-            blocks.append(b)
+            proposals.append(Proposal(b, signature))
             h = b.parent_hash
-        if blocks:
-            self._messages.append((sender, BlockResponse(tuple(blocks))))
+        if proposals:
+            self._messages.append((sender, BlockResponse(tuple(proposals))))
 
     def _on_block_response(self, sender: NodeId, resp: BlockResponse) -> None:
-        if len(resp.blocks) > self.config.fetch_max_blocks:
+        if len(resp.proposals) > self.config.fetch_max_blocks:
             self._reject(sender, resp, "oversize block response")
             return
         # Accept only blocks we asked for by hash, or their ancestors in
         # order: the hash pins the content, so the sender cannot alter them.
+        # Their proposers' signatures must hold too (evidence needs them).
         expected: bytes | None = None
-        arrived: list[tuple[bytes, Block]] = []
-        for b in resp.blocks:
+        arrived: list[tuple[bytes, Proposal]] = []
+        for p in resp.proposals:
+            b = p.block
             h = block_hash(b)
             if h != expected and h not in self._wanted:
                 self._reject(sender, resp, "unrequested block")
                 break
-            arrived.append((h, b))
+            if b.slot < 1 or self.proposer(b.slot) != b.proposer or not self.verifier.verify(
+                NodeId(b.proposer), block_bytes(b.slot, h), p.signature
+            ):
+                self._reject(sender, resp, "bad block signature")
+                break
+            arrived.append((h, p))
             expected = b.parent_hash
-        for h, b in reversed(arrived):
+        for h, p in reversed(arrived):
             self._wanted.pop(h, None)
-            if b.height > self.root_height:
-                self._add_block(b, h)
+            self._observe_block(p.block, h, p.signature)
+            if p.block.height > self.root_height:
+                self._add_block(p.block, h, p.signature)
         if arrived:
-            oldest = arrived[-1][1]
+            oldest = arrived[-1][1].block
             if self._info(oldest.parent_hash) is None and oldest.height > self.root_height + 1:
                 self._request_ancestors(oldest.parent_hash, sender)
 
     # ------------------------------------------------------------------ evidence
 
-    def _on_evidence(self, sender: NodeId, ev: SlashingEvidence) -> None:
+    def _on_evidence(self, sender: NodeId, ev: SlashingEvidence | Evidence) -> None:
         if NodeId(ev.offender) in self.detector.excluded:
             return
         if not self.detector.receive(ev):

@@ -334,3 +334,23 @@ def test_other_byzantine_validators_cannot_stop_finality(behaviour: str) -> None
     net.run_until(net.now + 15.0, until=lambda: net.all_committed(commands))
     assert net.all_committed(commands)
     net.check_safety()
+
+
+def test_a_proposer_that_signs_two_blocks_for_a_slot_is_convicted_and_skipped() -> None:
+    # Not an FFG slashing condition: the proposer chain's own. Every other
+    # epoch's checkpoint would be this proposer's (n = 4, E = 2), and its
+    # twin blocks would split that epoch's votes forever if it stayed in.
+    from quorate.core.evidence import Evidence, verify_evidence
+
+    net = Network(4, seed=6, byzantine={4: "equivocate"})
+    commands = _commands(40)
+    _load(net, commands)
+    net.run_until(net.now + 10.0, until=lambda: net.all_committed(commands))
+    assert net.all_committed(commands)
+    net.check_safety()
+    for n in net.honest:
+        core = net.core(n)
+        assert core.excluded == {NodeId(4)}
+        evidence = core.detector.detections[0]
+        assert isinstance(evidence, Evidence) and verify_evidence(evidence, HmacVerifier())
+        assert core.detections[0][1] == "block_equivocation"
