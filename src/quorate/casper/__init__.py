@@ -66,4 +66,5 @@ __all__ = [
     "verify_justification",
     "verify_slashing",
     "verify_vote",
+    "vote_bytes",
 ]

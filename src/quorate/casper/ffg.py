@@ -38,6 +38,7 @@ Theory of operation (Buterin & Griffith 2017, §2 and §3):
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from itertools import pairwise
 
 from quorate.casper.messages import (
     BLOCK_KIND,
@@ -131,7 +132,7 @@ def verify_justification(link: Justification, validators: Iterable[NodeId], veri
     signers = link.signers
     if len(signers) != len(link.signatures) or not valid_link_shape(link.source, link.target):
         return False
-    if any(b <= a for a, b in zip(signers, signers[1:])) or not all(NodeId(s) in members for s in signers):
+    if any(b <= a for a, b in pairwise(signers)) or not all(NodeId(s) in members for s in signers):
         return False
     if not supermajority(len(signers), len(members)):
         return False
@@ -169,12 +170,16 @@ class SlashingDetector:
         if same is not None:
             if same == vote:
                 return None
-            return self._convict(SlashingEvidence(same, vote))
+            evidence = SlashingEvidence(same, vote)
+            self._convict(evidence)
+            return evidence
         top_target, top_source = self._highest.get(vote.validator, (-1, -1))
         if not (vote.target.epoch > top_target and vote.source.epoch >= top_source):
             for earlier in seen.values():
                 if slashing_condition(earlier, vote) is not None:
-                    return self._convict(SlashingEvidence(earlier, vote))
+                    evidence = SlashingEvidence(earlier, vote)
+                    self._convict(evidence)
+                    return evidence
         self._highest[vote.validator] = (max(top_target, vote.target.epoch), max(top_source, vote.source.epoch))
         seen[vote.target.epoch] = vote
         if len(seen) > self.window_epochs:
@@ -208,12 +213,11 @@ class SlashingDetector:
         self._convict(evidence)
         return True
 
-    def _convict(self, evidence: SlashingEvidence | Evidence) -> SlashingEvidence | Evidence:
+    def _convict(self, evidence: SlashingEvidence | Evidence) -> None:
         self.excluded.add(NodeId(evidence.offender))
         self.detections.append(evidence)
         self._votes.pop(evidence.offender, None)
         self._highest.pop(evidence.offender, None)
-        return evidence
 
     def conditions(self) -> Mapping[int, str]:
         """Offender -> the condition its first evidence proves."""

@@ -95,6 +95,7 @@ from quorate.casper.ffg import (
     verify_vote,
 )
 from quorate.casper.messages import (
+    BLOCK_KIND,
     GENESIS,
     GENESIS_HASH,
     HASH_BYTES,
@@ -102,7 +103,6 @@ from quorate.casper.messages import (
     BlockRequest,
     BlockResponse,
     Checkpoint,
-    BLOCK_KIND,
     Forward,
     HardState,
     Justification,

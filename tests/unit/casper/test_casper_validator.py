@@ -8,6 +8,7 @@ import itertools
 import random
 
 import pytest
+from tests.unit.casper.casper_net import FAST_CONFIG, HmacSigner, HmacVerifier, Network
 
 from quorate.casper import (
     GENESIS,
@@ -27,7 +28,6 @@ from quorate.casper.messages import block_bytes
 from quorate.core.protocol import Queued, Refused
 from quorate.core.ready import Ready
 from quorate.ids import NodeId
-from tests.unit.casper.casper_net import FAST_CONFIG, HmacSigner, HmacVerifier, Network
 
 E = FAST_CONFIG.epoch_blocks
 
