@@ -1,0 +1,724 @@
+"""A shard's erasure-coded checkpoints, state reconstruction and delta
+synchronization (the paper's section 3.4).
+
+Theory of operation
+-------------------
+**The image.** A shard's state is its ``ShardStore``. ``shard_image`` writes
+it as a map of short keys to bytes (one item per data key, lock, prepare
+record, decision, pending request, client session, evicted node and epoch,
+plus one item of counters), and ``restore_shard_store`` reads it back:
+``restore(image(s))`` holds what ``s`` holds (``fingerprint`` equal) and
+applies later entries exactly as ``s`` would. ``encode_image`` is canonical
+(items sorted by key), so members at one index encode the same bytes.
+
+**Periodic checkpoints.** Every ``CheckpointConfig.interval_entries`` applied
+entries (``checkpoint_due``) a member cuts the encoded image with
+``quorate.crypto.erasure`` into k data + m parity fragments and signs the
+checkpoint root (``checkpoint_shard``); other members co-sign it after
+computing the same root. Fragment i goes to the i-th member of the shard
+(``distribute``), so each member stores 1/k of the state instead of all of
+it and any k members can give it back.
+
+**Reconstruction** (``CheckpointRecovery``, a sans-IO state machine of a
+failed or new member): ask every peer for its newest manifest; accept the
+first one whose root carries enough member signatures; fetch fragment i from
+member i for k indexes at once (data fragments first: they decode cheapest);
+a fragment that fails its checksum is rejected (counted, with its sender)
+and another index is asked for, as is one whose holder does not answer
+within ``request_timeout_s``; decode from k good ones and check the signed
+state digest; then fetch the committed log after the checkpoint index and
+hand both to the caller, who restores the store and replays the entries.
+``CheckpointHolder`` is a member's side: it answers those requests.
+
+**Delta synchronization.** A member that was down briefly still holds a
+stale image. Both sides hash the image into ``buckets`` (a power of two; a
+key's bucket is a prefix of its SHA-256) and build a Merkle tree over the
+bucket digests. The stale member sends its applied index and its bucket
+digests (``DeltaRequest``); the serving member compares them with its own
+and prices both answers exactly, by their encoded size: the items of the
+buckets that differ (the Merkle diff), or the committed entries after the
+stale index (the log suffix), when it still has them. It sends the smaller
+(``answer_delta``). The stale member patches its image or replays the
+entries, and checks the Merkle root of the result against the root the
+server announced (``apply_delta``); the caller compares that root with one
+it trusts (a signed checkpoint, or the digest of a later committed state).
+
+Pure functions and one state machine: no clock (``now`` is passed in), no
+I/O, no randomness.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import msgspec
+
+from quorate.core.ready import ChainedEntry, Entry, Rejection
+from quorate.core.signing import Signer, Verifier
+from quorate.core.wire import WireMessage
+from quorate.crypto.erasure import (
+    CheckpointFragment,
+    CheckpointManifest,
+    ErasureCodec,
+    cosign,
+    encode_checkpoint,
+    fragment_refusal,
+    manifest_refusal,
+    merkle_root,
+    rebuild_state,
+)
+from quorate.errors import ConfigError, LocalProtocolError
+from quorate.hrb.messages import EpochChange, Transaction
+from quorate.hrb.shard.state import (
+    CertificateCheck,
+    EntryRules,
+    PrepareRecord,
+    ShardStore,
+    TxnOutcome,
+    Violation,
+    _Epoch,
+)
+from quorate.ids import NodeId
+
+__all__ = [
+    "CheckpointConfig",
+    "CheckpointHolder",
+    "CheckpointRecovery",
+    "DeltaPlan",
+    "DeltaReply",
+    "DeltaRequest",
+    "FragmentRequest",
+    "LogSuffix",
+    "LogSuffixRequest",
+    "ManifestRequest",
+    "Recovered",
+    "RecoveryReady",
+    "answer_delta",
+    "apply_delta",
+    "bucket_count",
+    "bucket_digests",
+    "checkpoint_due",
+    "checkpoint_shard",
+    "countersign",
+    "decode_image",
+    "delta_refusal",
+    "delta_request",
+    "distribute",
+    "encode_image",
+    "image_root",
+    "restore_shard_store",
+    "shard_image",
+]
+
+KEYS_PER_BUCKET = 16
+"""Target items per delta bucket: a changed key costs about this many items."""
+MAX_BUCKETS = 1 << 16
+DEFAULT_REQUEST_TIMEOUT_S = 2.0
+
+Image = dict[str, bytes]
+
+_META = "m"
+_enc = msgspec.msgpack.Encoder()
+_image_decoder = msgspec.msgpack.Decoder(list[tuple[str, bytes]])
+
+
+# ---------------------------------------------------------------- the image
+def shard_image(store: ShardStore) -> Image:
+    """Everything ``store`` holds, as key -> bytes (see the module docstring)."""
+    image: Image = {}
+    for key, value in store.data.items():
+        image["d/" + key] = value.encode()
+    for key, txn_id in store.locks.items():
+        image["l/" + key] = txn_id
+    for txn_id, record in store.prepared.items():
+        image["p/" + txn_id.hex()] = _enc.encode(record)
+    for txn_id, commit in store.decided.items():
+        image["x/" + txn_id.hex()] = b"\x01" if commit else b"\x00"
+    for txn_id, txn in store.requested.items():
+        image["r/" + txn_id.hex()] = _enc.encode(txn)
+    for client, (seq, outcome) in store.sessions.items():
+        image[f"s/{client}"] = _enc.encode((seq, outcome))
+    for node in store.evicted:
+        image[f"v/{node}"] = b""
+    # The store's epochs are its own state (the keys that check certificates):
+    # a rebuilt store must hold them too.
+    for epoch, known in store._epochs.items():
+        image[f"e/{epoch}"] = _enc.encode((known.threshold, known.group_public_key, known.members, known.ended_at))
+    image[_META] = _enc.encode((store.applied_index, store.refused, store.epoch, store.violations))
+    return image
+
+
+def restore_shard_store(
+    image: Mapping[str, bytes],
+    *,
+    rules: EntryRules,
+    check_certificate: CertificateCheck,
+    genesis: EpochChange,
+) -> ShardStore:
+    """The ``ShardStore`` an image describes. ``ValueError`` (a
+    ``msgspec.ValidationError`` or ``DecodeError`` among them) on an image that
+    is not one."""
+    store = ShardStore(rules, check_certificate, genesis)
+    if _META not in image:
+        raise ValueError("the image has no counters item")
+    epochs: dict[int, _Epoch] = {}
+    for key, value in image.items():
+        kind, _, name = key.partition("/")
+        if kind == "d":
+            store.data[name] = value.decode()
+        elif kind == "l":
+            store.locks[name] = value
+        elif kind == "p":
+            store.prepared[bytes.fromhex(name)] = msgspec.msgpack.decode(value, type=PrepareRecord)
+        elif kind == "x":
+            store.decided[bytes.fromhex(name)] = value == b"\x01"
+        elif kind == "r":
+            store.requested[bytes.fromhex(name)] = msgspec.msgpack.decode(value, type=Transaction)
+        elif kind == "s":
+            store.sessions[int(name)] = msgspec.msgpack.decode(value, type=tuple[int, TxnOutcome])
+        elif kind == "v":
+            store.evicted.add(int(name))
+        elif kind == "e":
+            threshold, key_bytes, members, ended = msgspec.msgpack.decode(
+                value, type=tuple[int, bytes, tuple[int, ...], int | None]
+            )
+            epochs[int(name)] = _Epoch(threshold, key_bytes, members, ended)
+        elif key != _META:
+            raise ValueError(f"unknown image item {key!r}")
+    applied, refused, epoch, violations = msgspec.msgpack.decode(
+        image[_META], type=tuple[int, int, int, list[Violation]]
+    )
+    if epoch not in epochs:
+        raise ValueError(f"the image's current epoch {epoch} has no key")
+    store.applied_index, store.refused, store.violations = applied, refused, violations
+    store._epochs, store._epoch = epochs, epoch
+    return store
+
+
+def encode_image(image: Mapping[str, bytes]) -> bytes:
+    """Canonical bytes of an image (items sorted by key)."""
+    return _enc.encode(sorted(image.items()))
+
+
+def decode_image(data: bytes) -> Image:
+    """``msgspec.DecodeError`` / ``ValidationError`` on malformed bytes."""
+    return dict(_image_decoder.decode(data))
+
+
+# ---------------------------------------------------------------- checkpoints
+@dataclass(frozen=True, slots=True)
+class CheckpointConfig:
+    """How often a shard checkpoints and how it codes the checkpoint."""
+
+    interval_entries: int = 10_000
+    k: int = 4
+    m: int = 2
+    required_signatures: int = 1
+    request_timeout_s: float = DEFAULT_REQUEST_TIMEOUT_S
+
+    def __post_init__(self) -> None:
+        if self.interval_entries < 1:
+            raise ConfigError(f"checkpoint interval_entries must be >= 1, got {self.interval_entries}")
+        if self.k < 1 or self.m < 1:
+            raise ConfigError(f"a checkpoint needs k >= 1 and m >= 1, got k={self.k}, m={self.m}")
+        if self.required_signatures < 1:
+            raise ConfigError("a checkpoint needs at least one signature")
+        if self.request_timeout_s <= 0:
+            raise ConfigError("request_timeout_s must be > 0")
+
+
+def checkpoint_due(applied_index: int, last_checkpoint_index: int, config: CheckpointConfig) -> bool:
+    """True when ``interval_entries`` entries were applied since the last checkpoint."""
+    return applied_index - last_checkpoint_index >= config.interval_entries
+
+
+def checkpoint_shard(
+    store: ShardStore,
+    *,
+    signer: Signer,
+    codec: ErasureCodec,
+    log_term: int = 0,
+    log_digest: bytes = b"",
+) -> tuple[CheckpointManifest, list[CheckpointFragment]]:
+    """Cut ``store``'s image at its applied index into signed fragments."""
+    return encode_checkpoint(
+        encode_image(shard_image(store)),
+        shard=store.rules.shard,
+        log_index=store.applied_index,
+        signer=signer,
+        codec=codec,
+        log_term=log_term,
+        log_digest=log_digest,
+    )
+
+
+def countersign(manifest: CheckpointManifest, store: ShardStore, signer: Signer) -> CheckpointManifest | None:
+    """A member adds its signature only if its own state at the checkpoint
+    index encodes to the signed state digest (``None`` otherwise)."""
+    if store.applied_index != manifest.log_index or store.rules.shard != manifest.shard:
+        return None
+    digest = hashlib.sha256(encode_image(shard_image(store))).digest()
+    return cosign(manifest, signer) if digest == manifest.state_digest else None
+
+
+def distribute(
+    fragments: Sequence[CheckpointFragment], members: Sequence[int]
+) -> list[tuple[int, CheckpointFragment]]:
+    """Fragment i to the i-th member (members sorted)."""
+    ordered = sorted(members)
+    if len(ordered) != len(fragments):
+        raise ConfigError(
+            f"{len(fragments)} fragments for {len(ordered)} members: choose k + m = the shard's size"
+        )
+    return [(member, fragment) for member, fragment in zip(ordered, fragments, strict=True)]
+
+
+# ---------------------------------------------------------------- messages
+class ManifestRequest(WireMessage, tag="hrb.ManifestRequest", frozen=True):
+    shard: int
+
+
+class FragmentRequest(WireMessage, tag="hrb.FragmentRequest", frozen=True):
+    shard: int
+    log_index: int
+    index: int
+
+
+class LogSuffixRequest(WireMessage, tag="hrb.LogSuffixRequest", frozen=True):
+    shard: int
+    from_index: int
+
+
+class LogSuffix(WireMessage, tag="hrb.LogSuffix", frozen=True):
+    """Committed entries ``from_index``, ``from_index + 1``, ... of ``shard``."""
+
+    shard: int
+    from_index: int
+    entries: tuple[ChainedEntry, ...]
+
+
+class DeltaRequest(WireMessage, tag="hrb.DeltaRequest", frozen=True):
+    """A stale member's applied index and the digests of its image's buckets."""
+
+    shard: int
+    applied_index: int
+    buckets: int
+    leaf_digests: tuple[bytes, ...]
+
+
+class DeltaReply(WireMessage, tag="hrb.DeltaReply", frozen=True):
+    """``mode`` is ``current`` (nothing to send), ``merkle`` (the items of the
+    ``changed`` buckets) or ``log`` (the entries after the stale index)."""
+
+    shard: int
+    mode: str
+    applied_index: int
+    """The serving member's applied index: the result's."""
+    root: bytes
+    """Merkle root of the serving member's image, over the request's buckets."""
+    changed: tuple[int, ...] = ()
+    items: tuple[tuple[str, bytes], ...] = ()
+    entries: tuple[ChainedEntry, ...] = ()
+
+
+# ---------------------------------------------------------------- Merkle buckets
+def bucket_count(items: int) -> int:
+    """A power of two near ``items / KEYS_PER_BUCKET`` (1 .. ``MAX_BUCKETS``)."""
+    target = max(1, items // KEYS_PER_BUCKET)
+    return min(MAX_BUCKETS, 1 << (target - 1).bit_length())
+
+
+def _bucket_of(key: str, buckets: int) -> int:
+    return int.from_bytes(hashlib.sha256(key.encode()).digest()[:4], "big") & (buckets - 1)
+
+
+def _by_bucket(image: Mapping[str, bytes], buckets: int) -> list[list[str]]:
+    out: list[list[str]] = [[] for _ in range(buckets)]
+    for key in image:
+        out[_bucket_of(key, buckets)].append(key)
+    return out
+
+
+def bucket_digests(image: Mapping[str, bytes], buckets: int) -> list[bytes]:
+    """SHA-256 of each bucket's sorted items."""
+    digests = []
+    for keys in _by_bucket(image, buckets):
+        h = hashlib.sha256()
+        for key in sorted(keys):
+            raw = key.encode()
+            value = image[key]
+            h.update(len(raw).to_bytes(4, "big") + raw + len(value).to_bytes(8, "big"))
+            h.update(value)
+        digests.append(h.digest())
+    return digests
+
+
+def image_root(image: Mapping[str, bytes], buckets: int) -> bytes:
+    return merkle_root(bucket_digests(image, buckets))
+
+
+def delta_request(shard: int, image: Mapping[str, bytes], applied_index: int, buckets: int | None = None) -> DeltaRequest:
+    """What a stale member sends (``buckets`` defaults to ``bucket_count``)."""
+    count = bucket_count(len(image)) if buckets is None else buckets
+    return DeltaRequest(shard, applied_index, count, tuple(bucket_digests(image, count)))
+
+
+def delta_refusal(request: DeltaRequest, shard: int, applied_index: int) -> str | None:
+    """Why a serving member cannot answer ``request``, or ``None``."""
+    b = request.buckets
+    if request.shard != shard:
+        return f"a delta request for shard {request.shard}, this is shard {shard}"
+    if b < 1 or b > MAX_BUCKETS or b & (b - 1):
+        return f"buckets must be a power of two in 1..{MAX_BUCKETS}, got {b}"
+    if len(request.leaf_digests) != b:
+        return f"{len(request.leaf_digests)} bucket digests for {b} buckets"
+    if request.applied_index < 0 or request.applied_index > applied_index:
+        return f"stale index {request.applied_index} is not in 0..{applied_index}"
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class DeltaPlan:
+    """The answer chosen and what each alternative would have cost (bytes encoded)."""
+
+    reply: DeltaReply
+    merkle_bytes: int
+    log_bytes: int | None
+    """None when the log no longer holds the entries after the stale index."""
+
+
+def answer_delta(
+    request: DeltaRequest,
+    image: Mapping[str, bytes],
+    applied_index: int,
+    log: Sequence[Entry],
+) -> DeltaPlan:
+    """The smaller of the Merkle diff and the log suffix (``request`` passed
+    ``delta_refusal``). ``log`` holds committed entries up to ``applied_index``
+    (any prefix may be compacted away)."""
+    buckets = request.buckets
+    mine = bucket_digests(image, buckets)
+    root = merkle_root(mine)
+    shard = request.shard
+    if merkle_root(request.leaf_digests) == root:
+        reply = DeltaReply(shard, "current", applied_index, root)
+        size = len(_enc.encode(reply))
+        return DeltaPlan(reply, size, size)
+    changed = tuple(b for b in range(buckets) if mine[b] != request.leaf_digests[b])
+    grouped = _by_bucket(image, buckets)
+    items = tuple(sorted((key, image[key]) for b in changed for key in grouped[b]))
+    merkle = DeltaReply(shard, "merkle", applied_index, root, changed, items)
+    merkle_bytes = len(_enc.encode(merkle))
+    suffix = [e for e in log if e.index > request.applied_index]
+    covered = len(suffix) == applied_index - request.applied_index and all(
+        e.index == request.applied_index + 1 + i for i, e in enumerate(suffix)
+    )
+    if not covered:
+        return DeltaPlan(merkle, merkle_bytes, None)
+    chained = tuple(_chained(e) for e in suffix)
+    by_log = DeltaReply(shard, "log", applied_index, root, entries=chained)
+    log_bytes = len(_enc.encode(by_log))
+    return DeltaPlan(by_log if log_bytes < merkle_bytes else merkle, merkle_bytes, log_bytes)
+
+
+def _chained(entry: Entry) -> ChainedEntry:
+    if isinstance(entry, ChainedEntry):
+        return entry
+    return ChainedEntry(entry.term, entry.index, entry.kind, entry.data)
+
+
+def apply_delta(
+    store: ShardStore,
+    reply: DeltaReply,
+    buckets: int,
+    *,
+    check_certificate: CertificateCheck,
+    genesis: EpochChange,
+) -> tuple[ShardStore | None, str | None]:
+    """The stale ``store`` brought to ``reply``'s state, checked against
+    ``reply.root``: ``(store, None)``, or ``(None, reason)`` for a reply that
+    does not lead there (the stale store is left as it was)."""
+    if reply.mode == "current":
+        ok = image_root(shard_image(store), buckets) == reply.root
+        return (store, None) if ok else (None, "a 'current' reply whose root is not this member's")
+    image = shard_image(store)
+    try:
+        if reply.mode == "merkle":
+            if any(not 0 <= b < buckets for b in reply.changed):
+                return None, "a bucket outside the request's range"
+            changed = set(reply.changed)
+            patched = {k: v for k, v in image.items() if _bucket_of(k, buckets) not in changed}
+            for key, value in reply.items:
+                if _bucket_of(key, buckets) not in changed:
+                    return None, f"item {key!r} is not in a changed bucket"
+                patched[key] = value
+            result = restore_shard_store(patched, rules=store.rules, check_certificate=check_certificate, genesis=genesis)
+        elif reply.mode == "log":
+            result = restore_shard_store(image, rules=store.rules, check_certificate=check_certificate, genesis=genesis)
+            for entry in reply.entries:
+                if entry.index != result.applied_index + 1:
+                    return None, f"log entry {entry.index} does not follow {result.applied_index}"
+                result.apply(entry)
+        else:
+            return None, f"unknown delta mode {reply.mode!r}"
+    except (ValueError, UnicodeDecodeError) as exc:
+        return None, f"the delta does not give a shard state: {exc}"
+    if result.applied_index != reply.applied_index:
+        return None, f"the delta leads to index {result.applied_index}, the server announced {reply.applied_index}"
+    if image_root(shard_image(result), buckets) != reply.root:
+        return None, "the state after the delta does not match the announced Merkle root"
+    return result, None
+
+
+# ---------------------------------------------------------------- a member's side
+@dataclass
+class CheckpointHolder:
+    """What one member keeps for others: the newest manifest, its own fragment
+    of it, and the committed log since (``log``, oldest first)."""
+
+    node: int
+    shard: int
+    manifest: CheckpointManifest | None = None
+    fragment: CheckpointFragment | None = None
+    log: list[Entry] = field(default_factory=list)
+
+    def store(self, manifest: CheckpointManifest, fragment: CheckpointFragment) -> None:
+        """Keep a newer checkpoint (and drop the log it covers)."""
+        if self.manifest is not None and manifest.log_index <= self.manifest.log_index:
+            return
+        self.manifest, self.fragment = manifest, fragment
+        self.log = [e for e in self.log if e.index > manifest.log_index]
+
+    def answer(self, message: WireMessage) -> WireMessage | None:
+        """The reply to a recovering member's request (``None``: nothing to give)."""
+        if isinstance(message, ManifestRequest):
+            return self.manifest if message.shard == self.shard else None
+        if isinstance(message, FragmentRequest):
+            f = self.fragment
+            if f is None or message.shard != self.shard:
+                return None
+            return f if (f.log_index, f.index) == (message.log_index, message.index) else None
+        if isinstance(message, LogSuffixRequest):
+            if message.shard != self.shard:
+                return None
+            entries = tuple(_chained(e) for e in self.log if e.index >= message.from_index)
+            return LogSuffix(self.shard, message.from_index, entries)
+        return None
+
+
+# ---------------------------------------------------------------- reconstruction
+@dataclass(frozen=True, slots=True)
+class Recovered:
+    """The checkpointed state (encoded image) and the log after it."""
+
+    manifest: CheckpointManifest
+    state: bytes
+    entries: tuple[ChainedEntry, ...]
+
+
+@dataclass
+class RecoveryReady:
+    messages: list[tuple[NodeId, WireMessage]] = field(default_factory=list)
+    rejected: list[Rejection] = field(default_factory=list)
+    recovered: Recovered | None = None
+    wake_at: float | None = None
+
+
+_PHASES = ("idle", "manifest", "fragments", "log", "done")
+
+
+class CheckpointRecovery:
+    """A failed or new member's rebuild from its peers (see the module docstring).
+
+    ``members`` are the shard's members, sorted: fragment i lives on
+    ``members[i]``. Inputs: ``start``, ``step``, ``tick``; output: ``ready``."""
+
+    def __init__(
+        self,
+        node: int,
+        shard: int,
+        members: Sequence[int],
+        verifier: Verifier,
+        config: CheckpointConfig,
+        codec: ErasureCodec | None = None,
+    ) -> None:
+        self.node, self.shard = node, shard
+        self.members = tuple(sorted(members))
+        if len(set(self.members)) != len(self.members) or not self.members:
+            raise ConfigError("recovery needs the shard's members, each once")
+        self._verifier = verifier
+        self._config = config
+        self._codec = codec
+        self.phase = "idle"
+        self.manifest: CheckpointManifest | None = None
+        self._state: bytes | None = None
+        self._good: dict[int, CheckpointFragment] = {}
+        self._asked: dict[int, float] = {}
+        """Fragment index -> deadline of the outstanding request."""
+        self._failed: set[int] = set()
+        self._log_peers: list[int] = []
+        self._deadline = 0.0
+        self._out = RecoveryReady()
+        self.rejected_count = 0
+        self.fragments_rejected = 0
+
+    # ------------------------------------------------------------ inputs
+    def start(self, now: float) -> None:
+        if self.phase != "idle":
+            raise LocalProtocolError("recovery already started")
+        self.phase = "manifest"
+        self._deadline = now + self._config.request_timeout_s
+        for member in self.members:
+            if member != self.node:
+                self._send(member, ManifestRequest(self.shard))
+
+    def step(self, sender: int, message: WireMessage, now: float) -> None:
+        """A peer's reply; bad ones are dropped and counted, never raised."""
+        if isinstance(message, CheckpointManifest):
+            self._on_manifest(sender, message, now)
+        elif isinstance(message, CheckpointFragment):
+            self._on_fragment(sender, message, now)
+        elif isinstance(message, LogSuffix):
+            self._on_log(sender, message, now)
+        else:
+            self._reject(sender, message, "not a recovery reply")
+
+    def tick(self, now: float) -> None:
+        if self.phase == "fragments":
+            for index, deadline in list(self._asked.items()):
+                if now >= deadline:
+                    del self._asked[index]
+                    self._failed.add(index)
+            if self._asked or now >= self._deadline:
+                self._ask_fragments(now)
+        elif self.phase == "log" and now >= self._deadline:
+            self._ask_log(now)
+        elif self.phase == "manifest" and now >= self._deadline:
+            self._deadline = now + self._config.request_timeout_s
+            for member in self.members:
+                if member != self.node:
+                    self._send(member, ManifestRequest(self.shard))
+
+    def ready(self) -> RecoveryReady:
+        out, self._out = self._out, RecoveryReady()
+        out.wake_at = self._wake_at()
+        return out
+
+    # ------------------------------------------------------------ handlers
+    def _on_manifest(self, sender: int, manifest: CheckpointManifest, now: float) -> None:
+        if self.phase != "manifest":
+            return  # a later offer: the log suffix covers what it would add
+        if manifest.shard != self.shard:
+            self._reject(sender, manifest, f"a manifest of shard {manifest.shard}")
+            return
+        if len(manifest.fragment_hashes) != len(self.members):
+            self._reject(sender, manifest, f"{len(manifest.fragment_hashes)} fragments for {len(self.members)} members")
+            return
+        reason = manifest_refusal(manifest, self._verifier, self.members, self._config.required_signatures)
+        if reason is not None:
+            self._reject(sender, manifest, f"checkpoint refused: {reason}")
+            return
+        self.manifest = manifest
+        self.phase = "fragments"
+        self._failed = self._own_index()
+        self._ask_fragments(now)
+
+    def _on_fragment(self, sender: int, fragment: CheckpointFragment, now: float) -> None:
+        manifest = self.manifest
+        if self.phase != "fragments" or manifest is None:
+            return
+        index = fragment.index
+        if index not in self._asked or self.members[index] != sender:
+            self._reject(sender, fragment, f"fragment {index} was not asked of node {sender}")
+            return
+        del self._asked[index]
+        reason = fragment_refusal(manifest, fragment)
+        if reason is not None:
+            self.fragments_rejected += 1
+            self._failed.add(index)
+            self._reject(sender, fragment, reason)
+            self._ask_fragments(now)
+            return
+        self._good[index] = fragment
+        if len(self._good) < manifest.k:
+            return
+        rebuilt = rebuild_state(manifest, self._good.values(), self._codec)
+        if rebuilt.state is None:
+            # Fragments that hash right but do not decode to the signed state:
+            # the checkpoint's signer encoded them wrongly. Nothing more to try.
+            self._reject(sender, fragment, f"checkpoint unusable: {rebuilt.reason}")
+            self.phase = "manifest"
+            self.manifest = None
+            self._good.clear()
+            self._asked.clear()
+            self._failed.clear()
+            return
+        self._state = rebuilt.state
+        self.phase = "log"
+        self._log_peers = [m for m in self.members if m != self.node]
+        self._ask_log(now)
+
+    def _on_log(self, sender: int, suffix: LogSuffix, now: float) -> None:
+        manifest = self.manifest
+        if self.phase != "log" or manifest is None or self._state is None:
+            return
+        expected = manifest.log_index + 1
+        if suffix.shard != self.shard or suffix.from_index != expected:
+            self._reject(sender, suffix, f"a log suffix from {suffix.from_index}, expected {expected}")
+            return
+        if any(e.index != expected + i for i, e in enumerate(suffix.entries)):
+            self._reject(sender, suffix, "a log suffix with a gap")
+            self._ask_log(now)
+            return
+        self.phase = "done"
+        self._out.recovered = Recovered(manifest, self._state, suffix.entries)
+
+    # ------------------------------------------------------------ requests
+    def _ask_fragments(self, now: float) -> None:
+        manifest = self.manifest
+        assert manifest is not None
+        need = manifest.k - len(self._good) - len(self._asked)
+        for index in range(len(self.members)):
+            if need <= 0:
+                break
+            if index in self._good or index in self._asked or index in self._failed:
+                continue
+            self._asked[index] = now + self._config.request_timeout_s
+            self._send(self.members[index], FragmentRequest(self.shard, manifest.log_index, index))
+            need -= 1
+        if need > 0 and not self._asked:
+            # Every index tried once and too few were good: forget the
+            # failures and ask again after a timeout (a holder may have been
+            # restarting).
+            self._failed = self._own_index()
+            self._deadline = now + self._config.request_timeout_s
+
+    def _own_index(self) -> set[int]:
+        """This member's own fragment index, if it is a member: it lost that one."""
+        return {self.members.index(self.node)} if self.node in self.members else set()
+
+    def _ask_log(self, now: float) -> None:
+        manifest = self.manifest
+        assert manifest is not None
+        if not self._log_peers:
+            self._log_peers = [m for m in self.members if m != self.node]
+        peer = self._log_peers.pop(0)
+        self._deadline = now + self._config.request_timeout_s
+        self._send(peer, LogSuffixRequest(self.shard, manifest.log_index + 1))
+
+    def _wake_at(self) -> float | None:
+        if self.phase == "fragments":
+            return min(self._asked.values()) if self._asked else self._deadline
+        if self.phase in ("log", "manifest"):
+            return self._deadline
+        return None
+
+    def _send(self, to: int, message: WireMessage) -> None:
+        self._out.messages.append((NodeId(to), message))
+
+    def _reject(self, sender: int, message: object, reason: str) -> None:
+        self.rejected_count += 1
+        self._out.rejected.append(Rejection(NodeId(sender), type(message).__name__, reason))
+
