@@ -34,11 +34,11 @@ hand both to the caller, who restores the store and replays the entries.
 stale image. Both sides hash the image into ``buckets`` (a power of two; a
 key's bucket is a prefix of its SHA-256) and build a Merkle tree over the
 bucket digests. The stale member sends its applied index and its bucket
-digests (``DeltaRequest``); the serving member compares them with its own
+digests, truncated to ``LEAF_DIGEST_BYTES`` (``DeltaRequest``); the serving member compares them with its own
 and prices both answers exactly, by their encoded size: the items of the
 buckets that differ (the Merkle diff), or the committed entries after the
-stale index (the log suffix), when it still has them. It sends the smaller
-(``answer_delta``). The stale member patches its image or replays the
+stale index (the log suffix), when it still has them. It sends the smaller,
+or the whole image when that is smaller still (``answer_delta``). The stale member patches its image or replays the
 entries, and checks the Merkle root of the result against the root the
 server announced (``apply_delta``); the caller compares that root with one
 it trusts (a signed checkpoint, or the digest of a later committed state).
@@ -112,9 +112,16 @@ __all__ = [
     "shard_image",
 ]
 
-KEYS_PER_BUCKET = 16
-"""Target items per delta bucket: a changed key costs about this many items."""
-MAX_BUCKETS = 1 << 16
+KEYS_PER_BUCKET = 1
+"""Target items per delta bucket: a changed key costs about this many items
+sent (buckets are a power of two, so 1 to 2 in practice). Larger buckets
+make the request smaller and the diff coarser: with writes spread over the
+keys, 16 keys a bucket turn 6 % of keys changed into 63 % of buckets sent."""
+LEAF_DIGEST_BYTES = 8
+"""Bucket digests in a request are truncated: a collision only hides a
+changed bucket, which the check of the full Merkle root after the delta
+catches (the delta is then refused and the member falls back to a full copy)."""
+MAX_BUCKETS = 1 << 22
 DEFAULT_REQUEST_TIMEOUT_S = 2.0
 
 Image = dict[str, bytes]
@@ -310,7 +317,8 @@ class DeltaRequest(WireMessage, tag="hrb.DeltaRequest", frozen=True):
 
 class DeltaReply(WireMessage, tag="hrb.DeltaReply", frozen=True):
     """``mode`` is ``current`` (nothing to send), ``merkle`` (the items of the
-    ``changed`` buckets) or ``log`` (the entries after the stale index)."""
+    ``changed`` buckets), ``log`` (the entries after the stale index) or
+    ``full`` (every item: when the state changed more than its size)."""
 
     shard: int
     mode: str
@@ -362,7 +370,7 @@ def image_root(image: Mapping[str, bytes], buckets: int) -> bytes:
 def delta_request(shard: int, image: Mapping[str, bytes], applied_index: int, buckets: int | None = None) -> DeltaRequest:
     """What a stale member sends (``buckets`` defaults to ``bucket_count``)."""
     count = bucket_count(len(image)) if buckets is None else buckets
-    return DeltaRequest(shard, applied_index, count, tuple(bucket_digests(image, count)))
+    return DeltaRequest(shard, applied_index, count, tuple(d[:LEAF_DIGEST_BYTES] for d in bucket_digests(image, count)))
 
 
 def delta_refusal(request: DeltaRequest, shard: int, applied_index: int) -> str | None:
@@ -374,6 +382,8 @@ def delta_refusal(request: DeltaRequest, shard: int, applied_index: int) -> str 
         return f"buckets must be a power of two in 1..{MAX_BUCKETS}, got {b}"
     if len(request.leaf_digests) != b:
         return f"{len(request.leaf_digests)} bucket digests for {b} buckets"
+    if any(len(d) != LEAF_DIGEST_BYTES for d in request.leaf_digests):
+        return f"bucket digests must be {LEAF_DIGEST_BYTES} bytes"
     if request.applied_index < 0 or request.applied_index > applied_index:
         return f"stale index {request.applied_index} is not in 0..{applied_index}"
     return None
@@ -387,6 +397,8 @@ class DeltaPlan:
     merkle_bytes: int
     log_bytes: int | None
     """None when the log no longer holds the entries after the stale index."""
+    full_bytes: int
+    """The whole image: sent instead when it is smaller than both."""
 
 
 def answer_delta(
@@ -395,32 +407,39 @@ def answer_delta(
     applied_index: int,
     log: Sequence[Entry],
 ) -> DeltaPlan:
-    """The smaller of the Merkle diff and the log suffix (``request`` passed
-    ``delta_refusal``). ``log`` holds committed entries up to ``applied_index``
-    (any prefix may be compacted away)."""
+    """The smallest of the Merkle diff, the log suffix and (when both cost
+    more) the whole image (``request`` passed ``delta_refusal``). ``log``
+    holds committed entries up to ``applied_index`` (any prefix may be
+    compacted away)."""
     buckets = request.buckets
     mine = bucket_digests(image, buckets)
     root = merkle_root(mine)
     shard = request.shard
-    if merkle_root(request.leaf_digests) == root:
+    theirs = request.leaf_digests
+    changed = tuple(b for b in range(buckets) if mine[b][:LEAF_DIGEST_BYTES] != theirs[b])
+    if not changed and request.applied_index == applied_index:
         reply = DeltaReply(shard, "current", applied_index, root)
         size = len(_enc.encode(reply))
-        return DeltaPlan(reply, size, size)
-    changed = tuple(b for b in range(buckets) if mine[b] != request.leaf_digests[b])
+        return DeltaPlan(reply, size, size, size)
     grouped = _by_bucket(image, buckets)
     items = tuple(sorted((key, image[key]) for b in changed for key in grouped[b]))
     merkle = DeltaReply(shard, "merkle", applied_index, root, changed, items)
     merkle_bytes = len(_enc.encode(merkle))
+    whole = DeltaReply(shard, "full", applied_index, root, items=tuple(sorted(image.items())))
+    full_bytes = len(_enc.encode(whole))
+    candidates = [(merkle_bytes, merkle)]
     suffix = [e for e in log if e.index > request.applied_index]
     covered = len(suffix) == applied_index - request.applied_index and all(
         e.index == request.applied_index + 1 + i for i, e in enumerate(suffix)
     )
-    if not covered:
-        return DeltaPlan(merkle, merkle_bytes, None)
-    chained = tuple(_chained(e) for e in suffix)
-    by_log = DeltaReply(shard, "log", applied_index, root, entries=chained)
-    log_bytes = len(_enc.encode(by_log))
-    return DeltaPlan(by_log if log_bytes < merkle_bytes else merkle, merkle_bytes, log_bytes)
+    log_bytes: int | None = None
+    if covered:
+        by_log = DeltaReply(shard, "log", applied_index, root, entries=tuple(_chained(e) for e in suffix))
+        log_bytes = len(_enc.encode(by_log))
+        candidates.append((log_bytes, by_log))
+    candidates.append((full_bytes, whole))
+    chosen = min(candidates, key=lambda pair: pair[0])[1]
+    return DeltaPlan(chosen, merkle_bytes, log_bytes, full_bytes)
 
 
 def _chained(entry: Entry) -> ChainedEntry:
@@ -455,6 +474,8 @@ def apply_delta(
                     return None, f"item {key!r} is not in a changed bucket"
                 patched[key] = value
             result = restore_shard_store(patched, rules=store.rules, check_certificate=check_certificate, genesis=genesis)
+        elif reply.mode == "full":
+            result = restore_shard_store(dict(reply.items), rules=store.rules, check_certificate=check_certificate, genesis=genesis)
         elif reply.mode == "log":
             result = restore_shard_store(image, rules=store.rules, check_certificate=check_certificate, genesis=genesis)
             for entry in reply.entries:

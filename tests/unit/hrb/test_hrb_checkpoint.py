@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from quorate.core.ready import ENTRY_NORMAL, Entry
+from quorate.core.ready import ENTRY_NORMAL, ChainedEntry, Entry
 from quorate.crypto.erasure import (
     CheckpointFragment,
     available_codecs,
@@ -25,6 +25,7 @@ from quorate.hrb.checkpoint import (
     CheckpointConfig,
     CheckpointHolder,
     CheckpointRecovery,
+    DeltaReply,
     answer_delta,
     apply_delta,
     checkpoint_due,
@@ -143,8 +144,9 @@ def test_the_delta_applied_to_the_stale_state_equals_the_current_state(
     assert delta_refusal(request, SHARD, current.applied_index) is None
     log = entries[min(compacted, len(entries)) :]  # a prefix may be compacted away
     plan = answer_delta(request, shard_image(current), current.applied_index, log)
-    if plan.log_bytes is not None and plan.reply.mode != "current":
-        assert plan.reply.mode == ("log" if plan.log_bytes < plan.merkle_bytes else "merkle")
+    if plan.reply.mode != "current":
+        offered = [plan.merkle_bytes, plan.full_bytes] + ([] if plan.log_bytes is None else [plan.log_bytes])
+        assert len(msgspec.msgpack.encode(plan.reply)) == min(offered)
     synced, reason = apply_delta(stale, plan.reply, buckets, check_certificate=no_certificates, genesis=GENESIS)
     assert reason is None and synced is not None
     assert synced.fingerprint() == current.fingerprint()
@@ -173,24 +175,23 @@ def test_a_few_writes_on_a_large_state_send_only_their_buckets() -> None:
 
 
 def test_a_tampered_delta_is_refused_and_the_stale_store_kept() -> None:
-    entries = entries_of([("put", i, f"v{i}") for i in range(10)])
-    stale, current = run(entries[:4]), run(entries)
-    request = delta_request(SHARD, shard_image(stale), stale.applied_index, 4)
+    entries = entries_of([("put", i, f"v{i}" * 20) for i in range(200)])
+    stale, current = run(entries[:195]), run(entries)
+    request = delta_request(SHARD, shard_image(stale), stale.applied_index, 256)
     plan = answer_delta(request, shard_image(current), current.applied_index, [])
     reply = plan.reply
     assert reply.mode == "merkle"
     key, value = reply.items[0]
     forged = msgspec.structs.replace(reply, items=((key, value + b"!"), *reply.items[1:]))
-    synced, reason = apply_delta(stale, forged, 4, check_certificate=no_certificates, genesis=GENESIS)
+    synced, reason = apply_delta(stale, forged, 256, check_certificate=no_certificates, genesis=GENESIS)
     assert synced is None and "Merkle root" in (reason or "")
-    assert stale.applied_index == 4
-    gap = msgspec.structs.replace(
-        answer_delta(request, shard_image(current), current.applied_index, entries).reply,
-        mode="log", entries=tuple(answer_delta(request, shard_image(current), current.applied_index, entries).reply.entries[1:]),
+    assert stale.applied_index == 195
+    skipping = DeltaReply(
+        SHARD, "log", current.applied_index, reply.root,
+        entries=tuple(ChainedEntry(e.term, e.index, e.kind, e.data) for e in entries[196:]),
     )
-    if gap.entries:
-        synced, reason = apply_delta(stale, gap, 4, check_certificate=no_certificates, genesis=GENESIS)
-        assert synced is None and "does not follow" in (reason or "")
+    synced, reason = apply_delta(stale, skipping, 256, check_certificate=no_certificates, genesis=GENESIS)
+    assert synced is None and "entry 197 does not follow 195" in (reason or "")
 
 
 def test_delta_requests_out_of_range_are_refused() -> None:
