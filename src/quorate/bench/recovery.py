@@ -70,13 +70,12 @@ from quorate.errors import ConfigError
 from quorate.hrb.checkpoint import (
     answer_delta,
     apply_delta,
-    bucket_count,
     checkpoint_shard,
     decode_image,
-    delta_request,
     encode_image,
     restore_shard_store,
     shard_image,
+    start_delta,
 )
 from quorate.hrb.messages import EpochChange, Transaction, TxnOp
 from quorate.hrb.shard.state import EntryRules, IntraTxn, ShardStore, encode_command
@@ -430,11 +429,7 @@ def _measure_codec(name: str, settings: RecoverySettings, state: bytes) -> dict[
 
 
 def _delta_rows(store: ShardStore, writes: _Writes, settings: RecoverySettings) -> list[dict[str, Any]]:
-    stale_image = shard_image(store)
-    stale_index = store.applied_index
-    buckets = bucket_count(len(stale_image))
-    request = delta_request(SHARD, stale_image, stale_index, buckets)
-    request_bytes = len(_ENTRY_ENCODER.encode(request))
+    stale_image = encode_image(shard_image(store))
     log: list[Entry] = []
     rows = []
     for stale_s in sorted(settings.stale_s):
@@ -443,20 +438,25 @@ def _delta_rows(store: ShardStore, writes: _Writes, settings: RecoverySettings) 
             entry = writes.entry(store.applied_index + 1)
             store.apply(entry)
             log.append(entry)
+        stale_store = _restore(stale_image)
+        start = time.process_time()
+        session = start_delta(stale_store)
+        request_cpu_s = time.process_time() - start
+        request = session.request
+        request_bytes = len(_ENTRY_ENCODER.encode(request))
         current = shard_image(store)
         full_bytes = len(encode_image(current))
         start = time.process_time()
         plan = answer_delta(request, current, store.applied_index, log)
         serve_cpu_s = time.process_time() - start
         reply_bytes = len(_ENTRY_ENCODER.encode(plan.reply))
-        stale_store = restore_shard_store(stale_image, rules=_RULES, check_certificate=_no_certificates, genesis=_GENESIS)
         start = time.process_time()
-        synced, reason = apply_delta(stale_store, plan.reply, buckets, check_certificate=_no_certificates, genesis=_GENESIS)
+        synced, reason = apply_delta(stale_store, plan.reply, session, check_certificate=_no_certificates, genesis=_GENESIS)
         apply_cpu_s = time.process_time() - start
         correct = synced is not None and synced.fingerprint() == store.fingerprint()
         delta_bytes = request_bytes + reply_bytes
         bw = settings.bandwidth_gbps
-        request_arrival = sim_transfer_s([request_bytes], bw)
+        request_arrival = sim_transfer_s([request_bytes], bw, request_cpu_s)
         reply_arrival = sim_transfer_s([reply_bytes], bw, request_arrival + serve_cpu_s)
         full_arrival = sim_transfer_s([full_bytes], bw)
         encoded = encode_image(current)
@@ -476,7 +476,10 @@ def _delta_rows(store: ShardStore, writes: _Writes, settings: RecoverySettings) 
                 "delta_bytes": delta_bytes,
                 "full_bytes": full_bytes,
                 "saving": 1 - delta_bytes / full_bytes,
-                "delta_transfer_s": request_arrival + (reply_arrival - request_arrival - serve_cpu_s),
+                "request_cpu_s": request_cpu_s,
+                "serve_cpu_s": serve_cpu_s,
+                "apply_cpu_s": apply_cpu_s,
+                "delta_transfer_s": reply_arrival - serve_cpu_s - request_cpu_s,
                 "delta_sync_s": reply_arrival + apply_cpu_s,
                 "full_transfer_s": full_arrival,
                 "full_sync_s": full_arrival + restore_cpu_s,

@@ -52,6 +52,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import msgspec
 
@@ -89,6 +90,7 @@ __all__ = [
     "DeltaPlan",
     "DeltaReply",
     "DeltaRequest",
+    "DeltaSession",
     "FragmentRequest",
     "LogSuffix",
     "LogSuffixRequest",
@@ -104,12 +106,12 @@ __all__ = [
     "countersign",
     "decode_image",
     "delta_refusal",
-    "delta_request",
     "distribute",
     "encode_image",
     "image_root",
     "restore_shard_store",
     "shard_image",
+    "start_delta",
 ]
 
 KEYS_PER_BUCKET = 1
@@ -167,41 +169,84 @@ def restore_shard_store(
     """The ``ShardStore`` an image describes. ``ValueError`` (a
     ``msgspec.ValidationError`` or ``DecodeError`` among them) on an image that
     is not one."""
-    store = ShardStore(rules, check_certificate, genesis)
     if _META not in image:
         raise ValueError("the image has no counters item")
-    epochs: dict[int, _Epoch] = {}
-    for key, value in image.items():
-        kind, _, name = key.partition("/")
-        if kind == "d":
-            store.data[name] = value.decode()
-        elif kind == "l":
-            store.locks[name] = value
-        elif kind == "p":
-            store.prepared[bytes.fromhex(name)] = msgspec.msgpack.decode(value, type=PrepareRecord)
-        elif kind == "x":
-            store.decided[bytes.fromhex(name)] = value == b"\x01"
-        elif kind == "r":
-            store.requested[bytes.fromhex(name)] = msgspec.msgpack.decode(value, type=Transaction)
-        elif kind == "s":
-            store.sessions[int(name)] = msgspec.msgpack.decode(value, type=tuple[int, TxnOutcome])
-        elif kind == "v":
-            store.evicted.add(int(name))
-        elif kind == "e":
-            threshold, key_bytes, members, ended = msgspec.msgpack.decode(
-                value, type=tuple[int, bytes, tuple[int, ...], int | None]
-            )
-            epochs[int(name)] = _Epoch(threshold, key_bytes, members, ended)
-        elif key != _META:
-            raise ValueError(f"unknown image item {key!r}")
-    applied, refused, epoch, violations = msgspec.msgpack.decode(
-        image[_META], type=tuple[int, int, int, list[Violation]]
-    )
-    if epoch not in epochs:
-        raise ValueError(f"the image's current epoch {epoch} has no key")
-    store.applied_index, store.refused, store.violations = applied, refused, violations
-    store._epochs, store._epoch = epochs, epoch
+    decoded = [_decode_item(key, value) for key, value in image.items()]
+    store = ShardStore(rules, check_certificate, genesis)
+    store._epochs = {}
+    for item in decoded:
+        _put_item(store, item)
+    if store.epoch not in store._epochs:
+        raise ValueError(f"the image's current epoch {store.epoch} has no key")
     return store
+
+
+_Item = tuple[str, str, Any]
+"""(kind, name, decoded value) of one image item."""
+
+
+def _decode_item(key: str, value: bytes) -> _Item:
+    """Decode one image item (``ValueError`` if it is not one), touching no store."""
+    kind, _, name = key.partition("/")
+    if key == _META:
+        return kind, name, msgspec.msgpack.decode(value, type=tuple[int, int, int, list[Violation]])
+    if kind == "d":
+        return kind, name, value.decode()
+    if kind == "l":
+        return kind, name, value
+    if kind == "p":
+        return kind, bytes.fromhex(name).hex(), msgspec.msgpack.decode(value, type=PrepareRecord)
+    if kind == "x":
+        return kind, bytes.fromhex(name).hex(), value == b"\x01"
+    if kind == "r":
+        return kind, bytes.fromhex(name).hex(), msgspec.msgpack.decode(value, type=Transaction)
+    if kind == "s":
+        return kind, str(int(name)), msgspec.msgpack.decode(value, type=tuple[int, TxnOutcome])
+    if kind == "v":
+        return kind, str(int(name)), None
+    if kind == "e":
+        fields = msgspec.msgpack.decode(value, type=tuple[int, bytes, tuple[int, ...], int | None])
+        return kind, str(int(name)), _Epoch(*fields)
+    raise ValueError(f"unknown image item {key!r}")
+
+
+def _put_item(store: ShardStore, item: _Item) -> None:
+    kind, name, value = item
+    if kind == _META:
+        store.applied_index, store.refused, store._epoch, store.violations = value
+    elif kind == "d":
+        store.data[name] = value
+    elif kind == "l":
+        store.locks[name] = value
+    elif kind == "p":
+        store.prepared[bytes.fromhex(name)] = value
+    elif kind == "x":
+        store.decided[bytes.fromhex(name)] = value
+    elif kind == "r":
+        store.requested[bytes.fromhex(name)] = value
+    elif kind == "s":
+        store.sessions[int(name)] = value
+    elif kind == "v":
+        store.evicted.add(int(name))
+    else:  # "e", the only other kind _decode_item lets through
+        store._epochs[int(name)] = value
+
+
+def _remove_item(store: ShardStore, key: str) -> None:
+    kind, _, name = key.partition("/")
+    tables: dict[str, dict[Any, Any]] = {
+        "d": store.data, "l": store.locks, "p": store.prepared, "x": store.decided,
+        "r": store.requested, "s": store.sessions, "e": store._epochs,
+    }
+    if kind in ("p", "x", "r"):
+        tables[kind].pop(bytes.fromhex(name), None)
+    elif kind in ("s", "e"):
+        tables[kind].pop(int(name), None)
+    elif kind in ("d", "l"):
+        tables[kind].pop(name, None)
+    elif kind == "v":
+        store.evicted.discard(int(name))
+    # the counters item is always replaced, never removed
 
 
 def encode_image(image: Mapping[str, bytes]) -> bytes:
@@ -349,28 +394,48 @@ def _by_bucket(image: Mapping[str, bytes], buckets: int) -> list[list[str]]:
     return out
 
 
+def _bucket_digest(image: Mapping[str, bytes], keys: Sequence[str]) -> bytes:
+    h = hashlib.sha256()
+    for key in sorted(keys):
+        raw = key.encode()
+        value = image[key]
+        h.update(len(raw).to_bytes(4, "big") + raw + len(value).to_bytes(8, "big"))
+        h.update(value)
+    return h.digest()
+
+
 def bucket_digests(image: Mapping[str, bytes], buckets: int) -> list[bytes]:
     """SHA-256 of each bucket's sorted items."""
-    digests = []
-    for keys in _by_bucket(image, buckets):
-        h = hashlib.sha256()
-        for key in sorted(keys):
-            raw = key.encode()
-            value = image[key]
-            h.update(len(raw).to_bytes(4, "big") + raw + len(value).to_bytes(8, "big"))
-            h.update(value)
-        digests.append(h.digest())
-    return digests
+    return [_bucket_digest(image, keys) for keys in _by_bucket(image, buckets)]
 
 
 def image_root(image: Mapping[str, bytes], buckets: int) -> bytes:
     return merkle_root(bucket_digests(image, buckets))
 
 
-def delta_request(shard: int, image: Mapping[str, bytes], applied_index: int, buckets: int | None = None) -> DeltaRequest:
-    """What a stale member sends (``buckets`` defaults to ``bucket_count``)."""
+@dataclass
+class DeltaSession:
+    """What a stale member keeps while its ``request`` is out: its buckets'
+    full digests and keys, so a Merkle reply is checked and applied touching
+    only the buckets that changed."""
+
+    request: DeltaRequest
+    digests: list[bytes]
+    keys_by_bucket: list[list[str]]
+
+
+def start_delta(store: ShardStore, buckets: int | None = None) -> DeltaSession:
+    """A stale member's request (``buckets`` defaults to ``bucket_count``)."""
+    image = shard_image(store)
     count = bucket_count(len(image)) if buckets is None else buckets
-    return DeltaRequest(shard, applied_index, count, tuple(d[:LEAF_DIGEST_BYTES] for d in bucket_digests(image, count)))
+    if count < 1 or count > MAX_BUCKETS or count & (count - 1):
+        raise LocalProtocolError(f"buckets must be a power of two in 1..{MAX_BUCKETS}, got {count}")
+    grouped = _by_bucket(image, count)
+    digests = [_bucket_digest(image, keys) for keys in grouped]
+    request = DeltaRequest(
+        store.rules.shard, store.applied_index, count, tuple(d[:LEAF_DIGEST_BYTES] for d in digests)
+    )
+    return DeltaSession(request, digests, grouped)
 
 
 def delta_refusal(request: DeltaRequest, shard: int, applied_index: int) -> str | None:
@@ -429,7 +494,9 @@ def answer_delta(
     full_bytes = len(_enc.encode(whole))
     candidates = [(merkle_bytes, merkle)]
     suffix = [e for e in log if e.index > request.applied_index]
-    covered = len(suffix) == applied_index - request.applied_index and all(
+    # The log explains a difference only from an older index: at the same
+    # index a different state diverged, and only items can repair it.
+    covered = 0 < len(suffix) == applied_index - request.applied_index and all(
         e.index == request.applied_index + 1 + i for i, e in enumerate(suffix)
     )
     log_bytes: int | None = None
@@ -451,32 +518,32 @@ def _chained(entry: Entry) -> ChainedEntry:
 def apply_delta(
     store: ShardStore,
     reply: DeltaReply,
-    buckets: int,
+    session: DeltaSession,
     *,
     check_certificate: CertificateCheck,
     genesis: EpochChange,
 ) -> tuple[ShardStore | None, str | None]:
     """The stale ``store`` brought to ``reply``'s state, checked against
     ``reply.root``: ``(store, None)``, or ``(None, reason)`` for a reply that
-    does not lead there (the stale store is left as it was)."""
+    does not lead there, and then ``store`` is left as it was.
+
+    A Merkle reply is checked before anything changes (the changed buckets'
+    new digests with the unchanged ones' kept digests give the root) and then
+    applied to ``store`` itself, item by item: its cost follows the change,
+    not the state. A log or full reply is applied to a copy."""
+    if session.request.applied_index != store.applied_index:
+        raise LocalProtocolError("the delta session was started at another index of this store")
+    buckets = session.request.buckets
     if reply.mode == "current":
-        ok = image_root(shard_image(store), buckets) == reply.root
+        ok = merkle_root(session.digests) == reply.root and reply.applied_index == store.applied_index
         return (store, None) if ok else (None, "a 'current' reply whose root is not this member's")
-    image = shard_image(store)
+    if reply.mode == "merkle":
+        return _apply_merkle(store, reply, session)
     try:
-        if reply.mode == "merkle":
-            if any(not 0 <= b < buckets for b in reply.changed):
-                return None, "a bucket outside the request's range"
-            changed = set(reply.changed)
-            patched = {k: v for k, v in image.items() if _bucket_of(k, buckets) not in changed}
-            for key, value in reply.items:
-                if _bucket_of(key, buckets) not in changed:
-                    return None, f"item {key!r} is not in a changed bucket"
-                patched[key] = value
-            result = restore_shard_store(patched, rules=store.rules, check_certificate=check_certificate, genesis=genesis)
-        elif reply.mode == "full":
+        if reply.mode == "full":
             result = restore_shard_store(dict(reply.items), rules=store.rules, check_certificate=check_certificate, genesis=genesis)
         elif reply.mode == "log":
+            image = shard_image(store)
             result = restore_shard_store(image, rules=store.rules, check_certificate=check_certificate, genesis=genesis)
             for entry in reply.entries:
                 if entry.index != result.applied_index + 1:
@@ -491,6 +558,45 @@ def apply_delta(
     if image_root(shard_image(result), buckets) != reply.root:
         return None, "the state after the delta does not match the announced Merkle root"
     return result, None
+
+
+def _apply_merkle(store: ShardStore, reply: DeltaReply, session: DeltaSession) -> tuple[ShardStore | None, str | None]:
+    buckets = session.request.buckets
+    changed = set(reply.changed)
+    if len(changed) != len(reply.changed) or any(not 0 <= b < buckets for b in changed):
+        return None, "a bucket outside the request's range, or named twice"
+    items = dict(reply.items)
+    if len(items) != len(reply.items):
+        return None, "an item named twice"
+    grouped: dict[int, list[str]] = {b: [] for b in changed}
+    for key in items:
+        b = _bucket_of(key, buckets)
+        if b not in changed:
+            return None, f"item {key!r} is not in a changed bucket"
+        grouped[b].append(key)
+    digests = list(session.digests)
+    for b, keys in grouped.items():
+        digests[b] = _bucket_digest(items, keys)
+    if merkle_root(digests) != reply.root:
+        return None, "the state after the delta does not match the announced Merkle root"
+    try:
+        decoded = [_decode_item(key, value) for key, value in items.items()]
+    except (ValueError, UnicodeDecodeError) as exc:
+        return None, f"the delta does not give a shard state: {exc}"
+    meta = next((item for item in decoded if item[0] == _META), None)
+    applied = store.applied_index if meta is None else meta[2][0]
+    epoch = store.epoch if meta is None else meta[2][2]
+    if applied != reply.applied_index:
+        return None, f"the delta leads to index {applied}, the server announced {reply.applied_index}"
+    removed = {key for b in changed for key in session.keys_by_bucket[b]}
+    epochs = {e for e in store._epochs if f"e/{e}" not in removed} | {int(n) for k, n, _ in decoded if k == "e"}
+    if epoch not in epochs:
+        return None, f"the delta's current epoch {epoch} has no key"
+    for key in removed:
+        _remove_item(store, key)
+    for item in decoded:
+        _put_item(store, item)
+    return store, None
 
 
 # ---------------------------------------------------------------- a member's side

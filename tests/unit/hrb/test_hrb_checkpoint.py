@@ -33,11 +33,11 @@ from quorate.hrb.checkpoint import (
     countersign,
     decode_image,
     delta_refusal,
-    delta_request,
     distribute,
     encode_image,
     restore_shard_store,
     shard_image,
+    start_delta,
 )
 from quorate.hrb.messages import EpochChange, Transaction, TxnOp
 from quorate.hrb.shard.state import EntryRules, IntraTxn, ShardStore, TxnRequested, encode_command
@@ -140,16 +140,35 @@ def test_the_delta_applied_to_the_stale_state_equals_the_current_state(
     entries = entries_of(ops)
     stale_at = min(stale_at, len(entries))
     stale, current = run(entries[:stale_at]), run(entries)
-    request = delta_request(SHARD, shard_image(stale), stale.applied_index, buckets)
+    session = start_delta(stale, buckets)
+    request = session.request
     assert delta_refusal(request, SHARD, current.applied_index) is None
     log = entries[min(compacted, len(entries)) :]  # a prefix may be compacted away
     plan = answer_delta(request, shard_image(current), current.applied_index, log)
     if plan.reply.mode != "current":
         offered = [plan.merkle_bytes, plan.full_bytes] + ([] if plan.log_bytes is None else [plan.log_bytes])
         assert len(msgspec.msgpack.encode(plan.reply)) == min(offered)
-    synced, reason = apply_delta(stale, plan.reply, buckets, check_certificate=no_certificates, genesis=GENESIS)
+    synced, reason = apply_delta(stale, plan.reply, session, check_certificate=no_certificates, genesis=GENESIS)
     assert reason is None and synced is not None
     assert synced.fingerprint() == current.fingerprint()
+    assert shard_image(synced) == shard_image(current)
+
+
+@settings(max_examples=40, deadline=None)
+@given(ops=st.lists(OP, min_size=1, max_size=40), stale_at=st.integers(0, 40), dropped=st.integers(0, 4), evict=st.integers(1, 9))
+def test_a_merkle_delta_also_removes_what_the_current_state_no_longer_holds(
+    ops: list[tuple[str, int, object]], stale_at: int, dropped: int, evict: int
+) -> None:
+    entries = entries_of(ops)
+    stale = run(entries[: min(stale_at, len(entries))])
+    current = run(entries)
+    for txn_id in sorted(current.requested)[:dropped]:  # as if decided: the record is gone
+        del current.requested[txn_id]
+    current.evicted.add(evict)
+    session = start_delta(stale, 64)
+    plan = answer_delta(session.request, shard_image(current), current.applied_index, [])
+    synced, reason = apply_delta(stale, plan.reply, session, check_certificate=no_certificates, genesis=GENESIS)
+    assert reason is None and synced is not None
     assert shard_image(synced) == shard_image(current)
 
 
@@ -160,13 +179,11 @@ def test_a_few_writes_on_a_large_state_send_only_their_buckets() -> None:
     for i in range(2000):
         txn = Transaction(hashlib.sha256(b"k%d" % i).digest()[:16], 0, 0, SHARD, (TxnOp(f"a-key-{i}", "put", "v" * 200),))
         store.apply(Entry(1, store.applied_index + 1, ENTRY_NORMAL, encode_command(IntraTxn(txn))))
-    stale_image = shard_image(store)
-    stale_index = store.applied_index
+    session = start_delta(store)
     for i in range(5):
         txn = Transaction(hashlib.sha256(b"w%d" % i).digest()[:16], 0, 0, SHARD, (TxnOp(f"a-key-{i * 7}", "put", "w"),))
         store.apply(Entry(1, store.applied_index + 1, ENTRY_NORMAL, encode_command(IntraTxn(txn))))
-    request = delta_request(SHARD, stale_image, stale_index)
-    plan = answer_delta(request, shard_image(store), store.applied_index, [])
+    plan = answer_delta(session.request, shard_image(store), store.applied_index, [])
     full = len(encode_image(shard_image(store)))
     assert plan.log_bytes is None and plan.reply.mode == "merkle"
     assert len(plan.reply.changed) <= 6  # five keys and the counters item
@@ -177,25 +194,30 @@ def test_a_few_writes_on_a_large_state_send_only_their_buckets() -> None:
 def test_a_tampered_delta_is_refused_and_the_stale_store_kept() -> None:
     entries = entries_of([("put", i, f"v{i}" * 20) for i in range(200)])
     stale, current = run(entries[:195]), run(entries)
-    request = delta_request(SHARD, shard_image(stale), stale.applied_index, 256)
-    plan = answer_delta(request, shard_image(current), current.applied_index, [])
+    session = start_delta(stale, 256)
+    before = stale.fingerprint()
+    plan = answer_delta(session.request, shard_image(current), current.applied_index, [])
     reply = plan.reply
     assert reply.mode == "merkle"
     key, value = reply.items[0]
     forged = msgspec.structs.replace(reply, items=((key, value + b"!"), *reply.items[1:]))
-    synced, reason = apply_delta(stale, forged, 256, check_certificate=no_certificates, genesis=GENESIS)
+    synced, reason = apply_delta(stale, forged, session, check_certificate=no_certificates, genesis=GENESIS)
     assert synced is None and "Merkle root" in (reason or "")
-    assert stale.applied_index == 195
+    assert stale.applied_index == 195 and stale.fingerprint() == before
     skipping = DeltaReply(
         SHARD, "log", current.applied_index, reply.root,
         entries=tuple(ChainedEntry(e.term, e.index, e.kind, e.data) for e in entries[196:]),
     )
-    synced, reason = apply_delta(stale, skipping, 256, check_certificate=no_certificates, genesis=GENESIS)
+    synced, reason = apply_delta(stale, skipping, session, check_certificate=no_certificates, genesis=GENESIS)
     assert synced is None and "entry 197 does not follow 195" in (reason or "")
+    assert stale.fingerprint() == before
+    # The honest reply still applies after the refusals.
+    synced, reason = apply_delta(stale, reply, session, check_certificate=no_certificates, genesis=GENESIS)
+    assert reason is None and synced is not None and synced.fingerprint() == current.fingerprint()
 
 
 def test_delta_requests_out_of_range_are_refused() -> None:
-    request = delta_request(SHARD, {"m": b""}, 0, 4)
+    request = start_delta(run([]), 4).request
     assert "power of two" in (delta_refusal(msgspec.structs.replace(request, buckets=3), SHARD, 5) or "")
     assert "digests for" in (delta_refusal(msgspec.structs.replace(request, leaf_digests=()), SHARD, 5) or "")
     assert "shard 2" in (delta_refusal(msgspec.structs.replace(request, shard=2), SHARD, 5) or "")
