@@ -490,9 +490,11 @@ def answer_delta(
     items = tuple(sorted((key, image[key]) for b in changed for key in grouped[b]))
     merkle = DeltaReply(shard, "merkle", applied_index, root, changed, items)
     merkle_bytes = len(_enc.encode(merkle))
-    whole = DeltaReply(shard, "full", applied_index, root, items=tuple(sorted(image.items())))
-    full_bytes = len(_enc.encode(whole))
-    candidates = [(merkle_bytes, merkle)]
+    # The whole image is priced without building its reply: its items encode
+    # as the image does (an array of [key, value] pairs).
+    empty = DeltaReply(shard, "full", applied_index, root)
+    full_bytes = len(_enc.encode(empty)) - len(_enc.encode(())) + len(encode_image(image))
+    candidates: list[tuple[int, DeltaReply | None]] = [(merkle_bytes, merkle)]
     suffix = [e for e in log if e.index > request.applied_index]
     # The log explains a difference only from an older index: at the same
     # index a different state diverged, and only items can repair it.
@@ -504,8 +506,10 @@ def answer_delta(
         by_log = DeltaReply(shard, "log", applied_index, root, entries=tuple(_chained(e) for e in suffix))
         log_bytes = len(_enc.encode(by_log))
         candidates.append((log_bytes, by_log))
-    candidates.append((full_bytes, whole))
+    candidates.append((full_bytes, None))
     chosen = min(candidates, key=lambda pair: pair[0])[1]
+    if chosen is None:
+        chosen = DeltaReply(shard, "full", applied_index, root, items=tuple(sorted(image.items())))
     return DeltaPlan(chosen, merkle_bytes, log_bytes, full_bytes)
 
 
