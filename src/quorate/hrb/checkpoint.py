@@ -761,10 +761,14 @@ class CheckpointRecovery:
         if self.phase != "fragments" or manifest is None:
             return
         index = fragment.index
-        if index not in self._asked or self.members[index] != sender:
-            self._reject(sender, fragment, f"fragment {index} was not asked of node {sender}")
+        if not 0 <= index < len(self.members) or self.members[index] != sender:
+            self._reject(sender, fragment, f"fragment {index} is not node {sender}'s to give")
             return
-        del self._asked[index]
+        if index in self._good:
+            return  # a late copy of one already taken
+        # A late answer to a request that timed out is as good as a prompt one:
+        # its checksum decides.
+        self._asked.pop(index, None)
         reason = fragment_refusal(manifest, fragment)
         if reason is not None:
             self.fragments_rejected += 1

@@ -7,6 +7,7 @@ of the paper (checkpoints and recovery)."""
 from __future__ import annotations
 
 import hashlib
+from typing import Any
 
 import msgspec
 import pytest
@@ -352,3 +353,50 @@ def test_checkpoint_settings_and_distribution() -> None:
     with pytest.raises(ConfigError, match="k \\+ m = the shard's size"):
         distribute(fragments, MEMBERS[:5])
     assert [(m, f.index) for m, f in distribute(fragments, reversed(MEMBERS))] == [(m, m - 1) for m in MEMBERS]  # type: ignore[arg-type]
+
+
+def test_with_too_few_good_fragments_recovery_waits_and_finishes_once_a_holder_is_repaired() -> None:
+    store = run(entries_of([("put", i, "v" * 50) for i in range(12)]))
+    holders = make_holders(store, [])
+    del holders[1]  # the recovering member's own fragment is gone
+    good = {m: holders[m].fragment for m in (2, 3)}
+    for member in (2, 3):  # two more are corrupt: only 3 good of the 4 needed
+        f = holders[member].fragment
+        assert f is not None
+        holders[member].fragment = CheckpointFragment(f.shard, f.log_index, f.index, f.data[::-1] + b"!")
+    recovery = CheckpointRecovery(1, SHARD, MEMBERS, KEYRING.verifier(NodeId(1)), CheckpointConfig(request_timeout_s=1.0))
+    recovery.start(0.0)
+    now = 0.0
+    for _ in range(30):  # deliver everything, let time pass: no rebuild, no crash
+        ready = recovery.ready()
+        assert ready.recovered is None
+        for to, message in ready.messages:
+            answer = holders[int(to)].answer(message) if int(to) in holders else None
+            if answer is not None:
+                recovery.step(int(to), answer, now)
+        if not ready.messages:
+            assert ready.wake_at is not None and ready.wake_at > now
+            now = ready.wake_at
+            recovery.tick(now)
+    assert recovery.phase == "fragments" and recovery.fragments_rejected >= 2
+    holders[2].fragment = good[2]  # the holder is repaired (e.g. it re-fetched its fragment)
+    recovered, _ = drive_from(recovery, holders, now)
+    assert restore(decode_image(recovered.state)).fingerprint() == store.fingerprint()
+
+
+def drive_from(recovery: CheckpointRecovery, holders: dict[int, CheckpointHolder], now: float) -> tuple[Any, list[str]]:
+    rejected: list[str] = []
+    for _ in range(200):
+        ready = recovery.ready()
+        rejected += [r.reason for r in ready.rejected]
+        if ready.recovered is not None:
+            return ready.recovered, rejected
+        for to, message in ready.messages:
+            answer = holders[int(to)].answer(message) if int(to) in holders else None
+            if answer is not None:
+                recovery.step(int(to), answer, now)
+        if not ready.messages:
+            assert ready.wake_at is not None
+            now = ready.wake_at
+            recovery.tick(now)
+    raise AssertionError("recovery did not finish")
