@@ -41,6 +41,7 @@ from quorate.hrb.checkpoint import (
     start_delta,
 )
 from quorate.hrb.messages import EpochChange, Transaction, TxnOp
+from quorate.hrb.shard.chain import entry_digest
 from quorate.hrb.shard.state import EntryRules, IntraTxn, ShardStore, TxnRequested, encode_command
 from quorate.ids import NodeId
 
@@ -400,3 +401,40 @@ def drive_from(recovery: CheckpointRecovery, holders: dict[int, CheckpointHolder
             now = ready.wake_at
             recovery.tick(now)
     raise AssertionError("recovery did not finish")
+
+
+def chained(entries: list[Entry], start: bytes = b"\x00" * 32) -> tuple[list[ChainedEntry], list[bytes]]:
+    """The entries with the shard's hash-chain digests, and the digest at each index."""
+    out, digests, digest = [], [], start
+    for e in entries:
+        digest = entry_digest(digest, e.term, e.index, e.kind, e.data)
+        out.append(ChainedEntry(e.term, e.index, e.kind, e.data, digest))
+        digests.append(digest)
+    return out, digests
+
+
+def test_a_log_suffix_that_breaks_the_chain_from_the_checkpoint_is_refused_and_another_member_asked() -> None:
+    entries, digests = chained(entries_of([("put", i % 13, f"v{i}") for i in range(20)]))
+    at_checkpoint = run(entries[:12])  # type: ignore[arg-type]
+    codec = make_codec(available_codecs()[0], 4, 2)
+    manifest, fragments = checkpoint_shard(
+        at_checkpoint, signer=KEYRING.signer(NodeId(2)), codec=codec, log_term=1, log_digest=digests[11]
+    )
+    holders = {}
+    for member, fragment in distribute(fragments, MEMBERS):
+        holder = CheckpointHolder(member, SHARD)
+        holder.store(manifest, fragment)
+        holder.log = list(entries[12:])
+        holders[member] = holder
+    del holders[1]
+    forged = entries[14]
+    holders[2].log[2] = ChainedEntry(forged.term, forged.index, forged.kind, encode_command(
+        IntraTxn(Transaction(b"f" * 16, 0, 0, SHARD, (TxnOp("a1", "put", "forged"),)))
+    ), forged.digest)
+    recovery = CheckpointRecovery(1, SHARD, MEMBERS, KEYRING.verifier(NodeId(1)), CheckpointConfig())
+    recovered, rejected = drive(recovery, holders)
+    assert rejected == ["log entry 15 breaks the hash chain from the checkpoint"]
+    rebuilt = restore(decode_image(recovered.state))  # type: ignore[attr-defined]
+    for entry in recovered.entries:  # type: ignore[attr-defined]
+        rebuilt.apply(entry)
+    assert rebuilt.fingerprint() == run(entries).fingerprint()  # type: ignore[arg-type]

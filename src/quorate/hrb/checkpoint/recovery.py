@@ -15,8 +15,10 @@ fragments first: they decode cheapest); a fragment that fails its checksum
 is rejected (counted, with its sender) and another index asked for, as is
 one whose holder does not answer within ``request_timeout_s`` (a late
 answer still counts); decode from k good ones and check the signed state
-digest; then fetch the committed log after the checkpoint index and hand
-both to the caller, who restores the store and replays the entries.
+digest; then fetch the committed log after the checkpoint index (it must
+continue the shard's hash chain from the checkpoint's signed log digest,
+else another member is asked) and hand both to the caller, who restores the
+store and replays the entries.
 ``CheckpointHolder`` is a member's side: it answers those requests.
 """
 
@@ -43,6 +45,7 @@ from quorate.crypto.erasure import (
 from quorate.errors import ConfigError, LocalProtocolError
 from quorate.hrb.checkpoint.delta import as_chained
 from quorate.hrb.checkpoint.image import encode_image, shard_image
+from quorate.hrb.shard.chain import entry_digest
 from quorate.hrb.shard.state import (
     ShardStore,
 )
@@ -177,6 +180,25 @@ class CheckpointHolder:
             entries = tuple(as_chained(e) for e in self.log if e.index >= message.from_index)
             return LogSuffix(self.shard, message.from_index, entries)
         return None
+
+
+def _chain_refusal(start_digest: bytes, entries: Sequence[ChainedEntry]) -> str | None:
+    """Why ``entries`` do not continue the shard's hash chain from the signed
+    checkpoint's ``log_digest``, or ``None`` (also when the checkpoint names no
+    digest: an unchained log). The chain proves the entries follow the
+    checkpoint, not that they were committed: the shard's replica still
+    checks the commit certificates it is shown."""
+    if not start_digest:
+        return None
+    digest = start_digest
+    for entry in entries:
+        try:
+            digest = entry_digest(digest, entry.term, entry.index, entry.kind, entry.data)
+        except ValueError as exc:
+            return f"a log suffix that does not encode: {exc}"
+        if entry.digest != digest:
+            return f"log entry {entry.index} breaks the hash chain from the checkpoint"
+    return None
 
 
 # ---------------------------------------------------------------- reconstruction
@@ -342,6 +364,11 @@ class CheckpointRecovery:
             return
         if any(e.index != expected + i for i, e in enumerate(suffix.entries)):
             self._reject(sender, suffix, "a log suffix with a gap")
+            self._ask_log(now)
+            return
+        broken = _chain_refusal(manifest.log_digest, suffix.entries)
+        if broken is not None:
+            self._reject(sender, suffix, broken)
             self._ask_log(now)
             return
         self.phase = "done"
