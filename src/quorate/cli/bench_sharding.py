@@ -54,8 +54,10 @@ def _integer(option: str, text: str) -> int:
 def _print(report: dict[str, Any]) -> None:
     console = Console()
     table = Table(title=f"agents on shards (seed {report['seed']}, medians of {report['repeat']} runs)")
-    for col in ("graph", "agents", "shards", "placement", "cross-shard", "vs METIS", "imbalance", "ms"):
-        table.add_column(col, justify="left" if col in ("graph", "placement") else "right")
+    for col in ("graph", "agents", "k", "placement", "cut", "÷ metis", "imbalance", "ms"):
+        table.add_column(
+            col, justify="left" if col in ("graph", "placement") else "right", no_wrap=col == "graph"
+        )
     for name, g in report["graphs"].items():
         for kind in ("metis", "stream", "hash"):
             figures = g[kind]
@@ -71,6 +73,7 @@ def _print(report: dict[str, Any]) -> None:
                 f"{figures['seconds_median'] * 1000:.2f}",
             )
     console.print(table)
+    console.print("cut: share of interaction weight across shards; imbalance: heaviest shard / mean")
     k = report["keys"]
     split, out = k["split"], k["scale_out"]
     table = Table(title=f"keys moved ({k['keys']} keys, {k['shards_before']} shards)")

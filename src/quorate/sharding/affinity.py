@@ -134,13 +134,12 @@ class AffinityClustering:
                 if home is None or self._shard_load[home] + load > self.capacity(load):
                     home = self._lightest()
                 self._place(agent, home)
-        if a == b:
-            return
-        added = weight * self._unit
-        self._note(a, self._shard[b], added)
-        self._note(b, self._shard[a], added)
-        self._reconsider(a)
-        self._reconsider(b)
+        if a != b:
+            added = weight * self._unit
+            self._note(a, self._shard[b], added)
+            self._note(b, self._shard[a], added)
+            self._reconsider(a)
+            self._reconsider(b)
         if len(self._shard) > self.config.max_agents:
             self._forget()
 
@@ -155,6 +154,10 @@ class AffinityClustering:
 
     def shard_of(self, agent: str) -> int | None:
         return self._shard.get(agent)
+
+    def activity_of(self, agent: str) -> float:
+        """The agent's decayed interaction weight (0.0 for an untracked agent)."""
+        return self._activity.get(agent, 0.0) / self._unit
 
     def affinity(self, agent: str) -> dict[int, float]:
         """The agent's decayed affinity per shard (the sketch's entries)."""
