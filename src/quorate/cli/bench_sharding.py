@@ -54,7 +54,7 @@ def _integer(option: str, text: str) -> int:
 def _print(report: dict[str, Any]) -> None:
     console = Console()
     table = Table(title=f"agents on shards (seed {report['seed']}, medians of {report['repeat']} runs)")
-    for col in ("graph", "agents", "k", "placement", "cut", "÷ metis", "imbalance", "ms"):
+    for col in ("graph", "agents", "k", "placement", "cut", "÷ metis", "imbalance", "cpu ms"):
         table.add_column(
             col, justify="left" if col in ("graph", "placement") else "right", no_wrap=col == "graph"
         )
@@ -70,7 +70,7 @@ def _print(report: dict[str, Any]) -> None:
                 f"{figures['cut_fraction']:.3f}",
                 ratio,
                 f"{figures['load_imbalance']:.3f}",
-                f"{figures['seconds_median'] * 1000:.2f}",
+                f"{figures['cpu_seconds_median'] * 1000:.2f}",
             )
     console.print(table)
     console.print("cut: share of interaction weight across shards; imbalance: heaviest shard / mean")
