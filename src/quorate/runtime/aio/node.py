@@ -973,6 +973,12 @@ class AioNode:
         if self.transport is not None:
             self._stopping = asyncio.ensure_future(self.transport.close())
 
+    def held_evidence(self) -> Sequence[Any]:
+        """Group 0's proofs of misbehaviour (none for a crash-fault protocol)."""
+        evidence = self.binding.core.evidence
+        group = None if evidence is None or self.host is None else self.host.get(0)
+        return () if evidence is None or group is None else evidence(group.core)
+
     def read_ready(self, group: HostedGroup, read: ReadState) -> None:
         group.state.read_ready(read)
 
