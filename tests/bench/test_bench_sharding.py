@@ -44,6 +44,15 @@ def test_on_the_planted_graph_metis_beats_the_stream_which_beats_hashing(report:
     assert sbm["metis"]["load_imbalance"] <= 1.03 + 1e-9
 
 
+def test_between_repartitions_the_stream_repairs_a_stale_placement(report: dict) -> None:
+    drift = report["drift"]
+    stale, stream, fresh = drift["stale_metis"], drift["stream_corrected"], drift["fresh_metis"]
+    assert stream["cut_fraction"] < stale["cut_fraction"]
+    assert fresh["cut_fraction"] < stale["cut_fraction"]
+    assert 0 < stream["agents_moved"] < report["graphs"]["sbm"]["agents"]
+    assert stream["load_imbalance"] <= 1.05 + 1e-9
+
+
 def test_a_split_moves_keys_only_to_the_new_shard_near_the_ideal(report: dict) -> None:
     keys = report["keys"]
     split = keys["split"]

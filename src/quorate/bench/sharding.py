@@ -36,6 +36,11 @@ Graphs:
 The stream of a graph repeats each edge (weight × ``STREAM_REPEATS``) times,
 shuffled by the seed; the aggregated graph uses the same counts.
 
+Drift (``measure_drift``): between two windows ``DRIFT`` of the SBM's agents
+join another block; on the new window, the old METIS placement (stale), the
+old placement corrected by one pass of the stream clustering seeded with
+it, and a fresh METIS run are compared by cut, imbalance and agents moved.
+
 Split: ``keys`` keys on a consistent-hash ring (``HashRing``) of
 ``RING_SHARDS`` shards; the shard with most keys is split in two. The
 measured moved fraction is set beside the ideal (half the hot shard's keys)
@@ -64,6 +69,7 @@ from quorate.sharding import (
     load_imbalance,
     metis_partition,
     moved_keys,
+    relabel_to_keep,
 )
 
 SBM_BLOCKS = 8
@@ -74,6 +80,9 @@ SBM_MAX_RATE = 3
 """Interactions per window of one edge, at most (uniform 1..this)."""
 SBM_MAX_LOAD = 10
 """Load units of one agent, at most (uniform 1..this)."""
+DRIFT = 0.25
+"""Share of agents that change block between two windows (``measure_drift``)."""
+DRIFT_SEED_OFFSET = 1_000_003
 REAL_SHARDS = 4
 STREAM_REPEATS = 5
 RING_SHARDS = 8
@@ -105,20 +114,28 @@ class Workload:
     stream: list[tuple[str, str]]
 
 
-def sbm_workload(seed: int) -> Workload:
-    """The seeded stochastic block model (module doc)."""
+def sbm_workload(seed: int, drifted: float = 0.0) -> Workload:
+    """The seeded stochastic block model (module doc); with ``drifted`` > 0,
+    that share of the agents (drawn by the seed) has joined another block."""
     rng = random.Random(seed)
     agents = [f"agent-{i}" for i in range(SBM_BLOCKS * SBM_BLOCK_SIZE)]
     loads = {a: rng.randint(1, SBM_MAX_LOAD) for a in agents}
+    block = [i // SBM_BLOCK_SIZE for i in range(len(agents))]
+    if drifted:
+        drift = random.Random(seed + DRIFT_SEED_OFFSET)
+        for i in drift.sample(range(len(agents)), round(drifted * len(agents))):
+            block[i] = (block[i] + drift.randint(1, SBM_BLOCKS - 1)) % SBM_BLOCKS
+        rng = drift
     edges: list[tuple[str, str, int]] = []
     for i, a in enumerate(agents):
         for j in range(i + 1, len(agents)):
-            p = SBM_P_IN if i // SBM_BLOCK_SIZE == j // SBM_BLOCK_SIZE else SBM_P_OUT
+            p = SBM_P_IN if block[i] == block[j] else SBM_P_OUT
             if rng.random() < p:
                 edges.append((a, agents[j], rng.randint(1, SBM_MAX_RATE)))
     source = (
         f"stochastic block model: {SBM_BLOCKS} blocks x {SBM_BLOCK_SIZE} agents, "
         f"p_in {SBM_P_IN}, p_out {SBM_P_OUT}, seed {seed}"
+        + (f", {drifted:.0%} of agents moved to another block" if drifted else "")
     )
     return _workload("sbm", source, SBM_BLOCKS, agents, loads, edges, rng)
 
@@ -272,6 +289,48 @@ def measure_split(keys: int) -> dict[str, Any]:
     }
 
 
+def measure_drift(settings: ShardingSettings) -> dict[str, Any]:
+    """Between full repartitions: the communities drift, and the placement
+    METIS made for the old window is stale. Compared on the new window:
+    keeping it, correcting it with one pass of the stream clustering seeded
+    with it, and a fresh METIS run (shard numbers matched to the old
+    placement so that only real moves count)."""
+    before = sbm_workload(settings.seed)
+    after = sbm_workload(settings.seed, drifted=DRIFT)
+    old = metis_partition(before.graph, before.shards, seed=settings.seed)
+    loads = {a: after.graph.load(a) for a in after.graph.agents}
+
+    def corrected() -> dict[str, int]:
+        c = AffinityClustering(
+            AffinityConfig(shards=after.shards, expected_total_load=after.graph.total_load()), loads
+        )
+        c.seed(old)
+        for a, b in after.stream:
+            c.interact(a, b)
+        return c.placement()
+
+    streamed, stream_s = _timed(settings.repeat, corrected)
+    fresh, fresh_s = _timed(
+        settings.repeat, lambda: metis_partition(after.graph, after.shards, seed=settings.seed)
+    )
+    fresh = relabel_to_keep(old, fresh, after.shards, loads)
+
+    def moved(placement: dict[str, int]) -> int:
+        return sum(1 for a in placement if placement[a] != old[a])
+
+    return {
+        "source": after.source,
+        "drifted_agents": round(DRIFT * len(after.graph)),
+        "stale_metis": {
+            "cut_fraction": round(cut_fraction(after.graph, old), ROUND),
+            "load_imbalance": round(load_imbalance(after.graph, old, after.shards), ROUND),
+            "agents_moved": 0,
+        },
+        "stream_corrected": {**_figures(after, streamed, stream_s), "agents_moved": moved(streamed)},
+        "fresh_metis": {**_figures(after, fresh, fresh_s), "agents_moved": moved(fresh)},
+    }
+
+
 GRAPHS = ("sbm", "les-miserables", "karate")
 
 
@@ -283,5 +342,6 @@ def run(settings: ShardingSettings) -> dict[str, Any]:
         "seed": settings.seed,
         "repeat": settings.repeat,
         "graphs": {w.name: measure_placements(w, settings) for w in workloads},
+        "drift": measure_drift(settings),
         "keys": measure_split(settings.keys),
     }

@@ -74,6 +74,25 @@ def _print(report: dict[str, Any]) -> None:
             )
     console.print(table)
     console.print("cut: share of interaction weight across shards; imbalance: heaviest shard / mean")
+    d = report["drift"]
+    table = Table(title=f"between repartitions: {d['drifted_agents']} SBM agents changed block")
+    for col in ("placement on the new window", "cut", "imbalance", "agents moved", "cpu ms"):
+        table.add_column(col, justify="left" if col.startswith("placement") else "right")
+    for kind, label in (
+        ("stale_metis", "old METIS placement, kept"),
+        ("stream_corrected", "old placement + one stream pass"),
+        ("fresh_metis", "fresh METIS"),
+    ):
+        figures = d[kind]
+        cpu = figures.get("cpu_seconds_median")
+        table.add_row(
+            label,
+            f"{figures['cut_fraction']:.3f}",
+            f"{figures['load_imbalance']:.3f}",
+            str(figures["agents_moved"]),
+            "-" if cpu is None else f"{cpu * 1000:.2f}",
+        )
+    console.print(table)
     k = report["keys"]
     split, out = k["split"], k["scale_out"]
     table = Table(title=f"keys moved ({k['keys']} keys, {k['shards_before']} shards)")

@@ -173,3 +173,29 @@ def test_every_member_decides_alike() -> None:
 def test_bad_settings() -> None:
     with pytest.raises(ConfigError):
         ReshardTable(_map(), handoff_ticks=0)
+
+
+def test_a_rebalancing_proposal_is_carried_through_the_table() -> None:
+    from quorate.sharding import InteractionGraph, RebalanceConfig, RebalancePolicy, repair_balance
+
+    graph = InteractionGraph()
+    for agent in ("alice", "bob", "carol", "dave", "erin", "frank"):
+        graph.add_agent(agent, 1)
+    homes = {"alice": 1, "bob": 1, "carol": 1, "dave": 1, "erin": 2, "frank": 3}
+    shard_map = ShardMap(4, HashRing.initial([1, 2, 3], 8), tuple(sorted(homes.items())))
+    policy = RebalancePolicy(
+        3,
+        lambda g, k: repair_balance(g, dict.fromkeys(g.agents, 1), k, 0.01),
+        RebalanceConfig(trigger_cv=0.3, rearm_cv=0.1),
+    )
+    proposal = policy.observe(graph, homes, version=shard_map.version)
+    assert proposal is not None and proposal.moves
+    table = ReshardTable(shard_map, handoff_ticks=10)
+    begin = table.request(_request(MoveAgents(proposal.moves), proposal.based_on_version), now=0)
+    assert isinstance(begin, ReshardBegin)
+    decision = None
+    for source, target in begin.routes:
+        table.report(_report(5, source, source, target, "frozen"))
+        decision = table.report(_report(5, target, source, target, "installed"))[1]
+    assert isinstance(decision, ReshardCommit)
+    assert dict(table.current.homes) == dict(proposal.placement)
