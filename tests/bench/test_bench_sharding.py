@@ -59,6 +59,8 @@ def test_a_split_moves_keys_only_to_the_new_shard_near_the_ideal(report: dict) -
     assert split["moved_only_to_new_shard"]
     assert list(split["routes"]) == [f"{split['hot_shard']}->{split['new_shard']}"]
     assert 0.8 < split["moved_vs_ideal"] < 1.2
+    merge = keys["merge"]
+    assert merge["moved_only_to_merged_shard"] and merge["moved_fraction"] == merge["ideal_fraction"]
     out = keys["scale_out"]
     assert out["ring_moved_only_to_new_shard"] and out["rendezvous_moved_only_to_new_shard"]
 

@@ -44,7 +44,9 @@ it, and a fresh METIS run are compared by cut, imbalance and agents moved.
 Split: ``keys`` keys on a consistent-hash ring (``HashRing``) of
 ``RING_SHARDS`` shards; the shard with most keys is split in two. The
 measured moved fraction is set beside the ideal (half the hot shard's keys)
-and every moved key's route is checked (only hot -> new). Scale-out: one
+and every moved key's route is checked (only hot -> new). Merge: the
+first step of ``merge_plan`` over the ring's shards (loads = keys, no
+traffic: the two coldest), checked the same way. Scale-out: one
 shard added to the ring, and one added to rendezvous hashing, each against
 the ideal 1/(k+1).
 """
@@ -67,6 +69,7 @@ from quorate.sharding import (
     InteractionGraph,
     cut_fraction,
     load_imbalance,
+    merge_plan,
     metis_partition,
     moved_keys,
     relabel_to_keep,
@@ -263,6 +266,10 @@ def measure_split(keys: int) -> dict[str, Any]:
         names, lambda k: shard_of_key(k, RING_SHARDS), lambda k: shard_of_key(k, RING_SHARDS + 1)
     )
     ideal_add = 1 / (RING_SHARDS + 1)
+    # Merge: with no traffic between ring shards, the plan merges the two
+    # least-loaded shards; only the absorbed shard's keys may move.
+    step = merge_plan(counts, {}, capacity=2 * max(counts.values()))[0]
+    merged = moved_keys(names, owners.__getitem__, ring.merge(step.absorbed, step.into).owner)
     return {
         "keys": keys,
         "shards_before": RING_SHARDS,
@@ -276,6 +283,13 @@ def measure_split(keys: int) -> dict[str, Any]:
             "moved_vs_ideal": round(moves.moved / ideal, 3) if ideal else None,
             "moved_only_to_new_shard": only_to_new,
             "routes": moves.by_route,
+        },
+        "merge": {
+            "absorbed": step.absorbed,
+            "into": step.into,
+            "moved_fraction": round(merged.moved_fraction, ROUND),
+            "ideal_fraction": round(counts[step.absorbed] / keys, ROUND),
+            "moved_only_to_merged_shard": set(merged.by_route) <= {f"{step.absorbed}->{step.into}"},
         },
         "scale_out": {
             "ideal_fraction": round(ideal_add, ROUND),

@@ -96,13 +96,20 @@ def _print(report: dict[str, Any]) -> None:
     k = report["keys"]
     split, out = k["split"], k["scale_out"]
     table = Table(title=f"keys moved ({k['keys']} keys, {k['shards_before']} shards)")
-    for col in ("change", "moved", "ideal", "only to the new shard"):
+    for col in ("change", "moved", "ideal", "only to its target"):
         table.add_column(col, justify="left" if col == "change" else "right")
     table.add_row(
         f"ring: split hot shard {split['hot_shard']} -> {split['new_shard']}",
         f"{split['moved_fraction']:.4f}",
         f"{split['ideal_fraction']:.4f}",
         str(split["moved_only_to_new_shard"]),
+    )
+    merge = k["merge"]
+    table.add_row(
+        f"ring: merge shard {merge['absorbed']} into {merge['into']}",
+        f"{merge['moved_fraction']:.4f}",
+        f"{merge['ideal_fraction']:.4f}",
+        str(merge["moved_only_to_merged_shard"]),
     )
     table.add_row(
         "ring: add a shard",

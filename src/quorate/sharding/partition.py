@@ -141,6 +141,9 @@ def relabel_to_keep(
 ) -> dict[str, int]:
     """``proposed`` with its shard numbers permuted so that as much load as
     possible stays on the shard it is on in ``current`` (greedy on shared load)."""
+    outside = sorted({s for s in proposed.values() if not 1 <= s <= shards})
+    if outside:
+        raise ConfigError(f"shards are numbered 1..{shards}, the proposal names {outside[0]}")
     shared: dict[tuple[int, int], int] = {}
     for agent, new in proposed.items():
         old = current.get(agent)

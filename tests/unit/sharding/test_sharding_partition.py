@@ -85,3 +85,8 @@ def test_relabelling_keeps_the_heaviest_overlap() -> None:
     loads = {"a": 10, "b": 1, "c": 1}
     kept = relabel_to_keep(current, proposed, 2, loads)
     assert kept["a"] == 1  # the heavy agent stays; the light ones move
+
+
+def test_relabelling_refuses_shards_out_of_range() -> None:
+    with pytest.raises(ConfigError, match="proposal names 4"):
+        relabel_to_keep({"a": 1}, {"a": 4}, 3)
