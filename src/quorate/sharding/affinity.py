@@ -14,7 +14,8 @@ neighbours are, discounted by how full that place is). Each interaction
   entry never under-counts). No edges are stored: memory is O(tracked
   agents × sketch_size), and at most ``max_agents`` agents are tracked;
   past that the least active are forgotten (down to ``FORGET_TO`` of the
-  bound) and start afresh if they return (``forgotten`` counts them).
+  bound, a sort amortised over the agents that filled the gap) and start
+  afresh if they return (``forgotten`` counts them).
 - **Decay.** Every interaction multiplies all affinities by
   ``2 ** (-1 / half_life_interactions)``, lazily: new weight is counted in a
   growing unit (``_unit``) and the stored numbers are rescaled when it gets
@@ -118,6 +119,8 @@ class AffinityClustering:
                 raise ConfigError(f"shards are 1..{self.config.shards}, {agent!r} is on {shard}")
             if agent not in self._shard:
                 self._place(agent, shard)
+        if len(self._shard) > self.config.max_agents:
+            self._forget()
 
     def interact(self, a: str, b: str, weight: int = 1) -> None:
         """One interaction of ``weight`` between ``a`` and ``b``."""

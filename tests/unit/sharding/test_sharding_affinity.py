@@ -148,3 +148,9 @@ def test_bad_input_is_refused() -> None:
         c.interact("a", "b", 0)
     with pytest.raises(ConfigError):
         c.seed({"a": 3})
+
+
+def test_seeding_respects_the_memory_bound() -> None:
+    c = AffinityClustering(AffinityConfig(shards=2, max_agents=10))
+    c.seed({f"a{i}": 1 + i % 2 for i in range(25)})
+    assert c.tracked() <= 10 and c.forgotten == 25 - c.tracked()
