@@ -94,3 +94,21 @@ def test_bad_options_exit_2_with_one_line(args: list[str], message: str) -> None
     result = runner.invoke(app, ["bench", "sharding", *args])
     assert result.exit_code == 2
     assert message in result.output and result.output.count("\n") == 1
+
+
+def test_without_the_extra_the_command_names_it_in_one_line() -> None:
+    import subprocess
+    import sys
+
+    hide = (
+        "import sys\n"
+        "for name in ('pymetis', 'networkx'):\n"
+        "    sys.modules[name] = None\n"
+        "from quorate.cli.main import main\n"
+        "sys.argv = ['quorate', 'bench', 'sharding', '--repeat', '1']\n"
+        "main()\n"
+    )
+    result = subprocess.run([sys.executable, "-c", hide], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr, result.stderr
+    assert "needs the sharding extra: pip install pymetis networkx" in result.stderr
