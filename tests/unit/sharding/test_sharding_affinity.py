@@ -154,3 +154,22 @@ def test_seeding_respects_the_memory_bound() -> None:
     c = AffinityClustering(AffinityConfig(shards=2, max_agents=10))
     c.seed({f"a{i}": 1 + i % 2 for i in range(25)})
     assert c.tracked() <= 10 and c.forgotten == 25 - c.tracked()
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.dictionaries(st.integers(0, 30), st.integers(1, 9), min_size=1),
+    st.lists(st.tuples(st.integers(0, 30), st.integers(0, 30)), max_size=300),
+    st.integers(1, 5),
+)
+def test_shard_loads_stay_within_capacity_or_one_agent_above_the_mean(
+    load_of: dict[int, int], pairs: list[tuple[int, int]], shards: int
+) -> None:
+    loads = {f"x{i}": w for i, w in load_of.items()}
+    total = sum(loads.values())
+    c = AffinityClustering(AffinityConfig(shards=shards, expected_total_load=total), loads)
+    for a, b in pairs:
+        if f"x{a}" in loads and f"x{b}" in loads:
+            c.interact(f"x{a}", f"x{b}")
+    bound = max(1.05 * total / shards, total / shards + max(loads.values()))
+    assert all(load <= bound + 1e-9 for load in shard_loads_of(c, loads))
