@@ -228,6 +228,12 @@ def test_equivocating_primary_is_convicted_excluded_and_replaced(tmp_path: Any) 
         assert wait_for(lambda: _evidence_on_record(cluster, honest) == {"n1"}, WAIT_LIMIT_S, 0.3)
         records = _audit(cluster, honest[0], "evidence.")
         assert [(r["kind"], r["subject"]) for r in records] == [("evidence.equivocation", "n1")], records
+        # ...and each node's log says so as decision events a program can select.
+        for node in honest:
+            events = [r for r in cluster.log_records(node) if "event" in r]
+            assert any(e["event"] == "evidence.recorded" and e["offender"] == 1 for e in events), events
+            assert any(e["event"] == "leader.changed" and e["leader"] not in (None, 1) for e in events), events
+            assert any(e["event"] == "node.listening" for e in events)
     finally:
         cluster.kill_all()
 

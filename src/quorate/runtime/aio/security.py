@@ -66,6 +66,7 @@ from quorate.crypto.keyfiles import key_file
 from quorate.crypto.zk import VoteVerifier
 from quorate.errors import ConfigError
 from quorate.ids import NodeId, node_name
+from quorate.observe.events import decision
 from quorate.runtime.aio.security_relay import SecurityRelay
 from quorate.runtime.aio.tls import TlsConfig
 from quorate.runtime.aio.transport import DEFAULT_HANDSHAKE_TIMEOUT_S
@@ -230,6 +231,8 @@ class NodeSecurity:
         self._evidence_seen = 0
         """How many of the core's proofs this node has queued for the log."""
         self._evidence_timer: asyncio.TimerHandle | None = None
+        self._evidence_noted: set[int] = set()
+        """Offenders whose record in the log this node has logged."""
         self._dkg_announced: set[str] = set()
         """Sessions whose result or failure this node has logged."""
         self._dkg_phases: dict[str, str] = {}
@@ -340,6 +343,7 @@ class NodeSecurity:
         """React to what the registry decided in the batch just applied."""
         events = self.registry.take_events()
         self._dkg_after_apply()
+        self._note_recorded_evidence()
         if not events and not self._outbox:
             return
         peers_changed = False
@@ -347,16 +351,20 @@ class NodeSecurity:
             self.counters[f"keys.events.{event.what}"] += 1
             if event.what == "revoked":
                 self._revoked[int(event.node)] = event.index
-                log.warning("%s: %s revoked at log index %d", node_name(self.node), node_name(event.node), event.index)
+                decision(
+                    log, "keys.revoked", "%s: %s revoked at log index %d", node_name(self.node), node_name(event.node),
+                    event.index, level=logging.WARNING, node=int(event.node), index=event.index,
+                )
                 if event.node == self.node:
                     self._stop(f"this node's keys were revoked at log index {event.index}")
                 peers_changed = True
             elif event.what == "pending" and event.item == "rotate":
                 self._approve(event)
             elif event.what == "activated":
-                log.info(
-                    "%s: %s's new %s key is active from log index %d",
+                decision(
+                    log, "keys.activated", "%s: %s's new %s key is active from log index %d",
                     node_name(self.node), node_name(event.node), event.kind, event.index,
+                    node=int(event.node), kind=event.kind, index=event.index,
                 )
                 if event.node == self.node:
                     self._own_activation(event)
@@ -397,16 +405,22 @@ class NodeSecurity:
         for name, result in dkg.results.items():
             if name not in self._dkg_announced:
                 self._dkg_announced.add(name)
-                log.info(
-                    "%s: DKG session %s done: group public key %s; qualified dealers %s%s",
+                decision(
+                    log, "dkg.done", "%s: DKG session %s done: group public key %s; qualified dealers %s%s",
                     node_name(self.node), name, result.group_public_key.hex(),
                     " ".join(node_name(d) for d in result.qualified),
                     "".join(f"; {node_name(d)} disqualified: {why}" for d, why in sorted(result.disqualified.items())),
+                    session=name, group_public_key=result.group_public_key.hex(),
+                    qualified=[int(d) for d in result.qualified],
+                    disqualified={node_name(d): why for d, why in sorted(result.disqualified.items())},
                 )
         for name, why in dkg.failures.items():
             if name not in self._dkg_announced:
                 self._dkg_announced.add(name)
-                log.warning("%s: DKG session %s failed: %s", node_name(self.node), name, why)
+                decision(
+                    log, "dkg.failed", "%s: DKG session %s failed: %s", node_name(self.node), name, why,
+                    level=logging.WARNING, session=name, reason=why,
+                )
         waiting = dkg.waiting()
         for name in [n for n in self._dkg_phases if n not in waiting]:
             del self._dkg_phases[name]
@@ -435,9 +449,27 @@ class NodeSecurity:
                 EVIDENCE_MACHINE,
             )
             self.counters["evidence.queued"] += 1
+            first = evidence.first
+            decision(
+                log, "evidence.detected", "%s: proof that %s equivocated (%s at %d/%d)", node_name(self.node),
+                node_name(offender), first.kind, first.height, first.round, level=logging.WARNING,
+                offender=int(offender), statement=first.kind, height=first.height, round=first.round,
+            )
             self._schedule_flush()
         self._evidence_seen = len(held)
         self._evidence_timer = asyncio.get_running_loop().call_later(EVIDENCE_POLL_S, self._poll_evidence)
+
+    def _note_recorded_evidence(self) -> None:
+        offenders = self.evidence_machine.offenders
+        if len(offenders) == len(self._evidence_noted):
+            return
+        for offender, index in sorted(offenders.items()):
+            if offender not in self._evidence_noted:
+                self._evidence_noted.add(offender)
+                decision(
+                    log, "evidence.recorded", "%s: the log records that %s equivocated (log index %d)",
+                    node_name(self.node), node_name(NodeId(offender)), index, offender=offender, index=index,
+                )
 
     def _dkg_auto_start(self) -> None:
         """With ``dkg_threshold`` > 0: propose the ``genesis`` session among
@@ -538,7 +570,10 @@ class NodeSecurity:
             os.fsync(out.fileno())
         os.replace(pending, current)  # the new seed is the node's key from now on
         self.counters["keys.own_rotations"] += 1
-        log.info("%s: now signing with its new key (log index %d)", node_name(self.node), event.index)
+        decision(
+            log, "keys.switched", "%s: now signing with its new key (log index %d)", node_name(self.node), event.index,
+            kind=KIND_SIGNING, index=event.index,
+        )
         self._retire_later(KIND_SIGNING, old_key)
 
     def _switch_certificate(self, event: RegistryEvent) -> None:
@@ -562,7 +597,10 @@ class NodeSecurity:
         os.replace(new_cert, self.tls_dir / f"{name}.crt")
         self.host.reload_tls(TlsConfig.from_directory(self.tls_dir, name))
         self.counters["keys.own_certificate_rotations"] += 1
-        log.info("%s: presenting its new certificate from now on (log index %d)", name, event.index)
+        decision(
+            log, "keys.switched", "%s: presenting its new certificate from now on (log index %d)", name, event.index,
+            kind=KIND_TLS, index=event.index,
+        )
         for key in older:
             self._retire_later(KIND_TLS, key)
 
