@@ -50,6 +50,10 @@ Consensus with Linearity and Responsiveness", PODC 2019, §5 and Algorithm 3):
   while we expect nothing, is answered with our certificates (``SyncInfo``,
   which also carries the QC that committed our root), so honest replicas
   converge on one view and one committed root once the network is stable.
+  Only certificates change the view, so every honest replica's view is
+  justified by certificates it can show. Skipping views is safe: the vote
+  and lock rules compare views but never need consecutive ones, and a view
+  no honest replica entered holds none of their votes, so no QC.
 - **Start-up sync.** A replica that starts, whether from its disk or from
   nothing (an empty disk after a crash looks exactly like a first boot),
   sends every peer a ``SyncRequest`` and keeps its timer armed, re-asking
@@ -58,11 +62,9 @@ Consensus with Linearity and Responsiveness", PODC 2019, §5 and Algorithm 3):
   quorum: f silent peers cannot hold it up). The answers' certificates move
   its view, and their blocks are fetched, so a replica restarted while the
   cluster is idle still learns what was committed: nobody else would send
-  it anything. A first boot pays one request and one answer per pair.
-  Only certificates change the view, so every honest replica's view is
-  justified by certificates it can show. Skipping views is safe: the vote
-  and lock rules compare views but never need consecutive ones, and a view
-  no honest replica entered holds none of their votes, so no QC.
+  it anything. A first boot pays one request and one answer per pair. (A
+  replica that lost its disk also lost the record of its votes: until its
+  view passes those it voted in, it counts against f.)
 - **Commands.** A client command given to a replica is forwarded to the
   leaders of this view and the next (a leader omits commands already in its
   uncommitted chain). Every replica that knows a command watches it until it
