@@ -41,7 +41,8 @@ agents that may be far away (see ``quorate.hrb.shard``).
   ``RemovalProposal`` to the core from the member that found it. Suspicions
   alone depose only when ``f + 1`` members (byzantine mode: at least one
   honest) or a majority (majority mode) signed one for the same leader and
-  term; the leader is then refused until the shard follows a newly proven
+  term, members this one convicted not counted (a conviction lifts the
+  depositions the offender's suspicion carried); the leader is then refused until the shard follows a newly proven
   leader of a later term (or it proves its own election to a later term).
   A member re-sends its own suspicions of the current term every challenge
   interval, also once it stopped following the suspect, so a lost message
