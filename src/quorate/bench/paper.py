@@ -584,10 +584,15 @@ def figures_1_2(config: PaperConfig, cost: CostModel, crypto: CryptoCosts, progr
                 reductions.append(f"{runner.title} n={n}: not run (budget spent)")
             else:
                 started = time.perf_counter()
+                share = done_cells / total_cells
+
+                def on_step(text: str, share: float = share) -> None:
+                    progress(text, share)
+
                 context = CellContext(
                     n=n, seed=config.seed, network=network, plan=plan, p99_bound_ms=config.p99_bound_ms,
                     budget_s=cell_budget, cost=cost, crypto=crypto,
-                    on_step=lambda text, share=done_cells / total_cells: progress(text, share),
+                    on_step=on_step,
                 )
                 cell = runner.measure(context)
                 wall = time.perf_counter() - started
