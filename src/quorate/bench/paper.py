@@ -28,9 +28,11 @@ nodes run, and writes what it measures beside what the paper claims
   of the run (``quorate.bench.paper_calibrate``) and used for every cell;
   they are in the report.
 - **Budget.** The full run must finish in 20 minutes on a 2-core machine and
-  ``--quick`` in 3. Cells share a wall-clock budget: each protocol gets an
-  equal share, each of its cells the rest of that share divided by the cells
-  still to run (so cheap small cells leave more to the large ones). Before a
+  ``--quick`` in 3. Cells share a wall-clock budget: protocols run cheapest
+  first (by message complexity), each getting the unspent budget divided by
+  the protocols still to run, and each cell twice the rest of its protocol's
+  share divided by its cells still to run (so cheap small cells and cheap
+  protocols leave more to the large, all-to-all ones). Before a
   cell starts, its first step is estimated from the previous cell of the
   same protocol (wall seconds scale with n to the power of the protocol's
   message complexity: 1 for leader-based, 2 for all-to-all); a cell whose
@@ -78,7 +80,7 @@ PROTOCOLS = ("hrb", "raft", "pbft", "hotstuff", "casper")
 FULL_BUDGET_S = 960.0
 """Wall seconds the full run gives Fig. 1/2 (the rest of 20 minutes goes to
 calibration, validation and the other figures)."""
-QUICK_BUDGET_S = 75.0
+QUICK_BUDGET_S = 60.0
 P99_BOUND_MS = 1000.0
 """A step is good only with p99 within this bound (the paper's PBFT p99 is 1.2 s)."""
 START_RATE_OPS = 500.0
@@ -384,23 +386,16 @@ class HrbSimRunner:
     shard_size: int = 25
     core: int = 7
     sim_seconds: float = 5.0
-    _available: str | None = field(default=None, init=False)
-    _checked: bool = field(default=False, init=False)
 
     def _command(self) -> list[str]:
         return [sys.executable, "-m", "quorate", "sim", "hrb"]
 
     def unavailable(self) -> str | None:
-        if not self._checked:
-            self._checked = True
-            try:
-                probe = subprocess.run([*self._command(), "--help"], capture_output=True, text=True, timeout=60)
-            except (OSError, subprocess.TimeoutExpired) as exc:
-                self._available = f"not available in this build (quorate sim hrb: {exc})"
-            else:
-                if probe.returncode != 0:
-                    self._available = "not available in this build (no `quorate sim hrb` command)"
-        return self._available
+        from quorate.bench.paper_others import face_available
+
+        if face_available("sim", "hrb"):
+            return None
+        return "not available in this build (no `quorate sim hrb` command)"
 
     def settings(self) -> dict[str, Any]:
         return {
@@ -557,10 +552,13 @@ def figures_1_2(config: PaperConfig, cost: CostModel, crypto: CryptoCosts, progr
     reductions: list[str] = []
     total_cells = max(1, len(available) * len(sizes))
     done_cells = 0
-    per_protocol = budget / max(1, len(available))
     network = config.network
-    for name in available:
+    used = 0.0
+    # Cheap protocols first: what they leave of their share goes to the all-to-all ones.
+    order = sorted(available, key=lambda name: RUNNERS[name].complexity)
+    for position, name in enumerate(order):
         runner = RUNNERS[name]
+        per_protocol = max(0.0, budget - used) / (len(order) - position)
         spent = 0.0
         previous: tuple[int, float] | None = None
         for index, n in enumerate(sizes):
@@ -573,8 +571,12 @@ def figures_1_2(config: PaperConfig, cost: CostModel, crypto: CryptoCosts, progr
             if previous is not None and previous[1] > 0:
                 estimate = previous[1] * (n / previous[0]) ** runner.complexity
             progress(f"fig 1/2: {runner.title} n={n}", done_cells / total_cells)
-            if estimate is not None and estimate > cell_budget:
-                cell: dict[str, Any] = {
+            cell: dict[str, Any]
+            if cell_budget <= 0:
+                cell = {"status": "not run", "reason": "the protocol's share of the wall-clock budget is spent"}
+                reductions.append(f"{runner.title} n={n}: not run (its share of the budget is spent)")
+            elif estimate is not None and estimate > cell_budget:
+                cell = {
                     "status": "not run",
                     "reason": (
                         f"estimated {estimate:,.0f} s of wall time for one step (from n={previous[0]}, scaling as "  # type: ignore[index]
@@ -582,9 +584,6 @@ def figures_1_2(config: PaperConfig, cost: CostModel, crypto: CryptoCosts, progr
                     ),
                 }
                 reductions.append(f"{runner.title} n={n}: not run ({cell['reason']})")
-            elif cell_budget <= 0:
-                cell = {"status": "not run", "reason": "the protocol's share of the wall-clock budget is spent"}
-                reductions.append(f"{runner.title} n={n}: not run (budget spent)")
             else:
                 started = time.perf_counter()
                 share = done_cells / total_cells
@@ -612,6 +611,7 @@ def figures_1_2(config: PaperConfig, cost: CostModel, crypto: CryptoCosts, progr
             cell["floor_ms"] = floor
             protocols[name]["cells"][str(n)] = cell
             done_cells += 1
+        used += spent
     step_reductions = sorted({(config.plan(n).step_s, config.plan(n).max_steps) for n in sizes})
     if len(step_reductions) > 1 or config.quick:
         for n in sizes:

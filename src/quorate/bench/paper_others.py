@@ -29,13 +29,33 @@ def _quorate(*args: str) -> list[str]:
     return [sys.executable, "-m", "quorate", *args]
 
 
-def face_available(*command: str) -> bool:
-    """True when ``quorate COMMAND --help`` succeeds in this build."""
-    try:
-        done = subprocess.run(_quorate(*command, "--help"), capture_output=True, text=True, timeout=60)
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    return done.returncode == 0
+_LIST_COMMANDS = """
+import json
+import typer.main
+from quorate.cli.main import _register, app
+_register()
+root = typer.main.get_command(app)
+print(json.dumps({name: sorted(getattr(c, "commands", {})) for name, c in root.commands.items()}))
+"""
+_FACES: dict[str, list[str]] | None = None
+
+
+def faces() -> dict[str, list[str]]:
+    """The commands of this build's ``quorate`` CLI (group -> subcommands), read
+    once in a child process (a benchmark does not import the CLI)."""
+    global _FACES
+    if _FACES is None:
+        try:
+            done = subprocess.run([sys.executable, "-c", _LIST_COMMANDS], capture_output=True, text=True, timeout=120)
+            _FACES = json.loads(done.stdout.strip().splitlines()[-1]) if done.returncode == 0 else {}
+        except (OSError, subprocess.TimeoutExpired, json.JSONDecodeError, IndexError):
+            _FACES = {}
+    return _FACES
+
+
+def face_available(group: str, command: str) -> bool:
+    """True when ``quorate GROUP COMMAND`` exists in this build."""
+    return command in faces().get(group, [])
 
 
 def _run_json(args: list[str], timeout_s: float) -> dict[str, Any]:
