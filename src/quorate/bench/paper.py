@@ -30,9 +30,12 @@ nodes run, and writes what it measures beside what the paper claims
 - **Budget.** The full run must finish in 20 minutes on a 2-core machine and
   ``--quick`` in 3. Cells share a wall-clock budget: protocols run cheapest
   first (by message complexity), each getting the unspent budget divided by
-  the protocols still to run, and each cell twice the rest of its protocol's
+  the protocols still to run, and each cell the rest of its protocol's
   share divided by its cells still to run (so cheap small cells and cheap
-  protocols leave more to the large, all-to-all ones). Before a
+  protocols leave more to the large, all-to-all ones). The ramp at each n
+  after the first starts at the highest good rate of the n before it (the
+  limit moves little between neighbouring n), so it spends its steps near
+  the limit instead of climbing to it again. Before a
   cell starts, its first step is estimated from the previous cell of the
   same protocol (wall seconds scale with n to the power of the protocol's
   message complexity: 1 for leader-based, 2 for all-to-all); a cell whose
@@ -183,6 +186,8 @@ class CellContext:
     cost: CostModel
     crypto: CryptoCosts
     on_step: Callable[[str], None] = lambda text: None
+    start_rate_ops: float = 0.0
+    """Where the ramp starts (0: the runner's own start): the previous n's limit."""
 
 
 class ProtocolRunner(Protocol):
@@ -293,6 +298,7 @@ class SimRampRunner:
         return {"options": dict(self.options), "why": self.why}
 
     def measure(self, context: CellContext) -> dict[str, Any]:
+        start = context.start_rate_ops or self.start_rate_ops
         target = PaperSimTarget(
             protocol=self.name,
             nodes=context.n,
@@ -307,7 +313,7 @@ class SimRampRunner:
             crypto=context.crypto,
             deadline=time.perf_counter() + context.budget_s,
         )
-        return ramp_cell(target, context, self.start_rate_ops, self.warmup_s)
+        return ramp_cell(target, context, start, self.warmup_s)
 
 
 def ramp_cell(target: PaperSimTarget, context: CellContext, start_rate_ops: float, warmup_s: float) -> dict[str, Any]:
@@ -560,11 +566,11 @@ def figures_1_2(config: PaperConfig, cost: CostModel, crypto: CryptoCosts, progr
         runner = RUNNERS[name]
         per_protocol = max(0.0, budget - used) / (len(order) - position)
         spent = 0.0
+        start_rate = 0.0
         previous: tuple[int, float] | None = None
         for index, n in enumerate(sizes):
             remaining_cells = len(sizes) - index
-            cell_budget = max(0.0, (per_protocol - spent) / remaining_cells * (2 if remaining_cells > 1 else 1))
-            cell_budget = min(cell_budget, per_protocol - spent)
+            cell_budget = max(0.0, (per_protocol - spent) / remaining_cells)
             plan = config.plan(n)
             floor = floor_ms(name, network.floors(), n if name != "hrb" else min(n, 25))
             estimate = None
@@ -594,13 +600,15 @@ def figures_1_2(config: PaperConfig, cost: CostModel, crypto: CryptoCosts, progr
                 context = CellContext(
                     n=n, seed=config.seed, network=network, plan=plan, p99_bound_ms=config.p99_bound_ms,
                     budget_s=cell_budget, cost=cost, crypto=crypto,
-                    on_step=on_step,
+                    on_step=on_step, start_rate_ops=start_rate,
                 )
                 cell = runner.measure(context)
                 wall = time.perf_counter() - started
                 spent += wall
                 cell["cell_wall_s"] = round(wall, 2)
                 cell["peak_rss_mb"] = peak_rss_mb()
+                if isinstance(cell.get("offered_rate_ops"), (int, float)):
+                    start_rate = float(cell["offered_rate_ops"])
                 first = cell.get("first_step_wall_s") or cell.get("wall_s")
                 if isinstance(first, (int, float)) and first > 0:
                     previous = (n, float(first))
