@@ -37,9 +37,11 @@ nodes run, and writes what it measures beside what the paper claims
   limit moves little between neighbouring n), so it spends its steps near
   the limit instead of climbing to it again. Before a
   cell starts, its first step is estimated from the previous cell of the
-  same protocol (wall seconds scale with n to the power of the protocol's
-  message complexity: 1 for leader-based, 2 for all-to-all); a cell whose
-  estimate exceeds its budget is not run and says so, and a ramp the budget
+  same protocol (wall seconds scale with the offered rate and with n to the
+  power of the protocol's message complexity: 1 for leader-based, 2 for
+  all-to-all); when it would take more than ``FIRST_STEP_SHARE`` of the
+  cell's budget the ramp starts at a lower rate (said in the report), and a
+  cell that would have to start below ``MIN_START_RATE_OPS`` is not run; a ramp the budget
   cuts short keeps its steps and says it was cut. At large n each step is
   shorter (``step_plan``). Every such reduction is listed in the report.
 - **Validation** (``quorate.bench.paper_validate``): small configurations in
@@ -89,6 +91,10 @@ P99_BOUND_MS = 1000.0
 START_RATE_OPS = 500.0
 MAX_RATE_OPS = 64_000.0
 OP_TIMEOUT_S = 2.0
+FIRST_STEP_SHARE = 0.4
+"""The first step of a cell should take at most this share of the cell's budget."""
+MIN_START_RATE_OPS = 50.0
+"""A cell whose first step would have to start below this rate is not run."""
 """A simulated operation not answered this long after its start is not answered."""
 PAPER_CLIENT_ENDPOINTS = 30
 """Client endpoints of a cell, ten per region (open-loop arrivals share them)."""
@@ -120,9 +126,9 @@ def step_plan(n: int, quick: bool) -> StepPlan:
     if quick:
         return StepPlan(step_s=1.0, max_steps=4)
     if n <= 64:
-        return StepPlan(step_s=2.0, max_steps=7)
+        return StepPlan(step_s=1.0, max_steps=6)
     if n <= 256:
-        return StepPlan(step_s=1.0, max_steps=5)
+        return StepPlan(step_s=0.5, max_steps=5)
     return StepPlan(step_s=0.5, max_steps=3)
 
 
@@ -364,6 +370,7 @@ def ramp_cell(target: PaperSimTarget, context: CellContext, start_rate_ops: floa
     cell: dict[str, Any] = {
         "status": "measured" if best is not None else "no good step",
         "cut_by_budget": cut,
+        "limit_reached": bad_rate is not None,
         "stopped_because": stopped,
         "p99_bound_ms": bound,
         "throughput_ops": round(best.throughput_ops, 1) if best else None,
@@ -471,10 +478,10 @@ RUNNERS: dict[str, ProtocolRunner] = {
     "raft": SimRampRunner(
         "raft",
         "Raft (flat group)",
-        {"max_batch_entries": 256, "max_inflight": 64},
+        {"max_batch_entries": 256, "max_inflight": 64, "election_timeout_s": 0.5},
         "one flat group of n voters; batches of up to 256 entries per AppendEntries and 64 in flight per follower "
-        "(pipelining), the leader sending before its own write",
-        warmup_s=3.0,
+        "(pipelining), the leader sending before its own write; a 500 ms election timeout (5 inter-region round trips)",
+        warmup_s=2.0,
     ),
     "pbft": SimRampRunner(
         "pbft",
@@ -567,30 +574,41 @@ def figures_1_2(config: PaperConfig, cost: CostModel, crypto: CryptoCosts, progr
         per_protocol = max(0.0, budget - used) / (len(order) - position)
         spent = 0.0
         start_rate = 0.0
-        previous: tuple[int, float] | None = None
+        previous: tuple[int, float, float] | None = None
+        """(n, wall seconds, offered rate) of the last cell's first step."""
         for index, n in enumerate(sizes):
             remaining_cells = len(sizes) - index
             cell_budget = max(0.0, (per_protocol - spent) / remaining_cells)
             plan = config.plan(n)
             floor = floor_ms(name, network.floors(), n if name != "hrb" else min(n, 25))
-            estimate = None
-            if previous is not None and previous[1] > 0:
-                estimate = previous[1] * (n / previous[0]) ** runner.complexity
             progress(f"fig 1/2: {runner.title} n={n}", done_cells / total_cells)
+            # A step's wall time grows with n (to the protocol's message
+            # complexity) and with the offered rate: start low enough that the
+            # first step fits the cell's budget.
+            fitted_note = ""
+            if previous is not None and previous[1] > 0:
+                wanted = start_rate or previous[2]
+                estimate = previous[1] * (n / previous[0]) ** runner.complexity * wanted / previous[2]
+                if estimate > FIRST_STEP_SHARE * cell_budget:
+                    start_rate = wanted * FIRST_STEP_SHARE * cell_budget / estimate
+                    fitted_note = (
+                        f"ramp started at {start_rate:,.0f} ops/s instead of {wanted:,.0f} to fit its first step in the "
+                        f"cell's budget ({cell_budget:,.0f} s; estimated from n={previous[0]}, scaling as n^{runner.complexity} x rate)"
+                    )
             cell: dict[str, Any]
             if cell_budget <= 0:
                 cell = {"status": "not run", "reason": "the protocol's share of the wall-clock budget is spent"}
                 reductions.append(f"{runner.title} n={n}: not run (its share of the budget is spent)")
-            elif estimate is not None and estimate > cell_budget:
+            elif fitted_note and start_rate < MIN_START_RATE_OPS:
                 cell = {
                     "status": "not run",
-                    "reason": (
-                        f"estimated {estimate:,.0f} s of wall time for one step (from n={previous[0]}, scaling as "  # type: ignore[index]
-                        f"n^{runner.complexity}), over this cell's budget of {cell_budget:,.0f} s"
-                    ),
+                    "reason": f"even {MIN_START_RATE_OPS:g} ops/s would not fit this cell's budget ({cell_budget:,.0f} s) "
+                    f"by the estimate from n={previous[0]}",  # type: ignore[index]
                 }
                 reductions.append(f"{runner.title} n={n}: not run ({cell['reason']})")
             else:
+                if fitted_note:
+                    reductions.append(f"{runner.title} n={n}: {fitted_note}")
                 started = time.perf_counter()
                 share = done_cells / total_cells
 
@@ -607,11 +625,13 @@ def figures_1_2(config: PaperConfig, cost: CostModel, crypto: CryptoCosts, progr
                 spent += wall
                 cell["cell_wall_s"] = round(wall, 2)
                 cell["peak_rss_mb"] = peak_rss_mb()
+                if fitted_note:
+                    cell["start_reduced"] = fitted_note
                 if isinstance(cell.get("offered_rate_ops"), (int, float)):
                     start_rate = float(cell["offered_rate_ops"])
-                first = cell.get("first_step_wall_s") or cell.get("wall_s")
-                if isinstance(first, (int, float)) and first > 0:
-                    previous = (n, float(first))
+                steps = cell.get("steps") or []
+                if steps and isinstance(steps[0].get("wall_s"), (int, float)) and steps[0]["wall_s"] > 0:
+                    previous = (n, float(steps[0]["wall_s"]), float(steps[0]["target_rate_ops"]))
                 if cell.get("cut_by_budget"):
                     reductions.append(f"{runner.title} n={n}: ramp cut short by the budget ({cell['stopped_because']})")
             cell["n"] = n

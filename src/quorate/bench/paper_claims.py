@@ -115,7 +115,9 @@ def _plateau(claim: Claim, protocol: Mapping[str, Any] | None, command: str, see
     skipped = [n for n, c in sorted(cells.items()) if n > PLATEAU_FROM_N and c.get("status") != "measured"]
     if not beyond:
         return _row(claim, None, NOT_COMPARABLE, f"no PBFT cell beyond n={PLATEAU_FROM_N} was measured (not run: n={skipped})", command, seed)
-    values = ", ".join(f"n={n}: {v:,.0f}" for n, v in beyond.items())
+    values = ", ".join(
+        f"n={n}: {'>= ' if cells[n].get('limit_reached') is False else ''}{v:,.0f}" for n, v in beyond.items()
+    )
     ok = all(_within(v, claim) for v in beyond.values())
     extra = f"; not measured at n={skipped}" if skipped else ""
     verdict = HOLDS if ok else DOES_NOT_HOLD

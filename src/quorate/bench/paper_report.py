@@ -230,8 +230,11 @@ def render_markdown(report: Mapping[str, Any], command: str) -> str:
                     status += " (ramp cut by budget)"
                 if cell.get("reason") and cell.get("status") != "measured":
                     status += f": {cell['reason']}"
+                throughput = _fmt(cell.get("throughput_ops"))
+                if cell.get("status") == "measured" and cell.get("limit_reached") is False:
+                    throughput = f">= {throughput} (limit not reached)"
                 out.append(
-                    f"| {p['title']} | {n} | {status} | {_fmt(cell.get('throughput_ops'))} | {_fmt(latency.get('p50'))} | "
+                    f"| {p['title']} | {n} | {status} | {throughput} | {_fmt(latency.get('p50'))} | "
                     f"{_fmt(latency.get('p99'))} | {_fmt(floor)} | {len(cell.get('steps', []))} | "
                     f"{_fmt(cell.get('sim_s_per_step'))} | {_fmt(cell.get('cell_wall_s'))} |"
                 )
