@@ -486,7 +486,7 @@ RUNNERS: dict[str, ProtocolRunner] = {
         "one flat group of n voters; batches of up to 256 entries per AppendEntries and 64 in flight per follower "
         "(pipelining), the leader sending before its own write; a 500 ms election timeout (5 inter-region round trips); "
         "from n = 128 an 8 s warm-up, since the first leader of a flat group that size over three regions is elected "
-        "only after about 7 s (seed 1, n = 128: candidates in different regions split the votes)",
+        "only after about 7 s (seed 1, n = 128, measured with the simulator; the cause is not analysed here)",
         warmup_s=2.0,
         large_n_warmup_s=(128, 8.0),
     ),
