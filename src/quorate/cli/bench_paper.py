@@ -40,7 +40,7 @@ def bench_paper_command(
     sizes: Annotated[str | None, typer.Option("--sizes", help="Override n for Fig. 1/2, e.g. 16,64,256.")] = None,
     protocols: Annotated[str, typer.Option("--protocols", help="Protocols of Fig. 1/2.")] = "hrb,raft,pbft,hotstuff,casper",
     p99_bound_ms: Annotated[float, typer.Option("--p99-bound-ms", help="A ramp step is good only with p99 within this.")] = 1000.0,
-    budget_s: Annotated[float, typer.Option("--budget-s", help="Wall seconds for Fig. 1/2 (0: 960, quick 75).")] = 0.0,
+    budget_s: Annotated[float, typer.Option("--budget-s", help="Wall seconds for Fig. 1/2 (0: 840, quick 60).")] = 0.0,
     max_steps: Annotated[int, typer.Option("--max-steps", help="Most ramp steps per cell (0: by n).")] = 0,
     step_s: Annotated[float, typer.Option("--step-s", help="Simulated seconds measured per step (0: by n).")] = 0.0,
     calibrate: Annotated[bool, typer.Option("--calibrate/--no-calibrate", help="Measure the CPU constants here first.")] = True,
