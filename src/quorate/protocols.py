@@ -22,6 +22,7 @@ _MODULES = {
     "raft": "quorate.raft.binding",
     "pbft": "quorate.pbft.binding",
     "hotstuff": "quorate.hotstuff.binding",
+    "casper": "quorate.casper.binding",
     "hrb-shard": "quorate.hrb.shard.binding",
 }
 """Protocols that ship with quorate: name -> module exporting ``BINDING``."""

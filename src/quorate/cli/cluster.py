@@ -82,11 +82,11 @@ def cluster_options(protocol: str, election_timeout_s: float | None) -> dict[str
 @cluster_app.command("up")
 def up_command(
     protocol: Annotated[
-        str, typer.Option("--protocol", help="raft, pbft or hotstuff.")
+        str, typer.Option("--protocol", help="raft, pbft, hotstuff or casper.")
     ] = "raft",
     nodes: Annotated[
         int | None,
-        typer.Option("--nodes", help=f"How many nodes [default: {RAFT_NODES} for raft, {BFT_NODES} for pbft/hotstuff]."),
+        typer.Option("--nodes", help=f"How many nodes [default: {RAFT_NODES} for raft, {BFT_NODES} for pbft/hotstuff/casper]."),
     ] = None,
     directory: DirOption = DEFAULT_DIRECTORY,
     insecure: Annotated[

@@ -79,7 +79,7 @@ NODE_FIELDS: tuple[FieldDoc, ...] = (
     ),
     FieldDoc(
         "protocol", "string", '"raft"',
-        'raft, pbft or hotstuff. "quorate node --protocol" overrides it.',
+        'raft, pbft, hotstuff or casper. "quorate node --protocol" overrides it.',
         '"raft"',
     ),
     FieldDoc(
@@ -314,6 +314,7 @@ def config_reference_markdown() -> str:
         ("raft", "Raft (`RaftConfig`)"),
         ("pbft", "PBFT (`PbftConfig`, then the node's own BFT options)"),
         ("hotstuff", "HotStuff (`HotStuffConfig`, then the node's own BFT options)"),
+        ("casper", "Casper FFG (`CasperConfig`, then the node's own BFT options)"),
     ):
         out += [f"### `[options]` for {title}", "", *_table(protocol_option_docs(protocol)), ""]
     out += ["### `[security]`", "", *_table(security_docs()), ""]
