@@ -185,3 +185,12 @@ def test_quick_paper_run(tmp_path: Path) -> None:
     validation = report["validation"]
     assert any(r["status"] == "measured" for r in validation["rows"])
     assert (tmp_path / "report.md").exists() and (tmp_path / "fig1_throughput.png").exists()
+
+
+def test_hotstuff_quorum_certificate_kind_is_validated() -> None:
+    from quorate.errors import ConfigError
+    from quorate.runtime.sim.protocols import protocol_spec
+
+    with pytest.raises(ConfigError, match="quorum_certificates"):
+        protocol_spec("hotstuff", {"quorum_certificates": "sometimes"})
+    assert protocol_spec("hotstuff", {"scheme": "bls", "quorum_certificates": "aggregate"}).name == "hotstuff"
