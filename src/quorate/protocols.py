@@ -24,6 +24,7 @@ _MODULES = {
     "hotstuff": "quorate.hotstuff.binding",
     "casper": "quorate.casper.binding",
     "hrb-shard": "quorate.hrb.shard.binding",
+    "hrb": "quorate.hrb.node",
 }
 """Protocols that ship with quorate: name -> module exporting ``BINDING``."""
 

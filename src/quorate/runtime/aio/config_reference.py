@@ -239,7 +239,8 @@ def protocol_option_docs(protocol: str) -> tuple[FieldDoc, ...]:
     if isinstance(defaults, BftSettings):
         out += [d for d in _dataclass_docs(BftSettings) if d.name != "core"]
     if found.fault_model == "byzantine":
-        out += BFT_NODE_OPTIONS
+        # A protocol hosting groups of its own injects faults its own way.
+        out += [d for d in BFT_NODE_OPTIONS if found.hosting is None or d.name != "byzantine"]
     return tuple(out)
 
 
@@ -315,6 +316,7 @@ def config_reference_markdown() -> str:
         ("pbft", "PBFT (`PbftConfig`, then the node's own BFT options)"),
         ("hotstuff", "HotStuff (`HotStuffConfig`, then the node's own BFT options)"),
         ("casper", "Casper FFG (`CasperConfig`, then the node's own BFT options)"),
+        ("hrb", "HRB (`HrbSettings`: every node of the cluster takes the same ones)"),
     ):
         out += [f"### `[options]` for {title}", "", *_table(protocol_option_docs(protocol)), ""]
     out += ["### `[security]`", "", *_table(security_docs()), ""]
