@@ -35,7 +35,7 @@ from quorate.hrb.simulation import CORE_BEHAVIOURS, HrbSimSettings, HrbSystem, p
 from quorate.runtime.sim.cluster import SimConfig
 from quorate.runtime.sim.composed import SystemSimulation
 
-__all__ = ["EVIDENCE_BEHAVIOURS", "HrbRunConfig", "command_line", "run_hrb"]
+__all__ = ["EVIDENCE_BEHAVIOURS", "HrbRunConfig", "command_line", "run_hrb", "verdict"]
 
 CHECK_TIMEOUT_S = 120.0
 """Wall-clock budget of the linearizability check."""
@@ -75,6 +75,10 @@ class HrbRunConfig:
     drain_s: float = 8.0
     """Simulated seconds after the agents stop, for transactions in flight to settle."""
     seed: int = 0
+
+    @property
+    def protocol(self) -> str:
+        return "hrb"
 
     def settings(self) -> HrbSimSettings:
         return HrbSimSettings(
@@ -205,3 +209,31 @@ def run_hrb(
     report["failures"] = failures
     report["command"] = command_line(config)
     return report, run.history
+
+
+def verdict(config: HrbRunConfig) -> dict[str, Any]:
+    """One seed of a sweep, judged (``quorate.bench.sweep``'s verdict, no history)."""
+    report, _ = run_hrb(config)
+    lin = report["linearizable"]
+    problem = "; ".join(report["failures"]) or None
+    return {
+        "seed": config.seed,
+        "ok": problem is None and lin is not None,
+        "undecided": problem is None and lin is None,
+        "problem": problem,
+        "trace_sha256": report["trace_sha256"],
+        "committed_ops": report["committed_ops"],
+        "failed_ops": report["failed_ops"],
+        "unknown_ops": report["unknown_ops"],
+        "throughput_ops": report["throughput_ops"]["total"],
+        "latency_ms": report["latency_ms"],
+        "faults_injected": report["faults_injected"],
+        "safety_violations": report["safety_violations"],
+        "atomicity_violations": report["atomicity_violations"],
+        "linearizable": lin,
+        "check_verdict": report["check_verdict"],
+        "liveness_ok": report["liveness_ok"],
+        "recovered_after_s": report["recovered_after_s"],
+        "detection_gaps": report["detection_gaps"],
+        "wall_seconds": report["wall_seconds"],
+    }

@@ -16,8 +16,9 @@ network, the disks and the faults.
   (``unknown_group``). Signatures are the cost-model keyring's, threshold
   signatures the cost-model suite's: forgeries still fail.
 - **Byzantine nodes** (``--byzantine COUNT:BEHAVIOUR``). Shard behaviours
-  (``quorate.hrb.shard.byzantine``) go to nodes outside epoch 0's core,
-  drawn from the seed; the core takes the BFT cores' own behaviours
+  (``quorate.hrb.shard.byzantine``) go to nodes outside epoch 0's core
+  (to core members only when too few nodes are outside it), drawn from the
+  seed; the core takes the BFT cores' own behaviours
   (``equivocate``, ``silent`` ...) on core members. A Byzantine node that
   misbehaves as leader campaigns as early as Raft lets it
   (``EAGER_ELECTION_TIMEOUT_S``): an adversary wants to lead. Each mode's
@@ -28,8 +29,10 @@ network, the disks and the faults.
   at most ⌊(C − 1)/3⌋.
 - **Online checks** (``observe``, after every turn of a group): each shard's
   ``ShardSafetyMonitor`` over its honest members (certified agreement, lock
-  discipline, store atomicity), and core agreement: honest core members at
-  the same (epoch, decision count) hold the same decision chain digest.
+  discipline, store atomicity), and core agreement twice: honest core
+  members' ordering cores commit the same command at each index of an
+  epoch's log (``_WitnessedCore``), and at the same (epoch, decision count)
+  they hold the same decision chain digest.
 - **Timeline** (``sample``): first leadership, detection (an honest member
   of its shard convicted it or deposed it by suspicion), deposition (no
   honest member follows it) and eviction (most honest members of its shard
@@ -47,6 +50,7 @@ network, the disks and the faults.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -236,7 +240,7 @@ class HrbSystem:
         core_byzantine = {NodeId(n): b for n, b in self.byzantine.items() if b in CORE_BEHAVIOURS}
         self.shard_byzantine = {n: b for n, b in self.byzantine.items() if b in SHARD_BEHAVIOURS}
         self._check_tolerance(core_byzantine)
-        self.bft = self._bft_builder(core_byzantine)
+        self.bft = self._witnessed(self._bft_builder(core_byzantine))
         self.members: dict[int, ShardMember] = {}
         """Node -> its shard member (the latest incarnation; a crashed node's keeps its last state)."""
         self.cores: dict[tuple[int, int], CoreReplica] = {}
@@ -244,6 +248,8 @@ class HrbSystem:
         self.members_of: dict[int, tuple[int, ...]] = {0: tuple(int(m) for m in self.deployment.core_members)}
         self.monitors = {k: ShardSafetyMonitor() for k in self.shards}
         self._chains: dict[tuple[int, int], tuple[bytes, int]] = {}
+        self.core_log: dict[tuple[tuple[int, ...], int], tuple[bytes, int]] = {}
+        """(core members, index) -> (hash of the command ordered there, first honest member seen)."""
         self.decisions_by_epoch: dict[int, int] = {}
         self.leaders: dict[tuple[int, int], int] = {}
         self.timelines = {n: _Timeline(n, self.shard_of[n], b) for n, b in sorted(self.shard_byzantine.items())}
@@ -268,10 +274,16 @@ class HrbSystem:
         shard_wanted = sum(c for c, b in wanted if b in SHARD_BEHAVIOURS)
         if core_wanted > len(core):
             raise ConfigError(f"{core_wanted} Byzantine core members asked for, but the core has {len(core)}")
-        if shard_wanted > len(outside):
-            raise ConfigError(f"{shard_wanted} Byzantine shard members asked for, but only {len(outside)} nodes are outside the core")
+        if shard_wanted + core_wanted > self.settings.nodes:
+            raise ConfigError(f"{shard_wanted + core_wanted} Byzantine nodes asked for, but there are {self.settings.nodes}")
         core_pick = rng.sample(core, core_wanted)
-        shard_pick = rng.sample(outside, shard_wanted)
+        shard_pick = rng.sample(outside, min(shard_wanted, len(outside)))
+        if shard_wanted > len(shard_pick):
+            # Too few nodes outside the core: core members misbehave in their shards too.
+            rest = [n for n in core if n not in core_pick]
+            if shard_wanted - len(shard_pick) > len(rest):
+                raise ConfigError(f"{shard_wanted} Byzantine shard members and {core_wanted} core ones do not fit {self.settings.nodes} nodes")
+            shard_pick = rng.sample(rest, shard_wanted - len(shard_pick)) + shard_pick
         out: dict[int, str] = {}
         for count, behaviour in wanted:
             pool = core_pick if behaviour in CORE_BEHAVIOURS else shard_pick
@@ -313,6 +325,15 @@ class HrbSystem:
         from quorate.hotstuff.binding import BINDING as HOTSTUFF
 
         return HOTSTUFF.builder(BftSettings(SIM_HOTSTUFF), context)
+
+    def _witnessed(self, build: CoreBuilder) -> CoreBuilder:
+        def witnessed(node: NodeId, members: tuple[NodeId, ...], rng: random.Random, now: float, recovered: Any) -> Any:
+            inner = build(node, members, rng, now, recovered)
+            if int(node) in self.byzantine:
+                return inner
+            return _WitnessedCore(inner, self, int(node), tuple(int(m) for m in members))
+
+        return witnessed
 
     def initial_groups(self, node: NodeId) -> list[int]:
         groups = [self.shard_of[int(node)]]
@@ -619,6 +640,54 @@ CORE_INPUTS = frozenset({"TxnRequest", "ShardVote", "RemovalProposal", "Reputati
 """Messages shard members send the core (every core member gets a copy)."""
 CORE_CERTIFICATION = frozenset({"DecisionPartial", "CertificateRequest", "CoreCertificate"})
 CORE_EPOCH_CHANGE = frozenset({"DkgRelay", "CoreHandover", "JoinRequest"})
+
+
+class _WitnessedCore:
+    """An honest core member's ordering core, watched: every command it
+    commits is compared with what the other honest members committed at the
+    same index of the same group (the BFT core's own agreement, seen from
+    outside; ``HrbSystem.core_log``). Everything else goes to the core."""
+
+    def __init__(self, inner: Any, system: HrbSystem, node: int, members: tuple[int, ...]) -> None:
+        self._inner = inner
+        self._system = system
+        self._node = node
+        self._members = members
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    def step(self, sender: NodeId, message: Any, now: float) -> None:
+        self._inner.step(sender, message, now)
+
+    def tick(self, now: float) -> None:
+        self._inner.tick(now)
+
+    def propose(self, command: bytes, now: float) -> Any:
+        return self._inner.propose(command, now)
+
+    def has_ready(self) -> bool:
+        return bool(self._inner.has_ready())
+
+    def advance(self, ready: Any) -> None:
+        self._inner.advance(ready)
+
+    def wake_at(self) -> float | None:
+        wake: float | None = self._inner.wake_at()
+        return wake
+
+    def ready(self) -> Any:
+        ready = self._inner.ready()
+        log = self._system.core_log
+        for entry in ready.committed:
+            digest = hashlib.sha256(entry.data).digest()
+            seen = log.setdefault((self._members, entry.index), (digest, self._node))
+            if seen[0] != digest:
+                raise InvariantViolation(
+                    f"core agreement violated: members {seen[1]} and {self._node} committed different "
+                    f"commands at index {entry.index} of the core group of {list(self._members)}"
+                )
+        return ready
 
 
 def _core_messages(group_messages: Mapping[tuple[int, str], int], decisions: int, core_size: int) -> dict[str, Any]:
