@@ -518,6 +518,8 @@ class HrbSystem:
             "bank_total": total,
             "detections": [self._detection(t) for t in self.timelines.values()],
             "evicted": evicted,
+            "evicted_honest": [n for n in evicted if n not in self.byzantine],
+            "convictions": self._convictions(),
             "reputation": reputation_summary(core_state.s.facts, core_state.s.rules.weights).to_json()
             if core_state is not None
             else {},
@@ -605,6 +607,21 @@ class HrbSystem:
                 "message": f"bank total {total} != {INITIAL_BALANCE} x {opened} accounts opened",
             })
         return count, unsettled, total
+
+    def _convictions(self) -> list[dict[str, Any]]:
+        """Every node some honest shard member convicted: the first time, the evidence kind, by whom."""
+        first: dict[int, tuple[float, str, int]] = {}
+        for node, member in sorted(self.members.items()):
+            if type(member.member) is not ShardReplica:
+                continue
+            for offender, kind, at, _ in member.member.detections:
+                seen = first.get(int(offender))
+                if seen is None or at < seen[0]:
+                    first[int(offender)] = (at, kind, node)
+        return [
+            {"offender": n, "byzantine": self.byzantine.get(n), "evidence": kind, "at_s": round(at, 3), "by": by}
+            for n, (at, kind, by) in sorted(first.items())
+        ]
 
     def _detection(self, t: _Timeline) -> dict[str, Any]:
         def after(at: float | None) -> float | None:
