@@ -80,7 +80,6 @@ from quorate.hrb.system import Deployment, ShardMember, build_core_member, build
 from quorate.ids import NodeId
 from quorate.pbft.config import PbftConfig
 from quorate.raft.config import RaftConfig
-from quorate.storage.base import Recovered
 
 __all__ = [
     "CORE_BEHAVIOURS",
@@ -341,7 +340,7 @@ class HrbSystem:
             groups.append(CORE_GROUP_BASE)
         return groups
 
-    def build_group(self, node: NodeId, group: int, now: float, recovered: Recovered | None) -> HostedGroup | None:
+    def build_group(self, node: NodeId, group: int, now: float, recovered: Any) -> HostedGroup | None:
         seed = self.settings.seed
         signer, verifier = self.keyring.signer(node), self.keyring.verifier(node)
         if group >= CORE_GROUP_BASE:
