@@ -21,6 +21,9 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
+import subprocess
+import sys
 from typing import Any
 
 import pytest
@@ -30,7 +33,7 @@ from quorate.client.aio import AsyncClient
 from quorate.client.bft import BftChannel, BftClient
 from quorate.ids import NodeId
 from quorate.runtime.aio.admin import StatusReply
-from quorate.runtime.aio.cluster import LocalCluster
+from quorate.runtime.aio.cluster import LocalCluster, wait_for
 
 NODES = 4
 FAST_OPTIONS: dict[str, dict[str, Any]] = {
@@ -221,8 +224,35 @@ def test_equivocating_primary_is_convicted_excluded_and_replaced(tmp_path: Any) 
 
     try:
         asyncio.run(scenario())
+        # The proof is in the replicated audit trail, once, on every honest replica.
+        assert wait_for(lambda: _evidence_on_record(cluster, honest) == {"n1"}, WAIT_LIMIT_S, 0.3)
+        records = _audit(cluster, honest[0], "evidence.")
+        assert [(r["kind"], r["subject"]) for r in records] == [("evidence.equivocation", "n1")], records
+        # ...and each node's log says so as decision events a program can select.
+        for node in honest:
+            events = [r for r in cluster.log_records(node) if "event" in r]
+            assert any(e["event"] == "evidence.recorded" and e["offender"] == 1 for e in events), events
+            assert any(e["event"] == "leader.changed" and e["leader"] not in (None, 1) for e in events), events
+            assert any(e["event"] == "node.listening" for e in events)
     finally:
         cluster.kill_all()
+
+
+def _audit(cluster: LocalCluster, node: NodeId, kind: str) -> list[dict[str, Any]]:
+    answer = subprocess.run(
+        [sys.executable, "-m", "quorate", "audit", "--kind", kind, "--json", "--insecure",
+         "--endpoints", ",".join(cluster.endpoints)],
+        capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
+    )
+    assert answer.returncode == 0, answer.stderr
+    records: list[dict[str, Any]] = json.loads(answer.stdout)["records"]
+    return records
+
+
+def _evidence_on_record(cluster: LocalCluster, nodes: list[NodeId]) -> set[str]:
+    statuses = asyncio.run(_statuses(cluster))
+    counts = {s.metrics.get("evidence.on_record", 0) for s in statuses if s is not None and NodeId(s.node) in nodes}
+    return {"n1"} if counts == {1} else set()
 
 
 def test_send_before_persist_is_opt_in_and_validated() -> None:

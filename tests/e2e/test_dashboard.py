@@ -1,10 +1,13 @@
 """``quorate dashboard`` in headless Chromium (Debian's ``chromium`` through
 playwright's ``executable_path``): the page loads, shows the nodes and the
 leader, and updates after the leader is killed. The screenshot it takes is
-the README's (``QUORATE_SCREENSHOT_DIR`` keeps it)."""
+the README's (``QUORATE_SCREENSHOT_DIR`` keeps it). Against a multi-Raft
+cluster, the dashboard shows every range group with its leader, and the page
+draws them (``quorate cluster status`` shows the same ranges)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -39,6 +42,12 @@ def cluster(tmp_path: Path) -> Iterator[LocalCluster]:
 
 @pytest.fixture
 def dashboard(cluster: LocalCluster) -> Iterator[str]:
+    with _dashboard(cluster) as url:
+        yield url
+
+
+@contextlib.contextmanager
+def _dashboard(cluster: LocalCluster) -> Iterator[str]:
     port = free_base_port(1)
     process = subprocess.Popen(
         [sys.executable, "-m", "quorate", "dashboard", "--endpoints", ",".join(cluster.endpoints), "--insecure",
@@ -114,6 +123,46 @@ def test_the_page_shows_the_nodes_and_the_leader_and_follows_a_leader_change(
                 shutil.copy(shot, Path(keep) / "dashboard.png")
         finally:
             browser.close()
+
+
+RANGES = 4
+
+
+def test_a_multi_raft_cluster_shows_every_range_and_its_leader(tmp_path: Path) -> None:
+    cluster = LocalCluster(
+        tmp_path / "cluster", nodes=3, base_port=free_base_port(3), insecure=True, options=dict(FAST_RAFT), ranges=RANGES
+    )
+    cluster.write_configs()
+    cluster.start_all()
+    try:
+        with _dashboard(cluster) as url:
+
+            def all_led() -> bool:
+                state = _state(url) or {}
+                return len(state.get("groups") or []) >= RANGES and not state.get("groups_leaderless")
+
+            assert wait_for(all_led, WAIT_LIMIT_S, 0.2), _state(url)
+            state = _state(url)
+            assert state is not None
+            groups = state["groups"]
+            assert isinstance(groups, list)
+            assert all(g["leader"] in (1, 2, 3) and g["replicas"] for g in groups)
+            leaders = state["leaders_per_node"]
+            assert isinstance(leaders, dict) and sum(leaders.values()) == len(groups)
+            if CHROMIUM is not None:
+                from playwright.sync_api import expect, sync_playwright
+
+                with sync_playwright() as playwright:
+                    browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
+                    try:
+                        page = browser.new_page(viewport={"width": 1100, "height": 900})
+                        page.goto(url)
+                        expect(page.locator("#groups-section")).to_be_visible(timeout=WAIT_LIMIT_S * 1000)
+                        expect(page.locator("#groups tr")).to_have_count(len(groups), timeout=WAIT_LIMIT_S * 1000)
+                    finally:
+                        browser.close()
+    finally:
+        cluster.kill_all()
 
 
 def _write(cluster: LocalCluster, count: int) -> None:

@@ -37,9 +37,9 @@ import typer
 from quorate.cli.main import app, fail
 from quorate.client.aio import AsyncClient
 from quorate.client.contact import unreachable_message
-from quorate.errors import ConfigError, RemoteProtocolError
+from quorate.errors import ConfigError
 from quorate.ids import NodeId, node_name
-from quorate.multiraft.messages import MULTIRAFT, RangesReply, RangeView
+from quorate.multiraft.messages import MULTIRAFT, RangesReply, leading_views
 from quorate.protocols import byzantine_fault_tolerant
 from quorate.runtime.aio.admin import StatusReply
 from quorate.runtime.aio.cluster import (
@@ -215,7 +215,7 @@ async def _wait_started(cluster: LocalCluster) -> str:
             if (
                 leader is not None
                 and all(s is not None for s in statuses)
-                and (not cluster.ranges or len(_range_rows(await _ranges(client))) >= cluster.ranges)
+                and (not cluster.ranges or len(_range_rows(await client.cluster_ranges())) >= cluster.ranges)
             ):
                 return leader
             await asyncio.sleep(POLL_INTERVAL_S)
@@ -243,32 +243,11 @@ def _leader(statuses: list[StatusReply]) -> str | None:
     return None
 
 
-async def _ranges(client: AsyncClient) -> list[RangesReply | None]:
-    """Every endpoint's list of hosted ranges (``None``: no answer)."""
-    out: list[RangesReply | None] = []
-    for address in client.endpoints:
-        try:
-            out.append(await client.ranges_status(address))
-        except (OSError, EOFError, TimeoutError, RemoteProtocolError):
-            out.append(None)
-    return out
-
-
 def _range_rows(replies: list[RangesReply | None]) -> list[dict[str, Any]]:
     """One row per range that has a leader: the leader's view (bounds,
     replicas, term, commit index), the highest term's when two claim it."""
-    best: dict[int, RangeView] = {}
-    for reply in replies:
-        if reply is None:
-            continue
-        for view in reply.ranges:
-            if view.role != "leader":
-                continue
-            known = best.get(view.range_id)
-            if known is None or view.term > known.term:
-                best[view.range_id] = view
     rows = []
-    for range_id, view in sorted(best.items()):
+    for range_id, view in leading_views(replies).items():
         rows.append(
             {
                 "range": range_id,
@@ -489,7 +468,7 @@ async def cluster_report(cluster: LocalCluster) -> dict[str, Any]:
     if cluster.ranges and answering:
         client = _client(cluster)
         try:
-            listed = await _ranges(client)
+            listed = await client.cluster_ranges()
         finally:
             await client.close()
         ranges = _range_rows(listed)

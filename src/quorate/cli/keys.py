@@ -21,6 +21,12 @@ is never edited again: what changes goes through the log
 - ``admit NODE`` / ``approve NODE --as ...``: a new member's admission (with
   ``admission = "quorum"``, ``member add`` waits for it).
 - ``status``: the registry as the cluster holds it.
+- ``dkg start SESSION --threshold T --as NODE``: the members generate a
+  threshold key with no dealer, through the log (``quorate.security.dkg_log``);
+  ``dkg status [--wait SESSION]``: each node's state of each session and a
+  digest of the group key it computed (the members agree when the digests
+  do; every node logs the full key). ``[security] dkg_threshold`` makes a
+  cluster run session ``genesis`` by itself once it is up.
 
 Exit codes as for ``quorate kv``: 1 when the cluster refused (the registry's
 reason follows ``refused:``), did not answer, or did not finish in time.
@@ -304,3 +310,85 @@ def status_command(
         typer.echo(f"pending: {item['item']} {item['node']} ({len(item['approvals'])} approvals)")
     if state["refused"]:
         typer.echo("refused: " + ", ".join(f"{reason} ({count})" for reason, count in state["refused"].items()))
+
+
+dkg_app = typer.Typer(help="Distributed key generation (threshold keys with no dealer) on a running cluster.", no_args_is_help=True)
+keys_app.add_typer(dkg_app, name="dkg")
+
+
+@dkg_app.command("start")
+def dkg_start_command(
+    session: Annotated[str, typer.Argument(help="A name for the session (at most 64 bytes).")],
+    threshold: Annotated[int, typer.Option("--threshold", help="Signers needed (t of n).")],
+    starter: Annotated[str, typer.Option("--as", help="The member that signs the start (its key must be in --keys-dir).")] = "n1",
+    members: Annotated[str, typer.Option("--members", help="Participants, e.g. n1,n2,n3 (default: every member).")] = "",
+    wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Wait until every member has its share.")] = True,
+    keys_dir: KeysDirOption = None,
+    directory: Directory = None,
+    endpoints: Endpoints = None,
+    insecure: Insecure = False,
+    tls_dir: TlsDir = None,
+    tls_name: TlsName = "client",
+    timeout_s: Timeout = DEFAULT_REGISTRY_TIMEOUT_S,
+) -> None:
+    """Start a DKG session; the nodes run it through the log by themselves."""
+    starter_id = _node(starter)
+    chosen = _signers(members) if members else None
+    if threshold < 1:
+        raise fail(f"--threshold must be at least 1, got {threshold}")
+    if not session or len(session.encode()) > 64:
+        raise fail("the session name must be 1 to 64 bytes")
+    target = Target(directory, endpoints, insecure, tls_dir, tls_name, timeout_s)
+    found = _keys_dir(keys_dir, directory)
+    keys = _client_keys()
+
+    async def action(client: AsyncClient) -> dict[str, Any] | None:
+        await keys.start_dkg(client, found, starter_id, session, threshold, chosen)
+        return await keys.wait_for_dkg(client, session, timeout_s) if wait else None
+
+    state = run_registry(target, action)
+    if state is None:
+        typer.echo(f"DKG session {session!r} started; follow it with quorate keys dkg status")
+        return
+    entry = state["sessions"][session]
+    if not entry["agreed"]:
+        raise fail(f"DKG session {session!r} ended without agreement: {json.dumps(entry['nodes'], sort_keys=True)}", 1)
+    typer.echo(
+        f"DKG session {session!r} done on {len(entry['nodes'])} nodes; group key digest {entry['key_digest']} "
+        "(the nodes' logs hold the full key)"
+    )
+
+
+@dkg_app.command("status")
+def dkg_status_command(
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object.")] = False,
+    wait: Annotated[str, typer.Option("--wait", help="Wait until this session is done or failed.")] = "",
+    directory: Directory = None,
+    endpoints: Endpoints = None,
+    insecure: Insecure = False,
+    tls_dir: TlsDir = None,
+    tls_name: TlsName = "client",
+    timeout_s: Timeout = DEFAULT_REGISTRY_TIMEOUT_S,
+) -> None:
+    """Each node's state of each DKG session, and whether the members agree on the key."""
+    target = Target(directory, endpoints, insecure, tls_dir, tls_name, timeout_s)
+    keys = _client_keys()
+
+    async def action(client: AsyncClient) -> dict[str, Any]:
+        result: dict[str, Any] = await (keys.wait_for_dkg(client, wait, timeout_s) if wait else keys.dkg_status(client))
+        return result
+
+    state = run_registry(target, action)
+    if as_json:
+        typer.echo(json.dumps(state, sort_keys=True))
+    else:
+        typer.echo(f"{state['nodes_answered']} of {state['nodes']} nodes answered")
+        if not state["sessions"]:
+            typer.echo("no DKG session")
+        for name, entry in state["sessions"].items():
+            verdict = "agreed" if entry["agreed"] else "failed" if entry["failed"] else "running" if not entry["done"] else "DISAGREE"
+            nodes = ", ".join(f"{n} {v['state']}" for n, v in sorted(entry["nodes"].items()))
+            digest = f"; key digest {entry['key_digest']}" if entry["key_digest"] else ""
+            typer.echo(f"{name}: {verdict}{digest} ({nodes})")
+    if wait and not state["sessions"].get(wait, {}).get("agreed"):
+        raise typer.Exit(1)

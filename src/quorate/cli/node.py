@@ -36,6 +36,7 @@ import typer
 from quorate.cli.main import app, fail, missing_module, missing_package
 from quorate.errors import ConfigError
 from quorate.ids import node_name
+from quorate.observe.events import decision, event_fields
 from quorate.protocols import byzantine_fault_tolerant
 from quorate.runtime.aio.config import NodeConfig, format_address, load_node_config
 from quorate.runtime.aio.config_reference import config_template
@@ -56,9 +57,11 @@ class JsonLinesFormatter(logging.Formatter):
             "logger": record.name,
             "msg": record.getMessage(),
         }
+        for key, value in event_fields(record).items():
+            out.setdefault(key, value)
         if record.exc_info:
             out["exc"] = self.formatException(record.exc_info)
-        return json.dumps(out)
+        return json.dumps(out, default=str)
 
 
 def configure_logging(config: NodeConfig) -> None:
@@ -130,21 +133,30 @@ async def run_node(config: NodeConfig, metrics_listen: tuple[str, int] | None = 
     if byzantine_fault_tolerant(config.protocol) and config.keys_dir is None and config.log_file is not None:
         # The node logged it; say it on stderr too, where a person looks first.
         print(f"quorate: warning: {node_name(config.id)}: {SHARED_SEED_WARNING}", file=sys.stderr)
-    log.info(
+    decision(
+        log,
+        "node.listening",
         "%s listening on %s (%s, %s)",
         node_name(config.id),
         format_address(address),
         config.protocol,
         "insecure" if config.insecure else "TLS 1.3",
+        address=format_address(address),
+        protocol=config.protocol,
+        tls=not config.insecure,
     )
     try:
         await stop.wait()
     finally:
-        log.info(
+        uptime_s = time.monotonic() - started
+        decision(
+            log,
+            "node.stopping",
             "%s stopping after %.1f s; counters %s",
             node_name(config.id),
-            time.monotonic() - started,
+            uptime_s,
             json.dumps(node.metrics, sort_keys=True),
+            uptime_s=round(uptime_s, 3),
         )
         if health is not None:
             await health.close()

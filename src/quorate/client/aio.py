@@ -292,6 +292,17 @@ class AsyncClient(KeyValueApi):
                 out.append(None)
         return out
 
+    async def cluster_ranges(self) -> builtins.list[RangesReply | None]:
+        """Every endpoint's hosted ranges in a multi-Raft cluster (``None``
+        for a node that did not answer)."""
+        out: builtins.list[RangesReply | None] = []
+        for address in self.endpoints:
+            try:
+                out.append(await self.ranges_status(address))
+            except (OSError, EOFError, TimeoutError, RemoteProtocolError, ssl.SSLError):
+                out.append(None)
+        return out
+
     async def admin(self, action: str, node: int, address: str = "") -> None:
         """Ask the leader for ``action`` (one of ``ADMIN_ACTIONS``) on ``node``."""
         if action not in ADMIN_ACTIONS:

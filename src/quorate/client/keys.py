@@ -228,3 +228,80 @@ async def approve(client: AsyncClient, keys_dir: Path, node: NodeId, signers: li
     entry = (await describe(client)).get("nodes", {}).get(node_name(node), {})
     admitted = entry.get("admitted_at") if entry else None
     return Decided(subject.hex(), None if admitted is None else int(admitted))
+
+
+# ---------------------------------------------------------------- DKG sessions
+DKG_STATES = {0: "running", 1: "done", 2: "failed", 3: "not a participant"}
+"""The values of a node's ``dkg.session.<name>.state`` metric."""
+DKG_SESSION_PREFIX = "dkg.session."
+
+
+async def start_dkg(
+    client: AsyncClient, keys_dir: Path, starter: NodeId, session: str, threshold: int,
+    members: list[NodeId] | None = None,
+) -> str:
+    """Start a distributed key generation among ``members`` (default: every
+    member of the key registry) with ``threshold``, signed by ``starter``'s
+    key; the nodes run it through the log by themselves."""
+    from quorate.security.dkg_log import MACHINE_NAME as DKG_MACHINE
+    from quorate.security.dkg_log import encode_dkg_command, make_start
+
+    seed = read_seed(key_file(keys_dir, starter))
+    state = await describe(client)
+    cluster = bytes.fromhex(state["cluster"])
+    chosen = tuple(sorted(int(m) for m in members)) if members else tuple(
+        sorted(int(name.removeprefix("n")) for name in state["members"])
+    )
+    if not 1 <= threshold <= len(chosen):
+        raise ConfigError(f"--threshold must be between 1 and the {len(chosen)} members, got {threshold}")
+    start = make_start(cluster, session, chosen, threshold, int(starter), seed)
+    result = await client.execute(Extension(DKG_MACHINE, encode_dkg_command(start)))
+    if not result.ok:
+        raise ClientError(f"the DKG record refused it: {result.error}")
+    return session
+
+
+async def dkg_status(client: AsyncClient) -> dict[str, Any]:
+    """Every session as the nodes report it: per node its state and a digest
+    of the group key it computed; ``agreed`` when every node that finished
+    shows the same digest."""
+    statuses = await client.cluster_status()
+    sessions: dict[str, dict[str, Any]] = {}
+    answered = 0
+    for status in statuses:
+        if status is None:
+            continue
+        answered += 1
+        for key, value in status.metrics.items():
+            if not key.startswith(DKG_SESSION_PREFIX) or not key.endswith(".state"):
+                continue
+            name = key[len(DKG_SESSION_PREFIX) : -len(".state")]
+            entry = sessions.setdefault(name, {"nodes": {}})
+            digest = status.metrics.get(f"{DKG_SESSION_PREFIX}{name}.key")
+            entry["nodes"][node_name(NodeId(status.node))] = {
+                "state": DKG_STATES.get(int(value), str(value)),
+                "key_digest": None if digest is None else f"{int(digest):012x}",
+            }
+    for entry in sessions.values():
+        digests = {n["key_digest"] for n in entry["nodes"].values() if n["state"] == "done"}
+        states = [n["state"] for n in entry["nodes"].values() if n["state"] != "not a participant"]
+        entry["done"] = bool(states) and all(s == "done" for s in states)
+        entry["failed"] = any(s == "failed" for s in states)
+        entry["agreed"] = entry["done"] and len(digests) == 1
+        entry["key_digest"] = next(iter(digests)) if len(digests) == 1 else None
+    return {"nodes_answered": answered, "nodes": len(statuses), "sessions": dict(sorted(sessions.items()))}
+
+
+async def wait_for_dkg(client: AsyncClient, session: str, timeout_s: float = DEFAULT_WAIT_S) -> dict[str, Any]:
+    """``dkg_status`` once ``session`` is done (or failed) on every node that
+    answers; ``TimeoutError`` after ``timeout_s``."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while True:
+        state = await dkg_status(client)
+        entry = state["sessions"].get(session)
+        if entry is not None and (entry["done"] or entry["failed"]):
+            return state
+        if loop.time() > deadline:
+            raise TimeoutError(f"DKG session {session!r} did not finish within {timeout_s:g} s")
+        await asyncio.sleep(POLL_INTERVAL_S)

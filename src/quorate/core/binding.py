@@ -250,6 +250,10 @@ class Binding:
     """With this config, may a runtime take further Readies (sending their
     messages) while an earlier one is being made durable? Only for cores
     whose ``advance`` does nothing (the whole Ready is handed over)."""
+    evidence: Callable[[ProtocolCore], Sequence[Any]] | None = None
+    """The proofs of misbehaviour the core holds, oldest first
+    (``quorate.core.evidence.Evidence``: verifiable by anyone from public
+    keys); a real node records each in the replicated audit trail."""
 
     def __post_init__(self) -> None:
         if self.fault_model not in FAULT_MODELS:

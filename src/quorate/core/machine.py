@@ -34,6 +34,9 @@ class MachineResult:
     ok: bool
     value: str | None = None
     error: str | None = None
+    audit: tuple[tuple[str, str, object], ...] = ()
+    """Decisions worth the replicated audit trail, as (kind, subject,
+    document): the store records them at this log position."""
 
 
 class ReplicatedMachine(Protocol):

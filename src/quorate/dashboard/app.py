@@ -2,7 +2,8 @@
 
 Theory of operation. One sampler task per app asks every node for its
 status each ``interval_s`` and times one linearizable read, feeding
-``ClusterView``; ``/`` serves the page (``page.html``: plain HTML, CSS and
+``ClusterView`` (and, when the nodes say they run multi-Raft, every node's
+hosted ranges, so the view shows each range's leader); ``/`` serves the page (``page.html``: plain HTML, CSS and
 JavaScript, no build step), ``/state`` the current view as JSON, and
 ``/events`` a server-sent event stream with the view after every round, so
 the page redraws as the cluster changes. The dashboard only reads: it never
@@ -26,7 +27,8 @@ from starlette.responses import HTMLResponse, JSONResponse
 from starlette.routing import Route
 
 from quorate.client.aio import AsyncClient
-from quorate.dashboard.state import ClusterView, NodeReport
+from quorate.dashboard.state import ClusterView, GroupReport, NodeReport
+from quorate.multiraft.messages import MULTIRAFT, leading_views
 from quorate.state.kv import Get
 
 DEFAULT_INTERVAL_S = 0.5
@@ -65,7 +67,13 @@ class Sampler:
                 latency_s = time.perf_counter() - started
             except Exception:  # no quorum this round: the chart shows a gap
                 latency_s = None
-        self.view.observe(time.monotonic(), reports, latency_s)
+        groups: list[GroupReport] | None = None
+        hosted: set[int] | None = None
+        if any(s is not None and s.protocol == MULTIRAFT for s in statuses):
+            listed = await self._status.cluster_ranges()
+            groups = [GroupReport.from_view(v) for v in leading_views(listed).values()]
+            hosted = {v.range_id for reply in listed if reply is not None for v in reply.ranges}
+        self.view.observe(time.monotonic(), reports, latency_s, groups, hosted)
         async with self.changed:
             self.changed.notify_all()
 

@@ -10,8 +10,12 @@ the highest commit index seen; the leader as the nodes report it (and a
 election in progress); commits per second from the commit index between
 rounds; the read latency; a bounded history of both for the charts; and
 the events worth a line — a leader change, a node that stopped answering
-or came back, a BFT replica's new detections or exclusions. Nothing here
-does I/O or reads a clock: times come in with each round.
+or came back, a BFT replica's new detections or exclusions. A cluster of
+many groups (multi-Raft ranges) also reports each group's leader, term,
+commit index, replicas and key bounds, as its leader sees them
+(``GroupReport``); a group whose leader changes, or that has none, is an
+event too. Nothing here does I/O or reads a clock: times come in with each
+round.
 """
 
 from __future__ import annotations
@@ -59,6 +63,34 @@ class NodeReport:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class GroupReport:
+    """One group (a multi-Raft range) as its leader reports it."""
+
+    group: int
+    leader: int | None
+    term: int
+    commit_index: int
+    replicas: tuple[int, ...]
+    start: str | None = None
+    end: str | None = None
+    quiesced: bool = False
+
+    @classmethod
+    def from_view(cls, view: Any) -> GroupReport:
+        """From a ``RangeView`` of the replica that leads the range."""
+        return cls(
+            group=view.range_id,
+            leader=view.leader,
+            term=view.term,
+            commit_index=view.commit_index,
+            replicas=tuple(view.replicas),
+            start=view.start,
+            end=view.end,
+            quiesced=view.quiesced,
+        )
+
+
 class ClusterView:
     """The dashboard's state (see the module docstring)."""
 
@@ -71,10 +103,24 @@ class ClusterView:
         self.history: deque[dict[str, float | None]] = deque(maxlen=HISTORY_POINTS)
         self.events: deque[dict[str, Any]] = deque(maxlen=EVENTS_KEPT)
         self._last: tuple[float, int] | None = None  # (time, highest commit index)
+        self.groups: dict[int, GroupReport] = {}
+        self.leaderless: list[int] = []
 
-    def observe(self, at_s: float, reports: list[NodeReport], read_latency_s: float | None) -> None:
-        """One sampling round taken at ``at_s`` (seconds, any monotonic origin)."""
+    def observe(
+        self,
+        at_s: float,
+        reports: list[NodeReport],
+        read_latency_s: float | None,
+        groups: list[GroupReport] | None = None,
+        hosted: set[int] | None = None,
+    ) -> None:
+        """One sampling round taken at ``at_s`` (seconds, any monotonic
+        origin); ``groups``: the groups that have a leader, ``hosted``: every
+        group some answering node hosts (both ``None`` for a one-group
+        cluster)."""
         self.rounds += 1
+        if groups is not None:
+            self._observe_groups(at_s, groups, hosted or set())
         for report in reports:
             previous = self.nodes.get(report.node)
             if previous is not None and previous.up != report.up:
@@ -103,6 +149,19 @@ class ClusterView:
             "read_ms": None if read_latency_s is None else round(read_latency_s * 1e3, 2),
         })
 
+    def _observe_groups(self, at_s: float, groups: list[GroupReport], hosted: set[int]) -> None:
+        led = {g.group: g for g in groups}
+        for group, report in led.items():
+            previous = self.groups.get(group)
+            if (previous is not None and previous.leader != report.leader) or (previous is None and group in self.leaderless):
+                self._event(at_s, "leader", f"group {group}: leader is now {_name(report.leader)}")
+        leaderless = sorted(hosted - set(led))
+        for group in leaderless:
+            if group in self.groups:
+                self._event(at_s, "leader", f"group {group}: no leader")
+        self.groups = led
+        self.leaderless = leaderless
+
     def _event(self, at_s: float, kind: str, text: str) -> None:
         self.events.append({"t": round(at_s, 3), "kind": kind, "text": text})
 
@@ -128,7 +187,27 @@ class ClusterView:
             "history": list(self.history),
             "events": list(self.events),
             "rounds": self.rounds,
+            "groups": [
+                {
+                    "group": g.group, "leader": g.leader, "term": g.term, "commit_index": g.commit_index,
+                    "replicas": list(g.replicas), "start": g.start, "end": g.end, "quiesced": g.quiesced,
+                }
+                for g in self.groups.values()
+            ],
+            "groups_leaderless": list(self.leaderless),
+            "leaders_per_node": self._leaders_per_node(),
         }
 
+    def _leaders_per_node(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for g in self.groups.values():
+            if g.leader is not None:
+                counts[_name(g.leader)] = counts.get(_name(g.leader), 0) + 1
+        return dict(sorted(counts.items()))
 
-__all__ = ["ClusterView", "NodeReport"]
+
+def _name(node: int | None) -> str:
+    return "none" if node is None else f"n{node}"
+
+
+__all__ = ["ClusterView", "GroupReport", "NodeReport"]

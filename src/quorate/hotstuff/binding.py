@@ -22,6 +22,7 @@ from quorate.core.binding import (
     bft_pipelines,
     bft_settings_from_options,
 )
+from quorate.core.evidence import Evidence
 from quorate.core.protocol import ProtocolCore
 from quorate.errors import ConfigError
 from quorate.hotstuff.byzantine import BEHAVIOURS, ByzantineReplica
@@ -93,6 +94,10 @@ def _status(core: ProtocolCore) -> GroupStatus:
     )
 
 
+def _evidence(core: ProtocolCore) -> list[Evidence]:
+    return _honest(core).evidence.detections
+
+
 BINDING = Binding(
     name="hotstuff",
     message_types=tuple(HOTSTUFF_MESSAGE_TYPES),
@@ -105,4 +110,5 @@ BINDING = Binding(
     fault_model="byzantine",
     behaviours=tuple(BEHAVIOURS),
     pipelines_while_persisting=bft_pipelines,
+    evidence=_evidence,
 )

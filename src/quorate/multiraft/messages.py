@@ -37,6 +37,7 @@ __all__ = [
     "RangesReply",
     "RangesStatus",
     "Retire",
+    "leading_views",
 ]
 
 MULTIRAFT = "multiraft"
@@ -95,3 +96,20 @@ class RangesReply(WireMessage, tag="multiraft.RangesReply", frozen=True):
     node: int
     ranges: list[RangeView]
     tombstones: int = 0
+
+
+def leading_views(replies: list[RangesReply | None]) -> dict[int, RangeView]:
+    """Range id -> the view of the replica that leads it, from every node's
+    ``RangesReply`` (``None``: the node did not answer). When two replicas
+    both claim a range (an old leader not yet told), the higher term wins."""
+    best: dict[int, RangeView] = {}
+    for reply in replies:
+        if reply is None:
+            continue
+        for view in reply.ranges:
+            if view.role != "leader":
+                continue
+            known = best.get(view.range_id)
+            if known is None or view.term > known.term:
+                best[view.range_id] = view
+    return dict(sorted(best.items()))

@@ -26,6 +26,7 @@ from quorate.core.binding import (
     bft_pipelines,
     bft_settings_from_options,
 )
+from quorate.core.evidence import Evidence
 from quorate.core.protocol import ProtocolCore
 from quorate.errors import ConfigError
 from quorate.ids import NodeId, node_name
@@ -111,6 +112,10 @@ def _status(core: ProtocolCore) -> GroupStatus:
     )
 
 
+def _evidence(core: ProtocolCore) -> list[Evidence]:
+    return _honest(core).pool.detections
+
+
 BINDING = Binding(
     name="pbft",
     message_types=tuple(PBFT_MESSAGE_TYPES),
@@ -123,4 +128,5 @@ BINDING = Binding(
     fault_model="byzantine",
     behaviours=tuple(BEHAVIOURS),
     pipelines_while_persisting=bft_pipelines,
+    evidence=_evidence,
 )

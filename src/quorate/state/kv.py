@@ -397,6 +397,8 @@ class KVStore:
         if machine is None:
             return Result(ok=False, error=f"no state machine named {op.machine[:MAX_MACHINE_NAME_CHARS]!r}")
         answer: MachineResult = machine.apply(self.applied_index, self.now_s, op.data)
+        for kind, subject, document in answer.audit:
+            self.agents.env.audit.record(self.now_s, kind, subject, document)
         return Result(ok=answer.ok, value=answer.value, error=answer.error)
 
     def machine(self, name: str) -> ReplicatedMachine | None:

@@ -3,7 +3,7 @@ lag, commits per second, and the events worth a line."""
 
 from __future__ import annotations
 
-from quorate.dashboard.state import ClusterView, NodeReport
+from quorate.dashboard.state import ClusterView, GroupReport, NodeReport
 
 
 def up(node: int, role: str, term: int, leader: int | None, commit: int, **kw: object) -> NodeReport:
@@ -42,3 +42,25 @@ def test_bft_detections_and_exclusions_are_events() -> None:
     texts = [e["text"] for e in view.snapshot()["events"]]
     assert texts == ["n1 detected 1 misbehaviour(s)", "n1 excluded n4"]
     assert view.snapshot()["nodes"][0]["excluded"] == ["n4"]
+
+
+def group(g: int, leader: int | None, term: int = 1, commit: int = 5) -> GroupReport:
+    return GroupReport(g, leader, term, commit, (1, 2, 3), start=f"k{g}", end=f"k{g + 1}")
+
+
+def test_groups_their_leaders_and_changes_are_shown_and_are_events() -> None:
+    view = ClusterView([])
+    nodes = [up(1, "leader", 1, 1, 5), up(2, "follower", 1, 1, 5)]
+    view.observe(1.0, nodes, None)
+    assert view.snapshot()["groups"] == [] and view.snapshot()["leaders_per_node"] == {}
+    view.observe(2.0, nodes, None, [group(1, 1), group(2, 2), group(3, 2)], {0, 1, 2, 3})
+    state = view.snapshot()
+    assert [(g["group"], g["leader"]) for g in state["groups"]] == [(1, 1), (2, 2), (3, 2)]
+    assert state["leaders_per_node"] == {"n1": 1, "n2": 2}
+    assert state["groups_leaderless"] == [0]
+    assert state["groups"][0]["start"] == "k1" and state["groups"][0]["replicas"] == [1, 2, 3]
+    assert state["events"] == []  # first sight of a group is not a change
+    view.observe(3.0, nodes, None, [group(0, 3), group(1, 3, term=2), group(2, 2)], {0, 1, 2, 3})
+    texts = [e["text"] for e in view.snapshot()["events"]]
+    assert texts == ["group 0: leader is now n3", "group 1: leader is now n3", "group 3: no leader"]
+    assert view.snapshot()["groups_leaderless"] == [3]

@@ -113,6 +113,7 @@ from quorate.core.service_message import PeerService, ServiceMessage
 from quorate.core.wire import WireMessage
 from quorate.errors import ConfigError, LocalProtocolError
 from quorate.ids import MAX_GROUP_ID, NodeId, node_name, valid_group_id
+from quorate.observe.events import decision
 from quorate.runtime.aio.admin import (
     CLIENT_REQUEST_TYPES,
     Admin,
@@ -764,7 +765,10 @@ class AioNode:
                 # Only now: a refused add must not redirect an existing member's traffic.
                 self.set_peer_address(node, address)
         if isinstance(outcome, Accepted):
-            log.info("%s: %s %s accepted", node_name(self.id), request.action, node_name(node))
+            decision(
+                log, "membership.accepted", "%s: %s %s accepted", node_name(self.id), request.action, node_name(node),
+                group=group.id, change=f"{request.action} {node_name(node)}",
+            )
             return AdminReply(request.seq, "ok")
         if isinstance(outcome, Redirect):
             hint = outcome.leader
@@ -801,7 +805,10 @@ class AioNode:
         )
         outcome = membership.change(group.core, change, encode_address_book(book), now)
         if isinstance(outcome, Accepted):
-            log.info("%s: membership change %s accepted", node_name(self.id), change)
+            decision(
+                log, "membership.accepted", "%s: membership change %s accepted", node_name(self.id), change,
+                group=group.id, change=str(change),
+            )
             for node, address in new.items():
                 if node != self.id:
                     # Only now: a refused change must not redirect a member's traffic.
@@ -933,6 +940,7 @@ class AioNode:
 
     def restore(self, group: HostedGroup, snapshot: Any) -> None:
         group.state.restore(snapshot)
+        decision(log, "snapshot.installed", "%s: group %d installed a snapshot", node_name(self.id), group.id, group=group.id)
         if group.id == 0 and self.security is not None:
             self.security.resync()
 
@@ -973,6 +981,12 @@ class AioNode:
         if self.transport is not None:
             self._stopping = asyncio.ensure_future(self.transport.close())
 
+    def held_evidence(self) -> Sequence[Any]:
+        """Group 0's proofs of misbehaviour (none for a crash-fault protocol)."""
+        evidence = self.binding.core.evidence
+        group = None if evidence is None or self.host is None else self.host.get(0)
+        return () if evidence is None or group is None else evidence(group.core)
+
     def read_ready(self, group: HostedGroup, read: ReadState) -> None:
         group.state.read_ready(read)
 
@@ -980,12 +994,19 @@ class AioNode:
         self.counters[f"rejected.{rejection.reason}"] += 1
         if rejection.reason not in self.logged_rejections:
             self.logged_rejections.add(rejection.reason)
-            log.warning(
+            decision(
+                log,
+                "input.rejected",
                 "%s dropped %s from %s: %s",
                 node_name(self.id),
                 rejection.message_type,
                 node_name(rejection.sender),
                 rejection.reason,
+                level=logging.WARNING,
+                group=group.id,
+                message_type=rejection.message_type,
+                sender=int(rejection.sender),
+                reason=rejection.reason,
             )
 
     # ------------------------------------------------------------ after turns
@@ -1026,12 +1047,17 @@ class AioNode:
         is_leader = leader == self.id
         if leader != previous:
             self.counters["leader_changes"] += 1
-            log.info(
+            decision(
+                log,
+                "leader.changed",
                 "%s: leader is now %s (term %s)%s",
                 node_name(self.id),
                 "unknown" if leader is None else node_name(leader),
                 term,
                 f" in group {group.id}" if group.id else "",
+                group=group.id,
+                leader=None if leader is None else int(leader),
+                term=term,
             )
         if was_leader and not is_leader and group.state is not None:
             # Whatever we promised clients is now in the new leader's hands.

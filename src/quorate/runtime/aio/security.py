@@ -48,22 +48,25 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import hashlib
 import logging
 import os
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 import msgspec
 
+from quorate.core.evidence import Evidence
 from quorate.core.protocol import Accepted, ProposeOutcome, Queued, Redirect
 from quorate.crypto.keyfiles import key_file
 from quorate.crypto.zk import VoteVerifier
 from quorate.errors import ConfigError
 from quorate.ids import NodeId, node_name
+from quorate.observe.events import decision
 from quorate.runtime.aio.security_relay import SecurityRelay
 from quorate.runtime.aio.tls import TlsConfig
 from quorate.runtime.aio.transport import DEFAULT_HANDSHAKE_TIMEOUT_S
@@ -78,7 +81,10 @@ from quorate.security.dkg_log import (
     encode_dkg_command,
     make_close,
     make_post,
+    make_start,
 )
+from quorate.security.evidence_log import MACHINE_NAME as EVIDENCE_MACHINE
+from quorate.security.evidence_log import EvidenceMachine, encode_evidence
 from quorate.security.keyregistry import (
     KIND_SIGNING,
     KIND_TLS,
@@ -115,6 +121,17 @@ MAX_RELAY_BYTES = 4096
 """A registry command is a few hundred bytes; more is not one."""
 DKG_PHASE_TIMEOUT_S = 10.0
 """A DKG participant that waits this long in one phase proposes to close it."""
+EVIDENCE_POLL_S = 0.5
+"""How often a node looks for new proofs of misbehaviour to record."""
+DKG_SESSION_PREFIX = "dkg.session."
+"""Metrics ``dkg.session.<name>.state`` (0 running, 1 done, 2 failed, 3 this
+node takes no part) and ``.key`` (the first 48 bits of SHA-256 of the group public
+key: members that agree show the same number)."""
+DKG_RUNNING, DKG_DONE, DKG_FAILED, DKG_NOT_PARTICIPANT = 0, 1, 2, 3
+GENESIS_DKG_SESSION = "genesis"
+"""The session a cluster with ``dkg_threshold`` > 0 runs by itself."""
+DKG_START_STAGGER_S = 2.0
+"""Member k (by id) proposes the automatic start k times this late, so one start usually suffices."""
 NEXT_CERTIFICATE = "{name}.next"
 """``n1.next.crt`` / ``n1.next.key``: a certificate rotation in progress."""
 
@@ -134,6 +151,8 @@ class SecuritySettings:
     """How often this node proposes again a registry command of its own that has not taken effect yet."""
     admission_requests_per_s: float = DEFAULT_ADMISSION_REQUESTS_PER_S
     """Membership changes that add a node, and admission requests, per second per source address (a burst of 5)."""
+    dkg_threshold: int = 0
+    """When > 0, the members of the key registry generate a threshold key with this threshold (t of n signers) by themselves once the cluster runs, with no dealer: session "genesis" (quorate keys dkg status). 0: only on request (quorate keys dkg start)."""
     registry: RegistryPolicy = field(default_factory=RegistryPolicy)
 
     def validate(self) -> SecuritySettings:
@@ -141,6 +160,8 @@ class SecuritySettings:
             raise ConfigError(f"admission must be one of {', '.join(ADMISSION_POLICIES)}, got {self.admission!r}")
         if not self.retire_after_s > 0 or not self.relay_retry_s > 0:
             raise ConfigError("retire_after_s and relay_retry_s must be > 0 seconds")
+        if self.dkg_threshold < 0:
+            raise ConfigError(f"dkg_threshold must be >= 0 (0: no automatic key generation), got {self.dkg_threshold}")
         if not self.admission_requests_per_s > 0:
             raise ConfigError(f"admission_requests_per_s must be > 0, got {self.admission_requests_per_s}")
         self.registry.validate()
@@ -161,6 +182,10 @@ class SecurityHost(Protocol):
     def recheck_peers(self) -> None: ...
 
     def stop_serving(self, reason: str) -> None: ...
+
+    def held_evidence(self) -> Sequence[Evidence]:
+        """The proofs of misbehaviour group 0's core holds, oldest first."""
+        ...
 
 
 def fingerprint(certificate_der: bytes) -> bytes:
@@ -202,6 +227,14 @@ class NodeSecurity:
         self.votes = VotesMachine(PrivateVotes(VoteVerifier()))
         self.dkg_machine = DkgMachine(self.registry)
         self.dkg = LogDkg(node, self.dkg_machine, lambda: self.keyring.own_signer.seed)
+        self.evidence_machine = EvidenceMachine(self.registry)
+        self._evidence_seen = 0
+        """How many of the core's proofs this node has queued for the log."""
+        self._evidence_timer: asyncio.TimerHandle | None = None
+        self._evidence_noted: set[int] = set()
+        """Offenders whose record in the log this node has logged."""
+        self._dkg_announced: set[str] = set()
+        """Sessions whose result or failure this node has logged."""
         self._dkg_phases: dict[str, str] = {}
         """Session -> the phase whose timeout is armed."""
         self.counters: Counter[str] = Counter()
@@ -220,10 +253,29 @@ class NodeSecurity:
     # ------------------------------------------------------------ wiring
     def machines(self) -> dict[str, Any]:
         """The extension machines group 0's key-value store hosts."""
-        return {MACHINE_NAME: self.registry, VOTES_MACHINE: self.votes, DKG_MACHINE: self.dkg_machine}
+        return {
+            MACHINE_NAME: self.registry,
+            VOTES_MACHINE: self.votes,
+            DKG_MACHINE: self.dkg_machine,
+            EVIDENCE_MACHINE: self.evidence_machine,
+        }
 
     def attach(self, host: SecurityHost) -> None:
         self.host = host
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # not running (a unit test): nothing to poll
+            loop = None
+        if loop is not None:
+            self._evidence_timer = loop.call_later(EVIDENCE_POLL_S, self._poll_evidence)
+        if self.settings.dkg_threshold > 0:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:  # not running yet: the first applied batch starts it
+                return
+            members = sorted(int(m) for m in self.registry.members())
+            rank = members.index(int(self.node)) if int(self.node) in members else len(members)
+            self._timers.add(loop.call_later(self.settings.relay_retry_s + rank * DKG_START_STAGGER_S, self._dkg_auto_start))
 
     # ------------------------------------------------------------ local checks
     def refuses(self, sender: int) -> bool:
@@ -291,6 +343,7 @@ class NodeSecurity:
         """React to what the registry decided in the batch just applied."""
         events = self.registry.take_events()
         self._dkg_after_apply()
+        self._note_recorded_evidence()
         if not events and not self._outbox:
             return
         peers_changed = False
@@ -298,16 +351,20 @@ class NodeSecurity:
             self.counters[f"keys.events.{event.what}"] += 1
             if event.what == "revoked":
                 self._revoked[int(event.node)] = event.index
-                log.warning("%s: %s revoked at log index %d", node_name(self.node), node_name(event.node), event.index)
+                decision(
+                    log, "keys.revoked", "%s: %s revoked at log index %d", node_name(self.node), node_name(event.node),
+                    event.index, level=logging.WARNING, node=int(event.node), index=event.index,
+                )
                 if event.node == self.node:
                     self._stop(f"this node's keys were revoked at log index {event.index}")
                 peers_changed = True
             elif event.what == "pending" and event.item == "rotate":
                 self._approve(event)
             elif event.what == "activated":
-                log.info(
-                    "%s: %s's new %s key is active from log index %d",
+                decision(
+                    log, "keys.activated", "%s: %s's new %s key is active from log index %d",
                     node_name(self.node), node_name(event.node), event.kind, event.index,
+                    node=int(event.node), kind=event.kind, index=event.index,
                 )
                 if event.node == self.node:
                     self._own_activation(event)
@@ -345,6 +402,25 @@ class NodeSecurity:
 
             self._queue(b"dkg:" + digest, encode_dkg_command(post), posted, DKG_MACHINE)
             self.counters["dkg.messages_posted"] += 1
+        for name, result in dkg.results.items():
+            if name not in self._dkg_announced:
+                self._dkg_announced.add(name)
+                decision(
+                    log, "dkg.done", "%s: DKG session %s done: group public key %s; qualified dealers %s%s",
+                    node_name(self.node), name, result.group_public_key.hex(),
+                    " ".join(node_name(d) for d in result.qualified),
+                    "".join(f"; {node_name(d)} disqualified: {why}" for d, why in sorted(result.disqualified.items())),
+                    session=name, group_public_key=result.group_public_key.hex(),
+                    qualified=[int(d) for d in result.qualified],
+                    disqualified={node_name(d): why for d, why in sorted(result.disqualified.items())},
+                )
+        for name, why in dkg.failures.items():
+            if name not in self._dkg_announced:
+                self._dkg_announced.add(name)
+                decision(
+                    log, "dkg.failed", "%s: DKG session %s failed: %s", node_name(self.node), name, why,
+                    level=logging.WARNING, session=name, reason=why,
+                )
         waiting = dkg.waiting()
         for name in [n for n in self._dkg_phases if n not in waiting]:
             del self._dkg_phases[name]
@@ -354,6 +430,75 @@ class NodeSecurity:
                 self._arm_dkg_timeout(name, phase)
         if self._outbox:
             self._schedule_flush()
+
+    def _poll_evidence(self) -> None:
+        """Queue every new proof the core holds for the log (see
+        ``quorate.security.evidence_log``), until each offender is on record."""
+        host = self.host
+        if host is None or self._stopped:
+            return
+        held = host.held_evidence()
+        for evidence in held[self._evidence_seen :]:
+            offender = evidence.offender
+            if self.evidence_machine.recorded(offender):
+                continue
+            self._queue(
+                b"evidence:%d" % int(offender),
+                encode_evidence(evidence),
+                functools.partial(self.evidence_machine.recorded, offender),
+                EVIDENCE_MACHINE,
+            )
+            self.counters["evidence.queued"] += 1
+            first = evidence.first
+            decision(
+                log, "evidence.detected", "%s: proof that %s equivocated (%s at %d/%d)", node_name(self.node),
+                node_name(offender), first.kind, first.height, first.round, level=logging.WARNING,
+                offender=int(offender), statement=first.kind, height=first.height, round=first.round,
+            )
+            self._schedule_flush()
+        self._evidence_seen = len(held)
+        self._evidence_timer = asyncio.get_running_loop().call_later(EVIDENCE_POLL_S, self._poll_evidence)
+
+    def _note_recorded_evidence(self) -> None:
+        offenders = self.evidence_machine.offenders
+        if len(offenders) == len(self._evidence_noted):
+            return
+        for offender, index in sorted(offenders.items()):
+            if offender not in self._evidence_noted:
+                self._evidence_noted.add(offender)
+                decision(
+                    log, "evidence.recorded", "%s: the log records that %s equivocated (log index %d)",
+                    node_name(self.node), node_name(NodeId(offender)), index, offender=offender, index=index,
+                )
+
+    def _dkg_auto_start(self) -> None:
+        """With ``dkg_threshold`` > 0: propose the ``genesis`` session among
+        the registry's members until one start (anyone's) is in the log."""
+        threshold = self.settings.dkg_threshold
+        if threshold <= 0 or self._stopped or GENESIS_DKG_SESSION in self.dkg_machine.sessions:
+            return
+        members = tuple(sorted(int(m) for m in self.registry.members()))
+        if int(self.node) not in members:
+            return
+        if threshold > len(members):
+            if not self.counters["dkg.auto_start_refused"]:
+                log.error(
+                    "%s: dkg_threshold %d exceeds the %d members; no key is generated",
+                    node_name(self.node), threshold, len(members),
+                )
+            self.counters["dkg.auto_start_refused"] += 1
+            return
+        start = make_start(
+            self.registry.cluster, GENESIS_DKG_SESSION, members, threshold, int(self.node), self.keyring.own_signer.seed
+        )
+        self._queue(
+            b"dkg-start:" + GENESIS_DKG_SESSION.encode(),
+            encode_dkg_command(start),
+            lambda: GENESIS_DKG_SESSION in self.dkg_machine.sessions,
+            DKG_MACHINE,
+        )
+        self.counters["dkg.auto_starts_proposed"] += 1
+        self._schedule_flush()
 
     def _arm_dkg_timeout(self, name: str, phase: str) -> None:
         try:
@@ -425,7 +570,10 @@ class NodeSecurity:
             os.fsync(out.fileno())
         os.replace(pending, current)  # the new seed is the node's key from now on
         self.counters["keys.own_rotations"] += 1
-        log.info("%s: now signing with its new key (log index %d)", node_name(self.node), event.index)
+        decision(
+            log, "keys.switched", "%s: now signing with its new key (log index %d)", node_name(self.node), event.index,
+            kind=KIND_SIGNING, index=event.index,
+        )
         self._retire_later(KIND_SIGNING, old_key)
 
     def _switch_certificate(self, event: RegistryEvent) -> None:
@@ -449,7 +597,10 @@ class NodeSecurity:
         os.replace(new_cert, self.tls_dir / f"{name}.crt")
         self.host.reload_tls(TlsConfig.from_directory(self.tls_dir, name))
         self.counters["keys.own_certificate_rotations"] += 1
-        log.info("%s: presenting its new certificate from now on (log index %d)", name, event.index)
+        decision(
+            log, "keys.switched", "%s: presenting its new certificate from now on (log index %d)", name, event.index,
+            kind=KIND_TLS, index=event.index,
+        )
         for key in older:
             self._retire_later(KIND_TLS, key)
 
@@ -471,6 +622,9 @@ class NodeSecurity:
         for handle in self._timers:
             handle.cancel()
         self._timers.clear()
+        if self._evidence_timer is not None:
+            self._evidence_timer.cancel()
+            self._evidence_timer = None
         if self._retry is not None:
             self._retry.cancel()
             self._retry = None
@@ -600,9 +754,20 @@ class NodeSecurity:
         out["dkg.done"] = len(dkg.results)
         out["dkg.failed"] = len(dkg.failures)
         out["dkg.refused"] = sum(self.dkg_machine.refused.values())
+        out["evidence.on_record"] = len(self.evidence_machine.offenders)
+        out["evidence.refused"] = sum(self.evidence_machine.refused.values())
         # Nodes that computed the same group keys show the same digest.
         keys = sorted((name, r.group_public_key) for name, r in dkg.results.items())
         out["dkg.keys_digest"] = int.from_bytes(hashlib.sha256(repr(keys).encode()).digest()[:6], "big")
+        for name, session in self.dkg_machine.sessions.items():
+            result = dkg.results.get(name)
+            state = DKG_DONE if result is not None else DKG_FAILED if name in dkg.failures else DKG_RUNNING
+            if int(self.node) not in session.encryption_keys:
+                state = DKG_NOT_PARTICIPANT
+            out[f"{DKG_SESSION_PREFIX}{name}.state"] = state
+            if result is not None:
+                digest = hashlib.sha256(result.group_public_key).digest()
+                out[f"{DKG_SESSION_PREFIX}{name}.key"] = int.from_bytes(digest[:6], "big")
         return out
 
 

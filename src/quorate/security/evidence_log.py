@@ -1,0 +1,122 @@
+"""Proofs of misbehaviour recorded in the log: the BFT replicas' evidence
+becomes part of the replicated audit trail.
+
+Theory of operation. A PBFT or HotStuff replica that sees one member sign
+two different statements for one slot holds ``Evidence``
+(``quorate.core.evidence``): it excludes the offender at once, on its own.
+That decision is local; the audit trail (``quorate audit``) is replicated.
+So the node also proposes the evidence as an ``Extension("evidence", ...)``
+command to group 0, and ``EvidenceMachine`` — on every replica, at the same
+log position — checks it from public keys alone (both statements by one
+signer, for one slot, different payloads, each signature valid under a key
+the key registry holds for the signer now) and records the first valid
+proof against each offender: an audit record ``evidence.equivocation``
+naming the offender, the statement kind and the slot. Nobody has to be
+trusted: a forged or non-conflicting "proof" is refused (and counted) the
+same way everywhere, and further proofs against an offender already on
+record are refused as such, so every honest replica may submit what it
+holds without filling the log.
+
+A statement signed by a key the registry has since retired no longer
+verifies: evidence is submitted as soon as it is found, well inside a key's
+overlap window.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import msgspec
+import nacl.exceptions
+import nacl.signing
+
+from quorate.core.evidence import Evidence
+from quorate.core.machine import MachineResult
+from quorate.ids import NodeId, node_name
+
+__all__ = ["MACHINE_NAME", "EvidenceMachine", "decode_evidence", "encode_evidence"]
+
+MACHINE_NAME = "evidence"
+MAX_EVIDENCE_BYTES = 64 * 1024
+"""Two signed statements carry digests, not blocks; more is not evidence."""
+MAX_OFFENDERS_KEPT = 4096
+
+_decoder = msgspec.msgpack.Decoder(Evidence)
+_encoder = msgspec.msgpack.Encoder()
+
+
+def encode_evidence(evidence: Evidence) -> bytes:
+    return _encoder.encode(evidence)
+
+
+def decode_evidence(data: bytes) -> Evidence:
+    evidence: Evidence = _decoder.decode(data)
+    return evidence
+
+
+class PublicKeys(Protocol):
+    """What the machine asks of the key registry."""
+
+    def valid_keys(self, node: NodeId | int, kind: str = ...) -> tuple[bytes, ...]: ...
+
+
+class EvidenceMachine:
+    """The replicated record of proven misbehaviour (see the module docstring)."""
+
+    def __init__(self, keys: PublicKeys) -> None:
+        self.keys = keys
+        self.offenders: dict[int, int] = {}
+        """Offender -> the log index at which its first proof was recorded."""
+        self.refused: dict[str, int] = {}
+
+    def _refuse(self, reason: str) -> MachineResult:
+        self.refused[reason] = self.refused.get(reason, 0) + 1
+        return MachineResult(False, error=reason)
+
+    def _signed(self, node: int, message: bytes, signature: bytes) -> bool:
+        for key in self.keys.valid_keys(node):
+            try:
+                nacl.signing.VerifyKey(key).verify(message, signature)
+                return True
+            except (nacl.exceptions.BadSignatureError, ValueError, TypeError):
+                continue
+        return False
+
+    def apply(self, index: int, now_s: float, data: bytes) -> MachineResult:
+        if len(data) > MAX_EVIDENCE_BYTES:
+            return self._refuse("evidence too large")
+        try:
+            evidence = decode_evidence(data)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            return self._refuse("malformed evidence")
+        a, b = evidence.first, evidence.second
+        if (a.signer, a.kind, a.height, a.round) != (b.signer, b.kind, b.height, b.round):
+            return self._refuse("the statements are not for one signer and slot")
+        if a.payload == b.payload:
+            return self._refuse("the statements do not conflict")
+        if not (self._signed(a.signer, a.signed_bytes(), a.signature) and self._signed(b.signer, b.signed_bytes(), b.signature)):
+            return self._refuse("a statement's signature does not verify")
+        if a.signer in self.offenders:
+            return MachineResult(False, error=f"{node_name(NodeId(a.signer))} is already on record")
+        if len(self.offenders) >= MAX_OFFENDERS_KEPT:
+            return self._refuse("too many offenders on record")
+        self.offenders[a.signer] = index
+        document = {"statement": a.kind, "height": a.height, "round": a.round}
+        return MachineResult(
+            True, value=node_name(NodeId(a.signer)), audit=(("evidence.equivocation", node_name(NodeId(a.signer)), document),)
+        )
+
+    def recorded(self, offender: NodeId | int) -> bool:
+        return int(offender) in self.offenders
+
+    def snapshot(self) -> bytes | None:
+        if not self.offenders and not self.refused:
+            return None
+        return _encoder.encode((sorted(self.offenders.items()), sorted(self.refused.items())))
+
+    def restore(self, data: bytes | None) -> None:
+        if data is None:
+            self.offenders, self.refused = {}, {}
+            return
+        offenders, refused = msgspec.msgpack.decode(data, type=tuple[list[tuple[int, int]], list[tuple[str, int]]])
+        self.offenders, self.refused = dict(offenders), dict(refused)
