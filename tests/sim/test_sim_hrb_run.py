@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import copy
 import json
+import shlex
 from typing import Any
 
 import pytest
 from typer.testing import CliRunner
 
-from quorate.bench.hrb_sim import HrbRunConfig, linearizable, run_hrb
+from quorate.bench.hrb_sim import HrbRunConfig, command_line, linearizable, run_hrb
 from quorate.cli.main import _register, app
 from quorate.errors import ConfigError
 from quorate.hrb.shard.replica import ShardReplica
@@ -160,3 +161,15 @@ def test_cli_json_and_bad_input() -> None:
 
 def _fields(config: HrbRunConfig) -> dict[str, Any]:
     return {name: getattr(config, name) for name in config.__dataclass_fields__}
+
+
+def test_the_reproduce_command_runs_the_same_simulation() -> None:
+    config = HrbRunConfig(
+        nodes=8, shard_size=4, core=4, regions=2, intra_region_ms=1.0, workload="kv", duration_s=3.0, drain_s=2.0,
+        liveness_bound_s=5.0, seed=9,
+    )
+    args = shlex.split(command_line(config))
+    assert args[:3] == ["quorate", "sim", "hrb"]
+    result = runner.invoke(app, [*args[1:], "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout.strip().splitlines()[-1])["trace_sha256"] == run_hrb(config)[0]["trace_sha256"]

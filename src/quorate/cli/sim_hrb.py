@@ -76,6 +76,7 @@ def hrb(
     core: int = typer.Option(_D.core, "--core", help="Members of the BFT core."),
     regions: int = typer.Option(_D.regions, "--regions", help="Regions (nodes and agents spread round robin)."),
     inter_region_ms: float = typer.Option(_D.inter_region_ms, "--inter-region-ms", help="One-way latency between regions."),
+    intra_region_ms: float = typer.Option(_D.intra_region_ms, "--intra-region-ms", help="One-way latency within a region."),
     bandwidth_gbps: float = typer.Option(_D.bandwidth_gbps, "--bandwidth-gbps", help="Each node's link."),
     cross_shard: float = typer.Option(_D.cross_shard, "--cross-shard", help="Share of writes touching another shard."),
     read_ratio: float = typer.Option(_D.read_ratio, "--read-ratio", help="Share of transactions that only read."),
@@ -94,6 +95,10 @@ def hrb(
     agents: int = typer.Option(_D.agents, "--agents", help="Agents (0: two per shard)."),
     op_timeout: float = typer.Option(_D.op_timeout_s, "--op-timeout", help="An agent's wait for an answer."),
     epoch_length: int = typer.Option(_D.epoch_length, "--epoch-length", help="Core decisions per epoch."),
+    liveness_bound: float = typer.Option(
+        _D.liveness_bound_s, "--liveness-bound", help="After the heal, a transaction must complete within this."
+    ),
+    drain: float = typer.Option(_D.drain_s, "--drain", help="Simulated seconds after the agents stop."),
     seed: int = typer.Option(_D.seed, "--seed", help="Fixes every random choice of the run."),
     history: str | None = typer.Option(None, "--history", help="Write the agents' history (JSON) here."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object as the last line."),
@@ -101,10 +106,10 @@ def hrb(
     """Simulate an HRB deployment under load, Byzantine nodes and faults; check it."""
     config = HrbRunConfig(
         nodes=nodes, shard_size=shard_size, core=core, regions=regions, inter_region_ms=inter_region_ms,
-        bandwidth_gbps=bandwidth_gbps, cross_shard=cross_shard, read_ratio=read_ratio, txn_bytes=txn_bytes,
+        intra_region_ms=intra_region_ms, bandwidth_gbps=bandwidth_gbps, cross_shard=cross_shard, read_ratio=read_ratio, txn_bytes=txn_bytes,
         workload=workload, quorum=quorum, core_bft=core_bft, byzantine=byzantine, allow_unsafe=allow_unsafe,
         faults=faults, heal_at_s=heal_at, max_crashed=max_crashed, duration_s=duration, agents=agents,
-        op_timeout_s=op_timeout, epoch_length=epoch_length, seed=seed,
+        op_timeout_s=op_timeout, epoch_length=epoch_length, liveness_bound_s=liveness_bound, drain_s=drain, seed=seed,
     )
     try:
         config.validate()

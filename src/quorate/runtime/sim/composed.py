@@ -50,7 +50,7 @@ from quorate.ids import NodeId
 from quorate.runtime.sim.cluster import PROGRESS_SLICES, SimConfig, apply_fault
 from quorate.runtime.sim.engine import EventLoop, derive_rng
 from quorate.runtime.sim.network import Network
-from quorate.runtime.sim.node import CostModel, Grouped, SimNode
+from quorate.runtime.sim.node import Grouped, SimNode
 from quorate.storage.base import Recovered
 
 __all__ = ["SAMPLE_INTERVAL_S", "SystemModel", "SystemRun", "SystemSimulation"]
@@ -158,14 +158,13 @@ class SystemSimulation:
         self.violations: list[dict[str, Any]] = []
         self.faults_injected = 0
         self.nodes: list[SimNode] = []
-        cost = config.cost if isinstance(config.cost, CostModel) else CostModel()
         for i in range(1, n + 1):
             node = SimNode(
                 NodeId(i),
                 group_factory=model.build_group,
                 initial_groups=model.initial_groups(NodeId(i)),
                 unknown_group=model.unknown_group,
-                cost=cost,
+                cost=config.cost,
                 send=self.network.send,
                 schedule=loop.schedule,
                 wake_kind=-1,
