@@ -25,8 +25,10 @@ a core of four, two regions, the bank workload with cross-shard transfers)
 in each shard quorum mode, with and without Byzantine shard members within
 what the mode claims to tolerate: ``byzantine`` mode f = 2 members per shard
 of any behaviour, ``majority`` mode Byzantine leaders only (its followers are
-assumed crash-only), one per shard; each behaviour drawn from the seed. Each
-run must also keep atomicity across shards (``quorate.bench.hrb_sim``).
+assumed crash-only), one per run; the behaviours are a function of the seed
+given to ``HrbSweep.config`` (``quorate sweep --sweep`` replaces only the
+seed of ``config(0)``, so it keeps seed 0's). Each run must also keep
+atomicity across shards (``quorate.bench.hrb_sim``).
 
 These definitions are shared by the test suite (``tests/sim``) and by
 ``quorate sweep --sweep NAME``, which runs the same seeds in parallel
