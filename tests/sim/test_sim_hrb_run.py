@@ -188,3 +188,15 @@ def test_majority_mode_with_an_equivocating_leader_under_chaos_seed_3() -> None:
     )
     report, _ = run_hrb(config)
     assert report["safety_violations"] == [], report["safety_violations"][0]["message"]
+
+
+def test_the_core_rotates_through_epochs_while_agents_commit() -> None:
+    # Every 20 decisions the core chooses its next members by reputation and
+    # hands over (nodes asked to join host a joining replica); the ordered
+    # logs are checked per epoch.
+    report, _ = run_hrb(
+        HrbRunConfig(nodes=8, shard_size=4, core=4, regions=1, duration_s=8.0, drain_s=4.0, epoch_length=20, seed=1)
+    )
+    assert report["ok"], report["failures"]
+    assert report["epochs"] >= 3 and len({tuple(m) for m in report["core"].values()}) >= 2
+    assert report["throughput_ops"]["cross_shard"] > 0

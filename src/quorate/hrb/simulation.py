@@ -247,8 +247,8 @@ class HrbSystem:
         self.members_of: dict[int, tuple[int, ...]] = {0: tuple(int(m) for m in self.deployment.core_members)}
         self.monitors = {k: ShardSafetyMonitor() for k in self.shards}
         self._chains: dict[tuple[int, int], tuple[bytes, int]] = {}
-        self.core_log: dict[tuple[tuple[int, ...], int], tuple[bytes, int]] = {}
-        """(core members, index) -> (hash of the command ordered there, first honest member seen)."""
+        self.core_log: dict[tuple[int, int], tuple[bytes, int]] = {}
+        """(epoch, index) -> (hash of the command ordered there, first honest member seen)."""
         self.decisions_by_epoch: dict[int, int] = {}
         self.leaders: dict[tuple[int, int], int] = {}
         self.timelines = {n: _Timeline(n, self.shard_of[n], b) for n, b in sorted(self.shard_byzantine.items())}
@@ -669,6 +669,9 @@ class _WitnessedCore:
         self._system = system
         self._node = node
         self._members = members
+        self._epoch: int | None = None
+        """The epoch of the core replica holding this core (found on the first commit:
+        a joining replica builds its ordering core only when its epoch starts)."""
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
@@ -694,14 +697,20 @@ class _WitnessedCore:
 
     def ready(self) -> Any:
         ready = self._inner.ready()
+        if not ready.committed:
+            return ready
+        if self._epoch is None:
+            self._epoch = next(
+                (e for (n, e), r in self._system.cores.items() if n == self._node and r.inner is self), -1
+            )
         log = self._system.core_log
         for entry in ready.committed:
             digest = hashlib.sha256(entry.data).digest()
-            seen = log.setdefault((self._members, entry.index), (digest, self._node))
+            seen = log.setdefault((self._epoch, entry.index), (digest, self._node))
             if seen[0] != digest:
                 raise InvariantViolation(
                     f"core agreement violated: members {seen[1]} and {self._node} committed different "
-                    f"commands at index {entry.index} of the core group of {list(self._members)}"
+                    f"commands at index {entry.index} of epoch {self._epoch}'s core ({list(self._members)})"
                 )
         return ready
 
