@@ -4,7 +4,8 @@ Theory of operation. Each agent is bound to a home shard and runs closed
 loop: one transaction at a time, sent to every member of its home shard
 (one leads; the others forward it and watch that it is appended), and
 accepted once ``replies_needed`` members answered it with the same outcome
-(f + 1 of a shard of 3f + 1: at least one honest member applied it). Until
+(f + 1 of a ``byzantine`` shard of 3f + 1: at least one honest member
+applied it; one in a ``majority`` shard, whose followers are crash-only). Until
 then the agent sends it again every ``RESEND_S`` (a shard with no leader
 yet drops it; the same transaction is applied once, by its id and the
 agent's session). An answer that does not come within ``op_timeout_s``
