@@ -26,14 +26,16 @@ import shlex
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from quorate.errors import ConfigError
-from quorate.hrb.agents import WorkloadSettings
-from quorate.hrb.scope import third_bound
-from quorate.hrb.simulation import CORE_BEHAVIOURS, HrbSimSettings, HrbSystem, parse_hrb_byzantine
 from quorate.runtime.sim.cluster import SimConfig
-from quorate.runtime.sim.composed import SystemSimulation
+
+if TYPE_CHECKING:
+    from quorate.hrb.simulation import HrbSimSettings
+
+# HRB (and the signing libraries it needs) is imported when a run is built,
+# not with this module: the CLI and the sweeps load without the crypto extra.
 
 __all__ = ["EVIDENCE_BEHAVIOURS", "HrbRunConfig", "command_line", "run_hrb", "verdict"]
 
@@ -81,6 +83,9 @@ class HrbRunConfig:
         return "hrb"
 
     def settings(self) -> HrbSimSettings:
+        from quorate.hrb.agents import WorkloadSettings
+        from quorate.hrb.simulation import HrbSimSettings
+
         return HrbSimSettings(
             nodes=self.nodes,
             shard_size=self.shard_size,
@@ -121,6 +126,9 @@ class HrbRunConfig:
     def default_max_crashed(self) -> int:
         """Chaos crashes at most what both tiers tolerate beside the Byzantine
         nodes: a core's f and a shard's f, less the Byzantine ones asked for."""
+        from quorate.hrb.scope import third_bound
+        from quorate.hrb.simulation import CORE_BEHAVIOURS, parse_hrb_byzantine
+
         wanted = parse_hrb_byzantine(self.byzantine)
         core_bad = sum(c for c, b in wanted if b in CORE_BEHAVIOURS)
         shard_bad = sum(c for c, b in wanted if b not in CORE_BEHAVIOURS)
@@ -186,6 +194,9 @@ def run_hrb(
     clock: Callable[[], float] = time.perf_counter,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Run ``config`` and check it: (report, history). ``ConfigError`` for an impossible config."""
+    from quorate.hrb.simulation import HrbSystem
+    from quorate.runtime.sim.composed import SystemSimulation
+
     config.validate()
     model = HrbSystem(config.settings())
     simulation = SystemSimulation(config.sim_config(), model, drain_s=config.drain_s, name="hrb")
