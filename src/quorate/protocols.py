@@ -22,7 +22,9 @@ _MODULES = {
     "raft": "quorate.raft.binding",
     "pbft": "quorate.pbft.binding",
     "hotstuff": "quorate.hotstuff.binding",
+    "casper": "quorate.casper.binding",
     "hrb-shard": "quorate.hrb.shard.binding",
+    "hrb": "quorate.hrb.node",
 }
 """Protocols that ship with quorate: name -> module exporting ``BINDING``."""
 

@@ -14,6 +14,10 @@ from quorate.runtime.aio.ports import free_port_block
 FAST_RAFT = {"election_timeout_s": 0.5, "heartbeat_interval_s": 0.05}
 WAIT_LIMIT_S = 20.0
 """Generous bound on waits on a shared machine; reaching it fails the test."""
+START_LIMIT_S = 90.0
+"""Bound on a server process's start (an MCP or dashboard server imports a
+web stack, which takes tens of seconds on a heavily loaded machine); the
+wait ends as soon as it listens."""
 
 
 def free_base_port(count: int) -> int:

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests.e2e.conftest import FAST_RAFT, WAIT_LIMIT_S, free_base_port
+from tests.e2e.conftest import FAST_RAFT, START_LIMIT_S, WAIT_LIMIT_S, free_base_port
 
 from quorate.ids import NodeId
 from quorate.runtime.aio.cluster import LocalCluster, wait_for
@@ -56,7 +56,7 @@ def _dashboard(cluster: LocalCluster) -> Iterator[str]:
     )
     url = f"http://127.0.0.1:{port}/"
     try:
-        assert wait_for(lambda: _state(url) is not None or process.poll() is not None, WAIT_LIMIT_S, 0.1)
+        assert wait_for(lambda: _state(url) is not None or process.poll() is not None, START_LIMIT_S, 0.1)
         assert process.poll() is None, process.stderr.read() if process.stderr else ""
         yield url
     finally:

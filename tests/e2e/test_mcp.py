@@ -26,7 +26,7 @@ import httpx2
 import pytest
 from mcp import Client, StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
-from tests.e2e.conftest import FAST_RAFT, WAIT_LIMIT_S, free_base_port
+from tests.e2e.conftest import FAST_RAFT, START_LIMIT_S, WAIT_LIMIT_S, free_base_port
 
 from quorate.client import AgentIdentity, AsyncClient
 from quorate.client.agents import AsyncVotes
@@ -310,7 +310,7 @@ def serving_http(cluster: LocalCluster, *extra: str) -> Iterator[str]:
     scheme = "https" if "--mtls-dir" in extra else "http"
     url = f"{scheme}://127.0.0.1:{port}/mcp"
     try:
-        assert wait_for(lambda: _listening(port) or process.poll() is not None, WAIT_LIMIT_S, 0.1)
+        assert wait_for(lambda: _listening(port) or process.poll() is not None, START_LIMIT_S, 0.1)
         assert process.poll() is None, process.stderr.read() if process.stderr else ""
         yield url
     finally:

@@ -37,9 +37,11 @@ PINNED = {
     # of failed views, SyncInfo carries the QC that committed the sender's
     # root, and timeouts ask for the next turn's first view (the merged tree
     # with the previous hotstuff package still gives the old hash, 8c749fbb...).
+    # It changed again when every replica began asking its peers for their
+    # certificates at start (SyncRequest / SyncInfo; before: 41fb0efb...).
     "hotstuff": (
         SimConfig(protocol="hotstuff", nodes=4, duration_s=4.0, seed=1),
-        "41fb0efb1ba407caeebb1a6882d2e779ae4d9c6387f401abc55720c405703e67",
+        "7810a9f50761e0d77c77841aaf24c4b5eaa15de69b19a4471bff2c73ad1f574e",
     ),
     "primary": (
         SimConfig(protocol="primary", nodes=3, duration_s=4.0, seed=1),

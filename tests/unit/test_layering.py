@@ -15,7 +15,7 @@ import pathlib
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[2] / "src" / "quorate"
-PURE = ["core", "raft", "pbft", "hotstuff", "casper", "swim", "crdt", "check", "hrb", "multiraft", "quorum"]
+PURE = ["core", "raft", "pbft", "hotstuff", "casper", "swim", "crdt", "check", "hrb", "multiraft", "quorum", "sharding"]
 CORES = ["raft", "pbft", "hotstuff", "casper", "swim", "crdt"]
 BANNED = {"asyncio", "socket", "selectors", "threading", "time", "trio", "anyio", "subprocess"}
 ALLOWED_FOR = {

@@ -61,6 +61,7 @@ OPTIONS: dict[str, dict[str, Any]] = {
     "raft": {},
     "pbft": {"view_change_timeout_s": 0.5, "retransmit_interval_s": 0.125},
     "hotstuff": {"view_timeout_s": 0.25, "max_view_timeout_s": 0.5},
+    "casper": {"slot_timeout_s": 0.25, "max_slot_timeout_s": 0.5, "justify_wait_s": 0.1},
 }
 
 
@@ -98,7 +99,7 @@ class Sweep:
 
 SWEEPS = (
     *(Sweep("raft", n, False) for n in (4, 5, 7)),
-    *(Sweep(p, n, byz) for p in ("pbft", "hotstuff") for n in (4, 7) for byz in (False, True)),
+    *(Sweep(p, n, byz) for p in ("pbft", "hotstuff", "casper") for n in (4, 7) for byz in (False, True)),
 )
 RECONFIGURE_EVERY_S = 0.5
 """A random membership change this often (``JOINT_SWEEPS``)."""

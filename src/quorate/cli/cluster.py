@@ -27,6 +27,7 @@ Clients find a cluster made here by its directory: ``quorate kv`` and
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from pathlib import Path
@@ -36,7 +37,7 @@ import typer
 
 from quorate.cli.main import app, fail
 from quorate.client.aio import AsyncClient
-from quorate.client.contact import unreachable_message
+from quorate.client.contact import ClientError, unreachable_message
 from quorate.errors import ConfigError
 from quorate.ids import NodeId, node_name
 from quorate.multiraft.messages import MULTIRAFT, RangesReply, leading_views
@@ -82,11 +83,11 @@ def cluster_options(protocol: str, election_timeout_s: float | None) -> dict[str
 @cluster_app.command("up")
 def up_command(
     protocol: Annotated[
-        str, typer.Option("--protocol", help="raft, pbft or hotstuff.")
+        str, typer.Option("--protocol", help="raft, pbft, hotstuff or casper.")
     ] = "raft",
     nodes: Annotated[
         int | None,
-        typer.Option("--nodes", help=f"How many nodes [default: {RAFT_NODES} for raft, {BFT_NODES} for pbft/hotstuff]."),
+        typer.Option("--nodes", help=f"How many nodes [default: {RAFT_NODES} for raft, {BFT_NODES} for pbft/hotstuff/casper]."),
     ] = None,
     directory: DirOption = DEFAULT_DIRECTORY,
     insecure: Annotated[
@@ -113,12 +114,21 @@ def up_command(
     split_at_ops: Annotated[
         int, typer.Option("--split-at-ops", help="Multi-Raft: a range splits after this many writes; 0 = never.")
     ] = 0,
+    shards: Annotated[int | None, typer.Option("--shards", help="HRB: shards [default: 3].")] = None,
+    shard_size: Annotated[int | None, typer.Option("--shard-size", help="HRB: nodes per shard [default: 4].")] = None,
+    core: Annotated[int | None, typer.Option("--core", help="HRB: core members [default: 4].")] = None,
+    quorum: Annotated[
+        str | None, typer.Option("--quorum", help="HRB: the shards' commit rule, byzantine or majority [default: byzantine].")
+    ] = None,
 ) -> None:
     """Write configs, certificates and keys; start every node; wait for a leader."""
     if protocol not in protocol_names():
         raise fail(f"unknown protocol {protocol!r}; choose one of {', '.join(protocol_names())}")
     bft = byzantine_fault_tolerant(protocol)
     count = nodes if nodes is not None else BFT_NODES if bft else RAFT_NODES
+    hrb_options = hrb_cluster_options(protocol, nodes, shards, shard_size, core, quorum, election_timeout_s)
+    if hrb_options is not None:
+        count = hrb_options["shards"] * hrb_options["shard_size"]
     if count < 1:
         raise fail(f"--nodes must be at least 1, got {count}")
     range_replicas = min(3, count) if replicas is None else replicas
@@ -129,7 +139,7 @@ def up_command(
             RangeLayout(groups, range_replicas, split_at_ops).validate(count)
         except ConfigError as exc:
             raise fail(f"--groups/--replicas/--split-at-ops: {exc}") from None
-    options = cluster_options(protocol, election_timeout_s)
+    options = cluster_options(protocol, election_timeout_s) if hrb_options is None else hrb_options
     try:
         if (directory / "cluster.json").exists():
             existing = LocalCluster.open(directory)
@@ -166,7 +176,7 @@ def up_command(
 
         raise fail(missing_module(exc)) from None
     try:
-        leader = asyncio.run(_wait_started(cluster))
+        leader = asyncio.run(_wait_started(cluster) if hrb_options is None else _wait_hrb_started(cluster))
     except _StartFailed as exc:
         cluster.stop_all()
         raise fail(f"{exc}; the other nodes were stopped", 1) from None
@@ -176,6 +186,15 @@ def up_command(
     for node, endpoint in zip(cluster.ids, cluster.endpoints):
         typer.echo(f"{node_name(node)}  {endpoint}  pid {cluster.pid(node)}")
     role = "primary" if bft else "leader"
+    if hrb_options is not None:
+        typer.echo(
+            f"HRB deployment of {count} in {cluster.directory}: {hrb_options['shards']} shards of "
+            f"{hrb_options['shard_size']} ({hrb_options['quorum']} quorum), a core of {hrb_options['core_size']}; {leader}"
+        )
+        typer.echo(f"endpoints: {','.join(cluster.endpoints)}")
+        again = "" if directory == DEFAULT_DIRECTORY else f" --dir {directory}"
+        typer.echo(f"try: quorate kv txn put a=100 b=100{again}; quorate kv txn transfer a b 30{again}")
+        return
     if groups:
         typer.echo(
             f"multi-Raft cluster of {count} in {cluster.directory}: {groups} ranges of {range_replicas} "
@@ -192,6 +211,153 @@ def up_command(
         typer.echo(f"metrics: {', '.join(str(cluster.metrics_url(n)) for n in cluster.ids)}")
     again = "" if directory == DEFAULT_DIRECTORY else f" --dir {directory}"
     typer.echo(f"try: quorate kv put hello world{again}; quorate cluster status{again}")
+
+
+# -- HRB deployments ----------------------------------------------------------
+HRB_START_WAIT_S = 60.0
+"""A give-up bound: a dozen Python processes start on a loaded machine."""
+HRB_DEFAULTS = {"shards": 3, "shard_size": 4, "core_size": 4, "quorum": "byzantine"}
+
+
+def hrb_cluster_options(
+    protocol: str,
+    nodes: int | None,
+    shards: int | None,
+    shard_size: int | None,
+    core: int | None,
+    quorum: str | None,
+    election_timeout_s: float | None,
+) -> dict[str, Any] | None:
+    """The HRB options ``up`` writes (None for other protocols); exits 2 on a bad combination."""
+    given = {"--shards": shards, "--shard-size": shard_size, "--core": core, "--quorum": quorum}
+    if protocol != "hrb":
+        named = [flag for flag, value in given.items() if value is not None]
+        if named:
+            raise fail(f"{', '.join(named)}: HRB settings; not for {protocol}")
+        return None
+    if nodes is not None:
+        raise fail("an HRB deployment has --shards x --shard-size nodes; leave out --nodes")
+    options: dict[str, Any] = {
+        "shards": HRB_DEFAULTS["shards"] if shards is None else shards,
+        "shard_size": HRB_DEFAULTS["shard_size"] if shard_size is None else shard_size,
+        "core_size": HRB_DEFAULTS["core_size"] if core is None else core,
+        "quorum": HRB_DEFAULTS["quorum"] if quorum is None else quorum,
+    }
+    if election_timeout_s is not None:
+        options["election_timeout_s"] = election_timeout_s
+        options["heartbeat_interval_s"] = election_timeout_s / 10
+    for name, flag in (("shards", "--shards"), ("shard_size", "--shard-size"), ("core_size", "--core")):
+        if not 1 <= options[name] <= 64:
+            raise fail(f"{flag} must be within 1..64, got {options[name]}")
+    if options["core_size"] > options["shards"] * options["shard_size"]:
+        raise fail(f"--core {options['core_size']} is more than the {options['shards'] * options['shard_size']} nodes")
+    from quorate.runtime.aio.protocols import protocol_binding
+
+    try:
+        protocol_binding("hrb").core.parse_config(options)
+    except ConfigError as exc:
+        raise fail(str(exc)) from None
+    return options
+
+
+async def _wait_hrb_started(cluster: LocalCluster) -> str:
+    """A line naming each shard's leader once every shard and the core have one."""
+    from quorate.client.hrb import AsyncHrbClient
+
+    client = AsyncHrbClient(cluster.endpoints, tls=cluster.tls_dir, insecure=cluster.insecure)
+    try:
+        deadline = time.monotonic() + HRB_START_WAIT_S
+        while True:
+            for node in cluster.ids:
+                reason = cluster.exit_reason(node)
+                if reason is not None:
+                    raise _StartFailed(f"{node_name(node)} could not start: {reason}")
+            try:
+                leaders = await client.wait_ready(min(2.0, max(0.1, deadline - time.monotonic())))
+                return "shard leaders " + ", ".join(f"{k}: {node_name(NodeId(v))}" for k, v in sorted(leaders.items()))
+            except TimeoutError:
+                if time.monotonic() >= deadline:
+                    raise _StartFailed(
+                        f"not every shard and the core elected a leader within {HRB_START_WAIT_S:g} s "
+                        f"(see {cluster.directory}/n*.log and n*.stderr)"
+                    ) from None
+    finally:
+        await client.close()
+
+
+async def hrb_report(cluster: LocalCluster) -> dict[str, Any]:
+    """Every node's view of its shard, and each shard's leader and voters."""
+    from quorate.client.hrb import AsyncHrbClient
+
+    client = AsyncHrbClient(cluster.endpoints, tls=cluster.tls_dir, insecure=cluster.insecure)
+    rows: list[dict[str, Any]] = []
+    shards: list[dict[str, Any]] = []
+    try:
+        try:
+            layout = await client.discover()
+        except (OSError, TimeoutError, EOFError) as exc:
+            return {"directory": str(cluster.directory), "protocol": "hrb", "nodes": [], "shards": [], "error": str(exc)}
+        for shard, members in sorted(layout.shards.items()):
+            views: dict[int, StatusReply] = {}
+            for node in members:
+                with contextlib.suppress(OSError, TimeoutError, EOFError, ClientError):
+                    views[node] = await client.status(node, shard)
+            for node in members:
+                view = views.get(node)
+                row: dict[str, Any] = {
+                    "node": node_name(NodeId(node)), "shard": shard, "core": node in layout.core,
+                    "pid": cluster.pid(NodeId(node)), "up": view is not None,
+                }
+                if view is not None:
+                    row.update(
+                        role=view.role, term=view.term,
+                        leader=None if view.leader is None else node_name(NodeId(view.leader)),
+                        commit_index=view.commit_index, applied_index=view.applied_index,
+                        convicted=sorted(k.removeprefix("hrb.convicted.") for k in view.metrics if k.startswith("hrb.convicted.")),
+                    )
+                rows.append(row)
+            leaders = {v.leader for v in views.values()}
+            agreed = leaders.pop() if len(leaders) == 1 else None
+            # The smallest configuration any member holds: evictions taken out.
+            voters = min((v.voters for v in views.values()), key=len, default=())
+            shards.append({
+                "shard": shard,
+                "leader": None if agreed is None else node_name(NodeId(agreed)),
+                "voters": [node_name(NodeId(v)) for v in voters],
+                "members_answering": len(views),
+            })
+    finally:
+        await client.close()
+    return {
+        "directory": str(cluster.directory),
+        "protocol": "hrb",
+        "quorum": layout.quorum,
+        "core": [node_name(NodeId(n)) for n in layout.core],
+        "shards": shards,
+        "nodes": rows,
+        "error": None if any(r["up"] for r in rows) else unreachable_message(client.endpoints),
+    }
+
+
+def format_hrb_report(report: dict[str, Any]) -> list[str]:
+    """``hrb_report`` for a person: a line per shard, a row per node."""
+    out = [f"HRB deployment ({report.get('quorum', '?')} shard quorum), core: {' '.join(report.get('core', []))}"]
+    for shard in report["shards"]:
+        out.append(
+            f"shard {shard['shard']}: leader {shard['leader'] or 'unknown'}, voters {' '.join(shard['voters'])}"
+        )
+    out.append("node  shard  role       term  leader  commit  applied  core  convicted")
+    for row in report["nodes"]:
+        if not row["up"]:
+            out.append(f"{row['node']:<5} {row['shard']:<6} down")
+            continue
+        out.append(
+            f"{row['node']:<5} {row['shard']:<6} {row['role']:<10} {row['term']:<5} {row['leader'] or '-':<7} "
+            f"{row['commit_index']:<7} {row['applied_index']:<8} {'yes' if row['core'] else '-':<5} "
+            f"{' '.join(row['convicted']) or '-'}"
+        )
+    out.append(f"directory: {report['directory']}")
+    return out
 
 
 class _StartFailed(Exception):
@@ -297,13 +463,14 @@ def status_command(
     """Leader, term, commit index, lag and refusals of every node (exit 1 if none answers)."""
     try:
         cluster = LocalCluster.open(directory)
-        report = asyncio.run(cluster_report(cluster))
+        hrb = cluster.protocol == "hrb"
+        report = asyncio.run(hrb_report(cluster) if hrb else cluster_report(cluster))
     except ConfigError as exc:
         raise fail(str(exc)) from None
     if as_json:
         typer.echo(json.dumps(report))
     else:
-        for line in format_report(report):
+        for line in format_hrb_report(report) if hrb else format_report(report):
             typer.echo(line)
     if report["error"] is not None:
         raise fail(report["error"], 1)

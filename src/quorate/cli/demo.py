@@ -296,6 +296,13 @@ def _free_base_port() -> int:
 
 @app.command("demo")
 def demo_command(
+    scenario: Annotated[
+        str | None,
+        typer.Argument(help="hrb: a real HRB deployment evicts a lying shard leader (see 'quorate demo hrb --help')."),
+    ] = None,
+    fault: Annotated[
+        str, typer.Option("--fault", help="hrb: equivocate, kill-shard-leader, kill-core-member or none.")
+    ] = "equivocate",
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON summary object.")] = False,
     insecure: Annotated[bool, typer.Option("--insecure", help="Plain TCP instead of TLS.")] = False,
     keep: Annotated[bool, typer.Option("--keep", help="Keep the directory (logs, data).")] = False,
@@ -324,6 +331,16 @@ def demo_command(
         raise fail(f"--dashboard-hold must be in 0..3600 seconds, got {dashboard_hold_s}")
     if history is not None and not history.parent.is_dir():
         raise fail(f"cannot write the history to {history}: no directory {history.parent}")
+    if scenario is not None:
+        from quorate.cli.demo_hrb import FAULTS, run_hrb_demo
+
+        if scenario != "hrb":
+            raise fail(f"unknown demo {scenario!r}; the demos are: (none: Raft), hrb")
+        if fault not in FAULTS:
+            raise fail(f"--fault must be one of {', '.join(FAULTS)}, got {fault!r}")
+        if sim or dashboard:
+            raise fail("--sim and --dashboard are for the Raft demo; 'quorate demo hrb' runs real processes")
+        raise typer.Exit(run_hrb_demo(as_json, insecure, keep, history, fault, Story(quiet=as_json)))
     if sim:
         from quorate.cli.demo_sim import DEMO_DURATION_S, run_sim_demo
 

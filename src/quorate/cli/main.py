@@ -60,11 +60,19 @@ PIP_NAMES = {
     "sse_starlette": "sse-starlette",
     "uvicorn": "uvicorn",
     "playwright": "playwright",
+    "pymetis": "pymetis",
+    "networkx": "networkx",
 }
 """Module name -> the package ``pip`` installs it from."""
-EXTRAS = {"hdrhistogram": "bench", "psutil": "bench", "matplotlib": "bench"}
+EXTRAS = {
+    "hdrhistogram": "bench",
+    "psutil": "bench",
+    "matplotlib": "bench",
+    "pymetis": "sharding",
+    "networkx": "sharding",
+}
 """Packages of an optional extra: the message names the whole extra."""
-EXTRA_PACKAGES = {"bench": "hdrhistogram psutil matplotlib"}
+EXTRA_PACKAGES = {"bench": "hdrhistogram psutil matplotlib", "sharding": "pymetis networkx"}
 
 
 def missing_package(exc: ImportError) -> str | None:

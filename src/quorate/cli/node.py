@@ -172,7 +172,7 @@ def node_command(
     ] = None,
     protocol: Annotated[
         str | None,
-        typer.Option("--protocol", help="raft, pbft or hotstuff; overrides the config file's protocol."),
+        typer.Option("--protocol", help="raft, pbft, hotstuff or casper; overrides the config file's protocol."),
     ] = None,
     print_config: Annotated[
         bool,

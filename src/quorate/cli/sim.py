@@ -5,7 +5,7 @@ history for linearizability (``quorate.check``) and prints either a few lines
 for people or, with ``--json``, one JSON object as the last line of stdout.
 A progress bar (simulated time) goes to stderr when it is a terminal.
 
-BFT protocols (``pbft``, ``hotstuff``) take ``--byzantine COUNT:BEHAVIOUR[,...]``
+BFT protocols (``pbft``, ``hotstuff``, ``casper``) take ``--byzantine COUNT:BEHAVIOUR[,...]``
 (``random`` draws a behaviour from the seed; more than f replicas only with
 ``--allow-unsafe``), ``--rate-limit MSGS_PER_S`` (per-peer token buckets in
 front of each replica's CPU; 0 = off) and ``--flood-copies K`` (a ``flood``
@@ -196,7 +196,7 @@ def command_line(config: SimConfig) -> str:
     """The ``quorate sim`` command that runs ``config`` again, seed included
     (flags left at their defaults are omitted)."""
     defaults = type(config)(protocol=config.protocol)
-    cli_defaults = {"nodes": 4 if config.protocol in ("pbft", "hotstuff") else 5}
+    cli_defaults = {"nodes": 4 if config.protocol in ("pbft", "hotstuff", "casper") else 5}
     parts = ["quorate", "sim", config.protocol]
     for field, flag in (*_FLAGS, *_EXTRA_FLAGS.get(type(config), ())):
         value = getattr(config, field)
@@ -268,7 +268,7 @@ def latency_text(latency_ms: dict[str, float | None]) -> str:
 
 
 def leadership_text(result: SimResult) -> str:
-    terms = "views" if result.byzantine or result.protocol in ("pbft", "hotstuff") else "terms"
+    terms = "views" if result.byzantine or result.protocol in ("pbft", "hotstuff", "casper") else "terms"
     return (
         f"elections won: {result.elections} ({terms} with a leader), leader changes: "
         f"{result.leader_changes} ({terms} led by another node than the one before)"
@@ -521,6 +521,7 @@ sim_app.command("raft")(_command("raft"))
 sim_app.command("primary")(_command("primary"))
 sim_app.command("pbft")(_command("pbft", default_nodes=4))
 sim_app.command("hotstuff")(_command("hotstuff", default_nodes=4))
+sim_app.command("casper")(_command("casper", default_nodes=4))
 sim_app.command("multiraft")(
     _command(
         "multiraft",

@@ -129,7 +129,7 @@ def _progress(total: int) -> tuple[Callable[[Verdict], None] | None, Callable[[]
 def sweep_command(
     context: typer.Context,
     protocol: Annotated[
-        str | None, typer.Option("--protocol", help="raft, pbft, hotstuff, primary or multiraft (then any 'quorate sim' flag).")
+        str | None, typer.Option("--protocol", help="raft, pbft, hotstuff, casper, primary or multiraft (then any 'quorate sim' flag).")
     ] = None,
     sweep: Annotated[
         str | None,

@@ -18,6 +18,12 @@ core contract, each protocol package says once, in its ``binding.py``, as a
 - its fault model: ``crash`` or ``byzantine``, how many of n replicas it
   tolerates, how many matching replies a client needs, which Byzantine
   behaviours it can run;
+- optionally, for a protocol whose node hosts groups of the protocol's own
+  design rather than one group among all the nodes (HRB: a shard group and,
+  on core members, the core group), ``hosting``: builds this node's hosted
+  groups from the parsed config and a ``HostingContext``, with the requests
+  its own clients send (``client_message_types``, handed to the hosted
+  groups' states);
 - small role functions the runtimes call instead of guessing at a core's
   attributes: ``leadership`` (who leads, in which term or view), ``status``
   (what ``cluster status`` shows), and optionally ``membership`` (changing
@@ -52,6 +58,7 @@ __all__ = [
     "ClusterContext",
     "CoreBuilder",
     "GroupStatus",
+    "HostingContext",
     "Keyring",
     "MacAuthenticator",
     "Membership",
@@ -98,6 +105,25 @@ class ClusterContext:
     """Keys for protocols that sign; None for those that do not (Raft)."""
     byzantine: Mapping[NodeId, str] = field(default_factory=dict)
     """Member -> Byzantine behaviour (fault injection; empty: all honest)."""
+
+
+@dataclass(frozen=True, slots=True)
+class HostingContext:
+    """What a runtime gives a ``Binding.hosting`` function: this node, every
+    node of the cluster, its keys, its randomness and clock reading, and how
+    to recover a group's durable state (``recover(group, binding)``: what the
+    node's store holds of that group, registered under the binding's name,
+    or None on a fresh disk)."""
+
+    node: NodeId
+    nodes: tuple[NodeId, ...]
+    keyring: Keyring
+    rng: random.Random
+    now: float
+    recover: Callable[[int, Binding], Any]
+    registered: tuple[int, ...] = ()
+    """The groups the node's store holds (a restarted node rebuilds those it
+    joined at run time)."""
 
 
 CoreBuilder = Callable[[NodeId, tuple[NodeId, ...], random.Random, float, Any], ProtocolCore]
@@ -254,6 +280,19 @@ class Binding:
     """The proofs of misbehaviour the core holds, oldest first
     (``quorate.core.evidence.Evidence``: verifiable by anyone from public
     keys); a real node records each in the replicated audit trail."""
+
+    hosting: Callable[[Any, HostingContext], list[Any]] | None = None
+    """Builds the node's hosted groups (``quorate.core.host.HostedGroup``s)
+    from the parsed config, instead of one group 0 among all the nodes (see
+    the module docstring)."""
+    client_message_types: tuple[type, ...] = ()
+    """Requests of the protocol's own clients (with ``hosting``): a node
+    hands them to the state of the group they name."""
+    joining: Callable[[Any, HostingContext, list[Any], NodeId, int, Any], Any] | None = None
+    """With ``hosting``: ``joining(config, context, hosted, sender, group,
+    message)`` builds a group this node does not host yet that ``sender``'s
+    message asks it to join (HRB: the next epoch's core), given the groups
+    it hosts; None drops the message."""
 
     def __post_init__(self) -> None:
         if self.fault_model not in FAULT_MODELS:

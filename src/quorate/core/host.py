@@ -145,6 +145,7 @@ class NodeHost:
         "_heap",
         "_outbound",
         "_taken_out",
+        "cross_group",
         "node",
         "on_unknown_group",
         "only",
@@ -162,6 +163,11 @@ class NodeHost:
         """Hosted groups whose core offers ``CrossGroupOutput``."""
         self._taken_out: list[GroupMessage] = []
         """Their messages for other groups, taken with their Readies."""
+        self.cross_group = False
+        """True while a hosted core offers ``CrossGroupOutput`` or messages
+        of such a core wait in the host: a runtime that sees False need not
+        call ``take_outbound`` (it would return nothing). Read-only for
+        everyone but the host."""
         self.only: HostedGroup | None = None
         """The group, while this node hosts exactly one (the common case: its
         deadline stays out of the heap and the driver takes a shorter path).
@@ -190,6 +196,7 @@ class NodeHost:
         group.outbound = group.core.take_outbound if isinstance(group.core, CrossGroupOutput) else None
         if group.outbound is not None:
             self._outbound.append(group)
+            self.cross_group = True
         self._groups[group.id] = group
         self._mark(group)
         self.only = group if len(self._groups) == 1 else None
@@ -207,6 +214,7 @@ class NodeHost:
         removed = self._groups.pop(group_id, None)
         if removed is not None and removed.outbound is not None:
             self._outbound.remove(removed)
+            self.cross_group = bool(self._outbound or self._taken_out)
         if removed is not None and removed.dirty:
             self._dirty.remove(removed)
             removed.dirty = False
@@ -238,8 +246,28 @@ class NodeHost:
                 self.unknown_group_messages += 1
                 return Rejection(sender, type(message).__name__, "unknown group")
             group = self.add(created)
-        group.core.step(sender, message, now)
-        self._had_input(group)
+        core = group.core
+        core.step(sender, message, now)
+        # _had_input(group), inlined: every peer message comes through here.
+        group.stale = True
+        if group.dirty:
+            return None
+        probe = group.probe
+        if probe is not None and not core.has_ready():
+            if self.only is group:
+                deadline = group.core_deadline = probe()
+                timed = group.timed
+                if timed is not None:
+                    tick_at = timed.tick_at
+                    if tick_at is not None and (deadline is None or tick_at < deadline):
+                        deadline = tick_at
+                group.deadline = deadline
+            else:
+                self.turned.append(group)
+                self._set_deadline(group, probe())
+        else:
+            group.dirty = True
+            self._dirty.append(group)
         return None
 
     def propose(self, group_id: int, command: bytes, now: float) -> ProposeOutcome:
@@ -327,6 +355,7 @@ class NodeHost:
         for group in self._outbound:
             assert group.outbound is not None
             out.extend(group.outbound())
+        self.cross_group = bool(self._outbound)
         return out
 
     # -- turns ----------------------------------------------------------------
@@ -415,8 +444,14 @@ class NodeHost:
             return
         probe = group.probe
         if probe is not None and not group.core.has_ready():
-            if self.only is group and group.timed is None:
-                group.deadline = group.core_deadline = probe()
+            if self.only is group:
+                deadline = group.core_deadline = probe()
+                timed = group.timed
+                if timed is not None:
+                    tick_at = timed.tick_at
+                    if tick_at is not None and (deadline is None or tick_at < deadline):
+                        deadline = tick_at
+                group.deadline = deadline
             else:
                 self.turned.append(group)
                 self._set_deadline(group, probe())

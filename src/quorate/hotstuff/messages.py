@@ -16,7 +16,9 @@ every claim (author, view, hashes, signatures) and drops what does not add up.
   ``NewView`` messages asking to enter one view.
 - ``Proposal`` (leader → all), ``Vote`` (replica → leader of the next view),
   ``NewView`` (replica → all, on a view timeout, carrying its highest QC),
-  ``SyncInfo`` (an answer to a lagging replica: our highest certificates),
+  ``SyncRequest`` (a replica that starts, fresh or from its disk, asks its
+  peers what they know), ``SyncInfo`` (the answer, also sent to a replica
+  that lags: our highest certificates),
   ``BlockRequest``/``BlockResponse`` (fetch missing ancestors by hash) and
   ``Forward`` (a client command sent on to the leader).
 - Signed statements use ``quorate.core.evidence``'s format, so the signature
@@ -52,6 +54,7 @@ __all__ = [
     "QuorumCertificate",
     "ReputationState",
     "SyncInfo",
+    "SyncRequest",
     "TimeoutCertificate",
     "Vote",
     "block_hash",
@@ -158,9 +161,16 @@ class NewView(WireMessage, tag="hotstuff.NewView", frozen=True):
     high_tc: TimeoutCertificate | None = None
 
 
+class SyncRequest(WireMessage, tag="hotstuff.SyncRequest", frozen=True):
+    """Sent by a replica that starts (an empty disk looks like a first boot,
+    so every start sends it): "send me your certificates". Peers answer with
+    ``SyncInfo``; an idle core would otherwise send a restarted replica
+    nothing, and it would never learn what was committed without it."""
+
+
 class SyncInfo(WireMessage, tag="hotstuff.SyncInfo", frozen=True):
-    """Our highest certificates, sent to a replica whose NewView showed it
-    lagging: ``commit_qc`` is the QC whose 3-chain committed our root (a
+    """Our highest certificates, sent to a replica that asked (``SyncRequest``)
+    or whose NewView showed it lagging: ``commit_qc`` is the QC whose 3-chain committed our root (a
     replica that missed it may have no other way to commit that far, if the
     chain moved on along another branch)."""
 
@@ -232,6 +242,7 @@ HOTSTUFF_MESSAGE_TYPES: tuple[type[WireMessage], ...] = (
     Proposal,
     Vote,
     NewView,
+    SyncRequest,
     SyncInfo,
     BlockRequest,
     BlockResponse,

@@ -54,6 +54,17 @@ Consensus with Linearity and Responsiveness", PODC 2019, §5 and Algorithm 3):
   justified by certificates it can show. Skipping views is safe: the vote
   and lock rules compare views but never need consecutive ones, and a view
   no honest replica entered holds none of their votes, so no QC.
+- **Start-up sync.** A replica that starts, whether from its disk or from
+  nothing (an empty disk after a crash looks exactly like a first boot),
+  sends every peer a ``SyncRequest`` and keeps its timer armed, re-asking
+  those that did not answer every ``view_timeout_s``, until the
+  ``SyncInfo`` answers of ``quorum - 1`` peers are in (with itself, a
+  quorum: f silent peers cannot hold it up). The answers' certificates move
+  its view, and their blocks are fetched, so a replica restarted while the
+  cluster is idle still learns what was committed: nobody else would send
+  it anything. A first boot pays one request and one answer per pair. (A
+  replica that lost its disk also lost the record of its votes: until its
+  view passes those it voted in, it counts against f.)
 - **Commands.** A client command given to a replica is forwarded to the
   leaders of this view and the next (a leader omits commands already in its
   uncommitted chain). Every replica that knows a command watches it until it
@@ -116,6 +127,7 @@ from quorate.hotstuff.messages import (
     QuorumCertificate,
     ReputationState,
     SyncInfo,
+    SyncRequest,
     TimeoutCertificate,
     Vote,
     block_hash,
@@ -140,6 +152,8 @@ ORPHAN_LIMIT_FETCHES = 4
 """Blocks waiting for a missing parent are capped at this many fetches' worth."""
 REFETCH_MAX_HASHES = 4
 """Missing parents re-requested per timeout."""
+SYNC_ANSWER_INTERVAL_FRACTION = 0.5
+"""A peer's ``SyncRequest`` is answered at most once per this fraction of the view timeout."""
 
 _hard_state_decoder = msgspec.msgpack.Decoder(HardState)
 
@@ -231,6 +245,10 @@ class HotStuffReplica:
         self._votes: dict[tuple[int, bytes], dict[NodeId, bytes]] = {}
         self._newviews: dict[int, dict[NodeId, bytes]] = {}
         self._synced: dict[NodeId, tuple[int, float]] = {}
+        self._sync_requests_answered: dict[NodeId, float] = {}
+        """When we last answered each peer's ``SyncRequest`` (answers are rate-limited)."""
+        self._sync_answers: set[NodeId] | None = None
+        """Peers whose ``SyncInfo`` answered our start-up sync; None once enough did."""
         self._evidence_forgotten_view = 0
 
         # Commands: ``_pending`` are our clients' (kept until committed, sent
@@ -269,6 +287,7 @@ class HotStuffReplica:
             Vote: self._on_vote,
             NewView: self._on_newview,
             SyncInfo: self._on_sync_info,
+            SyncRequest: self._on_sync_request,
             BlockRequest: self._on_block_request,
             BlockResponse: self._on_block_response,
             Forward: self._on_forward,
@@ -276,6 +295,7 @@ class HotStuffReplica:
         }
         if recovered is not None and recovered.hard_state is not None:
             self._restore(recovered.hard_state, recovered.entries)
+        self._start_sync()
 
     # ------------------------------------------------------------------ contract
 
@@ -451,11 +471,9 @@ class HotStuffReplica:
         # Our own disk is trusted: these were verified before they were saved.
         self._verified_qcs.add((hs.locked_qc.view, hs.locked_qc.block_hash))
         self._verified_qcs.add((hs.high_qc.view, hs.high_qc.block_hash))
-        # Our blocks were in memory: fetch the chain up to our high QC now, and
-        # time out once even if idle, so our NewView (with our high QC) makes
-        # peers that know more answer with their certificates.
+        # Our blocks were in memory: fetch the chain up to our high QC now
+        # (the start-up sync asks the peers for what came after it).
         self._refetch()
-        self._deadline = self._now + self._timeout_s()
 
     # ------------------------------------------------------------------ proposals
 
@@ -913,6 +931,10 @@ class HotStuffReplica:
         return (this,) if this == following else (this, following)
 
     def _expects_progress(self) -> bool:
+        return self._sync_answers is not None or self._expects_ordering()
+
+    def _expects_ordering(self) -> bool:
+        """Commands or blocks we know of wait to be committed or fetched."""
         if self._watch or self._queue or self._open_commands or self._awaiting or self._orphans:
             return True
         # A QC on a block we lack: we are behind and must keep fetching.
@@ -943,6 +965,13 @@ class HotStuffReplica:
             self._deadline = None
 
     def _on_timeout(self) -> None:
+        if self._sync_answers is not None:
+            self._ask_for_sync()
+            if not self._expects_ordering():
+                # Only the start-up sync is waiting: ask again, but do not
+                # time the view out (nothing says its leader failed).
+                self._deadline = self._now + self.config.view_timeout_s
+                return
         if self._timed_out_view != self.view:
             self._timed_out_view = self.view
             self._failed_views += 1
@@ -1018,6 +1047,34 @@ class HotStuffReplica:
             # f + 1 asked: at least one honest replica timed out, so join it.
             self._send_newview(view)
 
+    # ------------------------------------------------------------------ start-up sync
+
+    def _start_sync(self) -> None:
+        """Ask every peer for its certificates (module docstring, start-up sync)."""
+        if self.quorum - 1 < 1 or not self._others:
+            return
+        self._sync_answers = set()
+        self._ask_for_sync()
+        self._arm_timer()
+
+    def _ask_for_sync(self) -> None:
+        answered = self._sync_answers or set()
+        request = SyncRequest()
+        for peer in self._others:
+            if peer not in answered:
+                self._messages.append((peer, request))
+
+    def _on_sync_request(self, sender: NodeId, request: SyncRequest) -> None:
+        # At most two answers per view timeout to one peer: a request costs
+        # its sender nothing, so a Byzantine one could otherwise make us send
+        # certificates in a loop.
+        last = self._sync_requests_answered.get(sender)
+        if last is not None and self._now - last < SYNC_ANSWER_INTERVAL_FRACTION * self.config.view_timeout_s:
+            return
+        self._sync_requests_answered[sender] = self._now
+        commit_qc = self.commit_qc if self.commit_qc.view > 0 else None
+        self._messages.append((sender, SyncInfo(self.high_qc, self.high_tc, commit_qc)))
+
     def _answer_lagging(self, sender: NodeId, view: int) -> None:
         last = self._synced.get(sender)
         if last is not None and last[0] >= view and self._now - last[1] < self.config.view_timeout_s:
@@ -1041,6 +1098,11 @@ class HotStuffReplica:
         self._on_qc(s.high_qc)
         if s.high_tc is not None:
             self._on_tc(s.high_tc)
+        answers = self._sync_answers
+        if answers is not None:
+            answers.add(sender)
+            if len(answers) >= self.quorum - 1:
+                self._sync_answers = None
 
     def _learn_commit_qc(self, qc: QuorumCertificate, source: NodeId) -> None:
         """Apply a peer's verified commit QC: the lock and commit rules, once

@@ -1,4 +1,4 @@
-"""HRB as a simulated system: what ``quorate sim hrb`` runs (``docs/hrb.md`` section 10).
+"""HRB as a simulated system: what ``quorate sim hrb`` runs (``docs/hrb.md`` section 11).
 
 Theory of operation. ``HrbSystem`` is the model a simulator of composed
 systems runs (``quorate.runtime.sim.composed.SystemModel``; this package

@@ -16,6 +16,10 @@ on it; see ``RaftNode`` for the lease argument and ``lease_duration_s``.
 Quiescence (``quiesce_after_s`` > 0, off by default): a leader idle that long
 with every follower caught up stops heartbeating, and its followers stop their
 election timers (``quorate.raft.quiescence``).
+
+Lazy commit (``lazy_commit``, off by default): the leader does not send an
+empty AppendEntries to tell followers a new commit index; the next
+AppendEntries or heartbeat carries it.
 """
 
 from __future__ import annotations
@@ -66,6 +70,14 @@ class RaftConfig:
     """A leader with nothing pending and every follower caught up for this
     long goes quiet (no heartbeats, no timers; CockroachDB's quiesced ranges)
     until a proposal, a read or a peer's message wakes it. 0 never quiesces."""
+    lazy_commit: bool = False
+    """Followers learn a new commit index from the next AppendEntries or
+    heartbeat (hashicorp/raft's way) instead of from an empty AppendEntries
+    sent to each of them the moment it advances (etcd's way). A write then
+    costs two messages per follower instead of up to four, which counts when
+    many groups each carry a write or two at a time (multi-Raft); followers
+    apply up to one heartbeat interval later. Safety does not depend on it:
+    followers need the commit index only to apply."""
     unsafe_commit_without_quorum: bool = False
     """TEST ONLY: the leader commits what it appends, breaking Raft on purpose
     so tests can show the safety monitor and checkers catch it."""

@@ -259,15 +259,17 @@ def _on_append_response(self: RaftNode, sender: NodeId, m: AppendEntriesResponse
             state is _SNAPSHOT and pr.match >= pr.pending_snapshot
         ):
             pr.become_replicate(self._heartbeat_round)
+        lazy = self._config.lazy_commit
         if self._count_ack(sender, old_match, pr.match) and self._maybe_commit():
             if self._role is not LEADER:
                 return  # we removed ourselves and stepped down
-            # Tell every follower the new commit index; followers in
-            # REPLICATE get only entries they have not been sent yet.
-            self._broadcast_append(now, send_if_empty=True)
+            if not lazy:
+                # Tell every follower the new commit index; followers in
+                # REPLICATE get only entries they have not been sent yet.
+                self._broadcast_append(now, send_if_empty=True)
         while self._send_append(sender, pr, now, False):
             pass
-        if not pr.inflight and pr.commit_sent < log.committed:
+        if not pr.inflight and pr.commit_sent < log.committed and not lazy:
             # The last batch it was sent predates the commit index: tell it.
             self._send_append(sender, pr, now, True)
         if self._transfer_target == sender and pr.match == log.last_index():

@@ -226,13 +226,32 @@ class HostDriver:
             # One group (the common case): the same steps as below, with fewer
             # calls (the simulator comes through here for every input).
             effects = self._effects
+            core = group.core
             while group.dirty:
-                ready = host.ready_one(group)
-                if ready is None:
-                    continue
+                if group.outbound is not None:
+                    ready_or_none = host.ready_one(group)
+                    if ready_or_none is None:
+                        continue
+                    ready = ready_or_none
+                else:
+                    # host.ready_one(group), inlined for a group without
+                    # cross-group output: it is the host's only dirty group.
+                    group.dirty = False
+                    group.stale = False
+                    host._dirty.pop()
+                    ready = core.ready()
+                    if ready.is_empty():
+                        core.advance(ready)
+                        host._set_deadline(group, ready.wake_at)
+                        if core.has_ready():
+                            host._mark(group)
+                        continue
                 self.turns += 1
-                if ready.early_messages or group.pipelines:
+                if group.pipelines:
                     ready = self._send_early(group, ready)
+                elif ready.early_messages:
+                    effects.send(group, ready.early_messages)
+                    self.sent_early += len(ready.early_messages)
                 if (ready.hard_state is not None or ready.entries or ready.snapshot is not None) and not effects.persist(
                     [(group, ready)], ready.must_sync
                 ):
@@ -250,7 +269,20 @@ class HostDriver:
                 if ready.rejected:
                     for rejection in ready.rejected:
                         effects.rejected(group, rejection)
-                host.advance_one(group, ready)
+                if host.only is not group:
+                    host.advance_one(group, ready)  # the host changed meanwhile
+                    continue
+                # host.advance_one(group, ready), inlined for the only group.
+                deadline = group.core_deadline = ready.wake_at
+                timed = group.timed
+                if timed is not None:
+                    tick_at = timed.tick_at
+                    if tick_at is not None and (deadline is None or tick_at < deadline):
+                        deadline = tick_at
+                group.deadline = deadline
+                core.advance(ready)
+                if (group.stale or core.has_ready()) and not group.dirty:
+                    host._mark(group)
             return
         has_ready = host.has_ready
         while True:

@@ -313,12 +313,13 @@ class KVStore:
         time_s = command.time_s
         if time_s > self.now_s and self.time_rounds is None:
             self.now_s = time_s
-            # Nothing to expire (the common case) is decided without a call.
-            agent_deadline = self.agents.next_deadline_s
+            # Nothing to expire (the common case) is decided without a call
+            # (``agents.next_deadline_s``, inlined: the agents' deadline heap).
+            agent_deadlines = self.agents.env.deadlines
             if (
                 self._expiry
                 or self._oldest_session_s < time_s - self.session_ttl_s
-                or (agent_deadline is not None and agent_deadline <= time_s)
+                or (agent_deadlines and agent_deadlines[0][0] <= time_s)
             ):
                 self._expire()
         client = command.client
@@ -447,7 +448,10 @@ class KVStore:
         if space is None:
             space = self._data[namespace] = {}
         space[key] = value
-        self.changes.record("put", namespace, key, value)
+        # changes.record("put", ...), inlined: every put of the log comes here.
+        changes = self.changes
+        revision = changes.revision = changes.revision + 1
+        changes.events.append(Change(revision, "put", namespace, key, value))
         if ttl_s is not None and ttl_s > 0:
             rounds = self.time_rounds
             if rounds is None:

@@ -23,7 +23,7 @@ from quorate.runtime.aio.config_reference import (
 )
 
 ROOT = Path(__file__).resolve().parents[3]
-PROTOCOLS = ("raft", "pbft", "hotstuff")
+PROTOCOLS = ("raft", "pbft", "hotstuff", "casper", "hrb")
 
 
 def test_every_field_the_loader_accepts_is_described() -> None:
@@ -39,6 +39,8 @@ def test_every_protocol_option_is_described_with_its_default(protocol: str) -> N
         "raft": "quorate.raft.config.RaftConfig",
         "pbft": "quorate.pbft.config.PbftConfig",
         "hotstuff": "quorate.hotstuff.config.HotStuffConfig",
+        "casper": "quorate.casper.config.CasperConfig",
+        "hrb": "quorate.hrb.node.HrbSettings",
     }[protocol]
     module, _, name = config_class.rpartition(".")
     cls = getattr(__import__(module, fromlist=[name]), name)

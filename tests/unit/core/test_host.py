@@ -302,3 +302,17 @@ def test_groups_without_cross_group_output_and_removed_groups_give_nothing() -> 
     host.remove(5)
     relay.step(NodeId(2), "late", 0.0)
     assert host.take_outbound() == []
+
+
+def test_cross_group_says_whether_take_outbound_can_give_anything() -> None:
+    host = host_with({0: Echo()})
+    assert host.cross_group is False  # a runtime may skip take_outbound
+    relay = Relay(to_group=6)
+    host.add(HostedGroup(5, relay, None))
+    assert host.cross_group is True
+    host.step(NodeId(2), 5, "a", 0.0)
+    HostDriver(host, Effects()).drive()  # the relay is taken with the Ready
+    host.remove(5)
+    assert host.cross_group is True  # the relay taken before the removal still waits
+    assert host.take_outbound() == [(NodeId(9), 6, "a")]
+    assert host.cross_group is False

@@ -97,6 +97,8 @@ class Network:
         """CPU seconds spent inside the cores (step, tick, ready, advance)."""
         for i in self.ids:
             self.nodes[i] = self._build(i, None)
+        for i in self.ids:
+            self._drive(i)  # boot work: what a replica asks for at start goes out now
 
     # -- construction -------------------------------------------------------------
 

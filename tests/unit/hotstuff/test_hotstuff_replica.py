@@ -20,6 +20,7 @@ from quorate.hotstuff import (
     Proposal,
     QuorumCertificate,
     SyncInfo,
+    SyncRequest,
     Vote,
 )
 from quorate.hotstuff.messages import newview_bytes, vote_bytes
@@ -96,6 +97,17 @@ def test_a_silent_byzantine_leader_is_replaced() -> None:
     net.check_safety()
 
 
+def _synced(r: HotStuffReplica, now: float, peers: tuple[int, ...] = (1, 2)) -> Ready:
+    """Answer ``r``'s start-up ``SyncRequest`` from ``peers`` (a fresh cluster:
+    they know nothing more than genesis) and hand over what it queued."""
+    first = r.ready()
+    asked = sorted(to for to, m in first.messages if isinstance(m, SyncRequest))
+    assert asked == [p for p in r.replicas if p != r.id]
+    for peer in peers:
+        r.step(NodeId(peer), SyncInfo(GENESIS_QC), now)
+    return r.ready()
+
+
 def _enter_by_timeout_certificate(r: HotStuffReplica, view: int, now: float) -> None:
     """Three peers' NewViews for ``view``: a TC that moves ``r`` into it."""
     for s in (NodeId(1), NodeId(2), NodeId(3)):
@@ -109,7 +121,7 @@ def test_a_timeout_skips_the_rest_of_the_turn_and_resends_until_a_certificate() 
         NodeId(0), ids, config=FAST_CONFIG, signer=HmacSigner(NodeId(0)),
         verifier=HmacVerifier(), rng=random.Random(1), now=0.0,
     )
-    assert r.ready().wake_at is None  # idle: no timer
+    assert _synced(r, 0.0).wake_at is None  # synced and idle: no timer
     r.propose(b"x", 0.0)
     first = r.ready().wake_at
     assert first is not None and first == pytest.approx(FAST_CONFIG.view_timeout_s)
@@ -135,6 +147,7 @@ def test_the_view_timeout_doubles_after_a_rotation_of_failed_views_and_resets_on
         NodeId(0), ids, config=FAST_CONFIG, signer=HmacSigner(NodeId(0)),
         verifier=HmacVerifier(), rng=random.Random(1), now=0.0,
     )
+    _synced(r, 0.0)
     r.propose(b"x", 0.0)
     now = 0.0
     view = 1
@@ -325,7 +338,10 @@ def test_an_equivocating_leader_is_detected_and_excluded_by_every_honest_replica
 
 
 def test_an_equivocating_voter_is_detected_and_excluded() -> None:
-    net = Network(4, seed=42, byzantine={3: "equivocate"})
+    # A collector sees both votes only if they beat the honest quorum to it
+    # (a late vote is ignored): whether that happens depends on the seed's
+    # latencies (42 stopped doing it once replicas sync at start; 44 does).
+    net = Network(4, seed=44, byzantine={3: "equivocate"})
     cmds = commands(8)
     submit_round_robin(net, cmds)
     net.run_until(30.0, until=lambda: net.all_committed(cmds))
@@ -452,3 +468,54 @@ def test_a_replica_restarted_from_its_hard_state_does_not_vote_again_in_that_vie
     restarted.ready()
     restarted.step(NodeId(0), p, 1.0)
     assert not any(isinstance(m, Vote) for _, m in restarted.ready().messages)
+
+
+# --------------------------------------------------------------------- start-up sync
+
+
+def test_a_starting_replica_asks_its_peers_until_a_quorum_answered_without_timing_out_the_view() -> None:
+    r = _replica(0)
+    first = r.ready()
+    assert sorted(to for to, m in first.messages if isinstance(m, SyncRequest)) == [1, 2, 3]
+    assert first.wake_at == pytest.approx(FAST_CONFIG.view_timeout_s)
+    r.step(NodeId(1), SyncInfo(GENESIS_QC), 0.01)
+    assert r.ready().wake_at == pytest.approx(FAST_CONFIG.view_timeout_s)  # one answer: not enough
+    # Unanswered on time: only the silent peers are asked again, and the
+    # view is not timed out (nothing says its leader failed).
+    r.tick(FAST_CONFIG.view_timeout_s)
+    again = r.ready()
+    assert sorted(to for to, m in again.messages if isinstance(m, SyncRequest)) == [2, 3]
+    assert not any(isinstance(m, NewView) for _, m in again.messages)
+    assert again.hard_state is None and r.view == 1
+    # quorum - 1 = 2 peers answered (with us, a quorum): the sync is over, the replica idles.
+    r.step(NodeId(3), SyncInfo(GENESIS_QC), 0.15)
+    assert r.ready().wake_at is None
+
+
+def test_sync_requests_are_answered_at_most_once_per_half_view_timeout() -> None:
+    r = _replica(0)
+    r.ready()
+    answers = 0
+    for i in range(10):  # a peer asking every 0.1 view timeouts for one view timeout
+        r.step(NodeId(2), SyncRequest(), i * FAST_CONFIG.view_timeout_s / 10)
+        answers += sum(isinstance(m, SyncInfo) for _, m in r.ready().messages)
+    assert answers == 2
+
+
+def test_a_replica_restarted_with_an_empty_disk_learns_the_log_while_the_cluster_is_idle() -> None:
+    net = Network(4, seed=9)
+    cmds = commands(12)
+    submit_round_robin(net, cmds)
+    net.run_until(10.0, until=lambda: net.all_committed(cmds))
+    net.run_until(net.now + 1.0)
+    assert not net.wake and not net._heap  # the cluster is idle: nobody will send anything
+    reference = [e.data for e in net.committed[NodeId(0)]]
+    victim = NodeId(2)
+    net.crash(victim)
+    net.hard_state.pop(victim, None)  # the disk is lost: it starts like a first boot
+    net.disk_entries[victim] = []
+    net.restart(victim)
+    net.run_until(net.now + 5.0)
+    assert [e.data for e in net.committed[victim]] == reference
+    net.check_safety()
+    assert not net.wake and not net._heap  # and the cluster idles again

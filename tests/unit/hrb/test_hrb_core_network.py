@@ -200,9 +200,12 @@ def _core_messages_per_decision(bft: str, size: int) -> tuple[float, float]:
 def test_hotstuff_ordering_and_linear_certification_beat_pbfts_all_to_all() -> None:
     small = {bft: _core_messages_per_decision(bft, 4) for bft in ("hotstuff", "pbft")}
     large = {bft: _core_messages_per_decision(bft, 10) for bft in ("hotstuff", "pbft")}
-    # certification is 2(C - 1) whatever orders the log (an all-to-all one would be C(C - 1))
-    assert small["hotstuff"][1] == small["pbft"][1] == 2 * 3
-    assert large["hotstuff"][1] == large["pbft"][1] == 2 * 9
+    # certification is at most 2(C - 1) whatever orders the log (an all-to-all
+    # one would be C(C - 1)): C - 1 certificates out, and a partial from every
+    # other member unless the certificate reached it before its own commit did
+    for bft in ("hotstuff", "pbft"):
+        assert 3 < small[bft][1] <= 2 * 3, (bft, small[bft])
+        assert 9 < large[bft][1] <= 2 * 9, (bft, large[bft])
     # per member, HotStuff's cost per decision stays flat from C = 4 to 10; PBFT's grows with C
     hotstuff_growth = (large["hotstuff"][0] / 10) / (small["hotstuff"][0] / 4)
     pbft_growth = (large["pbft"][0] / 10) / (small["pbft"][0] / 4)

@@ -246,13 +246,12 @@ def test_the_checker_refuses_malformed_evidence_without_raising() -> None:
             assert checker(SignedMessageEvidence(kind, 1, 1, message), (1, 2, 5, 7), "byzantine", verifier) is False
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="shard liveness after a deposition (open): in shard (1, 2, 6, 7) the member the equivocator lied "
-    "to (7, lock 0) keeps pre-campaigning and is refused as locked below the others; 2 and 6 (lock 2) stay "
-    "followers without a leader and never campaign, so no leader orders the core's certified eviction",
-)
-def test_known_gap_no_leader_after_deposing_an_equivocator_seed_16() -> None:
+def test_seed_16_a_shard_elects_a_leader_after_deposing_an_equivocator() -> None:
+    """Seed 16 once left shard (1, 2, 6, 7) without a leader: the member the
+    equivocator lied to (7) held a longer log but a lower lock than 2 and 6,
+    so each side refused the other's candidates. Core timing has changed
+    since, so this seed may no longer build that state;
+    ``test_shard_byzantine_leaders`` builds it deterministically."""
     test_a_lying_shard_leader_is_convicted_evicted_by_the_core_and_removed_from_its_shard(
         "equivocating-leader", "equivocation", 16
     )

@@ -34,6 +34,7 @@ from quorate.hrb.shard.evidence import evidence_offender, verify_shard_evidence
 from quorate.hrb.shard.messages import Suspicion
 from quorate.hrb.shard.state import IntraTxn, encode_command
 from quorate.ids import NodeId
+from quorate.raft.messages import SignedAppendEntries
 
 OFFENDER = NodeId(1)
 SETTLE_ROUNDS = 12
@@ -184,6 +185,48 @@ def test_a_suspected_leader_is_deposed_by_enough_signed_suspicions(behaviour: st
             signers.add(src)
     assert len(signers) >= threshold
     assert_deposed_and_safe(net, txns, proven=False)
+
+
+@pytest.mark.parametrize("quorum", ["majority", "byzantine"])
+def test_the_member_an_equivocator_lied_to_elects_a_member_locked_higher_with_a_shorter_log(quorum: str) -> None:
+    """The shape of ``test_hrb_system``'s seed 16: the equivocator's last
+    entry reached only the member it lied to (4), which holds the longer log
+    but no certificate (lock 0), while 2 and 3 are locked higher on a shorter
+    log. Raft's up-to-date rule made 4 refuse them and the lock rule made
+    them refuse 4: with the offender refused, no election could end. What a
+    convicted leader wrote above a voter's lock no longer counts against a
+    candidate locked at least as high."""
+    net = ShardNet((1, 2, 3, 4), quorum=quorum, byzantine={1: "equivocating-leader"}, challenge_interval_s=1000.0)
+    net.elect(1)
+    net.submit(1, txn("lied-0", TxnOp("a0", "put", value="v0")))
+    net.advance(0.5)
+    locked = {r.id: r.lock_index for r in net.honest()}
+    assert locked[NodeId(4)] == 0 < locked[NodeId(2)] == locked[NodeId(3)]
+    net.drop(1, 2)
+    net.drop(1, 3)
+    net.submit(1, txn("lied-1", TxnOp("a1", "put", value="v1")))
+    net.advance(0.2)
+    assert net.replica(4).raft.last_index > net.replica(2).raft.last_index == net.replica(3).raft.last_index
+    net.heal()
+    # The offender shows 2 a signed AppendEntries of the history it sent 4: equivocation.
+    altered = next(
+        m for src, dst, m in net.sent
+        if src == 1 and dst == 4 and type(m) is SignedAppendEntries and m.entries and m.prev_log_index == 1
+    )
+    net.step(1, 2, altered)
+    net.deliver()
+    assert all(OFFENDER in r.convicted for r in net.honest())
+    net.advance(10.0)
+    leader = net.leader()
+    assert leader is not None and leader.id in (2, 3) and leader.term > 1, net.honest()
+    assert all(r.raft.leader_id == leader.id for r in net.honest())
+    assert net.replica(4).metrics.get("votes_past_a_convicted_suffix", 0) > 0
+    # Its lying suffix was replaced: every honest member applies one history.
+    t = txn("after", TxnOp("a2", "put", value="v2"))
+    net.submit(2, t)
+    net.advance(2.0)
+    assert _applied_everywhere(net, t)
+    assert len({r.store.fingerprint() for r in net.honest()}) == 1
 
 
 def test_lazy_voters_ignore_a_churning_follower() -> None:

@@ -32,6 +32,21 @@ passes ``_gate`` before ``RaftNode`` sees it:
   (``Candidacy``); a vote request from a candidate locked below this member
   is dropped (``quorate.hrb.shard.commit`` says why this keeps every applied
   entry in every later leader's log).
+- **What a convicted leader wrote does not count against a candidate.**
+  Raft's vote rule refuses a candidate whose log is less up to date than the
+  voter's whole log. A member an equivocator lied to can hold a *longer*
+  log than the members it did not lie to, but a lower lock (it got no
+  certificate): it refuses them as less up to date while they refuse it as
+  locked lower, and with the offender refused no quorum is left (an election
+  never ends). The entries above a voter's lock that a convicted leader's
+  terms wrote are covered by no certificate this member holds and may be
+  replaced by the next leader (``RaftHooks.replace_entry``); applied entries
+  are protected by the lock rule above, not by them. So for a candidate
+  that passed the lock check, the gate compares its log with this member's
+  log without that suffix, and presents a candidate that is up to date with
+  the rest as up to date (its request's last index and term are raised to
+  ours before Raft sees it). Elections without a convicted leader are
+  unchanged.
 - **Commit indices come from certificates.** The gate lowers the commit
   index of every AppendEntries and heartbeat to this member's lock, so
   Raft's own commit index never runs ahead of what a certificate covers
@@ -107,6 +122,8 @@ def _gate(self: ShardReplica, sender: NodeId, m: Any) -> Any | None:
             return None
         if cls is RequestVote and m.transfer:
             m = msgspec.structs.replace(m, transfer=False)
+        if self._convicted_terms:
+            m = self._discount_convicted_suffix(m)
         if term > raft.term and self._suspects_leader():
             raft.forget_leader(self._now)
         return m
@@ -122,6 +139,24 @@ def _gate(self: ShardReplica, sender: NodeId, m: Any) -> Any | None:
         self._reject(sender, m, f"a pre-vote response with the term {term}")
         return None
     return m
+
+
+def _discount_convicted_suffix(self: ShardReplica, m: Any) -> Any:
+    """``m`` (a (pre-)vote request whose candidate is locked at least as high
+    as this member) as Raft must judge it once the entries above our lock
+    written in convicted leaders' terms are left out (module docstring)."""
+    raft = self._raft
+    last = raft.last_index
+    trusted = last
+    while trusted > self._lock and raft.term_at(trusted) in self._convicted_terms:
+        trusted -= 1
+    if trusted == last:
+        return m
+    trusted_term = raft.term_at(trusted) or 0
+    if (m.last_log_term, m.last_log_index) < (trusted_term, trusted):
+        return m  # less up to date than what we trust: Raft refuses it
+    self._count("votes_past_a_convicted_suffix")
+    return msgspec.structs.replace(m, last_log_index=last, last_log_term=raft.term_at(last) or 0)
 
 
 def _suspects_leader(self: ShardReplica) -> bool:

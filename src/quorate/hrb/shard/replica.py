@@ -150,6 +150,7 @@ class ShardReplica:
     # ---------------------------------------------------------- election.py
     _gate = election._gate
     _suspects_leader = election._suspects_leader
+    _discount_convicted_suffix = election._discount_convicted_suffix
     _on_signed_vote = election._on_signed_vote
     _sign_vote = election._sign_vote
     _on_leader_proof = election._on_leader_proof
@@ -298,6 +299,8 @@ class ShardReplica:
         self._suspicion_resend_at = now
         self._deposed: dict[NodeId, int] = {}
         self._convicted: set[NodeId] = set()
+        self._convicted_terms: set[int] = set()
+        """Terms whose proven leader this member convicted (election.py discounts what it wrote)."""
         # What happened, for reports and tests.
         self.detections: list[tuple[NodeId, str, float, bool]] = []
         """(offender, evidence kind, time, found by this member)."""

@@ -489,6 +489,9 @@ def _convict(self: ShardReplica, evidence: Evidence | SignedMessageEvidence, *, 
     if offender in self._convicted:
         return
     self._convicted.add(offender)
+    self._convicted_terms.update(term for term, leader in self._proofs.items() if leader == offender)
+    if self._raft.leader_id == offender:
+        self._convicted_terms.add(self._raft.term)
     kind = "equivocation" if isinstance(evidence, Evidence) else evidence.kind
     self.detections.append((offender, kind, self._now, detector))
     self._count(f"detections.{kind}")

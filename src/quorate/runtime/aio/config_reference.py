@@ -79,7 +79,7 @@ NODE_FIELDS: tuple[FieldDoc, ...] = (
     ),
     FieldDoc(
         "protocol", "string", '"raft"',
-        'raft, pbft or hotstuff. "quorate node --protocol" overrides it.',
+        'raft, pbft, hotstuff or casper. "quorate node --protocol" overrides it.',
         '"raft"',
     ),
     FieldDoc(
@@ -239,7 +239,8 @@ def protocol_option_docs(protocol: str) -> tuple[FieldDoc, ...]:
     if isinstance(defaults, BftSettings):
         out += [d for d in _dataclass_docs(BftSettings) if d.name != "core"]
     if found.fault_model == "byzantine":
-        out += BFT_NODE_OPTIONS
+        # A protocol hosting groups of its own injects faults its own way.
+        out += [d for d in BFT_NODE_OPTIONS if found.hosting is None or d.name != "byzantine"]
     return tuple(out)
 
 
@@ -314,6 +315,8 @@ def config_reference_markdown() -> str:
         ("raft", "Raft (`RaftConfig`)"),
         ("pbft", "PBFT (`PbftConfig`, then the node's own BFT options)"),
         ("hotstuff", "HotStuff (`HotStuffConfig`, then the node's own BFT options)"),
+        ("casper", "Casper FFG (`CasperConfig`, then the node's own BFT options)"),
+        ("hrb", "HRB (`HrbSettings`: every node of the cluster takes the same ones)"),
     ):
         out += [f"### `[options]` for {title}", "", *_table(protocol_option_docs(protocol)), ""]
     out += ["### `[security]`", "", *_table(security_docs()), ""]

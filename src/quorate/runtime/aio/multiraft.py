@@ -127,7 +127,11 @@ class MultiRaftNode(AioNode):
         self.layout = layout.validate(len(self.nodes))
         self.initial = layout.initial(self.nodes)
         self.meta_voters = tuple(self.nodes[: layout.replicas])
-        self.protocol_options = {"quiesce_after_s": DEFAULT_QUIESCE_AFTER_S, **self.protocol_options}
+        self.protocol_options = {
+            "quiesce_after_s": DEFAULT_QUIESCE_AFTER_S,
+            "lazy_commit": True,
+            **self.protocol_options,
+        }
         self.raft = RaftGroups.from_options(self.binding.protocol_options(self.protocol_options))
         self.tombstones: set[int] = set()
         self._group_changes: list[tuple[int, Recovered | None]] = []

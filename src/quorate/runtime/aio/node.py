@@ -84,6 +84,18 @@ Theory of operation.
   the admission policy and a rate limit per source address. The inbox holds
   at most ``max_inbox`` inputs; more are dropped and counted
   (``inbox_drops``).
+- *Cross-group output.* A hosted core may queue messages for *other*
+  groups (``NodeHost.take_outbound``: HRB's shard members to the core, the
+  core's certificates to shards). After the driver's turns, once no write is
+  in flight (so they leave after the fsync of the turn that produced them,
+  like the turn's other messages), the node sends each on its group; one
+  for this node itself is stepped into its own host, and the node drives
+  again.
+- *Groups of the protocol's design.* A binding with a ``hosting`` role
+  (HRB) builds the node's groups itself, instead of group 0 among all the
+  nodes (``quorate.core.binding.HostingContext``); requests of that
+  protocol's own clients (``Binding.client_message_types``) go to the state
+  of the group they name.
 - *Leadership changes.* After each drive the node compares the core's leader
   with the last one seen and logs a change. When this node stops being the
   leader, every client still waiting on it is answered ``retry``: its
@@ -105,7 +117,7 @@ from dataclasses import field as dataclass_field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from quorate.core.binding import MembershipChange
+from quorate.core.binding import Binding, HostingContext, MembershipChange
 from quorate.core.host import GroupReady, HostedGroup, NodeHost
 from quorate.core.protocol import Accepted, Redirect
 from quorate.core.ready import Entry, ReadState, Rejection
@@ -150,6 +162,7 @@ from quorate.state.service import (
     ReplicaService,
 )
 from quorate.storage import GroupWrite
+from quorate.storage.base import Recovered
 from quorate.storage.engines import DiskStorage, open_storage
 
 if TYPE_CHECKING:
@@ -330,6 +343,12 @@ class AioNode:
         self.security: NodeSecurity | None = None
         self.keyring: RegistryKeyring | None = None
         self.max_inbox = max_inbox
+        own_requests = self.binding.core.client_message_types
+        if own_requests:
+            self.client_message_types = (*self.client_message_types, *own_requests)
+        self._own_requests = own_requests
+        self._hosting_config: Any = None
+        """The parsed options of a ``hosting`` binding (set at start)."""
 
     # ------------------------------------------------------------ group 0's view
     @property
@@ -413,8 +432,25 @@ class AioNode:
         self.security.attach(self)
 
     def _new_host(self) -> NodeHost:
-        """The node host (a subclass may give it an ``on_unknown_group``)."""
+        """The node host (a subclass may give it an ``on_unknown_group``; a
+        binding that joins groups at run time gets ``_join``)."""
+        if self.binding.core.joining is not None:
+            return NodeHost(self.id, on_unknown_group=self._join)
         return NodeHost(self.id)
+
+    def _join(self, sender: NodeId, group_id: int, message: Any, now: float) -> HostedGroup | None:
+        """``NodeHost.on_unknown_group`` for a binding's ``joining`` role: a
+        group a peer's message asks this node to join (HRB's next core)."""
+        joining = self.binding.core.joining
+        driver = self._driver
+        if joining is None or sender not in self.peers or driver is None or driver.persisting:
+            return None  # not a peer of ours, or the store is busy (the sender asks again)
+        hosted: list[HostedGroup] = list(self.host_or_raise())
+        joined: HostedGroup | None = joining(self._hosting_config, self._hosting_context(now), hosted, sender, group_id, message)
+        if joined is not None:
+            self.counters["groups.joined"] += 1
+            log.info("%s: joins group %d (asked by %s)", node_name(self.id), group_id, node_name(sender))
+        return joined
 
     def _initial_groups(self) -> tuple[list[HostedGroup], list[type]]:
         """The groups hosted from the start and every message type their
@@ -422,6 +458,8 @@ class AioNode:
         binding = self.binding
         storage = self.storage_or_raise()
         voters = tuple(sorted({self.id, *self.peers}))
+        if binding.core.hosting is not None:
+            return self._hosted_groups(binding)
         group = self._build_group(0, binding, voters, self.protocol_options)
         if binding.uses_test_keys(self.protocol_options):
             self.counters[SHARED_SEED_METRIC] = 1
@@ -440,6 +478,44 @@ class AioNode:
             assert extra.binding is not None
             message_types.update(dict.fromkeys(extra.binding.message_types))
         return [group, *extras], list(message_types)
+
+    def _hosted_groups(self, binding: ProtocolBinding) -> tuple[list[HostedGroup], list[type]]:
+        """The groups a ``hosting`` binding builds for this node, each
+        recovered from what the store holds of it."""
+        if self.groups:
+            raise ConfigError(f"a {binding.name} node hosts the groups its protocol makes, not extra groups")
+        if self.protocol_options.get("byzantine") not in (None, "", "none"):
+            raise ConfigError(f"a {binding.name} node takes no byzantine option: see its own fault injection")
+        hosting = binding.core.hosting
+        assert hosting is not None
+        self._hosting_config = binding.core.parse_config(binding.protocol_options(self.protocol_options))
+        groups: list[HostedGroup] = hosting(self._hosting_config, self._hosting_context(self.clock()))
+        return groups, list(binding.message_types)
+
+    def _hosting_context(self, now: float) -> HostingContext:
+        """What a ``hosting`` binding builds this node's groups with."""
+        assert self.keyring is not None
+        storage = self.storage_or_raise()
+
+        def recover(group_id: int, group_binding: Binding) -> Recovered | None:
+            registered = {record.group: record for record in storage.groups()}
+            record = registered.get(group_id)
+            if record is not None and record.protocol != group_binding.name:
+                raise ConfigError(
+                    f"{self.data_dir} holds {record.protocol} data for group {group_id}, not "
+                    f"{group_binding.name}; give {self.binding.name} an empty data_dir"
+                )
+            if record is None:
+                storage.create_group(group_id, group_binding.name)
+                return None
+            recovered = storage.recover_group(group_id, group_binding.hard_state_type, group_binding.snapshot_type)
+            if recovered.hard_state is None and recovered.snapshot is None and not recovered.entries:
+                return None
+            return recovered
+
+        nodes = tuple(sorted({self.id, *self.peers}))
+        registered = tuple(sorted(record.group for record in storage.groups()))
+        return HostingContext(self.id, nodes, self.keyring, random.Random(self.rng.random()), now, recover, registered)
 
     def _build_group(
         self, group_id: int, binding: ProtocolBinding, members: tuple[NodeId, ...], options: Mapping[str, Any]
@@ -636,6 +712,9 @@ class AioNode:
         if isinstance(message, Status):
             self.transport_or_raise().send_to_client(connection, self.status(message.seq, group_id), group_id)
             return
+        if type(message) in self._own_requests:
+            self._own_request(connection, message, group_id, now)
+            return
         if group is None:
             self.counters["client_requests_unknown_group"] += 1
             reply = self._no_group_reply(group_id, message)
@@ -670,6 +749,21 @@ class AioNode:
             service.request_backup(NodeId(connection), message, now)
         host.touch(group)
         self._asked[group_id] = group
+
+    def _own_request(self, connection: int, message: WireMessage, group_id: int, now: float) -> None:
+        """A request of the protocol's own clients (``Binding.client_message_types``),
+        to the state of its group; one for group 0 (which such a node does not
+        host) to the first hosted group that has a state."""
+        host = self.host_or_raise()
+        group = host.get(group_id)
+        if group is None and group_id == 0:
+            group = next((g for g in host if g.state is not None), None)
+        if group is None or group.state is None:
+            self.counters["client_requests_unknown_group"] += 1
+            return
+        group.state.on_client_request(NodeId(connection), message, now)
+        host.touch(group)
+        self._asked[group.id] = group
 
     @staticmethod
     def _is_admission(message: Admin | ClientRequest) -> bool:
@@ -713,7 +807,8 @@ class AioNode:
             applied_index=service.applied if service is not None else 0,
             last_index=view.last_index,
             members=members,
-            metrics=self.metrics,
+            # A group other than 0 adds its own protocol counters.
+            metrics={**self.metrics, **view.metrics} if group.id else self.metrics,
             # While joint: the incoming voters and learners, with the outgoing
             # voters apart (the group's own status lists every voter of both).
             voters=tuple(int(v) for v in (configuration or view).voters),
@@ -862,7 +957,37 @@ class AioNode:
         driver.drive()
         if self._failed:
             return
+        self._send_across()
+        if self._failed:
+            return
         self._after_turns()
+
+    def _send_across(self) -> None:
+        """Messages the groups queued for other groups (see the module
+        docstring), once no write is in flight; those for this node are
+        stepped into its host and the node drives again."""
+        host = self.host_or_raise()
+        driver = self._driver
+        assert driver is not None
+        while not driver.persisting and not self._failed:
+            outbound = host.take_outbound()
+            if not outbound:
+                return
+            transport = self.transport_or_raise()
+            local = False
+            now = self.clock()
+            for to, group_id, message in outbound:
+                if to == self.id:
+                    local = True
+                    if host.step(to, group_id, message, now) is not None:
+                        self.counters["rejected.unknown group"] += 1
+                else:
+                    self.messages_out[type(message)] += 1
+                    transport.send(to, message, group_id)
+                self.counters["cross_group_messages"] += 1
+            if not local:
+                return
+            driver.drive()
 
     # HostEffects ----------------------------------------------------------
     def persist(self, writes: list[GroupReady], sync: bool) -> bool:
@@ -911,6 +1036,7 @@ class AioNode:
         driver = self._driver
         assert driver is not None
         driver.persisted()
+        self._send_across()  # what that turn queued for other groups, now durable
         # Drive even when no group had work: inputs that arrived during the
         # fsync may have moved a deadline (a PBFT primary's batch timer).
         self._drive()
@@ -939,13 +1065,15 @@ class AioNode:
             transport.send(to, message, gid)
 
     def restore(self, group: HostedGroup, snapshot: Any) -> None:
-        group.state.restore(snapshot)
+        if group.state is not None:
+            group.state.restore(snapshot)
         decision(log, "snapshot.installed", "%s: group %d installed a snapshot", node_name(self.id), group.id, group=group.id)
         if group.id == 0 and self.security is not None:
             self.security.resync()
 
     def apply(self, group: HostedGroup, entries: list[Entry]) -> None:
-        group.state.apply_all(entries)
+        if group.state is not None:
+            group.state.apply_all(entries)
         self.counters["entries_applied"] += len(entries)
         if group.id == 0 and self.security is not None:
             self.security.after_apply()
@@ -988,7 +1116,8 @@ class AioNode:
         return () if evidence is None or group is None else evidence(group.core)
 
     def read_ready(self, group: HostedGroup, read: ReadState) -> None:
-        group.state.read_ready(read)
+        if group.state is not None:
+            group.state.read_ready(read)
 
     def rejected(self, group: HostedGroup, rejection: Rejection) -> None:
         self.counters[f"rejected.{rejection.reason}"] += 1

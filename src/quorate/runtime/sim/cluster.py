@@ -51,6 +51,7 @@ from quorate.check.online import LostWriteMonitor
 from quorate.core.host import HostedGroup
 from quorate.core.protocol import ProtocolCore
 from quorate.core.quorum import quorum_size_problem
+from quorate.crypto.costmodel import CryptoCosts
 from quorate.errors import ConfigError, InvariantViolation
 from quorate.ids import NodeId
 from quorate.runtime.sim import faults as fault_specs
@@ -107,6 +108,8 @@ class SimConfig:
     """Chaos: replicas down at once; default: what the protocol tolerates."""
     seed: int = 0
     cost: CostModel = field(default_factory=CostModel)
+    crypto_costs: CryptoCosts | None = None
+    """What signing protocols' primitives cost (None: ``CryptoCosts``' measured defaults)."""
     protocol_options: dict[str, Any] = field(default_factory=dict)
     check_invariants: bool = True
     record_history: bool = True
@@ -321,6 +324,7 @@ class Simulation:
                 seed=config.seed,
                 client_endpoints=range(config.nodes + 1, config.nodes + 1 + config.clients),
                 replicas=config.nodes,
+                crypto_costs=config.crypto_costs,
             ),
         )
         self.detections = DetectionLog(frozenset(self.byzantine))

@@ -586,15 +586,21 @@ class SimNode:
             turned.clear()
         driver = self._driver
         assert driver is not None
-        driver.drive()
+        only = host.only
+        # Writes here are synchronous (``persist`` returns True): no turn is
+        # ever in flight, so a lone group with no Ready to take (about half
+        # of a leader's inputs, the acknowledgements) needs no drive.
+        if only is None or only.dirty:
+            driver.drive()
         while self._group_changes:
             self._change_groups(local)
             driver.drive()
-        outbound = host.take_outbound()
-        while outbound:
-            self._send_across(outbound, local)
-            driver.drive()
+        if host.cross_group:
             outbound = host.take_outbound()
+            while outbound:
+                self._send_across(outbound, local)
+                driver.drive()
+                outbound = host.take_outbound()
         only = host.only
         wake = only.deadline if only is not None else host.wake_at()
         verifier = self.verifier
@@ -634,23 +640,37 @@ class SimNode:
             late.clear()
         monitor = self.monitor
         if only is not None:
-            turned = [only]
-        elif asked is not None and asked not in turned:
-            turned.append(asked)
-        for group in turned:
-            state = group.state
+            # The one group (the common case), without a list to loop over.
+            state = only.state
             if state is not None and state.has_replies():
                 replies = state.take_replies()
                 if replies:
-                    if group.id:
-                        gid = group.id
+                    if only.id:
+                        gid = only.id
                         replies = [
                             (to, reply if type(reply) is ServiceMessage else Grouped(gid, reply))
                             for to, reply in replies
                         ]
                     send_all(me, replies, late_s)
             if monitor is not None:
-                monitor(group, self.last_local_s)
+                monitor(only, self.last_local_s)
+        else:
+            if asked is not None and asked not in turned:
+                turned.append(asked)
+            for group in turned:
+                state = group.state
+                if state is not None and state.has_replies():
+                    replies = state.take_replies()
+                    if replies:
+                        if group.id:
+                            gid = group.id
+                            replies = [
+                                (to, reply if type(reply) is ServiceMessage else Grouped(gid, reply))
+                                for to, reply in replies
+                            ]
+                        send_all(me, replies, late_s)
+                if monitor is not None:
+                    monitor(group, self.last_local_s)
         if wake != self.wake_local_s:
             self.wake_local_s = wake
             if wake is not None:
@@ -732,7 +752,7 @@ class SimNode:
             if storage is None:
                 storage = storages[group.id] = MemoryStorage()
             storage.persist(ready.hard_state, ready.entries, ready.snapshot)
-        if sync and self.fsync_s > 0.0:
+        if sync and self.fsync_s:
             self._model_fsync()
         return True
 

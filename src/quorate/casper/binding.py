@@ -1,0 +1,109 @@
+"""Casper FFG's binding: what the runtimes know about the finality gadget
+(``quorate.core.binding``).
+
+Byzantine faults (less than 1/3 of the stake; equal stakes, so f < n/3);
+blocks and votes signed through the runtime's ``Keyring``;
+``send_before_persist`` as for PBFT and HotStuff. Fault injection wraps a
+validator named in ``ClusterContext.byzantine`` in ``ByzantineValidator``.
+The "term" a runtime sees is the slot; the "leader" is the slot's proposer.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping
+from typing import Any
+
+from quorate.casper.byzantine import BEHAVIOURS, ByzantineValidator
+from quorate.casper.config import CasperConfig
+from quorate.casper.messages import CASPER_MESSAGE_TYPES, HardState
+from quorate.casper.validator import CasperValidator
+from quorate.core.binding import (
+    BftSettings,
+    Binding,
+    ClusterContext,
+    CoreBuilder,
+    GroupStatus,
+    bft_pipelines,
+    bft_settings_from_options,
+)
+from quorate.core.protocol import ProtocolCore
+from quorate.errors import ConfigError
+from quorate.ids import NodeId, node_name
+
+__all__ = ["BINDING"]
+
+
+def _parse_config(options: Mapping[str, Any]) -> BftSettings:
+    return bft_settings_from_options(CasperConfig, options, "Casper")
+
+
+def _builder(settings: BftSettings, cluster: ClusterContext) -> CoreBuilder:
+    keyring = cluster.keyring
+    if keyring is None:
+        raise ConfigError("Casper validators sign their blocks and votes: the runtime must provide keys")
+    config: CasperConfig = settings.core
+    byzantine = dict(cluster.byzantine)
+
+    def build(node: NodeId, members: tuple[NodeId, ...], rng: random.Random, now: float, recovered: Any) -> ProtocolCore:
+        signer = keyring.signer(node)
+        core: ProtocolCore = CasperValidator(
+            node, members, config=config, signer=signer, verifier=keyring.verifier(node), rng=rng, now=now, recovered=recovered
+        )
+        behaviour = byzantine.get(node)
+        if behaviour is None:
+            return core
+        wrapped: ProtocolCore = ByzantineValidator(core, behaviour, rng=rng, signer=signer, peers=members)
+        return wrapped
+
+    return build
+
+
+def _honest(core: ProtocolCore) -> CasperValidator:
+    inner = core.inner if isinstance(core, ByzantineValidator) else core
+    assert isinstance(inner, CasperValidator)
+    return inner
+
+
+def _leadership(core: ProtocolCore) -> tuple[NodeId | None, int]:
+    validator = _honest(core)
+    return validator.proposer(validator.slot), validator.slot
+
+
+def _status(core: ProtocolCore) -> GroupStatus:
+    validator = _honest(core)
+    proposer = validator.proposer(validator.slot)
+    excluded = sorted(int(x) for x in validator.excluded)
+    metrics = {
+        "bft.detections": len(validator.detections),
+        "bft.view": validator.slot,
+        "bft.leader": int(proposer),
+        "bft.excluded": len(excluded),
+        **{f"bft.excluded.{node_name(NodeId(x))}": 1 for x in excluded},
+        "casper.justified_epoch": validator.justified.epoch,
+        "casper.finalized_epoch": validator.finalized.epoch,
+    }
+    return GroupStatus(
+        role="proposer" if proposer == validator.id else "validator",
+        term=validator.slot,
+        leader=proposer,
+        commit_index=validator.committed_index,
+        last_index=validator.committed_index,
+        voters=tuple(validator.validators),
+        metrics=metrics,
+    )
+
+
+BINDING = Binding(
+    name="casper",
+    message_types=tuple(CASPER_MESSAGE_TYPES),
+    hard_state_type=HardState,
+    snapshot_type=None,
+    parse_config=_parse_config,
+    builder=_builder,
+    leadership=_leadership,
+    status=_status,
+    fault_model="byzantine",
+    behaviours=tuple(BEHAVIOURS),
+    pipelines_while_persisting=bft_pipelines,
+)
