@@ -285,7 +285,7 @@ class SimResult:
         return out
 
 
-def _percentiles_ms(latencies_s: list[float]) -> dict[str, float | None]:
+def percentiles_ms(latencies_s: list[float]) -> dict[str, float | None]:
     if not latencies_s:
         return {"p50": None, "p90": None, "p99": None, "max": None}
     ordered = sorted(latencies_s)
@@ -537,40 +537,8 @@ class Simulation:
         self.workload.on_arrival(event)
 
     def _on_fault(self, event: tuple[float, int, int, int, int, Any, int]) -> None:
-        action: FaultAction = event[5]
-        now = event[0]
-        kind = action.kind
         self.faults_injected += 1
-        nodes = self.nodes
-        index = action.node - 1  # replica ids are 1..n
-        if kind == "crash":
-            if nodes[index].alive:
-                nodes[index].crash()
-        elif kind == "restart":
-            if not nodes[index].alive:
-                nodes[index].start(now)
-        elif kind == "restart-all":
-            for node in nodes:
-                if not node.alive:
-                    node.start(now)
-        elif kind == "partition":
-            self.network.partition(action.groups, self.voters)
-        elif kind == "cut":
-            self.network.cut(action.node, action.peer)
-        elif kind == "heal":
-            self.network.heal()
-        elif kind == "loss":
-            self.network.loss = action.value
-        elif kind == "dup":
-            self.network.duplicate = action.value
-        elif kind == "reorder":
-            self.network.reorder = action.value
-        elif kind == "slow":
-            nodes[index].cpu_factor = action.value
-        elif kind == "skew":
-            nodes[index].set_clock(now, offset_jump_s=action.value, rate=action.rate or None)
-        else:  # parse_item only builds the kinds above
-            raise ConfigError(f"unknown fault kind {kind!r}")
+        apply_fault(event[5], event[0], self.nodes, self.network, self.voters)
 
     # -- running ------------------------------------------------------------
     def run(
@@ -627,7 +595,7 @@ class Simulation:
             failed_ops=w.failed if w is not None else 0,
             unknown_ops=w.unknown if w is not None else 0,
             throughput_ops=round(committed / config.duration_s, 3),
-            latency_ms=_percentiles_ms(w.latencies_s if w is not None else []),
+            latency_ms=percentiles_ms(w.latencies_s if w is not None else []),
             faults_injected=self.faults_injected,
             safety_violations=self.violations,
             trace_sha256=self.loop.trace_sha256(),
@@ -683,6 +651,41 @@ class Simulation:
                 recovered = round(event["time"] - heal, 6)
                 return recovered, recovered <= self.config.liveness_bound_s
         return None, False
+
+
+def apply_fault(action: FaultAction, now: float, nodes: list[SimNode], network: Network, replicas: tuple[NodeId, ...]) -> None:
+    """Carry out one fault action on ``nodes`` (node ``i`` is ``nodes[i - 1]``)
+    and the ``network`` between them; every simulation of nodes shares it."""
+    kind = action.kind
+    index = action.node - 1  # replica ids are 1..n
+    if kind == "crash":
+        if nodes[index].alive:
+            nodes[index].crash()
+    elif kind == "restart":
+        if not nodes[index].alive:
+            nodes[index].start(now)
+    elif kind == "restart-all":
+        for node in nodes:
+            if not node.alive:
+                node.start(now)
+    elif kind == "partition":
+        network.partition(action.groups, replicas)
+    elif kind == "cut":
+        network.cut(action.node, action.peer)
+    elif kind == "heal":
+        network.heal()
+    elif kind == "loss":
+        network.loss = action.value
+    elif kind == "dup":
+        network.duplicate = action.value
+    elif kind == "reorder":
+        network.reorder = action.value
+    elif kind == "slow":
+        nodes[index].cpu_factor = action.value
+    elif kind == "skew":
+        nodes[index].set_clock(now, offset_jump_s=action.value, rate=action.rate or None)
+    else:  # parse_item only builds the kinds above
+        raise ConfigError(f"unknown fault kind {kind!r}")
 
 
 def _wanted_byzantine(config: SimConfig, spec: ProtocolSpec) -> list[tuple[int, str]]:
