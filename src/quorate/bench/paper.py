@@ -60,7 +60,6 @@ parts, and the JSON says when the budget changed a cell.
 from __future__ import annotations
 
 import json
-import math
 import resource
 import shutil
 import subprocess
@@ -72,11 +71,11 @@ from typing import Any, Protocol
 
 from quorate.bench.histogram import LatencyHistogram
 from quorate.bench.paper_floors import ANALYTIC_LABEL, PATTERNS, Network, floor_ms
-from quorate.bench.ramp import SimLoadTarget, StepResult
+from quorate.bench.paper_target import BudgetExhausted as _BudgetExhausted
+from quorate.bench.paper_target import PaperSimTarget
+from quorate.bench.ramp import StepResult
 from quorate.crypto.costmodel import CryptoCosts
 from quorate.errors import ConfigError
-from quorate.runtime.sim import SimConfig, Simulation
-from quorate.runtime.sim.cluster import SimResult
 from quorate.runtime.sim.node import CostModel
 
 PAPER_SIZES = (16, 32, 64, 128, 256, 512, 1000)
@@ -91,14 +90,10 @@ P99_BOUND_MS = 1000.0
 """A step is good only with p99 within this bound (the paper's PBFT p99 is 1.2 s)."""
 START_RATE_OPS = 500.0
 MAX_RATE_OPS = 64_000.0
-OP_TIMEOUT_S = 2.0
 FIRST_STEP_SHARE = 0.4
 """The first step of a cell should take at most this share of the cell's budget."""
-STEP_OVERRUN_SHARE = 0.5
-"""A step still running this share of its cell's budget past the cell's deadline is abandoned."""
 MIN_START_RATE_OPS = 50.0
 """A cell whose first step would have to start below this rate is not run."""
-"""A simulated operation not answered this long after its start is not answered."""
 PAPER_CLIENT_ENDPOINTS = 30
 """Client endpoints of a cell, ten per region (open-loop arrivals share them)."""
 
@@ -220,64 +215,6 @@ class ProtocolRunner(Protocol):
         ...
 
 
-class _BudgetExhausted(Exception):
-    pass
-
-
-@dataclass
-class PaperSimTarget(SimLoadTarget):
-    """``SimLoadTarget`` with the paper's network, CPU model and timeouts."""
-
-    bandwidth_gbps: float = 1.0
-    intra_region_ms: float = 0.5
-    cost: CostModel = field(default_factory=CostModel)
-    crypto: CryptoCosts | None = None
-    op_timeout_s: float = OP_TIMEOUT_S
-    deadline: float = math.inf
-    """perf_counter() after which no new step starts."""
-    budget_s: float = 0.0
-    """The cell's budget (a step running past the deadline by half of it is abandoned)."""
-
-    def config(self, rate_ops: float, duration_s: float) -> SimConfig:
-        base = super().config(rate_ops, duration_s)
-        base.bandwidth_gbps = self.bandwidth_gbps
-        base.intra_region_ms = self.intra_region_ms
-        base.cost = self.cost
-        base.crypto_costs = self.crypto
-        base.op_timeout_s = self.op_timeout_s
-        return base
-
-    def build(self, rate_ops: float, duration_s: float) -> Simulation:
-        """The step's simulation, abandoned (``_BudgetExhausted``) if it is still
-        running ``STEP_OVERRUN_SHARE`` of the cell's budget after the deadline."""
-        simulation = super().build(rate_ops, duration_s)
-        run = simulation.run
-        hard_deadline = self.deadline + STEP_OVERRUN_SHARE * self.budget_s
-
-        def bounded_run(
-            progress: Callable[[float, float], None] | None = None, clock: Callable[[], float] = time.perf_counter
-        ) -> SimResult:
-            def guarded(now: float, end: float) -> None:
-                if time.perf_counter() > hard_deadline:
-                    raise _BudgetExhausted
-                if progress is not None:
-                    progress(now, end)
-
-            return run(guarded, clock)
-
-        simulation.run = bounded_run  # type: ignore[method-assign]
-        return simulation
-
-    def step(self, rate_ops: float, warmup_s: float, window_s: float) -> StepResult:
-        if time.perf_counter() > self.deadline:
-            raise _BudgetExhausted
-        started = time.perf_counter()
-        result = super().step(rate_ops, warmup_s, window_s)
-        result.extra["wall_s"] = round(time.perf_counter() - started, 3)
-        result.extra["sim_s"] = warmup_s + window_s
-        # The timelines are large and not part of the paper's figures.
-        result.resources = {}
-        return result
 
 
 def _step_summary(step: StepResult, bound_ms: float) -> dict[str, Any]:

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from quorate.bench.paper import PaperSimTarget
+from quorate.bench.paper_target import PaperSimTarget
 from quorate.bench.ramp import StepResult
 from quorate.bench.resources import FsyncProbe
 from quorate.runtime.sim import Simulation
