@@ -48,7 +48,6 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 import msgspec
-import nacl.exceptions
 import nacl.signing
 
 from quorate.core.machine import MachineResult
