@@ -177,3 +177,36 @@ def _leader_pattern() -> object:
     import re
 
     return re.compile(r"^n[123]$")
+
+
+@pytest.mark.slow
+def test_an_hrb_deployment_shows_its_shards_and_core_with_their_leaders(tmp_path: Path) -> None:
+    base = free_base_port(8)
+    env = {**os.environ, "QUORATE_BASE_PORT": str(base)}
+    directory = tmp_path / "hrb"
+    up = subprocess.run(
+        [sys.executable, "-m", "quorate", "cluster", "up", "--protocol", "hrb", "--shards", "2", "--shard-size", "4",
+         "--core", "4", "--insecure", "--dir", str(directory)],
+        capture_output=True, text=True, env=env, timeout=180, stdin=subprocess.DEVNULL,
+    )
+    cluster = LocalCluster.open(directory)
+    try:
+        assert up.returncode == 0, up.stderr
+        with _dashboard(cluster) as url:
+
+            def shown() -> bool:
+                state = _state(url) or {}
+                kinds = sorted(str(g["kind"]) for g in state.get("groups") or [])  # type: ignore[union-attr]
+                return kinds == ["core", "shard", "shard"]
+
+            assert wait_for(shown, WAIT_LIMIT_S, 0.3), _state(url)
+            state = _state(url)
+            assert state is not None and state["nodes_up"] == 8 and not state["split"]
+            groups = state["groups"]
+            assert isinstance(groups, list)
+            core = next(g for g in groups if g["kind"] == "core")
+            assert state["leader"] == core["leader"]
+            for shard in (g for g in groups if g["kind"] == "shard"):
+                assert shard["leader"] in shard["replicas"] and len(shard["replicas"]) == 4
+    finally:
+        cluster.kill_all()

@@ -5,13 +5,32 @@ from __future__ import annotations
 
 from typing import Any
 
-from quorate.bench.chaos_sweeps import JOINT_SWEEPS, MULTIRAFT_SWEEPS, SWEEPS, MultiRaftSweep, Sweep
+from quorate.bench.chaos_sweeps import (
+    HRB_SWEEPS,
+    JOINT_SWEEPS,
+    MULTIRAFT_SWEEPS,
+    SWEEPS,
+    HrbSweep,
+    MultiRaftSweep,
+    Sweep,
+)
+from quorate.bench.hrb_sim import HrbRunConfig, run_hrb
 from quorate.check import check_history
 from quorate.cli.sim import command_line
 from quorate.runtime.sim import SimConfig, SimResult, run
 from quorate.runtime.sim.multiraft import MultiRaftConfig, run_multiraft
 
-__all__ = ["JOINT_SWEEPS", "MULTIRAFT_SWEEPS", "SWEEPS", "MultiRaftSweep", "Sweep", "check_run"]
+__all__ = [
+    "HRB_SWEEPS",
+    "JOINT_SWEEPS",
+    "MULTIRAFT_SWEEPS",
+    "SWEEPS",
+    "HrbSweep",
+    "MultiRaftSweep",
+    "Sweep",
+    "check_hrb_run",
+    "check_run",
+]
 
 
 def check_run(config: SimConfig) -> dict[str, Any]:
@@ -24,3 +43,12 @@ def check_run(config: SimConfig) -> dict[str, Any]:
     assert str(verdict.verdict) == "linearizable", f"history {verdict.verdict}; {where}"
     assert result.liveness_ok is True, f"no commit within {config.liveness_bound_s} s of the heal; {where}"
     return result.to_json()
+
+
+def check_hrb_run(config: HrbRunConfig) -> dict[str, Any]:
+    """Run an HRB ``config``; assert safety, atomicity, linearizability and
+    liveness after the heal, naming the command that reproduces a failure."""
+    report, _ = run_hrb(config)
+    assert report["ok"], f"{'; '.join(report['failures'])}; reproduce with: {report['command']}"
+    assert report["linearizable"] is True, f"history {report['check_verdict']}; reproduce with: {report['command']}"
+    return report

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import pytest
 from tests.sim.sweeps import (
+    HRB_SWEEPS,
     JOINT_SWEEPS,
     MULTIRAFT_SWEEPS,
     SWEEPS,
+    HrbSweep,
     MultiRaftSweep,
     Sweep,
+    check_hrb_run,
     check_run,
 )
 from typer.testing import CliRunner
@@ -143,3 +146,18 @@ def test_command_line_reproduces_the_config(monkeypatch: pytest.MonkeyPatch) -> 
         result = CliRunner().invoke(app, line.split()[1:])
         assert result.exit_code == 0, result.output
         assert seen[-1] == config, line
+
+
+HRB_SLOW_SEEDS = 200
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sweep", HRB_SWEEPS, ids=str)
+def test_hrb_sweep_200_seeds(sweep: HrbSweep) -> None:
+    """HRB in both shard quorum modes, with and without Byzantine shard
+    members within what the mode claims (``quorate.bench.chaos_sweeps``):
+    chaos, then a liveness phase; safety, atomicity and linearizability."""
+    committed = 0
+    for seed in range(10_000, 10_000 + HRB_SLOW_SEEDS):
+        committed += check_hrb_run(sweep.config(seed))["committed_ops"]
+    assert committed > HRB_SLOW_SEEDS

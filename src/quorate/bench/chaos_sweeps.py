@@ -20,6 +20,16 @@ second is where restart bugs live, and the first cannot find them: both run.
 Multi-Raft sweeps (``MULTIRAFT_SWEEPS``) run the same phases over many
 range groups per node, with splits and replica moves going on.
 
+HRB sweeps (``HRB_SWEEPS``) run a small deployment (two shards of seven,
+a core of four, two regions, the bank workload with cross-shard transfers)
+in each shard quorum mode, with and without Byzantine shard members within
+what the mode claims to tolerate: ``byzantine`` mode f = 2 members per shard
+of any behaviour, ``majority`` mode Byzantine leaders only (its followers are
+assumed crash-only), one per run; the behaviours are a function of the seed
+given to ``HrbSweep.config`` (``quorate sweep --sweep`` replaces only the
+seed of ``config(0)``, so it keeps seed 0's). Each run must also keep
+atomicity across shards (``quorate.bench.hrb_sim``).
+
 These definitions are shared by the test suite (``tests/sim``) and by
 ``quorate sweep --sweep NAME``, which runs the same seeds in parallel
 (``quorate.bench.sweep``).
@@ -30,6 +40,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from quorate.bench.hrb_sim import HrbRunConfig
 from quorate.errors import ConfigError
 from quorate.runtime.sim import SimConfig
 from quorate.runtime.sim.multiraft import MultiRaftConfig
@@ -133,10 +144,53 @@ MULTIRAFT_RATE_OPS = 80.0
 MULTIRAFT_SWEEPS = (MultiRaftSweep(5, 8), MultiRaftSweep(9, 24))
 
 
-def sweep_named(name: str) -> Sweep | MultiRaftSweep:
+HRB_SHARD_BEHAVIOURS = {
+    "byzantine": ("equivocating-leader", "censoring-leader", "forging-leader", "slow-leader", "silent-leader", "lying-follower"),
+    "majority": ("equivocating-leader", "censoring-leader", "forging-leader", "slow-leader", "silent-leader"),
+}
+"""What each shard quorum mode claims to tolerate (``majority``: no lying follower)."""
+
+
+@dataclass(frozen=True)
+class HrbSweep:
+    quorum: str
+    byzantine: bool
+
+    def __str__(self) -> str:
+        return f"hrb-{self.quorum}-{'byzantine' if self.byzantine else 'crash'}"
+
+    def config(self, seed: int) -> HrbRunConfig:
+        behaviours = HRB_SHARD_BEHAVIOURS[self.quorum]
+        byzantine = ""
+        if self.byzantine:
+            # Drawn from the seed, but a pure function of it (a sweep replaces only the seed).
+            first, second = behaviours[seed % len(behaviours)], behaviours[(seed // len(behaviours)) % len(behaviours)]
+            count = 2 if self.quorum == "byzantine" else 1
+            byzantine = f"{count}:{first}" if first == second or count == 1 else f"1:{first},1:{second}"
+        return HrbRunConfig(
+            nodes=14,
+            shard_size=7,
+            core=4,
+            regions=2,
+            inter_region_ms=20.0,
+            quorum=self.quorum,
+            byzantine=byzantine,
+            faults="chaos",
+            heal_at_s=HEAL_AT_S,
+            duration_s=DURATION_S,
+            liveness_bound_s=LIVENESS_BOUND_S + 4.0,
+            drain_s=6.0,
+            seed=seed,
+        )
+
+
+HRB_SWEEPS = tuple(HrbSweep(q, b) for q in ("byzantine", "majority") for b in (False, True))
+
+
+def sweep_named(name: str) -> Sweep | MultiRaftSweep | HrbSweep:
     """The sweep called ``name`` (``raft-n5-crash``, ``pbft-n4-byzantine``,
-    ``multiraft-n5-g8``...)."""
-    every: tuple[Sweep | MultiRaftSweep, ...] = (*SWEEPS, *MULTIRAFT_SWEEPS)
+    ``multiraft-n5-g8``, ``hrb-byzantine-byzantine``...)."""
+    every: tuple[Sweep | MultiRaftSweep | HrbSweep, ...] = (*SWEEPS, *MULTIRAFT_SWEEPS, *HRB_SWEEPS)
     for sweep in every:
         if str(sweep) == name:
             return sweep

@@ -295,8 +295,12 @@ class SimLoadTarget:
             check_invariants=False,
         )
 
+    def build(self, rate_ops: float, duration_s: float) -> Simulation:
+        """The simulation of one step (a subclass may adjust its nodes)."""
+        return Simulation(self.config(rate_ops, duration_s))
+
     def step(self, rate_ops: float, warmup_s: float, window_s: float) -> StepResult:
-        simulation = Simulation(self.config(rate_ops, warmup_s + window_s))
+        simulation = self.build(rate_ops, warmup_s + window_s)
         sampler = SimSampler(simulation, SIM_SAMPLE_INTERVAL_S)
         result = simulation.run(progress=sampler.sample)
         histogram = LatencyHistogram()

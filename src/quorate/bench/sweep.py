@@ -47,6 +47,8 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
+from quorate.bench.hrb_sim import HrbRunConfig
+from quorate.bench.hrb_sim import verdict as hrb_verdict
 from quorate.check import check_history
 from quorate.errors import ConfigError
 from quorate.runtime.sim import SimConfig, SimResult, run
@@ -78,8 +80,10 @@ def parse_seeds(text: str) -> range:
     return range(first, last + 1)
 
 
-def run_seed(config: SimConfig, check_timeout_s: float = CHECK_TIMEOUT_S) -> Verdict:
+def run_seed(config: SimConfig | HrbRunConfig, check_timeout_s: float = CHECK_TIMEOUT_S) -> Verdict:
     """Run one seed and judge it; a JSON-ready verdict (no history)."""
+    if isinstance(config, HrbRunConfig):
+        return hrb_verdict(config)
     result: SimResult = run_multiraft(config) if isinstance(config, MultiRaftConfig) else run(config)
     linearizable: bool | None
     if not result.history:
@@ -270,7 +274,7 @@ class RayExecutor:
         self._thread.join()
 
 
-def sweep_configs(base: SimConfig, seeds: range) -> list[SimConfig]:
+def sweep_configs(base: SimConfig | HrbRunConfig, seeds: range) -> list[SimConfig | HrbRunConfig]:
     """``base`` once per seed; each validated now, so a bad flag fails before any run."""
     configs = [replace(base, seed=seed) for seed in seeds]
     for config in configs[:1]:
@@ -293,7 +297,7 @@ def run_all(
 
 
 def run_sweep(
-    configs: Sequence[SimConfig],
+    configs: Sequence[SimConfig | HrbRunConfig],
     executor: SweepExecutor,
     on_verdict: Callable[[Verdict], None] | None = None,
 ) -> list[Verdict]:

@@ -29,7 +29,7 @@ from quorate.runtime.sim.membership import SwimSimConfig, SwimSimResult, run_swi
 from quorate.swim import SwimConfig
 
 
-def progress_bar() -> tuple[Callable[[float, float], None] | None, Callable[[], None]]:
+def progress_bar(label: str = "simulating SWIM") -> tuple[Callable[[float, float], None] | None, Callable[[], None]]:
     """A rich progress bar on stderr when it is a terminal; else nothing."""
     if not sys.stderr.isatty():
         return None, lambda: None
@@ -37,7 +37,7 @@ def progress_bar() -> tuple[Callable[[float, float], None] | None, Callable[[], 
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     progress = Progress(
-        TextColumn("simulating SWIM"),
+        TextColumn(label),
         BarColumn(),
         TextColumn("{task.completed:.0f}/{task.total:.0f} s simulated"),
         TimeElapsedColumn(),

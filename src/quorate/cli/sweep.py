@@ -31,7 +31,9 @@ from rich.console import Console
 from rich.table import Table
 from typer.exceptions import TyperException
 
-from quorate.bench.chaos_sweeps import MULTIRAFT_SWEEPS, SWEEPS, sweep_named
+from quorate.bench.chaos_sweeps import HRB_SWEEPS, MULTIRAFT_SWEEPS, SWEEPS, sweep_named
+from quorate.bench.hrb_sim import HrbRunConfig
+from quorate.bench.hrb_sim import command_line as hrb_command_line
 from quorate.bench.sweep import (
     RAY_CONNECT_TIMEOUT_S,
     ProcessExecutor,
@@ -132,7 +134,7 @@ def sweep_command(
     sweep: Annotated[
         str | None,
         typer.Option(
-            "--sweep", help=f"A shared chaos sweep instead: {', '.join(map(str, (*SWEEPS, *MULTIRAFT_SWEEPS)))}."
+            "--sweep", help=f"A shared chaos sweep instead: {', '.join(map(str, (*SWEEPS, *MULTIRAFT_SWEEPS, *HRB_SWEEPS)))}."
         ),
     ] = None,
     seeds: Annotated[str, typer.Option("--seeds", help="Seeds A..B (inclusive).")] = "1..10",
@@ -178,7 +180,7 @@ def sweep_command(
         executor.close()
     summary = summarize(verdicts, time.monotonic() - started)
     failures = [
-        {"seed": v["seed"], "problem": v["problem"], "reproduce": command_line(config)}
+        {"seed": v["seed"], "problem": v["problem"], "reproduce": _reproduce(config)}
         for v, config in zip(verdicts, configs)
         if v["problem"] is not None
     ]
@@ -208,8 +210,12 @@ def sweep_command(
         raise typer.Exit(1)
 
 
+def _reproduce(config: SimConfig | HrbRunConfig) -> str:
+    return hrb_command_line(config) if isinstance(config, HrbRunConfig) else command_line(config)
+
+
 def _print_table(
-    base: SimConfig, seeds: range, executor: str, workers: int, summary: dict[str, Any]
+    base: SimConfig | HrbRunConfig, seeds: range, executor: str, workers: int, summary: dict[str, Any]
 ) -> None:
     table = Table(
         title=f"{base.protocol} x{base.nodes}, seeds {seeds[0]}..{seeds[-1]}, "

@@ -31,6 +31,9 @@ from quorate.dashboard.state import ClusterView, GroupReport, NodeReport
 from quorate.multiraft.messages import MULTIRAFT, leading_views
 from quorate.state.kv import Get
 
+HRB = "hrb"
+"""The protocol name HRB nodes report (their groups are shards and the core, not group 0)."""
+
 DEFAULT_INTERVAL_S = 0.5
 STATUS_TIMEOUT_S = 0.5
 READ_DEADLINE_S = 1.0
@@ -48,6 +51,8 @@ class Sampler:
         self.changed = asyncio.Condition()
         self._status: AsyncClient | None = None
         self._reader: AsyncClient | None = None
+        self._hrb: Any = None
+        """An ``AsyncHrbClient`` once the nodes say they run HRB."""
 
     async def round(self) -> None:
         if self._status is None:
@@ -59,6 +64,10 @@ class Sampler:
             )
         statuses = await self._status.cluster_status()
         reports = [NodeReport.from_status(i + 1, s) for i, s in enumerate(statuses)]
+        groups: list[GroupReport] | None = None
+        hosted: set[int] | None = None
+        if any(s is not None and s.protocol == HRB for s in statuses):
+            reports, groups, hosted = await self._hrb_round()
         latency_s: float | None = None
         if any(r.up for r in reports):
             started = time.perf_counter()
@@ -67,8 +76,6 @@ class Sampler:
                 latency_s = time.perf_counter() - started
             except Exception:  # no quorum this round: the chart shows a gap
                 latency_s = None
-        groups: list[GroupReport] | None = None
-        hosted: set[int] | None = None
         if any(s is not None and s.protocol == MULTIRAFT for s in statuses):
             listed = await self._status.cluster_ranges()
             groups = [GroupReport.from_view(v) for v in leading_views(listed).values()]
@@ -77,6 +84,43 @@ class Sampler:
         async with self.changed:
             self.changed.notify_all()
 
+    async def _hrb_round(self) -> tuple[list[NodeReport], list[GroupReport], set[int]]:
+        """An HRB deployment: each node as its shard's member sees itself,
+        each shard's and the core's leader as their answering members agree."""
+        from quorate.client.contact import ClientError
+        from quorate.client.hrb import AsyncHrbClient
+        from quorate.hrb.messages import CORE_GROUP_BASE
+
+        if self._hrb is None:
+            options = {k: v for k, v in self.client_options.items() if k in ("endpoints", "cluster", "tls", "insecure")}
+            self._hrb = AsyncHrbClient(**options, timeout_s=STATUS_TIMEOUT_S)
+        client = self._hrb
+        layout = await client.discover()
+        nodes: dict[int, NodeReport] = {}
+        groups: list[GroupReport] = []
+        members_of = {**layout.shards, CORE_GROUP_BASE + layout.epoch: layout.epoch_members or layout.core}
+        for group, members in sorted(members_of.items()):
+            views: dict[int, Any] = {}
+            for node in members:
+                with contextlib.suppress(OSError, TimeoutError, EOFError, ClientError):
+                    views[node] = await client.status(node, group)
+            if group < CORE_GROUP_BASE:
+                for node in members:
+                    nodes[node] = NodeReport.from_status(node, views.get(node))
+            named = {v.leader for v in views.values()}
+            leader = named.pop() if len(named) == 1 else None
+            if not views or leader is None:
+                continue
+            groups.append(GroupReport(
+                group=group if group < CORE_GROUP_BASE else group - CORE_GROUP_BASE,
+                leader=leader,
+                term=max(v.term for v in views.values()),
+                commit_index=max(v.commit_index for v in views.values()),
+                replicas=min((tuple(v.voters) for v in views.values()), key=len, default=tuple(members)),
+                kind="shard" if group < CORE_GROUP_BASE else "core",
+            ))
+        return [nodes[n] for n in sorted(nodes)], groups, set(layout.shards)
+
     async def run(self) -> None:
         while True:
             started = time.monotonic()
@@ -84,7 +128,7 @@ class Sampler:
             await asyncio.sleep(max(0.0, self.interval_s - (time.monotonic() - started)))
 
     async def close(self) -> None:
-        for client in (self._status, self._reader):
+        for client in (self._status, self._reader, self._hrb):
             if client is not None:
                 with contextlib.suppress(Exception):
                     await client.close()

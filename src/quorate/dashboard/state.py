@@ -11,9 +11,9 @@ election in progress); commits per second from the commit index between
 rounds; the read latency; a bounded history of both for the charts; and
 the events worth a line — a leader change, a node that stopped answering
 or came back, a BFT replica's new detections or exclusions. A cluster of
-many groups (multi-Raft ranges) also reports each group's leader, term,
-commit index, replicas and key bounds, as its leader sees them
-(``GroupReport``); a group whose leader changes, or that has none, is an
+many groups (multi-Raft ranges, HRB's shards and core) also reports each
+group's leader, term, commit index, replicas (and a range's key bounds), as
+its leader or its members see them (``GroupReport``); a group whose leader changes, or that has none, is an
 event too. Nothing here does I/O or reads a clock: times come in with each
 round.
 """
@@ -28,6 +28,8 @@ HISTORY_POINTS = 240
 """Chart points kept (two minutes at the default half-second interval)."""
 EVENTS_KEPT = 100
 EXCLUDED_PREFIX = "bft.excluded."
+CONVICTED_PREFIX = "hrb.convicted."
+"""An HRB shard member's convictions (its leader proven lying): shown as exclusions."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,8 +60,12 @@ class NodeReport:
             leader=status.leader,
             commit_index=status.commit_index,
             applied_index=status.applied_index,
-            detections=int(metrics.get("bft.detections", 0)),
-            excluded=tuple(sorted(k.removeprefix(EXCLUDED_PREFIX) for k in metrics if k.startswith(EXCLUDED_PREFIX))),
+            detections=int(metrics.get("bft.detections", 0)) + sum(1 for k in metrics if k.startswith(CONVICTED_PREFIX)),
+            excluded=tuple(sorted(
+                k.removeprefix(EXCLUDED_PREFIX).removeprefix(CONVICTED_PREFIX)
+                for k in metrics
+                if k.startswith((EXCLUDED_PREFIX, CONVICTED_PREFIX))
+            )),
         )
 
 
@@ -75,6 +81,8 @@ class GroupReport:
     start: str | None = None
     end: str | None = None
     quiesced: bool = False
+    kind: str = "range"
+    """``range`` (multi-Raft), ``shard`` or ``core`` (HRB)."""
 
     @classmethod
     def from_view(cls, view: Any) -> GroupReport:
@@ -103,7 +111,7 @@ class ClusterView:
         self.history: deque[dict[str, float | None]] = deque(maxlen=HISTORY_POINTS)
         self.events: deque[dict[str, Any]] = deque(maxlen=EVENTS_KEPT)
         self._last: tuple[float, int] | None = None  # (time, highest commit index)
-        self.groups: dict[int, GroupReport] = {}
+        self.groups: dict[tuple[str, int], GroupReport] = {}
         self.leaderless: list[int] = []
 
     def observe(
@@ -134,6 +142,11 @@ class ClusterView:
         named = {r.leader for r in reports if r.up and r.leader is not None}
         self.split = len(named) > 1
         leader = max(named, key=lambda n: max(r.term for r in reports if r.up and r.leader == n)) if named else None
+        core = [g for g in groups or () if g.kind == "core"]
+        if core or any(g.kind == "shard" for g in groups or ()):
+            # HRB: nodes name their own shard's leader; the header shows the core's.
+            self.split = False
+            leader = core[0].leader if core else None
         if leader != self.leader and self.rounds > 1:
             self._event(at_s, "leader", f"leader is now n{leader}" if leader is not None else "no leader")
         self.leader = leader
@@ -150,15 +163,19 @@ class ClusterView:
         })
 
     def _observe_groups(self, at_s: float, groups: list[GroupReport], hosted: set[int]) -> None:
-        led = {g.group: g for g in groups}
-        for group, report in led.items():
-            previous = self.groups.get(group)
-            if (previous is not None and previous.leader != report.leader) or (previous is None and group in self.leaderless):
-                self._event(at_s, "leader", f"group {group}: leader is now {_name(report.leader)}")
-        leaderless = sorted(hosted - set(led))
+        led = {(g.kind, g.group): g for g in groups}
+        kinds = {g.kind for g in groups} or {"range"}
+        for key, report in led.items():
+            previous = self.groups.get(key)
+            was_leaderless = previous is None and key[1] in self.leaderless
+            if (previous is not None and previous.leader != report.leader) or was_leaderless:
+                self._event(at_s, "leader", f"{key[0]} {key[1]}: leader is now {_name(report.leader)}")
+        # Groups some node hosts but no one leads (``hosted`` names them by id).
+        leaderless = sorted(g for g in hosted if not any((kind, g) in led for kind in kinds))
         for group in leaderless:
-            if group in self.groups:
-                self._event(at_s, "leader", f"group {group}: no leader")
+            for kind in kinds:
+                if (kind, group) in self.groups:
+                    self._event(at_s, "leader", f"{kind} {group}: no leader")
         self.groups = led
         self.leaderless = leaderless
 
@@ -191,6 +208,7 @@ class ClusterView:
                 {
                     "group": g.group, "leader": g.leader, "term": g.term, "commit_index": g.commit_index,
                     "replicas": list(g.replicas), "start": g.start, "end": g.end, "quiesced": g.quiesced,
+                    "kind": g.kind,
                 }
                 for g in self.groups.values()
             ],

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 from quorate.core.binding import (
     BftSettings,
@@ -29,6 +29,7 @@ from quorate.hotstuff.byzantine import BEHAVIOURS, ByzantineReplica
 from quorate.hotstuff.config import HotStuffConfig
 from quorate.hotstuff.messages import HOTSTUFF_MESSAGE_TYPES, HardState
 from quorate.hotstuff.node import HotStuffReplica
+from quorate.hotstuff.qc import AggregateScheme, AggregateSignatures, QuorumSigner
 from quorate.ids import NodeId, node_name
 
 __all__ = ["BINDING"]
@@ -47,8 +48,22 @@ def _builder(settings: BftSettings, cluster: ClusterContext) -> CoreBuilder:
 
     def build(node: NodeId, members: tuple[NodeId, ...], rng: random.Random, now: float, recovered: Any) -> ProtocolCore:
         signer = keyring.signer(node)
+        verifier = keyring.verifier(node)
+        quorum_signer: QuorumSigner | None = None
+        if config.quorum_certificates == "aggregate":
+            if not (callable(getattr(verifier, "certify", None)) and callable(getattr(verifier, "verify_aggregate", None))):
+                raise ConfigError("quorum_certificates = \"aggregate\" needs an aggregating signature scheme (BLS)")
+            quorum_signer = AggregateSignatures(cast(AggregateScheme, verifier))
         core: ProtocolCore = HotStuffReplica(
-            node, members, config=config, signer=signer, verifier=keyring.verifier(node), rng=rng, now=now, recovered=recovered
+            node,
+            members,
+            config=config,
+            signer=signer,
+            verifier=verifier,
+            rng=rng,
+            now=now,
+            recovered=recovered,
+            quorum_signer=quorum_signer,
         )
         behaviour = byzantine.get(node)
         if behaviour is None:

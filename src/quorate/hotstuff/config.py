@@ -25,7 +25,9 @@ from dataclasses import dataclass
 
 from quorate.errors import ConfigError
 
-__all__ = ["HotStuffConfig"]
+__all__ = ["QUORUM_CERTIFICATE_KINDS", "HotStuffConfig"]
+
+QUORUM_CERTIFICATE_KINDS = ("individual", "aggregate")
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,9 +68,19 @@ class HotStuffConfig:
     """Committed blocks per reputation epoch: the leader set is recomputed
     each time this many more blocks commit. Smaller reacts faster to a
     faulty leader; larger judges each replica on more evidence."""
+    quorum_certificates: str = "individual"
+    """How a QC carries its 2f + 1 signatures (``quorate.hotstuff.qc``):
+    ``"individual"`` (one signature per signer, any scheme) or
+    ``"aggregate"`` (one aggregate signature checked once; needs a verifier
+    that aggregates, as BLS's does and the simulator's cost model with
+    ``scheme = "bls"``)."""
 
     def validate(self) -> HotStuffConfig:
         """Raise ``ConfigError`` naming the first bad field; return self."""
+        if self.quorum_certificates not in QUORUM_CERTIFICATE_KINDS:
+            raise ConfigError(
+                f"quorum_certificates must be one of {', '.join(QUORUM_CERTIFICATE_KINDS)}, got {self.quorum_certificates!r}"
+            )
         if not self.view_timeout_s > 0:
             raise ConfigError(f"view_timeout_s must be > 0 seconds, got {self.view_timeout_s}")
         if not self.max_view_timeout_s >= self.view_timeout_s:

@@ -197,7 +197,8 @@ class ShardMember:
         return wake
 
     def take_outbound(self) -> list[GroupMessage]:
-        return route_to_core(self.member.take_core_messages(), self._store)
+        messages = self.member.take_core_messages()
+        return route_to_core(messages, self._store) if messages else []
 
     def take_results(self) -> list[TxnOutcome]:
         """Transaction outcomes for this shard's agents (see ``ShardReplica``)."""

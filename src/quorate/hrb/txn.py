@@ -42,6 +42,7 @@ recorded vote is from an involved shard.
 from __future__ import annotations
 
 import enum
+import functools
 import hashlib
 from collections.abc import Iterable
 
@@ -60,8 +61,14 @@ __all__ = [
 ]
 
 
+KEY_SHARD_CACHE = 1 << 16
+"""Keys whose shard ``shard_of_key`` remembers."""
+
+
+@functools.lru_cache(maxsize=KEY_SHARD_CACHE)
 def shard_of_key(key: str, shards: int) -> int:
-    """The shard (1..shards) that owns ``key``: rendezvous hashing."""
+    """The shard (1..shards) that owns ``key``: rendezvous hashing (one
+    SHA-256 per shard, so answers are cached: the map is a pure function)."""
     if shards < 1:
         raise ValueError(f"there is at least one shard, got {shards}")
     data = key.encode()

@@ -62,5 +62,20 @@ def test_groups_their_leaders_and_changes_are_shown_and_are_events() -> None:
     assert state["events"] == []  # first sight of a group is not a change
     view.observe(3.0, nodes, None, [group(0, 3), group(1, 3, term=2), group(2, 2)], {0, 1, 2, 3})
     texts = [e["text"] for e in view.snapshot()["events"]]
-    assert texts == ["group 0: leader is now n3", "group 1: leader is now n3", "group 3: no leader"]
+    assert texts == ["range 0: leader is now n3", "range 1: leader is now n3", "range 3: no leader"]
     assert view.snapshot()["groups_leaderless"] == [3]
+
+
+def test_hrb_shards_and_the_core_are_groups_of_their_own_kind() -> None:
+    view = ClusterView([])
+    shards = [GroupReport(1, 2, 1, 9, (1, 2, 3, 4), kind="shard"), GroupReport(2, 6, 1, 9, (5, 6, 7, 8), kind="shard")]
+    core = GroupReport(1, 3, 4, 20, (1, 3, 5, 7), kind="core")  # epoch 1: the same number as shard 1, another group
+    view.observe(1.0, [up(1, "follower", 1, 2, 9)], None, [*shards, core], {1, 2})
+    view.observe(2.0, [up(1, "follower", 1, 2, 9)], None, [shards[0], GroupReport(2, 7, 2, 9, (5, 6, 7, 8), kind="shard"), core], {1, 2})
+    state = view.snapshot()
+    assert [(g["kind"], g["group"], g["leader"]) for g in state["groups"]] == [
+        ("shard", 1, 2), ("shard", 2, 7), ("core", 1, 3)
+    ]
+    assert [e["text"] for e in state["events"]] == ["shard 2: leader is now n7"]
+    assert state["leaders_per_node"] == {"n2": 1, "n3": 1, "n7": 1}
+    assert state["leader"] == 3 and not state["split"]  # the core's leader; shards naming their own is no split

@@ -51,6 +51,7 @@ from quorate.check.online import LostWriteMonitor
 from quorate.core.host import HostedGroup
 from quorate.core.protocol import ProtocolCore
 from quorate.core.quorum import quorum_size_problem
+from quorate.crypto.costmodel import CryptoCosts
 from quorate.errors import ConfigError, InvariantViolation
 from quorate.ids import NodeId
 from quorate.runtime.sim import faults as fault_specs
@@ -107,6 +108,8 @@ class SimConfig:
     """Chaos: replicas down at once; default: what the protocol tolerates."""
     seed: int = 0
     cost: CostModel = field(default_factory=CostModel)
+    crypto_costs: CryptoCosts | None = None
+    """What signing protocols' primitives cost (None: ``CryptoCosts``' measured defaults)."""
     protocol_options: dict[str, Any] = field(default_factory=dict)
     check_invariants: bool = True
     record_history: bool = True
@@ -282,7 +285,7 @@ class SimResult:
         return out
 
 
-def _percentiles_ms(latencies_s: list[float]) -> dict[str, float | None]:
+def percentiles_ms(latencies_s: list[float]) -> dict[str, float | None]:
     if not latencies_s:
         return {"p50": None, "p90": None, "p99": None, "max": None}
     ordered = sorted(latencies_s)
@@ -321,6 +324,7 @@ class Simulation:
                 seed=config.seed,
                 client_endpoints=range(config.nodes + 1, config.nodes + 1 + config.clients),
                 replicas=config.nodes,
+                crypto_costs=config.crypto_costs,
             ),
         )
         self.detections = DetectionLog(frozenset(self.byzantine))
@@ -533,40 +537,8 @@ class Simulation:
         self.workload.on_arrival(event)
 
     def _on_fault(self, event: tuple[float, int, int, int, int, Any, int]) -> None:
-        action: FaultAction = event[5]
-        now = event[0]
-        kind = action.kind
         self.faults_injected += 1
-        nodes = self.nodes
-        index = action.node - 1  # replica ids are 1..n
-        if kind == "crash":
-            if nodes[index].alive:
-                nodes[index].crash()
-        elif kind == "restart":
-            if not nodes[index].alive:
-                nodes[index].start(now)
-        elif kind == "restart-all":
-            for node in nodes:
-                if not node.alive:
-                    node.start(now)
-        elif kind == "partition":
-            self.network.partition(action.groups, self.voters)
-        elif kind == "cut":
-            self.network.cut(action.node, action.peer)
-        elif kind == "heal":
-            self.network.heal()
-        elif kind == "loss":
-            self.network.loss = action.value
-        elif kind == "dup":
-            self.network.duplicate = action.value
-        elif kind == "reorder":
-            self.network.reorder = action.value
-        elif kind == "slow":
-            nodes[index].cpu_factor = action.value
-        elif kind == "skew":
-            nodes[index].set_clock(now, offset_jump_s=action.value, rate=action.rate or None)
-        else:  # parse_item only builds the kinds above
-            raise ConfigError(f"unknown fault kind {kind!r}")
+        apply_fault(event[5], event[0], self.nodes, self.network, self.voters)
 
     # -- running ------------------------------------------------------------
     def run(
@@ -623,7 +595,7 @@ class Simulation:
             failed_ops=w.failed if w is not None else 0,
             unknown_ops=w.unknown if w is not None else 0,
             throughput_ops=round(committed / config.duration_s, 3),
-            latency_ms=_percentiles_ms(w.latencies_s if w is not None else []),
+            latency_ms=percentiles_ms(w.latencies_s if w is not None else []),
             faults_injected=self.faults_injected,
             safety_violations=self.violations,
             trace_sha256=self.loop.trace_sha256(),
@@ -679,6 +651,41 @@ class Simulation:
                 recovered = round(event["time"] - heal, 6)
                 return recovered, recovered <= self.config.liveness_bound_s
         return None, False
+
+
+def apply_fault(action: FaultAction, now: float, nodes: list[SimNode], network: Network, replicas: tuple[NodeId, ...]) -> None:
+    """Carry out one fault action on ``nodes`` (node ``i`` is ``nodes[i - 1]``)
+    and the ``network`` between them; every simulation of nodes shares it."""
+    kind = action.kind
+    index = action.node - 1  # replica ids are 1..n
+    if kind == "crash":
+        if nodes[index].alive:
+            nodes[index].crash()
+    elif kind == "restart":
+        if not nodes[index].alive:
+            nodes[index].start(now)
+    elif kind == "restart-all":
+        for node in nodes:
+            if not node.alive:
+                node.start(now)
+    elif kind == "partition":
+        network.partition(action.groups, replicas)
+    elif kind == "cut":
+        network.cut(action.node, action.peer)
+    elif kind == "heal":
+        network.heal()
+    elif kind == "loss":
+        network.loss = action.value
+    elif kind == "dup":
+        network.duplicate = action.value
+    elif kind == "reorder":
+        network.reorder = action.value
+    elif kind == "slow":
+        nodes[index].cpu_factor = action.value
+    elif kind == "skew":
+        nodes[index].set_clock(now, offset_jump_s=action.value, rate=action.rate or None)
+    else:  # parse_item only builds the kinds above
+        raise ConfigError(f"unknown fault kind {kind!r}")
 
 
 def _wanted_byzantine(config: SimConfig, spec: ProtocolSpec) -> list[tuple[int, str]]:

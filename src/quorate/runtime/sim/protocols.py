@@ -31,7 +31,7 @@ from typing import Any
 
 from quorate.core.binding import Binding, ClusterContext
 from quorate.core.protocol import ProtocolCore
-from quorate.crypto.costmodel import Scheme
+from quorate.crypto.costmodel import CryptoCosts, Scheme
 from quorate.crypto.keyring import CostModelKeyring
 from quorate.errors import ConfigError
 from quorate.ids import NodeId
@@ -101,6 +101,8 @@ class SpecContext:
     send the answers to the commands they execute."""
     replicas: int = 0
     """Replicas in the group (BFT: a store's time rounds count on it)."""
+    crypto_costs: CryptoCosts | None = None
+    """CPU seconds the cost-model keyring charges per primitive (None: its defaults)."""
 
 
 class ServiceCodec:
@@ -242,7 +244,7 @@ def protocol_spec(
             scheme = Scheme(str(sim_options.get("scheme", "ed25519")))
         except ValueError:
             raise ConfigError(f"scheme must be ed25519 or bls, got {sim_options.get('scheme')!r}") from None
-        keyring = CostModelKeyring(context.seed, scheme)
+        keyring = CostModelKeyring(context.seed, scheme, context.crypto_costs)
     build = b.builder(config, ClusterContext(keyring, dict(context.byzantine)))
     leader_term = b.leading_term or b.term_if_leading
 

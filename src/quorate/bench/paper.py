@@ -1,0 +1,724 @@
+"""``quorate bench paper``: the HRB paper's experiments, run on our protocol code.
+
+Theory of operation. The paper (HRB, §4) reports figures for up to 1000 nodes
+in three regions 50 ms apart on 1 Gbps links. This module runs the same
+experiments in the deterministic simulator, on the protocol cores our real
+nodes run, and writes what it measures beside what the paper claims
+(``quorate.bench.paper_report``):
+
+- **Fig. 1 and Fig. 2** (throughput, latency p50/p99 and a CDF vs n). For
+  every protocol of the *runner registry* and every n, an open-loop load is
+  stepped up with the benchmarker's ramp (``quorate.bench.ramp``: probe by
+  doubling, refine by halving the gap, then hold the best rate once); the
+  throughput figure is the highest answered rate of a step whose p99 is
+  within ``p99_bound_ms`` (and 95 % of operations answered), reported with
+  that bound. The latency figures are those of that step. Each protocol's
+  analytic floor (``quorate.bench.paper_floors``) is printed beside them.
+- **Runners.** A runner knows how to measure one protocol at one n and says
+  whether it is available in this build (``RUNNERS``). Raft, PBFT and
+  HotStuff run through ``SimLoadTarget`` with their best settings for this
+  network (``SETTINGS``); Casper FFG the same way once its binding is
+  registered; HRB through its own simulator face (``quorate sim hrb``),
+  whose workload is HRB's agents, not this ramp. A protocol whose runner is
+  not available is reported as such, never replaced by a guess.
+- **CPU.** Every simulated node charges CPU for each message it handles
+  (``CostModel``: a base per message plus a cost per byte) and its
+  signatures and MACs (``CryptoCosts``, charged by the cost-model keyring).
+  With ``calibrate`` the constants are measured on this machine at the start
+  of the run (``quorate.bench.paper_calibrate``) and used for every cell;
+  they are in the report.
+- **Budget.** The full run must finish in 20 minutes on a 2-core machine and
+  ``--quick`` in 3. Cells share a wall-clock budget: protocols run cheapest
+  first (by message complexity), each getting the unspent budget divided by
+  the protocols still to run, and each cell the rest of its protocol's
+  share divided by its cells still to run (so cheap small cells and cheap
+  protocols leave more to the large, all-to-all ones). The ramp at each n
+  after the first starts at the highest good rate of the n before it (the
+  limit moves little between neighbouring n), so it spends its steps near
+  the limit instead of climbing to it again. Before a
+  cell starts, its first step is estimated from the previous cell of the
+  same protocol (wall seconds scale with the offered rate and with n to the
+  power of the protocol's message complexity: 1 for leader-based, 2 for
+  all-to-all); when it would take more than ``FIRST_STEP_SHARE`` of the
+  cell's budget the ramp starts at a lower rate (said in the report), and a
+  cell that would have to start below ``MIN_START_RATE_OPS`` is not run; a ramp the budget
+  cuts short keeps its steps and says it was cut. At large n each step is
+  shorter (``step_plan``). Every such reduction is listed in the report.
+- **Validation** (``quorate.bench.paper_validate``): small configurations in
+  the simulator with loopback-like parameters and on real processes on
+  loopback at the same rates; the error of throughput and median latency.
+- **Other figures** (3, partition, recovery, storage) come from HRB's
+  simulator face and the partition and recovery benchmarks; those not in
+  this build are reported as not available.
+
+Determinism: with ``calibrate`` off (or the same constants given), the same
+seed gives the same measured figures (``trace_sha256`` of every step is in
+the JSON); wall times and the budget's choices are the only machine-dependent
+parts, and the JSON says when the budget changed a cell.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol
+
+from quorate.bench.histogram import LatencyHistogram
+from quorate.bench.paper_floors import ANALYTIC_LABEL, PATTERNS, Network, floor_ms
+from quorate.bench.paper_target import BudgetExhausted as _BudgetExhausted
+from quorate.bench.paper_target import PaperSimTarget
+from quorate.bench.ramp import StepResult
+from quorate.crypto.costmodel import CryptoCosts
+from quorate.errors import ConfigError
+from quorate.runtime.sim.node import CostModel
+
+PAPER_SIZES = (16, 32, 64, 128, 256, 512, 1000)
+QUICK_SIZES = (16, 32)
+FIGURES = ("1", "2", "3", "partition", "recovery", "storage")
+PROTOCOLS = ("hrb", "raft", "pbft", "hotstuff", "casper")
+FULL_BUDGET_S = 840.0
+"""Wall seconds the full run gives Fig. 1/2 (the rest of 20 minutes goes to
+calibration, validation and the other figures)."""
+QUICK_BUDGET_S = 60.0
+P99_BOUND_MS = 1000.0
+"""A step is good only with p99 within this bound (the paper's PBFT p99 is 1.2 s)."""
+START_RATE_OPS = 500.0
+MAX_RATE_OPS = 64_000.0
+FIRST_STEP_SHARE = 0.4
+"""The first step of a cell should take at most this share of the cell's budget."""
+MIN_START_RATE_OPS = 50.0
+"""A cell whose first step would have to start below this rate is not run."""
+PAPER_CLIENT_ENDPOINTS = 30
+"""Client endpoints of a cell, ten per region (open-loop arrivals share them)."""
+
+
+@dataclass(frozen=True, slots=True)
+class PaperNetwork:
+    """The paper's network."""
+
+    regions: int = 3
+    inter_region_ms: float = 50.0
+    intra_region_ms: float = 0.5
+    bandwidth_gbps: float = 1.0
+
+    def floors(self) -> Network:
+        return Network(self.regions, self.inter_region_ms, self.intra_region_ms)
+
+
+@dataclass(frozen=True, slots=True)
+class StepPlan:
+    """How long each ramp step simulates at one n (after the runner's warm-up)."""
+
+    step_s: float
+    max_steps: int
+
+
+def step_plan(n: int, quick: bool) -> StepPlan:
+    """Shorter steps at large n (a reduction the report lists)."""
+    if quick:
+        return StepPlan(step_s=1.0, max_steps=4)
+    if n <= 64:
+        return StepPlan(step_s=1.0, max_steps=6)
+    if n <= 256:
+        return StepPlan(step_s=0.5, max_steps=5)
+    return StepPlan(step_s=0.5, max_steps=3)
+
+
+@dataclass
+class PaperConfig:
+    quick: bool = False
+    figures: tuple[str, ...] = FIGURES
+    seed: int = 1
+    sizes: tuple[int, ...] = ()
+    """Empty: ``PAPER_SIZES`` (``QUICK_SIZES`` with ``quick``)."""
+    protocols: tuple[str, ...] = PROTOCOLS
+    p99_bound_ms: float = P99_BOUND_MS
+    budget_s: float = 0.0
+    """Wall seconds for Fig. 1/2; 0: ``FULL_BUDGET_S`` (``QUICK_BUDGET_S``)."""
+    network: PaperNetwork = field(default_factory=PaperNetwork)
+    calibrate: bool = True
+    """Measure the CPU constants here first (else the defaults, measured earlier)."""
+    validate_real: bool = True
+    """Run the sim-vs-real validation (real processes on loopback)."""
+    max_steps: int = 0
+    """Most ramp steps per cell (0: ``step_plan``'s)."""
+    step_s: float = 0.0
+    """Seconds measured per step (0: ``step_plan``'s)."""
+
+    def validate(self) -> PaperConfig:
+        unknown = [f for f in self.figures if f not in FIGURES]
+        if unknown:
+            raise ConfigError(f"unknown figure(s) {', '.join(unknown)}; choose from {', '.join(FIGURES)} or all")
+        bad = [p for p in self.protocols if p not in RUNNERS]
+        if bad:
+            raise ConfigError(f"unknown protocol(s) {', '.join(bad)}; choose from {', '.join(RUNNERS)}")
+        if any(n < 4 for n in self.sizes):
+            raise ConfigError(f"every n must be >= 4, got {list(self.sizes)}")
+        if not self.p99_bound_ms > 0:
+            raise ConfigError(f"the p99 bound must be > 0 ms, got {self.p99_bound_ms}")
+        if self.budget_s < 0 or self.max_steps < 0 or self.step_s < 0:
+            raise ConfigError("budget, steps and step length must be >= 0")
+        return self
+
+    def effective_sizes(self) -> tuple[int, ...]:
+        return self.sizes or (QUICK_SIZES if self.quick else PAPER_SIZES)
+
+    def effective_budget_s(self) -> float:
+        return self.budget_s or (QUICK_BUDGET_S if self.quick else FULL_BUDGET_S)
+
+    def plan(self, n: int) -> StepPlan:
+        base = step_plan(n, self.quick)
+        return StepPlan(self.step_s or base.step_s, self.max_steps or base.max_steps)
+
+
+@dataclass
+class CellContext:
+    """What a runner gets to measure one cell."""
+
+    n: int
+    seed: int
+    network: PaperNetwork
+    plan: StepPlan
+    p99_bound_ms: float
+    budget_s: float
+    cost: CostModel
+    crypto: CryptoCosts
+    on_step: Callable[[str], None] = lambda text: None
+    start_rate_ops: float = 0.0
+    """Where the ramp starts (0: the runner's own start): the previous n's limit."""
+
+
+class ProtocolRunner(Protocol):
+    """Measures one protocol at one n (the registry's interface)."""
+
+    name: str
+    title: str
+    complexity: int
+    """Messages per decision grow as n to this power (1 leader-based, 2 all-to-all)."""
+
+    def unavailable(self) -> str | None:
+        """Why this build cannot run the protocol, or None when it can."""
+        ...
+
+    def settings(self) -> dict[str, Any]:
+        """The configuration it runs, and why it is the fair one."""
+        ...
+
+    def measure(self, context: CellContext) -> dict[str, Any]:
+        """One cell: ``throughput_ops``, ``latency_ms``, ``status`` and the evidence."""
+        ...
+
+
+
+
+def _step_summary(step: StepResult, bound_ms: float) -> dict[str, Any]:
+    latency = step.histogram.summary_ms()
+    return {
+        "target_rate_ops": round(step.target_rate_ops, 1),
+        "throughput_ops": round(step.throughput_ops, 1),
+        "success": round(step.success, 4),
+        "p50_ms": latency.get("p50"),
+        "p99_ms": latency.get("p99"),
+        "good": _good(step, bound_ms),
+        "sim_s": step.extra.get("sim_s"),
+        "wall_s": step.extra.get("wall_s"),
+        "trace_sha256": step.extra.get("trace_sha256"),
+    }
+
+
+def _good(step: StepResult, bound_ms: float) -> bool:
+    p99 = step.histogram.percentile_ms(99.0)
+    return step.success >= 0.95 and p99 is not None and p99 <= bound_ms
+
+
+def _cdf(histogram: LatencyHistogram) -> list[list[float]]:
+    return [[float(x), float(y)] for x, y in histogram.cdf_ms()]
+
+
+@dataclass
+class SimRampRunner:
+    """A protocol with a simulator binding, measured with the open-loop ramp."""
+
+    name: str
+    title: str
+    options: Mapping[str, Any]
+    why: str
+    complexity: int = 1
+    warmup_s: float = 1.0
+    """Simulated seconds before the measurement (a Raft election; BFT's first view needs none)."""
+    large_n_warmup_s: tuple[int, float] = (0, 0.0)
+    """(from n, seconds): a longer warm-up from that size on (0: none)."""
+    start_rate_ops: float = START_RATE_OPS
+
+    def unavailable(self) -> str | None:
+        from quorate.protocols import binding
+
+        try:
+            binding(self.name)
+        except ConfigError as exc:
+            return f"not available in this build ({exc})"
+        return None
+
+    def settings(self) -> dict[str, Any]:
+        return {"options": dict(self.options), "why": self.why}
+
+    def measure(self, context: CellContext) -> dict[str, Any]:
+        start = context.start_rate_ops or self.start_rate_ops
+        target = PaperSimTarget(
+            protocol=self.name,
+            nodes=context.n,
+            regions=context.network.regions,
+            inter_region_ms=context.network.inter_region_ms,
+            options=dict(self.options),
+            seed=context.seed,
+            clients=PAPER_CLIENT_ENDPOINTS,
+            bandwidth_gbps=context.network.bandwidth_gbps,
+            intra_region_ms=context.network.intra_region_ms,
+            cost=context.cost,
+            crypto=context.crypto,
+            deadline=time.perf_counter() + context.budget_s,
+            budget_s=context.budget_s,
+        )
+        from_n, long_warmup_s = self.large_n_warmup_s
+        warmup_s = long_warmup_s if from_n and context.n >= from_n else self.warmup_s
+        return ramp_cell(target, context, start, warmup_s)
+
+
+def ramp_cell(target: PaperSimTarget, context: CellContext, start_rate_ops: float, warmup_s: float) -> dict[str, Any]:
+    """Step the rate up (doubling, then halving the gap) until p99 breaks the bound."""
+    plan = context.plan
+    bound = context.p99_bound_ms
+    steps: list[StepResult] = []
+    cut = False
+    rate = start_rate_ops
+    good_rate: float | None = None
+    bad_rate: float | None = None
+    stopped = f"reached {plan.max_steps} steps"
+    try:
+        while len(steps) < plan.max_steps:
+            step = target.step(rate, warmup_s, plan.step_s)
+            step.target_rate_ops = rate
+            steps.append(step)
+            good = _good(step, bound)
+            context.on_step(
+                f"{target.protocol} n={context.n}: {rate:,.0f} ops/s offered -> {step.throughput_ops:,.0f} answered, "
+                f"p99 {step.histogram.percentile_ms(99.0)} ms ({'good' if good else 'over the bound'})"
+            )
+            if good:
+                good_rate = rate if good_rate is None else max(good_rate, rate)
+            else:
+                bad_rate = rate if bad_rate is None else min(bad_rate, rate)
+            if good_rate is None:
+                if rate / 2 < 25.0:
+                    stopped = "no rate was good"
+                    break
+                rate /= 2
+            elif bad_rate is None:
+                if rate >= MAX_RATE_OPS:
+                    stopped = f"reached the rate cap ({MAX_RATE_OPS:g} ops/s)"
+                    break
+                rate = min(rate * 2, MAX_RATE_OPS)
+            elif bad_rate - good_rate <= 0.1 * good_rate:
+                stopped = f"limit found within 10 %: {good_rate:,.0f} good, {bad_rate:,.0f} not"
+                break
+            else:
+                rate = (good_rate + bad_rate) / 2
+    except _BudgetExhausted:
+        cut = True
+        stopped = (
+            f"the cell's wall-clock budget ({context.budget_s:.0f} s) ran out after {len(steps)} complete step(s) "
+            "(a step still running well past it is abandoned)"
+        )
+    good_steps = [s for s in steps if _good(s, bound)]
+    best = max(good_steps, key=lambda s: s.throughput_ops) if good_steps else None
+    wall = sum(float(s.extra.get("wall_s", 0.0)) for s in steps)
+    cell: dict[str, Any] = {
+        "status": "measured" if best is not None else "no good step",
+        "cut_by_budget": cut,
+        "limit_reached": bad_rate is not None,
+        "stopped_because": stopped,
+        "p99_bound_ms": bound,
+        "throughput_ops": round(best.throughput_ops, 1) if best else None,
+        "offered_rate_ops": round(best.target_rate_ops, 1) if best else None,
+        "latency_ms": best.histogram.summary_ms() if best else None,
+        "latency_cdf_ms": _cdf(best.histogram) if best else [],
+        "lowest_rate_latency_ms": steps[0].histogram.summary_ms() if steps else None,
+        "steps": [_step_summary(s, bound) for s in steps],
+        "first_step_wall_s": float(steps[0].extra.get("wall_s", 0.0)) if steps else None,
+        "wall_s": round(wall, 2),
+        "warmup_s": warmup_s,
+        "sim_s_per_step": warmup_s + context.plan.step_s,
+    }
+    if best is None and steps:
+        cell["reason"] = f"no step kept p99 within {bound:g} ms with 95 % answered ({stopped})"
+    return cell
+
+
+@dataclass
+class HrbSimRunner:
+    """HRB through its own simulator face, ``quorate sim hrb`` (HRB's agents are its workload)."""
+
+    name: str = "hrb"
+    title: str = "HRB"
+    complexity: int = 1
+    shard_size: int = 25
+    core: int = 7
+    sim_seconds: float = 5.0
+
+    def _command(self) -> list[str]:
+        return [sys.executable, "-m", "quorate", "sim", "hrb"]
+
+    def unavailable(self) -> str | None:
+        from quorate.bench.paper_others import face_available
+
+        if face_available("sim", "hrb"):
+            return None
+        return "not available in this build (no `quorate sim hrb` command)"
+
+    def settings(self) -> dict[str, Any]:
+        return {
+            "options": {"shard_size": self.shard_size, "core": self.core},
+            "why": "the paper's shard (20-50) and core (7-11) ranges; HRB's own agent workload, not the ramp",
+        }
+
+    def measure(self, context: CellContext) -> dict[str, Any]:
+        shard = min(self.shard_size, context.n)
+        core = min(self.core, context.n)
+        args = [
+            *self._command(),
+            "--nodes", str(context.n),
+            "--shard-size", str(shard),
+            "--core", str(core),
+            "--regions", str(context.network.regions),
+            "--inter-region-ms", str(context.network.inter_region_ms),
+            "--bandwidth-gbps", str(context.network.bandwidth_gbps),
+            "--duration", str(self.sim_seconds if not context.plan.step_s < 1 else max(2.0, self.sim_seconds / 2)),
+            "--seed", str(context.seed),
+            "--json",
+        ]
+        started = time.perf_counter()
+        try:
+            done = subprocess.run(args, capture_output=True, text=True, timeout=max(30.0, context.budget_s))
+        except subprocess.TimeoutExpired:
+            return {"status": "not run", "reason": f"quorate sim hrb did not finish within the cell's budget ({context.budget_s:.0f} s)"}
+        wall = round(time.perf_counter() - started, 2)
+        if done.returncode != 0:
+            last = (done.stderr.strip().splitlines() or ["no message"])[-1]
+            return {"status": "failed", "reason": f"quorate sim hrb exited {done.returncode}: {last}", "wall_s": wall}
+        try:
+            report = json.loads(done.stdout.strip().splitlines()[-1])
+        except (json.JSONDecodeError, IndexError):
+            return {"status": "failed", "reason": "quorate sim hrb printed no JSON", "wall_s": wall}
+        throughput = _total(report.get("throughput_ops"))
+        latency = report.get("latency_ms")
+        if isinstance(latency, dict) and "p50" not in latency:
+            latency = latency.get("intra") or latency.get("all") or next(iter(latency.values()), None)
+        return {
+            "status": "measured" if throughput is not None else "failed",
+            "workload": "HRB's agents (quorate sim hrb), not the open-loop ramp",
+            "throughput_ops": throughput,
+            "latency_ms": latency if isinstance(latency, dict) else None,
+            "latency_cdf_ms": [],
+            "p99_bound_ms": None,
+            "command": " ".join(args[2:]),
+            "trace_sha256": report.get("trace_sha256"),
+            "safety_violations": report.get("safety_violations"),
+            "wall_s": wall,
+        }
+
+
+def _total(value: Any) -> float | None:
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, dict):
+        if isinstance(value.get("total"), (int, float)):
+            return float(value["total"])
+        numbers = [v for v in value.values() if isinstance(v, (int, float))]
+        return float(sum(numbers)) if numbers else None
+    return None
+
+
+RUNNERS: dict[str, ProtocolRunner] = {
+    "hrb": HrbSimRunner(),
+    "raft": SimRampRunner(
+        "raft",
+        "Raft (flat group)",
+        {"max_batch_entries": 256, "max_inflight": 64, "election_timeout_s": 0.5},
+        "one flat group of n voters; batches of up to 256 entries per AppendEntries and 64 in flight per follower "
+        "(pipelining), the leader sending before its own write; a 500 ms election timeout (5 inter-region round trips); "
+        "from n = 128 an 8 s warm-up, since the first leader of a flat group that size over three regions is elected "
+        "only after about 7 s (seed 1, n = 128, measured with the simulator; the cause is not analysed here)",
+        warmup_s=2.0,
+        large_n_warmup_s=(128, 8.0),
+    ),
+    "pbft": SimRampRunner(
+        "pbft",
+        "PBFT",
+        {"authentication": "macs", "batch_max": 256, "batch_timeout_s": 0.02, "checkpoint_interval": 128},
+        "MAC authenticators in the normal case, batches of up to 256 commands closed after 20 ms "
+        "(a fifth of the 100 ms inter-region round trip), a checkpoint every 128 sequence numbers "
+        "(K = 128 as in Castro and Liskov's evaluation; checkpoints are all-to-all too); "
+        "f = floor((n - 1) / 3), so n >= 3f + 1 at every n of the figure (the paper's '4f + 1' would mean "
+        "fewer faults tolerated at the same n, not a different protocol)",
+        complexity=2,
+        warmup_s=0.5,
+    ),
+    "hotstuff": SimRampRunner(
+        "hotstuff",
+        "HotStuff",
+        {"scheme": "bls", "quorum_certificates": "aggregate", "batch_max": 256},
+        "chained HotStuff with BLS-aggregated quorum certificates (one signature checked per QC), blocks of up to 256 commands",
+        warmup_s=0.5,
+    ),
+    "casper": SimRampRunner(
+        "casper",
+        "Casper FFG",
+        {},
+        "the finality gadget over its proposer chain, its own defaults",
+        complexity=2,
+    ),
+}
+"""The per-protocol runners; a protocol not available in this build says why."""
+
+
+# ------------------------------------------------------------------ the run
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process (and of waited-for children), MB."""
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return round(max(own, children) / 1024, 1)
+
+
+def git_revision() -> str | None:
+    git = shutil.which("git")
+    if git is None:
+        return None
+    try:
+        done = subprocess.run([git, "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10,
+                              cwd=_source_dir())
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if done.returncode != 0:
+        return None
+    dirty = subprocess.run([git, "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True,
+                           timeout=10, cwd=_source_dir())
+    return done.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+
+
+def _source_dir() -> str:
+    from pathlib import Path
+
+    return str(Path(__file__).resolve().parent)
+
+
+Progress = Callable[[str, float], None]
+"""``(what, done share 0..1)``."""
+
+
+def figures_1_2(config: PaperConfig, cost: CostModel, crypto: CryptoCosts, progress: Progress) -> dict[str, Any]:
+    """Throughput and latency vs n for every protocol of the registry."""
+    sizes = config.effective_sizes()
+    budget = config.effective_budget_s()
+    protocols: dict[str, Any] = {}
+    available = []
+    for name in config.protocols:
+        runner = RUNNERS[name]
+        reason = runner.unavailable()
+        protocols[name] = {"title": runner.title, "settings": runner.settings(), "pattern": PATTERNS.get(name),
+                           "available": reason is None, "cells": {}}
+        if reason is not None:
+            protocols[name]["reason"] = reason
+        else:
+            available.append(name)
+    reductions: list[str] = []
+    total_cells = max(1, len(available) * len(sizes))
+    done_cells = 0
+    network = config.network
+    used = 0.0
+    # Cheap protocols first: what they leave of their share goes to the all-to-all ones.
+    order = sorted(available, key=lambda name: RUNNERS[name].complexity)
+    for position, name in enumerate(order):
+        runner = RUNNERS[name]
+        per_protocol = max(0.0, budget - used) / (len(order) - position)
+        spent = 0.0
+        start_rate = 0.0
+        previous: tuple[int, float, float] | None = None
+        """(n, wall seconds, offered rate) of the last cell's first step."""
+        for index, n in enumerate(sizes):
+            remaining_cells = len(sizes) - index
+            cell_budget = max(0.0, (per_protocol - spent) / remaining_cells)
+            plan = config.plan(n)
+            floor = floor_ms(name, network.floors(), n if name != "hrb" else min(n, 25))
+            progress(f"fig 1/2: {runner.title} n={n}", done_cells / total_cells)
+            # A step's wall time grows with n (to the protocol's message
+            # complexity) and with the offered rate: start low enough that the
+            # first step fits the cell's budget.
+            fitted_note = ""
+            if previous is not None and previous[1] > 0:
+                wanted = start_rate or previous[2]
+                estimate = previous[1] * (n / previous[0]) ** runner.complexity * wanted / previous[2]
+                if estimate > FIRST_STEP_SHARE * cell_budget:
+                    start_rate = wanted * FIRST_STEP_SHARE * cell_budget / estimate
+                    fitted_note = (
+                        f"ramp started at {start_rate:,.0f} ops/s instead of {wanted:,.0f} to fit its first step in the "
+                        f"cell's budget ({cell_budget:,.0f} s; estimated from n={previous[0]}, scaling as n^{runner.complexity} x rate)"
+                    )
+            cell: dict[str, Any]
+            if cell_budget <= 0:
+                cell = {"status": "not run", "reason": "the protocol's share of the wall-clock budget is spent"}
+                reductions.append(f"{runner.title} n={n}: not run (its share of the budget is spent)")
+            elif fitted_note and start_rate < MIN_START_RATE_OPS:
+                cell = {
+                    "status": "not run",
+                    "reason": f"even {MIN_START_RATE_OPS:g} ops/s would not fit this cell's budget ({cell_budget:,.0f} s) "
+                    f"by the estimate from n={previous[0]}",  # type: ignore[index]
+                }
+                reductions.append(f"{runner.title} n={n}: not run ({cell['reason']})")
+            else:
+                if fitted_note:
+                    reductions.append(f"{runner.title} n={n}: {fitted_note}")
+                started = time.perf_counter()
+                share = done_cells / total_cells
+
+                def on_step(text: str, share: float = share) -> None:
+                    progress(text, share)
+
+                context = CellContext(
+                    n=n, seed=config.seed, network=network, plan=plan, p99_bound_ms=config.p99_bound_ms,
+                    budget_s=cell_budget, cost=cost, crypto=crypto,
+                    on_step=on_step, start_rate_ops=start_rate,
+                )
+                cell = runner.measure(context)
+                wall = time.perf_counter() - started
+                spent += wall
+                cell["cell_wall_s"] = round(wall, 2)
+                cell["peak_rss_mb"] = peak_rss_mb()
+                if fitted_note:
+                    cell["start_reduced"] = fitted_note
+                if isinstance(cell.get("offered_rate_ops"), (int, float)):
+                    start_rate = float(cell["offered_rate_ops"])
+                steps = cell.get("steps") or []
+                if steps and isinstance(steps[0].get("wall_s"), (int, float)) and steps[0]["wall_s"] > 0:
+                    previous = (n, float(steps[0]["wall_s"]), float(steps[0]["target_rate_ops"]))
+                if cell.get("cut_by_budget"):
+                    reductions.append(f"{runner.title} n={n}: ramp cut short by the budget ({cell['stopped_because']})")
+            cell["n"] = n
+            cell["plan"] = asdict(plan)
+            cell["floor_ms"] = floor
+            protocols[name]["cells"][str(n)] = cell
+            done_cells += 1
+        used += spent
+    step_reductions = sorted({(config.plan(n).step_s, config.plan(n).max_steps) for n in sizes})
+    if len(step_reductions) > 1 or config.quick:
+        for n in sizes:
+            plan = config.plan(n)
+            reductions.append(f"n={n}: {plan.step_s:g} simulated seconds per ramp step, at most {plan.max_steps} steps")
+    return {
+        "sizes": list(sizes),
+        "network": asdict(network),
+        "p99_bound_ms": config.p99_bound_ms,
+        "budget_s": budget,
+        "floor_label": ANALYTIC_LABEL,
+        "protocols": protocols,
+        "reductions": reductions,
+        "seeds": [config.seed],
+    }
+
+
+def largest_cdf(fig: Mapping[str, Any]) -> dict[str, Any]:
+    """Per protocol, the latency CDF at the largest n it measured."""
+    out: dict[str, Any] = {}
+    for name, p in fig["protocols"].items():
+        measured = [(int(n), c) for n, c in p["cells"].items() if c.get("latency_cdf_ms")]
+        if measured:
+            n, cell = max(measured, key=lambda item: item[0])
+            out[name] = {"n": n, "cdf_ms": cell["latency_cdf_ms"]}
+    return out
+
+
+def other_figures(config: PaperConfig, progress: Progress) -> dict[str, Any]:
+    """Fig. 3, partition, recovery and storage, from the benchmarks that own them when this build has them."""
+    from quorate.bench.paper_others import run_other_figure
+
+    out: dict[str, Any] = {}
+    for figure in ("3", "partition", "recovery", "storage"):
+        if figure in config.figures:
+            progress(f"figure {figure}", 0.95)
+            if figure == "storage" and "recovery" in out:
+                out[figure] = out["recovery"]  # one run of the recovery benchmark measures both
+                continue
+            out[figure] = run_other_figure(figure, config.quick, config.seed)
+    return out
+
+
+def run_paper(config: PaperConfig, progress: Progress | None = None) -> dict[str, Any]:
+    """The whole experiment; returns the JSON-ready report (see the module docstring)."""
+    from quorate.bench.paper_calibrate import calibrate
+    from quorate.bench.paper_claims import claims_table
+
+    config.validate()
+    report_progress: Progress = progress or (lambda what, share: None)
+    started = time.perf_counter()
+    report_progress("calibrating the CPU model", 0.0)
+    calibration = calibrate(measure=config.calibrate, quick=config.quick)
+    cost = calibration["cost_model"]
+    crypto = calibration["crypto_costs"]
+    report: dict[str, Any] = {
+        "benchmark": "paper",
+        "git_revision": git_revision(),
+        "seed": config.seed,
+        "quick": config.quick,
+        "figures_requested": list(config.figures),
+        "cpu_model": calibration["report"],
+    }
+    if "1" in config.figures or "2" in config.figures:
+        fig = figures_1_2(config, cost, crypto, report_progress)
+        report["figure_1_2"] = fig
+        report["figure_2_cdf"] = largest_cdf(fig)
+    report["other_figures"] = other_figures(config, report_progress)
+    if config.validate_real:
+        from quorate.bench.paper_validate import validate
+
+        report_progress("validating the simulator against real processes", 0.97)
+        report["validation"] = validate(config.quick, config.seed, cost)
+    report["claims"] = claims_table(report)
+    report["wall_s"] = round(time.perf_counter() - started, 1)
+    report["peak_rss_mb"] = peak_rss_mb()
+    report_progress("done", 1.0)
+    return report
+
+
+def parse_sizes(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise ConfigError(f"--sizes takes comma-separated counts (16,32,64), got {text!r}") from None
+
+
+def parse_figures(text: str) -> tuple[str, ...]:
+    if text.strip() == "all":
+        return FIGURES
+    return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
+def parse_protocols(text: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
+__all__ = [
+    "FIGURES",
+    "PAPER_SIZES",
+    "RUNNERS",
+    "CellContext",
+    "PaperConfig",
+    "PaperNetwork",
+    "ProtocolRunner",
+    "run_paper",
+]
+

@@ -1,0 +1,340 @@
+"""Agents: the clients of tier 3 as a sans-IO workload (``docs/hrb.md`` section 4).
+
+Theory of operation. Each agent is bound to a home shard and runs closed
+loop: one transaction at a time, sent to every member of its home shard
+(one leads; the others forward it and watch that it is appended), and
+accepted once ``replies_needed`` members answered it with the same outcome
+(f + 1 of a ``byzantine`` shard of 3f + 1: at least one honest member
+applied it; one in a ``majority`` shard, whose followers are crash-only). Until
+then the agent sends it again every ``RESEND_S`` (a shard with no leader
+yet drops it; the same transaction is applied once, by its id and the
+agent's session). An answer that does not come within ``op_timeout_s``
+leaves the transaction's outcome unknown (``info``); the agent then goes on
+with a new one.
+
+Workloads:
+
+- ``kv``: a read (``get`` of one home key) with probability ``read_ratio``;
+  else a write: ``put`` of a home key, plus, with probability
+  ``cross_shard``, a ``put`` of a key of another shard (a cross-shard
+  transaction). Every value written is unique and padded to ``txn_bytes``.
+- ``bank``: each agent owns ``accounts`` accounts in its home shard, opened
+  at ``INITIAL_BALANCE`` by its first transaction. A transfer moves 1..10
+  from one of its accounts to the *inbox* of a random account (of an agent
+  of another shard with probability ``cross_shard``): a ``cas`` of the
+  account from the balance the agent knows to the lower one, and an ``add``
+  to the inbox. Money is conserved: the total of every account and inbox
+  is ``INITIAL_BALANCE`` times the accounts opened. A read is a ``get`` of
+  one of its accounts. Only the owner writes an account, so it knows the
+  balance: after an unknown or failed outcome it reads the account first.
+
+The history (``quorate.check``'s JSON format) records each key operation of
+a transaction as its own operation on that key, from the transaction's
+invoke to its answer, on process ``agent * MAX_OPS + position``: the
+per-key projection of a linearizable transaction history is linearizable.
+Inbox keys are not recorded (their credits come from other agents'
+transactions, whose values nobody observes); the totals check covers them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from dataclasses import dataclass, field
+from typing import Any
+
+from quorate.errors import ConfigError
+from quorate.hrb.messages import Transaction, TxnOp
+from quorate.hrb.shard.state import TxnOutcome
+from quorate.hrb.txn import shard_of_key
+
+__all__ = ["INITIAL_BALANCE", "WORKLOADS", "AgentPool", "Completed", "WorkloadSettings"]
+
+WORKLOADS = ("kv", "bank")
+INITIAL_BALANCE = 1000
+"""Each bank account opens with this balance."""
+MAX_OPS = 8
+"""Key operations in one transaction at most (history process ids leave room for them)."""
+KEYS_PER_SHARD = 8
+"""``kv``: keys of each shard the agents use."""
+MAX_TRANSFER = 10
+RESEND_S = 1.0
+"""An agent sends an unanswered transaction to its home shard again this often."""
+THINK_S = 0.01
+"""An agent waits this long between a transaction's answer and its next one."""
+
+
+@dataclass(frozen=True, slots=True)
+class WorkloadSettings:
+    workload: str = "bank"
+    cross_shard: float = 0.2
+    read_ratio: float = 0.2
+    txn_bytes: int = 64
+    accounts: int = 2
+    op_timeout_s: float = 5.0
+
+    def validate(self) -> WorkloadSettings:
+        if self.workload not in WORKLOADS:
+            raise ConfigError(f"workload must be one of {', '.join(WORKLOADS)}, got {self.workload!r}")
+        for name in ("cross_shard", "read_ratio"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise ConfigError(f"{name.replace('_', '-')} must be a fraction in [0, 1], got {value}")
+        if not 1 <= self.txn_bytes <= 16 * 1024:
+            raise ConfigError(f"txn-bytes must be within 1..16384, got {self.txn_bytes}")
+        if self.accounts < 1:
+            raise ConfigError(f"accounts must be >= 1, got {self.accounts}")
+        if not self.op_timeout_s > 0:
+            raise ConfigError(f"op_timeout_s must be > 0, got {self.op_timeout_s}")
+        return self
+
+
+@dataclass(frozen=True, slots=True)
+class Completed:
+    """One transaction's end, for the measurements."""
+
+    cross: bool
+    outcome: str
+    """``ok``, ``fail`` or ``info``."""
+    latency_s: float
+    invoked_at: float
+
+
+@dataclass(slots=True)
+class _Pending:
+    txn: Transaction
+    cross: bool
+    invoked_at: float
+    deadline: float
+    resend_at: float
+    ops: list[tuple[str, str, Any]]
+    """The recorded key operations: (key, f, value)."""
+    answers: dict[tuple[bool, tuple[tuple[str, str | None], ...]], set[int]] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class _Agent:
+    index: int
+    home: int
+    rng: random.Random
+    seq: int = 0
+    pending: _Pending | None = None
+    next_at: float = 0.0
+    accounts: list[str] = field(default_factory=list)
+    inboxes: list[str] = field(default_factory=list)
+    balances: dict[str, int | None] = field(default_factory=dict)
+    """Known balance of each account (None: unknown, read it first)."""
+    absent: set[str] = field(default_factory=set)
+    """Accounts known not to be open yet."""
+
+
+class AgentPool:
+    """``agents`` agents over ``shards`` (``members[shard]`` its members), see the module docstring."""
+
+    def __init__(
+        self,
+        settings: WorkloadSettings,
+        *,
+        agents: int,
+        members: dict[int, tuple[int, ...]],
+        replies_needed: int,
+        seed: int,
+    ) -> None:
+        self.settings = settings.validate()
+        self.members = members
+        self.shards = len(members)
+        self.replies_needed = replies_needed
+        self.agents = [_Agent(a, 1 + a % self.shards, random.Random(f"{seed}:agent:{a}")) for a in range(agents)]
+        self.sends: list[tuple[int, int, int, Any]] = []
+        self.history: list[dict[str, Any]] = []
+        self.involved: dict[bytes, tuple[int, ...]] = {}
+        """Cross-shard transaction id -> the shards it involves."""
+        self.completed: list[Completed] = []
+        self.stopped = False
+        self._pad = random.Random(f"{seed}:pad")
+        self.keys: dict[int, list[str]] = _keys_by_shard(self.shards, KEYS_PER_SHARD, "k")
+        if settings.workload == "bank":
+            per_shard = -(-agents // self.shards) * settings.accounts
+            accounts = _keys_by_shard(self.shards, per_shard, "acct")
+            inboxes = _keys_by_shard(self.shards, per_shard, "inbox")
+            for agent in self.agents:
+                agent.accounts = [accounts[agent.home].pop() for _ in range(settings.accounts)]
+                agent.inboxes = [inboxes[agent.home].pop() for _ in range(settings.accounts)]
+                agent.balances = dict.fromkeys(agent.accounts)
+                agent.absent = set(agent.accounts)
+        self.account_owner = {acct: a.index for a in self.agents for acct in a.accounts}
+
+    # -- the sans-IO surface ---------------------------------------------------------------------
+    def tick(self, now: float) -> None:
+        for agent in self.agents:
+            pending = agent.pending
+            if pending is not None:
+                if now >= pending.deadline:
+                    self._complete(agent, "info", (), now)
+                elif now >= pending.resend_at:
+                    pending.resend_at = now + RESEND_S
+                    self._send(agent, pending.txn)
+            elif not self.stopped and now >= agent.next_at:
+                self._issue(agent, now)
+
+    def wake_at(self) -> float | None:
+        times = [min(a.pending.deadline, a.pending.resend_at) for a in self.agents if a.pending is not None]
+        if not self.stopped:
+            times += [a.next_at for a in self.agents if a.pending is None]
+        return min(times) if times else None
+
+    def receive(self, agent_index: int, sender: int, message: Any, now: float) -> None:
+        if not isinstance(message, TxnOutcome) or not 0 <= agent_index < len(self.agents):
+            return
+        agent = self.agents[agent_index]
+        pending = agent.pending
+        if pending is None or message.txn_id != pending.txn.txn_id:
+            return
+        key = (message.committed, tuple(message.reads))
+        voters = pending.answers.setdefault(key, set())
+        voters.add(sender)
+        if len(voters) >= self.replies_needed:
+            self._complete(agent, "ok" if message.committed else "fail", message.reads, now)
+
+    def take_sends(self) -> list[tuple[int, int, int, Any]]:
+        out, self.sends = self.sends, []
+        return out
+
+    def stop(self) -> None:
+        """Issue nothing more; what is in flight may still complete."""
+        self.stopped = True
+
+    def finish(self) -> None:
+        """Whatever is still in flight ends ``info``."""
+        for agent in self.agents:
+            if agent.pending is not None:
+                self._record_end(agent, agent.pending, "info", ())
+                agent.pending = None
+
+    # -- transactions ------------------------------------------------------------------------------
+    def _issue(self, agent: _Agent, now: float) -> None:
+        s = self.settings
+        rng = agent.rng
+        ops: list[TxnOp]
+        recorded: list[tuple[str, str, Any]]
+        if s.workload == "kv":
+            if rng.random() < s.read_ratio:
+                key = rng.choice(self.keys[agent.home])
+                ops, recorded = [TxnOp(key, "get")], [(key, "read", None)]
+            else:
+                keys = [rng.choice(self.keys[agent.home])]
+                if self.shards > 1 and rng.random() < s.cross_shard:
+                    keys.append(rng.choice(self.keys[self._other_shard(agent)]))
+                ops, recorded = [], []
+                for i, key in enumerate(keys):
+                    value = self._value(agent, i, len(keys))
+                    ops.append(TxnOp(key, "put", value))
+                    recorded.append((key, "write", value))
+        else:
+            ops, recorded = self._bank_ops(agent, rng)
+        agent.seq += 1
+        txn_id = hashlib.sha256(b"hrb-agent/%d/%d" % (agent.index, agent.seq)).digest()[:16]
+        txn = Transaction(txn_id, agent.index + 1, agent.seq, agent.home, tuple(ops))
+        shards = tuple(sorted({shard_of_key(op.key, self.shards) for op in ops}))
+        cross = shards != (agent.home,)
+        if cross:
+            self.involved[txn_id] = shards
+        agent.pending = _Pending(txn, cross, now, now + s.op_timeout_s, now + RESEND_S, recorded)
+        for process, (key, f, value) in enumerate(recorded):
+            event: dict[str, Any] = {"process": agent.index * MAX_OPS + process, "type": "invoke", "f": f, "key": key, "time": now}
+            if f != "read":
+                event["value"] = value
+            self.history.append(event)
+        self._send(agent, txn)
+
+    def _send(self, agent: _Agent, txn: Transaction) -> None:
+        for member in self.members[agent.home]:
+            self.sends.append((agent.index, member, agent.home, txn))
+
+    def _bank_ops(self, agent: _Agent, rng: random.Random) -> tuple[list[TxnOp], list[tuple[str, str, Any]]]:
+        s = self.settings
+        if agent.absent:
+            opening = sorted(agent.absent)
+            ops = [TxnOp(a, "put", str(INITIAL_BALANCE)) for a in opening]
+            return ops, [(a, "write", INITIAL_BALANCE) for a in opening]
+        unknown = [a for a in agent.accounts if agent.balances[a] is None]
+        if unknown or rng.random() < s.read_ratio:
+            account = unknown[0] if unknown else rng.choice(agent.accounts)
+            return [TxnOp(account, "get")], [(account, "read", None)]
+        source = rng.choice(agent.accounts)
+        balance = agent.balances[source]
+        assert balance is not None
+        amount = min(balance, 1 + rng.randrange(MAX_TRANSFER))
+        if self.shards > 1 and rng.random() < s.cross_shard:
+            others = [a for a in self.agents if a.home != agent.home]
+        else:
+            others = [a for a in self.agents if a.home == agent.home]
+        target = rng.choice(rng.choice(others).inboxes) if others else agent.inboxes[0]
+        ops = [
+            TxnOp(source, "cas", str(balance - amount), expected=str(balance)),
+            TxnOp(target, "add", delta=amount),
+        ]
+        return ops, [(source, "cas", [balance, balance - amount])]
+
+    def _complete(self, agent: _Agent, outcome: str, reads: Any, now: float) -> None:
+        pending = agent.pending
+        assert pending is not None
+        agent.pending = None
+        agent.next_at = now + THINK_S
+        self._record_end(agent, pending, outcome, reads, now)
+        self.completed.append(Completed(pending.cross, outcome, now - pending.invoked_at, pending.invoked_at))
+        if self.settings.workload != "bank":
+            return
+        got = dict(reads)
+        for key, f, value in pending.ops:
+            if f == "write":
+                # Opened (ok), or perhaps (info: read it before using it).
+                agent.absent.discard(key)
+                agent.balances[key] = INITIAL_BALANCE if outcome == "ok" else None
+                if outcome == "fail":
+                    agent.absent.add(key)
+            elif f == "read" and outcome == "ok":
+                raw = got.get(key)
+                agent.balances[key] = int(raw) if raw is not None else None
+                if raw is None:
+                    agent.absent.add(key)
+            elif f == "cas":
+                agent.balances[key] = value[1] if outcome == "ok" else None
+
+    def _record_end(self, agent: _Agent, pending: _Pending, outcome: str, reads: Any, now: float | None = None) -> None:
+        got = dict(reads)
+        for process, (key, f, value) in enumerate(pending.ops):
+            event: dict[str, Any] = {"process": agent.index * MAX_OPS + process, "type": outcome, "f": f, "key": key}
+            if now is not None:
+                event["time"] = now
+            if f == "read":
+                if outcome == "ok":
+                    raw = got.get(key)
+                    event["value"] = None if raw is None else (int(raw) if self.settings.workload == "bank" else raw)
+            else:
+                event["value"] = value
+            self.history.append(event)
+
+    def _other_shard(self, agent: _Agent) -> int:
+        shard = 1 + agent.rng.randrange(self.shards - 1)
+        return shard + 1 if shard >= agent.home else shard
+
+    def _value(self, agent: _Agent, position: int, count: int) -> str:
+        tag = f"{agent.index}.{agent.seq + 1}.{position}:"
+        width = max(len(tag), self.settings.txn_bytes // count)
+        return tag + "x" * (width - len(tag))
+
+
+def _keys_by_shard(shards: int, per_shard: int, prefix: str) -> dict[int, list[str]]:
+    out: dict[int, list[str]] = {k: [] for k in range(1, shards + 1)}
+    short = shards
+    i = 0
+    while short:
+        key = f"{prefix}{i}"
+        i += 1
+        shard = shard_of_key(key, shards)
+        if len(out[shard]) < per_shard:
+            out[shard].append(key)
+            if len(out[shard]) == per_shard:
+                short -= 1
+    return out
