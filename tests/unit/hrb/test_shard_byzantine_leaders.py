@@ -31,7 +31,7 @@ from quorate.crypto.ed25519 import Ed25519Verifier
 from quorate.hrb.messages import RemovalProposal, SignedMessageEvidence, Transaction, TxnOp
 from quorate.hrb.shard.chain import statement_kind
 from quorate.hrb.shard.evidence import evidence_offender, verify_shard_evidence
-from quorate.hrb.shard.messages import Suspicion
+from quorate.hrb.shard.messages import HeadRelay, Suspicion
 from quorate.hrb.shard.state import IntraTxn, encode_command
 from quorate.ids import NodeId
 from quorate.raft.messages import SignedAppendEntries
@@ -295,3 +295,48 @@ def test_lost_messages_after_an_equivocation_leave_the_honest_members_able_to_el
     net.advance(2.0)
     assert _applied_everywhere(net, t)
     assert len({r.store.fingerprint() for r in honest}) == 1
+
+
+
+@pytest.mark.parametrize("seed", [0, 2])
+def test_a_member_held_back_on_an_equivocators_history_shows_it_to_the_members_ahead(seed: int) -> None:
+    """The shape of ``quorate sim hrb --seed 1``'s equivocator that was never
+    convicted: the member lied to (4) holds the lying history up to some
+    index and gets nothing further (in the simulator the leader refused its
+    acknowledgements, which sign digests it does not hold; here the link is
+    cut), while the leader's head moves on with 2 and 3. The heads 2 and 3
+    relay to 4 are then beyond what 4's log vouches for, and 4 hears no
+    answer to its own challenges: only when 4 answers such a relay with its
+    own attested head can 2 and 3 check the lie against their logs. (Seeds
+    0 and 2 leave no other path to the lie: without that answer nobody
+    convicts the leader.)"""
+    net = ShardNet((1, 2, 3, 4), quorum="byzantine", byzantine={1: "equivocating-leader"}, seed=seed)
+    net.elect(1)
+    net.submit(1, txn("held-0", TxnOp("a0", "put", value="v0")))
+    net.advance(0.3)
+    held, ahead = net.replica(4), net.replica(2)
+    index = held.raft.last_index
+    assert index == ahead.raft.last_index
+    honest_digest = ahead.raft.entry_at(index).digest  # type: ignore[union-attr]
+    assert held.raft.entry_at(index).digest != honest_digest  # type: ignore[union-attr]
+    net.drop(1, 4)
+    for i in (1, 2):
+        net.submit(1, txn(f"held-{i}", TxnOp(f"a{i}", "put", value=f"v{i}")))
+    net.advance(3.0)
+    for r in net.honest():
+        assert OFFENDER in r.convicted, r
+        assert any(offender == OFFENDER and k == "equivocation" for offender, k, _, _ in r.detections)
+    vouched = [
+        m.head for src, _, m in net.sent
+        if src == 4 and type(m) is HeadRelay and m.head.height == index and m.head.payload != honest_digest
+    ]
+    assert vouched, "4 must show the members ahead of it the lying head it holds"
+    evidence = removal_evidence(net)
+    assert evidence, "the detecting members must ask the core to evict the offender"
+    third_party = _verifier(net)
+    for item in evidence:
+        assert evidence_offender(item) == OFFENDER
+        assert verify_shard_evidence(
+            item, shard=1, voters=frozenset(net.members), commit_quorum=ahead.raft.commit_quorum,
+            verifier=third_party, entry_refusal=ahead.entry_refusal_with_certificates,
+        ) is None

@@ -289,6 +289,7 @@ class ShardReplica:
         self._last_append: tuple[NodeId, Any] | None = None
         self._attested: SignedStatement | None = None
         self._heads: dict[tuple[int, int, int], SignedStatement] = {}
+        self._vouched: dict[NodeId, tuple[tuple[int, int], float]] = {}
         self._head_cache: SignedStatement | None = None
         self._challenge: tuple[int, float, int, NodeId] | None = None
         self._next_challenge_at = now + config.challenge_interval_s * rng.random()

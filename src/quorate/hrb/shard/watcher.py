@@ -23,7 +23,10 @@ agents that may be far away (see ``quorate.hrb.shard``).
   (``slow``); no answer before the next challenge, likewise (``unanswered``).
   A verified answer is relayed to the other members (``relay_fanout``, or
   all), who compare it with their own chains: conflicting heads are how the
-  halves of an equivocating leader's shard find each other.
+  halves of an equivocating leader's shard find each other. A member whose
+  log does not reach a relayed head's index answers the relayer with its own
+  attested head (``_vouch``), so a member held back on another history is
+  checked by those further along.
 - **Censorship.** A request a follower forwarded (a client's transaction, a
   core certificate) must appear in its log within ``inclusion_bound_s``;
   otherwise it suspects the leader (``censorship``), and its ``Suspicion``
@@ -144,7 +147,7 @@ def _check_against_log(self: ShardReplica, head: SignedStatement) -> None:
         return
     index = head.height
     if index > attested.height:
-        return  # beyond what this member can vouch for; the relayer checks ours
+        return  # beyond what this member can vouch for: the relayer checks ours (_vouch)
     mine = self._raft.entry_at(index)
     digest = b"" if index == 0 else (mine.digest if mine is not None else None)
     if digest is None or digest == head.payload:
@@ -271,6 +274,31 @@ def _on_head_relay(self: ShardReplica, sender: NodeId, m: HeadRelay) -> None:
         self._reject(sender, m, "bad relayed head signature")
         return
     self._observe_head(head)
+    _vouch(self, sender, head)
+
+
+def _vouch(self: ShardReplica, sender: NodeId, head: SignedStatement) -> None:
+    """A relayed head of our leader's term beyond the index our log vouches
+    for: send the relayer our attested head, which it checks against its own
+    log where that holds the index. Without this, a follower held back
+    on another history (a leader equivocating to it, then refusing its
+    acknowledgements) never shows that history to anyone: it cannot check
+    the heads it is relayed, and its own challenge answers name indices it
+    does not hold. The reply is always at a lower index than what prompted
+    it, so two members cannot ping-pong; the same head goes to the same
+    relayer at most once a challenge interval (often enough to survive a
+    lost message, seldom enough to cost little)."""
+    attested = self._attested
+    if attested is None or attested.signer != head.signer or attested.round != head.round:
+        return
+    if head.height <= attested.height or sender == self.id or NodeId(attested.signer) == sender:
+        return
+    slot = (attested.round, attested.height)
+    sent = self._vouched.get(sender)
+    if sent is not None and sent[0] == slot and self._now < sent[1] + self._config.challenge_interval_s:
+        return
+    self._vouched[sender] = (slot, self._now)
+    self._msgs.append((sender, HeadRelay(attested)))
 
 
 # ---------------------------------------------------------------- censorship
