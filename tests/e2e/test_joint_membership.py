@@ -114,6 +114,7 @@ def test_five_nodes_move_two_voters_at_once_under_load(make_cluster: Callable[..
         assert client.get("after-the-move") == "yes"
 
 
+@pytest.mark.slow  # over 20 s: the default suite keeps to its time budget
 def test_unsafe_and_conflicting_changes_are_refused_and_change_nothing(
     make_cluster: Callable[..., LocalCluster], tmp_path: Path
 ) -> None:
@@ -181,6 +182,7 @@ def test_a_strategy_plan_is_applied_and_rolled_back(make_cluster: Callable[..., 
         client.put("after-rollback", "1")
 
 
+@pytest.mark.slow  # over 20 s: the default suite keeps to its time budget
 def test_apply_judges_the_change_and_rolls_back_one_that_made_things_worse(
     make_cluster: Callable[..., LocalCluster], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

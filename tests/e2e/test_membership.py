@@ -246,6 +246,7 @@ def test_removed_follower_is_left_behind_and_removed_leader_steps_down(
     assert f"voters: n{new_leader}" in text
 
 
+@pytest.mark.slow  # over 20 s: the default suite keeps to its time budget
 def test_transfer_moves_leadership_and_operator_errors_are_one_line(
     make_cluster: Callable[..., LocalCluster],
 ) -> None:

@@ -118,7 +118,7 @@ def _check_file(data: bytes, flags: list[str]) -> None:
             json.loads(result.stdout)
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     data=documents(),
     flags=st.sampled_from([[], ["--json"], ["--quiet"], ["--timeout", "30"]]),
