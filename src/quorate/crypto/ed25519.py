@@ -121,3 +121,17 @@ class Ed25519Verifier:
         except (nacl.exceptions.CryptoError, ValueError, TypeError):
             return False
         return True
+
+
+def signed_by_any(public_keys: Iterable[bytes], data: bytes, signature: bytes) -> bool:
+    """True iff ``signature`` over ``data`` verifies under one of
+    ``public_keys`` (a node's keys during a rotation's overlap); never raises
+    on peer input."""
+    for raw in public_keys:
+        try:
+            nacl.signing.VerifyKey(raw).verify(data, signature)
+            return True
+        except (nacl.exceptions.CryptoError, ValueError, TypeError):
+            continue
+    return False
+

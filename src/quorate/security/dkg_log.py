@@ -48,7 +48,6 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 import msgspec
-import nacl.exceptions
 import nacl.signing
 
 from quorate.core.machine import MachineResult
@@ -59,6 +58,7 @@ from quorate.crypto.dkg import (
     DkgResult,
     Resharing,
 )
+from quorate.crypto.ed25519 import signed_by_any
 from quorate.crypto.threshold import ThresholdPublicKey
 from quorate.errors import ConfigError
 from quorate.ids import NodeId
@@ -235,13 +235,7 @@ class DkgMachine:
         return MachineResult(False, error=reason)
 
     def _signed_by(self, node: int, message: bytes, signature: bytes) -> bool:
-        for key in self.registry.valid_keys(node):
-            try:
-                nacl.signing.VerifyKey(key).verify(message, signature)
-                return True
-            except (nacl.exceptions.BadSignatureError, ValueError, TypeError):
-                continue
-        return False
+        return signed_by_any(self.registry.valid_keys(node), message, signature)
 
     def apply(self, index: int, now_s: float, data: bytes) -> MachineResult:
         try:

@@ -27,11 +27,10 @@ from __future__ import annotations
 from typing import Protocol
 
 import msgspec
-import nacl.exceptions
-import nacl.signing
 
 from quorate.core.evidence import Evidence
 from quorate.core.machine import MachineResult
+from quorate.crypto.ed25519 import signed_by_any
 from quorate.ids import NodeId, node_name
 
 __all__ = ["MACHINE_NAME", "EvidenceMachine", "decode_evidence", "encode_evidence"]
@@ -74,13 +73,7 @@ class EvidenceMachine:
         return MachineResult(False, error=reason)
 
     def _signed(self, node: int, message: bytes, signature: bytes) -> bool:
-        for key in self.keys.valid_keys(node):
-            try:
-                nacl.signing.VerifyKey(key).verify(message, signature)
-                return True
-            except (nacl.exceptions.BadSignatureError, ValueError, TypeError):
-                continue
-        return False
+        return signed_by_any(self.keys.valid_keys(node), message, signature)
 
     def apply(self, index: int, now_s: float, data: bytes) -> MachineResult:
         if len(data) > MAX_EVIDENCE_BYTES:

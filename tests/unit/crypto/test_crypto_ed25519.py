@@ -66,3 +66,18 @@ def test_bad_configuration_is_a_config_error() -> None:
         Ed25519Signer(A, b"short")
     with pytest.raises(ConfigError):
         Ed25519Verifier({A: b"\x00" * 31})
+
+
+def test_signed_by_any_accepts_any_listed_key_and_never_raises() -> None:
+    from quorate.crypto.ed25519 import ed25519_keypair_from_seed, signed_by_any
+
+    old, new, other = (ed25519_keypair_from_seed(s) for s in (b"old", b"new", b"other"))
+    import nacl.signing
+
+    signature = bytes(nacl.signing.SigningKey(new.signing_key).sign(b"data").signature)
+    assert signed_by_any([old.public_key, new.public_key], b"data", signature)
+    assert not signed_by_any([old.public_key, other.public_key], b"data", signature)
+    assert not signed_by_any([new.public_key], b"other data", signature)
+    assert not signed_by_any([b"short", new.public_key[:5]], b"data", signature)
+    assert not signed_by_any([new.public_key], b"data", b"not a signature")
+    assert not signed_by_any([], b"data", signature)

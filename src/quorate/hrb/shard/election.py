@@ -31,7 +31,12 @@ passes ``_gate`` before ``RaftNode`` sees it:
 - **Votes respect locks.** A candidate sends its lock certificate first
   (``Candidacy``); a vote request from a candidate locked below this member
   is dropped (``quorate.hrb.shard.commit`` says why this keeps every applied
-  entry in every later leader's log).
+  entry in every later leader's log). A member that holds the entry a
+  candidacy's certificate names, and is locked lower, locks on it: a
+  certificate proves the same whoever shows it. Without this a leader
+  deposed by suspicion (which its voters then refuse) whose last
+  announcement reached nobody is locked above every other member, refuses
+  them all, and with f members refused too, no candidate is left.
 - **What a convicted leader wrote does not count against a candidate.**
   Raft's vote rule refuses a candidate whose log is less up to date than the
   voter's whole log. A member an equivocator lied to can hold a *longer*
@@ -45,8 +50,11 @@ passes ``_gate`` before ``RaftNode`` sees it:
   that passed the lock check, the gate compares its log with this member's
   log without that suffix, and presents a candidate that is up to date with
   the rest as up to date (its request's last index and term are raised to
-  ours before Raft sees it). Elections without a convicted leader are
-  unchanged.
+  ours before Raft sees it). A term whose leader this member deposed by
+  suspicion (itself included) is discounted the same way: the deposed
+  leader holds the longest log of its term, and refusing every candidate
+  with a shorter one while they refuse it leaves nobody to elect. Elections
+  without a convicted or deposed leader are unchanged.
 - **Commit indices come from certificates.** The gate lowers the commit
   index of every AppendEntries and heartbeat to this member's lock, so
   Raft's own commit index never runs ahead of what a certificate covers
@@ -122,7 +130,7 @@ def _gate(self: ShardReplica, sender: NodeId, m: Any) -> Any | None:
             return None
         if cls is RequestVote and m.transfer:
             m = msgspec.structs.replace(m, transfer=False)
-        if self._convicted_terms:
+        if self._discounted_terms:
             m = self._discount_convicted_suffix(m)
         if term > raft.term and self._suspects_leader():
             raft.forget_leader(self._now)
@@ -148,7 +156,7 @@ def _discount_convicted_suffix(self: ShardReplica, m: Any) -> Any:
     raft = self._raft
     last = raft.last_index
     trusted = last
-    while trusted > self._lock and raft.term_at(trusted) in self._convicted_terms:
+    while trusted > self._lock and raft.term_at(trusted) in self._discounted_terms:
         trusted -= 1
     if trusted == last:
         return m
@@ -229,6 +237,15 @@ def _on_candidacy(self: ShardReplica, sender: NodeId, m: Candidacy) -> None:
         self._reject(sender, m, f"a candidacy with an invalid lock: {reason}")
         return
     self._candidacies[sender] = (cert.term, cert.index)
+    held = raft.entry_at(cert.index)
+    if (cert.term, cert.index) > self._lock_rank() and held is not None and held.digest == cert.digest:
+        # A certificate proves the same wherever it comes from: lock on it, or
+        # a deposed leader locked above every other member leaves nobody that
+        # all of them can elect (module docstring).
+        self._count("locks_from_candidacies")
+        self._lock = cert.index
+        self._lock_certificate = cert
+        self._commit_bound = max(self._commit_bound, cert.committed_index(raft.commit_quorum))
 
 
 def _announce_candidacy(self: ShardReplica, messages: list[tuple[NodeId, Any]]) -> None:

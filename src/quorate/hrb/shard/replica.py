@@ -299,8 +299,9 @@ class ShardReplica:
         self._suspicion_resend_at = now
         self._deposed: dict[NodeId, int] = {}
         self._convicted: set[NodeId] = set()
-        self._convicted_terms: set[int] = set()
-        """Terms whose proven leader this member convicted (election.py discounts what it wrote)."""
+        self._discounted_terms: set[int] = set()
+        """Terms whose proven leader this member convicted or deposed by suspicion
+        (election.py discounts what it wrote above this member's lock)."""
         # What happened, for reports and tests.
         self.detections: list[tuple[NodeId, str, float, bool]] = []
         """(offender, evidence kind, time, found by this member)."""

@@ -41,7 +41,8 @@ agents that may be far away (see ``quorate.hrb.shard``).
   ``RemovalProposal`` to the core from the member that found it. Suspicions
   alone depose only when ``f + 1`` members (byzantine mode: at least one
   honest) or a majority (majority mode) signed one for the same leader and
-  term; the leader is then refused until the shard follows a newly proven
+  term, members this one convicted not counted (a conviction lifts the
+  depositions the offender's suspicion carried); the leader is then refused until the shard follows a newly proven
   leader of a later term (or it proves its own election to a later term).
   A member re-sends its own suspicions of the current term every challenge
   interval, also once it stopped following the suspect, so a lost message
@@ -434,14 +435,24 @@ def deposition_threshold(self: ShardReplica) -> int:
     return majority(voters)
 
 
-def _check_deposition(self: ShardReplica, term: int, leader: NodeId) -> None:
+def _suspecters(self: ShardReplica, term: int, leader: NodeId) -> int:
+    """Voters not convicted here that suspect ``leader`` of ``term``: a member
+    proven Byzantine cannot help depose anyone (with f = 1 its word and one
+    honest member's lost message would depose an honest leader that, locked
+    highest, is the only member the others can elect)."""
     suspecters = self._suspicions.get((term, leader), {})
+    voters = self._raft.voters
+    convicted = self._convicted
+    return sum(1 for s in suspecters if s in voters and s not in convicted)
+
+
+def _check_deposition(self: ShardReplica, term: int, leader: NodeId) -> None:
     if leader in self._deposed or leader in self._convicted:
         return
-    voters = self._raft.voters
-    if sum(1 for s in suspecters if s in voters) < self.deposition_threshold():
+    if _suspecters(self, term, leader) < self.deposition_threshold():
         return
     self._deposed[leader] = term
+    self._discounted_terms.add(term)
     self.depositions.append((leader, term, self._now, "suspicion"))
     self._count("depositions.suspicion")
     if leader != self.id:
@@ -489,15 +500,21 @@ def _convict(self: ShardReplica, evidence: Evidence | SignedMessageEvidence, *, 
     if offender in self._convicted:
         return
     self._convicted.add(offender)
-    self._convicted_terms.update(term for term, leader in self._proofs.items() if leader == offender)
+    self._discounted_terms.update(term for term, leader in self._proofs.items() if leader == offender)
     if self._raft.leader_id == offender:
-        self._convicted_terms.add(self._raft.term)
+        self._discounted_terms.add(self._raft.term)
     kind = "equivocation" if isinstance(evidence, Evidence) else evidence.kind
     self.detections.append((offender, kind, self._now, detector))
     self._count(f"detections.{kind}")
     self._deposed.pop(offender, None)
     if offender != self.id:
         self._raft.refuse_leader(offender, self._now)
+    # Depositions the offender's own suspicion carried no longer stand.
+    for node, term in list(self._deposed.items()):
+        if _suspecters(self, term, node) < self.deposition_threshold():
+            del self._deposed[node]
+            if node != self.id:
+                self._raft.allow_leader(node)
     self._broadcast(EvidenceNotice(evidence))
     if detector:
         accuser = int(self.id)
