@@ -214,6 +214,8 @@ def run_hrb(
         failures.append(f"{report['atomicity_violations']} atomicity violation(s)")
     if lin is False:
         failures.append("the history is not linearizable")
+    if report["evicted_honest"]:
+        failures.append(f"honest node(s) evicted: {report['evicted_honest']} (an honest member must never be convictable)")
     if report["liveness_ok"] is False:
         failures.append(f"NOT RECOVERED: nothing completed within {config.liveness_bound_s} s of the heal")
     report["ok"] = not failures

@@ -65,7 +65,7 @@ def _print_human(r: dict[str, Any]) -> None:
         f"(PBFT all-to-all per batch: {m['pbft_all_to_all_per_batch']}); evicted {r['evicted']}"
     )
     if r["evicted_honest"]:
-        typer.echo(f"WARNING: honest nodes evicted: {r['evicted_honest']} (see convictions in --json)")
+        typer.echo(f"honest nodes evicted: {r['evicted_honest']} (see convictions in --json)")
     typer.echo(f"trace sha256 {r['trace_sha256']}")
 
 

@@ -41,7 +41,10 @@ announcement over it and sends it ahead of Raft's messages in the same
 Ready (with the early messages when Raft sends those early: the same rule
 makes both safe, see ``RaftNode.ready``). A follower verifies an
 announcement of its leader; a certificate that does not verify is
-``forged_commit`` evidence; a valid one waits until the member holds the
+``forged_commit`` evidence if it is forged for every configuration of the
+shard (``certificate_forgery``: one merely short of this member's voters may
+count a configuration change still on its way here, so it is refused, not
+reported); a valid one waits until the member holds the
 certified index, then locks and raises its commit bound. A certified digest
 this member does not hold where its log is attested by the same leader is a
 suspicion. A restarted member keeps its lock (its recovered commit index)
@@ -75,6 +78,7 @@ from quorate.hrb.shard.messages import CommitAnnouncement, PrepareAck
 from quorate.hrb.shard.proofs import (
     CommitCertificate,
     ack_statement,
+    certificate_forgery,
     commit_statement,
     shard_vote_bytes,
     verify_commit_certificate,
@@ -200,7 +204,13 @@ def _on_announcement(self: ShardReplica, sender: NodeId, m: CommitAnnouncement) 
         cert, shard=self._shard, voters=raft.voters, quorum=quorum, verifier=self._verifier
     )
     if reason is not None:
-        self._reject(sender, m, f"forged commit: {reason}")
+        forgery = certificate_forgery(cert, shard=self._shard, voters=raft.voters, verifier=self._verifier)
+        if forgery is None:
+            # Valid for other voters, e.g. a configuration change this member
+            # has not received yet: not proof, and not a lock either.
+            self._reject(sender, m, f"insufficient certificate for this member's voters: {reason}")
+            return
+        self._reject(sender, m, f"forged commit: {forgery}")
         self._convict(forged_commit_evidence(m, sender, self._shard), detector=True)
         return
     pending = self._pending_certificate

@@ -16,8 +16,13 @@ Three kinds of misbehaviour prove themselves:
   d(s). Two chain proofs of one signer and term naming two digests for one
   index are a ``ChainEquivocation``
   (``SignedMessageEvidence(kind="equivocation")``).
-- **Forged commit**: a signed ``CommitAnnouncement`` whose certificate does
-  not verify (``kind="forged_commit"``). The announcement's signature covers
+- **Forged commit**: a signed ``CommitAnnouncement`` whose certificate is
+  forged under every configuration of the shard (``kind="forged_commit"``,
+  ``quorate.hrb.shard.proofs.certificate_forgery``). A certificate that is
+  merely short of the verifier's quorum, or counts a node the verifier does
+  not take for a voter, proves nothing: the leader may have counted the
+  voters of a configuration change the verifier has not seen (or, at the
+  core, that later evictions undid). The announcement's signature covers
   the certificate's hash, so nobody can swap in a worse certificate.
 - **Invalid entry**: a chain proof that the leader's log held an entry the
   shard's validation refuses (``kind="invalid_entry"``, ``InvalidEntry``):
@@ -26,8 +31,8 @@ Three kinds of misbehaviour prove themselves:
 ``verify_shard_evidence`` checks any of them for the members of the shard
 (and is what the core calls before it orders an eviction); it returns why
 evidence does not verify, or ``None``, and never raises on peer input.
-Membership matters for a forged commit only (which acknowledgements count),
-so the verifier must use the shard's voters of the announcement's term.
+Membership matters for a forged commit only: a listed voter's
+acknowledgement must verify; ``commit_quorum`` plays no part in it.
 """
 
 from __future__ import annotations
@@ -45,8 +50,8 @@ from quorate.hrb.shard.chain import ChainLink, chain_kind, digests_after, statem
 from quorate.hrb.shard.messages import CommitAnnouncement
 from quorate.hrb.shard.proofs import (
     MAX_CERTIFICATE_LINKS,
+    certificate_forgery,
     commit_statement,
-    verify_commit_certificate,
 )
 from quorate.ids import NodeId
 
@@ -183,7 +188,7 @@ def verify_shard_evidence(
         if isinstance(proof, ChainEquivocation):
             return _equivocation_refusal(proof, evidence.signer, shard, verifier)
         if isinstance(proof, CommitAnnouncement):
-            return _forged_commit_refusal(proof, evidence.signer, shard, voters, commit_quorum, verifier)
+            return _forged_commit_refusal(proof, evidence.signer, shard, voters, verifier)
         assert isinstance(proof, InvalidEntry)
         return _invalid_entry_refusal(proof, evidence.signer, shard, verifier, entry_refusal)
     except (TypeError, ValueError, OverflowError) as exc:
@@ -206,7 +211,6 @@ def _forged_commit_refusal(
     signer: int,
     shard: int,
     voters: Collection[NodeId],
-    quorum: int,
     verifier: Verifier,
 ) -> str | None:
     cert = announcement.certificate
@@ -214,8 +218,8 @@ def _forged_commit_refusal(
         return "the announcement's term is not its certificate's"
     if not verifier.verify(NodeId(signer), commit_statement(shard, cert), announcement.signature):
         return "the announcement's signature does not verify"
-    if verify_commit_certificate(cert, shard=shard, voters=voters, quorum=quorum, verifier=verifier) is None:
-        return "the announced certificate is valid"
+    if certificate_forgery(cert, shard=shard, voters=voters, verifier=verifier) is None:
+        return "the announced certificate is not forged (it may be valid for the leader's voters)"
     return None
 
 

@@ -24,9 +24,23 @@ Theory of operation
   the leader.
 - **The announcement.** The leader sends its certificate in a
   ``CommitAnnouncement`` it signs over the certificate's hash (the ``commit``
-  statement), so a signed announcement whose certificate does not verify
-  proves by itself that its signer claimed a commit it could not support
+  statement), so a signed announcement whose certificate is forged proves
+  by itself that its signer claimed a commit it could not support
   (``forged_commit`` evidence).
+- **Forged is narrower than insufficient.** Whether a certificate is
+  enough depends on the voters (who counts, how many make a quorum), and
+  the voters change on append: a member that has not received the leader's
+  latest configuration change, or a core that judges the evidence after
+  later evictions, sees other voters than the leader did. An honest
+  leader's certificate can then be insufficient for the verifier, so
+  insufficiency only refuses the announcement
+  (``verify_commit_certificate``). Forgery (``certificate_forgery``) is
+  what no configuration excuses: a malformed certificate or link, a node
+  listed twice, an acknowledgement outside its range, a signature of a
+  voter that does not verify (an honest leader verified every
+  acknowledgement against its own log before keeping it), or fewer than
+  ``MIN_FORGERY_FREE_ACKS`` valid acknowledgements, fewer than the commit
+  quorum of any shard with a member besides its leader.
 - **Proof of election.** A granted vote is a signed ``vote`` statement for
   (term, candidate); a new leader sends ``election_quorum`` of them
   (``LeaderProof``) and a member follows a leader of a new term only with
@@ -69,9 +83,11 @@ from quorate.hrb.shard.chain import (
 from quorate.ids import NodeId
 
 __all__ = [
+    "MIN_FORGERY_FREE_ACKS",
     "CommitCertificate",
     "FollowerMajorityQuorum",
     "ack_statement",
+    "certificate_forgery",
     "certificate_hash",
     "commit_statement",
     "shard_vote_bytes",
@@ -110,6 +126,52 @@ def ack_statement(shard: int, term: int, index: int, digest: bytes, lock: int) -
     return statement_bytes(statement_kind(shard, "ack"), index, term, ack_payload(digest, lock))
 
 
+MIN_FORGERY_FREE_ACKS = 2
+"""Valid acknowledgements below which a certificate is forged whatever the
+voters: the commit quorum of two voters in either mode, and a leader that
+announces to another member is one of at least two."""
+
+
+def _certificate_check(
+    cert: CommitCertificate, shard: int, voters: Collection[NodeId], verifier: Verifier
+) -> tuple[str | None, int, int]:
+    """(the defect no configuration excuses or ``None``, valid acknowledgements
+    of ``voters``, valid acknowledgements of other nodes)."""
+    if cert.term < 0 or cert.index < 1:
+        return "certificate of a negative term or a non-positive index", 0, 0
+    if len(cert.digest) != DIGEST_BYTES:
+        return "certificate digest of the wrong size", 0, 0
+    if len(cert.links) > MAX_CERTIFICATE_LINKS:
+        return f"certificate carries more than {MAX_CERTIFICATE_LINKS} links", 0, 0
+    try:
+        digests = [cert.digest, *digests_after(cert.digest, cert.index, cert.links)]
+    except ValueError as exc:
+        return f"certificate link: {exc}", 0, 0
+    top = cert.index + len(cert.links)
+    seen: set[int] = set()
+    good = others = 0
+    for member, acked, lock, signature in cert.acks:
+        if member in seen:
+            return f"certificate lists node {member} twice", 0, 0
+        seen.add(member)
+        if not cert.index <= acked <= top:
+            return f"node {member}'s acknowledgement of {acked} is outside {cert.index}..{top}", 0, 0
+        if not 0 <= lock <= acked:
+            return f"node {member}'s lock {lock} is outside 0..{acked}", 0, 0
+        try:
+            data = ack_statement(shard, cert.term, acked, digests[acked - cert.index], lock)
+        except (OverflowError, struct.error):
+            return f"node {member}'s lock does not fit 64 bits", 0, 0
+        valid = verifier.verify(NodeId(member), data, signature)
+        if NodeId(member) in voters:
+            if not valid:
+                return f"node {member}'s acknowledgement does not verify", 0, 0
+            good += 1
+        elif valid:
+            others += 1  # a voter of the leader's configuration, not of this one's
+    return None, good, others
+
+
 def verify_commit_certificate(
     certificate: CommitCertificate,
     *,
@@ -120,39 +182,36 @@ def verify_commit_certificate(
 ) -> str | None:
     """Why ``certificate`` does not prove its commit in a shard of ``voters``
     whose commit quorum is ``quorum``, or ``None``."""
-    cert = certificate
-    if cert.term < 0 or cert.index < 1:
-        return "certificate of a negative term or a non-positive index"
-    if len(cert.digest) != DIGEST_BYTES:
-        return "certificate digest of the wrong size"
-    if len(cert.links) > MAX_CERTIFICATE_LINKS:
-        return f"certificate carries more than {MAX_CERTIFICATE_LINKS} links"
-    try:
-        digests = [cert.digest, *digests_after(cert.digest, cert.index, cert.links)]
-    except ValueError as exc:
-        return f"certificate link: {exc}"
-    top = cert.index + len(cert.links)
-    seen: set[int] = set()
-    good = 0
-    for member, acked, lock, signature in cert.acks:
-        if member in seen:
-            return f"certificate lists node {member} twice"
-        seen.add(member)
+    defect, good, _ = _certificate_check(certificate, shard, voters, verifier)
+    if defect is not None:
+        return defect
+    for member, _, _, _ in certificate.acks:
         if NodeId(member) not in voters:
             return f"certificate counts node {member}, which is not a voter"
-        if not cert.index <= acked <= top:
-            return f"node {member}'s acknowledgement of {acked} is outside {cert.index}..{top}"
-        if not 0 <= lock <= acked:
-            return f"node {member}'s lock {lock} is outside 0..{acked}"
-        try:
-            data = ack_statement(shard, cert.term, acked, digests[acked - cert.index], lock)
-        except (OverflowError, struct.error):
-            return f"node {member}'s lock does not fit 64 bits"
-        if not verifier.verify(NodeId(member), data, signature):
-            return f"node {member}'s acknowledgement does not verify"
-        good += 1
     if good < quorum:
         return f"certificate has {good} acknowledgements, the commit quorum is {quorum}"
+    return None
+
+
+def certificate_forgery(
+    certificate: CommitCertificate,
+    *,
+    shard: int,
+    voters: Collection[NodeId],
+    verifier: Verifier,
+) -> str | None:
+    """Why ``certificate`` is forged under every configuration of the shard
+    (``voters``: the verifier's, whose acknowledgements must verify), or
+    ``None`` if some configuration could make it valid (see the module
+    docstring)."""
+    defect, good, others = _certificate_check(certificate, shard, voters, verifier)
+    if defect is not None:
+        return defect
+    if good + others < MIN_FORGERY_FREE_ACKS:
+        return (
+            f"certificate has {good + others} valid acknowledgements, "
+            f"fewer than any commit quorum ({MIN_FORGERY_FREE_ACKS})"
+        )
     return None
 
 
