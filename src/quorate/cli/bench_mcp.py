@@ -48,9 +48,16 @@ def bench_mcp_command(
     typer.echo(f"  memory_usage store via MCP          {store['p50']:>8} {store['p99']:>8}")
     typer.echo(f"  memory_usage retrieve via MCP       {retrieve['p50']:>8} {retrieve['p99']:>8}")
     typer.echo(f"  local SQLite insert + fsync         {insert['p50']:>8} {insert['p99']:>8}")
+    noop = result["mcp_noop_tool_ms"]
+    typer.echo(f"  do-nothing MCP tool (the floor)     {noop['p50']:>8} {noop['p99']:>8}")
     met = "met" if result["target_met"] else "NOT met"
     typer.echo(
         f"store p50 / SQLite p50 = {result['store_p50_over_sqlite_p50']} (target <= {result['target_ratio']:g}: {met})"
     )
+    typer.echo(
+        f"do-nothing tool p50 / SQLite p50 = {result['noop_p50_over_sqlite_p50']}"
+        + ("" if result["target_reachable"] else " (the MCP transport alone is over the target)")
+    )
+    typer.echo(f"store p50 - do-nothing p50 = {result['store_over_floor_ms']} ms (quorate's replicated write)")
     typer.echo(f"tasks claimed + completed: {result['tasks_claimed_completed_per_s']}/s")
     typer.echo(f"(load average over the last minute: {result['load_average_1m']})")
