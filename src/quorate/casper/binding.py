@@ -24,12 +24,14 @@ from quorate.core.binding import (
     ClusterContext,
     CoreBuilder,
     GroupStatus,
+    bft_keyring,
     bft_pipelines,
     bft_settings_from_options,
+    bft_status,
+    honest_core,
 )
 from quorate.core.protocol import ProtocolCore
-from quorate.errors import ConfigError
-from quorate.ids import NodeId, node_name
+from quorate.ids import NodeId
 
 __all__ = ["BINDING"]
 
@@ -39,9 +41,7 @@ def _parse_config(options: Mapping[str, Any]) -> BftSettings:
 
 
 def _builder(settings: BftSettings, cluster: ClusterContext) -> CoreBuilder:
-    keyring = cluster.keyring
-    if keyring is None:
-        raise ConfigError("Casper validators sign their blocks and votes: the runtime must provide keys")
+    keyring = bft_keyring(cluster, "Casper")
     config: CasperConfig = settings.core
     byzantine = dict(cluster.byzantine)
 
@@ -60,9 +60,7 @@ def _builder(settings: BftSettings, cluster: ClusterContext) -> CoreBuilder:
 
 
 def _honest(core: ProtocolCore) -> CasperValidator:
-    inner = core.inner if isinstance(core, ByzantineValidator) else core
-    assert isinstance(inner, CasperValidator)
-    return inner
+    return honest_core(core, ByzantineValidator, CasperValidator)
 
 
 def _leadership(core: ProtocolCore) -> tuple[NodeId | None, int]:
@@ -73,24 +71,18 @@ def _leadership(core: ProtocolCore) -> tuple[NodeId | None, int]:
 def _status(core: ProtocolCore) -> GroupStatus:
     validator = _honest(core)
     proposer = validator.proposer(validator.slot)
-    excluded = sorted(int(x) for x in validator.excluded)
-    metrics = {
-        "bft.detections": len(validator.detections),
-        "bft.view": validator.slot,
-        "bft.leader": int(proposer),
-        "bft.excluded": len(excluded),
-        **{f"bft.excluded.{node_name(NodeId(x))}": 1 for x in excluded},
-        "casper.justified_epoch": validator.justified.epoch,
-        "casper.finalized_epoch": validator.finalized.epoch,
-    }
-    return GroupStatus(
+    return bft_status(
         role="proposer" if proposer == validator.id else "validator",
-        term=validator.slot,
+        view=validator.slot,
         leader=proposer,
-        commit_index=validator.committed_index,
-        last_index=validator.committed_index,
-        voters=tuple(validator.validators),
-        metrics=metrics,
+        committed=validator.committed_index,
+        voters=validator.validators,
+        detections=len(validator.detections),
+        excluded=validator.excluded,
+        extra={
+            "casper.justified_epoch": validator.justified.epoch,
+            "casper.finalized_epoch": validator.finalized.epoch,
+        },
     )
 
 

@@ -41,14 +41,14 @@ from __future__ import annotations
 
 import dataclasses
 import random
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from quorate.core.protocol import ProposeOutcome, ProtocolCore
 from quorate.core.signing import Signer, Verifier
 from quorate.errors import ConfigError
-from quorate.ids import NodeId
+from quorate.ids import NodeId, node_name
 
 __all__ = [
     "FAULT_MODELS",
@@ -64,8 +64,11 @@ __all__ = [
     "Membership",
     "MembershipChange",
     "MembershipView",
+    "bft_keyring",
     "bft_settings_from_options",
+    "bft_status",
     "config_from_options",
+    "honest_core",
 ]
 
 FAULT_MODELS = ("crash", "byzantine")
@@ -374,3 +377,56 @@ def bft_settings_from_options(
 def bft_pipelines(settings: BftSettings) -> bool:
     """``Binding.pipelines_while_persisting`` of the BFT protocols."""
     return settings.send_before_persist
+
+
+def bft_keyring(cluster: ClusterContext, protocol: str) -> Keyring:
+    """The runtime's keys, which every BFT protocol signs with; a
+    ``ConfigError`` when the runtime provides none."""
+    if cluster.keyring is None:
+        raise ConfigError(f"{protocol} signs its messages: the runtime must provide keys")
+    return cluster.keyring
+
+
+_Honest = TypeVar("_Honest")
+
+
+def honest_core(core: ProtocolCore, wrapper: type[Any], honest: type[_Honest]) -> _Honest:
+    """The protocol's own core inside a Byzantine fault-injection
+    ``wrapper`` (whose ``inner`` it is), or ``core`` itself."""
+    inner = core.inner if isinstance(core, wrapper) else core
+    assert isinstance(inner, honest), f"{type(inner).__name__} is not a {honest.__name__}"
+    return inner
+
+
+def bft_status(
+    *,
+    role: str,
+    view: int,
+    leader: NodeId,
+    committed: int,
+    voters: Iterable[NodeId],
+    detections: int,
+    excluded: Iterable[NodeId],
+    extra: Mapping[str, int] | None = None,
+) -> GroupStatus:
+    """A BFT core's ``GroupStatus``: the counters every BFT protocol shows
+    (``bft.detections``, ``bft.view``, ``bft.leader``, ``bft.excluded`` and
+    one ``bft.excluded.<node>`` per excluded replica), then ``extra``."""
+    shut_out = sorted(int(x) for x in excluded)
+    metrics = {
+        "bft.detections": detections,
+        "bft.view": view,
+        "bft.leader": int(leader),
+        "bft.excluded": len(shut_out),
+        **{f"bft.excluded.{node_name(NodeId(x))}": 1 for x in shut_out},
+        **(extra or {}),
+    }
+    return GroupStatus(
+        role=role,
+        term=view,
+        leader=leader,
+        commit_index=committed,
+        last_index=committed,
+        voters=tuple(voters),
+        metrics=metrics,
+    )

@@ -19,8 +19,11 @@ from quorate.core.binding import (
     ClusterContext,
     CoreBuilder,
     GroupStatus,
+    bft_keyring,
     bft_pipelines,
     bft_settings_from_options,
+    bft_status,
+    honest_core,
 )
 from quorate.core.evidence import Evidence
 from quorate.core.protocol import ProtocolCore
@@ -30,7 +33,7 @@ from quorate.hotstuff.config import HotStuffConfig
 from quorate.hotstuff.messages import HOTSTUFF_MESSAGE_TYPES, HardState
 from quorate.hotstuff.node import HotStuffReplica
 from quorate.hotstuff.qc import AggregateScheme, AggregateSignatures, QuorumSigner
-from quorate.ids import NodeId, node_name
+from quorate.ids import NodeId
 
 __all__ = ["BINDING"]
 
@@ -40,9 +43,7 @@ def _parse_config(options: Mapping[str, Any]) -> BftSettings:
 
 
 def _builder(settings: BftSettings, cluster: ClusterContext) -> CoreBuilder:
-    keyring = cluster.keyring
-    if keyring is None:
-        raise ConfigError("HotStuff signs its messages: the runtime must provide keys")
+    keyring = bft_keyring(cluster, "HotStuff")
     config: HotStuffConfig = settings.core
     byzantine = dict(cluster.byzantine)
 
@@ -77,9 +78,7 @@ def _builder(settings: BftSettings, cluster: ClusterContext) -> CoreBuilder:
 
 
 def _honest(core: ProtocolCore) -> HotStuffReplica:
-    inner = core.inner if isinstance(core, ByzantineReplica) else core
-    assert isinstance(inner, HotStuffReplica)
-    return inner
+    return honest_core(core, ByzantineReplica, HotStuffReplica)
 
 
 def _leadership(core: ProtocolCore) -> tuple[NodeId | None, int]:
@@ -90,22 +89,14 @@ def _leadership(core: ProtocolCore) -> tuple[NodeId | None, int]:
 def _status(core: ProtocolCore) -> GroupStatus:
     replica = _honest(core)
     leader = replica.leader(replica.view)
-    excluded = sorted(int(x) for x in replica.excluded)
-    metrics = {
-        "bft.detections": len(replica.detections),
-        "bft.view": replica.view,
-        "bft.leader": int(leader),
-        "bft.excluded": len(excluded),
-        **{f"bft.excluded.{node_name(NodeId(x))}": 1 for x in excluded},
-    }
-    return GroupStatus(
+    return bft_status(
         role="leader" if leader == replica.id else "replica",
-        term=replica.view,
+        view=replica.view,
         leader=leader,
-        commit_index=replica.committed_index,
-        last_index=replica.committed_index,
-        voters=tuple(replica.replicas),
-        metrics=metrics,
+        committed=replica.committed_index,
+        voters=replica.replicas,
+        detections=len(replica.detections),
+        excluded=replica.excluded,
     )
 
 

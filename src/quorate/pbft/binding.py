@@ -23,13 +23,15 @@ from quorate.core.binding import (
     ClusterContext,
     CoreBuilder,
     GroupStatus,
+    bft_keyring,
     bft_pipelines,
     bft_settings_from_options,
+    bft_status,
+    honest_core,
 )
 from quorate.core.evidence import Evidence
 from quorate.core.protocol import ProtocolCore
-from quorate.errors import ConfigError
-from quorate.ids import NodeId, node_name
+from quorate.ids import NodeId
 from quorate.pbft.byzantine import BEHAVIOURS, ByzantineReplica, Coalition
 from quorate.pbft.config import AUTH_MACS, PbftConfig
 from quorate.pbft.messages import PBFT_MESSAGE_TYPES, PbftHardState
@@ -44,9 +46,7 @@ def _parse_config(options: Mapping[str, Any]) -> BftSettings:
 
 
 def _builder(settings: BftSettings, cluster: ClusterContext) -> CoreBuilder:
-    keyring = cluster.keyring
-    if keyring is None:
-        raise ConfigError("PBFT signs its messages: the runtime must provide keys")
+    keyring = bft_keyring(cluster, "PBFT")
     config: PbftConfig = settings.core
     byzantine = dict(cluster.byzantine)
     equivocators = frozenset(n for n, b in byzantine.items() if b == "equivocate")
@@ -80,9 +80,7 @@ def _builder(settings: BftSettings, cluster: ClusterContext) -> CoreBuilder:
 
 
 def _honest(core: ProtocolCore) -> PbftReplica:
-    inner = core.inner if isinstance(core, ByzantineReplica) else core
-    assert isinstance(inner, PbftReplica)
-    return inner
+    return honest_core(core, ByzantineReplica, PbftReplica)
 
 
 def _leadership(core: ProtocolCore) -> tuple[NodeId | None, int]:
@@ -92,23 +90,15 @@ def _leadership(core: ProtocolCore) -> tuple[NodeId | None, int]:
 
 def _status(core: ProtocolCore) -> GroupStatus:
     replica = _honest(core)
-    excluded = sorted(int(x) for x in replica.excluded)
-    metrics = {
-        "bft.detections": len(replica.detections),
-        "bft.view": replica.view,
-        "bft.leader": int(replica.primary),
-        "bft.executed_seq": replica.executed_seq,
-        "bft.excluded": len(excluded),
-        **{f"bft.excluded.{node_name(NodeId(x))}": 1 for x in excluded},
-    }
-    return GroupStatus(
+    return bft_status(
         role="primary" if replica.is_primary else "backup",
-        term=replica.view,
+        view=replica.view,
         leader=replica.primary,
-        commit_index=replica.entry_index,
-        last_index=replica.entry_index,
-        voters=tuple(replica.replicas),
-        metrics=metrics,
+        committed=replica.entry_index,
+        voters=replica.replicas,
+        detections=len(replica.detections),
+        excluded=replica.excluded,
+        extra={"bft.executed_seq": replica.executed_seq},
     )
 
 
