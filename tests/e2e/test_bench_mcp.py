@@ -27,7 +27,7 @@ def test_a_small_run_reports_both_sides_and_the_ratio_of_what_it_measured(tmp_pa
     assert report["target_met"] == (ratio <= report["target_ratio"] == 3.0)
     floor = report["noop_p50_over_sqlite_p50"]
     assert floor == round(report["mcp_noop_tool_ms"]["p50"] / report["sqlite_insert_fsync_ms"]["p50"], 2)
-    assert report["target_reachable"] == (floor <= 3.0)
+    assert report["target_reachable"] == (floor + 1 <= 3.0)
     assert report["store_over_floor_ms"] == round(report["mcp_store_ms"]["p50"] - report["mcp_noop_tool_ms"]["p50"], 3)
     assert report["tasks_claimed_completed_per_s"] > 0
     assert list(tmp_path.iterdir()) == []  # type: ignore[attr-defined]  # the scratch cluster is gone

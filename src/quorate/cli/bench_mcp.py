@@ -56,7 +56,7 @@ def bench_mcp_command(
     )
     typer.echo(
         f"do-nothing tool p50 / SQLite p50 = {result['noop_p50_over_sqlite_p50']}"
-        + ("" if result["target_reachable"] else " (the MCP transport alone is over the target)")
+        + ("" if result["target_reachable"] else " (the MCP hop plus one fsync is already over the target)")
     )
     typer.echo(f"store p50 - do-nothing p50 = {result['store_over_floor_ms']} ms (quorate's replicated write)")
     typer.echo(f"tasks claimed + completed: {result['tasks_claimed_completed_per_s']}/s")
