@@ -107,6 +107,8 @@ def _run_vote_suites(backend: str) -> subprocess.CompletedProcess[str]:
         "-q",
         "-p",
         "no:cacheprovider",
+        "-n",
+        "0",
         "tests/unit/crypto/test_crypto_zk.py",
         "tests/unit/state/test_private_votes.py",
     ]
