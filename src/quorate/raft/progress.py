@@ -71,6 +71,7 @@ class Progress:
         "repair_end",
         "repair_from",
         "repair_round",
+        "replied",
         "snapshot_sent_at",
         "stall_round",
         "state",
@@ -85,6 +86,9 @@ class Progress:
         self.pending_snapshot = 0
         self.snapshot_sent_at = 0.0
         self.recent_active = False
+        self.replied = False
+        """It acknowledged an AppendEntries since the last heartbeat round
+        (``RaftConfig.elide_heartbeats``)."""
         self.heartbeat_round = 0
         """Highest heartbeat round this peer acknowledged in the current term."""
         self.commit_sent = 0
