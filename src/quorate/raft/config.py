@@ -22,8 +22,8 @@ empty AppendEntries to tell followers a new commit index; the next
 AppendEntries or heartbeat carries it.
 
 Elided heartbeats (``elide_heartbeats``, off by default): a follower that
-acknowledged an AppendEntries since the last heartbeat round gets no
-heartbeat at the next one. Multi-Raft nodes turn both on for their groups:
+acknowledged an AppendEntries within the last few heartbeat intervals gets
+no periodic heartbeat. Multi-Raft nodes turn both on for their groups:
 with many groups each carrying a few writes, the per-group messages are
 the cost.
 """
@@ -86,10 +86,10 @@ class RaftConfig:
     followers need the commit index only to apply."""
     elide_heartbeats: bool = False
     """At a heartbeat deadline the leader skips the heartbeat to a follower
-    that acknowledged an AppendEntries since the previous round: that
-    follower heard from the leader within the interval, and its answer
-    already counted for check-quorum. A group busy with writes then sends no
-    heartbeats; an idle or lagging follower still gets every one, and a
+    that acknowledged an AppendEntries within the last three intervals (at
+    most a third of the election timeout): that follower heard from the
+    leader that recently, and its answer already counted for check-quorum.
+    A group busy with writes then sends no heartbeats; an idle or lagging follower still gets every one, and a
     round that reads wait for goes to every follower. Not used with
     ``read_mode='lease'`` (its lease is renewed by heartbeat rounds).
     Safety does not depend on it (``quorate.raft.read_only``)."""

@@ -41,9 +41,10 @@ acknowledged and lasts ``T * (1 - ρ) - lease_margin_s``
 
 Elided heartbeats (``elide_heartbeats``)
 ----------------------------------------
-A periodic round skips the followers that acknowledged an AppendEntries since
-the previous round (they heard from the leader within the interval; their
-answer set ``recent_active`` for check-quorum). Nothing above changes: a
+A periodic round skips the followers that acknowledged an AppendEntries
+within the last ``ELIDED_ROUNDS`` intervals (they heard from the leader that
+recently, well within their election timeout; their answer set
+``recent_active`` for check-quorum, whose window is the election timeout). Nothing above changes: a
 follower's answer to a later round counts for every earlier round too, so a
 skipped round is confirmed by answers to rounds sent after it, if at all.
 Rounds that reads wait for go to every follower, and the lease mode never
@@ -75,6 +76,12 @@ if TYPE_CHECKING:
 
 _REPLICATE = ProgressState.REPLICATE
 
+ELIDED_ROUNDS = 3
+"""With ``elide_heartbeats``, a follower that acknowledged an AppendEntries
+during the last this many heartbeat intervals (fewer when that would exceed
+a third of the election timeout T; none when one interval does) gets no
+periodic heartbeat: it heard from the leader at most T/3 and one interval
+ago, and waits at least T before it campaigns."""
 MAX_TRACKED_HEARTBEAT_ROUNDS = 64
 """Send times of unacknowledged heartbeat rounds kept for the lease; older rounds
 are forgotten (they would only yield leases that already expired)."""
@@ -139,7 +146,7 @@ def _broadcast_heartbeat(self: RaftNode, now: float, quiesce: bool = False, peri
     (``QuiesceHeartbeat`` when the leader goes quiet after it). A
     ``periodic`` round (the heartbeat deadline's) skips, with
     ``elide_heartbeats``, the followers that acknowledged an AppendEntries
-    since the previous round, unless reads wait for this round: a round
+    within the last ``ELIDED_ROUNDS`` rounds, unless reads wait for this round: a round
     counts as acknowledged by a follower once it acknowledges any later one
     (``_on_round_acknowledged``), so a round some followers never got is
     confirmed, if at all, by answers to rounds sent after it — later than
@@ -165,12 +172,11 @@ def _broadcast_heartbeat(self: RaftNode, now: float, quiesce: bool = False, peri
     shared: dict[int, Heartbeat] = {}
     config = self._config
     elide = periodic and config.elide_heartbeats and not self._reads_awaiting_round and config.read_mode != "lease"
+    if elide:
+        elided = min(ELIDED_ROUNDS, int(config.election_timeout_s / (3 * config.heartbeat_interval_s)))
     for peer, pr in self._progress.items():
-        if elide:
-            replied = pr.replied
-            pr.replied = False
-            if replied and pr.state is _REPLICATE:
-                continue
+        if elide and round_ - pr.replied_round <= elided and pr.state is _REPLICATE:
+            continue
         hint = min(pr.match, commit)
         heartbeat = shared.get(hint)
         if heartbeat is None:
