@@ -42,6 +42,20 @@ def test_a_chaos_run_splits_moves_and_stays_safe_linearizable_and_live() -> None
     assert again.trace_sha256 == first.trace_sha256
 
 
+REAL_NODE_OPTIONS = {"lazy_commit": True, "elide_heartbeats": True}
+"""The Raft options a real multi-Raft node runs its groups with."""
+
+
+def test_the_real_nodes_raft_options_stay_safe_linearizable_and_live_under_chaos() -> None:
+    config = small(4, nodes=5, groups=6, duration_s=5.0, protocol_options=REAL_NODE_OPTIONS)
+    result = run_multiraft(config)
+    where = command_line(config)
+    assert result.safety_violations == [], where
+    assert str(check_history(result.history, timeout_s=60).verdict) == "linearizable", where
+    assert result.liveness_ok is True, where
+    assert result.to_json()["committed_ops"] > 0
+
+
 def test_the_cli_runs_multiraft_and_reports_its_fields() -> None:
     line = "sim multiraft --nodes 5 --groups 6 --replicas 3 --duration 4 --split-at-ops 40 --seed 2 --json"
     result = CliRunner().invoke(app, line.split())
@@ -122,6 +136,17 @@ def test_the_failure_detector_wakes_the_quiet_groups_of_a_crashed_leader() -> No
     # Without a suspicion within the run, the quiet groups node 1 led stay leaderless.
     orphans_without, _ = leaderless(100.0)
     assert orphans_without > 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", range(20))
+def test_the_real_nodes_raft_options_under_chaos_sweep(seed: int) -> None:
+    config = small(seed, protocol_options=REAL_NODE_OPTIONS)
+    result = run_multiraft(config)
+    where = command_line(config)
+    assert result.safety_violations == [], where
+    assert str(check_history(result.history, timeout_s=60).verdict) == "linearizable", where
+    assert result.liveness_ok is True, where
 
 
 @pytest.mark.slow

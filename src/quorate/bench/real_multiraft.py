@@ -9,8 +9,11 @@ Theory of operation.
   range cache; each put goes to its key's range leader). Keys begin with
   four hex digits of their hash in both runs, so they spread over the
   ranges (``multiraft.descriptor.hex_split_keys``) and cost the same bytes
-  in both. The report holds both runs and the ratios multi-Raft / single
-  (throughput: higher is better; latency: lower is better).
+  in both. Before the load starts, every range has a leader and (within
+  ``BALANCE_WAIT_S``) is led by its preferred replica, so no hand-over of
+  leadership falls into the measured window. The report holds both runs and
+  the ratios multi-Raft / single (throughput: higher is better; latency:
+  lower is better).
 - ``idle_real`` starts a multi-Raft cluster of ``groups`` ranges and no
   clients, waits until every range has a leader and then ``settle_s``
   (quiescence: idle Raft groups stop heartbeating after
@@ -47,27 +50,39 @@ __all__ = ["compare_multiraft", "idle_real", "wait_ranges"]
 
 RANGES_WAIT_S = 120.0
 """How long a benchmark waits for every range to elect a leader (1,000 ranges start slowly)."""
+BALANCE_WAIT_S = 30.0
+"""How long a benchmark waits, once every range has a leader, for each to be led by its preferred replica."""
 DEFAULT_SETTLE_S = 5.0
 IDLE_RAFT_OPTIONS = {"election_timeout_s": 1.0, "heartbeat_interval_s": 0.1}
 """What ``quorate cluster up`` gives Raft nodes (``cli.cluster.cluster_options``)."""
 
 
-async def wait_ranges(cluster: LocalCluster, timeout_s: float = RANGES_WAIT_S) -> int:
-    """Wait until every one of the cluster's ranges has a leader; the count of ranges led."""
+async def wait_ranges(cluster: LocalCluster, timeout_s: float = RANGES_WAIT_S, *, settle_s: float = BALANCE_WAIT_S) -> int:
+    """Wait until every one of the cluster's ranges has a leader, then up to
+    ``settle_s`` more until each is led by its preferred replica (the first of
+    its replicas: ranges hand leadership over to it once it has caught up,
+    and a hand-over during the load would stall that range's clients); the
+    count of ranges led."""
     client = AsyncClient(cluster.endpoints, insecure=True, timeout_s=2.0)
-    led: set[int] = set()
+    led: dict[int, bool] = {}
     try:
         deadline = time.monotonic() + timeout_s
+        settled_by: float | None = None
         while time.monotonic() < deadline:
-            led = set()
+            led = {}
             for address in client.endpoints:
                 try:
                     reply = await client.ranges_status(address)
                 except (OSError, EOFError, TimeoutError):
                     continue
-                led |= {v.range_id for v in reply.ranges if v.role == "leader"}
+                for v in reply.ranges:
+                    if v.role == "leader":
+                        led[v.range_id] = bool(v.replicas) and v.leader == v.replicas[0]
             if len(led) >= cluster.ranges:
-                return len(led)
+                if settled_by is None:
+                    settled_by = min(deadline, time.monotonic() + settle_s)
+                if all(led.values()) or time.monotonic() >= settled_by:
+                    return len(led)
             await asyncio.sleep(0.2)
     finally:
         await client.close()

@@ -20,6 +20,12 @@ election timers (``quorate.raft.quiescence``).
 Lazy commit (``lazy_commit``, off by default): the leader does not send an
 empty AppendEntries to tell followers a new commit index; the next
 AppendEntries or heartbeat carries it.
+
+Elided heartbeats (``elide_heartbeats``, off by default): a follower that
+acknowledged an AppendEntries within the last few heartbeat intervals gets
+no periodic heartbeat. Multi-Raft nodes turn both on for their groups:
+with many groups each carrying a few writes, the per-group messages are
+the cost.
 """
 
 from __future__ import annotations
@@ -78,6 +84,15 @@ class RaftConfig:
     many groups each carry a write or two at a time (multi-Raft); followers
     apply up to one heartbeat interval later. Safety does not depend on it:
     followers need the commit index only to apply."""
+    elide_heartbeats: bool = False
+    """At a heartbeat deadline the leader skips the heartbeat to a follower
+    that acknowledged an AppendEntries within the last three intervals (at
+    most a third of the election timeout): that follower heard from the
+    leader that recently, and its answer already counted for check-quorum.
+    A group busy with writes then sends no heartbeats; an idle or lagging follower still gets every one, and a
+    round that reads wait for goes to every follower. Not used with
+    ``read_mode='lease'`` (its lease is renewed by heartbeat rounds).
+    Safety does not depend on it (``quorate.raft.read_only``)."""
     unsafe_commit_without_quorum: bool = False
     """TEST ONLY: the leader commits what it appends, breaking Raft on purpose
     so tests can show the safety monitor and checkers catch it."""

@@ -946,7 +946,7 @@ class RaftNode:
             if config.quiesce_after_s and self._quiesce_if_idle(now):
                 return
             self._read_round_needed = False
-            self._broadcast_heartbeat(now)
+            self._broadcast_heartbeat(now, periodic=True)
         if config.check_quorum and now >= self._check_quorum_deadline:
             self._check_quorum_deadline = now + config.election_timeout_s
             if not self._quorum_active():

@@ -56,6 +56,10 @@ _REPLICATE = ProgressState.REPLICATE
 _SNAPSHOT = ProgressState.SNAPSHOT
 
 
+NO_ROUND = -(1 << 62)
+"""``Progress.replied_round`` of a peer that acknowledged nothing yet."""
+
+
 class Progress:
     """Replication state of one peer, kept by the leader."""
 
@@ -71,6 +75,7 @@ class Progress:
         "repair_end",
         "repair_from",
         "repair_round",
+        "replied_round",
         "snapshot_sent_at",
         "stall_round",
         "state",
@@ -85,6 +90,9 @@ class Progress:
         self.pending_snapshot = 0
         self.snapshot_sent_at = 0.0
         self.recent_active = False
+        self.replied_round = NO_ROUND
+        """The leader's heartbeat round when this peer last acknowledged an
+        AppendEntries (``RaftConfig.elide_heartbeats``)."""
         self.heartbeat_round = 0
         """Highest heartbeat round this peer acknowledged in the current term."""
         self.commit_sent = 0

@@ -39,6 +39,17 @@ acknowledged and lasts ``T * (1 - ρ) - lease_margin_s``
 - ``forget_leader`` cannot end a lease early: with lease reads a follower that
   forgets its leader still refuses votes until its T has run out.
 
+Elided heartbeats (``elide_heartbeats``)
+----------------------------------------
+A periodic round skips the followers that acknowledged an AppendEntries
+within the last ``ELIDED_ROUNDS`` intervals (they heard from the leader that
+recently, well within their election timeout; their answer set
+``recent_active`` for check-quorum, whose window is the election timeout). Nothing above changes: a
+follower's answer to a later round counts for every earlier round too, so a
+skipped round is confirmed by answers to rounds sent after it, if at all.
+Rounds that reads wait for go to every follower, and the lease mode never
+elides (it would only let the lease lapse in busy groups).
+
 Membership changes keep every quorum of two configurations in use at once
 overlapping (one step when that holds, joint consensus otherwise;
 ``quorate.raft.confchange``), so a change does not break the argument; the
@@ -57,11 +68,20 @@ from quorate.core.protocol import Accepted, ProposeOutcome
 from quorate.core.quorum import quorum_index
 from quorate.core.ready import ReadState
 from quorate.raft.messages import Heartbeat, QuiesceHeartbeat
+from quorate.raft.progress import ProgressState
 from quorate.raft.roles import LEADER
 
 if TYPE_CHECKING:
     from quorate.raft.node import RaftNode
 
+_REPLICATE = ProgressState.REPLICATE
+
+ELIDED_ROUNDS = 3
+"""With ``elide_heartbeats``, a follower that acknowledged an AppendEntries
+during the last this many heartbeat intervals (fewer when that would exceed
+a third of the election timeout T; none when one interval does) gets no
+periodic heartbeat: it heard from the leader at most T/3 and one interval
+ago, and waits at least T before it campaigns."""
 MAX_TRACKED_HEARTBEAT_ROUNDS = 64
 """Send times of unacknowledged heartbeat rounds kept for the lease; older rounds
 are forgotten (they would only yield leases that already expired)."""
@@ -121,9 +141,16 @@ def _release_reads_on_commit(self: RaftNode) -> None:
         self._read_round_needed = True
 
 
-def _broadcast_heartbeat(self: RaftNode, now: float, quiesce: bool = False) -> None:
+def _broadcast_heartbeat(self: RaftNode, now: float, quiesce: bool = False, periodic: bool = False) -> None:
     """Send heartbeat round ``_heartbeat_round + 1`` to every follower
-    (``QuiesceHeartbeat`` when the leader goes quiet after it)."""
+    (``QuiesceHeartbeat`` when the leader goes quiet after it). A
+    ``periodic`` round (the heartbeat deadline's) skips, with
+    ``elide_heartbeats``, the followers that acknowledged an AppendEntries
+    within the last ``ELIDED_ROUNDS`` rounds, unless reads wait for this round: a round
+    counts as acknowledged by a follower once it acknowledges any later one
+    (``_on_round_acknowledged``), so a round some followers never got is
+    confirmed, if at all, by answers to rounds sent after it — later than
+    otherwise, never wrongly."""
     self._heartbeat_round += 1
     round_ = self._heartbeat_round
     if self._reads_awaiting_round:
@@ -143,7 +170,13 @@ def _broadcast_heartbeat(self: RaftNode, now: float, quiesce: bool = False) -> N
     # One message per distinct commit hint, shared by the followers it fits
     # (all of them, once they have caught up).
     shared: dict[int, Heartbeat] = {}
+    config = self._config
+    elide = periodic and config.elide_heartbeats and not self._reads_awaiting_round and config.read_mode != "lease"
+    if elide:
+        elided = min(ELIDED_ROUNDS, int(config.election_timeout_s / (3 * config.heartbeat_interval_s)))
     for peer, pr in self._progress.items():
+        if elide and round_ - pr.replied_round <= elided and pr.state is _REPLICATE:
+            continue
         hint = min(pr.match, commit)
         heartbeat = shared.get(hint)
         if heartbeat is None:

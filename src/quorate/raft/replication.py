@@ -252,6 +252,7 @@ def _on_append_response(self: RaftNode, sender: NodeId, m: AppendEntriesResponse
             sender, m, f"acknowledges index {m.index} beyond our last {log.last_index()}"
         )
         return
+    pr.replied_round = self._heartbeat_round
     old_match = pr.match
     if pr.maybe_update(m.index, self._heartbeat_round):
         state = pr.state

@@ -191,13 +191,28 @@ class HostDriver:
     background (the real node's worker thread) gets False from ``persist``:
     the turn stops there, inputs keep reaching the cores, and no new turn is
     taken until ``persisted()`` finishes this one — so the next turn's write
-    carries everything that arrived meanwhile. Groups whose binding allows
+    carries everything that arrived meanwhile. Meanwhile the groups outside
+    that write keep going as far as they can without a write of their own
+    (``_pipeline``): with many groups per node, an acknowledgement that
+    commits one group's entry is not kept waiting for another group's fsync. Groups whose binding allows
     pipelining (``Binding.pipelines_while_persisting``, a BFT option) send
     all of a Ready's messages before its write, and keep sending while a
     write is in flight; the rest of their Readies joins the next write.
     """
 
-    __slots__ = ("_effects", "_host", "_in_flight", "_waiting", "sent_early", "turns")
+    __slots__ = (
+        "_backlog",
+        "_busy",
+        "_deferred",
+        "_effects",
+        "_held",
+        "_host",
+        "_in_flight",
+        "_waiting",
+        "carried_in_flight",
+        "sent_early",
+        "turns",
+    )
 
     def __init__(self, host: NodeHost, effects: HostEffects) -> None:
         self._host = host
@@ -206,6 +221,19 @@ class HostDriver:
         """(the turn's Readies, those of them taken fresh from the host)."""
         self._waiting: list[GroupReady] = []
         """Pipelined Readies taken during the write in flight (messages sent)."""
+        self._held: list[GroupReady] = []
+        """Other Readies taken during the write in flight that have writes of
+        their own: they join the next write (early messages sent)."""
+        self._deferred: list[GroupReady] = []
+        """Hard states that need no sync (a commit index) of Readies carried
+        out during the write in flight: written with the next turn's write."""
+        self._busy: set[int] = set()
+        """Groups whose Ready's write is in flight or held: none of their
+        Readies is taken until that write is durable."""
+        self._backlog = False
+        """True while ``_waiting``, ``_held`` or ``_deferred`` holds anything."""
+        self.carried_in_flight = 0
+        """Readies carried out whole while another write was in flight."""
         self.turns = 0
         self.sent_early = 0
         """Messages sent before the write of their Ready was durable."""
@@ -222,7 +250,7 @@ class HostDriver:
             return
         host = self._host
         group = host.only
-        if group is not None and not self._waiting:
+        if group is not None and not self._backlog:
             # One group (the common case): the same steps as below, with fewer
             # calls (the simulator comes through here for every input).
             effects = self._effects
@@ -256,6 +284,7 @@ class HostDriver:
                     [(group, ready)], ready.must_sync
                 ):
                     self._in_flight = ([(group, ready)], [(group, ready)])
+                    self._busy = {group.id}
                     return
                 if ready.messages:
                     effects.send(group, ready.messages)
@@ -286,18 +315,31 @@ class HostDriver:
             return
         has_ready = host.has_ready
         while True:
-            if self._waiting:
+            deferred = None
+            if self._backlog:
+                self._backlog = False
                 waiting, self._waiting = self._waiting, []
-                fresh = host.ready()
+                held, self._held = self._held, []
+                if self._deferred:
+                    # Of groups still hosted (a retired group's store is gone).
+                    deferred = [item for item in self._deferred if host.get(item[0].id) is item[0]]
+                    self._deferred = []
+                if held:
+                    # Their groups' next Readies wait for this write.
+                    self._busy = {g.id for g, _ in held}
+                    fresh = held + host.ready(self._free)
+                    self._busy.clear()
+                else:
+                    fresh = host.ready()
                 readies = waiting + fresh
             elif has_ready():
                 readies = fresh = host.ready()
             else:
                 return
-            if not readies:
+            if not readies and not deferred:
                 continue
             self.turns += 1
-            writes = None
+            writes = deferred or None
             sync = False
             for i, item in enumerate(readies):
                 ready = item[1]
@@ -313,6 +355,7 @@ class HostDriver:
                         sync = True
             if writes is not None and not self._effects.persist(writes, sync):
                 self._in_flight = (readies, fresh)
+                self._busy = {g.id for g, _ in readies}
                 return
             self._finish(readies, fresh)
 
@@ -336,21 +379,44 @@ class HostDriver:
             raise LocalProtocolError("no write is in flight")
         readies, fresh = self._in_flight
         self._in_flight = None
+        self._busy.clear()
         self._finish(readies, fresh)
         self.drive()
 
+    def _takeable(self, group: HostedGroup) -> bool:
+        return group.pipelines or group.id not in self._busy
+
+    def _free(self, group: HostedGroup) -> bool:
+        return group.id not in self._busy
+
     def _pipeline(self) -> None:
-        """While a write is in flight: take the pipelining groups' Readies,
-        send their messages now and keep the rest for the next write (their
-        cores' ``advance`` does nothing, so taking further Readies is safe).
-        Other groups wait for the next turn."""
+        """While a write is in flight, take the Readies of the groups whose
+        own writes are all durable (and of pipelining groups):
+
+        - a Ready with nothing to write, or only a hard state that needs no
+          sync (a Raft commit index, which may be lost in a crash), is
+          carried out whole at once — its messages depend on no write that
+          is not durable, and its committed entries were made durable by
+          earlier turns — and its hard state joins the next write;
+        - a Ready with writes sends its early messages now and is held for
+          the next write; its group gives no further Ready until then (a
+          core may count on that, as Raft's early messages do);
+        - a pipelining group's Ready sends all its messages now and keeps
+          the rest for the next write (its core's ``advance`` does nothing,
+          so taking further Readies is safe).
+
+        Groups in the write in flight wait for it."""
         host = self._host
         send = self._effects.send
         while True:
-            taken = host.ready(_pipelines)
+            taken = host.ready(self._takeable)
             if not taken:
                 return
+            self._backlog = True
             for hosted, ready in taken:
+                if not hosted.pipelines:
+                    self._take_in_flight(hosted, ready)
+                    continue
                 if ready.early_messages:
                     send(hosted, ready.early_messages)
                 if ready.messages:
@@ -368,6 +434,24 @@ class HostDriver:
                 )
                 self._waiting.append((hosted, held))
                 host.advance([(hosted, ready)])
+
+    def _take_in_flight(self, group: HostedGroup, ready: Ready) -> None:
+        """A non-pipelining group's Ready taken while a write is in flight (see ``_pipeline``)."""
+        if ready.entries or ready.snapshot is not None or (ready.hard_state is not None and ready.must_sync):
+            if ready.early_messages:
+                self._effects.send(group, ready.early_messages)
+                self.sent_early += len(ready.early_messages)
+                ready = dataclasses.replace(ready, early_messages=[])
+            self._held.append((group, ready))
+            self._busy.add(group.id)
+            return
+        if ready.hard_state is not None:
+            self._deferred.append((group, Ready(hard_state=ready.hard_state, must_sync=False)))
+        if ready.early_messages:
+            self._effects.send(group, ready.early_messages)
+        self.carried_in_flight += 1
+        self._carry(group, ready)
+        self._host.advance_one(group, ready)
 
     def _finish(self, readies: list[GroupReady], fresh: list[GroupReady]) -> None:
         """Carry out the rest of each Ready; advance the ``fresh`` ones

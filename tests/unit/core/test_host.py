@@ -192,15 +192,16 @@ def test_a_background_write_holds_the_next_turn_and_groups_its_inputs() -> None:
     assert not any(k == "send" for k, _ in effects.log)  # held until durable
     host.step(NodeId(2), 0, "b", 0.0)
     host.step(NodeId(2), 1, "c", 0.0)
-    driver.drive()  # nothing new while the write is in flight
+    driver.drive()  # group 0's write is in flight: its Ready waits; group 1's is held
     assert effects.writes == [[0]]
-    driver.persisted()  # the first turn finishes; the next takes both groups
-    assert effects.writes == [[0], [0, 1]]
+    assert not any(k == "send" for k, _ in effects.log)
+    driver.persisted()  # the first turn finishes; the next writes both groups
+    assert effects.writes == [[0], [1, 0]]
     sends = [v for k, v in effects.log if k == "send"]
     assert sends == [(NodeId(2), 0, ("echo", "a"))]
     driver.persisted()
     sends = [v for k, v in effects.log if k == "send"]
-    assert [m for _, _, m in sends] == [("echo", "a"), ("echo", "b"), ("echo", "c")]
+    assert [m for _, _, m in sends] == [("echo", "a"), ("echo", "c"), ("echo", "b")]
     with pytest.raises(LocalProtocolError):
         driver.persisted()
 
@@ -223,6 +224,118 @@ def test_pipelining_groups_send_while_a_write_is_in_flight() -> None:
     driver.persisted()
     applied = [v for k, v in effects.log if k == "apply"]
     assert sorted(applied) == [(0, 1), (0, 2), (1, 1)]
+
+
+class Scripted:
+    """A toy core that hands out the Readies a test queues (``script``)."""
+
+    def __init__(self, node: NodeId = ME) -> None:
+        self._id = node
+        self.script: list[Ready] = []
+        self.advanced: list[Ready] = []
+
+    @property
+    def id(self) -> NodeId:
+        return self._id
+
+    def step(self, sender: NodeId, message: Any, now: float) -> None:
+        pass
+
+    def tick(self, now: float) -> None:
+        pass
+
+    def propose(self, command: bytes, now: float) -> ProposeOutcome:
+        return Accepted(0, 0)
+
+    def has_ready(self) -> bool:
+        return bool(self.script)
+
+    def ready(self) -> Ready:
+        return self.script.pop(0) if self.script else Ready()
+
+    def advance(self, ready: Ready) -> None:
+        self.advanced.append(ready)
+
+
+def _entry(index: int) -> Entry:
+    return Entry(1, index, ENTRY_NORMAL, b"x")
+
+
+def _in_flight(groups: int) -> tuple[NodeHost, Effects, HostDriver, dict[int, Scripted]]:
+    """Group 0's write is in flight; the other groups have nothing pending."""
+    cores = {gid: Scripted() for gid in range(groups)}
+    host = NodeHost(ME)
+    for gid, core in cores.items():
+        host.add(HostedGroup(gid, core, None))
+    effects = Effects(background=True)
+    driver = HostDriver(host, effects)
+    driver.drive()
+    cores[0].script.append(Ready(entries=[_entry(1)], messages=[(NodeId(2), "ack0")]))
+    host.touch(host.get(0))  # type: ignore[arg-type]
+    driver.drive()
+    assert driver.persisting and effects.writes == [[0]]
+    effects.log.clear()
+    return host, effects, driver, cores
+
+
+def test_a_ready_with_nothing_to_sync_is_carried_out_while_another_write_is_in_flight() -> None:
+    host, effects, driver, cores = _in_flight(3)
+    committed = [_entry(7)]
+    cores[1].script.append(Ready(messages=[(NodeId(3), "hb")], committed=committed))
+    cores[2].script.append(Ready(hard_state="commit 7", committed=committed, must_sync=False))
+    host.touch(host.get(1))  # type: ignore[arg-type]
+    host.touch(host.get(2))  # type: ignore[arg-type]
+    driver.drive()
+    assert effects.log == [("send", (NodeId(3), 1, "hb")), ("apply", (1, 7)), ("apply", (2, 7))]
+    assert len(cores[1].advanced) == 2 and len(cores[2].advanced) == 2
+    assert driver.carried_in_flight == 2 and effects.writes == [[0]]
+    driver.persisted()
+    # Group 0's ack leaves now; group 2's hard state rides with the next write.
+    assert ("send", (NodeId(2), 0, "ack0")) in effects.log
+    assert effects.writes == [[0], [2]]
+
+
+def test_a_ready_that_must_sync_is_held_for_the_next_write_and_sends_its_early_messages() -> None:
+    host, effects, driver, cores = _in_flight(2)
+    cores[1].script.append(
+        Ready(
+            entries=[_entry(1)],
+            early_messages=[(NodeId(2), "append")],
+            messages=[(NodeId(2), "after")],
+            committed=[_entry(1)],
+        )
+    )
+    cores[1].script.append(Ready(messages=[(NodeId(2), "second")]))
+    host.touch(host.get(1))  # type: ignore[arg-type]
+    driver.drive()
+    assert effects.log == [("send", (NodeId(2), 1, "append"))]
+    assert len(cores[1].advanced) == 1  # its first (empty) Ready only: this one is held
+    cores[0].script.append(Ready(messages=[(NodeId(2), "zero")]))
+    host.touch(host.get(0))  # type: ignore[arg-type]
+    driver.drive()  # group 0 is in the write in flight: nothing taken
+    assert len(effects.log) == 1 and len(cores[0].advanced) == 1
+    driver.persisted()
+    assert effects.writes == [[0], [1]]
+    # Group 1's held write is in flight now (group 0's next Ready joined that
+    # turn); group 1's second Ready waits for it.
+    assert [v for k, v in effects.log if k == "send"] == [(NodeId(2), 1, "append"), (NodeId(2), 0, "ack0")]
+    assert len(cores[1].advanced) == 1
+    driver.persisted()
+    sends = [v for k, v in effects.log if k == "send"]
+    assert sends[2:] == [(NodeId(2), 1, "after"), (NodeId(2), 0, "zero"), (NodeId(2), 1, "second")]
+    assert ("apply", (1, 1)) in effects.log
+    assert len(cores[1].advanced) == 3
+
+
+def test_a_deferred_hard_state_of_a_removed_group_is_dropped() -> None:
+    host, effects, driver, cores = _in_flight(2)
+    cores[1].script.append(Ready(hard_state="commit 3", must_sync=False))
+    host.touch(host.get(1))  # type: ignore[arg-type]
+    driver.drive()
+    host.remove(1)
+    driver.persisted()
+    assert effects.writes == [[0]]
+    assert not driver.persisting
 
 
 def test_deadlines_tick_only_due_groups_and_removed_groups_are_forgotten() -> None:

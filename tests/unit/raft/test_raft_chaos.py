@@ -17,6 +17,9 @@ from quorate.raft import ConfChange, ConfChangeKind, RaftConfig, Role
 CONFIGS = {
     "plain": RaftConfig(pre_vote=False, check_quorum=False, max_inflight=4, max_batch_entries=3),
     "prevote_cq": RaftConfig(pre_vote=True, check_quorum=True, max_inflight=2, max_batch_entries=5),
+    "elided": RaftConfig(
+        pre_vote=True, check_quorum=True, max_inflight=4, lazy_commit=True, elide_heartbeats=True
+    ),
     "lease": RaftConfig(
         pre_vote=True, check_quorum=True, read_mode="lease", max_inflight=8, max_batch_bytes=64
     ),

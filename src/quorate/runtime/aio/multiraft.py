@@ -130,6 +130,7 @@ class MultiRaftNode(AioNode):
         self.protocol_options = {
             "quiesce_after_s": DEFAULT_QUIESCE_AFTER_S,
             "lazy_commit": True,
+            "elide_heartbeats": True,
             **self.protocol_options,
         }
         self.raft = RaftGroups.from_options(self.binding.protocol_options(self.protocol_options))

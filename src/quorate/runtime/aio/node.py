@@ -604,6 +604,8 @@ class AioNode:
         out = dict(self.counters)
         if self._driver is not None and self._driver.sent_early:
             out["sent_before_persist"] = self._driver.sent_early
+        if self._driver is not None and self._driver.carried_in_flight:
+            out["carried_while_persisting"] = self._driver.carried_in_flight
         if self.transport is not None:
             out.update({f"transport.{k}": v for k, v in self.transport.metrics.items()})
             out["transport.peers_connected"] = len(self.transport.connected_peers())
