@@ -102,6 +102,8 @@ PARTITION_GROUP = CORE_GROUP_BASE - 1
 """The group id of every node's partition watch: above any shard id, below the core's groups."""
 VIEW_REFRESH_S = 0.05
 """A watch recomputes its view at most this often (SWIM's report walks its history)."""
+RECONCILE_CHECK_S = 0.1
+"""A shard member looks at the core's reachability and its undecided transactions at most this often."""
 MAX_HELD_EVIDENCE = 64
 """Removal proposals an ``EvidenceHold`` keeps at most (the oldest go first)."""
 
@@ -593,13 +595,14 @@ class PartitionMember(ShardMember):
     decided transaction as already decided, and answers a
     ``CertificateRequest`` with the certificates it holds)."""
 
-    __slots__ = ("_prepared_since", "asked", "hold", "view")
+    __slots__ = ("_checked_at", "_prepared_since", "asked", "hold", "view")
 
     def __init__(self, member: Any, store: Any, view: ShardView) -> None:
         super().__init__(member, store)
         self.view = view
         self.hold = EvidenceHold(view.config.heartbeat_timeout_s)
         self._prepared_since: dict[bytes, float] = {}
+        self._checked_at = float("-inf")
         self.asked = 0
         """Certificate requests sent."""
 
@@ -613,10 +616,13 @@ class PartitionMember(ShardMember):
         if watch is None or not watch.informed:
             return out
         now = watch.now
-        again = self.hold.update(core_side(watch.reachable(now), self.view.core_members()).has_quorum, now)
         for _, _, message in out:
             if isinstance(message, RemovalProposal):
                 self.hold.sent(message, now)
+        if now < self._checked_at + RECONCILE_CHECK_S:
+            return out
+        self._checked_at = now
+        again = self.hold.update(core_side(watch.reachable(now), self.view.core_members()).has_quorum, now)
         if again:
             out = out + route_to_core(again, self._store)
         return out + self._ask_certificates(now)
