@@ -92,8 +92,8 @@ def _print_tables(result: dict[str, Any]) -> None:
     )
     table = Table(title="per scenario (availability over (seed, shard) pairs with a side holding the shard's quorum)")
     for column in (
-        "scenario", "pairs", "no quorum side", "availability", "all pairs", "cross-shard", "cross committed",
-        "detect s", "reconcile s (med/max)", "lost", "half", "minority refusals",
+        "scenario", "pairs", "no quorum side", "avail.", "all pairs", "cross avail.", "cross ok",
+        "detect s", "reconcile s med/max", "lost", "half/stuck", "refusals",
     ):
         table.add_column(column, justify="left" if column == "scenario" else "right")
     for name, r in result["per_scenario"].items():
@@ -108,7 +108,7 @@ def _print_tables(result: dict[str, Any]) -> None:
             shown(r["detected_after_s_median"]),
             f"{shown(r['reconcile_s_median'])} / {shown(r['reconcile_s_max'])}",
             str(r["lost"]),
-            str(r["half_applied"] + r["stuck_undecided"]),
+            f"{r['half_applied']}/{r['stuck_undecided']}",
             str(r["statuses"]["ShardUnavailable"]),
         )
     console.print(table)
