@@ -353,3 +353,25 @@ def test_a_member_asks_the_core_for_certificates_of_long_prepared_transactions()
     del member.store.prepared[b"p" * 16]
     watch.now = 9.0
     assert member.take_outbound() == []
+
+
+def test_a_member_sends_its_evidence_again_when_the_core_is_back() -> None:
+    desk, replica, watch = _desk(set(range(1, 17)))
+    member = desk.partition_member
+    proposal = _proposal(1)
+    watch.now = 1.0
+    assert member.take_outbound() == []
+    watch.reach = frozenset({1, 2, 3, 4})  # the core (1, 5, 9, 13) is cut off: 1 of 4
+    watch.now = 2.0
+    replica.core_messages.append(proposal)
+    sent = member.take_outbound()
+    assert [m for _, _, m in sent] == [proposal] * len(CORE)  # sent into the cut
+    watch.now = 3.0
+    assert member.take_outbound() == []
+    watch.reach = frozenset(range(1, 17))
+    watch.now = 4.0
+    again = member.take_outbound()
+    assert [(int(to), m) for to, _, m in again] == [(m, proposal) for m in CORE]
+    watch.now = 5.0
+    assert member.take_outbound() == []
+    assert member.hold.resent == 1
