@@ -7,15 +7,19 @@ decisions of *degraded mode*; the protocols underneath (watched Raft, the
 core's BFT ordering and its certified decisions) stay the judges of safety.
 A wrong view costs availability, never consistency.
 
-- **Detection** (``ReachabilityDetector``). Two sources: direct contact
-  (every message a peer's membership traffic brings is a heartbeat; a peer
-  not heard within ``heartbeat_timeout_s`` is not known reachable by this
-  path) and SWIM's reachability reports (``quorate.swim``: a member SWIM
-  holds Alive, reached directly or through its indirect probes; a Suspect,
-  Dead or lost member is not reachable). A peer is reachable when either
-  source says so. ``PartitionWatch`` runs a ``SwimNode`` as its own group on
-  every node and feeds both sources; it is sans-IO like every core and its
-  times are the log times the runtime hands in.
+- **Detection** (``ReachabilityDetector``, ``PartitionWatch``). Two
+  sources: heartbeat timeouts and SWIM's reachability reports
+  (``quorate.swim``, reused as it is). Every node hosts a watch as one more
+  group: a ``SwimNode``, plus a ``WatchHeartbeat`` every
+  ``heartbeat_interval_s`` to the peers whose quorum it judges (its shard's
+  members and the core's; a peer that does not watch back answers). A
+  watched peer is reachable iff heard within ``heartbeat_timeout_s``; any
+  other peer iff heard lately or held Alive by SWIM (reached directly or
+  through its indirect probes; a Suspect, Dead or lost member is not). SWIM
+  alone, on a small side, needs a whole probe round to suspect everyone
+  across a cut; the heartbeats see a cut of the shard or the core within
+  one timeout. It is sans-IO like every core; its times are the log times
+  the runtime hands in.
 - **Degraded mode** (pure functions, one table each). A shard side holding
   the shard's own quorum (``quorum_needed``: 2f + 1 of 3f + 1 in
   ``byzantine`` mode, the leader plus a majority of the others in
@@ -34,7 +38,7 @@ A wrong view costs availability, never consistency.
   (``quorate.hrb.core``), which already existed: this module adds only the
   status.
 - **Reconciliation on heal.** Stale members catch up through Raft's log
-  suffix (AppendEntries from the leader, or its snapshot); waiting
+  suffix (AppendEntries from the leader); waiting
   transactions finish or abort through the core's timeout; evidence
   gathered while the core was out of reach (a ``RemovalProposal`` sent into
   a partition is lost: the shard sends it once) is held by an
