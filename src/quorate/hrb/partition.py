@@ -531,7 +531,9 @@ class PartitionDesk(AgentDesk):
         self.stale_served = 0
 
     def _members(self, shard: int) -> Sequence[int]:
-        return self.view.shards[shard]
+        """The shard's members less those the core evicted (they vote no more)."""
+        evicted = self.partition_member.store.evicted
+        return [m for m in self.view.shards[shard] if m not in evicted]
 
     def on_client_request(self, src: NodeId, message: Any, now: float) -> None:
         v = self.view

@@ -260,6 +260,7 @@ class FakeStore:
     applied_index: int = 7
     prepared: dict[bytes, Any] = field(default_factory=dict)
     epoch: int = 0
+    evicted: set[int] = field(default_factory=set)
 
     def epoch_members(self) -> tuple[int, ...]:
         return CORE
@@ -328,6 +329,15 @@ def test_stale_reads_on_a_minority_carry_their_staleness_or_are_refused() -> Non
     desk.on_client_request(NodeId(100), StaleRead(b"r2", "k", 5.0), 1.0)
     [(_, refused)] = desk.take_replies()
     assert isinstance(refused, ShardUnavailable) and refused.status == "too-stale"
+
+
+def test_evicted_members_do_not_count_towards_the_shards_quorum() -> None:
+    desk, replica, _ = _desk({1, 2})
+    desk.on_client_request(NodeId(100), _txn(1), 1.0)
+    assert replica.proposed == []  # 2 of 4, 3 needed
+    desk.partition_member.store.evicted.update({3, 4})
+    desk.on_client_request(NodeId(100), _txn(1), 1.0)
+    assert len(replica.proposed) == 1  # 2 of the 2 voters left
 
 
 def test_no_judgement_before_the_watch_has_a_view() -> None:
