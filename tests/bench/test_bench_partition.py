@@ -152,3 +152,31 @@ def test_a_cut_settles_the_transactions_it_left_prepared(name: str) -> None:
     settings = PartitionBenchSettings(shard_size=5, duration_s=16.0, drain_s=6.0)
     run = run_scenario(name, 1, settings)
     assert run["stuck_undecided"] == 0 and run["half_applied"] == 0 and run["lost"] == 0
+
+
+@pytest.mark.slow
+def test_the_final_state_is_checked_against_the_history() -> None:
+    """A value no acknowledged write left there, read back at the end, fails
+    the linearizability check of the run (how a lost write shows)."""
+    import dataclasses
+
+    from quorate.bench.hrb_sim import HrbRunConfig, linearizable
+    from quorate.bench.partition import _model_class
+    from quorate.hrb.partition import PartitionConfig
+    from quorate.runtime.sim.composed import SystemSimulation
+
+    s = TINY
+    config = HrbRunConfig(nodes=8, shard_size=4, core=4, duration_s=s.duration_s, drain_s=s.drain_s, seed=1, heal_at_s=s.heal_at_s)
+    model = _model_class()(
+        dataclasses.replace(config.settings(), partition=PartitionConfig()),
+        lambda m: build_scenario("core-split", s, m.shards, m.members_of[0]),
+        s,
+    )
+    sim_config = dataclasses.replace(config.sim_config(), faults=model.scenario.spec)
+    run = SystemSimulation(sim_config, model, drain_s=s.drain_s, name="hrb").run()
+    alive = [True] * 8
+    assert linearizable(run.history + model.final_reads(alive, 60.0))[0] is True
+    agent = next(a for a in model.pool.agents if a.balances.get(a.accounts[0]) is not None)
+    for m in model.shards[agent.home]:
+        model.members[m].member.store.data[agent.accounts[0]] = "12345"
+    assert linearizable(run.history + model.final_reads(alive, 60.0))[0] is False
