@@ -25,7 +25,8 @@ ALLOWED_FOR = {
     "check": {"core", "errors", "ids"},
     "quorum": {"core", "errors", "ids"},
     # HRB composes cores (docs/hrb.md): it is the one package that may import them.
-    "hrb": {"core", "errors", "ids", "codec", "raft", "pbft", "hotstuff", "crypto", "sharding", "state"},
+    # HRB watches for partitions with SWIM (hrb/partition.py, issue 13).
+    "hrb": {"core", "errors", "ids", "codec", "raft", "pbft", "hotstuff", "crypto", "sharding", "state", "swim"},
     "crypto": {"core", "errors", "ids"},
     "security": {"core", "errors", "ids", "crypto"},
     "sharding": {"core", "errors", "ids"},

@@ -69,6 +69,14 @@ from quorate.hrb.core.replica import CoreReplica
 from quorate.hrb.core.threshold import CostModelSuite
 from quorate.hrb.desk import AgentDesk
 from quorate.hrb.messages import CORE_GROUP_BASE
+from quorate.hrb.partition import (
+    PARTITION_GROUP,
+    PartitionConfig,
+    PartitionDesk,
+    PartitionMember,
+    PartitionWatch,
+    ShardView,
+)
 from quorate.hrb.reputation import summary as reputation_summary
 from quorate.hrb.scope import deployment_risk, shard_byzantine_share, shard_risk, third_bound
 from quorate.hrb.shard.byzantine import BEHAVIOURS as SHARD_BEHAVIOURS
@@ -163,6 +171,8 @@ class HrbSimSettings:
     """Core decisions per epoch (epochs also change when a core member is evicted)."""
     seed: int = 0
     workload: WorkloadSettings = field(default_factory=WorkloadSettings)
+    partition: PartitionConfig | None = None
+    """Partition detection and degraded mode (``hrb/partition.py``): every node hosts a watch."""
 
     def validate(self) -> HrbSimSettings:
         if self.nodes < 4:
@@ -181,6 +191,8 @@ class HrbSimSettings:
             raise ConfigError(f"epoch-length must be >= 1, got {self.epoch_length}")
         self.workload.validate()
         parse_hrb_byzantine(self.byzantine)
+        if self.partition is not None:
+            self.partition.validate()
         return self
 
 
@@ -263,6 +275,8 @@ class HrbSystem:
         )
         self.agents = agents
         self.stopped_at: float | None = None
+        self.watches: dict[int, PartitionWatch] = {}
+        """Node -> its partition watch (latest incarnation), when ``settings.partition`` is set."""
 
     # -- building --------------------------------------------------------------------------------
     def _choose_byzantine(self, wanted: list[tuple[int, str]]) -> dict[int, str]:
@@ -335,7 +349,8 @@ class HrbSystem:
         return witnessed
 
     def initial_groups(self, node: NodeId) -> list[int]:
-        groups = [self.shard_of[int(node)]]
+        groups = [PARTITION_GROUP] if self.settings.partition is not None else []
+        groups.append(self.shard_of[int(node)])
         if int(node) in self.members_of[0]:
             groups.append(CORE_GROUP_BASE)
         return groups
@@ -358,6 +373,8 @@ class HrbSystem:
                 return None
             self.cores[(int(node), epoch)] = core
             return HostedGroup(group, core, None)
+        if group == PARTITION_GROUP:
+            return self._watch(node, now)
         behaviour = self.shard_byzantine.get(int(node))
         deployment = self.eager if behaviour in LEADER_BEHAVIOURS else self.deployment
         rng = random.Random(f"{seed}:shard:{node}:{now}")
@@ -365,8 +382,39 @@ class HrbSystem:
         inner: Any = replica
         if behaviour is not None:
             inner = ByzantineShardReplica(replica, behaviour, rng=random.Random(f"{seed}:byzantine:{node}:{now}"))
+        if self.settings.partition is not None:
+            view = self._shard_view(int(node), replica.store)
+            degraded = PartitionMember(inner, replica.store, view)
+            self.members[int(node)] = degraded
+            return HostedGroup(group, degraded, None, state=PartitionDesk(degraded, view))
         member = self.members[int(node)] = ShardMember(inner, replica.store)
         return HostedGroup(group, member, None, state=AgentDesk(member))
+
+    def _watch(self, node: NodeId, now: float) -> HostedGroup:
+        assert self.settings.partition is not None
+        rng = random.Random(f"{self.settings.seed}:watch:{node}:{now}")
+        nodes = range(1, self.settings.nodes + 1)
+        watch = self.watches[int(node)] = PartitionWatch(
+            node, nodes, config=self.settings.partition, rng=rng, now=now, watched=lambda: self._watched_by(int(node))
+        )
+        return HostedGroup(PARTITION_GROUP, watch, None)
+
+    def _watched_by(self, node: int) -> tuple[int, ...]:
+        """The peers a node's watch sends heartbeats to: its shard's members and the core it knows."""
+        member = self.members.get(node)
+        core = member.store.epoch_members() if isinstance(member, PartitionMember) else self.members_of[0]
+        return tuple(sorted(set(self.shards[self.shard_of[node]]) | set(core)))
+
+    def _shard_view(self, node: int, store: Any) -> ShardView:
+        assert self.settings.partition is not None
+        return ShardView(
+            shard=self.shard_of[node],
+            shards=self.shards,
+            mode=self.settings.quorum,
+            watch=lambda: self.watches.get(node),
+            core_members=store.epoch_members,
+            config=self.settings.partition,
+        )
 
     def _joiner(self, node: NodeId, epoch: int, rng: random.Random, now: float, recovered: Any) -> CoreReplica | None:
         previous = self.members_of.get(epoch - 1)
@@ -397,6 +445,8 @@ class HrbSystem:
     # -- online checks ---------------------------------------------------------------------------
     def observe(self, group: HostedGroup, now: float) -> None:
         core = group.core
+        if group.id == PARTITION_GROUP:
+            return
         if group.id < CORE_GROUP_BASE:
             member = core.member  # type: ignore[attr-defined]
             if type(member) is ShardReplica:
