@@ -1,0 +1,205 @@
+"""The background partitioner of a core member under dynamic sharding
+(docs/hrb.md section 10; issue 13).
+
+Theory of operation. ``Repartitioner`` is sans-IO and off the protocol's
+critical path: it watches the transactions agents complete (who transacted
+with whom, how often: an ``InteractionGraph`` per window of ``round_s``),
+and once a round decides whether to propose a change of the shard map
+through the core, as core member ``proposer`` (signed ``ReshardRequest``,
+sent to every member of the core like any command; the core orders it or
+refuses it, and this class learns which from the map it sees next).
+
+Per round, with the map ``current`` in force and nothing in flight:
+
+1. **Split**: a shard whose load is above ``split_factor`` × the mean of the
+   shards in use, while a shard of the deployment is unused (owns no ring
+   arc and no agent): ``SplitShard(hot, unused)``.
+2. **Merge**: a shard in use whose load is under ``merge_factor`` × the mean
+   merges into the shard it exchanges most transactions with
+   (``quorate.sharding.merge_plan``, coldest first).
+3. **Repartition**: ``RebalancePolicy`` (load spread with hysteresis and a
+   cooldown) over the shards in use, with METIS (pymetis) as the partitioner;
+   its moves become ``MoveAgents``. Agents that interact a lot end up on one
+   shard, which lowers the share of cross-shard transactions.
+
+``scripted`` changes (``(time, change)``, for tests and the CLI's
+``--reshard``) are proposed at their time as they are, before the policy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from quorate.core.signing import Signer
+from quorate.hrb.reshard import (
+    MapChange,
+    MergeShards,
+    MoveAgents,
+    ReshardRequest,
+    ShardMap,
+    SplitShard,
+    reshard_request_bytes,
+)
+from quorate.sharding import (
+    AgentMove,
+    InteractionGraph,
+    RebalanceConfig,
+    RebalancePolicy,
+    merge_plan,
+    metis_partition,
+    shard_traffic,
+)
+
+__all__ = ["Repartitioner", "RepartitionerSettings"]
+
+
+@dataclass(frozen=True, slots=True)
+class RepartitionerSettings:
+    round_s: float = 2.0
+    split_factor: float = 1.6
+    merge_factor: float = 0.25
+    trigger_cv: float = 0.25
+    rearm_cv: float = 0.10
+    cooldown_rounds: int = 2
+    settle_rounds: int = 2
+    """Rounds to wait after the map changed before judging it (the window must show the new map)."""
+    seed: int = 0
+
+
+@dataclass(slots=True)
+class Repartitioner:
+    """See the module docstring."""
+
+    shards: tuple[int, ...]
+    """Every shard of the deployment."""
+    proposer: int
+    signer: Signer
+    current: Callable[[], tuple[ShardMap, bool]]
+    """The map in force and whether a change is in flight (the proposer's core state)."""
+    settings: RepartitionerSettings = field(default_factory=RepartitionerSettings)
+    scripted: list[tuple[float, MapChange]] = field(default_factory=list)
+    graph: InteractionGraph = field(default_factory=InteractionGraph)
+    next_round_at: float = 0.0
+    proposals: list[dict[str, Any]] = field(default_factory=list)
+    policy: RebalancePolicy | None = None
+    stopped: bool = False
+    _seen_version: int = 0
+    _quiet_until_round: int = 0
+    _round: int = 0
+
+    def __post_init__(self) -> None:
+        self.next_round_at = self.settings.round_s
+        self.scripted.sort(key=lambda x: x[0])
+
+    def observe(self, agents: tuple[str, ...]) -> None:
+        """A completed transaction between ``agents`` (one: its own)."""
+        first = agents[0]
+        self.graph.add_agent(first, 1)
+        for other in agents[1:]:
+            if other != first:
+                self.graph.add_interaction(first, other)
+
+    def wake_at(self) -> float | None:
+        if self.stopped:
+            return None
+        times = [self.next_round_at]
+        if self.scripted:
+            times.append(self.scripted[0][0])
+        return min(times)
+
+    def tick(self, now: float) -> list[ReshardRequest]:
+        if self.stopped:
+            return []
+        out: list[ReshardRequest] = []
+        current, busy = self.current()
+        while self.scripted and self.scripted[0][0] <= now:
+            _, change = self.scripted.pop(0)
+            out.append(self._request(current, change, now, "scripted"))
+        if now < self.next_round_at:
+            return out
+        self.next_round_at = now + self.settings.round_s
+        graph, self.graph = self.graph, InteractionGraph()
+        self._round += 1
+        if current.version != self._seen_version:
+            # The map changed: judge it only on windows that saw it in force.
+            self._seen_version = current.version
+            self._quiet_until_round = self._round + self.settings.settle_rounds
+        if busy or out or len(graph) == 0 or self._round < self._quiet_until_round:
+            return out
+        planned = self._plan(current, graph)
+        if planned is not None:
+            out.append(self._request(current, planned, now, type(planned).__name__))
+        return out
+
+    def _request(self, current: ShardMap, change: MapChange, now: float, why: str) -> ReshardRequest:
+        unsigned = ReshardRequest(self.proposer, current.version, change, b"")
+        self.proposals.append({"at_s": round(now, 3), "based_on": current.version, "change": why,
+                               "detail": _describe(change)})
+        return ReshardRequest(self.proposer, current.version, change, self.signer.sign(reshard_request_bytes(unsigned)))
+
+    def _plan(self, current: ShardMap, graph: InteractionGraph) -> MapChange | None:
+        s = self.settings
+        homes = dict(current.homes)
+        for agent in graph.agents:
+            homes.setdefault(agent, current.owner("@" + agent))
+        used = sorted(set(current.shards()))
+        unused = [k for k in self.shards if k not in used]
+        loads = {k: 0 for k in used}
+        for agent in graph.agents:
+            if homes[agent] in loads:
+                loads[homes[agent]] += graph.load(agent)
+        mean = sum(loads.values()) / max(1, len(loads))
+        if mean <= 0:
+            return None
+        agents_on = {k: sum(1 for a in homes if homes[a] == k) for k in used}
+        hot = sorted(
+            (k for k in used if loads[k] > s.split_factor * mean and agents_on[k] > 1), key=lambda k: (-loads[k], k)
+        )
+        if hot and unused:
+            return SplitShard(hot[0], unused[0])
+        placement = {a: homes[a] for a in graph.agents}
+        cold = [k for k in used if loads[k] < s.merge_factor * mean]
+        if cold and len(used) > 1:
+            # Hysteresis against a split: the merged shard stays well under the split threshold.
+            mean_after = sum(loads.values()) / (len(used) - 1)
+            capacity = max(1, int(0.8 * s.split_factor * mean_after))
+            plan = merge_plan(loads, shard_traffic(graph, placement), capacity)
+            step = next((p for p in plan if p.absorbed in cold or p.into in cold), None)
+            if step is not None:
+                absorbed, into = (step.absorbed, step.into) if step.absorbed in cold else (step.into, step.absorbed)
+                return MergeShards(absorbed, into)
+        # Repartition over the shards in use, numbered 1..k for the policy.
+        index = {k: i + 1 for i, k in enumerate(used)}
+        back = {i: k for k, i in index.items()}
+        if self.policy is None or self.policy.shards != len(used):
+            self.policy = RebalancePolicy(
+                len(used),
+                lambda g, k: metis_partition(g, k, seed=s.seed),
+                RebalanceConfig(trigger_cv=s.trigger_cv, rearm_cv=s.rearm_cv, cooldown_rounds=s.cooldown_rounds),
+            )
+        local = {a: index[k] for a, k in placement.items() if k in index}
+        if len(local) != len(placement):
+            return None
+        proposal = self.policy.observe(graph, local, current.version)
+        if proposal is None or not proposal.moves:
+            return None
+        moves = tuple(
+            AgentMove(m.agent, back[m.source], back[m.target])
+            for m in proposal.moves
+            if current.home(m.agent) == back[m.source]
+        )
+        return MoveAgents(moves) if moves else None
+
+    def refused(self) -> None:
+        if self.policy is not None:
+            self.policy.refused()
+
+
+def _describe(change: MapChange) -> str:
+    if isinstance(change, SplitShard):
+        return f"split {change.shard} -> {change.new_shard}"
+    if isinstance(change, MergeShards):
+        return f"merge {change.absorbed} into {change.into}"
+    return f"move {len(change.moves)} agents"
