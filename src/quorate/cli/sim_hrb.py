@@ -113,7 +113,7 @@ def hrb(
         False, "--dynamic-sharding", help="Split, merge and move agents through the core while agents write."
     ),
     reshard: str = typer.Option(
-        "", "--reshard", help="With --dynamic-sharding: split:SHARD:NEW@T,merge:ABSORBED:INTO@T proposed at time T."
+        "", "--reshard", help="With --dynamic-sharding: split:SHARD:NEW@T,merge:ABSORBED:INTO@T,move:AGENT:SHARD@T instead of the partitioner."
     ),
     history: str | None = typer.Option(None, "--history", help="Write the agents' history (JSON) here."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object as the last line."),

@@ -23,7 +23,8 @@ Per round, with the map ``current`` in force and nothing in flight:
    shard, which lowers the share of cross-shard transactions.
 
 ``scripted`` changes (``(time, change)``, for tests and the CLI's
-``--reshard``) are proposed at their time as they are, before the policy.
+``--reshard``) are proposed at their time as they are (a move whose source is
+0 from the agent's home then), and the policy is off.
 """
 
 from __future__ import annotations
@@ -85,6 +86,7 @@ class Repartitioner:
     proposals: list[dict[str, Any]] = field(default_factory=list)
     policy: RebalancePolicy | None = None
     stopped: bool = False
+    scripted_only: bool = False
     _seen_version: int = 0
     _quiet_until_round: int = 0
     _round: int = 0
@@ -92,6 +94,7 @@ class Repartitioner:
     def __post_init__(self) -> None:
         self.next_round_at = self.settings.round_s
         self.scripted.sort(key=lambda x: x[0])
+        self.scripted_only = bool(self.scripted)
 
     def observe(self, agents: tuple[str, ...]) -> None:
         """A completed transaction between ``agents`` (one: its own)."""
@@ -104,10 +107,10 @@ class Repartitioner:
     def wake_at(self) -> float | None:
         if self.stopped:
             return None
-        times = [self.next_round_at]
+        times = [] if self.scripted_only else [self.next_round_at]
         if self.scripted:
             times.append(self.scripted[0][0])
-        return min(times)
+        return min(times) if times else None
 
     def tick(self, now: float) -> list[ReshardRequest]:
         if self.stopped:
@@ -117,7 +120,7 @@ class Repartitioner:
         while self.scripted and self.scripted[0][0] <= now:
             _, change = self.scripted.pop(0)
             out.append(self._request(current, change, now, "scripted"))
-        if now < self.next_round_at:
+        if now < self.next_round_at or self.scripted_only:
             return out
         self.next_round_at = now + self.settings.round_s
         graph, self.graph = self.graph, InteractionGraph()
@@ -134,6 +137,10 @@ class Repartitioner:
         return out
 
     def _request(self, current: ShardMap, change: MapChange, now: float, why: str) -> ReshardRequest:
+        if isinstance(change, MoveAgents):
+            change = MoveAgents(tuple(
+                AgentMove(m.agent, m.source or (current.home(m.agent) or 0), m.target) for m in change.moves
+            ))
         unsigned = ReshardRequest(self.proposer, current.version, change, b"")
         self.proposals.append({"at_s": round(now, 3), "based_on": current.version, "change": why,
                                "detail": _describe(change)})

@@ -51,23 +51,37 @@ HANDOFF_S = 8.0
 """A change not handed off within this much core log time aborts."""
 
 
+RESHARD_SYNTAX = "split:SHARD:NEW@T, merge:ABSORBED:INTO@T or move:AGENT:SHARD@T (agents are a0, a1, ...)"
+
+
 def parse_reshard(text: str) -> list[tuple[float, MapChange]]:
-    """``split:S:NEW@T``, ``merge:A:INTO@T``, comma-separated; ``ConfigError`` otherwise."""
+    """Comma-separated ``RESHARD_SYNTAX`` items; ``ConfigError`` otherwise. A
+    move's source is filled in from the map when it is proposed (0 here)."""
     from quorate.errors import ConfigError
-    from quorate.hrb.reshard import MergeShards, SplitShard
+    from quorate.hrb.reshard import MergeShards, MoveAgents, SplitShard
+    from quorate.sharding import AgentMove
 
     out: list[tuple[float, MapChange]] = []
     for item in filter(None, (x.strip() for x in text.split(","))):
         spec, _, at = item.partition("@")
         parts = spec.split(":")
         try:
-            when = float(at) if at else 5.0
-            numbers = [int(p) for p in parts[1:]]
+            when = float(at)
+            if parts[0] == "move" and len(parts) == 3:
+                numbers = [0, int(parts[2])]
+            else:
+                numbers = [int(p) for p in parts[1:]]
         except ValueError:
-            raise ConfigError(f"reshard: {item!r} is not KIND:SHARD:SHARD@TIME (e.g. split:2:4@5)") from None
-        if parts[0] not in ("split", "merge") or len(numbers) != 2 or when < 0:
-            raise ConfigError(f"reshard: {item!r} is not split:SHARD:NEW@TIME or merge:ABSORBED:INTO@TIME")
-        change: MapChange = SplitShard(*numbers) if parts[0] == "split" else MergeShards(*numbers)
+            raise ConfigError(f"reshard: {item!r} is not {RESHARD_SYNTAX}") from None
+        if parts[0] not in ("split", "merge", "move") or len(numbers) != 2 or not when >= 0:
+            raise ConfigError(f"reshard: {item!r} is not {RESHARD_SYNTAX}")
+        change: MapChange
+        if parts[0] == "split":
+            change = SplitShard(*numbers)
+        elif parts[0] == "merge":
+            change = MergeShards(*numbers)
+        else:
+            change = MoveAgents((AgentMove(parts[1], 0, numbers[1]),))
         out.append((when, change))
     return out
 
@@ -141,6 +155,7 @@ class DynamicSharding:
         self.aborts = 0
         self._seen_aborts = 0
         self.refused: dict[str, int] = {}
+        self.refusal_reasons: dict[str, int] = {}
         self._members: list[ReshardingShardMember] = []
 
     # -- hooks of HrbSystem -----------------------------------------------------------------
@@ -168,7 +183,11 @@ class DynamicSharding:
         if table.state.aborts > self._seen_aborts:
             self._seen_aborts = table.state.aborts
             self.partitioner.refused()
-        self.refused = dict(table.refused)
+        for reason, count in table.refused.items():
+            self.refused[reason] = max(count, self.refused.get(reason, 0))
+        for reason, count in state.s.refusals.items():
+            if reason.startswith("reshard refused: ") and count > self.refusal_reasons.get(reason, 0):
+                self.refusal_reasons[reason] = count
 
     def tick(self, now: float) -> None:
         pool = self.system.pool
@@ -236,6 +255,9 @@ class DynamicSharding:
             "commits": [{"at_s": round(t, 3), "version": v} for t, v in self.commits],
             "aborts": self._seen_aborts,
             "core_refusals": self.refused,
+            "scripted_refused": sorted(r.removeprefix("reshard refused: ") for r in self.refusal_reasons)
+            if self.partitioner.scripted_only
+            else [],
             "shards_in_use": list(self.map.shards()),
             "keys_installed": sum(h.installed for h in stores if h is not None),
             "keys_dropped": sum(h.dropped for h in stores if h is not None),

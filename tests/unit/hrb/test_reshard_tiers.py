@@ -39,7 +39,15 @@ from quorate.hrb.reshard import (
     reshard_request_bytes,
 )
 from quorate.hrb.shard.binding import bls_group_check
-from quorate.hrb.shard.state import CertifiedDecision, EntryRules, IntraTxn, PrepareRecord, ShardStore, TxnOutcome, encode_command
+from quorate.hrb.shard.state import (
+    CertifiedDecision,
+    EntryRules,
+    IntraTxn,
+    PrepareRecord,
+    ShardStore,
+    TxnOutcome,
+    encode_command,
+)
 from quorate.ids import NodeId
 from quorate.sharding import AgentMove, HashRing
 
