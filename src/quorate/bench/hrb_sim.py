@@ -81,6 +81,8 @@ class HrbRunConfig:
     """Splits, merges and agent moves through the core while agents write."""
     reshard: str = ""
     """With dynamic sharding: changes proposed as they are (``split:S:NEW@T,merge:A:INTO@T``)."""
+    partitioner: bool = True
+    """With dynamic sharding: run the background partitioner (off: the genesis map stays)."""
 
     @property
     def protocol(self) -> str:
@@ -102,6 +104,7 @@ class HrbRunConfig:
             epoch_length=self.epoch_length,
             seed=self.seed,
             dynamic_sharding=self.dynamic_sharding,
+            partitioner=self.partitioner,
             reshard=tuple(_reshard(self.reshard, self.dynamic_sharding)),
             workload=WorkloadSettings(
                 workload=self.workload,
@@ -145,6 +148,8 @@ class HrbRunConfig:
     def validate(self) -> None:
         if not self.drain_s >= 0:
             raise ConfigError(f"drain must be >= 0 seconds, got {self.drain_s}")
+        if not self.partitioner and not self.dynamic_sharding:
+            raise ConfigError("--no-partitioner needs --dynamic-sharding")
         self.settings().validate()
         self.sim_config().validate()
 

@@ -112,6 +112,9 @@ def hrb(
     dynamic_sharding: bool = typer.Option(
         False, "--dynamic-sharding", help="Split, merge and move agents through the core while agents write."
     ),
+    partitioner: bool = typer.Option(
+        True, "--partitioner/--no-partitioner", help="With --dynamic-sharding: propose changes from observed load."
+    ),
     reshard: str = typer.Option(
         "", "--reshard", help="With --dynamic-sharding: split:SHARD:NEW@T,merge:ABSORBED:INTO@T,move:AGENT:SHARD@T instead of the partitioner."
     ),
@@ -125,7 +128,7 @@ def hrb(
         workload=workload, quorum=quorum, core_bft=core_bft, byzantine=byzantine, allow_unsafe=allow_unsafe,
         faults=faults, heal_at_s=heal_at, max_crashed=max_crashed, duration_s=duration, agents=agents,
         op_timeout_s=op_timeout, epoch_length=epoch_length, liveness_bound_s=liveness_bound, drain_s=drain, seed=seed,
-        dynamic_sharding=dynamic_sharding, reshard=reshard,
+        dynamic_sharding=dynamic_sharding, reshard=reshard, partitioner=partitioner,
     )
     try:
         config.validate()

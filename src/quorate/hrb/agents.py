@@ -368,6 +368,8 @@ class AgentPool:
                 agent.balances[key] = INITIAL_BALANCE if outcome == "ok" else None
                 if outcome == "fail":
                     agent.absent.add(key)
+            elif f == "read" and outcome == "ok" and key not in got:
+                agent.balances[key] = None  # read, but not told the value: read it again
             elif f == "read" and outcome == "ok":
                 raw = got.get(key)
                 agent.balances[key] = int(raw) if raw is not None else None
@@ -383,7 +385,9 @@ class AgentPool:
             if now is not None:
                 event["time"] = now
             if f == "read":
-                if outcome == "ok":
+                if outcome == "ok" and key not in got:
+                    event["type"] = "info"  # committed, but its value never reached this agent
+                elif outcome == "ok":
                     raw = got.get(key)
                     event["value"] = None if raw is None else (int(raw) if self.settings.workload == "bank" else raw)
             else:

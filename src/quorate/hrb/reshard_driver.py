@@ -3,11 +3,15 @@
 
 Theory of operation. ``Repartitioner`` is sans-IO and off the protocol's
 critical path: it watches the transactions agents complete (who transacted
-with whom, how often: an ``InteractionGraph`` per window of ``round_s``),
-and once a round decides whether to propose a change of the shard map
-through the core, as core member ``proposer`` (signed ``ReshardRequest``,
-sent to every member of the core like any command; the core orders it or
-refuses it, and this class learns which from the map it sees next).
+with whom, how often: an ``InteractionGraph`` gathered since the map in
+force took effect, and the same stream fed to the one-pass affinity
+clustering), and once a round (``round_s``) decides whether to propose a
+change of the shard map through the core, as core member ``proposer``
+(signed ``ReshardRequest``, sent to every member of the core like any
+command; the core orders it or refuses it, and this class learns which
+from the map it sees next). A map is judged only after ``settle_rounds``
+rounds in force, on everything observed under it, so a change is never
+judged on the traffic of the map before it.
 
 Per round, with the map ``current`` in force and nothing in flight:
 
@@ -19,8 +23,18 @@ Per round, with the map ``current`` in force and nothing in flight:
    (``quorate.sharding.merge_plan``, coldest first).
 3. **Repartition**: ``RebalancePolicy`` (load spread with hysteresis and a
    cooldown) over the shards in use, with METIS (pymetis) as the partitioner;
-   its moves become ``MoveAgents``. Agents that interact a lot end up on one
-   shard, which lowers the share of cross-shard transactions.
+   its moves become ``MoveAgents``.
+4. **Affinity**: when the share of interactions across shards is above
+   ``cut_trigger`` and the affinity clustering's placement (seeded with the
+   map's, fed with the stream) would cut it by at least ``min_gain`` with
+   loads within ``max_imbalance``, its moves become ``MoveAgents``: agents
+   that interact a lot end up on one shard, which lowers the share of
+   cross-shard transactions.
+
+Flapping: a split needs two agents or more and leaves halves near 0.8 ×
+the mean (far above the merge threshold); a merge must leave the merged
+shard no heavier than an average shard (far under the split threshold);
+and every decision waits for the settle rounds of the map before it.
 
 ``scripted`` changes (``(time, change)``, for tests and the CLI's
 ``--reshard``) are proposed at their time as they are (a move whose source is
@@ -34,6 +48,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from quorate.core.signing import Signer
+from quorate.errors import ConfigError
 from quorate.hrb.reshard import (
     MapChange,
     MergeShards,
@@ -44,10 +59,15 @@ from quorate.hrb.reshard import (
     reshard_request_bytes,
 )
 from quorate.sharding import (
+    AffinityClustering,
+    AffinityConfig,
     AgentMove,
     InteractionGraph,
     RebalanceConfig,
     RebalancePolicy,
+    cut_fraction,
+    load_cv,
+    load_imbalance,
     merge_plan,
     metis_partition,
     shard_traffic,
@@ -60,12 +80,15 @@ __all__ = ["Repartitioner", "RepartitionerSettings"]
 class RepartitionerSettings:
     round_s: float = 2.0
     split_factor: float = 1.6
-    merge_factor: float = 0.25
+    merge_factor: float = 0.2
     trigger_cv: float = 0.25
     rearm_cv: float = 0.10
     cooldown_rounds: int = 2
-    settle_rounds: int = 2
+    settle_rounds: int = 3
     """Rounds to wait after the map changed before judging it (the window must show the new map)."""
+    cut_trigger: float = 0.25
+    min_gain: float = 0.3
+    max_imbalance: float = 1.5
     seed: int = 0
 
 
@@ -87,7 +110,10 @@ class Repartitioner:
     policy: RebalancePolicy | None = None
     stopped: bool = False
     scripted_only: bool = False
-    _seen_version: int = 0
+    affinity: AffinityClustering | None = None
+    _affinity_shards: tuple[int, ...] = ()
+    _seen_version: int = -1
+    _affinity_index: dict[str, int] = field(default_factory=dict)
     _quiet_until_round: int = 0
     _round: int = 0
 
@@ -103,6 +129,8 @@ class Repartitioner:
         for other in agents[1:]:
             if other != first:
                 self.graph.add_interaction(first, other)
+                if self.affinity is not None and first in self._affinity_index and other in self._affinity_index:
+                    self.affinity.interact(first, other)
 
     def wake_at(self) -> float | None:
         if self.stopped:
@@ -123,12 +151,14 @@ class Repartitioner:
         if now < self.next_round_at or self.scripted_only:
             return out
         self.next_round_at = now + self.settings.round_s
-        graph, self.graph = self.graph, InteractionGraph()
         self._round += 1
-        if current.version != self._seen_version:
-            # The map changed: judge it only on windows that saw it in force.
+        if current.version != self._seen_version or self.affinity is None:
+            # The map changed: judge it only on what is observed under it.
             self._seen_version = current.version
             self._quiet_until_round = self._round + self.settings.settle_rounds
+            self.graph = InteractionGraph()
+            self._reseed(current)
+        graph = self.graph
         if busy or out or len(graph) == 0 or self._round < self._quiet_until_round:
             return out
         planned = self._plan(current, graph)
@@ -164,19 +194,20 @@ class Repartitioner:
         hot = sorted(
             (k for k in used if loads[k] > s.split_factor * mean and agents_on[k] > 1), key=lambda k: (-loads[k], k)
         )
-        if hot and unused:
+        if hot and unused and self._improves(current, graph, SplitShard(hot[0], unused[0])):
             return SplitShard(hot[0], unused[0])
         placement = {a: homes[a] for a in graph.agents}
         cold = [k for k in used if loads[k] < s.merge_factor * mean]
         if cold and len(used) > 1:
-            # Hysteresis against a split: the merged shard stays well under the split threshold.
-            mean_after = sum(loads.values()) / (len(used) - 1)
-            capacity = max(1, int(0.8 * s.split_factor * mean_after))
+            # Hysteresis against a split: the merged shard is no heavier than an average
+            # one now, so it stays well under the split threshold afterwards.
+            capacity = max(1, int(mean))
             plan = merge_plan(loads, shard_traffic(graph, placement), capacity)
             step = next((p for p in plan if p.absorbed in cold or p.into in cold), None)
             if step is not None:
                 absorbed, into = (step.absorbed, step.into) if step.absorbed in cold else (step.into, step.absorbed)
-                return MergeShards(absorbed, into)
+                if self._improves(current, graph, MergeShards(absorbed, into)):
+                    return MergeShards(absorbed, into)
         # Repartition over the shards in use, numbered 1..k for the policy.
         index = {k: i + 1 for i, k in enumerate(used)}
         back = {i: k for k, i in index.items()}
@@ -190,18 +221,75 @@ class Repartitioner:
         if len(local) != len(placement):
             return None
         proposal = self.policy.observe(graph, local, current.version)
-        if proposal is None or not proposal.moves:
-            return None
-        moves = tuple(
-            AgentMove(m.agent, back[m.source], back[m.target])
-            for m in proposal.moves
-            if current.home(m.agent) == back[m.source]
+        if proposal is not None and proposal.moves:
+            return self._moves(current, proposal.moves, back)
+        return self._affinity_moves(current, graph, local, index, back)
+
+    def _improves(self, current: ShardMap, graph: InteractionGraph, change: MapChange) -> bool:
+        """A split or merge must lower the spread of loads over the shards in
+        use by ``min_gain`` of itself (so a change is never undone by the next)."""
+        try:
+            after = current.after(change)
+        except ConfigError:
+            return False
+        return _spread(after, graph) <= (1.0 - self.settings.min_gain) * _spread(current, graph)
+
+    def _moves(self, current: ShardMap, moves: tuple[AgentMove, ...], back: dict[int, int]) -> MoveAgents | None:
+        out = tuple(
+            AgentMove(m.agent, back[m.source], back[m.target]) for m in moves if current.home(m.agent) == back[m.source]
         )
-        return MoveAgents(moves) if moves else None
+        return MoveAgents(out) if out else None
+
+    def _reseed(self, current: ShardMap) -> None:
+        used = tuple(sorted(set(current.shards())))
+        index = {k: i + 1 for i, k in enumerate(used)}
+        self._affinity_shards = used
+        homes = {a: index[k] for a, k in current.homes if k in index}
+        self._affinity_index = homes
+        self.affinity = AffinityClustering(
+            AffinityConfig(
+                shards=max(1, len(used)), expected_total_load=len(homes),
+                capacity_slack=self.settings.max_imbalance - 1.0, half_life_interactions=500.0,
+            )
+        )
+        self.affinity.seed(homes)
+
+    def _affinity_moves(
+        self,
+        current: ShardMap,
+        graph: InteractionGraph,
+        local: dict[str, int],
+        index: dict[int, int],
+        back: dict[int, int],
+    ) -> MoveAgents | None:
+        s = self.settings
+        if self.affinity is None or len(index) < 2:
+            return None
+        now_cut = cut_fraction(graph, local)
+        if now_cut < s.cut_trigger:
+            return None
+        found = self.affinity.placement()
+        proposed = {a: found.get(a, k) for a, k in local.items()}
+        if cut_fraction(graph, proposed) > (1.0 - s.min_gain) * now_cut:
+            return None
+        if load_imbalance(graph, proposed, len(index)) > s.max_imbalance:
+            return None
+        moves = tuple(AgentMove(a, k, proposed[a]) for a, k in sorted(local.items()) if proposed[a] != k)
+        return self._moves(current, moves, back) if moves else None
 
     def refused(self) -> None:
         if self.policy is not None:
             self.policy.refused()
+
+
+def _spread(shard_map: ShardMap, graph: InteractionGraph) -> float:
+    """Coefficient of variation of the loads of the shards ``shard_map`` uses."""
+    loads = dict.fromkeys(shard_map.shards(), 0)
+    for agent in graph.agents:
+        home = shard_map.home(agent)
+        if home in loads:
+            loads[home] += graph.load(agent)
+    return load_cv(list(loads.values()))
 
 
 def _describe(change: MapChange) -> str:

@@ -30,6 +30,7 @@ exists only with the option, so a run without it is unchanged:
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -42,7 +43,7 @@ from quorate.hrb.reshard_member import ReshardingShardMember
 from quorate.ids import NodeId
 from quorate.sharding import HashRing
 
-__all__ = ["SPARE_SHARDS", "CoreDesk", "DynamicSharding", "parse_reshard"]
+__all__ = ["SPARE_SHARDS", "CoreDesk", "DynamicSharding", "parse_reshard", "window_of"]
 
 SPARE_SHARDS = 1
 """Shards that start empty, for splits."""
@@ -149,6 +150,8 @@ class DynamicSharding:
             RepartitionerSettings(seed=s.seed),
             list(s.reshard),
         )
+        if not s.partitioner:
+            self.partitioner.scripted_only = True
         self.sends: list[tuple[int, int, int, Any]] = []
         self.commits: list[tuple[float, int]] = []
         """(time, version) when an honest core member first held each map version."""
@@ -263,8 +266,35 @@ class DynamicSharding:
             "keys_dropped": sum(h.dropped for h in stores if h is not None),
             "handoff_reports_sent": sum(m.reports for m in self._members),
             "before": _window(before, 0.0, first if first is not None else duration),
-            "after": _window(after, last, duration) if last is not None else None,
+            "after": _window(after, last, duration) if last is not None and last < duration else None,
+            "per_second": _per_second(completed, duration),
         }
+
+
+def _per_second(completed: Sequence[Any], duration: float) -> list[list[int]]:
+    """[intra, cross] transactions committed, by the second they were invoked in."""
+    out = [[0, 0] for _ in range(max(1, math.ceil(duration)))]
+    for c in completed:
+        if c.outcome == "ok" and c.invoked_at < len(out):
+            out[int(c.invoked_at)][1 if c.cross else 0] += 1
+    return out
+
+
+def window_of(report: dict[str, Any], start: float, end: float) -> dict[str, Any]:
+    """A ``report``'s (``DynamicSharding.report``) figures for transactions
+    invoked in the whole seconds from ``start`` (rounded up) to ``end``."""
+    first, last = math.ceil(start), math.floor(end)
+    buckets = report["per_second"][first:last]
+    intra = sum(b[0] for b in buckets)
+    cross = sum(b[1] for b in buckets)
+    done = intra + cross
+    return {
+        "from_s": float(first),
+        "to_s": float(last),
+        "committed": done,
+        "cross_shard_share": round(cross / done, 4) if done else None,
+        "throughput_ops": round(done / max(last - first, 1e-9), 3) if last > first else 0.0,
+    }
 
 
 def _window(completed: Sequence[Any], start: float, end: float) -> dict[str, Any]:

@@ -167,6 +167,8 @@ class HrbSimSettings:
     """Splits, merges and agent moves through the core (``quorate.hrb.reshard``)."""
     reshard: tuple[tuple[float, Any], ...] = ()
     """Dynamic sharding: (time, ``MapChange``) proposed at that time as they are."""
+    partitioner: bool = True
+    """Dynamic sharding: the background partitioner proposes changes (off: only ``reshard``)."""
 
     def validate(self) -> HrbSimSettings:
         if self.nodes < 4:

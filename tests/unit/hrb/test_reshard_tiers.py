@@ -287,3 +287,17 @@ def test_the_map_survives_an_epoch_change_snapshot() -> None:
     # A snapshot without dynamic sharding encodes as before.
     plain = Kit().genesis.snapshot
     assert type(decode_snapshot(encode_snapshot(plain))) is type(plain)
+
+
+def test_a_read_of_a_key_the_home_shard_no_longer_owns_goes_back_to_the_client() -> None:
+    # The home shard answers a transaction with its own reads, so it cannot forward one
+    # that reads another shard's key (a client on an older map): it is refused, not lost.
+    from quorate.hrb.shard.state import TxnRequested
+
+    t = Tiers()
+    read = Transaction(txn_id("r"), 5, 1, 1, (TxnOp(Y, "get"),))
+    [out] = t.append(1, encode_command(TxnRequested(read)))
+    assert isinstance(out, TxnOutcome) and not out.committed and out.reason.startswith("wrong shard: key '@y/acct0'")
+    assert read.txn_id not in t.stores[1].requested
+    write = Transaction(txn_id("w"), 5, 2, 1, (TxnOp(X, "add", delta=1), TxnOp(Y, "add", delta=1)))
+    assert [type(e).__name__ for e in t.append(1, encode_command(TxnRequested(write)))] == ["CrossShardRequest"]

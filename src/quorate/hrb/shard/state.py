@@ -461,6 +461,13 @@ class ShardStore:
     def _apply_requested(self, txn: Transaction) -> list[Effect]:
         if txn.txn_id in self.decided or txn.txn_id in self.requested:
             return []
+        if self.handoff is not None:
+            # The home shard answers with its own reads: a read of a key it does not own (the
+            # client's map is older than this shard's) goes back to the client, not to the core.
+            read = next((op.key for op in txn.ops if op.action == "get" and self.rules.owner(op.key) != self.rules.shard), None)
+            if read is not None:
+                reason = f"wrong shard: key {read!r} is read on shard {self.rules.owner(read)} (map {self.handoff.map.version})"
+                return [TxnOutcome(txn.txn_id, txn.client, txn.seq, False, reason)]
         self.requested[txn.txn_id] = txn
         return [CrossShardRequest(txn)]
 
