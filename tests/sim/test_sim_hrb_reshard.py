@@ -72,6 +72,7 @@ def test_a_split_of_a_shard_that_does_not_exist_is_refused_counted_and_changes_n
         (["--dynamic-sharding", "--reshard", "split:1"], "reshard: 'split:1' is not"),
         (["--dynamic-sharding", "--reshard", "grow:1:2@3"], "reshard: 'grow:1:2@3' is not"),
         (["--reshard", "split:1:3@2"], "--reshard needs --dynamic-sharding"),
+        (["--no-partitioner"], "--no-partitioner needs --dynamic-sharding"),
     ],
 )
 def test_malformed_reshard_options_are_one_line(args: list[str], message: str) -> None:
@@ -106,3 +107,22 @@ def test_dynamic_sharding_under_chaos_sweep(seed: int) -> None:
     """100 seeds of the partitioner resharding under chaos (run with -m slow)."""
     report, _ = run_hrb(_chaos(seed))
     _check_chaos_run(report)
+
+
+def test_windows_of_a_run_count_what_was_invoked_in_them() -> None:
+    from quorate.hrb.reshard_sim import window_of
+
+    report = {"per_second": [[1, 0], [2, 1], [3, 1], [0, 0]]}
+    assert window_of(report, 0.5, 3.0) == {
+        "from_s": 1.0, "to_s": 3.0, "committed": 7, "cross_shard_share": round(2 / 7, 4), "throughput_ops": 3.5,
+    }
+    assert window_of(report, 3.0, 3.0)["committed"] == 0
+
+
+@pytest.mark.slow
+def test_bench_sharding_simulates_with_and_without_the_partitioner() -> None:
+    result = runner.invoke(app, ["bench", "sharding", "--repeat", "1", "--keys", "3000", "--sim-seeds", "1", "--json"])
+    assert result.exit_code == 0, result.output
+    sim = json.loads(result.output.strip().splitlines()[-1])["sim"]
+    [run] = sim["runs"]
+    assert run["ok"] and run["committed_changes"] > 0 and run["before"]["committed"] > 0

@@ -108,7 +108,7 @@ ROUND = 4
 
 SIM_NODES = 20
 SIM_CROSS = 0.5
-SIM_DURATION_S = 40.0
+SIM_DURATION_S = 60.0
 
 
 @dataclass(frozen=True)
