@@ -173,7 +173,7 @@ class Repartitioner:
             ))
         unsigned = ReshardRequest(self.proposer, current.version, change, b"")
         self.proposals.append({"at_s": round(now, 3), "based_on": current.version, "change": why,
-                               "detail": _describe(change)})
+                               "detail": describe(change)})
         return ReshardRequest(self.proposer, current.version, change, self.signer.sign(reshard_request_bytes(unsigned)))
 
     def _plan(self, current: ShardMap, graph: InteractionGraph) -> MapChange | None:
@@ -292,7 +292,8 @@ def _spread(shard_map: ShardMap, graph: InteractionGraph) -> float:
     return load_cv(list(loads.values()))
 
 
-def _describe(change: MapChange) -> str:
+def describe(change: MapChange) -> str:
+    """``split 3 -> 4``, ``merge 2 into 1``, ``move 5 agents``."""
     if isinstance(change, SplitShard):
         return f"split {change.shard} -> {change.new_shard}"
     if isinstance(change, MergeShards):

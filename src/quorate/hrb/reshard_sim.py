@@ -38,7 +38,7 @@ from quorate.hrb.agents import INITIAL_BALANCE, agent_name
 from quorate.hrb.core.snapshot import DynamicCoreSnapshot
 from quorate.hrb.messages import CORE_GROUP_BASE
 from quorate.hrb.reshard import MapChange, ReshardState, ShardMap
-from quorate.hrb.reshard_driver import Repartitioner, RepartitionerSettings
+from quorate.hrb.reshard_driver import Repartitioner, RepartitionerSettings, describe
 from quorate.hrb.reshard_member import ReshardingShardMember
 from quorate.ids import NodeId
 from quorate.sharding import HashRing
@@ -159,6 +159,8 @@ class DynamicSharding:
         self._seen_aborts = 0
         self.refused: dict[str, int] = {}
         self.refusal_reasons: dict[str, int] = {}
+        self._changes: dict[int, str] = {}
+        """Map version -> the change that leads to it, as seen in flight."""
         self._members: list[ReshardingShardMember] = []
 
     # -- hooks of HrbSystem -----------------------------------------------------------------
@@ -178,6 +180,9 @@ class DynamicSharding:
         if table is None:
             return
         current = table.current
+        pending = table.pending
+        if pending is not None:
+            self._changes.setdefault(pending.begin.version, describe(pending.begin.change))
         if current.version > self.map.version:
             self.map = current
             self.commits.append((now, current.version))
@@ -255,7 +260,7 @@ class DynamicSharding:
         return {
             "proposals": self.partitioner.proposals,
             "map_version": self.map.version,
-            "commits": [{"at_s": round(t, 3), "version": v} for t, v in self.commits],
+            "commits": [{"at_s": round(t, 3), "version": v, "change": self._changes.get(v)} for t, v in self.commits],
             "aborts": self._seen_aborts,
             "core_refusals": self.refused,
             "scripted_refused": sorted(r.removeprefix("reshard refused: ") for r in self.refusal_reasons)
