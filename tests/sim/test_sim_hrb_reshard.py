@@ -40,8 +40,8 @@ def _chaos(seed: int) -> HrbRunConfig:
 
 def test_a_split_a_move_and_a_merge_commit_while_agents_write() -> None:
     config = HrbRunConfig(
-        nodes=12, shard_size=4, core=4, duration_s=10.0, drain_s=4.0, dynamic_sharding=True,
-        reshard="split:1:3@2,move:a0:2@5,merge:3:1@8", seed=1,
+        nodes=12, shard_size=4, core=4, duration_s=6.0, drain_s=2.0, dynamic_sharding=True,
+        reshard="split:1:3@1,move:a0:2@2.5,merge:3:1@4", seed=1,
     )
     report, _ = run_hrb(config)
     assert report["failures"] == [] and report["linearizable"] is True
