@@ -33,8 +33,15 @@ Per round, with the map ``current`` in force and nothing in flight:
 
 Flapping: a split needs two agents or more and leaves halves near 0.8 ×
 the mean (far above the merge threshold); a merge must leave the merged
-shard no heavier than an average shard (far under the split threshold);
-and every decision waits for the settle rounds of the map before it.
+shard at most 1.2 × the mean after it (under the split threshold); a split
+or merge must lower the spread of loads by ``min_gain``; and every decision
+waits for the settle rounds of the map before it.
+
+A request can be lost (a core changing epoch drops what reaches its closed
+epoch): while the map stays at the version a request was computed from and
+nothing is in flight, the same signed request is sent again every
+``round_s``, at most ``MAX_RESENDS`` times; a refusal the core orders, or
+any change of the map, settles it.
 
 ``scripted`` changes (``(time, change)``, for tests and the CLI's
 ``--reshard``) are proposed at their time as they are (a move whose source is
@@ -73,7 +80,9 @@ from quorate.sharding import (
     shard_traffic,
 )
 
-__all__ = ["Repartitioner", "RepartitionerSettings"]
+__all__ = ["MAX_RESENDS", "Repartitioner", "RepartitionerSettings", "describe"]
+
+MAX_RESENDS = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +120,10 @@ class Repartitioner:
     stopped: bool = False
     scripted_only: bool = False
     affinity: AffinityClustering | None = None
+    outstanding: ReshardRequest | None = None
+    """The last request sent and not yet settled (see the module docstring)."""
+    _outstanding_at: float = 0.0
+    _resends: int = 0
     _affinity_shards: tuple[int, ...] = ()
     _seen_version: int = -1
     _affinity_index: dict[str, int] = field(default_factory=dict)
@@ -136,6 +149,8 @@ class Repartitioner:
         if self.stopped:
             return None
         times = [] if self.scripted_only else [self.next_round_at]
+        if self.outstanding is not None:
+            times.append(self._outstanding_at + self.settings.round_s)
         if self.scripted:
             times.append(self.scripted[0][0])
         return min(times) if times else None
@@ -145,6 +160,16 @@ class Repartitioner:
             return []
         out: list[ReshardRequest] = []
         current, busy = self.current()
+        request = self.outstanding
+        if request is not None and current.version != request.based_on_version:
+            self.outstanding = None
+        elif request is not None and not busy and now >= self._outstanding_at + self.settings.round_s:
+            if self._resends < MAX_RESENDS:
+                self._resends += 1
+                self._outstanding_at = now
+                out.append(request)
+            else:
+                self.outstanding = None
         while self.scripted and self.scripted[0][0] <= now:
             _, change = self.scripted.pop(0)
             out.append(self._request(current, change, now, "scripted"))
@@ -174,7 +199,9 @@ class Repartitioner:
         unsigned = ReshardRequest(self.proposer, current.version, change, b"")
         self.proposals.append({"at_s": round(now, 3), "based_on": current.version, "change": why,
                                "detail": describe(change)})
-        return ReshardRequest(self.proposer, current.version, change, self.signer.sign(reshard_request_bytes(unsigned)))
+        request = ReshardRequest(self.proposer, current.version, change, self.signer.sign(reshard_request_bytes(unsigned)))
+        self.outstanding, self._outstanding_at, self._resends = request, now, 0
+        return request
 
     def _plan(self, current: ShardMap, graph: InteractionGraph) -> MapChange | None:
         s = self.settings
@@ -199,9 +226,9 @@ class Repartitioner:
         placement = {a: homes[a] for a in graph.agents}
         cold = [k for k in used if loads[k] < s.merge_factor * mean]
         if cold and len(used) > 1:
-            # Hysteresis against a split: the merged shard is no heavier than an average
-            # one now, so it stays well under the split threshold afterwards.
-            capacity = max(1, int(mean))
+            # Hysteresis against a split: the merged shard carries at most 1.2 x the mean
+            # load after the merge, well under the split threshold (1.6 x).
+            capacity = max(1, int(1.2 * sum(loads.values()) / (len(used) - 1)))
             plan = merge_plan(loads, shard_traffic(graph, placement), capacity)
             step = next((p for p in plan if p.absorbed in cold or p.into in cold), None)
             if step is not None:
@@ -278,6 +305,8 @@ class Repartitioner:
         return self._moves(current, moves, back) if moves else None
 
     def refused(self) -> None:
+        """The core refused or aborted the last request: arm the policy again, send it no more."""
+        self.outstanding = None
         if self.policy is not None:
             self.policy.refused()
 

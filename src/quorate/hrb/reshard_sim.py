@@ -196,6 +196,7 @@ class DynamicSharding:
         for reason, count in state.s.refusals.items():
             if reason.startswith("reshard refused: ") and count > self.refusal_reasons.get(reason, 0):
                 self.refusal_reasons[reason] = count
+                self.partitioner.refused()
 
     def tick(self, now: float) -> None:
         pool = self.system.pool
@@ -263,7 +264,12 @@ class DynamicSharding:
             "commits": [{"at_s": round(t, 3), "version": v, "change": self._changes.get(v)} for t, v in self.commits],
             "aborts": self._seen_aborts,
             "core_refusals": self.refused,
-            "scripted_refused": sorted(r.removeprefix("reshard refused: ") for r in self.refusal_reasons)
+            # What a scripted change got wrong (a stale or busy refusal of a repeated request is not).
+            "scripted_refused": sorted(
+                r.removeprefix("reshard refused: ")
+                for r in self.refusal_reasons
+                if r.startswith(("reshard refused: unknown shard", "reshard refused: impossible"))
+            )
             if self.partitioner.scripted_only
             else [],
             "shards_in_use": list(self.map.shards()),
