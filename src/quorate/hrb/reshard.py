@@ -559,6 +559,9 @@ class ShardHandoff:
                 nxt = self.map.after(decision.change)
             except ConfigError as exc:
                 return f"a begun change that does not fit map {self.map.version}: {exc}"
+            # A later change of the same version means the core abandoned the earlier one
+            # (its abort may still be on the way): forget what was taken for it.
+            self.ready = {r: v for r, v in self.ready.items() if v[0] >= decision.seq}
             self.begin, self.next_map = decision, nxt
             self.drained(store)
             return None

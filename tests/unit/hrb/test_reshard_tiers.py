@@ -301,3 +301,24 @@ def test_a_read_of_a_key_the_home_shard_no_longer_owns_goes_back_to_the_client()
     assert read.txn_id not in t.stores[1].requested
     write = Transaction(txn_id("w"), 5, 2, 1, (TxnOp(X, "add", delta=1), TxnOp(Y, "add", delta=1)))
     assert [type(e).__name__ for e in t.append(1, encode_command(TxnRequested(write)))] == ["CrossShardRequest"]
+
+
+def test_a_begin_that_replaces_an_abandoned_one_takes_its_own_state() -> None:
+    # The core aborted change 1 and began change 2 on the same route; shard 1 sees
+    # change 2's begin before change 1's abort.
+    t = Tiers()
+    t.core_apply(t.request(MoveAgents((AgentMove("x", 1, 3),)), 0))
+    t.deliver(1, t.certificates[-1][1])
+    assert [v[0] for v in t.stores[1].handoff.ready.values()] == [1]
+    for count in range(1, 8):
+        for member in t.core.members[:3]:
+            t.core_apply(t.kit.tick(member, count))
+    abort = t.certificates[-1][1]
+    t.core_apply(t.request(MoveAgents((AgentMove("x", 1, 3),)), 0))
+    t.deliver(1, t.certificates[-1][1])
+    assert [v[0] for v in t.stores[1].handoff.ready.values()] == [2]
+    t.deliver(1, abort)  # the late abort of change 1 changes nothing
+    assert t.stores[1].handoff.begin is not None and t.stores[1].handoff.begin.seq == 2
+    t.hand_off(1)
+    t.deliver_all()
+    assert t.stores[3].data[X] == "10" and X not in t.stores[1].data and t.total() == 20
