@@ -163,7 +163,9 @@ class Repartitioner:
         request = self.outstanding
         if request is not None and current.version != request.based_on_version:
             self.outstanding = None
-        elif request is not None and not busy and now >= self._outstanding_at + self.settings.round_s:
+        elif request is not None and busy:
+            self._outstanding_at = now  # a change is in flight: wait a round after it settles
+        elif request is not None and now >= self._outstanding_at + self.settings.round_s:
             if self._resends < MAX_RESENDS:
                 self._resends += 1
                 self._outstanding_at = now

@@ -77,8 +77,11 @@ def test_a_lost_request_is_sent_again_until_the_map_moves_or_the_core_refuses() 
     assert first.change == MoveAgents((AgentMove("a", 1, 2),))  # the source filled in from the map
     assert p.wake_at() == 2.0
     assert p.tick(2.0) == [first]
-    state["busy"] = True  # in flight: wait
+    state["busy"] = True  # in flight: wait, and never ask to be woken in the past
     assert p.tick(3.0) == []
+    wake = p.wake_at()
+    assert wake is not None and wake > 3.0
+    assert p.tick(3.5) == [] and (p.wake_at() or 0) > 3.5
     state["busy"] = False  # aborted: try again, at most MAX_RESENDS times in all
     resent = sum(len(p.tick(t)) for t in (4.0, 5.0, 6.0, 7.0))
     assert resent == MAX_RESENDS - 1 and p.outstanding is None
