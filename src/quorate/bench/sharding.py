@@ -374,7 +374,7 @@ def measure_sim(settings: ShardingSettings) -> dict[str, Any]:
     import dataclasses
 
     from quorate.bench.hrb_sim import HrbRunConfig, run_hrb
-    from quorate.hrb.reshard_sim import window_of
+    from quorate.hrb.reshard_sim import SPARE_SHARDS, window_of
 
     runs = []
     for seed in range(settings.seed, settings.seed + settings.sim_seeds):
@@ -398,6 +398,7 @@ def measure_sim(settings: ShardingSettings) -> dict[str, Any]:
             "after": after,
             "static_same_window": window_of(static["dynamic_sharding"], start, SIM_DURATION_S),
             "keys_moved": d["keys_installed"],
+            "shards_in_use": {"genesis": dynamic["shards"]["count"] - SPARE_SHARDS, "end": d["shards_in_use"]},
             "ok": dynamic["ok"] and static["ok"],
             "failures": dynamic["failures"] + static["failures"],
             "wall_seconds": round(time.perf_counter() - started, 2),
