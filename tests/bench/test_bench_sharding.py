@@ -88,6 +88,8 @@ def test_the_table() -> None:
         (["--keys", "10"], "--keys is at least 100"),
         (["--keys", "many"], "--keys wants an integer"),
         (["--seed", "x"], "--seed wants an integer"),
+        (["--sim-seeds", "101"], "--sim-seeds is within 0..100"),
+        (["--sim-seeds", "some"], "--sim-seeds wants an integer"),
     ],
 )
 def test_bad_options_exit_2_with_one_line(args: list[str], message: str) -> None:

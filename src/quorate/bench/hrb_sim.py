@@ -77,6 +77,12 @@ class HrbRunConfig:
     drain_s: float = 8.0
     """Simulated seconds after the agents stop, for transactions in flight to settle."""
     seed: int = 0
+    dynamic_sharding: bool = False
+    """Splits, merges and agent moves through the core while agents write."""
+    reshard: str = ""
+    """With dynamic sharding: changes proposed as they are (``split:S:NEW@T,merge:A:INTO@T``)."""
+    partitioner: bool = True
+    """With dynamic sharding: run the background partitioner (off: the genesis map stays)."""
 
     @property
     def protocol(self) -> str:
@@ -97,6 +103,9 @@ class HrbRunConfig:
             agents=self.agents,
             epoch_length=self.epoch_length,
             seed=self.seed,
+            dynamic_sharding=self.dynamic_sharding,
+            partitioner=self.partitioner,
+            reshard=tuple(_reshard(self.reshard, self.dynamic_sharding)),
             workload=WorkloadSettings(
                 workload=self.workload,
                 cross_shard=self.cross_shard,
@@ -139,8 +148,20 @@ class HrbRunConfig:
     def validate(self) -> None:
         if not self.drain_s >= 0:
             raise ConfigError(f"drain must be >= 0 seconds, got {self.drain_s}")
+        if not self.partitioner and not self.dynamic_sharding:
+            raise ConfigError("--no-partitioner needs --dynamic-sharding")
         self.settings().validate()
         self.sim_config().validate()
+
+
+def _reshard(text: str, dynamic: bool) -> list[tuple[float, Any]]:
+    if not text:
+        return []
+    if not dynamic:
+        raise ConfigError("--reshard needs --dynamic-sharding")
+    from quorate.hrb.reshard_sim import parse_reshard
+
+    return parse_reshard(text)
 
 
 def command_line(config: HrbRunConfig) -> str:

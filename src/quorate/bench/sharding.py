@@ -49,6 +49,18 @@ first step of ``merge_plan`` over the ring's shards (loads = keys, no
 traffic: the two coldest), checked the same way. Scale-out: one
 shard added to the ring, and one added to rendezvous hashing, each against
 the ideal 1/(k+1).
+
+In the simulator (``measure_sim``, ``sim_seeds`` seeds, 0 to skip): an HRB
+deployment (``SIM_NODES`` nodes in shards of 4, one of them empty at
+genesis, a core of 4, 3 regions) runs the dynamic-sharding workload
+(transfers within communities of agents, ``SIM_CROSS`` of them to another
+agent) for ``SIM_DURATION_S`` simulated seconds with ``--dynamic-sharding``:
+the cross-shard share of committed transactions and the throughput
+before the first committed change and after the last one (the map
+settled), and, as the plain alternative in the same run of the bench, the
+same seed with the partitioner off (the genesis map throughout) over the
+same late window. The safety, atomicity and linearizability checks of
+``quorate sim hrb`` run on both.
 """
 
 from __future__ import annotations
@@ -94,17 +106,26 @@ DEFAULT_REPEAT = 5
 ROUND = 4
 
 
+SIM_NODES = 20
+SIM_CROSS = 0.5
+SIM_DURATION_S = 60.0
+
+
 @dataclass(frozen=True)
 class ShardingSettings:
     seed: int = 1
     repeat: int = DEFAULT_REPEAT
     keys: int = DEFAULT_KEYS
+    sim_seeds: int = 0
+    """HRB simulations with dynamic sharding (0: none; each is two runs of ``SIM_DURATION_S``)."""
 
     def validate(self) -> ShardingSettings:
         if self.repeat < 1:
             raise ConfigError(f"--repeat is at least 1, got {self.repeat}")
         if self.keys < 100:
             raise ConfigError(f"--keys is at least 100, got {self.keys}")
+        if not 0 <= self.sim_seeds <= 100:
+            raise ConfigError(f"--sim-seeds is within 0..100, got {self.sim_seeds}")
         return self
 
 
@@ -348,6 +369,46 @@ def measure_drift(settings: ShardingSettings) -> dict[str, Any]:
 GRAPHS = ("sbm", "les-miserables", "karate")
 
 
+def measure_sim(settings: ShardingSettings) -> dict[str, Any]:
+    """HRB in the simulator with dynamic sharding vs the genesis map (module doc)."""
+    import dataclasses
+
+    from quorate.bench.hrb_sim import HrbRunConfig, run_hrb
+    from quorate.hrb.reshard_sim import SPARE_SHARDS, window_of
+
+    runs = []
+    for seed in range(settings.seed, settings.seed + settings.sim_seeds):
+        config = HrbRunConfig(
+            nodes=SIM_NODES, shard_size=4, core=4, cross_shard=SIM_CROSS, duration_s=SIM_DURATION_S, drain_s=4.0,
+            dynamic_sharding=True, seed=seed,
+        )
+        started = time.perf_counter()
+        dynamic, _ = run_hrb(config)
+        static, _ = run_hrb(dataclasses.replace(config, partitioner=False))
+        d = dynamic["dynamic_sharding"]
+        after = d["after"]
+        start = after["from_s"] if after is not None else SIM_DURATION_S
+        runs.append({
+            "seed": seed,
+            "changes": [p["detail"] for p in d["proposals"]],
+            "committed_changes": len(d["commits"]),
+            "aborted_changes": d["aborts"],
+            "settled_at_s": after["from_s"] if after is not None else None,
+            "before": d["before"],
+            "after": after,
+            "static_same_window": window_of(static["dynamic_sharding"], start, SIM_DURATION_S),
+            "keys_moved": d["keys_installed"],
+            "shards_in_use": {"genesis": dynamic["shards"]["count"] - SPARE_SHARDS, "end": d["shards_in_use"]},
+            "ok": dynamic["ok"] and static["ok"],
+            "failures": dynamic["failures"] + static["failures"],
+            "wall_seconds": round(time.perf_counter() - started, 2),
+        })
+    return {
+        "nodes": SIM_NODES, "shard_size": 4, "core": 4, "cross_shard": SIM_CROSS, "duration_s": SIM_DURATION_S,
+        "runs": runs,
+    }
+
+
 def run(settings: ShardingSettings) -> dict[str, Any]:
     settings = settings.validate()
     workloads = [sbm_workload(settings.seed)]
@@ -358,4 +419,5 @@ def run(settings: ShardingSettings) -> dict[str, Any]:
         "graphs": {w.name: measure_placements(w, settings) for w in workloads},
         "drift": measure_drift(settings),
         "keys": measure_split(settings.keys),
+        "sim": measure_sim(settings) if settings.sim_seeds else None,
     }

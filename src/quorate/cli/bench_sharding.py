@@ -22,6 +22,9 @@ def bench_sharding_command(
     seed: str = typer.Option("1", "--seed", help="Seed of the block model, the stream order and METIS."),
     repeat: str = typer.Option("5", "--repeat", help="Timed runs of each partition (median)."),
     keys: str = typer.Option("20000", "--keys", help="Keys hashed to measure a split's moves."),
+    sim_seeds: str = typer.Option(
+        "0", "--sim-seeds", help="Also simulate HRB with --dynamic-sharding on this many seeds (0: skip)."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Cross-shard fraction, load imbalance and time of METIS vs stream vs hash; keys moved by a split."""
@@ -29,7 +32,8 @@ def bench_sharding_command(
 
     try:
         settings = ShardingSettings(
-            seed=_integer("--seed", seed), repeat=_integer("--repeat", repeat), keys=_integer("--keys", keys)
+            seed=_integer("--seed", seed), repeat=_integer("--repeat", repeat), keys=_integer("--keys", keys),
+            sim_seeds=_integer("--sim-seeds", sim_seeds),
         )
         report = run(settings)
     except ConfigError as exc:
@@ -40,6 +44,8 @@ def bench_sharding_command(
     _print(report)
     split = report["keys"]["split"]
     if not split["moved_only_to_new_shard"]:
+        raise typer.Exit(1)
+    if report["sim"] is not None and not all(r["ok"] for r in report["sim"]["runs"]):
         raise typer.Exit(1)
 
 
@@ -123,4 +129,32 @@ def _print(report: dict[str, Any]) -> None:
         f"{out['ideal_fraction']:.4f}",
         str(out["rendezvous_moved_only_to_new_shard"]),
     )
+    console.print(table)
+    sim = report["sim"]
+    if sim is None:
+        return
+    table = Table(
+        title=f"HRB simulated with --dynamic-sharding ({sim['nodes']} nodes, shards of {sim['shard_size']}, "
+        f"{sim['duration_s']:.0f} s, cross {sim['cross_shard']})"
+    )
+    for col in ("seed", "changes committed", "window", "cross-shard share", "txn/s", "checks"):
+        table.add_column(col, justify="left" if col in ("window", "checks") else "right")
+    for r in sim["runs"]:
+        windows = (
+            ("before the first change", r["before"]),
+            ("after the last change", r["after"]),
+            ("same window, genesis map", r["static_same_window"]),
+        )
+        for i, (label, w) in enumerate(windows):
+            share = "-" if w is None or w["cross_shard_share"] is None else f"{w['cross_shard_share']:.3f}"
+            rate = "-" if w is None else f"{w['throughput_ops']:.1f}"
+            span = "" if w is None else f" [{w['from_s']:.0f}, {w['to_s']:.0f}) s"
+            table.add_row(
+                str(r["seed"]) if i == 0 else "",
+                f"{r['committed_changes']} ({r['aborted_changes']} aborted)" if i == 0 else "",
+                label + span,
+                share,
+                rate,
+                ("ok" if r["ok"] else "; ".join(r["failures"])) if i == 0 else "",
+            )
     console.print(table)

@@ -52,6 +52,15 @@ def _print_human(r: dict[str, Any]) -> None:
             f"detected +{shown(d['detected_after_s'])} s, deposed +{shown(d['deposed_after_s'])} s, "
             f"evicted +{shown(d['evicted_after_s'])} s"
         )
+    d = r.get("dynamic_sharding")
+    if d is not None:
+        after = d["after"] or {}
+        typer.echo(
+            f"dynamic sharding: map version {d['map_version']} ({len(d['commits'])} committed, {d['aborts']} aborted, "
+            f"{len(d['proposals'])} proposed), shards in use {d['shards_in_use']}; cross-shard share "
+            f"{shown(d['before']['cross_shard_share'])} -> {shown(after.get('cross_shard_share'))}, throughput "
+            f"{d['before']['throughput_ops']} -> {shown(after.get('throughput_ops'))} txn/s"
+        )
     share = r["shard_byzantine_share"]
     scope = share["honest_scope"]
     typer.echo(
@@ -100,6 +109,15 @@ def hrb(
     ),
     drain: float = typer.Option(_D.drain_s, "--drain", help="Simulated seconds after the agents stop."),
     seed: int = typer.Option(_D.seed, "--seed", help="Fixes every random choice of the run."),
+    dynamic_sharding: bool = typer.Option(
+        False, "--dynamic-sharding", help="Split, merge and move agents through the core while agents write."
+    ),
+    partitioner: bool = typer.Option(
+        True, "--partitioner/--no-partitioner", help="With --dynamic-sharding: propose changes from observed load."
+    ),
+    reshard: str = typer.Option(
+        "", "--reshard", help="With --dynamic-sharding: split:SHARD:NEW@T,merge:ABSORBED:INTO@T,move:AGENT:SHARD@T instead of the partitioner."
+    ),
     history: str | None = typer.Option(None, "--history", help="Write the agents' history (JSON) here."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object as the last line."),
 ) -> None:
@@ -110,6 +128,7 @@ def hrb(
         workload=workload, quorum=quorum, core_bft=core_bft, byzantine=byzantine, allow_unsafe=allow_unsafe,
         faults=faults, heal_at_s=heal_at, max_crashed=max_crashed, duration_s=duration, agents=agents,
         op_timeout_s=op_timeout, epoch_length=epoch_length, liveness_bound_s=liveness_bound, drain_s=drain, seed=seed,
+        dynamic_sharding=dynamic_sharding, reshard=reshard, partitioner=partitioner,
     )
     try:
         config.validate()
@@ -132,6 +151,11 @@ def hrb(
         typer.echo(json.dumps(report))
     else:
         _print_human(report)
+    refused = report.get("dynamic_sharding", {}).get("scripted_refused", [])
+    for reason in refused:
+        typer.echo(f"quorate: reshard request refused by the core: {reason}", err=True)
     if report["failures"]:
         typer.echo(f"quorate: FAILED: {'; '.join(report['failures'])}; reproduce with: {report['command']}", err=True)
         raise typer.Exit(1)
+    if refused:
+        raise typer.Exit(2)

@@ -45,6 +45,7 @@ from typing import Any
 
 from quorate.errors import ConfigError
 from quorate.hrb.messages import Transaction, TxnOp
+from quorate.hrb.reshard import ShardMap, agent_key
 from quorate.hrb.shard.state import TxnOutcome
 from quorate.hrb.txn import shard_of_key
 
@@ -139,7 +140,14 @@ class AgentPool:
         members: dict[int, tuple[int, ...]],
         replies_needed: int,
         seed: int,
+        directory: Any = None,
+        communities: int = 0,
     ) -> None:
+        """``directory``: under dynamic sharding, a callable giving the shard
+        map in force (``quorate.hrb.reshard.ShardMap``); agents then keep
+        their keys in their own namespace, find their home and every key's
+        shard in that map, and transact mostly within ``communities``
+        groups of agents (``index % communities``)."""
         self.settings = settings.validate()
         self.members = members
         self.shards = len(members)
@@ -160,6 +168,19 @@ class AgentPool:
             for agent in self.agents:
                 agent.accounts = [accounts[agent.home].pop() for _ in range(settings.accounts)]
                 agent.inboxes = [inboxes[agent.home].pop() for _ in range(settings.accounts)]
+                agent.balances = dict.fromkeys(agent.accounts)
+                agent.absent = set(agent.accounts)
+        self.directory = directory
+        self.communities = max(1, communities)
+        self.interactions: list[tuple[str, ...]] = []
+        """Under dynamic sharding: the agents of each completed transaction."""
+        if directory is not None:
+            shard_map: ShardMap = directory()
+            for agent in self.agents:
+                name = agent_name(agent.index)
+                agent.home = shard_map.home(name) or agent.home
+                agent.accounts = [agent_key(name, f"acct{i}") for i in range(settings.accounts)]
+                agent.inboxes = [agent_key(name, f"inbox{i}") for i in range(settings.accounts)]
                 agent.balances = dict.fromkeys(agent.accounts)
                 agent.absent = set(agent.accounts)
         self.account_owner = {acct: a.index for a in self.agents for acct in a.accounts}
@@ -217,7 +238,13 @@ class AgentPool:
         rng = agent.rng
         ops: list[TxnOp]
         recorded: list[tuple[str, str, Any]]
-        if s.workload == "kv":
+        shard_map: ShardMap | None = None
+        if self.directory is not None:
+            shard_map = self.directory()
+            agent.home = shard_map.home(agent_name(agent.index)) or agent.home
+        if shard_map is not None:
+            ops, recorded = self._dynamic_ops(agent, rng)
+        elif s.workload == "kv":
             if rng.random() < s.read_ratio:
                 key = rng.choice(self.keys[agent.home])
                 ops, recorded = [TxnOp(key, "get")], [(key, "read", None)]
@@ -235,7 +262,10 @@ class AgentPool:
         agent.seq += 1
         txn_id = hashlib.sha256(b"hrb-agent/%d/%d" % (agent.index, agent.seq)).digest()[:16]
         txn = Transaction(txn_id, agent.index + 1, agent.seq, agent.home, tuple(ops))
-        shards = tuple(sorted({shard_of_key(op.key, self.shards) for op in ops}))
+        if shard_map is not None:
+            shards = tuple(sorted({shard_map.owner(op.key) for op in ops}))
+        else:
+            shards = tuple(sorted({shard_of_key(op.key, self.shards) for op in ops}))
         cross = shards != (agent.home,)
         if cross:
             self.involved[txn_id] = shards
@@ -248,10 +278,12 @@ class AgentPool:
         self._send(agent, txn)
 
     def _send(self, agent: _Agent, txn: Transaction) -> None:
-        for member in self.members[agent.home]:
+        for member in self.members[txn.home_shard]:
             self.sends.append((agent.index, member, agent.home, txn))
 
-    def _bank_ops(self, agent: _Agent, rng: random.Random) -> tuple[list[TxnOp], list[tuple[str, str, Any]]]:
+    def _bank_ops(
+        self, agent: _Agent, rng: random.Random, *, local: bool = False
+    ) -> tuple[list[TxnOp], list[tuple[str, str, Any]]]:
         s = self.settings
         if agent.absent:
             opening = sorted(agent.absent)
@@ -265,7 +297,9 @@ class AgentPool:
         balance = agent.balances[source]
         assert balance is not None
         amount = min(balance, 1 + rng.randrange(MAX_TRANSFER))
-        if self.shards > 1 and rng.random() < s.cross_shard:
+        if local:
+            others = [agent]
+        elif self.shards > 1 and rng.random() < s.cross_shard:
             others = [a for a in self.agents if a.home != agent.home]
         else:
             others = [a for a in self.agents if a.home == agent.home]
@@ -276,9 +310,50 @@ class AgentPool:
         ]
         return ops, [(source, "cas", [balance, balance - amount])]
 
+    def _dynamic_ops(self, agent: _Agent, rng: random.Random) -> tuple[list[TxnOp], list[tuple[str, str, Any]]]:
+        """Dynamic sharding: a transaction in the agent's namespace, touching
+        a partner's (of its community, mostly) with probability ``cross_shard``."""
+        s = self.settings
+        partner: _Agent | None = None
+        if len(self.agents) > 1 and rng.random() < s.cross_shard:
+            mine = [a for a in self.agents if a.index % self.communities == agent.index % self.communities and a is not agent]
+            pool = mine if mine and rng.random() < 0.9 else [a for a in self.agents if a is not agent]
+            partner = rng.choice(pool)
+        if s.workload == "kv":
+            name = agent_name(agent.index)
+            if partner is None and rng.random() < s.read_ratio:
+                key = agent_key(name, f"k{rng.randrange(KEYS_PER_SHARD)}")
+                return [TxnOp(key, "get")], [(key, "read", None)]
+            keys = [agent_key(name, f"k{rng.randrange(KEYS_PER_SHARD)}")]
+            if partner is not None:
+                keys.append(agent_key(agent_name(partner.index), f"k{rng.randrange(KEYS_PER_SHARD)}"))
+            ops, recorded = [], []
+            for i, key in enumerate(keys):
+                value = self._value(agent, i, len(keys))
+                ops.append(TxnOp(key, "put", value))
+                recorded.append((key, "write", value))
+            return ops, recorded
+        if agent.absent or any(agent.balances[a] is None for a in agent.accounts) or partner is None:
+            ops, recorded = self._bank_ops(agent, rng, local=True)
+            return ops, recorded
+        source = rng.choice(agent.accounts)
+        balance = agent.balances[source]
+        assert balance is not None
+        amount = min(balance, 1 + rng.randrange(MAX_TRANSFER))
+        target = rng.choice(partner.inboxes)
+        ops = [TxnOp(source, "cas", str(balance - amount), expected=str(balance)), TxnOp(target, "add", delta=amount)]
+        return ops, [(source, "cas", [balance, balance - amount])]
+
     def _complete(self, agent: _Agent, outcome: str, reads: Any, now: float) -> None:
         pending = agent.pending
         assert pending is not None
+        if self.directory is not None and outcome == "ok":
+            owners = [agent_name(agent.index)]
+            for op in pending.txn.ops:
+                owner = op.key[1:op.key.find("/")] if op.key.startswith("@") else None
+                if owner is not None and owner not in owners:
+                    owners.append(owner)
+            self.interactions.append(tuple(owners))
         agent.pending = None
         agent.next_at = now + THINK_S
         self._record_end(agent, pending, outcome, reads, now)
@@ -293,6 +368,8 @@ class AgentPool:
                 agent.balances[key] = INITIAL_BALANCE if outcome == "ok" else None
                 if outcome == "fail":
                     agent.absent.add(key)
+            elif f == "read" and outcome == "ok" and key not in got:
+                agent.balances[key] = None  # read, but not told the value: read it again
             elif f == "read" and outcome == "ok":
                 raw = got.get(key)
                 agent.balances[key] = int(raw) if raw is not None else None
@@ -308,7 +385,9 @@ class AgentPool:
             if now is not None:
                 event["time"] = now
             if f == "read":
-                if outcome == "ok":
+                if outcome == "ok" and key not in got:
+                    event["type"] = "info"  # committed, but its value never reached this agent
+                elif outcome == "ok":
                     raw = got.get(key)
                     event["value"] = None if raw is None else (int(raw) if self.settings.workload == "bank" else raw)
             else:
@@ -323,6 +402,11 @@ class AgentPool:
         tag = f"{agent.index}.{agent.seq + 1}.{position}:"
         width = max(len(tag), self.settings.txn_bytes // count)
         return tag + "x" * (width - len(tag))
+
+
+def agent_name(index: int) -> str:
+    """The name of agent ``index`` in the shard map."""
+    return f"a{index}"
 
 
 def _keys_by_shard(shards: int, per_shard: int, prefix: str) -> dict[int, list[str]]:

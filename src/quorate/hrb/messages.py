@@ -34,6 +34,7 @@ import msgspec
 
 from quorate.core.evidence import Evidence
 from quorate.core.wire import WireMessage
+from quorate.hrb.reshard import ReshardAbort, ReshardBegin, ReshardCommit
 
 __all__ = [
     "ACTIONS",
@@ -172,6 +173,14 @@ class TxnBegin(msgspec.Struct, tag="txn_begin", array_like=True, frozen=True):
     shards: tuple[int, ...]
 
 
+class MappedTxnBegin(TxnBegin, tag="txn_begin_mapped", array_like=True, frozen=True):
+    """A ``TxnBegin`` under dynamic sharding: ``shards`` were computed from
+    shard map ``map_version`` (``quorate.hrb.reshard``); a shard on another
+    map votes no."""
+
+    map_version: int = 0
+
+
 class TxnDecision(msgspec.Struct, tag="txn_decision", array_like=True, frozen=True):
     """The outcome of ``txn_id``: every involved shard applies or drops its ops."""
 
@@ -197,8 +206,8 @@ class EpochChange(msgspec.Struct, tag="epoch", array_like=True, frozen=True):
     group_public_key: bytes
 
 
-Decision = TxnBegin | TxnDecision | Evict | EpochChange
-DECISION_TYPES = (TxnBegin, TxnDecision, Evict, EpochChange)
+Decision = TxnBegin | TxnDecision | Evict | EpochChange | MappedTxnBegin | ReshardBegin | ReshardCommit | ReshardAbort
+DECISION_TYPES = (TxnBegin, TxnDecision, Evict, EpochChange, MappedTxnBegin, ReshardBegin, ReshardCommit, ReshardAbort)
 
 _decision_encoder = msgspec.msgpack.Encoder()
 _decision_decoder = msgspec.msgpack.Decoder(Decision)

@@ -173,6 +173,12 @@ class HrbSimSettings:
     workload: WorkloadSettings = field(default_factory=WorkloadSettings)
     partition: PartitionConfig | None = None
     """Partition detection and degraded mode (``hrb/partition.py``): every node hosts a watch."""
+    dynamic_sharding: bool = False
+    """Splits, merges and agent moves through the core (``quorate.hrb.reshard``)."""
+    reshard: tuple[tuple[float, Any], ...] = ()
+    """Dynamic sharding: (time, ``MapChange``) proposed at that time as they are."""
+    partitioner: bool = True
+    """Dynamic sharding: the background partitioner proposes changes (off: only ``reshard``)."""
 
     def validate(self) -> HrbSimSettings:
         if self.nodes < 4:
@@ -193,6 +199,8 @@ class HrbSimSettings:
         parse_hrb_byzantine(self.byzantine)
         if self.partition is not None:
             self.partition.validate()
+            if self.dynamic_sharding:
+                raise ConfigError("partition handling and dynamic sharding cannot be combined in one run yet")
         return self
 
 
@@ -266,12 +274,18 @@ class HrbSystem:
         self.timelines = {n: _Timeline(n, self.shard_of[n], b) for n, b in sorted(self.shard_byzantine.items())}
         shard_f = max(1, third_bound(s.shard_size)) if s.quorum == "byzantine" else 0
         agents = s.agents or AGENTS_PER_SHARD * len(self.shards)
+        self.dynamic: Any = None
+        if s.dynamic_sharding:
+            from quorate.hrb.reshard_sim import DynamicSharding
+
+            self.dynamic = DynamicSharding(self, agents)
         self.pool = AgentPool(
             s.workload,
             agents=agents,
             members=self.shards,
             replies_needed=shard_f + 1 if s.quorum == "byzantine" else 1,
             seed=seed,
+            **(self.dynamic.pool_options() if self.dynamic is not None else {}),
         )
         self.agents = agents
         self.stopped_at: float | None = None
@@ -372,6 +386,8 @@ class HrbSystem:
             if core is None:
                 return None
             self.cores[(int(node), epoch)] = core
+            if self.dynamic is not None:
+                return HostedGroup(group, core, None, state=self.dynamic.core_desk(core))
             return HostedGroup(group, core, None)
         if group == PARTITION_GROUP:
             return self._watch(node, now)
@@ -387,7 +403,10 @@ class HrbSystem:
             degraded = PartitionMember(inner, replica.store, view)
             self.members[int(node)] = degraded
             return HostedGroup(group, degraded, None, state=PartitionDesk(degraded, view))
-        member = self.members[int(node)] = ShardMember(inner, replica.store)
+        if self.dynamic is not None:
+            member = self.members[int(node)] = self.dynamic.member(inner, replica.store, now)
+        else:
+            member = self.members[int(node)] = ShardMember(inner, replica.store)
         return HostedGroup(group, member, None, state=AgentDesk(member))
 
     def _watch(self, node: NodeId, now: float) -> HostedGroup:
@@ -464,6 +483,8 @@ class HrbSystem:
         node = int(core.id)
         if node in self.byzantine:
             return
+        if self.dynamic is not None:
+            self.dynamic.observe_core(state, now)
         point = (epoch, snapshot.decisions)
         seen = self._chains.setdefault(point, (snapshot.chain, node))
         if seen[0] != snapshot.chain:
@@ -478,16 +499,28 @@ class HrbSystem:
 
     def agent_tick(self, now: float) -> None:
         self.pool.tick(now)
+        if self.dynamic is not None:
+            self.dynamic.tick(now)
 
     def agent_wake_at(self) -> float | None:
-        return self.pool.wake_at()
+        wake = self.pool.wake_at()
+        if self.dynamic is not None:
+            other = self.dynamic.wake_at()
+            if other is not None:
+                wake = other if wake is None else min(wake, other)
+        return wake
 
     def take_agent_sends(self) -> list[tuple[int, int, int, Any]]:
-        return self.pool.take_sends()
+        sends = self.pool.take_sends()
+        if self.dynamic is not None:
+            sends += self.dynamic.take_sends()
+        return sends
 
     def stop_agents(self, now: float) -> None:
         self.pool.stop()
         self.stopped_at = now
+        if self.dynamic is not None:
+            self.dynamic.stop()
 
     # -- timeline ----------------------------------------------------------------------------------
     def _honest(self, shard: int, alive: Sequence[bool]) -> list[ShardReplica]:
@@ -592,6 +625,7 @@ class HrbSystem:
             "messages_per_core_decision": _core_messages(group_messages, decisions, c),
             "safety_violations": violations,
             "history": pool.history,
+            **({"dynamic_sharding": self.dynamic.report(duration)} if self.dynamic is not None else {}),
         }
 
     def _latest_core_state(self) -> Any:
@@ -642,6 +676,9 @@ class HrbSystem:
             return count, unsettled, None
         total = 0
         opened = 0
+        if self.dynamic is not None:
+            extra, dynamic_total = self.dynamic.bank_total(best, unsettled, violations)
+            return count + extra, unsettled, dynamic_total
         for replica in best.values():
             for key, value in replica.store.data.items():
                 if key.startswith("acct"):
@@ -763,6 +800,10 @@ class _WitnessedCore:
                     f"commands at index {entry.index} of epoch {self._epoch}'s core ({list(self._members)})"
                 )
         return ready
+
+
+def agents_count(settings: HrbSimSettings, shards: Mapping[int, Any]) -> int:
+    return settings.agents or AGENTS_PER_SHARD * len(shards)
 
 
 def _core_messages(group_messages: Mapping[tuple[int, str], int], decisions: int, core_size: int) -> dict[str, Any]:

@@ -59,6 +59,7 @@ from quorate.hrb.core.genesis import CoreGenesis
 from quorate.hrb.core.replica import CoreReplica, GroupMessage
 from quorate.hrb.core.threshold import ThresholdSuite
 from quorate.hrb.messages import CORE_GROUP_BASE, EpochChange, SignedMessageEvidence
+from quorate.hrb.reshard import ShardHandoff
 from quorate.hrb.shard.config import ShardConfig
 from quorate.hrb.shard.evidence import EVIDENCE_KINDS, verify_shard_evidence
 from quorate.hrb.shard.proofs import FollowerMajorityQuorum
@@ -124,6 +125,9 @@ class ShardEvidenceChecker:
     shards: int
     max_txn_ops: int = _DEFAULT_SHARD.max_txn_ops
     max_txn_bytes: int = _DEFAULT_SHARD.max_txn_bytes
+    dynamic: bool = False
+    """Dynamic sharding: an entry's keys are judged when it is applied, so no
+    key ownership makes an entry invalid (``EntryRules.dynamic``)."""
 
     def __call__(
         self,
@@ -136,7 +140,10 @@ class ShardEvidenceChecker:
             return None
         if not 1 <= evidence.shard <= self.shards or not members:
             return False
-        rules = EntryRules(evidence.shard, self.shards, key_shard(self.shards), self.max_txn_ops, self.max_txn_bytes)
+        rules = EntryRules(
+            evidence.shard, self.shards, key_shard(self.shards), self.max_txn_ops, self.max_txn_bytes,
+            dynamic=self.dynamic,
+        )
         reason = verify_shard_evidence(
             evidence,
             shard=evidence.shard,
@@ -216,6 +223,9 @@ class Deployment:
     suite: ThresholdSuite
     shard_config: ShardConfig = field(default_factory=ShardConfig)
     core_config: CoreConfig = field(default_factory=CoreConfig)
+    shard_map: Any = None
+    """Dynamic sharding: the genesis ``quorate.hrb.reshard.ShardMap`` (None: the
+    fixed rendezvous map)."""
 
     @property
     def shards(self) -> dict[int, tuple[int, ...]]:
@@ -233,7 +243,7 @@ class Deployment:
 
     def checker(self) -> ShardEvidenceChecker:
         c = self.shard_config
-        return ShardEvidenceChecker(len(self.shards), c.max_txn_ops, c.max_txn_bytes)
+        return ShardEvidenceChecker(len(self.shards), c.max_txn_ops, c.max_txn_bytes, self.shard_map is not None)
 
 
 def build_shard_member(
@@ -249,7 +259,11 @@ def build_shard_member(
     """``node``'s replica of its shard (the group whose id is the shard's)."""
     shard = deployment.shard_of(node)
     config = dataclasses.replace(deployment.shard_config, shard=shard, shards=len(deployment.shards))
-    return ShardReplica(
+    handoff = None
+    owner = key_shard(len(deployment.shards))
+    if deployment.shard_map is not None:
+        handoff = owner = ShardHandoff(shard, deployment.shard_map)
+    replica = ShardReplica(
         node,
         tuple(NodeId(m) for m in deployment.shards[shard]),
         config=config,
@@ -257,11 +271,13 @@ def build_shard_member(
         verifier=verifier,
         rng=rng,
         now=now,
-        key_shard=key_shard(len(deployment.shards)),
+        key_shard=owner,
         check_certificate=certificate_check(deployment.suite),
         genesis=genesis_epoch(deployment.genesis),
         recovered=recovered,
     )
+    replica.store.handoff = handoff
+    return replica
 
 
 def build_core_member(

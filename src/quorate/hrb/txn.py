@@ -175,6 +175,11 @@ class TxnTable:
             out.append(self._decide(txn_id, False, f"timeout: no vote from shard(s) {missing}"))
         return out
 
+    def abort(self, txn_id: bytes, reason: str) -> tuple[TxnDecision, CoreTxn]:
+        """Abort open transaction ``txn_id`` now (a reshard moves one of its keys)."""
+        invariant(txn_id in self.state.open, "abort of a transaction that is not open")
+        return self._decide(txn_id, False, reason)
+
     def rebase(self, offset: int) -> None:
         """Move every deadline ``offset`` ticks earlier (a new epoch's clock
         starts at zero); order is kept."""

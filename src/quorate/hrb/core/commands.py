@@ -15,7 +15,10 @@ speaks for and every member checks it again when it applies the command
   periods, the input of the core's log clock);
 - from the next epoch's members, during an epoch change: ``DkgSubmission``
   (one key generation message), ``DkgTimeout`` (a phase is stuck),
-  ``DkgOutcome`` (the key a member ended with).
+  ``DkgOutcome`` (the key a member ended with);
+- under dynamic sharding (``quorate.hrb.reshard``): ``ReshardRequest`` (a
+  core member's proposed split, merge or agent move) and ``HandoffReport``
+  (a source shard member's hand-off state).
 
 Messages between members (not ordered): ``DecisionPartial`` (a partial
 threshold signature to the collector), ``CertificateRequest`` (anyone asks
@@ -31,6 +34,7 @@ import msgspec
 
 from quorate.core.wire import WireMessage
 from quorate.hrb.messages import RemovalProposal, ShardVote, TxnRequest
+from quorate.hrb.reshard import HandoffReport, ReshardRequest
 
 __all__ = [
     "CORE_COMMAND_TYPES",
@@ -157,7 +161,18 @@ def dkg_outcome_bytes(outcome: DkgOutcome) -> bytes:
     )
 
 
-CoreCommand = TxnRequest | ShardVote | RemovalProposal | ReputationReport | Tick | DkgSubmission | DkgTimeout | DkgOutcome
+CoreCommand = (
+    TxnRequest
+    | ShardVote
+    | RemovalProposal
+    | ReputationReport
+    | Tick
+    | DkgSubmission
+    | DkgTimeout
+    | DkgOutcome
+    | ReshardRequest
+    | HandoffReport
+)
 CORE_COMMAND_TYPES: tuple[type[WireMessage], ...] = (
     TxnRequest,
     ShardVote,
@@ -167,6 +182,8 @@ CORE_COMMAND_TYPES: tuple[type[WireMessage], ...] = (
     DkgSubmission,
     DkgTimeout,
     DkgOutcome,
+    ReshardRequest,
+    HandoffReport,
 )
 _command_decoder = msgspec.msgpack.Decoder(CoreCommand)
 

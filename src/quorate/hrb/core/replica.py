@@ -100,6 +100,7 @@ from quorate.hrb.messages import (
     ShardVote,
     TxnRequest,
 )
+from quorate.hrb.reshard import HandoffReport, ReshardRequest
 from quorate.ids import NodeId
 
 __all__ = ["CoreReplica", "GroupMessage", "ReplicaPhase"]
@@ -112,7 +113,10 @@ JOIN_BUFFER_MESSAGES = 4096
 RELAY_BATCH = 256
 """Items resent for one ``JoinRequest``."""
 
-_INPUT_TYPES = (TxnRequest, ShardVote, RemovalProposal, ReputationReport, DkgSubmission, DkgTimeout, DkgOutcome)
+_INPUT_TYPES = (
+    TxnRequest, ShardVote, RemovalProposal, ReputationReport, DkgSubmission, DkgTimeout, DkgOutcome,
+    ReshardRequest, HandoffReport,
+)
 
 
 class ReplicaPhase(enum.Enum):

@@ -8,6 +8,11 @@ members hold the same state exactly when their encodings are equal
 (``snapshot_digest``). Sets are kept as sorted tuples and every dict is
 filled in log order, so equal histories give equal bytes.
 
+``DynamicCoreSnapshot`` adds the shard map and the reshard table
+(``quorate.hrb.reshard``) under dynamic sharding; a deployment without it
+encodes exactly as before (the decoder tells the two apart by the length of
+the encoded array).
+
 ``CoreStart`` is what a member persists when it joins an epoch (the storage
 snapshot of the core group, index 0 so it covers no log entry): the starting
 snapshot's bytes and the member's own key share.
@@ -22,16 +27,19 @@ import msgspec
 from quorate.hrb.core.commands import DkgItem
 from quorate.hrb.core.config import CoreRules
 from quorate.hrb.reputation import NodeFacts
+from quorate.hrb.reshard import ReshardState
 from quorate.hrb.txn import TxnTableState
 
 __all__ = [
     "CoreSnapshot",
     "CoreStart",
+    "DynamicCoreSnapshot",
     "NodeRecord",
     "ShardRecord",
     "Transition",
     "decode_snapshot",
     "encode_snapshot",
+    "reshard_state",
     "snapshot_digest",
 ]
 
@@ -115,6 +123,18 @@ class CoreSnapshot(msgspec.Struct, array_like=True):
     """Refused commands by reason (every epoch, cumulative)."""
 
 
+class DynamicCoreSnapshot(CoreSnapshot):
+    """A core snapshot under dynamic sharding: also the shard map and the
+    change in flight."""
+
+    reshard: ReshardState | None = None
+
+
+def reshard_state(snapshot: CoreSnapshot) -> ReshardState | None:
+    """The reshard data of ``snapshot`` (None without dynamic sharding)."""
+    return snapshot.reshard if isinstance(snapshot, DynamicCoreSnapshot) else None
+
+
 class CoreStart(msgspec.Struct, array_like=True):
     """What a member persists when it joins an epoch (see the module docstring)."""
 
@@ -129,6 +149,8 @@ class CoreStart(msgspec.Struct, array_like=True):
 
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(CoreSnapshot)
+_dynamic_decoder = msgspec.msgpack.Decoder(DynamicCoreSnapshot)
+_DYNAMIC_HEADER = _encoder.encode([None] * len(DynamicCoreSnapshot.__struct_fields__))[:3]
 
 
 def encode_snapshot(snapshot: CoreSnapshot) -> bytes:
@@ -137,6 +159,9 @@ def encode_snapshot(snapshot: CoreSnapshot) -> bytes:
 
 def decode_snapshot(data: bytes) -> CoreSnapshot:
     """``msgspec.DecodeError`` / ``ValidationError`` on malformed bytes."""
+    if data[:3] == _DYNAMIC_HEADER:
+        dynamic: DynamicCoreSnapshot = _dynamic_decoder.decode(data)
+        return dynamic
     snapshot: CoreSnapshot = _decoder.decode(data)
     return snapshot
 

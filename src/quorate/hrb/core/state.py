@@ -116,10 +116,12 @@ from quorate.hrb.core.commands import (
 from quorate.hrb.core.evidence import NoSignedMessageChecker, SignedMessageChecker, Verdict, judge
 from quorate.hrb.core.snapshot import (
     CoreSnapshot,
+    DynamicCoreSnapshot,
     NodeRecord,
     ShardRecord,
     Transition,
     encode_snapshot,
+    reshard_state,
 )
 from quorate.hrb.core.threshold import PHASES
 from quorate.hrb.messages import (
@@ -128,6 +130,7 @@ from quorate.hrb.messages import (
     Decision,
     EpochChange,
     Evict,
+    MappedTxnBegin,
     RemovalProposal,
     ShardVote,
     TxnDecision,
@@ -137,6 +140,14 @@ from quorate.hrb.messages import (
     txn_request_bytes,
 )
 from quorate.hrb.reputation import NodeFacts, record, select_core
+from quorate.hrb.reshard import (
+    HandoffReport,
+    ReshardRequest,
+    ReshardState,
+    ReshardTable,
+    handoff_bytes,
+    reshard_request_bytes,
+)
 from quorate.hrb.txn import CoreTxn, TxnTable, VoteOutcome, involved_shards
 from quorate.ids import NodeId
 
@@ -219,7 +230,7 @@ Effect = Decided | Refused | DkgItemOrdered | EpochClosed
 class CoreState:
     """The core's state machine (see the module docstring)."""
 
-    __slots__ = ("_effects", "_evicted", "checker", "s", "txns", "verifier")
+    __slots__ = ("_effects", "_evicted", "checker", "reshard", "s", "txns", "verifier")
 
     def __init__(
         self,
@@ -234,6 +245,9 @@ class CoreState:
         self.txns = TxnTable(snapshot.txns, decided_kept=snapshot.rules.decided_kept)
         self._evicted = {n for n, f in snapshot.facts.items() if f.evicted}
         self._effects: list[Effect] = []
+        rs = reshard_state(snapshot)
+        self.reshard = None if rs is None else ReshardTable(rs)
+        """The shard map and the change in flight, under dynamic sharding."""
 
     # -- views -----------------------------------------------------------------------
     @property
@@ -262,7 +276,11 @@ class CoreState:
 
     def needs_clock(self) -> bool:
         """Something waits for log time (the replica proposes ticks only then)."""
-        return not self.s.closed and (bool(self.s.txns.open) or self.s.transition is not None)
+        return not self.s.closed and (
+            bool(self.s.txns.open)
+            or self.s.transition is not None
+            or (self.reshard is not None and self.reshard.pending is not None)
+        )
 
     def snapshot_bytes(self) -> bytes:
         return encode_snapshot(self.s)
@@ -310,6 +328,10 @@ class CoreState:
             return self._check_report(command)
         if isinstance(command, DkgSubmission | DkgTimeout | DkgOutcome):
             return self._check_dkg(command)
+        if isinstance(command, ReshardRequest):
+            return self._check_reshard_request(command)
+        if isinstance(command, HandoffReport):
+            return self._check_handoff(command)
         return Check(f"{type(command).__name__} is not accepted from outside the core")
 
     def _take(self) -> list[Effect]:
@@ -360,6 +382,10 @@ class CoreState:
                 return Check(f"node {shard.leader} leads term {r.term}", leader)
         if self.txns.is_known(r.txn.txn_id):
             return Check("duplicate transaction", leader, invalid=False)
+        if self.reshard is not None:
+            moving = next((op.key for op in r.txn.ops if self.reshard.in_transit(op.key)), None)
+            if moving is not None:
+                return Check(f"busy: key {moving!r} is moving between shards", leader, invalid=False)
         if len(self.txns.open) >= self.s.rules.max_open_txns:
             return Check("busy: too many open transactions", leader, invalid=False)
         return None
@@ -374,9 +400,15 @@ class CoreState:
         if r.term >= shard.term:
             shard.term, shard.leader = r.term, leader
         record(self.s.facts, leader, "requests")
-        shards = involved_shards(r.txn, len(self.s.shards))
+        if self.reshard is None:
+            shards = involved_shards(r.txn, len(self.s.shards))
+            begin = self.txns.begin(r.txn, shards, self.s.clock + self.s.rules.txn_timeout_ticks)
+            self._decide(begin, shards)
+            return
+        current = self.reshard.current
+        shards = tuple(sorted({current.owner(op.key) for op in r.txn.ops}))
         begin = self.txns.begin(r.txn, shards, self.s.clock + self.s.rules.txn_timeout_ticks)
-        self._decide(begin, shards)
+        self._decide(MappedTxnBegin(begin.txn, begin.shards, current.version), shards)
 
     def _txn_problem(self, r: TxnRequest) -> str | None:
         rules = self.s.rules
@@ -472,9 +504,67 @@ class CoreState:
         s.clock = clock
         for decision in self.txns.expire(clock):
             self._decide_txn(decision)
+        if self.reshard is not None:
+            abort = self.reshard.expire(clock)
+            if abort is not None:
+                self._decide(abort, tuple(sorted(s.shards)))
         transition = s.transition
         if transition is not None and clock >= transition.deadline:
             self._restart_transition("the attempt timed out")
+
+    # -- splits, merges and agent moves (quorate.hrb.reshard) ------------------------------
+    def _check_reshard_request(self, r: ReshardRequest) -> Check | None:
+        if self.reshard is None:
+            return Check("dynamic sharding is off in this deployment", None, invalid=False)
+        if r.proposer not in self.s.members or r.proposer in self._evicted:
+            return Check(f"node {r.proposer} is not a member of this epoch's core")
+        if not self.verifier.verify(NodeId(r.proposer), reshard_request_bytes(r), r.signature):
+            return Check("bad signature")
+        return None
+
+    def _on_reshard_request(self, r: ReshardRequest) -> None:
+        problem = self._check_reshard_request(r)
+        if problem is not None:
+            self._refuse("ReshardRequest", problem.reason, problem.blamed, invalid=problem.invalid)
+            return
+        table = self.reshard
+        assert table is not None
+        begin = table.request(r, self.s.clock, self.s.shards.keys())
+        if isinstance(begin, str):
+            # Counted by the table and the core alike; a stale or busy proposal is no offence.
+            self._refuse("ReshardRequest", f"reshard refused: {begin}", r.proposer, invalid=False)
+            return
+        for txn_id, open_txn in list(self.txns.open.items()):
+            moving = next((op.key for op in open_txn.txn.ops if table.in_transit(op.key)), None)
+            if moving is not None:
+                self._decide_txn(self.txns.abort(txn_id, f"key {moving!r} moves between shards"))
+        self._decide(begin, tuple(sorted(self.s.shards)))
+
+    def _check_handoff(self, h: HandoffReport) -> Check | None:
+        if self.reshard is None:
+            return Check("dynamic sharding is off in this deployment", None, invalid=False)
+        if not self._known(h.member):
+            return Check("sender is not a node of the deployment or is evicted")
+        if not self.verifier.verify(NodeId(h.member), handoff_bytes(h), h.signature):
+            return Check("bad signature")
+        pending = self.reshard.pending
+        if pending is None or pending.begin.seq != h.seq:
+            return Check("hand-off report for no change in flight", h.member, invalid=False)
+        return None
+
+    def _on_handoff(self, h: HandoffReport) -> None:
+        problem = self._check_handoff(h)
+        if problem is not None:
+            self._refuse("HandoffReport", problem.reason, problem.blamed, invalid=problem.invalid)
+            return
+        table = self.reshard
+        assert table is not None
+        members = self.shard_members(h.source)
+        outcome, commit = table.report(h, members, (len(members) - 1) // 3 + 1)
+        if commit is not None:
+            self._decide(commit, tuple(sorted(self.s.shards)))
+        elif outcome.value not in ("recorded", "duplicate report"):
+            self._refuse("HandoffReport", outcome.value, h.member)
 
     # -- reputation -------------------------------------------------------------------------
     def _check_report(self, r: ReputationReport) -> Check | None:
@@ -717,7 +807,14 @@ class CoreState:
         txns = msgspec.msgpack.decode(_encoder.encode(s.txns), type=type(s.txns))
         table = TxnTable(txns, decided_kept=s.rules.decided_kept)
         table.rebase(s.clock)
-        return CoreSnapshot(
+        kind = CoreSnapshot
+        extra: dict[str, Any] = {}
+        if self.reshard is not None:
+            kind = DynamicCoreSnapshot
+            state = self.reshard.state
+            extra["reshard"] = msgspec.msgpack.decode(_encoder.encode(state), type=ReshardState)
+        return kind(
+            **extra,
             epoch=transition.epoch,
             members=transition.members,
             threshold=transition.threshold,
@@ -741,6 +838,8 @@ class CoreState:
     # -- checks ----------------------------------------------------------------------------------
     def check(self) -> None:
         self.txns.check()
+        if self.reshard is not None:
+            self.reshard.check()
         invariant(
             self._evicted == {n for n, f in self.s.facts.items() if f.evicted},
             "the evicted set differs from the facts",
@@ -759,4 +858,6 @@ _HANDLERS: dict[type, Any] = {
     DkgSubmission: CoreState._on_dkg_submission,
     DkgTimeout: CoreState._on_dkg_timeout,
     DkgOutcome: CoreState._on_dkg_outcome,
+    ReshardRequest: CoreState._on_reshard_request,
+    HandoffReport: CoreState._on_handoff,
 }

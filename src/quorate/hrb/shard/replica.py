@@ -227,7 +227,10 @@ class ShardReplica:
         self._verifier = verifier
         self._rng = rng
         self._now = now
-        self._rules = EntryRules(config.shard, config.shards, key_shard, config.max_txn_ops, config.max_txn_bytes)
+        self._rules = EntryRules(
+            config.shard, config.shards, key_shard, config.max_txn_ops, config.max_txn_bytes,
+            dynamic=bool(getattr(key_shard, "dynamic", False)),
+        )
         self._store = ShardStore(self._rules, _CertificateCache(check_certificate), genesis)
         self._hooks = ChainHooks(
             config.shard,

@@ -55,6 +55,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 import msgspec
 
@@ -65,6 +66,7 @@ from quorate.hrb.messages import (
     CoreCertificate,
     EpochChange,
     Evict,
+    MappedTxnBegin,
     Transaction,
     TxnBegin,
     TxnDecision,
@@ -72,6 +74,7 @@ from quorate.hrb.messages import (
     certificate_bytes,
     decode_decision,
 )
+from quorate.hrb.reshard import ReshardAbort, ReshardBegin, ReshardCommit
 from quorate.hrb.shard.config import MAX_KEY_BYTES
 
 __all__ = [
@@ -225,6 +228,9 @@ class EntryRules:
     key_shard: KeyShard
     max_txn_ops: int = 64
     max_txn_bytes: int = 64 * 1024
+    dynamic: bool = False
+    """The map changes through the log (``quorate.hrb.reshard``): which shard
+    owns a key is judged when an entry is applied, not when it is appended."""
 
     def owner(self, key: str) -> int | None:
         """The shard that owns ``key``, or ``None`` if the map names no shard."""
@@ -250,6 +256,8 @@ class EntryRules:
         return all(self.owner(op.key) == self.shard for op in txn.ops)
 
     def command_refusal(self, command: ShardCommand) -> str | None:
+        if isinstance(command, IntraTxn | TxnRequested) and self.dynamic:
+            return self.txn_refusal(command.txn)
         if isinstance(command, IntraTxn):
             reason = self.txn_refusal(command.txn)
             if reason is None and not self.is_local(command.txn):
@@ -330,6 +338,8 @@ class ShardStore:
     violations: list[Violation] = field(default_factory=list)
     _epochs: dict[int, _Epoch] = field(default_factory=dict)
     _epoch: int = 0
+    handoff: Any = None
+    """A ``quorate.hrb.reshard.ShardHandoff`` under dynamic sharding."""
 
     def __post_init__(self) -> None:
         g = self.genesis
@@ -375,6 +385,8 @@ class ShardStore:
             return decision.txn_id in self.decided
         if isinstance(decision, Evict):
             return decision.node in self.evicted
+        if isinstance(decision, ReshardBegin | ReshardCommit | ReshardAbort):
+            return self.handoff is None or bool(self.handoff.knows(decision))
         return decision.epoch <= self._epoch
 
     def knows_txn(self, txn: Transaction) -> bool:
@@ -389,7 +401,7 @@ class ShardStore:
 
     def fingerprint(self) -> bytes:
         """A digest of everything the store holds (replicas at one index agree)."""
-        state = (
+        state: tuple[Any, ...] = (
             sorted(self.data.items()),
             sorted(self.locks.items()),
             sorted((k, r.vote, r.index) for k, r in self.prepared.items()),
@@ -398,6 +410,8 @@ class ShardStore:
             sorted(self.evicted),
             self._epoch,
         )
+        if self.handoff is not None:
+            state = (*state, self.handoff.fingerprint())
         return hashlib.sha256(_command_encoder.encode(state)).digest()
 
     # ------------------------------------------------------------ applying
@@ -427,7 +441,10 @@ class ShardStore:
                 return session[1]
             return TxnOutcome(txn.txn_id, txn.client, txn.seq, False, "a later request of this session was applied")
         locked = next((op.key for op in txn.ops if op.key in self.locks), None)
-        if locked is not None:
+        moved = None if self.handoff is None else self.handoff.write_refusal(op.key for op in txn.ops)
+        if moved is not None:
+            outcome = TxnOutcome(txn.txn_id, txn.client, txn.seq, False, moved)
+        elif locked is not None:
             outcome = TxnOutcome(
                 txn.txn_id, txn.client, txn.seq, False,
                 f"key {locked!r} is locked by a prepared cross-shard transaction",
@@ -444,6 +461,13 @@ class ShardStore:
     def _apply_requested(self, txn: Transaction) -> list[Effect]:
         if txn.txn_id in self.decided or txn.txn_id in self.requested:
             return []
+        if self.handoff is not None:
+            # The home shard answers with its own reads: a read of a key it does not own (the
+            # client's map is older than this shard's) goes back to the client, not to the core.
+            read = next((op.key for op in txn.ops if op.action == "get" and self.rules.owner(op.key) != self.rules.shard), None)
+            if read is not None:
+                reason = f"wrong shard: key {read!r} is read on shard {self.rules.owner(read)} (map {self.handoff.map.version})"
+                return [TxnOutcome(txn.txn_id, txn.client, txn.seq, False, reason)]
         self.requested[txn.txn_id] = txn
         return [CrossShardRequest(txn)]
 
@@ -462,6 +486,12 @@ class ShardStore:
                 return []
             self.evicted.add(decision.node)
             return [NodeEvicted(decision.node)]
+        if isinstance(decision, ReshardBegin | ReshardCommit | ReshardAbort):
+            problem = None if self.handoff is None else self.handoff.apply(decision, self)
+            if problem is not None:
+                self.refused += 1
+                return [Refusal(entry.index, problem)]
+            return []
         assert isinstance(decision, EpochChange)
         return self._change_epoch(certificate, decision, entry)
 
@@ -480,6 +510,9 @@ class ShardStore:
         reason = _ops_refusal(txn.ops, None)
         writes: dict[str, str] = {}
         reads: tuple[tuple[str, str | None], ...] = ()
+        if reason is None and self.handoff is not None:
+            version = begin.map_version if isinstance(begin, MappedTxnBegin) else None
+            reason = self.handoff.prepare_refusal(version, (op.key for op in ops))
         if reason is None:
             locked = next((op.key for op in ops if op.key in self.locks), None)
             if locked is not None:
@@ -518,6 +551,8 @@ class ShardStore:
                         del self.locks[op.key]
                 if decision.commit:
                     self.data.update(record.writes)
+                if self.handoff is not None:
+                    self.handoff.drained(self)
             elif decision.commit:
                 effects += self._violate(txn_id, f"commit decided for a transaction this shard voted no on: {record.reason}")
         txn = self.requested.pop(txn_id, None)
