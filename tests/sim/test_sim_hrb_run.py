@@ -151,15 +151,15 @@ def _plant(monkeypatch: pytest.MonkeyPatch, defect: str) -> list[bytes]:
     original = ShardStore._decide
 
     def decide(self: ShardStore, decision: TxnDecision) -> list[Any]:
-        if self.rules.shard == 2 and decision.commit and decision.txn_id not in self.decided:
-            if not planted or planted[0] == decision.txn_id:
-                planted[:1] = [decision.txn_id]
-                if defect == "flip":
-                    decision = msgspec.structs.replace(decision, commit=False)
-                else:
-                    record = self.prepared.get(decision.txn_id)
-                    if record is not None:
-                        self.prepared[decision.txn_id] = dataclasses.replace(record, writes=())
+        first = not planted or planted[0] == decision.txn_id
+        if self.rules.shard == 2 and decision.commit and decision.txn_id not in self.decided and first:
+            planted[:1] = [decision.txn_id]
+            if defect == "flip":
+                decision = msgspec.structs.replace(decision, commit=False)
+            else:
+                record = self.prepared.get(decision.txn_id)
+                if record is not None:
+                    self.prepared[decision.txn_id] = dataclasses.replace(record, writes=())
         return original(self, decision)
 
     monkeypatch.setattr(ShardStore, "_decide", decide)
