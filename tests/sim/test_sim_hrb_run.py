@@ -8,24 +8,30 @@
 - the checks fire: a core with more than f Byzantine members splits the
   honest members' ordered logs (caught online), majority mode with lying
   followers is refused unless ``--allow-unsafe``, and the atomicity and
-  history checks catch a planted split decision and a stale read;
+  history checks catch a planted split decision and a stale read; the
+  online atomicity check stops a run at a shard that loses a commit's
+  writes or applies it as an abort, with the time and the transaction;
 - bad input exits 2 with one line.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import shlex
 from typing import Any
 
+import msgspec
 import pytest
 from typer.testing import CliRunner
 
 from quorate.bench.hrb_sim import HrbRunConfig, command_line, linearizable, run_hrb
 from quorate.cli.main import _register, app
 from quorate.errors import ConfigError
+from quorate.hrb.messages import TxnDecision
 from quorate.hrb.shard.replica import ShardReplica
+from quorate.hrb.shard.state import ShardStore
 from quorate.hrb.simulation import HrbSystem
 from quorate.runtime.sim.composed import SystemSimulation
 
@@ -135,6 +141,44 @@ def test_the_atomicity_check_catches_a_split_decision() -> None:
     member.store.decided[txn_id] = not member.store.decided[txn_id]
     assert model._atomicity(violations)[0] >= 1
     assert "decided" in violations[0]["message"]
+
+
+def _plant(monkeypatch: pytest.MonkeyPatch, defect: str) -> list[bytes]:
+    """Make shard 2's stores mishandle the first cross-shard commit they
+    decide: ``drop`` its writes (money vanishes) or ``flip`` it to an abort
+    (half applied). Returns the transaction it happened to, once it has."""
+    planted: list[bytes] = []
+    original = ShardStore._decide
+
+    def decide(self: ShardStore, decision: TxnDecision) -> list[Any]:
+        first = not planted or planted[0] == decision.txn_id
+        if self.rules.shard == 2 and decision.commit and decision.txn_id not in self.decided and first:
+            planted[:1] = [decision.txn_id]
+            if defect == "flip":
+                decision = msgspec.structs.replace(decision, commit=False)
+            else:
+                record = self.prepared.get(decision.txn_id)
+                if record is not None:
+                    self.prepared[decision.txn_id] = dataclasses.replace(record, writes=())
+        return original(self, decision)
+
+    monkeypatch.setattr(ShardStore, "_decide", decide)
+    return planted
+
+
+@pytest.mark.parametrize(("defect", "message"), [("drop", "bank total"), ("flip", "committed in shard")])
+def test_atomicity_is_checked_while_the_run_goes_on(monkeypatch: pytest.MonkeyPatch, defect: str, message: str) -> None:
+    """A shard that loses a committed transaction's writes, or applies it as
+    an abort, fails the run at the first check after it (every 50 ms of
+    simulated time), naming the time and the transaction, not at the end."""
+    planted = _plant(monkeypatch, defect)
+    report, _ = run_hrb(SMALL)
+    assert planted, "no cross-shard commit reached shard 2"
+    violation = report["safety_violations"][0]  # the online one; the final check may add its own
+    assert message in violation["message"] and planted[0].hex() in violation["message"]
+    assert violation["message"].startswith("atomicity at ")
+    assert violation["time_s"] < SMALL.duration_s
+    assert report["atomicity_violations"] >= 1 and not report["ok"]
 
 
 def test_the_history_check_catches_a_stale_read(small: tuple[dict[str, Any], list[dict[str, Any]]]) -> None:

@@ -33,6 +33,18 @@ network, the disks and the faults.
   members' ordering cores commit the same command at each index of an
   epoch's log (``_WitnessedCore``), and at the same (epoch, decision count)
   they hold the same decision chain digest.
+- **Atomicity, online** (``sample``, every ``SAMPLE_INTERVAL_S`` of
+  simulated time; ``_AtomicityWatch``): no transaction decided one way by
+  one honest member and the other way by another, in any shard; no store
+  told to break atomicity; and, for ``bank``, the total of all balances is
+  conserved: on each shard's most advanced honest member, with every
+  transaction committed anywhere completed where it is not applied yet
+  (its prepare record's writes: decisions are certified and final), every
+  account and inbox adds up to ``INITIAL_BALANCE`` times the accounts
+  opened. A round where some shard has not prepared a committed
+  transaction yet cannot be completed and is skipped (counted). The first
+  violation stops the run with its simulated time and the transactions
+  decided since the last good check.
 - **Timeline** (``sample``): first leadership, detection (an honest member
   of its shard convicted it or deposed it by suspicion), deposition (no
   honest member follows it) and eviction (most honest members of its shard
@@ -51,6 +63,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import itertools
 import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -291,6 +304,7 @@ class HrbSystem:
         self.stopped_at: float | None = None
         self.watches: dict[int, PartitionWatch] = {}
         """Node -> its partition watch (latest incarnation), when ``settings.partition`` is set."""
+        self.atomicity = _AtomicityWatch(self, bank=s.workload.workload == "bank")
 
     # -- building --------------------------------------------------------------------------------
     def _choose_byzantine(self, wanted: list[tuple[int, str]]) -> dict[int, str]:
@@ -542,6 +556,7 @@ class HrbSystem:
                 leaders.setdefault((self.shard_of[node], inner.term), node)
         for t in self.timelines.values():
             self._follow(t, now, alive)
+        self.atomicity.check(now)
 
     def _follow(self, t: _Timeline, now: float, alive: Sequence[bool]) -> None:
         if t.evicted_at is not None:
@@ -595,8 +610,9 @@ class HrbSystem:
             "byzantine": {str(k): v for k, v in self.byzantine.items()},
             "quorum_mode": s.quorum,
             "workload": s.workload.workload,
-            "atomicity_violations": atomicity,
+            "atomicity_violations": atomicity + self.atomicity.violations,
             "atomicity_unsettled_txns": unsettled,
+            "atomicity_checks": self.atomicity.report(),
             "bank_total": total,
             "detections": [self._detection(t) for t in self.timelines.values()],
             "evicted": evicted,
@@ -737,6 +753,117 @@ class HrbSystem:
                 "applied_index": max((r.applied_index for r in honest), default=0),
             })
         return {"count": len(self.shards), "size": self.settings.shard_size, "per_shard": per}
+
+
+class _AtomicityWatch:
+    """The cross-shard atomicity invariant, checked while the run goes on
+    (module docstring, "Atomicity, online")."""
+
+    def __init__(self, system: HrbSystem, *, bank: bool) -> None:
+        self.system = system
+        self.bank = bank
+        self.decided: dict[bytes, tuple[bool, int, int]] = {}
+        """txn id -> (commit, shard, member) of the first decision seen."""
+        self._seen: dict[int, tuple[int, int, int]] = {}
+        """member -> (id of its store, decisions read, violations read)."""
+        self._since: list[bytes] = []
+        """Transactions first decided since the last check that passed."""
+        self._last_good: float | None = None
+        self.checks = 0
+        self.skipped = 0
+        self.violations = 0
+
+    def report(self) -> dict[str, Any]:
+        return {"checked": self.checks, "skipped_unsettled": self.skipped, "last_passed_s": self._last_good}
+
+    def check(self, now: float) -> None:
+        system = self.system
+        best: dict[int, ShardReplica] = {}
+        for shard, members in system.shards.items():
+            for m in members:
+                member = system.members.get(m)
+                if member is None or type(member.member) is not ShardReplica:
+                    continue
+                replica = member.member
+                self._scan(now, shard, m, replica)
+                if shard not in best or replica.applied_index > best[shard].applied_index:
+                    best[shard] = replica
+        if self.bank and len(best) == len(system.shards):
+            self._check_total(now, best)
+
+    def _fail(self, now: float, message: str) -> None:
+        self.violations += 1
+        raise InvariantViolation(f"atomicity at {now:.3f} s: {message}")
+
+    def _scan(self, now: float, shard: int, node: int, replica: ShardReplica) -> None:
+        """Decisions and store violations ``node`` made since the last scan."""
+        store = replica.store
+        seen = self._seen.get(node)
+        start, violations = (seen[1], seen[2]) if seen is not None and seen[0] == id(store) else (0, 0)
+        decided = store.decided
+        if len(decided) > start:
+            for txn_id, commit in itertools.islice(decided.items(), start, None):
+                first = self.decided.get(txn_id)
+                if first is None:
+                    self.decided[txn_id] = (commit, shard, node)
+                    self._since.append(txn_id)
+                elif first[0] != commit:
+                    self._fail(
+                        now,
+                        f"transaction {txn_id.hex()} {'committed' if first[0] else 'aborted'} in shard {first[1]} "
+                        f"(member {first[2]}) and {'committed' if commit else 'aborted'} in shard {shard} (member {node})",
+                    )
+        if len(store.violations) > violations:
+            v = store.violations[violations]
+            self._fail(now, f"shard {shard} member {node} was told to break transaction {v.txn_id.hex()}: {v.reason}")
+        self._seen[node] = (id(store), len(decided), len(store.violations))
+
+    def _check_total(self, now: float, best: dict[int, ShardReplica]) -> None:
+        views: list[dict[str, str]] = []
+        for replica in best.values():
+            store = replica.store
+            data = store.data
+            completed: dict[str, str] | None = None
+            for txn_id, record in store.prepared.items():
+                first = self.decided.get(txn_id)
+                if first is None or not first[0]:
+                    continue  # undecided, or aborted: nothing was written anywhere
+                if not record.vote:
+                    self._fail(now, f"transaction {txn_id.hex()} committed although shard {replica.shard} voted no")
+                if completed is None:
+                    completed = dict(data)
+                completed.update(record.writes)
+            views.append(completed if completed is not None else data)
+        # A commit some shard has neither applied nor prepared cannot be completed yet.
+        for txn_id in self._since:
+            first = self.decided[txn_id]
+            if not first[0]:
+                continue
+            involved = self.system.pool.involved.get(txn_id, ())
+            for shard in involved:
+                store = best[shard].store
+                if txn_id not in store.decided and txn_id not in store.prepared:
+                    self.skipped += 1
+                    return
+        total = opened = 0
+        for view in views:
+            for key, value in view.items():
+                if key.startswith("acct"):
+                    opened += 1
+                    total += int(value)
+                elif key.startswith("inbox"):
+                    total += int(value)
+        self.checks += 1
+        if total != INITIAL_BALANCE * opened:
+            since = ", ".join(t.hex() for t in self._since if self.decided[t][0]) or "none decided across shards"
+            after = "the start" if self._last_good is None else f"{self._last_good:.3f} s"
+            self._fail(
+                now,
+                f"bank total {total} != {INITIAL_BALANCE} x {opened} accounts opened; transactions committed since "
+                f"the last good check ({after}): {since}",
+            )
+        self._last_good = now
+        self._since = []
 
 
 CORE_INPUTS = frozenset({"TxnRequest", "ShardVote", "RemovalProposal", "ReputationReport"})

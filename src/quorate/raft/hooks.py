@@ -7,7 +7,7 @@ rules but lets followers check their leader: the leader chains its log (each
 entry's digest covers the digest before it) and signs what it sends, followers
 verify both, and two different signed digests for one (term, index) prove the
 leader equivocated. ``RaftNode`` does not know what a digest or a signature is;
-it calls a ``RaftHooks`` object at six points and carries what it returns:
+it calls a ``RaftHooks`` object at seven points and carries what it returns:
 
 1. ``entry_digest(previous_digest, entry)`` when the leader appends an entry:
    the entry is stored and sent as a ``ChainedEntry`` with that digest.
@@ -36,6 +36,12 @@ it calls a ``RaftHooks`` object at six points and carries what it returns:
    ``entry`` for the same (term, index) with another digest: ``True`` lets the
    new history replace the old from there (recovery after a leader of that
    term was proven to equivocate); by default the batch is refused.
+7. ``kept_on_leading(last_index)`` when the node wins an election, before it
+   appends its term's first entry: the index its log keeps through (never
+   below its commit index, nor below its newest configuration entry); the
+   uncommitted entries after it are dropped, as a follower drops a
+   conflicting suffix. A watched Raft drops what a leader proven Byzantine
+   wrote and no certificate covers; by default the whole log is kept.
 
 Every method of ``RaftHooks`` is a no-op; subclass it and override what you
 need. ``RaftNode`` looks the overrides up once, at construction: a seam that is
@@ -122,6 +128,11 @@ class RaftHooks:
         this node promised depends on it."""
         return False
 
+    def kept_on_leading(self, last_index: int) -> int:
+        """The index this node's log keeps through when it becomes leader
+        (``last_index``: all of it). Not bound unless overridden."""
+        return last_index
+
 
 def unsigned(
     message: AppendEntries | AppendEntriesResponse,
@@ -152,6 +163,7 @@ HOOK_METHODS = (
     "verify_append_response",
     "verified",
     "replace_entry",
+    "kept_on_leading",
 )
 """The seams ``RaftNode`` binds when a ``RaftHooks`` subclass overrides them."""
 

@@ -140,6 +140,20 @@ class RaftLog:
         if first < self.stable_from:
             self.stable_from = first
 
+    def truncate_after(self, index: int) -> None:
+        """Drop every entry after ``index`` (uncommitted, after the snapshot);
+        the next entry stored starts the rewrite at ``index + 1``."""
+        invariant(
+            self.committed <= index <= self.last_index() and index >= self.snapshot_index,
+            f"cannot truncate after {index} (commit index {self.committed}, last {self.last_index()})",
+        )
+        if index < self.last_index():
+            del self.entries[index - self.snapshot_index :]
+            self.rewrites += 1
+            self.last_rewrite_index = index + 1
+            if index + 1 < self.stable_from:
+                self.stable_from = index + 1
+
     def commit_to(self, index: int) -> bool:
         """Raise the commit index (never lowers it). True if it moved."""
         if index > self.committed:

@@ -252,6 +252,7 @@ class RaftNode:
         "_hooks",
         "_id",
         "_joint",
+        "_kept_on_leading",
         "_last_hard",
         "_leader",
         "_leader_handlers",
@@ -419,6 +420,7 @@ class RaftNode:
         ) = bound["verify_append_response"]
         self._verified: Callable[[NodeId, Any], None] | None = bound["verified"]
         self._replace_entry: Callable[[Entry, Entry], bool] | None = bound["replace_entry"]
+        self._kept_on_leading: Callable[[int], int] | None = bound["kept_on_leading"]
 
     def _recover(
         self,
@@ -914,6 +916,8 @@ class RaftNode:
 
     def _become_leader(self, now: float) -> None:
         log = self._log
+        if self._kept_on_leading is not None:
+            self._trim_for_leading()
         self._role = LEADER
         self._leader = self._id
         self._handlers = self._leader_handlers
@@ -938,6 +942,16 @@ class RaftNode:
         self._heartbeat_deadline = now + self._config.heartbeat_interval_s
         self._check_quorum_deadline = now + self._config.election_timeout_s
         self._append_local(_NOOP, b"")
+
+    def _trim_for_leading(self) -> None:
+        """Drop the suffix the hooks' ``kept_on_leading`` leaves out (never a
+        committed entry, never a configuration entry)."""
+        log = self._log
+        last = log.last_index()
+        assert self._kept_on_leading is not None
+        keep = max(self._kept_on_leading(last), log.committed, self._confs[-1][0], log.snapshot_index)
+        if keep < last:
+            log.truncate_after(keep)
 
     def _tick_leader(self, now: float) -> None:
         config = self._config

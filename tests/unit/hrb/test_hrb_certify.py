@@ -187,6 +187,29 @@ def test_a_silent_collector_is_replaced_after_the_timeout() -> None:
     assert certifiers[MEMBERS[1]].combined == 1  # the next in line collected
 
 
+def test_members_that_replayed_a_decision_sign_it_once_its_partials_reach_them() -> None:
+    """Two members crashed in turn: 2 and 5 replayed decision 1 from disk
+    (a replay signs nothing), 7 and 11 signed it, and t = 3. Every collector
+    in line used to hold two partials forever; a member that collects for a
+    decision it replayed unsigned adds its own share."""
+    certifiers, _ = _core()
+    replayed, signed = MEMBERS[:2], MEMBERS[2:]
+    for node in replayed:
+        certifiers[node].decided(1, DECISION, None, 0.0, replay=True)
+    for node in signed:
+        certifiers[node].decided(1, DECISION, None, 0.0, replay=False)
+    made = _exchange(certifiers, 0.0)
+    assert [c.index for c in made] == [1]
+    assert certifiers[MEMBERS[0]].combined == 1 and certifiers[MEMBERS[0]].late_partials == 1
+    assert certifiers[MEMBERS[1]].late_partials == 0  # not asked: it was not in line
+    assert all(c.certificate(1) is not None for c in certifiers.values())
+    # Without the surviving signers' partials nobody signs a replayed decision.
+    quiet, _ = _core()
+    for certifier in quiet.values():
+        certifier.decided(1, DECISION, None, 0.0, replay=True)
+    assert _exchange(quiet, 0.0) == [] and all(c.wake_at() is None for c in quiet.values())
+
+
 def test_a_certificate_for_another_decision_than_the_one_applied_is_a_fork() -> None:
     certifiers, _ = _core()
     for certifier in list(certifiers.values())[:3]:

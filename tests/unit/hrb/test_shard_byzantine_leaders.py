@@ -340,3 +340,59 @@ def test_a_member_held_back_on_an_equivocators_history_shows_it_to_the_members_a
             item, shard=1, voters=frozenset(net.members), commit_quorum=ahead.raft.commit_quorum,
             verifier=third_party, entry_refusal=ahead.entry_refusal_with_certificates,
         ) is None
+
+
+@pytest.mark.parametrize("quorum", ["majority", "byzantine"])
+def test_a_member_an_equivocator_lied_to_drops_the_lie_when_it_wins_the_next_election(quorum: str) -> None:
+    """The shape of the byzantine-mode chaos sweep's seeds 6, 12 and 22: the
+    equivocator sent the member it lied to (the last of its followers) a
+    client's transaction with another ``seq``; that member then won the next
+    election and committed it in its own term, so the client's session stood
+    at a ``seq`` it never used and every later request of the client was
+    refused ("a later request of this session was applied"). A member that
+    wins an election now first drops what the terms of leaders it convicted
+    wrote above its lock."""
+    n = SIZES[quorum]
+    net = ShardNet(range(1, n + 1), quorum=quorum, byzantine={1: "equivocating-leader"}, challenge_interval_s=1000.0)
+    liar_target = n  # the equivocator lies to the second half of its followers, n among them
+    first_half = (2, 3)
+    net.elect(1)
+    for member in first_half:
+        net.drop(1, member)
+    first = txn("session-1", TxnOp("s1", "put", value="one"), client=7, seq=1)
+    net.submit(1, first)
+    net.advance(0.2)
+    lied = net.replica(liar_target)
+    assert lied.raft.last_index > net.replica(2).raft.last_index
+    net.heal()
+
+    def sent_to(member: int) -> SignedAppendEntries:
+        return next(
+            m for src, dst, m in net.sent
+            if src == 1 and dst == member and type(m) is SignedAppendEntries
+            and any(e.kind == ENTRY_NORMAL for e in m.entries)
+        )
+
+    # Member 2 is shown both histories: the true one (lost on its way) and the lie.
+    net.step(1, 2, sent_to(2))
+    net.step(1, 2, sent_to(liar_target))
+    net.deliver()
+    assert all(OFFENDER in r.convicted for r in net.honest())
+    net.isolate(1)
+    for a in range(2, n):  # only the member lied to can gather a quorum
+        for b in range(2, n):
+            if a != b:
+                net.drop(a, b)
+    net.advance(3.0)
+    net.heal()
+    net.isolate(1)
+    assert lied.is_leader
+    second = txn("session-2", TxnOp("s2", "put", value="two"), client=7, seq=2)
+    for t in (first, second):
+        net.submit(liar_target, t)
+        net.advance(1.0)
+    for r in net.honest():
+        assert r.store.get("s1") == "one" and r.store.get("s2") == "two", r
+        assert r.store.sessions[7][0] == 2
+    assert len({r.store.fingerprint() for r in net.honest()}) == 1
+    assert lied.metrics.get("convicted_entries_dropped", 0) > 0

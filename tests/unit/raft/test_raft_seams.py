@@ -29,6 +29,7 @@ from quorate.raft import (
     RaftHooks,
     RaftNode,
     RequestVote,
+    RequestVoteResponse,
     Role,
     SignedAppendEntries,
     SignedAppendEntriesResponse,
@@ -222,6 +223,42 @@ def test_replace_entry_lets_another_history_replace_a_same_term_entry() -> None:
     assert node.entry_at(2) == other and not ready.rejected
     assert any(isinstance(m, AppendEntriesResponse) and m.success for _, m in ready.messages)
     assert [e.index for e in ready.entries] == [2]  # persisted, replacing the stored entry 2
+
+
+class KeepingHooks(ChainHooks):
+    """Hooks that keep only ``keep`` entries when this node wins an election."""
+
+    def __init__(self, me: NodeId, keep: int) -> None:
+        super().__init__(me)
+        self.keep = keep
+
+    def kept_on_leading(self, last_index: int) -> int:
+        return self.keep
+
+
+@pytest.mark.parametrize(("keep", "kept"), [(2, 2), (0, 1)])
+def test_kept_on_leading_drops_an_uncommitted_suffix_before_the_new_term_starts(keep: int, kept: int) -> None:
+    """Entries 1..4 of term 1, entry 1 committed: the hooks keep ``keep``
+    entries (never fewer than the committed one) when the node wins term 2,
+    and the term's no-op follows them, persisted as a rewrite from there."""
+    mine = KeepingHooks(N(2), keep)
+    leader = ChainHooks(N(1))
+    node = RaftNode(N(2), [N(1), N(2), N(3)], config=RaftConfig(pre_vote=False), rng=random.Random(0), now=0.0, hooks=mine)
+    entries, digest = [], b""
+    for index in range(1, 5):
+        entries.append(_chained(leader, digest, 1, index, b"e%d" % index))
+        digest = entries[-1].digest
+    plain = AppendEntries(1, 0, 0, list(entries), 1)
+    node.step(N(1), SignedAppendEntries(1, 0, 0, list(entries), 1, leader.sign_append(plain)), 0.1)
+    node.ready()
+    assert node.last_index == 4 and node.commit_index == 1
+    node.campaign(5.0)
+    node.step(N(3), RequestVoteResponse(node.term, True), 5.1)
+    assert node.role is Role.LEADER
+    ready = node.ready()
+    assert node.last_index == kept + 1 and node.entry_at(kept + 1).term == 2  # type: ignore[union-attr]
+    assert [e.index for e in ready.entries] == [kept + 1]
+    assert node.entry_at(kept + 1).digest == mine.entry_digest(node.entry_at(kept).digest, node.entry_at(kept + 1))  # type: ignore[union-attr]
 
 
 def test_two_digests_for_one_term_and_index_are_refused_and_both_reported() -> None:

@@ -22,6 +22,17 @@ Theory of operation.
   applied, so any copy is as good as another. A valid certificate whose
   decision differs from the one this member applied at that index means the
   core's log forked: an invariant violation, never ignored.
+- **Restarts.** A member that replays its log after a restart does not
+  sign the decisions it replays: most were certified while it was down,
+  and re-signing a whole epoch would flood the collectors. But if two
+  members crashed in turn, a decision may have been applied by only
+  t − 1 members that kept their signatures (the others replayed it), and
+  then no collector ever reaches t. So a member that receives a partial,
+  as a collector, for a decision it replayed unsigned (or replays one for
+  which partials already reached it) signs it then, adds its share and
+  sends it on down the line of collectors like a fresh decision: every
+  member that replayed signs once the surviving signers' partials reach
+  it in the rotation, and the certificate forms.
 - **Refusals** (``Rejection`` with a reason): a partial for another epoch,
   from a non-member or an evicted member, outside the window of indexes, or
   one that does not verify; a certificate that does not verify.
@@ -125,6 +136,8 @@ class Certifier:
         """Certificates this member combined (as a collector)."""
         self.partials_sent = 0
         self.bad_partials = 0
+        self.late_partials = 0
+        """Partials signed for decisions replayed after a restart (``_sign_late``)."""
 
     # -- the collector -------------------------------------------------------------------
     def collectors(self) -> tuple[NodeId, ...]:
@@ -167,10 +180,27 @@ class Certifier:
             self._check_matches(early, pending)
             pending.certificate = early
             return
-        if self.signer is None or replay:
+        if self.signer is None:
+            return
+        if replay:
+            if self._partials.get(index):
+                self._sign_late(index, pending, now)  # others still collect for it
             return
         pending.partial = self.signer.sign(message)
         self._send_partial(index, pending, now)
+        self._try_combine(index)
+
+    def _sign_late(self, index: int, pending: _Pending, now: float) -> None:
+        """A decision replayed from disk (not signed then) for which another
+        member's partial reached this one as a collector: it is not certified
+        yet, so add this member's share and keep sending it down the line of
+        collectors like a fresh one (module docstring, "Restarts")."""
+        assert self.signer is not None
+        pending.partial = self.signer.sign(pending.message)
+        self._partials.setdefault(index, {}).setdefault(self.signer.index, pending.partial)
+        timeout = min(self.config.certificate_timeout_s * (2**pending.attempt), self.config.max_certificate_timeout_s)
+        pending.deadline = now + timeout
+        self.late_partials += 1
         self._try_combine(index)
 
     def _send_partial(self, index: int, pending: _Pending, now: float) -> None:
@@ -208,6 +238,10 @@ class Certifier:
             self._reject(sender, message, "malformed partial")
             return
         collected[share] = message.partial
+        pending = self._pending.get(index)
+        if pending is not None and not pending.partial and pending.certificate is None and self.signer is not None:
+            self._sign_late(index, pending, now)
+            return
         self._try_combine(index)
 
     def _try_combine(self, index: int) -> None:

@@ -178,7 +178,7 @@ class ChainHooks(RaftHooks):
     overwrite an applied one), or ``None``."""
 
     __slots__ = (
-        "_ack", "_chain", "_empty", "_nack", "acked", "lock", "node", "on_verified", "replace",
+        "_ack", "_chain", "_empty", "_nack", "acked", "keep", "lock", "node", "on_verified", "replace",
         "shard", "signer", "validate", "verifier",
     )
 
@@ -192,6 +192,7 @@ class ChainHooks(RaftHooks):
         validate: Callable[[bytes, Sequence[Entry]], str | None],
         lock: Callable[[int], int],
         replace: Callable[[Entry, Entry], bool],
+        keep: Callable[[int], int] | None = None,
     ) -> None:
         self.shard = shard
         self.signer = signer
@@ -200,6 +201,7 @@ class ChainHooks(RaftHooks):
         self.validate = validate
         self.lock = lock
         self.replace = replace
+        self.keep = keep
         self.acked: tuple[int, int] = (-1, 0)
         """(term, highest index) this member acknowledged in its latest term."""
         self.node: RaftNode | None = None
@@ -273,6 +275,9 @@ class ChainHooks(RaftHooks):
 
     def replace_entry(self, held: Entry, entry: Entry) -> bool:
         return self.replace(held, entry)
+
+    def kept_on_leading(self, last_index: int) -> int:
+        return last_index if self.keep is None else self.keep(last_index)
 
     # ------------------------------------------------------------ verification
     def verify_append(self, sender: NodeId, message: AppendEntries) -> str | None:

@@ -32,6 +32,16 @@ in PBFT's prepared/committed or HotStuff's locked/committed:
   acknowledged in the current term, may be replaced by the current
   leader's history (``RaftHooks.replace_entry``): that is how the two halves
   of an equivocator's shard converge after its deposition.
+- **A convicted leader's uncertified entries die with it.** A member that
+  wins an election first drops the entries above its lock that terms of
+  leaders it convicted wrote (``RaftHooks.kept_on_leading``), so it does
+  not commit them in its own term. They are what the offender made up (an
+  equivocator's altered transactions: a client request with another
+  ``seq`` would end that client's session, every later request of it
+  refused as older than one applied), no certificate covers them, and the
+  lock rule above keeps every applied entry at or below the new leader's
+  lock; clients send what was dropped again. Raft keeps its newest
+  configuration entry (membership is not rolled back).
 
 The leader builds its certificate in ``ready()`` whenever Raft's commit
 index or the quorum's locks moved: the acknowledgements at or above c with
@@ -141,10 +151,18 @@ def _certify_commit(self: ShardReplica) -> None:
         for member, (index, lock, signature) in self._acks.items()
         if index >= commit and member in voters
     )
-    invariant(
-        len(candidates) >= need,
-        f"Raft committed {commit} with {len(candidates)} signed acknowledgements, {need} needed",
-    )
+    if len(candidates) < need:
+        # Raft counts a configuration from the moment its entry is appended:
+        # an index it committed under the previous voters may lack a quorum
+        # of the new ones (a removed member's acknowledgement no longer
+        # counts). Wait for theirs; anything else is a bug.
+        departed = [m for m, (index, _, _) in self._acks.items() if index >= commit and m not in voters]
+        invariant(
+            bool(departed),
+            f"Raft committed {commit} with {len(candidates)} signed acknowledgements, {need} needed",
+        )
+        self._count("certificates_awaiting_new_voters")
+        return
     chosen = candidates[:need]
     acks = [(member, index, -negative_lock, signature) for negative_lock, index, member, signature in chosen]
     if me in voters:
@@ -264,6 +282,24 @@ def _may_replace(self: ShardReplica, held: Entry, entry: Entry) -> bool:
         return False
     acked_term, acked_index = self._hooks.acked
     return not (acked_term == raft.term and held.index <= acked_index)
+
+
+def _kept_on_leading(self: ShardReplica, last_index: int) -> int:
+    """``RaftHooks.kept_on_leading``: see the module docstring."""
+    raft = self._raft
+    convicted = self._convicted
+    terms = self._convicted_terms | {t for t, leader in self._proofs.items() if leader in convicted}
+    if not terms:
+        return last_index
+    keep = last_index
+    while keep > self._lock and keep > self._store.applied_index:
+        entry = raft.entry_at(keep)
+        if entry is None or entry.term not in terms:
+            break
+        keep -= 1
+    if keep < last_index:
+        self.metrics["convicted_entries_dropped"] = self.metrics.get("convicted_entries_dropped", 0) + last_index - keep
+    return keep
 
 
 # ---------------------------------------------------------------- applying

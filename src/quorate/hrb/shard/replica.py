@@ -168,6 +168,7 @@ class ShardReplica:
     _lock_rank = commit._lock_rank
     _lock_in = commit._lock_in
     _may_replace = commit._may_replace
+    _kept_on_leading = commit._kept_on_leading
     _apply_certified = commit._apply_certified
     _on_effect = commit._on_effect
     _on_prepared = commit._on_prepared
@@ -240,6 +241,7 @@ class ShardReplica:
             validate=self._validate_batch,
             lock=self._lock_in,
             replace=self._may_replace,
+            keep=self._kept_on_leading,
         )
         self._raft = RaftNode(
             id,
@@ -306,6 +308,9 @@ class ShardReplica:
         self._discounted_terms: set[int] = set()
         """Terms whose proven leader this member convicted or deposed by suspicion
         (election.py discounts what it wrote above this member's lock)."""
+        self._convicted_terms: set[int] = set()
+        """Terms whose proven leader this member convicted (commit.py drops what
+        they wrote above its lock when it wins an election)."""
         # What happened, for reports and tests.
         self.detections: list[tuple[NodeId, str, float, bool]] = []
         """(offender, evidence kind, time, found by this member)."""

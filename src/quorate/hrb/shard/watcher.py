@@ -528,9 +528,11 @@ def _convict(self: ShardReplica, evidence: Evidence | SignedMessageEvidence, *, 
     if offender in self._convicted:
         return
     self._convicted.add(offender)
-    self._discounted_terms.update(term for term, leader in self._proofs.items() if leader == offender)
+    terms = {term for term, leader in self._proofs.items() if leader == offender}
     if self._raft.leader_id == offender:
-        self._discounted_terms.add(self._raft.term)
+        terms.add(self._raft.term)
+    self._discounted_terms.update(terms)
+    self._convicted_terms.update(terms)
     kind = "equivocation" if isinstance(evidence, Evidence) else evidence.kind
     self.detections.append((offender, kind, self._now, detector))
     self._count(f"detections.{kind}")
