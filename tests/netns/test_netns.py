@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.netns.topology import Topology, netem_available, netns_problem
+from tests.netns.topology import PREFIX_LEN, SUBNET_PREFIX, Topology, netem_available, netns_problem
 
 from quorate.check import check_history
 from quorate.cli.certs import create_ca, issue_certificate
@@ -135,6 +135,8 @@ class NetnsCluster:
                 protocol=self.protocol,
                 log_file=self.directory / f"n{node}.log",
                 options={"key_seed": 7} if self.protocol != "raft" else {},
+                # The client host's many connections come from this private network.
+                security={"trusted_networks": f"{SUBNET_PREFIX}0/{PREFIX_LEN}"},
             )
             self.config_path(node).write_text(config.to_toml())
 
