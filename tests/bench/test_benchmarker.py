@@ -252,6 +252,7 @@ def test_the_advisor_tunes_hrbs_shard_size_within_the_nodes() -> None:
 
     advice = advise("hrb", measure, repeats=2, allowed=hrb_allows(10))
     assert advice.settings == {"shard_size": 7}
+    assert advice.flags() == ["--shard-size", "7"]  # quorate sim hrb's flags
     assert {t.value for t in advice.trials if t.knob == "shard_size"} == {7, 10}  # 16 > 10 nodes: skipped
     assert not any(s.get("shard_size") == 16 for s in tried)
     assert "core_bft" in {k.name for k in KNOBS["hrb"]} and "epoch_blocks" in {k.name for k in KNOBS["casper"]}

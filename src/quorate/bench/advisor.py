@@ -151,7 +151,9 @@ class Advice:
     def flags(self) -> list[str]:
         out = []
         for key, value in sorted(self.settings.items()):
-            if key == "storage":
+            if self.protocol in SIM_ONLY:  # flags of ``quorate sim hrb``
+                out += ["--" + key.replace("_", "-"), str(value)]
+            elif key == "storage":
                 out += ["--storage", str(value)]
             else:
                 text = str(value).lower() if isinstance(value, bool) else str(value)
