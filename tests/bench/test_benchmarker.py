@@ -16,12 +16,12 @@ pytest.importorskip("hdrh", reason="needs the bench extra: pip install '.[bench]
 pytest.importorskip("psutil", reason="needs the bench extra: pip install '.[bench]'")
 pytest.importorskip("matplotlib", reason="needs the bench extra: pip install '.[bench]'")
 
-from quorate.bench.advisor import Trial, advise, judge
+from quorate.bench.advisor import KNOBS, Trial, advise, hrb_allows, judge
 from quorate.bench.bottlenecks import find_bottlenecks, slope_per_s
 from quorate.bench.compare import recommend
 from quorate.bench.histogram import LatencyHistogram
 from quorate.bench.ramp import GOOD, RampConfig, SimLoadTarget, StepResult, ramp
-from quorate.bench.recommend import Requirements, recommend_protocol, tolerated
+from quorate.bench.recommend import Requirements, hrb_layout, recommend_protocol, tolerated
 from quorate.errors import ConfigError
 
 # ------------------------------------------------------------------ histograms
@@ -240,12 +240,64 @@ def test_the_advisor_keeps_only_the_setting_that_helps() -> None:
         advise("raft", measure, repeats=1)
 
 
+def test_the_advisor_tunes_hrbs_shard_size_within_the_nodes() -> None:
+    tried: list[dict[str, Any]] = []
+
+    def measure(settings: dict[str, Any], repeat: int) -> dict[str, Any]:
+        tried.append(dict(settings))
+        ops = 400.0 + repeat
+        if settings.get("shard_size") == 7:
+            ops *= 1.5  # fewer, larger shards win here
+        return {"throughput_ops": ops, "p99_ms": 20.0}
+
+    advice = advise("hrb", measure, repeats=2, allowed=hrb_allows(10))
+    assert advice.settings == {"shard_size": 7}
+    assert advice.flags() == ["--shard-size", "7"]  # quorate sim hrb's flags
+    assert {t.value for t in advice.trials if t.knob == "shard_size"} == {7, 10}  # 16 > 10 nodes: skipped
+    assert not any(s.get("shard_size") == 16 for s in tried)
+    assert "core_bft" in {k.name for k in KNOBS["hrb"]} and "epoch_blocks" in {k.name for k in KNOBS["casper"]}
+    with pytest.raises(ConfigError, match="simulator only"):
+        advise("hrb", measure, real=True, repeats=2)
+
+
 # ------------------------------------------------------------------ recommendations
 
 
 def test_fault_tolerance_arithmetic() -> None:
     assert tolerated("raft", 3, "crash") == 1 and tolerated("raft", 5, "byzantine") == 0
     assert tolerated("pbft", 4, "byzantine") == 1 and tolerated("hotstuff", 3, "byzantine") == 0
+    assert tolerated("casper", 7, "byzantine") == 2
+    # HRB: about sqrt(n) shards of 3f + 1 nodes; it tolerates f in each, and needs two shards.
+    assert hrb_layout(16) == (4, 4) and hrb_layout(64) == (10, 7) and hrb_layout(200) == (16, 7)
+    assert tolerated("hrb", 4, "byzantine") == 0 and tolerated("hrb", 8, "byzantine") == 1
+    assert tolerated("hrb", 200, "byzantine") == 5
+
+
+def test_hrb_does_not_fit_below_two_shards_and_says_when_it_would() -> None:
+    result = recommend_protocol(
+        Requirements("byzantine", 4, max_latency_ms=100, min_throughput_ops=200), candidates=["hrb"]
+    )
+    [row] = result["candidates"]
+    assert not row["fits"] and "two shards of 4" in row["why"] and "many nodes" in row["note"]
+    with pytest.raises(ConfigError, match="unknown protocol"):
+        recommend_protocol(Requirements("crash", 3), candidates=["paxos"])
+
+
+@pytest.mark.slow
+def test_an_hrb_step_runs_the_protocol_and_counts_what_it_could_not_start() -> None:
+    from quorate.bench.hrb_load import HrbLoadTarget
+
+    target = HrbLoadTarget(nodes=8, seed=3).validate()
+    step = target.step(100.0, 2.5, 1.0)
+    assert target.latency_s is not None and target.latency_s > 0  # calibrated once
+    assert step.answered > 0 and step.extra["safety_violations"] == 0
+    assert step.invoked >= 100 and step.extra["agents"] >= 2
+    # Sized for no latency at all, two agents cannot offer 100/s: what they
+    # did not start counts as not answered, and the step is not good.
+    target.latency_s = 0.0
+    short = target.step(100.0, 2.5, 1.0)
+    assert short.extra["agents"] == 2 and short.extra["not_started"] > 0
+    assert short.invoked == 100 and short.verdict(RampConfig()) != GOOD
 
 
 def test_byzantine_faults_on_three_nodes_fit_no_protocol() -> None:
@@ -256,7 +308,9 @@ def test_byzantine_faults_on_three_nodes_fit_no_protocol() -> None:
 
 
 def test_a_byzantine_requirement_is_met_by_a_measured_bft_protocol() -> None:
-    result = recommend_protocol(Requirements("byzantine", 4, max_latency_ms=50, min_throughput_ops=300))
+    result = recommend_protocol(
+        Requirements("byzantine", 4, max_latency_ms=50, min_throughput_ops=300), candidates=("raft", "pbft", "hotstuff")
+    )
     assert result["recommendation"] in ("pbft", "hotstuff")
     raft = next(r for r in result["candidates"] if r["protocol"] == "raft")
     assert not raft["fits"]

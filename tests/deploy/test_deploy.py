@@ -35,7 +35,7 @@ from quorate.runtime.aio.config import node_config_from_mapping
 _register()
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
-COMMITTED = [("compose", "raft", 3), ("compose", "raft", 5), ("k8s", "raft", 3), ("k8s", "pbft", 4)]
+COMMITTED = [("compose", "raft", 3), ("compose", "raft", 5), ("k8s", "raft", 3), ("k8s", "pbft", 4), ("k8s", "casper", 4)]
 
 
 def _render(kind: str, protocol: str, nodes: int) -> dict[str, str]:
@@ -97,7 +97,7 @@ def test_compose_files_parse_into_a_tls_cluster(nodes: int, certs: Path) -> None
                         spec, lambda node, _spec: f"n{node}", certs)
 
 
-@pytest.mark.parametrize(("protocol", "nodes"), [("raft", 3), ("pbft", 4), ("hotstuff", 7)])
+@pytest.mark.parametrize(("protocol", "nodes"), [("raft", 3), ("pbft", 4), ("hotstuff", 7), ("casper", 4)])
 def test_kubernetes_manifest_parses_into_a_statefulset(protocol: str, nodes: int, certs: Path) -> None:
     spec = DeploySpec(protocol, nodes, namespace="prod")
     documents = list(yaml.safe_load_all(render_kubernetes(spec)["quorate.yaml"]))
@@ -136,6 +136,8 @@ def test_kubernetes_manifest_parses_into_a_statefulset(protocol: str, nodes: int
     [
         (["k8s", "--protocol", "pbft", "--nodes", "2"], "needs n >= 3f + 1 = 4"),
         (["compose", "--protocol", "hotstuff", "--nodes", "3"], "needs n >= 3f + 1 = 4"),
+        (["k8s", "--protocol", "casper", "--nodes", "3"], "needs n >= 3f + 1 = 4"),
+        (["compose", "--trusted-networks", "10.0.0.0/8,ten"], "--trusted-networks: trusted_networks: 'ten' is not a network"),
         (["k8s", "--protocol", "raft", "--nodes", "2"], "tolerate no crash"),
         (["k8s", "--protocol", "paxos"], "unknown protocol"),
         (["k8s", "--namespace", "Prod_1"], "lowercase DNS label"),
@@ -146,6 +148,16 @@ def test_the_generator_refuses_sizes_that_tolerate_nothing(args: list[str], mess
     assert result.exit_code == 2
     assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "out").exists()
+
+
+def test_trusted_networks_reach_every_node_config(certs: Path) -> None:
+    spec = DeploySpec("casper", 4, trusted_networks="10.42.0.0/16")
+    for name, text in render_compose(spec).items():
+        if name.startswith("config/"):
+            raw = tomllib.loads(text)
+            assert raw["security"] == {"trusted_networks": "10.42.0.0/16"}
+            config = node_config_from_mapping({k: v for k, v in {**raw, "tls_dir": str(certs)}.items() if k != "keys_dir"})
+            assert config.security_config().limits.trusted_networks == "10.42.0.0/16"
 
 
 def test_bft_sizes_from_four_are_accepted() -> None:

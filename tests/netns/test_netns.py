@@ -1,6 +1,8 @@
 """Clusters across hosts: one node per Linux network namespace, real TCP with
 mutual TLS, 50 ms between regions, partitions, SIGKILL — and every
-acknowledged write read back, the history linearizable.
+acknowledged write read back, the history linearizable. Raft with 3 nodes, PBFT with 4, and HRB with 8 (two Byzantine
+shards of four under a core of four; a shard leader cut off, another
+shard's leader SIGKILLed, about half the writes crossing shards).
 
 Hosts are namespaces on one bridge (``tests/netns/topology.py``). Delay
 between regions: the kernel's ``tc netem`` when it has it; this machine's
@@ -33,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.netns.topology import Topology, netem_available, netns_problem
+from tests.netns.topology import PREFIX_LEN, SUBNET_PREFIX, Topology, netem_available, netns_problem
 
 from quorate.check import check_history
 from quorate.cli.certs import create_ca, issue_certificate
@@ -52,6 +54,15 @@ PROXY_START_S = 20.0
 LEADER_WAIT_S = 30.0
 CHECK_TIMEOUT_S = 120.0
 _LEADER = re.compile(r"leader is now n(\d+) \(term (\d+)\)")
+HRB_OPTIONS = {
+    "shard_size": 4,
+    "core_size": 4,
+    "quorum": "byzantine",
+    "election_timeout_s": 1.0,
+    "heartbeat_interval_s": 0.1,
+}
+"""Two shards of four (each tolerates one Byzantine member) under a core of four."""
+LAYOUT_WAIT_S = 120.0
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -134,9 +145,26 @@ class NetnsCluster:
                 tls_dir=self.tls,
                 protocol=self.protocol,
                 log_file=self.directory / f"n{node}.log",
-                options={"key_seed": 7} if self.protocol != "raft" else {},
+                options=self.options(),
+                # The client host's many connections come from this private network.
+                security={"trusted_networks": f"{SUBNET_PREFIX}0/{PREFIX_LEN}"},
             )
             self.config_path(node).write_text(config.to_toml())
+
+    def options(self) -> dict[str, Any]:
+        if self.protocol == "hrb":
+            return dict(HRB_OPTIONS)
+        return {"key_seed": 7} if self.protocol != "raft" else {}
+
+    def layout(self) -> dict[str, Any]:
+        """HRB: the shards, core and leaders the workload found once every shard had a leader."""
+        path = self.directory / "workload.json.layout.json"
+        deadline = time.monotonic() + LAYOUT_WAIT_S
+        while not path.exists():
+            assert time.monotonic() < deadline, (self.directory / "workload.log").read_text()[-3000:]
+            time.sleep(0.2)
+        layout: dict[str, Any] = json.loads(path.read_text())
+        return layout
 
     def config_path(self, node: NodeId) -> Path:
         return self.directory / f"n{node}.toml"
@@ -208,6 +236,7 @@ def make(tmp_path: Path) -> Iterator[Any]:
 
     (tmp_path / "raft").mkdir()
     (tmp_path / "pbft").mkdir()
+    (tmp_path / "hrb").mkdir()
     yield build
     for cluster in made:
         cluster.close()
@@ -278,6 +307,30 @@ def test_pbft_four_nodes_partition_and_sigkill(make: Any, record_property: Any) 
     cluster = make("pbft", 4, loss=LINK_LOSS)
     result = _scenario(cluster, NodeId(1), NodeId(2))
     _check(result, result["healed_at"])
+    _check_delay(result)
+    _check_links(cluster, record_property)
+
+
+def test_hrb_two_shards_partition_and_sigkill(make: Any, record_property: Any) -> None:
+    cluster = make("hrb", 8, loss=LINK_LOSS)
+    for node in cluster.ids:
+        cluster.start(node)
+    workload = cluster.workload(duration_s=30)
+    layout = cluster.layout()  # every shard and the core have a leader: the load runs
+    print(f"HRB layout: shards {layout['shards']}, core {layout['core']}, leaders {layout['leaders']}")
+    time.sleep(4)
+    cut = NodeId(layout["leaders"]["1"])
+    cluster.topology.isolate(f"n{cut}")  # shard 1's leader: cut off
+    time.sleep(6)
+    cluster.topology.rejoin(f"n{cut}")
+    time.sleep(3)
+    victim = NodeId(layout["leaders"]["2"])
+    cluster.kill(victim)  # shard 2's leader (as it was at the start): SIGKILL
+    time.sleep(2)
+    cluster.start(victim)
+    healed_at = time.monotonic()
+    result = cluster.result(workload, timeout_s=240)
+    _check(result, healed_at)
     _check_delay(result)
     _check_links(cluster, record_property)
 

@@ -10,14 +10,21 @@ repeats carry the machine's own noise.
 1. The current configuration (the protocol's defaults, or what was given) is
    measured ``repeats`` times.
 2. For each knob in turn (``KNOBS``: batch size, pipeline window, storage
-   engine, MACs against signatures...), each candidate value is measured
-   ``repeats`` times with every setting kept so far.
+   engine, MACs against signatures, Casper's epoch length, HRB's shard size
+   and core protocol...), each candidate value is measured ``repeats`` times
+   with every setting kept so far (a value the cluster's size does not
+   allow, a shard larger than the nodes, is skipped).
 3. A candidate replaces the current value only if its median throughput is
    at least ``MIN_GAIN`` (5 %) above the current median *and* its worst
    repeat beats the current best repeat: the gain must be larger than the
    noise the repeats showed, not only larger on average. A candidate whose
    median p99 is more than ``MAX_P99_RISE`` worse is refused whatever its
    throughput.
+
+HRB is measured in the simulator only (``hrb_measure``): its own model of
+shards, core and ``clients`` closed-loop agents (``quorate.bench.hrb_load``),
+the same agents whatever the shard size, so a layout is judged on the same
+offered work.
 
 The result lists every trial with its repeats, and the recommended
 configuration as ``--option KEY=VALUE`` flags (and ``--storage`` for real runs).
@@ -32,6 +39,9 @@ from typing import Any
 
 from quorate.errors import ConfigError
 from quorate.runtime.sim import SimConfig, run
+
+RAMP_WARMUP_S = 2.5
+"""Simulated seconds of an HRB run before its measurement (elections, the core's first decisions)."""
 
 MIN_GAIN = 0.05
 MAX_P99_RISE = 0.20
@@ -64,7 +74,17 @@ KNOBS: dict[str, tuple[Knob, ...]] = {
         Knob("batch_max", 256, (64, 1024), "commands per block (batch size)"),
         Knob("storage", "sqlite", ("wal",), "storage engine", real_only=True),
     ),
+    "casper": (
+        Knob("batch_max", 256, (64, 1024), "commands per block (batch size)"),
+        Knob("epoch_blocks", 2, (1, 4), "blocks per epoch (a checkpoint every epoch_blocks blocks)"),
+        Knob("storage", "sqlite", ("wal",), "storage engine", real_only=True),
+    ),
+    "hrb": (
+        Knob("shard_size", 4, (7, 10, 16), "nodes per shard (3f + 1: more shards in parallel, or more faults per shard)"),
+        Knob("core_bft", "hotstuff", ("pbft",), "the core's ordering protocol"),
+    ),
 }
+SIM_ONLY = ("hrb",)
 
 Measurement = dict[str, Any]
 """``throughput_ops`` and ``p99_ms`` of one run."""
@@ -131,7 +151,9 @@ class Advice:
     def flags(self) -> list[str]:
         out = []
         for key, value in sorted(self.settings.items()):
-            if key == "storage":
+            if self.protocol in SIM_ONLY:  # flags of ``quorate sim hrb``
+                out += ["--" + key.replace("_", "-"), str(value)]
+            elif key == "storage":
                 out += ["--storage", str(value)]
             else:
                 text = str(value).lower() if isinstance(value, bool) else str(value)
@@ -159,10 +181,14 @@ def advise(
     repeats: int = DEFAULT_REPEATS,
     start: Mapping[str, Any] | None = None,
     progress: Callable[[Trial], None] | None = None,
+    allowed: Callable[[Knob, Any], bool] | None = None,
 ) -> Advice:
-    """Try the knobs of ``protocol`` one at a time (see the module docstring)."""
+    """Try the knobs of ``protocol`` one at a time (see the module docstring);
+    ``allowed(knob, value)`` False skips a value."""
     if protocol not in KNOBS:
         raise ConfigError(f"no advisor knobs for {protocol!r}; choose from {', '.join(KNOBS)}")
+    if real and protocol in SIM_ONLY:
+        raise ConfigError(f"{protocol} is advised in the simulator only (--sim)")
     if repeats < 2:
         raise ConfigError(f"--repeats must be >= 2 (the noise is measured from repeats), got {repeats}")
     settings = dict(start or {})
@@ -180,6 +206,8 @@ def advise(
         if knob.real_only and not real:
             continue
         for value in knob.candidates:
+            if allowed is not None and not allowed(knob, value):
+                continue
             candidate = trial(knob.name, value)
             candidate.kept, candidate.reason = judge(current, candidate)
             advice.trials.append(candidate)
@@ -222,6 +250,40 @@ def sim_measure(
         return {"throughput_ops": result.throughput_ops, "p99_ms": result.latency_ms["p99"]}
 
     return measure
+
+
+def hrb_measure(
+    nodes: int,
+    regions: int = 1,
+    seed: int = 1,
+    agents: int = SIM_ADVISE_CLIENTS,
+    duration_s: float = SIM_ADVISE_DURATION_S,
+) -> Measure:
+    """Simulated HRB runs with ``agents`` closed-loop agents; repeat ``i`` uses seed ``seed + i``."""
+    from quorate.bench.hrb_load import DEFAULT_CORE, DEFAULT_SHARD_SIZE, HrbLoadTarget
+
+    def measure(settings: Mapping[str, Any], repeat: int) -> Measurement:
+        target = HrbLoadTarget(
+            nodes,
+            shard_size=int(settings.get("shard_size", DEFAULT_SHARD_SIZE)),
+            core=int(settings.get("core", DEFAULT_CORE)),
+            regions=regions,
+            seed=seed + repeat,
+            core_bft=str(settings.get("core_bft", "hotstuff")),
+        ).validate()
+        step = target.run_agents(agents, RAMP_WARMUP_S, duration_s)
+        return {"throughput_ops": round(step.throughput_ops, 1), "p99_ms": step.histogram.percentile_ms(99.0)}
+
+    return measure
+
+
+def hrb_allows(nodes: int) -> Callable[[Knob, Any], bool]:
+    """HRB layouts that fit ``nodes``: a shard no larger than the nodes."""
+
+    def allowed(knob: Knob, value: Any) -> bool:
+        return knob.name != "shard_size" or int(value) <= nodes
+
+    return allowed
 
 
 def real_measure(protocol: str, nodes: int, duration_s: float, clients: int, base_port: int) -> Measure:

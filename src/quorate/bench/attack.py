@@ -347,7 +347,12 @@ COUNTERS = {
         "transport.refused_connections_total",
         "transport.refused_handshakes_per_address",
     ),
-    "flood": ("transport.refused_handshakes_per_address", "transport.refused_handshakes", "transport.handshake_timeouts"),
+    "flood": (
+        "transport.refused_connections_per_address",
+        "transport.refused_handshakes_per_address",
+        "transport.refused_handshakes",
+        "transport.handshake_timeouts",
+    ),
     "replay_forge": ("keys.refused", "transport.peer_name_mismatch", "transport.malformed_messages", "transport.oversize_frames"),
     "forged_votes": ("votes.refused",),
     "old_tls": ("transport.tls_refused", "transport.handshake_failures", "transport.handshake_timeouts"),
@@ -395,7 +400,7 @@ def _contained(
         peers = counters["n1 peers connected after"]
         return (
             held <= limits.max_connections_per_address and peers == NODES - 1,
-            f"{held} connections held (limit {limits.max_connections_per_address} per address), the rest refused; n1 kept its {peers} peers",
+            f"{held} connections held (limit {limits.max_connections_per_address} per unknown address), the rest refused; n1 kept its {peers} peers",
         )
     if name == "flood":
         lingering = _count(answers, "still open", "closed after waiting")
@@ -404,7 +409,8 @@ def _contained(
             and _count(answers, "still open") == 0
             and counters["transport.handshake_timeouts"] <= limits.max_handshakes_per_address,
             f"{_count(answers, 'closed at once')} refused at once, {lingering} held until the handshake timeout "
-            f"(limit {limits.max_handshakes_per_address} in flight per address)",
+            f"(limits: {limits.max_connections_per_address} connections per unknown address, "
+            f"{limits.max_handshakes_per_address} handshakes in flight per address)",
         )
     if name == "old_tls":
         return (_count(answers, "completed", "answered", "left open") == 0, "no handshake below TLS 1.3 completed; plain TCP closed")

@@ -4,8 +4,10 @@ Theory of operation. ``compare`` loads each protocol with the same ramp
 (``quorate.bench.ramp``) on the same kind of target — the simulator
 (``SimLoadTarget``, the same seed for every protocol) or a live local
 cluster (``RealLoadTarget``) — one protocol after the other, so their
-figures come from the same run on the same machine. Without ``ramp`` each
-protocol gets one step at a fixed rate instead.
+figures come from the same run on the same machine. HRB runs its own model
+of shards, core and agents (``quorate.bench.hrb_load.HrbLoadTarget``,
+simulator only; its agents are closed loop, sized to offer each step's
+rate). Without ``ramp`` each protocol gets one step at a fixed rate instead.
 
 For each protocol the report keeps every step (offered rate, throughput,
 success, HDR latency percentiles and CDF, resource timeline), the optimal
@@ -42,10 +44,13 @@ from quorate.bench.ramp import (
 )
 from quorate.errors import ConfigError
 
-BFT_PROTOCOLS = ("pbft", "hotstuff")
+BFT_PROTOCOLS = ("pbft", "hotstuff", "casper", "hrb")
 CRASH_PROTOCOLS = ("raft",)
 KNOWN_PROTOCOLS = (*CRASH_PROTOCOLS, *BFT_PROTOCOLS)
-DEFAULT_NODES = {"raft": 3, "pbft": 4, "hotstuff": 4}
+SIM_ONLY = ("hrb",)
+"""No ``--real`` load for these: HRB's clients are its agents, not key-value sessions."""
+DEFAULT_NODES = {"raft": 3, "pbft": 4, "hotstuff": 4, "casper": 4, "hrb": 16}
+"""HRB: four shards of four (its point is many nodes in Byzantine shards)."""
 
 
 @dataclass
@@ -77,6 +82,12 @@ class CompareConfig:
             least = 4 if protocol in BFT_PROTOCOLS else 1
             if count < least:
                 raise ConfigError(f"{protocol} needs at least {least} nodes, got {count}")
+        if self.real:
+            for protocol in self.protocols:
+                if protocol in SIM_ONLY:
+                    raise ConfigError(
+                        f"{protocol} is compared in the simulator only (--sim): its clients are its own agents"
+                    )
         if self.real and self.regions != 1:
             raise ConfigError("--regions needs the simulator: real nodes here share one machine's loopback")
         if not self.rate_ops > 0:
@@ -89,6 +100,10 @@ class CompareConfig:
 
 
 def make_target(config: CompareConfig, protocol: str) -> LoadTarget:
+    if protocol == "hrb":
+        from quorate.bench.hrb_load import HrbLoadTarget
+
+        return HrbLoadTarget(config.nodes_of(protocol), regions=config.regions, seed=config.seed).validate()
     if config.real:
         from quorate.bench.real_load import RealLoadTarget
 

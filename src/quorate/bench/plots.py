@@ -29,7 +29,7 @@ import matplotlib.pyplot as plt
 DPI = 110
 LOG_AXES_SPAN = 8.0
 """Rates spanning this factor or more are drawn on log axes."""
-COLOURS = {"raft": "tab:blue", "pbft": "tab:orange", "hotstuff": "tab:green"}
+COLOURS = {"raft": "tab:blue", "pbft": "tab:orange", "hotstuff": "tab:green", "casper": "tab:purple", "hrb": "tab:red"}
 SPECTRUM_TICKS = ((0.5, "p50"), (0.9, "p90"), (0.99, "p99"), (0.999, "p99.9"), (0.9999, "p99.99"))
 
 

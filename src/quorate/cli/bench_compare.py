@@ -67,7 +67,9 @@ def _protocols(text: str) -> list[str]:
 
 @bench_app.command("compare")
 def compare_command(
-    protocols: Annotated[str, typer.Option("--protocols", help="Comma-separated: raft,pbft,hotstuff.")] = "raft,pbft,hotstuff",
+    protocols: Annotated[
+        str, typer.Option("--protocols", help="Comma-separated, of raft,pbft,hotstuff,casper,hrb (hrb: --sim only).")
+    ] = "raft,pbft,hotstuff",
     sim: Annotated[bool, typer.Option("--sim", help="In the simulator (the default).")] = False,
     real: Annotated[bool, typer.Option("--real", help="On real node processes on loopback (fsync on).")] = False,
     use_ramp: Annotated[bool, typer.Option("--ramp", help="Ramp the load to find optimal and sustainable rates.")] = False,
@@ -167,10 +169,10 @@ def _print_compare(report: dict[str, Any]) -> None:
 
 @bench_app.command("advise")
 def advise_command(
-    protocol: Annotated[str, typer.Option("--protocol", help="raft, pbft or hotstuff.")] = "raft",
+    protocol: Annotated[str, typer.Option("--protocol", help="raft, pbft, hotstuff, casper or hrb (hrb: --sim only).")] = "raft",
     sim: Annotated[bool, typer.Option("--sim", help="In the simulator (the default).")] = False,
     real: Annotated[bool, typer.Option("--real", help="With 'quorate bench real' runs (fsync on).")] = False,
-    nodes: Annotated[int | None, typer.Option("--nodes", help="Nodes (3 for raft, 4 for BFT).")] = None,
+    nodes: Annotated[int | None, typer.Option("--nodes", help="Nodes (3 for raft, 4 for BFT, 16 for hrb).")] = None,
     repeats: Annotated[int, typer.Option("--repeats", help="Runs per setting (the noise estimate).")] = 3,
     duration: Annotated[float, typer.Option("--duration", help="Seconds per run (simulated seconds with --sim).")] = 3.0,
     clients: Annotated[int, typer.Option("--clients", help="Closed-loop client sessions.")] = 64,
@@ -180,21 +182,40 @@ def advise_command(
 ) -> None:
     """Try batch size, pipeline window, storage engine, MACs... one at a time;
     keep a change only if it beats the noise of repeated runs."""
-    from quorate.bench.advisor import Trial, advise, real_measure, sim_measure
+    from quorate.bench.advisor import (
+        Trial,
+        advise,
+        hrb_allows,
+        hrb_measure,
+        real_measure,
+        sim_measure,
+    )
 
     if sim and real:
         raise fail("choose --sim or --real, not both")
-    n = nodes if nodes is not None else (3 if protocol == "raft" else 4)
+    n = nodes if nodes is not None else {"raft": 3, "hrb": 16}.get(protocol, 4)
     if n < 1 or duration <= 0 or clients < 1:
         raise fail("--nodes and --clients must be >= 1 and --duration > 0")
-    measure = real_measure(protocol, n, duration, clients, base_port) if real else sim_measure(protocol, n, clients=clients, duration_s=duration)
+    allowed = None
+    if protocol == "hrb" and not real:
+        if n < 4:
+            raise fail(f"hrb needs at least 4 nodes (one shard of 3f + 1), got {n}")
+        measure = hrb_measure(n, agents=clients, duration_s=duration)
+        allowed = hrb_allows(n)
+    elif real:
+        measure = real_measure(protocol, n, duration, clients, base_port)
+    else:
+        measure = sim_measure(protocol, n, clients=clients, duration_s=duration)
 
     def progress(trial: Trial) -> None:
         label = f"{trial.knob}={trial.value}" if trial.knob else "current settings"
         _say(f"  {label:<28} ops/s {[r['throughput_ops'] for r in trial.runs]}")
 
     try:
-        advice = advise(protocol, measure, real=real, repeats=repeats, start=parse_options(option or []), progress=progress)
+        advice = advise(
+            protocol, measure, real=real, repeats=repeats, start=parse_options(option or []), progress=progress,
+            allowed=allowed,
+        )
     except ConfigError as exc:
         raise fail(str(exc)) from None
     report = advice.to_json()
@@ -216,23 +237,32 @@ def recommend_command(
     max_latency_ms: Annotated[float, typer.Option("--max-latency-ms", help="p99 bound.")] = 100.0,
     min_throughput: Annotated[float, typer.Option("--min-throughput", help="Operations per second needed.")] = 1000.0,
     seed: Annotated[int, typer.Option("--seed")] = 1,
+    protocols: Annotated[
+        str, typer.Option("--protocols", help="Candidates (default all: raft,pbft,hotstuff,casper,hrb).")
+    ] = "",
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Recommend a protocol for stated requirements, from measured runs of
     every protocol that fits."""
-    from quorate.bench.recommend import Requirements, recommend_protocol
+    from quorate.bench.recommend import CANDIDATES, Requirements, recommend_protocol
 
+    candidates = _protocols(protocols) or list(CANDIDATES)
+    unknown = [p for p in candidates if p not in CANDIDATES]
+    if unknown:
+        raise fail(f"unknown protocol {unknown[0]!r}; choose from {', '.join(CANDIDATES)}")
     try:
         requirements = Requirements(faults, nodes, regions, max_latency_ms, min_throughput).validate()
     except ConfigError as exc:
         raise fail(str(exc)) from None
-    result = recommend_protocol(requirements, seed=seed, progress=_step_line)
+    result = recommend_protocol(requirements, seed=seed, progress=_step_line, candidates=candidates)
     if as_json:
         typer.echo(json.dumps(result))
     else:
         for row in result["candidates"]:
             mark = "*" if row["protocol"] == result["recommendation"] else " "
             typer.echo(f"{mark} {row['protocol']:<8} {row['why']}")
+            if "note" in row:
+                typer.echo(f"  {'':<8} {row['note']}")
         choice = result["recommendation"]
         typer.echo(f"recommendation: {choice}" if choice else "recommendation: none of the protocols meets these requirements")
     if result["recommendation"] is None:

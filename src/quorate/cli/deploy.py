@@ -42,10 +42,17 @@ def _write(files: dict[str, str], out: Path) -> None:
         typer.echo(f"wrote {path}")
 
 
-ProtocolOption = Annotated[str, typer.Option("--protocol", help="raft, pbft or hotstuff.")]
+ProtocolOption = Annotated[str, typer.Option("--protocol", help="raft, pbft, hotstuff or casper.")]
 NodesOption = Annotated[int, typer.Option("--nodes", help="Members (BFT: at least 3f + 1 = 4).")]
 ImageOption = Annotated[str, typer.Option("--image", help="Container image (built from deploy/Dockerfile).")]
 OutOption = Annotated[Path, typer.Option("--out", help="Directory to write into.")]
+TrustedOption = Annotated[
+    str,
+    typer.Option(
+        "--trusted-networks",
+        help="Networks (CIDR, comma-separated) whose clients may hold many connections per address; others hold 3.",
+    ),
+]
 
 
 @deploy_app.command("compose")
@@ -55,10 +62,11 @@ def compose_command(
     nodes: NodesOption = 3,
     image: ImageOption = DEFAULT_IMAGE,
     name: Annotated[str, typer.Option("--name", help="Compose project name.")] = DEFAULT_NAME,
+    trusted_networks: TrustedOption = "",
 ) -> None:
     """docker-compose.yml and node configs for N TLS nodes."""
     try:
-        files = render_compose(DeploySpec(protocol, nodes, name=name, image=image))
+        files = render_compose(DeploySpec(protocol, nodes, name=name, image=image, trusted_networks=trusted_networks))
     except ConfigError as exc:
         raise fail(str(exc)) from None
     _write(files, out)
@@ -73,10 +81,15 @@ def k8s_command(
     name: Annotated[str, typer.Option("--name", help="StatefulSet and headless Service name.")] = DEFAULT_NAME,
     namespace: Annotated[str, typer.Option("--namespace", help="Kubernetes namespace.")] = DEFAULT_NAMESPACE,
     storage_gi: Annotated[int, typer.Option("--storage-gi", help="Data volume per pod (GiB).")] = 1,
+    trusted_networks: TrustedOption = "",
 ) -> None:
     """A StatefulSet, headless Service, ConfigMap and PodDisruptionBudget for N TLS nodes."""
     try:
-        files = render_kubernetes(DeploySpec(protocol, nodes, name=name, namespace=namespace, image=image, storage_gi=storage_gi))
+        spec = DeploySpec(
+            protocol, nodes, name=name, namespace=namespace, image=image, storage_gi=storage_gi,
+            trusted_networks=trusted_networks,
+        )
+        files = render_kubernetes(spec)
     except ConfigError as exc:
         raise fail(str(exc)) from None
     _write(files, out)

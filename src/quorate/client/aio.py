@@ -31,6 +31,10 @@ Theory of operation.
   the TLS directory and the protocol, from the directory ``quorate cluster
   up`` wrote (``cluster``, default ``./quorate-cluster``), so
   ``Client()`` is enough next to a local cluster.
+- *Multi-Raft.* On a multi-Raft cluster an operation on one key goes to
+  its range (``quorate.client.ranges``); an ``Extension`` operation (the key
+  registry, private votes, DKG) goes to the registry group
+  (``REGISTRY_GROUP``, every node a voter), following its leader as above.
 - *A cluster that is down.* ``reachable()`` asks every endpoint for its
   ``Status`` once and raises ``ClusterUnreachable`` at once when none
   answers; the ``quorate kv`` commands call it first so they fail fast. A call
@@ -68,6 +72,7 @@ from quorate.codec import DEFAULT_MAX_FRAME_BYTES, FrameDecoder, WireCodec, enco
 from quorate.core.wire import WireMessage
 from quorate.errors import ConfigError, RemoteProtocolError
 from quorate.ids import NodeId
+from quorate.multiraft.descriptor import REGISTRY_GROUP
 from quorate.multiraft.messages import MULTIRAFT, RangesReply, RangesStatus
 from quorate.multiraft.routing import RangeCache
 from quorate.runtime.aio.admin import (
@@ -83,7 +88,7 @@ from quorate.runtime.aio.config import Address, format_address, parse_address
 from quorate.runtime.aio.tls import TlsConfig
 from quorate.runtime.aio.transport import ROLE_CLIENT, Hello
 from quorate.state.backup import BackupChunk, BackupRequest
-from quorate.state.kv import Cas, Delete, Get, Op, Put, Result, decode_result, encode_op
+from quorate.state.kv import Cas, Delete, Extension, Get, Op, Put, Result, decode_result, encode_op
 from quorate.state.service import (
     STATUS_OK,
     STATUS_REDIRECT,
@@ -199,13 +204,16 @@ class AsyncClient(KeyValueApi):
         if (self.protocol is None or self.bft is not None) and (bft := await bft_delegate(self)) is not None:
             result: Result = await bft.execute(op)
             return result
+        group = 0
         if self.protocol == MULTIRAFT:
-            return await self._execute_ranged(op)
+            if not isinstance(op, Extension):
+                return await self._execute_ranged(op)
+            group = REGISTRY_GROUP  # the key registry, votes and DKG: one group of every node
         async with self._lock:
             self.seq += 1
             request = ClientRequest(self.client_id, self.seq, encode_op(op))
             reply = await self._call(
-                request, lambda m: isinstance(m, ClientReply) and m.seq == request.seq
+                request, lambda m: isinstance(m, ClientReply) and m.seq == request.seq, group
             )
             assert isinstance(reply, ClientReply)
             return decode_result(reply.result)
@@ -351,7 +359,7 @@ class AsyncClient(KeyValueApi):
             return reply
 
     # ------------------------------------------------------------ plumbing
-    async def _call(self, request: WireMessage, matches: Any) -> WireMessage:
+    async def _call(self, request: WireMessage, matches: Any, group: int = 0) -> WireMessage:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.deadline_s
         pause_s = RETRY_PAUSE_INITIAL_S
@@ -374,7 +382,7 @@ class AsyncClient(KeyValueApi):
                 connection = await asyncio.wait_for(
                     self._connect(address), min(self.timeout_s, remaining)
                 )
-                connection.send(request)
+                connection.send(request, group)
                 reply = await asyncio.wait_for(
                     self._receive_matching(connection, matches), min(self.timeout_s, remaining)
                 )

@@ -2,13 +2,15 @@
 
 Theory of operation. A ``DeploySpec`` (protocol, node count, names, ports,
 image) is validated once: a size at which the protocol tolerates no fault
-is refused with the size it needs (PBFT and HotStuff need n >= 3f + 1, so at
-least 4; Raft with 2 nodes tolerates no crash). From it come
+is refused with the size it needs (PBFT, HotStuff and Casper FFG need
+n >= 3f + 1, so at least 4; Raft with 2 nodes tolerates no crash). From it come
 
 - one node config per member (``quorate.runtime.aio.config`` format): it
   listens on every interface, keeps its data in ``/data`` (the image's
   volume), reads its TLS files from ``/tls`` (and its signing keys from
-  ``/keys`` for the BFT protocols), answers ``/readyz`` on a port of its own,
+  ``/keys`` for the Byzantine fault tolerant protocols), answers ``/readyz``
+  on a port of its own, counts the addresses of ``trusted_networks`` (if
+  given) as known sources of many client connections,
   and lists every other member by **DNS name** — compose service names
   (``n2:7001``) or the stable names a Kubernetes StatefulSet gives its pods
   behind a headless Service (``quorate-1.quorate.<namespace>.svc.cluster.local``).
@@ -41,8 +43,9 @@ from quorate.errors import ConfigError
 from quorate.ids import NodeId, node_name
 from quorate.runtime.aio.config import NodeConfig
 
-PROTOCOLS = ("raft", "pbft", "hotstuff")
-BFT = ("pbft", "hotstuff")
+PROTOCOLS = ("raft", "pbft", "hotstuff", "casper")
+BFT = ("pbft", "hotstuff", "casper")
+"""Signing protocols that tolerate f Byzantine members of 3f + 1 (Casper FFG: 2/3 of the stake, equal stakes)."""
 PEER_PORT = 7001
 HEALTH_PORT = 8080
 DATA_DIR = "/data"
@@ -57,7 +60,7 @@ _DNS_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,40}[a-z0-9])?$")
 
 def tolerated_faults(protocol: str, nodes: int) -> int:
     """Faulty members the protocol survives at this size (crashes for Raft,
-    Byzantine nodes for PBFT and HotStuff)."""
+    Byzantine nodes for PBFT, HotStuff and Casper FFG)."""
     return (nodes - 1) // 3 if protocol in BFT else (nodes - 1) // 2
 
 
@@ -69,6 +72,8 @@ class DeploySpec:
     namespace: str = DEFAULT_NAMESPACE
     image: str = DEFAULT_IMAGE
     storage_gi: int = 1
+    trusted_networks: str = ""
+    """``[security] trusted_networks`` of every node: where clients connect from in numbers."""
 
     def validate(self) -> DeploySpec:
         if self.protocol not in PROTOCOLS:
@@ -88,6 +93,13 @@ class DeploySpec:
             raise ConfigError(f"--image must be an image reference, got {self.image!r}")
         if self.storage_gi < 1:
             raise ConfigError(f"--storage-gi must be >= 1, got {self.storage_gi}")
+        if self.trusted_networks:
+            from quorate.security.limits import EdgeLimits
+
+            try:
+                EdgeLimits(trusted_networks=self.trusted_networks).validate()
+            except ConfigError as exc:
+                raise ConfigError(f"--trusted-networks: {exc}") from None
         return self
 
     @property
@@ -125,6 +137,7 @@ def render_node_configs(
             protocol=spec.protocol,
             keys_dir=Path(KEYS_DIR) if spec.protocol in BFT else None,
             health_listen=("0.0.0.0", HEALTH_PORT),
+            security={"trusted_networks": spec.trusted_networks} if spec.trusted_networks else {},
         )
         configs[f"{node_name(node)}.toml"] = config.to_toml()
     return configs

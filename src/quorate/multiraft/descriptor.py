@@ -35,6 +35,7 @@ __all__ = [
     "BOOTSTRAP_INDEX",
     "BOOTSTRAP_TERM",
     "META_GROUP",
+    "REGISTRY_GROUP",
     "RangeDescriptor",
     "check_tiling",
     "contains",
@@ -45,6 +46,10 @@ __all__ = [
 
 META_GROUP = 0
 """The group of the range table (CockroachDB's meta ranges)."""
+REGISTRY_GROUP = MAX_GROUP_ID - 1
+"""The group of the key registry (and private votes, DKG): every node of the
+cluster is a voter, so every node applies its decisions at the same index.
+Range ids stay far below it (the liveness detector has ``MAX_GROUP_ID``)."""
 BOOTSTRAP_INDEX = 5
 BOOTSTRAP_TERM = 5
 """A range group's log begins after a snapshot at this index and term (any

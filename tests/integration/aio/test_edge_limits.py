@@ -96,8 +96,34 @@ def test_one_source_holds_at_most_its_share_of_connections() -> None:
     asyncio.run(scenario())
 
 
+def test_by_default_a_stranger_holds_three_connections_and_the_nodes_host_many() -> None:
+    """The defaults: the transport listens on 127.0.0.1, so clients on that
+    address (a local cluster's) get the member limit; another address gets three."""
+    received: list[int] = []
+
+    async def scenario() -> None:
+        [port] = free_ports(1)
+        transport = _transport(port, EdgeLimits(), received)
+        await transport.start()
+        held = []
+        try:
+            for i in range(6):
+                held.append(await _client(port, ATTACKER, 100 + i))
+            await wait_until(lambda: transport.metrics["refused_connections_per_address"] == 3, "refusals")
+            for i in range(20):
+                held.append(await _client(port, LOOPBACK, 200 + i))
+            await wait_until(lambda: transport.connections_held == 23, "the local clients held")
+            assert transport.metrics["refused_connections_per_address"] == 3
+        finally:
+            for _, writer in held:
+                writer.close()
+            await transport.close()
+
+    asyncio.run(scenario())
+
+
 def test_half_open_and_trickling_connections_are_cut_off() -> None:
-    limits = EdgeLimits(max_handshakes_per_address=3, frame_timeout_s=0.3)
+    limits = EdgeLimits(max_connections_per_address=10, max_handshakes_per_address=3, frame_timeout_s=0.3)
     received: list[int] = []
 
     async def scenario() -> None:

@@ -105,3 +105,55 @@ def test_the_operator_summary_shows_refusals_at_the_edge_and_above() -> None:
         "keys.refused": 1,
         "inbox_drops": 4,
     }
+
+
+def test_known_addresses_get_the_member_limit_and_no_subnet_limit() -> None:
+    limits = EdgeLimits(
+        max_connections_per_address=2, max_connections_per_subnet=3, max_connections_per_member_address=10,
+        max_handshakes_per_address=10,
+    )
+    governor = ConnectionGovernor(limits, trusted=["10.0.0.1", "node.example"])  # a name is not kept
+    for _ in range(10):
+        assert governor.admit("10.0.0.1") is None
+    refusal = governor.admit("10.0.0.1")
+    assert refusal is not None and refusal.metric == "refused_connections_per_address"
+    assert "member" in refusal.detail
+    # The member's subnet is not filled by its own connections: strangers there get their share.
+    assert governor.admit("10.0.0.2") is None and governor.admit("10.0.0.2") is None
+    refusal = governor.admit("10.0.0.2")
+    assert refusal is not None and refusal.metric == "refused_connections_per_address" and "unknown" in refusal.detail
+    assert governor.admit("10.0.0.3") is None
+    refusal = governor.admit("10.0.0.4")
+    assert refusal is not None and refusal.metric == "refused_connections_per_subnet"
+    # An IPv4 address seen through an IPv6 socket is the same address.
+    assert governor.known("::ffff:10.0.0.1") and not governor.known("node.example")
+
+
+def test_an_address_trusted_later_keeps_its_accounting_right() -> None:
+    governor = ConnectionGovernor(EdgeLimits(max_connections_per_address=2, max_connections_per_subnet=2))
+    assert governor.admit("10.0.0.7") is None and governor.admit("10.0.0.7") is None
+    assert governor.admit("10.0.0.8") is not None  # the subnet is full of strangers
+    governor.trust("10.0.0.7")  # a member peer authenticated from there
+    assert governor.admit("10.0.0.7") is None  # now under the member limit
+    for _ in range(3):
+        governor.handshake_over("10.0.0.7")
+        governor.release("10.0.0.7")
+    assert governor.connections == 0
+    assert not governor._by_subnet and not governor._in_subnet and not governor._by_address
+    assert governor.admit("10.0.0.8") is None
+
+
+def test_trusted_networks() -> None:
+    limits = EdgeLimits(max_connections_per_address=1, trusted_networks="192.168.5.0/24, 2001:db8::/32")
+    governor = ConnectionGovernor(limits)
+    assert governor.known("192.168.5.77") and governor.known("2001:db8::9") and not governor.known("192.168.6.1")
+    assert governor.admit("192.168.5.77") is None and governor.admit("192.168.5.77") is None
+    assert governor.admit("192.168.6.1") is None and governor.admit("192.168.6.1") is not None
+    with pytest.raises(ConfigError, match="trusted_networks: 'ten' is not a network"):
+        EdgeLimits(trusted_networks="10.0.0.0/8, ten").validate()
+
+
+def test_the_defaults_bound_strangers_tightly_and_members_generously() -> None:
+    limits = EdgeLimits()
+    assert limits.max_connections_per_address <= 3 < limits.max_connections_per_member_address
+    assert limits.max_connections_per_subnet <= 16

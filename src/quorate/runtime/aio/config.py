@@ -26,7 +26,7 @@ file like::
 
     [security]                      # admission, key rotation, limits at the edge
     admission = "ca"
-    max_connections_per_address = 64
+    trusted_networks = "10.1.0.0/16"  # clients there hold up to 256 connections per address
 
     [multiraft]                     # optional (raft only): a multi-Raft node
     ranges = 64                     # range groups at the start (and a meta group)

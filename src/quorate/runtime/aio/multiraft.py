@@ -11,7 +11,14 @@ holds the groups of ``quorate.multiraft``:
   node, computed from the cluster's node ids); each replica of a first range
   starts, durably, from the range's bootstrap state;
 - **the liveness detector** (``LIVENESS_GROUP``) when Raft groups quiesce
-  (here by default: ``quiesce_after_s`` = ``DEFAULT_QUIESCE_AFTER_S``).
+  (here by default: ``quiesce_after_s`` = ``DEFAULT_QUIESCE_AFTER_S``);
+- **the registry group** (``REGISTRY_GROUP``) on every node, all voters: its
+  store hosts the key registry, the private votes and the DKG
+  (``AioNode.security_group``), so every node, meta voter or not, applies a
+  key rotation or a revocation at the same index of one log. It is an
+  ordinary Raft group with the nodes' options (it quiesces when idle; the
+  liveness detector wakes it); clients reach it with ``Extension``
+  operations in that group (``quorate keys ...``).
 
 *Groups at run time.* A replica applying a split trigger asks to host the
 right-hand range (``spawn``); a range leader's ``Retire`` or a finished move
@@ -54,6 +61,7 @@ from quorate.errors import ConfigError
 from quorate.ids import NodeId, node_name
 from quorate.multiraft.descriptor import (
     META_GROUP,
+    REGISTRY_GROUP,
     RangeDescriptor,
     hex_split_keys,
     initial_ranges,
@@ -118,6 +126,7 @@ class MultiRaftNode(AioNode):
 
     service_message_types: tuple[type[WireMessage], ...] = SERVICE_MESSAGE_TYPES
     client_message_types: tuple[type[WireMessage], ...] = (*CLIENT_REQUEST_TYPES, RangesStatus)
+    security_group = REGISTRY_GROUP
 
     def __init__(self, *args: Any, layout: RangeLayout, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -174,8 +183,9 @@ class MultiRaftNode(AioNode):
             table = RangeTable(self.initial, [int(n) for n in self.nodes])
             rng = random.Random(self.rng.random())
             groups.append(self.raft.meta(self.id, self.meta_voters, table, rng, now, recovered))
+        groups.append(self._build_group(REGISTRY_GROUP, self.binding, tuple(self.nodes), self.protocol_options))
         for group, record in sorted(records.items()):
-            if group == META_GROUP or record.protocol == TOMBSTONE:
+            if group in (META_GROUP, REGISTRY_GROUP) or record.protocol == TOMBSTONE:
                 continue
             groups.append(self._range_group(group, now, self._recover(group)))
         if self.raft.quiescent:
@@ -213,7 +223,7 @@ class MultiRaftNode(AioNode):
     def _join(self, sender: NodeId, group: int, message: Any, now: float) -> HostedGroup | None:
         """``NodeHost.on_unknown_group``: join a range group whose leader adds this node."""
         if (
-            group in (META_GROUP, LIVENESS_GROUP)
+            group in (META_GROUP, REGISTRY_GROUP, LIVENESS_GROUP)
             or group in self.tombstones
             or sender not in self.peers
             or not is_leader_traffic(message)

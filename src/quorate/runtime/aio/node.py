@@ -260,6 +260,9 @@ class AioNode:
     (see ``quorate.core.service_message``): a frame of one of these types
     goes to the service of the group it names."""
     client_message_types: tuple[type[WireMessage], ...] = CLIENT_REQUEST_TYPES
+    security_group: int = 0
+    """The group whose store hosts the key registry, the private votes and
+    the DKG (its log decides them): group 0, among all the nodes."""
 
     def __init__(
         self,
@@ -541,7 +544,7 @@ class AioNode:
         core = binding.build(
             self.id, members, self.rng, self.clock(), None if fresh else recovered, options, keyring=self.keyring
         )
-        service = self._build_service(binding, core, members, options, machines=group_id == 0)
+        service = self._build_service(binding, core, members, options, machines=group_id == self.security_group)
         if recovered.snapshot is not None:
             service.restore(recovered.snapshot)
         pipelines = binding.sends_before_persist(options)
@@ -1070,33 +1073,34 @@ class AioNode:
         if group.state is not None:
             group.state.restore(snapshot)
         decision(log, "snapshot.installed", "%s: group %d installed a snapshot", node_name(self.id), group.id, group=group.id)
-        if group.id == 0 and self.security is not None:
+        if group.id == self.security_group and self.security is not None:
             self.security.resync()
 
     def apply(self, group: HostedGroup, entries: list[Entry]) -> None:
         if group.state is not None:
             group.state.apply_all(entries)
         self.counters["entries_applied"] += len(entries)
-        if group.id == 0 and self.security is not None:
+        if group.id == self.security_group and self.security is not None:
             self.security.after_apply()
 
     # SecurityHost ---------------------------------------------------------
     def propose_extension(self, machine: str, data: bytes) -> Any:
-        """Propose a sessionless ``Extension`` command to group 0, stamped as
-        the group's service stamps its own commands; drive soon after."""
+        """Propose a sessionless ``Extension`` command to the security group
+        (group 0), stamped as the group's service stamps its own commands;
+        drive soon after."""
         host = self.host_or_raise()
-        group = host.get(0)
+        group = host.get(self.security_group)
         assert group is not None
         stamp = BFT_COMMAND_TIME_S if isinstance(group.state, BftService) else time.time()
         command = encode_command(Command(NO_SESSION, 0, Extension(machine, data), stamp))
-        outcome = host.propose(0, command, self.clock())
+        outcome = host.propose(self.security_group, command, self.clock())
         if not self._scheduled and self._loop is not None:
             self._scheduled = True
             self._loop.call_soon(self._process)
         return outcome
 
     def send_relay(self, to: NodeId, message: SecurityRelay) -> None:
-        self.transport_or_raise().send(to, message, 0)
+        self.transport_or_raise().send(to, message, self.security_group)
 
     def reload_tls(self, tls: TlsConfig) -> None:
         self.tls = tls

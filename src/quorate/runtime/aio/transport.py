@@ -60,7 +60,11 @@ eclipse attacks). An accepted connection takes a slot of a
 ``ConnectionGovernor`` before its handshake: too many connections in all,
 from its address or from its subnet, or too many handshakes in flight (in
 all or from its address), and it is closed at once and counted
-(``refused_*``). The slot is given back when the connection closes or when
+(``refused_*``). An address is *known* (the member limit per address, no
+subnet limit) when this node or a configured peer listens on it (a node
+listening on every address knows its loopback), when a peer's name resolved
+to it at a dial, or when a member peer authenticated from it; every other
+address is a stranger's (a few connections each). The slot is given back when the connection closes or when
 it authenticates as a member peer (members are bounded by the membership,
 one connection per pair). A handshake must finish within
 ``handshake_timeout_s`` (``handshake_timeouts``) and a frame that has begun
@@ -381,7 +385,12 @@ class Transport:
         rate = self.config.peer_rate_limit_msgs_per_s
         self._limiter = PeerRateLimiter(rate, max(rate, 1.0)) if rate > 0 else None
         limits = self.config.limits
-        self._governor = ConnectionGovernor(limits)
+        # Known sources: where this node and its configured peers listen (by
+        # IP; a name is learned when it is dialed), later where members
+        # authenticate from.
+        self._governor = ConnectionGovernor(
+            limits, [listen[0], *(address[0] for address in self._addresses.values())]
+        )
         self._client_limiter = (
             AddressRateLimiter(limits.client_requests_per_s) if limits.client_requests_per_s > 0 else None
         )
@@ -404,6 +413,12 @@ class Transport:
         self._server = await loop.create_server(protocol_factory, host, port)
         bound = self._server.sockets[0].getsockname()
         self.listen_address = (bound[0], bound[1])
+        for sock in self._server.sockets:  # a name ("localhost") as it resolved
+            own = str(sock.getsockname()[0])
+            self._governor.trust(own)
+            if own in ("0.0.0.0", "::"):  # every address of this machine: its loopback too
+                self._governor.trust("127.0.0.1")
+                self._governor.trust("::1")
         for peer in self._addresses:
             self._link(peer)
         self._spawn(self._ping_loop())
@@ -414,6 +429,7 @@ class Transport:
         if peer == self.id:
             return
         self._addresses[peer] = address
+        self._governor.trust(address[0])
         if self._server is not None:
             self._link(peer)
 
@@ -631,6 +647,9 @@ class Transport:
             opened = asyncio.open_connection(*address)
         reader, writer = await asyncio.wait_for(opened, timeout_s)
         _detect_dead_peer(writer, self.config.peer_dead_after_s)
+        peername = writer.get_extra_info("peername")
+        if peername:
+            self._governor.trust(str(peername[0]))  # a peer's host, as its name resolved
         connection = _Connection(
             reader, writer, node_name(peer), self.config.max_frame_bytes, self.config.limits.frame_timeout_s
         )
@@ -762,6 +781,7 @@ class Transport:
                 return
         if slot is not None:
             slot.release()  # a member's connection: no longer a stranger's slot
+        self._governor.trust(label)  # a member's host: its clients and agents get the member limit
         connection.label = node_name(peer)
         _detect_dead_peer(connection.writer, self.config.peer_dead_after_s)
         connection.writer.write(self._hello(ROLE_PEER))
