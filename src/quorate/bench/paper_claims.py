@@ -88,6 +88,15 @@ def _figure_claim(claim: Claim, protocol: Mapping[str, Any] | None, title: str, 
         return _row(claim, None, NOT_COMPARABLE, f"{title}: no cell measured ({', '.join(sorted(str(r) for r in reasons))})", command, seed)
     n, cell = largest
     ours = value_of(cell)
+    if claim.unit == "ops/s" and cell.get("agents") and ours is not None:
+        return _row(
+            claim, ours, NOT_COMPARABLE,
+            f"{title} n={n}: {ours:,.1f} txn/s is what {cell['agents']} closed-loop agents offered, not {title}'s limit "
+            "(the simulator cannot offer tens of thousands of transactions per second at this n within the run's budget)",
+            command, seed,
+        )
+    if cell.get("agents") and claim.unit == "ms":
+        title = f"{title} (intra-shard transactions)"
     floor = cell.get("floor_ms") or {}
     floor_text = f"; analytic floor p50 {floor.get('p50_ms')} ms" if floor and claim.unit == "ms" else ""
     if ours is None:

@@ -231,8 +231,12 @@ def render_markdown(report: Mapping[str, Any], command: str) -> str:
                 if cell.get("reason") and cell.get("status") != "measured":
                     status += f": {cell['reason']}"
                 throughput = _fmt(cell.get("throughput_ops"))
-                if cell.get("status") == "measured" and cell.get("limit_reached") is False:
+                if cell.get("status") == "measured" and cell.get("agents"):
+                    throughput = f"{throughput} (what {cell['agents']} closed-loop agents offered; not the limit)"
+                elif cell.get("status") == "measured" and cell.get("limit_reached") is False:
                     throughput = f">= {throughput} (limit not reached)"
+                if cell.get("p99_bound_ms") and cell["p99_bound_ms"] != fig["p99_bound_ms"]:
+                    throughput += f" (p99 bound {cell['p99_bound_ms']:g} ms)"
                 out.append(
                     f"| {p['title']} | {n} | {status} | {throughput} | {_fmt(latency.get('p50'))} | "
                     f"{_fmt(latency.get('p99'))} | {_fmt(floor)} | {len(cell.get('steps', []))} | "

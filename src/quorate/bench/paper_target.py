@@ -22,7 +22,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from quorate.bench.ramp import SimLoadTarget, StepResult
 from quorate.crypto.costmodel import CryptoCosts
@@ -62,6 +62,7 @@ class PaperSimTarget(SimLoadTarget):
     equivocation log). The figures use neither and no run here has Byzantine
     nodes, so it is off: it was about 8 % of a BFT run's wall time, and it
     only watches (the trace is the same either way)."""
+    _last: Simulation | None = field(default=None, init=False, repr=False)
 
     def config(self, rate_ops: float, duration_s: float) -> SimConfig:
         base = super().config(rate_ops, duration_s)
@@ -76,6 +77,7 @@ class PaperSimTarget(SimLoadTarget):
         """The step's simulation, abandoned (``BudgetExhausted``) if it is still
         running ``STEP_OVERRUN_SHARE`` of the cell's budget after the deadline."""
         simulation = super().build(rate_ops, duration_s)
+        self._last = simulation
         if not self.observe and not simulation.byzantine:
             for node in simulation.nodes:
                 node.monitor = None
@@ -83,7 +85,7 @@ class PaperSimTarget(SimLoadTarget):
             first = simulation.nodes[0]
 
             def campaign(event: tuple[float, int, int, int, int, Any, int]) -> None:
-                first.run_local(event[0], lambda group, local: group.core.campaign(local))
+                first.run_local(event[0], lambda group, local: cast(Any, group.core).campaign(local))  # a RaftNode
 
             simulation.loop.schedule(0.0, simulation.loop.add_kind(campaign), -1, -1, None, 0)
         run = simulation.run
@@ -110,6 +112,9 @@ class PaperSimTarget(SimLoadTarget):
         result = super().step(rate_ops, warmup_s, window_s)
         result.extra["wall_s"] = round(time.perf_counter() - started, 3)
         result.extra["sim_s"] = warmup_s + window_s
+        if self._last is not None:
+            result.extra["events"] = self._last.loop.events
+            self._last = None
         # The timelines are large and not part of the paper's figures.
         result.resources = {}
         return result
