@@ -374,7 +374,8 @@ class HrbSimRunner:
     """HRB through its own simulator face, ``quorate sim hrb`` (HRB's agents are its workload).
 
     The agents run closed loop (one transaction at a time each), so the
-    throughput of a cell is what ``agents_per_shard`` agents per shard offer,
+    throughput of a cell is what ``agents_per_shard`` agents per shard (twice
+    ``quorate sim hrb``'s default) offer,
     not HRB's limit: a transaction costs the simulator about a thousand
     events (sent to all 25 members of its shard, a Raft round there, f + 1
     answers), so offering the paper's 45,000 txn/s at 1000 nodes would take
@@ -387,8 +388,8 @@ class HrbSimRunner:
     complexity: int = 1
     shard_size: int = 25
     core: int = 7
-    agents_per_shard: int = 8
-    sim_seconds: float = 4.0
+    agents_per_shard: int = 4
+    sim_seconds: float = 3.0
     drain_s: float = 2.0
 
     def _command(self) -> list[str]:
