@@ -184,7 +184,14 @@ def _detection_rows(by_key: Mapping[str, Claim], figure: Mapping[str, Any] | Non
             ok = ours <= claim.paper_value
             rows.append(_row(claim, ours, HOLDS if ok else DOES_NOT_HOLD, f"{detection.get('count')} detections; {q} {ours} s", command, seed))
         else:
-            rows.append(_row(claim, ours, HOLDS if _within(ours, claim) else DOES_NOT_HOLD, f"{detection.get('count')} detections; {q} {ours} s", command, seed))
+            ok = _within(ours, claim)
+            why = f"{detection.get('count')} detections; {q} {ours} s"
+            if not ok and ours < claim.paper_value:
+                why += (
+                    f" — faster than the paper's {claim.paper_value:g} s: a leader's equivocation or forged commit is "
+                    "evidence at the first conflicting message; only censorship waits for timeouts (per offender in the JSON)"
+                )
+            rows.append(_row(claim, ours, HOLDS if ok else DOES_NOT_HOLD, why, command, seed))
     return rows
 
 
