@@ -227,3 +227,40 @@ def test_hotstuff_quorum_certificate_kind_is_validated() -> None:
     with pytest.raises(ConfigError, match="quorum_certificates"):
         protocol_spec("hotstuff", {"quorum_certificates": "sometimes"})
     assert protocol_spec("hotstuff", {"scheme": "bls", "quorum_certificates": "aggregate"}).name == "hotstuff"
+
+
+def test_a_cell_whose_carried_start_rate_is_below_the_minimum_is_not_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    from dataclasses import dataclass
+
+    from quorate.bench import paper
+    from quorate.bench.paper_calibrate import calibrate
+
+    measured: list[int] = []
+
+    @dataclass
+    class SlowRunner:
+        name: str = "raft"
+        title: str = "Slow"
+        complexity: int = 1
+        budget_weight: float = 1.0
+
+        def unavailable(self) -> None:
+            return None
+
+        def settings(self) -> dict[str, Any]:
+            return {"options": {}, "why": "a test"}
+
+        def measure(self, context: Any) -> dict[str, Any]:
+            measured.append(context.n)
+            # Its limit is 30 ops/s, below the rate a cell may start at.
+            return {"status": "measured", "throughput_ops": 30.0, "offered_rate_ops": 30.0,
+                    "latency_ms": {"p50": 200.0, "p99": 300.0},
+                    "steps": [{"wall_s": 0.01, "target_rate_ops": 30.0}]}
+
+    monkeypatch.setitem(paper.RUNNERS, "raft", SlowRunner())
+    calibration = calibrate(measure=False, quick=True)
+    config = PaperConfig(sizes=(16, 32), protocols=("raft",), figures=("1",), calibrate=False, validate_real=False)
+    fig = paper.figures_1_2(config, calibration["cost_model"], calibration["crypto_costs"], lambda what, share: None)
+    assert measured == [16]
+    cell = fig["protocols"]["raft"]["cells"]["32"]
+    assert cell["status"] == "not run" and "below 50 ops/s" in cell["reason"]

@@ -624,11 +624,14 @@ def figures_1_2(config: PaperConfig, cost: CostModel, crypto: CryptoCosts, progr
             if cell_budget <= 0:
                 cell = {"status": "not run", "reason": "the protocol's share of the wall-clock budget is spent"}
                 reductions.append(f"{runner.title} n={n}: not run (its share of the budget is spent)")
-            elif fitted_note and start_rate < MIN_START_RATE_OPS:
+            elif start_rate and start_rate < MIN_START_RATE_OPS:
+                # Also when the rate came down from a smaller n that was not run
+                # (or whose limit was below it): a larger n would not do better.
                 cell = {
                     "status": "not run",
                     "reason": f"even {MIN_START_RATE_OPS:g} ops/s would not fit this cell's budget ({cell_budget:,.0f} s) "
-                    f"by the estimate from n={previous[0]}",  # type: ignore[index]
+                    f"by the estimate from n={previous[0]}" if fitted_note and previous is not None else
+                    f"the rate carried from the n before ({start_rate:,.0f} ops/s) is below {MIN_START_RATE_OPS:g} ops/s",
                 }
                 reductions.append(f"{runner.title} n={n}: not run ({cell['reason']})")
             else:
