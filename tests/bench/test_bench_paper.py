@@ -1,7 +1,8 @@
 """``quorate bench paper``: a tiny paper configuration end to end, its
 determinism by seed, the analytic floors, the claims table's verdicts, the
-runner registry's "not available" answers, bad flags; ``--quick`` in the
-slow suite."""
+runner registry's "not available" answers, bad flags. The runs (the tiny
+configuration, its determinism, every figure, ``--quick``) take tens of
+seconds to minutes: they are in the slow suite."""
 
 from __future__ import annotations
 
@@ -63,6 +64,7 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, 
     return out, json.loads(result.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow
 def test_a_tiny_paper_run_writes_the_report_plots_and_json(tiny_run: tuple[Path, dict[str, Any]]) -> None:
     out, printed = tiny_run
     report_md = (out / "report.md").read_text()
@@ -90,6 +92,7 @@ def test_a_tiny_paper_run_writes_the_report_plots_and_json(tiny_run: tuple[Path,
     assert saved["cpu_model"]["message_base_us"] > 0
 
 
+@pytest.mark.slow
 def test_the_same_seed_gives_the_same_figures(tiny_run: tuple[Path, dict[str, Any]], tmp_path: Path) -> None:
     out, _ = tiny_run
     first = json.loads((out / JSON_NAME).read_text())
@@ -103,9 +106,10 @@ def test_the_same_seed_gives_the_same_figures(tiny_run: tuple[Path, dict[str, An
     assert _measured_figures(third) != _measured_figures(first)
 
 
+@pytest.mark.slow
 def test_every_figure_key_is_in_the_json_of_a_run_of_all_figures(tmp_path: Path) -> None:
     config = PaperConfig(
-        sizes=(4,), protocols=("raft", "hrb", "casper"), calibrate=False, validate_real=False,
+        quick=True, sizes=(4,), protocols=("raft", "hrb", "casper"), calibrate=False, validate_real=False,
         max_steps=1, step_s=0.5,
     )
     report = run_paper(config)
@@ -118,6 +122,12 @@ def test_every_figure_key_is_in_the_json_of_a_run_of_all_figures(tmp_path: Path)
             assert "not available in this build" in protocols[name]["reason"]
             assert protocols[name]["cells"] == {}
     assert len(report["claims"]) == 12
+    for name in ("raft", "hrb", "casper"):
+        cell = protocols[name]["cells"]["4"]
+        assert cell["status"] == "measured", (name, cell.get("reason"))
+    assert protocols["hrb"]["cells"]["4"]["agents"] > 0 and protocols["hrb"]["cells"]["4"]["limit_reached"] is False
+    detection = report["other_figures"]["3"]
+    assert detection["status"] == "measured" and detection["detection_s"]["count"] > 0
 
 
 def test_floors_follow_the_message_patterns() -> None:
@@ -153,6 +163,29 @@ def test_claims_say_not_comparable_below_the_papers_n_and_judge_at_it() -> None:
     far = {r["claim"]: r for r in claims_table(report(1000, 250.0))}
     assert far["PBFT median latency 680 ms at 1000 nodes (Fig. 2)"]["verdict"] == DOES_NOT_HOLD
     assert "floor" in far["PBFT median latency 680 ms at 1000 nodes (Fig. 2)"]["why"]
+
+
+def test_hrb_throughput_from_closed_loop_agents_is_not_judged_and_faster_detection_says_why() -> None:
+    hrb_cell = {"status": "measured", "throughput_ops": 120.0, "agents": 80, "limit_reached": False,
+                "latency_ms": {"p50": 300.0, "p99": 2400.0}, "floor_ms": {"p50_ms": 200.0}}
+    report = {"seed": 1, "figure_1_2": {"p99_bound_ms": 1000.0, "protocols": {
+        "hrb": {"available": True, "cells": {"1000": hrb_cell}},
+    }}, "other_figures": {"3": {"status": "measured", "detection_s": {"count": 4, "median": 0.2, "max": 2.5}}}}
+    rows = {r["claim"]: r for r in claims_table(report)}
+    throughput = rows["HRB scales near-linearly to 45,000 TPS at 1000 nodes (Fig. 1)"]
+    assert throughput["verdict"] == NOT_COMPARABLE and "80 closed-loop agents" in throughput["why"]
+    p50 = rows["HRB median latency 230 ms at 1000 nodes (Fig. 2)"]
+    assert p50["verdict"] == DOES_NOT_HOLD and "intra-shard" in p50["why"]
+    assert rows["HRB p99 latency under 500 ms at 1000 nodes (Fig. 2)"]["verdict"] == DOES_NOT_HOLD
+    median = rows["Byzantine leader detection, median 2.3 s (Fig. 3)"]
+    assert median["verdict"] == DOES_NOT_HOLD and "faster than the paper's" in median["why"]
+    assert rows["Byzantine leader detection, max 8 s (Fig. 3)"]["verdict"] == HOLDS
+
+
+def test_casper_is_judged_against_its_own_stated_bound() -> None:
+    casper = RUNNERS["casper"]
+    assert casper.p99_bound_ms == 3000.0  # type: ignore[attr-defined]
+    assert "3 s" in casper.settings()["why"]
 
 
 def test_the_registry_names_every_protocol_of_the_figures() -> None:
@@ -194,3 +227,40 @@ def test_hotstuff_quorum_certificate_kind_is_validated() -> None:
     with pytest.raises(ConfigError, match="quorum_certificates"):
         protocol_spec("hotstuff", {"quorum_certificates": "sometimes"})
     assert protocol_spec("hotstuff", {"scheme": "bls", "quorum_certificates": "aggregate"}).name == "hotstuff"
+
+
+def test_a_cell_whose_carried_start_rate_is_below_the_minimum_is_not_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    from dataclasses import dataclass
+
+    from quorate.bench import paper
+    from quorate.bench.paper_calibrate import calibrate
+
+    measured: list[int] = []
+
+    @dataclass
+    class SlowRunner:
+        name: str = "raft"
+        title: str = "Slow"
+        complexity: int = 1
+        budget_weight: float = 1.0
+
+        def unavailable(self) -> None:
+            return None
+
+        def settings(self) -> dict[str, Any]:
+            return {"options": {}, "why": "a test"}
+
+        def measure(self, context: Any) -> dict[str, Any]:
+            measured.append(context.n)
+            # Its limit is 30 ops/s, below the rate a cell may start at.
+            return {"status": "measured", "throughput_ops": 30.0, "offered_rate_ops": 30.0,
+                    "latency_ms": {"p50": 200.0, "p99": 300.0},
+                    "steps": [{"wall_s": 0.01, "target_rate_ops": 30.0}]}
+
+    monkeypatch.setitem(paper.RUNNERS, "raft", SlowRunner())
+    calibration = calibrate(measure=False, quick=True)
+    config = PaperConfig(sizes=(16, 32), protocols=("raft",), figures=("1",), calibrate=False, validate_real=False)
+    fig = paper.figures_1_2(config, calibration["cost_model"], calibration["crypto_costs"], lambda what, share: None)
+    assert measured == [16]
+    cell = fig["protocols"]["raft"]["cells"]["32"]
+    assert cell["status"] == "not run" and "below 50 ops/s" in cell["reason"]

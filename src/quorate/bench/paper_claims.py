@@ -88,6 +88,15 @@ def _figure_claim(claim: Claim, protocol: Mapping[str, Any] | None, title: str, 
         return _row(claim, None, NOT_COMPARABLE, f"{title}: no cell measured ({', '.join(sorted(str(r) for r in reasons))})", command, seed)
     n, cell = largest
     ours = value_of(cell)
+    if claim.unit == "ops/s" and cell.get("agents") and ours is not None:
+        return _row(
+            claim, ours, NOT_COMPARABLE,
+            f"{title} n={n}: {ours:,.1f} txn/s is what {cell['agents']} closed-loop agents offered, not {title}'s limit "
+            "(the simulator cannot offer tens of thousands of transactions per second at this n within the run's budget)",
+            command, seed,
+        )
+    if cell.get("agents") and claim.unit == "ms":
+        title = f"{title} (intra-shard transactions)"
     floor = cell.get("floor_ms") or {}
     floor_text = f"; analytic floor p50 {floor.get('p50_ms')} ms" if floor and claim.unit == "ms" else ""
     if ours is None:
@@ -175,7 +184,14 @@ def _detection_rows(by_key: Mapping[str, Claim], figure: Mapping[str, Any] | Non
             ok = ours <= claim.paper_value
             rows.append(_row(claim, ours, HOLDS if ok else DOES_NOT_HOLD, f"{detection.get('count')} detections; {q} {ours} s", command, seed))
         else:
-            rows.append(_row(claim, ours, HOLDS if _within(ours, claim) else DOES_NOT_HOLD, f"{detection.get('count')} detections; {q} {ours} s", command, seed))
+            ok = _within(ours, claim)
+            why = f"{detection.get('count')} detections; {q} {ours} s"
+            if not ok and ours < claim.paper_value:
+                why += (
+                    f" — faster than the paper's {claim.paper_value:g} s: a leader's equivocation or forged commit is "
+                    "evidence at the first conflicting message; only censorship waits for timeouts (per offender in the JSON)"
+                )
+            rows.append(_row(claim, ours, HOLDS if ok else DOES_NOT_HOLD, why, command, seed))
     return rows
 
 
@@ -206,7 +222,13 @@ def _recovery_rows(by_key: Mapping[str, Claim], figure: Mapping[str, Any] | None
             continue
         why = f"{key} {ours:.3g} vs {claim.paper_value}"
         if key == "recovery_s":
-            why += f" (full state replication in the same run: {figure.get('full_replication_s')} s; the paper's: 28 s)"
+            full = figure.get("full_replication_s")
+            full_text = f"{full:.3g}" if isinstance(full, (int, float)) else str(full)
+            why += f" (full state replication in the same run: {full_text} s; the paper's: 28 s)"
+            if ours < claim.paper_value * (1 - claim.tolerance):
+                why += (" — faster than the paper's: one 1 Gbps link moves 100 MB in 0.84 s (and a recovery from "
+                        "erasure-coded fragments fetches from several peers at once), so the paper's 4.2 s and 28 s "
+                        "must count more than the transfer and its CPU")
         if key == "bandwidth_reduction":
             why += f" (delta sync saving by stale period, s: {figure.get('bandwidth_savings_by_stale_s')})"
         rows.append(_row(claim, ours, HOLDS if _within(ours, claim) else DOES_NOT_HOLD, why, figure.get("command", command), seed))

@@ -100,7 +100,7 @@ def _figure_3(quick: bool, seed: int) -> dict[str, Any]:
         "sim", "hrb", "--nodes", str(nodes), "--shard-size", "25", "--core", "7", "--regions", "3",
         "--inter-region-ms", "50", "--bandwidth-gbps", "1", "--quorum", "byzantine",
         "--byzantine", "2:equivocating-leader,1:censoring-leader,1:forging-leader",
-        "--duration", "20" if quick else "40", "--seed", str(seed), "--json",
+        "--duration", "10" if quick else "20", "--seed", str(seed), "--json",
     )
     out = _run_json(args, FIGURE_TIMEOUT_QUICK_S * 3 if quick else FIGURE_TIMEOUT_S)
     if out["status"] != "measured":

@@ -63,8 +63,15 @@ def plot_throughput(fig_data: Mapping[str, Any], path: Path) -> None:
     for name, p in fig_data["protocols"].items():
         xs, ys = _series(p, lambda c: c.get("throughput_ops") if c.get("status") == "measured" else None)
         label = p["title"] if p.get("available") else f"{p['title']} (not available)"
+        cells = p.get("cells", {})
+        if any(c.get("agents") for c in cells.values()):
+            label += " (its agents' offered load, not its limit)"
         if xs:
-            ax.plot(xs, ys, "o-", color=_colour(name), label=label)
+            ax.plot(xs, ys, "-", color=_colour(name), label=label)
+            # Filled: the limit (p99 broke the bound above it); open: a lower bound.
+            for x, y in zip(xs, ys):
+                limit = cells.get(str(x), {}).get("limit_reached") is True
+                ax.plot([x], [y], "o", color=_colour(name), markerfacecolor=_colour(name) if limit else "white")
             drawn = True
         else:
             ax.plot([], [], "o-", color=_colour(name), label=label)
@@ -75,7 +82,8 @@ def plot_throughput(fig_data: Mapping[str, Any], path: Path) -> None:
         _empty_note(ax, "no cell measured")
     ax.set_xlabel("nodes n")
     ax.set_ylabel(f"ops/s with p99 <= {fig_data['p99_bound_ms']:g} ms")
-    ax.set_title("Fig. 1: throughput vs n (3 regions, 50 ms, 1 Gbps; simulated)")
+    ax.set_title("Fig. 1: throughput vs n (3 regions, 50 ms, 1 Gbps; simulated)\n"
+                 "filled: the limit; open: a lower bound (the ramp stopped first)", fontsize=10)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
@@ -231,8 +239,12 @@ def render_markdown(report: Mapping[str, Any], command: str) -> str:
                 if cell.get("reason") and cell.get("status") != "measured":
                     status += f": {cell['reason']}"
                 throughput = _fmt(cell.get("throughput_ops"))
-                if cell.get("status") == "measured" and cell.get("limit_reached") is False:
+                if cell.get("status") == "measured" and cell.get("agents"):
+                    throughput = f"{throughput} (what {cell['agents']} closed-loop agents offered; not the limit)"
+                elif cell.get("status") == "measured" and cell.get("limit_reached") is False:
                     throughput = f">= {throughput} (limit not reached)"
+                if cell.get("p99_bound_ms") and cell["p99_bound_ms"] != fig["p99_bound_ms"]:
+                    throughput += f" (p99 bound {cell['p99_bound_ms']:g} ms)"
                 out.append(
                     f"| {p['title']} | {n} | {status} | {throughput} | {_fmt(latency.get('p50'))} | "
                     f"{_fmt(latency.get('p99'))} | {_fmt(floor)} | {len(cell.get('steps', []))} | "

@@ -506,3 +506,25 @@ def test_step_never_raises_on_junk_with_macs() -> None:
     for i, c in enumerate(commands(4)):
         net.propose(i % 4, c)
     assert net.run_until_committed(4, timeout_s=5)
+
+
+def test_an_authenticator_out_of_order_or_with_repeated_ids_is_judged_as_a_whole() -> None:
+    # A replica finds its own MAC by bisection in a sorted authenticator; one
+    # that is not sorted, or names it twice, is read as a mapping (the last
+    # entry for an id counts), as before.
+    net = Net(4, seed=47, config=MACS)
+    core = net.cores[NodeId(1)]
+    prepare = Prepare(0, 1, b"d" * 32, 2, b"")
+    data = prepare.authenticated_bytes()
+    genuine = dict(SessionKeyAuthenticator(NodeId(2), net.replicas).macs(data, [NodeId(0), NodeId(1), NodeId(3)]))
+    good = genuine[1]
+    bad = bytes(32)
+    cases = [
+        (((3, genuine[3]), (0, genuine[0]), (1, good)), True),  # unsorted, ours last
+        (((1, bad), (1, good), (3, genuine[3])), True),  # repeated: the last one counts
+        (((0, genuine[0]), (1, good), (1, bad)), False),
+        (((0, genuine[0]), (1, bad), (3, genuine[3])), False),
+        (((0, genuine[0]), (3, genuine[3])), False),  # none for us
+    ]
+    for macs, accepted in cases:
+        assert core._authentic(NodeId(2), data, macs) is accepted, macs
