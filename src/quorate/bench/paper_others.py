@@ -123,7 +123,8 @@ def _figure_3(quick: bool, seed: int) -> dict[str, Any]:
 def _partition(quick: bool, seed: int) -> dict[str, Any]:
     if not face_available("bench", "partition"):
         return {"status": "not available in this build", "reason": "no `quorate bench partition` command"}
-    out = _run_json(_quorate("bench", "partition", "--json"), FIGURE_TIMEOUT_QUICK_S if quick else FIGURE_TIMEOUT_S)
+    args = _quorate("bench", "partition", "--json", "--first-seed", str(seed), *(("--seeds", "1") if quick else ()))
+    out = _run_json(args, FIGURE_TIMEOUT_QUICK_S if quick else FIGURE_TIMEOUT_S)
     if out["status"] == "measured":
         out["availability"] = _find(out["json"], "availability", "intra_shard_availability")
     return out
