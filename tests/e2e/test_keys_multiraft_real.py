@@ -17,119 +17,58 @@ revocation is applied at one index of that group's log on every node.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 from tests.e2e.conftest import WAIT_LIMIT_S, free_base_port
+from tests.e2e.keys_scenario import client_of, logged, quorate, rotate_under_load, start_keyed
 
-from quorate.cli.certs import ensure_certificates
 from quorate.client import ClientError
-from quorate.client.aio import AsyncClient
 from quorate.client.keys import describe, submit
 from quorate.crypto.keyfiles import key_file
 from quorate.ids import NodeId, node_name
 from quorate.runtime.aio.cluster import LocalCluster
 from quorate.security.keyregistry import make_revocation
-from quorate.state.kv import Put
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
-SECURITY = {"retire_after_s": 0.5, "relay_retry_s": 0.3}
 NODES = 5
 
 
 def _cluster(tmp_path: Path) -> LocalCluster:
-    cluster = LocalCluster(
-        tmp_path / "multiraft",
-        nodes=NODES,
-        base_port=free_base_port(NODES),
-        insecure=False,
-        node_keys=True,
-        ranges=4,
-        replicas=3,
+    return start_keyed(
+        LocalCluster(
+            tmp_path / "multiraft",
+            nodes=NODES,
+            base_port=free_base_port(NODES),
+            insecure=False,
+            node_keys=True,
+            ranges=4,
+            replicas=3,
+        )
     )
-    cluster.write_configs()
-    for node in cluster.ids:
-        config = dataclasses.replace(cluster.node_config(node), security=dict(SECURITY))
-        cluster.config_path(node).write_text(config.to_toml())
-    assert cluster.tls_dir is not None
-    ensure_certificates(cluster.tls_dir, [*(node_name(n) for n in cluster.ids), "client"])
-    cluster.start_all()
-    return cluster
-
-
-def _client(cluster: LocalCluster) -> AsyncClient:
-    return AsyncClient(cluster=cluster.directory, timeout_s=3.0, deadline_s=60.0)
-
-
-async def _quorate(*args: str) -> tuple[int, str, str]:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "quorate", *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
-    )
-    out, err = await asyncio.wait_for(process.communicate(), 180)
-    return process.returncode or 0, out.decode(), err.decode()
-
-
-def _logged(cluster: LocalCluster, node: NodeId, words: str) -> bool:
-    return any(words in str(record.get("msg", "")) for record in cluster.log_records(node))
 
 
 def test_multiraft_keys_rotate_and_a_node_is_revoked_at_one_index(tmp_path: Path) -> None:
     cluster = _cluster(tmp_path)
 
     async def scenario() -> None:
-        client = _client(cluster)
+        client = client_of(cluster)
         await client.put("ready", "1")
-        writers = [_client(cluster) for _ in range(3)]
-        done = asyncio.Event()
-        acknowledged: list[tuple[str, str]] = []
-        failures: list[str] = []
-
-        async def load(writer: AsyncClient, w: int) -> None:
-            i = 0
-            while not done.is_set():
-                key = f"{(w * 7919 + i * 104729) % 65536:04x}/{w}/{i}"  # spread over the four ranges
-                try:
-                    result = await writer.execute(Put(key, str(i)))
-                except (ClientError, TimeoutError) as exc:
-                    failures.append(repr(exc))
-                else:
-                    assert result.ok
-                    acknowledged.append((key, str(i)))
-                i += 1
-
-        tasks = [asyncio.create_task(load(w, i)) for i, w in enumerate(writers)]
-        try:
-            # n5 and n4 host no replica of the meta group (n1-n3 do).
-            code, out, err = await _quorate("keys", "rotate", "n5", "--dir", str(cluster.directory))
-            assert code == 0, err
-            assert "new signing key active from log index" in out
-            code, out, err = await _quorate("certs", "rotate", "n4", "--cluster", str(cluster.directory))
-            assert code == 0, err
-            assert "new certificate" in out
-            during = len(acknowledged)
-            loop = asyncio.get_running_loop()
-            deadline = loop.time() + WAIT_LIMIT_S
-            while len(acknowledged) < during + 30:
-                assert loop.time() < deadline, "writes stopped after the rotations"
-                await asyncio.sleep(0.1)
-        finally:
-            done.set()
-            await asyncio.gather(*tasks)
-            for writer in writers:
-                await writer.close()
-        assert failures == []
-        assert len(acknowledged) > 30
-        for key, value in acknowledged:
-            assert await client.get(key) == value
+        # n5 and n4 host no replica of the meta group (n1-n3 do).
+        await rotate_under_load(
+            cluster,
+            client,
+            signing="n5",
+            certificate="n4",
+            key_of=lambda w, i: f"{(w * 7919 + i * 104729) % 65536:04x}/{w}/{i}",  # spread over the four ranges
+        )
         state = await describe(client)
         assert sorted(state["nodes"]) == [node_name(n) for n in cluster.ids]
 
         # Revoke n4, signed by n1, n2 and n5 (n5 with its rotated key).
-        code, out, err = await _quorate(
+        code, out, err = await quorate(
             "keys", "revoke", "n4", "--as", "n1,n2,n5", "--reason", "test", "--dir", str(cluster.directory)
         )
         assert code == 0, err
@@ -156,7 +95,7 @@ def test_multiraft_keys_rotate_and_a_node_is_revoked_at_one_index(tmp_path: Path
 
     try:
         asyncio.run(scenario())
-        assert _logged(cluster, NodeId(5), "now signing with its new key")
-        assert _logged(cluster, NodeId(4), "presenting its new certificate")
+        assert logged(cluster, NodeId(5), "now signing with its new key")
+        assert logged(cluster, NodeId(4), "presenting its new certificate")
     finally:
         cluster.stop_all()
