@@ -7,6 +7,10 @@ from __future__ import annotations
 
 from collections import Counter
 
+import pytest
+
+pytest.importorskip("hdrh", reason="needs the bench extra: pip install '.[bench]'")
+
 from quorate.bench.paper import RUNNERS
 from quorate.bench.paper_target import PaperSimTarget
 from quorate.raft import Role
