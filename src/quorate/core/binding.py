@@ -69,6 +69,7 @@ __all__ = [
     "bft_status",
     "config_from_options",
     "honest_core",
+    "parse_byzantine_spec",
 ]
 
 FAULT_MODELS = ("crash", "byzantine")
@@ -430,3 +431,32 @@ def bft_status(
         voters=tuple(voters),
         metrics=metrics,
     )
+
+
+def parse_byzantine_spec(text: str, allowed: Sequence[str], choices: str | None = None) -> list[tuple[int, str]]:
+    """``"1:equivocate,2:silent"`` -> ``[(1, "equivocate"), (2, "silent")]``
+    (``--byzantine`` of the simulators; parts with a count of 0 are left
+    out); a ``ConfigError`` naming the bad part. ``choices`` says what may
+    be chosen when a behaviour is not in ``allowed`` (default: the list)."""
+    out: list[tuple[int, str]] = []
+    text = text.strip()
+    if not text or text == "none":
+        return out
+    for part in text.split(","):
+        count_text, sep, behaviour = part.strip().partition(":")
+        if not sep:
+            raise ConfigError(f"--byzantine wants COUNT:BEHAVIOUR, got {part.strip()!r}")
+        try:
+            count = int(count_text)
+        except ValueError:
+            raise ConfigError(f"--byzantine count must be an integer, got {count_text!r}") from None
+        behaviour = behaviour.strip()
+        if count < 0:
+            raise ConfigError(f"--byzantine count must be >= 0, got {count}")
+        if behaviour not in allowed:
+            raise ConfigError(
+                f"unknown Byzantine behaviour {behaviour!r}; {choices or 'choose one of ' + ', '.join(allowed)}"
+            )
+        if count:
+            out.append((count, behaviour))
+    return out

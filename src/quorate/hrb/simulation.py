@@ -69,7 +69,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from quorate.core.binding import BftSettings, ClusterContext, CoreBuilder
+from quorate.core.binding import BftSettings, ClusterContext, CoreBuilder, parse_byzantine_spec
 from quorate.core.host import HostedGroup
 from quorate.crypto.dkg import encryption_keypair
 from quorate.crypto.keyring import CostModelKeyring
@@ -140,30 +140,11 @@ SIM_PBFT = PbftConfig(view_change_timeout_s=1.0)
 
 def parse_hrb_byzantine(text: str) -> list[tuple[int, str]]:
     """``"4:equivocating-leader,1:silent"`` -> ``[(4, ...), (1, ...)]``; ``ConfigError`` on a bad part."""
-    out: list[tuple[int, str]] = []
-    text = text.strip()
-    if not text or text == "none":
-        return out
-    allowed = (*SHARD_BEHAVIOURS, *CORE_BEHAVIOURS)
-    for part in text.split(","):
-        count_text, sep, behaviour = part.strip().partition(":")
-        if not sep:
-            raise ConfigError(f"--byzantine wants COUNT:BEHAVIOUR, got {part.strip()!r}")
-        try:
-            count = int(count_text)
-        except ValueError:
-            raise ConfigError(f"--byzantine count must be an integer, got {count_text!r}") from None
-        behaviour = behaviour.strip()
-        if count < 0:
-            raise ConfigError(f"--byzantine count must be >= 0, got {count}")
-        if behaviour not in allowed:
-            raise ConfigError(
-                f"unknown Byzantine behaviour {behaviour!r}; shard members: {', '.join(SHARD_BEHAVIOURS)}; "
-                f"core members: {', '.join(CORE_BEHAVIOURS)}"
-            )
-        if count:
-            out.append((count, behaviour))
-    return out
+    return parse_byzantine_spec(
+        text,
+        (*SHARD_BEHAVIOURS, *CORE_BEHAVIOURS),
+        f"shard members: {', '.join(SHARD_BEHAVIOURS)}; core members: {', '.join(CORE_BEHAVIOURS)}",
+    )
 
 
 @dataclass(frozen=True, slots=True)

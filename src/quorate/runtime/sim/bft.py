@@ -58,6 +58,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from quorate.core.binding import parse_byzantine_spec
 from quorate.core.protocol import ProtocolCore
 from quorate.errors import ConfigError
 from quorate.ids import NodeId
@@ -104,27 +105,7 @@ def max_byzantine(n: int) -> int:
 def parse_byzantine(text: str, behaviours: Sequence[str]) -> list[tuple[int, str]]:
     """``"1:equivocate,2:random"`` -> ``[(1, "equivocate"), (2, "random")]``;
     ``ConfigError`` naming the bad part."""
-    out: list[tuple[int, str]] = []
-    text = text.strip()
-    if not text or text == "none":
-        return out
-    allowed = (*behaviours, RANDOM_BEHAVIOUR)
-    for part in text.split(","):
-        count_text, sep, behaviour = part.strip().partition(":")
-        if not sep:
-            raise ConfigError(f"--byzantine wants COUNT:BEHAVIOUR, got {part.strip()!r}")
-        try:
-            count = int(count_text)
-        except ValueError:
-            raise ConfigError(f"--byzantine count must be an integer, got {count_text!r}") from None
-        behaviour = behaviour.strip()
-        if count < 0:
-            raise ConfigError(f"--byzantine count must be >= 0, got {count}")
-        if behaviour not in allowed:
-            raise ConfigError(f"unknown Byzantine behaviour {behaviour!r}; choose one of {', '.join(allowed)}")
-        if count:
-            out.append((count, behaviour))
-    return out
+    return parse_byzantine_spec(text, (*behaviours, RANDOM_BEHAVIOUR))
 
 
 def choose_byzantine(
