@@ -43,11 +43,20 @@ Theory of operation.
   ``majority`` shard (followers are trusted), f + 1 in a ``byzantine`` one.
   ``LayoutRequest`` answers the deployment (shards, core, quorum mode), so
   an agent needs only the nodes' addresses.
+- **Checkpoints.** With ``checkpoint_interval_entries`` > 0 a node also
+  hosts its shard's checkpoint group (``CHECKPOINT_GROUP_BASE + shard``, a
+  ``quorate.hrb.checkpoint.keeper.ShardCheckpointer``): every that many
+  applied entries the members cut, co-sign and keep erasure-coded fragments
+  of the shard's state, and a member whose shard log is gone (a fresh or
+  deleted data directory) rebuilds its state from its peers' fragments
+  before it applies the log after them. Its counters show in the shard's
+  status (``hrb.checkpoint.*``).
 - **Fault injection.** With ``fault_injection = true`` a node takes
   ``TurnByzantine``: its shard replica is wrapped, from then on, in
   ``ByzantineShardReplica`` with the behaviour named (the wrapper keeps the
-  honest replica's bookkeeping, so it can start mid-run). Without the
-  option the request is refused.
+  honest replica's bookkeeping, so it can start mid-run); and
+  ``CorruptFragment``: one byte of its stored checkpoint fragment is
+  flipped (in memory and on disk). Without the option both are refused.
 """
 
 from __future__ import annotations
@@ -60,10 +69,21 @@ from dataclasses import dataclass
 from typing import Any
 
 from quorate.core.binding import BftSettings, Binding, ClusterContext, GroupStatus, HostingContext
-from quorate.core.host import HostedGroup
+from quorate.core.host import GroupMessage, HostedGroup
 from quorate.core.protocol import ProtocolCore, Refused
 from quorate.core.wire import WireMessage
+from quorate.crypto.erasure import CODECS, CheckpointFragment, CheckpointManifest
 from quorate.errors import ConfigError
+from quorate.hrb.checkpoint.keeper import (
+    CHECKPOINT_GROUP_BASE,
+    CheckpointCosign,
+    CheckpointWake,
+    NoCheckpoint,
+    ShardCheckpointer,
+    StoredCheckpoint,
+    checkpoint_config,
+)
+from quorate.hrb.checkpoint.recovery import FragmentRequest, ManifestRequest
 from quorate.hrb.core.binding import BFT_BINDINGS
 from quorate.hrb.core.binding import binding as core_binding
 from quorate.hrb.core.config import CoreConfig, CoreRules
@@ -86,6 +106,9 @@ __all__ = [
     "EPOCH_LENGTH",
     "AgentOutcome",
     "AgentTxn",
+    "CheckpointedMember",
+    "CorruptFragment",
+    "CorruptFragmentReply",
     "HrbSettings",
     "LayoutReply",
     "LayoutRequest",
@@ -163,8 +186,26 @@ class TurnByzantineReply(WireMessage, tag="hrb.TurnByzantineReply", frozen=True)
     error: str = ""
 
 
-CLIENT_MESSAGE_TYPES: tuple[type[WireMessage], ...] = (AgentTxn, LayoutRequest, TurnByzantine)
-REPLY_MESSAGE_TYPES: tuple[type[WireMessage], ...] = (AgentOutcome, LayoutReply, TurnByzantineReply)
+class CorruptFragment(WireMessage, tag="hrb.CorruptFragment", frozen=True):
+    """Fault injection: flip one byte of the receiving node's stored checkpoint fragment."""
+
+    seq: int
+
+
+class CorruptFragmentReply(WireMessage, tag="hrb.CorruptFragmentReply", frozen=True):
+    seq: int
+    ok: bool
+    error: str = ""
+    log_index: int = 0
+    """The checkpoint whose fragment was corrupted."""
+
+
+CLIENT_MESSAGE_TYPES: tuple[type[WireMessage], ...] = (AgentTxn, LayoutRequest, TurnByzantine, CorruptFragment)
+REPLY_MESSAGE_TYPES: tuple[type[WireMessage], ...] = (AgentOutcome, LayoutReply, TurnByzantineReply, CorruptFragmentReply)
+CHECKPOINT_MESSAGE_TYPES: tuple[type[WireMessage], ...] = (
+    CheckpointCosign, NoCheckpoint, CheckpointWake, ManifestRequest, FragmentRequest, CheckpointManifest,
+    CheckpointFragment,
+)
 
 
 def txn_id_of(client: int, seq: int) -> bytes:
@@ -213,7 +254,15 @@ class HrbSettings:
     certificate_timeout_s: float = 0.5
     """A core member waiting this long for a decision's certificate sends its partial to the next collector."""
     fault_injection: bool = False
-    """Accept ``TurnByzantine`` requests (tests and ``quorate demo hrb`` only)."""
+    """Accept ``TurnByzantine`` and ``CorruptFragment`` requests (tests and ``quorate demo hrb`` only)."""
+    checkpoint_interval_entries: int = 0
+    """Cut an erasure-coded checkpoint of the shard every this many applied entries (0: none)."""
+    checkpoint_codec: str = "pyeclib"
+    """The Reed-Solomon library of the checkpoints (``pyeclib`` or ``zfec``; the same on every node)."""
+    checkpoint_request_timeout_s: float = 1.0
+    """A rebuilding member asks another peer when one does not answer within this."""
+    checkpoint_rebuild_timeout_s: float = 15.0
+    """A rebuild not finished within this gives up; the member replays the whole log instead."""
 
     def validate(self) -> HrbSettings:
         for name in ("shard_size", "core_size"):
@@ -230,10 +279,15 @@ class HrbSettings:
             raise ConfigError("genesis_seed must be a non-empty string")
         if not isinstance(self.fault_injection, bool):
             raise ConfigError(f"fault_injection must be true or false, got {self.fault_injection!r}")
+        interval = self.checkpoint_interval_entries
+        if isinstance(interval, bool) or not isinstance(interval, int) or interval < 0:
+            raise ConfigError(f"checkpoint_interval_entries must be an integer >= 0 (0: no checkpoints), got {interval!r}")
+        if self.checkpoint_codec not in CODECS:
+            raise ConfigError(f"checkpoint_codec must be one of {', '.join(CODECS)}, got {self.checkpoint_codec!r}")
         for name in (
             "election_timeout_s", "heartbeat_interval_s", "view_timeout_s", "txn_timeout_s",
             "tick_interval_s", "inclusion_bound_s", "challenge_interval_s", "response_bound_s",
-            "certificate_timeout_s",
+            "certificate_timeout_s", "checkpoint_request_timeout_s", "checkpoint_rebuild_timeout_s",
         ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
@@ -337,6 +391,8 @@ class NodeDesk(AgentDesk):
         self.direct: list[tuple[NodeId, Any]] = []
         """Answers that need no log (layout, fault injection)."""
         self.behaviour: str | None = None
+        self.checkpointer: ShardCheckpointer | None = None
+        """The shard's checkpoints on this node, when they are on."""
 
     @property
     def replica(self) -> ShardReplica:
@@ -354,6 +410,8 @@ class NodeDesk(AgentDesk):
             self.direct.append((src, self.layout(message.seq)))
         elif type(message) is TurnByzantine:
             self.direct.append((src, self._turn(message)))
+        elif type(message) is CorruptFragment:
+            self.direct.append((src, self._corrupt(message)))
 
     def _propose(self, src: NodeId, txn: Transaction, now: float) -> None:
         """Propose ``txn``; a transaction the shard's validation refuses (too
@@ -394,6 +452,18 @@ class NodeDesk(AgentDesk):
         self.behaviour = request.behaviour
         return TurnByzantineReply(request.seq, True)
 
+    def _corrupt(self, request: CorruptFragment) -> CorruptFragmentReply:
+        if not self.settings.fault_injection:
+            return CorruptFragmentReply(request.seq, False, "fault injection is off on this node (option fault_injection)")
+        keeper = self.checkpointer
+        if keeper is None:
+            return CorruptFragmentReply(request.seq, False, "checkpoints are off on this node (option checkpoint_interval_entries)")
+        error = keeper.corrupt_fragment()
+        if error is not None:
+            return CorruptFragmentReply(request.seq, False, error)
+        assert keeper.manifest is not None
+        return CorruptFragmentReply(request.seq, True, log_index=keeper.manifest.log_index)
+
     def has_replies(self) -> bool:
         return bool(self.direct) or super().has_replies()
 
@@ -425,11 +495,54 @@ def honest_replica(core: Any) -> ShardReplica:
 
 
 # ---------------------------------------------------------------- groups of a node
+class CheckpointedMember(ShardMember):
+    """A shard member whose checkpoints a ``ShardCheckpointer`` takes: after
+    a turn in which it cut one (or its fragment changed), it wakes the
+    checkpoint group with a local ``CheckpointWake``."""
+
+    __slots__ = ("checkpointer",)
+
+    def __init__(self, member: Any, store: Any, checkpointer: ShardCheckpointer) -> None:
+        super().__init__(member, store)
+        self.checkpointer = checkpointer
+
+    def take_outbound(self) -> list[GroupMessage]:
+        out = super().take_outbound()
+        keeper = self.checkpointer
+        if keeper.has_output():
+            out.append((self.id, CHECKPOINT_GROUP_BASE + keeper.shard, CheckpointWake()))
+        return out
+
+
+def _checkpoint_status(core: ProtocolCore) -> GroupStatus:
+    assert isinstance(core, ShardCheckpointer)
+    return GroupStatus(role="checkpoints", term=0, leader=None, metrics=core.status_metrics())
+
+
+CHECKPOINT_GROUP = Binding(
+    name="hrb-checkpoint",
+    message_types=CHECKPOINT_MESSAGE_TYPES,
+    hard_state_type=StoredCheckpoint,
+    snapshot_type=None,
+    parse_config=lambda options: _parse(options),
+    builder=lambda settings, cluster: _no_builder(settings, cluster),
+    leadership=lambda core: (None, 0),
+    status=_checkpoint_status,
+    fault_model="byzantine",
+)
+"""A shard's checkpoint group on a real node (its hard state: the member's
+newest checkpoint manifest and fragment)."""
+
+
 def _shard_status(core: ProtocolCore) -> GroupStatus:
     assert isinstance(core, ShardMember)
     replica = honest_replica(core.member)
     status = SHARD_BINDING.status(replica)
     metrics = dict(status.metrics)
+    if isinstance(core, CheckpointedMember):
+        metrics.update(core.checkpointer.status_metrics())
+        # Members at one applied index hold the same state: tests compare this.
+        metrics["hrb.state_digest"] = int.from_bytes(replica.store.fingerprint()[:6], "big")
     for offender in replica.convicted:
         metrics[f"hrb.convicted.n{int(offender)}"] = 1
     for leader in replica.deposed:
@@ -471,13 +584,18 @@ def hosted_groups(settings: HrbSettings, context: HostingContext) -> list[Hosted
     node = context.node
     signer, verifier = context.keyring.signer(node), context.keyring.verifier(node)
     shard = d.shard_of(node)
+    recovered_shard = context.recover(shard, SHARD_GROUP)
     replica = build_shard_member(
         d, node, signer=signer, verifier=verifier, rng=random.Random(context.rng.random()), now=context.now,
-        recovered=context.recover(shard, SHARD_GROUP),
+        recovered=recovered_shard,
     )
-    member = ShardMember(replica, replica.store)
+    keeper = _checkpointer(settings, context, d, shard, replica, rebuild=recovered_shard is None)
+    member = ShardMember(replica, replica.store) if keeper is None else CheckpointedMember(replica, replica.store, keeper)
     desk = NodeDesk(member, d, settings, random.Random(context.rng.random()))
+    desk.checkpointer = keeper
     groups = [HostedGroup(shard, member, SHARD_GROUP, state=desk)]
+    if keeper is not None:
+        groups.append(HostedGroup(CHECKPOINT_GROUP_BASE + shard, keeper, CHECKPOINT_GROUP))
     if node in d.core_members:
         core_group = core_binding(settings.bft)
         bft = BFT_BINDINGS[settings.bft].builder(settings.bft_settings(), ClusterContext(context.keyring, {}))
@@ -495,6 +613,39 @@ def hosted_groups(settings: HrbSettings, context: HostingContext) -> list[Hosted
             if recovered is not None and recovered.snapshot is not None:
                 groups.append(_next_core(settings, context, group - CORE_GROUP_BASE, (), recovered))
     return groups
+
+
+def _checkpointer(
+    settings: HrbSettings, context: HostingContext, d: Deployment, shard: int, replica: ShardReplica, *, rebuild: bool
+) -> ShardCheckpointer | None:
+    """This node's checkpoints of ``shard`` (None when they are off, or the
+    shard has no peer to keep fragments)."""
+    members = d.shards[shard]
+    config = checkpoint_config(
+        len(members),
+        settings.checkpoint_interval_entries,
+        reply_quorum(len(members), settings.quorum),
+        float(settings.checkpoint_request_timeout_s),
+    )
+    if config is None:
+        return None
+    recovered = context.recover(CHECKPOINT_GROUP_BASE + shard, CHECKPOINT_GROUP)
+    stored = recovered.hard_state if recovered is not None else None
+    node = context.node
+    return ShardCheckpointer(
+        node,
+        shard,
+        members,
+        replica=replica,
+        signer=context.keyring.signer(node),
+        verifier=context.keyring.verifier(node),
+        config=config,
+        codec_name=settings.checkpoint_codec,
+        now=context.now,
+        stored=stored if isinstance(stored, StoredCheckpoint) else None,
+        rebuild=rebuild,
+        rebuild_timeout_s=float(settings.checkpoint_rebuild_timeout_s),
+    )
 
 
 def _next_core(
@@ -535,7 +686,7 @@ def join_group(
     members who run the key generation and hand the core over), as this
     node's shard learned that epoch from a certified decision."""
     if group <= CORE_GROUP_BASE:
-        return None
+        return None  # a shard's or a checkpoint group this node is not in
     epoch = group - CORE_GROUP_BASE
     desk = next((g.state for g in hosted if isinstance(g.state, NodeDesk)), None)
     if desk is None:
@@ -570,7 +721,7 @@ def _no_status(core: ProtocolCore) -> GroupStatus:
 
 def _message_types() -> tuple[type, ...]:
     core_types = core_binding("hotstuff").message_types + core_binding("pbft").message_types
-    return tuple(dict.fromkeys((*SHARD_BINDING.message_types, *core_types)))
+    return tuple(dict.fromkeys((*SHARD_BINDING.message_types, *core_types, *CHECKPOINT_MESSAGE_TYPES)))
 
 
 BINDING = Binding(

@@ -18,7 +18,8 @@ answer still counts); decode from k good ones and check the signed state
 digest; then fetch the committed log after the checkpoint index (it must
 continue the shard's hash chain from the checkpoint's signed log digest,
 else another member is asked) and hand both to the caller, who restores the
-store and replays the entries.
+store and replays the entries. A live shard member (``fetch_log=False``,
+``keeper.ShardCheckpointer``) skips the last step: its Raft log catches up.
 ``CheckpointHolder`` is a member's side: it answers those requests.
 """
 
@@ -233,8 +234,13 @@ class CheckpointRecovery:
         verifier: Verifier,
         config: CheckpointConfig,
         codec: ErasureCodec | None = None,
+        *,
+        fetch_log: bool = True,
     ) -> None:
         self.node, self.shard = node, shard
+        self._fetch_log = fetch_log
+        """False: the caller catches up the log itself (a live shard member
+        does, through Raft); recovery ends with the decoded state."""
         self.members = tuple(sorted(members))
         if len(set(self.members)) != len(self.members) or not self.members:
             raise ConfigError("recovery needs the shard's members, each once")
@@ -290,6 +296,10 @@ class CheckpointRecovery:
             for member in self.members:
                 if member != self.node:
                     self._send(member, ManifestRequest(self.shard))
+
+    def wake_at(self) -> float | None:
+        """The next deadline (as ``ready().wake_at`` reports it)."""
+        return self._wake_at()
 
     def ready(self) -> RecoveryReady:
         out, self._out = self._out, RecoveryReady()
@@ -350,6 +360,10 @@ class CheckpointRecovery:
             self._failed.clear()
             return
         self._state = rebuilt.state
+        if not self._fetch_log:
+            self.phase = "done"
+            self._out.recovered = Recovered(manifest, rebuilt.state, ())
+            return
         self.phase = "log"
         self._log_peers = [m for m in self.members if m != self.node]
         self._ask_log(now)

@@ -307,6 +307,9 @@ def _apply_certified(self: ShardReplica) -> None:
     """Apply every certified entry not yet applied; act on what they caused."""
     store = self._store
     raft = self._raft
+    if self.apply_held:
+        return  # a rebuild from a checkpoint is under way (hrb/checkpoint/keeper.py)
+    every = self.checkpoint_every
     while store.applied_index < self._commit_bound:
         entry = raft.entry_at(store.applied_index + 1)
         invariant(entry is not None, f"certified entry {store.applied_index + 1} is missing")
@@ -314,6 +317,9 @@ def _apply_certified(self: ShardReplica) -> None:
         self._committed.append(entry)
         for effect in store.apply(entry):
             self._on_effect(effect, entry)
+        if every and store.applied_index % every == 0 and self.checkpoint_cut is not None:
+            # Every member cuts at the same index, so their images agree byte for byte.
+            self.checkpoint_cut(store, entry)
 
 
 def _on_effect(self: ShardReplica, effect: object, entry: Entry) -> None:

@@ -318,6 +318,13 @@ class ShardReplica:
         """(leader, term, time, why) deposed by suspicion."""
         self.violations: list[Violation] = []
         self.metrics: dict[str, int] = {}
+        # Checkpoints (``quorate.hrb.checkpoint.keeper``; off unless a host sets them).
+        self.checkpoint_every = 0
+        """Cut a checkpoint at every multiple of this applied index (0: never)."""
+        self.checkpoint_cut: Callable[[ShardStore, Entry], None] | None = None
+        """Called with the store right after it applied a multiple of ``checkpoint_every``."""
+        self.apply_held = False
+        """While True nothing is applied: the store is about to be rebuilt from a checkpoint."""
         self._after_input()
 
     # ================================================================ properties
@@ -583,7 +590,7 @@ class ShardReplica:
         return (
             raft.has_ready()
             or bool(self._msgs or self._front or self._rejected)
-            or self._commit_bound > self._store.applied_index
+            or (self._commit_bound > self._store.applied_index and not self.apply_held)
             or self._announcement_due()
         )
 
