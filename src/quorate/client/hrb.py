@@ -53,6 +53,8 @@ from quorate.hrb.node import (
     REPLY_MESSAGE_TYPES,
     AgentOutcome,
     AgentTxn,
+    CorruptFragment,
+    CorruptFragmentReply,
     LayoutReply,
     LayoutRequest,
     TurnByzantine,
@@ -225,6 +227,18 @@ class AsyncHrbClient:
         reply = await self._ask(self._address(node), shard, lambda seq: TurnByzantine(seq, behaviour))
         if not isinstance(reply, TurnByzantineReply) or not reply.ok:
             raise ClientError(f"n{node} refused: {getattr(reply, 'error', reply)}")
+
+    async def corrupt_fragment(self, node: int) -> int:
+        """Fault injection: flip one byte of ``node``'s stored checkpoint
+        fragment; the index of the checkpoint it belongs to."""
+        layout = await self._layout()
+        shard = next((k for k, members in layout.shards.items() if node in members), None)
+        if shard is None:
+            raise ConfigError(f"n{node} is in no shard of this deployment")
+        reply = await self._ask(self._address(node), shard, lambda seq: CorruptFragment(seq))
+        if not isinstance(reply, CorruptFragmentReply) or not reply.ok:
+            raise ClientError(f"n{node} refused: {getattr(reply, 'error', reply)}")
+        return reply.log_index
 
     # ------------------------------------------------------------ transactions
     async def transact(self, ops: Sequence[TxnOp], *, home_shard: int | None = None) -> AgentOutcome:

@@ -589,6 +589,9 @@ def hosted_groups(settings: HrbSettings, context: HostingContext) -> list[Hosted
         d, node, signer=signer, verifier=verifier, rng=random.Random(context.rng.random()), now=context.now,
         recovered=recovered_shard,
     )
+    # A member that lost its disk needs the leader's proof of election again.
+    replica.proof_refresh_s = float(settings.election_timeout_s)
+    replica.rejoin_lost_logs = True
     keeper = _checkpointer(settings, context, d, shard, replica, rebuild=recovered_shard is None)
     member = ShardMember(replica, replica.store) if keeper is None else CheckpointedMember(replica, replica.store, keeper)
     desk = NodeDesk(member, d, settings, random.Random(context.rng.random()))

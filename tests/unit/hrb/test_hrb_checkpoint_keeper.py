@@ -246,3 +246,26 @@ def test_only_the_node_itself_may_wake_its_checkpoint_group() -> None:
     k.step(NodeId(2), CheckpointWake(), 0.0)
     k.step(NodeId(9), CheckpointWake(), 0.0)
     assert [r.reason for r in k.ready().rejected] == ["a wake-up from another node", "a wake-up from another node"]
+
+
+def test_a_checkpoint_cut_during_a_rebuild_restarts_it_on_the_newer_one() -> None:
+    replicas, net = cluster(INTERVAL)
+    k, fresh = rebuild_member(net, 4, replicas)
+    asked = k.ready().messages
+    answers = []
+    for to, request in asked:
+        net.keepers[int(to)].step(NodeId(4), request, 0.0)
+        answers += [(int(to), m) for _, m in net.keepers[int(to)].ready().messages]
+    for sender, manifest in answers:
+        k.step(NodeId(sender), manifest, 0.0)
+    assert k.rebuilding and all(type(m).__name__ == "FragmentRequest" for _, m in k.ready().messages[-2:])
+    # the peers cut the next checkpoint before the fragment requests reach them;
+    # the requests are lost, so the rebuilder's timeout asks again
+    for entry in log(2 * INTERVAL)[INTERVAL:]:
+        for n in (1, 2, 3):
+            replicas[n].apply(entry)
+    net.settle()
+    k.tick(1.5)
+    net.settle(1.5)
+    assert k.counters["rebuild_restarts"] == 1 and k.counters["rebuilds"] == 1
+    assert fresh.store.applied_index == 2 * INTERVAL and not fresh.apply_held

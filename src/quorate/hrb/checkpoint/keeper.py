@@ -49,8 +49,10 @@ It holds the node's ``ShardReplica`` and sets two of its fields:
 Counters (``counters``, shown in the shard's status as
 ``hrb.checkpoint.<name>``): ``taken``, ``stored``, ``signatures_rejected``,
 ``manifests_rejected``, ``fragments_rejected``, ``fragments_served``,
-``rebuilds``, ``rebuild_fallbacks``, ``rebuilds_not_needed``,
-``fault_flips``.
+``rebuilds``, ``rebuild_restarts`` (the peers cut a newer checkpoint while
+an older one's fragments were being fetched: a holder keeps only its newest,
+and answers a request for an older fragment with its newest manifest),
+``rebuild_fallbacks``, ``rebuilds_not_needed``, ``fault_flips``.
 """
 
 from __future__ import annotations
@@ -72,6 +74,7 @@ from quorate.crypto.erasure import (
     encode_checkpoint,
     fragment_digest,
     make_codec,
+    manifest_refusal,
 )
 from quorate.errors import ConfigError
 from quorate.hrb.checkpoint.image import (
@@ -217,7 +220,8 @@ class ShardCheckpointer:
         self.counters: dict[str, int] = dict.fromkeys(
             (
                 "taken", "stored", "signatures_rejected", "manifests_rejected", "fragments_rejected",
-                "fragments_served", "rebuilds", "rebuild_fallbacks", "rebuilds_not_needed", "fault_flips",
+                "fragments_served", "rebuilds", "rebuild_restarts", "rebuild_fallbacks", "rebuilds_not_needed",
+                "fault_flips",
             ),
             0,
         )
@@ -226,6 +230,7 @@ class ShardCheckpointer:
         replica.checkpoint_cut = self._on_cut
         self._recovery: CheckpointRecovery | None = None
         self._none: set[int] = set()
+        self._rejected_before = 0
         self._give_up_at = 0.0
         if rebuild:
             replica.apply_held = True
@@ -279,6 +284,9 @@ class ShardCheckpointer:
             self._on_no_checkpoint(sender, now)
         elif kind in (CheckpointManifest, CheckpointFragment):
             if self._recovery is not None:
+                if kind is CheckpointManifest and self._newer_than_wanted(message):
+                    self._restart_recovery(now)
+                assert self._recovery is not None
                 self._recovery.step(sender, message, now)
                 self._drain_recovery()
         else:
@@ -410,8 +418,13 @@ class ShardCheckpointer:
 
     def _serve_fragment(self, sender: NodeId, m: FragmentRequest) -> None:
         fragment = self.fragment
-        if fragment is None or m.shard != self.shard or (fragment.log_index, fragment.index) != (m.log_index, m.index):
+        if fragment is None or m.shard != self.shard or m.index != fragment.index:
             return  # the asker times out and asks another member
+        if fragment.log_index != m.log_index:
+            if fragment.log_index > m.log_index and self.manifest is not None:
+                # A checkpoint was cut since the asker chose one: offer it.
+                self._msgs.append((sender, self.manifest))
+            return
         self.counters["fragments_served"] += 1
         self._msgs.append((sender, fragment))
 
@@ -424,6 +437,26 @@ class ShardCheckpointer:
         if len(self._none) >= self._config.required_signatures:
             self._end_rebuild("rebuilds_not_needed", now)
 
+    def _newer_than_wanted(self, manifest: CheckpointManifest) -> bool:
+        recovery = self._recovery
+        wanted = recovery.manifest if recovery is not None else None
+        if wanted is None or manifest.shard != self.shard or manifest.log_index <= wanted.log_index:
+            return False
+        # Only a checkpoint the members signed may interrupt the rebuild.
+        return manifest_refusal(manifest, self._verifier, self.members, self._config.required_signatures) is None
+
+    def _restart_recovery(self, now: float) -> None:
+        """The peers moved to a newer checkpoint while fragments of an older
+        one were being fetched (they keep only their newest): start over."""
+        old = self._recovery
+        assert old is not None
+        self._rejected_before += old.fragments_rejected
+        self.counters["rebuild_restarts"] += 1
+        self._recovery = CheckpointRecovery(
+            self._id, self.shard, self.members, self._verifier, self._config, self._codec, fetch_log=False
+        )
+        self._recovery.start(now)
+
     def _drain_recovery(self) -> None:
         recovery = self._recovery
         assert recovery is not None
@@ -433,7 +466,7 @@ class ShardCheckpointer:
             if rejection.message_type == "CheckpointManifest":
                 self.counters["manifests_rejected"] += 1
             self._rejected.append(rejection)
-        self.counters["fragments_rejected"] = recovery.fragments_rejected
+        self.counters["fragments_rejected"] = self._rejected_before + recovery.fragments_rejected
         if out.recovered is not None:
             self._restore(out.recovered)
 

@@ -122,6 +122,7 @@ def _record_ack(self: ShardReplica, sender: NodeId, m: AppendEntriesResponse) ->
     if not raft.is_leader or m.term != raft.term:
         return
     self._proof_answered.add(sender)
+    self._answered_at[sender] = self._now
     lock = ack_lock(m)
     assert lock is not None  # the hooks verified the signature's layout
     held = self._acks.get(sender)

@@ -285,6 +285,7 @@ def _become_leader(self: ShardReplica) -> None:
     proof = LeaderProof(term, tuple(sorted(votes.items())))
     self._proof = proof
     self._proof_answered = set()
+    self._answered_at.clear()
     self._proofs[term] = self.id
     for member in self._others():
         self._front.append((member, proof))
@@ -305,6 +306,10 @@ def _resend_proof(self: ShardReplica, now: float) -> None:
     if proof is None or now < self._next_proof_at:
         return
     self._next_proof_at = now + self._config.raft.heartbeat_interval_s
+    refresh = self.proof_refresh_s
     for member in self._others():
         if member not in self._proof_answered:
+            self._msgs.append((member, proof))
+        elif refresh and now - self._answered_at.get(member, now) >= refresh:
+            self._answered_at[member] = now  # once per period while it stays silent
             self._msgs.append((member, proof))

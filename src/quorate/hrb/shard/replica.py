@@ -98,9 +98,11 @@ from quorate.ids import NodeId
 from quorate.raft.hooks import ByzantineQuorum
 from quorate.raft.messages import (
     RAFT_MESSAGE_TYPES,
+    AppendEntriesResponse,
     ConfChange,
     ConfChangeKind,
     RequestVoteResponse,
+    SignedAppendEntriesResponse,
 )
 from quorate.raft.node import RaftNode, RecoveredState
 
@@ -113,6 +115,7 @@ MAX_PROPOSED = 4096
 MAX_FUTURE_CERTIFICATES = 256
 """Certificates of an epoch not known yet, held until its ``EpochChange`` applies."""
 _ACCEPTED = (Accepted, Queued)
+_APPEND_RESPONSES = (AppendEntriesResponse, SignedAppendEntriesResponse)
 
 Handler = Callable[["ShardReplica", NodeId, Any], None]
 
@@ -284,6 +287,8 @@ class ShardReplica:
         self._candidacies: dict[NodeId, tuple[int, int]] = {}
         self._proof: LeaderProof | None = None
         self._proof_answered: set[NodeId] = set()
+        self._answered_at: dict[NodeId, float] = {}
+        """Leader: when each member last answered in this term (``proof_refresh_s``)."""
         self._next_proof_at = now
         self._leading_term = -1
         self._seen_leader: tuple[int, NodeId | None] = (self._raft.term, None)
@@ -325,6 +330,14 @@ class ShardReplica:
         """Called with the store right after it applied a multiple of ``checkpoint_every``."""
         self.apply_held = False
         """While True nothing is applied: the store is about to be rebuilt from a checkpoint."""
+        self.rejoin_lost_logs = False
+        """Leader: a member whose log ends below what it acknowledged (it
+        lost its disk) is sent its log again from where it ends; real nodes
+        set it."""
+        self.proof_refresh_s = 0.0
+        """Leader: re-send the proof of election to a member silent this long
+        (0: never). A member that lost its disk lost the proof with it, and
+        drops the leader's traffic until it sees it again; real nodes set it."""
         self._after_input()
 
     # ================================================================ properties
@@ -485,11 +498,25 @@ class ShardReplica:
         raft = self._raft
         if raft.is_leader and type(gated) in election.RESPONSES and gated.term == raft.term:
             self._proof_answered.add(sender)
+            self._answered_at[sender] = self._now
+            if self.rejoin_lost_logs and type(gated) in _APPEND_RESPONSES and not gated.success:
+                self._relearn_lost_log(sender, gated)
         raft.step(sender, gated, self._now)
         self._update_attested()
         self._try_certify()
 
+    def _relearn_lost_log(self, sender: NodeId, m: Any) -> None:
+        """Leader: a member rejects an append at or above what it acknowledged,
+        and its log now ends below that: it lost its disk (Raft assumes it
+        never does, and would take the rejection for a stale one). Start its
+        progress over from where its log ends."""
+        progress = self._raft.progress(sender)
+        if progress is not None and m.hint_index < progress.match <= m.index:
+            progress.match = m.hint_index
+            self._count("members_relearned")
+
     def _on_forwarded(self, sender: NodeId, m: ForwardedRequest) -> None:
+
         if not self._raft.is_leader:
             return  # the sender thought we lead; its own watch covers the request
         if m.certificate:
