@@ -120,13 +120,19 @@ def up_command(
     quorum: Annotated[
         str | None, typer.Option("--quorum", help="HRB: the shards' commit rule, byzantine or majority [default: byzantine].")
     ] = None,
+    checkpoint_every: Annotated[
+        int | None,
+        typer.Option("--checkpoint-every", help="HRB: an erasure-coded checkpoint every this many applied entries [default: none]."),
+    ] = None,
 ) -> None:
     """Write configs, certificates and keys; start every node; wait for a leader."""
     if protocol not in protocol_names():
         raise fail(f"unknown protocol {protocol!r}; choose one of {', '.join(protocol_names())}")
     bft = byzantine_fault_tolerant(protocol)
     count = nodes if nodes is not None else BFT_NODES if bft else RAFT_NODES
-    hrb_options = hrb_cluster_options(protocol, nodes, shards, shard_size, core, quorum, election_timeout_s)
+    hrb_options = hrb_cluster_options(
+        protocol, nodes, shards, shard_size, core, quorum, election_timeout_s, checkpoint_every=checkpoint_every
+    )
     if hrb_options is not None:
         count = hrb_options["shards"] * hrb_options["shard_size"]
     if count < 1:
@@ -227,9 +233,14 @@ def hrb_cluster_options(
     core: int | None,
     quorum: str | None,
     election_timeout_s: float | None,
+    *,
+    checkpoint_every: int | None = None,
 ) -> dict[str, Any] | None:
     """The HRB options ``up`` writes (None for other protocols); exits 2 on a bad combination."""
-    given = {"--shards": shards, "--shard-size": shard_size, "--core": core, "--quorum": quorum}
+    given = {
+        "--shards": shards, "--shard-size": shard_size, "--core": core, "--quorum": quorum,
+        "--checkpoint-every": checkpoint_every,
+    }
     if protocol != "hrb":
         named = [flag for flag, value in given.items() if value is not None]
         if named:
@@ -246,6 +257,8 @@ def hrb_cluster_options(
     if election_timeout_s is not None:
         options["election_timeout_s"] = election_timeout_s
         options["heartbeat_interval_s"] = election_timeout_s / 10
+    if checkpoint_every is not None:
+        options["checkpoint_interval_entries"] = checkpoint_every
     for name, flag in (("shards", "--shards"), ("shard_size", "--shard-size"), ("core_size", "--core")):
         if not 1 <= options[name] <= 64:
             raise fail(f"{flag} must be within 1..64, got {options[name]}")
@@ -315,6 +328,11 @@ async def hrb_report(cluster: LocalCluster) -> dict[str, Any]:
                         commit_index=view.commit_index, applied_index=view.applied_index,
                         convicted=sorted(k.removeprefix("hrb.convicted.") for k in view.metrics if k.startswith("hrb.convicted.")),
                     )
+                    checkpoint = {
+                        k.removeprefix("hrb.checkpoint."): v for k, v in view.metrics.items() if k.startswith("hrb.checkpoint.")
+                    }
+                    if checkpoint:
+                        row["checkpoint"] = checkpoint
                 rows.append(row)
             leaders = {v.leader for v in views.values()}
             agreed = leaders.pop() if len(leaders) == 1 else None
