@@ -209,7 +209,12 @@ class ShardCheckpointer:
         self._replica = replica
         self._signer, self._verifier = signer, verifier
         self._config = config
-        self._codec = make_codec(codec_name, config.k, config.m)
+        try:
+            self._codec = make_codec(codec_name, config.k, config.m)
+        except ImportError:
+            raise ConfigError(
+                f"checkpoints use {codec_name}, which is not installed here: pip install 'quorate[erasure]'"
+            ) from None
         self.manifest: CheckpointManifest | None = stored.manifest if stored is not None else None
         self.fragment: CheckpointFragment | None = stored.fragment if stored is not None else None
         self._cuts: dict[int, tuple[CheckpointManifest, CheckpointFragment]] = {}
