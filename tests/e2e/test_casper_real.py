@@ -5,13 +5,17 @@
   ends up applying the same log and reports justified and finalized epochs.
 - A validator that double-votes (``byzantine = "double_vote"``) is convicted
   by every honest one from the votes it signed, and commands keep being
-  finalized.
+  finalized; the proof reaches the replicated audit trail as one
+  ``evidence.slashing`` record that ``quorate audit`` shows.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
+import subprocess
+import sys
 from typing import Any
 
 import pytest
@@ -21,7 +25,7 @@ from quorate.client.aio import AsyncClient
 from quorate.client.bft import BftClient
 from quorate.ids import NodeId
 from quorate.runtime.aio.admin import StatusReply
-from quorate.runtime.aio.cluster import LocalCluster
+from quorate.runtime.aio.cluster import LocalCluster, wait_for
 
 NODES = 4
 OPTIONS = {"slot_timeout_s": 0.5, "justify_wait_s": 0.2}
@@ -101,7 +105,26 @@ def test_casper_double_voter_is_convicted_on_real_nodes(tmp_path: Any) -> None:
             assert s.metrics["bft.detections"] >= 1
             assert s.metrics.get(f"bft.excluded.n{offender}") == 1
 
+    async def statuses_now() -> list[StatusReply | None]:
+        async with AsyncClient(cluster.endpoints, insecure=True, timeout_s=2.0) as client:
+            return await client.cluster_status()
+
+    def on_record() -> bool:
+        statuses = asyncio.run(statuses_now())
+        counts = [s.metrics.get("evidence.on_record", 0) for s in statuses if s is not None and NodeId(s.node) in honest]
+        return len(counts) == len(honest) and set(counts) == {1}
+
     try:
         asyncio.run(scenario())
+        assert wait_for(on_record, WAIT_LIMIT_S, 0.3)
+        answer = subprocess.run(
+            [sys.executable, "-m", "quorate", "audit", "--kind", "evidence.", "--json", "--insecure",
+             "--endpoints", ",".join(cluster.endpoints)],
+            capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
+        )
+        assert answer.returncode == 0, answer.stderr
+        records = json.loads(answer.stdout)["records"]
+        assert [(r["kind"], r["subject"]) for r in records] == [("evidence.slashing", f"n{offender}")], records
+        assert records[0]["detail"]["condition"] == "double_vote"
     finally:
         cluster.kill_all()

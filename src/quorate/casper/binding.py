@@ -16,6 +16,7 @@ from typing import Any
 
 from quorate.casper.byzantine import BEHAVIOURS, ByzantineValidator
 from quorate.casper.config import CasperConfig
+from quorate.casper.evidence import SLASHING
 from quorate.casper.messages import CASPER_MESSAGE_TYPES, HardState
 from quorate.casper.validator import CasperValidator
 from quorate.core.binding import (
@@ -30,6 +31,7 @@ from quorate.core.binding import (
     bft_status,
     honest_core,
 )
+from quorate.core.evidence import register_evidence_kind
 from quorate.core.protocol import ProtocolCore
 from quorate.ids import NodeId
 
@@ -98,4 +100,6 @@ BINDING = Binding(
     fault_model="byzantine",
     behaviours=tuple(BEHAVIOURS),
     pipelines_while_persisting=bft_pipelines,
+    evidence=lambda core: _honest(core).evidence.detections,
 )
+register_evidence_kind(SLASHING)

@@ -7,7 +7,12 @@ outcomes with their tally, task claims and completions, completions refused
 for a stale fencing token, locks granted and lost — filtered by ``--kind``
 (a prefix: ``proposal.``), ``--subject`` (a proposal, task, lock or agent
 name) and ``--actor`` (the signer, agent or holder), from ``--since SEQ``
-on. Every replica holds the same trail, so any node answers.
+on. Every replica holds the same trail, so any node answers. Proofs of
+misbehaviour on record are records too (``--kind evidence.``), one kind per
+kind of proof (``quorate.core.evidence.EvidenceKind``): an equivocation
+(``evidence.equivocation``: the statement and its slot) or a Casper FFG
+validator's slashing (``evidence.slashing``: the condition and both votes'
+links), shown on one line like any other record.
 
 For BFT clusters the evidence each replica holds is printed after it: the
 equivocations it detected and the replicas it excluded (from each node's
@@ -51,7 +56,7 @@ def audit_command(
     tls_dir: TlsDir = None,
     tls_name: TlsName = "client",
     timeout_s: Timeout = DEFAULT_DEADLINE_S,
-    kind: Annotated[str, typer.Option("--kind", help="Kinds starting with this (proposal., task.completed...).")] = "",
+    kind: Annotated[str, typer.Option("--kind", help="Kinds starting with this (proposal., task.completed, evidence.).")] = "",
     subject: Annotated[str, typer.Option("--subject", help="One proposal, task, lock or agent.")] = "",
     actor: Annotated[str, typer.Option("--actor", help="One signer, agent or lock holder.")] = "",
     since: Annotated[int, typer.Option("--since", help="From this sequence number on (0: the oldest held).")] = 0,

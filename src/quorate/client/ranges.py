@@ -13,10 +13,11 @@ seen and a leader hint per range, and for each operation:
    to one of the range's replicas, at the address the nodes' ``Status``
    gave for that node;
 3. on ``ok`` notes the node as the range's leader; on ``redirect`` takes the
-   hint; on ``wrong_range`` (the range split or the node does not host it;
-   also an ``ok`` carrying the error ``wrong range``: the command reached
-   the log after its key left the range) takes the descriptors the answer
-   carries, or looks the key up again, and resends.
+   hint; on a wrong-range answer (the range split or the node does not host
+   it; also an ``ok`` carrying the error ``wrong range``: the command reached
+   the log after its key left the range; ``quorate.multiraft.wrong_range``
+   reads all three) takes the descriptors the answer carries, or looks the
+   key up again, and resends.
 
 The request keeps its ``(client, seq)`` through every resend, to any range:
 a write applied before a split is answered from the session table the split
@@ -38,9 +39,9 @@ from quorate.core.wire import WireMessage
 from quorate.errors import RemoteProtocolError
 from quorate.ids import NodeId
 from quorate.multiraft.descriptor import META_GROUP
-from quorate.multiraft.messages import STATUS_WRONG_RANGE, WRONG_RANGE
 from quorate.multiraft.routing import RangeCache
 from quorate.multiraft.table import LookupKey, decode_meta_result, encode_meta_op
+from quorate.multiraft.wrong_range import refresh, stale_range
 from quorate.runtime.aio.config import Address, format_address
 from quorate.state.kv import Result, decode_result
 from quorate.state.service import (
@@ -132,20 +133,18 @@ class RangedCalls:
                 pause_s = await self._pause(pause_s, deadline)
                 continue
             status = reply.status
-            if status == STATUS_OK:
-                result = decode_result(reply.result)
-                if not result.ok and result.error == WRONG_RANGE:
-                    # Applied after the key left the range: certainly not executed.
-                    self.wrong_range += 1
-                    await self._refresh(key, range_id, [], deadline)
-                    continue
-                self.cache.set_leader(range_id, node)
-                return result
-            if status == STATUS_WRONG_RANGE:
+            known = stale_range(reply)
+            if known is not None:
+                # Not executed (``quorate.multiraft.wrong_range``): refresh and send again.
                 self.wrong_range += 1
                 last_problem = f"range {range_id} moved"
-                await self._refresh(key, range_id, _descriptors(reply.result), deadline)
+                if refresh(self.cache, key, range_id, known):
+                    await self._lookup(key, deadline)
                 continue
+            if status == STATUS_OK:
+                result = decode_result(reply.result)
+                self.cache.set_leader(range_id, node)
+                return result
             if status == STATUS_REDIRECT:
                 hint = reply.leader
                 self.cache.set_leader(range_id, None if hint is None or hint == node else NodeId(hint))
@@ -158,15 +157,6 @@ class RangedCalls:
                 pause_s = await self._pause(pause_s, deadline)
                 continue
             raise ClientError(reply.error or f"the cluster answered {status}")
-
-    async def _refresh(self, key: str, range_id: int, known: list[Any], deadline: float) -> None:
-        """Take the descriptors a wrong-range answer carried; when they do not
-        move the key to another range, ask the meta group."""
-        self.cache.update(known)
-        held = self.cache.lookup(key)
-        if held is None or held.range_id == range_id:
-            self.cache.set_leader(range_id, None)
-            await self._lookup(key, deadline)
 
     async def _lookup(self, key: str, deadline: float) -> bool:
         """Ask the meta group for the range of ``key``; True when the cache took an answer."""
@@ -245,9 +235,3 @@ async def _matching(receive: Callable[[], Awaitable[WireMessage]], request: Clie
             return message
         # An answer to an earlier, abandoned attempt: not ours any more.
 
-
-def _descriptors(data: bytes) -> list[Any]:
-    try:
-        return list(decode_meta_result(data).ranges)
-    except (msgspec.DecodeError, msgspec.ValidationError):
-        return []

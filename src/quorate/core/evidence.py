@@ -13,11 +13,25 @@ offender — drops its messages and counts them.
 
 Memory is bounded: ``forget_below(height)`` drops slots under a watermark
 (PBFT's low water mark, HotStuff's committed height).
+
+Kinds of evidence. ``Evidence`` is one kind of proof of misbehaviour; a
+protocol may have others (Casper FFG's ``SlashingEvidence``: two votes that
+break a slashing condition). Each kind is an ``EvidenceKind`` — its wire
+type, what is wrong with a malformed instance, the signatures that make it
+a proof, its offender and how the audit trail shows it — kept in an
+``EvidenceRegistry``, so whoever checks or shows evidence from public keys
+alone (``quorate.security.evidence_log``) does it one way per kind, with no
+knowledge of the protocols. ``EQUIVOCATION`` (this module's ``Evidence``)
+is in ``EVIDENCE_REGISTRY`` from the start; a protocol package registers
+its own kinds when its binding is loaded, so every replica of a log, which
+runs that log's protocol, knows the same kinds.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
 
 import msgspec
 
@@ -123,3 +137,112 @@ class EvidencePool:
 
     def known_offenders(self) -> Iterable[NodeId]:
         return sorted(self.excluded)
+
+
+# -- kinds of evidence -------------------------------------------------------------------------
+
+SignedPart = tuple[int, bytes, bytes]
+"""``(signer, signed bytes, signature)``: one signature a proof rests on."""
+
+
+@dataclass(frozen=True, slots=True)
+class EvidenceKind:
+    """One kind of proof of misbehaviour, checkable by anyone from public keys."""
+
+    type: type[WireMessage]
+    """The wire type (tagged: kinds are told apart by their tag)."""
+    record: str
+    """The audit record kind a proof of this kind is recorded as (``evidence.*``)."""
+    offender: Callable[[Any], int]
+    problem: Callable[[Any], str | None]
+    """Why the proof's shape proves nothing (the reason a replica refuses
+    it), or None when its signatures are all that is left to check."""
+    signatures: Callable[[Any], tuple[SignedPart, ...]]
+    """The signatures that must verify under the signer's public keys."""
+    describe: Callable[[Any], dict[str, Any]]
+    """The audit record's detail (JSON values)."""
+
+
+def _equivocation_problem(evidence: Evidence) -> str | None:
+    a, b = evidence.first, evidence.second
+    if (a.signer, a.kind, a.height, a.round) != (b.signer, b.kind, b.height, b.round):
+        return "the statements are not for one signer and slot"
+    if a.payload == b.payload:
+        return "the statements do not conflict"
+    return None
+
+
+EQUIVOCATION = EvidenceKind(
+    type=Evidence,
+    record="evidence.equivocation",
+    offender=lambda evidence: evidence.first.signer,
+    problem=_equivocation_problem,
+    signatures=lambda evidence: tuple(
+        (statement.signer, statement.signed_bytes(), statement.signature) for statement in (evidence.first, evidence.second)
+    ),
+    describe=lambda evidence: {"statement": evidence.first.kind, "height": evidence.first.height, "round": evidence.first.round},
+)
+"""Two conflicting statements for one slot (``Evidence``)."""
+
+
+class EvidenceRegistry:
+    """The kinds of evidence known, by wire type; decodes any of them."""
+
+    __slots__ = ("_by_type", "_decoder")
+
+    def __init__(self, kinds: Iterable[EvidenceKind] = ()) -> None:
+        self._by_type: dict[type, EvidenceKind] = {}
+        self._decoder: msgspec.msgpack.Decoder[Any] | None = None
+        for kind in kinds:
+            self.register(kind)
+
+    def register(self, kind: EvidenceKind) -> None:
+        """Add ``kind`` (registering the same kind again changes nothing)."""
+        known = self._by_type.get(kind.type)
+        if known is kind:
+            return
+        if known is not None:
+            raise ValueError(f"another kind of evidence is registered for {kind.type.__name__}")
+        self._by_type[kind.type] = kind
+        self._decoder = None
+
+    def __iter__(self) -> Iterator[EvidenceKind]:
+        return iter(self._by_type.values())
+
+    def kind_of(self, evidence: object) -> EvidenceKind | None:
+        return self._by_type.get(type(evidence))
+
+    def encode(self, evidence: WireMessage) -> bytes:
+        """The bytes of a proof of a registered kind (another type is the
+        caller's mistake: ``ValueError``)."""
+        if type(evidence) not in self._by_type:
+            raise ValueError(f"{type(evidence).__name__} is not a registered kind of evidence")
+        return _encoder.encode(evidence)
+
+    def decode(self, data: bytes) -> tuple[EvidenceKind, Any]:
+        """The kind and the proof in ``data``; raises ``msgspec.DecodeError`` or
+        ``ValidationError`` for bytes that are no registered kind of evidence."""
+        decoder = self._decoder
+        if decoder is None:
+            types = tuple(self._by_type)
+            union: Any = types[0] if len(types) == 1 else _union(types)
+            decoder = self._decoder = msgspec.msgpack.Decoder(union)
+        evidence = decoder.decode(data)
+        return self._by_type[type(evidence)], evidence
+
+
+def _union(types: tuple[type, ...]) -> Any:
+    union: Any = types[0]
+    for more in types[1:]:
+        union = union | more
+    return union
+
+
+EVIDENCE_REGISTRY = EvidenceRegistry([EQUIVOCATION])
+"""The kinds of evidence this process knows: ``EQUIVOCATION`` and those the
+loaded protocols registered (``register_evidence_kind``)."""
+
+
+def register_evidence_kind(kind: EvidenceKind) -> None:
+    """Make ``kind`` known to ``EVIDENCE_REGISTRY`` (a protocol's binding does, once)."""
+    EVIDENCE_REGISTRY.register(kind)

@@ -8,32 +8,12 @@ from __future__ import annotations
 
 import json
 
-import nacl.signing
+from tests.unit.security.ed25519_keys import Ed25519Signer, Registry
 
 from quorate.core.evidence import Evidence, sign_statement
-from quorate.ids import NodeId
 from quorate.security.evidence_log import MACHINE_NAME, EvidenceMachine, encode_evidence
 from quorate.state.agents.ops import AuditQuery
 from quorate.state.kv import Command, Extension, KVStore, encode_command
-
-
-class Ed25519Signer:
-    def __init__(self, node: int) -> None:
-        self.node = NodeId(node)
-        self.key = nacl.signing.SigningKey(bytes([node]) * 32)
-
-    def sign(self, data: bytes) -> bytes:
-        return bytes(self.key.sign(data).signature)
-
-
-class Registry:
-    """The key registry's answer: each node's current Ed25519 public keys."""
-
-    def __init__(self, *nodes: int) -> None:
-        self.keys = {n: (bytes(Ed25519Signer(n).key.verify_key),) for n in nodes}
-
-    def valid_keys(self, node: NodeId | int, kind: str = "signing") -> tuple[bytes, ...]:
-        return self.keys.get(int(node), ())
 
 
 def equivocation(node: int, height: int = 7) -> Evidence:

@@ -45,7 +45,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from quorate.check.online import LostWriteMonitor
 from quorate.core.host import HostedGroup
@@ -72,6 +72,8 @@ PROGRESS_SLICES = 200
 """The run is cut into this many slices of simulated time to report progress."""
 CHAOS_HEAL_FRACTION = 0.6
 """Without ``heal_at_s``, chaos heals at this fraction of the duration."""
+
+N = TypeVar("N", bound=Network)
 
 
 @dataclass(slots=True)
@@ -341,27 +343,12 @@ class Simulation:
             c % config.regions if config.client_region < 0 else config.client_region for c in range(config.clients)
         ]
         region_of = [0] + [i % config.regions for i in range(n)] + client_regions
-        intra_s = config.intra_region_ms / 1e3
-        inter_s = config.inter_region_ms / 1e3
-        latency_s = [[intra_s if a == b else inter_s for b in range(config.regions)] for a in range(config.regions)]
         self.faults_injected = 0
         self.violations: list[dict[str, Any]] = []
         self.leaders: dict[int, int] = {}  # term -> first leader seen in it
 
         deliver_kinds: list[int] = [0] * endpoints
-        self.network = Network(
-            loop,
-            derive_rng(config.seed, "network"),
-            region_of=region_of,
-            latency_s=latency_s,
-            bandwidth_bps=[config.bandwidth_gbps * 1e9] * endpoints,
-            deliver_kind_of=deliver_kinds,
-            jitter_kind=config.jitter,
-            jitter_s=config.jitter_ms / 1e3,
-            loss=config.loss,
-            duplicate=config.duplicate,
-            reorder=config.reorder,
-        )
+        self.network = build_network(Network, config, loop, region_of, deliver_kinds)
         observe = self._observer()
         self.nodes: list[SimNode] = []
         rate = config.rate_limit_msgs_per_s
@@ -383,9 +370,7 @@ class Simulation:
                 limiter=PeerRateLimiter(rate, burst) if rate > 0 else None,
                 send_copies=config.flood_copies if behaviour == "flood" else 1,
             )
-            deliver_kinds[node_id] = loop.add_kind(node.deliver)
-            node.wake_kind = loop.add_kind(node.wake)
-            node.cpu_kind = loop.add_kind(node.cpu_free)
+            add_node_kinds(loop, node, deliver_kinds)
             self.nodes.append(node)
         self.network.deliver_kind_of = deliver_kinds
         self.workload: Workload | None = None
@@ -549,26 +534,21 @@ class Simulation:
         config = self.config
         loop = self.loop
         wall_start = clock()
-        for action in self.schedule:
-            loop.schedule(action.at_s, self._fault_kind, -1, -1, action, 0)
+        schedule_faults(loop, self.schedule, self._fault_kind)
         end_s = config.duration_s + (config.op_timeout_s if self.workload is not None else 0.0)
-        try:
-            for node in self.nodes:
-                node.start(0.0)
-            if self.workload is not None:
-                self.workload.start(0.0)
-            if self.quorum is not None:
-                self.quorum.start()
-            for i in range(1, PROGRESS_SLICES + 1):
-                loop.run(end_s * i / PROGRESS_SLICES)
-                if progress is not None:
-                    progress(loop.now, end_s)
-        except InvariantViolation as exc:
-            self.violations.append({"time_s": loop.now, "message": str(exc)})
+        violation = run_slices(loop, self.nodes, end_s, self._start_clients, progress)
+        if violation is not None:
+            self.violations.append({"time_s": loop.now, "message": str(violation)})
         wall = clock() - wall_start
         if self.workload is not None:
             self.workload.finish(loop.now)
         return self._result(wall)
+
+    def _start_clients(self, now: float) -> None:
+        if self.workload is not None:
+            self.workload.start(now)
+        if self.quorum is not None:
+            self.quorum.start()
 
     def _result(self, wall_s: float) -> SimResult:
         config = self.config
@@ -576,7 +556,7 @@ class Simulation:
         history = w.history if w is not None else []
         recovered_after_s, liveness_ok = self._liveness(history)
         # Only events that did work count; superseded timers are reported apart.
-        stale = sum(node.stale_wakes for node in self.nodes) + (w.stale_timers if w is not None else 0)
+        stale = stale_wakes(self.nodes) + (w.stale_timers if w is not None else 0)
         events = self.loop.events - stale
         elections, changes = self._leader_stats()
         committed = w.ok if w is not None else 0
@@ -651,6 +631,87 @@ class Simulation:
                 recovered = round(event["time"] - heal, 6)
                 return recovered, recovered <= self.config.liveness_bound_s
         return None, False
+
+
+# -- what every simulation of nodes shares (this one, ``runtime.sim.composed``'s) ----------
+
+
+def build_network(
+    network_type: type[N], config: SimConfig, loop: EventLoop, region_of: list[int], deliver_kinds: list[int]
+) -> N:
+    """The ``Network`` between ``len(region_of)`` endpoints (endpoint ``e`` in
+    region ``region_of[e]``) with ``config``'s latencies, bandwidth, jitter and
+    faults; a message to ``e`` is delivered as event kind ``deliver_kinds[e]``."""
+    intra_s = config.intra_region_ms / 1e3
+    inter_s = config.inter_region_ms / 1e3
+    latency_s = [[intra_s if a == b else inter_s for b in range(config.regions)] for a in range(config.regions)]
+    return network_type(
+        loop,
+        derive_rng(config.seed, "network"),
+        region_of=region_of,
+        latency_s=latency_s,
+        bandwidth_bps=[config.bandwidth_gbps * 1e9] * len(region_of),
+        deliver_kind_of=deliver_kinds,
+        jitter_kind=config.jitter,
+        jitter_s=config.jitter_ms / 1e3,
+        loss=config.loss,
+        duplicate=config.duplicate,
+        reorder=config.reorder,
+    )
+
+
+def add_node_kinds(loop: EventLoop, node: SimNode, deliver_kinds: list[int]) -> None:
+    """Give ``node`` its own delivery, timer and CPU event kinds (the loop then
+    calls its bound methods directly)."""
+    deliver_kinds[node.id] = loop.add_kind(node.deliver)
+    node.wake_kind = loop.add_kind(node.wake)
+    node.cpu_kind = loop.add_kind(node.cpu_free)
+
+
+def schedule_faults(loop: EventLoop, schedule: list[FaultAction], fault_kind: int) -> None:
+    """Put every action of the fault schedule on the loop as a ``fault_kind`` event."""
+    for action in schedule:
+        loop.schedule(action.at_s, fault_kind, -1, -1, action, 0)
+
+
+def run_slices(
+    loop: EventLoop,
+    nodes: list[SimNode],
+    end_s: float,
+    start_clients: Callable[[float], None],
+    progress: Callable[[float, float], None] | None,
+    *,
+    pause_at_s: float | None = None,
+    on_pause: Callable[[float], None] | None = None,
+) -> InvariantViolation | None:
+    """The run itself: start the nodes, then the clients (``start_clients(0.0)``),
+    and run the loop to ``end_s`` in ``PROGRESS_SLICES`` slices, reporting
+    ``progress(now, end_s)`` after each. With ``pause_at_s``, the loop stops
+    there once for ``on_pause(now)`` (the clients stop issuing). An
+    ``InvariantViolation`` stops the run and is returned, never raised."""
+    try:
+        for node in nodes:
+            node.start(0.0)
+        start_clients(0.0)
+        pause = pause_at_s
+        for i in range(1, PROGRESS_SLICES + 1):
+            until = end_s * i / PROGRESS_SLICES
+            if pause is not None and until >= pause:
+                loop.run(pause)
+                if on_pause is not None:
+                    on_pause(loop.now)
+                pause = None
+            loop.run(until)
+            if progress is not None:
+                progress(loop.now, end_s)
+    except InvariantViolation as exc:
+        return exc
+    return None
+
+
+def stale_wakes(nodes: list[SimNode]) -> int:
+    """Timer events of ``nodes`` that a later deadline superseded (they did no work)."""
+    return sum(node.stale_wakes for node in nodes)
 
 
 def apply_fault(action: FaultAction, now: float, nodes: list[SimNode], network: Network, replicas: tuple[NodeId, ...]) -> None:

@@ -45,10 +45,17 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from quorate.core.host import HostedGroup
-from quorate.errors import InvariantViolation
 from quorate.ids import NodeId
-from quorate.runtime.sim.cluster import PROGRESS_SLICES, SimConfig, apply_fault
-from quorate.runtime.sim.engine import EventLoop, derive_rng
+from quorate.runtime.sim.cluster import (
+    SimConfig,
+    add_node_kinds,
+    apply_fault,
+    build_network,
+    run_slices,
+    schedule_faults,
+    stale_wakes,
+)
+from quorate.runtime.sim.engine import EventLoop
 from quorate.runtime.sim.network import Network
 from quorate.runtime.sim.node import Grouped, SimNode
 from quorate.storage.base import Recovered
@@ -139,22 +146,8 @@ class SystemSimulation:
         agents = model.agents
         self.replicas = tuple(NodeId(i) for i in range(1, n + 1))
         region_of = [0] + [i % config.regions for i in range(n)] + [a % config.regions for a in range(agents)]
-        intra_s, inter_s = config.intra_region_ms / 1e3, config.inter_region_ms / 1e3
-        latency_s = [[intra_s if a == b else inter_s for b in range(config.regions)] for a in range(config.regions)]
         deliver_kinds = [0] * (1 + n + agents)
-        self.network = CountingNetwork(
-            loop,
-            derive_rng(config.seed, "network"),
-            region_of=region_of,
-            latency_s=latency_s,
-            bandwidth_bps=[config.bandwidth_gbps * 1e9] * len(region_of),
-            deliver_kind_of=deliver_kinds,
-            jitter_kind=config.jitter,
-            jitter_s=config.jitter_ms / 1e3,
-            loss=config.loss,
-            duplicate=config.duplicate,
-            reorder=config.reorder,
-        )
+        self.network = build_network(CountingNetwork, config, loop, region_of, deliver_kinds)
         self.violations: list[dict[str, Any]] = []
         self.faults_injected = 0
         self.nodes: list[SimNode] = []
@@ -173,9 +166,7 @@ class SystemSimulation:
                 monitor=model.observe,
                 fsync_s=FSYNC_S,
             )
-            deliver_kinds[i] = loop.add_kind(node.deliver)
-            node.wake_kind = loop.add_kind(node.wake)
-            node.cpu_kind = loop.add_kind(node.cpu_free)
+            add_node_kinds(loop, node, deliver_kinds)
             self.nodes.append(node)
         agent_kind = loop.add_kind(self._on_agent_message)
         for a in range(agents):
@@ -226,6 +217,14 @@ class SystemSimulation:
         self.faults_injected += 1
         apply_fault(event[5], event[0], self.nodes, self.network, self.replicas)
 
+    def _start_agents(self, now: float) -> None:
+        self.model.agent_tick(now)
+        self._flush_agents(now)
+
+    def _stop_agents(self, now: float) -> None:
+        self.model.stop_agents(now)
+        self._agents_stopped = True
+
     # -- running -----------------------------------------------------------------------------------
     def run(
         self,
@@ -234,33 +233,21 @@ class SystemSimulation:
     ) -> SystemRun:
         config, loop, model = self.config, self.loop, self.model
         wall_start = clock()
-        for action in self.schedule:
-            loop.schedule(action.at_s, self._fault_kind, -1, -1, action, 0)
+        schedule_faults(loop, self.schedule, self._fault_kind)
         loop.schedule(SAMPLE_INTERVAL_S, self._sample_kind, -1, -1, None, 0)
         end_s = config.duration_s + self.drain_s
-        try:
-            for node in self.nodes:
-                node.start(0.0)
-            model.agent_tick(0.0)
-            self._flush_agents(0.0)
-            for i in range(1, PROGRESS_SLICES + 1):
-                until = end_s * i / PROGRESS_SLICES
-                if not self._agents_stopped and until >= config.duration_s:
-                    loop.run(config.duration_s)
-                    model.stop_agents(loop.now)
-                    self._agents_stopped = True
-                loop.run(until)
-                if progress is not None:
-                    progress(loop.now, end_s)
-        except InvariantViolation as exc:
-            self.violations.append({"time_s": round(loop.now, 6), "message": str(exc)})
+        violation = run_slices(
+            loop, self.nodes, end_s, self._start_agents, progress, pause_at_s=config.duration_s, on_pause=self._stop_agents
+        )
+        if violation is not None:
+            self.violations.append({"time_s": round(loop.now, 6), "message": str(violation)})
         wall = clock() - wall_start
         alive = [node.alive for node in self.nodes]
         if not self._agents_stopped:
-            model.stop_agents(loop.now)
+            self._stop_agents(loop.now)
         report = model.report(loop.now, alive, self.network.group_messages)
         history = report.pop("history", [])
-        stale = sum(node.stale_wakes for node in self.nodes)
+        stale = stale_wakes(self.nodes)
         events = loop.events - stale
         recovered_after_s = model.liveness(self.heal_at_s) if self.heal_at_s is not None else None
         fields: dict[str, Any] = {

@@ -65,6 +65,7 @@ from quorate.core.ready import Entry, ReadState
 from quorate.crdt.gossip import GossipReplica, OpGossipReplica, is_operation_rumour
 from quorate.errors import ConfigError
 from quorate.ids import NodeId
+from quorate.runtime.sim.cluster import add_node_kinds
 from quorate.runtime.sim.engine import EventLoop, derive_rng
 from quorate.runtime.sim.network import Network
 from quorate.runtime.sim.node import CostModel, SimNode
@@ -413,9 +414,7 @@ class SwimExperiment:
                 first_client_id=n + 1,
                 monitor=self._observe,
             )
-            deliver_kinds[i] = loop.add_kind(node.deliver)
-            node.wake_kind = loop.add_kind(node.wake)
-            node.cpu_kind = loop.add_kind(node.cpu_free)
+            add_node_kinds(loop, node, deliver_kinds)
             self.nodes[i] = node
         self.network.deliver_kind_of = deliver_kinds
         # Measurements.

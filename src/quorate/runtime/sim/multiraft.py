@@ -23,9 +23,11 @@ before (tombstones); a replica retired from a range is dropped
 is answered ``wrong_range`` without descriptors.
 
 Clients route every key through a ``RangeCache`` (``RangeRouter``): to the
-range's leader hint, else to one of its replicas; a ``wrong_range`` answer
-refreshes the cache from the descriptors it carries, or by a ``LookupKey``
-to the meta group when it carries none.
+range's leader hint, else to one of its replicas; a wrong-range answer (any
+of the kinds ``quorate.multiraft.wrong_range`` reads, as the real clients
+do) is counted (``wrong_range_answers``) and refreshes the cache from the
+descriptors it carries, or by a ``LookupKey`` to the meta group when they
+do not move the key; the request then goes again.
 
 Checks, online: each group's own Raft safety monitor (one per group, from
 the binding), agreement on commands, results and state per group, and no
@@ -48,7 +50,7 @@ import msgspec
 from quorate.core.host import HostedGroup
 from quorate.errors import ConfigError
 from quorate.ids import NodeId
-from quorate.multiraft.descriptor import META_GROUP, RangeDescriptor, initial_ranges, rebalance_for
+from quorate.multiraft.descriptor import META_GROUP, initial_ranges, rebalance_for
 from quorate.multiraft.groups import RaftGroups, is_leader_traffic
 from quorate.multiraft.liveness import (
     DEFAULT_INTERVAL_S,
@@ -56,7 +58,6 @@ from quorate.multiraft.liveness import (
     LIVENESS_GROUP,
     NodeLiveness,
 )
-from quorate.multiraft.messages import STATUS_WRONG_RANGE, WRONG_RANGE
 from quorate.multiraft.range import bootstrap_state, initial_image
 from quorate.multiraft.routing import RangeCache
 from quorate.multiraft.table import (
@@ -66,13 +67,13 @@ from quorate.multiraft.table import (
     decode_meta_result,
     encode_meta_op,
 )
+from quorate.multiraft.wrong_range import refresh, stale_range, wrong_range_reply
 from quorate.runtime.sim.agreement import AgreementMonitor
 from quorate.runtime.sim.cluster import SimConfig, SimResult, Simulation
 from quorate.runtime.sim.engine import derive_rng
 from quorate.runtime.sim.node import Grouped, SimNode
 from quorate.runtime.sim.protocols import ServiceCodec
 from quorate.runtime.sim.workload import ReplyView, Workload
-from quorate.state.kv import decode_result
 from quorate.state.service import STATUS_OK, STATUS_REDIRECT, ClientReply, ClientRequest
 from quorate.storage.base import Recovered
 from quorate.storage.memory import MemoryStorage
@@ -216,16 +217,12 @@ class RangeRouter:
             return None  # a late answer to an earlier attempt
         key, range_id, _ = sent
         status = message.status
-        client = message.client - 1
-        if status == STATUS_WRONG_RANGE or (status == STATUS_OK and _wrong_range_result(message.result)):
+        known = stale_range(message)
+        if known is not None:
             self.wrong_range += 1
-            known = _ranges(message.result) if status == STATUS_WRONG_RANGE else []
-            self.cache.update(known)
-            held = self.cache.lookup(key)
-            if held is None or held.range_id == range_id:
-                self.cache.set_leader(range_id, None)
+            if refresh(self.cache, key, range_id, known):
                 self._lookup(endpoint, key, now)
-            return ReplyView(client, message.seq, "redirect", leader=None)
+            return ReplyView(message.client - 1, message.seq, "redirect", leader=None)
         if status == STATUS_REDIRECT:
             self.cache.set_leader(range_id, None if message.leader is None else NodeId(message.leader))
         elif status == STATUS_OK:
@@ -264,25 +261,11 @@ def _meta_result(data: bytes) -> MetaResult | None:
         return None
 
 
-def _ranges(data: bytes) -> list[RangeDescriptor]:
-    result = _meta_result(data)
-    return [] if result is None else list(result.ranges)
-
-
-def _wrong_range_result(data: bytes) -> bool:
-    try:
-        result = decode_result(data)
-    except (msgspec.DecodeError, msgspec.ValidationError):
-        return False
-    return not result.ok and result.error == WRONG_RANGE
-
-
 def unknown_group_reply(group: int, request: Any) -> Any:
     """A node's answer to a client's request for a range it does not host."""
     if type(request) is not ClientRequest:
         return None
-    empty = msgspec.msgpack.encode(MetaResult(ok=False, error=f"this node hosts no group {group}"))
-    return ClientReply(request.client, request.seq, STATUS_WRONG_RANGE, empty)
+    return wrong_range_reply(request, error=f"this node hosts no group {group}")
 
 
 class MultiRaftSimulation(Simulation):

@@ -30,7 +30,7 @@ AUDIT_RECORDS_KEPT = 65_536
 AUDIT_QUERY_MAX_RECORDS = 1000
 DETAIL_FIELDS = (
     "option", "reason", "outcome", "tally", "state", "token", "attempts", "error", "rule", "electorate",
-    "public_key", "statement", "height", "round",
+    "public_key", "statement", "height", "round", "condition", "links",
 )
 """What a record keeps of a decision's document (when present)."""
 ACTOR_FIELDS = ("voter", "agent", "holder", "proposer", "name")
