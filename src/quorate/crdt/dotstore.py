@@ -119,7 +119,9 @@ class DotMapKind:
     ) -> dict[Hashable, Any]:
         value = self.value
         out: dict[Hashable, Any] = {}
-        for key in a.keys() | b.keys():
+        # a's keys in their order, then b's new ones: a set union's order would
+        # follow string hashing and reach the wire, breaking replay by seed.
+        for key in [*a, *(k for k in b if k not in a)]:
             joined = value.join(a.get(key, value.empty()), ca, b.get(key, value.empty()), cb)
             if joined:
                 out[key] = joined
