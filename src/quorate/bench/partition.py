@@ -29,11 +29,25 @@ concrete from the deployment each seed deals:
   longer send to the rest of its group (it still hears them);
 - ``flapping``: the region cut comes and goes every ``flap_period_s`` (1 s)
   between the cut and the heal; the network is whole half of the time, so
-  every shard is expected to keep committing.
-
-``split-merge`` (a partition during an online split or merge) is listed as
-not run: splits and merges are not wired into running deployments yet
-(``docs/hrb.md`` section 10).
+  every shard is expected to keep committing;
+- ``reshard-cut``: a partition during a split and a merge. Dynamic sharding
+  is on (``quorate.hrb.reshard``: every shard but the highest-numbered on
+  the consistent-hash ring, that one empty), without the background
+  partitioner. ``reshard_lead(seed)`` before the cut (0.1, 0.3, 0.5, 0.7
+  or 0.9 s: seed N takes entry N mod 5) the core is asked to split the
+  ring shard with the fewest core members (S) into the empty shard (T),
+  and ``MERGE_AFTER_SPLIT_S`` later to merge T back into S; the merge waits
+  for the split to settle (committed or aborted) before it is sent. The
+  cut separates the members of S and T that are not core members from
+  everyone else (the core, the other shards), so whichever step of the
+  split, or of the merge, is due when it lands (the begin not yet ordered
+  or not yet delivered, the hand-off reports on their way, the commit
+  delivered to some shards and not others) waits for the heal; the change
+  then commits, or aborts at the core's hand-off deadline (8 s of core log
+  time after its begin), and every shard must end on the core's map with
+  nothing frozen. Availability is measured on the ring shards only (T owns
+  nothing at genesis), with probe keys that no change of the plan moves
+  (a key frozen by a change is unavailable by design, not by the cut).
 
 What is measured, per run and in total:
 
@@ -65,6 +79,11 @@ What is measured, per run and in total:
   safety violations and the linearizability check of every history, to
   which the final state of every account and probe key is appended as
   reads (a write acknowledged and then lost fails it).
+- for ``reshard-cut``: what became of the split and the merge (committed,
+  aborted, refused by the core, or not begun), when an honest core member
+  first held each begun and settled, and how long after the heal; and
+  every shard member (honest, up) whose map is not the core's at the end
+  or that still holds a change in flight (must be none);
 - the statuses degraded mode gave agents (``ShardUnavailable`` from members
   of a side without the shard's quorum, ``TxnWaiting`` for cross-shard
   transactions waiting for an unreachable shard or core quorum).
@@ -633,6 +652,8 @@ def _reshard_outcome(
                 entry["took_s"] = round(last["settled_at_s"] - last["begun_at_s"], 3)
                 entry["settled_after_heal_s"] = round(last["settled_at_s"] - s.heal_at_s, 3)
             entry["attempts"] = len(mine)
+        elif not any(p["detail"] == detail for p in d["proposals"]):
+            entry["outcome"] = "not requested"  # the load (and the partitioner) stopped first
         else:
             entry["outcome"] = "refused" if refusals else "not begun"
         requested.append(entry)

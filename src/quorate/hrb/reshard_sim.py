@@ -36,7 +36,7 @@ from typing import Any
 
 from quorate.hrb.agents import INITIAL_BALANCE, agent_name
 from quorate.hrb.core.snapshot import DynamicCoreSnapshot
-from quorate.hrb.messages import CORE_GROUP_BASE
+from quorate.hrb.messages import CORE_GROUP_BASE, TxnBegin, decode_decision
 from quorate.hrb.partition import ShardView
 from quorate.hrb.reshard import MapChange, ReshardState, ShardMap
 from quorate.hrb.reshard_driver import Repartitioner, RepartitionerSettings, describe
@@ -165,6 +165,8 @@ class DynamicSharding:
         self.changes: dict[int, dict[str, Any]] = {}
         """Change seq -> what became of it: the change, when an honest core member
         first held it begun and settled, and whether it committed or aborted."""
+        self._certified: dict[int, int] = {}
+        """Epoch -> the core decisions whose certificates were read (``_read_begins``)."""
         self._counts = (0, 0)
         """(commits, aborts) of the most advanced honest core member seen."""
         self._members: list[ReshardingShardMember] = []
@@ -187,18 +189,31 @@ class DynamicSharding:
         self._members.append(member)
         return member
 
-    def observe_core(self, state: Any, now: float) -> None:
+    def _read_begins(self, epoch: int, certifier: Any) -> None:
+        """The shards the core involved in each transaction (by its map at the
+        begin), read from the certified begins as they form; an agent on an
+        older map may have guessed others (``AgentPool.involved``)."""
+        involved = self.system.pool.involved
+        index = self._certified.get(epoch, 0)
+        while True:
+            certificate = certifier.certificate(index + 1)
+            if certificate is None:
+                break
+            index += 1
+            decision = decode_decision(certificate.decision)
+            if isinstance(decision, TxnBegin):
+                involved[decision.txn.txn_id] = tuple(sorted({*decision.shards, decision.txn.home_shard}))
+        self._certified[epoch] = index
+
+    def observe_core(self, state: Any, now: float, certifier: Any = None) -> None:
         table = state.reshard
         if table is None:
             return
         current = table.current
         pending = table.pending
         self._follow_changes(table, now)
-        involved = self.system.pool.involved
-        for txn_id, record in state.txns.open.items():
-            # The shards the core involved (by the map in force at its begin), which
-            # an agent on an older map may have guessed otherwise.
-            involved[txn_id] = tuple(sorted({*record.shards, record.txn.home_shard}))
+        if certifier is not None:
+            self._read_begins(state.epoch, certifier)
         if pending is not None:
             self._changes.setdefault(pending.begin.version, describe(pending.begin.change))
         if current.version > self.map.version:

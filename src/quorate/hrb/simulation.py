@@ -485,7 +485,7 @@ class HrbSystem:
         if node in self.byzantine:
             return
         if self.dynamic is not None:
-            self.dynamic.observe_core(state, now)
+            self.dynamic.observe_core(state, now, core.certifier)  # type: ignore[attr-defined]
         point = (epoch, snapshot.decisions)
         seen = self._chains.setdefault(point, (snapshot.chain, node))
         if seen[0] != snapshot.chain:
@@ -673,7 +673,13 @@ class HrbSystem:
             outcome = decided.get(txn_id)
             if outcome is None:
                 continue
-            if any(k not in best or txn_id not in best[k].store.decided for k in shards):
+            # A shard that never heard of an aborted transaction has nothing to settle
+            # (the abort can be decided before the begin reaches a shard that was cut off).
+            if any(
+                k not in best
+                or (txn_id not in best[k].store.decided and (outcome[0] or txn_id in best[k].store.prepared))
+                for k in shards
+            ):
                 unsettled += 1
         if self.settings.workload.workload != "bank":
             return count, unsettled, None
