@@ -37,7 +37,8 @@ concrete from the deployment each seed deals:
   or 0.9 s: seed N takes entry N mod 5) the core is asked to split the
   ring shard with the fewest core members (S) into the empty shard (T),
   and ``MERGE_AFTER_SPLIT_S`` later to merge T back into S; the merge waits
-  for the split to settle (committed or aborted) before it is sent. The
+  for the split to settle (committed or aborted) before it is sent (after
+  an aborted split the core refuses it: T owns nothing). The
   cut separates the members of S and T that are not core members from
   everyone else (the core, the other shards), so whichever step of the
   split, or of the merge, is due when it lands (the begin not yet ordered
