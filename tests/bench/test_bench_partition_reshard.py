@@ -8,6 +8,8 @@
   settled and every shard on the core's map (default suite);
 - a shard cut off when a map change's certificates were sent fetches them
   when the core comes back (on fakes), and the core answers for them;
+- bad input: settings the scenario cannot run with, and a split of a shard
+  that does not exist, refused by the core with partition handling on;
 - slow: 50 seeds of the scenario on the bench's deployment, and a cut
   longer than the hand-off deadline, so the change aborts during the cut
   and every shard must learn it and unfreeze after the heal.
@@ -250,3 +252,23 @@ def test_a_change_that_times_out_during_the_cut_aborts_and_every_shard_unfreezes
     _clean(run)
     split = run["reshard"]["requested"][0]
     assert split["outcome"] == "aborted" and split["settled_at_s"] < settings.heal_at_s, split
+
+
+def test_a_split_of_a_shard_that_does_not_exist_is_refused_with_partition_handling_on() -> None:
+    """Bad input on the combined run: the core refuses it in one counted line,
+    the map stays, nothing is frozen, the run goes on."""
+    from quorate.bench.hrb_sim import HrbRunConfig
+    from quorate.hrb.simulation import HrbSystem
+    from quorate.runtime.sim.composed import SystemSimulation
+
+    config = HrbRunConfig(
+        nodes=12, shard_size=4, core=4, duration_s=2.5, drain_s=1.0, dynamic_sharding=True, reshard="split:7:3@0.5", seed=2
+    )
+    model = HrbSystem(dataclasses.replace(config.settings(), partition=PartitionConfig()))
+    run = SystemSimulation(config.sim_config(), model, drain_s=config.drain_s, name="hrb").run()
+    report = run.to_json()
+    d = report["dynamic_sharding"]
+    assert d["scripted_refused"] == ["unknown shard: 7 is not a shard of the deployment"]
+    assert d["core_refusals"] == {"unknown shard": 1} and d["map_version"] == 0 and d["changes"] == []
+    assert all(m.store.handoff.begin is None and m.store.handoff.map.version == 0 for m in model.members.values())
+    assert report["committed_ops"] > 0 and report["safety_violations"] == []
