@@ -48,7 +48,10 @@ A wrong view costs availability, never consistency.
   itself (the shard's repeated vote is refused as already decided), so a
   member that holds a transaction prepared and undecided for
   ``certificate_ask_after_s`` asks the core for its certificates
-  (``CertificateRequest``, which the core already answered).
+  (``CertificateRequest``, which the core already answered). Under dynamic
+  sharding the same holds for a map change (``quorate.hrb.reshard``): a
+  member asks for the changes it may have missed when the core comes back
+  and while one is in flight in its log (``Reconciliation``).
 
 Invariants: a node always counts itself reachable; ``quorum_needed`` never
 asks for more members than there are; degraded mode only ever *withholds*
