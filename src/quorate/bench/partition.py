@@ -633,7 +633,8 @@ def _reshard_outcome(
     scenario: Scenario, report: dict[str, Any], unsettled: list[str], s: PartitionBenchSettings
 ) -> dict[str, Any]:
     """What became of each change the scenario requested: ``committed`` or
-    ``aborted`` (with when it was begun and settled, in simulated seconds),
+    ``aborted`` (with when it was begun and settled, in simulated seconds,
+    whether it settled before the cut, during it or after the heal),
     ``refused`` by the core (with the reason), or ``not begun`` / ``in
     flight`` at the end; and what is left unsettled in the shards."""
     from quorate.hrb.reshard_driver import describe
@@ -649,9 +650,14 @@ def _reshard_outcome(
         if mine:
             last = mine[-1]
             entry.update(outcome=last["outcome"], begun_at_s=last["begun_at_s"], settled_at_s=last["settled_at_s"])
-            if last["settled_at_s"] is not None:
-                entry["took_s"] = round(last["settled_at_s"] - last["begun_at_s"], 3)
-                entry["settled_after_heal_s"] = round(last["settled_at_s"] - s.heal_at_s, 3)
+            settled = last["settled_at_s"]
+            if settled is not None:
+                entry["took_s"] = round(settled - last["begun_at_s"], 3)
+                entry["settled"] = (
+                    "before the cut" if settled < s.cut_at_s else "during the cut" if settled < s.heal_at_s else "after the heal"
+                )
+                if settled >= s.heal_at_s:
+                    entry["settled_after_heal_s"] = round(settled - s.heal_at_s, 3)
             entry["attempts"] = len(mine)
         elif not any(p["detail"] == detail for p in d["proposals"]):
             entry["outcome"] = "not requested"  # the load (and the partitioner) stopped first
@@ -672,8 +678,9 @@ def _reshard_outcome(
 
 def _reshard_summary(outcomes: list[dict[str, Any]]) -> dict[str, Any] | None:
     """Per kind of requested change (``split``, ``merge``): how many runs
-    ended with each outcome, and the median and longest time from the
-    change's begin to its commit or abort, and from the heal to it."""
+    ended with each outcome, how many settled before the cut, during it or
+    after the heal, the median and longest time from the change's begin to
+    its commit or abort, and from the heal to it (of those settled after)."""
     if not outcomes:
         return None
     out: dict[str, Any] = {}
@@ -686,8 +693,13 @@ def _reshard_summary(outcomes: list[dict[str, Any]]) -> dict[str, Any] | None:
             counts[c["outcome"]] = counts.get(c["outcome"], 0) + 1
         took = [c["took_s"] for c in mine if "took_s" in c]
         after_heal = [c["settled_after_heal_s"] for c in mine if "settled_after_heal_s" in c]
+        when: dict[str, int] = {}
+        for c in mine:
+            if "settled" in c:
+                when[c["settled"]] = when.get(c["settled"], 0) + 1
         out[kind] = {
             "outcomes": dict(sorted(counts.items())),
+            "settled": when,
             "took_s_median": _median(list(took)),
             "took_s_max": max(took) if took else None,
             "settled_after_heal_s_median": _median(list(after_heal)),

@@ -160,10 +160,11 @@ def _print_tables(result: dict[str, Any]) -> None:
             if k is None:
                 continue
             outcomes = ", ".join(f"{n} {outcome}" for outcome, n in k["outcomes"].items())
+            when = ", ".join(f"{n} {moment}" for moment, n in k["settled"].items())
             parts.append(
-                f"{kind}: {outcomes}; begin to commit or abort median {shown(k['took_s_median'])} s, max "
-                f"{shown(k['took_s_max'])} s; settled after the heal median {shown(k['settled_after_heal_s_median'])} s, "
-                f"max {shown(k['settled_after_heal_s_max'])} s"
+                f"{kind}: {outcomes} ({when}); begin to commit or abort median {shown(k['took_s_median'])} s, max "
+                f"{shown(k['took_s_max'])} s; of those settled after the heal, median "
+                f"{shown(k['settled_after_heal_s_median'])} s after it, max {shown(k['settled_after_heal_s_max'])} s"
             )
         console.print(f"{name}: {'; '.join(parts)}; left unsettled {reshard['unsettled']}")
     for name, why in result["not_run"].items():
