@@ -5,7 +5,8 @@
   from the core, the changes requested just before the cut);
 - one seed of the combined run on a small deployment: nothing lost,
   half-applied or left undecided, the history linearizable, both changes
-  settled and every shard on the core's map (default suite);
+  settled and every shard on the core's map (default suite); and the same
+  for an agent move requested just before the cut;
 - a shard cut off when a map change's certificates were sent fetches them
   when the core comes back (on fakes), and the core answers for them;
 - bad input: settings the scenario cannot run with, and a split of a shard
@@ -273,3 +274,41 @@ def test_a_split_of_a_shard_that_does_not_exist_is_refused_with_partition_handli
     assert d["core_refusals"] == {"unknown shard": 1} and d["map_version"] == 0 and d["changes"] == []
     assert all(m.store.handoff.begin is None and m.store.handoff.map.version == 0 for m in model.members.values())
     assert report["committed_ops"] > 0 and report["safety_violations"] == []
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_an_agent_move_during_a_cut(seed: int) -> None:
+    """The third kind of change: an agent of the cut-off shard moves to the
+    empty one (also cut off) just before the cut; it settles after the heal
+    and nothing is lost, half-applied or left behind."""
+    from quorate.bench.hrb_sim import HrbRunConfig, linearizable
+    from quorate.bench.partition import _model_class
+    from quorate.hrb.reshard import MoveAgents
+    from quorate.runtime.sim.composed import SystemSimulation
+    from quorate.sharding import AgentMove
+
+    s = SMALL
+
+    def scenario_of(model: Any) -> Any:
+        scenario = build_scenario("reshard-cut", s, model.shards, model.members_of[0], seed)
+        (at, split), _ = scenario.plan
+        agent = next(a for a, home in model.dynamic.initial.homes if home == split.shard)
+        return dataclasses.replace(scenario, plan=((at, MoveAgents((AgentMove(agent, 0, split.new_shard),))),))
+
+    config = HrbRunConfig(
+        nodes=s.nodes, shard_size=s.shard_size, core=s.core, duration_s=s.duration_s, drain_s=s.drain_s, seed=seed,
+        heal_at_s=s.heal_at_s, dynamic_sharding=True, partitioner=False,
+    )
+    model = _model_class()(dataclasses.replace(config.settings(), partition=PartitionConfig()), scenario_of, s)
+    sim_config = dataclasses.replace(config.sim_config(), faults=model.scenario.spec)
+    run = SystemSimulation(sim_config, model, drain_s=s.drain_s, name="hrb").run()
+    report = run.to_json()
+    alive = [True] * s.nodes
+    final = model.final_checks(alive)
+    assert final == {"stuck_prepared": [], "acked_not_committed": 0}
+    assert report["atomicity_violations"] == report["atomicity_unsettled_txns"] == 0
+    assert report["safety_violations"] == [] and model.reshard_unsettled(alive) == []
+    [change] = report["dynamic_sharding"]["changes"]
+    assert change["change"] == "move 1 agents" and change["outcome"] in SETTLED
+    assert change["settled_at_s"] >= s.cut_at_s
+    assert linearizable(run.history + model.final_reads(alive, report["sim_seconds"] + 1.0))[0] is True
