@@ -11,9 +11,10 @@
   when the core comes back (on fakes), and the core answers for them;
 - bad input: settings the scenario cannot run with, and a split of a shard
   that does not exist, refused by the core with partition handling on;
-- slow: 50 seeds of the scenario on the bench's deployment, and a cut
-  longer than the hand-off deadline, so the change aborts during the cut
-  and every shard must learn it and unfreeze after the heal.
+- slow: 50 seeds of the scenario on the bench's deployment; a cut longer
+  than the hand-off deadline, so the change aborts during the cut and every
+  shard must learn it and unfreeze after the heal; and 30 seeds of the
+  dynamic-sharding chaos sweep with partition handling on.
 """
 
 from __future__ import annotations
@@ -312,3 +313,30 @@ def test_an_agent_move_during_a_cut(seed: int) -> None:
     assert change["change"] == "move 1 agents" and change["outcome"] in SETTLED
     assert change["settled_at_s"] >= s.cut_at_s
     assert linearizable(run.history + model.final_reads(alive, report["sim_seconds"] + 1.0))[0] is True
+
+
+@pytest.mark.slow
+def test_dynamic_sharding_with_partition_handling_under_chaos() -> None:
+    """The chaos sweep of ``tests/sim/test_sim_hrb_reshard.py`` (crashes,
+    restarts, partitions, slow links until 9 s; the partitioner, or on even
+    seeds a scripted split, move and merge) with partition handling on too:
+    no safety, atomicity or linearizability violation, a transaction
+    completes after the heal, and every change that began settled."""
+    from quorate.bench.hrb_sim import HrbRunConfig, linearizable
+    from quorate.hrb.simulation import HrbSystem
+    from quorate.runtime.sim.composed import SystemSimulation
+
+    for seed in range(1, 31):
+        config = HrbRunConfig(
+            nodes=16, shard_size=4, core=4, duration_s=14.0, drain_s=6.0, faults="chaos", heal_at_s=9.0,
+            liveness_bound_s=8.0, dynamic_sharding=True, seed=seed,
+            reshard="split:1:4@2,move:a1:4@5,merge:4:2@8" if seed % 2 == 0 else "",
+        )
+        model = HrbSystem(dataclasses.replace(config.settings(), partition=PartitionConfig()))
+        run = SystemSimulation(config.sim_config(), model, drain_s=config.drain_s, name="hrb").run()
+        report = run.to_json()
+        assert report["safety_violations"] == [] and report["atomicity_violations"] == 0, seed
+        assert linearizable(run.history)[0] is True, seed
+        assert report["liveness_ok"] is True, seed
+        changes = report["dynamic_sharding"]["changes"]
+        assert all(c["outcome"] in SETTLED for c in changes), (seed, changes)
