@@ -34,7 +34,7 @@ concrete from the deployment each seed deals:
   is on (``quorate.hrb.reshard``: every shard but the highest-numbered on
   the consistent-hash ring, that one empty), without the background
   partitioner. ``reshard_lead(seed)`` before the cut (0.1, 0.3, 0.5, 0.7
-  or 0.9 s: seed N takes entry N mod 5) the core is asked to split the
+  or 0.9 s: seed N takes entry N mod 5, counting from 0) the core is asked to split the
   ring shard with the fewest core members (S) into the empty shard (T),
   and ``MERGE_AFTER_SPLIT_S`` later to merge T back into S; the merge waits
   for the split to settle (committed or aborted) before it is sent (after
