@@ -67,7 +67,7 @@ def test_the_scenarios_cut_what_they_say() -> None:
     [
         ({"seeds": 0}, "--seeds must be within 1..50"),
         ({"scenarios": ("region-cut", "nope")}, "unknown scenario 'nope'"),
-        ({"scenarios": ("split-merge",)}, "cannot run"),
+        ({"scenarios": ("split-merge",)}, "unknown scenario 'split-merge'"),
         ({"shard_size": 11}, "--shard-size must be within 4..10"),
         ({"heal_at_s": 3.0}, "the cut must come before the heal"),
     ],
@@ -107,7 +107,9 @@ def test_json_shape_on_a_tiny_run() -> None:
         (["--seeds", "0"], "--seeds must be within 1..50, got 0"),
         (["--seeds", "999"], "--seeds must be within 1..50, got 999"),
         (["--scenario", "everything"], "unknown scenario 'everything'"),
-        (["--scenario", "split-merge"], "scenario 'split-merge' cannot run"),
+        (["--scenario", "split-merge"], "unknown scenario 'split-merge'"),
+        (["--scenario", "reshard-cut", "--nodes", "8"], "scenario 'reshard-cut' needs 3 shards or more"),
+        (["--shard-size", "99"], "--shard-size must be within 4..10 (two shards at least), got 99"),
         (["--nodes", "2"], "--nodes must be within 8..200, got 2"),
         (["--quorum", "most"], "--quorum must be majority or byzantine"),
     ],
@@ -137,7 +139,7 @@ def test_each_partition_kind_on_the_default_deployment(name: str) -> None:
     assert (run["lost"], run["half_applied"], run["stuck_undecided"]) == (0, 0, 0), run["lost_detail"]
     assert run["safety_violations"] == [] and run["linearizable"] is True
     assert run["reconcile_s"] is not None
-    serving = [p for p in run["shards"] if p["majority_side"] is not None]
+    serving = [p for p in run["shards"] if p["probed"] and p["majority_side"] is not None]
     assert all(p["available"] for p in serving), run["shards"]
 
 

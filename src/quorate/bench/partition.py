@@ -29,11 +29,26 @@ concrete from the deployment each seed deals:
   longer send to the rest of its group (it still hears them);
 - ``flapping``: the region cut comes and goes every ``flap_period_s`` (1 s)
   between the cut and the heal; the network is whole half of the time, so
-  every shard is expected to keep committing.
-
-``split-merge`` (a partition during an online split or merge) is listed as
-not run: splits and merges are not wired into running deployments yet
-(``docs/hrb.md`` section 10).
+  every shard is expected to keep committing;
+- ``reshard-cut``: a partition during a split and a merge. Dynamic sharding
+  is on (``quorate.hrb.reshard``: every shard but the highest-numbered on
+  the consistent-hash ring, that one empty), without the background
+  partitioner. ``reshard_lead(seed)`` before the cut (0.1, 0.3, 0.5, 0.7
+  or 0.9 s: seed N takes entry N mod 5, counting from 0) the core is asked to split the
+  ring shard with the fewest core members (S) into the empty shard (T),
+  and ``MERGE_AFTER_SPLIT_S`` later to merge T back into S; the merge waits
+  for the split to settle (committed or aborted) before it is sent (after
+  an aborted split the core refuses it: T owns nothing). The
+  cut separates the members of S and T that are not core members from
+  everyone else (the core, the other shards), so whichever step of the
+  split, or of the merge, is due when it lands (the begin not yet ordered
+  or not yet delivered, the hand-off reports on their way, the commit
+  delivered to some shards and not others) waits for the heal; the change
+  then commits, or aborts at the core's hand-off deadline (8 s of core log
+  time after its begin), and every shard must end on the core's map with
+  nothing frozen. Availability is measured on the ring shards only (T owns
+  nothing at genesis), with probe keys that no change of the plan moves
+  (a key frozen by a change is unavailable by design, not by the cut).
 
 What is measured, per run and in total:
 
@@ -65,6 +80,11 @@ What is measured, per run and in total:
   safety violations and the linearizability check of every history, to
   which the final state of every account and probe key is appended as
   reads (a write acknowledged and then lost fails it).
+- for ``reshard-cut``: what became of the split and the merge (committed,
+  aborted, refused by the core, or not begun), when an honest core member
+  first held each begun and settled, and how long after the heal; and
+  every shard member (honest, up) whose map is not the core's at the end
+  or that still holds a change in flight (must be none);
 - the statuses degraded mode gave agents (``ShardUnavailable`` from members
   of a side without the shard's quorum, ``TxnWaiting`` for cross-shard
   transactions waiting for an unreachable shard or core quorum).
@@ -84,11 +104,13 @@ from quorate.errors import ConfigError
 
 __all__ = ["NOT_RUN", "PAPER_AVAILABILITY", "SCENARIOS", "PartitionBenchSettings", "run_bench", "run_scenario"]
 
-SCENARIOS = ("region-cut", "core-split", "shard-halves", "one-way", "flapping")
-NOT_RUN = {
-    "split-merge": "online splits and merges are not wired into running deployments yet "
-    "(docs/hrb.md section 10: the core does not order them and shards do not hand keys over)",
-}
+SCENARIOS = ("region-cut", "core-split", "shard-halves", "one-way", "flapping", "reshard-cut")
+RESHARD_SCENARIOS = frozenset({"reshard-cut"})
+"""Scenarios run with dynamic sharding (``quorate.hrb.reshard``) on."""
+NOT_RUN: dict[str, str] = {}
+"""Scenarios of the issue this bench does not run, and why (none left)."""
+MERGE_AFTER_SPLIT_S = 0.05
+"""``reshard-cut``: the merge is requested this long after the split (it waits for the split to settle)."""
 PAPER_AVAILABILITY = 0.95
 """The paper's claim (§4.3): 95 % availability under partitions."""
 FINAL_READ_PROCESS = 10**7
@@ -118,6 +140,9 @@ class PartitionBenchSettings:
     drain_s: float = 5.0
     settle_s: float = 2.0
     flap_period_s: float = 1.0
+    reshard_lead_s: tuple[float, ...] = (0.1, 0.3, 0.5, 0.7, 0.9)
+    """``reshard-cut``: the split is requested this long before the cut, seed
+    N taking entry N mod len (so the cut meets the change at each of its steps)."""
 
     def validate(self) -> PartitionBenchSettings:
         if not 1 <= self.seeds <= MAX_SEEDS:
@@ -147,7 +172,18 @@ class PartitionBenchSettings:
             raise ConfigError("settle must be shorter than the cut")
         if not 0 < self.flap_period_s <= self.heal_at_s - self.cut_at_s:
             raise ConfigError("the flapping period must be positive and fit in the cut")
+        if not self.reshard_lead_s or not all(0 < lead < self.cut_at_s for lead in self.reshard_lead_s):
+            raise ConfigError(f"a reshard lead must be within 0..{self.cut_at_s:g} s (the cut), got {list(self.reshard_lead_s)}")
+        if "reshard-cut" in self.scenarios and self.nodes // self.shard_size < 3:
+            raise ConfigError(
+                f"scenario 'reshard-cut' needs 3 shards or more (two on the ring, one empty to split into), "
+                f"got {self.nodes // self.shard_size} of {self.shard_size} from {self.nodes} nodes"
+            )
         return self
+
+    def reshard_lead(self, seed: int) -> float:
+        """How long before the cut seed ``seed``'s split is requested."""
+        return self.reshard_lead_s[seed % len(self.reshard_lead_s)]
 
 
 # ---------------------------------------------------------------- scenarios
@@ -161,6 +197,11 @@ class Scenario:
     """The groups of nodes that can talk among themselves while cut (one: nothing split)."""
     symmetric: bool
     """Every node's true view is its side (one-way cuts are not)."""
+    plan: tuple[tuple[float, Any], ...] = ()
+    """Map changes (time, ``quorate.hrb.reshard.MapChange``) requested during the run
+    (dynamic sharding on: ``RESHARD_SCENARIOS``)."""
+    probed: frozenset[int] | None = None
+    """The shards whose availability is measured (None: all)."""
 
 
 def _nodes_of_region(nodes: int, regions: int, region: int) -> list[int]:
@@ -174,7 +215,7 @@ def _partition_items(side: Sequence[int], nodes: int, at_s: float) -> str:
 
 
 def build_scenario(
-    name: str, settings: PartitionBenchSettings, shards: dict[int, tuple[int, ...]], core: Sequence[int]
+    name: str, settings: PartitionBenchSettings, shards: dict[int, tuple[int, ...]], core: Sequence[int], seed: int = 1
 ) -> Scenario:
     s = settings
     n = s.nodes
@@ -210,7 +251,29 @@ def build_scenario(
             first, *rest = sorted(group)
             items += [f"cut:{first}>{peer}@{cut:g}s" for peer in rest]
         return Scenario(name, ",".join([*dict.fromkeys(items), f"heal@{heal:g}s"]), (everyone,), False)
+    if name == "reshard-cut":
+        return _reshard_cut(s, shards, core, seed)
     raise ConfigError(f"unknown scenario {name!r}; known: {', '.join(SCENARIOS)}")
+
+
+def _reshard_cut(
+    s: PartitionBenchSettings, shards: dict[int, tuple[int, ...]], core: Sequence[int], seed: int
+) -> Scenario:
+    """A split and a merge in flight when a cut separates their shards from
+    the core (see the module docstring)."""
+    from quorate.hrb.reshard import MergeShards, SplitShard
+
+    everyone = frozenset(range(1, s.nodes + 1))
+    spare = max(shards)  # the shard dynamic sharding leaves empty at genesis (quorate.hrb.reshard_sim)
+    ring = sorted(k for k in shards if k != spare)
+    in_core = set(core)
+    source = min(ring, key=lambda k: (sum(1 for m in shards[k] if m in in_core), k))
+    side = sorted(m for k in (source, spare) for m in shards[k] if m not in in_core)
+    at = s.cut_at_s - s.reshard_lead(seed)
+    plan = ((at, SplitShard(source, spare)), (at + MERGE_AFTER_SPLIT_S, MergeShards(spare, source)))
+    spec = f"{_partition_items(side, s.nodes, s.cut_at_s)},heal@{s.heal_at_s:g}s"
+    cut = frozenset(side)
+    return Scenario("reshard-cut", spec, (cut, everyone - cut), True, plan, frozenset(ring))
 
 
 def majority_side(scenario: Scenario, members: Sequence[int], mode: str) -> frozenset[int] | None:
@@ -238,20 +301,26 @@ def _model_class() -> type:
             super().__init__(settings)
             self.bench = bench
             self.scenario = scenario_of(self)
+            if self.scenario.plan:
+                self.dynamic.script(self.scenario.plan, queue=True)
             # One probe agent per shard: intra-shard kv writes only, so a shard's
             # availability is not hidden by workload agents blocked on a
             # cross-shard transaction that waits for the other side.
             self.workload_agents = self.agents
+            probed = sorted(self.scenario.probed or self.shards)
+            assert probed == list(range(1, len(probed) + 1)), "probes are dealt to shards 1..n"
             self.probes = AgentPool(
                 WorkloadSettings(workload="kv", cross_shard=0.0, read_ratio=0.0, txn_bytes=16, op_timeout_s=PROBE_TIMEOUT_S),
-                agents=len(self.shards),
-                members=self.shards,
+                agents=len(probed),
+                members={k: self.shards[k] for k in probed},
                 replies_needed=self.pool.replies_needed,
                 seed=settings.seed,
             )
+            if self.dynamic is not None:
+                self.probes.keys = _stable_keys(self.dynamic.initial, self.scenario.plan, probed)
             for i, probe in enumerate(self.probes.agents):
                 probe.index = self.workload_agents + i  # distinct client ids, transaction ids and history processes
-            self.agents = self.workload_agents + len(self.shards)
+            self.agents = self.workload_agents + len(probed)
             self.probe_ends: list[tuple[int, str, float, float]] = []
             """(shard, outcome, invoked at, answered at) of every probe write answered."""
             self.ends: list[tuple[bytes, int, bool, str, float, float]] = []
@@ -366,13 +435,46 @@ def _model_class() -> type:
             everyone = frozenset(range(1, self.settings.nodes + 1))
             return all(w.reachable(now) == everyone for n, w in self.watches.items() if alive[n - 1])
 
-        def final_checks(self, alive: Sequence[bool]) -> dict[str, Any]:
-            """Lost or half-applied transactions, judged on the final state."""
+        def _best(self, alive: Sequence[bool]) -> dict[int, ShardReplica]:
+            """Each shard's most advanced honest member."""
             best = {}
             for k in self.shards:
                 rs = self._honest(k, alive)
                 if rs:
                     best[k] = max(rs, key=lambda r: r.applied_index)
+            return best
+
+        def _owner_at_end(self, key: str, home: int, best: dict[int, ShardReplica]) -> int | None:
+            """The shard that holds ``key`` at the end: its home, or under dynamic
+            sharding the owner in the newest map a shard applied."""
+            if self.dynamic is None:
+                return home
+            owners = [(r.store.handoff.map.version, k) for k, r in best.items() if r.store.handoff.map.owner(key) == k]
+            return max(owners)[1] if owners else None
+
+        def reshard_unsettled(self, alive: Sequence[bool]) -> list[str]:
+            """Under dynamic sharding, what is not settled at the end: a shard
+            member (honest, up) whose map is not the core's, or that still
+            holds a change in flight (its keys frozen)."""
+            if self.dynamic is None:
+                return []
+            core = self._latest_core_state()
+            version = core.reshard.current.version if core is not None and core.reshard is not None else None
+            out = []
+            if core is not None and core.reshard is not None and core.reshard.pending is not None:
+                out.append(f"the core still has change {core.reshard.pending.begin.seq} in flight")
+            for k, rs in self._replicas(alive).items():
+                for r in rs:
+                    handoff = r.store.handoff
+                    if handoff.map.version != version:
+                        out.append(f"shard {k} member {int(r.id)} is on map {handoff.map.version}, the core on {version}")
+                    elif handoff.begin is not None:
+                        out.append(f"shard {k} member {int(r.id)} still holds change {handoff.begin.seq} in flight")
+            return out
+
+        def final_checks(self, alive: Sequence[bool]) -> dict[str, Any]:
+            """Lost or half-applied transactions, judged on the final state."""
+            best = self._best(alive)
             stuck = sorted({t.hex() for rs in self._replicas(alive).values() for r in rs for t in r.store.prepared})
             not_committed = 0
             for txn_id, _home, cross, outcome, _inv, _end in self.ends:
@@ -389,16 +491,13 @@ def _model_class() -> type:
             was read after it, makes the history fail the linearizability check.
             (Comparing the state with the balances agents believe would be wrong: a
             transfer whose outcome an agent never learned may still commit later.)"""
-            best = {}
-            for k in self.shards:
-                rs = self._honest(k, alive)
-                if rs:
-                    best[k] = max(rs, key=lambda r: r.applied_index)
+            best = self._best(alive)
             keys: list[tuple[int, str, bool]] = [(a.home, acct, True) for a in self.pool.agents for acct in a.accounts]
             keys += [(k, key, False) for k, ks in sorted(self.probes.keys.items()) for key in ks]
             events: list[dict[str, Any]] = []
-            for i, (shard, key, number) in enumerate(keys):
-                if shard not in best:
+            for i, (home, key, number) in enumerate(keys):
+                shard = self._owner_at_end(key, home, best)
+                if shard is None or shard not in best:
                     continue
                 raw = best[shard].store.data.get(key)
                 value = None if raw is None else (int(raw) if number else raw)
@@ -410,6 +509,34 @@ def _model_class() -> type:
     return PartitionedHrb
 
 
+def _stable_keys(initial: Any, plan: Sequence[tuple[float, Any]], shards: Sequence[int]) -> dict[int, list[str]]:
+    """Probe keys under dynamic sharding: for each shard, keys it owns in
+    every map the plan can lead to (so a probe measures the shard's service
+    of keys that do not move, never a key frozen by the change)."""
+    from quorate.hrb.agents import KEYS_PER_SHARD
+
+    maps = [initial]
+    for _, change in plan:
+        try:
+            maps.append(maps[-1].after(change))
+        except ConfigError:
+            break
+    out: dict[int, list[str]] = {k: [] for k in shards}
+    for i in itertools.count():
+        if all(len(keys) >= KEYS_PER_SHARD for keys in out.values()) or i > 100_000:
+            break
+        key = f"p{i}"
+        owners = {m.owner(key) for m in maps}
+        if len(owners) == 1:
+            keys = out.get(owners.pop())
+            if keys is not None and len(keys) < KEYS_PER_SHARD:
+                keys.append(key)
+    missing = [k for k, keys in out.items() if not keys]
+    if missing:
+        raise ConfigError(f"shard(s) {missing} own no key through the map changes: nothing to probe")
+    return out
+
+
 def run_scenario(name: str, seed: int, settings: PartitionBenchSettings) -> dict[str, Any]:
     """One scenario with one seed: the simulated run and what it measured."""
     from quorate.bench.hrb_sim import HrbRunConfig, linearizable
@@ -417,15 +544,17 @@ def run_scenario(name: str, seed: int, settings: PartitionBenchSettings) -> dict
     from quorate.runtime.sim.composed import SystemSimulation
 
     s = settings
+    dynamic = name in RESHARD_SCENARIOS
     run_config = HrbRunConfig(
         nodes=s.nodes, shard_size=s.shard_size, core=s.core, regions=s.regions, quorum=s.quorum,
         duration_s=s.duration_s, drain_s=s.drain_s, seed=seed, heal_at_s=s.heal_at_s,
+        dynamic_sharding=dynamic, partitioner=not dynamic,
     )
     hrb_settings = dataclasses.replace(run_config.settings(), partition=PartitionConfig())
     model_class = _model_class()
 
     def scenario_of(model: Any) -> Scenario:
-        return build_scenario(name, s, model.shards, model.members_of[0])
+        return build_scenario(name, s, model.shards, model.members_of[0], seed)
 
     model = model_class(hrb_settings, scenario_of, s)
     scenario: Scenario = model.scenario
@@ -449,6 +578,7 @@ def run_scenario(name: str, seed: int, settings: PartitionBenchSettings) -> dict
         points = [s.cut_at_s, *[t for t in probes if s.cut_at_s < t < s.heal_at_s], s.heal_at_s]
         shards.append({
             "shard": shard,
+            "probed": scenario.probed is None or shard in scenario.probed,
             "members": len(members),
             "majority_side": None if side is None else len([m for m in members if m in side]),
             "quorum_needed": quorum_needed(len(members), s.quorum),
@@ -469,6 +599,7 @@ def run_scenario(name: str, seed: int, settings: PartitionBenchSettings) -> dict
         reconcile_s = round(max(v for v in reconcile_parts.values() if v is not None) - s.heal_at_s, 3)
     half_applied = report["atomicity_violations"] + report["atomicity_unsettled_txns"]
     lost = final["acked_not_committed"]
+    reshard = _reshard_outcome(scenario, report, model.reshard_unsettled(alive), s) if dynamic else None
     evidence_resent = sum(m.hold.resent for m in model.members.values() if hasattr(m, "hold"))
     return {
         "scenario": name,
@@ -492,9 +623,90 @@ def run_scenario(name: str, seed: int, settings: PartitionBenchSettings) -> dict
         "safety_violations": report["safety_violations"],
         "linearizable": lin,
         "check_verdict": verdict,
+        **({"reshard": reshard} if reshard is not None else {}),
         "trace_sha256": report["trace_sha256"],
         "wall_s": round(wall, 3),
     }
+
+
+def _reshard_outcome(
+    scenario: Scenario, report: dict[str, Any], unsettled: list[str], s: PartitionBenchSettings
+) -> dict[str, Any]:
+    """What became of each change the scenario requested: ``committed`` or
+    ``aborted`` (with when it was begun and settled, in simulated seconds,
+    whether it settled before the cut, during it or after the heal),
+    ``refused`` by the core (with the reason), or ``not begun`` / ``in
+    flight`` at the end; and what is left unsettled in the shards."""
+    from quorate.hrb.reshard_driver import describe
+
+    d = report["dynamic_sharding"]
+    changes = d["changes"]
+    refusals = list(d["scripted_refused"])
+    requested = []
+    for at, change in scenario.plan:
+        detail = describe(change)
+        mine = [c for c in changes if c["change"] == detail]
+        entry: dict[str, Any] = {"change": detail, "requested_at_s": round(at, 3)}
+        if mine:
+            last = mine[-1]
+            entry.update(outcome=last["outcome"], begun_at_s=last["begun_at_s"], settled_at_s=last["settled_at_s"])
+            settled = last["settled_at_s"]
+            if settled is not None:
+                entry["took_s"] = round(settled - last["begun_at_s"], 3)
+                entry["settled"] = (
+                    "before the cut" if settled < s.cut_at_s else "during the cut" if settled < s.heal_at_s else "after the heal"
+                )
+                if settled >= s.heal_at_s:
+                    entry["settled_after_heal_s"] = round(settled - s.heal_at_s, 3)
+            entry["attempts"] = len(mine)
+        elif not any(p["detail"] == detail for p in d["proposals"]):
+            entry["outcome"] = "not requested"  # the load (and the partitioner) stopped first
+        else:
+            entry["outcome"] = "refused" if refusals else "not begun"
+        requested.append(entry)
+    return {
+        "requested": requested,
+        "changes": changes,
+        "map_version": d["map_version"],
+        "core_refusals": d["core_refusals"],
+        "refusal_reasons": refusals,
+        "keys_installed": d["keys_installed"],
+        "keys_dropped": d["keys_dropped"],
+        "unsettled": unsettled,
+    }
+
+
+def _reshard_summary(outcomes: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """Per kind of requested change (``split``, ``merge``): how many runs
+    ended with each outcome, how many settled before the cut, during it or
+    after the heal, the median and longest time from the change's begin to
+    its commit or abort, and from the heal to it (of those settled after)."""
+    if not outcomes:
+        return None
+    out: dict[str, Any] = {}
+    for kind in ("split", "merge", "move"):
+        mine = [c for o in outcomes for c in o["requested"] if c["change"].startswith(kind)]
+        if not mine:
+            continue
+        counts: dict[str, int] = {}
+        for c in mine:
+            counts[c["outcome"]] = counts.get(c["outcome"], 0) + 1
+        took = [c["took_s"] for c in mine if "took_s" in c]
+        after_heal = [c["settled_after_heal_s"] for c in mine if "settled_after_heal_s" in c]
+        when: dict[str, int] = {}
+        for c in mine:
+            if "settled" in c:
+                when[c["settled"]] = when.get(c["settled"], 0) + 1
+        out[kind] = {
+            "outcomes": dict(sorted(counts.items())),
+            "settled": when,
+            "took_s_median": _median(list(took)),
+            "took_s_max": max(took) if took else None,
+            "settled_after_heal_s_median": _median(list(after_heal)),
+            "settled_after_heal_s_max": max(after_heal) if after_heal else None,
+        }
+    out["unsettled"] = sum(len(o["unsettled"]) for o in outcomes)
+    return out
 
 
 def _median(values: list[float | None]) -> float | None:
@@ -516,16 +728,17 @@ def run_bench(settings: PartitionBenchSettings, progress: Callable[[str], None] 
             if progress is not None:
                 progress(f"{name}, seed {seed}")
             runs.append(run_scenario(name, seed, s))
-    pairs = [p for r in runs for p in r["shards"] if p["majority_side"] is not None]
-    no_side = sum(1 for r in runs for p in r["shards"] if p["majority_side"] is None)
+    pairs = [p for r in runs for p in r["shards"] if p["probed"] and p["majority_side"] is not None]
+    no_side = sum(1 for r in runs for p in r["shards"] if p["probed"] and p["majority_side"] is None)
     per_scenario = {}
     for name in s.scenarios:
         mine = [r for r in runs if r["scenario"] == name]
-        sp = [p for r in mine for p in r["shards"] if p["majority_side"] is not None]
+        sp = [p for r in mine for p in r["shards"] if p["probed"] and p["majority_side"] is not None]
         cross = [r["cross_shard_in_cut"] for r in mine]
         reconcile = [r["reconcile_s"] for r in mine if r["reconcile_s"] is not None]
         detected = [r["detected_after_s"] for r in mine if r["detected_after_s"] is not None]
-        without = sum(1 for r in mine for p in r["shards"] if p["majority_side"] is None)
+        without = sum(1 for r in mine for p in r["shards"] if p["probed"] and p["majority_side"] is None)
+        reshard = _reshard_summary([r["reshard"] for r in mine if "reshard" in r])
         per_scenario[name] = {
             "availability": _share(sum(p["available"] for p in sp), len(sp)),
             "availability_all_pairs": _share(sum(p["available"] for p in sp), len(sp) + without),
@@ -544,6 +757,7 @@ def run_bench(settings: PartitionBenchSettings, progress: Callable[[str], None] 
             "half_applied": sum(r["half_applied"] for r in mine),
             "stuck_undecided": sum(r["stuck_undecided"] for r in mine),
             "statuses": {k: sum(r["statuses"][k] for r in mine) for k in ("ShardUnavailable", "TxnWaiting")},
+            **({"reshard": reshard} if reshard is not None else {}),
         }
     reconcile_all = [r["reconcile_s"] for r in runs if r["reconcile_s"] is not None]
     cross_all = [r["cross_shard_in_cut"] for r in runs]
@@ -563,6 +777,7 @@ def run_bench(settings: PartitionBenchSettings, progress: Callable[[str], None] 
         "lost": sum(r["lost"] for r in runs),
         "half_applied": sum(r["half_applied"] for r in runs),
         "stuck_undecided": sum(r["stuck_undecided"] for r in runs),
+        "reshard_unsettled": sum(len(r["reshard"]["unsettled"]) for r in runs if "reshard" in r),
         "safety_violations": sum(len(r["safety_violations"]) for r in runs),
         "not_linearizable_runs": sum(1 for r in runs if r["linearizable"] is False),
         "per_scenario": per_scenario,

@@ -2,10 +2,11 @@
 paper's 95 % claim (see ``quorate.bench.partition``).
 
 ``--json`` prints one machine-readable object as the last line; otherwise a
-table per scenario and the totals for people. Exit codes: 0 measured with no
-lost or half-applied transaction, no safety violation and every history
-linearizable; 1 one of those failed (one line on stderr says which); 2 a bad
-option (one line, never a traceback).
+table per scenario and the totals for people (and, for ``reshard-cut``, what
+became of its split and merge). Exit codes: 0 measured with no lost or
+half-applied transaction, no safety violation, every history linearizable
+and no shard left behind by a map change; 1 one of those failed (one line on
+stderr says which); 2 a bad option (one line, never a traceback).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from rich.table import Table
 from quorate.cli.main import bench_app, fail, missing_module, shown
 from quorate.errors import ConfigError
 
-TABLE_WIDTH = 140
+TABLE_WIDTH = 180
 
 
 def _scenarios(text: str) -> tuple[str, ...]:
@@ -32,7 +33,7 @@ def bench_partition_command(
     seeds: int = typer.Option(3, "--seeds", help="Seeds per scenario (1..50)."),
     first_seed: int = typer.Option(1, "--first-seed", help="The first seed; the others follow it."),
     scenario: str = typer.Option(
-        "region-cut,core-split,shard-halves,one-way,flapping", "--scenario", help="Scenarios, comma separated."
+        "region-cut,core-split,shard-halves,one-way,flapping,reshard-cut", "--scenario", help="Scenarios, comma separated."
     ),
     nodes: int = typer.Option(20, "--nodes", help="Nodes (8..200)."),
     shard_size: int = typer.Option(4, "--shard-size", help="Members of each shard (4..nodes/2)."),
@@ -64,6 +65,8 @@ def bench_partition_command(
     else:
         _print_tables(result)
     problems = []
+    if result["reshard_unsettled"]:
+        problems.append(f"{result['reshard_unsettled']} shard member(s) left behind or frozen by a map change")
     if result["lost"] or result["half_applied"] or result["stuck_undecided"]:
         problems.append(
             f"{result['lost']} lost, {result['half_applied']} half-applied, "
@@ -82,6 +85,23 @@ def _share(value: Any) -> str:
     return "-" if value is None else f"{100 * value:.1f} %"
 
 
+def _changes(reshard: dict[str, Any] | None) -> str:
+    """``split 3c/0a 6.5 s, merge 2c/1a 0.6 s``: committed / aborted (or else),
+    and the median time from begin to commit or abort."""
+    if reshard is None:
+        return "-"
+    parts = []
+    for kind in ("split", "merge", "move"):
+        k = reshard.get(kind)
+        if k is None:
+            continue
+        outcomes = dict(k["outcomes"])
+        committed, aborted = outcomes.pop("committed", 0), outcomes.pop("aborted", 0)
+        other = "".join(f" {n} {outcome}" for outcome, n in outcomes.items())
+        parts.append(f"{kind} {committed}c/{aborted}a{other} {shown(k['took_s_median'])} s")
+    return ", ".join(parts)
+
+
 def _print_tables(result: dict[str, Any]) -> None:
     console = Console(width=TABLE_WIDTH)
     s = result["settings"]
@@ -93,7 +113,7 @@ def _print_tables(result: dict[str, Any]) -> None:
     table = Table(title="per scenario (availability over (seed, shard) pairs with a side holding the shard's quorum)")
     for column in (
         "scenario", "pairs", "no quorum side", "avail.", "all pairs", "cross avail.", "cross ok",
-        "detect s", "reconcile s med/max", "lost", "half/stuck", "refusals",
+        "detect s", "reconcile s med/max", "lost", "half/stuck", "refusals", "map changes",
     ):
         table.add_column(column, justify="left" if column == "scenario" else "right")
     for name, r in result["per_scenario"].items():
@@ -110,6 +130,7 @@ def _print_tables(result: dict[str, Any]) -> None:
             str(r["lost"]),
             f"{r['half_applied']}/{r['stuck_undecided']}",
             str(r["statuses"]["ShardUnavailable"]),
+            _changes(r.get("reshard")),
         )
     console.print(table)
     claim = result["paper_claim_availability"]
@@ -126,7 +147,25 @@ def _print_tables(result: dict[str, Any]) -> None:
     )
     console.print(
         f"lost {result['lost']}, half-applied {result['half_applied']}, left undecided {result['stuck_undecided']}, "
-        f"safety violations {result['safety_violations']}, non-linearizable runs {result['not_linearizable_runs']}"
+        f"left behind by a map change {result['reshard_unsettled']}, safety violations {result['safety_violations']}, "
+        f"non-linearizable runs {result['not_linearizable_runs']}"
     )
+    for name, r in result["per_scenario"].items():
+        reshard = r.get("reshard")
+        if reshard is None:
+            continue
+        parts = []
+        for kind in ("split", "merge", "move"):
+            k = reshard.get(kind)
+            if k is None:
+                continue
+            outcomes = ", ".join(f"{n} {outcome}" for outcome, n in k["outcomes"].items())
+            when = ", ".join(f"{n} {moment}" for moment, n in k["settled"].items())
+            parts.append(
+                f"{kind}: {outcomes} ({when}); begin to commit or abort median {shown(k['took_s_median'])} s, max "
+                f"{shown(k['took_s_max'])} s; of those settled after the heal, median "
+                f"{shown(k['settled_after_heal_s_median'])} s after it, max {shown(k['settled_after_heal_s_max'])} s"
+            )
+        console.print(f"{name}: {'; '.join(parts)}; left unsettled {reshard['unsettled']}")
     for name, why in result["not_run"].items():
         console.print(f"not run: {name}: {why}")

@@ -61,6 +61,11 @@ def _print_human(r: dict[str, Any]) -> None:
             f"{shown(d['before']['cross_shard_share'])} -> {shown(after.get('cross_shard_share'))}, throughput "
             f"{d['before']['throughput_ops']} -> {shown(after.get('throughput_ops'))} txn/s"
         )
+        for c in d.get("changes", []):
+            typer.echo(
+                f"  change {c['seq']} ({c['change']}): {c['outcome']}, begun at {c['begun_at_s']} s, "
+                f"settled at {shown(c['settled_at_s'])} s"
+            )
     share = r["shard_byzantine_share"]
     scope = share["honest_scope"]
     typer.echo(

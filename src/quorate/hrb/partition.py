@@ -48,7 +48,10 @@ A wrong view costs availability, never consistency.
   itself (the shard's repeated vote is refused as already decided), so a
   member that holds a transaction prepared and undecided for
   ``certificate_ask_after_s`` asks the core for its certificates
-  (``CertificateRequest``, which the core already answered).
+  (``CertificateRequest``, which the core already answered). Under dynamic
+  sharding the same holds for a map change (``quorate.hrb.reshard``): a
+  member asks for the changes it may have missed when the core comes back
+  and while one is in flight in its log (``Reconciliation``).
 
 Invariants: a node always counts itself reachable; ``quorum_needed`` never
 asks for more members than there are; degraded mode only ever *withholds*
@@ -69,6 +72,7 @@ from quorate.errors import ConfigError
 from quorate.hrb.core.commands import CertificateRequest
 from quorate.hrb.desk import AgentDesk
 from quorate.hrb.messages import CORE_GROUP_BASE, RemovalProposal, Transaction
+from quorate.hrb.reshard import reshard_certificate_key
 from quorate.hrb.shard.proofs import FollowerMajorityQuorum
 from quorate.hrb.system import ShardMember, route_to_core
 from quorate.hrb.txn import shard_of_key
@@ -87,6 +91,7 @@ __all__ = [
     "PartitionMember",
     "PartitionWatch",
     "ReachabilityDetector",
+    "Reconciliation",
     "ShardUnavailable",
     "ShardView",
     "Side",
@@ -522,7 +527,8 @@ class PartitionDesk(AgentDesk):
     minority side may not serve, tells a waiting cross-shard transaction's
     agent why, and serves reads marked stale."""
 
-    def __init__(self, member: PartitionMember, view: ShardView) -> None:
+    def __init__(self, member: Any, view: ShardView) -> None:
+        """``member``: a ``PartitionMember`` or a ``ReshardingPartitionMember``."""
         super().__init__(member)
         self.partition_member = member
         self.view = view
@@ -554,7 +560,9 @@ class PartitionDesk(AgentDesk):
             self.refused += 1
             self.replies.append((src, ShardUnavailable(message.txn_id, v.shard, decision.status, decision.reason)))
             return
-        shards = {shard_of_key(op.key, len(v.shards)) for op in message.ops}
+        handoff = self.partition_member.store.handoff
+        owner = handoff if handoff is not None else (lambda key: shard_of_key(key, len(v.shards)))
+        shards = {owner(op.key) for op in message.ops}
         if shards != {v.shard}:
             involved = {k: self._members(k) for k in shards if k in v.shards}
             waiting = cross_shard_decision(watch.reachable(now), involved, v.core_members(), v.mode)
@@ -591,33 +599,47 @@ class PartitionDesk(AgentDesk):
         ))
 
 
-class PartitionMember(ShardMember):
-    """A ``ShardMember`` that reconciles after a partition: its removal
-    proposals go again when the core comes back after an outage
-    (``EvidenceHold``), and it asks the core for the certificates of
-    transactions it has held prepared and undecided for
-    ``certificate_ask_after_s`` (a decision certified while the shard was
-    cut off never arrives otherwise: the core refuses a repeated vote on a
-    decided transaction as already decided, and answers a
-    ``CertificateRequest`` with the certificates it holds)."""
+class Reconciliation:
+    """What a shard member does to reconcile after a partition (module
+    docstring, "Reconciliation on heal"); a ``PartitionMember`` or a
+    ``quorate.hrb.reshard_member.ReshardingPartitionMember`` passes it its
+    outbound messages (``outbound``) and sends what it returns.
 
-    __slots__ = ("_checked_at", "_prepared_since", "asked", "hold", "view")
+    - Its removal proposals go again when the core comes back after an
+      outage (``EvidenceHold``).
+    - It asks the core for the certificates of transactions it has held
+      prepared and undecided for ``certificate_ask_after_s`` (a decision
+      certified while the shard was cut off never arrives otherwise: the
+      core refuses a repeated vote on a decided transaction as already
+      decided, and answers a ``CertificateRequest`` with the certificates
+      it holds).
+    - Under dynamic sharding, it asks for the certificates of the map
+      changes it may have missed (``reshard_certificate_key``): the core
+      sends a ``ReshardBegin``, ``ReshardCommit`` or ``ReshardAbort`` to
+      every shard once, and nothing else repeats it, so a shard cut off
+      from the core when it was sent would stay frozen (a source), never
+      install what it was given (a target), or vote no on every
+      transaction begun on the new map (any shard). See ``_ask_reshard``."""
 
-    def __init__(self, member: Any, store: Any, view: ShardView) -> None:
-        super().__init__(member, store)
+    __slots__ = (
+        "_checked_at", "_core_out", "_prepared_since", "_reshard_asked_at", "_reshard_catch_up", "_reshard_progress",
+        "asked", "hold", "view",
+    )
+
+    def __init__(self, view: ShardView) -> None:
         self.view = view
         self.hold = EvidenceHold(view.config.heartbeat_timeout_s)
         self._prepared_since: dict[bytes, float] = {}
         self._checked_at = float("-inf")
+        self._reshard_asked_at: float | None = None
+        self._reshard_catch_up = False
+        self._reshard_progress: tuple[int, int, int | None] | None = None
+        self._core_out = False
         self.asked = 0
         """Certificate requests sent."""
 
-    @property
-    def store(self) -> Any:
-        return self._store
-
-    def take_outbound(self) -> list[Any]:
-        out = super().take_outbound()
+    def outbound(self, out: list[Any], store: Any) -> list[Any]:
+        """``out`` (the member's messages for other groups), plus what reconciliation sends."""
         watch = self.view.watch()
         if watch is None or not watch.informed:
             return out
@@ -628,13 +650,15 @@ class PartitionMember(ShardMember):
         if now < self._checked_at + RECONCILE_CHECK_S:
             return out
         self._checked_at = now
-        again = self.hold.update(core_side(watch.reachable(now), self.view.core_members()).has_quorum, now)
+        core_up = core_side(watch.reachable(now), self.view.core_members()).has_quorum
+        again = self.hold.update(core_up, now)
         if again:
-            out = out + route_to_core(again, self._store)
-        return out + self._ask_certificates(now)
+            out = out + route_to_core(again, store)
+        back = core_up and self._core_out
+        self._core_out = not core_up
+        return out + self._ask_certificates(store, now) + self._ask_reshard(store, now, back)
 
-    def _ask_certificates(self, now: float) -> list[Any]:
-        store = self._store
+    def _ask_certificates(self, store: Any, now: float) -> list[Any]:
         since = self._prepared_since
         for txn_id in [t for t in since if t not in store.prepared]:
             del since[txn_id]
@@ -645,10 +669,83 @@ class PartitionMember(ShardMember):
             if now >= first + wait:
                 due.append(txn_id)
                 since[txn_id] = now  # ask again after another wait
-        if not due:
+        return self._request(store, sorted(due))
+
+    def _ask_reshard(self, store: Any, now: float, core_back: bool) -> list[Any]:
+        """The certificates of the map change(s) this shard may have missed.
+
+        When the core comes back after an outage the member asks at once
+        for the change after the last it settled (and the one in flight
+        here), and again each time an answer moved its map on, until an
+        ask brings nothing within ``certificate_ask_after_s`` (the core had
+        no later change). While a change is in flight here (its begin
+        applied, a begin held for an earlier commit, or a transaction begun
+        on a newer map) it asks every ``certificate_ask_after_s``."""
+        handoff = store.handoff
+        if handoff is None:
             return []
-        self.asked += len(due)
+        waiting = handoff.begin is not None or bool(handoff.held) or handoff.newest_seen > handoff.map.version
+        progress = (handoff.map.version, handoff.settled, None if handoff.begin is None else handoff.begin.seq)
+        wait = self.view.config.certificate_ask_after_s
+        asked_at = self._reshard_asked_at
+        if core_back:
+            self._reshard_catch_up = True
+        elif self._reshard_catch_up and progress != self._reshard_progress:
+            pass  # the last answer moved the map on: ask for the next change at once
+        elif asked_at is not None and now >= asked_at + wait and (waiting or self._reshard_catch_up):
+            self._reshard_catch_up = False  # nothing came for a whole wait: the core had no later change
+            if not waiting:
+                self._reshard_asked_at = None
+                return []
+        elif waiting and asked_at is None:
+            self._reshard_asked_at = now  # the first ask after one wait
+            return []
+        else:
+            if not waiting and not self._reshard_catch_up:
+                self._reshard_asked_at = None
+            return []
+        self._reshard_asked_at = now
+        self._reshard_progress = progress
+        seqs = {handoff.settled + 1}
+        if handoff.begin is not None:
+            seqs.add(handoff.begin.seq)
+        return self._request(store, [reshard_certificate_key(seq) for seq in sorted(seqs)])
+
+    def _request(self, store: Any, keys: list[bytes]) -> list[Any]:
+        if not keys:
+            return []
+        self.asked += len(keys)
         epoch = store.epoch
         group = CORE_GROUP_BASE + epoch
         members = store.epoch_members()
-        return [(NodeId(m), group, CertificateRequest(epoch, txn_id)) for txn_id in sorted(due) for m in members]
+        return [(NodeId(m), group, CertificateRequest(epoch, key)) for key in keys for m in members]
+
+
+class PartitionMember(ShardMember):
+    """A ``ShardMember`` that reconciles after a partition (``Reconciliation``)."""
+
+    __slots__ = ("reconciliation",)
+
+    def __init__(self, member: Any, store: Any, view: ShardView) -> None:
+        super().__init__(member, store)
+        self.reconciliation = Reconciliation(view)
+
+    @property
+    def store(self) -> Any:
+        return self._store
+
+    @property
+    def view(self) -> ShardView:
+        return self.reconciliation.view
+
+    @property
+    def hold(self) -> EvidenceHold:
+        return self.reconciliation.hold
+
+    @property
+    def asked(self) -> int:
+        """Certificate requests sent."""
+        return self.reconciliation.asked
+
+    def take_outbound(self) -> list[Any]:
+        return self.reconciliation.outbound(super().take_outbound(), self._store)

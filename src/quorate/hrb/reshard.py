@@ -92,11 +92,22 @@ __all__ = [
     "agent_of_key",
     "decode_state",
     "handoff_bytes",
+    "reshard_certificate_key",
     "reshard_request_bytes",
 ]
 
 _encoder = msgspec.msgpack.Encoder()
 AGENT_PREFIX = "@"
+
+
+RESHARD_CERTIFICATE_PREFIX = b"quorate.hrb.reshard/"
+
+
+def reshard_certificate_key(seq: int) -> bytes:
+    """What a ``CertificateRequest`` names to ask for the certificates of
+    map change ``seq`` (its begin and its commit or abort): never a
+    transaction id, whose length is fixed and shorter."""
+    return RESHARD_CERTIFICATE_PREFIX + seq.to_bytes(8, "big")
 
 
 def agent_key(agent: str, name: str) -> str:
@@ -499,6 +510,9 @@ class ShardHandoff:
         self.ready: dict[tuple[int, int], tuple[int, int, bytes]] = {}
         self.installed = 0
         self.dropped = 0
+        self.newest_seen = initial.version
+        """The newest map version a transaction applied here was begun on (a
+        newer one than ``map``: this shard missed a change's certificates)."""
 
     # -- the map --------------------------------------------------------------------
     def __call__(self, key: str) -> int:
@@ -524,6 +538,8 @@ class ShardHandoff:
         return None
 
     def prepare_refusal(self, map_version: int | None, keys: Iterable[str]) -> str | None:
+        if map_version is not None and map_version > self.newest_seen:
+            self.newest_seen = map_version
         if map_version is not None and map_version != self.map.version:
             return f"map version: the transaction was begun on map {map_version}, this shard is on {self.map.version}"
         for key in keys:

@@ -45,7 +45,11 @@ any change of the map, settles it.
 
 ``scripted`` changes (``(time, change)``, for tests and the CLI's
 ``--reshard``) are proposed at their time as they are (a move whose source is
-0 from the agent's home then), and the policy is off.
+0 from the agent's home then), and the policy is off. With
+``queue_scripted`` a scripted change that falls due while another change is
+in flight, or while a request is sent and not settled, waits until it
+settles (polling every ``QUEUE_POLL_S``) and is then proposed on the map in
+force; without it, it is proposed at once and the core refuses it as busy.
 """
 
 from __future__ import annotations
@@ -80,9 +84,11 @@ from quorate.sharding import (
     shard_traffic,
 )
 
-__all__ = ["MAX_RESENDS", "Repartitioner", "RepartitionerSettings", "describe"]
+__all__ = ["MAX_RESENDS", "QUEUE_POLL_S", "Repartitioner", "RepartitionerSettings", "describe"]
 
 MAX_RESENDS = 3
+QUEUE_POLL_S = 0.25
+"""A queued scripted change looks this often whether the change before it settled."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +105,8 @@ class RepartitionerSettings:
     min_gain: float = 0.3
     max_imbalance: float = 1.5
     seed: int = 0
+    queue_scripted: bool = False
+    """A scripted change due while another is in flight waits for it (module docstring)."""
 
 
 @dataclass(slots=True)
@@ -129,6 +137,7 @@ class Repartitioner:
     _affinity_index: dict[str, int] = field(default_factory=dict)
     _quiet_until_round: int = 0
     _round: int = 0
+    _queued_until: float = 0.0
 
     def __post_init__(self) -> None:
         self.next_round_at = self.settings.round_s
@@ -152,7 +161,7 @@ class Repartitioner:
         if self.outstanding is not None:
             times.append(self._outstanding_at + self.settings.round_s)
         if self.scripted:
-            times.append(self.scripted[0][0])
+            times.append(max(self.scripted[0][0], self._queued_until))
         return min(times) if times else None
 
     def tick(self, now: float) -> list[ReshardRequest]:
@@ -173,6 +182,9 @@ class Repartitioner:
             else:
                 self.outstanding = None
         while self.scripted and self.scripted[0][0] <= now:
+            if self.settings.queue_scripted and (busy or out or self.outstanding is not None):
+                self._queued_until = now + QUEUE_POLL_S
+                break
             _, change = self.scripted.pop(0)
             out.append(self._request(current, change, now, "scripted"))
         if now < self.next_round_at or self.scripted_only:

@@ -11,6 +11,10 @@ report lost, a core view change, an epoch change: the core counts one
 report per member, so repeats are harmless). Every member reports, not only
 the leader: the core needs f + 1 matching states, so one lying member cannot
 hand off a forged state.
+
+``ReshardingPartitionMember`` is the same member with partition handling on
+(``quorate.hrb.partition.Reconciliation``): it also reconciles
+after a cut, and fetches the certificates of a map change it missed.
 """
 
 from __future__ import annotations
@@ -18,11 +22,12 @@ from __future__ import annotations
 from typing import Any
 
 from quorate.core.host import GroupMessage
+from quorate.hrb.partition import EvidenceHold, Reconciliation, ShardView
 from quorate.hrb.reshard import HandoffReport, handoff_bytes
 from quorate.hrb.shard.state import ShardStore
 from quorate.hrb.system import ShardMember, route_to_core
 
-__all__ = ["ReshardingShardMember"]
+__all__ = ["ReshardingPartitionMember", "ReshardingShardMember"]
 
 RESEND_S = 1.0
 
@@ -93,3 +98,35 @@ class ReshardingShardMember(ShardMember):
         live = {(seq, *route) for route, (seq, _, _) in self._store.handoff.ready.items()}
         self._sent = {k: v for k, v in self._sent.items() if k in live}
         return out + route_to_core(reports, self._store)  # type: ignore[arg-type]
+
+
+class ReshardingPartitionMember(ReshardingShardMember):
+    """``ReshardingShardMember`` that reconciles after a partition (see the module docstring)."""
+
+    __slots__ = ("reconciliation",)
+
+    def __init__(
+        self, member: Any, store: ShardStore, view: ShardView, *, resend_s: float = RESEND_S, now: float = 0.0
+    ) -> None:
+        super().__init__(member, store, resend_s=resend_s, now=now)
+        self.reconciliation = Reconciliation(view)
+
+    @property
+    def store(self) -> ShardStore:
+        return self._store
+
+    @property
+    def view(self) -> ShardView:
+        return self.reconciliation.view
+
+    @property
+    def hold(self) -> EvidenceHold:
+        return self.reconciliation.hold
+
+    @property
+    def asked(self) -> int:
+        """Certificate requests sent."""
+        return self.reconciliation.asked
+
+    def take_outbound(self) -> list[GroupMessage]:
+        return self.reconciliation.outbound(super().take_outbound(), self._store)

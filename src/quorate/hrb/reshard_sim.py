@@ -36,10 +36,11 @@ from typing import Any
 
 from quorate.hrb.agents import INITIAL_BALANCE, agent_name
 from quorate.hrb.core.snapshot import DynamicCoreSnapshot
-from quorate.hrb.messages import CORE_GROUP_BASE
+from quorate.hrb.messages import CORE_GROUP_BASE, TxnBegin, decode_decision
+from quorate.hrb.partition import ShardView
 from quorate.hrb.reshard import MapChange, ReshardState, ShardMap
 from quorate.hrb.reshard_driver import Repartitioner, RepartitionerSettings, describe
-from quorate.hrb.reshard_member import ReshardingShardMember
+from quorate.hrb.reshard_member import ReshardingPartitionMember, ReshardingShardMember
 from quorate.ids import NodeId
 from quorate.sharding import HashRing
 
@@ -161,6 +162,13 @@ class DynamicSharding:
         self.refusal_reasons: dict[str, int] = {}
         self._changes: dict[int, str] = {}
         """Map version -> the change that leads to it, as seen in flight."""
+        self.changes: dict[int, dict[str, Any]] = {}
+        """Change seq -> what became of it: the change, when an honest core member
+        first held it begun and settled, and whether it committed or aborted."""
+        self._certified: dict[int, int] = {}
+        """Epoch -> the core decisions whose certificates were read (``_read_begins``)."""
+        self._counts = (0, 0)
+        """(commits, aborts) of the most advanced honest core member seen."""
         self._members: list[ReshardingShardMember] = []
 
     # -- hooks of HrbSystem -----------------------------------------------------------------
@@ -170,17 +178,42 @@ class DynamicSharding:
     def core_desk(self, core: Any) -> CoreDesk:
         return CoreDesk(core)
 
-    def member(self, inner: Any, store: Any, now: float) -> ReshardingShardMember:
-        member = ReshardingShardMember(inner, store, now=now)
+    def member(self, inner: Any, store: Any, now: float, view: ShardView | None = None) -> ReshardingShardMember:
+        """A shard member that reports hand-offs; with ``view`` (partition
+        handling on) one that also reconciles after a cut."""
+        member = (
+            ReshardingShardMember(inner, store, now=now)
+            if view is None
+            else ReshardingPartitionMember(inner, store, view, now=now)
+        )
         self._members.append(member)
         return member
 
-    def observe_core(self, state: Any, now: float) -> None:
+    def _read_begins(self, epoch: int, certifier: Any) -> None:
+        """The shards the core involved in each transaction (by its map at the
+        begin), read from the certified begins as they form; an agent on an
+        older map may have guessed others (``AgentPool.involved``)."""
+        involved = self.system.pool.involved
+        index = self._certified.get(epoch, 0)
+        while True:
+            certificate = certifier.certificate(index + 1)
+            if certificate is None:
+                break
+            index += 1
+            decision = decode_decision(certificate.decision)
+            if isinstance(decision, TxnBegin):
+                involved[decision.txn.txn_id] = tuple(sorted({*decision.shards, decision.txn.home_shard}))
+        self._certified[epoch] = index
+
+    def observe_core(self, state: Any, now: float, certifier: Any = None) -> None:
         table = state.reshard
         if table is None:
             return
         current = table.current
         pending = table.pending
+        self._follow_changes(table, now)
+        if certifier is not None:
+            self._read_begins(state.epoch, certifier)
         if pending is not None:
             self._changes.setdefault(pending.begin.version, describe(pending.begin.change))
         if current.version > self.map.version:
@@ -197,6 +230,28 @@ class DynamicSharding:
             if reason.startswith("reshard refused: ") and count > self.refusal_reasons.get(reason, 0):
                 self.refusal_reasons[reason] = count
                 self.partitioner.refused()
+
+    def _follow_changes(self, table: Any, now: float) -> None:
+        """Record each change's begin and its outcome (observation only)."""
+        state = table.state
+        pending = table.pending
+        if pending is not None and pending.begin.seq not in self.changes:
+            self.changes[pending.begin.seq] = {
+                "seq": pending.begin.seq, "change": describe(pending.begin.change), "version": pending.begin.version,
+                "begun_at_s": round(now, 3), "settled_at_s": None, "outcome": "in flight",
+            }
+        counts = (state.commits, state.aborts)
+        if sum(counts) <= sum(self._counts):
+            return
+        self._counts = counts
+        settled = state.seq if pending is None else state.seq - 1
+        # Of the changes to one version, only the last settled can have committed.
+        last = {c["version"]: seq for seq, c in sorted(self.changes.items()) if seq <= settled}
+        for seq, change in self.changes.items():
+            if seq <= settled and change["settled_at_s"] is None:
+                change["settled_at_s"] = round(now, 3)
+                committed = state.current.version >= change["version"] and last[change["version"]] == seq
+                change["outcome"] = "committed" if committed else "aborted"
 
     def tick(self, now: float) -> None:
         pool = self.system.pool
@@ -221,6 +276,15 @@ class DynamicSharding:
 
     def stop(self) -> None:
         self.partitioner.stopped = True
+
+    def script(self, changes: Sequence[tuple[float, MapChange]], *, queue: bool) -> None:
+        """Propose ``changes`` at their times instead of the partitioner's
+        policy; with ``queue``, one due while another is in flight waits
+        for it (``RepartitionerSettings.queue_scripted``)."""
+        partitioner = self.partitioner
+        partitioner.scripted = sorted(changes, key=lambda c: c[0])
+        partitioner.scripted_only = True
+        partitioner.settings = dataclasses.replace(partitioner.settings, queue_scripted=queue)
 
     # -- checks and report ---------------------------------------------------------------------
     def bank_total(self, best: dict[int, Any], unsettled: int, violations: list[dict[str, Any]]) -> tuple[int, int]:
@@ -262,6 +326,7 @@ class DynamicSharding:
             "proposals": self.partitioner.proposals,
             "map_version": self.map.version,
             "commits": [{"at_s": round(t, 3), "version": v, "change": self._changes.get(v)} for t, v in self.commits],
+            "changes": [dict(c) for _, c in sorted(self.changes.items())],
             "aborts": self._seen_aborts,
             "core_refusals": self.refused,
             # What a scripted change got wrong (a stale or busy refusal of a repeated request is not).

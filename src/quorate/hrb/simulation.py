@@ -91,6 +91,7 @@ from quorate.hrb.partition import (
     ShardView,
 )
 from quorate.hrb.reputation import summary as reputation_summary
+from quorate.hrb.reshard_member import ReshardingPartitionMember
 from quorate.hrb.scope import deployment_risk, shard_byzantine_share, shard_risk, third_bound
 from quorate.hrb.shard.byzantine import BEHAVIOURS as SHARD_BEHAVIOURS
 from quorate.hrb.shard.byzantine import ByzantineShardReplica
@@ -193,8 +194,6 @@ class HrbSimSettings:
         parse_hrb_byzantine(self.byzantine)
         if self.partition is not None:
             self.partition.validate()
-            if self.dynamic_sharding:
-                raise ConfigError("partition handling and dynamic sharding cannot be combined in one run yet")
         return self
 
 
@@ -395,7 +394,11 @@ class HrbSystem:
             inner = ByzantineShardReplica(replica, behaviour, rng=random.Random(f"{seed}:byzantine:{node}:{now}"))
         if self.settings.partition is not None:
             view = self._shard_view(int(node), replica.store)
-            degraded = PartitionMember(inner, replica.store, view)
+            degraded: Any = (
+                PartitionMember(inner, replica.store, view)
+                if self.dynamic is None
+                else self.dynamic.member(inner, replica.store, now, view)
+            )
             self.members[int(node)] = degraded
             return HostedGroup(group, degraded, None, state=PartitionDesk(degraded, view))
         if self.dynamic is not None:
@@ -416,7 +419,10 @@ class HrbSystem:
     def _watched_by(self, node: int) -> tuple[int, ...]:
         """The peers a node's watch sends heartbeats to: its shard's members and the core it knows."""
         member = self.members.get(node)
-        core = member.store.epoch_members() if isinstance(member, PartitionMember) else self.members_of[0]
+        if isinstance(member, PartitionMember | ReshardingPartitionMember):
+            core = member.store.epoch_members()
+        else:
+            core = self.members_of[0]
         return tuple(sorted(set(self.shards[self.shard_of[node]]) | set(core)))
 
     def _shard_view(self, node: int, store: Any) -> ShardView:
@@ -479,7 +485,7 @@ class HrbSystem:
         if node in self.byzantine:
             return
         if self.dynamic is not None:
-            self.dynamic.observe_core(state, now)
+            self.dynamic.observe_core(state, now, core.certifier)  # type: ignore[attr-defined]
         point = (epoch, snapshot.decisions)
         seen = self._chains.setdefault(point, (snapshot.chain, node))
         if seen[0] != snapshot.chain:
@@ -667,7 +673,13 @@ class HrbSystem:
             outcome = decided.get(txn_id)
             if outcome is None:
                 continue
-            if any(k not in best or txn_id not in best[k].store.decided for k in shards):
+            # A shard that never heard of an aborted transaction has nothing to settle
+            # (the abort can be decided before the begin reaches a shard that was cut off).
+            if any(
+                k not in best
+                or (txn_id not in best[k].store.decided and (outcome[0] or txn_id in best[k].store.prepared))
+                for k in shards
+            ):
                 unsettled += 1
         if self.settings.workload.workload != "bank":
             return count, unsettled, None

@@ -261,6 +261,7 @@ class FakeStore:
     prepared: dict[bytes, Any] = field(default_factory=dict)
     epoch: int = 0
     evicted: set[int] = field(default_factory=set)
+    handoff: Any = None
 
     def epoch_members(self) -> tuple[int, ...]:
         return CORE

@@ -33,6 +33,11 @@ Theory of operation.
   sends it on down the line of collectors like a fresh decision: every
   member that replayed signs once the surviving signers' partials reach
   it in the rotation, and the certificate forms.
+- **Asked again.** A member answers a ``CertificateRequest`` with the
+  certificates it holds for a transaction (its begin and its decision), or
+  for a map change (``quorate.hrb.reshard.reshard_certificate_key``: its
+  begin and its commit or abort), so a shard that was cut off when they
+  were sent can fetch them.
 - **Refusals** (``Rejection`` with a reason): a partial for another epoch,
   from a non-member or an evicted member, outside the window of indexes, or
   one that does not verify; a certificate that does not verify.
@@ -76,6 +81,7 @@ from quorate.hrb.messages import (
     certificate_bytes,
     decode_decision,
 )
+from quorate.hrb.reshard import ReshardAbort, ReshardBegin, ReshardCommit, reshard_certificate_key
 from quorate.ids import NodeId
 
 __all__ = ["Certifier", "CoreKeyChain"]
@@ -172,6 +178,9 @@ class Certifier:
             txn_id = decision.txn.txn_id
         elif isinstance(decision, TxnDecision):
             txn_id = decision.txn_id
+        elif isinstance(decision, ReshardBegin | ReshardCommit | ReshardAbort):
+            # A shard that was cut off when a map change was sent asks for it by this key.
+            txn_id = reshard_certificate_key(decision.seq)
         if txn_id is not None:
             self._txn_of[index] = txn_id
             self._by_txn.setdefault(txn_id, []).append(index)
