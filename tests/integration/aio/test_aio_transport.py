@@ -384,6 +384,33 @@ def test_a_turns_messages_to_one_peer_travel_as_one_batch_in_order() -> None:
     asyncio.run(scenario())
 
 
+def test_a_batch_that_would_pass_the_frame_limit_is_cut_into_frames_within_it() -> None:
+    """Messages queued together that do not fit one frame leave in several
+    batch frames, each within the limit, and arrive whole and in order."""
+    received: list[tuple[NodeId, WireMessage]] = []
+    config = TransportConfig(max_frame_bytes=1000, backoff_initial_s=0.01, backoff_max_s=0.05)
+
+    async def scenario() -> None:
+        one, two = pair(None, None, received, config=config)
+        await one.start()
+        await two.start()
+        try:
+            one.send(NodeId(2), Note(-1))
+            await wait_until(lambda: len(received) == 1, "the connection")
+            frames = one.metrics["frames_sent"]
+            for n in range(200):  # about 10 bytes each: 2,000 bytes in all
+                one.send(NodeId(2), Note(1000 + n))
+            await wait_until(lambda: len(received) == 201, "every message")
+            assert [m.n for _, m in received[1:]] == [1000 + n for n in range(200)]  # type: ignore[attr-defined]
+            assert 3 <= one.metrics["frames_sent"] - frames <= 4
+            assert two.metrics["oversize_frames"] == 0
+        finally:
+            await one.close()
+            await two.close()
+
+    asyncio.run(scenario())
+
+
 def test_a_batch_with_a_bad_group_closes_its_connection() -> None:
     """A batch holding a group id out of range is malformed: the connection
     closes (counted) and none of its messages reaches the node."""

@@ -144,8 +144,9 @@ DEFAULT_PEER_DEAD_AFTER_S = 10.0
 KEEPALIVE_PROBES = 3
 
 Address = tuple[str, int]
-_FRAME_OVERHEAD_BYTES = 32
-"""Room for a frame's length prefix and envelope (version, sender, batch tag) around its messages."""
+_FRAME_OVERHEAD_BYTES = 64
+"""Room for a frame body's envelope around its messages (version, sender and
+the batch's tag and list header take at most 33 bytes)."""
 
 
 class Hello(WireMessage, tag="transport.Hello", frozen=True):
