@@ -93,3 +93,38 @@ def test_duplicate_tags_are_refused() -> None:
 
     with pytest.raises(LocalProtocolError, match="duplicate"):
         WireCodec([Ping, Other])
+
+
+class Hello(WireMessage, tag="test.Hello", frozen=True):
+    node: int
+
+
+BATCHING = WireCodec([Hello, Ping, Blob], batch_types=[Ping, Blob])
+
+
+@given(st.lists(st.tuples(st.integers(min_value=0, max_value=1 << 20), st.integers(), st.binary(max_size=50)), max_size=30))
+def test_a_batch_carries_its_messages_and_groups_in_order(items: list[tuple[int, int, bytes]]) -> None:
+    messages = [(group, Ping(seq) if seq % 2 else Blob(data)) for group, seq, data in items]
+    body = BATCHING.encode_batch(NodeId(4), [BATCHING.encode_item(m, g) for g, m in messages])
+    sender, batch, group = BATCHING.decode_frame(body)
+    assert (sender, group, type(batch)) == (4, 0, BATCHING.batch_type)
+    assert BATCHING.batch_items(batch) == messages
+
+
+def test_a_batch_holds_only_its_types_and_valid_groups() -> None:
+    hello_inside = msgspec.msgpack.encode((1, 4, ["transport.Batch", [[0, ["test.Hello", 1]]]]))
+    with pytest.raises(RemoteProtocolError):
+        BATCHING.decode_frame(hello_inside)
+    nested = msgspec.msgpack.encode((1, 4, ["transport.Batch", [[0, ["transport.Batch", []]]]]))
+    with pytest.raises(RemoteProtocolError):
+        BATCHING.decode_frame(nested)
+    bad_group = msgspec.msgpack.encode((1, 4, ["transport.Batch", [[-1, ["test.Ping", 1, ""]]]]))
+    _, batch, _ = BATCHING.decode_frame(bad_group)
+    with pytest.raises(RemoteProtocolError):
+        BATCHING.batch_items(batch)
+
+
+def test_a_codec_without_batch_types_refuses_a_batch() -> None:
+    assert CODEC.batch_type is None
+    with pytest.raises(RemoteProtocolError):
+        CODEC.decode_frame(msgspec.msgpack.encode((1, 4, ["transport.Batch", []])))

@@ -19,8 +19,9 @@ Theory of operation.
   (quiescence: idle Raft groups stop heartbeating after
   ``quiesce_after_s``), and measures over ``duration_s`` each node
   process's CPU (``/proc/<pid>/stat``, as a percentage of one core) and the
-  peer frames the nodes sent (their ``transport.frames_sent`` counters, read
-  by ``Status`` before and after). The same is measured for a cluster of one
+  peer messages the nodes sent (their ``transport.messages_sent`` counters,
+  read by ``Status`` before and after; a turn's messages to one peer share a
+  frame, so ``transport.frames_sent`` may count fewer). The same is measured for a cluster of one
   Raft group (no ranges, no quiescence: the plain ``quorate cluster up``
   cluster) in the same invocation.
 """
@@ -149,13 +150,13 @@ def _idle_cluster(nodes: int, groups: int, duration_s: float, base_port: int, se
         ready_s = time.monotonic() - started
         time.sleep(settle_s)
         pids = {node_name(n): cluster.pid(n) for n in cluster.ids}
-        frames_before = asyncio.run(_frames_sent(cluster))
+        frames_before = asyncio.run(_messages_sent(cluster))
         cpu_before = {n: process_tree_cpu_seconds(p) if p else None for n, p in pids.items()}
         t0 = time.monotonic()
         time.sleep(duration_s)
         wall_s = time.monotonic() - t0
         cpu_after = {n: process_tree_cpu_seconds(p) if p else None for n, p in pids.items()}
-        frames_after = asyncio.run(_frames_sent(cluster))
+        frames_after = asyncio.run(_messages_sent(cluster))
         quiesced = asyncio.run(_quiesced(cluster)) if groups else None
     finally:
         cluster.kill_all()
@@ -176,14 +177,15 @@ def _idle_cluster(nodes: int, groups: int, duration_s: float, base_port: int, se
     }
 
 
-async def _frames_sent(cluster: LocalCluster) -> dict[int, int]:
-    """Peer frames each node sent so far (the status request itself travels on a client connection)."""
+async def _messages_sent(cluster: LocalCluster) -> dict[int, int]:
+    """Peer messages each node sent so far (the status request itself travels on a client connection)."""
     client = AsyncClient(cluster.endpoints, insecure=True, timeout_s=5.0)
     try:
         out = {}
         for status in await client.cluster_status():
             if status is not None:
-                out[status.node] = status.metrics.get("transport.frames_sent", 0)
+                metrics = status.metrics
+                out[status.node] = metrics.get("transport.messages_sent", metrics.get("transport.frames_sent", 0))
         return out
     finally:
         await client.close()

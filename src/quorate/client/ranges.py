@@ -217,10 +217,14 @@ class RangedCalls:
         return self.client.members.get(node)
 
     async def _ask(self, address: Address, request: ClientRequest, group: int, timeout_s: float) -> ClientReply:
+        # asyncio.timeout, not wait_for: the same deadlines (each step within
+        # timeout_s) without a task and its wake-ups per step of every call.
         client = self.client
-        connection: _Connection = await asyncio.wait_for(client._connect(address), timeout_s)
+        async with asyncio.timeout(timeout_s):
+            connection: _Connection = await client._connect(address)
         connection.send(request, group)
-        return await asyncio.wait_for(_matching(connection.receive, request), timeout_s)
+        async with asyncio.timeout(timeout_s):
+            return await _matching(connection.receive, request)
 
     async def _pause(self, pause_s: float, deadline: float) -> float:
         loop = asyncio.get_running_loop()

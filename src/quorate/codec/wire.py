@@ -6,7 +6,16 @@ Every message type is a ``WireMessage`` subclass with a unique string ``tag``
 ``[WIRE_VERSION, sender, message]`` for a message of group 0 and
 ``[WIRE_VERSION, sender, message, group]`` for one of another group (a node
 hosts many protocol groups, ``quorate.core.host``): the single-group encoding
-is unchanged, and a frame without a group belongs to group 0. ``WireCodec`` is built from the list of
+is unchanged, and a frame without a group belongs to group 0.
+
+*Batches.* A codec built with ``batch_types`` also speaks one more message,
+``transport.Batch``: ``[tag, [[group, message], ...]]``, many messages of
+many groups from one sender in one frame body (a node's turn sends each peer
+the messages of all its groups at once, so one frame and one decode carry
+them all). A batch's messages are of ``batch_types`` only (never another
+batch); ``batch_items`` checks their group ids. ``encode_item`` encodes one
+``[group, message]`` pair ahead of time and ``encode_batch`` joins such
+pairs into a frame body without encoding them again. ``WireCodec`` is built from the list of
 message types a node speaks; decoding validates every field's type and raises
 ``RemoteProtocolError`` for malformed bytes, unknown tags or wrong versions.
 Untrusted bytes are never unpickled.
@@ -27,15 +36,32 @@ from quorate.errors import LocalProtocolError, RemoteProtocolError
 from quorate.ids import MAX_GROUP_ID, NodeId
 
 WIRE_VERSION = 1
+BATCH_TAG = "transport.Batch"
+
+
+class _RawBatch(msgspec.Struct, tag=BATCH_TAG, array_like=True):
+    """A batch whose ``[group, message]`` pairs are encoded already (encoding only)."""
+
+    items: list[msgspec.Raw]
 
 
 class WireCodec:
     """Encoder/decoder for a fixed set of message types."""
 
-    def __init__(self, types: Iterable[type[WireMessage]]) -> None:
+    def __init__(self, types: Iterable[type[WireMessage]], batch_types: Iterable[type[WireMessage]] = ()) -> None:
         self.types = tuple(types)
         if not self.types:
             raise LocalProtocolError("a WireCodec needs at least one message type")
+        inner = tuple(batch_types)
+        self.batch_type: type[WireMessage] | None = None
+        """The ``transport.Batch`` message of this codec (``None`` without ``batch_types``)."""
+        if inner:
+            inner_union: Any = Union[inner] if len(inner) > 1 else inner[0]  # noqa: UP007
+            batch: Any = msgspec.defstruct(
+                "Batch", [("items", list[tuple[int, inner_union]])], bases=(WireMessage,), tag=BATCH_TAG
+            )
+            self.batch_type = batch
+            self.types = (*self.types, batch)
         tags: dict[object, type[WireMessage]] = {}
         for t in self.types:
             tag = t.__struct_config__.tag
@@ -57,6 +83,23 @@ class WireCodec:
         if group:
             return self._encoder.encode((WIRE_VERSION, sender, message, group))
         return self._encoder.encode((WIRE_VERSION, sender, message))
+
+    def encode_item(self, message: WireMessage, group: int = 0) -> msgspec.Raw:
+        """One ``[group, message]`` pair of a batch, encoded (``encode_batch`` joins them)."""
+        return msgspec.Raw(self._encoder.encode((group, message)))
+
+    def encode_batch(self, sender: NodeId, items: list[msgspec.Raw]) -> bytes:
+        """One frame body carrying every pair of ``items`` (from ``encode_item``)."""
+        return self._encoder.encode((WIRE_VERSION, sender, _RawBatch(items)))
+
+    def batch_items(self, batch: Any) -> list[tuple[int, WireMessage]]:
+        """The ``(group, message)`` pairs of a decoded batch; ``RemoteProtocolError``
+        when a group id is out of range."""
+        items: list[tuple[int, WireMessage]] = batch.items
+        for group, _ in items:
+            if not 0 <= group <= MAX_GROUP_ID:
+                raise RemoteProtocolError(f"invalid group id {group} in a batch")
+        return items
 
     def decode(self, body: bytes) -> tuple[NodeId, WireMessage]:
         """Decode one frame body of group 0; ``RemoteProtocolError`` on

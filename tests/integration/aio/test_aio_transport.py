@@ -24,7 +24,7 @@ from aio_harness import (
 from toy_replication import toy_binding
 
 from quorate.cli.certs import issue_certificate
-from quorate.codec import WireCodec, encode_frame
+from quorate.codec import FrameDecoder, WireCodec, encode_frame
 from quorate.core.wire import WireMessage
 from quorate.ids import NodeId
 from quorate.runtime.aio import Hello, TlsConfig, Transport, TransportConfig
@@ -338,5 +338,149 @@ def test_close_ends_a_dial_that_completes_as_it_is_cancelled() -> None:
         finally:
             await one.close()
             await two.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_turns_messages_to_one_peer_travel_as_one_batch_in_order() -> None:
+    """Messages of many groups queued for a peer in one turn leave as one
+    ``transport.Batch`` frame and arrive one by one, in order, with their groups."""
+    arrived: list[tuple[int, int]] = []
+
+    async def scenario() -> None:
+        ports = free_ports(2)
+        addresses = {NodeId(1): (LOOPBACK, ports[0]), NodeId(2): (LOOPBACK, ports[1])}
+
+        def transport(node: int) -> Transport:
+            return Transport(
+                NodeId(node),
+                addresses[NodeId(node)],
+                addresses,
+                peer_message_types=(Note,),
+                on_peer_message=lambda sender, m, group: arrived.append((group, m.n)),  # type: ignore[attr-defined]
+                insecure=True,
+                config=FAST_BACKOFF,
+            )
+
+        one, two = transport(1), transport(2)
+        await one.start()
+        await two.start()
+        try:
+            one.send(NodeId(2), Note(-1))
+            await wait_until(lambda: len(arrived) == 1, "the connection")
+            frames = one.metrics["frames_sent"]
+            for n in range(50):
+                one.send(NodeId(2), Note(n), n % 7)
+            await wait_until(lambda: len(arrived) == 51, "the batch")
+            assert arrived[1:] == [(n % 7, n) for n in range(50)]
+            assert one.metrics["frames_sent"] == frames + 1
+            assert one.metrics["messages_sent"] == 51
+            assert two.metrics["batches_received"] == 1
+            assert two.metrics["messages_received"] == 51
+        finally:
+            await one.close()
+            await two.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_batch_that_would_pass_the_frame_limit_is_cut_into_frames_within_it() -> None:
+    """Messages queued together that do not fit one frame leave in several
+    batch frames, each within the limit, and arrive whole and in order."""
+    received: list[tuple[NodeId, WireMessage]] = []
+    config = TransportConfig(max_frame_bytes=1000, backoff_initial_s=0.01, backoff_max_s=0.05)
+
+    async def scenario() -> None:
+        one, two = pair(None, None, received, config=config)
+        await one.start()
+        await two.start()
+        try:
+            one.send(NodeId(2), Note(-1))
+            await wait_until(lambda: len(received) == 1, "the connection")
+            frames = one.metrics["frames_sent"]
+            for n in range(200):  # about 10 bytes each: 2,000 bytes in all
+                one.send(NodeId(2), Note(1000 + n))
+            await wait_until(lambda: len(received) == 201, "every message")
+            assert [m.n for _, m in received[1:]] == [1000 + n for n in range(200)]  # type: ignore[attr-defined]
+            assert 3 <= one.metrics["frames_sent"] - frames <= 4
+            assert two.metrics["oversize_frames"] == 0
+        finally:
+            await one.close()
+            await two.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_batch_with_a_bad_group_closes_its_connection() -> None:
+    """A batch holding a group id out of range is malformed: the connection
+    closes (counted) and none of its messages reaches the node."""
+    received: list[tuple[NodeId, WireMessage]] = []
+
+    async def scenario() -> None:
+        one, two = pair(None, None, received)
+        await two.start()
+        try:
+            hello_codec = WireCodec((Hello,))
+            reader, writer = await asyncio.open_connection(*two.listen_address)
+            writer.write(encode_frame(hello_codec.encode(NodeId(1), Hello(1, "peer", batches=True))))
+            batch = ["transport.Batch", [[3, ["test.Note", 1]], [-5, ["test.Note", 2]]]]
+            writer.write(encode_frame(msgspec.msgpack.encode((1, 1, batch))))
+            while await asyncio.wait_for(reader.read(65536), 15):
+                pass
+            writer.close()
+            assert two.metrics["malformed_messages"] == 1
+            assert received == []
+        finally:
+            await one.close()
+            await two.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_peer_that_reads_no_batches_gets_one_frame_per_message() -> None:
+    """A peer whose ``Hello`` does not offer batches (a node from before
+    them) is sent plain frames, which it decodes without knowing batches."""
+
+    async def scenario() -> None:
+        ports = free_ports(2)
+        addresses = {NodeId(1): (LOOPBACK, ports[0]), NodeId(2): (LOOPBACK, ports[1])}
+        one = Transport(
+            NodeId(1),
+            addresses[NodeId(1)],
+            addresses,
+            peer_message_types=(Note,),
+            on_peer_message=lambda sender, m, group: None,
+            insecure=True,
+            config=FAST_BACKOFF,
+        )
+        old_codec = WireCodec((Hello, Note))
+        got: list[tuple[int, int]] = []
+        done = asyncio.Event()
+
+        async def old_node(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            decoder = FrameDecoder()
+            writer.write(encode_frame(old_codec.encode(NodeId(2), Hello(2, "peer"))))
+            while not done.is_set():
+                data = await reader.read(65536)
+                if not data:
+                    return
+                for body in decoder.feed(data):
+                    _, message, group = old_codec.decode_frame(body)
+                    if isinstance(message, Note):
+                        got.append((group, message.n))
+                if len(got) == 20:
+                    done.set()
+
+        old = await asyncio.start_server(old_node, LOOPBACK, ports[1])
+        await one.start()
+        try:
+            for n in range(20):
+                one.send(NodeId(2), Note(n), n % 3)
+            await asyncio.wait_for(done.wait(), WAIT_LIMIT_S)
+            assert got == [(n % 3, n) for n in range(20)]
+            assert one.metrics["frames_sent"] == one.metrics["messages_sent"] == 20
+        finally:
+            await one.close()
+            old.close()
 
     asyncio.run(scenario())

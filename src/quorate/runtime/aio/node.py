@@ -1149,16 +1149,27 @@ class AioNode:
         """Answer clients, notice leadership changes, arm the timer."""
         host = self.host_or_raise()
         transport = self.transport_or_raise()
-        groups = {group.id: group for group in host.turned}
-        host.turned.clear()
+        turned = host.turned
+        groups = {group.id: group for group in turned}
+        turned.clear()
         only = host.only
         if only is not None:
             groups[only.id] = only
-        groups.update(self._asked)
-        self._asked.clear()
+        if self._asked:
+            groups.update(self._asked)
+            self._asked.clear()
+        leaders = self._leaders
+        me = self.id
         for group in groups.values():
+            binding = group.binding
+            if binding is not None:
+                # _watch_leadership(group), when the leader is the one last seen:
+                # nothing to log or abandon (most groups, most turns).
+                leader = binding.leadership(group.core)[0]
+                seen = leaders.get(group.id)
+                if seen is None or seen[0] != leader or seen[1] != (leader == me):
+                    self._watch_leadership(group)
             service = group.state
-            self._watch_leadership(group)
             if service is None or not service.has_replies():
                 continue
             for to, reply in service.take_replies():

@@ -30,6 +30,17 @@ step, then tries again; a successful handshake resets the backoff.
 carries its group id (``quorate.codec.wire``; absent for group 0), which the
 transport hands up with the message and puts on what it sends.
 
+*One frame per peer per turn.* ``send`` encodes a message (and its group) at
+once but only queues it; the peer's sender task, which runs after the node's
+turn, writes everything queued for that peer as one ``transport.Batch``
+frame (``quorate.codec.wire``; cut into several when it would pass the frame
+limit), so a turn of many groups costs each peer one frame, one decode and
+one read instead of one per message. A peer whose ``Hello`` did not say it
+reads batches (``batches``; a node from before them) gets one frame per
+message. The receiver hands a batch's messages up one by one, in order, as
+if each had come in its own frame; a batch holding a malformed group id
+closes the connection like any malformed frame.
+
 *Peers that vanish.* A peer whose host disappears without closing its
 connections (a pod rescheduled to another address, a cable pulled) sends no
 FIN or RST, and TCP alone would keep writing into the void for many
@@ -105,9 +116,11 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
+
 from quorate.codec import DEFAULT_MAX_FRAME_BYTES, FrameDecoder, WireCodec, encode_frame
 from quorate.core.wire import WireMessage
-from quorate.errors import ConfigError, RemoteProtocolError
+from quorate.errors import ConfigError, LocalProtocolError, RemoteProtocolError
 from quorate.ids import NodeId, node_name
 from quorate.runtime.aio.peer_rtt import PING_INTERVAL_S, PeerRtt
 from quorate.runtime.aio.tls import TlsConfig, certificate_names
@@ -131,6 +144,9 @@ DEFAULT_PEER_DEAD_AFTER_S = 10.0
 KEEPALIVE_PROBES = 3
 
 Address = tuple[str, int]
+_FRAME_OVERHEAD_BYTES = 64
+"""Room for a frame body's envelope around its messages (version, sender and
+the batch's tag and list header take at most 33 bytes)."""
 
 
 class Hello(WireMessage, tag="transport.Hello", frozen=True):
@@ -141,6 +157,9 @@ class Hello(WireMessage, tag="transport.Hello", frozen=True):
     pings: bool = False
     """The sender answers ``Ping`` (appended with a default: older nodes
     neither send nor expect it)."""
+    batches: bool = False
+    """The sender reads ``transport.Batch`` frames (appended with a default,
+    as ``pings``)."""
 
 
 class Ping(WireMessage, tag="transport.Ping", frozen=True):
@@ -253,7 +272,18 @@ class _Slot:
 class _Connection:
     """One stream plus its frame decoder."""
 
-    __slots__ = ("address", "decoder", "frame_timeout_s", "label", "outgoing", "pending", "pings", "reader", "writer")
+    __slots__ = (
+        "address",
+        "batches",
+        "decoder",
+        "frame_timeout_s",
+        "label",
+        "outgoing",
+        "pending",
+        "pings",
+        "reader",
+        "writer",
+    )
 
     def __init__(
         self,
@@ -273,6 +303,7 @@ class _Connection:
         self.pending: deque[bytes] = deque()  # complete frame bodies not yet decoded
         self.outgoing: list[bytes] = []  # frames queued by send_to_client, not yet written
         self.pings = False  # the peer's Hello said it answers Ping
+        self.batches = False  # the peer's Hello said it reads batches
 
     async def next_body(self) -> bytes | None:
         """The next frame body, or ``None`` at end of stream. A frame that has
@@ -317,13 +348,14 @@ class _TlsPendingProtocol(asyncio.StreamReaderProtocol):
 
 
 class _PeerLink:
-    """Outbound state for one peer: a bounded frame queue and the connection."""
+    """Outbound state for one peer: a bounded queue of encoded messages and the connection."""
 
     __slots__ = ("connection", "peer", "queue", "wakeup")
 
     def __init__(self, peer: NodeId) -> None:
         self.peer = peer
-        self.queue: deque[bytes] = deque()
+        self.queue: deque[tuple[msgspec.Raw, WireMessage, int]] = deque()
+        """(the encoded ``[group, message]`` pair, the message, its group), oldest first."""
         self.connection: _Connection | None = None
         self.wakeup = asyncio.Event()
 
@@ -362,7 +394,8 @@ class Transport:
         self.config = (config or TransportConfig()).validate()
         self._peer_types = tuple(peer_message_types)
         self._client_types = tuple(client_message_types)
-        self.codec = WireCodec((Hello, Ping, Pong, *self._peer_types, *self._client_types))
+        self.codec = WireCodec((Hello, Ping, Pong, *self._peer_types, *self._client_types), batch_types=self._peer_types)
+        self._batch_type = self.codec.batch_type
         self._on_peer_message = on_peer_message
         self._on_client_message = on_client_message
         self._server_ssl = tls.server_context() if tls is not None else None
@@ -500,17 +533,25 @@ class Transport:
     # ------------------------------------------------------------ sending
     def send(self, to: NodeId, message: WireMessage, group: int = 0) -> None:
         """Queue ``message`` of ``group`` for peer ``to``; never blocks. Drops
-        the oldest queued frame when the peer's queue is full."""
+        the oldest queued message when the peer's queue is full. A message
+        the peer would refuse as oversize raises ``LocalProtocolError`` here."""
         link = self._links.get(to)
         if link is None:
             self._count("unknown_destination", node_name(to), "no address for this peer")
             return
-        frame = encode_frame(self.codec.encode(self.id, message, group), self.config.max_frame_bytes)
-        if len(link.queue) >= self.config.send_queue_limit:
-            link.queue.popleft()
+        item = self.codec.encode_item(message, group)
+        if len(item) + _FRAME_OVERHEAD_BYTES > self.config.max_frame_bytes:
+            raise LocalProtocolError(
+                f"a {type(message).__name__} of {len(item)} bytes does not fit a frame of "
+                f"at most {self.config.max_frame_bytes} bytes"
+            )
+        queue = link.queue
+        if len(queue) >= self.config.send_queue_limit:
+            queue.popleft()
             self.metrics["send_queue_drops"] += 1
-        link.queue.append(frame)
-        link.wakeup.set()
+        queue.append((item, message, group))
+        if len(queue) == 1:
+            link.wakeup.set()
 
     def send_to_client(self, connection_id: int, message: WireMessage, group: int = 0) -> None:
         """Write ``message`` to a client connection; dropped (and counted) if
@@ -550,7 +591,7 @@ class Transport:
         return connection.address if connection is not None else "?"
 
     def queued(self, peer: NodeId) -> int:
-        """Frames waiting for ``peer``."""
+        """Messages waiting for ``peer``."""
         link = self._links.get(peer)
         return len(link.queue) if link is not None else 0
 
@@ -583,11 +624,13 @@ class Transport:
             connection = link.connection
             if connection is None or not link.queue:
                 continue
-            frames = list(link.queue)
+            queued = list(link.queue)
             link.queue.clear()
+            frames = self._frames(queued, connection.batches)
             try:
                 connection.writer.writelines(frames)
                 self.metrics["frames_sent"] += len(frames)
+                self.metrics["messages_sent"] += len(queued)
                 # drain() waits while the socket buffer is above its high-water
                 # mark; meanwhile new frames wait in the bounded queue.
                 await connection.writer.drain()
@@ -595,6 +638,26 @@ class Transport:
                 connection.close()
             if link.queue:
                 link.wakeup.set()
+
+    def _frames(self, queued: list[tuple[msgspec.Raw, WireMessage, int]], batches: bool) -> list[bytes]:
+        """The frames that carry ``queued`` to a peer: batches of them when it
+        reads batches (each within the frame limit), else one frame each."""
+        codec = self.codec
+        limit = self.config.max_frame_bytes
+        if not batches or len(queued) == 1:
+            return [encode_frame(codec.encode(self.id, message, group), limit) for _, message, group in queued]
+        frames: list[bytes] = []
+        items: list[msgspec.Raw] = []
+        size = _FRAME_OVERHEAD_BYTES
+        for item, _, _ in queued:
+            if items and size + len(item) > limit:
+                frames.append(encode_frame(codec.encode_batch(self.id, items), limit))
+                items = []
+                size = _FRAME_OVERHEAD_BYTES
+            items.append(item)
+            size += len(item)
+        frames.append(encode_frame(codec.encode_batch(self.id, items), limit))
+        return frames
 
     # ------------------------------------------------------------ dialing
     async def _dial_loop(self, link: _PeerLink) -> None:
@@ -661,6 +724,7 @@ class Transport:
                     "wrong_peer", f"expected {node_name(peer)} at {address}, got {hello!r}"
                 )
             connection.pings = hello.pings
+            connection.batches = hello.batches
             if self.peer_check is not None:
                 reason = self.peer_check(peer, _peer_certificate(writer))
                 if reason is not None:
@@ -671,7 +735,7 @@ class Transport:
         return connection
 
     def _hello(self, role: str) -> bytes:
-        return encode_frame(self.codec.encode(self.id, Hello(self.id, role, pings=role == ROLE_PEER)))
+        return encode_frame(self.codec.encode(self.id, Hello(self.id, role, pings=role == ROLE_PEER, batches=role == ROLE_PEER)))
 
     # ------------------------------------------------------------ accepting
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -747,6 +811,7 @@ class Transport:
             return
         if hello.role == ROLE_PEER:
             connection.pings = hello.pings
+            connection.batches = hello.batches
             await self._accept_peer(connection, NodeId(hello.node), slot)
         elif hello.role == ROLE_CLIENT and self._on_client_message is not None:
             await self._serve_client(connection)
@@ -815,6 +880,8 @@ class Transport:
         link.connection = connection
         link.wakeup.set()
         peer = link.peer
+        batch_type = self._batch_type
+        on_peer_message = self._on_peer_message
         try:
             while True:
                 sender, message, group = await self._receive(connection)
@@ -823,6 +890,20 @@ class Transport:
                         "sender_spoofed",
                         f"frame claims sender {sender} on {node_name(peer)}'s connection",
                     )
+                if type(message) is batch_type:
+                    try:
+                        items = self.codec.batch_items(message)
+                    except RemoteProtocolError as exc:
+                        raise _Refused("malformed_messages", str(exc)) from None
+                    self.metrics["messages_received"] += len(items)
+                    self.metrics["batches_received"] += 1
+                    limiter = self._limiter
+                    for item_group, item in items:
+                        if limiter is not None and not limiter.allow(peer, time.monotonic()):
+                            self.metrics["rate_limited_drops"] += 1
+                            continue
+                        on_peer_message(peer, item, item_group)
+                    continue
                 if type(message) is Ping:
                     connection.writer.write(encode_frame(self.codec.encode(self.id, Pong(message.seq))))
                     continue
