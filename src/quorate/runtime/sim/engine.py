@@ -17,7 +17,12 @@ across runs and machines). Given the same seed and configuration the loop
 processes the same events in the same order; ``trace_sha256`` proves it. The
 trace is a running SHA-256 over the msgpack encoding of every popped event tuple
 (time, seq, kind, endpoints, the message itself, its size), fed in batches of
-``TRACE_BATCH_EVENTS`` so hashing costs no per-event allocation.
+``TRACE_BATCH_EVENTS`` so hashing costs no per-event allocation. Within a
+batch, a large payload (``TRACE_REUSE_MIN_BYTES`` on the wire or more) that
+several events carry — one broadcast object delivered to many receivers — is
+encoded once and its bytes reused (``msgspec.Raw``) for the other events: the
+bytes hashed are exactly the same, without encoding an n-entry MAC
+authenticator n times.
 
 Cost: every event passes through ``run``, which only pops it, records it for
 the trace and calls its handler; ``events`` is derived from the trace buffer
@@ -53,6 +58,10 @@ Handler = Callable[[Event], object]
 
 TRACE_BATCH_EVENTS = 4096
 """Events buffered before they are encoded into the trace hash."""
+
+TRACE_REUSE_MIN_BYTES = 512
+"""Wire size from which a payload repeated within a trace batch is encoded
+once and its encoding reused (see the module docstring)."""
 
 GC_ALLOCATIONS_PER_PASS = 100_000
 """While ``run`` runs, CPython's cyclic collector makes a young-generation pass
@@ -167,6 +176,19 @@ class EventLoop:
 
     def _flush_trace(self) -> None:
         buffer = self._buffer
+        heavy = [i for i, event in enumerate(buffer) if event[6] >= TRACE_REUSE_MIN_BYTES]
+        if len(heavy) > 1:
+            # The buffer holds every payload it names, so an id stays unique
+            # until the buffer is cleared.
+            encoded: dict[int, msgspec.Raw] = {}
+            encode = self._encoder.encode
+            for i in heavy:
+                event = buffer[i]
+                payload = event[5]
+                raw = encoded.get(id(payload))
+                if raw is None:
+                    raw = encoded[id(payload)] = msgspec.Raw(encode(payload))
+                buffer[i] = (event[0], event[1], event[2], event[3], event[4], raw, event[6])
         self._hash.update(self._encoder.encode(buffer))
         self._flushed += len(buffer)
         buffer.clear()
