@@ -264,6 +264,17 @@ class SimRampRunner:
     p99_bound_ms: float = 0.0
     """This protocol's own p99 bound (0: the run's): for a protocol whose
     message pattern alone exceeds the run's bound, stated in the report."""
+    options_from_n: tuple[tuple[int, Mapping[str, Any]], ...] = ()
+    """(from n, options): settings that replace ``options``' from that size
+    on (the best configuration changes with n; in the report's settings)."""
+
+    def options_for(self, n: int) -> dict[str, Any]:
+        """The options of a cell of ``n`` replicas."""
+        options = dict(self.options)
+        for from_n, overrides in self.options_from_n:
+            if n >= from_n:
+                options.update(overrides)
+        return options
 
     def unavailable(self) -> str | None:
         from quorate.protocols import binding
@@ -275,7 +286,10 @@ class SimRampRunner:
         return None
 
     def settings(self) -> dict[str, Any]:
-        return {"options": dict(self.options), "why": self.why}
+        out: dict[str, Any] = {"options": dict(self.options), "why": self.why}
+        if self.options_from_n:
+            out["options_from_n"] = {str(n): dict(o) for n, o in self.options_from_n}
+        return out
 
     def measure(self, context: CellContext) -> dict[str, Any]:
         start = context.start_rate_ops or self.start_rate_ops
@@ -284,7 +298,7 @@ class SimRampRunner:
             nodes=context.n,
             regions=context.network.regions,
             inter_region_ms=context.network.inter_region_ms,
-            options=dict(self.options),
+            options=self.options_for(context.n),
             seed=context.seed,
             clients=PAPER_CLIENT_ENDPOINTS,
             bandwidth_gbps=context.network.bandwidth_gbps,
@@ -299,7 +313,9 @@ class SimRampRunner:
             context = replace(context, p99_bound_ms=self.p99_bound_ms)
         from_n, long_warmup_s = self.large_n_warmup_s
         warmup_s = long_warmup_s if from_n and context.n >= from_n else self.warmup_s
-        return ramp_cell(target, context, start, warmup_s)
+        cell = ramp_cell(target, context, start, warmup_s)
+        cell["options"] = target.options
+        return cell
 
 
 def ramp_cell(target: PaperSimTarget, context: CellContext, start_rate_ops: float, warmup_s: float) -> dict[str, Any]:
@@ -519,8 +535,10 @@ RUNNERS: dict[str, ProtocolRunner] = {
     "hotstuff": SimRampRunner(
         "hotstuff",
         "HotStuff",
-        {"scheme": "bls", "quorum_certificates": "aggregate", "batch_max": 256},
-        "chained HotStuff with BLS-aggregated quorum certificates (one signature checked per QC), blocks of up to 256 commands",
+        {"scheme": "bls", "quorum_certificates": "aggregate", "batch_max": 256, "startup_sync": False},
+        "chained HotStuff with BLS-aggregated quorum certificates (one signature checked per QC), blocks of up to 256 commands; "
+        "no start-up sync (every replica of a cell boots at time 0 from an empty disk, so each of the n * (n - 1) "
+        "requests would be answered with the genesis certificate)",
         warmup_s=0.5,
     ),
     "casper": SimRampRunner(
