@@ -528,9 +528,19 @@ RUNNERS: dict[str, ProtocolRunner] = {
         "(a fifth of the 100 ms inter-region round trip), a checkpoint every 128 sequence numbers "
         "(K = 128 as in Castro and Liskov's evaluation; checkpoints are all-to-all too); "
         "f = floor((n - 1) / 3), so n >= 3f + 1 at every n of the figure (the paper's '4f + 1' would mean "
-        "fewer faults tolerated at the same n, not a different protocol)",
+        "fewer faults tolerated at the same n, not a different protocol). From n = 256 on: signatures and "
+        "100 ms batches (200 ms from n = 512). An authenticator carries n - 1 MACs of 32 bytes, so at n = 256 "
+        "every prepare and commit is about 9.5 KB and a replica's two broadcasts of a batch hold its 1 Gbps link "
+        "for about 39 ms, while signatures cost it 2(n - 1) verifications of about 36 us (about 20 ms of CPU); "
+        "measured at n = 256, 200 ops/s, 100 ms batches, seed 1: p50 240 ms with signatures vs 274 ms with MACs. "
+        "Longer batches at large n keep each replica's per-batch work (2(n - 1) messages) within its CPU, and "
+        "the simulator's events per simulated second proportional to batches",
         complexity=2,
         warmup_s=0.5,
+        options_from_n=(
+            (256, {"authentication": "signatures", "batch_timeout_s": 0.1}),
+            (512, {"batch_timeout_s": 0.2}),
+        ),
     ),
     "hotstuff": SimRampRunner(
         "hotstuff",
