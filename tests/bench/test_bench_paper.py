@@ -279,3 +279,12 @@ def test_a_runner_s_options_change_from_the_sizes_it_names() -> None:
     assert "options_from_n" in pbft.settings()
     hotstuff = RUNNERS["hotstuff"]
     assert isinstance(hotstuff, SimRampRunner) and hotstuff.options_for(16)["startup_sync"] is False
+
+
+def test_the_first_step_estimate_counts_fewer_timer_batches_where_the_timeout_grows() -> None:
+    from quorate.bench.paper import RUNNERS, _batch_rate_ratio
+
+    assert _batch_rate_ratio(RUNNERS["pbft"], 128, 256) == pytest.approx(0.2)  # 20 ms -> 100 ms
+    assert _batch_rate_ratio(RUNNERS["pbft"], 16, 32) == pytest.approx(1.0)
+    assert _batch_rate_ratio(RUNNERS["hotstuff"], 128, 256) == 1.0  # no batch timer
+    assert _batch_rate_ratio(RUNNERS["hrb"], 128, 256) == 1.0  # not a ramp runner

@@ -595,6 +595,19 @@ def _source_dir() -> str:
     return str(Path(__file__).resolve().parent)
 
 
+def _batch_rate_ratio(runner: ProtocolRunner, from_n: int, to_n: int) -> float:
+    """How many fewer timer-closed batches per second ``runner`` runs at
+    ``to_n`` than at ``from_n`` (its ``batch_timeout_s`` at each; 1 without one)."""
+    options_for = getattr(runner, "options_for", None)
+    if options_for is None:
+        return 1.0
+    before = options_for(from_n).get("batch_timeout_s")
+    after = options_for(to_n).get("batch_timeout_s")
+    if not isinstance(before, (int, float)) or not isinstance(after, (int, float)) or before <= 0 or after <= 0:
+        return 1.0
+    return float(before) / float(after)
+
+
 Progress = Callable[[str, float], None]
 """``(what, done share 0..1)``."""
 
@@ -642,6 +655,10 @@ def figures_1_2(config: PaperConfig, cost: CostModel, crypto: CryptoCosts, progr
             if previous is not None and previous[1] > 0:
                 wanted = start_rate or previous[2]
                 estimate = previous[1] * (n / previous[0]) ** runner.complexity * wanted / previous[2]
+                # A protocol whose batches close on a timer runs at least one
+                # batch per timeout: a longer timeout at this n (its options
+                # change with n) means proportionally fewer batches to simulate.
+                estimate *= _batch_rate_ratio(runner, previous[0], n)
                 if estimate > FIRST_STEP_SHARE * cell_budget:
                     start_rate = wanted * FIRST_STEP_SHARE * cell_budget / estimate
                     fitted_note = (
