@@ -264,3 +264,27 @@ def test_a_cell_whose_carried_start_rate_is_below_the_minimum_is_not_run(monkeyp
     assert measured == [16]
     cell = fig["protocols"]["raft"]["cells"]["32"]
     assert cell["status"] == "not run" and "below 50 ops/s" in cell["reason"]
+
+
+def test_a_runner_s_options_change_from_the_sizes_it_names() -> None:
+    from quorate.bench.paper import RUNNERS, SimRampRunner
+
+    pbft = RUNNERS["pbft"]
+    assert isinstance(pbft, SimRampRunner)
+    assert pbft.options_for(64)["authentication"] == "macs"
+    assert pbft.options_for(256)["authentication"] == "signatures"
+    assert pbft.options_for(256)["batch_timeout_s"] == 0.1
+    assert pbft.options_for(1000)["batch_timeout_s"] == 0.2
+    assert pbft.options_for(1000)["batch_max"] == pbft.options["batch_max"]
+    assert "options_from_n" in pbft.settings()
+    hotstuff = RUNNERS["hotstuff"]
+    assert isinstance(hotstuff, SimRampRunner) and hotstuff.options_for(16)["startup_sync"] is False
+
+
+def test_the_first_step_estimate_counts_fewer_timer_batches_where_the_timeout_grows() -> None:
+    from quorate.bench.paper import RUNNERS, _batch_rate_ratio
+
+    assert _batch_rate_ratio(RUNNERS["pbft"], 128, 256) == pytest.approx(0.2)  # 20 ms -> 100 ms
+    assert _batch_rate_ratio(RUNNERS["pbft"], 16, 32) == pytest.approx(1.0)
+    assert _batch_rate_ratio(RUNNERS["hotstuff"], 128, 256) == 1.0  # no batch timer
+    assert _batch_rate_ratio(RUNNERS["hrb"], 128, 256) == 1.0  # not a ramp runner

@@ -114,3 +114,51 @@ def test_an_event_past_the_bound_stays_queued_unchanged() -> None:
     assert loop.next_time() == 3.0 and loop.pending() == 2
     loop.run(5.0)
     assert seen == [(1.0, 1), (3.0, 0), (3.0, 2)]  # same-time events keep schedule order
+
+
+def test_a_repeated_large_payload_is_hashed_as_if_encoded_each_time() -> None:
+    import hashlib
+
+    import msgspec
+
+    big = {"macs": [[i, bytes(32)] for i in range(64)]}  # well over TRACE_REUSE_MIN_BYTES
+    small = {"x": 1}
+    size = len(msgspec.msgpack.encode(big))
+    assert size >= engine.TRACE_REUSE_MIN_BYTES
+    loop = EventLoop()
+    kind = loop.add_kind(lambda e: None)
+    for i in range(10):
+        loop.schedule(i * 0.1, kind, i, 0, big, size)
+        loop.schedule(i * 0.1, kind, i, 1, small, 9)
+        loop.schedule(i * 0.1, kind, i, 2, {"macs": [[i, bytes(32)]] * 64}, size)  # equal size, other object
+    loop.run(5.0)
+    expected = []
+    seq = 0
+    for i in range(10):
+        for src, payload, n in ((0, big, size), (1, small, 9), (2, {"macs": [[i, bytes(32)]] * 64}, size)):
+            expected.append((i * 0.1, seq, kind, i, src, payload, n))
+            seq += 1
+    assert loop.trace_sha256() == hashlib.sha256(msgspec.msgpack.encode(expected)).hexdigest()
+
+
+def _trace_of(payloads: list[object], size: int) -> str:
+    loop = EventLoop()
+    kind = loop.add_kind(lambda e: None)
+    for i, payload in enumerate(payloads):
+        loop.schedule(i * 0.01, kind, i, 0, payload, size)
+    loop.run(100.0)
+    return loop.trace_sha256()
+
+
+def test_a_very_large_repeated_payload_is_hashed_once_per_batch_and_still_pinned() -> None:
+    import msgspec
+
+    big = {"macs": [[i, bytes(32)] for i in range(200)]}
+    size = len(msgspec.msgpack.encode(big))
+    assert size >= engine.TRACE_BACKREF_MIN_BYTES
+    changed = {"macs": [[i, bytes(32)] for i in range(199)] + [[199, bytes(31) + b"\x01"]]}
+    one = _trace_of([big] * 50, size)
+    assert one == _trace_of([big] * 50, size)  # deterministic
+    assert one != _trace_of([big] * 49 + [changed], size)  # a later event's payload still counts
+    assert one != _trace_of([changed] + [big] * 49, size)
+    assert one != _trace_of([big] * 51, size)

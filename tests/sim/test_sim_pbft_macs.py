@@ -19,8 +19,10 @@ import pytest
 from tests.sim.test_sim_bft import check_run, swarm_config
 
 from quorate.core.protocol import ProtocolCore
+from quorate.crypto import keyring as keyring_module
 from quorate.crypto.costmodel import CryptoCosts
-from quorate.crypto.keyring import CostModelKeyring
+from quorate.crypto.keyring import CostModelKeyring, SessionKeyMacAuthenticator
+from quorate.crypto.mac import pairwise_session_keys
 from quorate.ids import NodeId
 from quorate.pbft.messages import Commit, Prepare, PrePrepare
 from quorate.runtime.sim.protocols import SpecContext, protocol_spec
@@ -113,3 +115,40 @@ def test_metered_authenticator_charges_the_measured_hmac_cost() -> None:
     assert not auth[REPLICAS[1]].check(REPLICAS[2], b"commit", macs)
     other = CostModelKeyring(4, costs=costs).mac_authenticator(REPLICAS[1], REPLICAS)
     assert not other.check(REPLICAS[0], b"commit", macs)
+
+
+def test_the_ledger_accepts_exactly_what_the_real_hmac_check_accepts() -> None:
+    keyring = CostModelKeyring(5)
+    auth = {n: keyring.mac_authenticator(n, REPLICAS) for n in REPLICAS}
+    # The same session keys, checked by real HMACs only (no ledger).
+    plain = {
+        n: SessionKeyMacAuthenticator(n, pairwise_session_keys(keyring._mac_secret, n, [m for m in REPLICAS if m != n]))
+        for n in REPLICAS
+    }
+    made = {s: auth[s].macs(b"prepare " + bytes([int(s)]), [r for r in REPLICAS if r != s]) for s in REPLICAS}
+    for sender, macs in made.items():
+        for receiver in REPLICAS:
+            for claimed in REPLICAS:
+                for data in (b"prepare " + bytes([int(sender)]), b"prepare ?"):
+                    # The receiver's own entry, one moved from another receiver, a corrupted one.
+                    for entry in (macs.get(int(receiver)), *macs.values(), b"\x00" * 32):
+                        if entry is None:
+                            continue
+                        one = {int(receiver): entry}
+                        assert auth[receiver].check(claimed, data, one) == plain[receiver].check(claimed, data, one)
+    some = made[REPLICAS[0]]
+    entry = some[int(REPLICAS[1])]
+    assert keyring._mac_ledger.vouches(int(REPLICAS[0]), int(REPLICAS[1]), b"prepare \x00", entry)
+    assert not keyring._mac_ledger.vouches(int(REPLICAS[0]), int(REPLICAS[2]), b"prepare \x00", entry)
+    assert not keyring._mac_ledger.vouches(int(REPLICAS[0]), int(REPLICAS[1]), b"prepare \x00", bytes(x ^ 1 for x in entry))
+
+
+def test_the_ledger_forgets_when_full_and_checks_are_then_real(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(keyring_module, "MAC_LEDGER_MAX_ENTRIES", 4)
+    keyring = CostModelKeyring(6)
+    auth = {n: keyring.mac_authenticator(n, REPLICAS) for n in REPLICAS}
+    first = auth[REPLICAS[0]].macs(b"a", REPLICAS[1:])
+    auth[REPLICAS[1]].macs(b"b", [REPLICAS[0], REPLICAS[2], REPLICAS[3]])  # 6 > 4: forgets "a"'s
+    entry = first[int(REPLICAS[1])]
+    assert not keyring._mac_ledger.vouches(int(REPLICAS[0]), int(REPLICAS[1]), b"a", entry)
+    assert auth[REPLICAS[1]].check(REPLICAS[0], b"a", {int(REPLICAS[1]): entry})

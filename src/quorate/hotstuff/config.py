@@ -75,6 +75,14 @@ class HotStuffConfig:
     that aggregates, as BLS's does and the simulator's cost model with
     ``scheme = "bls"``)."""
 
+    startup_sync: bool = True
+    """Ask every peer for its certificates at start (the node module's
+    start-up sync). False skips it: only for a cluster whose replicas all
+    boot together from empty disks (a benchmark's fresh cluster), where
+    every answer would carry the genesis certificate and the sync would only
+    cost n * (n - 1) messages. A replica started without it that missed
+    blocks catches up only when a peer next sends it a certificate."""
+
     def validate(self) -> HotStuffConfig:
         """Raise ``ConfigError`` naming the first bad field; return self."""
         if self.quorum_certificates not in QUORUM_CERTIFICATE_KINDS:
@@ -101,6 +109,8 @@ class HotStuffConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+        if not isinstance(self.startup_sync, bool):
+            raise ConfigError(f"startup_sync must be true or false, got {self.startup_sync!r}")
         if not isinstance(self.leader_reputation, bool):
             raise ConfigError(f"leader_reputation must be true or false, got {self.leader_reputation!r}")
         if self.fetch_max_blocks < 4:

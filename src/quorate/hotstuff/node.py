@@ -295,7 +295,8 @@ class HotStuffReplica:
         }
         if recovered is not None and recovered.hard_state is not None:
             self._restore(recovered.hard_state, recovered.entries)
-        self._start_sync()
+        if self.config.startup_sync:
+            self._start_sync()
 
     # ------------------------------------------------------------------ contract
 

@@ -3,6 +3,7 @@ pacemaker, restarts, rejection of bad input, equivocation evidence."""
 
 from __future__ import annotations
 
+import dataclasses
 import random
 
 import msgspec
@@ -490,6 +491,23 @@ def test_a_starting_replica_asks_its_peers_until_a_quorum_answered_without_timin
     # quorum - 1 = 2 peers answered (with us, a quorum): the sync is over, the replica idles.
     r.step(NodeId(3), SyncInfo(GENESIS_QC), 0.15)
     assert r.ready().wake_at is None
+
+
+def test_without_startup_sync_a_fresh_cluster_asks_nothing_and_still_commits() -> None:
+    config = dataclasses.replace(FAST_CONFIG, startup_sync=False)
+    r = HotStuffReplica(
+        NodeId(0), [NodeId(i) for i in range(4)], config=config,
+        signer=HmacSigner(NodeId(0)), verifier=HmacVerifier(), rng=random.Random(0), now=0.0,
+    )
+    first = r.ready()
+    assert first.messages == [] and first.wake_at is None
+    net = Network(4, seed=3, config=config)
+    cmds = commands(12)
+    submit_round_robin(net, cmds)
+    net.run_until(5.0, until=lambda: net.all_committed(cmds))
+    assert net.all_committed(cmds)
+    net.check_safety()
+    assert net.sent["SyncRequest"] == 0 and net.sent["SyncInfo"] == 0
 
 
 def test_sync_requests_are_answered_at_most_once_per_half_view_timeout() -> None:

@@ -17,7 +17,18 @@ across runs and machines). Given the same seed and configuration the loop
 processes the same events in the same order; ``trace_sha256`` proves it. The
 trace is a running SHA-256 over the msgpack encoding of every popped event tuple
 (time, seq, kind, endpoints, the message itself, its size), fed in batches of
-``TRACE_BATCH_EVENTS`` so hashing costs no per-event allocation.
+``TRACE_BATCH_EVENTS`` so hashing costs no per-event allocation. Within a
+batch, a large payload (``TRACE_REUSE_MIN_BYTES`` on the wire or more) that
+several events carry — one broadcast object delivered to many receivers — is
+encoded once and its bytes reused (``msgspec.Raw``) for the other events: the
+bytes hashed are exactly the same, without encoding an n-entry MAC
+authenticator n times. A very large one (``TRACE_BACKREF_MIN_BYTES`` or
+more) is hashed in full once per batch and recorded at its later events as
+a back-reference to the first (a msgpack extension holding that event's
+index in the batch): hashing the same 20 KB authenticator for each of 500
+receivers cost more than simulating them. The trace still fixes every
+payload (the same object cannot differ within a batch); only runs that
+repeat such payloads hash differently from before.
 
 Cost: every event passes through ``run``, which only pops it, records it for
 the trace and calls its handler; ``events`` is derived from the trace buffer
@@ -53,6 +64,16 @@ Handler = Callable[[Event], object]
 
 TRACE_BATCH_EVENTS = 4096
 """Events buffered before they are encoded into the trace hash."""
+
+TRACE_REUSE_MIN_BYTES = 512
+"""Wire size from which a payload repeated within a trace batch is encoded
+once and its encoding reused (see the module docstring)."""
+
+TRACE_BACKREF_MIN_BYTES = 4096
+"""Wire size from which a payload repeated within a trace batch is recorded
+at its later events by reference to its first (see the module docstring)."""
+TRACE_BACKREF_EXT = 1
+"""msgpack extension code of a trace back-reference (4-byte big-endian index)."""
 
 GC_ALLOCATIONS_PER_PASS = 100_000
 """While ``run`` runs, CPython's cyclic collector makes a young-generation pass
@@ -167,6 +188,24 @@ class EventLoop:
 
     def _flush_trace(self) -> None:
         buffer = self._buffer
+        heavy = [i for i, event in enumerate(buffer) if event[6] >= TRACE_REUSE_MIN_BYTES]
+        if len(heavy) > 1:
+            # The buffer holds every payload it names, so an id stays unique
+            # until the buffer is cleared.
+            encoded: dict[int, tuple[int, msgspec.Raw]] = {}
+            encode = self._encoder.encode
+            Ext = msgspec.msgpack.Ext
+            for i in heavy:
+                event = buffer[i]
+                payload = event[5]
+                first = encoded.get(id(payload))
+                if first is None:
+                    first = encoded[id(payload)] = (i, msgspec.Raw(encode(payload)))
+                    buffer[i] = (event[0], event[1], event[2], event[3], event[4], first[1], event[6])
+                    continue
+                at, raw = first
+                ref: Any = raw if event[6] < TRACE_BACKREF_MIN_BYTES else Ext(TRACE_BACKREF_EXT, at.to_bytes(4, "big"))
+                buffer[i] = (event[0], event[1], event[2], event[3], event[4], ref, event[6])
         self._hash.update(self._encoder.encode(buffer))
         self._flushed += len(buffer)
         buffer.clear()
