@@ -27,6 +27,7 @@ reads them.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -37,6 +38,7 @@ from quorate.errors import ConfigError
 
 if TYPE_CHECKING:
     from quorate.bench.hrb_sim import HrbRunConfig
+    from quorate.hrb.simulation import HrbSystem
 
 __all__ = ["DEFAULT_CORE", "DEFAULT_SHARD_SIZE", "MAX_AGENTS", "HrbLoadTarget"]
 
@@ -173,3 +175,212 @@ class HrbLoadTarget:
 
     def close(self) -> None:
         pass
+
+
+OPEN_LOOP_AGENT_S = 3.0
+"""Open loop: agents per unit of rate (a transaction holds its agent until its answer; at
+the p99 bound of a second, three seconds of arrivals leave most of the pool free)."""
+OPEN_LOOP_DRAIN_S = 3.0
+"""Open loop: simulated seconds after the window (cross-shard transactions take a core round)."""
+OPEN_LOOP_KEYS_PER_SHARD = 1024
+"""Open loop: keys of each shard the transactions write (few keys would make
+conflicts with cross-shard transactions' locks the common case)."""
+LEADER_SETTLE_S = 0.1
+"""Open loop: once every shard has led in one step, later steps start this long after that."""
+
+
+@dataclass
+class HrbOpenLoopTarget:
+    """HRB under an open-loop ramp: each step a fresh seeded run in which
+    transactions arrive as a Poisson process at the step's rate, each taken
+    by a free agent (``quorate.hrb.agents``, "Arrivals"); the agents start
+    once every shard has a leader and not before the warm-up.
+
+    A step measures the transactions that arrived in the window (from the
+    agents' start): each answered one (committed or refused) counts toward
+    the throughput; the latency histogram is the **intra-shard** ones' (the
+    ramp's p99 bound judges it), the cross-shard ones' summary is in
+    ``extra``; an arrival that found every agent busy, or not answered by
+    the end of the drain, is not answered. The first step learns when the
+    shards first had leaders (the same every step: before the agents start,
+    the run does not depend on the rate) and later steps start there, so
+    every step measures a whole window."""
+
+    nodes: int
+    shard_size: int = 25
+    core: int = 7
+    regions: int = 3
+    inter_region_ms: float = 50.0
+    intra_region_ms: float = 0.5
+    bandwidth_gbps: float = 1.0
+    seed: int = 1
+    cross_shard: float = 0.2
+    read_ratio: float = 0.2
+    txn_bytes: int = 64
+    quorum: str = "byzantine"
+    core_bft: str = "hotstuff"
+    deadline: float = math.inf
+    """perf_counter() after which no new step starts (``BudgetExhausted``)."""
+    hard_deadline: float = math.inf
+    """perf_counter() after which a running step is abandoned (``BudgetExhausted``)."""
+    protocol: str = "hrb"
+    leaders_at_s: float | None = None
+    """When every shard first had a leader (learnt from the first step)."""
+
+    def run_config(self, rate_ops: float, start_s: float, window_s: float) -> HrbRunConfig:
+        from quorate.bench.hrb_sim import HrbRunConfig
+
+        shards = max(1, self.nodes // self.shard_size)
+        return HrbRunConfig(
+            nodes=self.nodes,
+            shard_size=self.shard_size,
+            core=self.core,
+            regions=self.regions,
+            inter_region_ms=self.inter_region_ms,
+            intra_region_ms=self.intra_region_ms,
+            bandwidth_gbps=self.bandwidth_gbps,
+            cross_shard=self.cross_shard,
+            read_ratio=self.read_ratio,
+            txn_bytes=self.txn_bytes,
+            workload="kv",
+            quorum=self.quorum,
+            core_bft=self.core_bft,
+            duration_s=start_s + window_s,
+            agents=max(shards, min(MAX_OPEN_LOOP_AGENTS, math.ceil(rate_ops * OPEN_LOOP_AGENT_S))),
+            drain_s=OPEN_LOOP_DRAIN_S,
+            seed=self.seed,
+        )
+
+    def elections(self) -> float | None:
+        """When every shard first has a leader, from a run with no load (the
+        same in every step: until the agents start, nothing depends on the
+        rate); None when that does not happen within ``MAX_ELECTION_S``."""
+        import time
+
+        from quorate.bench.paper_target import BudgetExhausted
+        from quorate.runtime.sim.composed import SystemSimulation
+
+        model = self._model(self.run_config(0.0, MAX_ELECTION_S, 0.0), 0.0, 0.0)
+        hard = self.hard_deadline
+
+        def until_led(now: float, end: float) -> None:
+            if model.pool.started_at is not None:
+                raise _Elected
+            if time.perf_counter() > hard:
+                raise BudgetExhausted
+
+        simulation = SystemSimulation(self.run_config(0.0, MAX_ELECTION_S, 0.0).sim_config(), model, drain_s=0.0, name="hrb")
+        with contextlib.suppress(_Elected):
+            simulation.run(until_led)
+        self.leaders_at_s = model.pool.started_at
+        return self.leaders_at_s
+
+    def _model(self, config: HrbRunConfig, rate_ops: float, start_s: float) -> HrbSystem:
+        import dataclasses
+
+        from quorate.hrb.simulation import HrbSystem
+
+        config.validate()
+        settings = config.settings()
+        settings = dataclasses.replace(
+            settings,
+            workload=dataclasses.replace(
+                settings.workload,
+                arrival_rate_ops=rate_ops,
+                start_s=start_s,
+                wait_for_leaders=True,
+                keys_per_shard=OPEN_LOOP_KEYS_PER_SHARD,
+            ),
+        )
+        return HrbSystem(settings)
+
+    def step(self, rate_ops: float, warmup_s: float, window_s: float) -> StepResult:
+        import time
+
+        from quorate.bench.paper_target import BudgetExhausted
+        from quorate.runtime.sim.composed import SystemSimulation
+
+        if time.perf_counter() > self.deadline:
+            raise BudgetExhausted
+        started = time.perf_counter()
+        if self.leaders_at_s is None:
+            self.elections()
+        start_s = max(warmup_s, self.leaders_at_s + LEADER_SETTLE_S) if self.leaders_at_s is not None else warmup_s
+        config = self.run_config(rate_ops, start_s, window_s)
+        model = self._model(config, rate_ops, start_s)
+        hard = self.hard_deadline
+
+        def guard(now: float, end: float) -> None:
+            if time.perf_counter() > hard:
+                raise BudgetExhausted
+
+        run = SystemSimulation(config.sim_config(), model, drain_s=OPEN_LOOP_DRAIN_S, name="hrb").run(guard)
+        pool = model.pool
+        began = pool.started_at if pool.started_at is not None else config.duration_s
+        end_s = config.duration_s
+        window = max(0.0, end_s - began)
+        intra = LatencyHistogram()
+        cross: list[float] = []
+        ok = failed = unknown = 0
+        for done in pool.completed:
+            if not began <= done.invoked_at < end_s:
+                continue
+            if done.outcome in ("ok", "fail"):
+                ok += done.outcome == "ok"
+                failed += done.outcome == "fail"
+                if done.cross:
+                    cross.append(done.latency_s)
+                else:
+                    intra.record_s(done.latency_s)
+            else:
+                unknown += 1
+        pending = sum(1 for a in pool.agents if a.pending is not None and began <= a.pending.invoked_at < end_s)
+        invoked = ok + failed + unknown + pending + pool.not_started
+        cross.sort()
+        return StepResult(
+            rate_ops=invoked / window if window > 0 else 0.0,
+            window_s=window,
+            invoked=invoked,
+            ok=ok,
+            failed=failed,
+            unknown=unknown + pending + pool.not_started,
+            histogram=intra,
+            resources={},
+            extra={
+                "trace_sha256": run.fields["trace_sha256"],
+                "agents": config.agents,
+                "agents_started_at_s": round(began, 3),
+                "not_started": pool.not_started,
+                "cross_shard": len(cross),
+                "cross_shard_latency_ms": _summary_ms(cross),
+                "safety_violations": len(run.fields["safety_violations"]),
+                "events": run.fields["events"],
+                "messages": run.fields["messages_sent"],
+                "sim_s": round(run.fields["sim_seconds"], 3),
+                "wall_s": round(time.perf_counter() - started, 3),
+            },
+        )
+
+    def close(self) -> None:
+        pass
+
+
+MAX_OPEN_LOOP_AGENTS = 200_000
+"""Open loop: most agents one step runs (beyond, arrivals finding none free are a shortfall)."""
+MAX_ELECTION_S = 20.0
+"""Open loop: the longest the first elections may take before the steps start anyway."""
+
+
+class _Elected(Exception):
+    """Every shard has a leader: the election run can stop."""
+
+
+def _summary_ms(ordered: list[float]) -> dict[str, float] | None:
+    if not ordered:
+        return None
+    n = len(ordered)
+    return {
+        "p50": round(ordered[min(n - 1, int(0.5 * n))] * 1e3, 3),
+        "p99": round(ordered[min(n - 1, int(0.99 * n))] * 1e3, 3),
+        "max": round(ordered[-1] * 1e3, 3),
+    }

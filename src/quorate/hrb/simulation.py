@@ -279,6 +279,7 @@ class HrbSystem:
             members=self.shards,
             replies_needed=shard_f + 1 if s.quorum == "byzantine" else 1,
             seed=seed,
+            ready=self.shards_led if s.workload.wait_for_leaders else None,
             **(self.dynamic.pool_options() if self.dynamic is not None else {}),
         )
         self.agents = agents
@@ -518,6 +519,19 @@ class HrbSystem:
             self.dynamic.stop()
 
     # -- timeline ----------------------------------------------------------------------------------
+    def shards_led(self) -> bool:
+        """Every shard has an honest member that knows a leader of its term
+        (the agents' ``ready`` condition when they wait for the first elections)."""
+        members = self.members
+        for shard_members in self.shards.values():
+            for m in shard_members:
+                member = members.get(m)
+                if member is not None and type(member.member) is ShardReplica and member.member.leader_id is not None:
+                    break
+            else:
+                return False
+        return True
+
     def _honest(self, shard: int, alive: Sequence[bool]) -> list[ShardReplica]:
         out = []
         for m in self.shards[shard]:
