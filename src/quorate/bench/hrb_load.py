@@ -185,26 +185,31 @@ OPEN_LOOP_DRAIN_S = 3.0
 OPEN_LOOP_KEYS_PER_SHARD = 1024
 """Open loop: keys of each shard the transactions write (few keys would make
 conflicts with cross-shard transactions' locks the common case)."""
-LEADER_SETTLE_S = 0.1
-"""Open loop: once every shard has led in one step, later steps start this long after that."""
+MAX_OPEN_LOOP_AGENTS = 200_000
+"""Open loop: most agents one step runs (beyond, arrivals finding none free are a shortfall)."""
+MAX_ELECTION_S = 20.0
+"""Open loop: the agents start by this simulated time even if some shard has no leader yet."""
+
+
+class _StepDone(Exception):
+    """The window and the drain after it have been simulated: the run can stop."""
 
 
 @dataclass
 class HrbOpenLoopTarget:
     """HRB under an open-loop ramp: each step a fresh seeded run in which
     transactions arrive as a Poisson process at the step's rate, each taken
-    by a free agent (``quorate.hrb.agents``, "Arrivals"); the agents start
-    once every shard has a leader and not before the warm-up.
+    by a free agent (``quorate.hrb.agents``, "Arrivals").
 
-    A step measures the transactions that arrived in the window (from the
-    agents' start): each answered one (committed or refused) counts toward
-    the throughput; the latency histogram is the **intra-shard** ones' (the
-    ramp's p99 bound judges it), the cross-shard ones' summary is in
-    ``extra``; an arrival that found every agent busy, or not answered by
-    the end of the drain, is not answered. The first step learns when the
-    shards first had leaders (the same every step: before the agents start,
-    the run does not depend on the rate) and later steps start there, so
-    every step measures a whole window."""
+    The agents start once every shard has a leader, and not before the
+    warm-up (nor after ``MAX_ELECTION_S``); they then take arrivals for the
+    window, and the run stops ``OPEN_LOOP_DRAIN_S`` after it. A step
+    measures the transactions that arrived in the window: each answered one
+    (committed or refused) counts toward the throughput; the latency
+    histogram is the **intra-shard** ones' (the ramp's p99 bound judges it),
+    the cross-shard ones' summary is in ``extra``; an arrival that found
+    every agent busy, or was not answered by the end of the drain, is not
+    answered. ``leaders_at_s`` is when the agents of the last step started."""
 
     nodes: int
     shard_size: int = 25
@@ -225,9 +230,8 @@ class HrbOpenLoopTarget:
     """perf_counter() after which a running step is abandoned (``BudgetExhausted``)."""
     protocol: str = "hrb"
     leaders_at_s: float | None = None
-    """When every shard first had a leader (learnt from the first step)."""
 
-    def run_config(self, rate_ops: float, start_s: float, window_s: float) -> HrbRunConfig:
+    def run_config(self, rate_ops: float, window_s: float) -> HrbRunConfig:
         from quorate.bench.hrb_sim import HrbRunConfig
 
         shards = max(1, self.nodes // self.shard_size)
@@ -245,54 +249,30 @@ class HrbOpenLoopTarget:
             workload="kv",
             quorum=self.quorum,
             core_bft=self.core_bft,
-            duration_s=start_s + window_s,
+            duration_s=MAX_ELECTION_S + window_s,
             agents=max(shards, min(MAX_OPEN_LOOP_AGENTS, math.ceil(rate_ops * OPEN_LOOP_AGENT_S))),
             drain_s=OPEN_LOOP_DRAIN_S,
             seed=self.seed,
         )
 
-    def elections(self) -> float | None:
-        """When every shard first has a leader, from a run with no load (the
-        same in every step: until the agents start, nothing depends on the
-        rate); None when that does not happen within ``MAX_ELECTION_S``."""
-        import time
-
-        from quorate.bench.paper_target import BudgetExhausted
-        from quorate.runtime.sim.composed import SystemSimulation
-
-        model = self._model(self.run_config(0.0, MAX_ELECTION_S, 0.0), 0.0, 0.0)
-        hard = self.hard_deadline
-
-        def until_led(now: float, end: float) -> None:
-            if model.pool.started_at is not None:
-                raise _Elected
-            if time.perf_counter() > hard:
-                raise BudgetExhausted
-
-        simulation = SystemSimulation(self.run_config(0.0, MAX_ELECTION_S, 0.0).sim_config(), model, drain_s=0.0, name="hrb")
-        with contextlib.suppress(_Elected):
-            simulation.run(until_led)
-        self.leaders_at_s = model.pool.started_at
-        return self.leaders_at_s
-
-    def _model(self, config: HrbRunConfig, rate_ops: float, start_s: float) -> HrbSystem:
+    def model(self, rate_ops: float, warmup_s: float, window_s: float) -> tuple[HrbRunConfig, HrbSystem]:
+        """The step's configuration and model (the agents' open-loop settings applied)."""
         import dataclasses
 
         from quorate.hrb.simulation import HrbSystem
 
+        config = self.run_config(rate_ops, window_s)
         config.validate()
         settings = config.settings()
-        settings = dataclasses.replace(
-            settings,
-            workload=dataclasses.replace(
-                settings.workload,
-                arrival_rate_ops=rate_ops,
-                start_s=start_s,
-                wait_for_leaders=True,
-                keys_per_shard=OPEN_LOOP_KEYS_PER_SHARD,
-            ),
+        workload = dataclasses.replace(
+            settings.workload,
+            arrival_rate_ops=rate_ops,
+            start_s=min(warmup_s, MAX_ELECTION_S),
+            wait_for_leaders=True,
+            issue_for_s=window_s,
+            keys_per_shard=OPEN_LOOP_KEYS_PER_SHARD,
         )
-        return HrbSystem(settings)
+        return config, HrbSystem(dataclasses.replace(settings, workload=workload))
 
     def step(self, rate_ops: float, warmup_s: float, window_s: float) -> StepResult:
         import time
@@ -303,22 +283,22 @@ class HrbOpenLoopTarget:
         if time.perf_counter() > self.deadline:
             raise BudgetExhausted
         started = time.perf_counter()
-        if self.leaders_at_s is None:
-            self.elections()
-        start_s = max(warmup_s, self.leaders_at_s + LEADER_SETTLE_S) if self.leaders_at_s is not None else warmup_s
-        config = self.run_config(rate_ops, start_s, window_s)
-        model = self._model(config, rate_ops, start_s)
+        config, model = self.model(rate_ops, warmup_s, window_s)
+        pool = model.pool
+        simulation = SystemSimulation(config.sim_config(), model, drain_s=OPEN_LOOP_DRAIN_S, name="hrb")
         hard = self.hard_deadline
 
         def guard(now: float, end: float) -> None:
             if time.perf_counter() > hard:
                 raise BudgetExhausted
+            if pool.started_at is not None and now >= pool.started_at + window_s + OPEN_LOOP_DRAIN_S:
+                raise _StepDone
 
-        run = SystemSimulation(config.sim_config(), model, drain_s=OPEN_LOOP_DRAIN_S, name="hrb").run(guard)
-        pool = model.pool
+        with contextlib.suppress(_StepDone):
+            simulation.run(guard)
         began = pool.started_at if pool.started_at is not None else config.duration_s
-        end_s = config.duration_s
-        window = max(0.0, end_s - began)
+        self.leaders_at_s = pool.started_at
+        end_s = began + window_s
         intra = LatencyHistogram()
         cross: list[float] = []
         ok = failed = unknown = 0
@@ -337,9 +317,10 @@ class HrbOpenLoopTarget:
         pending = sum(1 for a in pool.agents if a.pending is not None and began <= a.pending.invoked_at < end_s)
         invoked = ok + failed + unknown + pending + pool.not_started
         cross.sort()
+        loop = simulation.loop
         return StepResult(
-            rate_ops=invoked / window if window > 0 else 0.0,
-            window_s=window,
+            rate_ops=invoked / window_s,
+            window_s=window_s,
             invoked=invoked,
             ok=ok,
             failed=failed,
@@ -347,32 +328,22 @@ class HrbOpenLoopTarget:
             histogram=intra,
             resources={},
             extra={
-                "trace_sha256": run.fields["trace_sha256"],
+                "trace_sha256": loop.trace_sha256(),
                 "agents": config.agents,
                 "agents_started_at_s": round(began, 3),
                 "not_started": pool.not_started,
                 "cross_shard": len(cross),
                 "cross_shard_latency_ms": _summary_ms(cross),
-                "safety_violations": len(run.fields["safety_violations"]),
-                "events": run.fields["events"],
-                "messages": run.fields["messages_sent"],
-                "sim_s": round(run.fields["sim_seconds"], 3),
+                "safety_violations": len(simulation.violations),
+                "events": loop.events,
+                "messages": simulation.network.sent,
+                "sim_s": round(loop.now, 3),
                 "wall_s": round(time.perf_counter() - started, 3),
             },
         )
 
     def close(self) -> None:
         pass
-
-
-MAX_OPEN_LOOP_AGENTS = 200_000
-"""Open loop: most agents one step runs (beyond, arrivals finding none free are a shortfall)."""
-MAX_ELECTION_S = 20.0
-"""Open loop: the longest the first elections may take before the steps start anyway."""
-
-
-class _Elected(Exception):
-    """Every shard has a leader: the election run can stop."""
 
 
 def _summary_ms(ordered: list[float]) -> dict[str, float] | None:

@@ -85,6 +85,8 @@ class WorkloadSettings:
     """No agent issues anything before this simulated time."""
     wait_for_leaders: bool = False
     """No agent issues anything before every shard has a leader (the model's ``ready``)."""
+    issue_for_s: float = math.inf
+    """Agents issue for this long after they start, then no more (what is in flight may complete)."""
     keys_per_shard: int = KEYS_PER_SHARD
     """``kv``: keys of each shard the agents use."""
 
@@ -105,6 +107,8 @@ class WorkloadSettings:
             raise ConfigError(f"op_timeout_s must be > 0, got {self.op_timeout_s}")
         if not (0.0 <= self.arrival_rate_ops < math.inf):
             raise ConfigError(f"arrival rate must be a finite rate >= 0 per second, got {self.arrival_rate_ops}")
+        if not self.issue_for_s > 0:
+            raise ConfigError(f"agents must issue for > 0 s, got {self.issue_for_s}")
         if not (0.0 <= self.start_s < math.inf):
             raise ConfigError(f"the agents' start must be a finite time >= 0 s, got {self.start_s}")
         return self
@@ -267,6 +271,10 @@ class AgentPool:
     def tick(self, now: float) -> None:
         if self._hold_check(now):
             return
+        assert self.started_at is not None
+        end = self.started_at + self.settings.issue_for_s
+        if not self.stopped and now >= end:
+            self.stop()
         timers = self._timers
         due_now: list[int] = []
         while timers and timers[0][0] <= now:
@@ -290,7 +298,7 @@ class AgentPool:
             self._reschedule(position, agent)
         if self._open_loop:
             rate = self.settings.arrival_rate_ops
-            while not self.stopped and self._next_arrival <= now:
+            while not self.stopped and self._next_arrival <= now and self._next_arrival < end:
                 self._next_arrival += self._arrivals.expovariate(rate)
                 free = self._free
                 if not free:
@@ -314,8 +322,12 @@ class AgentPool:
         while timers and self._due[timers[0][1]] != timers[0][0]:
             heapq.heappop(timers)
         wake = timers[0][0] if timers else None
-        if self._open_loop and not self.stopped and (wake is None or self._next_arrival < wake):
-            wake = self._next_arrival
+        if not self.stopped:
+            end = self.started_at + self.settings.issue_for_s
+            if self._open_loop and self._next_arrival < end and (wake is None or self._next_arrival < wake):
+                wake = self._next_arrival
+            elif end < math.inf and (wake is None or end < wake):
+                wake = end
         return wake
 
     def receive(self, agent_index: int, sender: int, message: Any, now: float) -> None:
