@@ -108,7 +108,7 @@ def _figure_claim(claim: Claim, protocol: Mapping[str, Any] | None, title: str, 
             f"limit){bound}{found}",
             command, seed,
         )
-    if cell.get("latency_kind") == "intra_shard" and claim.unit == "ms":
+    if (cell.get("latency_kind") == "intra_shard" or cell.get("agents")) and claim.unit == "ms":
         title = f"{title} (intra-shard transactions)"
     floor = cell.get("floor_ms") or {}
     floor_text = f"; analytic floor p50 {floor.get('p50_ms')} ms" if floor and claim.unit == "ms" else ""
