@@ -584,7 +584,7 @@ class HrbSystem:
         s = self.settings
         pool = self.pool
         pool.finish()
-        duration = self.stopped_at if self.stopped_at else max(now, 1e-9)
+        duration = max(1e-9, (self.stopped_at if self.stopped_at else now) - (pool.started_at or 0.0))
         violations: list[dict[str, Any]] = []
         atomicity, unsettled, total = self._atomicity(violations)
         core_state = self._latest_core_state()
@@ -595,6 +595,7 @@ class HrbSystem:
         c = s.core_size
         evicted = sorted(int(n) for n in core_state.evicted) if core_state is not None else []
         return {
+            "agents_started_at_s": None if pool.started_at is None else round(pool.started_at, 6),
             "committed_ops": sum(1 for x in pool.completed if x.outcome == "ok"),
             "failed_ops": sum(1 for x in pool.completed if x.outcome == "fail"),
             "unknown_ops": sum(1 for x in pool.completed if x.outcome == "info"),
