@@ -18,9 +18,10 @@ nodes run, and writes what it measures beside what the paper claims
   whether it is available in this build (``RUNNERS``). Raft, PBFT and
   HotStuff run through ``SimLoadTarget`` with their best settings for this
   network (``SETTINGS``); Casper FFG the same way once its binding is
-  registered; HRB through its own simulator face (``quorate sim hrb``),
-  whose workload is HRB's agents, not this ramp. A protocol whose runner is
-  not available is reported as such, never replaced by a guess.
+  registered; HRB through the same ramp with its own open-loop target
+  (``quorate.bench.hrb_load.HrbOpenLoopTarget``: Poisson arrivals taken by
+  HRB's agents, which start once every shard has a leader). A protocol whose
+  runner is not available is reported as such, never replaced by a guess.
 - **CPU.** Every simulated node charges CPU for each message it handles
   (``CostModel``: a base per message plus a cost per byte) and its
   signatures and MACs (``CryptoCosts``, charged by the cost-model keyring).
@@ -39,7 +40,7 @@ nodes run, and writes what it measures beside what the paper claims
   cell starts, its first step is estimated from the previous cell of the
   same protocol (wall seconds scale with the offered rate and with n to the
   power of the protocol's message complexity: 1 for leader-based, 2 for
-  all-to-all); when it would take more than ``FIRST_STEP_SHARE`` of the
+  all-to-all, 0 for HRB, whose transactions cost what their shard's size makes them); when it would take more than ``FIRST_STEP_SHARE`` of the
   cell's budget the ramp starts at a lower rate (said in the report), and a
   cell that would have to start below ``MIN_START_RATE_OPS`` is not run; a ramp the budget
   cuts short keeps its steps and says it was cut. At large n each step is
@@ -402,7 +403,9 @@ class HrbRampRunner:
 
     name: str = "hrb"
     title: str = "HRB"
-    complexity: int = 1
+    complexity: int = 0
+    """A transaction's messages grow with the shard's size, not with n (a step's
+    wall time is estimated from the rate alone)."""
     budget_weight: float = 2.0
     """The paper's own protocol: twice a baseline's share, so its 1000-node cell runs."""
     shard_size: int = 25
