@@ -231,7 +231,12 @@ def _step_summary(step: StepResult, bound_ms: float) -> dict[str, Any]:
         "wall_s": step.extra.get("wall_s"),
         "events": step.extra.get("events"),
         "trace_sha256": step.extra.get("trace_sha256"),
+        **{key: step.extra[key] for key in STEP_DETAILS if key in step.extra},
     }
+
+
+STEP_DETAILS = ("agents", "agents_started_at_s", "not_started", "unanswered_cross_shard", "unanswered_intra_shard")
+"""A target's own step details the report keeps (HRB's open-loop target has these)."""
 
 
 def _good(step: StepResult, bound_ms: float) -> bool:
