@@ -1,5 +1,10 @@
 """HRB under the ramp: one load step as a seeded run of the HRB model.
 
+Two targets. ``HrbOpenLoopTarget`` (what ``quorate bench paper`` steps) runs
+open-loop Poisson arrivals taken by HRB's agents once every shard has a
+leader (its docstring says what a step measures). ``HrbLoadTarget`` (the
+advisor's and ``bench compare``'s) sizes closed-loop agents to a rate:
+
 Theory of operation. ``HrbLoadTarget`` is a ``quorate.bench.ramp``
 *target* for HRB: each step builds the real protocol code's model
 (``quorate.hrb.simulation.HrbSystem``: shards, the core, agents) on the
@@ -40,7 +45,7 @@ if TYPE_CHECKING:
     from quorate.bench.hrb_sim import HrbRunConfig
     from quorate.hrb.simulation import HrbSystem
 
-__all__ = ["DEFAULT_CORE", "DEFAULT_SHARD_SIZE", "MAX_AGENTS", "HrbLoadTarget"]
+__all__ = ["DEFAULT_CORE", "DEFAULT_SHARD_SIZE", "MAX_AGENTS", "HrbLoadTarget", "HrbOpenLoopTarget"]
 
 DEFAULT_SHARD_SIZE = 4
 DEFAULT_CORE = 4
