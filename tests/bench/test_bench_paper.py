@@ -125,7 +125,8 @@ def test_every_figure_key_is_in_the_json_of_a_run_of_all_figures(tmp_path: Path)
     for name in ("raft", "hrb", "casper"):
         cell = protocols[name]["cells"]["4"]
         assert cell["status"] == "measured", (name, cell.get("reason"))
-    assert protocols["hrb"]["cells"]["4"]["agents"] > 0 and protocols["hrb"]["cells"]["4"]["limit_reached"] is False
+    hrb = protocols["hrb"]["cells"]["4"]
+    assert hrb["latency_kind"] == "intra_shard" and hrb["agents_started_at_s"] > 0 and hrb["steps"]
     detection = report["other_figures"]["3"]
     assert detection["status"] == "measured" and detection["detection_s"]["count"] > 0
 
@@ -180,6 +181,28 @@ def test_hrb_throughput_from_closed_loop_agents_is_not_judged_and_faster_detecti
     median = rows["Byzantine leader detection, median 2.3 s (Fig. 3)"]
     assert median["verdict"] == DOES_NOT_HOLD and "faster than the paper's" in median["why"]
     assert rows["Byzantine leader detection, max 8 s (Fig. 3)"]["verdict"] == HOLDS
+
+
+def test_hrb_open_loop_throughput_is_judged_as_a_limit_or_a_lower_bound() -> None:
+    def rows(cells: dict[str, dict[str, Any]]) -> dict[str, Any]:
+        report = {"seed": 1, "figure_1_2": {"p99_bound_ms": 1000.0, "protocols": {
+            "hrb": {"available": True, "cells": cells},
+        }}}
+        return {r["claim"]: r for r in claims_table(report)}["HRB scales near-linearly to 45,000 TPS at 1000 nodes (Fig. 1)"]
+
+    def cell(ops: float, limit: bool) -> dict[str, Any]:
+        return {"status": "measured", "throughput_ops": ops, "limit_reached": limit, "latency_kind": "intra_shard",
+                "latency_ms": {"p50": 310.0, "p99": 400.0}}
+
+    # A lower bound below the claim refutes nothing; the limits found are named.
+    low = rows({"32": cell(2000.0, True), "1000": cell(900.0, False)})
+    assert low["verdict"] == NOT_COMPARABLE and "at least 900" in low["why"] and "n=32 (2,000)" in low["why"]
+    # A limit found at the paper's n is judged; beating the claim holds.
+    assert rows({"1000": cell(20_000.0, True)})["verdict"] == DOES_NOT_HOLD
+    assert rows({"1000": cell(50_000.0, True)})["verdict"] == HOLDS
+    assert rows({"1000": cell(40_000.0, False)})["verdict"] == HOLDS
+    # Measured below the paper's n only: not comparable.
+    assert rows({"256": cell(9_000.0, True)})["verdict"] == NOT_COMPARABLE
 
 
 def test_casper_is_judged_against_its_own_stated_bound() -> None:

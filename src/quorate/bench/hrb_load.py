@@ -1,5 +1,10 @@
 """HRB under the ramp: one load step as a seeded run of the HRB model.
 
+Two targets. ``HrbOpenLoopTarget`` (what ``quorate bench paper`` steps) runs
+open-loop Poisson arrivals taken by HRB's agents once every shard has a
+leader (its docstring says what a step measures). ``HrbLoadTarget`` (the
+advisor's and ``bench compare``'s) sizes closed-loop agents to a rate:
+
 Theory of operation. ``HrbLoadTarget`` is a ``quorate.bench.ramp``
 *target* for HRB: each step builds the real protocol code's model
 (``quorate.hrb.simulation.HrbSystem``: shards, the core, agents) on the
@@ -27,6 +32,7 @@ reads them.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -37,8 +43,9 @@ from quorate.errors import ConfigError
 
 if TYPE_CHECKING:
     from quorate.bench.hrb_sim import HrbRunConfig
+    from quorate.hrb.simulation import HrbSystem
 
-__all__ = ["DEFAULT_CORE", "DEFAULT_SHARD_SIZE", "MAX_AGENTS", "HrbLoadTarget"]
+__all__ = ["DEFAULT_CORE", "DEFAULT_SHARD_SIZE", "MAX_AGENTS", "HrbLoadTarget", "HrbOpenLoopTarget"]
 
 DEFAULT_SHARD_SIZE = 4
 DEFAULT_CORE = 4
@@ -173,3 +180,190 @@ class HrbLoadTarget:
 
     def close(self) -> None:
         pass
+
+
+OPEN_LOOP_AGENT_S = 3.0
+"""Open loop: agents per unit of rate (a transaction holds its agent until its answer; at
+the p99 bound of a second, three seconds of arrivals leave most of the pool free)."""
+OPEN_LOOP_DRAIN_S = 6.0
+"""Open loop: simulated seconds after the window: longer than an agent's timeout (5 s), so
+every transaction of the window ends answered or timed out (a cross-shard one takes a core
+round, 2-3.5 s at p99; a shorter drain would count the slowest of them as not answered)."""
+OPEN_LOOP_KEYS_PER_SHARD = 1024
+"""Open loop: keys of each shard the transactions write (few keys would make
+conflicts with cross-shard transactions' locks the common case)."""
+MAX_OPEN_LOOP_AGENTS = 200_000
+"""Open loop: most agents one step runs (beyond, arrivals finding none free are a shortfall)."""
+MAX_ELECTION_S = 20.0
+"""Open loop: the agents start by this simulated time even if some shard has no leader yet."""
+
+
+class _StepDone(Exception):
+    """The window and the drain after it have been simulated: the run can stop."""
+
+
+@dataclass
+class HrbOpenLoopTarget:
+    """HRB under an open-loop ramp: each step a fresh seeded run in which
+    transactions arrive as a Poisson process at the step's rate, each taken
+    by a free agent (``quorate.hrb.agents``, "Arrivals").
+
+    The agents start once every shard has a leader, and not before the
+    warm-up (nor after ``MAX_ELECTION_S``); they then take arrivals for the
+    window, and the run stops ``OPEN_LOOP_DRAIN_S`` after it. A step
+    measures the transactions that arrived in the window: each answered one
+    (committed or refused) counts toward the throughput; the latency
+    histogram is the **intra-shard** ones' (the ramp's p99 bound judges it),
+    the cross-shard ones' summary is in ``extra``; an arrival that found
+    every agent busy, or was not answered by the end of the drain, is not
+    answered. ``leaders_at_s`` is when the agents of the last step started."""
+
+    nodes: int
+    shard_size: int = 25
+    core: int = 7
+    regions: int = 3
+    inter_region_ms: float = 50.0
+    intra_region_ms: float = 0.5
+    bandwidth_gbps: float = 1.0
+    seed: int = 1
+    cross_shard: float = 0.2
+    read_ratio: float = 0.2
+    txn_bytes: int = 64
+    quorum: str = "byzantine"
+    core_bft: str = "hotstuff"
+    deadline: float = math.inf
+    """perf_counter() after which no new step starts (``BudgetExhausted``)."""
+    hard_deadline: float = math.inf
+    """perf_counter() after which a running step is abandoned (``BudgetExhausted``)."""
+    protocol: str = "hrb"
+    leaders_at_s: float | None = None
+
+    def run_config(self, rate_ops: float, window_s: float) -> HrbRunConfig:
+        from quorate.bench.hrb_sim import HrbRunConfig
+
+        shards = max(1, self.nodes // self.shard_size)
+        return HrbRunConfig(
+            nodes=self.nodes,
+            shard_size=self.shard_size,
+            core=self.core,
+            regions=self.regions,
+            inter_region_ms=self.inter_region_ms,
+            intra_region_ms=self.intra_region_ms,
+            bandwidth_gbps=self.bandwidth_gbps,
+            cross_shard=self.cross_shard,
+            read_ratio=self.read_ratio,
+            txn_bytes=self.txn_bytes,
+            workload="kv",
+            quorum=self.quorum,
+            core_bft=self.core_bft,
+            duration_s=MAX_ELECTION_S + window_s,
+            agents=max(shards, min(MAX_OPEN_LOOP_AGENTS, math.ceil(rate_ops * OPEN_LOOP_AGENT_S))),
+            drain_s=OPEN_LOOP_DRAIN_S,
+            seed=self.seed,
+        )
+
+    def model(self, rate_ops: float, warmup_s: float, window_s: float) -> tuple[HrbRunConfig, HrbSystem]:
+        """The step's configuration and model (the agents' open-loop settings applied)."""
+        import dataclasses
+
+        from quorate.hrb.simulation import HrbSystem
+
+        config = self.run_config(rate_ops, window_s)
+        config.validate()
+        settings = config.settings()
+        workload = dataclasses.replace(
+            settings.workload,
+            arrival_rate_ops=rate_ops,
+            start_s=min(warmup_s, MAX_ELECTION_S),
+            wait_for_leaders=True,
+            issue_for_s=window_s,
+            keys_per_shard=OPEN_LOOP_KEYS_PER_SHARD,
+        )
+        return config, HrbSystem(dataclasses.replace(settings, workload=workload))
+
+    def step(self, rate_ops: float, warmup_s: float, window_s: float) -> StepResult:
+        import time
+
+        from quorate.bench.paper_target import BudgetExhausted
+        from quorate.runtime.sim.composed import SystemSimulation
+
+        if time.perf_counter() > self.deadline:
+            raise BudgetExhausted
+        started = time.perf_counter()
+        config, model = self.model(rate_ops, warmup_s, window_s)
+        pool = model.pool
+        simulation = SystemSimulation(config.sim_config(), model, drain_s=OPEN_LOOP_DRAIN_S, name="hrb")
+        hard = self.hard_deadline
+
+        def guard(now: float, end: float) -> None:
+            if time.perf_counter() > hard:
+                raise BudgetExhausted
+            if pool.started_at is not None and now >= pool.started_at + window_s + OPEN_LOOP_DRAIN_S:
+                raise _StepDone
+
+        with contextlib.suppress(_StepDone):
+            simulation.run(guard)
+        began = pool.started_at if pool.started_at is not None else config.duration_s
+        self.leaders_at_s = pool.started_at
+        end_s = began + window_s
+        intra = LatencyHistogram()
+        cross: list[float] = []
+        ok = failed = unknown = lost_cross = 0
+        for done in pool.completed:
+            if not began <= done.invoked_at < end_s:
+                continue
+            if done.outcome in ("ok", "fail"):
+                ok += done.outcome == "ok"
+                failed += done.outcome == "fail"
+                if done.cross:
+                    cross.append(done.latency_s)
+                else:
+                    intra.record_s(done.latency_s)
+            else:
+                unknown += 1
+                lost_cross += done.cross
+        still = [a.pending for a in pool.agents if a.pending is not None and began <= a.pending.invoked_at < end_s]
+        pending = len(still)
+        lost_cross += sum(1 for p in still if p.cross)
+        invoked = ok + failed + unknown + pending + pool.not_started
+        cross.sort()
+        loop = simulation.loop
+        return StepResult(
+            rate_ops=invoked / window_s,
+            window_s=window_s,
+            invoked=invoked,
+            ok=ok,
+            failed=failed,
+            unknown=unknown + pending + pool.not_started,
+            histogram=intra,
+            resources={},
+            extra={
+                "trace_sha256": loop.trace_sha256(),
+                "agents": config.agents,
+                "agents_started_at_s": round(began, 3),
+                "not_started": pool.not_started,
+                "unanswered_cross_shard": lost_cross,
+                "unanswered_intra_shard": unknown + pending - lost_cross,
+                "cross_shard": len(cross),
+                "cross_shard_latency_ms": _summary_ms(cross),
+                "safety_violations": len(simulation.violations),
+                "events": loop.events,
+                "messages": simulation.network.sent,
+                "sim_s": round(loop.now, 3),
+                "wall_s": round(time.perf_counter() - started, 3),
+            },
+        )
+
+    def close(self) -> None:
+        pass
+
+
+def _summary_ms(ordered: list[float]) -> dict[str, float] | None:
+    if not ordered:
+        return None
+    n = len(ordered)
+    return {
+        "p50": round(ordered[min(n - 1, int(0.5 * n))] * 1e3, 3),
+        "p99": round(ordered[min(n - 1, int(0.99 * n))] * 1e3, 3),
+        "max": round(ordered[-1] * 1e3, 3),
+    }

@@ -83,6 +83,8 @@ class HrbRunConfig:
     """With dynamic sharding: changes proposed as they are (``split:S:NEW@T,merge:A:INTO@T``)."""
     partitioner: bool = True
     """With dynamic sharding: run the background partitioner (off: the genesis map stays)."""
+    wait_for_leaders: bool = False
+    """Agents start once every shard has a leader (throughput counts from then)."""
 
     @property
     def protocol(self) -> str:
@@ -112,6 +114,7 @@ class HrbRunConfig:
                 read_ratio=self.read_ratio,
                 txn_bytes=self.txn_bytes,
                 op_timeout_s=self.op_timeout_s,
+                wait_for_leaders=self.wait_for_leaders,
             ),
         )
 

@@ -243,6 +243,10 @@ def render_markdown(report: Mapping[str, Any], command: str) -> str:
                     throughput = f"{throughput} (what {cell['agents']} closed-loop agents offered; not the limit)"
                 elif cell.get("status") == "measured" and cell.get("limit_reached") is False:
                     throughput = f">= {throughput} (limit not reached)"
+                if cell.get("latency_kind") == "intra_shard" and cell.get("latency_ms"):
+                    cross = cell.get("cross_shard_latency_ms") or {}
+                    throughput += (f" (p50/p99: intra-shard; cross-shard {_fmt(cross.get('p50'))}/{_fmt(cross.get('p99'))} ms; "
+                                   f"agents from {_fmt(cell.get('agents_started_at_s'))} s)")
                 if cell.get("p99_bound_ms") and cell["p99_bound_ms"] != fig["p99_bound_ms"]:
                     throughput += f" (p99 bound {cell['p99_bound_ms']:g} ms)"
                 out.append(

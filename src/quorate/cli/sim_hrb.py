@@ -123,6 +123,9 @@ def hrb(
     reshard: str = typer.Option(
         "", "--reshard", help="With --dynamic-sharding: split:SHARD:NEW@T,merge:ABSORBED:INTO@T,move:AGENT:SHARD@T instead of the partitioner."
     ),
+    wait_for_leaders: bool = typer.Option(
+        False, "--wait-for-leaders", help="Agents start once every shard has a leader (not at time 0)."
+    ),
     history: str | None = typer.Option(None, "--history", help="Write the agents' history (JSON) here."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object as the last line."),
 ) -> None:
@@ -134,6 +137,7 @@ def hrb(
         faults=faults, heal_at_s=heal_at, max_crashed=max_crashed, duration_s=duration, agents=agents,
         op_timeout_s=op_timeout, epoch_length=epoch_length, liveness_bound_s=liveness_bound, drain_s=drain, seed=seed,
         dynamic_sharding=dynamic_sharding, reshard=reshard, partitioner=partitioner,
+        wait_for_leaders=wait_for_leaders,
     )
     try:
         config.validate()

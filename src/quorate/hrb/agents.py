@@ -39,7 +39,10 @@ transactions, whose values nobody observes); the totals check covers them.
 from __future__ import annotations
 
 import hashlib
+import heapq
+import math
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -63,6 +66,8 @@ RESEND_S = 1.0
 """An agent sends an unanswered transaction to its home shard again this often."""
 THINK_S = 0.01
 """An agent waits this long between a transaction's answer and its next one."""
+READY_POLL_S = 0.05
+"""How often agents held back by a ``ready`` condition ask it again."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +78,17 @@ class WorkloadSettings:
     txn_bytes: int = 64
     accounts: int = 2
     op_timeout_s: float = 5.0
+    arrival_rate_ops: float = 0.0
+    """0: every agent runs closed loop; > 0: open-loop Poisson arrivals at this
+    rate (transactions per second), each taken by a free agent (module docstring)."""
+    start_s: float = 0.0
+    """No agent issues anything before this simulated time."""
+    wait_for_leaders: bool = False
+    """No agent issues anything before every shard has a leader (the model's ``ready``)."""
+    issue_for_s: float = math.inf
+    """Agents issue for this long after they start, then no more (what is in flight may complete)."""
+    keys_per_shard: int = KEYS_PER_SHARD
+    """``kv``: keys of each shard the agents use."""
 
     def validate(self) -> WorkloadSettings:
         if self.workload not in WORKLOADS:
@@ -83,10 +99,18 @@ class WorkloadSettings:
                 raise ConfigError(f"{name.replace('_', '-')} must be a fraction in [0, 1], got {value}")
         if not 1 <= self.txn_bytes <= 16 * 1024:
             raise ConfigError(f"txn-bytes must be within 1..16384, got {self.txn_bytes}")
+        if self.keys_per_shard < 1:
+            raise ConfigError(f"keys per shard must be >= 1, got {self.keys_per_shard}")
         if self.accounts < 1:
             raise ConfigError(f"accounts must be >= 1, got {self.accounts}")
         if not self.op_timeout_s > 0:
             raise ConfigError(f"op_timeout_s must be > 0, got {self.op_timeout_s}")
+        if not (0.0 <= self.arrival_rate_ops < math.inf):
+            raise ConfigError(f"arrival rate must be a finite rate >= 0 per second, got {self.arrival_rate_ops}")
+        if not self.issue_for_s > 0:
+            raise ConfigError(f"agents must issue for > 0 s, got {self.issue_for_s}")
+        if not (0.0 <= self.start_s < math.inf):
+            raise ConfigError(f"the agents' start must be a finite time >= 0 s, got {self.start_s}")
         return self
 
 
@@ -118,6 +142,8 @@ class _Agent:
     index: int
     home: int
     rng: random.Random
+    position: int = -1
+    """Its place in the pool's ``agents`` (``index`` may be renumbered by a caller)."""
     seq: int = 0
     pending: _Pending | None = None
     next_at: float = 0.0
@@ -142,17 +168,19 @@ class AgentPool:
         seed: int,
         directory: Any = None,
         communities: int = 0,
+        ready: Callable[[], bool] | None = None,
     ) -> None:
         """``directory``: under dynamic sharding, a callable giving the shard
         map in force (``quorate.hrb.reshard.ShardMap``); agents then keep
         their keys in their own namespace, find their home and every key's
         shard in that map, and transact mostly within ``communities``
-        groups of agents (``index % communities``)."""
+        groups of agents (``index % communities``). ``ready``: agents issue
+        nothing until it first answers true (module docstring, "Arrivals")."""
         self.settings = settings.validate()
         self.members = members
         self.shards = len(members)
         self.replies_needed = replies_needed
-        self.agents = [_Agent(a, 1 + a % self.shards, random.Random(f"{seed}:agent:{a}")) for a in range(agents)]
+        self.agents = [_Agent(a, 1 + a % self.shards, random.Random(f"{seed}:agent:{a}"), a) for a in range(agents)]
         self.sends: list[tuple[int, int, int, Any]] = []
         self.history: list[dict[str, Any]] = []
         self.involved: dict[bytes, tuple[int, ...]] = {}
@@ -160,7 +188,7 @@ class AgentPool:
         self.completed: list[Completed] = []
         self.stopped = False
         self._pad = random.Random(f"{seed}:pad")
-        self.keys: dict[int, list[str]] = _keys_by_shard(self.shards, KEYS_PER_SHARD, "k")
+        self.keys: dict[int, list[str]] = _keys_by_shard(self.shards, settings.keys_per_shard, "k")
         if settings.workload == "bank":
             per_shard = -(-agents // self.shards) * settings.accounts
             accounts = _keys_by_shard(self.shards, per_shard, "acct")
@@ -184,10 +212,80 @@ class AgentPool:
                 agent.balances = dict.fromkeys(agent.accounts)
                 agent.absent = set(agent.accounts)
         self.account_owner = {acct: a.index for a in self.agents for acct in a.accounts}
+        self._ready = ready
+        self.started_at: float | None = None
+        """When the agents began issuing (None: not yet)."""
+        self.not_started = 0
+        """Open loop: arrivals that found every agent busy."""
+        self._due: list[float] = [math.inf] * len(self.agents)
+        """Each agent's next deadline (its position in ``agents``; inf: none)."""
+        self._timers: list[tuple[float, int]] = []
+        self._open_loop = settings.arrival_rate_ops > 0
+        self._arrivals = random.Random(f"{seed}:arrivals")
+        self._next_arrival = math.inf
+        self._free: list[int] = []
+        """Open loop: positions of the agents with nothing in flight."""
+        self._hold_until = settings.start_s
+        self._polled_at = -math.inf
+        if ready is None and settings.start_s <= 0:
+            self._start(0.0)
+
+    # -- timers ------------------------------------------------------------------------------------
+    def _start(self, now: float) -> None:
+        self.started_at = now
+        if self._open_loop:
+            self._free = list(range(len(self.agents)))
+            self._next_arrival = now + self._arrivals.expovariate(self.settings.arrival_rate_ops)
+        else:
+            for position, agent in enumerate(self.agents):
+                agent.next_at = max(agent.next_at, now)
+                self._reschedule(position, agent)
+
+    def _reschedule(self, position: int, agent: _Agent) -> None:
+        pending = agent.pending
+        if pending is not None:
+            due = min(pending.deadline, pending.resend_at)
+        elif not self.stopped and not self._open_loop:
+            due = agent.next_at
+        else:
+            due = math.inf
+        if due != self._due[position]:
+            self._due[position] = due
+            if due != math.inf:
+                heapq.heappush(self._timers, (due, position))
+
+    def _hold_check(self, now: float) -> bool:
+        """Still held back at ``now`` (starting the agents when no longer)."""
+        if self.started_at is not None:
+            return False
+        if now < self._hold_until:
+            return True
+        if self._ready is not None:
+            self._polled_at = now
+            if not self._ready():
+                return True
+        self._start(now)
+        return False
 
     # -- the sans-IO surface ---------------------------------------------------------------------
     def tick(self, now: float) -> None:
-        for agent in self.agents:
+        if self._hold_check(now):
+            return
+        assert self.started_at is not None
+        end = self.started_at + self.settings.issue_for_s
+        if not self.stopped and now >= end:
+            self.stop()
+        timers = self._timers
+        due_now: list[int] = []
+        while timers and timers[0][0] <= now:
+            at, position = heapq.heappop(timers)
+            if self._due[position] == at:
+                self._due[position] = math.inf
+                due_now.append(position)
+        if len(due_now) > 1:
+            due_now.sort()
+        for position in due_now:
+            agent = self.agents[position]
             pending = agent.pending
             if pending is not None:
                 if now >= pending.deadline:
@@ -195,14 +293,42 @@ class AgentPool:
                 elif now >= pending.resend_at:
                     pending.resend_at = now + RESEND_S
                     self._send(agent, pending.txn)
-            elif not self.stopped and now >= agent.next_at:
+            elif not self.stopped and not self._open_loop and now >= agent.next_at:
                 self._issue(agent, now)
+            self._reschedule(position, agent)
+        if self._open_loop:
+            rate = self.settings.arrival_rate_ops
+            while not self.stopped and self._next_arrival <= now and self._next_arrival < end:
+                self._next_arrival += self._arrivals.expovariate(rate)
+                free = self._free
+                if not free:
+                    self.not_started += 1
+                    continue
+                pick = self._arrivals.randrange(len(free))
+                free[pick], free[-1] = free[-1], free[pick]
+                position = free.pop()
+                agent = self.agents[position]
+                self._issue(agent, now)
+                self._reschedule(position, agent)
 
     def wake_at(self) -> float | None:
-        times = [min(a.pending.deadline, a.pending.resend_at) for a in self.agents if a.pending is not None]
+        if self.started_at is None:
+            if self.stopped:
+                return None
+            if self._ready is None:
+                return self._hold_until
+            return max(self._hold_until, self._polled_at + READY_POLL_S)
+        timers = self._timers
+        while timers and self._due[timers[0][1]] != timers[0][0]:
+            heapq.heappop(timers)
+        wake = timers[0][0] if timers else None
         if not self.stopped:
-            times += [a.next_at for a in self.agents if a.pending is None]
-        return min(times) if times else None
+            end = self.started_at + self.settings.issue_for_s
+            if self._open_loop and self._next_arrival < end and (wake is None or self._next_arrival < wake):
+                wake = self._next_arrival
+            elif end < math.inf and (wake is None or end < wake):
+                wake = end
+        return wake
 
     def receive(self, agent_index: int, sender: int, message: Any, now: float) -> None:
         if not isinstance(message, TxnOutcome) or not 0 <= agent_index < len(self.agents):
@@ -216,6 +342,7 @@ class AgentPool:
         voters.add(sender)
         if len(voters) >= self.replies_needed:
             self._complete(agent, "ok" if message.committed else "fail", message.reads, now)
+            self._reschedule(agent_index, agent)
 
     def take_sends(self) -> list[tuple[int, int, int, Any]]:
         out, self.sends = self.sends, []
@@ -224,6 +351,9 @@ class AgentPool:
     def stop(self) -> None:
         """Issue nothing more; what is in flight may still complete."""
         self.stopped = True
+        for position, agent in enumerate(self.agents):
+            if agent.pending is None:
+                self._due[position] = math.inf
 
     def finish(self) -> None:
         """Whatever is still in flight ends ``info``."""
@@ -356,6 +486,8 @@ class AgentPool:
             self.interactions.append(tuple(owners))
         agent.pending = None
         agent.next_at = now + THINK_S
+        if self._open_loop:
+            self._free.append(agent.position)
         self._record_end(agent, pending, outcome, reads, now)
         self.completed.append(Completed(pending.cross, outcome, now - pending.invoked_at, pending.invoked_at))
         if self.settings.workload != "bank":

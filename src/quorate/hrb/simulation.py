@@ -278,6 +278,7 @@ class HrbSystem:
             members=self.shards,
             replies_needed=shard_f + 1 if s.quorum == "byzantine" else 1,
             seed=seed,
+            ready=self.shards_led if s.workload.wait_for_leaders else None,
             **(self.dynamic.pool_options() if self.dynamic is not None else {}),
         )
         self.agents = agents
@@ -524,6 +525,19 @@ class HrbSystem:
             self.dynamic.stop()
 
     # -- timeline ----------------------------------------------------------------------------------
+    def shards_led(self) -> bool:
+        """Every shard has an honest member that knows a leader of its term
+        (the agents' ``ready`` condition when they wait for the first elections)."""
+        members = self.members
+        for shard_members in self.shards.values():
+            for m in shard_members:
+                member = members.get(m)
+                if member is not None and type(member.member) is ShardReplica and member.member.leader_id is not None:
+                    break
+            else:
+                return False
+        return True
+
     def _honest(self, shard: int, alive: Sequence[bool]) -> list[ShardReplica]:
         out = []
         for m in self.shards[shard]:
@@ -576,7 +590,7 @@ class HrbSystem:
         s = self.settings
         pool = self.pool
         pool.finish()
-        duration = self.stopped_at if self.stopped_at else max(now, 1e-9)
+        duration = max(1e-9, (self.stopped_at if self.stopped_at else now) - (pool.started_at or 0.0))
         violations: list[dict[str, Any]] = []
         atomicity, unsettled, total = self._atomicity(violations)
         core_state = self._latest_core_state()
@@ -587,6 +601,7 @@ class HrbSystem:
         c = s.core_size
         evicted = sorted(int(n) for n in core_state.evicted) if core_state is not None else []
         return {
+            "agents_started_at_s": None if pool.started_at is None else round(pool.started_at, 6),
             "committed_ops": sum(1 for x in pool.completed if x.outcome == "ok"),
             "failed_ops": sum(1 for x in pool.completed if x.outcome == "fail"),
             "unknown_ops": sum(1 for x in pool.completed if x.outcome == "info"),
