@@ -311,3 +311,20 @@ def test_the_first_step_estimate_counts_fewer_timer_batches_where_the_timeout_gr
     assert _batch_rate_ratio(RUNNERS["pbft"], 16, 32) == pytest.approx(1.0)
     assert _batch_rate_ratio(RUNNERS["hotstuff"], 128, 256) == 1.0  # no batch timer
     assert _batch_rate_ratio(RUNNERS["hrb"], 128, 256) == 1.0  # not a ramp runner
+
+
+def test_pbft_plateau_is_judged_only_on_limits_a_lower_bound_refutes_it_only_above_the_claim() -> None:
+    plateau = "PBFT plateaus at ~3,000 TPS beyond 100 nodes (Fig. 1)"
+
+    def verdict(*cells: tuple[int, float, bool]) -> str:
+        report = {"seed": 1, "figure_1_2": {"p99_bound_ms": 1000.0, "protocols": {"pbft": {
+            "available": True,
+            "cells": {str(n): {"status": "measured", "throughput_ops": ops, "limit_reached": reached,
+                               "latency_ms": {"p50": 210.0, "p99": 230.0}} for n, ops, reached in cells},
+        }}}}
+        return str({r["claim"]: r for r in claims_table(report)}[plateau]["verdict"])
+
+    assert verdict((128, 258.0, False), (256, 100.0, False)) == NOT_COMPARABLE
+    assert verdict((128, 9_000.0, False)) == DOES_NOT_HOLD
+    assert verdict((128, 2_900.0, True), (256, 3_100.0, True)) == HOLDS
+    assert verdict((128, 800.0, True), (256, 100.0, False)) == DOES_NOT_HOLD

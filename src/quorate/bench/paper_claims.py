@@ -143,11 +143,20 @@ def _plateau(claim: Claim, protocol: Mapping[str, Any] | None, command: str, see
     values = ", ".join(
         f"n={n}: {'>= ' if cells[n].get('limit_reached') is False else ''}{v:,.0f}" for n, v in beyond.items()
     )
-    ok = all(_within(v, claim) for v in beyond.values())
     extra = f"; not measured at n={skipped}" if skipped else ""
-    verdict = HOLDS if ok else DOES_NOT_HOLD
-    if skipped and ok:
+    # A cell whose ramp was cut before p99 left the bound gives a lower
+    # bound: it refutes a plateau only if it is already above the claim's
+    # range, and it cannot confirm one.
+    lower = {n for n in beyond if cells[n].get("limit_reached") is False}
+    refuted = [n for n, v in beyond.items() if (v > claim.paper_value * (1 + claim.tolerance) or (n not in lower and not _within(v, claim)))]
+    if refuted:
+        verdict = DOES_NOT_HOLD
+    elif lower or skipped:
         verdict = NOT_COMPARABLE
+        if lower:
+            extra += f"; n={sorted(lower)} gave lower bounds only (the ramp was cut before p99 left the bound), which can neither confirm nor refute a plateau"
+    else:
+        verdict = HOLDS
     return _row(claim, beyond, verdict, f"highest rate with p99 within the bound: {values} ops/s (claim ±{claim.tolerance:.0%}){extra}", command, seed)
 
 
