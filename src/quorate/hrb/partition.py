@@ -92,6 +92,7 @@ __all__ = [
     "PartitionWatch",
     "ReachabilityDetector",
     "Reconciliation",
+    "Reconciling",
     "ShardUnavailable",
     "ShardView",
     "Side",
@@ -721,14 +722,16 @@ class Reconciliation:
         return [(NodeId(m), group, CertificateRequest(epoch, key)) for key in keys for m in members]
 
 
-class PartitionMember(ShardMember):
-    """A ``ShardMember`` that reconciles after a partition (``Reconciliation``)."""
+class Reconciling:
+    """What a shard member that reconciles after a partition adds to its
+    class (``PartitionMember``, and the resharding one): its
+    ``Reconciliation`` and the outbound messages that go through it. Mixed in
+    before a ``ShardMember`` class, which holds ``_store``."""
 
-    __slots__ = ("reconciliation",)
+    __slots__ = ()
 
-    def __init__(self, member: Any, store: Any, view: ShardView) -> None:
-        super().__init__(member, store)
-        self.reconciliation = Reconciliation(view)
+    reconciliation: Reconciliation
+    _store: Any
 
     @property
     def store(self) -> Any:
@@ -748,4 +751,14 @@ class PartitionMember(ShardMember):
         return self.reconciliation.asked
 
     def take_outbound(self) -> list[Any]:
-        return self.reconciliation.outbound(super().take_outbound(), self._store)
+        return self.reconciliation.outbound(super().take_outbound(), self._store)  # type: ignore[misc]
+
+
+class PartitionMember(Reconciling, ShardMember):
+    """A ``ShardMember`` that reconciles after a partition (``Reconciliation``)."""
+
+    __slots__ = ("reconciliation",)
+
+    def __init__(self, member: Any, store: Any, view: ShardView) -> None:
+        super().__init__(member, store)
+        self.reconciliation = Reconciliation(view)

@@ -22,7 +22,7 @@ from __future__ import annotations
 from typing import Any
 
 from quorate.core.host import GroupMessage
-from quorate.hrb.partition import EvidenceHold, Reconciliation, ShardView
+from quorate.hrb.partition import Reconciliation, Reconciling, ShardView
 from quorate.hrb.reshard import HandoffReport, handoff_bytes
 from quorate.hrb.shard.state import ShardStore
 from quorate.hrb.system import ShardMember, route_to_core
@@ -100,7 +100,7 @@ class ReshardingShardMember(ShardMember):
         return out + route_to_core(reports, self._store)  # type: ignore[arg-type]
 
 
-class ReshardingPartitionMember(ReshardingShardMember):
+class ReshardingPartitionMember(Reconciling, ReshardingShardMember):
     """``ReshardingShardMember`` that reconciles after a partition (see the module docstring)."""
 
     __slots__ = ("reconciliation",)
@@ -110,23 +110,3 @@ class ReshardingPartitionMember(ReshardingShardMember):
     ) -> None:
         super().__init__(member, store, resend_s=resend_s, now=now)
         self.reconciliation = Reconciliation(view)
-
-    @property
-    def store(self) -> ShardStore:
-        return self._store
-
-    @property
-    def view(self) -> ShardView:
-        return self.reconciliation.view
-
-    @property
-    def hold(self) -> EvidenceHold:
-        return self.reconciliation.hold
-
-    @property
-    def asked(self) -> int:
-        """Certificate requests sent."""
-        return self.reconciliation.asked
-
-    def take_outbound(self) -> list[GroupMessage]:
-        return self.reconciliation.outbound(super().take_outbound(), self._store)
