@@ -132,6 +132,7 @@ def test_an_open_loop_step_drains_longer_than_an_agent_waits() -> None:
     # 2-3.5 s at p99) counted as not answered, and a step failed the 95 % rule
     # with every intra-shard transaction answered (n = 256, 1,385 txn/s: 40 of
     # 103 cross-shard ones with a 3 s drain, 2 of 101 with 6 s).
+    pytest.importorskip("hdrh")  # the bench extra
     from quorate.bench.hrb_load import OPEN_LOOP_DRAIN_S
 
     assert WorkloadSettings().op_timeout_s < OPEN_LOOP_DRAIN_S
