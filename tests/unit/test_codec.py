@@ -102,7 +102,7 @@ class Hello(WireMessage, tag="test.Hello", frozen=True):
 BATCHING = WireCodec([Hello, Ping, Blob], batch_types=[Ping, Blob])
 
 
-@given(st.lists(st.tuples(st.integers(min_value=0, max_value=1 << 20), st.integers(), st.binary(max_size=50)), max_size=30))
+@given(st.lists(st.tuples(st.integers(min_value=0, max_value=1 << 20), st.integers(min_value=-(1 << 63), max_value=(1 << 63) - 1), st.binary(max_size=50)), max_size=30))
 def test_a_batch_carries_its_messages_and_groups_in_order(items: list[tuple[int, int, bytes]]) -> None:
     messages = [(group, Ping(seq) if seq % 2 else Blob(data)) for group, seq, data in items]
     body = BATCHING.encode_batch(NodeId(4), [BATCHING.encode_item(m, g) for g, m in messages])
