@@ -81,16 +81,15 @@ from quorate.multiraft.descriptor import (
     RangeDescriptor,
     contains,
 )
-from quorate.multiraft.messages import STATUS_WRONG_RANGE, WRONG_RANGE, MetaAnswer, MetaCall, Retire
+from quorate.multiraft.messages import WRONG_RANGE, MetaAnswer, MetaCall, Retire
 from quorate.multiraft.table import (
     ChangeReplicas,
     MetaOp,
-    MetaResult,
     SplitRange,
     decode_meta_result,
     encode_meta_op,
-    encode_meta_result,
 )
+from quorate.multiraft.wrong_range import wrong_range_reply
 from quorate.raft.binding import RaftMembership
 from quorate.raft.messages import ConfChange, ConfChangeKind, EntryKind, HardState, Snapshot
 from quorate.state.kv import NO_SESSION, Cas, Command, Delete, Get, KVStore, LogOp, Put, Result
@@ -99,7 +98,6 @@ from quorate.state.service import (
     STATUS_OK,
     STATUS_REDIRECT,
     STATUS_RETRY,
-    ClientReply,
     ClientRequest,
     ReplicaService,
 )
@@ -360,8 +358,7 @@ class RangeService(ReplicaService):
 
     def _wrong_range(self, sender: NodeId, req: ClientRequest) -> None:
         known = [d for d in (self.store.descriptor, *self.siblings[-2:]) if d is not None]
-        result = encode_meta_result(MetaResult(ok=False, ranges=known, error=WRONG_RANGE))
-        self._replies.append((sender, ClientReply(req.client, req.seq, STATUS_WRONG_RANGE, result)))
+        self._replies.append((sender, wrong_range_reply(req, known)))
 
     # -- applying ------------------------------------------------------------
     def apply(self, entry: Entry) -> None:

@@ -72,16 +72,16 @@ from quorate.multiraft.liveness import LIVENESS_GROUP, NodeAlive, NodeLiveness
 from quorate.multiraft.messages import (
     MULTIRAFT,
     SERVICE_MESSAGE_TYPES,
-    STATUS_WRONG_RANGE,
     RangesReply,
     RangesStatus,
     RangeView,
 )
 from quorate.multiraft.range import RangeService, bootstrap_state, initial_image
-from quorate.multiraft.table import MetaResult, RangeTable, encode_meta_result
+from quorate.multiraft.table import RangeTable
+from quorate.multiraft.wrong_range import wrong_range_reply
 from quorate.runtime.aio.admin import CLIENT_REQUEST_TYPES, StatusReply
 from quorate.runtime.aio.node import AioNode
-from quorate.state.service import ClientReply, ClientRequest
+from quorate.state.service import ClientRequest
 from quorate.storage import GroupWrite
 from quorate.storage.base import Recovered
 
@@ -280,8 +280,7 @@ class MultiRaftNode(AioNode):
     def _no_group_reply(self, group_id: int, message: WireMessage) -> WireMessage | None:
         if type(message) is not ClientRequest:
             return None
-        empty = encode_meta_result(MetaResult(ok=False, error=f"{node_name(self.id)} hosts no group {group_id}"))
-        return ClientReply(message.client, message.seq, STATUS_WRONG_RANGE, empty)
+        return wrong_range_reply(message, error=f"{node_name(self.id)} hosts no group {group_id}")
 
     def _on_client_input(self, connection: int, message: WireMessage, group_id: int, now: float) -> None:
         if type(message) is RangesStatus:
