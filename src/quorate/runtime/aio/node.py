@@ -138,6 +138,7 @@ from quorate.runtime.aio.admin import (
 )
 from quorate.runtime.aio.bft import replica_service_class
 from quorate.runtime.aio.config import STORAGE_KINDS, format_address, parse_address
+from quorate.runtime.aio.profiling import start_profiler
 from quorate.runtime.aio.protocols import DEFAULT_KEY_SEED, ProtocolBinding, protocol_binding
 from quorate.runtime.aio.security_relay import SecurityRelay
 from quorate.runtime.aio.tls import TlsConfig
@@ -370,6 +371,7 @@ class AioNode:
     async def start(self) -> Address:
         """Recover from disk, build the groups, listen and dial; return the listen address."""
         self._loop = asyncio.get_running_loop()
+        start_profiler(self._loop, node_name(self.id))
         binding = self.binding
         self.storage = open_disk_storage(
             self.storage_kind,
