@@ -13,7 +13,8 @@ Theory of operation.
   ``BALANCE_WAIT_S``) is led by its preferred replica, so no hand-over of
   leadership falls into the measured window. The report holds both runs and
   the ratios multi-Raft / single (throughput: higher is better; latency:
-  lower is better).
+  lower is better), and each run's CPU milliseconds per put (nodes and
+  clients) with the nodes' ratio.
 - ``idle_real`` starts a multi-Raft cluster of ``groups`` ranges and no
   clients, waits until every range has a leader and then ``settle_s``
   (quiescence: idle Raft groups stop heartbeating after
@@ -47,7 +48,7 @@ from quorate.client.aio import AsyncClient
 from quorate.ids import node_name
 from quorate.runtime.aio.cluster import LocalCluster
 
-__all__ = ["compare_multiraft", "idle_real", "wait_ranges"]
+__all__ = ["compare_multiraft", "cpu_ms_per_put", "idle_real", "wait_ranges"]
 
 RANGES_WAIT_S = 120.0
 """How long a benchmark waits for every range to elect a leader (1,000 ranges start slowly)."""
@@ -97,6 +98,8 @@ def compare_multiraft(config: RealBenchConfig, groups: int) -> dict[str, Any]:
     multi = run_real_bench(base, ranges=groups, wait_ranges=lambda cluster: asyncio.run(wait_ranges(cluster)))
     multi["protocol"] = "multiraft"
     multi["groups"] = groups
+    for run in (single, multi):
+        run["cpu_ms_per_put"] = cpu_ms_per_put(run)
     return {
         "benchmark": "real-multiraft",
         "multiraft": multi,
@@ -105,7 +108,22 @@ def compare_multiraft(config: RealBenchConfig, groups: int) -> dict[str, Any]:
             "throughput": _ratio(multi["throughput_ops"], single["throughput_ops"]),
             "p50": _ratio(multi["latency_ms"]["p50"], single["latency_ms"]["p50"]),
             "p99": _ratio(multi["latency_ms"]["p99"], single["latency_ms"]["p99"]),
+            "node_cpu_per_put": _ratio(multi["cpu_ms_per_put"]["nodes"] or 0.0, single["cpu_ms_per_put"]["nodes"] or 0.0),
         },
+    }
+
+
+def cpu_ms_per_put(run: dict[str, Any]) -> dict[str, float | None]:
+    """CPU milliseconds per acknowledged put of one run: the node processes'
+    (all of them, from the clients' start to their end, client start-up
+    included) and the client processes'. On a machine whose cores the nodes, the clients and other
+    tenants share, this is the figure throughput follows."""
+    ops = run["ops"]
+    nodes = sum(run["cpu_s_per_node"].values())
+    clients = sum(run["cpu_s_per_client_process"])
+    return {
+        "nodes": round(1000.0 * nodes / ops, 3) if ops else None,
+        "clients": round(1000.0 * clients / ops, 3) if ops else None,
     }
 
 
