@@ -36,6 +36,11 @@ def test_bench_real_multiraft_reports_both_runs_and_their_ratio(tmp_path: Path) 
     assert multi["groups"] == 4 and multi["protocol"] == "multiraft" and single["protocol"] == "raft"
     assert multi["ops"] > 0 and single["ops"] > 0
     assert report["ratio"]["throughput"] == round(multi["throughput_ops"] / single["throughput_ops"], 3)
+    for run in (multi, single):
+        assert run["cpu_ms_per_put"]["nodes"] == round(1000 * sum(run["cpu_s_per_node"].values()) / run["ops"], 3)
+        assert run["cpu_ms_per_put"]["clients"] > 0
+        assert run["core_us_per_put"] > 0
+    assert report["ratio"]["node_cpu_per_put"] == round(multi["cpu_ms_per_put"]["nodes"] / single["cpu_ms_per_put"]["nodes"], 3)
 
 
 @pytest.mark.slow

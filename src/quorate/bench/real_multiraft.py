@@ -13,7 +13,11 @@ Theory of operation.
   ``BALANCE_WAIT_S``) is led by its preferred replica, so no hand-over of
   leadership falls into the measured window. The report holds both runs and
   the ratios multi-Raft / single (throughput: higher is better; latency:
-  lower is better).
+  lower is better), and each run's CPU milliseconds per put (nodes and
+  clients) with the nodes' ratio; and, for each run's shape, what the
+  Raft cores, node hosts and drivers alone cost per put in the benchmark's
+  own process (``core_cost_per_put``: no codec, transport, storage or state
+  machine), the floor of the protocol's share.
 - ``idle_real`` starts a multi-Raft cluster of ``groups`` ranges and no
   clients, waits until every range has a leader and then ``settle_s``
   (quiescence: idle Raft groups stop heartbeating after
@@ -30,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import random
 import shutil
 import tempfile
 import time
@@ -44,10 +49,15 @@ from quorate.bench.puts import (
 )
 from quorate.bench.real import run_real_bench
 from quorate.client.aio import AsyncClient
-from quorate.ids import node_name
+from quorate.core.host import GroupReady, HostedGroup, NodeHost
+from quorate.core.ready import Entry, ReadState, Rejection
+from quorate.ids import NodeId, node_name
+from quorate.raft.config import RaftConfig
+from quorate.raft.node import RaftNode
 from quorate.runtime.aio.cluster import LocalCluster
+from quorate.runtime.driver import HostDriver
 
-__all__ = ["compare_multiraft", "idle_real", "wait_ranges"]
+__all__ = ["compare_multiraft", "core_cost_per_put", "cpu_ms_per_put", "idle_real", "wait_ranges"]
 
 RANGES_WAIT_S = 120.0
 """How long a benchmark waits for every range to elect a leader (1,000 ranges start slowly)."""
@@ -97,6 +107,13 @@ def compare_multiraft(config: RealBenchConfig, groups: int) -> dict[str, Any]:
     multi = run_real_bench(base, ranges=groups, wait_ranges=lambda cluster: asyncio.run(wait_ranges(cluster)))
     multi["protocol"] = "multiraft"
     multi["groups"] = groups
+    for run in (single, multi):
+        run["cpu_ms_per_put"] = cpu_ms_per_put(run)
+    # What the Raft cores, the node host and the driver alone cost per put,
+    # in this process, for the two runs' shapes: one group taking a round of
+    # (at most) every client's put, and many groups taking one put each.
+    single["core_us_per_put"] = core_cost_per_put(groups=1, puts_per_round=config.clients)
+    multi["core_us_per_put"] = core_cost_per_put(groups=groups, puts_per_round=1)
     return {
         "benchmark": "real-multiraft",
         "multiraft": multi,
@@ -105,8 +122,114 @@ def compare_multiraft(config: RealBenchConfig, groups: int) -> dict[str, Any]:
             "throughput": _ratio(multi["throughput_ops"], single["throughput_ops"]),
             "p50": _ratio(multi["latency_ms"]["p50"], single["latency_ms"]["p50"]),
             "p99": _ratio(multi["latency_ms"]["p99"], single["latency_ms"]["p99"]),
+            "node_cpu_per_put": _ratio(multi["cpu_ms_per_put"]["nodes"] or 0.0, single["cpu_ms_per_put"]["nodes"] or 0.0),
         },
     }
+
+
+def cpu_ms_per_put(run: dict[str, Any]) -> dict[str, float | None]:
+    """CPU milliseconds per acknowledged put of one run: the node processes'
+    (all of them, from the clients' start to their end, client start-up
+    included) and the client processes'. On a machine whose cores the nodes, the clients and other
+    tenants share, this is the figure throughput follows."""
+    ops = run["ops"]
+    nodes = sum(run["cpu_s_per_node"].values())
+    clients = sum(run["cpu_s_per_client_process"])
+    return {
+        "nodes": round(1000.0 * nodes / ops, 3) if ops else None,
+        "clients": round(1000.0 * clients / ops, 3) if ops else None,
+    }
+
+
+CORE_COST_PUTS = 20_000
+"""Puts ``core_cost_per_put`` runs (about a second of CPU at the many-groups shape)."""
+CORE_COST_COMMAND = b"k" * 120
+"""About the size of a benchmark put's command."""
+
+
+class _InProcessEffects:
+    """``HostEffects`` of one node in ``core_cost_per_put``: nothing is
+    written (every write is durable at once), messages go to a shared list."""
+
+    def __init__(self, node: NodeId, network: list[tuple[NodeId, NodeId, int, Any]]) -> None:
+        self.node = node
+        self.network = network
+
+    def persist(self, writes: list[GroupReady], sync: bool) -> bool:
+        return True
+
+    def send(self, group: HostedGroup, messages: list[tuple[NodeId, Any]]) -> None:
+        for to, message in messages:
+            self.network.append((to, self.node, group.id, message))
+
+    def restore(self, group: HostedGroup, snapshot: Any) -> None:
+        pass
+
+    def apply(self, group: HostedGroup, entries: list[Entry]) -> None:
+        pass
+
+    def read_ready(self, group: HostedGroup, read: ReadState) -> None:
+        pass
+
+    def rejected(self, group: HostedGroup, rejection: Rejection) -> None:
+        pass
+
+
+def core_cost_per_put(*, groups: int, puts_per_round: int, nodes: int = 3, puts: int = CORE_COST_PUTS) -> float:
+    """CPU microseconds per put of ``nodes`` node hosts' Raft cores, hosts
+    and drivers alone (no codec, transport, storage or state machine), in
+    this process: ``groups`` groups of all the nodes (each with a multi-Raft
+    range's options), each leader proposing ``puts_per_round`` puts per
+    round, every round's messages delivered at once until all is committed
+    and acknowledged. A floor of what the real nodes spend on the protocol
+    per put, for comparison with their CPU per put."""
+    config = RaftConfig(
+        election_timeout_s=1.0, heartbeat_interval_s=0.1, lazy_commit=True, elide_heartbeats=True
+    ).validate()
+    members = [NodeId(n) for n in range(1, nodes + 1)]
+    network: list[tuple[NodeId, NodeId, int, Any]] = []
+    hosts = {n: NodeHost(n) for n in members}
+    drivers = [HostDriver(hosts[n], _InProcessEffects(n, network)) for n in members]
+    rng = random.Random(0)
+    now = 0.0
+    for g in range(groups):
+        for n in members:
+            core = RaftNode(n, members, config=config, rng=random.Random(rng.random()), now=now)
+            hosts[n].add(HostedGroup(g, core, None))
+
+    def deliver(at: float) -> None:
+        for driver in drivers:
+            driver.drive()
+        while network:
+            batch = network[:]
+            network.clear()
+            for to, sender, group, message in batch:
+                hosts[to].step(sender, group, message, at)
+            for driver in drivers:
+                driver.drive()
+
+    leaders: dict[int, NodeHost] = {}
+    for _ in range(1000):  # elections: time jumps to the next deadline
+        deadlines = [d for h in hosts.values() if (d := h.wake_at()) is not None]
+        now = max(now, min(deadlines)) if deadlines else now + config.heartbeat_interval_s
+        for host in hosts.values():
+            host.tick(now)
+        deliver(now)
+        leaders = {g.id: h for h in hosts.values() for g in h if isinstance(g.core, RaftNode) and g.core.is_leader}
+        if len(leaders) == groups:
+            break
+    if len(leaders) != groups:
+        raise RuntimeError(f"{len(leaders)} of {groups} groups elected a leader")
+    rounds = max(1, puts // (groups * puts_per_round))
+    started = time.process_time()
+    for _ in range(rounds):
+        now += 0.001  # the hosts are not ticked: no timer fires while measuring
+        for g, host in leaders.items():
+            for _ in range(puts_per_round):
+                host.propose(g, CORE_COST_COMMAND, now)
+        deliver(now)
+    spent_s = time.process_time() - started
+    return round(1e6 * spent_s / (rounds * groups * puts_per_round), 1)
 
 
 def _ratio(ours: float, theirs: float) -> float | None:

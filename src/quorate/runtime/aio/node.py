@@ -138,6 +138,7 @@ from quorate.runtime.aio.admin import (
 )
 from quorate.runtime.aio.bft import replica_service_class
 from quorate.runtime.aio.config import STORAGE_KINDS, format_address, parse_address
+from quorate.runtime.aio.profiling import start_profiler
 from quorate.runtime.aio.protocols import DEFAULT_KEY_SEED, ProtocolBinding, protocol_binding
 from quorate.runtime.aio.security_relay import SecurityRelay
 from quorate.runtime.aio.tls import TlsConfig
@@ -370,6 +371,7 @@ class AioNode:
     async def start(self) -> Address:
         """Recover from disk, build the groups, listen and dial; return the listen address."""
         self._loop = asyncio.get_running_loop()
+        start_profiler(self._loop, node_name(self.id))
         binding = self.binding
         self.storage = open_disk_storage(
             self.storage_kind,
@@ -675,19 +677,26 @@ class AioNode:
         host = self.host_or_raise()
         security = self.security
         assert security is not None
+        # Looked up once per batch: with many groups a put brings about four
+        # peer messages, each through this loop.
+        refuses = security.refuses
+        messages_in = self.messages_in
+        service_types = self.service_message_types
+        step = host.step
         for sender, message, group_id, from_client in inbox:
             if from_client:
                 self._on_client_input(sender, message, group_id, now)
                 continue
-            if security.refuses(sender):
+            if refuses(sender):
                 self.counters["security.revoked_messages_dropped"] += 1
                 continue
-            self.messages_in[type(message)] += 1
+            cls = type(message)
+            messages_in[cls] += 1
             if isinstance(message, SecurityRelay):
                 security.on_relay(NodeId(sender), message, now)
-            elif type(message) in self.service_message_types:
+            elif cls in service_types:
                 self._to_service(NodeId(sender), message, group_id, now)
-            elif host.step(NodeId(sender), group_id, message, now) is not None:
+            elif step(NodeId(sender), group_id, message, now) is not None:
                 self.counters["rejected.unknown group"] += 1
         self.counters["batches"] += 1
         self.counters["inputs"] += len(inbox)
@@ -1063,11 +1072,12 @@ class AioNode:
             self._stopping = asyncio.ensure_future(self.transport.close())
 
     def send(self, group: HostedGroup, messages: list[tuple[NodeId, Any]]) -> None:
-        transport = self.transport_or_raise()
+        send = self.transport_or_raise().send
+        messages_out = self.messages_out
         gid = group.id
         for to, message in messages:
-            self.messages_out[type(message)] += 1
-            transport.send(to, message, gid)
+            messages_out[type(message)] += 1
+            send(to, message, gid)
 
     def restore(self, group: HostedGroup, snapshot: Any) -> None:
         if group.state is not None:
