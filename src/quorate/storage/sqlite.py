@@ -221,6 +221,8 @@ class SqliteStorage:
     ``hard_state_type`` and ``snapshot_type`` are group 0's protocol's msgspec
     Structs; ``None`` decodes them as plain msgpack values (lists, dicts...).
     A snapshot must have an ``index`` attribute (and ``term``, 0 if absent).
+    ``tail_max_rows`` and ``tail_max_bytes`` bound the ``tail`` table (see
+    the module docstring).
     """
 
     def __init__(
@@ -229,7 +231,13 @@ class SqliteStorage:
         *,
         hard_state_type: type[Any] | None = None,
         snapshot_type: type[Any] | None = None,
+        tail_max_rows: int = TAIL_MAX_ROWS,
+        tail_max_bytes: int = TAIL_MAX_BYTES,
     ) -> None:
+        if tail_max_rows < 0 or tail_max_bytes < 0:
+            raise ConfigError("tail_max_rows and tail_max_bytes must be >= 0")
+        self.tail_max_rows = tail_max_rows
+        self.tail_max_bytes = tail_max_bytes
         self.directory = Path(path)
         self.directory.mkdir(parents=True, exist_ok=True)
         refuse_other_engine(self.directory, "sqlite")
@@ -635,7 +643,7 @@ class SqliteStorage:
                 self._write_log(write.group, plan, pointer, snapshot_tag, rows)
             if rows:
                 self._insert_tail(rows)
-            if self._tail_rows > TAIL_MAX_ROWS or self._tail_bytes > TAIL_MAX_BYTES:
+            if self._tail_rows > self.tail_max_rows or self._tail_bytes > self.tail_max_bytes:
                 self._move_tail()
             self._db.executemany(
                 "INSERT OR REPLACE INTO meta (grp, key, tag, value) VALUES (?, ?, ?, ?)",
