@@ -64,7 +64,8 @@ DEFAULT_RECOVER_ENTRIES = 10
 DEFAULT_RECOVER_REPEATS = 3
 DEFAULT_SPREAD_GROUPS = 10
 DEFAULT_DEEP_ENTRIES = 20
-DEFAULT_ENTRY_TURNS = 300
+ENTRY_TURNS_PER_SAMPLE = 15
+"""``entry_turns`` defaults to this many turns per ``samples`` (300 for 20)."""
 WARMUP_SAMPLES = 2
 """Untimed rounds first: file creation, SQLite's first pages, the WAL's first segment."""
 _MS_PER_S = 1000.0
@@ -226,12 +227,11 @@ def measure_entry_cost(
             / per_turn
             * _US_PER_S,
         }
-    out["spread_over_deep_cpu"] = (
-        out["spread"]["cpu_us_per_entry"] / out["deep"]["cpu_us_per_entry"]
-    )
-    out["spread_over_deep_wall"] = (
-        out["spread"]["wall_us_per_entry"] / out["deep"]["wall_us_per_entry"]
-    )
+    for kind in ("cpu", "wall"):
+        deep_us = out["deep"][f"{kind}_us_per_entry"]
+        out[f"spread_over_deep_{kind}"] = (
+            out["spread"][f"{kind}_us_per_entry"] / deep_us if deep_us > 0 else None
+        )
     return out
 
 
@@ -296,10 +296,12 @@ def report(
     recover_repeats: int = DEFAULT_RECOVER_REPEATS,
     spread_groups: int = DEFAULT_SPREAD_GROUPS,
     deep_entries: int = DEFAULT_DEEP_ENTRIES,
-    entry_turns: int = DEFAULT_ENTRY_TURNS,
+    entry_turns: int | None = None,
     directory: Path | None = None,
 ) -> dict[str, Any]:
     """Every measure for each engine, as one JSON-ready object."""
+    if entry_turns is None:
+        entry_turns = ENTRY_TURNS_PER_SAMPLE * samples
     for name, value, least in (
         ("groups", groups, 1),
         ("entries", entries, 1),
