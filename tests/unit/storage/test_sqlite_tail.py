@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 from tests.unit.storage.storage_types import HardState, Snapshot, entries
 
+from quorate.core.ready import Entry
+from quorate.errors import ConfigError
 from quorate.storage import GroupWrite, SqliteStorage
 from quorate.storage.layout import DB_FILE_NAME
 from quorate.storage.sqlite import SCHEMA_VERSION
@@ -229,3 +231,18 @@ def test_a_database_without_the_tail_is_migrated_on_open(tmp_path: Path) -> None
         s.persist_many([GroupWrite(5, None, entries(5, 7, term=4))])
     with open_small(tmp_path) as s:
         assert s.entries_of(5, 1, 10) == entries(1, 4) + entries(5, 7, term=4)
+
+
+def test_the_byte_bound_moves_large_entries_too(tmp_path: Path) -> None:
+    big = [Entry(1, i, 0, bytes(1000)) for i in range(1, 4)]
+    with SqliteStorage(tmp_path, tail_max_bytes=2500) as s:
+        s.persist_many([GroupWrite(0, None, big[:2])])
+        assert s.tail_moves == 0
+        s.persist_many([GroupWrite(0, None, big[2:])])
+        assert s.tail_moves == 1
+        assert s.entries(1, 4) == big
+
+
+def test_negative_tail_bounds_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="tail_max_rows"):
+        SqliteStorage(tmp_path, tail_max_rows=-1)
