@@ -54,7 +54,9 @@ def assert_same(model: MemoryStorage, disk: SqliteStorage | WalStorage) -> None:
         assert actual.snapshot == expected.snapshot, g
 
 
-@pytest.mark.parametrize("kind", ["sqlite", "sqlite-small-tail", "wal"])
+@pytest.mark.parametrize(
+    "kind", ["sqlite", pytest.param("sqlite-small-tail", marks=pytest.mark.slow), "wal"]
+)
 @settings(
     max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
