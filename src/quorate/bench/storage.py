@@ -25,6 +25,17 @@ the time to open it and to ``recover_group`` every group it lists is the
 restart cost of a node hosting that many groups (median of
 ``recover_repeats``).
 
+Cost per entry: a node turn of many ranges usually carries one new entry in
+each of several groups, where a single busy group's turn carries many of its
+own. ``measure_entry_cost`` persists, in rotation, ``spread_groups`` groups
+× 1 entry per ``persist_many`` (``spread``) and 1 group × ``deep_entries``
+entries (``deep``), each shape in a store of its own, for ``entry_turns``
+turns each, and reports the process CPU time and the wall time per entry:
+the total over every timed turn divided by the entries written (so work an
+engine does now and then, such as moving entries between tables, is
+counted), and the median turn's. ``spread_over_deep`` (CPU) near 1 means a
+turn of many groups costs per entry, not per group.
+
 The files go to ``directory`` (default: a fresh temporary directory, removed
 afterwards), so the figures are those of the filesystem under it.
 """
@@ -51,6 +62,10 @@ DEFAULT_SAMPLES = 20
 DEFAULT_RECOVER_GROUPS = 1000
 DEFAULT_RECOVER_ENTRIES = 10
 DEFAULT_RECOVER_REPEATS = 3
+DEFAULT_SPREAD_GROUPS = 10
+DEFAULT_DEEP_ENTRIES = 20
+ENTRY_TURNS_PER_SAMPLE = 15
+"""``entry_turns`` defaults to this many turns per ``samples`` (300 for 20)."""
 WARMUP_SAMPLES = 2
 """Untimed rounds first: file creation, SQLite's first pages, the WAL's first segment."""
 _MS_PER_S = 1000.0
@@ -151,6 +166,75 @@ def measure_group_commit(
     }
 
 
+def measure_entry_cost(
+    engine: str,
+    directory: Path,
+    *,
+    spread_groups: int,
+    deep_entries: int,
+    value_bytes: int,
+    turns: int,
+) -> dict[str, Any]:
+    """Process CPU and wall time per entry: one entry in each of
+    ``spread_groups`` groups per turn against ``deep_entries`` entries of
+    one group per turn (see the module docstring)."""
+    value = bytes(value_bytes)
+    spread_store = open_storage(engine, directory / f"{engine}-spread")
+    deep_store = open_storage(engine, directory / f"{engine}-deep")
+    try:
+        spread_logs = [_Log(g, value) for g in range(1, spread_groups + 1)]
+        spread_store.create_groups([(log.group, "raft", b"") for log in spread_logs])
+        deep_log = _Log(1, value)
+        deep_store.create_groups([(1, "raft", b"")])
+
+        def spread() -> None:
+            spread_store.persist_many([log.write(1) for log in spread_logs])
+
+        def deep() -> None:
+            deep_store.persist_many([deep_log.write(deep_entries)])
+
+        shapes: dict[str, tuple[Callable[[], None], int]] = {
+            "spread": (spread, spread_groups),
+            "deep": (deep, deep_entries),
+        }
+        cpu: dict[str, list[float]] = {name: [] for name in shapes}
+        wall: dict[str, list[float]] = {name: [] for name in shapes}
+        for turn in range(WARMUP_SAMPLES + turns):
+            for name, (call, _) in shapes.items():
+                wall_started = time.perf_counter()
+                cpu_started = time.process_time()
+                call()
+                cpu_spent = time.process_time() - cpu_started
+                wall_spent = time.perf_counter() - wall_started
+                if turn >= WARMUP_SAMPLES:
+                    cpu[name].append(cpu_spent)
+                    wall[name].append(wall_spent)
+    finally:
+        spread_store.close()
+        deep_store.close()
+    out: dict[str, Any] = {
+        "spread_groups": spread_groups,
+        "deep_entries": deep_entries,
+        "turns": turns,
+    }
+    for name, (_, per_turn) in shapes.items():
+        written = per_turn * turns
+        out[name] = {
+            "cpu_us_per_entry": sum(cpu[name]) / written * _US_PER_S,
+            "wall_us_per_entry": sum(wall[name]) / written * _US_PER_S,
+            "median_turn_cpu_us_per_entry": statistics.median(cpu[name]) / per_turn * _US_PER_S,
+            "median_turn_wall_us_per_entry": statistics.median(wall[name])
+            / per_turn
+            * _US_PER_S,
+        }
+    for kind in ("cpu", "wall"):
+        deep_us = out["deep"][f"{kind}_us_per_entry"]
+        out[f"spread_over_deep_{kind}"] = (
+            out["spread"][f"{kind}_us_per_entry"] / deep_us if deep_us > 0 else None
+        )
+    return out
+
+
 def measure_recovery(
     engine: str,
     directory: Path,
@@ -210,9 +294,14 @@ def report(
     recover_groups: int = DEFAULT_RECOVER_GROUPS,
     recover_entries: int = DEFAULT_RECOVER_ENTRIES,
     recover_repeats: int = DEFAULT_RECOVER_REPEATS,
+    spread_groups: int = DEFAULT_SPREAD_GROUPS,
+    deep_entries: int = DEFAULT_DEEP_ENTRIES,
+    entry_turns: int | None = None,
     directory: Path | None = None,
 ) -> dict[str, Any]:
-    """Both measures for each engine, as one JSON-ready object."""
+    """Every measure for each engine, as one JSON-ready object."""
+    if entry_turns is None:
+        entry_turns = ENTRY_TURNS_PER_SAMPLE * samples
     for name, value, least in (
         ("groups", groups, 1),
         ("entries", entries, 1),
@@ -221,6 +310,9 @@ def report(
         ("recover_groups", recover_groups, 1),
         ("recover_entries", recover_entries, 0),
         ("recover_repeats", recover_repeats, 1),
+        ("spread_groups", spread_groups, 1),
+        ("deep_entries", deep_entries, 1),
+        ("entry_turns", entry_turns, 1),
     ):
         if value < least:
             raise ValueError(f"{name} must be >= {least}, got {value}")
@@ -238,6 +330,14 @@ def report(
                     entries=entries,
                     value_bytes=value_bytes,
                     samples=samples,
+                ),
+                "entry_cost": measure_entry_cost(
+                    engine,
+                    base,
+                    spread_groups=spread_groups,
+                    deep_entries=deep_entries,
+                    value_bytes=value_bytes,
+                    turns=entry_turns,
                 ),
                 "recovery": measure_recovery(
                     engine,

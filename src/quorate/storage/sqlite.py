@@ -6,9 +6,22 @@ the write-ahead log before ``COMMIT`` returns) and ``snapshots/``. One
 database serves every group the node hosts; each row carries its group id
 (a u64, stored as SQLite's signed 64-bit integer of the same bits). It owns:
 
-- ``entries``: one row per log entry (group, index, term, kind, data). The
-  columns are the ``Entry`` fields themselves, so reading the log back needs
-  no decoding; ``data`` is the command bytes the protocol produced.
+- ``entries``: one row per log entry (group, index, term, kind, data),
+  clustered by (group, index). The columns are the ``Entry`` fields
+  themselves, so reading the log back needs no decoding; ``data`` is the
+  command bytes the protocol produced.
+- ``tail``: the newest entries, in the order they were written (an integer
+  primary key ``seq`` the storage assigns, so a turn's rows go to the
+  table's last page or two whichever groups they belong to). A turn that
+  writes one entry in each of ten groups then changes one or two pages, not
+  the ten leaf pages of ``entries`` those groups' rows would land on, each
+  of which SQLite writes in full to its journal. Once the tail holds more
+  than ``TAIL_MAX_ROWS`` rows or ``TAIL_MAX_BYTES`` bytes, the turn's
+  transaction moves it into ``entries`` in (group, index) order, many
+  entries per group at once, and empties it. The tail is also kept in
+  memory (bounded by the same limits), read at open, so reading recent
+  entries and deleting a group's tail rows (a conflicting suffix, a
+  compaction, a snapshot, a dropped group) need no scan.
 - ``meta``: per group, the protocol's hard state and the snapshot *pointer*,
   each stored as msgspec msgpack bytes plus a type tag (``module.QualName``).
   They are decoded with the types the caller names (the constructor's for
@@ -36,7 +49,8 @@ transaction, then its snapshot files (an orphan left by a crash in between
 is removed at the next open).
 
 Invariants: each group's stored entries are contiguous, from its
-``first_index`` to its ``last_index``; ``first_index == snapshot.index + 1``
+``first_index`` to its ``last_index``; its rows in ``tail`` are a suffix of
+them (every index in ``tail`` is above every index in ``entries``); ``first_index == snapshot.index + 1``
 once a snapshot exists and the log was compacted; every transaction is
 all-or-nothing (SQLite's journal), so recovery after a crash returns, for
 every group, a prefix of what was persisted that contains every write whose
@@ -51,7 +65,9 @@ meanwhile. A crash loses at most that lag.
 
 Layout versions. ``PRAGMA user_version`` names the schema. A database of the
 single-group layout (version 0: no group column) is migrated in place, in
-one transaction, its rows becoming group 0's; a newer version is refused.
+one transaction, its rows becoming group 0's; a database of the first
+multi-group layout (version 1: no ``tail``) gains an empty ``tail``; a newer
+version is refused.
 
 The storage is synchronous on purpose: the caller's order (persist before
 send) needs the fsync done before it continues. A runtime may call
@@ -114,11 +130,24 @@ BUSY_TIMEOUT_MS = 5000
 """How long a writer waits for another connection's lock before failing."""
 JOURNAL_SIZE_LIMIT_BYTES = 16 * 1024 * 1024
 """Size the WAL file is truncated back to after a checkpoint."""
-SCHEMA_VERSION = 1
-"""``PRAGMA user_version`` of the layout below (0: the single-group layout)."""
+SCHEMA_VERSION = 2
+"""``PRAGMA user_version`` of the layout below (0: the single-group layout,
+1: groups without the ``tail`` table)."""
+TAIL_MAX_ROWS = 4096
+"""Rows the ``tail`` table holds before a turn moves them into ``entries``."""
+TAIL_MAX_BYTES = 4 * 1024 * 1024
+"""Entry data the ``tail`` table holds before a turn moves it into ``entries``."""
 _U64_SPAN = 1 << 64
 _I64_MAX = (1 << 63) - 1
 
+_CREATE_TAIL = """CREATE TABLE tail (
+        seq  INTEGER PRIMARY KEY,
+        grp  INTEGER NOT NULL,
+        idx  INTEGER NOT NULL,
+        term INTEGER NOT NULL,
+        kind INTEGER NOT NULL,
+        data BLOB NOT NULL
+    )"""
 _SCHEMA = (
     """CREATE TABLE entries (
         grp  INTEGER NOT NULL,
@@ -140,7 +169,9 @@ _SCHEMA = (
         protocol TEXT NOT NULL,
         meta     BLOB NOT NULL
     )""",
+    _CREATE_TAIL,
 )
+_MIGRATE_FROM_GROUPS_WITHOUT_TAIL = (_CREATE_TAIL,)
 _MIGRATE_FROM_SINGLE_GROUP = (
     "ALTER TABLE entries RENAME TO entries_v0",
     "ALTER TABLE meta RENAME TO meta_v0",
@@ -151,6 +182,25 @@ _MIGRATE_FROM_SINGLE_GROUP = (
     "DROP TABLE entries_v0",
     "DROP TABLE meta_v0",
 )
+
+
+class _Tail:
+    """One group's rows in the ``tail`` table: its newest entries, contiguous
+    and ascending, and the ``seq`` of each row."""
+
+    __slots__ = ("entries", "seqs")
+
+    def __init__(self) -> None:
+        self.entries: list[Entry] = []
+        self.seqs: list[int] = []
+
+
+def _plain(entry: Entry) -> Entry:
+    """``entry`` as reading it back from the table gives it (a plain
+    ``Entry`` with ``bytes`` data)."""
+    if type(entry) is Entry and type(entry.data) is bytes:
+        return entry
+    return Entry(entry.term, entry.index, entry.kind, bytes(entry.data))
 
 
 def _sql_group(group: int) -> int:
@@ -171,6 +221,8 @@ class SqliteStorage:
     ``hard_state_type`` and ``snapshot_type`` are group 0's protocol's msgspec
     Structs; ``None`` decodes them as plain msgpack values (lists, dicts...).
     A snapshot must have an ``index`` attribute (and ``term``, 0 if absent).
+    ``tail_max_rows`` and ``tail_max_bytes`` bound the ``tail`` table (see
+    the module docstring).
     """
 
     def __init__(
@@ -179,7 +231,13 @@ class SqliteStorage:
         *,
         hard_state_type: type[Any] | None = None,
         snapshot_type: type[Any] | None = None,
+        tail_max_rows: int = TAIL_MAX_ROWS,
+        tail_max_bytes: int = TAIL_MAX_BYTES,
     ) -> None:
+        if tail_max_rows < 0 or tail_max_bytes < 0:
+            raise ConfigError("tail_max_rows and tail_max_bytes must be >= 0")
+        self.tail_max_rows = tail_max_rows
+        self.tail_max_bytes = tail_max_bytes
         self.directory = Path(path)
         self.directory.mkdir(parents=True, exist_ok=True)
         refuse_other_engine(self.directory, "sqlite")
@@ -210,6 +268,14 @@ class SqliteStorage:
         """Each group's (first_index, last_index), read on first use."""
         self._deferred: dict[int, Any] = {}
         """Hard states given with ``durable=False``, not yet written."""
+        self._tail: dict[int, _Tail] = {}
+        """Each group's rows in the ``tail`` table (groups with none are absent)."""
+        self._tail_rows = 0
+        self._tail_bytes = 0
+        self._next_seq = 1
+        self.tail_moves = 0
+        """Times the tail was moved into ``entries`` by this instance."""
+        self._load_tail()
         self.transactions = 0
         """Committed write transactions (each one fsync of the WAL)."""
         self._remove_stray_snapshot_files()
@@ -246,13 +312,19 @@ class SqliteStorage:
                     row[0]
                     for row in self._db.execute("SELECT name FROM sqlite_master WHERE type='table'")
                 }
-                statements = _MIGRATE_FROM_SINGLE_GROUP if "entries" in tables else _SCHEMA
+                statements: tuple[str, ...]
+                if version == 1:
+                    statements = _MIGRATE_FROM_GROUPS_WITHOUT_TAIL
+                elif "entries" in tables:
+                    statements = _MIGRATE_FROM_SINGLE_GROUP
+                else:
+                    statements = _SCHEMA
                 for statement in statements:
                     self._db.execute(statement)
                 self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             self._db.execute("COMMIT")
         except BaseException:
-            self._rollback()
+            self._rollback(reload_tail=False)
             raise
 
     def _check_known(self, group: object) -> int:
@@ -267,8 +339,80 @@ class SqliteStorage:
             bounds = self._bounds[group] = self._load_bounds(group)
         return bounds
 
+    def _load_tail(self) -> None:
+        """Read the ``tail`` table into memory (at open, and after a rollback)."""
+        self._tail = {}
+        rows = bytes_ = 0
+        last_seq = 0
+        for seq, grp, idx, term, kind, data in self._db.execute(
+            "SELECT seq, grp, idx, term, kind, data FROM tail ORDER BY seq"
+        ):
+            group = _u64_group(grp)
+            tail = self._tail.get(group)
+            if tail is None:
+                tail = self._tail[group] = _Tail()
+            tail.entries.append(Entry(term, idx, kind, bytes(data)))
+            tail.seqs.append(seq)
+            rows += 1
+            bytes_ += len(data)
+            last_seq = seq
+        for tail in self._tail.values():
+            for previous, entry in zip(tail.entries, tail.entries[1:], strict=False):
+                if entry.index != previous.index + 1:
+                    raise LocalProtocolError(
+                        f"{self.directory / DB_FILE_NAME}: the tail table is not contiguous "
+                        f"({previous.index} then {entry.index})"
+                    )
+        self._tail_rows, self._tail_bytes = rows, bytes_
+        self._next_seq = last_seq + 1
+
+    def _drop_tail_rows(self, group: int, keep: slice) -> None:
+        """Inside the open transaction: delete ``group``'s tail rows outside
+        ``keep`` (a slice of its tail), by ``seq``."""
+        tail = self._tail.get(group)
+        if tail is None:
+            return
+        kept_entries = tail.entries[keep]
+        if len(kept_entries) == len(tail.entries):
+            return
+        kept_seqs = tail.seqs[keep]
+        kept = set(kept_seqs)
+        gone = [seq for seq in tail.seqs if seq not in kept]
+        self._db.executemany("DELETE FROM tail WHERE seq = ?", [(seq,) for seq in gone])
+        self._tail_rows -= len(gone)
+        self._tail_bytes -= sum(len(e.data) for e in tail.entries) - sum(
+            len(e.data) for e in kept_entries
+        )
+        if kept_entries:
+            tail.entries, tail.seqs = kept_entries, kept_seqs
+        else:
+            del self._tail[group]
+
+    def _drop_tail_below(self, group: int, index: int) -> None:
+        tail = self._tail.get(group)
+        if tail is not None and tail.entries[0].index < index:
+            self._drop_tail_rows(group, slice(index - tail.entries[0].index, None))
+
+    def _drop_tail_from(self, group: int, index: int) -> None:
+        tail = self._tail.get(group)
+        if tail is not None and tail.entries[-1].index >= index:
+            self._drop_tail_rows(group, slice(0, max(0, index - tail.entries[0].index)))
+
+    def _move_tail(self) -> None:
+        """Inside the open transaction: move every tail row into ``entries``,
+        in (group, index) order, and empty the tail."""
+        self._db.execute(
+            "INSERT INTO entries (grp, idx, term, kind, data) "
+            "SELECT grp, idx, term, kind, data FROM tail ORDER BY grp, idx"
+        )
+        self._db.execute("DELETE FROM tail")
+        self._tail = {}
+        self._tail_rows = self._tail_bytes = 0
+        self.tail_moves += 1
+
     def _load_bounds(self, group: int) -> tuple[int, int]:
         grp = _sql_group(group)
+        tail = self._tail.get(group)
         # Two ORDER BY ... LIMIT 1 queries: each is one index lookup, where
         # MIN and MAX together would scan the group's rows.
         lo = self._db.execute(
@@ -278,6 +422,9 @@ class SqliteStorage:
             "SELECT value FROM meta WHERE grp = ? AND key = ?", (grp, _KEY_FIRST_INDEX)
         ).fetchone()
         offset = int.from_bytes(row[0], "big") if row else 1
+        if tail is not None:
+            first = int(lo[0]) if lo is not None else tail.entries[0].index
+            return first, tail.entries[-1].index
         if lo is None:
             return offset, offset - 1
         hi = self._db.execute(
@@ -316,15 +463,26 @@ class SqliteStorage:
         self._db.execute("COMMIT")
         self.transactions += 1
 
-    def _rollback(self) -> None:
+    def _rollback(self, *, reload_tail: bool = True) -> None:
         with contextlib.suppress(sqlite3.Error):
             self._db.execute("ROLLBACK")
+        if reload_tail:
+            # The in-memory tail may have followed the transaction part-way.
+            self._load_tail()
 
     def _write_log(
-        self, grp: int, plan: LogPlan, pointer: SnapshotPointer | None, snapshot_tag: str
+        self,
+        group: int,
+        plan: LogPlan,
+        pointer: SnapshotPointer | None,
+        snapshot_tag: str,
+        rows: list[tuple[int, int, int, int, int, bytes]],
     ) -> None:
-        """Inside the open transaction: one write's snapshot pointer and entries."""
+        """Inside the open transaction: one write's snapshot pointer and
+        deletions; its entries are added to ``rows`` (the turn's tail rows,
+        inserted together) and to the in-memory tail."""
         db = self._db
+        grp = _sql_group(group)
         if pointer is not None:
             db.execute(
                 "INSERT OR REPLACE INTO meta (grp, key, tag, value) VALUES (?, ?, ?, ?)",
@@ -335,16 +493,35 @@ class SqliteStorage:
             db.execute(
                 "DELETE FROM entries WHERE grp = ? AND idx < ?", (grp, plan.first_after_snapshot)
             )
+            self._drop_tail_below(group, plan.first_after_snapshot)
             self._set_first_index(grp, plan.first_after_snapshot)
         if plan.truncate_from is not None:
-            db.execute(
-                "DELETE FROM entries WHERE grp = ? AND idx >= ?", (grp, plan.truncate_from)
-            )
+            tail = self._tail.get(group)
+            if tail is None or plan.truncate_from < tail.entries[0].index:
+                db.execute(
+                    "DELETE FROM entries WHERE grp = ? AND idx >= ?", (grp, plan.truncate_from)
+                )
+            self._drop_tail_from(group, plan.truncate_from)
         if plan.entries:
-            db.executemany(
-                "INSERT INTO entries (grp, idx, term, kind, data) VALUES (?, ?, ?, ?, ?)",
-                [(grp, e.index, e.term, e.kind, e.data) for e in plan.entries],
-            )
+            tail = self._tail.get(group)
+            if tail is None:
+                tail = self._tail[group] = _Tail()
+            seq = self._next_seq
+            for entry in plan.entries:
+                plain = _plain(entry)
+                rows.append((seq, grp, plain.index, plain.term, plain.kind, plain.data))
+                tail.entries.append(plain)
+                tail.seqs.append(seq)
+                self._tail_bytes += len(plain.data)
+                seq += 1
+            self._tail_rows += seq - self._next_seq
+            self._next_seq = seq
+
+    def _insert_tail(self, rows: list[tuple[int, int, int, int, int, bytes]]) -> None:
+        self._db.executemany(
+            "INSERT INTO tail (seq, grp, idx, term, kind, data) VALUES (?, ?, ?, ?, ?, ?)", rows
+        )
+        rows.clear()
 
     def _load_meta(
         self, group: int, key: str, value_type: type[Any] | None
@@ -399,6 +576,7 @@ class SqliteStorage:
         self._begin()
         try:
             self._db.execute("DELETE FROM entries WHERE grp = ?", (grp,))
+            self._drop_tail_rows(checked, slice(0, 0))
             self._db.execute("DELETE FROM meta WHERE grp = ?", (grp,))
             self._db.execute("DELETE FROM groups WHERE grp = ?", (grp,))
             self._commit()
@@ -446,6 +624,7 @@ class SqliteStorage:
             )
         )
         committed: list[tuple[int, SnapshotPointer]] = []
+        rows: list[tuple[int, int, int, int, int, bytes]] = []
         self._begin()
         try:
             for write, plan in zip(batch, plans, strict=True):
@@ -453,8 +632,19 @@ class SqliteStorage:
                 if write.snapshot is not None:
                     pointer = next(pointers)
                     committed.append((write.group, pointer))
+                if pointer is None and plan.truncate_from is None:
+                    # The common case: entries appended, nothing deleted.
+                    if plan.entries:
+                        self._write_log(write.group, plan, None, "", rows)
+                    continue
+                if rows:  # earlier writes' rows first: this one may delete some
+                    self._insert_tail(rows)
                 snapshot_tag = type_tag(type(write.snapshot))
-                self._write_log(_sql_group(write.group), plan, pointer, snapshot_tag)
+                self._write_log(write.group, plan, pointer, snapshot_tag, rows)
+            if rows:
+                self._insert_tail(rows)
+            if self._tail_rows > self.tail_max_rows or self._tail_bytes > self.tail_max_bytes:
+                self._move_tail()
             self._db.executemany(
                 "INSERT OR REPLACE INTO meta (grp, key, tag, value) VALUES (?, ?, ?, ?)",
                 [
@@ -498,6 +688,7 @@ class SqliteStorage:
         self._begin()
         try:
             self._db.execute("DELETE FROM entries WHERE grp = ? AND idx <= ?", (grp, through))
+            self._drop_tail_below(checked, through + 1)
             self._set_first_index(grp, through + 1)
             self._commit()
         except BaseException:
@@ -512,12 +703,21 @@ class SqliteStorage:
         return self._bounds_of(self._check_known(group))[1]
 
     def entries_of(self, group: int, lo: int, hi: int) -> list[Entry]:
-        rows = self._db.execute(
-            "SELECT term, idx, kind, data FROM entries WHERE grp = ? AND idx >= ? AND idx < ? "
-            "ORDER BY idx",
-            (_sql_group(self._check_known(group)), lo, hi),
-        ).fetchall()
-        return [Entry(term, idx, kind, bytes(data)) for term, idx, kind, data in rows]
+        checked = self._check_known(group)
+        tail = self._tail.get(checked)
+        main_hi = hi if tail is None else min(hi, tail.entries[0].index)
+        out: list[Entry] = []
+        if lo < main_hi:
+            rows = self._db.execute(
+                "SELECT term, idx, kind, data FROM entries WHERE grp = ? AND idx >= ? AND idx < ? "
+                "ORDER BY idx",
+                (_sql_group(checked), lo, main_hi),
+            ).fetchall()
+            out = [Entry(term, idx, kind, bytes(data)) for term, idx, kind, data in rows]
+        if tail is not None and hi > main_hi:
+            first = tail.entries[0].index
+            out.extend(tail.entries[max(lo, first) - first : hi - first])
+        return out
 
     def hard_state_of(self, group: int, hard_state_type: type[Any] | None = None) -> Any:
         checked = self._check_known(group)

@@ -26,6 +26,9 @@ def test_report_counts_one_durable_write_for_many_groups(tmp_path: Path) -> None
         recover_groups=10,
         recover_entries=3,
         recover_repeats=1,
+        spread_groups=3,
+        deep_entries=3,
+        entry_turns=3,
         directory=tmp_path,
     )
     assert set(result["engines"]) == {"sqlite", "wal"}
@@ -41,6 +44,12 @@ def test_report_counts_one_durable_write_for_many_groups(tmp_path: Path) -> None
         assert commit["separate_over_persist_many"] > 0
         recovery = figures["recovery"]
         assert recovery["groups"] == 10 and recovery["total_ms"] > 0
+        cost = figures["entry_cost"]
+        assert (cost["spread_groups"], cost["deep_entries"], cost["turns"]) == (3, 3, 3)
+        for shape in ("spread", "deep"):
+            assert cost[shape]["wall_us_per_entry"] > 0
+            assert cost[shape]["cpu_us_per_entry"] >= 0
+        assert "spread_over_deep_cpu" in cost
     assert list(tmp_path.iterdir()) == []  # the bench cleaned up after itself
 
 
