@@ -35,7 +35,7 @@ from __future__ import annotations
 import contextlib
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from quorate.bench.histogram import LatencyHistogram
 from quorate.bench.ramp import StepResult
@@ -43,6 +43,7 @@ from quorate.errors import ConfigError
 
 if TYPE_CHECKING:
     from quorate.bench.hrb_sim import HrbRunConfig
+    from quorate.crypto.costmodel import CryptoCosts
     from quorate.hrb.simulation import HrbSystem
 
 __all__ = ["DEFAULT_CORE", "DEFAULT_SHARD_SIZE", "MAX_AGENTS", "HrbLoadTarget", "HrbOpenLoopTarget"]
@@ -237,6 +238,11 @@ class HrbOpenLoopTarget:
     """perf_counter() after which a running step is abandoned (``BudgetExhausted``)."""
     protocol: str = "hrb"
     leaders_at_s: float | None = None
+    crypto: CryptoCosts | None = None
+    """What signatures, verifications and threshold shares cost (None: the defaults)."""
+    charge_crypto: bool = True
+    """Charge each node's signatures, verifications and threshold shares and combines
+    to its CPU (its inputs wait behind them), as the baselines' runs do."""
 
     def run_config(self, rate_ops: float, window_s: float) -> HrbRunConfig:
         from quorate.bench.hrb_sim import HrbRunConfig
@@ -279,7 +285,7 @@ class HrbOpenLoopTarget:
             issue_for_s=window_s,
             keys_per_shard=OPEN_LOOP_KEYS_PER_SHARD,
         )
-        return config, HrbSystem(dataclasses.replace(settings, workload=workload))
+        return config, HrbSystem(dataclasses.replace(settings, workload=workload, crypto_costs=self.crypto))
 
     def step(self, rate_ops: float, warmup_s: float, window_s: float) -> StepResult:
         import time
@@ -293,6 +299,10 @@ class HrbOpenLoopTarget:
         config, model = self.model(rate_ops, warmup_s, window_s)
         pool = model.pool
         simulation = SystemSimulation(config.sim_config(), model, drain_s=OPEN_LOOP_DRAIN_S, name="hrb")
+        if self.charge_crypto:
+            # A node's CPU model adds what its cost-model crypto charged to each input's cost.
+            for node in simulation.nodes:
+                node.verifier = model.cpu_meter(node.id)
         hard = self.hard_deadline
 
         def guard(now: float, end: float) -> None:
@@ -347,6 +357,7 @@ class HrbOpenLoopTarget:
                 "cross_shard": len(cross),
                 "cross_shard_latency_ms": _summary_ms(cross),
                 "safety_violations": len(simulation.violations),
+                "cpu": _cpu_summary(simulation, model, began, loop.now),
                 "events": loop.events,
                 "messages": simulation.network.sent,
                 "sim_s": round(loop.now, 3),
@@ -356,6 +367,24 @@ class HrbOpenLoopTarget:
 
     def close(self) -> None:
         pass
+
+
+def _cpu_summary(simulation: Any, model: HrbSystem, began: float, now: float) -> dict[str, Any]:
+    """Busy share of each node's CPU from the agents' start to the end of the
+    run (``SimNode.work_s`` counts from the start: the election before is
+    small and counted in), the core members' one by one, the others' median
+    and most."""
+    span_s = max(1e-9, now - began)
+    core = set(model.members_of.get(0, ()))
+    work = {int(node.id): node.work_s for node in simulation.nodes}
+    others = sorted(w for n, w in work.items() if n not in core)
+    return {
+        "span_s": round(span_s, 3),
+        "core_busy": {str(n): round(work[n] / span_s, 4) for n in sorted(core) if n in work},
+        "others_busy_median": round(others[len(others) // 2] / span_s, 4) if others else None,
+        "others_busy_max": round(others[-1] / span_s, 4) if others else None,
+        "crypto_charged": simulation.nodes[0].verifier is not None if simulation.nodes else False,
+    }
 
 
 def _summary_ms(ordered: list[float]) -> dict[str, float] | None:

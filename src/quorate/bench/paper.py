@@ -469,6 +469,7 @@ class HrbRampRunner:
             seed=context.seed,
             deadline=deadline,
             hard_deadline=deadline + STEP_OVERRUN_SHARE * context.budget_s,
+            crypto=context.crypto,
         )
         results: list[StepResult] = []
         step = target.step
@@ -490,6 +491,7 @@ class HrbRampRunner:
         if best is not None:
             cell["cross_shard_latency_ms"] = best.extra.get("cross_shard_latency_ms")
             cell["agents_in_best_step"] = best.extra.get("agents")
+            cell["cpu_in_best_step"] = best.extra.get("cpu")
         return cell
 
 

@@ -71,6 +71,7 @@ from typing import Any
 
 from quorate.core.binding import BftSettings, ClusterContext, CoreBuilder, parse_byzantine_spec
 from quorate.core.host import HostedGroup
+from quorate.crypto.costmodel import CpuMeter, CryptoCosts
 from quorate.crypto.dkg import encryption_keypair
 from quorate.crypto.keyring import CostModelKeyring
 from quorate.errors import ConfigError, InvariantViolation
@@ -174,6 +175,9 @@ class HrbSimSettings:
     """Dynamic sharding: (time, ``MapChange``) proposed at that time as they are."""
     partitioner: bool = True
     """Dynamic sharding: the background partitioner proposes changes (off: only ``reshard``)."""
+    crypto_costs: CryptoCosts | None = None
+    """What signatures, verifications and threshold shares cost (None: ``CryptoCosts``'
+    defaults). Charged to a node's CPU only by a simulator that reads ``cpu_meter``."""
 
     def validate(self) -> HrbSimSettings:
         if self.nodes < 4:
@@ -216,8 +220,10 @@ class HrbSystem:
     def __init__(self, settings: HrbSimSettings) -> None:
         self.settings = s = settings.validate()
         seed = s.seed
-        self.keyring = CostModelKeyring(seed)
-        self.suite = CostModelSuite(b"hrb-sim-%d" % seed)
+        self.keyring = CostModelKeyring(seed, costs=s.crypto_costs)
+        self.suite = CostModelSuite(b"hrb-sim-%d" % seed, costs=s.crypto_costs)
+        self._suites: dict[int, CostModelSuite] = {}
+        self._deployments: dict[int, tuple[Deployment, Deployment]] = {}
         rules = CoreRules(
             core_size=s.core_size,
             epoch_length=s.epoch_length,
@@ -364,16 +370,43 @@ class HrbSystem:
             groups.append(CORE_GROUP_BASE)
         return groups
 
+    def cpu_meter(self, node: NodeId) -> CpuMeter:
+        """What ``node``'s signatures, verifications and threshold shares and
+        combines have cost since the simulator last took it (``spent_s``): its
+        signer's, verifier's and threshold suite's shared meter."""
+        return self.keyring.meter(node)
+
+    def node_suite(self, node: NodeId) -> CostModelSuite:
+        """``node``'s threshold suite: the run's keys, ``node``'s CPU meter."""
+        suite = self._suites.get(int(node))
+        if suite is None:
+            suite = self._suites[int(node)] = CostModelSuite(
+                b"hrb-sim-%d" % self.settings.seed, costs=self.settings.crypto_costs, meter=self.cpu_meter(node)
+            )
+        return suite
+
+    def _deployment_of(self, node: NodeId) -> tuple[Deployment, Deployment]:
+        """(the deployment, the eager one) as ``node`` is given them: with its own suite."""
+        found = self._deployments.get(int(node))
+        if found is None:
+            suite = self.node_suite(node)
+            found = self._deployments[int(node)] = (
+                dataclasses.replace(self.deployment, suite=suite),
+                dataclasses.replace(self.eager, suite=suite),
+            )
+        return found
+
     def build_group(self, node: NodeId, group: int, now: float, recovered: Any) -> HostedGroup | None:
         seed = self.settings.seed
         signer, verifier = self.keyring.signer(node), self.keyring.verifier(node)
+        plain, eager = self._deployment_of(node)
         if group >= CORE_GROUP_BASE:
             epoch = group - CORE_GROUP_BASE
             rng = random.Random(f"{seed}:core:{node}:{epoch}:{now}")
             core: CoreReplica | None
             if epoch == 0:
                 core = build_core_member(
-                    self.deployment, node, bft=self.bft, signer=signer, verifier=verifier, rng=rng, now=now,
+                    plain, node, bft=self.bft, signer=signer, verifier=verifier, rng=rng, now=now,
                     recovered=recovered, bft_name=self.settings.core_bft,
                 )
             else:
@@ -387,7 +420,7 @@ class HrbSystem:
         if group == PARTITION_GROUP:
             return self._watch(node, now)
         behaviour = self.shard_byzantine.get(int(node))
-        deployment = self.eager if behaviour in LEADER_BEHAVIOURS else self.deployment
+        deployment = eager if behaviour in LEADER_BEHAVIOURS else plain
         rng = random.Random(f"{seed}:shard:{node}:{now}")
         replica = build_shard_member(deployment, node, signer=signer, verifier=verifier, rng=rng, now=now, recovered=recovered)
         inner: Any = replica
@@ -445,7 +478,7 @@ class HrbSystem:
             node,
             epoch,
             bft=self.bft,
-            suite=self.suite,
+            suite=self.node_suite(node),
             signer=self.keyring.signer(node),
             verifier=self.keyring.verifier(node),
             rng=rng,

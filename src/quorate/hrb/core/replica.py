@@ -93,6 +93,7 @@ from quorate.hrb.core.snapshot import CoreStart, decode_snapshot
 from quorate.hrb.core.state import CoreState, Decided, DkgItemOrdered, EpochClosed
 from quorate.hrb.core.state import Refused as StateRefused
 from quorate.hrb.core.threshold import EpochKey, ThresholdSuite
+from quorate.hrb.core.verified import RememberingVerifier
 from quorate.hrb.messages import (
     CORE_GROUP_BASE,
     CoreCertificate,
@@ -221,7 +222,9 @@ class CoreReplica:
             raise ConfigError(f"node {self._id} is not a member of epoch {self.epoch}'s core")
         members = tuple(NodeId(m) for m in snapshot.members)
         self.start = start
-        self.state = CoreState(snapshot, verifier=self.verifier, checker=self.checker)
+        # Commands are checked when they arrive, when they are resent and when
+        # they are applied: each valid signature is verified once (verified.py).
+        self.state = CoreState(snapshot, verifier=RememberingVerifier(self.verifier), checker=self.checker)
         self.key = self.suite.epoch_key(snapshot.threshold, len(members), snapshot.commitments)
         partial_signer = (
             self.suite.partial_signer(self.key, start.share_index, start.share_secret) if start.share_index else None

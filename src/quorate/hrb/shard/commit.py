@@ -381,10 +381,26 @@ def _on_prepare_ack(self: ShardReplica, sender: NodeId, m: PrepareAck) -> None:
         self._maybe_vote(m.txn_id)
 
 
-def _maybe_vote(self: ShardReplica, txn_id: bytes) -> None:
-    """Leader: send the core this shard's vote on ``txn_id`` if its proof is complete."""
+def _maybe_vote(self: ShardReplica, txn_id: bytes, *, again: bool = False) -> None:
+    """Leader: send the core this shard's vote on ``txn_id`` if its proof is complete.
+
+    A vote goes out once, when its proof first reaches a quorum of
+    acknowledgements: the acknowledgements that arrive after it add nothing
+    the core needs, and each would make a vote of other bytes, which the
+    core orders as another command only to refuse it as a duplicate (at a
+    shard of 25, eight more copies of every vote in the core's log). With
+    ``again`` (the resend timer) the vote sent is sent again as it was, so
+    the core's log sees the same bytes and orders them once."""
     record = self._store.prepared.get(txn_id)
     if record is None or not self._raft.is_leader:
+        return
+    sent = self._sent_votes.get(txn_id)
+    if sent is not None and (sent.vote, sent.reason, sent.proof.term, sent.proof.index, sent.proof.digest) == (
+        record.vote, record.reason, record.term, record.index, record.digest,
+    ):
+        if again:
+            self._core_out.append(sent)
+            self._vote_sent_at[txn_id] = self._now
         return
     signed = self._own_votes.get(txn_id)
     if signed is None or signed[0] != record.index:
@@ -400,7 +416,9 @@ def _maybe_vote(self: ShardReplica, txn_id: bytes) -> None:
         if len(acks) < bft_quorum(len(self._raft.voters)):
             return
     proof = ShardProof(record.term, record.index, record.digest, int(self.id), own, acks)
-    self._core_out.append(ShardVote(txn_id, self._shard, record.vote, record.reason, proof))
+    vote = ShardVote(txn_id, self._shard, record.vote, record.reason, proof)
+    self._sent_votes[txn_id] = vote
+    self._core_out.append(vote)
     self._vote_sent_at[txn_id] = self._now
 
 
@@ -423,8 +441,9 @@ def _resend_undecided(self: ShardReplica, now: float) -> None:
             del self._vote_sent_at[txn_id]
             self._prepare_acks.pop(txn_id, None)
             self._own_votes.pop(txn_id, None)
+            self._sent_votes.pop(txn_id, None)
         elif now >= sent + period:
-            self._maybe_vote(txn_id)
+            self._maybe_vote(txn_id, again=True)
     for txn_id, sent in list(self._request_sent_at.items()):
         if txn_id not in store.requested:
             del self._request_sent_at[txn_id]

@@ -293,6 +293,7 @@ def _become_leader(self: ShardReplica) -> None:
     self._votes.clear()
     # Whatever the previous leader left undecided, this one finishes.
     self._vote_sent_at.clear()
+    self._sent_votes.clear()
     self._request_sent_at.clear()
     for txn_id in list(self._store.prepared):
         self._maybe_vote(txn_id)

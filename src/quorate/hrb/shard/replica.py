@@ -279,6 +279,8 @@ class ShardReplica:
         self._my_prepare_acks: dict[bytes, PrepareAck] = {}
         self._own_votes: dict[bytes, tuple[int, bytes, bytes]] = {}
         self._vote_sent_at: dict[bytes, float] = {}
+        self._sent_votes: dict[bytes, ShardVote] = {}
+        """Leader: the vote sent on each undecided transaction (resent as it was)."""
         self._request_sent_at: dict[bytes, float] = {}
         # Leadership (election.py).
         self._votes: dict[int, dict[int, bytes]] = {}
