@@ -532,10 +532,16 @@ RUNNERS: dict[str, ProtocolRunner] = {
     "hotstuff": SimRampRunner(
         "hotstuff",
         "HotStuff",
-        {"scheme": "bls", "quorum_certificates": "aggregate", "batch_max": 256, "startup_sync": False},
+        {"scheme": "bls", "quorum_certificates": "aggregate", "batch_max": 256, "startup_sync": False,
+         "forward_commands": False, "batch_verify_votes": True},
         "chained HotStuff with BLS-aggregated quorum certificates (one signature checked per QC), blocks of up to 256 commands; "
         "no start-up sync (every replica of a cell boots at time 0 from an empty disk, so each of the n * (n - 1) "
-        "requests would be answered with the genesis certificate)",
+        "requests would be answered with the genesis certificate); a leader checks the 2f + 1 votes it collects as one "
+        "BLS aggregate (each vote on its own only if that fails), not one by one: at 0.9 ms a verification, one by one "
+        "cost a leader 0.15 s per view at n = 256 and 0.6 s at n = 1000; the clients send every command to every "
+        "replica (the leader rotates), so replicas do not forward commands to the leaders (libhotstuff's way: each leader "
+        "proposes from its own queue): forwarding brought each leader n - 1 copies of every command, about 0.6 s of "
+        "a leader's CPU per second at n = 256 and 500 ops/s",
         warmup_s=0.5,
     ),
     "casper": SimRampRunner(
