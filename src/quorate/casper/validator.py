@@ -343,12 +343,16 @@ class CasperValidator:
             return Refused("busy: too many commands waiting to be ordered; retry later")
         self._pending[command] = None
         self._watch[command] = None
-        forward = Forward((command,))
-        for target in self._order_targets():
-            if target == self._id:
-                self._queue[command] = None
-            else:
-                self._messages.append((target, forward))
+        if not self.config.forward_commands:
+            # Our clients send every validator the command: the proposers have it.
+            self._queue[command] = None
+        else:
+            forward = Forward((command,))
+            for target in self._order_targets():
+                if target == self._id:
+                    self._queue[command] = None
+                else:
+                    self._messages.append((target, forward))
         self._settle()
         self._arm_timer()
         return Queued(self.slot)
