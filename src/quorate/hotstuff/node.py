@@ -70,6 +70,14 @@ Consensus with Linearity and Responsiveness", PODC 2019, §5 and Algorithm 3):
   uncommitted chain). Every replica that knows a command watches it until it
   is committed; on a timeout a replica re-sends its own clients' commands to
   all replicas, so every honest replica times out a leader that ignores them.
+  With ``forward_commands`` off (clients that send every command to every
+  replica) nothing is forwarded: each leader proposes from its own queue.
+- **Checking votes together** (``batch_verify_votes``). A collecting leader
+  keeps votes for a block it has seen proposed unchecked until a quorum is
+  in, then checks them as one aggregate (``QuorumSigner.certify``); only if
+  that fails is each checked on its own, the bad ones dropped and their
+  senders checked one by one from then on. A vote is recorded as a
+  statement (equivocation) only once checked.
 - **Fetching.** A proposal whose parent is unknown waits while the missing
   ancestors are fetched by hash from its sender (re-asked of a random QC
   signer on each timeout); a hash pins a block's content. Its leader is
