@@ -48,13 +48,10 @@ def encode_signers(nodes: Iterable[NodeId]) -> bytes:
 
 def decode_signers(signers: bytes) -> list[NodeId]:
     """The node ids set in a bitmap made by ``encode_signers``, in increasing order."""
-    bitmap = int.from_bytes(signers, "little")
-    nodes: list[NodeId] = []
-    while bitmap:
-        low = bitmap & -bitmap
-        nodes.append(NodeId(low.bit_length() - 1))
-        bitmap ^= low
-    return nodes
+    # The binary digits, lowest first: one pass in C instead of a Python
+    # step per set bit (a QC of n = 1000 names 667 signers).
+    digits = bin(int.from_bytes(signers, "little"))[:1:-1]
+    return [NodeId(i) for i, digit in enumerate(digits) if digit == "1"]
 
 
 class QuorumSigner(Protocol):
