@@ -44,6 +44,16 @@ class CasperConfig:
     checkpoint's justification."""
     batch_max: int = 256
     """Most client commands in one block."""
+    forward_commands: bool = True
+    """Forward each client command a validator is given to the proposers of
+    its current and next slots. False: a validator keeps its clients'
+    commands in its own queue and puts them in a block when it proposes.
+    Only for clients that send every command to every validator (this
+    project's BFT clients do when no primary is named): each proposer then
+    has the command already, and forwarding would bring it n - 1 copies of
+    every command. A command that reached only some validators still
+    reaches all of them: its validators send their clients' waiting
+    commands to every peer when their slot times out."""
     max_pending_commands: int = 65536
     """Commands a validator keeps waiting to be ordered; more are refused (flow control)."""
     max_command_bytes: int = 1 << 20
@@ -74,6 +84,8 @@ class CasperConfig:
                 f"justify_wait_s ({self.justify_wait_s}) must be below slot_timeout_s "
                 f"({self.slot_timeout_s}), or a waiting proposer would lose its slot"
             )
+        if not isinstance(self.forward_commands, bool):
+            raise ConfigError(f"forward_commands must be true or false, got {self.forward_commands!r}")
         for name in (
             "epoch_blocks",
             "batch_max",

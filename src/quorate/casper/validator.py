@@ -128,6 +128,8 @@ MAX_BACKOFF_DOUBLINGS = 32
 """Cap on the back-off exponent (the timeout is capped by the config anyway)."""
 FORWARD_MAX_BATCHES = 4
 """A ``Forward`` carries at most this many blocks' worth of commands."""
+SOURCE_WAIT_LIMIT = 64
+"""Unknown vote sources remembered before the ones now justified are forgotten."""
 ORPHAN_LIMIT_FETCHES = 4
 """Blocks waiting for a missing parent are capped at this many fetches' worth."""
 REFETCH_MAX_HASHES = 4
@@ -244,6 +246,10 @@ class CasperValidator:
         """Proposers whose slot timed out here and that have said nothing since."""
         self._max_suspected = (self.n - 1) // 3
         self._answered: dict[NodeId, float] = {}
+        self._source_unknown_since: dict[Checkpoint, float] = {}
+        """When a vote first named each source we do not know to be justified."""
+        self._asked_source: dict[NodeId, float] = {}
+        """When we last asked each voter for the proof of such a source."""
 
         # Output.
         self._messages: list[tuple[NodeId, Any]] = []
@@ -343,12 +349,16 @@ class CasperValidator:
             return Refused("busy: too many commands waiting to be ordered; retry later")
         self._pending[command] = None
         self._watch[command] = None
-        forward = Forward((command,))
-        for target in self._order_targets():
-            if target == self._id:
-                self._queue[command] = None
-            else:
-                self._messages.append((target, forward))
+        if not self.config.forward_commands:
+            # Our clients send every validator the command: the proposers have it.
+            self._queue[command] = None
+        else:
+            forward = Forward((command,))
+            for target in self._order_targets():
+                if target == self._id:
+                    self._queue[command] = None
+                else:
+                    self._messages.append((target, forward))
         self._settle()
         self._arm_timer()
         return Queued(self.slot)
@@ -731,6 +741,29 @@ class CasperValidator:
             self._reject(sender, v, "slashable vote")
             return
         self._count_vote(v, sender)
+        if v.source.epoch > self.justified.epoch and v.source not in self._justified:
+            self._ask_for_source(sender, v.source)
+
+    def _ask_for_source(self, sender: NodeId, source: Checkpoint) -> None:
+        """A vote names a source we do not know to be justified. Usually its
+        proof follows within moments (the votes that justify it are on their
+        way); if a slot timeout passes and we still lack it, ask the voter
+        (a ``Status`` showing we are behind is answered with its proofs).
+        Without this, validators that missed a justification keep voting
+        from an older source while the chain grows without a timeout, and no
+        link gets a supermajority."""
+        since = self._source_unknown_since.setdefault(source, self._now)
+        if self._now - since < self.config.slot_timeout_s:
+            return
+        last = self._asked_source.get(sender)
+        if last is not None and self._now - last < self.config.slot_timeout_s:
+            return
+        self._asked_source[sender] = self._now
+        if len(self._source_unknown_since) > SOURCE_WAIT_LIMIT:
+            self._source_unknown_since = {
+                cp: t for cp, t in self._source_unknown_since.items() if cp.epoch > self.justified.epoch
+            }
+        self._messages.append((sender, Status(self.slot, self.justified, self.finalized)))
 
     def _count_vote(self, v: Vote, source: NodeId | None) -> None:
         if v.target.epoch <= self.finalized.epoch:

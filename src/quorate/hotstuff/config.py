@@ -75,6 +75,25 @@ class HotStuffConfig:
     that aggregates, as BLS's does and the simulator's cost model with
     ``scheme = "bls"``)."""
 
+    forward_commands: bool = True
+    """Forward each client command a replica is given to the leaders that may
+    next order it (this view's and the next's). False: a replica keeps its
+    clients' commands in its own queue and proposes them when it leads, as
+    libhotstuff's replicas do. Only for clients that send every command to
+    every replica (this project's BFT clients do for HotStuff, whose leader
+    rotates): each leader then has the command already, and forwarding
+    would bring it n - 1 copies of every command. A command that reached
+    only some replicas still reaches all of them: its replicas send their
+    clients' waiting commands to every peer when their view times out."""
+    batch_verify_votes: bool = False
+    """A leader collecting votes checks their signatures together: the votes
+    for a block it has seen proposed are aggregated and the aggregate
+    checked once when a quorum is in, each vote on its own only when the
+    aggregate fails (then the senders of bad votes are checked one by one
+    from then on, so a Byzantine voter can force the fallback once). Needs
+    ``quorum_certificates = "aggregate"``: BLS signatures on one message
+    aggregate, which is what makes one check stand for 2f + 1."""
+
     startup_sync: bool = True
     """Ask every peer for its certificates at start (the node module's
     start-up sync). False skips it: only for a cluster whose replicas all
@@ -109,6 +128,13 @@ class HotStuffConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+        for name in ("forward_commands", "batch_verify_votes"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"{name} must be true or false, got {getattr(self, name)!r}")
+        if self.batch_verify_votes and self.quorum_certificates != "aggregate":
+            raise ConfigError(
+                'batch_verify_votes needs quorum_certificates = "aggregate" (votes are checked as one aggregate)'
+            )
         if not isinstance(self.startup_sync, bool):
             raise ConfigError(f"startup_sync must be true or false, got {self.startup_sync!r}")
         if not isinstance(self.leader_reputation, bool):

@@ -70,6 +70,14 @@ Consensus with Linearity and Responsiveness", PODC 2019, §5 and Algorithm 3):
   uncommitted chain). Every replica that knows a command watches it until it
   is committed; on a timeout a replica re-sends its own clients' commands to
   all replicas, so every honest replica times out a leader that ignores them.
+  With ``forward_commands`` off (clients that send every command to every
+  replica) nothing is forwarded: each leader proposes from its own queue.
+- **Checking votes together** (``batch_verify_votes``). A collecting leader
+  keeps votes for a block it has seen proposed unchecked until a quorum is
+  in, then checks them as one aggregate (``QuorumSigner.certify``); only if
+  that fails is each checked on its own, the bad ones dropped and their
+  senders checked one by one from then on. A vote is recorded as a
+  statement (equivocation) only once checked.
 - **Fetching.** A proposal whose parent is unknown waits while the missing
   ancestors are fetched by hash from its sender (re-asked of a random QC
   signer on each timeout); a hash pins a block's content. Its leader is
@@ -243,6 +251,10 @@ class HotStuffReplica:
         self._verified_tcs: set[int] = set()
         self._seen_proposals: set[tuple[int, bytes]] = set()
         self._votes: dict[tuple[int, bytes], dict[NodeId, bytes]] = {}
+        self._unchecked: dict[tuple[int, bytes], set[NodeId]] = {}
+        """Voters in ``_votes`` whose signatures are not checked yet (``batch_verify_votes``)."""
+        self._suspects: set[NodeId] = set()
+        """Replicas that sent a vote with a bad signature: their votes are checked one by one."""
         self._newviews: dict[int, dict[NodeId, bytes]] = {}
         self._synced: dict[NodeId, tuple[int, float]] = {}
         self._sync_requests_answered: dict[NodeId, float] = {}
@@ -374,6 +386,12 @@ class HotStuffReplica:
             return Refused("busy: too many commands waiting to be ordered; retry later")
         self._pending[command] = None
         self._watch[command] = None
+        if not self.config.forward_commands:
+            # Our clients send every replica the command: the leaders have it.
+            self._queue[command] = None
+            self._try_propose()
+            self._arm_timer()
+            return Queued(self.view)
         forward = Forward((command,))
         for target in self._order_targets():
             if target == self._id:
@@ -820,6 +838,15 @@ class HotStuffReplica:
         if partials is not None and sender in partials:
             return
         message = vote_bytes(v.view, v.block_hash)
+        if self.config.batch_verify_votes and key in self._seen_proposals and sender not in self._suspects:
+            # Checked with the others' once a quorum is in (``_certify_votes``).
+            if partials is None:
+                partials = self._votes[key] = {}
+            partials[sender] = v.signature
+            self._unchecked.setdefault(key, set()).add(sender)
+            if len(partials) >= self.quorum:
+                self._certify_votes(key, message)
+            return
         if not self.verifier.verify(sender, message, v.signature):
             self._reject(sender, v, "bad signature")
             return
@@ -841,6 +868,9 @@ class HotStuffReplica:
             partials = self._votes[key] = {}
         partials[sender] = v.signature
         if len(partials) >= self.quorum:
+            if key in self._unchecked:
+                self._certify_votes(key, message)
+                return
             signers, signatures = self.quorum_signer.combine(message, partials)
             if len(decode_signers(signers)) < self.quorum:
                 return
@@ -848,6 +878,38 @@ class HotStuffReplica:
             qc = QuorumCertificate(v.view, v.block_hash, signers, signatures)
             self._verified_qcs.add(key)
             self._on_qc(qc)
+
+    def _certify_votes(self, key: tuple[int, bytes], message: bytes) -> None:
+        """A quorum of votes for ``key``, some not yet checked
+        (``batch_verify_votes``): check them as one aggregate (each on its own
+        only if that fails), drop and suspect the bad ones, record the good
+        ones as statements (equivocation), and form the QC if a quorum is left."""
+        partials = self._votes[key]
+        unchecked = self._unchecked.pop(key, set())
+        signers, signatures, bad = self.quorum_signer.certify(message, partials)
+        for node in bad:
+            partials.pop(node, None)
+            self._suspects.add(node)
+            self._rejected.append(Rejection(node, "Vote", "bad signature"))
+        view, block_hash = key
+        equivocated = False
+        for node in sorted(unchecked):
+            signature = partials.get(node)
+            if signature is None:
+                continue
+            if self._observe(SignedStatement(int(node), VOTE_KIND, view, 0, block_hash, signature)):
+                del partials[node]
+                equivocated = True
+                self._rejected.append(Rejection(node, "Vote", "equivocation"))
+        if len(partials) < self.quorum:
+            return  # the rest are checked; wait for more votes
+        if equivocated:
+            signers, signatures = self.quorum_signer.combine(message, partials)
+        if len(decode_signers(signers)) < self.quorum:
+            return
+        del self._votes[key]
+        self._verified_qcs.add(key)
+        self._on_qc(QuorumCertificate(view, block_hash, signers, signatures))
 
     def _check_qc(self, qc: QuorumCertificate) -> bool:
         key = (qc.view, qc.block_hash)
@@ -905,6 +967,7 @@ class HotStuffReplica:
         stale_votes = [k for k in self._votes if k[0] < view - 1]
         for k in stale_votes:
             del self._votes[k]
+            self._unchecked.pop(k, None)
         for w in [w for w in self._newviews if w <= view]:
             del self._newviews[w]
         if self._awaiting:
@@ -913,7 +976,7 @@ class HotStuffReplica:
         targets = self._order_targets()
         if targets[0] == self._id:
             self._try_propose()
-        elif self._queue and self._id not in targets:
+        elif self._queue and self._id not in targets and self.config.forward_commands:
             # Hand what we could have proposed to the leaders that now can
             # (the next view's leader too: this view's may have proposed already).
             batch = tuple(self._queue)[: FORWARD_MAX_BATCHES * self.config.batch_max]

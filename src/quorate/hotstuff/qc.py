@@ -48,13 +48,10 @@ def encode_signers(nodes: Iterable[NodeId]) -> bytes:
 
 def decode_signers(signers: bytes) -> list[NodeId]:
     """The node ids set in a bitmap made by ``encode_signers``, in increasing order."""
-    bitmap = int.from_bytes(signers, "little")
-    nodes: list[NodeId] = []
-    while bitmap:
-        low = bitmap & -bitmap
-        nodes.append(NodeId(low.bit_length() - 1))
-        bitmap ^= low
-    return nodes
+    # The binary digits, lowest first: one pass in C instead of a Python
+    # step per set bit (a QC of n = 1000 names 667 signers).
+    digits = bin(int.from_bytes(signers, "little"))[:1:-1]
+    return [NodeId(i) for i, digit in enumerate(digits) if digit == "1"]
 
 
 class QuorumSigner(Protocol):
@@ -69,6 +66,13 @@ class QuorumSigner(Protocol):
 
     def verify(self, message: bytes, signers: bytes, signatures: tuple[bytes, ...]) -> bool:
         """True iff every node in ``signers`` signed ``message``."""
+        ...
+
+    def certify(
+        self, message: bytes, partials: Mapping[NodeId, bytes]
+    ) -> tuple[bytes, tuple[bytes, ...], list[NodeId]]:
+        """As ``combine`` for partials not yet checked: ``(signers_bitmap,
+        signatures, bad_nodes)``, the bad partials left out."""
         ...
 
 
@@ -92,6 +96,15 @@ class IndividualSignatures:
             return False
         verify = self.verifier.verify
         return all(verify(n, message, s) for n, s in zip(nodes, signatures))
+
+    def certify(
+        self, message: bytes, partials: Mapping[NodeId, bytes]
+    ) -> tuple[bytes, tuple[bytes, ...], list[NodeId]]:
+        verify = self.verifier.verify
+        bad = sorted(n for n, s in partials.items() if not verify(n, message, s))
+        good = {n: s for n, s in partials.items() if n not in bad}
+        signers, signatures = self.combine(message, good) if good else (b"", ())
+        return signers, signatures, bad
 
 
 class AggregateScheme(Protocol):
@@ -125,6 +138,16 @@ class AggregateSignatures:
         if bitmap <= 0:
             return b"", ()
         return bitmap.to_bytes((bitmap.bit_length() + 7) // 8, "little"), (aggregate,)
+
+    def certify(
+        self, message: bytes, partials: Mapping[NodeId, bytes]
+    ) -> tuple[bytes, tuple[bytes, ...], list[NodeId]]:
+        # One aggregate check when every partial is good; each on its own only
+        # when it is not (the scheme's ``certify``).
+        bitmap, aggregate, bad = self.scheme.certify(message, partials)
+        if bitmap <= 0:
+            return b"", (), list(bad)
+        return bitmap.to_bytes((bitmap.bit_length() + 7) // 8, "little"), (aggregate,), list(bad)
 
     def verify(self, message: bytes, signers: bytes, signatures: tuple[bytes, ...]) -> bool:
         bitmap = int.from_bytes(signers, "little")
