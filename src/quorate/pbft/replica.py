@@ -138,7 +138,6 @@ from typing import Any, Protocol
 
 from quorate.core.evidence import (
     Evidence,
-    EvidencePool,
     SignedStatement,
     sign_statement,
     verify_statement,
@@ -178,6 +177,7 @@ from quorate.pbft.messages import (
 )
 from quorate.pbft.retransmission import HELP_NEW_VIEW, HELP_VIEW_CHANGES
 from quorate.pbft.view_change import NewViewDecision, decide_new_view, pre_prepared_claims_per_seq
+from quorate.pbft.vote_pool import VotePool
 
 
 class MacAuthenticator(Protocol):
@@ -297,7 +297,7 @@ class PbftReplica:
         self._k = config.checkpoint_interval
         self._window = config.window
 
-        self.pool = EvidencePool(verifier)
+        self.pool = VotePool(verifier)
         self.excluded_dropped = 0
         """Messages dropped because their sender was proven faulty."""
         self.view_changes_started = 0
@@ -613,6 +613,16 @@ class PbftReplica:
         self._on_conviction(evidence.offender)
         return True
 
+    def _observe_vote(self, kind: str, vote: Prepare | Commit) -> bool:
+        """``_observe(vote.statement())``, keeping the vote itself
+        (``quorate.pbft.vote_pool``)."""
+        evidence = self.pool.observe_vote(kind, vote)
+        if evidence is None:
+            return False
+        self._broadcast(evidence)
+        self._on_conviction(evidence.offender)
+        return True
+
     def _on_conviction(self, offender: NodeId) -> None:
         if offender == self.primary and self.view_active and offender != self._id:
             self._start_view_change(self.view + 1)
@@ -888,7 +898,7 @@ class PbftReplica:
         elif not verify_statement(m.statement(), self._verifier):
             self._reject(sender, "Prepare", "bad signature")
             return
-        elif self._observe(m.statement()) or previous is not None:
+        elif self._observe_vote(KIND_PREPARE, m) or previous is not None:
             return
         slot.prepares[int(sender)] = m
         slot.votes.setdefault(m.digest, []).append(m)
@@ -941,7 +951,7 @@ class PbftReplica:
         elif not verify_statement(m.statement(), self._verifier):
             self._reject(sender, "Commit", "bad signature")
             return
-        elif self._observe(m.statement()):
+        elif self._observe_vote(KIND_COMMIT, m):
             return
         slot.commits.setdefault(m.digest, {})[int(sender)] = m
         self._check_committed(slot)
