@@ -365,7 +365,7 @@ class PbftReplica:
         self._request_deadline: float | None = None
         self._vc_deadline: float | None = None
         self._retransmit_deadline: float | None = None
-        self._progress_mark: tuple[int, bool, int, int] = (-1, True, -1, -1)
+        self._progress_mark: tuple[int, bool, int, int, int] = (-1, True, -1, -1, -1)
 
         # work for the runtime
         self._out: list[tuple[NodeId, Any]] = []
@@ -542,8 +542,19 @@ class PbftReplica:
                 best = t
         return best
 
-    def _mark(self) -> tuple[int, bool, int, int]:
-        return (self.view, self.view_active, self.executed_seq, self.stable_seq)
+    def _mark(self) -> tuple[int, bool, int, int, int]:
+        """Where this replica stands; retransmission happens when it has not
+        moved for a whole period. Besides execution, the stage of the next
+        batch to execute counts (pre-prepared, prepared, committed): a batch
+        waits ``batch_timeout_s`` and then three message delays, so with long
+        batches or distant regions a healthy round outlasts
+        ``retransmit_interval_s``, and counting only executions every replica
+        would re-send everything to every peer once per batch (n^2 messages,
+        more than the round itself). Later slots do not count: a stuck next
+        batch must be re-sent even while the ones after it progress."""
+        slot = self._slots.get(self.executed_seq + 1)
+        stage = 0 if slot is None else (slot.pre_prepare is not None) + slot.prepared + slot.committed
+        return (self.view, self.view_active, self.executed_seq, self.stable_seq, stage)
 
     def _unfinished(self) -> bool:
         return bool(
