@@ -365,7 +365,9 @@ class PbftReplica:
         self._request_deadline: float | None = None
         self._vc_deadline: float | None = None
         self._retransmit_deadline: float | None = None
-        self._progress_mark: tuple[int, bool, int, int, int] = (-1, True, -1, -1, -1)
+        self._progress_mark: tuple[int, bool, int, int, bool] = (-1, True, -1, -1, False)
+        self._fresh_period = False
+        """The retransmission period running is the first after an idle spell (see ``_mark``)."""
 
         # work for the runtime
         self._out: list[tuple[NodeId, Any]] = []
@@ -471,7 +473,9 @@ class PbftReplica:
             mark = self._mark()
             if mark == self._progress_mark:
                 self._retransmit()
-            self._progress_mark = mark
+            self._fresh_period = False
+            self._progress_mark = self._mark()
+            self._arm_retransmit(fresh=False)
         self._arm_retransmit()
 
     def propose(self, command: bytes, now: float) -> ProposeOutcome:
@@ -542,19 +546,20 @@ class PbftReplica:
                 best = t
         return best
 
-    def _mark(self) -> tuple[int, bool, int, int, int]:
+    def _mark(self) -> tuple[int, bool, int, int, bool]:
         """Where this replica stands; retransmission happens when it has not
-        moved for a whole period. Besides execution, the stage of the next
-        batch to execute counts (pre-prepared, prepared, committed): a batch
-        waits ``batch_timeout_s`` and then three message delays, so with long
-        batches or distant regions a healthy round outlasts
-        ``retransmit_interval_s``, and counting only executions every replica
-        would re-send everything to every peer once per batch (n^2 messages,
-        more than the round itself). Later slots do not count: a stuck next
-        batch must be re-sent even while the ones after it progress."""
+        moved for a whole period. The last part, whether the next batch to
+        execute has its pre-prepare, counts only in the first period after
+        the replica had nothing to do (``_fresh_period``): that period starts
+        with a command, and the batch holding it leaves the primary only
+        ``batch_timeout_s`` later, so with long batches or distant regions it
+        can end before the round could finish; counting only executions,
+        every replica would then re-send everything to every peer (n^2
+        messages, more than the round itself). Later periods are judged on
+        execution alone, so a stuck batch is re-sent as promptly as before."""
         slot = self._slots.get(self.executed_seq + 1)
-        stage = 0 if slot is None else (slot.pre_prepare is not None) + slot.prepared + slot.committed
-        return (self.view, self.view_active, self.executed_seq, self.stable_seq, stage)
+        pre_prepared = self._fresh_period and slot is not None and slot.pre_prepare is not None
+        return (self.view, self.view_active, self.executed_seq, self.stable_seq, pre_prepared)
 
     def _unfinished(self) -> bool:
         return bool(
@@ -566,9 +571,10 @@ class PbftReplica:
             or self._announce
         )
 
-    def _arm_retransmit(self) -> None:
+    def _arm_retransmit(self, fresh: bool = True) -> None:
         if self._retransmit_deadline is None and self._unfinished():
             self._retransmit_deadline = self._now + self.config.retransmit_interval_s
+            self._fresh_period = fresh
             self._progress_mark = self._mark()
 
     def _sign(self, kind: str, seq: int, view: int, payload: bytes) -> bytes:
