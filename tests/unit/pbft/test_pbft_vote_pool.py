@@ -102,3 +102,17 @@ def test_a_backup_with_nothing_from_the_primary_retransmits_after_one_period() -
     core.ready()
     core.tick(0.25)
     assert _statuses(core) == 3
+
+
+def test_after_the_first_period_only_execution_counts_as_progress() -> None:
+    core = _backup()
+    core.propose(b"cmd", 0.0)
+    core.ready()
+    core.tick(0.25)
+    assert _statuses(core) == 3  # nothing from the primary in the first period
+    batch = (b"cmd",)
+    signature = sign_statement(KeyedSigner(NodeId(0)), KIND_PRE_PREPARE, 1, 0, batch_digest(0, batch)).signature
+    core.step(NodeId(0), PrePrepare(0, 1, 0, batch, signature), 0.3)
+    core.ready()
+    core.tick(0.5)
+    assert _statuses(core) == 3  # a pre-prepare alone no longer holds the re-send back
