@@ -138,7 +138,6 @@ from typing import Any, Protocol
 
 from quorate.core.evidence import (
     Evidence,
-    EvidencePool,
     SignedStatement,
     sign_statement,
     verify_statement,
@@ -178,6 +177,7 @@ from quorate.pbft.messages import (
 )
 from quorate.pbft.retransmission import HELP_NEW_VIEW, HELP_VIEW_CHANGES
 from quorate.pbft.view_change import NewViewDecision, decide_new_view, pre_prepared_claims_per_seq
+from quorate.pbft.vote_pool import VotePool
 
 
 class MacAuthenticator(Protocol):
@@ -297,7 +297,7 @@ class PbftReplica:
         self._k = config.checkpoint_interval
         self._window = config.window
 
-        self.pool = EvidencePool(verifier)
+        self.pool = VotePool(verifier)
         self.excluded_dropped = 0
         """Messages dropped because their sender was proven faulty."""
         self.view_changes_started = 0
@@ -365,7 +365,9 @@ class PbftReplica:
         self._request_deadline: float | None = None
         self._vc_deadline: float | None = None
         self._retransmit_deadline: float | None = None
-        self._progress_mark: tuple[int, bool, int, int] = (-1, True, -1, -1)
+        self._progress_mark: tuple[int, bool, int, int, bool] = (-1, True, -1, -1, False)
+        self._fresh_period = False
+        """The retransmission period running is the first after an idle spell (see ``_mark``)."""
 
         # work for the runtime
         self._out: list[tuple[NodeId, Any]] = []
@@ -471,7 +473,9 @@ class PbftReplica:
             mark = self._mark()
             if mark == self._progress_mark:
                 self._retransmit()
-            self._progress_mark = mark
+            self._fresh_period = False
+            self._progress_mark = self._mark()
+            self._arm_retransmit(fresh=False)
         self._arm_retransmit()
 
     def propose(self, command: bytes, now: float) -> ProposeOutcome:
@@ -542,8 +546,20 @@ class PbftReplica:
                 best = t
         return best
 
-    def _mark(self) -> tuple[int, bool, int, int]:
-        return (self.view, self.view_active, self.executed_seq, self.stable_seq)
+    def _mark(self) -> tuple[int, bool, int, int, bool]:
+        """Where this replica stands; retransmission happens when it has not
+        moved for a whole period. The last part, whether the next batch to
+        execute has its pre-prepare, counts only in the first period after
+        the replica had nothing to do (``_fresh_period``): that period starts
+        with a command, and the batch holding it leaves the primary only
+        ``batch_timeout_s`` later, so with long batches or distant regions it
+        can end before the round could finish; counting only executions,
+        every replica would then re-send everything to every peer (n^2
+        messages, more than the round itself). Later periods are judged on
+        execution alone, so a stuck batch is re-sent as promptly as before."""
+        slot = self._slots.get(self.executed_seq + 1)
+        pre_prepared = self._fresh_period and slot is not None and slot.pre_prepare is not None
+        return (self.view, self.view_active, self.executed_seq, self.stable_seq, pre_prepared)
 
     def _unfinished(self) -> bool:
         return bool(
@@ -555,9 +571,10 @@ class PbftReplica:
             or self._announce
         )
 
-    def _arm_retransmit(self) -> None:
+    def _arm_retransmit(self, fresh: bool = True) -> None:
         if self._retransmit_deadline is None and self._unfinished():
             self._retransmit_deadline = self._now + self.config.retransmit_interval_s
+            self._fresh_period = fresh
             self._progress_mark = self._mark()
 
     def _sign(self, kind: str, seq: int, view: int, payload: bytes) -> bytes:
@@ -607,6 +624,16 @@ class PbftReplica:
         """Record a verified statement; on equivocation broadcast the evidence
         and react. True when the statement's signer was just convicted."""
         evidence = self.pool.observe(statement)
+        if evidence is None:
+            return False
+        self._broadcast(evidence)
+        self._on_conviction(evidence.offender)
+        return True
+
+    def _observe_vote(self, kind: str, vote: Prepare | Commit) -> bool:
+        """``_observe(vote.statement())``, keeping the vote itself
+        (``quorate.pbft.vote_pool``)."""
+        evidence = self.pool.observe_vote(kind, vote)
         if evidence is None:
             return False
         self._broadcast(evidence)
@@ -888,7 +915,7 @@ class PbftReplica:
         elif not verify_statement(m.statement(), self._verifier):
             self._reject(sender, "Prepare", "bad signature")
             return
-        elif self._observe(m.statement()) or previous is not None:
+        elif self._observe_vote(KIND_PREPARE, m) or previous is not None:
             return
         slot.prepares[int(sender)] = m
         slot.votes.setdefault(m.digest, []).append(m)
@@ -941,7 +968,7 @@ class PbftReplica:
         elif not verify_statement(m.statement(), self._verifier):
             self._reject(sender, "Commit", "bad signature")
             return
-        elif self._observe(m.statement()):
+        elif self._observe_vote(KIND_COMMIT, m):
             return
         slot.commits.setdefault(m.digest, {})[int(sender)] = m
         self._check_committed(slot)

@@ -2,7 +2,9 @@
 messages).
 
 Theory of operation. A replica with unfinished work that made no progress
-for ``retransmit_interval_s`` re-sends its own latest messages (its view
+for ``retransmit_interval_s`` (executed nothing; in the first period after
+an idle spell, the next batch's pre-prepare arriving also counts:
+``PbftReplica._mark``) re-sends its own latest messages (its view
 change, the new-view it sent as primary, its pre-prepares, prepares, commits
 and checkpoints, its clients' commands) and a ``Status``: its view, whether
 the view is installed, and its executed sequence number. Lost messages then
