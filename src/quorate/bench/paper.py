@@ -32,8 +32,9 @@ nodes run, and writes what it measures beside what the paper claims
   ``--quick`` in 3. Cells share a wall-clock budget: protocols run cheapest
   first (by message complexity), each getting the unspent budget divided by
   the protocols still to run, and each cell the rest of its protocol's
-  share divided by its cells still to run (so cheap small cells and cheap
-  protocols leave more to the large, all-to-all ones). The ramp at each n
+  share divided by its cells still to run, the largest n counting as
+  ``LARGEST_N_CELL_WEIGHT`` cells (the claims are judged there; cheap small
+  cells and cheap protocols leave more to the large, all-to-all ones). The ramp at each n
   after the first starts at the highest good rate of the n before it (the
   limit moves little between neighbouring n), so it spends its steps near
   the limit instead of climbing to it again. Before a
@@ -91,6 +92,9 @@ START_RATE_OPS = 500.0
 MAX_RATE_OPS = 64_000.0
 FIRST_STEP_SHARE = 0.4
 """The first step of a cell should take at most this share of the cell's budget."""
+LARGEST_N_CELL_WEIGHT = 3.0
+"""The largest n's cell gets this many cells' worth of its protocol's budget
+(the paper's claims are judged there)."""
 MIN_START_RATE_OPS = 50.0
 """A cell whose first step would have to start below this rate is not run."""
 PAPER_CLIENT_ENDPOINTS = 30
@@ -653,9 +657,11 @@ def figures_1_2(config: PaperConfig, cost: CostModel, crypto: CryptoCosts, progr
         start_rate = 0.0
         previous: tuple[int, float, float] | None = None
         """(n, wall seconds, offered rate) of the last cell's first step."""
+        # The largest n is the one the paper's claims are judged at: its cell
+        # gets LARGEST_N_CELL_WEIGHT cells' worth of what is left.
+        cell_weights = [1.0] * (len(sizes) - 1) + [LARGEST_N_CELL_WEIGHT]
         for index, n in enumerate(sizes):
-            remaining_cells = len(sizes) - index
-            cell_budget = max(0.0, (per_protocol - spent) / remaining_cells)
+            cell_budget = max(0.0, (per_protocol - spent) * cell_weights[index] / sum(cell_weights[index:]))
             plan = config.plan(n)
             floor = floor_ms(name, network.floors(), n if name != "hrb" else min(n, 25))
             progress(f"fig 1/2: {runner.title} n={n}", done_cells / total_cells)
