@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
+
+pytest.importorskip("hdrh", reason="needs the bench extra: pip install '.[bench]'")
+
 from quorate.bench.paper import RUNNERS, SimRampRunner
 from quorate.casper import CasperConfig
 from quorate.hotstuff import HotStuffConfig
