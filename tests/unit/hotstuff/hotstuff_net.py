@@ -122,11 +122,16 @@ class Network:
                 core,
                 behaviour,
                 rng=random.Random(f"{self.seed}:byz:{node}"),
-                signer=HmacSigner(node),
+                signer=self.signer(node),
                 peers=self.ids,
                 view_timeout_s=self.config.view_timeout_s,
             )
         return core
+
+    def signer(self, node: NodeId) -> Any:
+        """What a Byzantine wrapper signs its forgeries with (a network with
+        another signature scheme overrides it)."""
+        return HmacSigner(node)
 
     @property
     def honest(self) -> list[NodeId]:

@@ -14,7 +14,7 @@ from hotstuff_net import FAST_CONFIG, Network
 
 from quorate.crypto.costmodel import CostModelKeys, CostModelSigner, CostModelVerifier, Scheme
 from quorate.errors import ConfigError
-from quorate.hotstuff import AggregateSignatures, ByzantineReplica, HotStuffConfig, HotStuffReplica
+from quorate.hotstuff import AggregateSignatures, HotStuffConfig, HotStuffReplica
 from quorate.ids import NodeId
 from quorate.storage.base import Recovered
 
@@ -59,19 +59,8 @@ class AggregateNetwork(Network):
             quorum_signer=AggregateSignatures(verifier.inner),
         )
 
-    def _build(self, node: NodeId, recovered: Recovered | None) -> Any:
-        core: Any = self.replica(node, recovered)
-        behaviour = self.byzantine.get(node)
-        if behaviour is not None:
-            core = ByzantineReplica(
-                core,
-                behaviour,
-                rng=random.Random(f"{self.seed}:byz:{node}"),
-                signer=CostModelSigner(node, self.keys, scheme=Scheme.BLS),
-                peers=self.ids,
-                view_timeout_s=self.config.view_timeout_s,
-            )
-        return core
+    def signer(self, node: NodeId) -> Any:
+        return CostModelSigner(node, self.keys, scheme=Scheme.BLS)
 
 
 def _commands(count: int) -> list[bytes]:
