@@ -73,4 +73,4 @@ def test_forget_below_bounds_memory() -> None:
     for h in range(100):
         pool.observe(sign_statement(s, "vote", h, 0, b"x"))
     pool.forget_below(90)
-    assert len(pool._seen) == 10
+    assert pool.statements() == 10

@@ -93,29 +93,53 @@ def verify_evidence(evidence: Evidence, verifier: Verifier) -> bool:
 
 
 class EvidencePool:
-    """First statement per slot, conflicts found, and the excluded nodes."""
+    """First statement per slot, conflicts found, and the excluded nodes.
 
-    __slots__ = ("_seen", "detections", "excluded", "verifier")
+    Statements are kept per slot (kind, height, round) and within a slot per
+    signer, so forgetting a slot is one deletion. A subclass may keep an entry
+    that is not a ``SignedStatement`` (a vote message, say) by overriding
+    ``_payload`` and ``_statement`` (``quorate.pbft.vote_pool``)."""
+
+    __slots__ = ("_slots", "detections", "excluded", "verifier")
 
     def __init__(self, verifier: Verifier) -> None:
         self.verifier = verifier
-        self._seen: dict[tuple[int, str, int, int], SignedStatement] = {}
+        self._slots: dict[tuple[str, int, int], dict[int, Any]] = {}
+        """(kind, height, round) -> signer -> the first entry recorded."""
         self.excluded: set[NodeId] = set()
         self.detections: list[Evidence] = []
 
     def observe(self, statement: SignedStatement) -> Evidence | None:
         """Record a statement whose signature the caller already verified.
         Returns new evidence if it conflicts with the first one for its slot."""
-        key = (statement.signer, statement.kind, statement.height, statement.round)
-        first = self._seen.get(key)
+        return self._record((statement.kind, statement.height, statement.round), statement.signer,
+                            statement.payload, statement)
+
+    def _record(self, slot: tuple[str, int, int], signer: int, payload: bytes, entry: Any) -> Evidence | None:
+        by_signer = self._slots.get(slot)
+        if by_signer is None:
+            by_signer = self._slots[slot] = {}
+        first = by_signer.get(signer)
         if first is None:
-            self._seen[key] = statement
+            by_signer[signer] = entry
             return None
-        if first.payload == statement.payload or NodeId(statement.signer) in self.excluded:
+        if self._payload(first) == payload or NodeId(signer) in self.excluded:
             return None
-        evidence = Evidence(first, statement)
+        evidence = Evidence(self._statement(first), self._statement(entry))
         self._convict(evidence)
         return evidence
+
+    def _payload(self, entry: Any) -> bytes:
+        """The signed payload of a recorded entry."""
+        return entry.payload  # type: ignore[no-any-return]
+
+    def _statement(self, entry: Any) -> SignedStatement:
+        """A recorded entry as the statement it stands for."""
+        return entry  # type: ignore[no-any-return]
+
+    def statements(self) -> int:
+        """Statements recorded (for tests and memory accounting)."""
+        return sum(len(by_signer) for by_signer in self._slots.values())
 
     def receive(self, evidence: Evidence) -> bool:
         """Evidence from a peer: verify it, exclude the offender. True if new."""
@@ -133,7 +157,7 @@ class EvidencePool:
 
     def forget_below(self, height: int) -> None:
         """Drop recorded slots under ``height`` (they can no longer matter)."""
-        self._seen = {k: v for k, v in self._seen.items() if k[2] >= height}
+        self._slots = {k: v for k, v in self._slots.items() if k[1] >= height}
 
     def known_offenders(self) -> Iterable[NodeId]:
         return sorted(self.excluded)
