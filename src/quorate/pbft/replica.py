@@ -623,17 +623,14 @@ class PbftReplica:
     def _observe(self, statement: Any) -> bool:
         """Record a verified statement; on equivocation broadcast the evidence
         and react. True when the statement's signer was just convicted."""
-        evidence = self.pool.observe(statement)
-        if evidence is None:
-            return False
-        self._broadcast(evidence)
-        self._on_conviction(evidence.offender)
-        return True
+        return self._react(self.pool.observe(statement))
 
     def _observe_vote(self, kind: str, vote: Prepare | Commit) -> bool:
         """``_observe(vote.statement())``, keeping the vote itself
         (``quorate.pbft.vote_pool``)."""
-        evidence = self.pool.observe_vote(kind, vote)
+        return self._react(self.pool.observe_vote(kind, vote))
+
+    def _react(self, evidence: Evidence | None) -> bool:
         if evidence is None:
             return False
         self._broadcast(evidence)
